@@ -1,0 +1,3 @@
+from pointtal.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data layer: ground truth, features, points, batches and the synthetic benchmark."""

@@ -1,0 +1,148 @@
+"""Ground truth in the ActivityNet JSON layout (FORMATS.md): videos, subsets, instances, classes."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from pointtal.errors import InputError
+
+BACKGROUND = "background"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One action instance, in seconds."""
+
+    start_sec: float
+    end_sec: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Video:
+    video_id: str
+    subset: str
+    duration_sec: float
+    fps: float | None
+    instances: tuple[Instance, ...]
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """All videos of a ground-truth file and the class list (index 0 of score tensors is background)."""
+
+    videos: dict[str, Video]
+    classes: tuple[str, ...]
+
+    @property
+    def class_index(self) -> dict[str, int]:
+        """Action class name -> column in a (C+1)-wide score tensor (1..C; 0 is background)."""
+        return {name: i + 1 for i, name in enumerate(self.classes)}
+
+    @property
+    def subsets(self) -> set[str]:
+        return {v.subset for v in self.videos.values()}
+
+    def subset(self, name: str, source: str = "ground truth") -> list[Video]:
+        """Videos of one subset, in sorted id order; an unknown subset is an input error."""
+        if name not in self.subsets:
+            raise InputError(
+                f"{source}: subset '{name}' does not exist; available: {', '.join(sorted(self.subsets))}"
+            )
+        return [self.videos[k] for k in sorted(self.videos) if self.videos[k].subset == name]
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _parse_video(video_id: str, entry, path: str) -> Video:
+    where = f"{path}: video '{video_id}'"
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: expected an object, got {type(entry).__name__}")
+    if "duration" not in entry:
+        raise InputError(f"{where}: missing 'duration'")
+    duration = _number(entry["duration"], f"{where} duration")
+    if duration <= 0:
+        raise InputError(f"{where}: duration must be > 0, got {duration}")
+    fps = entry.get("fps")
+    if fps is not None:
+        fps = _number(fps, f"{where} fps")
+        if fps <= 0:
+            raise InputError(f"{where}: fps must be > 0, got {fps}")
+    annotations = entry.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise InputError(f"{where}: 'annotations' must be a list")
+    instances = []
+    for i, ann in enumerate(annotations):
+        instances.append(_parse_instance(ann, f"{where} annotation {i}"))
+    return Video(video_id, str(entry.get("subset", "")), duration, fps, tuple(instances))
+
+
+def _parse_instance(ann, where: str) -> Instance:
+    if not isinstance(ann, dict) or "segment" not in ann or "label" not in ann:
+        raise InputError(f"{where}: expected {{'segment': [start, end], 'label': name}}")
+    segment = ann["segment"]
+    if not isinstance(segment, (list, tuple)) or len(segment) != 2:
+        raise InputError(f"{where}: segment must be [start, end], got {segment!r}")
+    start, end = (_number(x, f"{where} segment") for x in segment)
+    if start < 0:
+        raise InputError(f"{where}: negative segment start {start}")
+    if start >= end:
+        raise InputError(f"{where}: segment start {start} >= end {end}")
+    label = ann["label"]
+    if not isinstance(label, str) or not label.strip():
+        raise InputError(f"{where}: label must be a non-empty string, got {label!r}")
+    return Instance(start, end, label)
+
+
+def read_json(path: str | Path, what: str = "JSON file"):
+    """Read a JSON file; a missing, non-UTF-8 or malformed file is one InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+
+
+def read_class_list(path: str | Path) -> tuple[str, ...]:
+    """One class name per line; blank lines ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: class list not found")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(set(names)) != len(names):
+        raise InputError(f"{path}: class list has duplicate names")
+    return tuple(names)
+
+
+def load_ground_truth(path: str | Path, class_list: str | Path | None = None) -> GroundTruth:
+    """Load and validate an ActivityNet-style ground-truth JSON."""
+    data = read_json(path, "ground-truth file")
+    if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
+        raise InputError(f"{path}: expected an object with a 'database' mapping video ids to videos")
+    videos = {}
+    for video_id, entry in data["database"].items():
+        videos[video_id] = _parse_video(video_id, entry, str(path))
+    if not videos:
+        raise InputError(f"{path}: 'database' holds no videos")
+    labels = sorted({inst.label for v in videos.values() for inst in v.instances})
+    if class_list is not None:
+        classes = read_class_list(class_list)
+        unknown = sorted(set(labels) - set(classes))
+        if unknown:
+            raise InputError(f"{path}: labels not in class list {class_list}: {', '.join(unknown[:5])}")
+    else:
+        classes = tuple(labels)
+    if BACKGROUND in classes:
+        raise InputError(f"{path}: '{BACKGROUND}' is reserved and cannot be an action class")
+    return GroundTruth(videos, tuple(classes))

@@ -1,0 +1,147 @@
+"""Feature stores and the one place that converts seconds <-> snippet indices."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pointtal.errors import InputError
+
+
+@dataclass(frozen=True)
+class SnippetGeometry:
+    """Snippet `t` covers `[t*stride/fps, (t+1)*stride/fps)` seconds."""
+
+    fps: float
+    stride: int
+
+    @property
+    def snippet_sec(self) -> float:
+        return self.stride / self.fps
+
+    def to_snippet(self, seconds):
+        """Index of the snippet containing `seconds` (floor); works on scalars and arrays."""
+        if isinstance(seconds, (int, float)):
+            return int(math.floor(seconds * self.fps / self.stride + 1e-9))
+        return np.floor(np.asarray(seconds, dtype=np.float64) * self.fps / self.stride + 1e-9).astype(np.int64)
+
+    def to_seconds(self, snippets):
+        """Start time of snippet index (fractional indices allowed)."""
+        return np.asarray(snippets, dtype=np.float64) * self.stride / self.fps
+
+    def n_snippets(self, duration_sec: float) -> int:
+        """Snippets a video of this duration yields (at least 1)."""
+        return max(1, int(math.floor(duration_sec * self.fps / self.stride)))
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def check_video_id(video_id: str, source: str = "") -> str:
+    """Video ids are file names: refuse anything that could leave the feature directory."""
+    if (
+        not isinstance(video_id, str)
+        or not _SAFE_ID.match(video_id)
+        or ".." in video_id
+        or len(video_id) > 255
+    ):
+        where = f"{source}: " if source else ""
+        raise InputError(f"{where}video id {video_id!r} is not a plain file name (no '/', '..' or leading '.')")
+    return video_id
+
+
+def validate_features(array: np.ndarray, video_id: str, path: Path | str, dim: int | None = None) -> np.ndarray:
+    """Check rank, dtype, width, length and finiteness of one video's (T, D) features."""
+    if array.dtype not in (np.float32, np.float16, np.float64):
+        raise InputError(f"{path}: video '{video_id}' features have dtype {array.dtype}; expected float32/float16")
+    if array.ndim != 2:
+        raise InputError(f"{path}: video '{video_id}' features have shape {array.shape}; expected (T, D)")
+    if array.shape[0] == 0:
+        raise InputError(f"{path}: video '{video_id}' has zero snippets")
+    if dim is not None and array.shape[1] != dim:
+        raise InputError(
+            f"{path}: video '{video_id}' features are {array.shape[1]} wide but other videos are {dim}"
+        )
+    if not np.isfinite(array).all():
+        raise InputError(f"{path}: video '{video_id}' features contain NaN or inf")
+    return array
+
+
+class FeatureStore:
+    """Per-video `(T, D)` features, memory-mapped from `DIR/<video_id>.npy` (or a legacy single array)."""
+
+    def __init__(self, root: str | Path, trust_pickle: bool = False, video_names: str | Path | None = None):
+        self.root = Path(root)
+        self.trust_pickle = trust_pickle
+        self._legacy: dict[str, np.ndarray] | None = None
+        if self.root.is_file():
+            self._legacy = self._load_legacy(video_names)
+        elif not self.root.is_dir():
+            raise InputError(f"{self.root}: feature directory not found")
+        self._dim: int | None = None
+
+    def _load_legacy(self, video_names) -> dict[str, np.ndarray]:
+        """W-TALC / SF-Net single object array; needs pickle, so only with explicit opt-in."""
+        if not self.trust_pickle:
+            raise InputError(
+                f"{self.root}: a single-array feature file needs pickle; pass --trust-pickle "
+                "(data.trust_pickle=true) only for files you trust"
+            )
+        if video_names is None:
+            raise InputError(f"{self.root}: the single-array layout needs data.video_names (videoname.npy)")
+        arrays = np.load(self.root, allow_pickle=True, encoding="bytes")
+        names = np.load(video_names, allow_pickle=True, encoding="bytes")
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        if len(names) != len(arrays):
+            raise InputError(f"{self.root}: {len(arrays)} arrays but {len(names)} video names")
+        return {name: np.asarray(arr) for name, arr in zip(names, arrays)}
+
+    def path(self, video_id: str) -> Path:
+        return self.root / f"{check_video_id(video_id, str(self.root))}.npy"
+
+    def __contains__(self, video_id: str) -> bool:
+        if self._legacy is not None:
+            return video_id in self._legacy
+        return self.path(video_id).is_file()
+
+    def ids(self) -> list[str]:
+        if self._legacy is not None:
+            return sorted(self._legacy)
+        return sorted(p.stem for p in self.root.glob("*.npy"))
+
+    def load(self, video_id: str, validate: bool = True) -> np.ndarray:
+        """The video's `(T, D)` array (memory-mapped for the directory layout)."""
+        if self._legacy is not None:
+            if video_id not in self._legacy:
+                raise InputError(f"{self.root}: no features for video '{video_id}'")
+            array, path = self._legacy[video_id], self.root
+        else:
+            path = self.path(video_id)
+            if not path.is_file():
+                raise InputError(f"{path}: no feature file for video '{video_id}'")
+            array = self._load_npy(path, video_id)
+        if validate:
+            validate_features(array, video_id, path, self._dim)
+        self._dim = self._dim or int(array.shape[1])
+        return array
+
+    def _load_npy(self, path: Path, video_id: str) -> np.ndarray:
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=self.trust_pickle)
+        except ValueError as err:
+            if "pickle" in str(err).lower():
+                raise InputError(
+                    f"{path}: video '{video_id}' holds pickled objects; refusing to load (use --trust-pickle "
+                    "only for files you trust)"
+                ) from None
+            raise InputError(f"{path}: video '{video_id}': unreadable .npy file ({err})") from None
+        except (OSError, EOFError) as err:
+            raise InputError(f"{path}: video '{video_id}': unreadable .npy file ({err})") from None
+
+    @property
+    def dim(self) -> int | None:
+        return self._dim

@@ -1,0 +1,1 @@
+"""Scores -> segments and single frames (numpy only)."""
