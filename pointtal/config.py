@@ -88,3 +88,168 @@ def to_dict(obj) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     return obj
+
+
+# ----------------------------------------------------------------------------- the run configuration
+THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    annotations: str = ""  # ground-truth JSON (ActivityNet layout)
+    features: str = ""  # directory of <video_id>.npy, or a legacy single .npy (needs trust_pickle)
+    points: str | tuple[str, ...] = "weak"  # click CSV paths (one annotator drawn per video) or a scheme name
+    annotator: int | None = None  # fixed 0-based annotator for click files; None draws one per video
+    point_seed: int = 0  # seed of annotator draws and simulated points
+    strict_points: bool = False  # points outside a video / for unknown videos: error instead of drop+warn
+    window_sec: float = 10.0  # SODA simulated annotation: annotate one window of this length, skip the next
+    fps: float = 25.0  # default frames per second (a video's own "fps" in the ground truth wins)
+    stride: int = 16  # frames per feature snippet
+    train_subset: str = "validation"
+    test_subset: str = "test"
+    class_list: str | None = None  # optional file, one class per line (default: sorted labels of the GT)
+    background_label: str = "background"  # label of background points in click files
+    trust_pickle: bool = False  # allow pickled (legacy) feature files: only for files you trust
+    video_names: str | None = None  # legacy single-array layout: videoname.npy
+    t_max: int = 750  # SF-Net crop: random window of this many snippets on even steps
+    t_max_alt: int = 2800  # ... and of this many on odd steps (effectively whole videos)
+    resample_t: int = 750  # SODA: fixed number of snippets every video is resampled to
+
+    def __post_init__(self):
+        _check(self.fps > 0, "data.fps", self.fps, "must be > 0")
+        _check(self.stride > 0, "data.stride", self.stride, "must be > 0")
+        _check(self.t_max > 0 and self.t_max_alt > 0, "data.t_max", self.t_max, "must be > 0")
+        _check(self.resample_t > 0, "data.resample_t", self.resample_t, "must be > 0")
+        _check(self.window_sec > 0, "data.window_sec", self.window_sec, "must be > 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000  # optimisation steps (iterations)
+    epochs: int | None = None  # if set, steps = epochs * ceil(n_train_videos / batch_size)
+    batch_size: int = 32  # videos per step (global, across DDP ranks)
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA (never on CPU)
+    eval_every: int = 1000  # steps between evaluations on the test subset (0: only at the end)
+    checkpoint_every: int = 100  # steps between checkpoint.pt writes
+    log_every: int = 10  # steps between metric log lines / TensorBoard scalars
+    grad_clip: float | None = None  # max gradient norm (None: no clipping)
+    progress: bool = True  # tqdm progress bar
+
+    def __post_init__(self):
+        _check(self.steps > 0, "train.steps", self.steps, "must be > 0")
+        _check(self.batch_size > 0, "train.batch_size", self.batch_size, "must be > 0")
+        _check(self.lr > 0, "train.lr", self.lr, "must be > 0")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+               "train.device", self.device, "must be auto, cpu or cuda")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    tiou: tuple[float, ...] = THUMOS_TIOU  # tIoU thresholds of segment mAP
+    batch_size: int = 16  # videos per inference batch
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    method: str = "sfnet"  # method name (see pointtal.methods.METHODS)
+    method_options: Any = None  # the method's own frozen Options dataclass
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return {
+            "data": to_dict(self.data),
+            "method": {"name": self.method, **(to_dict(self.method_options) or {})},
+            "train": to_dict(self.train),
+            "eval": to_dict(self.eval),
+        }
+
+
+def _check(ok: bool, key: str, value, why: str) -> None:
+    if not ok:
+        raise InputError(f"config: {key}={value!r} {why}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (['a', 'b'], YAML-parsed value)."""
+    if "=" not in text:
+        raise InputError(f"--set {text!r}: expected key=value, e.g. train.steps=100")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `--set key=value` strings onto a nested mapping (copying the touched levels)."""
+    raw = dict(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part, {})
+            if not isinstance(child, dict):
+                raise InputError(f"--set {text!r}: '{part}' is not a section")
+            node[part] = dict(child)
+            node = node[part]
+        node[path[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping with yaml.safe_load (never executes code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: config is not UTF-8 text") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a config must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def build_config(raw: dict, where: str = "config") -> Config:
+    """Validate a nested mapping into a Config; the method section is checked by the method's Options."""
+    from pointtal.methods import METHODS  # configs name methods; methods do not know configs
+
+    sections = {"data", "method", "train", "eval"}
+    unknown = sorted(set(raw) - sections)
+    if unknown:
+        raise InputError(f"{where}: unknown section '{unknown[0]}'; valid sections: {', '.join(sorted(sections))}")
+    method_raw = dict(raw.get("method") or {})
+    name = method_raw.pop("name", "sfnet")
+    if name not in METHODS:
+        raise InputError(f"{where}: method.name={name!r} is unknown; valid: {', '.join(sorted(METHODS))}")
+    return Config(
+        data=from_dict(DataConfig, raw.get("data"), f"{where}: data"),
+        method=name,
+        method_options=from_dict(METHODS[name].Options, method_raw, f"{where}: method"),
+        train=from_dict(TrainConfig, raw.get("train"), f"{where}: train"),
+        eval=from_dict(EvalConfig, raw.get("eval"), f"{where}: eval"),
+    )
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """A preset file (or defaults when None) plus `--set` overrides, validated."""
+    raw = read_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, overrides or [])
+    return build_config(raw, str(path) if path else "config")
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

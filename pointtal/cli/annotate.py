@@ -1,0 +1,130 @@
+"""`pointtal annotate`: simulate point annotations from a ground truth, or check click files against it."""
+
+from __future__ import annotations
+
+import argparse
+
+from pointtal.data.annotations import BACKGROUND, load_ground_truth
+from pointtal.data.points import (
+    SCHEMES,
+    fps_lookup_for,
+    map_points,
+    read_fps_dict,
+    read_points,
+    simulate_points,
+    write_points,
+)
+from pointtal.errors import InputError
+
+HELP = "simulate point annotations (SF-Net / SODA schemes) or check point files against a ground truth"
+EXAMPLE = (
+    "pointtal annotate GT.json --scheme sfnet-uniform --subset validation --fps 25 --stride 16 --seed 0 "
+    "--out points.csv\n  pointtal annotate GT.json --check points_annotator1.csv --check points_annotator2.csv "
+    "--fps 25 --stride 16"
+)
+
+CLI_SCHEMES = tuple(s for s in SCHEMES if s != "weak")  # weak supervision has no point file to write
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ground_truth", metavar="GT.json", help="ground truth (ActivityNet-style JSON)")
+    mode = parser.add_argument_group("simulate (writes --out)")
+    mode.add_argument("--scheme", choices=CLI_SCHEMES, help="simulation scheme (METHODS.md §1)")
+    mode.add_argument("--out", help="point CSV to write (video_id,time_seconds,label)")
+    mode.add_argument(
+        "--seed", type=int, default=0, help="random seed; same seed -> identical file (default 0)"
+    )
+    mode.add_argument(
+        "--window-sec", type=float, default=10.0, help="SODA window length in seconds (default 10)"
+    )
+    mode.add_argument(
+        "--start-ratio", type=float, default=0.25, help="sfnet-start: first fraction of the instance"
+    )
+    mode.add_argument(
+        "--jitter", type=float, default=0.2, help="sfnet-center-jitter: max offset / instance length"
+    )
+    check = parser.add_argument_group("check (maps point files onto snippets and reports)")
+    check.add_argument(
+        "--check",
+        action="append",
+        metavar="POINTS.csv",
+        default=[],
+        help="point file to check; repeat for several annotators",
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="points beyond a video or for videos not in the ground truth are errors, not dropped",
+    )
+    check.add_argument(
+        "--fps-dict", metavar="FPS.json", help="video id -> native fps, for LACP-style point files"
+    )
+    parser.add_argument(
+        "--subset", help="only videos of this subset (default: all videos of the ground truth)"
+    )
+    parser.add_argument(
+        "--fps", type=float, default=25.0, help="feature fps where the ground truth gives none (default 25)"
+    )
+    parser.add_argument("--stride", type=int, default=16, help="frames per snippet (default 16)")
+    parser.add_argument("--background-label", default=BACKGROUND, help="name of background points")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.check and (args.scheme or args.out):
+        raise InputError("give either --check FILE ... or --scheme NAME --out FILE, not both")
+    if not args.check and not (args.scheme and args.out):
+        raise InputError(
+            "give --scheme NAME and --out FILE to simulate points, or --check FILE to check a point file"
+        )
+    if args.fps <= 0 or args.stride < 1:
+        raise InputError(f"--fps must be > 0 and --stride >= 1, got {args.fps} and {args.stride}")
+    gt = load_ground_truth(args.ground_truth)
+    videos = (
+        gt.subset(args.subset, args.ground_truth)
+        if args.subset
+        else [gt.videos[k] for k in sorted(gt.videos)]
+    )
+    if args.check:
+        return _check(args, gt, {v.video_id: v for v in videos})
+    return _simulate(args, videos)
+
+
+def _simulate(args: argparse.Namespace, videos) -> int:
+    points = simulate_points(
+        videos,
+        args.scheme,
+        args.fps,
+        args.stride,
+        args.seed,
+        window_sec=args.window_sec,
+        start_ratio=args.start_ratio,
+        jitter=args.jitter,
+        background_label=args.background_label,
+    )
+    write_points(points, args.out)
+    n_background = sum(p.label == args.background_label for p in points)
+    print(
+        f"wrote {args.out}: {len(videos)} videos, {len(points)} points "
+        f"({len(points) - n_background} action, {n_background} background), scheme {args.scheme}, seed {args.seed}"
+    )
+    return 0
+
+
+def _check(args: argparse.Namespace, gt, videos: dict) -> int:
+    fps_dict = read_fps_dict(args.fps_dict) if args.fps_dict else None
+    lookup = fps_lookup_for(gt.videos, fps_dict)
+    for path in args.check:
+        points = read_points(path, args.background_label, lookup)
+        mapped = map_points(
+            points,
+            videos,
+            args.fps,
+            args.stride,
+            gt.class_index,
+            args.background_label,
+            strict=args.strict,
+            source=path,
+        )
+        n_videos = len(set(mapped.video_id))
+        print(f"{mapped.report.summary}, {n_videos} videos")
+    return 0

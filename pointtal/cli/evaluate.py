@@ -1,0 +1,229 @@
+"""`pointtal evaluate`: segment (or single-frame) mAP of a predictions file, by the ActivityNet rules."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pointtal.data.annotations import load_ground_truth
+from pointtal.errors import InputError
+from pointtal.evaluation import (
+    ANET_TIOUS,
+    FRAME_DISTANCES,
+    THUMOS_TIOUS,
+    DetectionResult,
+    SegmentTable,
+    frame_map,
+    load_ambiguous,
+    load_frame_predictions,
+    load_segment_predictions,
+    segment_map,
+)
+
+HELP = ("Score predictions against ground truth: segment mAP per tIoU (official ActivityNet rules) or "
+        "single-frame mAP; all numbers in percent (0-100).")
+EXAMPLE = ("pointtal evaluate pointtal/data/vendor/thumos14/groundtruth.json predictions.json --subset test "
+           "--json metrics.json")
+
+NAMED_TIOUS = {"thumos": THUMOS_TIOUS, "anet": ANET_TIOUS}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("ground_truth", metavar="GT.json", help="ground truth, ActivityNet JSON layout")
+    parser.add_argument("predictions", metavar="PREDICTIONS.json",
+                        help="ActivityNet results JSON ('segment' entries, or 'frame' entries with --frames)")
+    parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate on (default: test)")
+    parser.add_argument("--tiou", metavar="LIST",
+                        help="tIoU thresholds: comma list (0.3,0.5), range START:STOP:STEP (0.1:0.7:0.1), "
+                             "'thumos' = 0.1:0.7:0.1 (default) or 'anet' = 0.5:0.95:0.05")
+    parser.add_argument("--frames", action="store_true",
+                        help="single-frame predictions ('frame': seconds); mAP per distance threshold")
+    parser.add_argument("--distance", metavar="LIST",
+                        help="distance thresholds for --frames (default: 0.25,0.5,0.75,1.0)")
+    parser.add_argument("--json", metavar="OUT", type=Path,
+                        help='also write {"tiou" (or "distance"), "map", "average", "per_class", ...} to OUT; '
+                             "values in percent (0-100), like the table")
+    parser.add_argument("--exclude-videos", metavar="IDS",
+                        help="drop these videos from ground truth and predictions: id,id,... or @FILE "
+                             "(ids separated by commas or whitespace), e.g. THUMOS14 test 270, 1292, 1496 "
+                             "as LACP/HR-Pro do; off by default")
+    parser.add_argument("--ambiguous", metavar="FILE", type=Path,
+                        help="discard predictions overlapping (intersection > 0 s) a segment listed in FILE "
+                             "('video_id start end' lines, THUMOS14 Ambiguous_test.txt), as HR-Pro does; "
+                             "with --frames, points inside one; off by default")
+    parser.add_argument("--class-list", metavar="FILE", type=Path,
+                        help="class names, one per line (default: the ground truth's sorted labels)")
+    parser.add_argument("--per-class", action="store_true", help="also print AP per class")
+
+
+def run(args) -> int:
+    if args.frames and args.tiou is not None:
+        raise InputError("--tiou applies to segment predictions; with --frames use --distance")
+    if not args.frames and args.distance is not None:
+        raise InputError("--distance applies to single-frame predictions (--frames); for segments use --tiou")
+    console = Console(highlight=False, soft_wrap=True)
+    gt = load_ground_truth(args.ground_truth, args.class_list)
+    videos = gt.subset(args.subset, source=str(args.ground_truth))
+    ground_truth = SegmentTable.from_ground_truth(videos, gt.classes)
+    if len(ground_truth) == 0:
+        raise InputError(f"{args.ground_truth}: subset '{args.subset}' has no annotated instances to evaluate")
+    exclude = parse_video_list(args.exclude_videos) if args.exclude_videos else None
+    ambiguous = load_ambiguous(args.ambiguous) if args.ambiguous else None
+    try:
+        if args.frames:
+            thresholds = parse_thresholds(args.distance or _as_list(FRAME_DISTANCES), "--distance", upper=None)
+            predictions = load_frame_predictions(args.predictions, gt.classes)
+            result = frame_map(ground_truth, predictions, thresholds,
+                               exclude_videos=exclude, ambiguous=ambiguous)
+        else:
+            thresholds = parse_thresholds(args.tiou or "thumos", "--tiou", upper=1.0)
+            predictions = load_segment_predictions(args.predictions, gt.classes)
+            result = segment_map(ground_truth, predictions, thresholds,
+                                 exclude_videos=exclude, ambiguous=ambiguous)
+    except ValueError as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(f"{args.predictions}: {err}") from None
+    _print_notes(console, args, result, len(videos))
+    kind = "Single-frame" if args.frames else "Segment detection"
+    console.print(f"[bold]{kind} mAP (%)[/bold], subset '{escape(args.subset)}'")
+    console.print(summary_table(result))
+    if args.per_class:
+        console.print(per_class_table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result_json(result, args), indent=1) + "\n", encoding="utf-8")
+        console.print(f"wrote {escape(str(args.json))}")
+    return 0
+
+
+def parse_thresholds(text: str, option: str, upper: float | None) -> tuple[float, ...]:
+    """'0.3,0.5' | 'START:STOP:STEP' (inclusive) | 'thumos' | 'anet' -> thresholds, validated."""
+    text = text.strip()
+    if text.lower() in NAMED_TIOUS and option == "--tiou":
+        return NAMED_TIOUS[text.lower()]
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            values = tuple(round(start + i * step, 10) for i in range(count))
+        else:
+            values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected a comma list (0.3,0.5), START:STOP:STEP"
+                         f"{' or thumos/anet' if option == '--tiou' else ''}") from None
+    if not values:
+        raise InputError(f"{option} {text!r}: no thresholds given")
+    for v in values:
+        if not math.isfinite(v) or v <= 0 or (upper is not None and v > upper):
+            bound = f"(0, {upper}]" if upper is not None else "> 0"
+            raise InputError(f"{option} {text!r}: threshold {v} must be {bound}")
+    return values
+
+
+def _as_list(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def parse_video_list(text: str) -> set[str]:
+    """'id,id,...' or '@FILE' (ids separated by commas or whitespace)."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise InputError(f"{path}: --exclude-videos file not found")
+        text = path.read_text(encoding="utf-8")
+    ids = {v for v in text.replace(",", " ").split() if v}
+    if not ids:
+        raise InputError("--exclude-videos: no video ids given")
+    return ids
+
+
+def _print_notes(console: Console, args, result: DetectionResult, n_videos: int) -> None:
+    """What was evaluated, and every option or rule that changed which predictions count."""
+    counts = result.counts
+    subset = escape(args.subset)
+    kind = "single-frame" if args.frames else "segment"
+    n_videos -= len(counts.get("excluded_videos", []))
+    used = counts["predictions"]
+    read = f" (of {counts['predictions_in']} read)" if used != counts["predictions_in"] else ""
+    console.print(f"{used} {kind} predictions{read} vs {counts['ground_truth']} instances of "
+                  f"{len(result.classes)} classes in {n_videos} videos of subset '{subset}'")
+    if "excluded_videos" in counts:
+        excluded = escape(", ".join(counts["excluded_videos"]) or "none")
+        console.print(f"[bold]Excluding[/bold] {len(counts['excluded_videos'])} videos ({excluded}); "
+                      f"{counts['dropped_excluded']} predictions dropped")
+        if counts["excluded_unknown"]:
+            unknown = escape(", ".join(counts["excluded_unknown"]))
+            console.print(f"  not in the ground truth (nothing to exclude): {unknown}")
+    if "dropped_ambiguous" in counts:
+        what = "inside" if args.frames else "overlapping"
+        console.print(f"[bold]Ambiguous segments on[/bold] ({escape(str(args.ambiguous))}): "
+                      f"{counts['dropped_ambiguous']} predictions {what} them discarded")
+    if counts.get("predictions_unknown_video"):
+        console.print(f"note: {counts['predictions_unknown_video']} predictions are for videos outside subset "
+                      f"'{subset}' and count as false positives (official rule)")
+    if counts.get("ignored_class_without_gt"):
+        console.print(f"note: {counts['ignored_class_without_gt']} predictions of classes without ground truth "
+                      f"in subset '{subset}' are ignored")
+
+
+def summary_table(result: DetectionResult) -> Table:
+    """mAP (%) per threshold, then the averages the field reports."""
+    table = Table()
+    table.add_column("distance <=" if result.criterion == "distance" else "tIoU", justify="right")
+    table.add_column("mAP (%)", justify="right")
+    for threshold, value in zip(result.thresholds, result.map, strict=True):
+        table.add_row(f"{threshold:g}", f"{100 * value:.2f}")
+    table.add_section()
+    for label, value in _averages(result).items():
+        table.add_row(label, f"{100 * value:.2f}")
+    return table
+
+
+def per_class_table(result: DetectionResult) -> Table:
+    table = Table(title="AP (%) per class")
+    table.add_column("class")
+    for threshold in result.thresholds:
+        table.add_column(f"{threshold:g}", justify="right")
+    for name, ap in result.per_class.items():
+        table.add_row(name, *(f"{100 * v:.2f}" for v in ap))
+    return table
+
+
+def _averages(result: DetectionResult) -> dict[str, float]:
+    """'average' over all thresholds; named for the THUMOS14 and ActivityNet sets (THUMOS: also 0.3:0.7)."""
+    if result.criterion == "tiou" and _same(result.thresholds, THUMOS_TIOUS):
+        return {"avg 0.1:0.7": result.average, "avg 0.3:0.7": result.average_over(0.3, 0.7)}
+    if result.criterion == "tiou" and _same(result.thresholds, ANET_TIOUS):
+        return {"avg 0.5:0.95": result.average}
+    return {"average": result.average}
+
+
+def _same(thresholds: np.ndarray, reference: tuple[float, ...]) -> bool:
+    return len(thresholds) == len(reference) and bool(np.allclose(thresholds, reference, rtol=0, atol=1e-9))
+
+
+def result_json(result: DetectionResult, args) -> dict:
+    """The --json document (CLI.md), values in percent."""
+    key = "distance" if result.criterion == "distance" else "tiou"
+    out = {
+        key: [float(t) for t in result.thresholds],
+        "map": [100 * float(v) for v in result.map],
+        "average": 100 * result.average,
+        "per_class": {name: [100 * float(v) for v in ap] for name, ap in result.per_class.items()},
+        "averages": {label: 100 * value for label, value in _averages(result).items()},
+        "unit": "percent",
+        "subset": args.subset,
+        "exclude_videos": result.counts.get("excluded_videos", []),
+        "ambiguous": str(args.ambiguous) if args.ambiguous else None,
+        "counts": {k: v for k, v in result.counts.items() if isinstance(v, int)},
+    }
+    return out

@@ -1,0 +1,217 @@
+"""Dataset assembly: every video of a subset in one flat in-memory layout, and batch samplers.
+
+All snippets of all videos are concatenated into one `(N, D)` feature tensor; video `v` owns rows
+`offsets[v]:offsets[v+1]`. A batch is then one gather of an index tensor `(B, T)`, and point labels,
+ground-truth labels and pseudo labels live in `(N, C+1)` tensors with the same layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from pointtal.data.annotations import GroundTruth, Video
+from pointtal.data.batch import Batch
+from pointtal.data.features import FeatureStore, SnippetGeometry
+from pointtal.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PointDataset:
+    """Videos of one subset in a flat snippet layout."""
+
+    video_ids: list[str]
+    geometries: list[SnippetGeometry]
+    offsets: np.ndarray  # (V+1,) int64
+    features: torch.Tensor  # (N, D) float32
+    video_labels: torch.Tensor  # (V, C+1) float, column 0 = 0
+    point_labels: torch.Tensor  # (N, C+1) float, mean of one-hots on labelled snippets, 0 rows elsewhere
+    truth_labels: torch.Tensor  # (N, C+1) float multi-hot ground truth, column 0 = 1 outside instances
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    @property
+    def n_snippets(self) -> np.ndarray:  # (V,) int64
+        return np.diff(self.offsets)
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def set_point_labels(self, labels: torch.Tensor) -> None:
+        """Replace the point labels (label mining); same (N, C+1) layout."""
+        if labels.shape != self.point_labels.shape:
+            raise ValueError(f"point labels must keep shape {tuple(self.point_labels.shape)}")
+        self.point_labels = labels.to(self.point_labels.dtype)
+
+    def video_features(self, index: int) -> torch.Tensor:  # (T_v, D)
+        return self.features[self.offsets[index] : self.offsets[index + 1]]
+
+
+def geometry_for(video: Video, fps: float, stride: int) -> SnippetGeometry:
+    """A video's own fps from the ground truth wins over the dataset default."""
+    return SnippetGeometry(video.fps if video.fps else fps, stride)
+
+
+def load_features(
+    videos: Sequence[Video], store: FeatureStore, source: str
+) -> tuple[list[Video], list[np.ndarray]]:
+    """Features of the videos that have a file; missing ones are reported (count + first names), never silent."""
+    present = [v for v in videos if v.video_id in store]
+    missing = [v.video_id for v in videos if v.video_id not in store]
+    if missing:
+        log.warning(
+            "%s: %d of %d videos have no feature file and are skipped (first: %s)",
+            source, len(missing), len(videos), ", ".join(missing[:3]),
+        )
+    if not present:
+        raise InputError(f"{store.root}: none of the {len(videos)} videos of {source} has a feature file")
+    return present, [store.load(v.video_id) for v in present]
+
+
+def truth_rows(video: Video, geometry: SnippetGeometry, n: int, class_index: dict[str, int]) -> np.ndarray:
+    """(n, C+1) multi-hot ground truth of one video's snippets; column 0 marks snippets in no instance."""
+    rows = np.zeros((n, len(class_index) + 1), dtype=np.float32)  # (T, C+1)
+    for inst in video.instances:
+        start = min(geometry.to_snippet(inst.start_sec), n - 1)
+        end = max(start + 1, min(int(np.ceil(inst.end_sec * geometry.fps / geometry.stride)), n))
+        rows[start:end, class_index[inst.label]] = 1.0
+    rows[:, 0] = rows[:, 1:].sum(1) == 0
+    return rows
+
+
+def build_dataset(
+    gt: GroundTruth,
+    subset: str,
+    store: FeatureStore,
+    fps: float,
+    stride: int,
+    points=None,
+) -> PointDataset:
+    """Assemble a subset. `points` is a MappedPoints (video_id, snippet, class_index arrays) or None."""
+    videos, arrays = load_features(gt.subset(subset, "data.train_subset/test_subset"), store, f"subset '{subset}'")
+    class_index = gt.class_index
+    n_classes = len(gt.classes)
+    lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    features = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays]))  # (N, D)
+    geometries = [geometry_for(v, fps, stride) for v in videos]
+    video_labels = torch.zeros(len(videos), n_classes + 1)  # (V, C+1)
+    for i, v in enumerate(videos):
+        for inst in v.instances:
+            video_labels[i, class_index[inst.label]] = 1.0
+    truth = torch.from_numpy(
+        np.concatenate([truth_rows(v, g, n, class_index) for v, g, n in zip(videos, geometries, lengths)])
+    )
+    dataset = PointDataset(
+        [v.video_id for v in videos], geometries, offsets, features, video_labels,
+        torch.zeros(int(offsets[-1]), n_classes + 1), truth,
+    )
+    if points is not None:
+        dataset.set_point_labels(point_label_rows(dataset, points, n_classes))
+    return dataset
+
+
+def point_label_rows(dataset: PointDataset, points, n_classes: int) -> torch.Tensor:
+    """(N, C+1) mean-of-one-hots rows from mapped points; points past a video's feature length are dropped."""
+    position = {vid: i for i, vid in enumerate(dataset.video_ids)}
+    video = np.array([position.get(v, -1) for v in points.video_id], dtype=np.int64)
+    snippet = np.asarray(points.snippet, dtype=np.int64)
+    classes = np.asarray(points.class_index, dtype=np.int64)
+    lengths = dataset.n_snippets
+    keep = (video >= 0) & (snippet >= 0)
+    keep[keep] &= snippet[keep] < lengths[video[keep]]
+    dropped = int((video >= 0).sum() - keep.sum())
+    if dropped:
+        log.warning("%d points lie past the end of their video's features and are dropped", dropped)
+    rows = torch.zeros(int(dataset.offsets[-1]), n_classes + 1)  # (N, C+1)
+    flat = torch.from_numpy(dataset.offsets[video[keep]] + snippet[keep])
+    rows.index_put_((flat, torch.from_numpy(classes[keep])), torch.ones(len(flat)), accumulate=True)
+    rows = (rows > 0).float()  # several clicks of one class on a snippet count once
+    total = rows.sum(1, keepdim=True)
+    return torch.where(total > 0, rows / total.clamp(min=1), rows)
+
+
+# ----------------------------------------------------------------------------- sampling
+def epoch_order(n_videos: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n_videos)
+
+
+def batch_videos(n_videos: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Video indices of a step: consecutive slices of a stream of seeded per-epoch permutations."""
+    positions = np.arange(step * batch_size, (step + 1) * batch_size)
+    epochs, within = np.divmod(positions, n_videos)
+    orders = {int(e): epoch_order(n_videos, seed, int(e)) for e in np.unique(epochs)}
+    return np.array([orders[int(e)][i] for e, i in zip(epochs, within)], dtype=np.int64)
+
+
+def crop_index(lengths: np.ndarray, window: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """SF-Net crops: a random window of `window` snippets per video. Returns snippet index (B, T) and mask."""
+    kept = np.minimum(lengths, window)  # (B,)
+    starts = np.floor(rng.random(len(lengths)) * (lengths - kept + 1)).astype(np.int64)
+    grid = np.arange(kept.max())[None, :]  # (1, T)
+    mask = grid < kept[:, None]  # (B, T)
+    return np.where(mask, starts[:, None] + grid, -1), mask
+
+
+def resample_index(lengths: np.ndarray, size: int, rng: np.random.Generator | None) -> np.ndarray:
+    """SODA fixed-T sampling: one index per equal bin, random offset in training, bin start at test. (B, size)."""
+    edges = np.arange(size + 1)[None, :] / size * lengths[:, None]  # (B, size+1)
+    offset = rng.random((len(lengths), size)) if rng is not None else 0.0
+    index = np.floor(edges[:, :-1] + offset * (edges[:, 1:] - edges[:, :-1])).astype(np.int64)
+    return np.minimum(index, lengths[:, None] - 1)
+
+
+def resample_positions(length: int, size: int) -> np.ndarray:
+    """Fractional snippet positions the deterministic resampling's outputs stand for (bin centres). (size,)"""
+    return (np.arange(size) + 0.5) * length / size - 0.5
+
+
+def gather_batch(dataset: PointDataset, videos: np.ndarray, snippet: np.ndarray, mask: np.ndarray) -> Batch:
+    """One gather of features and labels for videos (B,) at snippet indices (B, T) where mask (B, T)."""
+    flat = torch.from_numpy(np.where(mask, dataset.offsets[videos][:, None] + snippet, 0))  # (B, T)
+    mask_t = torch.from_numpy(mask)
+    point_labels = dataset.point_labels[flat] * mask_t[..., None]  # (B, T, C+1)
+    return Batch(
+        features=dataset.features[flat] * mask_t[..., None],  # (B, T, D)
+        mask=mask_t,
+        video_labels=dataset.video_labels[torch.from_numpy(videos)],
+        point_labels=point_labels,
+        point_mask=(point_labels.sum(-1) > 0) & mask_t,
+        video_index=torch.from_numpy(videos),
+        snippet_index=torch.from_numpy(np.where(mask, snippet, -1)),
+    )
+
+
+@dataclass(frozen=True)
+class BatchSampler:
+    """Deterministic training batches: step -> Batch, so a resumed run sees exactly the same data."""
+
+    dataset: PointDataset
+    batch_size: int
+    seed: int
+    sampling: str  # "crop" (SF-Net) or "resample" (SODA)
+    t_max: int = 750
+    t_max_alt: int = 2800
+    resample_t: int = 750
+
+    def __call__(self, step: int, rank: int = 0, world: int = 1) -> Batch:
+        """The step's global batch (random draws made for all of it), then this rank's shard."""
+        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)
+        rng = np.random.default_rng([self.seed, step, 7])
+        lengths = self.dataset.n_snippets[videos]
+        if self.sampling == "resample":
+            snippet = resample_index(lengths, self.resample_t, rng)
+            mask = np.ones_like(snippet, dtype=bool)
+        else:
+            snippet, mask = crop_index(lengths, self.t_max if step % 2 == 0 else self.t_max_alt, rng)
+        videos, snippet, mask = videos[rank::world], snippet[rank::world], mask[rank::world]
+        keep = int(mask.sum(1).max())
+        return gather_batch(self.dataset, videos, snippet[:, :keep], mask[:, :keep])

@@ -1,0 +1,35 @@
+"""Evaluation (numpy only): segment detection mAP equal to ActivityNet's official code, single-frame mAP
+(SF-Net) and video classification mAP, plus readers for prediction files. APs are fractions in [0, 1]."""
+
+from pointtal.evaluation.classification import average_precision, classification_map, video_classification_ap
+from pointtal.evaluation.detection import (
+    ANET_TIOUS,
+    THUMOS_TIOUS,
+    DetectionResult,
+    overlaps_ambiguous,
+    segment_map,
+    segment_tiou,
+)
+from pointtal.evaluation.frames import FRAME_DISTANCES, frame_map, point_distance
+from pointtal.evaluation.loaders import load_ambiguous, load_frame_predictions, load_segment_predictions
+from pointtal.evaluation.tables import PointTable, SegmentTable
+
+__all__ = [
+    "ANET_TIOUS",
+    "FRAME_DISTANCES",
+    "THUMOS_TIOUS",
+    "DetectionResult",
+    "PointTable",
+    "SegmentTable",
+    "average_precision",
+    "classification_map",
+    "frame_map",
+    "load_ambiguous",
+    "load_frame_predictions",
+    "load_segment_predictions",
+    "overlaps_ambiguous",
+    "point_distance",
+    "segment_map",
+    "segment_tiou",
+    "video_classification_ap",
+]

@@ -1,0 +1,174 @@
+"""Small layers and loss helpers shared by the methods (batched, padding-aware, no Python loops over videos).
+
+Shapes: B videos, T snippets (padded), D/H channel widths, K = C+1 classes (column 0 = background).
+Every helper that reduces over time takes the `(B, T)` bool `mask` (True on real snippets) so padding never
+reaches a loss.
+
+Contents:
+  * `xavier_init_(module)`                 - Xavier-uniform weights, zero biases (Linear, Conv1d, TemporalConv)
+  * `TemporalConv`                         - "same" zero-padded temporal convolution on (B, T, D) tensors
+  * `topk_counts(lengths, divisor)`        - k = ceil(T_i / divisor), at least 1, per video
+  * `masked_topk_mean(x, mask, k, k_max)`  - per-video, per-class mean of the k_i largest values over time
+  * `soft_cross_entropy(logits, target)`   - -sum(target * log_softmax(logits)) over the last axis
+  * `masked_mean(values, mask)`            - mean over the True entries (0 when there are none), no NaN
+  * `select_hardest(scores, pool, count)`  - the `count` highest-scoring pool entries of a whole batch
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def xavier_init_(module: nn.Module) -> None:
+    """Xavier-uniform init of every Linear / Conv1d / TemporalConv weight in `module`, zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, TemporalConv):
+            layer.reset_parameters(xavier=True)
+        elif isinstance(layer, (nn.Linear, nn.Conv1d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+class _ShiftSum(torch.autograd.Function):
+    """y[:, t] = sum_j z[:, t + (j - c) * d, j] with zeros outside [0, T): the tap sum of a temporal conv.
+
+    Written as a Function so the backward is one buffer write instead of autograd's pad/slice chain.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, dilation: int) -> torch.Tensor:  # z (B, T, k, H)
+        kernel = z.shape[2]
+        ctx.dilation, ctx.kernel = dilation, kernel
+        center = kernel // 2
+        y = z[:, :, center].clone()  # (B, T, H)
+        for j in range(kernel):
+            shift = (j - center) * dilation
+            if j == center or abs(shift) >= z.shape[1]:
+                continue
+            if shift < 0:  # tap j reads the snippet `-shift` steps earlier
+                y[:, -shift:] += z[:, :shift, j]
+            else:
+                y[:, :-shift] += z[:, shift:, j]
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):  # grad_y (B, T, H)
+        return _shift_sum_backward(grad_y, ctx.kernel, ctx.dilation), None
+
+
+def _shift_sum_backward(grad_y: torch.Tensor, kernel: int, dilation: int) -> torch.Tensor:
+    """Gradient of `_ShiftSum` w.r.t. z: each tap receives grad_y shifted back by its offset (zeros beyond)."""
+    b, t, h = grad_y.shape
+    center = kernel // 2
+    grad_z = grad_y.new_empty(b, t, kernel, h)  # (B, T, k, H), every element written below
+    for j in range(kernel):
+        shift = (j - center) * dilation
+        if abs(shift) >= t:
+            grad_z[:, :, j] = 0
+        elif shift == 0:
+            grad_z[:, :, j] = grad_y
+        elif shift < 0:
+            grad_z[:, :shift, j] = grad_y[:, -shift:]
+            grad_z[:, shift:, j] = 0
+        else:
+            grad_z[:, shift:, j] = grad_y[:, :-shift]
+            grad_z[:, :shift, j] = 0
+    return grad_z
+
+
+class TemporalConv(nn.Module):
+    """Temporal convolution with zero "same" padding on time-major (B, T, D) tensors -> (B, T, H).
+
+    Equivalent to `nn.Conv1d(D, H, kernel, padding=dilation * (kernel // 2), dilation=dilation)` applied to
+    `x.transpose(1, 2)`, computed as one matmul `x @ W` to (B, T, kernel*H) followed by a shifted tap sum.
+    That keeps the (B, T, D) layout the rest of the network uses (no transposes) and runs at matmul speed.
+    The weight is stored as (D, kernel, H) so `W` is a view (Conv1d's (H, D, kernel) weight is
+    `weight.permute(2, 0, 1)`); init follows Conv1d's fan-in/out. Zero the padded snippets of `x`
+    beforehand so a video's edge sees zeros exactly as in a single-video forward. `kernel` must be odd.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, kernel: int = 3, dilation: int = 1, bias: bool = True):
+        super().__init__()
+        if kernel % 2 != 1 or dilation < 1:
+            raise ValueError(f"TemporalConv: kernel must be odd and dilation >= 1, got {kernel}, {dilation}")
+        self.kernel = kernel
+        self.dilation = dilation
+        self.weight = nn.Parameter(torch.empty(in_dim, kernel, out_dim))  # (D, k, H)
+        self.bias = nn.Parameter(torch.empty(out_dim)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self, xavier: bool = False) -> None:
+        """Conv1d's default init (uniform +-1/sqrt(fan_in)), or Xavier-uniform weights and zero biases."""
+        in_dim, kernel, out_dim = self.weight.shape
+        fan_in, fan_out = in_dim * kernel, out_dim * kernel
+        bound = math.sqrt(6.0 / (fan_in + fan_out)) if xavier else 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            if xavier:
+                nn.init.zeros_(self.bias)
+            else:
+                nn.init.uniform_(self.bias, -1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, T, D)
+        b, t, in_dim = x.shape
+        out_dim = self.weight.shape[2]
+        z = torch.matmul(x, self.weight.view(in_dim, self.kernel * out_dim))  # (B, T, k*H)
+        y = _ShiftSum.apply(z.view(b, t, self.kernel, out_dim), self.dilation)  # (B, T, H), a fresh tensor
+        return y if self.bias is None else y.add_(self.bias)  # in place: the tap sum saves nothing
+
+    def extra_repr(self) -> str:
+        in_dim, kernel, out_dim = self.weight.shape
+        return f"{in_dim}, {out_dim}, kernel={kernel}, dilation={self.dilation}"
+
+
+def topk_counts(lengths: torch.Tensor, divisor: float) -> torch.Tensor:
+    """k_i = ceil(T_i / divisor), at least 1, for (B,) valid lengths -> (B,) long."""
+    return torch.ceil(lengths.to(torch.float64) / divisor).long().clamp(min=1)
+
+
+def masked_topk_mean(
+    values: torch.Tensor, mask: torch.Tensor, k: torch.Tensor, k_max: int | None = None
+) -> torch.Tensor:
+    """Per video and class, the mean of the k_i largest values over the valid snippets.
+
+    values (B, T, K), mask (B, T) bool, k (B,) long with 1 <= k_i <= T_i -> (B, K). `k_max` is a static
+    upper bound of k (e.g. ceil(T / 8) for the padded T; default: k.max(), which synchronises with the
+    device). One `topk(k_max)` over time with padding as -inf, then a weighted sum whose weights are 1/k_i on
+    the first k_i ranks; no loop over videos. Videos with T_i = 0 give 0.
+    """
+    t = values.shape[1]
+    k_max = min(int(k.max()) if k_max is None else k_max, t)
+    filled = values.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+    top = filled.topk(k_max, dim=1).values  # (B, k_max, K), descending
+    keep = torch.arange(k_max, device=values.device).unsqueeze(0) < k.unsqueeze(1)  # (B, k_max)
+    top = torch.where(keep.unsqueeze(-1), top, torch.zeros((), dtype=values.dtype, device=values.device))
+    return top.sum(1) / k.clamp(min=1).unsqueeze(1).to(values.dtype)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-sum_c target[..., c] * log_softmax(logits)[..., c]: (..., K), (..., K) -> (...)."""
+    return -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` over the True entries of the same-shaped `mask`; 0 (with grad) when none are True."""
+    total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum()
+    return total / mask.sum().clamp(min=1).to(values.dtype)
+
+
+def select_hardest(scores: torch.Tensor, pool: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
+    """Bool mask of the `count` entries of `pool` with the highest `scores`, ranked over the whole tensor.
+
+    scores, pool: same shape (e.g. (B, T)); count: scalar (tensor or int) <= pool.sum(). Used for
+    batch-level hard-example mining (SF-Net pools the unlabelled snippets of every video of the batch).
+    Ranks come from one descending sort scattered back, so `count` may stay on the device.
+    """
+    flat = scores.detach().flatten().float().masked_fill(~pool.flatten(), float("-inf"))
+    order = flat.argsort(descending=True, stable=True)  # (N,)
+    rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+    return ((rank < count) & pool.flatten()).view(scores.shape)

@@ -1,0 +1,482 @@
+"""SF-Net (METHODS.md §2): two-stream classification + actionness network trained from single-frame points.
+
+The engine drives this class through the `Method` contract only:
+  * training batches are random crops (`sampling = "crop"`);
+  * `forward` -> `SFNetOutput` (per-stream and fused class-activation and actionness logits);
+  * `loss` -> {"total", "video", "frame", "act"}: alpha * L_vid + L_frame + beta * L_act, each summed over
+    the RGB, flow and fused outputs (§2.2);
+  * `scores` -> fused CAS and actionness (raw logits by default, see `Options.score_space`) and video scores;
+  * `localize` -> segments and single frames (§2.5, pointtal/localization/sfnet.py);
+  * `refresh_labels` -> anchor expansion (pseudo action frames, §2.3) once, at `expand_step`.
+
+Shapes: B videos, T snippets (padded; `mask` marks real ones), D feature width (RGB half ‖ flow half, as I3D
+features are stored), H hidden width (D/2 unless set), C action classes, K = C+1 columns (0 = background).
+
+Choices the text leaves open (each a switch in `Options`):
+* Mining score (`mining_score`): background mining ranks the batch's unlabelled snippets by the softmax
+  probability of class 0 ("prob", default); "logit" ranks by the raw background logit as the reference
+  code does.
+* Background points (point_labels column 0) are labelled snippets: they take part in L_frame with class 0,
+  count in n_labelled_i, never enter the mining pool, and are extra negatives of L_act (the actionness
+  positives are the snippets carrying an action label).
+* Videos with no labelled snippet have k_i = 0 and, as in the reference code, contribute nothing to the pool.
+* Inference space (`score_space`): the reference code localizes on raw fused CAS logits plus raw actionness
+  logits ("logit", default; this is what makes `s_c > 0` meaningful); "prob" uses softmax / sigmoid.
+  Anchor expansion uses the same space: `predict_cas` must return `scores(...).cas` of this method.
+* Anchor expansion stops a direction at its first failed candidate (`expand_stop_on_failure`, default);
+  the reference code keeps walking past failures (False). The "snippet after the candidate" is clipped to
+  the video, and background-only points are not anchors (they still stop walks).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pointtal.errors import InputError
+from pointtal.localization.sfnet import localize_sfnet
+from pointtal.methods.base import Detections, LabelRefresh, Method, Scores
+from pointtal.methods.layers import (
+    TemporalConv,
+    masked_mean,
+    masked_topk_mean,
+    select_hardest,
+    soft_cross_entropy,
+    topk_counts,
+    xavier_init_,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    """SF-Net switches; defaults are the paper's THUMOS14 setting ([choice]: not fixed by the text)."""
+
+    # --- network (§2.1)
+    hidden: int | None = None  # H, width of both branches; None = D/2
+    dropout: float = 0.7  # after the classification branch (training only)
+    actionness: bool = True  # build and train the actionness branch (False: classification only)
+    conv_backbone: bool = False  # classification branch = dilated temporal convs instead of FC layers
+    conv_dilations: tuple[int, ...] = (3, 3)  # one kernel-3 conv per entry when conv_backbone [choice]
+    # --- losses (§2.2)
+    alpha: float = 1.0  # weight of L_vid
+    beta: float = 1.0  # weight of L_act
+    topk_divisor: int = 8  # L_vid pools the top k = ceil(T_i / topk_divisor) snippets per class
+    min_video_len: int = 5  # L_vid skips videos with fewer valid snippets
+    background: bool = True  # background mining in L_frame
+    eta: float = 5.0  # mining ratio: k_i = min(floor(eta * n_labelled_i), T_i - n_labelled_i)
+    mining_score: Literal["prob", "logit"] = (
+        "prob"  # rank the pool by P(background) or the raw logit [choice]
+    )
+    act_loss_floor: float = 0.1  # add L_act only while it exceeds this (<= 0: always)
+    act_eps: float = 1e-3  # negatives: -log(1 + eps - sigmoid(a))
+    # --- anchor expansion (§2.3)
+    expand: bool = True
+    expand_step: int = 2000  # training step at which the pseudo frames are mined (then re-initialise)
+    radius: int = 3  # at most this many steps left and right of each anchor
+    expand_ratio: float = 0.95  # candidate needs mean(cas[cand, L]) >= expand_ratio * mean(cas[anchor, L])
+    expand_stop_on_failure: bool = True  # [choice] False: keep walking past a failed candidate (reference)
+    # --- inference (§2.5)
+    score_space: Literal["logit", "prob"] = "logit"  # [choice] what `scores` hands to localize / expansion
+    w_act: float = 2.0  # score_t = cas[t, c] + w_act * act_t
+    adjust: float = 1.0  # threshold = mean(score) * adjust
+    class_topk_divisor: int = 12  # s_c = mean of the top max(T // 12, 1) cas values
+    class_ratio: float = 1.5  # keep classes with s_c > max(s) / class_ratio (and s_c > 0)
+    min_segment_len: int = 2  # segments need at least this many snippets (frames come from every run)
+
+    def __post_init__(self):
+        checks = [
+            (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
+            (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
+            (self.topk_divisor > 0 and self.class_topk_divisor > 0, "topk_divisor", "must be > 0"),
+            (self.eta >= 0, "eta", "must be >= 0"),
+            (self.radius >= 0, "radius", "must be >= 0"),
+            (self.class_ratio > 0, "class_ratio", "must be > 0"),
+            (
+                len(self.conv_dilations) > 0 and min(self.conv_dilations) >= 1,
+                "conv_dilations",
+                "must be >= 1",
+            ),
+        ]
+        for ok, key, why in checks:
+            if not ok:
+                raise InputError(f"method.{key}={getattr(self, key)!r} {why}")
+
+
+# ----------------------------------------------------------------------------- network
+
+
+@dataclass
+class SFNetOutput:
+    """Forward result; every tensor is a logit (B, T, ...) and may hold junk on padded snippets."""
+
+    cas_rgb: torch.Tensor  # (B, T, K)
+    cas_flow: torch.Tensor  # (B, T, K)
+    cas: torch.Tensor  # (B, T, K) fused: cas_rgb * w_rgb + cas_flow * w_flow
+    act_rgb: torch.Tensor | None  # (B, T), None without the actionness branch
+    act_flow: torch.Tensor | None  # (B, T)
+    act: torch.Tensor | None  # (B, T) fused: a_rgb * v_rgb + a_flow * v_flow
+    hidden_rgb: torch.Tensor  # (B, T, H) classification-branch features (after dropout)
+    hidden_flow: torch.Tensor  # (B, T, H)
+
+    def streams(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(cas, act) of the RGB, flow and fused outputs, the three outputs every loss is applied to."""
+        return [(self.cas_rgb, self.act_rgb), (self.cas_flow, self.act_flow), (self.cas, self.act)]
+
+
+class Stream(nn.Module):
+    """One stream: classification branch (2 FC or dilated convs, ReLU, dropout, linear to K) and actionness
+    branch (2 kernel-3 temporal convs, ReLU, linear to 1)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        n_outputs: int,
+        dropout: float,
+        actionness: bool,
+        dilations: tuple[int, ...] | None,
+    ):
+        super().__init__()
+        self.dropout = dropout
+        self.conv_backbone = dilations is not None
+        if dilations is None:
+            self.cls_layers = nn.ModuleList([nn.Linear(in_dim, hidden), nn.Linear(hidden, hidden)])
+        else:
+            widths = [in_dim] + [hidden] * len(dilations)
+            self.cls_layers = nn.ModuleList(
+                TemporalConv(w_in, w_out, 3, d)
+                for w_in, w_out, d in zip(widths[:-1], widths[1:], dilations, strict=True)
+            )
+        self.classifier = nn.Linear(hidden, n_outputs)
+        if actionness:
+            self.act_layers = nn.ModuleList(
+                [TemporalConv(in_dim, hidden, 3), TemporalConv(hidden, hidden, 3)]
+            )
+            self.act_head = nn.Linear(hidden, 1)
+        else:
+            self.act_layers, self.act_head = None, None
+
+    def forward(
+        self, x: torch.Tensor, keep: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """x (B, T, D/2) with padded snippets zeroed, keep (B, T, 1) 0/1 -> hidden (B,T,H), cas (B,T,K), act."""
+        b, t, _ = x.shape
+        if self.conv_backbone:
+            h = _layer_stack(self.cls_layers, x, keep)  # (B, T, H)
+        else:  # FC layers on (B*T, D/2) rows: 2-D outputs are no views, so the in-place ReLU stays cheap
+            h = _layer_stack(self.cls_layers, x.reshape(b * t, -1), None).view(b, t, -1)  # (B, T, H)
+        h = F.dropout(h, self.dropout, self.training)
+        cas = self.classifier(h)  # (B, T, K)
+        if self.act_layers is None:
+            return h, cas, None
+        a = _layer_stack(self.act_layers, x, keep)  # (B, T, H)
+        return h, cas, self.act_head(a).squeeze(-1)  # (B, T)
+
+
+def _layer_stack(layers: nn.ModuleList, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """ReLU(layer(x)) for each layer; with `keep` (B, T, 1), padded snippets are zeroed between layers so the
+    next temporal conv sees zeros beyond each video's end (the last output is left as is: it only feeds
+    per-snippet heads whose padded values no loss reads)."""
+    for i, layer in enumerate(layers):
+        x = F.relu(layer(x), inplace=True)  # in place on the fresh layer output (B, T, H)
+        if keep is not None and i < len(layers) - 1:
+            x = x * keep.to(x.dtype)
+    return x
+
+
+class TwoStreamNet(nn.Module):
+    """RGB and flow streams on the two halves of the features, fused with learned weights (§2.1)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        n_outputs: int,
+        hidden: int | None,
+        dropout: float,
+        actionness: bool,
+        dilations: tuple[int, ...] | None,
+    ):
+        super().__init__()
+        if in_dim % 2 != 0 or in_dim < 2:
+            raise InputError(f"features: width {in_dim} is not even; SF-Net expects RGB ‖ flow halves")
+        half = in_dim // 2
+        hidden = hidden or half
+        self.half = half
+        self.rgb = Stream(half, hidden, n_outputs, dropout, actionness, dilations)
+        self.flow = Stream(half, hidden, n_outputs, dropout, actionness, dilations)
+        xavier_init_(self)
+        self.cas_weights = nn.Parameter(torch.ones(2, n_outputs))  # (2, K): w_rgb, w_flow, init 1
+        self.act_weights = nn.Parameter(torch.zeros(2)) if actionness else None  # v_rgb, v_flow, init 0
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
+        """features (B, T, D), mask (B, T) bool -> SFNetOutput."""
+        keep = mask.unsqueeze(-1)  # (B, T, 1)
+        x = features.masked_fill(~keep, 0)  # padding never reaches a temporal conv
+        h_rgb, cas_rgb, act_rgb = self.rgb(x[..., : self.half], keep)
+        h_flow, cas_flow, act_flow = self.flow(x[..., self.half :], keep)
+        cas = cas_rgb * self.cas_weights[0] + cas_flow * self.cas_weights[1]  # (B, T, K)
+        act = None
+        if act_rgb is not None:
+            act = act_rgb * self.act_weights[0] + act_flow * self.act_weights[1]  # (B, T)
+        return SFNetOutput(cas_rgb, cas_flow, cas, act_rgb, act_flow, act, h_rgb, h_flow)
+
+
+# ----------------------------------------------------------------------------- losses (§2.2)
+
+
+@dataclass
+class Mining:
+    """Which snippets of a batch are labelled and which form the background-mining pool (shared by the
+    RGB, flow and fused outputs)."""
+
+    labelled: torch.Tensor  # (B, T) bool, valid snippets carrying a point (action or background)
+    action: torch.Tensor  # (B, T) bool, labelled with at least one action class
+    pool: torch.Tensor  # (B, T) bool, unlabelled valid snippets of videos with k_i >= 1
+    count: torch.Tensor  # () long, sum_i k_i: how many pool snippets are mined
+
+
+def mining_pool(mask: torch.Tensor, point_labels: torch.Tensor, eta: float) -> Mining:
+    """k_i = min(floor(eta * n_labelled_i), T_i - n_labelled_i) and the batch pool (mask (B,T), labels (B,T,K))."""
+    labelled = (point_labels.sum(-1) > 0) & mask  # (B, T)
+    action = (point_labels[..., 1:].sum(-1) > 0) & labelled  # (B, T)
+    n_labelled = labelled.sum(1)  # (B,)
+    unlabelled = mask.sum(1) - n_labelled  # (B,)
+    k = torch.minimum(torch.floor(n_labelled.double() * eta).long(), unlabelled).clamp(min=0)  # (B,)
+    pool = mask & ~labelled & (k >= 1).unsqueeze(1)  # (B, T)
+    return Mining(labelled, action, pool, k.sum())
+
+
+def video_loss(
+    cas: torch.Tensor, mask: torch.Tensor, video_labels: torch.Tensor, topk_divisor: float, min_video_len: int
+) -> torch.Tensor:
+    """L_vid: CE of softmax(top-k mean over the valid length) vs y / sum(y), background label y_0 = 0.
+
+    cas (B, T, K) logits, mask (B, T), video_labels (B, K). Videos shorter than `min_video_len` or with no
+    action label are skipped; the loss is the mean over the others (0 if none).
+    """
+    lengths = mask.sum(1)  # (B,)
+    target = video_labels.float().clone()
+    target[:, 0] = 0.0  # background label 0
+    n_positive = target.sum(1)  # (B,)
+    used = (lengths >= min_video_len) & (n_positive > 0)  # (B,)
+    k_max = math.ceil(cas.shape[1] / topk_divisor)  # static bound: no device sync
+    pooled = masked_topk_mean(cas.float(), mask, topk_counts(lengths, topk_divisor), k_max)  # (B, K)
+    ce = soft_cross_entropy(pooled, target / n_positive.clamp(min=1).unsqueeze(1))  # (B,)
+    return masked_mean(ce, used)
+
+
+def frame_loss(
+    cas: torch.Tensor, point_labels: torch.Tensor, mining: Mining, background: bool, mining_score: str
+) -> torch.Tensor:
+    """L_frame: CE on labelled snippets (mean over the batch) + mined background CE / K.
+
+    The sum(k_i) pool snippets with the highest background score (softmax probability of class 0, or its
+    logit when mining_score == "logit") get the background label; their mean CE is divided by K = C+1.
+    """
+    log_p = F.log_softmax(cas.float(), dim=-1)  # (B, T, K)
+    labelled_ce = -(point_labels * log_p).sum(-1)  # (B, T)
+    loss = masked_mean(labelled_ce, mining.labelled)
+    if background:
+        rank_by = log_p[..., 0] if mining_score == "prob" else cas[..., 0]  # log P ranks as P does
+        hard = select_hardest(rank_by, mining.pool, mining.count)  # (B, T)
+        loss = loss + masked_mean(-log_p[..., 0], hard) / cas.shape[-1]
+    return loss
+
+
+def actionness_loss(act: torch.Tensor, mining: Mining, eps: float) -> torch.Tensor:
+    """L_act: -mean log sigmoid(a) on action-labelled snippets, plus -mean log(1 + eps - sigmoid(a)) over the
+    negatives: the sum(k_i) pool snippets with the highest actionness, and the background points."""
+    a = act.float()  # (B, T)
+    positive = masked_mean(-F.logsigmoid(a), mining.action)
+    negatives = select_hardest(a, mining.pool, mining.count) | (mining.labelled & ~mining.action)
+    negative = masked_mean(-torch.log(1.0 + eps - torch.sigmoid(a)), negatives)
+    return positive + negative
+
+
+def video_probabilities(output: SFNetOutput, mask: torch.Tensor, topk_divisor: float) -> torch.Tensor:
+    """Video scores (B, K): mean over the RGB, flow and fused outputs of softmax(top-k mean of the CAS) —
+    the reference code's classification score (it sums the three)."""
+    k, k_max = topk_counts(mask.sum(1), topk_divisor), math.ceil(mask.shape[1] / topk_divisor)
+    probs = [F.softmax(masked_topk_mean(cas.float(), mask, k, k_max), dim=-1) for cas, _ in output.streams()]
+    return torch.stack(probs).mean(0)
+
+
+# ----------------------------------------------------------------------------- anchor expansion (§2.3)
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """Result of anchor expansion over a flat (N snippets) layout."""
+
+    labels: torch.Tensor  # (N, K) new point labels (old rows kept, pseudo rows copied from their anchor)
+    pseudo: torch.Tensor  # (N,) bool, snippets that received a pseudo label
+
+
+def anchor_expansion(
+    point_labels: torch.Tensor,
+    cas: torch.Tensor,
+    offsets: np.ndarray,
+    radius: int,
+    ratio: float,
+    stop_on_failure: bool = True,
+) -> Expansion:
+    """Walk left and right of every action-labelled snippet (anchor) and copy its labels to candidates.
+
+    point_labels (N, K), cas (N, K) (any monotone score space; the background column is ignored),
+    offsets (V+1,) video boundaries in the flat layout. Candidate `anchor ± j` (j = 1..radius) is labelled
+    when the arg-max action class of `anchor ± 1`, of the candidate and of `candidate ± 1` (clipped to the
+    video) agree and mean(cas[cand, L]) >= ratio * mean(cas[anchor, L]), L = the anchor's action classes.
+    A walk stops at the video edge, at an originally labelled snippet, and (stop_on_failure) at its first
+    failed candidate. Conflicts are resolved as the reference code's sequential pass over anchors (left to
+    right, left walk before right walk) does: a left walk stops at a snippet claimed by a right walk.
+    Vectorised over anchors; the only loop is over j.
+    """
+    n = point_labels.shape[0]
+    cas = cas.detach().float().cpu()
+    labels = point_labels.detach().float().cpu()
+    lengths = torch.from_numpy(np.diff(offsets).astype(np.int64))
+    video = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)  # (N,)
+    assert video.numel() == n, "offsets do not match the number of snippets"
+    labelled = labels.sum(1) > 0  # (N,)
+    anchors = torch.nonzero(labelled & (labels[:, 1:].sum(1) > 0)).squeeze(1)  # (A,)
+    classes = (labels[anchors, 1:] > 0).float()  # (A, C) the anchor's action classes L
+    action_cas = cas[:, 1:]  # (N, C)
+
+    def mean_score(rows: torch.Tensor) -> torch.Tensor:  # mean of cas[row, L] per anchor -> (A,)
+        return (action_cas[rows] * classes).sum(1) / classes.sum(1)
+
+    anchor_score = mean_score(anchors)  # (A,)
+    best = action_cas.argmax(1)  # (N,) arg-max action class (background dropped)
+    new_labels = labels.clone()
+    right_claimed = torch.zeros(n, dtype=torch.bool)
+    pseudo = torch.zeros(n, dtype=torch.bool)
+    for direction in (1, -1):  # right walks first: they win conflicts with left walks
+        alive = torch.ones(anchors.numel(), dtype=torch.bool)
+        beside = (anchors + direction).clamp(0, n - 1)  # the snippet next to the anchor
+        for j in range(1, radius + 1):
+            cand = anchors + direction * j
+            inside = (cand >= 0) & (cand < n)
+            cand = cand.clamp(0, n - 1)
+            inside &= video[cand] == video[anchors]
+            alive &= inside & ~labelled[cand]
+            if direction == -1:
+                alive &= ~right_claimed[cand]
+            after = cand + direction
+            after = torch.where((after >= 0) & (after < n), after, cand).clamp(0, n - 1)
+            after = torch.where(video[after] == video[cand], after, cand)  # clipped to the video
+            agree = (best[beside] == best[cand]) & (best[cand] == best[after])
+            ok = agree & (mean_score(cand) >= ratio * anchor_score)
+            if stop_on_failure:
+                alive &= ok
+                claim = alive
+            else:
+                claim = alive & ok
+            new_labels[cand[claim]] = labels[anchors[claim]]
+            pseudo[cand[claim]] = True
+            if direction == 1:
+                right_claimed[cand[claim]] = True
+    return Expansion(new_labels, pseudo)
+
+
+def expansion_precision(expansion: Expansion, truth_labels: torch.Tensor | None) -> float | None:
+    """Fraction of pseudo (snippet, class) labels present in the ground truth of that snippet (the reference
+    code's sum(right) / sum(count)); None without ground truth or pseudo frames."""
+    if truth_labels is None or not bool(expansion.pseudo.any()):
+        return None
+    given = expansion.labels[expansion.pseudo] > 0  # (P, K)
+    correct = given & (truth_labels.detach().cpu()[expansion.pseudo] > 0)
+    return float(correct.sum()) / max(int(given.sum()), 1)
+
+
+# ----------------------------------------------------------------------------- the method
+
+
+class SFNet(Method):
+    """SF-Net: points + video labels, background mining, actionness, anchor expansion."""
+
+    name = "sfnet"
+    Options = Options
+    sampling = "crop"
+
+    def __init__(self, options: Options, in_dim: int, n_classes: int):
+        super().__init__(options, in_dim, n_classes)
+        dilations = tuple(options.conv_dilations) if options.conv_backbone else None
+        self.net = TwoStreamNet(
+            in_dim, n_classes + 1, options.hidden, options.dropout, options.actionness, dilations
+        )
+        self.refresh_step = options.expand_step if options.expand else None
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
+        return self.net(features, mask)
+
+    def loss(self, output: SFNetOutput, batch: Any, step: int) -> dict[str, torch.Tensor]:
+        o = self.options
+        mining = mining_pool(batch.mask, batch.point_labels, o.eta)
+        zero = output.cas.new_zeros((), dtype=torch.float32)
+        l_vid, l_frame, l_act = zero, zero, zero
+        for cas, act in output.streams():
+            l_vid = l_vid + video_loss(cas, batch.mask, batch.video_labels, o.topk_divisor, o.min_video_len)
+            l_frame = l_frame + frame_loss(cas, batch.point_labels, mining, o.background, o.mining_score)
+            if act is not None:
+                l_act = l_act + actionness_loss(act, mining, o.act_eps)
+        act_term = l_act if o.act_loss_floor <= 0 else torch.where(l_act > o.act_loss_floor, l_act, zero)
+        total = o.alpha * l_vid + l_frame + o.beta * act_term
+        return {"total": total, "video": l_vid.detach(), "frame": l_frame.detach(), "act": l_act.detach()}
+
+    def scores(self, output: SFNetOutput, mask: torch.Tensor) -> Scores:
+        cas, act = output.cas.float(), output.act
+        if self.options.score_space == "prob":
+            cas = F.softmax(cas, dim=-1)
+            act = None if act is None else torch.sigmoid(act.float())
+        elif act is not None:
+            act = act.float()
+        return Scores(
+            cas=cas, video_scores=video_probabilities(output, mask, self.options.topk_divisor), actionness=act
+        )
+
+    def localize(
+        self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray
+    ) -> Detections:
+        o = self.options
+        found = localize_sfnet(
+            cas,
+            actionness,
+            w_act=o.w_act,
+            adjust=o.adjust,
+            class_topk_divisor=o.class_topk_divisor,
+            class_ratio=o.class_ratio,
+            min_segment_len=o.min_segment_len,
+        )
+        return Detections(found.segments, found.frames)
+
+    def refresh_labels(
+        self, step: int, dataset: Any, predict_cas: Callable[[], torch.Tensor]
+    ) -> LabelRefresh | None:
+        """Anchor expansion at `expand_step`: pseudo frames from `predict_cas()` ((N, K) = `scores().cas`)."""
+        if self.refresh_step is None or step != self.refresh_step:
+            return None
+        o = self.options
+        expansion = anchor_expansion(
+            dataset.point_labels,
+            predict_cas(),
+            dataset.offsets,
+            o.radius,
+            o.expand_ratio,
+            o.expand_stop_on_failure,
+        )
+        added = int(expansion.pseudo.sum())
+        precision = expansion_precision(expansion, dataset.truth_labels)
+        shown = "n/a" if precision is None else f"{precision:.3f}"
+        log.info("anchor expansion: added %d pseudo frames, precision %s", added, shown)
+        dataset.set_point_labels(expansion.labels.to(dataset.point_labels.device))
+        return LabelRefresh(added=added, precision=precision, reinitialize=True)

@@ -1,0 +1,118 @@
+"""Slow, obviously-correct reference evaluators: a line-by-line transcription of ActivityNet's official
+`eval_detection.py` (`compute_average_precision_detection`, `interpolated_prec_rec`, `segment_iou`) with
+pandas replaced by plain lists/dicts, and the single-frame variant of EVALUATION.md.
+
+Two deliberate deviations, both required by EVALUATION.md to make results deterministic:
+* predictions are sorted with a *stable* sort on descending score (ties keep input order), where the
+  official `argsort()[::-1]` leaves ties arbitrary;
+* ground truths are visited with `argsort(kind="stable")[::-1]` (ties: later annotation first), which is
+  what the official `argsort()[::-1]` gives with numpy's classic (insertion-sort for small arrays) sort.
+
+Used by tests/test_evaluation.py and bench/eval_speed.py. Rows are plain tuples:
+ground truth `(video_id, start, end, label)`, predictions `(video_id, start, end, label, score)`,
+points `(video_id, time, label, score)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def interpolated_prec_rec(prec, rec):
+    """Interpolated AP - VOCdevkit from VOC 2011."""
+    mprec = np.hstack([[0], prec, [0]])
+    mrec = np.hstack([[0], rec, [1]])
+    for i in range(len(mprec) - 1)[::-1]:
+        mprec[i] = max(mprec[i], mprec[i + 1])
+    idx = np.where(mrec[1::] != mrec[0:-1])[0] + 1
+    ap = np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx])
+    return ap
+
+
+def segment_iou(target_segment, candidate_segments):
+    tt1 = np.maximum(target_segment[0], candidate_segments[:, 0])
+    tt2 = np.minimum(target_segment[1], candidate_segments[:, 1])
+    segments_intersection = (tt2 - tt1).clip(0)
+    segments_union = (candidate_segments[:, 1] - candidate_segments[:, 0]) \
+        + (target_segment[1] - target_segment[0]) - segments_intersection
+    return segments_intersection.astype(float) / segments_union
+
+
+def point_distance(time, candidate_segments):
+    """Normalised distance of a point to each instance; 2 outside."""
+    start, end = candidate_segments[:, 0], candidate_segments[:, 1]
+    mid = (start + end) / 2
+    inside = (start <= time) & (time <= end)
+    return np.where(inside, np.abs(time - mid) / (end - start) * 2, 2.0)
+
+
+def compute_average_precision_detection(ground_truth, prediction, tiou_thresholds, frames=False):
+    """AP per threshold of one class. ground_truth: [(video, start, end)], prediction: [(video, start,
+    end, score)] or, with frames=True, [(video, time, score)] and thresholds on the distance."""
+    npos = float(len(ground_truth))
+    lock_gt = np.ones((len(tiou_thresholds), len(ground_truth))) * -1
+    scores = np.array([p[-1] for p in prediction], dtype=float)
+    sort_idx = np.argsort(-scores, kind="stable")  # deviation: stable
+    prediction = [prediction[i] for i in sort_idx]
+
+    tp = np.zeros((len(tiou_thresholds), len(prediction)))
+    fp = np.zeros((len(tiou_thresholds), len(prediction)))
+
+    ground_truth_gbvn = {}  # video -> original row indices, in order (pandas groupby keeps row order)
+    for row, gt in enumerate(ground_truth):
+        ground_truth_gbvn.setdefault(gt[0], []).append(row)
+
+    for idx, this_pred in enumerate(prediction):
+        if this_pred[0] not in ground_truth_gbvn:
+            fp[:, idx] = 1
+            continue
+        this_gt_index = ground_truth_gbvn[this_pred[0]]
+        this_gt = np.array([[ground_truth[r][1], ground_truth[r][2]] for r in this_gt_index], dtype=float)
+        if frames:
+            tiou_arr = -point_distance(float(this_pred[1]), this_gt)  # higher is better
+        else:
+            tiou_arr = segment_iou(np.array([this_pred[1], this_pred[2]], dtype=float), this_gt)
+        tiou_sorted_idx = tiou_arr.argsort(kind="stable")[::-1]  # deviation: stable
+        for tidx, tiou_thr in enumerate(tiou_thresholds):
+            thr = -tiou_thr if frames else tiou_thr
+            for jdx in tiou_sorted_idx:
+                if tiou_arr[jdx] < thr:
+                    fp[tidx, idx] = 1
+                    break
+                if lock_gt[tidx, this_gt_index[jdx]] >= 0:
+                    continue
+                tp[tidx, idx] = 1
+                lock_gt[tidx, this_gt_index[jdx]] = idx
+                break
+            if fp[tidx, idx] == 0 and tp[tidx, idx] == 0:
+                fp[tidx, idx] = 1
+
+    tp_cumsum = np.cumsum(tp, axis=1).astype(float)
+    fp_cumsum = np.cumsum(fp, axis=1).astype(float)
+    recall_cumsum = tp_cumsum / npos
+    precision_cumsum = tp_cumsum / (tp_cumsum + fp_cumsum)
+
+    ap = np.zeros(len(tiou_thresholds))
+    for tidx in range(len(tiou_thresholds)):
+        ap[tidx] = interpolated_prec_rec(precision_cumsum[tidx, :], recall_cumsum[tidx, :])
+    return ap
+
+
+def reference_map(gt_rows, pred_rows, thresholds, frames=False):
+    """Per-class AP over the classes present in the ground truth, like the official wrapper.
+
+    Returns (classes in first-appearance order, ap (T, C)). A class without predictions has AP 0;
+    predictions of classes without ground truth are ignored.
+    """
+    classes = list(dict.fromkeys(row[3] for row in gt_rows))
+    ap = np.zeros((len(thresholds), len(classes)))
+    label_at = 2 if frames else 3
+    for c, name in enumerate(classes):
+        gt = [(r[0], r[1], r[2]) for r in gt_rows if r[3] == name]
+        if frames:
+            pred = [(p[0], p[1], p[3]) for p in pred_rows if p[label_at] == name]
+        else:
+            pred = [(p[0], p[1], p[2], p[4]) for p in pred_rows if p[label_at] == name]
+        if pred:
+            ap[:, c] = compute_average_precision_detection(gt, pred, thresholds, frames=frames)
+    return classes, ap

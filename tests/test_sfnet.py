@@ -1,0 +1,544 @@
+"""SF-Net and the weak baseline: layers, batched losses vs a per-video loop reference, padding, localization,
+anchor expansion.
+
+The `reference_*` functions are the slow, obviously-correct versions (plain loops over videos and snippets,
+written after the SF-Net reference code); bench/train_speed.py imports `reference_losses` from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pointtal.config import from_dict
+from pointtal.data.batch import make_batch
+from pointtal.errors import InputError
+from pointtal.localization.runs import find_runs_2d
+from pointtal.localization.sfnet import localize_sfnet, run_peaks
+from pointtal.methods.layers import TemporalConv, masked_topk_mean, select_hardest, topk_counts
+from pointtal.methods.sfnet import Options as SFNetOptions
+from pointtal.methods.sfnet import SFNet, anchor_expansion, expansion_precision
+from pointtal.methods.weak import Options as WeakOptions
+from pointtal.methods.weak import Weak
+
+D, C = 16, 3  # tiny feature width (RGB 8 ‖ flow 8) and action classes; K = C+1 columns
+K = C + 1
+
+
+# ----------------------------------------------------------------------------- reference (loops)
+
+
+def reference_video_loss(cas, mask, video_labels, divisor=8, min_len=5):
+    terms = []
+    for i in range(cas.shape[0]):
+        valid = cas[i][mask[i]].float()  # (T_i, K)
+        target = video_labels[i].float().clone()
+        target[0] = 0
+        if valid.shape[0] < min_len or target.sum() == 0:
+            continue
+        k = math.ceil(valid.shape[0] / divisor)
+        pooled = valid.topk(k, dim=0).values.mean(0)  # (K,)
+        terms.append(-(target / target.sum() * F.log_softmax(pooled, dim=0)).sum())
+    return torch.stack(terms).mean() if terms else torch.zeros(())
+
+
+def reference_mining(mask, point_labels, eta):
+    """Per video: labelled / action / background-point snippets, k_i, and the pooled unlabelled snippets."""
+    videos = []
+    for i in range(mask.shape[0]):
+        valid = [t for t in range(mask.shape[1]) if mask[i, t]]
+        labelled = [t for t in valid if point_labels[i, t].sum() > 0]
+        action = [t for t in labelled if point_labels[i, t, 1:].sum() > 0]
+        background = [t for t in labelled if t not in action]
+        k = min(int(math.floor(eta * len(labelled))), len(valid) - len(labelled))
+        unlabelled = [t for t in valid if t not in labelled] if k >= 1 else []
+        videos.append(
+            dict(labelled=labelled, action=action, background=background, k=max(k, 0), pool=unlabelled)
+        )
+    return videos
+
+
+def reference_frame_loss(cas, point_labels, videos, background=True, mining_score="prob"):
+    rows = [cas[i, t].float() for i, v in enumerate(videos) for t in v["labelled"]]
+    targets = [point_labels[i, t] for i, v in enumerate(videos) for t in v["labelled"]]
+    loss = torch.zeros(())
+    if rows:
+        loss = torch.stack(
+            [-(y * F.log_softmax(r, 0)).sum() for r, y in zip(rows, targets, strict=True)]
+        ).mean()
+    count = sum(v["k"] for v in videos if v["k"] >= 1)
+    if background and count > 0:
+        pool = torch.stack([cas[i, t].float() for i, v in enumerate(videos) for t in v["pool"]])  # (P, K)
+        score = F.softmax(pool, 1)[:, 0] if mining_score == "prob" else pool[:, 0]
+        chosen = pool[score.topk(count).indices]
+        loss = loss + (-F.log_softmax(chosen, 1)[:, 0]).mean() / cas.shape[-1]
+    return loss
+
+
+def reference_act_loss(act, videos, eps=1e-3):
+    positives = [act[i, t].float() for i, v in enumerate(videos) for t in v["action"]]
+    loss = torch.zeros(())
+    if positives:
+        loss = -F.logsigmoid(torch.stack(positives)).mean()
+    count = sum(v["k"] for v in videos if v["k"] >= 1)
+    negatives = [act[i, t].float() for i, v in enumerate(videos) for t in v["background"]]
+    if count > 0:
+        pool = torch.stack([act[i, t].float() for i, v in enumerate(videos) for t in v["pool"]])
+        negatives += list(pool.sort().values[-count:])
+    if negatives:
+        loss = loss - torch.log(1 + eps - torch.sigmoid(torch.stack(negatives))).mean()
+    return loss
+
+
+def reference_losses(method, output, batch, step=0) -> dict[str, torch.Tensor]:
+    """Loop reference of `SFNet.loss` (the total and every component)."""
+    o = method.options
+    videos = reference_mining(batch.mask, batch.point_labels, o.eta)
+    l_vid = l_frame = l_act = torch.zeros(())
+    for cas, act in output.streams():
+        l_vid = l_vid + reference_video_loss(
+            cas, batch.mask, batch.video_labels, o.topk_divisor, o.min_video_len
+        )
+        l_frame = l_frame + reference_frame_loss(
+            cas, batch.point_labels, videos, o.background, o.mining_score
+        )
+        if act is not None:
+            l_act = l_act + reference_act_loss(act, videos, o.act_eps)
+    use_act = o.act_loss_floor <= 0 or float(l_act.detach()) > o.act_loss_floor
+    total = o.alpha * l_vid + l_frame + (o.beta * l_act if use_act else 0.0)
+    return {"total": total, "video": l_vid, "frame": l_frame, "act": l_act}
+
+
+def reference_anchor_expansion(point_labels, cas, offsets, radius, ratio, stop_on_failure):
+    """Sequential walk in the reference code's order (video by video, anchor by anchor, left then right)."""
+    labels = point_labels.clone()
+    pseudo = torch.zeros(labels.shape[0], dtype=torch.bool)
+    for v in range(len(offsets) - 1):
+        lo, hi = int(offsets[v]), int(offsets[v + 1])
+        originally = [t for t in range(lo, hi) if point_labels[t].sum() > 0]
+        for anchor in originally:
+            classes = [c for c in range(1, labels.shape[1]) if point_labels[anchor, c] > 0]
+            if not classes:
+                continue
+
+            def best(t: int) -> int:
+                return int(cas[t, 1:].argmax())
+
+            def score(t: int, classes=classes) -> float:
+                return float(cas[t, classes].mean())
+
+            for direction in (-1, 1):
+                for j in range(1, radius + 1):
+                    cand = anchor + direction * j
+                    if cand < lo or cand >= hi or labels[cand].sum() > 0:
+                        break
+                    after = cand + direction if lo <= cand + direction < hi else cand
+                    agree = best(anchor + direction) == best(cand) == best(after)
+                    if agree and score(cand) >= ratio * score(anchor):
+                        labels[cand] = point_labels[anchor]
+                        pseudo[cand] = True
+                    elif stop_on_failure:
+                        break
+    return labels, pseudo
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def tiny_sfnet(**overrides) -> SFNet:
+    options = from_dict(SFNetOptions, {"dropout": 0.0, **overrides}, "test")
+    return SFNet(options, D, C)
+
+
+def random_batch(seed: int, b: int = 6, t: int = 40):
+    """Random lengths (some < 5), action points, background points, a video without points, one without labels."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, t + 1, (b,), generator=g)
+    lengths[0] = t
+    mask = torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    features = torch.randn(b, t, D, generator=g)
+    video_labels = (torch.rand(b, K, generator=g) < 0.5).float()
+    video_labels[:, 0] = 0
+    video_labels[1] = 0  # a video with no positive label
+    point_labels = torch.zeros(b, t, K)
+    for i in range(b):
+        n_points = int(torch.randint(0, 5, (), generator=g)) if i != 2 else 0  # video 2: no points
+        for snippet in torch.randperm(int(lengths[i]), generator=g)[:n_points].tolist():
+            cls = int(torch.randint(0, K, (), generator=g))  # class 0 = background point
+            point_labels[i, snippet, cls] = 1.0
+        if i == 3 and lengths[i] > 2:  # a snippet with two labels: mean of one-hots
+            point_labels[i, 1] = torch.tensor([0.0, 0.5, 0.5, 0.0])
+    return make_batch(features, mask, video_labels, point_labels)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+@pytest.mark.parametrize("dilation", [1, 3])
+def test_temporal_conv_matches_conv1d_and_its_gradients(dilation):
+    torch.manual_seed(0)
+    conv = TemporalConv(5, 7, 3, dilation)
+    ref = nn.Conv1d(5, 7, 3, padding=dilation, dilation=dilation)
+    ref.weight.data.copy_(conv.weight.data.permute(2, 0, 1))  # (D, k, H) -> Conv1d's (H, D, k)
+    ref.bias.data.copy_(conv.bias.data)
+    x = torch.randn(2, 9, 5, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    y = conv(x)
+    y_ref = ref(x_ref.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    y_ref.backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.weight.grad.permute(2, 0, 1), ref.weight.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.bias.grad, ref.bias.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_temporal_conv_xavier_bound():
+    conv = TemporalConv(40, 60, 3)
+    conv.reset_parameters(xavier=True)
+    bound = math.sqrt(6 / (40 * 3 + 60 * 3))
+    largest = float(conv.weight.detach().abs().max())
+    assert 0.9 * bound < largest <= bound
+    assert float(conv.bias.detach().abs().sum()) == 0
+
+
+def test_masked_topk_mean_uses_each_videos_own_length_and_k():
+    values = torch.tensor([[[1.0], [5.0], [3.0], [100.0]], [[2.0], [4.0], [-1.0], [7.0]]])  # (2, 4, 1)
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    k = torch.tensor([2, 3])
+    got = masked_topk_mean(values, mask, k)
+    assert got[:, 0].tolist() == pytest.approx([(5 + 3) / 2, (7 + 4 + 2) / 3])  # padding (100) ignored
+    assert topk_counts(torch.tensor([1, 8, 9, 750]), 8).tolist() == [1, 1, 2, 94]
+
+
+def test_select_hardest_ranks_over_the_whole_batch():
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.8, 0.95, 0.2]])
+    pool = torch.tensor([[True, True, True], [True, False, True]])  # 0.95 is not in the pool
+    chosen = select_hardest(scores, pool, torch.tensor(2))
+    assert chosen.tolist() == [[True, False, False], [True, False, False]]
+    assert not select_hardest(scores, pool, 0).any()
+
+
+# ----------------------------------------------------------------------------- network
+
+
+@pytest.mark.parametrize("conv_backbone", [False, True])
+def test_padding_never_leaks_into_valid_outputs(conv_backbone):
+    torch.manual_seed(1)
+    method = tiny_sfnet(conv_backbone=conv_backbone).eval()
+    batch = random_batch(3)
+    features = batch.features.clone()
+    features[~batch.mask] = 1e3  # loud padding
+    with torch.no_grad():
+        out = method(features, batch.mask)
+        for i in range(features.shape[0]):
+            n = int(batch.mask[i].sum())
+            alone = method(batch.features[i : i + 1, :n], torch.ones(1, n, dtype=torch.bool))
+            torch.testing.assert_close(out.cas[i, :n], alone.cas[0], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(out.act[i, :n], alone.act[0], rtol=1e-4, atol=1e-4)
+
+
+def test_network_shapes_init_and_fusion():
+    method = tiny_sfnet()
+    net = method.net
+    assert net.rgb.cls_layers[0].weight.shape == (8, 8)  # hidden defaults to D/2
+    assert torch.all(net.cas_weights == 1) and torch.all(net.act_weights == 0)
+    assert all(float(m.bias.detach().abs().sum()) == 0 for m in net.modules() if isinstance(m, nn.Linear))
+    batch = random_batch(0)
+    out = method(batch.features, batch.mask)
+    assert out.cas.shape == (6, 40, K) and out.act.shape == (6, 40)
+    torch.testing.assert_close(out.cas, out.cas_rgb + out.cas_flow)
+    assert float(out.act.detach().abs().max()) == 0.0  # fused actionness starts at 0 (v init 0)
+    # the RGB stream sees only the first half of the features
+    changed = batch.features.clone()
+    changed[..., 8:] += 1.0
+    assert torch.equal(method(changed, batch.mask).cas_rgb, out.cas_rgb)
+    with pytest.raises(InputError, match="not even"):
+        SFNet(SFNetOptions(), 15, C)
+
+
+def test_options_defaults_and_unknown_key():
+    o = SFNetOptions()
+    assert (o.eta, o.alpha, o.beta, o.dropout, o.w_act, o.expand_step, o.radius, o.expand_ratio) == (
+        5.0,
+        1.0,
+        1.0,
+        0.7,
+        2.0,
+        2000,
+        3,
+        0.95,
+    )
+    assert SFNet(o, D, C).refresh_step == 2000
+    assert SFNet(SFNetOptions(expand=False), D, C).refresh_step is None
+    with pytest.raises(InputError, match="unknown key 'etaa'"):
+        from_dict(SFNetOptions, {"etaa": 3}, "method")
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"mining_score": "logit", "eta": 2.5},
+        {"background": False, "act_loss_floor": 0.0},
+        {"conv_backbone": True},
+    ],
+)
+def test_batched_losses_equal_the_loop_reference(seed, overrides):
+    torch.manual_seed(seed)
+    method = tiny_sfnet(**overrides)
+    with torch.no_grad():  # non-zero fusion of actionness, so the fused output is a real third output
+        method.net.act_weights.copy_(torch.tensor([0.7, -1.3]))
+    batch = random_batch(seed)
+    out = method(batch.features, batch.mask)
+    got = method.loss(out, batch, step=0)
+    want = reference_losses(method, out, batch)
+    for key in ("total", "video", "frame", "act"):
+        torch.testing.assert_close(got[key], want[key].float(), rtol=1e-5, atol=1e-5, msg=key)
+    assert got["total"].requires_grad
+    got["total"].backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in method.parameters())
+    assert method.net.rgb.act_head.weight.grad.abs().sum() > 0 or float(got["act"]) <= 0.1
+
+
+def test_act_loss_is_dropped_below_the_floor():
+    method = tiny_sfnet(act_loss_floor=1e6)
+    batch = random_batch(0)
+    out = method(batch.features, batch.mask)
+    losses = method.loss(out, batch, 0)
+    torch.testing.assert_close(losses["total"], losses["video"] + losses["frame"])
+    assert float(losses["act"]) > 0
+
+
+def test_mining_counts_and_pool_by_hand():
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    labels = torch.zeros(2, 6, K)
+    labels[0, 1, 2] = 1  # video 0: one action point -> k = min(5 * 1, 5) = 5
+    labels[1, 0, 0] = 1  # video 1: one background point -> k = min(5, 2) = 2
+    from pointtal.methods.sfnet import mining_pool
+
+    m = mining_pool(mask, labels, 5.0)
+    assert int(m.count) == 7
+    assert m.pool.sum().item() == 7 and not m.pool[0, 1] and not m.pool[1, 0] and not m.pool[1, 3:].any()
+    assert m.action.sum().item() == 1 and m.labelled.sum().item() == 2
+
+
+# ----------------------------------------------------------------------------- localization
+
+
+def test_localize_hand_computed_segments_and_frames():
+    cas = np.zeros((6, K))
+    cas[:, 1] = [0, 3, 4, 0, 2, 0]
+    cas[:, 2] = -1.0  # s_2 < 0: dropped
+    cas[:, 3] = [0.5, 0, 0, 0, 0, 0]  # s_3 = 0.5 < 4 / 1.5: dropped
+    cas[:, 0] = 50.0  # background column is ignored
+    found = localize_sfnet(cas, None)
+    # k = max(6 // 12, 1) = 1 -> s_1 = 4; threshold mean = 1.5 -> runs [1, 3) and [4, 5)
+    np.testing.assert_allclose(found.segments, [[1, 3, 1, 8.0]])  # confidence max 4 + s_1 4
+    np.testing.assert_allclose(
+        found.frames, [[2, 1, 8.0], [4, 1, 6.0]]
+    )  # the 1-snippet run still gives a frame
+    act = np.array([0, 0, 0, 0, 0, 1.0])
+    found = localize_sfnet(cas, act, w_act=2.0)  # score = [0, 3, 4, 0, 2, 2], threshold 11/6
+    np.testing.assert_allclose(found.segments, [[1, 3, 1, 8.0], [4, 6, 1, 6.0]])
+    np.testing.assert_allclose(found.frames, [[2, 1, 8.0], [4, 1, 6.0]])  # tie -> first snippet
+    raised = localize_sfnet(cas, act, adjust=1.2)  # threshold 2.2: only [1, 3) stays above it
+    assert raised.segments.tolist() == [[1, 3, 1, 8.0]] and raised.frames.tolist() == [[2, 1, 8.0]]
+
+
+def test_localize_several_classes_and_empty_cases():
+    cas = np.zeros((4, K))
+    cas[:, 1] = [4, 4, 0, 0]
+    cas[:, 2] = [0, 0, 3, 3]  # 3 > 4 / 1.5: kept
+    cas[:, 3] = [2, 0, 0, 0]  # 2 < 4 / 1.5: dropped
+    found = localize_sfnet(cas, None)
+    np.testing.assert_allclose(found.segments, [[0, 2, 1, 8.0], [2, 4, 2, 6.0]])
+    np.testing.assert_allclose(found.frames, [[0, 1, 8.0], [2, 2, 6.0]])
+    negative = localize_sfnet(-np.ones((5, K)), None)
+    assert negative.segments.shape == (0, 4) and negative.frames.shape == (0, 3)
+    assert localize_sfnet(np.zeros((0, K)), None).segments.shape == (0, 4)
+    method = tiny_sfnet(min_segment_len=3)
+    detections = method.localize(cas, np.zeros(4), np.zeros(K))
+    assert detections.segments.shape == (0, 4) and detections.frames.shape == (2, 3)
+
+
+def test_run_peaks_matches_a_loop():
+    rng = np.random.default_rng(0)
+    score = rng.integers(0, 4, size=(5, 30)).astype(float)
+    rows, starts, ends = find_runs_2d(score > 1)
+    peak, where = run_peaks(score, rows, starts, ends)
+    for r, s, e, p, w in zip(rows, starts, ends, peak, where, strict=True):
+        assert p == score[r, s:e].max() and w == s + np.argmax(score[r, s:e])
+
+
+def test_scores_spaces():
+    batch = random_batch(0)
+    logit = tiny_sfnet().eval()
+    out = logit(batch.features, batch.mask)
+    s = logit.scores(out, batch.mask)
+    torch.testing.assert_close(s.cas, out.cas)
+    torch.testing.assert_close(s.video_scores.sum(-1), torch.ones(6))
+    prob = tiny_sfnet(score_space="prob")
+    s = prob.scores(out, batch.mask)
+    torch.testing.assert_close(s.cas, torch.softmax(out.cas, -1))
+    torch.testing.assert_close(s.actionness, torch.sigmoid(out.act))
+
+
+# ----------------------------------------------------------------------------- anchor expansion
+
+
+def expansion_layout():
+    """Three videos (8, 4, 8 snippets) built so every rule fires once (see the comments)."""
+    offsets = np.array([0, 8, 12, 20], dtype=np.int64)
+    labels = torch.zeros(20, K)
+    cas = torch.zeros(20, K)
+    # video 0: anchor 3 (class 1); class 1 is the arg-max everywhere; scores decide
+    labels[3, 1] = 1
+    cas[:8, 1] = torch.tensor([0.5, 0.96, 0.97, 1.0, 0.99, 0.9, 0.99, 0.99])
+    # video 1: anchor 8 (class 2) at the video's first snippet, a background point at 10
+    labels[8, 2] = 1
+    labels[10, 0] = 1
+    cas[8:12, 2] = 1.0
+    # video 2: anchors 12 (class 1) and 15 (classes 1 and 2), uniform scores: A's right walk meets B's left
+    labels[12, 1] = 1
+    labels[15, 1:3] = 0.5
+    cas[12:20] = torch.tensor([0.0, 0.9, 0.1, 0.0])
+    return offsets, labels, cas
+
+
+def test_anchor_expansion_by_hand():
+    offsets, labels, cas = expansion_layout()
+    found = anchor_expansion(labels, cas, offsets, radius=3, ratio=0.95)
+    # video 0: left 2 (0.97), 1 (0.96), 0 fails (0.5); right 4 (0.99), 5 fails (0.9) and stops the walk
+    # video 1: left leaves the video; right 9, then 10 is labelled (background point)
+    # video 2: right of 12: 13, 14 (15 labelled); left of 15 stops at 14 (claimed); right of 15: 16, 17, 18
+    assert torch.nonzero(found.pseudo).squeeze(1).tolist() == [1, 2, 4, 9, 13, 14, 16, 17, 18]
+    assert torch.equal(found.labels[13], labels[12]) and torch.equal(found.labels[14], labels[12])
+    assert torch.equal(found.labels[17], labels[15]) and torch.equal(found.labels[9], labels[8])
+    assert torch.equal(found.labels[~found.pseudo], labels[~found.pseudo])  # old labels untouched
+    walk_on = anchor_expansion(labels, cas, offsets, radius=3, ratio=0.95, stop_on_failure=False)
+    assert torch.nonzero(walk_on.pseudo).squeeze(1).tolist() == [1, 2, 4, 6, 9, 13, 14, 16, 17, 18]
+
+
+def test_anchor_expansion_needs_arg_max_agreement():
+    offsets = np.array([0, 5], dtype=np.int64)
+    labels = torch.zeros(5, K)
+    labels[0, 1] = 1
+    cas = torch.zeros(5, K)
+    cas[:, 1] = 1.0
+    cas[3, 2] = 2.0  # snippet 3's arg-max is class 2
+    found = anchor_expansion(labels, cas, offsets, radius=3, ratio=0.95)
+    assert torch.nonzero(found.pseudo).squeeze(1).tolist() == [1]  # candidate 2 fails: snippet 3 disagrees
+    cas[1, 2] = 2.0  # now the snippet beside the anchor disagrees with everything after it
+    assert not anchor_expansion(labels, cas, offsets, radius=3, ratio=0.95).pseudo.any()
+
+
+@pytest.mark.parametrize("stop_on_failure", [True, False])
+def test_anchor_expansion_equals_sequential_reference(stop_on_failure):
+    g = torch.Generator().manual_seed(5)
+    offsets = np.array([0, 30, 37, 80, 81, 120], dtype=np.int64)
+    n = int(offsets[-1])
+    labels = torch.zeros(n, K)
+    points = torch.randperm(n, generator=g)[:25]
+    labels[points, torch.randint(0, K, (25,), generator=g)] = 1.0  # includes background points
+    cas = torch.rand(n, K, generator=g)
+    cas[:, 1] += 0.6 * (torch.rand(n, generator=g) < 0.8)  # long stretches agreeing on class 1
+    for ratio in (0.5, 0.95):
+        found = anchor_expansion(labels, cas, offsets, radius=3, ratio=ratio, stop_on_failure=stop_on_failure)
+        want_labels, want_pseudo = reference_anchor_expansion(labels, cas, offsets, 3, ratio, stop_on_failure)
+        assert torch.equal(found.pseudo, want_pseudo)
+        assert torch.equal(found.labels, want_labels)
+    assert found.pseudo.sum() > 3
+
+
+class FakeDataset:
+    """The dataset contract SF-Net codes against (offsets, point_labels, truth_labels, set_point_labels)."""
+
+    def __init__(self, offsets, point_labels, truth_labels):
+        self.offsets, self.point_labels, self.truth_labels = offsets, point_labels, truth_labels
+
+    def set_point_labels(self, labels):
+        self.point_labels = labels
+
+
+def test_refresh_labels_runs_once_and_reports_precision(caplog):
+    offsets, labels, cas = expansion_layout()
+    truth = torch.zeros(20, K)
+    truth[:, 0] = 1
+    truth[1:5, 1] = 1  # pseudo 1, 2, 4: right (3 pairs)
+    truth[9, 2] = 1  # right (1)
+    truth[13, 1] = 1  # 13 right, 14 wrong (still background)
+    truth[16:19, 1] = 1  # 16-18 carry classes 1 and 2: 3 of 6 pairs right
+    for t in (1, 2, 4, 9, 13, 16, 17, 18):
+        truth[t, 0] = 0
+    dataset = FakeDataset(offsets, labels.clone(), truth)
+    method = tiny_sfnet(expand_step=7)
+    assert method.refresh_labels(6, dataset, lambda: cas) is None
+    assert torch.equal(dataset.point_labels, labels)
+    with caplog.at_level(logging.INFO):
+        result = method.refresh_labels(7, dataset, lambda: cas)
+    assert result.added == 9 and result.reinitialize
+    assert result.precision == pytest.approx(8 / 12)
+    assert "anchor expansion: added 9 pseudo frames, precision 0.667" in caplog.text
+    assert int((dataset.point_labels.sum(1) > 0).sum()) == int((labels.sum(1) > 0).sum()) + 9
+    assert tiny_sfnet(expand=False).refresh_labels(2000, dataset, lambda: cas) is None
+    no_truth = anchor_expansion(labels, cas, offsets, 3, 0.95)
+    assert expansion_precision(no_truth, None) is None
+
+
+# ----------------------------------------------------------------------------- weak baseline and training
+
+
+def test_weak_baseline_loss_centres_and_localization():
+    torch.manual_seed(0)
+    method = Weak(from_dict(WeakOptions, {"dropout": 0.0, "center_multilabel_step": 0}, "test"), D, C)
+    batch = random_batch(1)
+    out = method(batch.features, batch.mask)
+    assert out.act is None
+    first = method.loss(out, batch, step=10)
+    assert float(first["center"]) == 0.0  # the first batch only sets the centres
+    seen = method.center_seen.clone()
+    assert seen[1:].any() and not seen[0]
+    second = method.loss(method(batch.features, batch.mask), batch, step=11)
+    assert float(second["center"]) > 0 and second["total"].requires_grad
+    torch.testing.assert_close(second["total"], second["video"] + 0.1 * second["center"])
+    second["total"].backward()
+    assert method.net.rgb.cls_layers[0].weight.grad.abs().sum() > 0
+    # points are ignored: changing them changes nothing
+    other = make_batch(batch.features, batch.mask, batch.video_labels, torch.zeros_like(batch.point_labels))
+    method.eval()
+    with torch.no_grad():
+        a = method.loss(method(batch.features, batch.mask), batch, 12)["video"]
+        b = method.loss(method(batch.features, batch.mask), other, 12)["video"]
+    assert float(a) == float(b)
+    s = method.scores(out, batch.mask)
+    assert s.actionness is None
+    detections = method.localize(s.cas[0].detach().numpy(), None, s.video_scores[0].detach().numpy())
+    assert detections.segments.shape[1] == 4
+    assert Weak.refresh_step is None
+
+
+def test_a_few_training_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    method = tiny_sfnet()
+    batch = random_batch(7, b=8, t=30)
+    optimizer = torch.optim.Adam(method.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        losses = method.loss(method(batch.features, batch.mask), batch, 0)
+        optimizer.zero_grad()
+        losses["total"].backward()
+        optimizer.step()
+        first = float(losses["total"]) if first is None else first
+    assert float(losses["total"]) < 0.7 * first
