@@ -60,6 +60,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--class-list", metavar="FILE", type=Path,
                         help="class names, one per line (default: the ground truth's sorted labels)")
     parser.add_argument("--per-class", action="store_true", help="also print AP per class")
+    parser.add_argument("--plots", metavar="DIR", type=Path,
+                        help="also write DIR/pr_curves.png (precision-recall per tIoU, mean over classes) and "
+                             "DIR/class_ap.png (AP per class); segment predictions only")
 
 
 def run(args) -> int:
@@ -67,6 +70,8 @@ def run(args) -> int:
         raise InputError("--tiou applies to segment predictions; with --frames use --distance")
     if not args.frames and args.distance is not None:
         raise InputError("--distance applies to single-frame predictions (--frames); for segments use --tiou")
+    if args.frames and args.plots is not None:
+        raise InputError("--plots applies to segment predictions; drop it with --frames")
     console = Console(highlight=False, soft_wrap=True)
     gt = load_ground_truth(args.ground_truth, args.class_list)
     videos = gt.subset(args.subset, source=str(args.ground_truth))
@@ -100,7 +105,21 @@ def run(args) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result_json(result, args), indent=1) + "\n", encoding="utf-8")
         console.print(f"wrote {escape(str(args.json))}")
+    if args.plots:
+        for path in write_plots(args.plots, ground_truth, predictions, result, exclude, ambiguous):
+            console.print(f"wrote {escape(str(path))}")
     return 0
+
+
+def write_plots(out_dir: Path, ground_truth, predictions, result: DetectionResult, exclude, ambiguous):
+    """--plots: PR curves (same matching as the table) and per-class AP; returns the written paths."""
+    from pointtal.evaluation.curves import segment_pr_curves
+    from pointtal.viz import plot_class_ap, plot_pr_curves  # matplotlib: imported only when asked
+
+    curves = segment_pr_curves(ground_truth, predictions, result.thresholds,
+                               exclude_videos=exclude, ambiguous=ambiguous)
+    return [plot_pr_curves(out_dir / "pr_curves.png", curves, None),
+            plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds)]
 
 
 def parse_thresholds(text: str, option: str, upper: float | None) -> tuple[float, ...]:

@@ -56,9 +56,21 @@ class GroundTruth:
 
 
 def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{where}: expected a finite number, got {value!r}")
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
+    try:
+        number = float(value)  # an integer beyond the float range overflows
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
+    return number
+
+
+def _show(value, limit: int = 60) -> str:
+    """repr of a user value, cut short (a JSON integer may have thousands of digits)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _parse_video(video_id: str, entry, path: str) -> Video:
@@ -81,7 +93,10 @@ def _parse_video(video_id: str, entry, path: str) -> Video:
     instances = []
     for i, ann in enumerate(annotations):
         instances.append(_parse_instance(ann, f"{where} annotation {i}"))
-    return Video(video_id, str(entry.get("subset", "")), duration, fps, tuple(instances))
+    subset = entry.get("subset", "")
+    if not isinstance(subset, str):
+        raise InputError(f"{where}: 'subset' must be a string, got {_show(subset)}")
+    return Video(video_id, subset, duration, fps, tuple(instances))
 
 
 def _parse_instance(ann, where: str) -> Instance:
@@ -101,17 +116,43 @@ def _parse_instance(ann, where: str) -> Instance:
     return Instance(start, end, label)
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names the same key twice (json.loads would silently keep the last one)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """object_pairs_hook: a dict, refusing duplicate keys (a video listed twice must not vanish)."""
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return mapping
+
+
 def read_json(path: str | Path, what: str = "JSON file"):
-    """Read a JSON file; a missing, non-UTF-8 or malformed file is one InputError naming it."""
+    """Read a JSON file; a missing, non-UTF-8, malformed or ambiguous (duplicate keys) file is one
+    InputError naming it."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {what} not found")
     try:
-        return json.loads(path.read_bytes().decode("utf-8"))
+        return json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_unique_keys)
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    except _DuplicateKey as err:
+        raise InputError(
+            f"{path}: key {_show(err.args[0])} appears twice in one JSON object (a video or field listed "
+            "twice); keep one"
+        ) from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be a {what}") from None
+    except ValueError as err:  # e.g. an integer literal with more than 4300 digits
+        raise InputError(f"{path}: unreadable JSON: {err}") from None
 
 
 def read_class_list(path: str | Path) -> tuple[str, ...]:
@@ -119,9 +160,16 @@ def read_class_list(path: str | Path) -> tuple[str, ...]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: class list not found")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(set(names)) != len(names):
-        raise InputError(f"{path}: class list has duplicate names")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: class list is not UTF-8 text (byte {err.start})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise InputError(f"{path}: class list has duplicate names: {', '.join(duplicates[:5])}")
+    if not names:
+        raise InputError(f"{path}: class list is empty (expected one class name per line)")
     return tuple(names)
 
 

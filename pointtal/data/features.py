@@ -93,8 +93,11 @@ class FeatureStore:
             )
         if video_names is None:
             raise InputError(f"{self.root}: the single-array layout needs data.video_names (videoname.npy)")
-        arrays = np.load(self.root, allow_pickle=True, encoding="bytes")
-        names = np.load(video_names, allow_pickle=True, encoding="bytes")
+        arrays = _load_trusted(self.root, "single-array feature file")
+        names = _load_trusted(Path(video_names), "video name list")
+        if arrays.ndim != 1 or names.ndim != 1:
+            raise InputError(f"{self.root}: expected 1-D arrays of per-video features and of video names, "
+                             f"got shapes {arrays.shape} and {names.shape}")
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         if len(names) != len(arrays):
             raise InputError(f"{self.root}: {len(arrays)} arrays but {len(names)} video names")
@@ -130,18 +133,63 @@ class FeatureStore:
         return array
 
     def _load_npy(self, path: Path, video_id: str) -> np.ndarray:
+        """Memory-map a plain array; never unpickle unless `trust_pickle` (pickles can run code)."""
+        where = f"{path}: video '{video_id}'"
         try:
-            return np.load(path, mmap_mode="r", allow_pickle=self.trust_pickle)
-        except ValueError as err:
-            if "pickle" in str(err).lower():
-                raise InputError(
-                    f"{path}: video '{video_id}' holds pickled objects; refusing to load (use --trust-pickle "
-                    "only for files you trust)"
-                ) from None
-            raise InputError(f"{path}: video '{video_id}': unreadable .npy file ({err})") from None
-        except (OSError, EOFError) as err:
-            raise InputError(f"{path}: video '{video_id}': unreadable .npy file ({err})") from None
+            dtype = _npy_dtype(path)
+            if dtype is None:
+                raise InputError(f"{where}: not a .npy file (no NumPy header); write features with numpy.save")
+            if dtype.hasobject:
+                if not self.trust_pickle:
+                    raise InputError(
+                        f"{where}: the .npy file holds pickled Python objects (dtype {dtype}); refusing to "
+                        "unpickle it (pickles can run code): pass --trust-pickle (data.trust_pickle=true) only "
+                        "for files you trust, or re-save the features as a float32 array"
+                    )
+                return _unwrap_objects(_load_trusted(path, f"video '{video_id}' features"))
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            if isinstance(err, InputError):
+                raise
+            raise InputError(f"{where}: unreadable .npy file ({err})") from None
 
     @property
     def dim(self) -> int | None:
         return self._dim
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _npy_dtype(path: Path) -> np.dtype | None:
+    """The dtype in a .npy header, or None when the file is not a .npy file; reads the header only."""
+    with open(path, "rb") as handle:
+        if handle.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+            return None
+        handle.seek(0)
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(handle)[2]
+        return np.lib.format.read_array_header_2_0(handle)[2]
+
+
+def _load_trusted(path: Path, what: str) -> np.ndarray:
+    """np.load with pickles allowed: only reached when the user opted in with trust_pickle."""
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        return np.load(path, allow_pickle=True, encoding="bytes")
+    except Exception as err:  # unpickling fails in arbitrary ways on a corrupt file
+        raise InputError(f"{path}: unreadable {what} ({type(err).__name__}: {err})") from None
+
+
+def _unwrap_objects(array: np.ndarray) -> np.ndarray:
+    """A trusted object array holding one video's numbers -> a numeric array (else left for validation)."""
+    if array.dtype == object and array.ndim == 0:
+        array = np.asarray(array.item())
+    if array.dtype == object:
+        try:
+            array = np.asarray(array.tolist(), dtype=np.float32)
+        except (TypeError, ValueError):
+            pass  # validate_features names the dtype
+    return array

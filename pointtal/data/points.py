@@ -72,12 +72,15 @@ def _read_text(path: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _rows(text: str) -> list[tuple[int, list[str]]]:
+def _rows(text: str, path: Path) -> list[tuple[int, list[str]]]:
     """Non-blank lines as (1-based line number, whitespace-stripped CSV fields); `\\r` is tolerated."""
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            fields = next(csv.reader([line]))
+            try:
+                fields = next(csv.reader([line]))
+            except csv.Error as err:  # e.g. a field longer than csv.field_size_limit()
+                raise InputError(f"{path} line {number}: unreadable CSV line ({err})") from None
             rows.append((number, [f.strip() for f in fields]))
     return rows
 
@@ -135,6 +138,10 @@ def _parse_lacp(
 ) -> list[Point]:
     """LACP / HR-Pro point files: a header naming `class`, `video_id` and `point` (a frame number)."""
     column = {name.lower(): i for i, name in enumerate(header)}
+    if len(column) != len(header):
+        names = [h.lower() for h in header]
+        repeated = next(n for n in names if names.count(n) > 1)
+        raise InputError(f"{path}: the header names column '{repeated}' twice")
     points = []
     for number, fields in rows:
         where = f"{path} line {number}"
@@ -173,7 +180,7 @@ def read_points(
     and checked against the class list by `map_points`. LACP files need `fps_lookup(video_id) -> fps`.
     """
     path = Path(path)
-    rows = _rows(_read_text(path))
+    rows = _rows(_read_text(path), path)
     if not rows:
         raise InputError(f"{path}: point file is empty (expected lines 'video_id,time_seconds,label')")
     first_fields = rows[0][1]
@@ -191,8 +198,13 @@ def read_fps_dict(path: str | Path) -> dict[str, float]:
         raise InputError(f"{path}: expected an object mapping video id -> fps")
     result = {}
     for video_id, fps in data.items():
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
-            raise InputError(f"{path}: video '{video_id}': fps must be a positive number, got {fps!r}")
+        try:
+            ok = not isinstance(fps, bool) and isinstance(fps, (int, float)) and 0 < float(fps) < math.inf
+        except OverflowError:  # an integer beyond the float range
+            ok = False
+        if not ok:
+            shown = repr(fps) if len(repr(fps)) <= 60 else repr(fps)[:57] + "..."
+            raise InputError(f"{path}: video '{video_id}': fps must be a positive number, got {shown}")
         result[str(video_id)] = float(fps)
     return result
 
@@ -596,8 +608,9 @@ def map_points(
     lookup = {**class_index, background_label: 0}
     classes = _class_columns(labels, ids, lookup, where, background_label)  # (N,)
     known, rate, n_snippets = _video_geometry(ids, videos, fps, stride, snippet_counts)  # (N,) each
-    snippets = np.floor(times * rate + _EPS).astype(np.int64)  # (N,)
-    outside = known & (snippets >= n_snippets)
+    position = np.floor(times * rate + _EPS)  # (N,) float: a huge time must not wrap around in int64
+    outside = known & (position >= n_snippets)
+    snippets = np.where(known & ~outside, position, 0).astype(np.int64)  # (N,)
     unknown = ~known
     first_unknown = _first(unknown, lambda i: f"video '{ids[i]}' at {times[i]:.3f} s")
     first_outside = _first(

@@ -2,6 +2,7 @@
 (SF-Net) and video classification mAP, plus readers for prediction files. APs are fractions in [0, 1]."""
 
 from pointtal.evaluation.classification import average_precision, classification_map, video_classification_ap
+from pointtal.evaluation.curves import PrecisionRecallCurves, interpolated_ap, segment_pr_curves
 from pointtal.evaluation.detection import (
     ANET_TIOUS,
     THUMOS_TIOUS,
@@ -20,16 +21,19 @@ __all__ = [
     "THUMOS_TIOUS",
     "DetectionResult",
     "PointTable",
+    "PrecisionRecallCurves",
     "SegmentTable",
     "average_precision",
     "classification_map",
     "frame_map",
+    "interpolated_ap",
     "load_ambiguous",
     "load_frame_predictions",
     "load_segment_predictions",
     "overlaps_ambiguous",
     "point_distance",
     "segment_map",
+    "segment_pr_curves",
     "segment_tiou",
     "video_classification_ap",
 ]

@@ -105,6 +105,18 @@ def segment_map(
         ambiguous: video id -> (K, 2) [start, end] seconds; overlapping predictions are discarded.
     """
     thresholds = check_thresholds(tious, "tIoU")
+    matches, counts = segment_matches(ground_truth, predictions, thresholds, exclude_videos, ambiguous)
+    return DetectionResult(thresholds, matches.evaluated_classes, matches.ap(), "tiou", counts)
+
+
+def segment_matches(
+    ground_truth: SegmentTable,
+    predictions: SegmentTable,
+    thresholds: np.ndarray,
+    exclude_videos: Iterable[str] | None = None,
+    ambiguous: Mapping[str, np.ndarray] | None = None,
+) -> tuple[RankedMatches, dict]:
+    """The matching behind `segment_map` (validated (T,) tIoU `thresholds`): ranked true positives, counts."""
     _check_segments(ground_truth, "ground truth")
     _check_segments(predictions, "predictions")
     ground_truth, predictions, counts = prepare(ground_truth, predictions, exclude_videos, ambiguous)
@@ -115,8 +127,7 @@ def segment_map(
 
     # With every threshold > 0 only intersecting pairs can match: skip the others before computing tIoU.
     reach = (predictions.start_sec, predictions.end_sec) if thresholds.min() > 0 else None
-    ap, classes = ranked_ap(ground_truth, predictions, thresholds, similarity, reach)
-    return DetectionResult(thresholds, classes, ap, "tiou", counts)
+    return ranked_matches(ground_truth, predictions, thresholds, similarity, reach), counts
 
 
 def prepare(ground_truth: SegmentTable, predictions, exclude_videos, ambiguous):
@@ -148,8 +159,44 @@ def prepare(ground_truth: SegmentTable, predictions, exclude_videos, ambiguous):
     return ground_truth, predictions, counts
 
 
+@dataclass(frozen=True)
+class RankedMatches:
+    """Outcome of the greedy matching: predictions of classes with ground truth in rank order (by class,
+    then descending score, stable), N of them, over C_all classes (the ground truth's class list).
+
+    `tp` (T, N) bool true positive per threshold; `label` (N,) class index (non-decreasing); `score` (N,);
+    `n_gt_per_class` (C_all,); `classes` (C_all,) names. Evaluated classes are those with ground truth.
+    """
+
+    tp: np.ndarray
+    label: np.ndarray
+    score: np.ndarray
+    n_gt_per_class: np.ndarray
+    classes: tuple[str, ...]
+
+    @property
+    def evaluated(self) -> np.ndarray:
+        """(C_all,) bool: classes with ground truth."""
+        return self.n_gt_per_class > 0
+
+    @property
+    def evaluated_classes(self) -> tuple[str, ...]:
+        return tuple(name for name, keep in zip(self.classes, self.evaluated, strict=True) if keep)
+
+    def ap(self) -> np.ndarray:
+        """(T, C) VOC-2011 interpolated AP of the evaluated classes."""
+        return class_average_precision(self.tp, self.label, self.n_gt_per_class)[:, self.evaluated]
+
+
 def ranked_ap(ground_truth: SegmentTable, predictions, thresholds: np.ndarray, similarity, reach=None):
-    """AP (T, C) of the C classes with ground truth, and their names.
+    """AP (T, C) of the C classes with ground truth, and their names (see `ranked_matches`)."""
+    matches = ranked_matches(ground_truth, predictions, thresholds, similarity, reach)
+    return matches.ap(), matches.evaluated_classes
+
+
+def ranked_matches(ground_truth: SegmentTable, predictions, thresholds: np.ndarray, similarity,
+                   reach=None) -> RankedMatches:
+    """Greedy matching of the predictions of classes with ground truth, in rank order.
 
     `similarity(predictions, pred_rows, gt_rows)` gives the (M,) similarity of candidate pairs (same class
     and video); a pair is eligible when similarity >= threshold and visited in decreasing similarity.
@@ -180,9 +227,7 @@ def ranked_ap(ground_truth: SegmentTable, predictions, thresholds: np.ndarray, s
     pair_pred, pair_gt, sim = pair_pred[keep], pair_gt[keep], sim[keep]
     visit = visit_order(pair_pred, pair_gt, sim)
     tp = greedy_match(pair_pred[visit], pair_gt[visit], sim[visit], thresholds, order.size, len(ground_truth))
-    ap = class_average_precision(tp, pred_label, n_gt_per_class)  # (T, C_all)
-    names = tuple(name for name, keep in zip(ground_truth.classes, evaluated, strict=True) if keep)
-    return ap[:, evaluated], names
+    return RankedMatches(tp, pred_label, predictions.score[order], n_gt_per_class, tuple(ground_truth.classes))
 
 
 def rank_order(label: np.ndarray, score: np.ndarray) -> np.ndarray:

@@ -22,11 +22,18 @@ def read_results(path: str | Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: predictions file not found")
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_unique_keys)
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    except _DuplicateKey as err:
+        raise InputError(f"{path}: key {_show(err.args[0])} appears twice in one JSON object (a video or "
+                         "field listed twice); keep one") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be a predictions file") from None
+    except ValueError as err:  # e.g. an integer literal with more than 4300 digits
+        raise InputError(f"{path}: unreadable JSON: {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise InputError(f"{path}: expected an object with a 'results' mapping video ids to lists of "
                          "predictions (ActivityNet results format)")
@@ -34,6 +41,28 @@ def read_results(path: str | Path) -> dict:
 
 
 _NUMBER_TYPES = (int, float)  # bool is an int subclass but `type(True) is bool`: rejected
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object names the same key twice (json.loads would silently keep the last one)."""
+
+
+def _unique_keys(pairs: list) -> dict:
+    """object_pairs_hook: a dict, refusing duplicate keys (a video listed twice must not lose entries)."""
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return mapping
+
+
+def _show(value, limit: int = 60) -> str:
+    """repr of a user value, cut short (a JSON integer may have thousands of digits)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def load_segment_predictions(path: str | Path, classes: Sequence[str]) -> SegmentTable:
@@ -56,7 +85,10 @@ def load_segment_predictions(path: str | Path, classes: Sequence[str]) -> Segmen
             ends.append(end)
             labels.append(label)
             scores.append(score)
-    table = SegmentTable.from_columns(ids, starts, ends, labels, scores, classes)
+    try:
+        table = SegmentTable.from_columns(ids, starts, ends, labels, scores, classes)
+    except OverflowError:  # an integer beyond the float range: find it and name it
+        _strict_scan(path, results, lambda entry, where: _segment_entry(entry, where, known))
     if not np.all(np.isfinite(table.start_sec) & np.isfinite(table.end_sec) & np.isfinite(table.score)):
         _strict_scan(path, results, lambda entry, where: _segment_entry(entry, where, known))
     return table
@@ -80,7 +112,10 @@ def load_frame_predictions(path: str | Path, classes: Sequence[str]) -> PointTab
             times.append(time)
             labels.append(label)
             scores.append(score)
-    table = PointTable.from_columns(ids, times, labels, scores, classes)
+    try:
+        table = PointTable.from_columns(ids, times, labels, scores, classes)
+    except OverflowError:  # an integer beyond the float range: find it and name it
+        _strict_scan(path, results, lambda entry, where: _frame_entry(entry, where, known))
     if not np.all(np.isfinite(table.time_sec) & np.isfinite(table.score)):
         _strict_scan(path, results, lambda entry, where: _frame_entry(entry, where, known))
     return table
@@ -169,6 +204,12 @@ def _segment(value, where: str) -> tuple[float, float]:
 
 
 def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{where}: expected a finite number, got {value!r}")
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
+    return number

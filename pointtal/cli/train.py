@@ -1,0 +1,44 @@
+"""`pointtal train`: train a method from a YAML config into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pointtal.config import load_config
+from pointtal.errors import InputError
+
+HELP = "train a method (SF-Net, SODA, weak) from a YAML config into a run directory"
+EXAMPLE = (
+    "pointtal train configs/thumos14_sfnet.yaml --out runs/sfnet --set data.annotations=GT.json "
+    "--set data.features=FEATURES/ --set data.points=[a1.csv,a2.csv]\n"
+    "  pointtal train --out runs/sfnet --resume          # continue after a crash\n"
+    "  torchrun --nproc-per-node 4 -m pointtal train configs/thumos14_soda.yaml --out runs/soda ...  # DDP"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", metavar="CONFIG.yaml",
+                        help="config preset (with --resume: defaults to RUN_DIR/config.yaml)")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.steps=500 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pointtal.engine.trainer import summary_line, train  # torch import only when training
+
+    config_path = args.config
+    if config_path is None:
+        if not args.resume:
+            raise InputError("give a CONFIG.yaml (or --resume to continue RUN_DIR with its own config)")
+        config_path = Path(args.out) / "config.yaml"
+    overrides = list(args.set) + (["train.progress=false"] if args.no_progress else [])
+    config = load_config(config_path, overrides)
+    result = train(config, args.out, resume=args.resume)
+    if result.metrics is not None:
+        print(f"{args.out}: step {result.step}: {summary_line(result.metrics)}")
+        print(f"predictions: {Path(args.out) / 'predictions.json'}")
+    return 0

@@ -1,0 +1,51 @@
+"""Metrics of a run's predictions against the ground truth (percent, as papers report them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pointtal.data.annotations import GroundTruth
+from pointtal.evaluation import PointTable, SegmentTable, classification_map, frame_map, segment_map
+
+
+def _segment_table(predictions, video_ids: Sequence[str], classes) -> SegmentTable:
+    rows = {vid: [(*e["segment"], e["label"], e["score"]) for e in predictions.segments.get(vid, [])]
+            for vid in video_ids}
+    return SegmentTable.from_mapping(rows, classes)
+
+
+def _frame_table(predictions, video_ids: Sequence[str], classes) -> PointTable:
+    ids, times, labels, scores = [], [], [], []
+    for vid in video_ids:
+        for e in predictions.frames.get(vid, []):
+            ids.append(vid)
+            times.append(e["frame"])
+            labels.append(e["label"])
+            scores.append(e["score"])
+    table = PointTable.from_columns(ids, times, labels, scores, classes)
+    return table.with_video_ids(tuple(dict.fromkeys([*table.video_ids, *video_ids])))
+
+
+def evaluate_predictions(gt: GroundTruth, video_ids: Sequence[str], predictions, tious) -> dict:
+    """Segment mAP per tIoU and averages, single-frame mAP and video classification mAP, in percent."""
+    classes = gt.classes
+    truth = SegmentTable.from_ground_truth([gt.videos[v] for v in video_ids], classes)
+    result = segment_map(truth, _segment_table(predictions, video_ids, classes), tious)
+    record = {f"mAP@{t:g}": 100 * float(m) for t, m in zip(result.thresholds, result.map)}
+    record["average"] = 100 * result.average
+    if (result.thresholds >= 0.3 - 1e-9).any() and (result.thresholds <= 0.7 + 1e-9).any():
+        try:
+            record["average_0.3_0.7"] = 100 * result.average_over(0.3, 0.7)
+        except KeyError:
+            pass
+    frames = frame_map(truth, _frame_table(predictions, video_ids, classes))
+    record["frame_mAP"] = 100 * frames.average
+    labels = np.zeros((len(video_ids), len(classes)))  # (V, C)
+    for row, vid in enumerate(video_ids):
+        for inst in gt.videos[vid].instances:
+            labels[row, classes.index(inst.label)] = 1
+    scores = np.stack([predictions.video_scores[v][1:] for v in video_ids])  # (V, C)
+    record["cmAP"] = 100 * classification_map(scores, labels)
+    return record

@@ -1,0 +1,164 @@
+"""Inference: features -> per-video scores -> detections in seconds, batched and streamed over videos."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pointtal.data.dataset import PointDataset, resample_index, resample_positions
+from pointtal.data.features import SnippetGeometry
+from pointtal.methods.base import Detections, Method
+
+
+@dataclass
+class VideoScores:
+    """One video's scores over its real snippets."""
+
+    video_id: str
+    cas: np.ndarray  # (T, C+1) float32, column 0 = background
+    actionness: np.ndarray | None  # (T,) or None
+    video_scores: np.ndarray  # (C+1,)
+
+
+@dataclass
+class Predictions:
+    """ActivityNet-style results (seconds) plus the video scores, keyed by video id."""
+
+    segments: dict[str, list[dict]] = field(default_factory=dict)
+    frames: dict[str, list[dict]] = field(default_factory=dict)
+    video_scores: dict[str, np.ndarray] = field(default_factory=dict)  # id -> (C+1,)
+
+    def results_json(self, frames: bool = False) -> dict:
+        return {"version": "pointtal", "external_data": {}, "results": self.frames if frames else self.segments}
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from pointtal.errors import InputError
+
+        raise InputError(f"train.device={name!r} but no CUDA device is available; use auto or cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA; nothing on CPU (full-precision, deterministic)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def unresample(values: np.ndarray, length: int) -> np.ndarray:
+    """Map (S, ...) values sampled at bin starts of a `length`-snippet video back to (length, ...) linearly."""
+    size = values.shape[0]
+    position = np.interp(np.arange(length), resample_positions(length, size), np.arange(size))  # (length,)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, size - 1)
+    weight = (position - low).reshape(-1, *([1] * (values.ndim - 1)))
+    return values[low] * (1 - weight) + values[high] * weight
+
+
+def _batches(items: Iterable[tuple[str, np.ndarray]], size: int) -> Iterator[list[tuple[str, np.ndarray]]]:
+    chunk: list[tuple[str, np.ndarray]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _inputs(chunk, sampling: str, resample_t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded (B, T, D) features and (B, T) mask: whole videos, or fixed-T deterministic resampling."""
+    lengths = np.array([a.shape[0] for _, a in chunk], dtype=np.int64)
+    if sampling == "resample":
+        index = resample_index(lengths, resample_t, None)  # (B, S)
+        features = np.stack([np.asarray(a[i], dtype=np.float32) for (_, a), i in zip(chunk, index)])
+        return torch.from_numpy(features), torch.ones(index.shape, dtype=torch.bool)
+    features = np.zeros((len(chunk), lengths.max(), chunk[0][1].shape[1]), dtype=np.float32)  # (B, T, D)
+    for row, (_, array) in enumerate(chunk):
+        features[row, : array.shape[0]] = array
+    mask = torch.arange(lengths.max())[None, :] < torch.from_numpy(lengths)[:, None]  # (B, T)
+    return torch.from_numpy(features), mask
+
+
+@torch.no_grad()
+def score_videos(
+    method: Method,
+    items: Iterable[tuple[str, np.ndarray]],
+    *,
+    sampling: str,
+    resample_t: int,
+    batch_size: int,
+    device: torch.device,
+    amp: bool = True,
+) -> Iterator[VideoScores]:
+    """Scores of each (video_id, (T, D) features) item, in order; the method is put in eval mode."""
+    method.eval()
+    for chunk in _batches(items, batch_size):
+        features, mask = _inputs(chunk, sampling, resample_t)
+        features, mask = features.to(device), mask.to(device)
+        with autocast(device, amp):
+            scores = method.scores(method(features, mask), mask)
+        cas = scores.cas.float().cpu().numpy()  # (B, T, C+1)
+        act = None if scores.actionness is None else scores.actionness.float().cpu().numpy()  # (B, T)
+        video = scores.video_scores.float().cpu().numpy()  # (B, C+1)
+        for row, (video_id, array) in enumerate(chunk):
+            length = array.shape[0]
+            if sampling == "resample":
+                video_cas = unresample(cas[row], length)
+                video_act = None if act is None else unresample(act[row], length)
+            else:
+                video_cas, video_act = cas[row, :length], None if act is None else act[row, :length]
+            yield VideoScores(video_id, video_cas, video_act, video[row])
+
+
+def dataset_items(dataset: PointDataset) -> Iterator[tuple[str, np.ndarray]]:
+    for index, video_id in enumerate(dataset.video_ids):
+        yield video_id, dataset.video_features(index).numpy()
+
+
+def flat_cas(method: Method, dataset: PointDataset, **kwargs) -> torch.Tensor:
+    """(N, C+1) `scores().cas` of every snippet of a dataset, in its flat layout (for label mining)."""
+    rows = [torch.from_numpy(s.cas) for s in score_videos(method, dataset_items(dataset), **kwargs)]
+    return torch.cat(rows)
+
+
+def to_seconds(video_id: str, found: Detections, geometry: SnippetGeometry, classes) -> tuple[list, list]:
+    """Detections in snippet units -> ActivityNet result entries in seconds."""
+    segments = [
+        {"label": classes[int(c) - 1], "score": float(score),
+         "segment": [float(geometry.to_seconds(s)), float(geometry.to_seconds(e))]}
+        for s, e, c, score in found.segments
+    ]
+    frames = [
+        {"label": classes[int(c) - 1], "score": float(score), "frame": float(geometry.to_seconds(t + 0.5))}
+        for t, c, score in found.frames
+    ]
+    return segments, frames
+
+
+def predict(
+    method: Method,
+    items: Iterable[tuple[str, np.ndarray]],
+    geometries: dict[str, SnippetGeometry],
+    classes: tuple[str, ...],
+    **kwargs,
+) -> Predictions:
+    """Segments and single frames for every item, in seconds."""
+    out = Predictions()
+    for scored in score_videos(method, items, **kwargs):
+        found = method.localize(scored.cas, scored.actionness, scored.video_scores)
+        geometry = geometries[scored.video_id]
+        out.segments[scored.video_id], out.frames[scored.video_id] = to_seconds(
+            scored.video_id, found, geometry, classes
+        )
+        out.video_scores[scored.video_id] = scored.video_scores
+    return out

@@ -1,0 +1,126 @@
+"""Prediction from a run directory: load the model from a checkpoint, stream videos from the feature store.
+
+Features are memory-mapped and read one batch at a time, so memory stays bounded whatever the number of
+videos. Under torchrun the videos are split across ranks and rank 0 writes one merged file, identical to a
+single-process run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pointtal.config import Config, build_config
+from pointtal.data.annotations import GroundTruth
+from pointtal.data.dataset import geometry_for
+from pointtal.data.features import FeatureStore
+from pointtal.engine import distributed
+from pointtal.engine.checkpoint import load_checkpoint
+from pointtal.engine.inference import Predictions, predict, resolve_device
+from pointtal.engine.setup import load_ground_truth_for, open_store
+from pointtal.engine.trainer import write_json
+from pointtal.errors import InputError
+from pointtal.methods import Method, build_method
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedRun:
+    config: Config
+    method: Method
+    classes: tuple[str, ...]
+    step: int
+
+
+def load_trained(run_dir: str | Path, checkpoint: str | Path | None = None,
+                 device: torch.device | str = "cpu") -> LoadedRun:
+    """The method of a run, with the weights of `checkpoint` (default RUN_DIR/checkpoint.pt), in eval mode."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: run directory not found")
+    path = Path(checkpoint) if checkpoint else run_dir / "checkpoint.pt"
+    saved = load_checkpoint(path)
+    config = build_config(saved["config"], f"{path}: config")
+    classes = tuple(saved["classes"])
+    method = build_method(config.method, config.method_options, int(saved["in_dim"]), len(classes))
+    try:
+        method.load_state_dict(saved["model"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise InputError(f"{path}: weights do not fit the method in its config ({str(err).splitlines()[0]})") from None
+    return LoadedRun(config, method.to(device).eval(), classes, int(saved["step"]))
+
+
+def _items(store: FeatureStore, video_ids, bar):
+    for video_id in video_ids:
+        yield video_id, store.load(video_id)
+        bar.update(1)
+
+
+def predict_videos(loaded: LoadedRun, store: FeatureStore, gt: GroundTruth, video_ids, *,
+                   batch_size: int, device: torch.device, progress: bool) -> Predictions:
+    d = loaded.config.data
+    geometries = {vid: geometry_for(gt.videos[vid], d.fps, d.stride) for vid in video_ids}
+    with tqdm(total=len(video_ids), desc="predict", unit="video", disable=not progress) as bar:
+        return predict(loaded.method, _items(store, video_ids, bar), geometries, loaded.classes,
+                       sampling=loaded.method.sampling, resample_t=d.resample_t, batch_size=batch_size,
+                       device=device, amp=loaded.config.train.amp)
+
+
+def merge(parts: list[Predictions], order: list[str]) -> Predictions:
+    merged = Predictions()
+    for part in parts:
+        merged.segments.update(part.segments)
+        merged.frames.update(part.frames)
+        merged.video_scores.update(part.video_scores)
+    return Predictions({v: merged.segments[v] for v in order}, {v: merged.frames[v] for v in order},
+                       {v: merged.video_scores[v] for v in order})
+
+
+def predict_run(run_dir, *, out, frames_out=None, checkpoint=None, features=None, annotations=None,
+                subset=None, device=None, batch_size=None, progress=True) -> str | None:
+    """Write predictions for a subset; returns a one-line summary on rank 0 (None on other ranks)."""
+    loaded = load_trained(run_dir, checkpoint)
+    config = loaded.config
+    target = resolve_device(device or config.train.device)
+    ctx = distributed.init_distributed(target)
+    target = distributed.local_device(target, ctx)
+    loaded.method.to(target)
+    gt = load_ground_truth_for(config) if annotations is None else _gt(annotations, config)
+    if gt.classes != loaded.classes:
+        raise InputError(f"{annotations or config.data.annotations}: classes differ from the run's checkpoint")
+    store = open_store(config, features)
+    name = subset or config.data.test_subset
+    video_ids = [v.video_id for v in gt.subset(name, "--subset")]
+    missing = [v for v in video_ids if v not in store]
+    if missing:
+        log.warning("%d of %d videos of '%s' have no feature file and are skipped (first: %s)",
+                    len(missing), len(video_ids), name, ", ".join(missing[:3]))
+        video_ids = [v for v in video_ids if v in store]
+    if not video_ids:
+        raise InputError(f"{store.root}: no features for any video of subset '{name}'")
+    mine = video_ids[ctx.rank::ctx.world]
+    part = predict_videos(loaded, store, gt, mine, batch_size=batch_size or config.eval.batch_size,
+                          device=target, progress=progress and ctx.is_main)
+    parts = distributed.all_gather_objects(part, ctx)
+    distributed.cleanup(ctx)
+    if not ctx.is_main:
+        return None
+    merged = merge(parts, video_ids)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_json(Path(out), merged.results_json())
+    if frames_out:
+        Path(frames_out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(Path(frames_out), merged.results_json(frames=True))
+    n = sum(len(v) for v in merged.segments.values())
+    return f"{len(video_ids)} videos of '{name}', {n} segments (step {loaded.step})"
+
+
+def _gt(path, config: Config) -> GroundTruth:
+    from pointtal.data.annotations import load_ground_truth
+
+    return load_ground_truth(path, config.data.class_list)

@@ -1,0 +1,108 @@
+"""From a validated Config to in-memory datasets: ground truth, feature store, points, train/test sets."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pointtal.config import Config
+from pointtal.data.annotations import GroundTruth, load_ground_truth
+from pointtal.data.dataset import PointDataset, build_dataset, point_label_rows
+from pointtal.data.features import FeatureStore
+from pointtal.data.points import (
+    SCHEMES,
+    MappedPoints,
+    choose_annotator,
+    fps_lookup_for,
+    map_points,
+    read_points,
+    simulate_points,
+)
+from pointtal.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunData:
+    """Everything a run reads from disk, loaded once."""
+
+    gt: GroundTruth
+    store: FeatureStore
+    train: PointDataset | None
+    test: PointDataset | None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.gt.classes
+
+
+def load_ground_truth_for(config: Config) -> GroundTruth:
+    if not config.data.annotations:
+        raise InputError("config: data.annotations is not set; pass --set data.annotations=GT.json")
+    return load_ground_truth(config.data.annotations, config.data.class_list)
+
+
+def open_store(config: Config, features: str | None = None) -> FeatureStore:
+    root = features or config.data.features
+    if not root:
+        raise InputError("config: data.features is not set; pass --set data.features=FEATURES_DIR")
+    return FeatureStore(root, trust_pickle=config.data.trust_pickle, video_names=config.data.video_names)
+
+
+def point_sources(config: Config) -> tuple[str | None, tuple[str, ...]]:
+    """(scheme name or None, CSV paths) from `data.points`."""
+    points = config.data.points
+    if isinstance(points, str):
+        if points in SCHEMES:
+            return points, ()
+        points = (points,)
+    if not points:
+        raise InputError(f"config: data.points is empty; give CSV paths or a scheme ({', '.join(SCHEMES)})")
+    return None, tuple(points)
+
+
+def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedPoints | None:
+    """The training points from click files (one annotator drawn per video) or a simulation scheme."""
+    d = config.data
+    scheme, paths = point_sources(config)
+    videos = {vid: gt.videos[vid] for vid in train.video_ids}
+    counts = {vid: int(n) for vid, n in zip(train.video_ids, train.n_snippets)}
+    if scheme == "weak":
+        return None
+    if scheme is not None:
+        points = simulate_points(
+            list(videos.values()), scheme, d.fps, d.stride, d.point_seed,
+            window_sec=d.window_sec, background_label=d.background_label, snippet_counts=counts,
+        )
+        source = f"scheme {scheme}"
+    else:
+        lookup = fps_lookup_for(gt.videos, None)
+        per_annotator = []
+        for path in paths:
+            if not Path(path).is_file():
+                raise InputError(f"{path}: point file not found (data.points)")
+            per_annotator.append(read_points(path, d.background_label, lookup))
+        points = choose_annotator(per_annotator, d.point_seed, d.annotator)
+        source = ", ".join(paths)
+    mapped = map_points(points, videos, d.fps, d.stride, gt.class_index, d.background_label,
+                        strict=d.strict_points, source=source, snippet_counts=counts)
+    log.info("points: %s", mapped.report.summary)
+    return mapped
+
+
+def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> RunData:
+    """Load the subsets a run needs; features are read once into memory."""
+    gt = load_ground_truth_for(config)
+    store = open_store(config)
+    d = config.data
+    train_set = test_set = None
+    if train:
+        train_set = build_dataset(gt, d.train_subset, store, d.fps, d.stride)
+        mapped = load_points(config, gt, train_set)
+        if mapped is not None:
+            train_set.set_point_labels(point_label_rows(train_set, mapped, len(gt.classes)))
+    if test:
+        test_set = build_dataset(gt, d.test_subset, store, d.fps, d.stride)
+    return RunData(gt, store, train_set, test_set)

@@ -1,0 +1,285 @@
+"""Step-based training: deterministic batches, periodic evaluation, atomic checkpoints, exact resume.
+
+A run directory holds `config.yaml`, `checkpoint.pt` (latest), `best.pt` (best average mAP), `metrics.jsonl`,
+`tensorboard/`, and at the end `predictions.json` / `frames.json` for the test subset.
+Resuming restores weights, optimizer, step, RNG and mined labels, so on CPU a resumed run ends with the
+same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pointtal.config import Config, build_config, save_config
+from pointtal.data.dataset import BatchSampler, PointDataset
+from pointtal.engine import distributed
+from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
+from pointtal.engine.evaluate import evaluate_predictions
+from pointtal.engine.inference import autocast, dataset_items, flat_cas, predict, resolve_device
+from pointtal.engine.logs import MetricsLog
+from pointtal.engine.setup import RunData, load_run_data
+from pointtal.errors import InputError
+from pointtal.methods import Method, build_method
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    metrics: dict | None  # the final evaluation record
+    best_average: float | None
+
+
+@dataclass
+class _State:
+    """What a checkpoint restores besides the config."""
+
+    method: Method
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    best: float | None = None
+
+
+def total_steps(config: Config, n_videos: int) -> int:
+    t = config.train
+    return t.epochs * math.ceil(n_videos / t.batch_size) if t.epochs else t.steps
+
+
+def new_method(config: Config, data: RunData, seed: int, device: torch.device) -> tuple[Method, torch.optim.Optimizer]:
+    """A freshly initialised method (seeded here, never inside constructors) and its Adam optimizer."""
+    torch.manual_seed(seed)
+    method = build_method(config.method, config.method_options, data.train.dim, len(data.classes)).to(device)
+    optimizer = torch.optim.Adam(method.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    return method, optimizer
+
+
+def checkpoint_state(config: Config, data: RunData, state: _State, inference_only: bool = False) -> dict:
+    point_labels = data.train.point_labels
+    rows = torch.nonzero(point_labels.sum(1) > 0).squeeze(1)  # (L,) labelled snippets (mined ones too)
+    out = {
+        "model": state.method.inference_state_dict() if inference_only else state.method.state_dict(),
+        "step": state.step,
+        "config": config.to_dict(),
+        "classes": list(data.classes),
+        "in_dim": data.train.dim,
+        "best_average": state.best,
+    }
+    if not inference_only:
+        out.update(
+            optimizer=state.optimizer.state_dict(),
+            rng_cpu=torch.get_rng_state(),
+            point_rows=rows,
+            point_values=point_labels[rows].clone(),
+        )
+        if torch.cuda.is_available():
+            out["rng_cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def restore(saved: dict, config: Config, data: RunData, state: _State, path: Path) -> None:
+    """Load a full checkpoint into `state` and the dataset's (possibly mined) point labels."""
+    if saved.get("classes") != list(data.classes) or saved.get("in_dim") != data.train.dim:
+        raise InputError(f"{path}: checkpoint was trained on other classes or feature width than this config")
+    if "optimizer" not in saved:
+        raise InputError(f"{path}: holds inference weights only and cannot be resumed")
+    state.method.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.step, state.best = int(saved["step"]), saved.get("best_average")
+    labels = torch.zeros_like(data.train.point_labels)
+    labels[saved["point_rows"]] = saved["point_values"].to(labels.dtype)
+    data.train.set_point_labels(labels)
+    torch.set_rng_state(saved["rng_cpu"])
+    if "rng_cuda" in saved and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["rng_cuda"])
+
+
+def geometries(dataset: PointDataset) -> dict:
+    return dict(zip(dataset.video_ids, dataset.geometries))
+
+
+def run_predictions(method: Method, dataset: PointDataset, config: Config, device: torch.device, classes):
+    return predict(
+        method, dataset_items(dataset), geometries(dataset), classes, sampling=method.sampling,
+        resample_t=config.data.resample_t, batch_size=config.eval.batch_size, device=device,
+        amp=config.train.amp,
+    )
+
+
+def evaluate_model(method: Method, data: RunData, config: Config, device: torch.device, step: int):
+    """Predictions on the test subset and their metrics record."""
+    predictions = run_predictions(method, data.test, config, device, data.classes)
+    record = {"step": step, **evaluate_predictions(data.gt, data.test.video_ids, predictions, config.eval.tiou)}
+    method.train()
+    return record, predictions
+
+
+def write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Owns one run: data, method, optimizer, sampler, logs."""
+
+    def __init__(self, config: Config, run_dir: str | Path, *, resume: bool = False, data: RunData | None = None):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(config.train.device)
+        self.dist = distributed.init_distributed(self.device)
+        self.device = distributed.local_device(self.device, self.dist)
+        self.data = data or load_run_data(config)
+        self.steps = total_steps(config, len(self.data.train))
+        method, optimizer = new_method(config, self.data, config.train.seed, self.device)
+        self.state = _State(method, optimizer)
+        self._prepare_run_dir(resume)
+        self.sampler = BatchSampler(
+            self.data.train, config.train.batch_size, config.train.seed, method.sampling,
+            config.data.t_max, config.data.t_max_alt, config.data.resample_t,
+        )
+        self.model = self._wrap(method)
+
+    def _prepare_run_dir(self, resume: bool) -> None:
+        checkpoint = self.run_dir / "checkpoint.pt"
+        if resume:
+            if not checkpoint.is_file():
+                raise InputError(f"{checkpoint}: nothing to resume (no checkpoint in the run directory)")
+            restore(load_checkpoint(checkpoint), self.config, self.data, self.state, checkpoint)
+            log.info("resumed %s at step %d", checkpoint, self.state.step)
+        elif checkpoint.is_file():
+            raise InputError(f"{self.run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+        self.logs = None
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.run_dir / "config.yaml")
+            self.logs = MetricsLog(self.run_dir)
+            self.logs.truncate_after(self.state.step)
+
+    def _wrap(self, method: Method) -> torch.nn.Module:
+        if not self.dist.enabled:
+            return method
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(method, device_ids=ids)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> TrainResult:
+        t = self.config.train
+        record = None
+        bar = tqdm(total=self.steps, initial=self.state.step, disable=not (t.progress and self.dist.is_main),
+                   desc="train", unit="step", dynamic_ncols=True)
+        try:
+            while self.state.step < self.steps:
+                self._maybe_refresh_labels()
+                losses = self._train_step(self.state.step)
+                self.state.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses['total']:.4f}")
+                record = self._after_step(losses) or record
+        finally:
+            bar.close()
+        record = self._evaluate_and_save(final=True)
+        if self.logs is not None:
+            self.logs.close()
+        distributed.barrier(self.dist)
+        return TrainResult(self.run_dir, self.state.step, record, self.state.best)
+
+    def _train_step(self, step: int) -> dict[str, float]:
+        self.model.train()
+        batch = self.sampler(step, self.dist.rank, self.dist.world).to(self.device)
+        with autocast(self.device, self.config.train.amp):
+            output = self.model(batch.features, batch.mask)
+        losses = self.state.method.loss(output, batch, step)
+        self.state.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        if self.config.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.state.method.parameters(), self.config.train.grad_clip)
+        self.state.optimizer.step()
+        return {key: float(value.detach()) for key, value in losses.items()}
+
+    def _after_step(self, losses: dict[str, float]) -> dict | None:
+        t, step = self.config.train, self.state.step
+        if not np.isfinite(losses["total"]):
+            raise FloatingPointError(f"training diverged at step {step}: loss is {losses['total']}")
+        if self.logs is not None and (step % t.log_every == 0 or step == 1):
+            self.logs.scalars(step, losses, prefix="loss/")
+        record = None
+        if t.eval_every and step % t.eval_every == 0 and step < self.steps:
+            record = self._evaluate_and_save(final=False)
+        elif step % t.checkpoint_every == 0 and self.dist.is_main:
+            save_checkpoint(checkpoint_state(self.config, self.data, self.state), self.run_dir / "checkpoint.pt")
+        return record
+
+    def _maybe_refresh_labels(self) -> None:
+        method = self.state.method
+        if method.refresh_step is None or self.state.step != method.refresh_step:
+            return
+        kwargs = dict(sampling="crop", resample_t=self.config.data.resample_t,
+                      batch_size=self.config.eval.batch_size, device=self.device, amp=self.config.train.amp)
+        refresh = method.refresh_labels(self.state.step, self.data.train, lambda: flat_cas(method, self.data.train, **kwargs))
+        method.train()
+        if refresh is None:
+            return
+        shown = "n/a" if refresh.precision is None else f"{refresh.precision:.3f}"
+        log.info("step %d: label mining added %d pseudo frames (precision %s)", self.state.step, refresh.added, shown)
+        if self.logs is not None:
+            self.logs.scalars(self.state.step, {"pseudo_frames": refresh.added,
+                                                **({"pseudo_precision": refresh.precision} if refresh.precision is not None else {})},
+                              prefix="mining/")
+        if refresh.reinitialize:
+            seed = self.config.train.seed + self.state.step
+            self.state.method, self.state.optimizer = new_method(self.config, self.data, seed, self.device)
+            self.model = self._wrap(self.state.method)
+
+    def _evaluate_and_save(self, final: bool) -> dict | None:
+        record = None
+        if self.dist.is_main:
+            started = time.perf_counter()
+            record, predictions = evaluate_model(self.state.method, self.data, self.config, self.device, self.state.step)
+            log.info("step %d: %s (%.1f s)", self.state.step, summary_line(record), time.perf_counter() - started)
+            self.logs.record(record)
+            if self.state.best is None or record["average"] > self.state.best:
+                self.state.best = record["average"]
+                save_checkpoint(checkpoint_state(self.config, self.data, self.state, inference_only=True),
+                                self.run_dir / "best.pt")
+            save_checkpoint(checkpoint_state(self.config, self.data, self.state), self.run_dir / "checkpoint.pt")
+            if final:
+                self._write_predictions(predictions)
+        distributed.barrier(self.dist)
+        return record
+
+    def _write_predictions(self, predictions) -> None:
+        write_json(self.run_dir / "predictions.json", predictions.results_json())
+        write_json(self.run_dir / "frames.json", predictions.results_json(frames=True))
+
+
+def summary_line(record: dict) -> str:
+    maps = " ".join(f"{k}={v:.2f}" for k, v in record.items() if k.startswith("mAP@"))
+    return f"{maps} avg={record['average']:.2f}"
+
+
+def train(config: Config, run_dir: str | Path, *, resume: bool = False, data: RunData | None = None) -> TrainResult:
+    """Train `config` into `run_dir` (see module doc)."""
+    trainer = Trainer(config, run_dir, resume=resume, data=data)
+    try:
+        return trainer.run()
+    finally:
+        distributed.cleanup(trainer.dist)
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    from pointtal.config import read_yaml
+
+    path = Path(run_dir) / "config.yaml"
+    return build_config(read_yaml(path), str(path))
