@@ -157,7 +157,8 @@ def plot_class_ap(
     if ap.ndim == 1:
         ap = ap[None, :]
     if ap.shape != (thresholds.size, len(classes)) or not classes:
-        raise ValueError(f"ap_per_class has shape {ap.shape}, want (T, C) = ({thresholds.size}, {len(classes)})")
+        raise ValueError(f"ap_per_class has shape {ap.shape}, "
+                         f"want (T, C) = ({thresholds.size}, {len(classes)})")
     mean = ap.mean(axis=0)  # (C,)
     order = np.argsort(-mean, kind="stable")[::-1]  # barh draws bottom-up: best class last, on top
     y = np.arange(len(classes))
@@ -174,7 +175,8 @@ def plot_class_ap(
         ax.text(100 * end + 1.0, yi, f"{100 * value:.1f}", va="center", fontsize=8, zorder=4,
                 bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
     overall = float(mean.mean())
-    handles.append(ax.axvline(100 * overall, color="#c44e52", ls="--", lw=1.2, label=f"mAP {100 * overall:.1f}%"))
+    handles.append(ax.axvline(100 * overall, color="#c44e52", ls="--", lw=1.2,
+                              label=f"mAP {100 * overall:.1f}%"))
     ax.set_yticks(y, [classes[i] for i in order], fontsize=9)
     ax.set_ylim(-0.6, len(classes) - 0.4)
     ax.set_xlim(0.0, 110.0)
@@ -229,7 +231,8 @@ def _threshold_indices(thresholds: np.ndarray, wanted: Sequence[float] | None) -
     for value in wanted:
         hits = np.flatnonzero(np.isclose(thresholds, value, rtol=0, atol=1e-9))
         if hits.size == 0:
-            raise ValueError(f"tIoU {value} has no curve; evaluated: {', '.join(f'{t:g}' for t in thresholds)}")
+            evaluated = ", ".join(f"{t:g}" for t in thresholds)
+            raise ValueError(f"tIoU {value} has no curve; evaluated: {evaluated}")
         indices.append(int(hits[0]))
     return indices
 
@@ -244,7 +247,8 @@ def _check_timeline(classes, ground_truth, points, cas, actionness, segments, du
     if actionness is not None and np.shape(actionness) != (cas.shape[0],):
         raise ValueError(f"actionness has shape {np.shape(actionness)}, want ({cas.shape[0]},)")
     known = set(classes)
-    for what, names in (("ground truth", [g[2] for g in ground_truth]), ("segments", [s[2] for s in segments]),
+    for what, names in (("ground truth", [g[2] for g in ground_truth]),
+                        ("segments", [s[2] for s in segments]),
                         ("points", [p[1] for p in points if p[1] != BACKGROUND])):
         unknown = sorted(set(names) - known)
         if unknown:
@@ -329,7 +333,9 @@ def _draw_cas(ax, classes, cas, actionness, cas_classes, ground_truth, colors, s
     if actionness is not None:
         ax.plot(centers, np.asarray(actionness, dtype=np.float64), drawstyle="steps-mid", color="k",
                 ls="--", lw=1.3)
-    shown = [cas[:, index[n]] for n in cas_classes] + ([np.asarray(actionness)] if actionness is not None else [])
+    shown = [cas[:, index[n]] for n in cas_classes]
+    if actionness is not None:
+        shown.append(np.asarray(actionness, dtype=np.float64))
     values = np.concatenate(shown) if shown else np.zeros(0)
     if values.size and values.min() >= 0 and values.max() <= 1:
         ax.set_ylim(0.0, 1.05)  # probabilities: a fixed scale makes videos comparable

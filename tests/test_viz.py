@@ -1,4 +1,4 @@
-"""Figures: valid, non-blank PNGs of the promised size; PR curves that agree with segment_map; evaluate --plots."""
+"""Figures: valid, non-blank PNGs of the promised size; PR curves agreeing with segment_map; --plots."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def timeline_inputs(rng, n_snippets: int = 150, snippet_sec: float = 0.64):
         "duration_sec": n_snippets * snippet_sec,
         "classes": CLASSES,
         "ground_truth": ground_truth,
-        "points": [(13.0, "Jump"), (19.5, "Throw"), (55.1, "Jump"), (35.0, "background"), (80.0, "background")],
+        "points": [(13.0, "Jump"), (19.5, "Throw"), (55.1, "Jump"),
+                   (35.0, "background"), (80.0, "background")],
         "cas": cas,
         "actionness": cas[:, 1:].max(axis=1),
         "segments": [(9.0, 19.0, "Jump", 0.91), (48.0, 62.0, "Jump", 0.74), (16.0, 21.0, "Throw", 0.55),
@@ -94,8 +95,9 @@ def timeline_inputs(rng, n_snippets: int = 150, snippet_sec: float = 0.64):
 
 
 def test_timeline_png(tmp_path):
-    path = plot_timeline(tmp_path / "deep" / "dir" / "timeline.png", **timeline_inputs(np.random.default_rng(0)))
-    assert path == tmp_path / "deep" / "dir" / "timeline.png"
+    target = tmp_path / "deep" / "dir" / "timeline.png"
+    path = plot_timeline(target, **timeline_inputs(np.random.default_rng(0)))
+    assert path == target
     assert_png(path, 1300, 700)
     assert "matplotlib.pyplot" not in sys.modules or not sys.modules["matplotlib.pyplot"].get_fignums()
 
@@ -161,8 +163,8 @@ def _write_case(tmp_path, gt: SegmentTable, pred: SegmentTable):
 def test_cli_evaluate_plots(tmp_path, capsys):
     gt_path, pred_path, class_path = _write_case(tmp_path, *random_case(4))
     out = tmp_path / "plots"
-    assert main(["evaluate", str(gt_path), str(pred_path), "--class-list", str(class_path), "--tiou", "0.3,0.5,0.7",
-                 "--plots", str(out)]) == 0
+    assert main(["evaluate", str(gt_path), str(pred_path), "--class-list", str(class_path),
+                 "--tiou", "0.3,0.5,0.7", "--plots", str(out)]) == 0
     assert "pr_curves.png" in capsys.readouterr().out
     assert_png(out / "pr_curves.png", 760, 560)
     assert (out / "class_ap.png").read_bytes()[:8] == PNG_SIGNATURE

@@ -177,7 +177,7 @@ class Trainer:
     def run(self) -> TrainResult:
         t = self.config.train
         record = None
-        bar = tqdm(total=self.steps, initial=self.state.step, disable=not (t.progress and self.dist.is_main),
+        bar = tqdm(total=self.steps, initial=self.state.step, disable=None if (t.progress and self.dist.is_main) else True,
                    desc="train", unit="step", dynamic_ncols=True)
         try:
             while self.state.step < self.steps:

@@ -227,7 +227,8 @@ def ranked_matches(ground_truth: SegmentTable, predictions, thresholds: np.ndarr
     pair_pred, pair_gt, sim = pair_pred[keep], pair_gt[keep], sim[keep]
     visit = visit_order(pair_pred, pair_gt, sim)
     tp = greedy_match(pair_pred[visit], pair_gt[visit], sim[visit], thresholds, order.size, len(ground_truth))
-    return RankedMatches(tp, pred_label, predictions.score[order], n_gt_per_class, tuple(ground_truth.classes))
+    return RankedMatches(tp, pred_label, predictions.score[order], n_gt_per_class,
+                         tuple(ground_truth.classes))
 
 
 def rank_order(label: np.ndarray, score: np.ndarray) -> np.ndarray:
