@@ -184,6 +184,9 @@ def read_points(
     if not rows:
         raise InputError(f"{path}: point file is empty (expected lines 'video_id,time_seconds,label')")
     first_fields = rows[0][1]
+    header = _is_lacp_header(first_fields) or _is_sfnet_header(first_fields)
+    if header and len(rows) == 1:
+        raise InputError(f"{path}: point file has a header line but no points")
     if _is_lacp_header(first_fields):
         return _parse_lacp(first_fields, rows[1:], path, fps_lookup)
     if _is_sfnet_header(first_fields):

@@ -1,0 +1,34 @@
+"""Shared fixtures: one tiny synthetic benchmark per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The `tiny` synthetic preset (24 train + 12 test videos, 4 classes, 64-wide features), seed 0."""
+    from pointtal.data.synthetic import generate
+
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    generate(out, "tiny", seed=0, progress=False)
+    return out
+
+
+def tiny_raw_config(data: Path, method: str = "sfnet", steps: int = 30, **train) -> dict:
+    """A small, fast config on the tiny preset (raw mapping for `build_config`)."""
+    clicks = [str(p) for p in sorted((data / "points").glob("annotator*.csv"))]
+    raw = {
+        "data": {"annotations": str(data / "annotations.json"), "features": str(data / "features"),
+                 "points": "weak" if method == "weak" else ("soda" if method == "soda" else clicks),
+                 "resample_t": 64},
+        "method": {"name": method, "hidden": 16},
+        "train": {"steps": steps, "batch_size": 4, "lr": 1e-3, "eval_every": 0, "checkpoint_every": 5,
+                  "log_every": 5, "device": "cpu", "progress": False, **train},
+        "eval": {"batch_size": 8},
+    }
+    if method == "sfnet":
+        raw["method"]["expand_step"] = steps // 2
+    return raw
