@@ -139,6 +139,7 @@ class TrainConfig:
     log_every: int = 10  # steps between metric log lines / TensorBoard scalars
     grad_clip: float | None = None  # max gradient norm (None: no clipping)
     progress: bool = True  # tqdm progress bar
+    report: bool = True  # write report.md and figures/ into the run directory at the end
 
     def __post_init__(self):
         _check(self.steps > 0, "train.steps", self.steps, "must be > 0")

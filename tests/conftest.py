@@ -26,7 +26,8 @@ def tiny_raw_config(data: Path, method: str = "sfnet", steps: int = 30, **train)
                  "resample_t": 64},
         "method": {"name": method, "hidden": 16},
         "train": {"steps": steps, "batch_size": 4, "lr": 1e-3, "eval_every": 0, "checkpoint_every": 5,
-                  "log_every": 5, "device": "cpu", "progress": False, **train},
+                  "log_every": 5, "device": "cpu", "progress": False, "report": False,
+                  **train},
         "eval": {"batch_size": 8},
     }
     if method == "sfnet":

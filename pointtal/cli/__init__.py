@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 
 import yaml
@@ -66,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    quiet_rank = int(os.environ.get("RANK", "0")) != 0  # under torchrun only rank 0 reports progress
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else (logging.WARNING if quiet_rank else logging.INFO),
         format="%(levelname)s %(message)s" if args.verbose else "%(message)s",
         stream=sys.stderr,
     )

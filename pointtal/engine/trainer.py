@@ -1,7 +1,8 @@
 """Step-based training: deterministic batches, periodic evaluation, atomic checkpoints, exact resume.
 
 A run directory holds `config.yaml`, `checkpoint.pt` (latest), `best.pt` (best average mAP), `metrics.jsonl`,
-`tensorboard/`, and at the end `predictions.json` / `frames.json` for the test subset.
+`tensorboard/`, and at the end `predictions.json` / `frames.json` for the test subset, `report.md` and
+`figures/` (pointtal.engine.report).
 Resuming restores weights, optimizer, step, RNG and mined labels, so on CPU a resumed run ends with the
 same weights as an uninterrupted one.
 """
@@ -26,7 +27,8 @@ from pointtal.engine import distributed
 from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
 from pointtal.engine.evaluate import evaluate_predictions
 from pointtal.engine.inference import autocast, dataset_items, flat_cas, predict, resolve_device
-from pointtal.engine.logs import MetricsLog
+from pointtal.engine.logs import MetricsLog, read_metrics
+from pointtal.engine.report import write_report
 from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError
 from pointtal.methods import Method, build_method
@@ -140,6 +142,9 @@ class Trainer:
         self.device = resolve_device(config.train.device)
         self.dist = distributed.init_distributed(self.device)
         self.device = distributed.local_device(self.device, self.dist)
+        if config.train.batch_size < self.dist.world:  # a rank with no video would crash in the sampler
+            raise InputError(f"train.batch_size={config.train.batch_size} is global: give at least one video "
+                             f"per DDP rank (>= {self.dist.world})")
         self.data = data or load_run_data(config)
         self.steps = total_steps(config, len(self.data.train))
         method, optimizer = new_method(config, self.data, config.train.seed, self.device)
@@ -192,6 +197,9 @@ class Trainer:
         record = self._evaluate_and_save(final=True)
         if self.logs is not None:
             self.logs.close()
+        if self.dist.is_main and self.config.train.report:  # figures and report.md; failures are logged, never raised
+            write_report(self.run_dir, self.config, read_metrics(self.run_dir), self.data, self.state.method,
+                         self.device, world=self.dist.world)
         distributed.barrier(self.dist)
         return TrainResult(self.run_dir, self.state.step, record, self.state.best)
 

@@ -1,0 +1,112 @@
+"""report.md and figures/ of a training run: every evaluation in the table, figures that exist, and a
+failing figure (or report) that is logged and noted but never fails training."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+from matplotlib.image import imread
+
+import pointtal.engine.report as report
+import pointtal.viz
+from pointtal.config import build_config
+from pointtal.data.synthetic import generate
+from pointtal.engine.logs import read_metrics
+from pointtal.engine.trainer import train
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("report") / "data"
+    generate(data, "tiny", seed=0, progress=False)
+    return data
+
+
+def config(data: Path, steps: int = 4, eval_every: int = 2):
+    return build_config({
+        "data": {"annotations": str(data / "annotations.json"), "features": str(data / "features"),
+                 "points": "weak", "train_subset": "validation", "test_subset": "test"},
+        "method": {"name": "weak", "hidden": 16, "center_weight": 0.0},
+        "train": {"steps": steps, "batch_size": 8, "lr": 1e-3, "eval_every": eval_every, "seed": 0,
+                  "device": "cpu", "progress": False},
+    })
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "weak"
+    train(config(tiny), out)
+    return out
+
+
+def linked_files(text: str) -> list[str]:
+    return re.findall(r"\]\(([^)]+)\)", text)
+
+
+def test_report_lists_config_every_evaluation_and_figures(run_dir):
+    text = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "`weak` (hidden=16, center_weight=0.0)" in text  # options that differ from the defaults
+    assert "`validation` (24 videos) / `test` (12 videos)" in text
+    records = read_metrics(run_dir)
+    assert [r["step"] for r in records] == [2, 4]
+    table = [line for line in text.splitlines() if re.match(r"\| (\*\*)?\d", line)]
+    assert len(table) == len(records)
+    for line, record in zip(table, records, strict=True):
+        assert str(record["step"]) in line.split("|")[1]
+        assert f"{record['average']:.2f}" in line and f"{record['mAP@0.5']:.2f}" in line
+    best = max(records, key=lambda r: r["average"])
+    assert f"**{best['step']}** (best)" in text
+    figures = ["figures/timeline_video_test_0001.png", "figures/pr_curves.png", "figures/class_ap.png"]
+    for name in figures:
+        assert f"]({name})" in text
+        path = run_dir / name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        assert float(imread(path)[..., :3].std()) > 0.05
+    for name in linked_files(text):  # every link resolves
+        assert (run_dir / name).exists(), name
+    assert "Not drawn" not in text
+
+
+def test_failing_figure_is_logged_and_never_fails_training(tiny, tmp_path, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no display for you")
+
+    monkeypatch.setattr(pointtal.viz, "plot_timeline", broken)
+    out = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="pointtal.engine.report"):
+        result = train(config(tiny, steps=2, eval_every=0), out)
+    assert result.step == 2 and result.metrics is not None
+    assert (out / "predictions.json").is_file() and (out / "checkpoint.pt").is_file()
+    assert any("timeline_video_test_0001.png" in r.getMessage() and "no display for you" in r.getMessage()
+               for r in caplog.records)
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "Not drawn: RuntimeError: no display for you" in text
+    assert not (out / "figures" / "timeline_video_test_0001.png").exists()
+    assert (out / "figures" / "pr_curves.png").is_file()  # the other figures are still drawn
+
+
+def test_unwritable_report_is_logged_not_raised(run_dir, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "render_report", broken)
+    before = (run_dir / "report.md").read_bytes()
+    with caplog.at_level(logging.WARNING, logger="pointtal.engine.report"):
+        assert report.write_report(run_dir, None, [], _FakeData(), None, "cpu") is None
+    assert "disk full" in caplog.text
+    assert (run_dir / "report.md").read_bytes() == before
+
+
+class _FakeData:
+    """Run data without a test subset: no figures to draw."""
+
+    test = None
+
+
+def test_report_without_evaluations():
+    assert report._metrics_table([]) == ["No evaluation recorded."]
