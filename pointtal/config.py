@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.constructor import ConstructorError
 
 from pointtal.errors import InputError
 
@@ -64,8 +66,8 @@ def _coerce(hint, value, where: str):
     if hint is Any:
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -174,7 +176,7 @@ class Config:
 
 def _check(ok: bool, key: str, value, why: str) -> None:
     if not ok:
-        raise InputError(f"config: {key}={value!r} {why}")
+        raise InputError(f"{key}={value!r} {why}")
 
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -210,13 +212,37 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader (no tags that run code) that refuses a key repeated in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise ConstructorError(
+                    None, None, f"key '{key}' appears twice", key_node.start_mark)
+            seen.add(key) if isinstance(key, (str, int, float, bool)) else None
+        return super().construct_mapping(node, deep=deep)
+
+
+def _safe_load_unique(text: str):
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping with yaml.safe_load (never executes code)."""
+    """Read a YAML mapping safely (a SafeLoader: never executes code) and refuse duplicate keys."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        data = _safe_load_unique(path.read_bytes().decode("utf-8"))
+    except RecursionError:
+        raise InputError(f"{path}: YAML nested too deeply to be a config") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: config is not UTF-8 text") from None
     except yaml.YAMLError as err:
@@ -238,14 +264,25 @@ def build_config(raw: dict, where: str = "config") -> Config:
     unknown = sorted(set(raw) - sections)
     if unknown:
         raise InputError(f"{where}: unknown section '{unknown[0]}'; valid sections: {', '.join(sorted(sections))}")
-    method_raw = dict(raw.get("method") or {})
+    method_raw = raw.get("method") or {}
+    if not isinstance(method_raw, dict):
+        raise InputError(f"{where}: method: expected a mapping, got {type(method_raw).__name__}")
+    method_raw = dict(method_raw)
     name = method_raw.pop("name", "sfnet")
-    if name not in METHODS:
+    if not isinstance(name, str) or name not in METHODS:
         raise InputError(f"{where}: method.name={name!r} is unknown; valid: {', '.join(sorted(METHODS))}")
+    try:
+        return _sections(raw, where, name, method_raw, METHODS)
+    except InputError as err:
+        text = str(err)
+        raise InputError(text if text.startswith(where) else f"{where}: {text}") from None
+
+
+def _sections(raw: dict, where: str, name: str, method_raw: dict, methods) -> Config:
     return Config(
         data=from_dict(DataConfig, raw.get("data"), f"{where}: data"),
         method=name,
-        method_options=from_dict(METHODS[name].Options, method_raw, f"{where}: method"),
+        method_options=from_dict(methods[name].Options, method_raw, f"{where}: method"),
         train=from_dict(TrainConfig, raw.get("train"), f"{where}: train"),
         eval=from_dict(EvalConfig, raw.get("eval"), f"{where}: eval"),
     )

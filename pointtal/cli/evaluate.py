@@ -158,7 +158,10 @@ def parse_video_list(text: str) -> set[str]:
         path = Path(text[1:])
         if not path.is_file():
             raise InputError(f"{path}: --exclude-videos file not found")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path}: --exclude-videos file is not UTF-8 text (byte {err.start})") from None
     ids = {v for v in text.replace(",", " ").split() if v}
     if not ids:
         raise InputError("--exclude-videos: no video ids given")

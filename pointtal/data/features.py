@@ -101,7 +101,7 @@ class FeatureStore:
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         if len(names) != len(arrays):
             raise InputError(f"{self.root}: {len(arrays)} arrays but {len(names)} video names")
-        return {name: np.asarray(arr) for name, arr in zip(names, arrays)}
+        return {name: np.asarray(arr) for name, arr in zip(names, arrays, strict=True)}
 
     def path(self, video_id: str) -> Path:
         return self.root / f"{check_video_id(video_id, str(self.root))}.npy"

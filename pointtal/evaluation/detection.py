@@ -223,7 +223,7 @@ def ranked_matches(ground_truth: SegmentTable, predictions, thresholds: np.ndarr
         pair_pred, pair_gt = overlap_pairs(pred_key, reach[0][order], reach[1][order],
                                            gt_key, ground_truth.start_sec, ground_truth.end_sec)
     sim = similarity(predictions, order[pair_pred], pair_gt)
-    keep = sim >= thresholds.min()
+    keep = np.flatnonzero(sim >= thresholds.min())  # indices: one pass instead of one per masked array
     pair_pred, pair_gt, sim = pair_pred[keep], pair_gt[keep], sim[keep]
     visit = visit_order(pair_pred, pair_gt, sim)
     tp = greedy_match(pair_pred[visit], pair_gt[visit], sim[visit], thresholds, order.size, len(ground_truth))
@@ -247,7 +247,17 @@ def visit_order(pair_pred: np.ndarray, pair_gt: np.ndarray, sim: np.ndarray) -> 
     visit = np.arange(pair_pred.size)
     same = pair_pred[1:] == pair_pred[:-1]  # pairs are grouped by prediction
     several = np.flatnonzero(np.concatenate((same, [False])) | np.concatenate(([False], same)))
-    visit[several] = several[np.lexsort((-pair_gt[several], -sim[several], pair_pred[several]))]
+    if several.size == 0:
+        return visit
+    pred, gt = pair_pred[several], pair_gt[several]
+    levels, level = np.unique(sim[several], return_inverse=True)  # exact ranks of the similarities
+    group = np.cumsum(np.concatenate(([0], pred[1:] != pred[:-1])))  # (S,) 0, 1, ... per prediction
+    n_gt = int(gt.max()) + 1
+    if (int(group[-1]) + 1) * levels.size * n_gt < 2**62:  # one int64 key: np.lexsort is several times slower
+        key = (group * levels.size + (levels.size - 1 - level)) * n_gt + (n_gt - 1 - gt)  # unique per pair
+        visit[several] = several[np.argsort(key)]
+    else:
+        visit[several] = several[np.lexsort((-gt, -sim[several], pred))]
     return visit
 
 
@@ -289,7 +299,11 @@ def overlap_pairs(pred_key, pred_start, pred_end, gt_key, gt_start, gt_end) -> t
     # searchsorted is several times faster on (nearly) sorted queries: search in the order of `low`
     by_low = np.argsort(low)
     rows = found[by_low]
-    lo[rows] = np.searchsorted(composite, low[by_low], side="left")
+    low_sorted = low[by_low]
+    # lo = searchsorted(composite, low_sorted, "left"), i.e. the entries below each query, counted the other
+    # way round: entry c is below query i exactly when i >= searchsorted(low_sorted, c, "right").
+    below = np.bincount(np.searchsorted(low_sorted, composite, side="right"), minlength=low_sorted.size + 1)
+    lo[rows] = np.cumsum(below)[:-1]
     hi[rows] = np.searchsorted(composite, high[by_low], side="right")
     return _expand_ranges(lo, np.maximum(hi, lo), gt_order)
 

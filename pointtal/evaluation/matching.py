@@ -13,7 +13,8 @@ positive. That is a sequential greedy process, but it splits into independent pr
   round never share a ground truth, so they are all resolved at once with numpy.
 * Taken ground truths drop out; a prediction left without eligible pairs is a false positive.
 * Most predictions have a single candidate pair; their first round is done on the compact
-  (threshold, pair) matrix before anything is expanded (`_presolve_single`).
+  (threshold, ground truth) form before anything is expanded (`_presolve_single`), and only the pairs on
+  ground truths still contested by a several-pair prediction go on to the rounds.
 
 Each round resolves at least the best-ranked unresolved prediction of every independent problem. When
 rounds stop paying off (few pairs left, or a round removed little), the remaining pairs — already in the
@@ -61,41 +62,48 @@ def greedy_match(
     tp = np.zeros(n_thr * n_pred, dtype=bool)  # (T * N,) indexed by task = t * N + rank
     locked = np.zeros(n_thr * n_gt, dtype=bool)  # (T * G,) ground truth already matched, indexed t * G + g
     if pair_pred.size and n_thr:
-        eligible = pair_similarity[None, :] >= thresholds[by_threshold, None]  # (T, M)
-        n_eligible = eligible.sum(axis=0)  # (M,) ascending thresholds: eligible at t < n_eligible
+        # ascending thresholds: pair j is eligible (similarity >= threshold) at t < n_eligible[j]
+        n_eligible = np.searchsorted(thresholds[by_threshold], pair_similarity, side="right")  # (M,)
+        n_eligible[np.isnan(pair_similarity)] = 0  # NaN >= threshold is False (searchsorted puts NaN last)
+        left = np.arange(pair_pred.size)  # (M',) the pairs still to resolve
         if _PRESOLVE_SINGLE:
-            eligible = _presolve_single(eligible, n_eligible, pair_pred, pair_gt, n_pred, tp, locked)
-        _match_rounds(eligible, pair_pred, pair_gt, n_pred, tp, locked)
+            left = _presolve_single(n_eligible, pair_pred, pair_gt, n_pred, tp, locked)
+        eligible = np.arange(n_thr)[:, None] < n_eligible[left][None, :]  # (T, M')
+        if _PRESOLVE_SINGLE:  # ground truths taken in the presolve are gone
+            eligible &= ~locked.reshape(n_thr, n_gt)[:, pair_gt[left]]
+        _match_rounds(eligible, pair_pred[left], pair_gt[left], n_pred, tp, locked)
     out = np.empty((n_thr, n_pred), dtype=bool)
     out[by_threshold] = tp.reshape(n_thr, n_pred)
     return out
 
 
-def _presolve_single(eligible, n_eligible, pair_pred, pair_gt, n_pred, tp, locked) -> np.ndarray:
-    """A first round on the compact (T, M) form, for predictions with a single candidate pair.
+def _presolve_single(n_eligible, pair_pred, pair_gt, n_pred, tp, locked) -> np.ndarray:
+    """A first round on the compact (T, G) form, for predictions with a single candidate pair.
 
     Such a prediction is decided at threshold t as soon as it is the best-ranked prediction eligible for
-    its ground truth at t: it takes it. Marks those true positives and locks, and returns the (T, M)
-    eligibility left for the general rounds: pairs on ground truths taken here are gone (the taker ranks
-    before every other prediction eligible for it). Thresholds must ascend, so that a pair eligible at t
-    is eligible at every lower threshold: pair j is eligible at thresholds 0 .. n_eligible[j] - 1.
+    its ground truth at t: it takes it. Marks those true positives and locks, and returns the indices of
+    the pairs left for the general rounds: pairs on ground truths taken here are gone (the taker ranks
+    before every other prediction eligible for it), so only pairs on a ground truth whose best-ranked
+    candidate has several pairs, at some threshold, are left. Thresholds must ascend, so that a pair
+    eligible at t is eligible at every lower threshold: pair j is eligible at thresholds 0 .. n_eligible[j] - 1.
     """
-    n_thr, n_gt = eligible.shape[0], locked.size // eligible.shape[0]
+    n_thr = tp.size // n_pred  # tp is (T * N,), locked (T * G,)
+    n_gt = locked.size // n_thr
     some = np.flatnonzero(n_eligible)
     never = np.iinfo(np.int64).max
     best = np.full((n_thr, n_gt), never, dtype=np.int64)  # (T, G) best rank eligible for g only up to t
     np.minimum.at(best, (n_eligible[some] - 1, pair_gt[some]), pair_pred[some])
     first_rank = np.minimum.accumulate(best[::-1], axis=0)[::-1]  # (T, G) best rank eligible at t
     n_pairs = np.bincount(pair_pred, minlength=n_pred)  # (N,)
-    single = np.flatnonzero(n_pairs[pair_pred] == 1)  # pairs of single-pair predictions
-    rank = pair_pred[single]
-    decided = (np.arange(n_thr)[:, None] < n_eligible[single][None, :]) \
-        & (first_rank[:, pair_gt[single]] == rank[None, :])  # (T, S)
-    tp.reshape(n_thr, n_pred)[:, rank] = decided  # one pair per prediction: no repeated columns
     taker = np.where(first_rank == never, 0, first_rank)  # (T, G) the best-ranked prediction at t
     taken = (first_rank != never) & (n_pairs[taker] == 1)  # (T, G) taken by a single-pair prediction
+    # A single-pair prediction is a true positive at t exactly when it is that best-ranked prediction for
+    # its only ground truth: one entry of `taken` each, so mark them from the small (T, G) form.
+    thr_idx, gt_idx = np.nonzero(taken)
+    tp[thr_idx * n_pred + taker[thr_idx, gt_idx]] = True
     locked.reshape(n_thr, n_gt)[:] = taken
-    return eligible & ~taken[:, pair_gt]  # (T, M)
+    open_gt = ((first_rank != never) & ~taken).any(axis=0)  # (G,) contested by a several-pair prediction
+    return np.flatnonzero(open_gt[pair_gt])  # (M',) every other pair is decided: TP above or taken
 
 
 def _match_rounds(eligible, pair_pred, pair_gt, n_pred, tp, locked) -> None:
