@@ -1,0 +1,391 @@
+"""SODA's ablation studies (paper Tables 4-8, Fig. 12, aggregation) rerun on any dataset.
+
+A study is a list of variants; a variant is a set of `--set` overrides. The config of one run is
+
+    CONFIG file  <-  the user's --set overrides  <-  seed overrides  <-  the variant's overrides
+
+with seed overrides `train.seed=k` (plus the variant's `seed_offset`) and `data.point_seed=k`, so both the
+initialisation and the simulated point draws vary across seeds. Runs live in
+
+    OUT/<table>/<variant>/seed<k>/     an ordinary `pointtal train` run directory
+
+and the table is written to OUT/table_<table>.md (plus OUT/table_<table>.json with every run's numbers, and
+OUT/table_<table>.png where the paper has a figure).
+
+Continuing an interrupted ablation: rerun the same command. A run directory that already holds
+`predictions.json` and `metrics.jsonl` is reused as is (no retraining); one with only a `checkpoint.pt` is
+resumed from it; a finished run of an identical resolved config elsewhere under OUT (another table's row
+at the same seed) is copied instead of retrained. A run directory whose `config.yaml` differs from the
+config the study would train is an error (choose another OUT; nothing is deleted).
+
+Fused ensembles (table 7) are not trained: two finished member runs are scored on the test set, fused per
+video with `ensemble_scores`, localized and evaluated; the fused run directory holds `fusion.json`,
+`predictions.json` and `metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pointtal.config import Config, apply_overrides, build_config, read_yaml
+from pointtal.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- study definitions
+@dataclass(frozen=True)
+class Variant:
+    """One row of a study table."""
+
+    name: str  # directory name under OUT/<table>/
+    label: str  # row label in the table
+    overrides: tuple[str, ...] = ()  # `--set` strings applied last
+    seed_offset: int = 0  # train.seed = k + seed_offset (an independently initialised twin; point draws keep k)
+    fuse: str | None = None  # ensemble rule: not trained, fuses the runs of `members` at inference
+    members: tuple[str, ...] = ()  # the two variant names fused (trained rows of the same study)
+    x: float | None = None  # position on the study's plot
+
+
+@dataclass(frozen=True)
+class Study:
+    key: str  # the --table value
+    title: str
+    variants: tuple[Variant, ...]
+    plot_x: str | None = None  # x-axis label where the paper has a figure (variants then carry `x`)
+    note: str = ""
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+
+def _row(points: str, background_label: int, n_networks: int, frame_loss: bool = True) -> tuple[str, ...]:
+    return (f"data.points={points}", f"method.frame_loss={str(frame_loss).lower()}",
+            f"method.background_label={background_label}", f"method.n_networks={n_networks}")
+
+
+SECOND_SEED_OFFSET = 1000  # train.seed of the second model of an ensemble: k + 1000
+
+STUDIES: dict[str, Study] = {
+    "4": Study("4", "Table 4: contribution of each component", (
+        Variant("weak", "weak (video labels only, bg label 1, M=1)", _row("weak", 1, 1, frame_loss=False)),
+        Variant("points-bg1", "points, bg label 1 (M=1)", _row("soda", 1, 1)),
+        Variant("points-bg0", "points, bg label 0 (M=1)", _row("soda", 0, 1)),
+        Variant("points-bg0-sd", "points, bg label 0 + self-distillation (M=2)", _row("soda", 0, 2)),
+        Variant("weak-sd", "self-distillation alone (weak, bg label 1, M=2)", _row("weak", 1, 2, frame_loss=False)),
+    ), note="Weak rows use background label 1: the 'astute background response' (label 0) is a point-supervised "
+            "component, and without background points label 0 gives the background column no positive signal."),
+    "5": Study("5", "Table 5: kinds of point annotation", (
+        Variant("action", "action points only", ("data.points=soda-action",)),
+        Variant("background", "background points only", ("data.points=soda-background",)),
+        Variant("both", "action + background points", ("data.points=soda",)),
+    ), note="Other settings (M, lambda, background label) come from CONFIG."),
+    "6": Study("6", "Table 6: number of networks M", tuple(
+        Variant(f"M{m}", f"M = {m}", (f"method.n_networks={m}",), x=m) for m in (1, 2, 3, 4)
+    ), plot_x="number of networks M"),
+    "7": Study("7", "Table 7: self-distillation vs ensembles of two independent networks", (
+        Variant("single", "single network (M=1)", ("method.n_networks=1",)),
+        Variant("single-b", f"single network (M=1), second init (train.seed + {SECOND_SEED_OFFSET})",
+                ("method.n_networks=1",), seed_offset=SECOND_SEED_OFFSET),
+        *(Variant(f"ens-{rule}", f"ensemble: {rule.replace('_', ' ')}", ("method.n_networks=1",), fuse=rule,
+                  members=("single", "single-b"))
+          for rule in ("score_mean_cas_max", "score_mean_cas_mean", "score_max_cas_max", "score_max_cas_mean",
+                       "cas_mean_then_scores")),
+        Variant("sd", "self-distillation (M=2)", ("method.n_networks=2",)),
+    ), note="Ensembles fuse the two M=1 networks above at inference (same points, different initialisation)."),
+    "8": Study("8", "Table 8: distillation distance", tuple(
+        Variant(d, name, ("method.n_networks=2", f"method.distill_distance={d}"))
+        for d, name in (("l1", "L1"), ("l2", "L2"), ("kl", "KL"))
+    )),
+    "12": Study("12", "Fig. 12: distillation weight lambda", tuple(
+        Variant(f"lambda{lam:g}", f"lambda = {lam:g}", ("method.n_networks=2", f"method.distill_weight={lam:g}"),
+                x=lam) for lam in (0.2, 0.4, 0.6, 0.8, 1.0)
+    ), plot_x="distillation weight lambda"),
+    "agg": Study("agg", "Aggregation strategies", tuple(
+        Variant(a, name, (f"method.aggregation={a}",))
+        for a, name in (("topk", "top-k mean"), ("average", "global average pooling"),
+                        ("temporal_softmax", "temporal-softmax weighted sum"),
+                        ("category_softmax", "category-softmax weighted mean"))
+    )),
+}
+
+
+def get_study(key: str) -> Study:
+    if key not in STUDIES:
+        raise InputError(f"--table {key!r} is unknown; valid tables: {', '.join(STUDIES)}")
+    return STUDIES[key]
+
+
+def seed_overrides(variant: Variant, seed: int) -> list[str]:
+    return [f"train.seed={seed + variant.seed_offset}", f"data.point_seed={seed}"]
+
+
+def variant_raw(base: dict, user_overrides: Sequence[str], variant: Variant, seed: int) -> dict:
+    """The raw config mapping of one run: CONFIG <- user --set <- seed <- variant overrides."""
+    return apply_overrides(base, [*user_overrides, *seed_overrides(variant, seed), *variant.overrides])
+
+
+def variant_config(base: dict, user_overrides: Sequence[str], variant: Variant, seed: int) -> Config:
+    return build_config(variant_raw(base, user_overrides, variant, seed), f"table variant {variant.name}")
+
+
+# ----------------------------------------------------------------------------- running
+@dataclass
+class RunOutcome:
+    """One (variant, seed) of a study."""
+
+    variant: Variant
+    seed: int
+    run_dir: Path
+    metrics: dict  # the final evaluation record
+    status: str  # trained | resumed | reused | copied | fused
+    seconds: float
+
+
+@dataclass
+class StudyResult:
+    study: Study
+    seeds: tuple[int, ...]
+    outcomes: list[RunOutcome] = field(default_factory=list)
+    table_path: Path | None = None
+    json_path: Path | None = None
+    plot_path: Path | None = None
+
+
+def _canonical(config: Config) -> dict:
+    """The config as `config.yaml` stores it, read back (tuples become lists)."""
+    return yaml.safe_load(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def final_record(run_dir: Path) -> dict | None:
+    """The last record of `metrics.jsonl` when the run is finished (predictions.json written), else None."""
+    from pointtal.engine.logs import read_metrics
+
+    if not (run_dir / "predictions.json").is_file():
+        return None
+    records = read_metrics(run_dir)
+    return records[-1] if records else None
+
+
+def _same_config(run_dir: Path, config: Config) -> bool:
+    """Same resolved config as the saved one, ignoring keys that cannot change results (progress bar)."""
+    saved, wanted = read_yaml(run_dir / "config.yaml"), _canonical(config)
+    for raw in (saved, wanted):
+        raw.get("train", {}).pop("progress", None)
+    return saved == wanted
+
+
+def _find_twin(out_dir: Path, run_dir: Path, config: Config, seed: int) -> Path | None:
+    """A finished run of the same resolved config elsewhere under OUT (same seed directory name)."""
+    for candidate in sorted(out_dir.glob(f"*/*/seed{seed}/config.yaml")):
+        other = candidate.parent
+        if other != run_dir and final_record(other) is not None and _same_config(other, config):
+            return other
+    return None
+
+
+def _train_run(out_dir: Path, run_dir: Path, config: Config, seed: int) -> tuple[dict, str]:
+    from pointtal.engine.trainer import train
+
+    finished = final_record(run_dir)
+    has_config = (run_dir / "config.yaml").is_file()
+    if has_config and not _same_config(run_dir, config):
+        raise InputError(f"{run_dir}: holds a run with a different config than this study would train "
+                         f"(changed --set or CONFIG?); use another --out")
+    if finished is not None:
+        return finished, "reused"
+    if not run_dir.exists():
+        twin = _find_twin(out_dir, run_dir, config, seed)
+        if twin is not None:
+            shutil.copytree(twin, run_dir)
+            log.debug("copied %s from identical run %s", run_dir, twin)
+            return final_record(run_dir), f"copied from {twin.relative_to(out_dir)}"
+    resume = (run_dir / "checkpoint.pt").is_file()
+    result = train(config, run_dir, resume=resume)
+    return result.metrics, "resumed" if resume else "trained"
+
+
+def _fused_run(run_dir: Path, variant: Variant, members: dict[str, Path], pair_cache: dict) -> tuple[dict, str]:
+    from pointtal.engine.ensemble import evaluate_fusions, load_pair
+    from pointtal.engine.trainer import write_json
+
+    spec = {"rule": variant.fuse, "members": [str(members[name].resolve()) for name in variant.members]}
+    spec_path = run_dir / "fusion.json"
+    finished = final_record(run_dir)
+    if finished is not None and spec_path.is_file() and json.loads(spec_path.read_text()) == spec:
+        return finished, "reused"
+    key = tuple(spec["members"])
+    if key not in pair_cache:
+        pair_cache.clear()  # keep one pair's scores in memory
+        pair_cache[key] = load_pair(*key)
+    a, b, data = pair_cache[key]
+    ((predictions, record),) = evaluate_fusions(a, b, data, [variant.fuse]).values()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(spec_path, spec)
+    (run_dir / "metrics.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    write_json(run_dir / "frames.json", predictions.results_json(frames=True))
+    write_json(run_dir / "predictions.json", predictions.results_json())  # last: marks the run finished
+    return record, "fused"
+
+
+def run_study(
+    study: Study,
+    base: dict,
+    out_dir: str | Path,
+    seeds: Sequence[int],
+    user_overrides: Sequence[str] = (),
+    on_run: Callable[[RunOutcome], None] | None = None,
+    config_name: str = "CONFIG",
+) -> StudyResult:
+    """Train (or reuse) every (seed, variant) run, seed-major, and write the table after each run."""
+    out_dir = Path(out_dir)
+    configs = {(v.name, k): variant_config(base, user_overrides, v, k) for k in seeds for v in study.variants}
+    methods = {c.method for c in configs.values()}
+    if methods != {"soda"}:
+        raise InputError(f"{config_name}: ablate reruns SODA's studies and needs method.name=soda, "
+                         f"got {', '.join(sorted(methods))}")
+    result = StudyResult(study, tuple(seeds))
+    pair_cache: dict = {}
+    for seed in seeds:
+        for variant in study.variants:
+            run_dir = out_dir / study.key / variant.name / f"seed{seed}"
+            started = time.perf_counter()
+            if variant.fuse:
+                members = {name: out_dir / study.key / name / f"seed{seed}" for name in variant.members}
+                record, status = _fused_run(run_dir, variant, members, pair_cache)
+            else:
+                record, status = _train_run(out_dir, run_dir, configs[(variant.name, seed)], seed)
+            outcome = RunOutcome(variant, seed, run_dir, record, status, time.perf_counter() - started)
+            result.outcomes.append(outcome)
+            if on_run is not None:
+                on_run(outcome)
+            write_outputs(result, out_dir, configs[(study.variants[0].name, seeds[0])], user_overrides,
+                          config_name, plot=False)
+    write_outputs(result, out_dir, configs[(study.variants[0].name, seeds[0])], user_overrides, config_name,
+                  plot=True)
+    return result
+
+
+# ----------------------------------------------------------------------------- summaries
+@dataclass(frozen=True)
+class RowSummary:
+    variant: Variant
+    n: int
+    mean: dict[str, float]
+    std: dict[str, float]  # sample standard deviation (n - 1); nan when n == 1
+
+
+def metric_columns(config: Config) -> list[str]:
+    return [f"mAP@{t:g}" for t in config.eval.tiou] + ["average"]
+
+
+def summarize(outcomes: Sequence[RunOutcome], study: Study, columns: Sequence[str]) -> list[RowSummary]:
+    """Mean and sample std (ddof=1) over seeds of each column, per variant (variants without runs skipped)."""
+    rows = []
+    for variant in study.variants:
+        records = [o.metrics for o in outcomes if o.variant.name == variant.name]
+        if not records:
+            continue
+        values = {c: np.array([float(r[c]) for r in records]) for c in columns}
+        rows.append(RowSummary(
+            variant, len(records),
+            {c: float(v.mean()) for c, v in values.items()},
+            {c: float(v.std(ddof=1)) if len(v) > 1 else math.nan for c, v in values.items()},
+        ))
+    return rows
+
+
+def format_cell(mean: float, std: float) -> str:
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def markdown_table(study: Study, rows: Sequence[RowSummary], columns: Sequence[str], seeds: Sequence[int],
+                   config_name: str, user_overrides: Sequence[str]) -> str:
+    lines = [
+        f"# SODA {study.title}",
+        "",
+        f"CONFIG `{config_name}`" + (" with " + " ".join(f"`--set {o}`" for o in user_overrides) if user_overrides else "")
+        + f"; seeds {', '.join(map(str, seeds))} (train.seed = data.point_seed = k).",
+        "mAP in percent on the test subset, final model; mean ± sample standard deviation (n-1) over seeds.",
+        "",
+        "| variant | " + " | ".join(columns) + " | runs |",
+        "|---|" + "---:|" * len(columns) + "---:|",
+    ]
+    for row in rows:
+        cells = [format_cell(row.mean[c], row.std[c]) for c in columns]
+        lines.append(f"| {row.variant.label} | " + " | ".join(cells) + f" | {row.n} |")
+    lines += ["", "Variant overrides (applied after CONFIG, --set and the seed):", ""]
+    for v in study.variants:
+        what = f"fuses `{'` + `'.join(v.members)}` by `{v.fuse}` at inference" if v.fuse else \
+            "`" + " ".join(v.overrides) + "`" + (f", train.seed = k + {v.seed_offset}" if v.seed_offset else "")
+        lines.append(f"* `{v.name}`: {what}")
+    if study.note:
+        lines += ["", study.note]
+    return "\n".join(lines) + "\n"
+
+
+_QUIET = ("train.progress=",)  # overrides that change nothing but the console
+
+
+def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overrides: Sequence[str],
+                  config_name: str, plot: bool) -> None:
+    study = result.study
+    columns = metric_columns(config)
+    user_overrides = [o for o in user_overrides if not o.startswith(_QUIET)]
+    rows = summarize(result.outcomes, study, columns)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.table_path = out_dir / f"table_{study.key}.md"
+    result.table_path.write_text(
+        markdown_table(study, rows, columns, result.seeds, config_name, user_overrides), encoding="utf-8")
+    result.json_path = out_dir / f"table_{study.key}.json"
+    payload = {
+        "table": study.key, "title": study.title, "config": config_name, "set": list(user_overrides),
+        "seeds": list(result.seeds),
+        "runs": [{"variant": o.variant.name, "seed": o.seed, "run_dir": str(o.run_dir), "status": o.status,
+                  "metrics": o.metrics} for o in result.outcomes],
+        "summary": {r.variant.name: {"n": r.n, "mean": r.mean,
+                                     "std": {c: (None if math.isnan(s) else s) for c, s in r.std.items()}}
+                    for r in rows},
+    }
+    result.json_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    if plot and study.plot_x and rows:
+        result.plot_path = plot_study(study, rows, out_dir / f"table_{study.key}.png")
+
+
+def plot_study(study: Study, rows: Sequence[RowSummary], path: Path) -> Path:
+    """mAP@0.5 (when evaluated) and the average mAP against the study's x, with ± std error bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.array([r.variant.x for r in rows], dtype=float)
+    for column, marker in (("mAP@0.5", "o"), ("average", "s")):
+        if column not in rows[0].mean:
+            continue
+        mean = np.array([r.mean[column] for r in rows])
+        std = np.nan_to_num(np.array([r.std[column] for r in rows]))
+        ax.errorbar(x, mean, yerr=std, marker=marker, capsize=3, label=column)
+    ax.set_xlabel(study.plot_x)
+    ax.set_ylabel("mAP (%)")
+    ax.set_xticks(x)
+    ax.set_title(f"SODA {study.title} (n = {max(r.n for r in rows)} seeds)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

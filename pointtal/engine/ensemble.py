@@ -1,0 +1,97 @@
+"""Inference-time ensembles of two trained SODA runs (METHODS.md §3.5, the "is it just an ensemble?" study).
+
+Pipeline: score the test videos with each model (`score_videos`, master network, scores on the video's real
+snippets) -> fuse each video's scores with `ensemble_scores(rule)` -> localize with the first model's SODA
+`localize` -> segments in seconds -> evaluate. Scoring is done once per model; any number of rules is then
+fused from the same scores.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pointtal.engine.evaluate import evaluate_predictions
+from pointtal.engine.inference import Predictions, VideoScores, dataset_items, resolve_device, score_videos, to_seconds
+from pointtal.engine.predictor import LoadedRun, load_trained
+from pointtal.engine.setup import RunData, load_run_data
+from pointtal.errors import InputError
+from pointtal.methods.base import Scores
+from pointtal.methods.soda import ENSEMBLE_RULES, ensemble_scores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoredRun:
+    """One trained run and its scores of every test video (same video order for every run of a pair)."""
+
+    run: LoadedRun
+    scores: list[VideoScores]
+
+
+def score_run(loaded: LoadedRun, data: RunData, device: torch.device) -> ScoredRun:
+    """Master-network scores of each test video of `data`, on the video's real snippets."""
+    c = loaded.config
+    loaded.method.to(device)
+    scored = list(score_videos(loaded.method, dataset_items(data.test), sampling=loaded.method.sampling,
+                               resample_t=c.data.resample_t, batch_size=c.eval.batch_size, device=device,
+                               amp=c.train.amp))
+    return ScoredRun(loaded, scored)
+
+
+def fuse_predictions(a: ScoredRun, b: ScoredRun, rule: str, data: RunData) -> Predictions:
+    """Fuse two runs' per-video scores by `rule` (one of ENSEMBLE_RULES) and localize with run a's method."""
+    if rule not in ENSEMBLE_RULES:
+        raise InputError(f"ensemble rule {rule!r} is unknown; valid: {', '.join(ENSEMBLE_RULES)}")
+    method = a.run.method
+    eta = getattr(method.options, "eta", 0.125)
+    geometries = dict(zip(data.test.video_ids, data.test.geometries))
+    out = Predictions()
+    for sa, sb in zip(a.scores, b.scores, strict=True):
+        assert sa.video_id == sb.video_id and sa.cas.shape == sb.cas.shape, "runs scored different videos"
+        fused = ensemble_scores(_as_scores(sa), _as_scores(sb), rule, eta=eta)
+        cas = fused.cas[0].numpy()  # (T, C+1)
+        video_scores = fused.video_scores[0].numpy()  # (C+1,)
+        found = method.localize(cas, None, video_scores)
+        out.segments[sa.video_id], out.frames[sa.video_id] = to_seconds(
+            sa.video_id, found, geometries[sa.video_id], data.classes)
+        out.video_scores[sa.video_id] = video_scores
+    return out
+
+
+def _as_scores(scored: VideoScores) -> Scores:
+    """One video's numpy scores as a batch of one: cas (1, T, C+1), video_scores (1, C+1), dtypes kept
+    (the resampled-back CAS is float64, exactly what single-model inference localizes)."""
+    return Scores(cas=torch.from_numpy(scored.cas)[None], video_scores=torch.from_numpy(scored.video_scores)[None])
+
+
+def load_pair(run_a: str | Path, run_b: str | Path, device: str | torch.device | None = None
+              ) -> tuple[ScoredRun, ScoredRun, RunData]:
+    """Load and score two SODA runs trained on the same data; returns both scored runs and the test data."""
+    loaded = [load_trained(path) for path in (run_a, run_b)]
+    for path, run in zip((run_a, run_b), loaded):
+        if run.config.method != "soda":
+            raise InputError(f"{path}: ensembles fuse SODA runs; this run is method.name={run.config.method}")
+    da, db = loaded[0].config.data, loaded[1].config.data
+    if (da.annotations, da.features, da.test_subset) != (db.annotations, db.features, db.test_subset) \
+            or loaded[0].classes != loaded[1].classes:
+        raise InputError(f"{run_a} and {run_b} were trained on different data; ensembles need the same test set")
+    target = resolve_device(device) if isinstance(device, str) else (device or resolve_device(loaded[0].config.train.device))
+    data = load_run_data(loaded[0].config, train=False)
+    return score_run(loaded[0], data, target), score_run(loaded[1], data, target), data
+
+
+def evaluate_fusions(a: ScoredRun, b: ScoredRun, data: RunData, rules: Sequence[str]) -> dict[str, tuple[Predictions, dict]]:
+    """rule -> (fused predictions, metrics record) for each rule; record["step"] is run a's step."""
+    out = {}
+    for rule in rules:
+        predictions = fuse_predictions(a, b, rule, data)
+        record = {"step": a.run.step, **evaluate_predictions(data.gt, data.test.video_ids, predictions,
+                                                            a.run.config.eval.tiou)}
+        out[rule] = (predictions, record)
+    return out
