@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="print the top operators of one step")
+    parser.add_argument("--losses-only", action="store_true",
+                        help="only time the batched losses against the per-video loop references")
     return parser.parse_args(argv)
 
 
@@ -241,10 +243,27 @@ def bench_method(name: str, args: argparse.Namespace, device: torch.device) -> s
     )
 
 
+def losses_only(names: list[str], args: argparse.Namespace, device: torch.device) -> int:
+    """Batched loss vs loop reference on the same forward output, without the (slow) step timings."""
+    print("| method | batch x T x D | loss batched ms | loop ms | speed-up |\n|---|---|---|---|---|")
+    for name in names:
+        method, why = build_method(name, args.dim, args.classes)
+        if method is None:
+            print(f"skipping {name}: {why}")
+            continue
+        b = args.batch or DEFAULT_BATCH[name]
+        batch = random_batch(name, b, args.t, args.dim, args.classes, torch.Generator().manual_seed(args.seed))
+        batched_ms, loop_ms = time_losses(method.to(device).train(), batch.to(device), device, args.loss_reps)
+        print(f"| {name} | {b}x{args.t}x{args.dim} | {batched_ms:.1f} | {loop_ms:.1f} | {loop_ms / batched_ms:.1f}x |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
     names = ["sfnet", "soda"] if args.method == "all" else [args.method]
+    if args.losses_only:
+        return losses_only(names, args, device)
     rows = [row for name in names if (row := bench_method(name, args, device)) is not None]
     _, matmul_shape = matmul_gflops(device, reps=1)
     print(

@@ -7,6 +7,7 @@ import json
 import statistics
 
 import pytest
+import yaml
 
 from conftest import tiny_raw_config
 from pointtal.cli import main
@@ -95,10 +96,15 @@ def test_table5_writes_mean_std_table_and_reuses_finished_runs(base, tmp_path, m
     summary = json.loads((out / "table_5.json").read_text())["summary"]
     assert summary["both"]["n"] == 2
 
-    # a rerun trains nothing: every run is reused and its files are untouched
+    # a rerun trains nothing: every run is reused and its files are untouched, even when a saved config
+    # predates a key added since (it is re-validated with the default) and the progress bar is switched on
+    saved = out / "5" / "both" / "seed1" / "config.yaml"
+    raw = yaml.safe_load(saved.read_text())
+    del raw["train"]["report"]
+    saved.write_text(yaml.safe_dump(raw))
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("5/*/seed*/checkpoint.pt")}
     monkeypatch.setattr("pointtal.engine.trainer.train", _no_training)
-    again = run_study(get_study("5"), base, out, [0, 1], ["train.progress=false"])
+    again = run_study(get_study("5"), base, out, [0, 1], ["train.progress=true"])
     assert {o.status for o in again.outcomes} == {"reused"}
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("5/*/seed*/checkpoint.pt")} and len(stamps) == 6
     assert [o.metrics for o in again.outcomes] == [o.metrics for o in result.outcomes]
@@ -144,8 +150,6 @@ def test_table7_fuses_two_tiny_models(base, tmp_path):
 
 
 def test_cli_dry_run_lists_runs_and_help_has_an_example(tmp_path, capsys, tiny_data):
-    import yaml
-
     config = tmp_path / "soda.yaml"
     config.write_text(yaml.safe_dump(tiny_raw_config(tiny_data, "soda", steps=4)))
     assert main(["ablate", str(config), "--table", "4", "--seeds", "2", "--out", "o", "--dry-run"]) == 0

@@ -180,11 +180,24 @@ def final_record(run_dir: Path) -> dict | None:
     return records[-1] if records else None
 
 
+_COSMETIC = ("progress", "report")  # train keys that cannot change a run's results
+
+
 def _same_config(run_dir: Path, config: Config) -> bool:
-    """Same resolved config as the saved one, ignoring keys that cannot change results (progress bar)."""
-    saved, wanted = read_yaml(run_dir / "config.yaml"), _canonical(config)
+    """Same resolved config as the saved one, ignoring cosmetic keys (progress bar, report figures).
+
+    The saved config is re-validated first, so a key added to pointtal since the run (with its default)
+    does not make an old run look different; a saved config that no longer validates is different.
+    """
+    path = run_dir / "config.yaml"
+    try:
+        saved = _canonical(build_config(read_yaml(path), str(path)))
+    except InputError:
+        return False
+    wanted = _canonical(config)
     for raw in (saved, wanted):
-        raw.get("train", {}).pop("progress", None)
+        for key in _COSMETIC:
+            raw.get("train", {}).pop(key, None)
     return saved == wanted
 
 
@@ -337,7 +350,7 @@ def markdown_table(study: Study, rows: Sequence[RowSummary], columns: Sequence[s
     return "\n".join(lines) + "\n"
 
 
-_QUIET = ("train.progress=",)  # overrides that change nothing but the console
+_QUIET = tuple(f"train.{key}=" for key in _COSMETIC)  # overrides not shown in the table header
 
 
 def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overrides: Sequence[str],
