@@ -239,8 +239,6 @@ class Trainer:
         method.train()
         if refresh is None:
             return
-        shown = "n/a" if refresh.precision is None else f"{refresh.precision:.3f}"
-        log.info("step %d: label mining added %d pseudo frames (precision %s)", self.state.step, refresh.added, shown)
         if self.logs is not None:
             self.logs.scalars(self.state.step, {"pseudo_frames": refresh.added,
                                                 **({"pseudo_precision": refresh.precision} if refresh.precision is not None else {})},
