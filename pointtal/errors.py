@@ -3,3 +3,19 @@
 
 class InputError(ValueError):
     """Bad user input: the message names the file, record and value, and what to do."""
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice (json.loads would silently keep the last one)."""
+
+
+def unique_keys(pairs: list) -> dict:
+    """`json.loads` object_pairs_hook: a dict, refusing duplicate keys (a video listed twice must not vanish)."""
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return mapping

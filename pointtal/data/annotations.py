@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from pointtal.errors import InputError
+from pointtal.errors import DuplicateKey, InputError, unique_keys
 
 BACKGROUND = "background"
 
@@ -116,22 +116,6 @@ def _parse_instance(ann, where: str) -> Instance:
     return Instance(start, end, label)
 
 
-class _DuplicateKey(ValueError):
-    """A JSON object names the same key twice (json.loads would silently keep the last one)."""
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
-    """object_pairs_hook: a dict, refusing duplicate keys (a video listed twice must not vanish)."""
-    mapping = dict(pairs)
-    if len(mapping) != len(pairs):
-        seen = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return mapping
-
-
 def read_json(path: str | Path, what: str = "JSON file"):
     """Read a JSON file; a missing, non-UTF-8, malformed or ambiguous (duplicate keys) file is one
     InputError naming it."""
@@ -139,12 +123,12 @@ def read_json(path: str | Path, what: str = "JSON file"):
     if not path.is_file():
         raise InputError(f"{path}: {what} not found")
     try:
-        return json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_unique_keys)
+        return json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=unique_keys)
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
-    except _DuplicateKey as err:
+    except DuplicateKey as err:
         raise InputError(
             f"{path}: key {_show(err.args[0])} appears twice in one JSON object (a video or field listed "
             "twice); keep one"

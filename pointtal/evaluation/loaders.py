@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pointtal.errors import InputError
+from pointtal.errors import DuplicateKey, InputError, unique_keys
 from pointtal.evaluation.tables import PointTable, SegmentTable
 
 
@@ -22,12 +22,12 @@ def read_results(path: str | Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: predictions file not found")
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_unique_keys)
+        data = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=unique_keys)
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
-    except _DuplicateKey as err:
+    except DuplicateKey as err:
         raise InputError(f"{path}: key {_show(err.args[0])} appears twice in one JSON object (a video or "
                          "field listed twice); keep one") from None
     except RecursionError:
@@ -41,22 +41,6 @@ def read_results(path: str | Path) -> dict:
 
 
 _NUMBER_TYPES = (int, float)  # bool is an int subclass but `type(True) is bool`: rejected
-
-
-class _DuplicateKey(ValueError):
-    """A JSON object names the same key twice (json.loads would silently keep the last one)."""
-
-
-def _unique_keys(pairs: list) -> dict:
-    """object_pairs_hook: a dict, refusing duplicate keys (a video listed twice must not lose entries)."""
-    mapping = dict(pairs)
-    if len(mapping) != len(pairs):
-        seen = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return mapping
 
 
 def _show(value, limit: int = 60) -> str:
