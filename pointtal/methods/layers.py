@@ -6,7 +6,10 @@ reaches a loss.
 
 Contents:
   * `xavier_init_(module)`                 - Xavier-uniform weights, zero biases (Linear, Conv1d, TemporalConv)
-  * `TemporalConv`                         - "same" zero-padded temporal convolution on (B, T, D) tensors
+  * `TemporalConv`                         - "same" zero-padded temporal convolution on (B, T, D) tensors,
+                                             or on a batch's real snippets only (`rows`, `taps`)
+  * `real_rows(x, mask)` / `scatter_rows`  - (B, T, D) <-> (N, D) real snippets (padding costs no FLOPs)
+  * `project(layers, rows)`                - the input matmul of several layers that read the same rows, fused
   * `topk_counts(lengths, divisor)`        - k = ceil(T_i / divisor), at least 1, per video
   * `masked_topk_mean(x, mask, k, k_max)`  - per-video, per-class mean of the k_i largest values over time
   * `soft_cross_entropy(logits, target)`   - -sum(target * log_softmax(logits)) over the last axis
@@ -17,6 +20,7 @@ Contents:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -121,9 +125,38 @@ class TemporalConv(nn.Module):
         y = _ShiftSum.apply(z.view(b, t, self.kernel, out_dim), self.dilation)  # (B, T, H), a fresh tensor
         return y if self.bias is None else y.add_(self.bias)  # in place: the tap sum saves nothing
 
+    def rows(self, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The conv of a padded batch given only its real snippets: rows (N, D) = `x[mask]`, mask (B, T) ->
+        (B, T, H), equal to `forward(x)` with zeros on padding; the matmul skips the padding."""
+        return self.taps(rows @ self.weight.flatten(1), mask)
+
+    def taps(self, projected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Tap sum and bias of projected real snippets (N, k*H) (`rows @ W`, see `project`) -> (B, T, H)."""
+        z = scatter_rows(projected, mask)  # (B, T, k*H), zeros on padding
+        y = _ShiftSum.apply(z.unflatten(-1, (self.kernel, -1)), self.dilation)  # (B, T, H), a fresh tensor
+        return y if self.bias is None else y.add_(self.bias)
+
     def extra_repr(self) -> str:
         in_dim, kernel, out_dim = self.weight.shape
         return f"{in_dim}, {out_dim}, kernel={kernel}, dilation={self.dilation}"
+
+
+def real_rows(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The real snippets of a padded batch: x (B, T, D), mask (B, T) bool -> (N, D) in mask order (`x[mask]`)."""
+    return x.flatten(0, 1).index_select(0, mask.flatten().nonzero().squeeze(1))
+
+
+def scatter_rows(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Inverse of `real_rows`: rows (N, D) -> (B, T, D) with zeros on padding."""
+    b, t = mask.shape
+    return rows.new_zeros(b, t, rows.shape[1]).index_put((mask,), rows)
+
+
+def project(layers: Sequence[nn.Module], rows: torch.Tensor) -> list[torch.Tensor]:
+    """`rows @ W` of several layers (`nn.Linear` without bias, or `TemporalConv` before its tap sum) that read the
+    same rows (N, D), as one matmul: [(N, k_i * H_i)]. Feed a TemporalConv's part to its `taps`."""
+    weights = [layer.weight.flatten(1) if isinstance(layer, TemporalConv) else layer.weight.t() for layer in layers]
+    return list((rows @ torch.cat(weights, dim=1)).split([w.shape[1] for w in weights], dim=1))
 
 
 def topk_counts(lengths: torch.Tensor, divisor: float) -> torch.Tensor:

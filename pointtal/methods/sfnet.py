@@ -46,6 +46,9 @@ from pointtal.localization.sfnet import localize_sfnet
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores
 from pointtal.methods.layers import (
     TemporalConv,
+    project,
+    real_rows,
+    scatter_rows,
     masked_mean,
     masked_topk_mean,
     select_hardest,
@@ -167,30 +170,37 @@ class Stream(nn.Module):
             self.act_layers, self.act_head = None, None
 
     def forward(
-        self, x: torch.Tensor, keep: torch.Tensor
+        self, rows: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """x (B, T, D/2) with padded snippets zeroed, keep (B, T, 1) 0/1 -> hidden (B,T,H), cas (B,T,K), act."""
-        b, t, _ = x.shape
+        """rows (N, D/2) = the batch's real snippets, mask (B, T) bool -> hidden (B,T,H), cas (B,T,K), act (B,T).
+
+        Every layer runs on real snippets only (a temporal conv scatters its projection to (B, T) for the tap
+        sum), so padding costs no FLOPs; the result equals running the layers on the zero-padded batch.
+        The first layers of both branches read the input in one matmul (`project`)."""
+        firsts = [self.cls_layers[0]] + ([self.act_layers[0]] if self.act_layers is not None else [])
+        projected = project(firsts, rows)  # [(N, k*H)] per branch
         if self.conv_backbone:
-            h = _layer_stack(self.cls_layers, x, keep)  # (B, T, H)
-        else:  # FC layers on (B*T, D/2) rows: 2-D outputs are no views, so the in-place ReLU stays cheap
-            h = _layer_stack(self.cls_layers, x.reshape(b * t, -1), None).view(b, t, -1)  # (B, T, H)
+            h = _conv_stack(self.cls_layers, self.cls_layers[0].taps(projected[0], mask), mask)  # (B, T, H)
+            h = real_rows(h, mask)  # (N, H)
+        else:
+            h = F.relu(projected[0] + self.cls_layers[0].bias, inplace=True)  # (N, H)
+            for layer in self.cls_layers[1:]:
+                h = F.relu(layer(h), inplace=True)
         h = F.dropout(h, self.dropout, self.training)
-        cas = self.classifier(h)  # (B, T, K)
+        cas = self.classifier(h)  # (N, K)
+        hidden, cas = scatter_rows(h, mask), scatter_rows(cas, mask)  # (B, T, H), (B, T, K)
         if self.act_layers is None:
-            return h, cas, None
-        a = _layer_stack(self.act_layers, x, keep)  # (B, T, H)
-        return h, cas, self.act_head(a).squeeze(-1)  # (B, T)
+            return hidden, cas, None
+        a = _conv_stack(self.act_layers, self.act_layers[0].taps(projected[1], mask), mask)  # (B, T, H)
+        return hidden, cas, self.act_head(a).squeeze(-1)  # (B, T)
 
 
-def _layer_stack(layers: nn.ModuleList, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """ReLU(layer(x)) for each layer; with `keep` (B, T, 1), padded snippets are zeroed between layers so the
-    next temporal conv sees zeros beyond each video's end (the last output is left as is: it only feeds
-    per-snippet heads whose padded values no loss reads)."""
-    for i, layer in enumerate(layers):
-        x = F.relu(layer(x), inplace=True)  # in place on the fresh layer output (B, T, H)
-        if keep is not None and i < len(layers) - 1:
-            x = x * keep.to(x.dtype)
+def _conv_stack(layers: nn.ModuleList, first: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """ReLU of the first conv's output `first` (B, T, H), then ReLU(conv) of each further layer on the real
+    snippets only, so every conv sees zeros beyond each video's end as in a single-video forward."""
+    x = F.relu(first, inplace=True)  # in place on the fresh tap sum
+    for layer in layers[1:]:
+        x = F.relu(layer.rows(real_rows(x, mask), mask), inplace=True)  # (B, T, H)
     return x
 
 
@@ -220,10 +230,9 @@ class TwoStreamNet(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
         """features (B, T, D), mask (B, T) bool -> SFNetOutput."""
-        keep = mask.unsqueeze(-1)  # (B, T, 1)
-        x = features.masked_fill(~keep, 0)  # padding never reaches a temporal conv
-        h_rgb, cas_rgb, act_rgb = self.rgb(x[..., : self.half], keep)
-        h_flow, cas_flow, act_flow = self.flow(x[..., self.half :], keep)
+        rows = real_rows(features, mask)  # (N, D) real snippets only: padding never reaches a layer
+        h_rgb, cas_rgb, act_rgb = self.rgb(rows[:, : self.half], mask)
+        h_flow, cas_flow, act_flow = self.flow(rows[:, self.half :], mask)
         cas = cas_rgb * self.cas_weights[0] + cas_flow * self.cas_weights[1]  # (B, T, K)
         act = None
         if act_rgb is not None:
