@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 
-from pointtal.errors import InputError
+from pointtal.errors import MAX_FPS, InputError
 
 
 def from_dict(cls: type, data: Any, where: str):
@@ -119,7 +119,7 @@ class DataConfig:
     resample_t: int = 750  # SODA: fixed number of snippets every video is resampled to
 
     def __post_init__(self):
-        _check(self.fps > 0, "data.fps", self.fps, "must be > 0")
+        _check(0 < self.fps <= MAX_FPS, "data.fps", self.fps, f"must be > 0 and at most {MAX_FPS:g}")
         _check(self.stride > 0, "data.stride", self.stride, "must be > 0")
         _check(self.t_max > 0 and self.t_max_alt > 0, "data.t_max", self.t_max, "must be > 0")
         _check(self.resample_t > 0, "data.resample_t", self.resample_t, "must be > 0")

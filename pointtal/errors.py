@@ -1,4 +1,7 @@
-"""The one exception type for bad user input; the CLI prints it as a single line."""
+"""The one exception type for bad user input (the CLI prints it as a single line), and the limits of sane input."""
+
+MAX_DURATION_SEC = 1e9  # 31 years: a longer video is a corrupt file (keeps snippet counts finite integers)
+MAX_FPS = 1e6  # frames per second
 
 
 class InputError(ValueError):

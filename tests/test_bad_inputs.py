@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pointtal.cli import main
 from pointtal.config import load_config
@@ -91,7 +92,9 @@ GROUND_TRUTH_CASES = [
     ("duration-Infinity", gt_doc('{"duration": Infinity}'), ["video 'vid_7'", "inf"]),
     ("duration-huge-int", gt_doc(fill('{"duration": %s}', BIG_INT)), ["video 'vid_7'", "duration", "..."]),
     ("duration-5000-digits", gt_doc(fill('{"duration": %s}', DIGITS_5000)), ["unreadable JSON"]),
+    ("duration-1e308", gt_video(duration=1e308), ["video 'vid_7'", "duration must be at most 1e+09 s"]),
     ("fps-zero", gt_video(fps=0), ["video 'vid_7'", "fps must be > 0"]),
+    ("fps-1e300", gt_video(fps=1e300), ["video 'vid_7'", "fps must be > 0 and at most 1e+06"]),
     ("fps-string", gt_video(fps="25"), ["video 'vid_7'", "fps", "'25'"]),
     ("subset-list", gt_video(subset=["test"]), ["video 'vid_7'", "'subset' must be a string"]),
     ("annotations-object", gt_video(annotations={"segment": [1, 2]}), ["video 'vid_7'", "must be a list"]),
@@ -131,6 +134,21 @@ def test_ground_truth_reader_cli_line(tmp_path, capsys, content, expected):
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert err.startswith("pointtal evaluate: error: ") and str(path) in err and expected[0] in err
+
+
+@pytest.mark.parametrize("duration, extra, expected", [
+    (1e308, [], "duration must be at most 1e+09 s"),  # once an OverflowError traceback (and hangs near it)
+    (10, ["--fps", "1e308"], "--fps must be > 0 (at most 1e+06)"),
+    (10, ["--fps", "nan"], "--fps must be > 0"),
+])
+def test_annotate_absurd_duration_or_fps_is_one_line(tmp_path, capsys, duration, extra, expected):
+    entry = {"subset": "validation", "duration": duration, "annotations": [{"segment": [1, 2], "label": "a"}]}
+    gt = write(tmp_path, "gt.json", json.dumps({"database": {"vid_7": entry}}))
+    out = tmp_path / "points.csv"
+    assert main(["annotate", str(gt), "--scheme", "soda", "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert expected in err and not out.exists()
 
 
 def test_ground_truth_missing_file_and_directory(tmp_path):
@@ -200,8 +218,9 @@ def test_point_reader(tmp_path, content, expected):
 
 @pytest.mark.parametrize("content, expected", [
     ("[25, 30]", "expected an object"),
-    ('{"v1": "25"}', "video 'v1': fps must be a positive number, got '25'"),
-    ('{"v1": 0}', "video 'v1': fps must be a positive number, got 0"),
+    ('{"v1": "25"}', "video 'v1': fps must be a positive number (at most 1e+06), got '25'"),
+    ('{"v1": 0}', "video 'v1': fps must be a positive number (at most 1e+06), got 0"),
+    ('{"v1": 1e300}', "video 'v1': fps must be a positive number (at most 1e+06), got 1e+300"),
     ('{"v1": true}', "video 'v1'"),
     ('{"v1": -1e400}', "video 'v1'"),
     (fill('{"v1": %s}', BIG_INT), "video 'v1'"),
@@ -256,6 +275,22 @@ def test_feature_store_arrays(tmp_path, array, expected):
     with pytest.raises(InputError) as err:
         store.load("vid_7")
     assert_names(err, str(root / "vid_7.npy"), "video 'vid_7'", *expected)
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f2", ">f8", "<f8"])
+def test_feature_store_reads_any_float_width_and_byte_order(tmp_path, dtype):
+    """Big-endian or float64 features (written on another machine, or by another tool) load as their values."""
+    from pointtal.engine.inference import _inputs
+
+    root = tmp_path / "features"
+    root.mkdir()
+    values = np.arange(24, dtype=np.float32).reshape(4, 6) / 8  # exact in every float width
+    np.save(root / "vid_7.npy", values.astype(dtype))
+    array = FeatureStore(root).load("vid_7")
+    assert array.dtype == np.dtype(dtype)
+    features, mask = _inputs([("vid_7", array)], "crop", 0)  # the inference reader converts to native float32
+    assert features.dtype == torch.float32 and bool(mask.all())
+    assert np.array_equal(features[0].numpy(), values)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -329,6 +364,7 @@ CONFIG_CASES = [
     ("lr-string", "train:\n  lr: fast\n", ["train.lr", "'fast'"]),
     ("lr-huge-exponent-string", "train:\n  lr: 1e400\n", ["train.lr", "'1e400'"]),
     ("fps-zero", "data:\n  fps: 0\n", ["data.fps", "must be > 0"]),
+    ("fps-1e300", "data:\n  fps: 1.0e+300\n", ["data.fps", "at most 1e+06"]),
     ("fps-nan", "data:\n  fps: .nan\n", ["data.fps", "finite"]),
     ("tiou-scalar", "eval:\n  tiou: 0.5\n", ["eval.tiou", "expected a list"]),
     ("unknown-method", "method:\n  name: sfnett\n", ["method.name='sfnett'", "sfnet"]),

@@ -21,7 +21,15 @@ from pointtal.data.batch import make_batch
 from pointtal.errors import InputError
 from pointtal.localization.runs import find_runs_2d
 from pointtal.localization.sfnet import localize_sfnet, run_peaks
-from pointtal.methods.layers import TemporalConv, masked_topk_mean, select_hardest, topk_counts
+from pointtal.methods.layers import (
+    TemporalConv,
+    masked_topk_mean,
+    project,
+    real_rows,
+    scatter_rows,
+    select_hardest,
+    topk_counts,
+)
 from pointtal.methods.sfnet import Options as SFNetOptions
 from pointtal.methods.sfnet import SFNet, anchor_expansion, expansion_precision
 from pointtal.methods.weak import Options as WeakOptions
@@ -198,6 +206,32 @@ def test_temporal_conv_matches_conv1d_and_its_gradients(dilation):
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(conv.weight.grad.permute(2, 0, 1), ref.weight.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(conv.bias.grad, ref.bias.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_layers_on_real_snippets_equal_the_padded_layers_and_their_gradients(dilation):
+    """The network computes on real snippets only (`real_rows` / `project` / `taps`); values and weight
+    gradients must equal the same layers on the zero-padded batch, padding and video edges included."""
+    torch.manual_seed(0)
+    conv, linear = TemporalConv(6, 4, 3, dilation), nn.Linear(6, 5)
+    mask = torch.tensor([[True] * 7 + [False] * 2, [True] * 3 + [False] * 6, [True] * 9, [False] * 9])
+    x = torch.randn(4, 9, 6).masked_fill(~mask.unsqueeze(-1), 0)  # (B, T, D), zero padding
+    rows = real_rows(x, mask)
+    assert torch.equal(rows, x[mask]) and rows.shape == (19, 6)
+    assert torch.equal(scatter_rows(rows, mask), x)
+    projected_conv, projected_linear = project([conv, linear], rows)  # one matmul, split per layer
+    grad_conv, grad_linear = torch.randn(4, 9, 4), torch.randn(19, 5)
+    packed = (conv.taps(projected_conv, mask) * grad_conv).sum() + ((projected_linear + linear.bias) * grad_linear).sum()
+    packed.backward()
+    packed_grads = [p.grad.clone() for p in (conv.weight, conv.bias, linear.weight, linear.bias)]
+    for p in (conv.weight, conv.bias, linear.weight, linear.bias):
+        p.grad = None
+    padded = (conv(x) * grad_conv).sum() + (linear(x)[mask] * grad_linear).sum()
+    padded.backward()
+    torch.testing.assert_close(packed, padded)
+    for got, want in zip(packed_grads, (conv.weight.grad, conv.bias.grad, linear.weight.grad, linear.bias.grad)):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(conv.rows(rows, mask), conv(x))
 
 
 def test_temporal_conv_xavier_bound():

@@ -14,7 +14,7 @@ from pointtal.data.points import (
     simulate_points,
     write_points,
 )
-from pointtal.errors import InputError
+from pointtal.errors import MAX_FPS, InputError
 
 HELP = "simulate point annotations (SF-Net / SODA schemes) or check point files against a ground truth"
 EXAMPLE = (
@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "give --scheme NAME and --out FILE to simulate points, or --check FILE to check a point file"
         )
-    if args.fps <= 0 or args.stride < 1:
-        raise InputError(f"--fps must be > 0 and --stride >= 1, got {args.fps} and {args.stride}")
+    if not 0 < args.fps <= MAX_FPS or args.stride < 1:
+        raise InputError(f"--fps must be > 0 (at most {MAX_FPS:g}) and --stride >= 1, got {args.fps} and {args.stride}")
     gt = load_ground_truth(args.ground_truth)
     videos = (
         gt.subset(args.subset, args.ground_truth)

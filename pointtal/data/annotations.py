@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from pointtal.errors import DuplicateKey, InputError, unique_keys
+from pointtal.errors import MAX_DURATION_SEC, MAX_FPS, DuplicateKey, InputError, unique_keys
 
 BACKGROUND = "background"
 
@@ -82,11 +82,13 @@ def _parse_video(video_id: str, entry, path: str) -> Video:
     duration = _number(entry["duration"], f"{where} duration")
     if duration <= 0:
         raise InputError(f"{where}: duration must be > 0, got {duration}")
+    if duration > MAX_DURATION_SEC:
+        raise InputError(f"{where}: duration must be at most {MAX_DURATION_SEC:g} s, got {duration}")
     fps = entry.get("fps")
     if fps is not None:
         fps = _number(fps, f"{where} fps")
-        if fps <= 0:
-            raise InputError(f"{where}: fps must be > 0, got {fps}")
+        if not 0 < fps <= MAX_FPS:
+            raise InputError(f"{where}: fps must be > 0 and at most {MAX_FPS:g}, got {fps}")
     annotations = entry.get("annotations", [])
     if not isinstance(annotations, list):
         raise InputError(f"{where}: 'annotations' must be a list")

@@ -56,7 +56,7 @@ def check_video_id(video_id: str, source: str = "") -> str:
 
 def validate_features(array: np.ndarray, video_id: str, path: Path | str, dim: int | None = None) -> np.ndarray:
     """Check rank, dtype, width, length and finiteness of one video's (T, D) features."""
-    if array.dtype not in (np.float32, np.float16, np.float64):
+    if array.dtype.kind != "f" or array.dtype.itemsize not in (2, 4, 8):  # either byte order: readers convert
         raise InputError(f"{path}: video '{video_id}' features have dtype {array.dtype}; expected float32/float16")
     if array.ndim != 2:
         raise InputError(f"{path}: video '{video_id}' features have shape {array.shape}; expected (T, D)")

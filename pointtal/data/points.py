@@ -19,7 +19,7 @@ import numpy as np
 
 from pointtal.data.annotations import BACKGROUND, Video, read_json
 from pointtal.data.features import SnippetGeometry
-from pointtal.errors import InputError
+from pointtal.errors import MAX_FPS, InputError
 
 log = logging.getLogger(__name__)
 
@@ -202,12 +202,12 @@ def read_fps_dict(path: str | Path) -> dict[str, float]:
     result = {}
     for video_id, fps in data.items():
         try:
-            ok = not isinstance(fps, bool) and isinstance(fps, (int, float)) and 0 < float(fps) < math.inf
+            ok = not isinstance(fps, bool) and isinstance(fps, (int, float)) and 0 < float(fps) <= MAX_FPS
         except OverflowError:  # an integer beyond the float range
             ok = False
         if not ok:
             shown = repr(fps) if len(repr(fps)) <= 60 else repr(fps)[:57] + "..."
-            raise InputError(f"{path}: video '{video_id}': fps must be a positive number, got {shown}")
+            raise InputError(f"{path}: video '{video_id}': fps must be a positive number (at most {MAX_FPS:g}), got {shown}")
         result[str(video_id)] = float(fps)
     return result
 
