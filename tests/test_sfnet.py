@@ -279,6 +279,29 @@ def test_padding_never_leaks_into_valid_outputs(conv_backbone):
             torch.testing.assert_close(out.act[i, :n], alone.act[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("conv_backbone", [False, True])
+def test_bf16_autocast_forward_loss_backward_tracks_float32(conv_backbone):
+    """The CUDA path trains under bf16 autocast; CPU autocast runs the same dtype mix (bf16 matmuls, fp32 biases
+    added to bf16 tap sums, bf16 scatters): outputs keep their shapes, and loss and gradients stay near fp32."""
+    torch.manual_seed(3)
+    method = tiny_sfnet(conv_backbone=conv_backbone)
+    batch = random_batch(5)
+    results = []
+    for amp in (False, True):
+        method.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = method(batch.features, batch.mask)
+        assert out.cas.shape == (6, 40, K) and out.act.shape == (6, 40)
+        assert out.cas_rgb.dtype == (torch.bfloat16 if amp else torch.float32)  # fused: fp32 weights promote
+        losses = method.loss(out, batch, step=0)
+        losses["total"].backward()
+        results.append((float(losses["total"]), torch.cat([p.grad.flatten() for p in method.parameters()])))
+    (loss32, grad32), (loss16, grad16) = results
+    assert math.isfinite(loss16) and bool(torch.isfinite(grad16).all())
+    assert loss16 == pytest.approx(loss32, rel=0.05)
+    assert float(F.cosine_similarity(grad16, grad32, dim=0)) > 0.98
+
+
 def test_network_shapes_init_and_fusion():
     method = tiny_sfnet()
     net = method.net

@@ -46,11 +46,11 @@ from pointtal.localization.sfnet import localize_sfnet
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores
 from pointtal.methods.layers import (
     TemporalConv,
+    masked_mean,
+    masked_topk_mean,
     project,
     real_rows,
     scatter_rows,
-    masked_mean,
-    masked_topk_mean,
     select_hardest,
     soft_cross_entropy,
     topk_counts,
