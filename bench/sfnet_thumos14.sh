@@ -3,7 +3,7 @@
 # weak / SF-Net without expansion / SF-Net / full supervision, mAP@0.1..0.7 and average, 3 seeds.
 #
 #   bash bench/sfnet_thumos14.sh             # writes $OUT/sfnet_table.md; runs in $OUT/<variant>/seed<k>/
-#   DIM=2048 HIDDEN=64 bash bench/sfnet_thumos14.sh    # the I3D width (about 4 s per step here: hours)
+#   DIM=2048 HIDDEN=128 bash bench/sfnet_thumos14.sh   # the I3D width (~0.5 s per step here: ~8 min per run, ~1.5 h)
 #
 # SCALED DOWN for a 2-core CPU (see bench/results/sfnet_table.md): the reference setting (D 2048, H = D/2,
 # batch 32, crops of 750 / 2800 snippets, 4000 steps, expansion at 2000) takes ~15 s per step here.
