@@ -3,10 +3,11 @@
 # weak / SF-Net without expansion / SF-Net / full supervision, mAP@0.1..0.7 and average, 3 seeds.
 #
 #   bash bench/sfnet_thumos14.sh             # writes $OUT/sfnet_table.md; runs in $OUT/<variant>/seed<k>/
-#   DIM=2048 HIDDEN=128 bash bench/sfnet_thumos14.sh   # the I3D width (~0.5 s per step here: ~8 min per run, ~1.5 h)
+#   DIM=2048 HIDDEN=128 bash bench/sfnet_thumos14.sh   # the I3D width (~0.35 s per step: ~5 min per run, ~1 h;
+#                                                      # bench/results/sfnet_table_2048.md)
 #
 # SCALED DOWN for a 2-core CPU (see bench/results/sfnet_table.md): the reference setting (D 2048, H = D/2,
-# batch 32, crops of 750 / 2800 snippets, 4000 steps, expansion at 2000) takes ~15 s per step here.
+# batch 32, crops of 750 / 2800 snippets, 4000 steps, expansion at 2000) takes ~13 s per step here.
 # Defaults below: D 256 synthetic features with H = D/2 = 128 (the method's own ratio), batch 16, lr 1e-3,
 # 800 steps with anchor expansion at step 400 (so SF-Net trains 400 steps after its re-initialisation;
 # the learning curves plateau by ~400-500 steps at this setting), evaluation only at the end.
