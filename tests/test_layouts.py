@@ -270,7 +270,7 @@ def _edit_gt(root: Path, edit) -> None:
 
 @pytest.mark.parametrize("change, pattern", [
     (lambda r: _edit_gt(r, lambda db: db["video_test_0001"]["annotations"][0].update(segment=["1.5", "abc"])),
-     r"gt.json: video 'video_test_0001' annotation 0 segment: 'abc' is not a number"),
+     r"gt.json: video 'video_test_0001' annotation 0: segment time 'abc' is not a number"),
     (lambda r: _edit_gt(r, lambda db: db["video_test_0001"]["annotations"][0].update(segment=["9.5", "2.0"])),
      r"gt.json: video 'video_test_0001' annotation 0: segment start 9.5 >= end 2.0"),
     (lambda r: (r / "split_test.txt").write_text("video_test_0001\nvideo_test_0404\n"),

@@ -18,7 +18,6 @@ never into the snippet geometry, which stays at the feature rate `data.fps`.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from pointtal.data.annotations import GroundTruth, load_ground_truth, parse_ground_truth, read_json
 from pointtal.data.features import FeatureStore, check_video_id, validate_features
-from pointtal.data.points import read_fps_dict
+from pointtal.data.points import _parse_time, read_fps_dict
 from pointtal.errors import MAX_FPS, InputError
 
 log = logging.getLogger(__name__)
@@ -252,17 +251,10 @@ def _split_subsets(folder: Path, database: dict, gt_path: Path, names: Subsets) 
     return subset_of
 
 
-def _number_text(value, where: str) -> float:
-    """A time as LACP writes it (a numeric string) or as a JSON number."""
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            raise InputError(f"{where}: {value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise InputError(f"{where}: {value!r} is not finite")
-        return number
-    return value  # numbers (and wrong types) are checked by the shared ground-truth parser
+def _number_text(value, where: str, what: str):
+    """A number as LACP writes it (a numeric string) or as JSON does; other types are left to the shared
+    ground-truth parser, which names them."""
+    return _parse_time(value, where, what) if isinstance(value, str) else value
 
 
 def _normalised_entry(video_id: str, entry, subset: str, duration, where: str) -> dict:
@@ -273,7 +265,8 @@ def _normalised_entry(video_id: str, entry, subset: str, duration, where: str) -
     rewritten = []
     for i, ann in enumerate(annotations):
         if isinstance(ann, dict) and isinstance(ann.get("segment"), (list, tuple)):
-            segment = [_number_text(x, f"{where}: video '{video_id}' annotation {i} segment") for x in ann["segment"]]
+            segment = [_number_text(x, f"{where}: video '{video_id}' annotation {i}", "segment time")
+                       for x in ann["segment"]]
             ann = {"segment": segment, "label": ann.get("label")}
         rewritten.append(ann)
     return {"subset": subset, "duration": duration, "annotations": rewritten}
@@ -285,7 +278,7 @@ def _native_fps(database: dict, folder: Path, where: str) -> dict[str, float]:
     for video_id, entry in database.items():
         fps = entry.get("fps") if isinstance(entry, dict) else None
         if fps is not None:
-            number = _number_text(fps, f"{where}: video '{video_id}' fps")
+            number = _number_text(fps, f"{where}: video '{video_id}'", "fps")
             if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 < number <= MAX_FPS:
                 raise InputError(f"{where}: video '{video_id}': fps must be a number in (0, {MAX_FPS:g}], "
                                  f"got {fps!r}")
@@ -311,7 +304,7 @@ def load_published_truth(
         entry = database[video_id]
         if not isinstance(entry, dict):
             raise InputError(f"{gt_path}: video '{video_id}': expected an object, got {type(entry).__name__}")
-        duration = _number_text(entry["duration"], f"{gt_path}: video '{video_id}' duration") \
+        duration = _number_text(entry["duration"], f"{gt_path}: video '{video_id}'", "duration") \
             if "duration" in entry else None
         if duration is None:
             if store is None:
