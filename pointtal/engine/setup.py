@@ -39,14 +39,16 @@ class RunData:
         return self.gt.classes
 
 
-def load_ground_truth_for(config: Config, annotations: str | None = None, features: str | None = None) -> GroundTruth:
-    """The run's ground truth; a published dataset's split files become data.train_subset / data.test_subset."""
+def load_ground_truth_for(config: Config, annotations: str | None = None, features: str | None = None,
+                          store: FeatureStore | None = None) -> GroundTruth:
+    """The run's ground truth; a published dataset's split files become data.train_subset / data.test_subset
+    (features, opened only when the ground truth lacks durations, from `store` or `features`/data.features)."""
     d = config.data
     path = annotations or d.annotations
     if not path:
         raise InputError("config: data.annotations is not set; pass --set data.annotations=GT.json")
     names = Subsets(d.train_subset, d.test_subset, d.fps, d.stride)
-    return load_truth(path, d.class_list, names, store=lambda: open_store(config, features))
+    return load_truth(path, d.class_list, names, store=lambda: store or open_store(config, features))
 
 
 def open_store(config: Config, features: str | None = None) -> FeatureStore:
@@ -100,8 +102,8 @@ def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedP
 
 def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> RunData:
     """Load the subsets a run needs; features are read once into memory."""
-    gt = load_ground_truth_for(config)
     store = open_store(config)
+    gt = load_ground_truth_for(config, store=store)
     d = config.data
     train_set = test_set = None
     if train:
