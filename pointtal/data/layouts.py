@@ -191,7 +191,8 @@ def open_features(path: str | Path, trust_pickle: bool = False, video_names=None
     layout = detect_layout(path)
     if layout.kind == "pointtal":
         return FeatureStore(layout.features, trust_pickle=trust_pickle)
-    log.info("features: %s layout in %s (%s)", layout.kind.upper(), layout.features, ", ".join(layout.splits))
+    name = {"lacp": "LACP", "hrpro": "HR-Pro"}[layout.kind]
+    log.info("features: %s layout in %s (%s)", name, layout.features, ", ".join(layout.splits))
     return SplitFeatureStore(layout, trust_pickle=trust_pickle)
 
 
