@@ -99,13 +99,14 @@ THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 @dataclass(frozen=True)
 class DataConfig:
-    annotations: str = ""  # ground-truth JSON (ActivityNet layout)
-    features: str = ""  # directory of <video_id>.npy, or a legacy single .npy (needs trust_pickle)
+    annotations: str = ""  # ground-truth JSON (ActivityNet layout), or a LACP/HR-Pro gt.json with split files
+    features: str = ""  # directory of <video_id>.npy, a LACP/HR-Pro dataset, or a legacy single .npy (trust_pickle)
     points: str | tuple[str, ...] = "weak"  # click CSV paths (one annotator drawn per video) or a scheme name
     annotator: int | None = None  # fixed 0-based annotator for click files; None draws one per video
     point_seed: int = 0  # seed of annotator draws and simulated points
     strict_points: bool = False  # points outside a video / for unknown videos: error instead of drop+warn
     window_sec: float = 10.0  # SODA simulated annotation: annotate one window of this length, skip the next
+    gaussian_std: float = 0.01  # scheme gaussian: std of a point around its instance's centre / instance length
     fps: float = 25.0  # default frames per second (a video's own "fps" in the ground truth wins)
     stride: int = 16  # frames per feature snippet
     train_subset: str = "validation"
@@ -124,6 +125,7 @@ class DataConfig:
         _check(self.t_max > 0 and self.t_max_alt > 0, "data.t_max", self.t_max, "must be > 0")
         _check(self.resample_t > 0, "data.resample_t", self.resample_t, "must be > 0")
         _check(self.window_sec > 0, "data.window_sec", self.window_sec, "must be > 0")
+        _check(self.gaussian_std > 0, "data.gaussian_std", self.gaussian_std, "must be > 0")
 
 
 @dataclass(frozen=True)

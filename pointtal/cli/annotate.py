@@ -6,6 +6,7 @@ import argparse
 
 from pointtal.data.annotations import BACKGROUND, load_ground_truth
 from pointtal.data.points import (
+    GAUSSIAN_STD,
     SCHEMES,
     fps_lookup_for,
     map_points,
@@ -16,7 +17,7 @@ from pointtal.data.points import (
 )
 from pointtal.errors import MAX_FPS, InputError
 
-HELP = "simulate point annotations (SF-Net / SODA schemes) or check point files against a ground truth"
+HELP = "simulate point annotations (SF-Net / SODA / gaussian schemes) or check point files against a ground truth"
 EXAMPLE = (
     "pointtal annotate GT.json --scheme sfnet-uniform --subset validation --fps 25 --stride 16 --seed 0 "
     "--out points.csv\n  pointtal annotate GT.json --check points_annotator1.csv --check points_annotator2.csv "
@@ -42,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mode.add_argument(
         "--jitter", type=float, default=0.2, help="sfnet-center-jitter: max offset / instance length"
+    )
+    mode.add_argument(
+        "--gaussian-std", type=float, default=GAUSSIAN_STD,
+        help=f"gaussian: std of the point around the instance centre / instance length (default {GAUSSIAN_STD})",
     )
     check = parser.add_argument_group("check (maps point files onto snippets and reports)")
     check.add_argument(
@@ -100,6 +105,7 @@ def _simulate(args: argparse.Namespace, videos) -> int:
         start_ratio=args.start_ratio,
         jitter=args.jitter,
         background_label=args.background_label,
+        gaussian_std=args.gaussian_std,
     )
     write_points(points, args.out)
     n_background = sum(p.label == args.background_label for p in points)

@@ -36,6 +36,9 @@ class GroundTruth:
 
     videos: dict[str, Video]
     classes: tuple[str, ...]
+    # Native fps of the frame numbers in LACP-style point files, for published layouts whose ground truth
+    # keeps that rate apart from the feature rate (video id -> fps); None: `Video.fps` serves both.
+    frame_fps: dict[str, float] | None = None
 
     @property
     def class_index(self) -> dict[str, int]:
@@ -161,7 +164,11 @@ def read_class_list(path: str | Path) -> tuple[str, ...]:
 
 def load_ground_truth(path: str | Path, class_list: str | Path | None = None) -> GroundTruth:
     """Load and validate an ActivityNet-style ground-truth JSON."""
-    data = read_json(path, "ground-truth file")
+    return parse_ground_truth(read_json(path, "ground-truth file"), path, class_list)
+
+
+def parse_ground_truth(data, path: str | Path, class_list: str | Path | None = None) -> GroundTruth:
+    """Validate ground truth already read from `path` (a file, or a published layout rewritten in memory)."""
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
         raise InputError(f"{path}: expected an object with a 'database' mapping video ids to videos")
     videos = {}

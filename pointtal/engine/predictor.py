@@ -90,7 +90,7 @@ def predict_run(run_dir, *, out, frames_out=None, checkpoint=None, features=None
     ctx = distributed.init_distributed(target)
     target = distributed.local_device(target, ctx)
     loaded.method.to(target)
-    gt = load_ground_truth_for(config) if annotations is None else _gt(annotations, config)
+    gt = load_ground_truth_for(config, annotations, features)
     if gt.classes != loaded.classes:
         raise InputError(f"{annotations or config.data.annotations}: classes differ from the run's checkpoint")
     store = open_store(config, features)
@@ -119,8 +119,3 @@ def predict_run(run_dir, *, out, frames_out=None, checkpoint=None, features=None
     n = sum(len(v) for v in merged.segments.values())
     return f"{len(video_ids)} videos of '{name}', {n} segments (step {loaded.step})"
 
-
-def _gt(path, config: Config) -> GroundTruth:
-    from pointtal.data.annotations import load_ground_truth
-
-    return load_ground_truth(path, config.data.class_list)

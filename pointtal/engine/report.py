@@ -24,6 +24,7 @@ from pointtal.config import Config
 from pointtal.data.annotations import BACKGROUND, GroundTruth, Video
 from pointtal.data.dataset import geometry_for
 from pointtal.data.features import FeatureStore
+from pointtal.data.layouts import feature_length
 from pointtal.engine.inference import score_videos, to_seconds
 from pointtal.engine.setup import RunData, load_points, point_sources
 from pointtal.methods import METHODS, Method
@@ -69,7 +70,7 @@ def training_points(config: Config, gt: GroundTruth, store: FeatureStore,
     ids = [v.video_id for v in gt.subset(d.train_subset) if v.video_id in store]
     if video_id not in ids:
         return []
-    lengths = np.array([store.load(v, validate=False).shape[0] for v in ids], dtype=np.int64)  # (V,) memmaps
+    lengths = np.array([feature_length(store, v) for v in ids], dtype=np.int64)  # (V,) from file headers
     mapped = load_points(config, gt, _TrainVideos(ids, lengths))
     if mapped is None:
         return []

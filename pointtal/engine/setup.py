@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pointtal.config import Config
-from pointtal.data.annotations import GroundTruth, load_ground_truth
+from pointtal.data.annotations import GroundTruth
 from pointtal.data.dataset import PointDataset, build_dataset, point_label_rows
 from pointtal.data.features import FeatureStore
+from pointtal.data.layouts import Subsets, load_truth, open_features
 from pointtal.data.points import (
     SCHEMES,
     MappedPoints,
@@ -38,17 +39,23 @@ class RunData:
         return self.gt.classes
 
 
-def load_ground_truth_for(config: Config) -> GroundTruth:
-    if not config.data.annotations:
+def load_ground_truth_for(config: Config, annotations: str | None = None, features: str | None = None,
+                          store: FeatureStore | None = None) -> GroundTruth:
+    """The run's ground truth; a published dataset's split files become data.train_subset / data.test_subset
+    (features, opened only when the ground truth lacks durations, from `store` or `features`/data.features)."""
+    d = config.data
+    path = annotations or d.annotations
+    if not path:
         raise InputError("config: data.annotations is not set; pass --set data.annotations=GT.json")
-    return load_ground_truth(config.data.annotations, config.data.class_list)
+    names = Subsets(d.train_subset, d.test_subset, d.fps, d.stride)
+    return load_truth(path, d.class_list, names, store=lambda: store or open_store(config, features))
 
 
 def open_store(config: Config, features: str | None = None) -> FeatureStore:
     root = features or config.data.features
     if not root:
         raise InputError("config: data.features is not set; pass --set data.features=FEATURES_DIR")
-    return FeatureStore(root, trust_pickle=config.data.trust_pickle, video_names=config.data.video_names)
+    return open_features(root, trust_pickle=config.data.trust_pickle, video_names=config.data.video_names)
 
 
 def point_sources(config: Config) -> tuple[str | None, tuple[str, ...]]:
@@ -75,10 +82,11 @@ def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedP
         points = simulate_points(
             list(videos.values()), scheme, d.fps, d.stride, d.point_seed,
             window_sec=d.window_sec, background_label=d.background_label, snippet_counts=counts,
+            gaussian_std=d.gaussian_std,
         )
         source = f"scheme {scheme}"
     else:
-        lookup = fps_lookup_for(gt.videos, None)
+        lookup = fps_lookup_for(gt.videos, gt.frame_fps)
         per_annotator = []
         for path in paths:
             if not Path(path).is_file():
@@ -94,8 +102,8 @@ def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedP
 
 def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> RunData:
     """Load the subsets a run needs; features are read once into memory."""
-    gt = load_ground_truth_for(config)
     store = open_store(config)
+    gt = load_ground_truth_for(config, store=store)
     d = config.data
     train_set = test_set = None
     if train:
