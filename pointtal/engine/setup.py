@@ -38,9 +38,21 @@ class RunData:
         return self.gt.classes
 
 
+def must_exist(config: Config, key: str, path: str | Path, what: str, is_dir: bool = False) -> Path:
+    """`path` of config key `data.<key>`, or a one-line error naming the key and the config it came from."""
+    path = Path(path)
+    if not ((path.is_dir() or path.is_file()) if is_dir else path.is_file()):
+        raise InputError(f"{path}: {what} not found (data.{key} of {config.origin}; a relative path in a config "
+                         "file is read from that file's directory, one given with --set from the current one)")
+    return path
+
+
 def load_ground_truth_for(config: Config) -> GroundTruth:
     if not config.data.annotations:
         raise InputError("config: data.annotations is not set; pass --set data.annotations=GT.json")
+    must_exist(config, "annotations", config.data.annotations, "ground truth")
+    if config.data.class_list:
+        must_exist(config, "class_list", config.data.class_list, "class list")
     return load_ground_truth(config.data.annotations, config.data.class_list)
 
 
@@ -48,6 +60,8 @@ def open_store(config: Config, features: str | None = None) -> FeatureStore:
     root = features or config.data.features
     if not root:
         raise InputError("config: data.features is not set; pass --set data.features=FEATURES_DIR")
+    if not features:  # a --features option names itself in FeatureStore's own message
+        must_exist(config, "features", root, "feature directory or file", is_dir=True)
     return FeatureStore(root, trust_pickle=config.data.trust_pickle, video_names=config.data.video_names)
 
 
@@ -81,8 +95,7 @@ def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedP
         lookup = fps_lookup_for(gt.videos, None)
         per_annotator = []
         for path in paths:
-            if not Path(path).is_file():
-                raise InputError(f"{path}: point file not found (data.points)")
+            must_exist(config, "points", path, "point file")
             per_annotator.append(read_points(path, d.background_label, lookup))
         points = choose_annotator(per_annotator, d.point_seed, d.annotator)
         source = ", ".join(paths)
