@@ -234,7 +234,7 @@ def _same(thresholds: np.ndarray, reference: tuple[float, ...]) -> bool:
 
 
 def result_json(result: DetectionResult, args) -> dict:
-    """The --json document (CLI.md), values in percent."""
+    """The --json document (docs/evaluation.md), values in percent."""
     key = "distance" if result.criterion == "distance" else "tiou"
     out = {
         key: [float(t) for t in result.thresholds],

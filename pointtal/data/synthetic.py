@@ -2,7 +2,7 @@
 
 `generate(out_dir, preset)` writes, into `out_dir`:
 
-* `annotations.json` -- ActivityNet-style ground truth (FORMATS.md) with `fps` on every video;
+* `annotations.json` -- ActivityNet-style ground truth (docs/formats.md) with `fps` on every video;
 * `features/<video_id>.npy` -- one `(T, D)` float32 (or float16) array per video,
   `T = max(1, floor(duration * fps / stride))`;
 * `points/annotator{1..4}.csv` -- SF-Net click files (`video_id,time_sec,label`, no header);
