@@ -104,10 +104,17 @@ def draw_timeline(path: str | Path, method: Method, config: Config, classes: Seq
         ground_truth=[(i.start_sec, i.end_sec, i.label) for i in video.instances],
         points=points,
         cas=scored.cas,
-        actionness=scored.actionness,
+        actionness=actionness_probability(config, scored.actionness),
         segments=[(s["segment"][0], s["segment"][1], s["label"], s["score"]) for s in segments],
         snippet_sec=geometry.snippet_sec,
     )
+
+
+def actionness_probability(config: Config, actionness: np.ndarray | None) -> np.ndarray | None:
+    """Actionness as a probability for the figure: a sigmoid of the logits a method scores in logit space."""
+    if actionness is None or getattr(config.method_options, "score_space", "logit") == "prob":
+        return actionness
+    return 1.0 / (1.0 + np.exp(-np.asarray(actionness, dtype=np.float64)))
 
 
 def draw_detection_figures(out_dir: Path, gt: GroundTruth, video_ids: Sequence[str], predictions_path: Path,
@@ -121,7 +128,7 @@ def draw_detection_figures(out_dir: Path, gt: GroundTruth, video_ids: Sequence[s
     result = segment_map(truth, predictions, tious)
     curves = segment_pr_curves(truth, predictions, tious)
     return (plot_pr_curves(out_dir / "pr_curves.png", curves, None),
-            plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds))
+            plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds, gt.classes))
 
 
 # ----------------------------------------------------------------------------- the report
