@@ -43,15 +43,17 @@ _LEGEND_FONT = 9
 def class_color(index: int, n_classes: int) -> tuple[float, float, float, float]:
     """RGBA colour of action class `index` (0-based among `n_classes`): the same in every figure.
 
-    tab10 without its grey (grey marks background) up to 9 classes, tab20 without its greys up to 18,
-    beyond that evenly spaced hues of `turbo` visited in golden-ratio steps so neighbours differ.
+    tab10 without its grey (grey marks background) up to 9 classes; up to 20 (THUMOS14) tab20 without its
+    greys, strong shades first, then two dark ones of tab20b; beyond that hues of `turbo` visited in
+    golden-ratio steps so that neighbouring indices differ.
     """
     if not 0 <= index < n_classes:
         raise ValueError(f"class index {index} outside 0..{n_classes - 1}")
     if n_classes <= 9:
         return _colormap("tab10")([0, 1, 2, 3, 4, 5, 6, 8, 9][index])
-    if n_classes <= 18:
-        return _colormap("tab20")([i for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)][index])
+    if n_classes <= 20:
+        tab20 = [i for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)]  # 18, no greys
+        return _colormap("tab20")(tab20[index]) if index < 18 else _colormap("tab20b")((0, 8)[index - 18])
     return _colormap("turbo")(0.05 + 0.9 * ((index * 0.6180339887) % 1.0))
 
 

@@ -212,3 +212,17 @@ def test_no_reference_leaves_the_repository():
         problems += [f"{name}: section {m.group(1)}" for m in section.finditer(text)
                      if m.group(1).rstrip(".") not in sections]
     assert not problems, problems
+
+
+# ------------------------------------------------------------------------------ visualize --out format
+
+
+def test_visualize_writes_the_format_of_the_suffix(odd_run, tmp_path, capsys):
+    out = tmp_path / "v.pdf"
+    assert main(["visualize", str(odd_run), "--video", "video_test_0002", "--out", str(out)]) == 0
+    assert out.read_bytes()[:5] == b"%PDF-"
+    bad = tmp_path / "v.jpg"
+    assert main(["visualize", str(odd_run), "--video", "video_test_0002", "--out", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown figure format '.jpg'" in err and ".pdf" in err
+    assert not bad.exists()
