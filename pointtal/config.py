@@ -303,7 +303,11 @@ def build_config(raw: dict, where: str = "config") -> Config:
     sections = {"data", "method", "train", "eval"}
     unknown = sorted(set(raw) - sections)
     if unknown:
-        raise InputError(f"{where}: unknown section '{unknown[0]}'; valid sections: {', '.join(sorted(sections))}")
+        hint = ""
+        if str(raw.get("generator", "")).startswith("pointtal"):  # a synth dataset.yaml, not a config
+            hint = "; this describes a 'pointtal synth' dataset: train with the train.yaml beside it"
+        raise InputError(f"{where}: unknown section '{unknown[0]}'; valid sections: "
+                         f"{', '.join(sorted(sections))}{hint}")
     method_raw = raw.get("method") or {}
     if not isinstance(method_raw, dict):
         raise InputError(f"{where}: method: expected a mapping, got {type(method_raw).__name__}")

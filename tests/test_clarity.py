@@ -168,6 +168,9 @@ def test_synth_prints_a_train_command_that_works(tmp_path, capsys):
     saved = yaml.safe_load((tmp_path / "a" / out / "config.yaml").read_text(encoding="utf-8"))
     assert saved["data"]["annotations"] == str(tmp_path / "a" / "my data" / "annotations.json")
     assert len(saved["data"]["points"]) == 4
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "a" / "my data" / "dataset.yaml"), "--out", str(tmp_path / "r")]) == 2
+    assert "train with the train.yaml beside it" in capsys.readouterr().err  # the metadata file says where to go
 
 
 # ------------------------------------------------------------------------ the repository stands alone
