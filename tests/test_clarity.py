@@ -62,7 +62,7 @@ def odd_run(tmp_path_factory) -> Path:
                  "points": [f"../data/points/annotator{i}.csv" for i in range(1, 5)]},
         "method": {"name": "sfnet", "hidden": 16, "expand_step": 3},
         "train": {"steps": 6, "batch_size": 4, "lr": 1e-3, "eval_every": 0, "device": "cpu",
-                  "progress": False, "report": False},
+                  "progress": False, "report": True},
     }
     (root / "cfg").mkdir()
     (root / "cfg" / "sfnet.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -85,6 +85,19 @@ def test_odd_video_ids_train_predict_and_draw(odd_run, tmp_path, capsys):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["visualize", str(odd_run), "--video", ODD_TRAIN_ID, "--out", str(tmp_path / "t.png")]) == 0
     assert "training video" in capsys.readouterr().out
+
+
+def test_report_links_resolve_for_odd_ids(odd_run):
+    """report.md draws the first test video ('-Ab c_vidéo', with a space): its image link must resolve."""
+    from urllib.parse import unquote
+
+    from pointtal.engine.report import timeline_name
+
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (odd_run / "report.md").read_text(encoding="utf-8"))
+    assert any("timeline_" in link for link in links) and all(" " not in link for link in links)
+    assert all((odd_run / unquote(link)).is_file() for link in links)
+    long_a, long_b = timeline_name("a" * 251), timeline_name("a" * 250 + "b")
+    assert long_a != long_b and max(len(long_a.encode()), len(long_b.encode())) <= 255
 
 
 @pytest.mark.parametrize(("video_id", "reason"), [
