@@ -7,6 +7,7 @@
   `T = max(1, floor(duration * fps / stride))`;
 * `points/annotator{1..4}.csv` -- SF-Net click files (`video_id,time_sec,label`, no header);
 * `dataset.yaml` / `README.md` -- fps, stride, classes, seed, dim, subsets, and the generator's parameters.
+* `train.yaml` -- a config `pointtal train train.yaml --out RUN` takes as is (SF-Net on the click files).
 
 Presets
 -------
@@ -509,6 +510,8 @@ are the "RGB" stream, `[{info['dim'] // 2}, {info['dim']})` the "flow" stream.
 * `points/annotator1..4.csv`: click files `video_id,time_sec,label` (no header) for the \
 `{data['train_subset']}` subset; {info['points_source']}.
 * Train on subset `{data['train_subset']}`, test on `{data['test_subset']}`.
+* `train.yaml`: SF-Net on these files, ready to run: `pointtal train train.yaml --out runs/synth_{info['preset']}` \
+(its paths are relative to this directory).
 
 Classes: {', '.join(info['classes'])}.
 
