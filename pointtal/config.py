@@ -337,7 +337,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     """A preset file (or defaults when None) plus `--set` overrides, validated."""
     raw = read_config(path) if path is not None else {}
     raw = apply_overrides(raw, overrides or [])  # build_config reads relative --set paths from this directory
-    return build_config(raw, str(path) if path else "config")
+    config = build_config(raw, str(path) if path else "config")
+    data_set = any(text.strip().startswith("data.") for text in overrides or [])
+    return dataclasses.replace(config, origin=f"{config.origin} and --set") if data_set else config
 
 
 def save_config(config: Config, path: str | Path) -> None:

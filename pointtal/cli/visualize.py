@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from pointtal.engine.setup import load_ground_truth_for, open_store
     from pointtal.viz import figure_format
 
+    if Path(args.out).is_dir():
+        raise InputError(f"--out {args.out}: is a directory; give a file such as {Path(args.out) / 'timeline.png'}")
     try:
         figure_format(args.out)  # before loading anything: an unknown suffix is refused at once
     except ValueError as err:
