@@ -242,3 +242,5 @@ def test_visualize_writes_the_format_of_the_suffix(odd_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown figure format '.jpg'" in err and ".pdf" in err
     assert not bad.exists()
+    assert main(["visualize", str(odd_run), "--video", "video_test_0002", "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
