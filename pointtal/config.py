@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -166,6 +167,7 @@ class Config:
     method_options: Any = None  # the method's own frozen Options dataclass
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    origin: str = field(default="config", compare=False)  # where it was read: named by "not found" errors
 
     def to_dict(self) -> dict:
         return {
@@ -258,6 +260,44 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+DATA_PATH_KEYS = ("annotations", "features", "points", "class_list", "video_names")  # file paths in `data:`
+
+
+def _absolute(value, base: Path):
+    """`value` made absolute against `base` where it is a relative path; other values unchanged."""
+    if not isinstance(value, str) or not value:
+        return value
+    from pointtal.data.points import SCHEMES  # data.points may name a simulation scheme instead of a file
+
+    if value in SCHEMES:
+        return value
+    return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
+
+
+def resolve_data_paths(raw: dict, base: str | Path) -> dict:
+    """A copy of `raw` whose relative `data:` paths are absolute against `base`.
+
+    A run stores absolute paths, so `predict`, `visualize` and `--resume` work from any directory; a path
+    written in a config file is read from that file's directory, a path given with --set from the current one.
+    """
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return raw  # build_config names the malformed section
+    data = dict(data)
+    for key in DATA_PATH_KEYS:
+        value = data.get(key)
+        if isinstance(value, list | tuple):
+            data[key] = [_absolute(v, Path(base)) for v in value]
+        elif key in data:
+            data[key] = _absolute(value, Path(base))
+    return {**raw, "data": data}
+
+
+def read_config(path: str | Path) -> dict:
+    """A config file's mapping (read_yaml) with its relative data paths read from the file's directory."""
+    return resolve_data_paths(read_yaml(path), Path(path).parent)
+
+
 def build_config(raw: dict, where: str = "config") -> Config:
     """Validate a nested mapping into a Config; the method section is checked by the method's Options."""
     from pointtal.methods import METHODS  # configs name methods; methods do not know configs
@@ -265,7 +305,11 @@ def build_config(raw: dict, where: str = "config") -> Config:
     sections = {"data", "method", "train", "eval"}
     unknown = sorted(set(raw) - sections)
     if unknown:
-        raise InputError(f"{where}: unknown section '{unknown[0]}'; valid sections: {', '.join(sorted(sections))}")
+        hint = ""
+        if str(raw.get("generator", "")).startswith("pointtal"):  # a synth dataset.yaml, not a config
+            hint = "; this describes a 'pointtal synth' dataset: train with the train.yaml beside it"
+        raise InputError(f"{where}: unknown section '{unknown[0]}'; valid sections: "
+                         f"{', '.join(sorted(sections))}{hint}")
     method_raw = raw.get("method") or {}
     if not isinstance(method_raw, dict):
         raise InputError(f"{where}: method: expected a mapping, got {type(method_raw).__name__}")
@@ -273,8 +317,9 @@ def build_config(raw: dict, where: str = "config") -> Config:
     name = method_raw.pop("name", "sfnet")
     if not isinstance(name, str) or name not in METHODS:
         raise InputError(f"{where}: method.name={name!r} is unknown; valid: {', '.join(sorted(METHODS))}")
+    raw = resolve_data_paths(raw, Path.cwd())  # relative paths of a mapping built in code: the current directory
     try:
-        return _sections(raw, where, name, method_raw, METHODS)
+        return dataclasses.replace(_sections(raw, where, name, method_raw, METHODS), origin=where)
     except InputError as err:
         text = str(err)
         raise InputError(text if text.startswith(where) else f"{where}: {text}") from None
@@ -292,9 +337,11 @@ def _sections(raw: dict, where: str, name: str, method_raw: dict, methods) -> Co
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """A preset file (or defaults when None) plus `--set` overrides, validated."""
-    raw = read_yaml(path) if path is not None else {}
-    raw = apply_overrides(raw, overrides or [])
-    return build_config(raw, str(path) if path else "config")
+    raw = read_config(path) if path is not None else {}
+    raw = apply_overrides(raw, overrides or [])  # build_config reads relative --set paths from this directory
+    config = build_config(raw, str(path) if path else "config")
+    data_set = any(text.strip().startswith("data.") for text in overrides or [])
+    return dataclasses.replace(config, origin=f"{config.origin} and --set") if data_set else config
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -1,5 +1,7 @@
-"""Figures as PNG files: one video's timeline (ground truth, clicks, CAS, predictions), precision-recall
-curves and per-class AP of segment detection.
+"""Figures: one video's timeline (ground truth, clicks, CAS, actionness, predictions), precision-recall
+curves and per-class AP of segment detection, written in the format of the file's suffix (FIGURE_FORMATS).
+
+A class has one colour in every figure: `class_color(index, n_classes)`.
 
 Figures are `matplotlib.figure.Figure` objects rendered by the Agg canvas: nothing goes through pyplot,
 so no figure stays registered and no global backend is switched. Sizes are fixed in pixels (`DPI` dots
@@ -28,14 +30,48 @@ CLASS_AP_WIDTH_PX = 760
 MAX_CAS_CLASSES = 5  # CAS curves drawn: classes of the video's GT or predictions, highest peak first
 MAX_PREDICTION_LANES = 5  # predicted classes given a lane, highest top score first
 MAX_SEGMENT_LABELS = 6  # predicted segments labelled "class score", highest score first
+MAX_SEGMENTS_PER_LANE = 8  # per predicted class: the best non-overlapping segments drawn solid, the rest faint
+FAINT_ALPHA = 0.1  # opacity of the predictions not among a lane's best
+FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # file suffix -> matplotlib format
 BACKGROUND = "background"
 _BACKGROUND_GREY = "#8c8c8c"
 _LABEL_FONT = 8
 _CHAR_PX = 0.62 * _LABEL_FONT * DPI / 72  # rough width of one label character, in pixels
+_LEGEND_FONT = 9
 
 
-def plot_timeline(
-    path: str | Path,
+def class_color(index: int, n_classes: int) -> tuple[float, float, float, float]:
+    """RGBA colour of action class `index` (0-based among `n_classes`): the same in every figure.
+
+    tab10 without its grey (grey marks background) up to 9 classes; up to 20 (THUMOS14) tab20 without its
+    greys, strong shades first, then two dark ones of tab20b; beyond that hues of `turbo` visited in
+    golden-ratio steps so that neighbouring indices differ.
+    """
+    if not 0 <= index < n_classes:
+        raise ValueError(f"class index {index} outside 0..{n_classes - 1}")
+    if n_classes <= 9:
+        return _colormap("tab10")([0, 1, 2, 3, 4, 5, 6, 8, 9][index])
+    if n_classes <= 20:
+        tab20 = [i for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)]  # 18, no greys
+        return _colormap("tab20")(tab20[index]) if index < 18 else _colormap("tab20b")((0, 8)[index - 18])
+    return _colormap("turbo")(0.05 + 0.9 * ((index * 0.6180339887) % 1.0))
+
+
+def figure_format(path: str | Path) -> str:
+    """The matplotlib format for `path`'s suffix; ValueError naming the suffixes that work otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise ValueError(f"{path}: unknown figure format {suffix or '(no suffix)'!r}; "
+                         f"use {', '.join(FIGURE_FORMATS)}")
+    return FIGURE_FORMATS[suffix]
+
+
+def plot_timeline(path: str | Path, **inputs) -> Path:
+    """`timeline_figure(**inputs)` written to `path` (format from its suffix); returns the path."""
+    return _save(timeline_figure(**inputs), path)
+
+
+def timeline_figure(
     *,
     video_id: str,
     duration_sec: float,
@@ -46,7 +82,7 @@ def plot_timeline(
     actionness: np.ndarray | None,
     segments: Sequence[tuple[float, float, str, float]],
     snippet_sec: float,
-) -> Path:
+) -> Figure:
     """One video over time (x in seconds): ground-truth instances, point labels, CAS curves, predictions.
 
     Args:
@@ -57,20 +93,23 @@ def plot_timeline(
         cas: (T, C+1) class activation sequence per snippet; snippet t covers
             [t * snippet_sec, (t + 1) * snippet_sec). Curves are drawn for at most `MAX_CAS_CLASSES`
             classes present in the ground truth or predictions, highest peak first.
-        actionness: (T,) class-agnostic actionness, or None.
+        actionness: (T,) class-agnostic actionness as a probability in [0, 1], or None; drawn dashed on
+            its own 0-1 axis (right), since the CAS axis may be in logits.
         segments: (start_sec, end_sec, class_name, score) predictions; one lane per class (at most
-            `MAX_PREDICTION_LANES`), opacity proportional to score / the video's top score; the
-            `MAX_SEGMENT_LABELS` best are labelled "class score".
+            `MAX_PREDICTION_LANES`). In each lane the `MAX_SEGMENTS_PER_LANE` best segments that do not
+            overlap a better one are drawn with opacity proportional to score / the video's top score;
+            the rest (overlapping proposals) are drawn faint behind them. The `MAX_SEGMENT_LABELS` best
+            are labelled "class score".
         snippet_sec: seconds per snippet.
 
-    Returns the written PNG path (parent directories are created).
+    Returns the figure; every class has its `class_color`.
     """
     classes = tuple(classes)
     cas = _check_timeline(classes, ground_truth, points, cas, actionness, segments, duration_sec, snippet_sec)
     cas_classes = _cas_classes(classes, cas, ground_truth, segments)
     lane_classes = _prediction_lanes(segments)
-    colors = _class_colors([*(g[2] for g in ground_truth), *cas_classes, *lane_classes,
-                            *(p[1] for p in points if p[1] != BACKGROUND)])
+    colors = _class_colors(classes, [*(g[2] for g in ground_truth), *cas_classes, *lane_classes,
+                                     *(p[1] for p in points if p[1] != BACKGROUND)])
     gt_lanes = _pack_lanes([(s, e) for s, e, _ in ground_truth])
     n_gt_lanes = max(gt_lanes, default=0) + 1
 
@@ -99,13 +138,13 @@ def plot_timeline(
     handles.append(Line2D([], [], marker="o", ls="", color=_BACKGROUND_GREY, label="background click"))
     if actionness is not None:
         handles.append(Line2D([], [], color="k", ls="--", lw=1.5, label="actionness"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 9), fontsize=9,
-               frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=_legend_columns(handles, TIMELINE_PX[0]),
+               fontsize=_LEGEND_FONT, frameon=False)
     title = f"{video_id}  ({duration_sec:.1f} s, {cas.shape[0]} snippets of {snippet_sec:.3g} s)"
     if hidden:
         title += f"; {hidden} prediction{'s' if hidden > 1 else ''} of other classes not shown"
-    fig.suptitle(title, x=0.01, ha="left", fontsize=11)
-    return _save(fig, path)
+    fig.suptitle(title, x=0.01, ha="left", fontsize=11, wrap=True)
+    return fig
 
 
 def plot_pr_curves(
@@ -142,14 +181,23 @@ def plot_pr_curves(
 
 
 def plot_class_ap(
-    path: str | Path, classes: Sequence[str], ap_per_class: np.ndarray, tiou: Sequence[float]
+    path: str | Path, classes: Sequence[str], ap_per_class: np.ndarray, tiou: Sequence[float],
+    all_classes: Sequence[str] | None = None,
 ) -> Path:
-    """Per-class AP (%) as horizontal bars, the mean over the `tiou` thresholds, best class on top.
+    """`class_ap_figure(classes, ap_per_class, tiou, all_classes)` written to `path`; returns the path."""
+    return _save(class_ap_figure(classes, ap_per_class, tiou, all_classes), path)
+
+
+def class_ap_figure(classes: Sequence[str], ap_per_class: np.ndarray, tiou: Sequence[float],
+                    all_classes: Sequence[str] | None = None) -> Figure:
+    """Per-class AP (%) as horizontal bars in each class's `class_color`, the mean over the `tiou`
+    thresholds, best class on top. `all_classes` (default `classes`) is the dataset's class list, which
+    fixes the colours when only some classes are evaluated.
 
     `ap_per_class` is (T, C) (like `DetectionResult.ap`): AP in [0, 1] per threshold and class; a (C,)
     array is taken as one threshold. With several thresholds a whisker spans the class's AP from the
     strictest to the loosest threshold. The dashed line is the mAP (mean over classes). The figure is
-    `CLASS_AP_WIDTH_PX` wide and 140 + 26 * C pixels high. Returns the written PNG path.
+    `CLASS_AP_WIDTH_PX` wide and 140 + 26 * C pixels high.
     """
     classes = tuple(classes)
     thresholds = np.asarray(list(tiou), dtype=np.float64).reshape(-1)  # (T,)
@@ -164,7 +212,9 @@ def plot_class_ap(
     y = np.arange(len(classes))
     fig = _figure((CLASS_AP_WIDTH_PX, 140 + 26 * len(classes)))
     ax = fig.add_subplot()
-    handles = [ax.barh(y, 100 * mean[order], height=0.7, color="#4c72b0", label=_mean_label(thresholds))]
+    palette = _class_colors(tuple(all_classes or classes), classes)
+    handles = [ax.barh(y, 100 * mean[order], height=0.7, color=[palette[classes[i]] for i in order],
+                       label=_mean_label(thresholds))]
     right = mean[order]  # (C,) where each bar's drawing ends: the value is written past it
     if thresholds.size > 1:
         strict, loose = int(np.argmax(thresholds)), int(np.argmin(thresholds))
@@ -184,7 +234,7 @@ def plot_class_ap(
     ax.set_xlabel("AP (%)")
     ax.grid(axis="x", alpha=0.3)
     fig.legend(handles=handles, loc="outside upper center", fontsize=8, ncol=3, frameon=False)
-    return _save(fig, path)
+    return fig
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -199,9 +249,11 @@ def _figure(size_px: tuple[int, int]) -> Figure:
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
+    """Write `fig` in the format of the path's suffix (an unknown suffix is refused before writing)."""
     path = Path(path)
+    fmt = figure_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI, facecolor="white")
+    fig.savefig(path, format=fmt, dpi=DPI, facecolor="white")
     return path
 
 
@@ -211,11 +263,17 @@ def _colormap(name: str):
     return colormaps[name]
 
 
-def _class_colors(names: Sequence[str]) -> dict[str, tuple]:
-    """Distinct colours for the classes of one figure, in first-appearance order."""
-    unique = list(dict.fromkeys(names))
-    cmap = _colormap("tab10" if len(unique) <= 10 else "tab20")
-    return {name: cmap(i % cmap.N) for i, name in enumerate(unique)}
+def _class_colors(classes: Sequence[str], names: Sequence[str]) -> dict[str, tuple]:
+    """`class_color` of each of `names` (in first-appearance order), by its index in the class list."""
+    index = {name: i for i, name in enumerate(classes)}
+    return {name: class_color(index[name], len(classes)) for name in dict.fromkeys(names)}
+
+
+def _legend_columns(handles, width_px: int) -> int:
+    """As many legend columns as fit across `width_px` given the longest label (so no entry is clipped)."""
+    longest = max((len(h.get_label()) for h in handles), default=1)
+    entry_px = (longest + 5) * 0.62 * _LEGEND_FONT * DPI / 72  # text plus marker and spacing
+    return max(1, min(len(handles), int(0.95 * width_px // entry_px)))
 
 
 def _mean_label(thresholds: np.ndarray) -> str:
@@ -246,6 +304,8 @@ def _check_timeline(classes, ground_truth, points, cas, actionness, segments, du
         raise ValueError(f"cas has shape {cas.shape}, want (T, C+1) = (T, {len(classes) + 1})")
     if actionness is not None and np.shape(actionness) != (cas.shape[0],):
         raise ValueError(f"actionness has shape {np.shape(actionness)}, want ({cas.shape[0]},)")
+    if actionness is not None and np.size(actionness) and not 0 <= np.min(actionness) <= np.max(actionness) <= 1:
+        raise ValueError("actionness must be a probability in [0, 1] (apply a sigmoid to logits)")
     known = set(classes)
     for what, names in (("ground truth", [g[2] for g in ground_truth]),
                         ("segments", [s[2] for s in segments]),
@@ -330,18 +390,21 @@ def _draw_cas(ax, classes, cas, actionness, cas_classes, ground_truth, colors, s
     index = {name: i + 1 for i, name in enumerate(classes)}
     for name in reversed(cas_classes):  # the highest peak drawn last, on top
         ax.plot(centers, cas[:, index[name]], drawstyle="steps-mid", color=colors[name], lw=1.5)
-    if actionness is not None:
-        ax.plot(centers, np.asarray(actionness, dtype=np.float64), drawstyle="steps-mid", color="k",
-                ls="--", lw=1.3)
     shown = [cas[:, index[n]] for n in cas_classes]
-    if actionness is not None:
-        shown.append(np.asarray(actionness, dtype=np.float64))
     values = np.concatenate(shown) if shown else np.zeros(0)
     if values.size and values.min() >= 0 and values.max() <= 1:
         ax.set_ylim(0.0, 1.05)  # probabilities: a fixed scale makes videos comparable
     ax.grid(axis="y", alpha=0.3)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
+    ax.spines["top"].set_visible(False)
+    if actionness is not None:  # a probability: its own 0-1 axis, whatever the CAS scale
+        ax_act = ax.twinx()
+        ax_act.plot(centers, np.asarray(actionness, dtype=np.float64), drawstyle="steps-mid", color="k",
+                    ls="--", lw=1.3, gid="actionness")
+        ax_act.set_ylim(0.0, 1.0)
+        ax_act.set_ylabel("actionness", fontsize=10)
+        ax_act.spines["top"].set_visible(False)
+    else:
+        ax.spines["right"].set_visible(False)
 
 
 def _draw_predictions(ax, segments, lane_classes, colors, px_per_sec) -> int:
@@ -358,12 +421,33 @@ def _draw_predictions(ax, segments, lane_classes, colors, px_per_sec) -> int:
         return len(segments)
     top = max(float(s[3]) for s in shown)
     scale = top if top > 0 else 1.0
-    for start, end, name, score in sorted(shown, key=lambda s: s[3]):  # best drawn last, on top
-        alpha = float(np.clip(0.12 + 0.88 * score / scale, 0.12, 1.0))
-        ax.broken_barh([(start, end - start)], (lane[name] + 0.15, 0.7),
-                       facecolors=[to_rgba(colors[name], alpha)], edgecolors="none")
-    _label_segments(ax, shown, lane, px_per_sec)
+    best, rest = _lane_best(shown)
+    for name in lane_classes:  # overlapping proposals faint, behind
+        faint = [(s, e - s) for s, e, n, _ in rest if n == name]
+        if faint:
+            ax.broken_barh(faint, (lane[name] + 0.15, 0.7), facecolors=[to_rgba(colors[name], FAINT_ALPHA)],
+                           edgecolors="none", gid=f"faint:{name}", zorder=1)
+    for start, end, name, score in sorted(best, key=lambda s: s[3]):  # best drawn last, on top
+        alpha = float(np.clip(0.25 + 0.75 * score / scale, 0.25, 1.0))
+        ax.broken_barh([(start, end - start)], (lane[name] + 0.15, 0.7), facecolors=[to_rgba(colors[name], alpha)],
+                       edgecolors=[to_rgba("k", 0.6)], linewidth=0.5, gid=f"best:{name}", zorder=2)
+    _label_segments(ax, best, lane, px_per_sec)
     return len(segments) - len(shown)
+
+
+def _lane_best(segments) -> tuple[list, list]:
+    """(best, rest): per class, greedily by descending score, at most MAX_SEGMENTS_PER_LANE segments that
+    overlap no better kept one (NMS at tIoU 0), so a lane reads as separate detections."""
+    best, rest, kept = [], [], {}
+    for seg in sorted(segments, key=lambda s: -s[3]):
+        start, end, name, _ = seg
+        mine = kept.setdefault(name, [])
+        if len(mine) < MAX_SEGMENTS_PER_LANE and all(end <= a or b <= start for a, b in mine):
+            mine.append((start, end))
+            best.append(seg)
+        else:
+            rest.append(seg)
+    return best, rest
 
 
 def _label_segments(ax, segments, lane, px_per_sec) -> None:

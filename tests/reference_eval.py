@@ -1,8 +1,8 @@
 """Slow, obviously-correct reference evaluators: a line-by-line transcription of ActivityNet's official
 `eval_detection.py` (`compute_average_precision_detection`, `interpolated_prec_rec`, `segment_iou`) with
-pandas replaced by plain lists/dicts, and the single-frame variant of EVALUATION.md.
+pandas replaced by plain lists/dicts, and the single-frame variant of docs/evaluation.md.
 
-Two deliberate deviations, both required by EVALUATION.md to make results deterministic:
+Two deliberate deviations, both required by docs/evaluation.md to make results deterministic:
 * predictions are sorted with a *stable* sort on descending score (ties keep input order), where the
   official `argsort()[::-1]` leaves ties arbitrary;
 * ground truths are visited with `argsort(kind="stable")[::-1]` (ties: later annotation first), which is

@@ -144,7 +144,7 @@ def test_frame_loss_by_hand_batch_and_video_normalisation():
 
 # ----------------------------------------------------------------------------- self-distillation
 def reference_distillation(logits, mask, present, distance, normalized):
-    """Slow loops over videos, networks, snippets and classes (the formula of METHODS.md §3.2)."""
+    """Slow loops over videos, networks, snippets and classes (the formula of docs/methods.md §3.2)."""
     m, b, t, c = logits.shape
     p = torch.softmax(logits, -1) if normalized else logits
     total = 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pointtal.config import apply_overrides, read_yaml
+from pointtal.config import apply_overrides, read_config
 from pointtal.engine.ablation import STUDIES, RunOutcome, get_study, run_study, seed_overrides
 from pointtal.errors import InputError
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     study = get_study(str(args.table))
     if args.seeds < 1:
         raise InputError(f"--seeds {args.seeds}: give at least 1 seed")
-    base = read_yaml(args.config)
+    base = read_config(args.config)  # relative data paths: read from the config file's directory
     apply_overrides(base, args.set)  # malformed --set fails here, before anything runs
     overrides = list(args.set)
     seeds = list(range(args.seeds))

@@ -30,7 +30,7 @@ CLI_SCHEMES = tuple(s for s in SCHEMES if s != "weak")  # weak supervision has n
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ground_truth", metavar="GT.json", help="ground truth (ActivityNet-style JSON)")
     mode = parser.add_argument_group("simulate (writes --out)")
-    mode.add_argument("--scheme", choices=CLI_SCHEMES, help="simulation scheme (METHODS.md §1)")
+    mode.add_argument("--scheme", choices=CLI_SCHEMES, help="simulation scheme (docs/methods.md §1)")
     mode.add_argument("--out", help="point CSV to write (video_id,time_seconds,label)")
     mode.add_argument(
         "--seed", type=int, default=0, help="random seed; same seed -> identical file (default 0)"

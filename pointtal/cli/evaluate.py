@@ -119,7 +119,8 @@ def write_plots(out_dir: Path, ground_truth, predictions, result: DetectionResul
     curves = segment_pr_curves(ground_truth, predictions, result.thresholds,
                                exclude_videos=exclude, ambiguous=ambiguous)
     return [plot_pr_curves(out_dir / "pr_curves.png", curves, None),
-            plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds)]
+            plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds,
+                          ground_truth.classes)]
 
 
 def parse_thresholds(text: str, option: str, upper: float | None) -> tuple[float, ...]:
@@ -234,7 +235,7 @@ def _same(thresholds: np.ndarray, reference: tuple[float, ...]) -> bool:
 
 
 def result_json(result: DetectionResult, args) -> dict:
-    """The --json document (CLI.md), values in percent."""
+    """The --json document (docs/evaluation.md), values in percent."""
     key = "distance" if result.criterion == "distance" else "tiou"
     out = {
         key: [float(t) for t in result.thresholds],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from pointtal.data.synthetic import DTYPES, PRESETS, generate
 
@@ -41,4 +42,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  features:    {summary.features_dir}")
     print(f"  points:      {' '.join(str(p) for p in summary.point_paths)}")
     print(f"  metadata:    {summary.dataset_yaml}  {summary.readme}")
+    command = ["pointtal", "train", str(summary.train_config), "--out", f"runs/synth_{summary.preset}"]
+    print(f"next: {shlex.join(command)}")
     return 0

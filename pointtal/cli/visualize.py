@@ -1,4 +1,4 @@
-"""`pointtal visualize`: one video's timeline (ground truth, training points, CAS, predictions) as a PNG."""
+"""`pointtal visualize`: one video's timeline (ground truth, training points, CAS, predictions) as PNG, PDF or SVG."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ EXAMPLE = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `pointtal train`")
     parser.add_argument("--video", required=True, metavar="VIDEO_ID",
-                        help="a video id of the run's ground truth (a key of its \"database\")")
-    parser.add_argument("--out", required=True, metavar="figure.png", help="PNG file to write")
+                        help="a video id of the run's ground truth (a key of its \"database\"); "
+                             "an id starting with '-' as --video=-0RYqpcQyAc")
+    parser.add_argument("--out", required=True, metavar="figure.png",
+                        help="figure to write; the suffix picks the format: .png, .pdf or .svg")
     parser.add_argument("--checkpoint", metavar="FILE", help="weights to use (default RUN_DIR/checkpoint.pt)")
     parser.add_argument("--features", metavar="DIR", help="feature directory (default: the run's data.features)")
     parser.add_argument("--device", help="auto, cpu or cuda (default: cpu)")
@@ -29,7 +31,14 @@ def run(args: argparse.Namespace) -> int:
     from pointtal.engine.predictor import load_trained
     from pointtal.engine.report import draw_timeline, training_points
     from pointtal.engine.setup import load_ground_truth_for, open_store
+    from pointtal.viz import figure_format
 
+    if Path(args.out).is_dir():
+        raise InputError(f"--out {args.out}: is a directory; give a file such as {Path(args.out) / 'timeline.png'}")
+    try:
+        figure_format(args.out)  # before loading anything: an unknown suffix is refused at once
+    except ValueError as err:
+        raise InputError(f"--out {err}") from None
     device = resolve_device(args.device or "cpu")
     loaded = load_trained(args.run_dir, args.checkpoint, device)
     config = loaded.config

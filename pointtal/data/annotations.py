@@ -1,4 +1,4 @@
-"""Ground truth in the ActivityNet JSON layout (FORMATS.md): videos, subsets, instances, classes."""
+"""Ground truth in the ActivityNet JSON layout (docs/formats.md): videos, subsets, instances, classes."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,19 +37,45 @@ class SnippetGeometry:
         return max(1, int(math.floor(duration_sec * self.fps / self.stride)))
 
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+MAX_ID_BYTES = 255 - len(".npy")  # NAME_MAX of Linux and macOS, less the suffix the feature file adds
+
+
+def id_problem(video_id) -> str | None:
+    """Why `video_id` cannot name one file inside a directory on Linux and macOS, or None when it can.
+
+    Only what could leave the directory or cannot be a file name is refused: '/' (the separator), '\\' (the
+    separator on Windows, where a dataset may be copied), NUL, the names '.' and '..', control characters (a
+    newline or escape sequence in a name breaks CSV lines and terminals), text that is not Unicode, and names
+    longer than NAME_MAX. Spaces, non-ASCII letters, ':' (an ordinary character at the POSIX layer of macOS),
+    '~' and a leading '-' or '.' (ActivityNet ids start with '-') are accepted: they stay inside the directory.
+    """
+    if not isinstance(video_id, str):
+        return f"it is a {type(video_id).__name__}, not text"
+    if video_id == "":
+        return "it is empty"
+    if video_id in (".", ".."):
+        return f"it is {video_id!r}, which names a directory, not a file"
+    for char, why in (("/", "a path separator"), ("\\", "a path separator on Windows"), ("\0", "a NUL byte")):
+        if char in video_id:
+            return f"it contains {char!r} ({why})"
+    control = next((c for c in video_id if ord(c) < 32 or ord(c) == 127), None)
+    if control is not None:
+        return f"it contains the control character U+{ord(control):04X}"
+    try:
+        size = len(video_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "it is not valid Unicode (a lone surrogate)"
+    if size > MAX_ID_BYTES:
+        return f"it is {size} bytes in UTF-8; a file name holds at most {MAX_ID_BYTES} before '.npy'"
+    return None
 
 
 def check_video_id(video_id: str, source: str = "") -> str:
-    """Video ids are file names: refuse anything that could leave the feature directory."""
-    if (
-        not isinstance(video_id, str)
-        or not _SAFE_ID.match(video_id)
-        or ".." in video_id
-        or len(video_id) > 255
-    ):
+    """Video ids are file names: refuse exactly what could leave the feature directory, saying why."""
+    problem = id_problem(video_id)
+    if problem is not None:
         where = f"{source}: " if source else ""
-        raise InputError(f"{where}video id {video_id!r} is not a plain file name (no '/', '..' or leading '.')")
+        raise InputError(f"{where}video id {video_id!r} cannot be a feature file name: {problem}")
     return video_id
 
 

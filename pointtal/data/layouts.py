@@ -1,6 +1,6 @@
 """Datasets as LACP and HR-Pro publish them, read in place next to pointtal's own `DIR/<video_id>.npy`.
 
-Published layouts (FORMATS.md, "Release layouts"):
+Published layouts (docs/formats.md, "Features"):
 
 * LACP:   `DATASET/features/{train,test}/{rgb,flow}/<id>.npy`, two (T, 1024) streams joined rgb|flow at load;
           `gt.json` (segment times as numeric strings, no durations), `fps_dict.json`, split files.

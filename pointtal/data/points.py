@@ -1,4 +1,4 @@
-"""Point annotations (METHODS.md §1, FORMATS.md): CSV readers/writer, simulated points, snippet mapping.
+"""Point annotations (docs/methods.md §1, docs/formats.md): CSV readers/writer, simulated points, snippet mapping.
 
 Every source of points -- human click files, SF-Net style simulated action points, SODA style action +
 background points, full labels -- ends up as a list of `Point(video_id, time_sec, label)`; `map_points`
@@ -427,7 +427,7 @@ def simulate_points(
     snippet_counts: Mapping[str, int] | None = None,
     gaussian_std: float = GAUSSIAN_STD,
 ) -> list[Point]:
-    """Simulated point annotations for `videos` under `scheme` (METHODS.md §1); same seed -> same points.
+    """Simulated point annotations for `videos` under `scheme` (docs/methods.md §1); same seed -> same points.
 
     Each point is emitted at its snippet's centre, `(snippet + 0.5) * stride / fps` seconds, with the
     video's own fps when the ground truth gives one. Instances that start after the video's last snippet
@@ -536,7 +536,7 @@ class MappedPoints:
         return len(self.snippet)
 
     def by_video(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """video id -> (snippets (P,), class indices (P,)): the per-video (snippet, class) lists of METHODS §1."""
+        """video id -> (snippets (P,), class indices (P,)): the per-video (snippet, class) lists of docs/methods.md §1."""
         ids, starts = np.unique(self.video_id.astype(str), return_index=True)
         bounds = list(starts) + [len(self.video_id)]
         return {

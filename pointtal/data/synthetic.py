@@ -2,11 +2,12 @@
 
 `generate(out_dir, preset)` writes, into `out_dir`:
 
-* `annotations.json` -- ActivityNet-style ground truth (FORMATS.md) with `fps` on every video;
+* `annotations.json` -- ActivityNet-style ground truth (docs/formats.md) with `fps` on every video;
 * `features/<video_id>.npy` -- one `(T, D)` float32 (or float16) array per video,
   `T = max(1, floor(duration * fps / stride))`;
 * `points/annotator{1..4}.csv` -- SF-Net click files (`video_id,time_sec,label`, no header);
 * `dataset.yaml` / `README.md` -- fps, stride, classes, seed, dim, subsets, and the generator's parameters.
+* `train.yaml` -- a config `pointtal train train.yaml --out RUN` takes as is (SF-Net on the click files).
 
 Presets
 -------
@@ -173,6 +174,7 @@ class SynthSummary:
     readme: Path
     feature_bytes: int
     seconds: float
+    train_config: Path | None = None  # a config `pointtal train` takes as is (SF-Net on the click files)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -508,6 +510,8 @@ are the "RGB" stream, `[{info['dim'] // 2}, {info['dim']})` the "flow" stream.
 * `points/annotator1..4.csv`: click files `video_id,time_sec,label` (no header) for the \
 `{data['train_subset']}` subset; {info['points_source']}.
 * Train on subset `{data['train_subset']}`, test on `{data['test_subset']}`.
+* `train.yaml`: SF-Net on these files, ready to run: `pointtal train train.yaml --out runs/synth_{info['preset']}` \
+(its paths are relative to this directory).
 
 Classes: {', '.join(info['classes'])}.
 
@@ -567,16 +571,42 @@ def generate(
 
     _write_metadata(out, info, complete=True)
     (out / "README.md").write_text(_readme(info), encoding="utf-8")
+    train_config = _write_train_config(out, spec, info)
     summary = SynthSummary(
         out_dir=out, preset=preset, seed=seed, dim=dim, dtype=dtype, classes=classes,
         subsets=info["subsets"], n_videos=len(database), n_instances=info["n_instances"],
         n_snippets=n_snippets, n_clicks=n_clicks, annotations_path=annotations_path,
         features_dir=out / "features", point_paths=point_paths, dataset_yaml=out / "dataset.yaml",
         readme=out / "README.md", feature_bytes=feature_bytes, seconds=time.perf_counter() - started,
+        train_config=train_config,
     )
     log.debug("synth %s: %d videos, %d snippets, %.1f MB of features in %.1f s",
              preset, summary.n_videos, n_snippets, feature_bytes / 1e6, summary.seconds)
     return summary
+
+
+TRAIN_CONFIG = "train.yaml"
+
+
+def _write_train_config(out: Path, spec: Preset, info: dict) -> Path:
+    """OUT/train.yaml: SF-Net on the click files, in a setting sized for synthetic features on a CPU.
+
+    Its data paths are relative to OUT (a config file's paths are read from its own directory), so the
+    dataset can be moved and the file passed to `pointtal train` from any directory.
+    """
+    small = spec.vendor is None  # tiny: 24 training videos, the demo's setting
+    steps = 600 if small else 800
+    config = {
+        "data": {**info["data"], **({} if small else {"t_max": 750 if spec.name == "thumos14" else 100})},
+        "method": {"name": "sfnet", "expand_step": steps // 2},
+        "train": {"steps": steps, "batch_size": 8 if small else 16, "lr": 1e-3, "eval_every": 0},
+    }
+    header = (f"# SF-Net on the synthetic '{spec.name}' dataset in this directory (written by pointtal synth).\n"
+              f"#   pointtal train {TRAIN_CONFIG} --out runs/synth_{spec.name}   [--set train.steps=N ...]\n"
+              "# Relative paths below are read from this file's directory.\n")
+    path = out / TRAIN_CONFIG
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _info(spec: Preset, seed, dim, dtype, database: dict, classes, model: FeatureModel) -> dict:

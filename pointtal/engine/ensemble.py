@@ -1,4 +1,4 @@
-"""Inference-time ensembles of two trained SODA runs (METHODS.md §3.5, the "is it just an ensemble?" study).
+"""Inference-time ensembles of two trained SODA runs (docs/methods.md §3.5, the "is it just an ensemble?" study).
 
 Pipeline: score the test videos with each model (`score_videos`, master network, scores on the video's real
 snippets) -> fuse each video's scores with `ensemble_scores(rule)` -> localize with the first model's SODA

@@ -7,6 +7,7 @@ single-process run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ def load_trained(run_dir: str | Path, checkpoint: str | Path | None = None,
     path = Path(checkpoint) if checkpoint else run_dir / "checkpoint.pt"
     saved = load_checkpoint(path)
     config = build_config(saved["config"], f"{path}: config")
+    config = dataclasses.replace(config, origin=f"{run_dir / 'config.yaml'}, as saved in {path}")
     classes = tuple(saved["classes"])
     method = build_method(config.method, config.method_options, int(saved["in_dim"]), len(classes))
     try:

@@ -10,11 +10,13 @@ never fatal. `draw_timeline` and `training_points` also serve `pointtal visualiz
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -105,10 +107,17 @@ def draw_timeline(path: str | Path, method: Method, config: Config, classes: Seq
         ground_truth=[(i.start_sec, i.end_sec, i.label) for i in video.instances],
         points=points,
         cas=scored.cas,
-        actionness=scored.actionness,
+        actionness=actionness_probability(config, scored.actionness),
         segments=[(s["segment"][0], s["segment"][1], s["label"], s["score"]) for s in segments],
         snippet_sec=geometry.snippet_sec,
     )
+
+
+def actionness_probability(config: Config, actionness: np.ndarray | None) -> np.ndarray | None:
+    """Actionness as a probability for the figure: a sigmoid of the logits a method scores in logit space."""
+    if actionness is None or getattr(config.method_options, "score_space", "logit") == "prob":
+        return actionness
+    return 1.0 / (1.0 + np.exp(-np.asarray(actionness, dtype=np.float64)))
 
 
 def draw_detection_figures(out_dir: Path, gt: GroundTruth, video_ids: Sequence[str], predictions_path: Path,
@@ -122,7 +131,7 @@ def draw_detection_figures(out_dir: Path, gt: GroundTruth, video_ids: Sequence[s
     result = segment_map(truth, predictions, tious)
     curves = segment_pr_curves(truth, predictions, tious)
     return (plot_pr_curves(out_dir / "pr_curves.png", curves, None),
-            plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds))
+            plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds, gt.classes))
 
 
 # ----------------------------------------------------------------------------- the report
@@ -148,6 +157,14 @@ def _attempt(figures: list[_Figure], titles: Sequence[str], files: Sequence[str]
     figures.extend(_Figure(t, f, error) for t, f in zip(titles, files, strict=True))
 
 
+def timeline_name(video_id: str) -> str:
+    """`timeline_<id>.png`, or `timeline_<hash of id>.png` where the id is too long for that file name."""
+    name = f"timeline_{video_id}.png"
+    if len(name.encode("utf-8")) <= 255:
+        return name
+    return f"timeline_{hashlib.sha1(video_id.encode('utf-8')).hexdigest()[:16]}.png"
+
+
 def write_report(run_dir: str | Path, config: Config, records: Sequence[dict], data: RunData, method: Method,
                  device: torch.device, *, world: int = 1) -> Path | None:
     """Draw the run's figures and write `RUN_DIR/report.md`; returns its path, or None if it could not be
@@ -157,7 +174,7 @@ def write_report(run_dir: str | Path, config: Config, records: Sequence[dict], d
     test = data.test
     if test is not None and len(test):
         video_id = test.video_ids[0]
-        file = f"{FIGURES}/timeline_{video_id}.png"
+        file = f"{FIGURES}/{timeline_name(video_id)}"
         _attempt(figures, [f"Timeline of test video `{video_id}`"], [file], lambda: draw_timeline(
             run_dir / file, method, config, data.classes, data.gt.videos[video_id],
             test.video_features(0).numpy(), [], device))
@@ -192,7 +209,7 @@ def render_report(run_dir: Path, config: Config, records: Sequence[dict], data: 
         lines += ["## Figures", ""]
         for fig in figures:
             if fig.error is None:
-                lines += [f"### {fig.title}", "", f"![{fig.title}]({fig.file})", ""]
+                lines += [f"### {fig.title}", "", f"![{fig.title}]({quote(fig.file)})", ""]  # ids may hold spaces
             else:
                 lines += [f"### {fig.title}", "", f"Not drawn: {_cell(fig.error)}", ""]
     lines += ["## Files", ""]

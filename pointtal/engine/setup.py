@@ -39,6 +39,15 @@ class RunData:
         return self.gt.classes
 
 
+def must_exist(config: Config, key: str, path: str | Path, what: str, is_dir: bool = False) -> Path:
+    """`path` of config key `data.<key>`, or a one-line error naming the key and the config it came from."""
+    path = Path(path)
+    if not ((path.is_dir() or path.is_file()) if is_dir else path.is_file()):
+        raise InputError(f"{path}: {what} not found (data.{key} of {config.origin}; a relative path in a config "
+                         "file is read from that file's directory, one given with --set from the current one)")
+    return path
+
+
 def load_ground_truth_for(config: Config, annotations: str | None = None, features: str | None = None,
                           store: FeatureStore | None = None) -> GroundTruth:
     """The run's ground truth; a published dataset's split files become data.train_subset / data.test_subset
@@ -47,6 +56,10 @@ def load_ground_truth_for(config: Config, annotations: str | None = None, featur
     path = annotations or d.annotations
     if not path:
         raise InputError("config: data.annotations is not set; pass --set data.annotations=GT.json")
+    if not annotations:  # an --annotations option names itself in the reader's own message
+        must_exist(config, "annotations", path, "ground truth", is_dir=True)
+    if d.class_list:
+        must_exist(config, "class_list", d.class_list, "class list")
     names = Subsets(d.train_subset, d.test_subset, d.fps, d.stride)
     return load_truth(path, d.class_list, names, store=lambda: store or open_store(config, features))
 
@@ -55,6 +68,8 @@ def open_store(config: Config, features: str | None = None) -> FeatureStore:
     root = features or config.data.features
     if not root:
         raise InputError("config: data.features is not set; pass --set data.features=FEATURES_DIR")
+    if not features:  # a --features option names itself in the store's own message
+        must_exist(config, "features", root, "feature directory or file", is_dir=True)
     return open_features(root, trust_pickle=config.data.trust_pickle, video_names=config.data.video_names)
 
 
@@ -89,8 +104,7 @@ def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedP
         lookup = fps_lookup_for(gt.videos, gt.frame_fps)
         per_annotator = []
         for path in paths:
-            if not Path(path).is_file():
-                raise InputError(f"{path}: point file not found (data.points)")
+            must_exist(config, "points", path, "point file")
             per_annotator.append(read_points(path, d.background_label, lookup))
         points = choose_annotator(per_annotator, d.point_seed, d.annotator)
         source = ", ".join(paths)

@@ -285,7 +285,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, data: Ru
 
 
 def load_run_config(run_dir: str | Path) -> Config:
-    from pointtal.config import read_yaml
+    from pointtal.config import read_config
 
     path = Path(run_dir) / "config.yaml"
-    return build_config(read_yaml(path), str(path))
+    return build_config(read_config(path), str(path))

@@ -1,6 +1,6 @@
 """Segment detection mAP, numerically identical to ActivityNet's `eval_detection.py`, but vectorised.
 
-The rules (EVALUATION.md): per class, predictions in descending score (stable: ties keep input order);
+The rules (docs/evaluation.md): per class, predictions in descending score (stable: ties keep input order);
 each visits the ground truths of its class in its video in descending tIoU (ties: the later annotation
 first, which is what the official `argsort()[::-1]` does with numpy's classic sort) and takes the first
 one with tIoU >= threshold not yet taken at that threshold, else it is a false positive. AP is the

@@ -1,6 +1,6 @@
 """Greedy prediction-to-ground-truth matching and VOC interpolated AP, shared by segment and frame mAP.
 
-The ActivityNet rule (EVALUATION.md) visits predictions in descending score; each prediction looks at the
+The ActivityNet rule (docs/evaluation.md) visits predictions in descending score; each prediction looks at the
 ground truths of its class in its video in order of decreasing similarity and takes the first one that is
 similar enough (similarity >= threshold) and not already taken at that threshold; otherwise it is a false
 positive. That is a sequential greedy process, but it splits into independent problems, one per

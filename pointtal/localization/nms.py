@@ -1,7 +1,7 @@
 """Temporal IoU and greedy 1-D non-maximum suppression (numpy only).
 
 Segments are `[start, end)` intervals in any one unit (snippets, seconds); lengths are `end - start`
-(continuous, no "+1" as in frame-index code). tIoU follows EVALUATION.md:
+(continuous, no "+1" as in frame-index code). tIoU follows docs/evaluation.md:
 `max(0, min(e1, e2) - max(s1, s2)) / ((e1 - s1) + (e2 - s2) - intersection)`, and is 0 where the union is 0.
 """
 

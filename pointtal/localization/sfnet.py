@@ -1,4 +1,4 @@
-"""SF-Net inference (METHODS.md §2.5): thresholded class activation -> segments and single frames (numpy only).
+"""SF-Net inference (docs/methods.md §2.5): thresholded class activation -> segments and single frames (numpy only).
 
 Pipeline for one video of T snippets:
     class_scores -> kept_classes -> per-class score_t = cas[t, c] + w_act * act_t -> runs above the

@@ -1,4 +1,4 @@
-"""SODA inference (METHODS.md §3.4): multi-threshold proposals scored by outer-inner contrast, then NMS.
+"""SODA inference (docs/methods.md §3.4): multi-threshold proposals scored by outer-inner contrast, then NMS.
 
 Pipeline for one video (numpy only):
     select_classes -> upsample_linear -> threshold_proposals -> outer_inner_contrast -> nms_per_class

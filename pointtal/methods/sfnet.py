@@ -1,4 +1,4 @@
-"""SF-Net (METHODS.md §2): two-stream classification + actionness network trained from single-frame points.
+"""SF-Net (docs/methods.md §2): two-stream classification + actionness network trained from single-frame points.
 
 The engine drives this class through the `Method` contract only:
   * training batches are random crops (`sampling = "crop"`);

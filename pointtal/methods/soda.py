@@ -1,4 +1,4 @@
-"""SODA (METHODS.md §3): CASNet, astute background response and self-distillation.
+"""SODA (docs/methods.md §3): CASNet, astute background response and self-distillation.
 
 The engine drives this class through the `Method` contract only:
   * training batches are resampled to a fixed T (`sampling = "resample"`);

@@ -1,4 +1,4 @@
-"""The weakly supervised baseline (METHODS.md §2.2, "Weak mode"): SF-Net's two-stream classification network
+"""The weakly supervised baseline (docs/methods.md §2.2, "Weak mode"): SF-Net's two-stream classification network
 trained from video-level labels only; points are ignored.
 
 Loss: L_vid (RGB + flow + fused, as SF-Net) + center_weight * L_center, where L_center is a W-TALC-style
