@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from pointtal.data.annotations import BACKGROUND
 from pointtal.evaluation.curves import PrecisionRecallCurves
 
 DPI = 100
@@ -28,7 +29,6 @@ CLASS_AP_WIDTH_PX = 760
 MAX_CAS_CLASSES = 5  # CAS curves drawn: classes of the video's GT or predictions, highest peak first
 MAX_PREDICTION_LANES = 5  # predicted classes given a lane, highest top score first
 MAX_SEGMENT_LABELS = 6  # predicted segments labelled "class score", highest score first
-BACKGROUND = "background"
 _BACKGROUND_GREY = "#8c8c8c"
 _LABEL_FONT = 8
 _CHAR_PX = 0.62 * _LABEL_FONT * DPI / 72  # rough width of one label character, in pixels

@@ -14,8 +14,8 @@ import yaml
 from pointtal.cli import main
 from pointtal.data.annotations import load_ground_truth
 from pointtal.data.features import FeatureStore, SnippetGeometry
+from pointtal.data.points import CUSTOM_BINS
 from pointtal.data.synthetic import (
-    CUSTOM_CLICK_BINS,
     VENDOR_DIR,
     expand_ranges,
     generate,
@@ -230,7 +230,7 @@ def test_simulated_click_positions_follow_custom_distribution():
     rows = simulate_clicks(database, "train", np.random.default_rng(0), miss_prob=0.0, jitter_sec=0.0)
     rel = np.array([(t % 10.0) / 5.0 for _, t, _ in rows])
     hist = np.histogram(rel, bins=10, range=(0, 1))[0] / len(rel)
-    np.testing.assert_allclose(hist, CUSTOM_CLICK_BINS, atol=0.025)
+    np.testing.assert_allclose(hist, CUSTOM_BINS, atol=0.025)
     assert simulate_clicks(database, "test", np.random.default_rng(0)) == []
 
 

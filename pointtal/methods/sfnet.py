@@ -43,7 +43,7 @@ from torch import nn
 
 from pointtal.errors import InputError
 from pointtal.localization.sfnet import localize_sfnet
-from pointtal.methods.base import Detections, LabelRefresh, Method, Scores
+from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
 from pointtal.methods.layers import (
     TemporalConv,
     masked_mean,
@@ -100,7 +100,8 @@ class Options:
         checks = [
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
-            (self.topk_divisor > 0 and self.class_topk_divisor > 0, "topk_divisor", "must be > 0"),
+            (self.topk_divisor > 0, "topk_divisor", "must be > 0"),
+            (self.class_topk_divisor > 0, "class_topk_divisor", "must be > 0"),
             (self.eta >= 0, "eta", "must be >= 0"),
             (self.radius >= 0, "radius", "must be >= 0"),
             (self.class_ratio > 0, "class_ratio", "must be > 0"),
@@ -110,9 +111,7 @@ class Options:
                 "must be >= 1",
             ),
         ]
-        for ok, key, why in checks:
-            if not ok:
-                raise InputError(f"method.{key}={getattr(self, key)!r} {why}")
+        check_options(self, checks)
 
 
 # ----------------------------------------------------------------------------- network

@@ -25,9 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pointtal.errors import InputError
 from pointtal.localization.sfnet import localize_sfnet
-from pointtal.methods.base import Detections, Method, Scores
+from pointtal.methods.base import Detections, Method, Scores, check_options
 from pointtal.methods.layers import masked_mean
 from pointtal.methods.sfnet import SFNetOutput, TwoStreamNet, video_loss, video_probabilities
 
@@ -52,12 +51,16 @@ class Options:
     min_segment_len: int = 2
 
     def __post_init__(self):
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"method.dropout={self.dropout!r} must be in [0, 1)")
-        if not 0.0 < self.center_momentum <= 1.0:
-            raise InputError(f"method.center_momentum={self.center_momentum!r} must be in (0, 1]")
-        if self.hidden is not None and self.hidden <= 0:
-            raise InputError(f"method.hidden={self.hidden!r} must be > 0")
+        check_options(self, [
+            (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
+            (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
+            (len(self.conv_dilations) > 0 and min(self.conv_dilations) >= 1, "conv_dilations", "must be >= 1"),
+            (self.topk_divisor > 0, "topk_divisor", "must be > 0"),
+            (self.center_weight >= 0.0, "center_weight", "must be >= 0"),
+            (0.0 < self.center_momentum <= 1.0, "center_momentum", "must be in (0, 1]"),
+            (self.class_topk_divisor > 0, "class_topk_divisor", "must be > 0"),
+            (self.class_ratio > 0, "class_ratio", "must be > 0"),
+        ])
 
 
 def attention_pool(output: SFNetOutput, mask: torch.Tensor) -> torch.Tensor:
