@@ -142,9 +142,10 @@ def test_synth_annotate_evaluate_round_trip(synth_th14, tmp_path, capsys):
     for out in outs:
         assert main(["annotate", str(gt_path), "--scheme", "sfnet-uniform", "--subset", "validation",
                      "--fps", "25", "--stride", "16", "--seed", "3", "--out", str(out)]) == 0
-    assert outs[0].read_bytes() == outs[1].read_bytes() and outs[0].stat().st_size > 0
+    assert outs[0].read_bytes() == outs[1].read_bytes()
     n_instances = sum(len(v.instances) for v in gt.subset("validation"))
     points = read_points(outs[0])
+    assert outs[0].read_text().count("\n") == len(points)  # one CSV line per point, no header
     assert 0.99 * n_instances <= len(points) <= n_instances  # one per instance (a few start past the end)
     capsys.readouterr()
     assert main(["annotate", str(gt_path), "--check", str(outs[0]), "--subset", "validation", "--strict"]) == 0
