@@ -422,22 +422,8 @@ def tiny_gt(tmp_path) -> Path:
 
 def test_cli_simulates_and_checks(tiny_gt, tmp_path, capsys):
     out = tmp_path / "points.csv"
-    args = [
-        "annotate",
-        str(tiny_gt),
-        "--scheme",
-        "soda",
-        "--subset",
-        "validation",
-        "--fps",
-        "25",
-        "--stride",
-        "16",
-        "--seed",
-        "3",
-        "--out",
-        str(out),
-    ]
+    args = ["annotate", str(tiny_gt), "--scheme", "soda", "--subset", "validation", "--fps", "25", "--stride", "16",
+            "--seed", "3", "--out", str(out)]
     assert main(args) == 0
     summary = capsys.readouterr().out.strip()
     points = read_points(out)
@@ -459,16 +445,8 @@ def test_cli_simulates_and_checks(tiny_gt, tmp_path, capsys):
 
 def test_cli_checks_the_real_thumos14_files(capsys):
     files = [str(VENDOR / "thumos14" / f"points_annotator{k}.csv") for k in range(1, 5)]
-    argv = [
-        "annotate",
-        str(VENDOR / "thumos14" / "groundtruth.json"),
-        "--subset",
-        "validation",
-        "--fps",
-        "25",
-        "--stride",
-        "16",
-    ]
+    argv = ["annotate", str(VENDOR / "thumos14" / "groundtruth.json"), "--subset", "validation",
+            "--fps", "25", "--stride", "16"]
     assert main(argv + [x for f in files for x in ("--check", f)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4

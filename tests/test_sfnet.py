@@ -133,7 +133,7 @@ def reference_attention_pool(output, mask, video_labels) -> dict[tuple[int, int]
             if n == 0 or not bool(video_labels[i, c] > 0):
                 continue
             a = torch.softmax(output.cas[i, :n, c].float(), 0)
-            a = torch.where(a >= min(1.0 / n, float(a.max())), a, torch.zeros(()))
+            a = torch.where(a >= min(1.0 / n, float(a.max().detach())), a, torch.zeros(()))
             a = a / a.sum()
             h = torch.cat([output.hidden_rgb[i, :n], output.hidden_flow[i, :n]], -1).float()  # (n, 2H)
             pooled[i, c] = (a[:, None] * h).sum(0)

@@ -25,10 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pointtal.localization.sfnet import localize_sfnet
 from pointtal.methods.base import Detections, Method, Scores, check_options
 from pointtal.methods.layers import masked_mean
-from pointtal.methods.sfnet import SFNetOutput, TwoStreamNet, video_loss, video_probabilities
+from pointtal.methods.sfnet import SFNetOutput, sfnet_detections, two_stream_net, video_loss, video_probabilities
 
 
 @dataclass(frozen=True)
@@ -96,8 +95,7 @@ class Weak(Method):
 
     def __init__(self, options: Options, in_dim: int, n_classes: int):
         super().__init__(options, in_dim, n_classes)
-        dilations = tuple(options.conv_dilations) if options.conv_backbone else None
-        self.net = TwoStreamNet(in_dim, n_classes + 1, options.hidden, options.dropout, False, dilations)
+        self.net = two_stream_net(options, in_dim, n_classes, actionness=False)
         width = 2 * (options.hidden or in_dim // 2)
         self.register_buffer("centers", torch.zeros(n_classes + 1, width))  # (K, 2H) EMA class centres
         self.register_buffer("center_seen", torch.zeros(n_classes + 1, dtype=torch.bool))  # (K,)
@@ -149,14 +147,4 @@ class Weak(Method):
     def localize(
         self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray
     ) -> Detections:
-        o = self.options
-        found = localize_sfnet(
-            cas,
-            None,
-            w_act=0.0,
-            adjust=o.adjust,
-            class_topk_divisor=o.class_topk_divisor,
-            class_ratio=o.class_ratio,
-            min_segment_len=o.min_segment_len,
-        )
-        return Detections(found.segments, found.frames)
+        return sfnet_detections(self.options, cas, None, w_act=0.0)  # no actionness branch
