@@ -110,6 +110,7 @@ def crash_setup(tiny_data, tmp_path_factory):
     return config, _weights(tmp / "reference" / "checkpoint.pt"), tmp
 
 
+@pytest.mark.slow  # trains in subprocesses and kills them
 @pytest.mark.parametrize("delay", [0.0, 0.4, 1.1])
 def test_sigkill_then_resume_ends_with_identical_weights(crash_setup, tmp_path, delay):
     config, reference, _ = crash_setup

@@ -123,6 +123,7 @@ def synth_th14(tmp_path_factory):
     return base
 
 
+@pytest.mark.slow  # THUMOS-size synthetic data
 def test_synth_same_seed_gives_byte_identical_files(synth_th14):
     a, b = file_hashes(synth_th14 / "a"), file_hashes(synth_th14 / "b")
     assert a == b
@@ -132,6 +133,7 @@ def test_synth_same_seed_gives_byte_identical_files(synth_th14):
     assert x.dtype == np.float32 and x.shape[1] == 64 and np.isfinite(x).all()
 
 
+@pytest.mark.slow  # THUMOS-size synthetic data
 def test_synth_annotate_evaluate_round_trip(synth_th14, tmp_path, capsys):
     gt_path = synth_th14 / "a" / "annotations.json"
     gt = load_ground_truth(gt_path)

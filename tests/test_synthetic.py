@@ -146,6 +146,7 @@ def test_features_learnable_but_not_easy(tiny):
     assert gap.max() > 0.2
 
 
+@pytest.mark.slow  # THUMOS-size synthetic data
 def test_thumos14_structure_and_real_clicks(tmp_path):
     summary = generate(tmp_path / "th14", "thumos14", seed=0, dim=16, progress=False)
     gt = load_ground_truth(summary.annotations_path)
