@@ -4,13 +4,10 @@ torn one. The one helper every checkpoint, prediction, metrics log, report and p
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
-
-_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) and restored at once
-os.umask(_UMASK)
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -18,11 +15,11 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     directory. On any failure (including KeyboardInterrupt) the temp file is removed and `path` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: never another writer's temp file; mode 0666 minus the umask, as `open(path, "w")` would give
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
-            if hasattr(os, "fchmod"):  # mkstemp makes 0600; the file gets the mode `open` would give it
-                os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
