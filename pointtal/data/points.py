@@ -635,20 +635,10 @@ def map_points(
         raise InputError(
             f"{where}: {first_outside} lies beyond the video (drop --strict to skip such points)"
         )
-    if unknown.any():
-        log.warning(
-            "%s: dropped %d point(s) of videos not in the ground truth (first: %s)",
-            where,
-            int(unknown.sum()),
-            first_unknown,
-        )
-    if outside.any():
-        log.warning(
-            "%s: dropped %d point(s) beyond their video's last snippet (first: %s)",
-            where,
-            int(outside.sum()),
-            first_outside,
-        )
+    for dropped, why, first in ((unknown, "of videos not in the ground truth", first_unknown),
+                                (outside, "beyond their video's last snippet", first_outside)):
+        if dropped.any():
+            log.warning("%s: dropped %d point(s) %s (first: %s)", where, int(dropped.sum()), why, first)
     keep = ~(outside | unknown)
     order = np.lexsort((classes[keep], snippets[keep], ids[keep].astype(str)))
     report = MapReport(
