@@ -27,7 +27,13 @@ import torch.nn.functional as F
 
 from pointtal.methods.base import Detections, Method, Scores, check_options
 from pointtal.methods.layers import masked_mean
-from pointtal.methods.sfnet import SFNetOutput, sfnet_detections, two_stream_net, video_loss, video_probabilities
+from pointtal.methods.sfnet import (
+    SFNetOutput,
+    sfnet_detections,
+    two_stream_net,
+    video_loss,
+    video_probabilities,
+)
 
 
 @dataclass(frozen=True)
