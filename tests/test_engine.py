@@ -52,6 +52,7 @@ def test_train_writes_the_run_directory(tiny_data, tmp_path, method):
     assert yaml.safe_load((run / "config.yaml").read_text())["method"]["name"] == method
 
 
+@pytest.mark.slow  # three training runs
 def test_same_seed_same_weights_other_seed_differs(tiny_data, tmp_path):
     runs = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):

@@ -25,11 +25,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """SF-Net with the tiny preset's click files, 20 steps (the figure's content is not judged)."""
+    """SF-Net with the tiny preset's click files, 20 steps (no report: these tests draw their own figures)."""
     root = tmp_path_factory.mktemp("visualize")
     generate(root / "data", "tiny", seed=0, progress=False)
     raw = demo_configs(root / "data", 20, 0)["sfnet"]
-    raw["train"].update(device="cpu", progress=False)
+    raw["train"].update(device="cpu", progress=False, report=False)
     train(build_config(raw), root / "sfnet")
     return root / "sfnet"
 
