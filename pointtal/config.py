@@ -15,7 +15,9 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 
+from pointtal.data.annotations import BACKGROUND
 from pointtal.errors import MAX_FPS, InputError
+from pointtal.evaluation import THUMOS_TIOUS
 
 
 def from_dict(cls: type, data: Any, where: str):
@@ -95,7 +97,6 @@ def to_dict(obj) -> Any:
 
 
 # ----------------------------------------------------------------------------- the run configuration
-THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class DataConfig:
     train_subset: str = "validation"
     test_subset: str = "test"
     class_list: str | None = None  # optional file, one class per line (default: sorted labels of the GT)
-    background_label: str = "background"  # label of background points in click files
+    background_label: str = BACKGROUND  # label of background points in click files
     trust_pickle: bool = False  # allow pickled (legacy) feature files: only for files you trust
     video_names: str | None = None  # legacy single-array layout: videoname.npy
     t_max: int = 750  # SF-Net crop: random window of this many snippets on even steps
@@ -156,7 +157,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    tiou: tuple[float, ...] = THUMOS_TIOU  # tIoU thresholds of segment mAP
+    tiou: tuple[float, ...] = THUMOS_TIOUS  # tIoU thresholds of segment mAP
     batch_size: int = 16  # videos per inference batch
 
 

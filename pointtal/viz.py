@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from pointtal.data.annotations import BACKGROUND
 from pointtal.evaluation.curves import PrecisionRecallCurves
 
 DPI = 100
@@ -33,7 +34,6 @@ MAX_SEGMENT_LABELS = 6  # predicted segments labelled "class score", highest sco
 MAX_SEGMENTS_PER_LANE = 8  # per predicted class: the best non-overlapping segments drawn solid, the rest faint
 FAINT_ALPHA = 0.1  # opacity of the predictions not among a lane's best
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # file suffix -> matplotlib format
-BACKGROUND = "background"
 _BACKGROUND_GREY = "#8c8c8c"
 _LABEL_FONT = 8
 _CHAR_PX = 0.62 * _LABEL_FONT * DPI / 72  # rough width of one label character, in pixels

@@ -1,4 +1,4 @@
-"""Shared fixtures: one tiny synthetic benchmark per test session."""
+"""Shared fixtures: one tiny synthetic benchmark per test session; the figures pointtal.viz draws."""
 
 from __future__ import annotations
 
@@ -15,6 +15,23 @@ def tiny_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "data"
     generate(out, "tiny", seed=0, progress=False)
     return out
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """The matplotlib Figure of every pointtal.viz plot, in call order (captured when saved, then saved as
+    usual), so a test can read back what was drawn: bars, spans, markers and curves."""
+    import pointtal.viz
+
+    figures = []
+    save = pointtal.viz._save
+
+    def capture(fig, path):
+        figures.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(pointtal.viz, "_save", capture)
+    return figures
 
 
 def tiny_raw_config(data: Path, method: str = "sfnet", steps: int = 30, **train) -> dict:

@@ -382,6 +382,32 @@ def test_config_reader(tmp_path, content, expected):
         assert str(path) in str(err.value)
 
 
+# Method options out of range: every method raises InputError naming `method.<key>=<value>` (as SF-Net's).
+METHOD_OPTION_CASES = [
+    ("sfnet", "topk_divisor", "0", "must be > 0"),
+    ("sfnet", "class_topk_divisor", "0", "must be > 0"),
+    ("weak", "topk_divisor", "0", "must be > 0"),
+    ("weak", "class_topk_divisor", "-2", "must be > 0"),
+    ("weak", "class_ratio", "-1", "must be > 0"),
+    ("weak", "center_weight", "-0.5", "must be >= 0"),
+    ("weak", "center_momentum", "0", "must be in (0, 1]"),
+    ("weak", "conv_dilations", "[0]", "must be >= 1"),
+    ("soda", "hidden", "0", "must be >= 1"),
+    ("soda", "kernel_size", "2", "must be odd"),
+    ("soda", "eta", "1.5", "must be in (0, 1]"),
+]
+
+
+@pytest.mark.parametrize("method, key, value, why", METHOD_OPTION_CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in METHOD_OPTION_CASES])
+def test_method_options_out_of_range(tmp_path, method, key, value, why):
+    path = write(tmp_path, "config.yaml", f"method:\n  name: {method}\n  {key}: {value}\n")
+    with pytest.raises(InputError) as err:
+        load_config(path)
+    shown = value.strip("[]")
+    assert_names(err, f"method.{key}=", shown, why)
+
+
 def test_config_missing_file_and_empty_file(tmp_path):
     with pytest.raises(InputError, match="nope.yaml: config file not found"):
         load_config(tmp_path / "nope.yaml")

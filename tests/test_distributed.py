@@ -33,8 +33,9 @@ from pointtal.data.synthetic import generate
 from pointtal.engine.setup import load_run_data
 from pointtal.engine.trainer import new_method, train
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = [pytest.mark.slow,  # torchrun subprocesses
+              pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                 reason="torch.distributed with gloo is not available")]
 
 WORLD = 2
 STEPS = 6

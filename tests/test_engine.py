@@ -52,6 +52,7 @@ def test_train_writes_the_run_directory(tiny_data, tmp_path, method):
     assert yaml.safe_load((run / "config.yaml").read_text())["method"]["name"] == method
 
 
+@pytest.mark.slow  # three training runs
 def test_same_seed_same_weights_other_seed_differs(tiny_data, tmp_path):
     runs = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
@@ -110,6 +111,7 @@ def crash_setup(tiny_data, tmp_path_factory):
     return config, _weights(tmp / "reference" / "checkpoint.pt"), tmp
 
 
+@pytest.mark.slow  # trains in subprocesses and kills them
 @pytest.mark.parametrize("delay", [0.0, 0.4, 1.1])
 def test_sigkill_then_resume_ends_with_identical_weights(crash_setup, tmp_path, delay):
     config, reference, _ = crash_setup

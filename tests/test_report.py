@@ -3,12 +3,12 @@ failing figure (or report) that is logged and noted but never fails training."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
 
 import pytest
-from matplotlib.image import imread
 
 import pointtal.engine.report as report
 import pointtal.viz
@@ -38,17 +38,32 @@ def config(data: Path, steps: int = 4, eval_every: int = 2):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny, tmp_path_factory) -> Path:
+def trained(tiny, tmp_path_factory) -> tuple[Path, dict]:
+    """A 4-step run and the matplotlib Figure of each PNG it drew (by file name), to read back what was drawn."""
     out = tmp_path_factory.mktemp("run") / "weak"
-    train(config(tiny), out)
-    return out
+    figures = {}
+    save = pointtal.viz._save
+
+    def capture(fig, path):
+        figures[Path(path).name] = fig
+        return save(fig, path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pointtal.viz, "_save", capture)
+        train(config(tiny), out)
+    return out, figures
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained) -> Path:
+    return trained[0]
 
 
 def linked_files(text: str) -> list[str]:
     return re.findall(r"\]\(([^)]+)\)", text)
 
 
-def test_report_lists_config_every_evaluation_and_figures(run_dir):
+def test_report_lists_config_every_evaluation_and_figures(run_dir, trained, tiny):
     text = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "`weak` (hidden=16, center_weight=0.0)" in text  # options that differ from the defaults
     assert "`validation` (24 videos) / `test` (12 videos)" in text
@@ -64,9 +79,18 @@ def test_report_lists_config_every_evaluation_and_figures(run_dir):
     figures = ["figures/timeline_video_test_0001.png", "figures/pr_curves.png", "figures/class_ap.png"]
     for name in figures:
         assert f"]({name})" in text
-        path = run_dir / name
-        assert path.read_bytes()[:8] == PNG_SIGNATURE
-        assert float(imread(path)[..., :3].std()) > 0.05
+        assert (run_dir / name).read_bytes()[:8] == PNG_SIGNATURE
+    # what the figures show is the final evaluation the trainer logged (another path: predictions.json)
+    final, drawn = records[-1], trained[1]
+    legend = [t.get_text() for t in drawn["pr_curves.png"].axes[0].get_legend().get_texts()]
+    assert legend == [f"tIoU {t:g}: mAP {final[f'mAP@{t:g}']:.1f}%" for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)]
+    dashed = [line for line in drawn["class_ap.png"].axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert dashed[0].get_xdata()[0] == pytest.approx(final["average"])
+    database = json.loads((tiny / "annotations.json").read_text())["database"]
+    timeline_gt = drawn["timeline_video_test_0001.png"].axes[0]
+    spans = [(float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
+             for c in timeline_gt.collections for p in c.get_paths()]
+    assert spans == [tuple(a["segment"]) for a in database["video_test_0001"]["annotations"]]
     for name in linked_files(text):  # every link resolves
         assert (run_dir / name).exists(), name
     assert "Not drawn" not in text

@@ -123,6 +123,23 @@ def reference_losses(method, output, batch, step=0) -> dict[str, torch.Tensor]:
     return {"total": total, "video": l_vid, "frame": l_frame, "act": l_act}
 
 
+def reference_attention_pool(output, mask, video_labels) -> dict[tuple[int, int], torch.Tensor]:
+    """Weak baseline's pooled features, per (video, present action class): softmax of the fused CAS over the
+    video's snippets, below-average weights zeroed, renormalised, applied to [h_rgb ‖ h_flow]."""
+    pooled = {}
+    for i in range(mask.shape[0]):
+        n = int(mask[i].sum())  # prefix masks
+        for c in range(1, output.cas.shape[-1]):
+            if n == 0 or not bool(video_labels[i, c] > 0):
+                continue
+            a = torch.softmax(output.cas[i, :n, c].float(), 0)
+            a = torch.where(a >= min(1.0 / n, float(a.max().detach())), a, torch.zeros(()))
+            a = a / a.sum()
+            h = torch.cat([output.hidden_rgb[i, :n], output.hidden_flow[i, :n]], -1).float()  # (n, 2H)
+            pooled[i, c] = (a[:, None] * h).sum(0)
+    return pooled
+
+
 def reference_anchor_expansion(point_labels, cas, offsets, radius, ratio, stop_on_failure):
     """Sequential walk in the reference code's order (video by video, anchor by anchor, left then right)."""
     labels = point_labels.clone()
@@ -369,13 +386,17 @@ def test_batched_losses_equal_the_loop_reference(seed, overrides):
     assert method.net.rgb.act_head.weight.grad.abs().sum() > 0 or float(got["act"]) <= 0.1
 
 
-def test_act_loss_is_dropped_below_the_floor():
-    method = tiny_sfnet(act_loss_floor=1e6)
+@pytest.mark.parametrize("floor", [1e6, 1e-6])
+def test_act_loss_is_dropped_below_the_floor(floor):
+    method = tiny_sfnet(act_loss_floor=floor)
     batch = random_batch(0)
     out = method(batch.features, batch.mask)
     losses = method.loss(out, batch, 0)
-    torch.testing.assert_close(losses["total"], losses["video"] + losses["frame"])
-    assert float(losses["act"]) > 0
+    want = reference_losses(method, out, batch)
+    assert 1e-3 < float(want["act"].detach()) < 1e6  # the act term is neither negligible nor above the high floor
+    with_act = want["video"] + want["frame"] + (want["act"] if floor < 1 else 0.0)  # alpha = beta = 1
+    torch.testing.assert_close(losses["total"], with_act.float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(losses["act"], want["act"].float(), rtol=1e-5, atol=1e-5)  # logged either way
 
 
 def test_mining_counts_and_pool_by_hand():
@@ -567,9 +588,21 @@ def test_weak_baseline_loss_centres_and_localization():
     assert float(first["center"]) == 0.0  # the first batch only sets the centres
     seen = method.center_seen.clone()
     assert seen[1:].any() and not seen[0]
+    pooled = reference_attention_pool(out, batch.mask, batch.video_labels)  # {(video, class): (2H,) feature}
+    first_mean = {c: torch.stack([f for (_, k), f in pooled.items() if k == c]).mean(0) for c in range(1, K)
+                  if any(k == c for _, k in pooled)}
+    assert set(first_mean) == set(seen.nonzero().flatten().tolist())
+    for c, centre in first_mean.items():  # a class's first batch sets its centre to its mean pooled feature
+        torch.testing.assert_close(method.centers[c], centre, rtol=1e-5, atol=1e-6)
     second = method.loss(method(batch.features, batch.mask), batch, step=11)
-    assert float(second["center"]) > 0 and second["total"].requires_grad
-    torch.testing.assert_close(second["total"], second["video"] + 0.1 * second["center"])
+    # the same batch and weights again (no dropout): the loss is the mean squared distance to those centres
+    center = torch.stack([((f - first_mean[c]) ** 2).mean() for (_, c), f in pooled.items()]).mean()
+    video = sum(reference_video_loss(cas, batch.mask, batch.video_labels) for cas, _ in out.streams())
+    torch.testing.assert_close(second["center"], center.detach(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(second["total"].detach(), (video + 0.1 * center).detach(), rtol=1e-5, atol=1e-6)
+    assert second["total"].requires_grad
+    for c, centre in first_mean.items():  # EMA with momentum 0.1 towards the same batch mean: unchanged
+        torch.testing.assert_close(method.centers[c], centre, rtol=1e-5, atol=1e-6)
     second["total"].backward()
     assert method.net.rgb.cls_layers[0].weight.grad.abs().sum() > 0
     # points are ignored: changing them changes nothing
@@ -586,16 +619,21 @@ def test_weak_baseline_loss_centres_and_localization():
     assert Weak.refresh_step is None
 
 
-def test_a_few_training_steps_reduce_the_loss():
+@pytest.mark.parametrize("overrides", [{}, {"act_loss_floor": 0.0, "conv_backbone": True}])
+def test_loss_gradients_equal_the_loop_reference(overrides):
+    """What an optimizer step sees: d(total)/d(every weight) equals that of the per-video loop reference
+    (a detached term, a wrong mask or a mining choice outside the autograd graph would differ)."""
     torch.manual_seed(0)
-    method = tiny_sfnet()
+    method = tiny_sfnet(**overrides)
+    with torch.no_grad():
+        method.net.act_weights.copy_(torch.tensor([0.7, -1.3]))
     batch = random_batch(7, b=8, t=30)
-    optimizer = torch.optim.Adam(method.parameters(), lr=1e-2)
-    first = None
-    for _ in range(30):
-        losses = method.loss(method(batch.features, batch.mask), batch, 0)
-        optimizer.zero_grad()
-        losses["total"].backward()
-        optimizer.step()
-        first = float(losses["total"].detach()) if first is None else first
-    assert float(losses["total"].detach()) < 0.7 * first
+    grads = []
+    for loss_of in (lambda out: method.loss(out, batch, 0)["total"],
+                    lambda out: reference_losses(method, out, batch)["total"]):
+        method.zero_grad()
+        loss_of(method(batch.features, batch.mask)).backward()
+        grads.append({name: p.grad.clone() for name, p in method.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == len(list(method.parameters()))
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from pathlib import Path
@@ -14,8 +15,8 @@ import yaml
 from pointtal.cli import main
 from pointtal.data.annotations import load_ground_truth
 from pointtal.data.features import FeatureStore, SnippetGeometry
+from pointtal.data.points import CUSTOM_BINS
 from pointtal.data.synthetic import (
-    CUSTOM_CLICK_BINS,
     VENDOR_DIR,
     expand_ranges,
     generate,
@@ -95,14 +96,17 @@ def test_tiny_click_files(tiny):
         assert inside >= 0.85 * len(rows)
 
 
-def test_same_seed_byte_identical_other_seed_differs(tiny, tmp_path):
+def test_same_seed_byte_identical_other_seed_redraws_every_video(tiny, tmp_path):
     again = generate(tmp_path / "again", "tiny", seed=0, progress=False)
     assert file_hashes(again.out_dir) == file_hashes(tiny.out_dir)
     other = generate(tmp_path / "other", "tiny", seed=1, progress=False)
-    assert (other.out_dir / "annotations.json").read_bytes() != (tiny.out_dir / "annotations.json").read_bytes()
-    a = np.load(tiny.features_dir / "video_test_0001.npy")
-    b = np.load(other.features_dir / "video_test_0001.npy")
-    assert a.shape != b.shape or not np.array_equal(a, b)
+    first, second = (json.loads((s.out_dir / "annotations.json").read_text())["database"] for s in (tiny, other))
+    assert sorted(first) == sorted(second) and len(first) == 36  # the preset's structure: same 24 + 12 videos
+    for video_id in first:  # every video is redrawn: duration, instances and features all change
+        assert first[video_id]["duration"] != second[video_id]["duration"], video_id
+        assert first[video_id]["annotations"] != second[video_id]["annotations"], video_id
+        a, b = (np.load(s.features_dir / f"{video_id}.npy") for s in (tiny, other))
+        assert a.shape != b.shape or not np.allclose(a, b), video_id
 
 
 def test_float16_option_and_dim(tmp_path):
@@ -142,6 +146,7 @@ def test_features_learnable_but_not_easy(tiny):
     assert gap.max() > 0.2
 
 
+@pytest.mark.slow  # THUMOS-size synthetic data
 def test_thumos14_structure_and_real_clicks(tmp_path):
     summary = generate(tmp_path / "th14", "thumos14", seed=0, dim=16, progress=False)
     gt = load_ground_truth(summary.annotations_path)
@@ -230,7 +235,7 @@ def test_simulated_click_positions_follow_custom_distribution():
     rows = simulate_clicks(database, "train", np.random.default_rng(0), miss_prob=0.0, jitter_sec=0.0)
     rel = np.array([(t % 10.0) / 5.0 for _, t, _ in rows])
     hist = np.histogram(rel, bins=10, range=(0, 1))[0] / len(rel)
-    np.testing.assert_allclose(hist, CUSTOM_CLICK_BINS, atol=0.025)
+    np.testing.assert_allclose(hist, CUSTOM_BINS, atol=0.025)
     assert simulate_clicks(database, "test", np.random.default_rng(0)) == []
 
 

@@ -3,6 +3,7 @@ one clear error line for an unknown video or run directory."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """SF-Net with the tiny preset's click files, 20 steps (the figure's content is not judged)."""
+    """SF-Net with the tiny preset's click files, 20 steps (no report: these tests draw their own figures)."""
     root = tmp_path_factory.mktemp("visualize")
     generate(root / "data", "tiny", seed=0, progress=False)
     raw = demo_configs(root / "data", 20, 0)["sfnet"]
-    raw["train"].update(device="cpu", progress=False)
+    raw["train"].update(device="cpu", progress=False, report=False)
     train(build_config(raw), root / "sfnet")
     return root / "sfnet"
 
@@ -40,15 +41,31 @@ def assert_timeline_png(path: Path) -> None:
     assert float(pixels[..., :3].std()) > 0.05  # not blank
 
 
-def test_test_video_timeline(run_dir, tmp_path, capsys):
+def bars(ax) -> list[tuple[float, float]]:
+    """(start, end) in seconds of every span an axes' broken_barh collections draw, in drawing order."""
+    return [(float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
+            for c in ax.collections for p in c.get_paths() if len(p.vertices) == 5]
+
+
+def test_test_video_timeline(run_dir, tmp_path, capsys, drawn):
     out = tmp_path / "nested" / "test.png"
     assert main(["visualize", str(run_dir), "--video", "video_test_0001", "--out", str(out)]) == 0
     assert_timeline_png(out)
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"wrote {out}") and "subset 'test'" in line and "step 20" in line
+    ax_gt, ax_points, _, ax_pred, *_ = drawn[0].axes  # (the actionness twin axis last)
+    database = json.loads((run_dir.parent / "data" / "annotations.json").read_text())["database"]
+    truth = [tuple(a["segment"]) for a in database["video_test_0001"]["annotations"]]
+    np.testing.assert_allclose(bars(ax_gt), truth)  # the video's ground truth, read from the file
+    assert len(ax_points.collections) == 0  # a test video has no training points
+    # the final checkpoint's segments are the ones the run wrote to predictions.json, each drawn once
+    results = json.loads((run_dir / "predictions.json").read_text())["results"]["video_test_0001"]
+    assert len(results) > 0
+    np.testing.assert_allclose(sorted(map(tuple, bars(ax_pred))), sorted(tuple(r["segment"]) for r in results),
+                               rtol=1e-9)
 
 
-def test_training_video_shows_the_runs_points(run_dir, tmp_path, capsys):
+def test_training_video_shows_the_runs_points(run_dir, tmp_path, capsys, drawn):
     out = tmp_path / "train.png"
     assert main(["visualize", str(run_dir), "--video", "video_validation_0001", "--out", str(out),
                  "--checkpoint", str(run_dir / "best.pt")]) == 0
@@ -62,6 +79,8 @@ def test_training_video_shows_the_runs_points(run_dir, tmp_path, capsys):
     times = np.array([t for t, _ in points])
     assert (times >= 0).all() and (times <= video.duration_sec + 1).all()
     assert training_points(loaded.config, gt, open_store(loaded.config), "video_test_0001") == []
+    drawn_times = sorted(float(t) for c in drawn[0].axes[1].collections for t in c.get_offsets()[:, 0])
+    assert drawn_times == pytest.approx(sorted(times))  # every training point is on the figure, where it is
 
 
 @pytest.mark.parametrize(("args", "expected"), [

@@ -1,4 +1,5 @@
-"""Figures: valid, non-blank PNGs of the promised size; PR curves agreeing with segment_map; --plots."""
+"""Figures: PNGs of the promised size whose drawn data (bars, spans, markers, curves, read back from the
+figure's artists) are the inputs and segment_map's numbers; PR curves agreeing with segment_map; --plots."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def assert_png(path, width: int, height: int) -> None:
     pixels = imread(path)
     assert pixels.shape[:2] == (height, width)
     assert float(pixels[..., :3].std()) > 0.05  # far from blank: text, lines and colour fills
+
+
+def spans(ax) -> list[tuple[float, float]]:
+    """(start, end) x extents of every bar an axes' broken_barh collections draw, in drawing order."""
+    return [(float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
+            for c in ax.collections for p in c.get_paths() if len(p.vertices) == 5]
 
 
 def random_case(seed: int, n_videos: int = 6, n_pred: int = 120):
@@ -94,12 +101,33 @@ def timeline_inputs(rng, n_snippets: int = 150, snippet_sec: float = 0.64):
     }
 
 
-def test_timeline_png(tmp_path):
+def test_timeline_png(tmp_path, drawn):
     target = tmp_path / "deep" / "dir" / "timeline.png"
-    path = plot_timeline(target, **timeline_inputs(np.random.default_rng(0)))
+    inputs = timeline_inputs(np.random.default_rng(0))
+    path = plot_timeline(target, **inputs)
     assert path == target
     assert_png(path, 1300, 700)
     assert "matplotlib.pyplot" not in sys.modules or not sys.modules["matplotlib.pyplot"].get_fignums()
+    ax_gt, ax_points, ax_cas, ax_pred, ax_act = drawn[0].axes  # actionness on its own twin axis
+    # ground truth: one span per instance, exactly where it is
+    assert spans(ax_gt) == [(s, e) for s, e, _ in inputs["ground_truth"]]
+    # points: background circles then action triangles, at the clicked times
+    times = [list(c.get_offsets()[:, 0]) for c in ax_points.collections]
+    assert times == [[35.0, 80.0], [13.0, 19.5, 55.1]]
+    # CAS: a step curve per class of the video, the highest peak drawn last, then the dashed actionness
+    centers = (np.arange(inputs["cas"].shape[0]) + 0.5) * inputs["snippet_sec"]
+    lines = ax_cas.get_lines()
+    for line in [*lines, *ax_act.get_lines()]:
+        np.testing.assert_array_equal(line.get_xdata(), centers)
+    drawn_columns = sorted(next(c for c in range(1, 5) if np.array_equal(line.get_ydata(), inputs["cas"][:, c]))
+                           for line in lines)
+    assert drawn_columns == [1, 2, 4]  # Jump, Lift, Throw: the classes of the ground truth and predictions
+    (act_line,) = ax_act.get_lines()
+    np.testing.assert_array_equal(act_line.get_ydata(), inputs["actionness"])
+    assert act_line.get_linestyle() == "--" and ax_act.get_ylim() == (0.0, 1.0)
+    # predictions: every segment drawn once; the one overlapping a better Jump first (faint), then the
+    # non-overlapping ones lowest score first (the best on top)
+    assert spans(ax_pred) == [(49.0, 58.0), (70.0, 75.0), (16.0, 21.0), (48.0, 62.0), (9.0, 19.0)]
 
 
 def test_timeline_without_predictions_points_or_actionness(tmp_path):
@@ -128,17 +156,37 @@ def test_cas_curves_only_for_classes_of_the_video():
     assert len(chosen) == MAX_CAS_CLASSES
 
 
-def test_pr_and_class_ap_png(tmp_path):
+def test_pr_and_class_ap_png(tmp_path, drawn):
     gt, pred = random_case(3)
     result = segment_map(gt, pred, TIOUS)
     curves = segment_pr_curves(gt, pred, TIOUS)
     assert_png(plot_pr_curves(tmp_path / "pr.png", curves, None), 760, 560)
     assert_png(plot_pr_curves(tmp_path / "pr_05.png", curves, [0.5]), 760, 560)
+    # each drawn PR line encloses segment_map's mAP at its threshold, and its legend says so
+    for fig, wanted in zip(drawn, [list(range(len(TIOUS))), [TIOUS.index(0.5)]], strict=True):
+        ax = fig.axes[0]
+        lines = ax.get_lines()
+        assert len(lines) == len(wanted)
+        for line, label, t in zip(lines, ax.get_legend().get_texts(), wanted, strict=True):
+            recall, precision = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+            assert float(np.sum(np.diff(recall) * precision[1:])) == pytest.approx(result.map[t], abs=1e-12)
+            assert label.get_text() == f"tIoU {TIOUS[t]:g}: mAP {100 * result.map[t]:.1f}%"
     with pytest.raises(ValueError, match="tIoU 0.9 has no curve"):
         plot_pr_curves(tmp_path / "pr_09.png", curves, [0.9])
     n = len(result.classes)
     assert_png(plot_class_ap(tmp_path / "ap.png", result.classes, result.ap, TIOUS), 760, 140 + 26 * n)
+    # bars: each class's AP averaged over the thresholds (a plain loop), best class on top; dashed line: mAP
+    ax = drawn[2].axes[0]
+    mean_ap = {name: 100 * sum(result.ap[t][c] for t in range(len(TIOUS))) / len(TIOUS)
+               for c, name in enumerate(result.classes)}
+    bars = sorted((p.get_y(), p.get_width()) for p in ax.patches)  # bottom to top
+    labels = [tick.get_text() for tick in ax.get_yticklabels()]
+    assert [w for _, w in bars] == pytest.approx([mean_ap[name] for name in labels])
+    assert [w for _, w in bars] == sorted(w for _, w in bars)
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and dashed[0].get_xdata()[0] == pytest.approx(100 * result.average)
     assert_png(plot_class_ap(tmp_path / "ap1.png", ["a"], np.array([0.4]), [0.5]), 760, 166)
+    assert [p.get_width() for p in drawn[3].axes[0].patches] == pytest.approx([40.0])  # by hand
     with pytest.raises(ValueError, match="want \\(T, C\\)"):
         plot_class_ap(tmp_path / "bad.png", result.classes, result.ap.T, TIOUS)
 

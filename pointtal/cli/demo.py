@@ -11,7 +11,6 @@ HELP = "end-to-end demo on the built-in tiny synthetic dataset: weak vs SF-Net v
 EXAMPLE = "pointtal demo --out runs/demo\n  pointtal demo --out /tmp/demo --quick   # fewer steps, for a smoke test"
 
 MARKER = ".pointtal-demo.json"
-TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from pointtal.config import build_config
     from pointtal.data.synthetic import generate
     from pointtal.engine.trainer import train
+    from pointtal.evaluation import THUMOS_TIOUS
 
     import torch
 
@@ -82,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
         result = train(build_config(raw, f"demo {name}"), out / name)
         rows[name] = result.metrics
     table = Table(title=f"segment mAP (%), tiny synthetic test set, {steps} steps")
-    for col in ["method", *[f"@{t:g}" for t in TIOU], "avg"]:
+    for col in ["method", *[f"@{t:g}" for t in THUMOS_TIOUS], "avg"]:
         table.add_column(col, justify="right" if col != "method" else "left")
     for name, record in rows.items():
-        table.add_row(name, *[f"{record[f'mAP@{t:g}']:.1f}" for t in TIOU], f"{record['average']:.1f}")
+        table.add_row(name, *[f"{record[f'mAP@{t:g}']:.1f}" for t in THUMOS_TIOUS], f"{record['average']:.1f}")
     console.print(table)
     for name in rows:
         console.print(f"  {name:6s} run directory: {out / name}")

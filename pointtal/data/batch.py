@@ -22,11 +22,6 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
 
-    @property
-    def lengths(self) -> torch.Tensor:  # (B,) long
-        return self.mask.sum(dim=1)
-
-
 def make_batch(
     features: torch.Tensor,
     mask: torch.Tensor,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pointtal.atomic import write_text_atomic
 from pointtal.data.annotations import BACKGROUND, Video, read_json
 from pointtal.data.features import SnippetGeometry
 from pointtal.errors import MAX_FPS, InputError
@@ -45,12 +46,17 @@ GAUSSIAN_STD = 0.01
 
 # Relative position of human clicks inside an instance, 10 equal bins (SF-Net's "custom" distribution).
 CUSTOM_BINS = (0.12, 0.16, 0.19, 0.16, 0.12, 0.11, 0.06, 0.03, 0.02, 0.03)
-
 _EPS = 1e-9  # same tolerance as SnippetGeometry.to_snippet: a time on a snippet boundary belongs to the later one
 _MIN_PIECE_SEC = 1e-6  # SODA pieces shorter than this are float noise at window/instance boundaries
 
 _SFNET_HEADER_TIME = {"time", "time_sec", "time_seconds"}
 _LACP_REQUIRED = ("class", "video_id", "point")
+
+
+def custom_click_positions(rng: np.random.Generator, count: int) -> np.ndarray:
+    """(count,) relative click positions in [0, 1): a bin drawn from CUSTOM_BINS, then uniform inside it."""
+    bins = rng.choice(len(CUSTOM_BINS), size=count, p=np.asarray(CUSTOM_BINS) / sum(CUSTOM_BINS))
+    return (bins + rng.random(count)) / len(CUSTOM_BINS)
 
 
 @dataclass(frozen=True)
@@ -241,7 +247,8 @@ def _sort_key(point: Point) -> tuple[str, float, str]:
 
 
 def write_points(points: Sequence[Point], path: str | Path) -> None:
-    """Write an SF-Net CSV (no header), sorted by (video, time, label), times with 6 decimals: byte-reproducible."""
+    """Write an SF-Net CSV (no header), sorted by (video, time, label), times with 6 decimals: byte-reproducible
+    and atomic (an interrupted `annotate` never leaves a truncated annotation file)."""
     path = Path(path)
     lines = []
     for point in sorted(points, key=_sort_key):
@@ -253,9 +260,7 @@ def write_points(points: Sequence[Point], path: str | Path) -> None:
         if not math.isfinite(point.time_sec) or point.time_sec < 0:
             raise InputError(f"{path}: video '{point.video_id}': invalid time {point.time_sec!r}")
         lines.append(f"{point.video_id},{point.time_sec:.6f},{point.label}\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write("".join(lines))
+    write_text_atomic(path, "".join(lines))
 
 
 # ------------------------------------------------------------------------------------------- simulation
@@ -333,8 +338,7 @@ def _sfnet_points(video: Video, scheme: str, geom: SnippetGeometry, n_snippets: 
         elif scheme == "sfnet-start":
             time_sec = starts + length * rng.uniform(0.0, opts.start_ratio, count)
         else:  # sfnet-custom: pick a bin of relative position, then uniform inside it
-            bins = rng.choice(len(CUSTOM_BINS), size=count, p=np.asarray(CUSTOM_BINS) / sum(CUSTOM_BINS))
-            time_sec = starts + length * (bins + rng.random(count)) / len(CUSTOM_BINS)
+            time_sec = starts + length * custom_click_positions(rng, count)
         snippets = _snippets_at(geom, starts, ends, time_sec, n_snippets)
     keep = _covered(geom, starts, n_snippets)
     return snippets[keep], labels[keep], int((~keep).sum())
@@ -646,20 +650,10 @@ def map_points(
         raise InputError(
             f"{where}: {first_outside} lies beyond the video (drop --strict to skip such points)"
         )
-    if unknown.any():
-        log.warning(
-            "%s: dropped %d point(s) of videos not in the ground truth (first: %s)",
-            where,
-            int(unknown.sum()),
-            first_unknown,
-        )
-    if outside.any():
-        log.warning(
-            "%s: dropped %d point(s) beyond their video's last snippet (first: %s)",
-            where,
-            int(outside.sum()),
-            first_outside,
-        )
+    for dropped, why, first in ((unknown, "of videos not in the ground truth", first_unknown),
+                                (outside, "beyond their video's last snippet", first_outside)):
+        if dropped.any():
+            log.warning("%s: dropped %d point(s) %s (first: %s)", where, int(dropped.sum()), why, first)
     keep = ~(outside | unknown)
     order = np.lexsort((classes[keep], snippets[keep], ids[keep].astype(str)))
     report = MapReport(

@@ -73,6 +73,7 @@ from tqdm import tqdm
 
 from pointtal import __version__
 from pointtal.data.features import SnippetGeometry, check_video_id
+from pointtal.data.points import custom_click_positions
 from pointtal.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,6 @@ VENDOR_DIR = Path(__file__).resolve().parent / "vendor"
 GENERATOR = "pointtal synth"
 N_ANNOTATORS = 4
 DTYPES = ("float32", "float16")
-
-# SF-Net's 10-bin distribution of human clicks over the relative position inside an instance.
-CUSTOM_CLICK_BINS = (0.12, 0.16, 0.19, 0.16, 0.12, 0.11, 0.06, 0.03, 0.02, 0.03)
 
 
 @dataclass(frozen=True)
@@ -261,8 +259,7 @@ def simulate_clicks(
             continue
         segs = np.array([a["segment"] for a in video["annotations"]], dtype=np.float64)  # (N, 2)
         n = len(segs)
-        bins = rng.choice(len(CUSTOM_CLICK_BINS), size=n, p=np.asarray(CUSTOM_CLICK_BINS) / sum(CUSTOM_CLICK_BINS))
-        rel = (bins + rng.random(n)) / len(CUSTOM_CLICK_BINS)  # (N,) in [0, 1)
+        rel = custom_click_positions(rng, n)  # (N,) in [0, 1)
         times = segs[:, 0] + rel * (segs[:, 1] - segs[:, 0]) + rng.normal(0.0, jitter_sec, n)
         times = np.clip(times, 0.0, np.nextafter(video["duration"], 0.0))
         keep = rng.random(n) >= miss_prob

@@ -35,11 +35,8 @@ def evaluate_predictions(gt: GroundTruth, video_ids: Sequence[str], predictions,
     result = segment_map(truth, _segment_table(predictions, video_ids, classes), tious)
     record = {f"mAP@{t:g}": 100 * float(m) for t, m in zip(result.thresholds, result.map)}
     record["average"] = 100 * result.average
-    if (result.thresholds >= 0.3 - 1e-9).any() and (result.thresholds <= 0.7 + 1e-9).any():
-        try:
-            record["average_0.3_0.7"] = 100 * result.average_over(0.3, 0.7)
-        except KeyError:
-            pass
+    if ((result.thresholds >= 0.3 - 1e-9) & (result.thresholds <= 0.7 + 1e-9)).any():  # else average_over raises
+        record["average_0.3_0.7"] = 100 * result.average_over(0.3, 0.7)
     frames = frame_map(truth, _frame_table(predictions, video_ids, classes))
     record["frame_mAP"] = 100 * frames.average
     labels = np.zeros((len(video_ids), len(classes)))  # (V, C)

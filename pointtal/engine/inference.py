@@ -19,7 +19,7 @@ class VideoScores:
     """One video's scores over its real snippets."""
 
     video_id: str
-    cas: np.ndarray  # (T, C+1) float32, column 0 = background
+    cas: np.ndarray  # (T, C+1), column 0 = background; float32 (crop), float64 (resample: interpolated back)
     actionness: np.ndarray | None  # (T,) or None
     video_scores: np.ndarray  # (C+1,)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from pointtal import __version__
+from pointtal.atomic import write_text_atomic
 from pointtal.config import Config
 from pointtal.data.annotations import BACKGROUND, GroundTruth, Video
 from pointtal.data.dataset import geometry_for
@@ -185,9 +185,7 @@ def write_report(run_dir: str | Path, config: Config, records: Sequence[dict], d
                                                 run_dir / "predictions.json", config.eval.tiou))
     try:
         text = render_report(run_dir, config, records, data, figures, device=device, world=world)
-        tmp = run_dir / f".{REPORT}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, run_dir / REPORT)
+        write_text_atomic(run_dir / REPORT, text)
     except Exception as err:  # a report is a convenience: the run's files are already written
         log.warning("report: could not write %s (%s: %s)", run_dir / REPORT, type(err).__name__, err)
         return None

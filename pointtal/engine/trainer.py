@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pointtal.config import Config, build_config, save_config
+from pointtal.atomic import write_text_atomic
+from pointtal.config import Config, save_config
 from pointtal.data.dataset import BatchSampler, PointDataset
 from pointtal.engine import distributed
 from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -128,9 +128,8 @@ def evaluate_model(method: Method, data: RunData, config: Config, device: torch.
 
 
 def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload), encoding="utf-8")
-    os.replace(tmp, path)
+    """Predictions and run specs: atomic, so a killed run never leaves a half-written JSON behind."""
+    write_text_atomic(path, json.dumps(payload))
 
 
 class Trainer:
@@ -282,10 +281,3 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, data: Ru
         return trainer.run()
     finally:
         distributed.cleanup(trainer.dist)
-
-
-def load_run_config(run_dir: str | Path) -> Config:
-    from pointtal.config import read_config
-
-    path = Path(run_dir) / "config.yaml"
-    return build_config(read_config(path), str(path))

@@ -5,14 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def find_runs(above: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start (inclusive) and end (exclusive) indices of maximal True runs of a 1-D boolean array."""
-    above = np.asarray(above, dtype=bool)
-    padded = np.concatenate(([False], above, [False])).astype(np.int8)
-    edges = np.diff(padded)
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-
-
 def find_runs_2d(above: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs of every row of a (R, T) boolean array: (row, start, end) arrays, ordered by row then start."""
     above = np.asarray(above, dtype=bool)

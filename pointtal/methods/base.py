@@ -3,13 +3,16 @@
 A method is an `nn.Module` with:
   * `forward(features, mask)` -> a small named output (any object the method's `loss`/`scores` accept);
   * `loss(output, batch, step)` -> dict of scalar tensors, key "total" is optimised, the rest are logged;
-  * `scores(output, mask)` -> `Scores` (probabilities the localizer and visualizer read);
+  * `scores(output, mask)` -> `Scores` (what the localizer and visualizer read: per-snippet class scores in the
+    method's score space -- logits or probabilities, e.g. SF-Net's `score_space` -- and video probabilities);
   * `localize(cas, actionness, video_scores)` -> `Detections` for one video, in snippet units (numpy);
-  * optionally `refresh_labels(step, predict_cas, dataset)` for label mining (SF-Net anchor expansion).
+  * optionally `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net anchor expansion);
+    `predict_cas()` returns `scores().cas` of every training snippet, (N, C+1) in the dataset's flat layout.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,12 +20,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from pointtal.errors import InputError
+
+
+def check_options(options: Any, checks: Iterable[tuple[bool, str, str]]) -> None:
+    """Validate a method's Options: the first failed `(ok, key, why)` raises InputError naming
+    `method.<key>=<value>` (the CLI prints it as one line)."""
+    for ok, key, why in checks:
+        if not ok:
+            raise InputError(f"method.{key}={getattr(options, key)!r} {why}")
+
 
 @dataclass
 class Scores:
     """Per-snippet and per-video scores of a batch."""
 
-    cas: torch.Tensor  # (B, T, C+1) class activation used for localization (column 0 = background)
+    cas: torch.Tensor  # (B, T, C+1) class scores used for localization, logits or probabilities (column 0 = bg)
     video_scores: torch.Tensor  # (B, C+1) video-level class probabilities
     actionness: torch.Tensor | None = None  # (B, T) or None when the method has no actionness
 

@@ -43,7 +43,7 @@ from torch import nn
 
 from pointtal.errors import InputError
 from pointtal.localization.sfnet import localize_sfnet
-from pointtal.methods.base import Detections, LabelRefresh, Method, Scores
+from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
 from pointtal.methods.layers import (
     TemporalConv,
     masked_mean,
@@ -100,7 +100,8 @@ class Options:
         checks = [
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
-            (self.topk_divisor > 0 and self.class_topk_divisor > 0, "topk_divisor", "must be > 0"),
+            (self.topk_divisor > 0, "topk_divisor", "must be > 0"),
+            (self.class_topk_divisor > 0, "class_topk_divisor", "must be > 0"),
             (self.eta >= 0, "eta", "must be >= 0"),
             (self.radius >= 0, "radius", "must be >= 0"),
             (self.class_ratio > 0, "class_ratio", "must be > 0"),
@@ -110,9 +111,7 @@ class Options:
                 "must be >= 1",
             ),
         ]
-        for ok, key, why in checks:
-            if not ok:
-                raise InputError(f"method.{key}={getattr(self, key)!r} {why}")
+        check_options(self, checks)
 
 
 # ----------------------------------------------------------------------------- network
@@ -410,6 +409,23 @@ def expansion_precision(expansion: Expansion, truth_labels: torch.Tensor | None)
 # ----------------------------------------------------------------------------- the method
 
 
+def two_stream_net(options: Any, in_dim: int, n_classes: int, actionness: bool) -> TwoStreamNet:
+    """The two-stream network of SF-Net's (or the weak baseline's) options: C+1 outputs, FC or conv branch."""
+    dilations = tuple(options.conv_dilations) if options.conv_backbone else None
+    return TwoStreamNet(in_dim, n_classes + 1, options.hidden, options.dropout, actionness, dilations)
+
+
+def sfnet_detections(
+    options: Any, cas: np.ndarray, actionness: np.ndarray | None, w_act: float
+) -> Detections:
+    """SF-Net's localizer with the inference options SF-Net and the weak baseline share (adjust,
+    class_topk_divisor, class_ratio, min_segment_len); cas (T, C+1), actionness (T,) or None."""
+    found = localize_sfnet(cas, actionness, w_act=w_act, adjust=options.adjust,
+                           class_topk_divisor=options.class_topk_divisor, class_ratio=options.class_ratio,
+                           min_segment_len=options.min_segment_len)
+    return Detections(found.segments, found.frames)
+
+
 class SFNet(Method):
     """SF-Net: points + video labels, background mining, actionness, anchor expansion."""
 
@@ -419,10 +435,7 @@ class SFNet(Method):
 
     def __init__(self, options: Options, in_dim: int, n_classes: int):
         super().__init__(options, in_dim, n_classes)
-        dilations = tuple(options.conv_dilations) if options.conv_backbone else None
-        self.net = TwoStreamNet(
-            in_dim, n_classes + 1, options.hidden, options.dropout, options.actionness, dilations
-        )
+        self.net = two_stream_net(options, in_dim, n_classes, options.actionness)
         self.refresh_step = options.expand_step if options.expand else None
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
@@ -456,17 +469,7 @@ class SFNet(Method):
     def localize(
         self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray
     ) -> Detections:
-        o = self.options
-        found = localize_sfnet(
-            cas,
-            actionness,
-            w_act=o.w_act,
-            adjust=o.adjust,
-            class_topk_divisor=o.class_topk_divisor,
-            class_ratio=o.class_ratio,
-            min_segment_len=o.min_segment_len,
-        )
-        return Detections(found.segments, found.frames)
+        return sfnet_detections(self.options, cas, actionness, self.options.w_act)
 
     def refresh_labels(
         self, step: int, dataset: Any, predict_cas: Callable[[], torch.Tensor]

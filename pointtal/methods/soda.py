@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pointtal.localization.soda import DEFAULT_THRESHOLDS, localize_soda
-from pointtal.methods.base import Detections, Method, Scores
+from pointtal.methods.base import Detections, Method, Scores, check_options
 
 Aggregation = Literal["topk", "average", "temporal_softmax", "category_softmax"]
 ENSEMBLE_RULES = (
@@ -97,9 +97,7 @@ class Options:
             (self.outer_ratio >= 0.0, "outer_ratio", "must be >= 0"),
             (0.0 <= self.nms_tiou <= 1.0, "nms_tiou", "must be in [0, 1]"),
         ]
-        for ok, key, why in checks:
-            if not ok:
-                raise ValueError(f"{key}={getattr(self, key)!r} {why}")
+        check_options(self, checks)
 
 
 @dataclass

@@ -25,11 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pointtal.errors import InputError
-from pointtal.localization.sfnet import localize_sfnet
-from pointtal.methods.base import Detections, Method, Scores
+from pointtal.methods.base import Detections, Method, Scores, check_options
 from pointtal.methods.layers import masked_mean
-from pointtal.methods.sfnet import SFNetOutput, TwoStreamNet, video_loss, video_probabilities
+from pointtal.methods.sfnet import (
+    SFNetOutput,
+    sfnet_detections,
+    two_stream_net,
+    video_loss,
+    video_probabilities,
+)
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,16 @@ class Options:
     min_segment_len: int = 2
 
     def __post_init__(self):
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"method.dropout={self.dropout!r} must be in [0, 1)")
-        if not 0.0 < self.center_momentum <= 1.0:
-            raise InputError(f"method.center_momentum={self.center_momentum!r} must be in (0, 1]")
-        if self.hidden is not None and self.hidden <= 0:
-            raise InputError(f"method.hidden={self.hidden!r} must be > 0")
+        check_options(self, [
+            (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
+            (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
+            (len(self.conv_dilations) > 0 and min(self.conv_dilations) >= 1, "conv_dilations", "must be >= 1"),
+            (self.topk_divisor > 0, "topk_divisor", "must be > 0"),
+            (self.center_weight >= 0.0, "center_weight", "must be >= 0"),
+            (0.0 < self.center_momentum <= 1.0, "center_momentum", "must be in (0, 1]"),
+            (self.class_topk_divisor > 0, "class_topk_divisor", "must be > 0"),
+            (self.class_ratio > 0, "class_ratio", "must be > 0"),
+        ])
 
 
 def attention_pool(output: SFNetOutput, mask: torch.Tensor) -> torch.Tensor:
@@ -93,8 +101,7 @@ class Weak(Method):
 
     def __init__(self, options: Options, in_dim: int, n_classes: int):
         super().__init__(options, in_dim, n_classes)
-        dilations = tuple(options.conv_dilations) if options.conv_backbone else None
-        self.net = TwoStreamNet(in_dim, n_classes + 1, options.hidden, options.dropout, False, dilations)
+        self.net = two_stream_net(options, in_dim, n_classes, actionness=False)
         width = 2 * (options.hidden or in_dim // 2)
         self.register_buffer("centers", torch.zeros(n_classes + 1, width))  # (K, 2H) EMA class centres
         self.register_buffer("center_seen", torch.zeros(n_classes + 1, dtype=torch.bool))  # (K,)
@@ -146,14 +153,4 @@ class Weak(Method):
     def localize(
         self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray
     ) -> Detections:
-        o = self.options
-        found = localize_sfnet(
-            cas,
-            None,
-            w_act=0.0,
-            adjust=o.adjust,
-            class_topk_divisor=o.class_topk_divisor,
-            class_ratio=o.class_ratio,
-            min_segment_len=o.min_segment_len,
-        )
-        return Detections(found.segments, found.frames)
+        return sfnet_detections(self.options, cas, None, w_act=0.0)  # no actionness branch
