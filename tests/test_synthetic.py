@@ -194,7 +194,9 @@ def test_regenerating_previous_output_replaces_its_own_files_only(tmp_path):
     out = tmp_path / "synth"
     generate(out, "tiny", dim=8, progress=False)
     (out / "features" / "user_extra.txt").write_text("mine")
-    generate(out, "gtea", dim=8, progress=False)  # a previous synth output: no --overwrite needed
+    with pytest.raises(InputError, match="another synthetic dataset"):  # would remove its features
+        generate(out, "gtea", dim=8, progress=False)
+    generate(out, "gtea", dim=8, overwrite=True, progress=False)  # replacing it is asked for explicitly
     names = {p.name for p in (out / "features").iterdir()}
     assert "user_extra.txt" in names
     assert not any(n.startswith("video_validation_") for n in names)  # stale tiny features removed

@@ -17,6 +17,7 @@ import yaml
 
 from pointtal import __version__
 from pointtal.errors import InputError
+from pointtal.outputs import DISK_ERRNOS, describe_os_error
 
 COMMANDS = {
     "demo": "pointtal.cli.demo",
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "debug", False):
             raise
         print(f"pointtal {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full or read-only disk while writing: one line, no traceback
+        if err.errno not in DISK_ERRNOS or getattr(args, "debug", False):
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"pointtal {args.command}: error: {where}{describe_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pointtal {args.command}: interrupted", file=sys.stderr)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from pointtal.config import apply_overrides, read_config
 from pointtal.engine.ablation import STUDIES, RunOutcome, get_study, run_study, seed_overrides
 from pointtal.errors import InputError
+from pointtal.outputs import check_outputs, record_output
 
 HELP = "rerun a SODA ablation table (mean ± std over seeds) on any dataset"
 EXAMPLE = (
@@ -45,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     study = get_study(str(args.table))
     if args.seeds < 1:
         raise InputError(f"--seeds {args.seeds}: give at least 1 seed")
+    for ext in ("md", "json", "png"):  # the table files run_study writes
+        check_outputs({"--out": Path(args.out) / f"table_{study.key}.{ext}"}, {"CONFIG": args.config},
+                      remedy="choose another --out")
     base = read_config(args.config)  # relative data paths: read from the config file's directory
     apply_overrides(base, args.set)  # malformed --set fails here, before anything runs
     overrides = list(args.set)
@@ -63,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
                 logging.getLogger(name).setLevel(logging.WARNING)
     result = run_study(study, base, args.out, seeds, overrides,
                        on_run=lambda o: print(progress_line(o), flush=True), config_name=str(args.config))
+    for path in (result.table_path, result.json_path, result.plot_path):
+        if path is not None:
+            record_output(path, "ablate")
     print(f"table: {result.table_path}")
     if result.plot_path is not None:
         print(f"plot:  {result.plot_path}")

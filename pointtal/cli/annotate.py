@@ -16,6 +16,7 @@ from pointtal.data.points import (
     write_points,
 )
 from pointtal.errors import MAX_FPS, InputError
+from pointtal.outputs import check_outputs, record_output
 
 HELP = "simulate point annotations (SF-Net / SODA / gaussian schemes) or check point files against a ground truth"
 EXAMPLE = (
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_argument_group("simulate (writes --out)")
     mode.add_argument("--scheme", choices=CLI_SCHEMES, help="simulation scheme (docs/methods.md §1)")
     mode.add_argument("--out", help="point CSV to write (video_id,time_seconds,label)")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace an existing --out that pointtal did not write (its own outputs are replaced "
+                           "without it; an input is never replaced)")
     mode.add_argument(
         "--seed", type=int, default=0, help="random seed; same seed -> identical file (default 0)"
     )
@@ -83,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 < args.fps <= MAX_FPS or args.stride < 1:
         raise InputError(f"--fps must be > 0 (at most {MAX_FPS:g}) and --stride >= 1, got {args.fps} and {args.stride}")
+    if args.out:
+        check_outputs({"--out": args.out}, {"ground truth": args.ground_truth}, overwrite=args.overwrite)
     gt = load_ground_truth(args.ground_truth)
     videos = (
         gt.subset(args.subset, args.ground_truth)
@@ -108,6 +114,7 @@ def _simulate(args: argparse.Namespace, videos) -> int:
         gaussian_std=args.gaussian_std,
     )
     write_points(points, args.out)
+    record_output(args.out, "annotate")
     n_background = sum(p.label == args.background_label for p in points)
     print(
         f"wrote {args.out}: {len(videos)} videos, {len(points)} points "

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pointtal.data.annotations import load_ground_truth
 from pointtal.errors import InputError
+from pointtal.outputs import check_outputs, record_output
 from pointtal.evaluation import (
     ANET_TIOUS,
     FRAME_DISTANCES,
@@ -60,6 +61,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--class-list", metavar="FILE", type=Path,
                         help="class names, one per line (default: the ground truth's sorted labels)")
     parser.add_argument("--per-class", action="store_true", help="also print AP per class")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing --json / --plots files that pointtal did not write")
     parser.add_argument("--plots", metavar="DIR", type=Path,
                         help="also write DIR/pr_curves.png (precision-recall per tIoU, mean over classes) and "
                              "DIR/class_ap.png (AP per class); segment predictions only")
@@ -72,6 +75,7 @@ def run(args) -> int:
         raise InputError("--distance applies to single-frame predictions (--frames); for segments use --tiou")
     if args.frames and args.plots is not None:
         raise InputError("--plots applies to segment predictions; drop it with --frames")
+    check_outputs(_outputs(args), _inputs(args), overwrite=args.overwrite)
     console = Console(highlight=False, soft_wrap=True)
     gt = load_ground_truth(args.ground_truth, args.class_list)
     videos = gt.subset(args.subset, source=str(args.ground_truth))
@@ -104,11 +108,25 @@ def run(args) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result_json(result, args), indent=1) + "\n", encoding="utf-8")
+        record_output(args.json, "evaluate")
         console.print(f"wrote {escape(str(args.json))}")
     if args.plots:
         for path in write_plots(args.plots, ground_truth, predictions, result, exclude, ambiguous):
+            record_output(path, "evaluate")
             console.print(f"wrote {escape(str(path))}")
     return 0
+
+
+def _outputs(args) -> dict:
+    names = ("pr_curves.png", "class_ap.png")  # what write_plots writes
+    plots = {f"--plots {name}": args.plots / name for name in names} if args.plots else {}
+    return {"--json": args.json, **plots}
+
+
+def _inputs(args) -> dict:
+    listed = args.exclude_videos[1:] if args.exclude_videos and args.exclude_videos.startswith("@") else None
+    return {"ground truth": args.ground_truth, "predictions": args.predictions, "--class-list": args.class_list,
+            "--ambiguous": args.ambiguous, "--exclude-videos": listed}
 
 
 def write_plots(out_dir: Path, ground_truth, predictions, result: DetectionResult, exclude, ambiguous):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pointtal.outputs import check_outputs, record_output, run_inputs
+
 HELP = "predict segments and single frames for a subset's videos with a trained run"
 EXAMPLE = (
     "pointtal predict runs/sfnet --subset test --out predictions.json --frames-out frames.json\n"
@@ -23,16 +25,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto, cpu or cuda (default: the run's train.device)")
     parser.add_argument("--batch-size", type=int, help="videos per inference batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out / --frames-out that pointtal did not write")
 
 
 def run(args: argparse.Namespace) -> int:
     from pointtal.engine.predictor import predict_run  # torch import only when predicting
 
+    inputs = {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint, "--annotations": args.annotations}
+    check_outputs({"--out": args.out, "--frames-out": args.frames_out}, inputs, overwrite=args.overwrite)
     summary = predict_run(
         args.run_dir, out=args.out, frames_out=args.frames_out, checkpoint=args.checkpoint,
         features=args.features, annotations=args.annotations, subset=args.subset, device=args.device,
         batch_size=args.batch_size, progress=not args.no_progress,
     )
     if summary is not None:
+        for path in (args.out, args.frames_out):
+            if path:
+                record_output(path, "predict")
         print(f"wrote {Path(args.out)}: {summary}")
     return 0

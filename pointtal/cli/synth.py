@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              + ", ".join(f"{name} {p.default_dim}" for name, p in sorted(PRESETS.items())))
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="feature dtype (default float32)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="write into a non-empty directory that is not a synth output (deletes nothing)")
+                        help="write into a non-empty directory that is not a synth output (deletes nothing), "
+                             "or replace a synth output of another preset (removes its feature files)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pointtal.errors import InputError
+from pointtal.outputs import check_outputs, record_output, run_inputs
 
 HELP = "draw one video's timeline (ground truth, training points, CAS, predictions) from a trained run"
 EXAMPLE = (
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", metavar="FILE", help="weights to use (default RUN_DIR/checkpoint.pt)")
     parser.add_argument("--features", metavar="DIR", help="feature directory (default: the run's data.features)")
     parser.add_argument("--device", help="auto, cpu or cuda (default: cpu)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out that pointtal did not write")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     if Path(args.out).is_dir():
         raise InputError(f"--out {args.out}: is a directory; give a file such as {Path(args.out) / 'timeline.png'}")
+    check_outputs({"--out": args.out}, {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint},
+                  overwrite=args.overwrite)
     try:
         figure_format(args.out)  # before loading anything: an unknown suffix is refused at once
     except ValueError as err:
@@ -60,5 +64,6 @@ def run(args: argparse.Namespace) -> int:
     role = f"subset '{video.subset}'"
     if train_video:
         role = f"training video, {len(points)} point{'s' * (len(points) != 1)}"
+    record_output(path, "visualize")
     print(f"wrote {Path(path)}: {video.video_id} ({role}), step {loaded.step}")
     return 0

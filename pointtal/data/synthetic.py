@@ -447,14 +447,15 @@ def _is_synth_output(out: Path) -> bool:
 def prepare_out_dir(out: Path, new_ids: set[str], overwrite: bool) -> None:
     """Create `out`, or accept it if empty / a previous synth output / `overwrite`; never delete user files.
 
-    Regenerating over a previous synth output removes only that output's own feature files for videos
-    the new dataset does not have (so presets do not mix).
+    Regenerating over a previous synth output of the same videos (another seed, width or dtype) rewrites its
+    files in place. Replacing a previous synth dataset of other videos would remove its feature files (so
+    presets do not mix): that needs `overwrite`, and removes only that output's own feature files.
     """
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
         if _is_synth_output(out):
-            _remove_stale_features(out, new_ids)
+            _remove_stale_features(out, new_ids, overwrite)
         elif not overwrite:
             raise InputError(
                 f"{out}: directory is not empty and is not a previous 'pointtal synth' output; "
@@ -469,12 +470,17 @@ def prepare_out_dir(out: Path, new_ids: set[str], overwrite: bool) -> None:
     (out / "points").mkdir(parents=True, exist_ok=True)
 
 
-def _remove_stale_features(out: Path, new_ids: set[str]) -> None:
+def _remove_stale_features(out: Path, new_ids: set[str], overwrite: bool) -> None:
     try:
         old = json.loads((out / "annotations.json").read_text(encoding="utf-8"))["database"]
     except (OSError, ValueError, KeyError, TypeError):
         return
     stale = [vid for vid in old if vid not in new_ids]
+    if stale and not overwrite:
+        raise InputError(
+            f"{out}: holds another synthetic dataset ({len(old)} videos, {len(stale)} of them not in this "
+            "preset); pass --overwrite to replace it (removes its feature files), or choose another directory"
+        )
     for vid in stale:
         try:
             path = out / "features" / f"{check_video_id(vid)}.npy"

@@ -29,9 +29,11 @@ from pointtal.engine.evaluate import evaluate_predictions
 from pointtal.engine.inference import autocast, dataset_items, flat_cas, predict, resolve_device
 from pointtal.engine.logs import MetricsLog, read_metrics
 from pointtal.engine.report import write_report
+from pointtal.engine.rundir import guard_run_dir, record_runtime_changes
 from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError
 from pointtal.methods import Method, build_method
+from pointtal.outputs import DISK_ERRNOS, describe_os_error
 
 log = logging.getLogger(__name__)
 
@@ -144,32 +146,33 @@ class Trainer:
         if config.train.batch_size < self.dist.world:  # a rank with no video would crash in the sampler
             raise InputError(f"train.batch_size={config.train.batch_size} is global: give at least one video "
                              f"per DDP rank (>= {self.dist.world})")
+        saved = guard_run_dir(config, self.run_dir, resume, self.dist.is_main)  # before loading any data
         self.data = data or load_run_data(config)
         self.steps = total_steps(config, len(self.data.train))
         method, optimizer = new_method(config, self.data, config.train.seed, self.device)
         self.state = _State(method, optimizer)
-        self._prepare_run_dir(resume)
+        self._prepare_run_dir(saved)
         self.sampler = BatchSampler(
             self.data.train, config.train.batch_size, config.train.seed, method.sampling,
             config.data.t_max, config.data.t_max_alt, config.data.resample_t,
         )
         self.model = self._wrap(method)
 
-    def _prepare_run_dir(self, resume: bool) -> None:
+    def _prepare_run_dir(self, saved: dict | None) -> None:
+        """Restore a resumed run (guard_run_dir checked its config); write config.yaml; open the logs."""
         checkpoint = self.run_dir / "checkpoint.pt"
-        if resume:
-            if not checkpoint.is_file():
-                raise InputError(f"{checkpoint}: nothing to resume (no checkpoint in the run directory)")
-            restore(load_checkpoint(checkpoint), self.config, self.data, self.state, checkpoint)
+        if saved is not None:
+            restore(saved, self.config, self.data, self.state, checkpoint)
             log.info("resumed %s at step %d", checkpoint, self.state.step)
-        elif checkpoint.is_file():
-            raise InputError(f"{self.run_dir}: already holds a run; pass --resume to continue it or choose another --out")
         self.logs = None
         if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if saved is not None:
+                record_runtime_changes(self.run_dir, saved, self.config)
             save_config(self.config, self.run_dir / "config.yaml")
             self.logs = MetricsLog(self.run_dir)
-            self.logs.truncate_after(self.state.step)
+            # records past the checkpoint are repeated by the resumed run; a finished run repeats its final one
+            finished = self.state.step >= self.steps
+            self.logs.truncate_after(self.state.step - 1 if finished else self.state.step)
 
     def _wrap(self, method: Method) -> torch.nn.Module:
         if not self.dist.enabled:
@@ -279,5 +282,22 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, data: Ru
     trainer = Trainer(config, run_dir, resume=resume, data=data)
     try:
         return trainer.run()
+    except OSError as err:
+        if err.errno not in DISK_ERRNOS:
+            raise
+        raise InputError(disk_error_line(trainer.run_dir, trainer.state.step, err)) from None
     finally:
         distributed.cleanup(trainer.dist)
+
+
+def disk_error_line(run_dir: Path, step: int, err: OSError) -> str:
+    """One line for a full or read-only disk mid-run: what stopped, which checkpoint is kept, how to go on."""
+    checkpoint = run_dir / "checkpoint.pt"
+    try:
+        kept = f"{checkpoint} of step {int(load_checkpoint(checkpoint)['step'])} is kept"
+    except InputError:
+        kept = "no checkpoint was completed yet"
+    where = f"{err.filename}: " if err.filename else ""
+    return (f"{where}{describe_os_error(err)}: training stopped at step {step}; {kept}; free space and run "
+            f"pointtal train --out {run_dir} --resume")
+

@@ -1,0 +1,176 @@
+"""Output guard: no command overwrites one of its own inputs, or a file pointtal did not write.
+
+Every command that writes declares its outputs and inputs once, before any work, with `check_outputs`:
+
+* an output that is the same file as an input (same path, a symlink or a hard link: `os.path.samefile`) is
+  refused always; two outputs that are the same file are refused too;
+* an output path that is a directory, or lies under a file, is refused (one line instead of a traceback);
+* an existing output that is not pointtal's own is refused unless the command got `--overwrite`.
+
+"pointtal's own" is recorded next to the files, in a manifest `.pointtal-outputs.json` of the output's
+directory: `record_output` stores the name and SHA-256 of a file just written, so rerunning a command onto its
+own previous output (predict onto the same predictions.json) needs no flag, while a file the user wrote or
+edited since is protected. A run directory written by `pointtal train` is marked as a whole (`mark_run_dir`):
+its files change while training, so they are owned by name, not by content.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pointtal.errors import InputError
+
+MANIFEST = ".pointtal-outputs.json"
+RUN_STATE = ("config.yaml", "checkpoint.pt", "best.pt", "metrics.jsonl", "report.md", "config_changes.jsonl")
+RUN_FILES = (*RUN_STATE, "predictions.json", "frames.json")  # what `pointtal train` writes into a run directory
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when `a` and `b` name one file: equal resolved paths, or (both existing) one inode."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None] = (),
+                  overwrite: bool = False, remedy: str = "pass --overwrite to replace it, or choose another path",
+                  ) -> None:
+    """Refuse, before any work, outputs that would destroy data (see module doc).
+
+    `outputs` and `inputs` map a label for messages (an option such as '--out', or a role such as
+    'ground truth') to a path; None entries are skipped. Directories among the inputs protect every file
+    inside them (an output written into a feature directory is refused only if it is one of its files).
+    """
+    outs = {label: Path(p) for label, p in outputs.items() if p is not None}
+    ins = {label: Path(p) for label, p in dict(inputs).items() if p is not None}
+    seen: dict[str, Path] = {}
+    for label, path in outs.items():
+        _check_writable_place(label, path)
+        for in_label, source in ins.items():
+            if same_file(path, source):
+                raise InputError(f"{label} {path}: is the {in_label} this command reads; "
+                                 "write to another file (an input is never overwritten)")
+        for other_label, other in seen.items():
+            if same_file(path, other):
+                raise InputError(f"{label} {path}: same file as {other_label}; give two different files")
+        seen[label] = path
+        if path.exists() and not overwrite and not is_own_output(path):
+            raise InputError(f"{label} {path}: exists and was not written by pointtal (or was edited since); "
+                             f"{remedy}")
+
+
+def _check_writable_place(label: str, path: Path) -> None:
+    if path.is_dir():
+        raise InputError(f"{label} {path}: is a directory; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{label} {path}: {parent} is a file, not a directory")
+            break
+
+
+def run_inputs(run_dir: str | Path, config_file: str | Path | None = None) -> dict[str, Path]:
+    """The files of a run directory that commands reading the run must never overwrite (its predictions may
+    be rewritten), plus the ground truth and class list its config.yaml names (best effort)."""
+    run_dir = Path(run_dir)
+    inputs = {f"run's {name}": run_dir / name for name in RUN_STATE}
+    try:
+        import yaml
+
+        data = yaml.safe_load((Path(config_file) if config_file else run_dir / "config.yaml").read_text("utf-8"))
+        for key in ("annotations", "class_list"):
+            value = data["data"].get(key)
+            if isinstance(value, str) and value:
+                inputs[f"run's data.{key}"] = Path(value)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
+        pass  # unreadable config: the command itself reports it
+    return inputs
+
+
+def is_own_output(path: str | Path) -> bool:
+    """Whether `path` is a file pointtal wrote and nobody changed since (or a file of a run directory)."""
+    path = Path(path)
+    manifest = _read_manifest(path.parent)
+    if manifest.get("run") and path.name in RUN_FILES:
+        return True
+    entry = manifest.get("files", {}).get(path.name)
+    return isinstance(entry, dict) and path.is_file() and entry.get("sha256") == _sha256(path)
+
+
+def record_output(path: str | Path, command: str) -> None:
+    """Remember that `command` just wrote `path` (its content hash), so a rerun may replace it."""
+    path = Path(path)
+    manifest = _read_manifest(path.parent)
+    files = {name: entry for name, entry in manifest.get("files", {}).items() if (path.parent / name).exists()}
+    files[path.name] = {"sha256": _sha256(path), "command": command}
+    _write_manifest(path.parent, {**manifest, "files": files})
+
+
+def mark_run_dir(run_dir: str | Path) -> None:
+    """Mark `run_dir` as written by `pointtal train`: its RUN_FILES are pointtal's own."""
+    run_dir = Path(run_dir)
+    manifest = _read_manifest(run_dir)
+    if not manifest.get("run"):
+        _write_manifest(run_dir, {**manifest, "run": True})
+
+
+def is_run_dir(run_dir: str | Path) -> bool:
+    return bool(_read_manifest(Path(run_dir)).get("run"))
+
+
+def check_writable_dir(directory: str | Path) -> None:
+    """Create `directory` and write, fsync and remove a small probe file there; a full, read-only or
+    foreign directory becomes one InputError now instead of a traceback after loading all data."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".pointtal-probe.", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            Path(probe).unlink(missing_ok=True)
+    except OSError as err:
+        if err.errno in DISK_ERRNOS or isinstance(err, (FileExistsError, NotADirectoryError)):
+            raise InputError(f"{directory}: cannot write there ({describe_os_error(err)})") from None
+        raise
+
+
+def describe_os_error(err: OSError) -> str:
+    """'no space left on device' rather than '[Errno 28] No space left on device: ...'."""
+    return (err.strerror or type(err).__name__).lower()
+
+
+def _read_manifest(directory: Path) -> dict:
+    try:
+        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_manifest(directory: Path, manifest: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, directory / MANIFEST)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
