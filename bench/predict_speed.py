@@ -40,16 +40,21 @@ def load_videos(data: Path, every: int) -> list[tuple[str, np.ndarray]]:
     return [(v, np.load(data / "features" / f"{v}.npy").astype(np.float32)) for v in ids]
 
 
-def build(dim: int, hidden: int, n_classes: int, seed: int = 0):
+def build(dim: int, hidden: int, n_classes: int, device: str, seed: int = 0):
     from pointtal.methods import build_method
     from pointtal.methods.sfnet import Options
 
     torch.manual_seed(seed)
-    return build_method("sfnet", Options(hidden=hidden), dim, n_classes).eval()
+    return build_method("sfnet", Options(hidden=hidden), dim, n_classes).to(device).eval()
 
 
-def time_predict(method, videos, batch: int, repeats: int) -> float:
-    """Best wall time of `predict` over `repeats` runs (features in memory, CPU, fp32)."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_predict(method, videos, batch: int, repeats: int, device: torch.device, amp: bool) -> float:
+    """Best wall time of `predict` over `repeats` runs (features in host memory, as `pointtal predict`)."""
     from pointtal.data.features import SnippetGeometry
     from pointtal.engine.inference import predict
 
@@ -57,36 +62,43 @@ def time_predict(method, videos, batch: int, repeats: int) -> float:
     classes = tuple(f"c{i}" for i in range(method.n_classes))
     best = float("inf")
     for _ in range(repeats):
+        _sync(device)
         started = time.perf_counter()
         predict(method, videos, geometries, classes, sampling="crop", resample_t=0, batch_size=batch,
-                device=torch.device("cpu"), amp=False)
+                device=device, amp=amp)
+        _sync(device)
         best = min(best, time.perf_counter() - started)
     return best
 
 
-def time_matmuls(method, videos, batch: int, repeats: int) -> float:
-    """Best wall time of the network's matmuls alone on the real snippets of the same batches."""
+def time_matmuls(method, videos, batch: int, repeats: int, device: torch.device, amp: bool) -> float:
+    """Best wall time of the network's matmuls alone on the real snippets of the same batches (inputs
+    already on the device)."""
+    from pointtal.engine.inference import autocast
+
     net = method.net
     lengths = [a.shape[0] for _, a in videos]
     order = sorted(range(len(videos)), key=lambda i: -lengths[i])
     batches = [np.concatenate([videos[i][1] for i in order[s : s + batch]]) for s in range(0, len(order), batch)]
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, amp):
         plan = []
         for stream in (net.rgb, net.flow):
             first = torch.cat([stream.cls_layers[0].weight.t(), stream.act_layers[0].weight.flatten(1)], 1)
             later = [stream.cls_layers[1].weight.t(), stream.act_layers[1].weight.flatten(1),
                      stream.classifier.weight.t(), stream.act_head.weight.t()]
             plan.append((first, later))
-        inputs = [torch.from_numpy(rows) for rows in batches]
-        hidden = [torch.rand(rows.shape[0], net.rgb.classifier.weight.shape[1]) for rows in batches]
+        inputs = [torch.from_numpy(rows).to(device) for rows in batches]
+        hidden = [torch.rand(rows.shape[0], net.rgb.classifier.weight.shape[1], device=device) for rows in batches]
         best = float("inf")
         for _ in range(repeats):
+            _sync(device)
             started = time.perf_counter()
             for rows, h in zip(inputs, hidden):
                 for half, (first, later) in zip((rows[:, : net.half], rows[:, net.half :]), plan):
                     half @ first
                     for weight in later:
                         h @ weight
+            _sync(device)
             best = min(best, time.perf_counter() - started)
     return best
 
@@ -99,7 +111,8 @@ def baseline_predict(rev: str, args) -> float:
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         env = {**os.environ, "PYTHONPATH": tmp}
         cmd = [sys.executable, __file__, "--data", str(args.data), "--every", str(args.every), "--hidden",
-               str(args.hidden), "--batch", str(args.batch), "--repeats", str(args.repeats), "--child"]
+               str(args.hidden), "--batch", str(args.batch), "--repeats", str(args.repeats), "--device",
+               args.device, *(["--amp"] if args.amp else []), "--child"]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=tmp)
         return float(out.stdout.split()[-1])
 
@@ -112,6 +125,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=512, help="SF-Net hidden width H (paper: 1024)")
     parser.add_argument("--batch", type=int, default=16, help="videos per inference batch (eval.batch_size)")
     parser.add_argument("--repeats", type=int, default=2, help="best of this many timed runs")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (train.amp, the default there)")
     parser.add_argument("--baseline", metavar="REV", help="also time `predict` of this commit (e.g. e310551)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -120,18 +135,21 @@ def main() -> None:
                         "--dim", str(args.dim), "--dtype", "float16", "--no-progress"], check=True, cwd=REPO)
     videos = load_videos(args.data, args.every)
     dim = videos[0][1].shape[1]
-    method = build(dim, args.hidden, 20)
+    device = torch.device(args.device)
+    method = build(dim, args.hidden, 20, args.device)
+    time_predict(method, videos[:2], args.batch, 1, device, args.amp)  # warm-up (CUDA context, kernels)
     if args.child:
-        print(time_predict(method, videos, args.batch, args.repeats))
+        print(time_predict(method, videos, args.batch, args.repeats, device, args.amp))
         return
     n = sum(a.shape[0] for _, a in videos)
     padded = sum(max(a.shape[0] for _, a in videos[s : s + args.batch]) * len(videos[s : s + args.batch])
                  for s in range(0, len(videos), args.batch))
-    predict_s = time_predict(method, videos, args.batch, args.repeats)
-    matmul_s = time_matmuls(method, videos, args.batch, args.repeats)
+    predict_s = time_predict(method, videos, args.batch, args.repeats, device, args.amp)
+    matmul_s = time_matmuls(method, videos, args.batch, args.repeats, device, args.amp)
     base_s = baseline_predict(args.baseline, args) if args.baseline else None
     print(f"{len(videos)} test videos, {n} snippets (list-order batches of {args.batch} pad to {padded}, "
-          f"{padded / n:.2f}x), D {dim}, H {args.hidden}, CPU threads {torch.get_num_threads()}")
+          f"{padded / n:.2f}x), D {dim}, H {args.hidden}, device {args.device}{' bf16' if args.amp else ''}, "
+          f"CPU threads {torch.get_num_threads()}")
     print("\n| path | wall (s) | / matmuls |")
     print("|---|---|---|")
     print(f"| matmuls only | {matmul_s:.2f} | 1.00 |")
