@@ -93,8 +93,8 @@ def time_matmuls(method, videos, batch: int, repeats: int, device: torch.device,
         for _ in range(repeats):
             _sync(device)
             started = time.perf_counter()
-            for rows, h in zip(inputs, hidden):
-                for half, (first, later) in zip((rows[:, : net.half], rows[:, net.half :]), plan):
+            for rows, h in zip(inputs, hidden, strict=True):
+                for half, (first, later) in zip((rows[:, : net.half], rows[:, net.half :]), plan, strict=True):
                     half @ first
                     for weight in later:
                         h @ weight

@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_raw_config
+
 from pointtal.config import build_config
 from pointtal.data.batch import make_batch
 from pointtal.engine.inference import score_videos
@@ -64,7 +64,7 @@ def test_cuda_scores_equal_cpu_scores():
     method = _method()
     cpu = list(score_videos(method, items, device=torch.device("cpu"), **kwargs))
     gpu = list(score_videos(method.cuda(), items, device=torch.device("cuda"), **kwargs))
-    for a, b in zip(cpu, gpu):
+    for a, b in zip(cpu, gpu, strict=True):
         assert a.video_id == b.video_id
         np.testing.assert_allclose(b.cas, a.cas, rtol=1e-3, atol=1e-3)  # TF32 matmuls may differ slightly
         np.testing.assert_allclose(b.actionness, a.actionness, rtol=1e-3, atol=1e-3)

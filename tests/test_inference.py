@@ -60,7 +60,7 @@ def test_batched_predictions_equal_a_dense_per_video_forward(conv_backbone):
     assert [s.video_id for s in scored] == [v for v, _ in items]  # input order, not length order
     method.eval()
     with torch.no_grad():
-        for (video_id, x), got in zip(items, scored):
+        for (_, x), got in zip(items, scored, strict=True):
             want = _dense_scores(method, x)
             assert got.cas.shape == (x.shape[0], 4)
             np.testing.assert_allclose(got.cas, want.cas[0].numpy(), rtol=1e-5, atol=1e-5)

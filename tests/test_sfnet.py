@@ -230,7 +230,7 @@ def test_layers_on_real_snippets_equal_the_padded_layers_and_their_gradients(dil
     padded = (conv(x)[mask] * grad_conv).sum() + (linear(x)[mask] * grad_linear).sum()
     padded.backward()
     torch.testing.assert_close(packed, padded)
-    for got, want in zip(packed_grads, (conv.weight.grad, conv.bias.grad, linear.weight.grad, linear.bias.grad)):
+    for got, want in zip(packed_grads, (conv.weight.grad, conv.bias.grad, linear.weight.grad, linear.bias.grad), strict=True):
         torch.testing.assert_close(got, want)
     assert torch.equal(conv.rows(rows, packing), conv(x)[mask])  # same additions in the same order
 

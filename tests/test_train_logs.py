@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from conftest import tiny_raw_config
+
 from pointtal.engine.logs import StepLog, format_duration
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ def _train(tiny_data: Path, tmp_path: Path, *flags: str) -> subprocess.Completed
     config.write_text(yaml.safe_dump(raw), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "pointtal", "train", str(config), "--out", str(tmp_path / "run"), *flags]
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, check=True)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
 
 
 def test_training_to_a_pipe_logs_steps_and_evaluations(tiny_data, tmp_path):

@@ -91,7 +91,7 @@ def _inputs(chunk, sampling: str, resample_t: int) -> tuple[torch.Tensor, torch.
     lengths = np.array([a.shape[0] for _, a in chunk], dtype=np.int64)
     if sampling == "resample":
         index = resample_index(lengths, resample_t, None)  # (B, S)
-        features = np.stack([np.asarray(a[i], dtype=np.float32) for (_, a), i in zip(chunk, index)])
+        features = np.stack([np.asarray(a[i], dtype=np.float32) for (_, a), i in zip(chunk, index, strict=True)])
         return torch.from_numpy(features), torch.ones(index.shape, dtype=torch.bool)
     features = np.zeros((len(chunk), lengths.max(), chunk[0][1].shape[1]), dtype=np.float32)  # (B, T, D)
     for row, (_, array) in enumerate(chunk):
@@ -125,7 +125,7 @@ def score_videos(
         scored: list[VideoScores | None] = [None] * len(window)
         for positions in batches:
             chunk = [window[i] for i in positions]
-            for i, video in zip(positions, _score_batch(method, chunk, sampling, resample_t, device, amp)):
+            for i, video in zip(positions, _score_batch(method, chunk, sampling, resample_t, device, amp), strict=True):
                 scored[i] = video
         yield from scored
 
