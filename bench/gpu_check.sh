@@ -23,8 +23,9 @@ fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 DATA="${DATA:-/tmp/pointtal_gpu_check_th14}"
 
+SCALE=1  # timeouts below are for one H200; the CPU dry run on a shared 2-core machine gets 4x
 if (( DRY )); then
-  DEVICE=cpu; AMP=""; TRAIN_ARGS=(--t 64 --dim 256 --steps 1 --warmup 0 --loss-reps 1)
+  SCALE=4; DEVICE=cpu; AMP=""; TRAIN_ARGS=(--t 64 --dim 256 --steps 1 --warmup 0 --loss-reps 1)
   SYNTH_DIM=256; PREDICT_ARGS=(--every 16 --hidden 64 --repeats 1); DATA="${DATA}_dry"
 else
   DEVICE=cuda; AMP=--amp; TRAIN_ARGS=(--steps 3 --warmup 1 --loss-reps 3)
@@ -35,7 +36,7 @@ ROWS=()
 FAILED=0
 # step NAME TIMEOUT_S CMD...: run CMD with a timeout, log to $LOGS/NAME.log, add a table row
 step() {
-  local name="$1" limit="$2"; shift 2
+  local name="$1" limit=$(( $2 * SCALE )); shift 2
   local started=$SECONDS
   timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
   local rc=$?
@@ -59,14 +60,14 @@ else:
 EOF
 ) || exit 1
 
-step cuda_tests 240 "$PYTHON" -m pytest tests/test_cuda.py tests/test_inference.py -q -p no:cacheprovider
-step train_speed 240 "$PYTHON" bench/train_speed.py --method all --device "$DEVICE" "${TRAIN_ARGS[@]}"
+step cuda_tests 150 "$PYTHON" -m pytest tests/test_cuda.py tests/test_inference.py -q -p no:cacheprovider
+step train_speed 150 "$PYTHON" bench/train_speed.py --method all --device "$DEVICE" "${TRAIN_ARGS[@]}"
 if [[ ! -f "$DATA/annotations.json" ]]; then
-  step synth 120 "$PYTHON" -m pointtal synth "$DATA" --preset thumos14 --dim "$SYNTH_DIM" --dtype float16 --no-progress
+  step synth 90 "$PYTHON" -m pointtal synth "$DATA" --preset thumos14 --dim "$SYNTH_DIM" --dtype float16 --no-progress
 fi
-step predict_speed 180 "$PYTHON" bench/predict_speed.py --data "$DATA" --device "$DEVICE" $AMP "${PREDICT_ARGS[@]}"
+step predict_speed 80 "$PYTHON" bench/predict_speed.py --data "$DATA" --device "$DEVICE" $AMP "${PREDICT_ARGS[@]}"
 if "$PYTHON" -m pointtal extract --help >/dev/null 2>&1 && [[ -f bench/extract_speed.py ]]; then
-  step extract_speed 180 "$PYTHON" bench/extract_speed.py --device "$DEVICE"
+  step extract_speed 60 "$PYTHON" bench/extract_speed.py --device "$DEVICE"
 else
   ROWS+=("| extract_speed | skipped: \`pointtal extract\` (or bench/extract_speed.py) absent | - | - |")
 fi
