@@ -22,11 +22,10 @@ from pointtal.errors import InputError
 from pointtal.localization.runs import find_runs_2d
 from pointtal.localization.sfnet import localize_sfnet, run_peaks
 from pointtal.methods.layers import (
+    Packing,
     TemporalConv,
     masked_topk_mean,
     project,
-    real_rows,
-    scatter_rows,
     select_hardest,
     topk_counts,
 )
@@ -227,28 +226,46 @@ def test_temporal_conv_matches_conv1d_and_its_gradients(dilation):
 
 @pytest.mark.parametrize("dilation", [1, 2])
 def test_layers_on_real_snippets_equal_the_padded_layers_and_their_gradients(dilation):
-    """The network computes on real snippets only (`real_rows` / `project` / `taps`); values and weight
-    gradients must equal the same layers on the zero-padded batch, padding and video edges included."""
+    """The network computes on real snippets only (`Packing` / `project` / `taps`); values and weight
+    gradients must equal the same layers on the zero-padded batch, padding, holes and video edges included."""
     torch.manual_seed(0)
     conv, linear = TemporalConv(6, 4, 3, dilation), nn.Linear(6, 5)
-    mask = torch.tensor([[True] * 7 + [False] * 2, [True] * 3 + [False] * 6, [True] * 9, [False] * 9])
-    x = torch.randn(4, 9, 6).masked_fill(~mask.unsqueeze(-1), 0)  # (B, T, D), zero padding
-    rows = real_rows(x, mask)
-    assert torch.equal(rows, x[mask]) and rows.shape == (19, 6)
-    assert torch.equal(scatter_rows(rows, mask), x)
+    mask = torch.tensor([[True] * 7 + [False] * 2, [True] * 3 + [False] * 6, [True] * 9, [False] * 9,
+                         [True, False, True, True, False, True, True, True, False]])  # last row: holes
+    x = torch.randn(5, 9, 6).masked_fill(~mask.unsqueeze(-1), 0)  # (B, T, D), zero padding
+    packing = Packing(mask)
+    rows = packing.rows(x)
+    assert torch.equal(rows, x[mask]) and rows.shape == (25, 6)
+    assert torch.equal(packing.scatter(rows), x)
     projected_conv, projected_linear = project([conv, linear], rows)  # one matmul, split per layer
-    grad_conv, grad_linear = torch.randn(4, 9, 4), torch.randn(19, 5)
-    packed = (conv.taps(projected_conv, mask) * grad_conv).sum() + ((projected_linear + linear.bias) * grad_linear).sum()
+    grad_conv, grad_linear = torch.randn(25, 4), torch.randn(25, 5)
+    packed = (conv.taps(projected_conv, packing) * grad_conv).sum() + ((projected_linear + linear.bias) * grad_linear).sum()
     packed.backward()
     packed_grads = [p.grad.clone() for p in (conv.weight, conv.bias, linear.weight, linear.bias)]
     for p in (conv.weight, conv.bias, linear.weight, linear.bias):
         p.grad = None
-    padded = (conv(x) * grad_conv).sum() + (linear(x)[mask] * grad_linear).sum()
+    padded = (conv(x)[mask] * grad_conv).sum() + (linear(x)[mask] * grad_linear).sum()
     padded.backward()
     torch.testing.assert_close(packed, padded)
-    for got, want in zip(packed_grads, (conv.weight.grad, conv.bias.grad, linear.weight.grad, linear.bias.grad)):
+    for got, want in zip(packed_grads, (conv.weight.grad, conv.bias.grad, linear.weight.grad, linear.bias.grad), strict=True):
         torch.testing.assert_close(got, want)
-    torch.testing.assert_close(conv.rows(rows, mask), conv(x))
+    assert torch.equal(conv.rows(rows, packing), conv(x)[mask])  # same additions in the same order
+
+
+def test_packed_tap_gradient_reaches_each_source_row_through_its_reader():
+    """The packed tap sum's backward (gathers through the reverse neighbour) equals autograd's through the
+    padded conv for the input rows themselves, not only for the weights."""
+    torch.manual_seed(1)
+    conv = TemporalConv(3, 2, 3, 2)
+    mask = torch.tensor([[True] * 6 + [False] * 2, [False, True, True, False, True, True, True, True]])
+    x = torch.randn(2, 8, 3).masked_fill(~mask.unsqueeze(-1), 0)
+    packing = Packing(mask)
+    rows = packing.rows(x).requires_grad_(True)
+    x_ref = x.clone().requires_grad_(True)
+    grad = torch.randn(int(mask.sum()), 2)
+    (conv.rows(rows, packing) * grad).sum().backward()
+    (conv(x_ref)[mask] * grad).sum().backward()
+    torch.testing.assert_close(rows.grad, x_ref.grad[mask])
 
 
 def test_temporal_conv_xavier_bound():

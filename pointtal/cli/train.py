@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from pointtal.config import load_config
@@ -13,6 +14,7 @@ EXAMPLE = (
     "pointtal train configs/thumos14_sfnet.yaml --out runs/sfnet --set data.annotations=GT.json "
     "--set data.features=FEATURES/ --set data.points=[a1.csv,a2.csv]\n"
     "  pointtal train --out runs/sfnet --resume          # continue after a crash\n"
+    "  pointtal train configs/thumos14_sfnet.yaml --out runs/sfnet ... > train.log 2>&1  # a line per log_every steps\n"
     "  torchrun --nproc-per-node 4 -m pointtal train configs/thumos14_soda.yaml --out runs/soda ...  # DDP"
 )
 
@@ -24,7 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.steps=500 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar: a log line every train.log_every steps instead (the default "
+                             "when stderr is not a terminal)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar, no step or evaluation lines (warnings and the result only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.resume:
             raise InputError("give a CONFIG.yaml (or --resume to continue RUN_DIR with its own config)")
         config_path = Path(args.out) / "config.yaml"
-    overrides = list(args.set) + (["train.progress=false"] if args.no_progress else [])
+    overrides = list(args.set) + (["train.progress=false"] if args.no_progress or args.quiet else [])
+    if args.quiet:
+        logging.getLogger("pointtal").setLevel(logging.WARNING)
     config = load_config(config_path, overrides)
     result = train(config, args.out, resume=args.resume)
     if result.metrics is not None:

@@ -64,7 +64,11 @@ def unresample(values: np.ndarray, length: int) -> np.ndarray:
     return values[low] * (1 - weight) + values[high] * weight
 
 
-def _batches(items: Iterable[tuple[str, np.ndarray]], size: int) -> Iterator[list[tuple[str, np.ndarray]]]:
+SORT_WINDOW = 8  # batches whose videos are sorted by length together (bounds memory: items stay streamed)
+
+
+def _windows(items: Iterable[tuple[str, np.ndarray]], size: int) -> Iterator[list[tuple[str, np.ndarray]]]:
+    """Consecutive lists of at most `size` items."""
     chunk: list[tuple[str, np.ndarray]] = []
     for item in items:
         chunk.append(item)
@@ -75,12 +79,19 @@ def _batches(items: Iterable[tuple[str, np.ndarray]], size: int) -> Iterator[lis
         yield chunk
 
 
+def length_sorted_batches(lengths: list[int], size: int) -> list[list[int]]:
+    """Positions of `lengths` grouped into batches of at most `size`, longest first, so that a batch pads
+    its videos to a length close to their own (THUMOS14 test batches of 16 in list order are 3.6x padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])  # stable: ties keep input order
+    return [order[start : start + size] for start in range(0, len(order), size)]
+
+
 def _inputs(chunk, sampling: str, resample_t: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded (B, T, D) features and (B, T) mask: whole videos, or fixed-T deterministic resampling."""
     lengths = np.array([a.shape[0] for _, a in chunk], dtype=np.int64)
     if sampling == "resample":
         index = resample_index(lengths, resample_t, None)  # (B, S)
-        features = np.stack([np.asarray(a[i], dtype=np.float32) for (_, a), i in zip(chunk, index)])
+        features = np.stack([np.asarray(a[i], dtype=np.float32) for (_, a), i in zip(chunk, index, strict=True)])
         return torch.from_numpy(features), torch.ones(index.shape, dtype=torch.bool)
     features = np.zeros((len(chunk), lengths.max(), chunk[0][1].shape[1]), dtype=np.float32)  # (B, T, D)
     for row, (_, array) in enumerate(chunk):
@@ -100,24 +111,43 @@ def score_videos(
     device: torch.device,
     amp: bool = True,
 ) -> Iterator[VideoScores]:
-    """Scores of each (video_id, (T, D) features) item, in order; the method is put in eval mode."""
+    """Scores of each (video_id, (T, D) features) item, in input order; the method is put in eval mode.
+
+    Items are read `SORT_WINDOW` batches at a time and batched by length within that window (whole-video
+    inference pads every video to its batch's longest), then yielded back in input order. A video's scores
+    do not depend on its batch companions, so this changes speed only.
+    """
     method.eval()
-    for chunk in _batches(items, batch_size):
-        features, mask = _inputs(chunk, sampling, resample_t)
-        features, mask = features.to(device), mask.to(device)
-        with autocast(device, amp):
-            scores = method.scores(method(features, mask), mask)
-        cas = scores.cas.float().cpu().numpy()  # (B, T, C+1)
-        act = None if scores.actionness is None else scores.actionness.float().cpu().numpy()  # (B, T)
-        video = scores.video_scores.float().cpu().numpy()  # (B, C+1)
-        for row, (video_id, array) in enumerate(chunk):
-            length = array.shape[0]
-            if sampling == "resample":
-                video_cas = unresample(cas[row], length)
-                video_act = None if act is None else unresample(act[row], length)
-            else:
-                video_cas, video_act = cas[row, :length], None if act is None else act[row, :length]
-            yield VideoScores(video_id, video_cas, video_act, video[row])
+    for window in _windows(items, batch_size * SORT_WINDOW):
+        # resampled inputs all have resample_t snippets: nothing to sort, batches keep input order
+        lengths = [0 if sampling == "resample" else array.shape[0] for _, array in window]
+        batches = length_sorted_batches(lengths, batch_size)
+        scored: list[VideoScores | None] = [None] * len(window)
+        for positions in batches:
+            chunk = [window[i] for i in positions]
+            for i, video in zip(positions, _score_batch(method, chunk, sampling, resample_t, device, amp), strict=True):
+                scored[i] = video
+        yield from scored
+
+
+def _score_batch(method: Method, chunk, sampling: str, resample_t: int, device: torch.device,
+                 amp: bool) -> Iterator[VideoScores]:
+    """Scores of one batch of (video_id, (T, D) features) items, in order."""
+    features, mask = _inputs(chunk, sampling, resample_t)
+    features, mask = features.to(device), mask.to(device)
+    with autocast(device, amp):
+        scores = method.scores(method(features, mask), mask)
+    cas = scores.cas.float().cpu().numpy()  # (B, T, C+1)
+    act = None if scores.actionness is None else scores.actionness.float().cpu().numpy()  # (B, T)
+    video = scores.video_scores.float().cpu().numpy()  # (B, C+1)
+    for row, (video_id, array) in enumerate(chunk):
+        length = array.shape[0]
+        if sampling == "resample":
+            video_cas = unresample(cas[row], length)
+            video_act = None if act is None else unresample(act[row], length)
+        else:
+            video_cas, video_act = cas[row, :length], None if act is None else act[row, :length]
+        yield VideoScores(video_id, video_cas, video_act, video[row])
 
 
 def dataset_items(dataset: PointDataset) -> Iterator[tuple[str, np.ndarray]]:

@@ -1,11 +1,17 @@
-"""Run logs: `metrics.jsonl` (one JSON object per evaluation) and TensorBoard scalars."""
+"""Run logs: `metrics.jsonl` (one JSON object per evaluation), TensorBoard scalars, and the text progress
+lines a run prints where it shows no progress bar (output to a file or pipe)."""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pointtal.atomic import write_text_atomic
+
+log = logging.getLogger(__name__)
 
 
 class MetricsLog:
@@ -49,3 +55,39 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def format_duration(seconds: float) -> str:
+    """12s, 3m05s, 2h07m: a compact ETA."""
+    seconds = max(int(round(seconds)), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class StepLog:
+    """One INFO line every `every` steps and at the last step: step, loss, steps/s, ETA.
+
+    For runs whose stderr is not a terminal (no progress bar): without it a 40-minute run writes nothing
+    until its first evaluation. The rate is measured since the previous line, and `restart` (after an
+    evaluation) keeps evaluation time out of it.
+    """
+
+    def __init__(self, total: int, start: int, every: int, enabled: bool,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.total, self.every, self.enabled, self.clock = total, max(every, 1), enabled, clock
+        self.restart(start)
+
+    def restart(self, step: int) -> None:
+        self._since_step, self._since = step, self.clock()
+
+    def step(self, step: int, loss: float) -> None:
+        if not self.enabled or (step % self.every and step != self.total):
+            return
+        elapsed = self.clock() - self._since
+        rate = (step - self._since_step) / elapsed if elapsed > 0 else float("inf")
+        eta = format_duration((self.total - step) / rate) if rate > 0 else "?"
+        log.info("step %d/%d loss %.4f %.2f steps/s ETA %s", step, self.total, loss, rate, eta)
+        self.restart(step)

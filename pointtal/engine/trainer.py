@@ -27,7 +27,7 @@ from pointtal.engine import distributed
 from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
 from pointtal.engine.evaluate import evaluate_predictions
 from pointtal.engine.inference import autocast, dataset_items, flat_cas, predict, resolve_device
-from pointtal.engine.logs import MetricsLog, read_metrics
+from pointtal.engine.logs import MetricsLog, StepLog, read_metrics
 from pointtal.engine.report import write_report
 from pointtal.engine.rundir import guard_run_dir, record_runtime_changes
 from pointtal.engine.setup import RunData, load_run_data
@@ -186,6 +186,8 @@ class Trainer:
         record = None
         bar = tqdm(total=self.steps, initial=self.state.step, disable=None if (t.progress and self.dist.is_main) else True,
                    desc="train", unit="step", dynamic_ncols=True)
+        # no bar (stderr not a terminal, or --no-progress): a text line every log_every steps instead
+        self.step_log = StepLog(self.steps, self.state.step, t.log_every, bar.disable and self.dist.is_main)
         try:
             while self.state.step < self.steps:
                 self._maybe_refresh_labels()
@@ -193,6 +195,7 @@ class Trainer:
                 self.state.step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses['total']:.4f}")
+                self.step_log.step(self.state.step, losses["total"])
                 record = self._after_step(losses) or record
         finally:
             bar.close()
@@ -227,6 +230,7 @@ class Trainer:
         record = None
         if t.eval_every and step % t.eval_every == 0 and step < self.steps:
             record = self._evaluate_and_save(final=False)
+            self.step_log.restart(step)  # evaluation time is not training speed
         elif step % t.checkpoint_every == 0 and self.dist.is_main:
             save_checkpoint(checkpoint_state(self.config, self.data, self.state), self.run_dir / "checkpoint.pt")
         return record

@@ -8,8 +8,9 @@ Contents:
   * `xavier_init_(module)`                 - Xavier-uniform weights, zero biases (Linear, Conv1d, TemporalConv)
   * `TemporalConv`                         - "same" zero-padded temporal convolution on (B, T, D) tensors,
                                              or on a batch's real snippets only (`rows`, `taps`)
-  * `real_rows(x, mask)` / `scatter_rows`  - (B, T, D) <-> (N, D) real snippets, so padding costs no FLOPs
-                                             (66-71% of a padded THUMOS14 training batch is padding)
+  * `Packing(mask)`                        - (B, T, D) <-> (N, D) real snippets and their temporal neighbours,
+                                             so padding costs neither FLOPs nor memory traffic (66-71% of a
+                                             padded THUMOS14 training batch, 72% of a test batch is padding)
   * `project(layers, rows)`                - the input matmul of several layers that read the same rows, fused
   * `topk_counts(lengths, divisor)`        - k = ceil(T_i / divisor), at least 1, per video
   * `masked_topk_mean(x, mask, k, k_max)`  - per-video, per-class mean of the k_i largest values over time
@@ -126,15 +127,15 @@ class TemporalConv(nn.Module):
         y = _ShiftSum.apply(z.view(b, t, self.kernel, out_dim), self.dilation)  # (B, T, H), a fresh tensor
         return y if self.bias is None else y.add_(self.bias)  # in place: the tap sum saves nothing
 
-    def rows(self, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The conv of a padded batch given only its real snippets: rows (N, D) = `x[mask]`, mask (B, T) ->
-        (B, T, H), equal to `forward(x)` with zeros on padding; the matmul skips the padding."""
-        return self.taps(rows @ self.weight.flatten(1), mask)
+    def rows(self, rows: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """The conv of a batch given only its real snippets: rows (N, D) = `packing.rows(x)` -> (N, H), equal to
+        `forward(x)` on the real snippets of the zero-padded x; nothing is computed on padding."""
+        return self.taps(rows @ self.weight.flatten(1), packing)
 
-    def taps(self, projected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Tap sum and bias of projected real snippets (N, k*H) (`rows @ W`, see `project`) -> (B, T, H)."""
-        z = scatter_rows(projected, mask)  # (B, T, k*H), zeros on padding
-        y = _ShiftSum.apply(z.unflatten(-1, (self.kernel, -1)), self.dilation)  # (B, T, H), a fresh tensor
+    def taps(self, projected: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Tap sum and bias of projected real snippets (N, k*H) (`rows @ W`, see `project`) -> (N, H)."""
+        shifts = [(j - self.kernel // 2) * self.dilation for j in range(self.kernel)]
+        y = _PackedTaps.apply(projected.unflatten(-1, (self.kernel, -1)), packing, shifts)  # (N, H), fresh
         return y if self.bias is None else y.add_(self.bias)
 
     def extra_repr(self) -> str:
@@ -142,15 +143,77 @@ class TemporalConv(nn.Module):
         return f"{in_dim}, {out_dim}, kernel={kernel}, dilation={self.dilation}"
 
 
-def real_rows(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The real snippets of a padded batch: x (B, T, D), mask (B, T) bool -> (N, D) in mask order (`x[mask]`)."""
-    return x.flatten(0, 1).index_select(0, mask.flatten().nonzero().squeeze(1))
+class Packing:
+    """Where the real snippets of a padded batch go when packed into N rows, in mask order (`x[mask]`).
+
+    mask (B, T) bool, True on real snippets (any pattern, not only a prefix). Built once per forward: its one
+    `nonzero` is the network's only host synchronisation on CUDA (N sizes every packed tensor); the indices
+    it derives (`neighbours`) are cached, so the layers index without boolean masks and without syncs.
+    """
+
+    def __init__(self, mask: torch.Tensor):
+        b, t = mask.shape
+        self.mask = mask
+        self.position = mask.flatten().nonzero().squeeze(1)  # (N,) flat index b*T + t of each real snippet
+        n = self.position.numel()
+        self.slot = torch.full((b * t,), -1, dtype=torch.long, device=mask.device)  # (B*T,) packed row or -1
+        self.slot[self.position] = torch.arange(n, device=mask.device)
+        self._neighbours: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, D) -> the real snippets (N, D) in mask order."""
+        return x.flatten(0, 1).index_select(0, self.position)
+
+    def scatter(self, rows: torch.Tensor) -> torch.Tensor:
+        """Inverse of `rows`: rows (N, ...) -> (B, T, ...) with zeros on padding."""
+        b, t = self.mask.shape
+        out = rows.new_zeros(b * t, *rows.shape[1:]).index_copy(0, self.position, rows)  # (B*T, ...)
+        return out.unflatten(0, (b, t))
+
+    def neighbours(self, shift: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row n's neighbour `shift` snippets later in its own video: source (N,) long packed row (n itself
+        where that snippet is padding or outside the video) and weight (N, 1) of `dtype`, 1 where it is real."""
+        key = (shift, dtype)
+        if key not in self._neighbours:
+            b, t = self.mask.shape
+            time = self.position % t + shift  # (N,)
+            inside = (time >= 0) & (time < t)
+            source = self.slot[(self.position + shift).clamp(0, b * t - 1)]
+            real = inside & (source >= 0)
+            rows = torch.arange(self.position.numel(), device=self.position.device)
+            self._neighbours[key] = (torch.where(real, source, rows), real.unsqueeze(1).to(dtype))
+        return self._neighbours[key]
 
 
-def scatter_rows(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Inverse of `real_rows`: rows (N, D) -> (B, T, D) with zeros on padding."""
-    b, t = mask.shape
-    return rows.new_zeros(b, t, rows.shape[1]).index_put((mask,), rows)
+class _PackedTaps(torch.autograd.Function):
+    """y[n] = sum_j w_j[n] * z[source_j[n], j]: the tap sum of a temporal conv on packed rows (see `Packing`).
+
+    z (N, k, H) -> (N, H). Row n's tap j reads the snippet `shifts[j]` steps away in its own video, zero where
+    that is padding or outside the video, exactly as the zero-padded (B, T) tap sum does, with the same
+    additions in the same order. The backward is gathers too: tap j's source is tap -j's reader.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, packing: Packing, shifts: list[int]) -> torch.Tensor:
+        ctx.packing, ctx.shifts = packing, shifts
+        y = z[:, shifts.index(0)].clone()  # (N, H)
+        for j, shift in enumerate(shifts):
+            if shift != 0:
+                source, weight = packing.neighbours(shift, z.dtype)
+                y.addcmul_(z[:, j].index_select(0, source), weight)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):  # grad_y (N, H)
+        shifts = ctx.shifts
+        grad_z = grad_y.new_empty(grad_y.shape[0], len(shifts), grad_y.shape[1])  # (N, k, H)
+        for j, shift in enumerate(shifts):
+            if shift == 0:
+                grad_z[:, j] = grad_y
+            else:
+                source, weight = ctx.packing.neighbours(-shift, grad_y.dtype)
+                torch.mul(grad_y.index_select(0, source), weight, out=grad_z[:, j])
+        return grad_z, None, None
 
 
 def project(layers: Sequence[nn.Module], rows: torch.Tensor) -> list[torch.Tensor]:

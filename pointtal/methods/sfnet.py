@@ -45,12 +45,11 @@ from pointtal.errors import InputError
 from pointtal.localization.sfnet import localize_sfnet
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
 from pointtal.methods.layers import (
+    Packing,
     TemporalConv,
     masked_mean,
     masked_topk_mean,
     project,
-    real_rows,
-    scatter_rows,
     select_hardest,
     soft_cross_entropy,
     topk_counts,
@@ -127,8 +126,19 @@ class SFNetOutput:
     act_rgb: torch.Tensor | None  # (B, T), None without the actionness branch
     act_flow: torch.Tensor | None  # (B, T)
     act: torch.Tensor | None  # (B, T) fused: a_rgb * v_rgb + a_flow * v_flow
-    hidden_rgb: torch.Tensor  # (B, T, H) classification-branch features (after dropout)
-    hidden_flow: torch.Tensor  # (B, T, H)
+    hidden_rows: tuple[torch.Tensor, torch.Tensor]  # RGB, flow classification features (N, H), after dropout
+    packing: Packing  # where the N real snippets sit in (B, T)
+
+    @property
+    def hidden_rgb(self) -> torch.Tensor:
+        """(B, T, H) RGB classification-branch features, zeros on padding (scattered on demand: inference
+        never pays for this H-wide tensor)."""
+        return self.packing.scatter(self.hidden_rows[0])
+
+    @property
+    def hidden_flow(self) -> torch.Tensor:
+        """(B, T, H) flow classification-branch features, zeros on padding."""
+        return self.packing.scatter(self.hidden_rows[1])
 
     def streams(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """(cas, act) of the RGB, flow and fused outputs, the three outputs every loss is applied to."""
@@ -169,37 +179,35 @@ class Stream(nn.Module):
             self.act_layers, self.act_head = None, None
 
     def forward(
-        self, rows: torch.Tensor, mask: torch.Tensor
+        self, rows: torch.Tensor, packing: Packing
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """rows (N, D/2) = the batch's real snippets, mask (B, T) bool -> hidden (B,T,H), cas (B,T,K), act (B,T).
+        """rows (N, D/2) = the batch's real snippets (`packing.rows`) -> hidden (N, H), cas (N, K), act (N,).
 
-        Every layer runs on real snippets only (a temporal conv scatters its projection to (B, T) for the tap
-        sum), so padding costs no FLOPs; the result equals running the layers on the zero-padded batch.
+        Every layer runs on real snippets only (a temporal conv reads its neighbours through `packing`), so
+        padding costs neither FLOPs nor memory; the result equals running the layers on the zero-padded batch.
         The first layers of both branches read the input in one matmul (`project`)."""
         firsts = [self.cls_layers[0]] + ([self.act_layers[0]] if self.act_layers is not None else [])
         projected = project(firsts, rows)  # [(N, k*H)] per branch
         if self.conv_backbone:
-            h = _conv_stack(self.cls_layers, self.cls_layers[0].taps(projected[0], mask), mask)  # (B, T, H)
-            h = real_rows(h, mask)  # (N, H)
+            h = _conv_stack(self.cls_layers, self.cls_layers[0].taps(projected[0], packing), packing)  # (N, H)
         else:
             h = F.relu(projected[0] + self.cls_layers[0].bias, inplace=True)  # (N, H)
             for layer in self.cls_layers[1:]:
                 h = F.relu(layer(h), inplace=True)
         h = F.dropout(h, self.dropout, self.training)
         cas = self.classifier(h)  # (N, K)
-        hidden, cas = scatter_rows(h, mask), scatter_rows(cas, mask)  # (B, T, H), (B, T, K)
         if self.act_layers is None:
-            return hidden, cas, None
-        a = _conv_stack(self.act_layers, self.act_layers[0].taps(projected[1], mask), mask)  # (B, T, H)
-        return hidden, cas, self.act_head(a).squeeze(-1)  # (B, T)
+            return h, cas, None
+        a = _conv_stack(self.act_layers, self.act_layers[0].taps(projected[1], packing), packing)  # (N, H)
+        return h, cas, self.act_head(a).squeeze(-1)  # (N,)
 
 
-def _conv_stack(layers: nn.ModuleList, first: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """ReLU of the first conv's output `first` (B, T, H), then ReLU(conv) of each further layer on the real
+def _conv_stack(layers: nn.ModuleList, first: torch.Tensor, packing: Packing) -> torch.Tensor:
+    """ReLU of the first conv's output `first` (N, H), then ReLU(conv) of each further layer on the real
     snippets only, so every conv sees zeros beyond each video's end as in a single-video forward."""
     x = F.relu(first, inplace=True)  # in place on the fresh tap sum
     for layer in layers[1:]:
-        x = F.relu(layer.rows(real_rows(x, mask), mask), inplace=True)  # (B, T, H)
+        x = F.relu(layer.rows(x, packing), inplace=True)  # (N, H)
     return x
 
 
@@ -229,14 +237,17 @@ class TwoStreamNet(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
         """features (B, T, D), mask (B, T) bool -> SFNetOutput."""
-        rows = real_rows(features, mask)  # (N, D) real snippets only: padding never reaches a layer
-        h_rgb, cas_rgb, act_rgb = self.rgb(rows[:, : self.half], mask)
-        h_flow, cas_flow, act_flow = self.flow(rows[:, self.half :], mask)
-        cas = cas_rgb * self.cas_weights[0] + cas_flow * self.cas_weights[1]  # (B, T, K)
-        act = None
+        packing = Packing(mask)
+        rows = packing.rows(features)  # (N, D) real snippets only: padding never reaches a layer
+        h_rgb, cas_rgb, act_rgb = self.rgb(rows[:, : self.half], packing)  # (N, H), (N, K), (N,)
+        h_flow, cas_flow, act_flow = self.flow(rows[:, self.half :], packing)
+        cas = cas_rgb * self.cas_weights[0] + cas_flow * self.cas_weights[1]  # (N, K)
+        acts = [None] * 3
         if act_rgb is not None:
-            act = act_rgb * self.act_weights[0] + act_flow * self.act_weights[1]  # (B, T)
-        return SFNetOutput(cas_rgb, cas_flow, cas, act_rgb, act_flow, act, h_rgb, h_flow)
+            act = act_rgb * self.act_weights[0] + act_flow * self.act_weights[1]  # (N,)
+            acts = [packing.scatter(a) for a in (act_rgb, act_flow, act)]  # (B, T) each
+        cas_rgb, cas_flow, cas = (packing.scatter(c) for c in (cas_rgb, cas_flow, cas))  # (B, T, K) each
+        return SFNetOutput(cas_rgb, cas_flow, cas, acts[0], acts[1], acts[2], (h_rgb, h_flow), packing)
 
 
 # ----------------------------------------------------------------------------- losses (§2.2)
