@@ -19,7 +19,7 @@ import numpy as np
 
 from pointtal.data.annotations import BACKGROUND, Video, read_json
 from pointtal.data.features import SnippetGeometry
-from pointtal.errors import MAX_FPS, InputError
+from pointtal.errors import MAX_FPS, InputError, refuse_estimate
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ CUSTOM_BINS = (0.12, 0.16, 0.19, 0.16, 0.12, 0.11, 0.06, 0.03, 0.02, 0.03)
 
 _EPS = 1e-9  # same tolerance as SnippetGeometry.to_snippet: a time on a snippet boundary belongs to the later one
 _MIN_PIECE_SEC = 1e-6  # SODA pieces shorter than this are float noise at window/instance boundaries
+
+MAX_WINDOWS = 1e7  # SODA windows of one simulation: beyond this the window cannot be meant (hours, GB of points)
 
 _SFNET_HEADER_TIME = {"time", "time_sec", "time_seconds"}
 _LACP_REQUIRED = ("class", "video_id", "point")
@@ -432,6 +434,10 @@ def simulate_points(
     _check_simulation_args(scheme, fps, stride, seed, opts)
     if scheme == "weak":
         return []
+    if scheme.startswith("soda"):
+        windows = sum(math.ceil(v.duration_sec / opts.window_sec) for v in videos)
+        refuse_estimate(windows, MAX_WINDOWS, f"SODA window of {opts.window_sec:g} s (window_sec) on {len(videos)} videos",
+                        "give a window of seconds (the SODA protocol uses 10 s)", unit="windows")
     points, n_skipped, first_skipped = [], 0, None
     for video in sorted(videos, key=lambda v: v.video_id):
         geom = SnippetGeometry(video.fps if video.fps is not None else float(fps), int(stride))

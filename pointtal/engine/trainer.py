@@ -28,6 +28,7 @@ from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
 from pointtal.engine.evaluate import evaluate_predictions
 from pointtal.engine.inference import autocast, dataset_items, flat_cas, predict, resolve_device
 from pointtal.engine.logs import MetricsLog, read_metrics
+from pointtal.engine.plan import check_batch_memory, warn_plan
 from pointtal.engine.report import write_report
 from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError, TrainingDiverged
@@ -171,6 +172,10 @@ class Trainer:
         self.steps = total_steps(config, len(self.data.train))
         method, optimizer = new_method(config, self.data, config.train.seed, self.device)
         self.state = _State(method, optimizer)
+        check_batch_memory(config, self.data.train.dim, int(self.data.train.n_snippets.max()), method.sampling,
+                           self.device)
+        if self.dist.is_main:
+            warn_plan(config, len(self.data.train), self.steps, method.refresh_step)
         self._prepare_run_dir(resume)
         self.sampler = BatchSampler(
             self.data.train, config.train.batch_size, config.train.seed, method.sampling,
