@@ -149,8 +149,7 @@ class TrainConfig:
         _check(self.steps > 0, "train.steps", self.steps, "must be > 0")
         _check(self.batch_size > 0, "train.batch_size", self.batch_size, "must be > 0")
         _check(self.lr > 0, "train.lr", self.lr, "must be > 0")
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-               "train.device", self.device, "must be auto, cpu or cuda")
+        check_device(self.device, "train.device")
 
 
 @dataclass(frozen=True)
@@ -177,6 +176,15 @@ class Config:
             "train": train,
             "eval": to_dict(self.eval),
         }
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(name, key: str = "device") -> None:
+    """A device name pointtal can use (whether the machine has it is checked when it is opened)."""
+    _check(isinstance(name, str) and DEVICE.fullmatch(name) is not None, key, name,
+           "is not a device name; use auto, cpu, cuda or cuda:N")
 
 
 def _check(ok: bool, key: str, value, why: str) -> None:

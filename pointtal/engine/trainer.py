@@ -162,7 +162,7 @@ class Trainer:
     def __init__(self, config: Config, run_dir: str | Path, *, resume: bool = False, data: RunData | None = None):
         self.config = config
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(config.train.device)
+        self.device = resolve_device(config.train.device, "train.device")
         self.dist = distributed.init_distributed(self.device)
         self.device = distributed.local_device(self.device, self.dist)
         if config.train.batch_size < self.dist.world:  # a rank with no video would crash in the sampler
