@@ -149,6 +149,13 @@ class TrainConfig:
         _check(self.steps > 0, "train.steps", self.steps, "must be > 0")
         _check(self.batch_size > 0, "train.batch_size", self.batch_size, "must be > 0")
         _check(self.lr > 0, "train.lr", self.lr, "must be > 0")
+        _check(self.epochs is None or self.epochs > 0, "train.epochs", self.epochs, "must be > 0 (or null to count steps)")
+        _check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
+        _check(self.eval_every >= 0, "train.eval_every", self.eval_every, "must be >= 0 (0: only at the end)")
+        for key in ("checkpoint_every", "log_every"):
+            _check(getattr(self, key) > 0, f"train.{key}", getattr(self, key), "must be > 0 (steps between writes)")
+        _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip", self.grad_clip,
+               "must be > 0 (or null: no clipping)")
         check_device(self.device, "train.device")
 
 
@@ -156,6 +163,11 @@ class TrainConfig:
 class EvalConfig:
     tiou: tuple[float, ...] = THUMOS_TIOU  # tIoU thresholds of segment mAP
     batch_size: int = 16  # videos per inference batch
+
+    def __post_init__(self):
+        _check(self.batch_size > 0, "eval.batch_size", self.batch_size, "must be > 0")
+        _check(len(self.tiou) > 0 and all(0 < t <= 1 for t in self.tiou), "eval.tiou", self.tiou,
+               "must be a non-empty list of thresholds in (0, 1]")
 
 
 @dataclass(frozen=True)
