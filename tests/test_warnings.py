@@ -251,3 +251,22 @@ def test_points_read_from_a_file_keep_file_and_line_but_compare_by_value(tmp_pat
     assert [(p.file, p.line) for p in points] == [(str(path), 1), (str(path), 3)]
     assert points == [Point("v", 1.0, "a"), Point("v", 2.0, "b")]
     assert json.dumps([p.origin for p in points]) == json.dumps([f"{path} line 1", f"{path} line 3"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("train.checkpoint_every=0", "train.checkpoint_every"), ("train.log_every=0", "train.log_every"),
+     ("train.epochs=0", "train.epochs"), ("train.eval_every=-5", "train.eval_every"),
+     ("train.grad_clip=-1", "train.grad_clip"), ("train.weight_decay=-1", "train.weight_decay"),
+     ("eval.batch_size=0", "eval.batch_size"), ("eval.tiou=[1.5]", "eval.tiou"), ("eval.tiou=[]", "eval.tiou")],
+)
+def test_intervals_and_sizes_out_of_range_name_the_key(override, key):
+    with pytest.raises(InputError, match=rf"^config: {key}="):
+        load_config(None, [override])
+
+
+def test_a_zero_interval_is_one_line_not_a_division_traceback(tiny_data, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_raw_config(tiny_data, "weak", steps=2)))
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--set", "train.log_every=0"]) == 2
+    assert "train.log_every=0 must be > 0" in _one_line_error(capsys)
