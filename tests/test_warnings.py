@@ -270,3 +270,14 @@ def test_a_zero_interval_is_one_line_not_a_division_traceback(tiny_data, tmp_pat
     config.write_text(yaml.safe_dump(tiny_raw_config(tiny_data, "weak", steps=2)))
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--set", "train.log_every=0"]) == 2
     assert "train.log_every=0 must be > 0" in _one_line_error(capsys)
+
+
+def test_points_on_no_video_of_the_subset_are_said(tiny_data, tmp_path, caplog):
+    gt = load_ground_truth(tiny_data / "annotations.json")
+    path = tmp_path / "test_only.csv"
+    path.write_text("video_test_0001,1.0,Jump\n")
+    training = {vid: v for vid, v in gt.videos.items() if v.subset == "validation"}
+    mapped = map_points(read_points(path), training, 25.0, 16, gt.class_index, source=str(path),
+                        elsewhere={"video_test_0001": "subset 'test'"}, scope="the training subset 'validation'")
+    assert len(mapped) == 0 and mapped.report.n_elsewhere == 1 and mapped.report.n_unknown_video == 0
+    assert f"{path}: none of its 1 point(s) falls on a video of the training subset 'validation'" in _messages(caplog)

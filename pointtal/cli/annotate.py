@@ -126,7 +126,7 @@ def _check(args: argparse.Namespace, gt, videos: dict) -> int:
             strict=args.strict,
             source=path,
             elsewhere=videos_elsewhere(gt.videos, videos, args.subset),
-            scope=f"subset '{args.subset}'",
+            scope=f"subset '{args.subset}'" if args.subset else "the ground truth",
         )
         n_videos = len(set(mapped.video_id))
         print(f"{mapped.report.summary}, {n_videos} videos")

@@ -678,6 +678,8 @@ def map_points(
     if actions_expected:
         _warn_files_without_actions(files, classes, background_label)
     keep = ~(outside | unknown | away)
+    if not keep.any():
+        log.warning("%s: none of its %d point(s) falls on a video of %s", where, len(points), scope)
     order = np.lexsort((classes[keep], snippets[keep], ids[keep].astype(str)))
     report = MapReport(
         source,
