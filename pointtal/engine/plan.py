@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 def plan_notes(config: Config, n_train_videos: int, steps: int, refresh_step: int | None) -> list[str]:
     """The surprising parts of training `steps` steps on `n_train_videos` videos (one message each)."""
     t, notes = config.train, []
-    if refresh_step is not None and refresh_step >= steps:
-        notes.append(f"method.expand_step={refresh_step} is not before the run's end ({steps} steps): anchor "
-                     "expansion (label mining) never runs; lower method.expand_step or set method.expand=false")
+    if refresh_step is not None and not 0 <= refresh_step < steps:
+        notes.append(f"method.expand_step={refresh_step} is not within the run's {steps} steps: anchor expansion "
+                     f"(label mining) never runs; give a step in [0, {steps}) or set method.expand=false")
     if t.batch_size > n_train_videos:
         notes.append(f"train.batch_size={t.batch_size} is larger than the {n_train_videos} training videos: "
                      f"every batch repeats videos; a batch of at most {n_train_videos} covers each once")
