@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import tiny_raw_config
+
 from pointtal.cli import main
 from pointtal.config import build_config, load_config, save_config
 from pointtal.data.annotations import load_ground_truth

@@ -130,7 +130,7 @@ def warn_length_mismatch(videos: Sequence[Video], geometries: Sequence[SnippetGe
     Such features were extracted at another fps / stride than the config says (or belong to other videos):
     every instance and point would then sit at the wrong snippets without any error.
     """
-    expected = np.array([g.n_snippets(v.duration_sec) for v, g in zip(videos, geometries)], dtype=np.float64)
+    expected = np.array([g.n_snippets(v.duration_sec) for v, g in zip(videos, geometries, strict=True)], dtype=np.float64)
     ratio = lengths / expected  # (V,)
     off = np.flatnonzero((ratio >= LENGTH_RATIO) | (ratio <= 1 / LENGTH_RATIO))
     if not len(off):
