@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -19,6 +20,7 @@ from pointtal.data.annotations import BACKGROUND
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.evaluation import THUMOS_TIOUS
 
+log = logging.getLogger(__name__)
 
 def from_dict(cls: type, data: Any, where: str):
     """Build frozen dataclass `cls` from a mapping; unknown keys and wrong types name the key."""
@@ -132,7 +134,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 2000  # optimisation steps (iterations)
+    steps: int = 2000  # optimisation steps (iterations); give either steps or epochs, never both
     epochs: int | None = None  # if set, steps = epochs * ceil(n_train_videos / batch_size)
     batch_size: int = 32  # videos per step (global, across DDP ranks)
     lr: float = 1e-4
@@ -151,14 +153,25 @@ class TrainConfig:
         _check(self.steps > 0, "train.steps", self.steps, "must be > 0")
         _check(self.batch_size > 0, "train.batch_size", self.batch_size, "must be > 0")
         _check(self.lr > 0, "train.lr", self.lr, "must be > 0")
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-               "train.device", self.device, "must be auto, cpu or cuda")
+        _check(self.epochs is None or self.epochs > 0, "train.epochs", self.epochs, "must be > 0 (or null to count steps)")
+        _check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
+        _check(self.eval_every >= 0, "train.eval_every", self.eval_every, "must be >= 0 (0: only at the end)")
+        for key in ("checkpoint_every", "log_every"):
+            _check(getattr(self, key) > 0, f"train.{key}", getattr(self, key), "must be > 0 (steps between writes)")
+        _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip", self.grad_clip,
+               "must be > 0 (or null: no clipping)")
+        check_device(self.device, "train.device")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     tiou: tuple[float, ...] = THUMOS_TIOUS  # tIoU thresholds of segment mAP
     batch_size: int = 16  # videos per inference batch
+
+    def __post_init__(self):
+        _check(self.batch_size > 0, "eval.batch_size", self.batch_size, "must be > 0")
+        _check(len(self.tiou) > 0 and all(0 < t <= 1 for t in self.tiou), "eval.tiou", self.tiou,
+               "must be a non-empty list of thresholds in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -171,12 +184,24 @@ class Config:
     origin: str = field(default="config", compare=False)  # where it was read: named by "not found" errors
 
     def to_dict(self) -> dict:
+        train = to_dict(self.train)
+        if self.train.epochs is not None:
+            del train["steps"]  # one schedule: epochs (a file with both would be refused when read back)
         return {
             "data": to_dict(self.data),
             "method": {"name": self.method, **(to_dict(self.method_options) or {})},
-            "train": to_dict(self.train),
+            "train": train,
             "eval": to_dict(self.eval),
         }
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(name, key: str = "device") -> None:
+    """A device name pointtal can use (whether the machine has it is checked when it is opened)."""
+    _check(isinstance(name, str) and DEVICE.fullmatch(name) is not None, key, name,
+           "is not a device name; use auto, cpu, cuda or cuda:N")
 
 
 def _check(ok: bool, key: str, value, why: str) -> None:
@@ -201,9 +226,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply `--set key=value` strings onto a nested mapping (copying the touched levels)."""
+SCHEDULE_KEYS = ("steps", "epochs")  # train.steps and train.epochs: two ways of giving one schedule
+
+
+def apply_overrides(raw: dict, overrides: list[str], where: str = "config") -> dict:
+    """Apply `--set key=value` strings onto a nested mapping (copying the touched levels).
+
+    `train.steps` and `train.epochs` are one schedule: setting one of them replaces the other given by the
+    file (logged), and setting both to values is an error naming both.
+    """
     raw = dict(raw)
+    _one_schedule(raw, overrides)
     for text in overrides:
         path, value = parse_override(text)
         node = raw
@@ -214,7 +247,37 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node[part] = dict(child)
             node = node[part]
         node[path[-1]] = value
+    _check_schedule(raw, where)
     return raw
+
+
+def _one_schedule(raw: dict, overrides: list[str]) -> None:
+    """Drop the file's train.steps / train.epochs when `--set` gives the other (in place, logged)."""
+    given = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        if len(path) == 2 and path[0] == "train" and path[1] in SCHEDULE_KEYS:
+            given[path[1]] = value
+    chosen = [key for key, value in given.items() if value is not None]
+    if len(chosen) == 2:
+        raise InputError(f"--set train.steps={given['steps']!r} and --set train.epochs={given['epochs']!r}: "
+                         "give one schedule (train.epochs=null to count steps)")
+    train = raw.get("train")
+    if len(chosen) != 1 or not isinstance(train, dict):
+        return
+    other = SCHEDULE_KEYS[1 - SCHEDULE_KEYS.index(chosen[0])]
+    if train.get(other) is not None and other not in given:
+        log.info("train.%s=%s (--set) replaces the config's train.%s=%s", chosen[0], given[chosen[0]], other,
+                 train[other])
+        raw["train"] = {key: value for key, value in train.items() if key != other}
+
+
+def _check_schedule(raw: dict, where: str) -> None:
+    """A config gives train.steps or train.epochs, not both (which one would win is not obvious)."""
+    train = raw.get("train")
+    if isinstance(train, dict) and all(train.get(key) is not None for key in SCHEDULE_KEYS):
+        raise InputError(f"{where}: train.steps={train['steps']!r} and train.epochs={train['epochs']!r} are both "
+                         "set; keep one (epochs: steps = epochs * ceil(videos / batch_size))")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -339,7 +402,8 @@ def _sections(raw: dict, where: str, name: str, method_raw: dict, methods) -> Co
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """A preset file (or defaults when None) plus `--set` overrides, validated."""
     raw = read_config(path) if path is not None else {}
-    raw = apply_overrides(raw, overrides or [])  # build_config reads relative --set paths from this directory
+    # build_config reads relative --set paths from the current directory
+    raw = apply_overrides(raw, overrides or [], str(path) if path else "config")
     config = build_config(raw, str(path) if path else "config")
     data_set = any(text.strip().startswith("data.") for text in overrides or [])
     return dataclasses.replace(config, origin=f"{config.origin} and --set") if data_set else config

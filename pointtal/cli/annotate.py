@@ -13,6 +13,7 @@ from pointtal.data.points import (
     read_fps_dict,
     read_points,
     simulate_points,
+    videos_elsewhere,
     write_points,
 )
 from pointtal.errors import MAX_FPS, InputError
@@ -137,6 +138,8 @@ def _check(args: argparse.Namespace, gt, videos: dict) -> int:
             args.background_label,
             strict=args.strict,
             source=path,
+            elsewhere=videos_elsewhere(gt.videos, videos, args.subset),
+            scope=f"subset '{args.subset}'" if args.subset else "the ground truth",
         )
         n_videos = len(set(mapped.video_id))
         print(f"{mapped.report.summary}, {n_videos} videos")

@@ -24,13 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty directory that is not a synth output (deletes nothing), "
                              "or replace a synth output of another preset (removes its feature files)")
+    parser.add_argument("--force", action="store_true",
+                        help="write features estimated beyond 20 GB (an unusually large --dim)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     summary = generate(
         args.out_dir, args.preset, seed=args.seed, dim=args.dim, dtype=args.dtype,
-        overwrite=args.overwrite, progress=False if args.no_progress else None,
+        overwrite=args.overwrite, progress=False if args.no_progress else None, force=args.force,
     )
     subsets = ", ".join(f"{k} {v}" for k, v in summary.subsets.items())
     print(

@@ -103,6 +103,7 @@ def build_dataset(
     offsets = np.concatenate(([0], np.cumsum(lengths)))
     features = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays]))  # (N, D)
     geometries = [geometry_for(v, fps, stride) for v in videos]
+    warn_length_mismatch(videos, geometries, lengths, f"subset '{subset}'")
     video_labels = torch.zeros(len(videos), n_classes + 1)  # (V, C+1)
     for i, v in enumerate(videos):
         for inst in v.instances:
@@ -117,6 +118,31 @@ def build_dataset(
     if points is not None:
         dataset.set_point_labels(point_label_rows(dataset, points, n_classes))
     return dataset
+
+
+LENGTH_RATIO = 2.0  # features this many times longer (or shorter) than the duration says: wrong fps or stride
+
+
+def warn_length_mismatch(videos: Sequence[Video], geometries: Sequence[SnippetGeometry], lengths: np.ndarray,
+                         source: str) -> None:
+    """Say once when feature lengths disagree with the ground-truth durations by LENGTH_RATIO or more.
+
+    Such features were extracted at another fps / stride than the config says (or belong to other videos):
+    every instance and point would then sit at the wrong snippets without any error.
+    """
+    expected = np.array([g.n_snippets(v.duration_sec) for v, g in zip(videos, geometries, strict=True)], dtype=np.float64)
+    ratio = lengths / expected  # (V,)
+    off = np.flatnonzero((ratio >= LENGTH_RATIO) | (ratio <= 1 / LENGTH_RATIO))
+    if not len(off):
+        return
+    i = int(off[np.argmax(np.abs(np.log(ratio[off])))])
+    g = geometries[i]
+    log.warning(
+        "%s: %d of %d videos have features %.0fx or more off their duration (worst: '%s', %d snippets = %.1f s "
+        "at fps %g / stride %d, duration %.1f s); check data.fps and data.stride",
+        source, len(off), len(videos), LENGTH_RATIO, videos[i].video_id, lengths[i],
+        lengths[i] * g.snippet_sec, g.fps, g.stride, videos[i].duration_sec,
+    )
 
 
 def point_label_rows(dataset: PointDataset, points, n_classes: int) -> torch.Tensor:

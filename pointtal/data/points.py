@@ -11,8 +11,8 @@ import csv
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from pointtal.atomic import write_text_atomic
 from pointtal.data.annotations import BACKGROUND, Video, read_json
 from pointtal.data.features import SnippetGeometry
-from pointtal.errors import MAX_FPS, InputError
+from pointtal.errors import MAX_FPS, InputError, refuse_estimate
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ CUSTOM_BINS = (0.12, 0.16, 0.19, 0.16, 0.12, 0.11, 0.06, 0.03, 0.02, 0.03)
 _EPS = 1e-9  # same tolerance as SnippetGeometry.to_snippet: a time on a snippet boundary belongs to the later one
 _MIN_PIECE_SEC = 1e-6  # SODA pieces shorter than this are float noise at window/instance boundaries
 
+MAX_WINDOWS = 1e7  # SODA windows of one simulation: beyond this the window cannot be meant (hours, GB of points)
+
 _SFNET_HEADER_TIME = {"time", "time_sec", "time_seconds"}
 _LACP_REQUIRED = ("class", "video_id", "point")
 
@@ -66,6 +68,13 @@ class Point:
     video_id: str
     time_sec: float
     label: str = BACKGROUND
+    file: str = field(default="", compare=False, repr=False)  # the point file it was read from ("" if simulated)
+    line: int = field(default=0, compare=False, repr=False)  # its 1-based line there, so warnings can name it
+
+    @property
+    def origin(self) -> str:
+        """'FILE line N' for a point read from a file, else ''."""
+        return f"{self.file} line {self.line}" if self.file else ""
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -139,7 +148,8 @@ def _parse_sfnet(rows: list[tuple[int, list[str]]], path: Path) -> list[Point]:
             raise InputError(f"{where}: empty video id")
         if not label:
             raise InputError(f"{where}: empty label (use the background name for background points)")
-        points.append(Point(video_id, _parse_time(time_text, f"{where} video '{video_id}'"), label))
+        time_sec = _parse_time(time_text, f"{where} video '{video_id}'")
+        points.append(Point(video_id, time_sec, label, str(path), number))
     return points
 
 
@@ -165,7 +175,7 @@ def _parse_lacp(
             raise InputError(f"{where}: empty video id or class")
         frame = _parse_time(fields[column["point"]], f"{where} video '{video_id}'", "point frame")
         fps = _lookup_fps(fps_lookup, video_id, where)
-        points.append(Point(video_id, frame / fps, label))
+        points.append(Point(video_id, frame / fps, label, str(path), number))
     return points
 
 
@@ -443,6 +453,10 @@ def simulate_points(
     _check_simulation_args(scheme, fps, stride, seed, opts)
     if scheme == "weak":
         return []
+    if scheme.startswith("soda"):
+        windows = sum(math.ceil(v.duration_sec / opts.window_sec) for v in videos)
+        refuse_estimate(windows, MAX_WINDOWS, f"SODA window of {opts.window_sec:g} s (window_sec) on {len(videos)} videos",
+                        "give a window of seconds (the SODA protocol uses 10 s)", unit="windows")
     points, n_skipped, first_skipped = [], 0, None
     for video in sorted(videos, key=lambda v: v.video_id):
         geom = SnippetGeometry(video.fps if video.fps is not None else float(fps), int(stride))
@@ -515,15 +529,17 @@ class MapReport:
     n_points: int
     n_mapped: int
     n_outside: int  # beyond the video's last snippet
-    n_unknown_video: int  # video id not in the ground truth (subset)
+    n_unknown_video: int  # video id not in the ground truth
     first_outside: str | None = None
     first_unknown: str | None = None
+    n_elsewhere: int = 0  # on a ground-truth video that is not mapped here (another subset, no features)
 
     @property
     def summary(self) -> str:
+        elsewhere = f", {self.n_elsewhere} on videos outside the subset" if self.n_elsewhere else ""
         return (
             f"{self.source or 'points'}: {self.n_points} points, {self.n_mapped} mapped, "
-            f"{self.n_outside} outside video, {self.n_unknown_video} unknown video"
+            f"{self.n_outside} outside video, {self.n_unknown_video} unknown video{elsewhere}"
         )
 
 
@@ -549,7 +565,7 @@ class MappedPoints:
         }
 
 
-def _class_columns(labels: np.ndarray, ids: np.ndarray, lookup: Mapping[str, int], where: str, bg: str):
+def _class_columns(labels: np.ndarray, ids: np.ndarray, lookup: Mapping[str, int], at: Callable[[int], str], bg: str):
     """Class column of each label; a label that is neither a class nor the background name is an error."""
     names, inverse = np.unique(labels.astype(str), return_inverse=True)
     for j, name in enumerate(names):
@@ -558,7 +574,7 @@ def _class_columns(labels: np.ndarray, ids: np.ndarray, lookup: Mapping[str, int
             classes = sorted(k for k in lookup if k != bg)
             known = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
             raise InputError(
-                f"{where}: video '{ids[i]}': label '{name}' is not a class of the ground truth nor the background "
+                f"{at(i)}: video '{ids[i]}': label '{name}' is not a class of the ground truth nor the background "
                 f"name '{bg}' (classes: {known})"
             )
     return np.array([lookup[name] for name in names], dtype=np.int64)[inverse]  # (N,)
@@ -596,6 +612,15 @@ def _empty_mapped(source: str) -> MappedPoints:
     )
 
 
+def videos_elsewhere(all_videos: Mapping[str, Video], mapped: Collection[str], subset: str) -> dict[str, str]:
+    """Ground-truth videos left out of a mapping onto `subset`'s `mapped` videos -> why (for `map_points`)."""
+    return {
+        vid: f"subset '{video.subset}'" if video.subset != subset else f"subset '{subset}' without a feature file"
+        for vid, video in all_videos.items()
+        if vid not in mapped
+    }
+
+
 def map_points(
     points: Sequence[Point],
     videos: Mapping[str, Video],
@@ -606,14 +631,21 @@ def map_points(
     strict: bool = False,
     source: str = "",
     snippet_counts: Mapping[str, int] | None = None,
+    *,
+    elsewhere: Mapping[str, str] | None = None,
+    scope: str = "the subset",
+    actions_expected: bool = True,
 ) -> MappedPoints:
     """Map points to snippets `floor(time * fps / stride)` (the video's own fps where the ground truth has one).
 
-    Points beyond the video's last snippet and points of videos not in `videos` are dropped and counted
-    (one warning each kind); with `strict=True` they are input errors. Labels that are not classes and
-    negative times are always input errors. A video has `max(1, floor(duration * fps / stride))` snippets
-    unless `snippet_counts` (video id -> feature length T) gives its real length: the THUMOS14 ground
-    truth understates a few durations (its instances and the human clicks run past them).
+    Points beyond the video's last snippet and points of videos in no subset of the ground truth are dropped
+    and counted (one warning per file and kind, naming the first point's file and line); with `strict=True`
+    they are input errors. Points on `elsewhere` videos (ground-truth videos outside `scope`, id -> why, see
+    `videos_elsewhere`) are left out and reported as such: they are neither unknown nor an error. A file
+    with no action point at all is warned about unless `actions_expected=False`. Labels that are not classes
+    and negative times are always input errors. A video has `max(1, floor(duration * fps / stride))`
+    snippets unless `snippet_counts` (video id -> feature length T) gives its real length: the THUMOS14
+    ground truth understates a few durations (its instances and the human clicks run past them).
     """
     where = source or "points"
     if not points:
@@ -621,40 +653,52 @@ def map_points(
     ids = np.array([p.video_id for p in points], dtype=object)  # (N,)
     times = np.array([p.time_sec for p in points], dtype=np.float64)  # (N,)
     labels = np.array([p.label for p in points], dtype=object)  # (N,)
+    files = np.array([p.file or where for p in points], dtype=object)  # (N,) where each point came from
+    lines = np.array([p.line for p in points], dtype=np.int64)  # (N,) 0 when not read from a file
     bad = ~np.isfinite(times) | (times < 0)
     if bad.any():
         i = int(np.argmax(bad))
         raise InputError(
-            f"{where}: video '{ids[i]}': invalid time {float(times[i])!r} (must be a finite number >= 0)"
+            f"{_at(files, lines, i)}: video '{ids[i]}': invalid time {float(times[i])!r} (must be a finite number >= 0)"
         )
     lookup = {**class_index, background_label: 0}
-    classes = _class_columns(labels, ids, lookup, where, background_label)  # (N,)
+    classes = _class_columns(labels, ids, lookup, lambda i: _at(files, lines, i), background_label)  # (N,)
     known, rate, n_snippets = _video_geometry(ids, videos, fps, stride, snippet_counts)  # (N,) each
     position = np.floor(times * rate + _EPS)  # (N,) float: a huge time must not wrap around in int64
     outside = known & (position >= n_snippets)
     snippets = np.where(known & ~outside, position, 0).astype(np.int64)  # (N,)
-    unknown = ~known
-    first_unknown = _first(unknown, lambda i: f"video '{ids[i]}' at {times[i]:.3f} s")
-    first_outside = _first(
-        outside,
-        lambda i: (
-            f"video '{ids[i]}' at {times[i]:.3f} s, after its {n_snippets[i]} snippets "
-            f"({n_snippets[i] / rate[i]:.3f} s)"
-        ),
-    )
+    other = elsewhere or {}
+    away = ~known & np.array([vid in other for vid in ids], dtype=bool)  # (N,) a video outside `scope`
+    unknown = ~known & ~away
+
+    def point(i: int) -> str:
+        return f"video '{ids[i]}' at {times[i]:.3f} s"
+
+    def beyond(i: int) -> str:
+        return f"{point(i)}, after its {n_snippets[i]} snippets ({n_snippets[i] / rate[i]:.3f} s)"
+
     if strict and unknown.any():
+        i = int(np.argmax(unknown))
         raise InputError(
-            f"{where}: {first_unknown} is not in the ground truth (drop --strict to skip such points)"
+            f"{_at(files, lines, i)}: {point(i)} is not in the ground truth (drop --strict to skip such points)"
         )
     if strict and outside.any():
-        raise InputError(
-            f"{where}: {first_outside} lies beyond the video (drop --strict to skip such points)"
-        )
-    for dropped, why, first in ((unknown, "of videos not in the ground truth", first_unknown),
-                                (outside, "beyond their video's last snippet", first_outside)):
-        if dropped.any():
-            log.warning("%s: dropped %d point(s) %s (first: %s)", where, int(dropped.sum()), why, first)
-    keep = ~(outside | unknown)
+        i = int(np.argmax(outside))
+        raise InputError(f"{_at(files, lines, i)}: {beyond(i)} lies beyond the video (drop --strict to skip such points)")
+    for name, count, i in _per_file(unknown, files):
+        log.warning("%s: dropped %d point(s) of videos not in the ground truth (first: %s)",
+                    name, count, _line_and(lines, i, point(i)))
+    for name, count, i in _per_file(outside, files):
+        log.warning("%s: dropped %d point(s) beyond their video's last snippet (first: %s)",
+                    name, count, _line_and(lines, i, beyond(i)))
+    for name, count, i in _per_file(away, files):
+        log.info("%s: %d point(s) on videos outside %s are not used (first: %s, %s)",
+                 name, count, scope, _line_and(lines, i, f"video '{ids[i]}'"), other[ids[i]])
+    if actions_expected:
+        _warn_files_without_actions(files, classes, background_label)
+    keep = ~(outside | unknown | away)
+    if not keep.any():
+        log.warning("%s: none of its %d point(s) falls on a video of %s", where, len(points), scope)
     order = np.lexsort((classes[keep], snippets[keep], ids[keep].astype(str)))
     report = MapReport(
         source,
@@ -662,10 +706,38 @@ def map_points(
         int(keep.sum()),
         int(outside.sum()),
         int(unknown.sum()),
-        first_outside,
-        first_unknown,
+        _first(outside, lambda i: _line_and(lines, i, beyond(i))),
+        _first(unknown, lambda i: _line_and(lines, i, point(i))),
+        int(away.sum()),
     )
     return MappedPoints(ids[keep][order], snippets[keep][order], classes[keep][order], report)
+
+
+def _at(files: np.ndarray, lines: np.ndarray, i: int) -> str:
+    """'FILE line N' of point i (just the source name for points not read from a file)."""
+    return f"{files[i]} line {lines[i]}" if lines[i] else str(files[i])
+
+
+def _line_and(lines: np.ndarray, i: int, text: str) -> str:
+    return f"line {lines[i]}, {text}" if lines[i] else text
+
+
+def _per_file(mask: np.ndarray, files: np.ndarray) -> list[tuple[str, int, int]]:
+    """(file, count, index of its first point) of the masked points, one entry per file in input order."""
+    index = np.flatnonzero(mask)
+    if not len(index):
+        return []
+    names, first, counts = np.unique(files[index].astype(str), return_index=True, return_counts=True)
+    return [(str(names[j]), int(counts[j]), int(index[first[j]])) for j in np.argsort(first)]
+
+
+def _warn_files_without_actions(files: np.ndarray, classes: np.ndarray, background_label: str) -> None:
+    """Once per file whose points are all background: it teaches no action (usually a wrong label column)."""
+    names, inverse = np.unique(files.astype(str), return_inverse=True)
+    actions = np.bincount(inverse, weights=(classes > 0).astype(np.float64), minlength=len(names))  # (F,)
+    for j in np.flatnonzero(actions == 0):
+        log.warning("%s: none of its %d point(s) names an action class (all are background '%s'), so its "
+                    "points teach no action", names[j], int((inverse == j).sum()), background_label)
 
 
 def _first(mask: np.ndarray, describe: Callable[[int], str]) -> str | None:

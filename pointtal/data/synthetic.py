@@ -74,7 +74,7 @@ from tqdm import tqdm
 from pointtal import __version__
 from pointtal.data.features import SnippetGeometry, check_video_id
 from pointtal.data.points import custom_click_positions
-from pointtal.errors import InputError
+from pointtal.errors import InputError, refuse_estimate
 
 log = logging.getLogger(__name__)
 
@@ -444,6 +444,22 @@ def _is_synth_output(out: Path) -> bool:
     return isinstance(data, dict) and data.get("generator") == GENERATOR
 
 
+MAX_BYTES = 20e9  # features beyond this (the thumos14 preset at D 2048 is 1.1 GB) need --force
+
+
+def check_feature_size(out: Path, spec: Preset, database: dict, dim: int, dtype: str, force: bool) -> None:
+    """Refuse a dataset whose features cannot fit the free disk space, or exceed MAX_BYTES without `force`."""
+    geometry = SnippetGeometry(spec.fps, spec.stride)
+    snippets = sum(geometry.n_snippets(v["duration"]) for v in database.values())
+    size = float(snippets) * dim * np.dtype(dtype).itemsize
+    what = f"--dim {dim} ({dtype}): {snippets} snippets x {dim} features"
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    refuse_estimate(size, free, what, f"only that much is free on {existing}; lower --dim")
+    if not force:
+        refuse_estimate(size, MAX_BYTES, what, "lower --dim (I3D features are 2048 wide), or pass --force to write it")
+
+
 def prepare_out_dir(out: Path, new_ids: set[str], overwrite: bool) -> None:
     """Create `out`, or accept it if empty / a previous synth output / `overwrite`; never delete user files.
 
@@ -538,11 +554,13 @@ def generate(
     overwrite: bool = False,
     progress: bool | None = None,
     model: FeatureModel | None = None,
+    force: bool = False,
 ) -> SynthSummary:
     """Write a synthetic benchmark into `out_dir` (layout in the module docstring).
 
     `dim` defaults to the preset's (`tiny` 64, `gtea`/`thumos14` 2048, as I3D); it must be even (RGB and
-    flow halves). `progress=None` shows a progress bar only on a terminal.
+    flow halves). `progress=None` shows a progress bar only on a terminal. Features estimated beyond
+    MAX_BYTES are refused unless `force`; beyond the free disk space always.
     """
     started = time.perf_counter()
     if preset not in PRESETS:
@@ -561,6 +579,7 @@ def generate(
     seeds = np.random.SeedSequence(seed).spawn(4)  # prototypes, structure, clicks, videos
     database = tiny_database(np.random.default_rng(seeds[1])) if spec.vendor is None else vendor_database(spec)
     classes = database_classes(database)
+    check_feature_size(out, spec, database, dim, dtype, force)
     prepare_out_dir(out, set(database), overwrite)
     log.info("synth %s: writing %d videos (dim %d, seed %d) to %s", preset, len(database), dim, seed, out)
     info = _info(spec, seed, dim, dtype, database, classes, model)

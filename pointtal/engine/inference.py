@@ -36,15 +36,21 @@ class Predictions:
         return {"version": "pointtal", "external_data": {}, "results": self.frames if frames else self.segments}
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when available, else CPU."""
+def resolve_device(name: str, key: str = "device") -> torch.device:
+    """`auto` picks CUDA when available, else CPU; a name this machine does not have is an InputError."""
+    from pointtal.config import check_device
+    from pointtal.errors import InputError
+
+    check_device(name, key)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from pointtal.errors import InputError
-
-        raise InputError(f"train.device={name!r} but no CUDA device is available; use auto or cpu")
-    return torch.device(name)
+        raise InputError(f"{key}={name!r} but no CUDA device is available; use auto or cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"{key}={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s) "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    return device
 
 
 def autocast(device: torch.device, enabled: bool):

@@ -19,6 +19,7 @@ from pointtal.data.points import (
     map_points,
     read_points,
     simulate_points,
+    videos_elsewhere,
 )
 from pointtal.errors import InputError
 
@@ -109,7 +110,9 @@ def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedP
         points = choose_annotator(per_annotator, d.point_seed, d.annotator)
         source = ", ".join(paths)
     mapped = map_points(points, videos, d.fps, d.stride, gt.class_index, d.background_label,
-                        strict=d.strict_points, source=source, snippet_counts=counts)
+                        strict=d.strict_points, source=source, snippet_counts=counts,
+                        elsewhere=videos_elsewhere(gt.videos, videos, d.train_subset),
+                        scope=f"the training subset '{d.train_subset}'", actions_expected=scheme != "soda-background")
     log.info("points: %s", mapped.report.summary)
     return mapped
 

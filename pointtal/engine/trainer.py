@@ -28,10 +28,11 @@ from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
 from pointtal.engine.evaluate import evaluate_predictions
 from pointtal.engine.inference import autocast, dataset_items, flat_cas, predict, resolve_device
 from pointtal.engine.logs import MetricsLog, StepLog, read_metrics
+from pointtal.engine.plan import check_batch_memory, warn_plan
 from pointtal.engine.report import write_report
 from pointtal.engine.rundir import guard_run_dir, record_runtime_changes
 from pointtal.engine.setup import RunData, load_run_data
-from pointtal.errors import InputError
+from pointtal.errors import InputError, TrainingDiverged
 from pointtal.methods import Method, build_method
 from pointtal.outputs import DISK_ERRNOS, describe_os_error
 
@@ -98,8 +99,7 @@ def restore(saved: dict, config: Config, data: RunData, state: _State, path: Pat
         raise InputError(f"{path}: checkpoint was trained on other classes or feature width than this config")
     if "optimizer" not in saved:
         raise InputError(f"{path}: holds inference weights only and cannot be resumed")
-    state.method.load_state_dict(saved["model"])
-    state.optimizer.load_state_dict(saved["optimizer"])
+    load_weights(state, saved, config, path)
     state.step, state.best = int(saved["step"]), saved.get("best_average")
     labels = torch.zeros_like(data.train.point_labels)
     labels[saved["point_rows"]] = saved["point_values"].to(labels.dtype)
@@ -107,6 +107,29 @@ def restore(saved: dict, config: Config, data: RunData, state: _State, path: Pat
     torch.set_rng_state(saved["rng_cpu"])
     if "rng_cuda" in saved and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["rng_cuda"])
+
+
+def load_weights(state: _State, saved: dict, config: Config, path: Path) -> None:
+    """Weights and optimizer of a checkpoint; another method or architecture is one line naming both."""
+    saved_config = saved.get("config") if isinstance(saved.get("config"), dict) else {}
+    section = saved_config.get("method")
+    saved_method = section.get("name") if isinstance(section, dict) else None
+    if saved_method != config.method:
+        raise InputError(f"{path}: checkpoint of method '{saved_method}' cannot resume method '{config.method}' "
+                         f"(method.name); resume with its own config.yaml or train into another --out")
+    try:
+        state.method.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:  # shapes or parameter names of other method options
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[1:3]) or (first[0] if first else type(err).__name__)
+        raise InputError(f"{path}: checkpoint weights do not fit method '{config.method}' with this config's "
+                         f"method options ({detail[:200]})") from None
+
+
+def finite_weights(method: Method) -> bool:
+    """Whether every parameter is finite (checked before a checkpoint is written, so the last one is usable)."""
+    return all(bool(torch.isfinite(p).all()) for p in method.parameters())
 
 
 def geometries(dataset: PointDataset) -> dict:
@@ -140,7 +163,7 @@ class Trainer:
     def __init__(self, config: Config, run_dir: str | Path, *, resume: bool = False, data: RunData | None = None):
         self.config = config
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(config.train.device)
+        self.device = resolve_device(config.train.device, "train.device")
         self.dist = distributed.init_distributed(self.device)
         self.device = distributed.local_device(self.device, self.dist)
         if config.train.batch_size < self.dist.world:  # a rank with no video would crash in the sampler
@@ -151,6 +174,10 @@ class Trainer:
         self.steps = total_steps(config, len(self.data.train))
         method, optimizer = new_method(config, self.data, config.train.seed, self.device)
         self.state = _State(method, optimizer)
+        check_batch_memory(config, self.data.train.dim, int(self.data.train.n_snippets.max()), method.sampling,
+                           self.device)
+        if self.dist.is_main:
+            warn_plan(config, len(self.data.train), self.steps, method.refresh_step)
         self._prepare_run_dir(saved)
         self.sampler = BatchSampler(
             self.data.train, config.train.batch_size, config.train.seed, method.sampling,
@@ -224,7 +251,7 @@ class Trainer:
     def _after_step(self, losses: dict[str, float]) -> dict | None:
         t, step = self.config.train, self.state.step
         if not np.isfinite(losses["total"]):
-            raise FloatingPointError(f"training diverged at step {step}: loss is {losses['total']}")
+            self._diverged(f"loss is {losses['total']}")
         if self.logs is not None and (step % t.log_every == 0 or step == 1):
             self.logs.scalars(step, losses, prefix="loss/")
         record = None
@@ -232,8 +259,17 @@ class Trainer:
             record = self._evaluate_and_save(final=False)
             self.step_log.restart(step)  # evaluation time is not training speed
         elif step % t.checkpoint_every == 0 and self.dist.is_main:
+            if not finite_weights(self.state.method):
+                self._diverged("weights are not finite")
             save_checkpoint(checkpoint_state(self.config, self.data, self.state), self.run_dir / "checkpoint.pt")
         return record
+
+    def _diverged(self, what: str) -> None:
+        """Stop with one line naming the step, the cause and the checkpoint that is kept."""
+        checkpoint = self.run_dir / "checkpoint.pt"
+        kept = f"the last checkpoint {checkpoint} is kept" if checkpoint.is_file() else "no checkpoint was written"
+        raise TrainingDiverged(f"training diverged at step {self.state.step}: {what} (train.lr="
+                               f"{self.config.train.lr:g}); {kept}; lower train.lr or set train.grad_clip")
 
     def _maybe_refresh_labels(self) -> None:
         method = self.state.method
@@ -256,6 +292,8 @@ class Trainer:
 
     def _evaluate_and_save(self, final: bool) -> dict | None:
         record = None
+        if not finite_weights(self.state.method):
+            self._diverged("weights are not finite")
         if self.dist.is_main:
             started = time.perf_counter()
             record, predictions = evaluate_model(self.state.method, self.data, self.config, self.device, self.state.step)
