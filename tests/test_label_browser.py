@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from label_helpers import CLASSES, make_video, running_server
+from label_helpers import make_video, running_server
 
 from pointtal.cli import main
 
