@@ -69,6 +69,22 @@ def _labels_near(rows, label: str, time_sec: float) -> bool:
     return any(lab == label and abs(t - time_sec) <= SNIPPET_SEC for _, t, lab in rows)
 
 
+_PLAYER_STATE = """() => { const p = document.getElementById('player');
+  return {paused: p.paused, time: p.currentTime, duration: p.duration, ready: p.readyState, network: p.networkState,
+          seeking: p.seeking, error: p.error && p.error.message,
+          status: document.getElementById('status').textContent}; }"""
+
+
+def _wait_js(page, expression: str, timeout_ms: int = 30000) -> None:
+    """Wait until a JavaScript expression holds; on timeout say what the player and the page's status were."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(expression, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        raise AssertionError(f"timed out waiting for {expression}; {page.evaluate(_PLAYER_STATE)}") from None
+
+
 def _press(page, *keys: str) -> None:
     for key in keys:
         page.keyboard.press(key)
@@ -103,7 +119,7 @@ def test_keys_write_the_click_csv(browser, tmp_path, capsys):
     with running_server(videos, out, ground_truth=gt, predictions=predictions) as (server, _):
         page = browser.new_page(viewport={"width": 1100, "height": 760})
         page.goto(server.url)
-        page.wait_for_function("document.getElementById('player').duration > 3.9")
+        _wait_js(page, "document.getElementById('player').duration > 3.9")
 
         _press(page, "2", "ArrowRight", "ArrowRight", "ArrowRight", "Enter")  # Throw at 3 snippets
         rows = _wait_rows(out, 1)
@@ -129,10 +145,10 @@ def test_keys_write_the_click_csv(browser, tmp_path, capsys):
 
         before = page.evaluate("document.getElementById('player').currentTime")
         _press(page, "Space")
-        page.wait_for_function("!document.getElementById('player').paused")
-        page.wait_for_function(f"document.getElementById('player').currentTime > {before + 0.1}")
+        _wait_js(page, "!document.getElementById('player').paused")
+        _wait_js(page, f"document.getElementById('player').currentTime > {before + 0.1}")
         _press(page, "Space")
-        page.wait_for_function("document.getElementById('player').paused")
+        _wait_js(page, "document.getElementById('player').paused")
 
         box = page.locator("#timeline").bounding_box()
         page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + 70)  # a point of the class (Jump) at 1.0 s
@@ -146,7 +162,7 @@ def test_keys_write_the_click_csv(browser, tmp_path, capsys):
 
         page.keyboard.press("3")
         page.evaluate("document.getElementById('player').currentTime = 1.5")
-        page.wait_for_function("document.getElementById('player').seeking === false")
+        _wait_js(page, "document.getElementById('player').seeking === false")
         _press(page, "Enter", "1", "ArrowRight", "Enter", "b")
         rows = _wait_rows(out, 4)
         assert _labels_near(rows, "Run", 1.5) and _labels_near(rows, "Jump", 1.5 + SNIPPET_SEC)
@@ -161,7 +177,7 @@ def test_keys_write_the_click_csv(browser, tmp_path, capsys):
         shot = os.environ.get("POINTTAL_LABEL_SCREENSHOT")
         if shot:
             page.evaluate("document.getElementById('player').currentTime = 2.9")
-            page.wait_for_function("document.getElementById('player').seeking === false")
+            _wait_js(page, "document.getElementById('player').seeking === false")
             page.wait_for_timeout(300)
             page.screenshot(path=shot)
         page.close()
