@@ -194,7 +194,7 @@ def test_every_endpoint(tmp_path, videos):
         assert status == 200 and headers["Content-Type"].startswith("text/html") and b"/api/points" in page
         status, _, session = call(port, "GET", "/api/session")
         assert session["classes"] == list(CLASSES) and session["background"] == "background"
-        assert session["snippet_sec"] == pytest.approx(16 / 25)
+        assert session["snippet_sec"] == pytest.approx(16 / 25) and session["last_video"] is None
         status, _, listing = call(port, "GET", "/api/videos")
         assert [v["id"] for v in listing["videos"]] == ["clip", "other"]  # notes.txt is no video
 
@@ -212,6 +212,9 @@ def test_every_endpoint(tmp_path, videos):
         assert status == 200 and deleted["label"] == "background"
         assert out.read_text() == "clip,1.250000,Jump\n"
 
+        call(port, "POST", "/api/points", {"video": "other", "time": 1, "label": "Run"})
+        assert call(port, "GET", "/api/session")[2]["last_video"] == "other"  # the page reopens it
+        call(port, "DELETE", "/api/points/3")
         status, _, reference = call(port, "GET", "/api/reference?video=clip")
         assert reference["ground_truth"] == [{"start": 0.5, "end": 1.0, "label": "Jump"}]
         assert [p["score"] for p in reference["predictions"]] == [0.8, 0.2]  # best first
@@ -374,6 +377,7 @@ def test_kill_9_right_after_a_post_keeps_the_point(tmp_path, videos):
     try:
         status, _, listed = call(port, "GET", "/api/points?video=other")
         assert listed["points"] == [point]
+        assert call(port, "GET", "/api/session")[2]["last_video"] == "other"
         status, _, second = call(port, "POST", "/api/points", {"video": "other", "time": 1.5, "label": "Run"})
         assert second["id"] == point["id"] + 1
     finally:

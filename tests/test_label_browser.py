@@ -22,7 +22,8 @@ from pointtal.cli import main
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-media-suspend"]  # a paused player idle for long on a loaded machine: no suspend
 SNIPPET_SEC = 16 / 25  # the page's default step: stride / fps
 DURATION_SEC = 4.0
 

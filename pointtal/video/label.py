@@ -74,16 +74,20 @@ class JournalState:
     next_id: int = 1
     active_sec: dict[str, float] = field(default_factory=dict)
     good_bytes: int = 0  # length of the journal up to its last complete line
+    last_video: str | None = None  # the video worked on last: the page reopens it
 
     def apply(self, record: dict) -> None:
         """Apply one journal record (`add`, `delete` or `active`)."""
         op = record["op"]
+        if op != "delete":
+            self.last_video = str(record["video"])
         if op == "add":
             point = StoredPoint(int(record["id"]), str(record["video"]), float(record["time"]), str(record["label"]))
             self.points[point.id] = point
             self.next_id = max(self.next_id, point.id + 1)
         elif op == "delete":
-            self.points.pop(int(record["id"]), None)
+            deleted = self.points.pop(int(record["id"]), None)
+            self.last_video = deleted.video if deleted is not None else self.last_video
         elif op == "active":
             video = str(record["video"])
             self.active_sec[video] = self.active_sec.get(video, 0.0) + float(record["sec"])
@@ -182,6 +186,10 @@ class ClickStore:
         with self._lock:
             chosen = [p for p in self.state.points.values() if video is None or p.video == video]
         return sorted(chosen, key=lambda p: (p.video, p.time_sec, p.id))
+
+    def last_video(self) -> str | None:
+        with self._lock:
+            return self.state.last_video
 
     def active_sec(self, video: str) -> float:
         with self._lock:
@@ -461,7 +469,9 @@ class LabelHandler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, body, "text/html; charset=utf-8")
 
     def _session(self) -> None:
-        self._send_json(HTTPStatus.OK, self.server.session.to_json())
+        last = self.server.store.last_video()
+        last = last if last in self.server.session.videos else None
+        self._send_json(HTTPStatus.OK, {**self.server.session.to_json(), "last_video": last})
 
     def _videos(self) -> None:
         store, counts = self.server.store, {}
