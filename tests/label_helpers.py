@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pointtal.video.label import ClickStore, LabelSession, list_videos, load_reference, make_server
+from pointtal.video.clicks import ClickStore
+from pointtal.video.label import LabelSession, list_videos, load_reference, make_server
 
 CLASSES = ("Jump", "Throw", "Run")
 

@@ -18,7 +18,8 @@ from label_helpers import CLASSES, call, make_video, running_server, write_class
 from pointtal.cli import main
 from pointtal.data.points import read_points
 from pointtal.errors import InputError
-from pointtal.video.label import ClickStore, journal_path, label_stats, parse_range
+from pointtal.video.clicks import ClickStore, journal_path, label_stats
+from pointtal.video.label import parse_range
 
 REPO = Path(__file__).resolve().parents[1]
 

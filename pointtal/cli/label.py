@@ -8,14 +8,8 @@ from pathlib import Path
 
 from pointtal.data.annotations import BACKGROUND, read_class_list
 from pointtal.errors import MAX_FPS, InputError
-from pointtal.video.label import (
-    ClickStore,
-    LabelSession,
-    label_stats,
-    list_videos,
-    load_reference,
-    make_server,
-)
+from pointtal.video.clicks import ClickStore, label_stats
+from pointtal.video.label import LabelSession, list_videos, load_reference, make_server
 
 log = logging.getLogger(__name__)
 
