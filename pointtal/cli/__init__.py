@@ -28,6 +28,7 @@ COMMANDS = {
     "evaluate": "pointtal.cli.evaluate",
     "visualize": "pointtal.cli.visualize",
     "ablate": "pointtal.cli.ablate",
+    "label": "pointtal.cli.label",
 }
 
 USER_ERRORS = (InputError, FileNotFoundError, PermissionError, IsADirectoryError, yaml.YAMLError,

@@ -1,0 +1,103 @@
+"""`pointtal label`: a local web page to click points on videos (SF-Net style), or `--stats` of the clicks so far."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from pointtal.data.annotations import BACKGROUND, read_class_list
+from pointtal.errors import MAX_FPS, InputError
+from pointtal.video.clicks import ClickStore, label_stats
+from pointtal.video.label import LabelSession, list_videos, load_reference, make_server
+
+log = logging.getLogger(__name__)
+
+HELP = "annotate points on your videos in a local web page (keys 1-9, space, arrows, Enter, b, Backspace, u)"
+EXAMPLE = ("pointtal label videos/ --classes classes.txt --out clicks.csv --annotator alice\n"
+           "  pointtal label --stats --out clicks.csv")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos_dir", metavar="VIDEOS_DIR", nargs="?",
+                        help="directory of videos (.mp4, .webm, ...); video id = file name without extension")
+    parser.add_argument("--classes", metavar="classes.txt", help="action class names, one per line (keys 1-9 pick "
+                        "the first nine)")
+    parser.add_argument("--out", required=True, metavar="clicks.csv",
+                        help="click CSV (video_id,time_seconds,label) rewritten after every change; its journal "
+                             "<out>.journal lets a new session continue")
+    parser.add_argument("--annotator", default="", help="name recorded with every click in the journal")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: only this machine can reach the page)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    parser.add_argument("--fps", type=float, default=25.0, help="feature fps, for the snippet step (default 25)")
+    parser.add_argument("--stride", type=int, default=16,
+                        help="frames per snippet; left/right step stride/fps seconds (default 16)")
+    parser.add_argument("--predictions", metavar="P.json", help="ActivityNet results JSON to show on the timeline")
+    parser.add_argument("--ground-truth", metavar="GT.json", help="ground truth to show on the timeline")
+    parser.add_argument("--background-label", default=BACKGROUND, help="label of background points (key b)")
+    parser.add_argument("--stats", action="store_true",
+                        help="print active seconds per video and per point recorded in --out's journal, and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.stats:
+        return _print_stats(Path(args.out), args.background_label)
+    if args.videos_dir is None or args.classes is None:
+        raise InputError("give VIDEOS_DIR and --classes FILE (or --stats --out FILE for the time report)")
+    if not 0 < args.fps <= MAX_FPS or args.stride < 1 or not 0 <= args.port <= 65535:
+        raise InputError(f"--fps must be > 0, --stride >= 1 and --port 0..65535; got {args.fps}, {args.stride}, "
+                         f"{args.port}")
+    session = _session(args)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("pointtal label: listening on %s: anyone who can reach this machine can watch the videos and "
+                    "change the clicks", args.host)
+    store = ClickStore(args.out, args.annotator)
+    try:
+        server = make_server(session, store, args.host, args.port)
+        n_points = len(store.points())
+        print(f"pointtal label: {len(session.videos)} videos, {n_points} points so far in {args.out}", flush=True)
+        print(f"pointtal label: open {server.url} (Ctrl+C to stop; every click is saved at once)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        server.server_close()
+        print(f"pointtal label: stopped; {len(store.points())} points in {args.out}")
+    finally:
+        store.close()
+    return 0
+
+
+def _session(args: argparse.Namespace) -> LabelSession:
+    classes = read_class_list(args.classes)
+    for name in (*classes, args.background_label):
+        if not name or any(c in name for c in ',"\n\r'):
+            raise InputError(f"{args.classes}: class name {name!r} cannot be written to a click CSV (comma or quote)")
+    if args.background_label in classes:
+        raise InputError(f"{args.classes}: '{args.background_label}' is the background label, not a class")
+    root = Path(args.videos_dir).resolve()
+    return LabelSession(
+        root=root, videos=list_videos(root), classes=classes, background=args.background_label,
+        fps=args.fps, stride=args.stride, annotator=args.annotator,
+        reference=load_reference(classes, args.ground_truth, args.predictions),
+    )
+
+
+def _print_stats(out: Path, background: str) -> int:
+    """One line per video: points, active seconds, seconds per point; then the totals."""
+    stats = label_stats(out, background)
+    rows = [(s.video, s.n_action, s.n_background, s.active_sec, s.sec_per_point) for s in stats]
+    n_action, n_background = sum(s.n_action for s in stats), sum(s.n_background for s in stats)
+    total_sec = sum(s.active_sec for s in stats)
+    n_points = n_action + n_background
+    rows.append((f"total ({len(stats)} videos)", n_action, n_background, total_sec,
+                 total_sec / n_points if n_points else None))
+    width = max(len("video"), *(len(r[0]) for r in rows))
+    print(f"{'video':<{width}}  {'action':>6}  {'backgr':>6}  {'active_s':>9}  {'s/point':>8}")
+    for name, action, backgr, seconds, per_point in rows:
+        shown = "-" if per_point is None else f"{per_point:.1f}"
+        print(f"{name:<{width}}  {action:>6}  {backgr:>6}  {seconds:>9.1f}  {shown:>8}")
+    if stats:
+        print(f"mean active seconds per video: {total_sec / len(stats):.1f}")
+    return 0

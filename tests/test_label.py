@@ -1,0 +1,406 @@
+"""`pointtal label` without a browser: the click store (journal, CSV, replay, time), the JSON API and its bad
+requests, range requests, what files are served, a kill -9 right after a POST, and the CLI's --stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from label_helpers import CLASSES, call, make_video, running_server, write_classes
+
+from pointtal.cli import main
+from pointtal.data.points import read_points
+from pointtal.errors import InputError
+from pointtal.video.clicks import ClickStore, journal_path, label_stats
+from pointtal.video.label import parse_range
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def video_file(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("video") / "clip.mp4", seconds=2.0)
+
+
+@pytest.fixture
+def videos(tmp_path, video_file) -> Path:
+    """A videos directory with two videos (copies of one generated clip)."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("clip.mp4", "other.mp4"):
+        (folder / name).write_bytes(video_file.read_bytes())
+    (folder / "notes.txt").write_text("not a video")
+    return folder
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# ------------------------------------------------------------------------------------------- the store
+
+
+def test_store_writes_through_and_reopens(tmp_path):
+    out = tmp_path / "clicks.csv"
+    store = ClickStore(out, "ann")
+    a = store.add("v1", 3.25, "Jump")
+    b = store.add("v1", 1.0, "background")
+    c = store.add("v0", 2.0000004, "Run")
+    assert (a.id, b.id, c.id) == (1, 2, 3)
+    assert out.read_text() == "v0,2.000000,Run\nv1,1.000000,background\nv1,3.250000,Jump\n"
+    assert store.delete(b.id) == b and store.delete(b.id) is None
+    assert out.read_text() == "v0,2.000000,Run\nv1,3.250000,Jump\n"
+    store.close()
+
+    reopened = ClickStore(out, "ann")
+    assert [(p.id, p.video, p.time_sec, p.label) for p in reopened.points()] == [
+        (3, "v0", 2.0, "Run"), (1, "v1", 3.25, "Jump")]
+    assert reopened.add("v1", 4.0, "Throw").id == 4  # ids continue, a deleted id is never reused
+    reopened.close()
+    records = [json.loads(line) for line in journal_path(out).read_text().splitlines()]
+    assert [r["op"] for r in records] == ["add", "add", "add", "delete", "add"]
+    assert all(r["annotator"] == "ann" for r in records)
+
+
+def test_output_is_a_click_file_pointtal_reads(tmp_path, capsys):
+    out = tmp_path / "clicks.csv"
+    store = ClickStore(out)
+    store.add("clip", 0.7, "Jump")
+    store.add("clip", 1.9, "background")
+    store.close()
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"database": {"clip": {"subset": "validation", "duration": 2.0,
+                                                    "annotations": [{"segment": [0.5, 1.0], "label": "Jump"}]}}}))
+    assert main(["annotate", str(gt), "--check", str(out), "--strict"]) == 0
+    assert "2 points, 2 mapped, 0 outside video" in capsys.readouterr().out
+    assert [(p.time_sec, p.label) for p in read_points(out)] == [(0.7, "Jump"), (1.9, "background")]
+
+
+def test_a_torn_last_journal_line_is_dropped_and_appends_continue(tmp_path, caplog):
+    out = tmp_path / "clicks.csv"
+    store = ClickStore(out)
+    store.add("v", 1.0, "Jump")
+    store.close()
+    with open(journal_path(out), "ab") as handle:  # a kill in the middle of an append
+        handle.write(b'{"op": "add", "id": 2, "video": "v", "ti')
+    store = ClickStore(out)
+    assert "unfinished last line" in caplog.text
+    assert [p.id for p in store.points()] == [1]
+    store.add("v", 2.0, "Run")
+    store.close()
+    assert [p.time_sec for p in ClickStore(out).points()] == [1.0, 2.0]
+
+
+def test_a_corrupt_journal_line_names_the_line(tmp_path):
+    out = tmp_path / "clicks.csv"
+    journal_path(out).write_text('{"op": "add", "id": 1, "video": "v", "time": 1, "label": "Jump"}\nnot json\n{}\n')
+    with pytest.raises(InputError, match=r"clicks.csv.journal line 2: unreadable journal record"):
+        ClickStore(out)
+
+
+def test_an_existing_csv_without_journal_is_continued(tmp_path):
+    out = tmp_path / "clicks.csv"
+    out.write_text("v,1.5,Jump\nv,0.5,background\n")
+    store = ClickStore(out)
+    assert [(p.time_sec, p.label) for p in store.points()] == [(0.5, "background"), (1.5, "Jump")]
+    store.add("v", 2.0, "Run")
+    store.close()
+    assert out.read_text() == "v,0.500000,background\nv,1.500000,Jump\nv,2.000000,Run\n"
+
+
+def test_two_servers_cannot_write_one_file(tmp_path):
+    store = ClickStore(tmp_path / "clicks.csv")
+    with pytest.raises(InputError, match="another `pointtal label` is writing"):
+        ClickStore(tmp_path / "clicks.csv")
+    store.close()
+    ClickStore(tmp_path / "clicks.csv").close()  # free again once the first one closed
+
+
+def test_heartbeats_count_active_time_only(tmp_path):
+    clock = FakeClock()
+    out = tmp_path / "clicks.csv"
+    store = ClickStore(out, clock=clock)
+    assert store.heartbeat("a", start=True) == 0.0
+    clock.now += 5
+    assert store.heartbeat("a") == 5.0
+    clock.now += 4.5
+    assert store.heartbeat("a") == 9.5
+    clock.now += 300  # tab hidden / machine asleep: not counted
+    assert store.heartbeat("a") == 9.5
+    clock.now += 3
+    assert store.heartbeat("a", start=True) == 9.5  # first beat after a pause: nothing before it counts
+    clock.now += 2
+    assert store.heartbeat("b") == 0.0  # first beat of another video
+    clock.now += 5
+    assert store.heartbeat("b") == 5.0
+    store.add("a", 1.0, "Jump")
+    store.add("a", 2.0, "Run")
+    store.add("b", 1.0, "background")
+    store.add("c", 1.0, "Jump")
+    store.close()
+    stats = {s.video: s for s in label_stats(out)}
+    assert (stats["a"].n_action, stats["a"].n_background, stats["a"].active_sec) == (2, 0, 9.5)
+    assert stats["a"].sec_per_point == pytest.approx(4.75)
+    assert (stats["b"].n_action, stats["b"].n_background, stats["b"].sec_per_point) == (0, 1, 5.0)
+    assert (stats["c"].active_sec, stats["c"].sec_per_point) == (0.0, 0.0)
+
+
+def test_stats_command_reports_seconds_per_video_and_point(tmp_path, capsys):
+    clock = FakeClock()
+    out = tmp_path / "clicks.csv"
+    store = ClickStore(out, clock=clock)
+    store.heartbeat("a", start=True)
+    for _ in range(3):
+        clock.now += 4
+        store.heartbeat("a")
+    store.add("a", 1.0, "Jump")
+    store.add("a", 1.5, "Run")
+    store.add("a", 3.0, "background")
+    store.add("b", 3.0, "Run")
+    store.close()
+    assert main(["label", "--stats", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["a", "2", "1", "12.0", "4.0"]
+    assert lines[2].split() == ["b", "1", "0", "0.0", "0.0"]
+    assert lines[3].split() == ["total", "(2", "videos)", "3", "1", "12.0", "3.0"]
+    assert lines[4] == "mean active seconds per video: 6.0"
+
+
+# ------------------------------------------------------------------------------------------- the API
+
+
+def test_every_endpoint(tmp_path, videos):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"database": {"clip": {"subset": "test", "duration": 2.0, "annotations": [
+        {"segment": [0.5, 1.0], "label": "Jump"}]}}}))
+    predictions = tmp_path / "p.json"
+    predictions.write_text(json.dumps({"results": {"clip": [
+        {"label": "Run", "score": 0.2, "segment": [0.1, 0.4]}, {"label": "Jump", "score": 0.8, "segment": [0.4, 1.1]}],
+        "other": [{"label": "Run", "score": 0.5, "segment": [1.0, 1.5]}]}}))
+    out = tmp_path / "clicks.csv"
+    with running_server(videos, out, ground_truth=gt, predictions=predictions) as (server, _):
+        port = server.server_address[1]
+        status, headers, page = call(port, "GET", "/")
+        assert status == 200 and headers["Content-Type"].startswith("text/html") and b"/api/points" in page
+        status, _, session = call(port, "GET", "/api/session")
+        assert session["classes"] == list(CLASSES) and session["background"] == "background"
+        assert session["snippet_sec"] == pytest.approx(16 / 25) and session["last_video"] is None
+        status, _, listing = call(port, "GET", "/api/videos")
+        assert [v["id"] for v in listing["videos"]] == ["clip", "other"]  # notes.txt is no video
+
+        status, _, point = call(port, "POST", "/api/points", {"video": "clip", "time": 1.25, "label": "Jump"})
+        assert status == 201 and point == {"id": 1, "video": "clip", "time": 1.25, "label": "Jump"}
+        status, _, second = call(port, "POST", "/api/points", {"video": "clip", "time": 0, "label": "background"})
+        assert status == 201 and second["id"] == 2
+        assert out.read_text() == "clip,0.000000,background\nclip,1.250000,Jump\n"
+        status, _, listed = call(port, "GET", "/api/points?video=clip")
+        assert status == 200 and [p["id"] for p in listed["points"]] == [2, 1]
+        assert call(port, "GET", "/api/points?video=other")[2]["points"] == []
+        assert [v["points"] for v in call(port, "GET", "/api/videos")[2]["videos"]] == [2, 0]
+
+        status, _, deleted = call(port, "DELETE", "/api/points/2")
+        assert status == 200 and deleted["label"] == "background"
+        assert out.read_text() == "clip,1.250000,Jump\n"
+
+        call(port, "POST", "/api/points", {"video": "other", "time": 1, "label": "Run"})
+        assert call(port, "GET", "/api/session")[2]["last_video"] == "other"  # the page reopens it
+        call(port, "DELETE", "/api/points/3")
+        status, _, reference = call(port, "GET", "/api/reference?video=clip")
+        assert reference["ground_truth"] == [{"start": 0.5, "end": 1.0, "label": "Jump"}]
+        assert [p["score"] for p in reference["predictions"]] == [0.8, 0.2]  # best first
+        assert call(port, "GET", "/api/reference?video=other")[2]["ground_truth"] == []
+
+        status, _, beat = call(port, "POST", "/api/heartbeat", {"video": "clip", "start": True})
+        assert status == 200 and beat == {"video": "clip", "active_sec": 0.0}
+
+
+BAD_REQUESTS = [  # (method, path, JSON body, extra headers, status, words of the error)
+    ("GET", "/api/points", None, {}, 400, "missing query parameter 'video'"),
+    ("GET", "/api/points?video=nope", None, {}, 404, "no video 'nope'"),
+    ("GET", "/api/reference?video=", None, {}, 400, "missing query parameter"),
+    ("GET", "/api/nothing", None, {}, 404, "no such page"),
+    ("GET", "/../../etc/passwd", None, {}, 404, "no such page"),
+    ("POST", "/api/points", {"video": "clip", "time": 1.0}, {}, 400, "missing ['label']"),
+    ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": "Jump", "x": 1}, {}, 400, "unknown ['x']"),
+    ("POST", "/api/points", [1, 2], {}, 400, "must be a JSON object"),
+    ("POST", "/api/points", {"video": "nope", "time": 1.0, "label": "Jump"}, {}, 404, "no video 'nope'"),
+    ("POST", "/api/points", {"video": 7, "time": 1.0, "label": "Jump"}, {}, 400, "'video' must be a string"),
+    ("POST", "/api/points", {"video": "clip", "time": -1, "label": "Jump"}, {}, 400, "between 0 and"),
+    ("POST", "/api/points", {"video": "clip", "time": "1.0", "label": "Jump"}, {}, 400, "number of seconds"),
+    ("POST", "/api/points", {"video": "clip", "time": True, "label": "Jump"}, {}, 400, "number of seconds"),
+    ("POST", "/api/points", {"video": "clip", "time": 1e300, "label": "Jump"}, {}, 400, "between 0 and"),
+    ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": "Swim"}, {}, 400, "'Swim' is not a class"),
+    ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": None}, {}, 400, "is not a class"),
+    ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": "Jump"}, {"Content-Type": "text/plain"}, 415,
+     "application/json"),
+    ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": "Jump"}, {"Origin": "http://evil.example"}, 403,
+     "may not use this server"),
+    ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": "Jump"}, {"Host": "evil.example"}, 403,
+     "is not this server"),
+    ("POST", "/api/heartbeat", {"video": "clip", "start": "yes"}, {}, 400, "'start' must be true or false"),
+    ("POST", "/api/videos", {}, {}, 405, "POST is not allowed"),
+    ("DELETE", "/api/points/abc", None, {}, 400, "positive integer"),
+    ("DELETE", "/api/points/-1", None, {}, 400, "positive integer"),
+    ("DELETE", "/api/points/99", None, {}, 404, "no point with id 99"),
+    ("DELETE", "/api/points", None, {}, 405, "DELETE is not allowed"),
+    ("PUT", "/api/points", None, {}, 405, "not supported"),
+    ("BREW", "/api/points", None, {}, 405, ""),
+]
+
+
+def test_bad_requests_are_4xx_json_and_change_nothing(tmp_path, videos):
+    out = tmp_path / "clicks.csv"
+    with running_server(videos, out) as (server, _):
+        port = server.server_address[1]
+        for method, path, body, headers, expected, words in BAD_REQUESTS:
+            status, _, answer = call(port, method, path, body, headers)
+            assert status == expected, (method, path, body, answer)
+            assert isinstance(answer, dict) and answer["status"] == expected and words in answer["error"], answer
+        for raw in (b"NaN", b'{"video": "clip", "time": Infinity, "label": "Jump"}', b"{not json", b"\xff\xfe"):
+            status, _, answer = call(port, "POST", "/api/points", raw=raw, headers={"Content-Type": "application/json"})
+            assert status == 400 and "not JSON" in answer["error"], raw
+        status, _, answer = call(port, "POST", "/api/points", raw=b"x" * 70000,
+                                 headers={"Content-Type": "application/json"})
+        assert status == 413
+        assert _raw_exchange(port, b"POST /api/points HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                                   b"Content-Type: application/json\r\n\r\n" % port).startswith(b"HTTP/1.1 411")
+        answer = _raw_exchange(port, b"GARBAGE\r\n\r\n")  # an HTTP/0.9-style line: the answer has no headers
+        assert json.loads(answer) == {"error": "Bad request syntax ('GARBAGE')", "status": 400}
+        assert call(port, "GET", "/api/videos")[0] == 200  # still serving
+        assert out.read_text() == "" and call(port, "GET", "/api/points?video=clip")[2]["points"] == []
+
+
+def _raw_exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# ------------------------------------------------------------------------------------------- video files
+
+
+def test_videos_are_served_with_ranges(tmp_path, videos):
+    data = (videos / "clip.mp4").read_bytes()
+    size = len(data)
+    with running_server(videos, tmp_path / "clicks.csv") as (server, _):
+        port = server.server_address[1]
+        status, headers, body = call(port, "GET", "/video/clip")
+        assert status == 200 and body == data and headers["Accept-Ranges"] == "bytes"
+        assert headers["Content-Type"] == "video/mp4"
+        for header, first, last in (("bytes=10-19", 10, 19), ("bytes=100-", 100, size - 1),
+                                    ("bytes=-50", size - 50, size - 1), (f"bytes=5-{size + 99}", 5, size - 1)):
+            status, headers, body = call(port, "GET", "/video/clip", headers={"Range": header})
+            assert status == 206, header
+            assert headers["Content-Range"] == f"bytes {first}-{last}/{size}"
+            assert body == data[first: last + 1] and int(headers["Content-Length"]) == last - first + 1
+        status, headers, answer = call(port, "GET", "/video/clip", headers={"Range": f"bytes={size}-"})
+        assert status == 416 and "outside" in answer["error"]
+        status, _, body = call(port, "GET", "/video/clip", headers={"Range": "bytes=0-1,5-6"})
+        assert status == 200 and body == data  # several ranges: the whole file (allowed by RFC 9110)
+
+
+def test_parse_range_by_hand():
+    assert parse_range(None, 100) is None
+    assert parse_range("bytes=0-0", 100) == (0, 0)
+    assert parse_range("bytes=90-", 100) == (90, 99)
+    assert parse_range("bytes=-200", 100) == (0, 99)
+    assert parse_range("items=0-5", 100) is None
+    assert parse_range("bytes=-", 100) is None
+
+
+def test_only_files_inside_the_videos_dir_are_served(tmp_path, videos, video_file):
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "private.mp4").write_bytes(b"secret bytes")
+    (videos / "escape.mp4").symlink_to(outside / "private.mp4")
+    (videos / "alias.mp4").symlink_to(videos / "clip.mp4")  # a link that stays inside is fine
+    with running_server(videos, tmp_path / "clicks.csv") as (server, _):
+        port = server.server_address[1]
+        listed = [v["id"] for v in call(port, "GET", "/api/videos")[2]["videos"]]
+        assert listed == ["alias", "clip", "other"]
+        assert call(port, "GET", "/video/alias")[0] == 200
+        for path in ("/video/escape", "/video/escape.mp4", "/video/../secret/private.mp4",
+                     "/video/%2e%2e/secret/private", "/video/..%2Fsecret%2Fprivate.mp4", "/video/clip.mp4",
+                     "/video/" + str(outside / "private.mp4"), "/video/notes"):
+            status, _, answer = call(port, "GET", path)
+            assert status == 404 and answer["error"].startswith("no video") and "secret bytes" not in str(answer), path
+        (videos / "other.mp4").unlink()  # swapped for a link out of the directory after start
+        (videos / "other.mp4").symlink_to(outside / "private.mp4")
+        status, _, _ = call(port, "GET", "/video/other")
+        assert status == 404
+
+
+# ------------------------------------------------------------------------------------------- crash safety, CLI
+
+
+def _start_cli(videos: Path, classes: Path, out: Path) -> tuple[subprocess.Popen, int]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pointtal", "label", str(videos), "--classes", str(classes), "--out", str(out),
+         "--port", "0", "--annotator", "kim"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in process.stdout:
+        match = re.search(r"open http://127\.0\.0\.1:(\d+)/", line)
+        if match:
+            return process, int(match.group(1))
+    process.kill()
+    raise AssertionError(f"no URL printed; stderr: {process.stderr.read()}")
+
+
+def test_kill_9_right_after_a_post_keeps_the_point(tmp_path, videos):
+    classes, out = write_classes(tmp_path / "classes.txt"), tmp_path / "clicks.csv"
+    process, port = _start_cli(videos, classes, out)
+    try:
+        status, _, point = call(port, "POST", "/api/points", {"video": "other", "time": 0.84, "label": "Throw"})
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+    assert status == 201
+    assert out.read_text() == "other,0.840000,Throw\n"
+    assert json.loads(journal_path(out).read_text().splitlines()[-1])["id"] == point["id"]
+
+    process, port = _start_cli(videos, classes, out)
+    try:
+        status, _, listed = call(port, "GET", "/api/points?video=other")
+        assert listed["points"] == [point]
+        assert call(port, "GET", "/api/session")[2]["last_video"] == "other"
+        status, _, second = call(port, "POST", "/api/points", {"video": "other", "time": 1.5, "label": "Run"})
+        assert second["id"] == point["id"] + 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    assert process.returncode == 0
+    assert out.read_text() == "other,0.840000,Throw\nother,1.500000,Run\n"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--out", "x.csv"], "give VIDEOS_DIR and --classes"),
+    (["{videos}", "--classes", "{missing}", "--out", "x.csv"], "class list not found"),
+    (["{empty}", "--classes", "{classes}", "--out", "x.csv"], "no video files"),
+    (["{videos}", "--classes", "{comma}", "--out", "x.csv"], "cannot be written to a click CSV"),
+    (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--stride", "0"], "--stride >= 1"),
+    (["--stats", "--out", "{missing}"], "no journal next to"),
+])
+def test_cli_errors_are_one_line(tmp_path, videos, capsys, args, words):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "comma.txt").write_text("Jump\nHigh,Jump\n")
+    names = {"videos": videos, "missing": tmp_path / "missing.txt", "empty": tmp_path / "empty",
+             "classes": write_classes(tmp_path / "classes.txt"), "comma": tmp_path / "comma.txt"}
+    assert main(["label", *(a.format(**names) for a in args)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
