@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from eval_speed import GT_PATH, ROOT, random_predictions, to_json  # bench/ is on sys.path as the script's dir
 
 from pointtal.data.annotations import load_ground_truth
