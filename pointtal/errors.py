@@ -26,7 +26,7 @@ def unique_keys(pairs: list) -> dict:
 
 def loads_unique(raw: bytes):
     """JSON bytes -> Python objects, refusing duplicate keys (`DuplicateKey`), as
-    `json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)` but about ten times faster.
+    `json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)` but about twice as fast (BENCHMARKS.md).
 
     orjson parses first; its result is kept when it provably dropped no duplicate key (see
     `_kept_every_key`). Otherwise — a duplicate key, or anything orjson refuses that the standard library
