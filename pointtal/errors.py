@@ -48,3 +48,38 @@ def amount(value: float, unit: str = "bytes") -> str:
             return f"{value / scale:.1f} {name}"
     return f"{value:.0f} bytes"
 
+
+def loads_unique(raw: bytes):
+    """JSON bytes -> Python objects, refusing duplicate keys (`DuplicateKey`), as
+    `json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)` but about twice as fast (BENCHMARKS.md).
+
+    orjson parses first; its result is kept when it provably dropped no duplicate key (see
+    `_kept_every_key`). Otherwise — a duplicate key, or anything orjson refuses that the standard library
+    reads (NaN, 1e400, lone surrogates) or rejects (then with the standard library's message) — the slow
+    duplicate-checking parse decides. orjson's floats are correctly rounded, like `float()`.
+    """
+    import orjson  # imported here: the CLI's `evaluate` path is the one that needs it
+
+    try:
+        data = orjson.loads(raw)
+        if _kept_every_key(raw, data, orjson.dumps):
+            return data
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        pass
+    import json
+
+    return json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
+
+
+def _kept_every_key(raw: bytes, data, dumps) -> bool:
+    """Whether parsing `raw` into `data` kept every object member (no duplicate key was dropped).
+
+    In valid JSON a ':' byte is either the separator of one object member or a literal ':' inside a
+    string; a string can also spell ':' as the escape \\u003a. Serialising `data` again writes one ':'
+    per member it holds plus every ':' of its strings. Without that escape in `raw`, both counts are equal
+    exactly when no member was dropped: a dropped member takes its separator and its strings' colons
+    with it, and nothing adds colons.
+    """
+    if b"\\u003a" in raw or b"\\u003A" in raw:
+        return False  # a colon that the count cannot see: let the slow parse decide
+    return raw.count(b":") == dumps(data).count(b":")

@@ -116,3 +116,58 @@ def reference_map(gt_rows, pred_rows, thresholds, frames=False):
         if pred:
             ap[:, c] = compute_average_precision_detection(gt, pred, thresholds, frames=frames)
     return classes, ap
+
+
+def reference_average_recall(gt_rows, proposal_rows, tiou_thresholds, max_avg_nr_proposals=100):
+    """Transcription of the official `eval_proposal.average_recall_vs_avg_nr_proposals`, loops over
+    videos, pandas replaced by dicts. Rows: ground truth `(video_id, start, end, ...)`, proposals
+    `(video_id, start, end, ..., score)` (labels ignored). Deviation as above: proposals of a video are
+    sorted with a stable sort on descending score (ties keep input order).
+
+    Returns (recall (T, 100), average recall (100,), proposals per video (100,), AUC as the official
+    code prints it, in percent).
+    """
+    tiou_thresholds = np.asarray(tiou_thresholds, dtype=float)
+    video_lst = list(dict.fromkeys(row[0] for row in gt_rows))
+    ratio = max_avg_nr_proposals * float(len(video_lst)) / len(proposal_rows)
+    ground_truth_gbvn, proposals_gbvn = {}, {}
+    for row in gt_rows:
+        ground_truth_gbvn.setdefault(row[0], []).append((row[1], row[2]))
+    for row in proposal_rows:
+        proposals_gbvn.setdefault(row[0], []).append((row[1], row[2], row[-1]))
+
+    score_lst = []
+    total_nr_proposals = 0
+    for videoid in video_lst:
+        this_video_ground_truth = np.array(ground_truth_gbvn[videoid], dtype=float)
+        if videoid not in proposals_gbvn:
+            score_lst.append(np.zeros((this_video_ground_truth.shape[0], 1)))
+            continue
+        rows = proposals_gbvn[videoid]
+        scores = np.array([r[2] for r in rows], dtype=float)
+        sort_idx = np.argsort(-scores, kind="stable")  # deviation: stable
+        this_video_proposals = np.array([(r[0], r[1]) for r in rows], dtype=float)[sort_idx, :]
+        nr_proposals = np.minimum(int(this_video_proposals.shape[0] * ratio), this_video_proposals.shape[0])
+        total_nr_proposals += nr_proposals
+        this_video_proposals = this_video_proposals[:nr_proposals, :]
+        tiou = np.empty((this_video_ground_truth.shape[0], this_video_proposals.shape[0]))
+        for i in range(this_video_proposals.shape[0]):  # wrapper_segment_iou
+            tiou[:, i] = segment_iou(this_video_proposals[i, :], this_video_ground_truth)
+        score_lst.append(tiou)
+
+    pcn_lst = np.arange(1, 101) / 100.0 * (max_avg_nr_proposals * float(len(video_lst)) / total_nr_proposals)
+    matches = np.empty((len(video_lst), pcn_lst.shape[0]))
+    positives = np.empty(len(video_lst))
+    recall = np.empty((tiou_thresholds.shape[0], pcn_lst.shape[0]))
+    for ridx, tiou in enumerate(tiou_thresholds):
+        for i, score in enumerate(score_lst):
+            positives[i] = score.shape[0]
+            true_positives_tiou = score >= tiou
+            pcn_proposals = np.minimum((score.shape[1] * pcn_lst).astype(int), score.shape[1])
+            for j, nr_proposals in enumerate(pcn_proposals):
+                matches[i, j] = np.count_nonzero((true_positives_tiou[:, :nr_proposals]).sum(axis=1))
+        recall[ridx, :] = matches.sum(axis=0) / positives.sum()
+    avg_recall = recall.mean(axis=0)
+    proposals_per_video = pcn_lst * (float(total_nr_proposals) / len(video_lst))
+    area = np.trapezoid(avg_recall, proposals_per_video)
+    return recall, avg_recall, proposals_per_video, 100.0 * float(area) / proposals_per_video[-1]

@@ -1,7 +1,8 @@
 """The command line: `pointtal COMMAND ...`. The only module that reads argv.
 
 Each subcommand lives in `pointtal/cli/<name>.py` and defines `HELP` (one line), `EXAMPLE` (shown in
-`--help`), `add_arguments(parser)` and `run(args) -> int`.
+`--help`), `add_arguments(parser)` and `run(args) -> int`. Only the chosen command's module is imported
+(`pointtal evaluate` must not pay for torch); `pointtal --help` imports them all to list their `HELP`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import json
 import logging
 import os
 import sys
-
-import yaml
 
 from pointtal import __version__
 from pointtal.errors import InputError
@@ -31,11 +30,33 @@ COMMANDS = {
     "label": "pointtal.cli.label",
 }
 
-USER_ERRORS = (InputError, FileNotFoundError, PermissionError, IsADirectoryError, yaml.YAMLError,
-               json.JSONDecodeError, UnicodeDecodeError)
+USER_ERRORS = (InputError, FileNotFoundError, PermissionError, IsADirectoryError, json.JSONDecodeError,
+               UnicodeDecodeError)
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def user_errors() -> tuple[type[BaseException], ...]:
+    """USER_ERRORS, plus YAML's error when yaml was imported (a command that never imported it cannot
+    have raised it; importing yaml only to name its error would cost every command)."""
+    yaml = sys.modules.get("yaml")
+    return USER_ERRORS + ((yaml.YAMLError,) if yaml is not None else ())
+
+
+def chosen_command(argv: list[str]) -> str | None:
+    """The command named on the line, or None when there is none or a top-level --help comes first.
+
+    Top-level options take no value, so the command is the first argument not starting with '-'.
+    """
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
+    """The parser with every command; with `only`, only that command's module is imported and given its
+    arguments (the others stay valid choices, unparsed). Returns (parser, {name: module imported})."""
     parser = argparse.ArgumentParser(
         prog="pointtal",
         description="Temporal action localization from point supervision (SF-Net, SODA).",
@@ -47,6 +68,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = {}
     for name, module_name in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name)  # a valid choice; never parsed in this run
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
@@ -64,7 +88,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, modules = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, modules = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -77,20 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(modules[args.command].run(args) or 0)
-    except USER_ERRORS as err:
-        if getattr(args, "debug", False):
-            raise
-        print(f"pointtal {args.command}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a full or read-only disk while writing: one line, no traceback
-        if err.errno not in DISK_ERRNOS or getattr(args, "debug", False):
-            raise
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"pointtal {args.command}: error: {where}{describe_os_error(err)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"pointtal {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if getattr(args, "debug", False):
+            raise
+        if isinstance(err, user_errors()):
+            print(f"pointtal {args.command}: error: {_one_line(err)}", file=sys.stderr)
+            return 2
+        if isinstance(err, OSError) and err.errno in DISK_ERRNOS:  # a full or read-only disk: one line
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"pointtal {args.command}: error: {where}{describe_os_error(err)}", file=sys.stderr)
+            return 2
+        raise
 
 
 def _one_line(err: BaseException) -> str:

@@ -11,26 +11,32 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pointtal.atomic import write_text_atomic
 from pointtal.data.annotations import load_ground_truth
 from pointtal.errors import InputError
-from pointtal.outputs import check_outputs, record_output
 from pointtal.evaluation import (
     ANET_TIOUS,
     FRAME_DISTANCES,
     THUMOS_TIOUS,
     DetectionResult,
+    RecallResult,
     SegmentTable,
+    average_recall,
     frame_map,
     load_ambiguous,
     load_frame_predictions,
+    load_proposals,
     load_segment_predictions,
     segment_map,
 )
+from pointtal.outputs import check_outputs, record_output
 
-HELP = ("Score predictions against ground truth: segment mAP per tIoU (official ActivityNet rules) or "
-        "single-frame mAP; all numbers in percent (0-100).")
+HELP = ("Score predictions against ground truth: segment mAP per tIoU (official ActivityNet rules), "
+        "single-frame mAP, or average recall at AN of proposals; all numbers in percent (0-100).")
 EXAMPLE = ("pointtal evaluate pointtal/data/vendor/thumos14/groundtruth.json predictions.json --subset test "
-           "--json metrics.json")
+           "--json metrics.json\n"
+           "  pointtal evaluate GT.json predictions.json --recall       # mAP and AR@1,5,10,100 (class-agnostic)\n"
+           "  pointtal evaluate GT.json proposals.json --proposals     # AR@AN only; entries need no 'label'")
 
 NAMED_TIOUS = {"thumos": THUMOS_TIOUS, "anet": ANET_TIOUS}
 
@@ -60,6 +66,16 @@ def add_arguments(parser) -> None:
                              "with --frames, points inside one; off by default")
     parser.add_argument("--class-list", metavar="FILE", type=Path,
                         help="class names, one per line (default: the ground truth's sorted labels)")
+    parser.add_argument("--recall", action="store_true",
+                        help="also report average recall at an average number of proposals per video (AR@1, "
+                             "AR@5, AR@10, AR@100 and the area under AR-AN), ActivityNet proposal protocol, "
+                             "class-agnostic: segments ranked by score per video, labels ignored")
+    parser.add_argument("--proposals", action="store_true",
+                        help="PREDICTIONS.json holds class-agnostic proposals ({score, segment}; a label, if "
+                             "any, is ignored): report AR@AN only")
+    parser.add_argument("--recall-tiou", metavar="LIST", default="anet",
+                        help="tIoU thresholds averaged by --recall / --proposals, same forms as --tiou "
+                             "(default: anet = 0.5:0.95:0.05)")
     parser.add_argument("--per-class", action="store_true", help="also print AP per class")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing --json / --plots files that pointtal did not write")
@@ -75,6 +91,11 @@ def run(args) -> int:
         raise InputError("--distance applies to single-frame predictions (--frames); for segments use --tiou")
     if args.frames and args.plots is not None:
         raise InputError("--plots applies to segment predictions; drop it with --frames")
+    if args.frames and (args.recall or args.proposals):
+        raise InputError("--recall/--proposals apply to segment predictions; drop them with --frames")
+    if args.proposals and (args.tiou is not None or args.per_class or args.plots is not None):
+        raise InputError("--proposals reports AR@AN only: drop --tiou, --per-class and --plots "
+                         "(use --recall-tiou for the recall thresholds)")
     check_outputs(_outputs(args), _inputs(args), overwrite=args.overwrite)
     console = Console(highlight=False, soft_wrap=True)
     gt = load_ground_truth(args.ground_truth, args.class_list)
@@ -84,6 +105,9 @@ def run(args) -> int:
         raise InputError(f"{args.ground_truth}: subset '{args.subset}' has no annotated instances to evaluate")
     exclude = parse_video_list(args.exclude_videos) if args.exclude_videos else None
     ambiguous = load_ambiguous(args.ambiguous) if args.ambiguous else None
+    if args.proposals:
+        recall = _recall(args, ground_truth, load_proposals(args.predictions, gt.classes), exclude, ambiguous)
+        return _report_recall_only(console, args, recall, len(videos))
     try:
         if args.frames:
             thresholds = parse_thresholds(args.distance or _as_list(FRAME_DISTANCES), "--distance", upper=None)
@@ -99,17 +123,20 @@ def run(args) -> int:
         if isinstance(err, InputError):
             raise
         raise InputError(f"{args.predictions}: {err}") from None
+    recall = _recall(args, ground_truth, predictions, exclude, ambiguous) if args.recall else None
     _print_notes(console, args, result, len(videos))
     kind = "Single-frame" if args.frames else "Segment detection"
     console.print(f"[bold]{kind} mAP (%)[/bold], subset '{escape(args.subset)}'")
     console.print(summary_table(result))
+    if recall is not None:
+        console.print(recall_table(recall))
     if args.per_class:
         console.print(per_class_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result_json(result, args), indent=1) + "\n", encoding="utf-8")
-        record_output(args.json, "evaluate")
-        console.print(f"wrote {escape(str(args.json))}")
+        doc = result_json(result, args)
+        if recall is not None:
+            doc["recall"] = recall_json(recall)
+        _write_json(console, args.json, doc)
     if args.plots:
         for path in write_plots(args.plots, ground_truth, predictions, result, exclude, ambiguous):
             record_output(path, "evaluate")
@@ -129,6 +156,67 @@ def _inputs(args) -> dict:
             "--ambiguous": args.ambiguous, "--exclude-videos": listed}
 
 
+def _recall(args, ground_truth, proposals, exclude, ambiguous) -> RecallResult:
+    """AR@AN of the segments in `proposals` (labels ignored), at the --recall-tiou thresholds."""
+    thresholds = parse_thresholds(args.recall_tiou, "--recall-tiou", upper=1.0)
+    try:
+        return average_recall(ground_truth, proposals, thresholds, exclude_videos=exclude, ambiguous=ambiguous)
+    except ValueError as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(f"{args.predictions}: {err}") from None
+
+
+def _report_recall_only(console: Console, args, recall: RecallResult, n_videos: int) -> int:
+    """--proposals: what was read, the AR@AN table, and the --json document."""
+    counts = recall.counts
+    n_videos -= len(counts.get("excluded_videos", []))
+    console.print(f"{counts['predictions']} proposals vs {counts['ground_truth']} instances in {n_videos} "
+                  f"videos of subset '{escape(args.subset)}'; {counts.get('kept_proposals', 0)} kept on "
+                  "videos with ground truth")
+    console.print(recall_table(recall))
+    if args.json:
+        doc = {"recall": recall_json(recall), "unit": "percent", "subset": args.subset,
+               "exclude_videos": counts.get("excluded_videos", []),
+               "ambiguous": str(args.ambiguous) if args.ambiguous else None,
+               "counts": {k: v for k, v in counts.items() if isinstance(v, int)}}
+        _write_json(console, args.json, doc)
+    return 0
+
+
+def _write_json(console: Console, path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
+    record_output(path, "evaluate")
+    console.print(f"wrote {escape(str(path))}")
+
+
+def recall_table(recall: RecallResult) -> Table:
+    """AR (%) at AN 1, 5, 10, 100 and the area under AR-AN (%), over the recall thresholds."""
+    low, high = float(recall.thresholds.min()), float(recall.thresholds.max())
+    span = f"{low:g}:{high:g}" if recall.thresholds.size > 1 else f"{low:g}"
+    table = Table(title=f"Average recall (%), class-agnostic, tIoU {span}")
+    table.add_column("AN", justify="right")
+    table.add_column("AR (%)", justify="right")
+    for an, value in recall.reported.items():
+        table.add_row(f"AR@{an}", f"{100 * value:.2f}")
+    table.add_section()
+    table.add_row("AUC", f"{100 * recall.auc:.2f}")
+    return table
+
+
+def recall_json(recall: RecallResult) -> dict:
+    """The "recall" entry of --json, percent: AR at the reported AN, AUC, and the whole AR-AN curve."""
+    return {
+        "tiou": [float(t) for t in recall.thresholds],
+        "max_avg_proposals": recall.max_avg_proposals,
+        "ar": {str(an): 100 * value for an, value in recall.reported.items()},
+        "auc": 100 * recall.auc,
+        "an": [float(v) for v in recall.proposals_per_video],
+        "average_recall": [100 * float(v) for v in recall.average_recall],
+    }
+
+
 def write_plots(out_dir: Path, ground_truth, predictions, result: DetectionResult, exclude, ambiguous):
     """--plots: PR curves (same matching as the table) and per-class AP; returns the written paths."""
     from pointtal.evaluation.curves import segment_pr_curves
@@ -144,7 +232,7 @@ def write_plots(out_dir: Path, ground_truth, predictions, result: DetectionResul
 def parse_thresholds(text: str, option: str, upper: float | None) -> tuple[float, ...]:
     """'0.3,0.5' | 'START:STOP:STEP' (inclusive) | 'thumos' | 'anet' -> thresholds, validated."""
     text = text.strip()
-    if text.lower() in NAMED_TIOUS and option == "--tiou":
+    if text.lower() in NAMED_TIOUS and option != "--distance":
         return NAMED_TIOUS[text.lower()]
     try:
         if ":" in text:
@@ -157,7 +245,7 @@ def parse_thresholds(text: str, option: str, upper: float | None) -> tuple[float
             values = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise InputError(f"{option} {text!r}: expected a comma list (0.3,0.5), START:STOP:STEP"
-                         f"{' or thumos/anet' if option == '--tiou' else ''}") from None
+                         f"{' or thumos/anet' if option != '--distance' else ''}") from None
     if not values:
         raise InputError(f"{option} {text!r}: no thresholds given")
     for v in values:
