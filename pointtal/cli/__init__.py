@@ -27,6 +27,8 @@ COMMANDS = {
     "evaluate": "pointtal.cli.evaluate",
     "visualize": "pointtal.cli.visualize",
     "ablate": "pointtal.cli.ablate",
+    "extract": "pointtal.cli.extract",
+    "detect": "pointtal.cli.detect",
 }
 
 USER_ERRORS = (InputError, FileNotFoundError, PermissionError, IsADirectoryError, yaml.YAMLError,
