@@ -32,6 +32,7 @@ from pointtal.engine.report import write_report
 from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError
 from pointtal.methods import Method, build_method
+from pointtal.video.manifest import record_in_run
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class Trainer:
         self.logs = None
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            record_in_run(self.config.data.features, self.run_dir, self.config.data.fps, self.config.data.stride)
             save_config(self.config, self.run_dir / "config.yaml")
             self.logs = MetricsLog(self.run_dir)
             self.logs.truncate_after(self.state.step)

@@ -23,14 +23,15 @@ from pointtal.errors import InputError
 from pointtal.video.decode import DecodeStats, resampled_frames, video_id_for
 from pointtal.video.flow import build_flow, flow_for_snippets, import_torchvision
 from pointtal.video.i3d import TwoStreamI3D, file_sha256, load_stream_weights, read_state_dict
+from pointtal.video.manifest import MANIFEST, read_manifest
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "extract.json"
 # torchvision video classifiers (RGB only): the head to drop and the feature width it leaves
 TV_BACKBONES = {"r2plus1d_18": ("fc", 512), "s3d": ("classifier", 1024), "mvit_v2_s": ("head", 768),
                 "swin3d_t": ("head", 768)}
 BACKBONES = ("i3d", *TV_BACKBONES)
+I3D_DIM = 2048  # rgb 1024 | flow 1024
 KINETICS_MEAN, KINETICS_STD = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)
 
 
@@ -52,6 +53,11 @@ class ExtractOptions:
     seed: int = 0
     batch: int = 8  # snippets per forward pass
     device: str = "auto"
+
+
+def feature_width(backbone: str) -> int:
+    """D of the (T, D) features a backbone gives."""
+    return I3D_DIM if backbone == "i3d" else TV_BACKBONES[backbone][1]
 
 
 def resolve(device: str) -> torch.device:
@@ -86,7 +92,7 @@ class I3DBackbone:
     """Two-stream I3D on (B, S, H, W, 3) frames and their (B, S, H, W, 2) flow -> (B, 2048)."""
 
     needs_flow = True
-    dim = 2048
+    dim = I3D_DIM
 
     def __init__(self, opts: ExtractOptions, device: torch.device):
         self.net = TwoStreamI3D()
@@ -214,19 +220,6 @@ class Summary:
     failed: list[str]
     frames: int
     seconds: float
-
-
-def read_manifest(out_dir: Path) -> dict | None:
-    path = out_dir / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("videos"), dict):
-        raise InputError(f"{path}: expected an object with a 'videos' mapping")
-    return manifest
 
 
 def _write_atomic(path: Path, write) -> None:
