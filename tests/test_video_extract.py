@@ -226,3 +226,18 @@ def test_video_shorter_than_a_snippet_is_reported(tmp_path, capsys):
     code = main(["extract", str(tmp_path / "v"), "--out", str(tmp_path / "f"), *SMALL])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "shorter than one 16-frame snippet" in err
+
+
+def test_raft_flow_extracts_or_fails_in_one_line(videos, tmp_path, capsys):
+    from pointtal.video.flow import import_torchvision
+
+    code = main(["extract", str(videos / "clip_b.mkv"), "--out", str(tmp_path / "f"), *SMALL, "--flow", "raft"])
+    captured = capsys.readouterr()
+    try:
+        import_torchvision("RAFT")
+    except InputError as err:  # e.g. PyPI's CUDA torchvision beside a CPU torch
+        assert code == 2 and len(captured.err.strip().splitlines()) == 1 and "needs torchvision" in captured.err
+        pytest.skip(f"RAFT not exercised: {err}")
+    assert code == 0, captured.err
+    assert np.load(tmp_path / "f" / "clip_b.npy").shape == (1, 2048)
+    assert json.loads((tmp_path / "f" / "extract.json").read_text())["flow"] == "raft:raft_small"

@@ -79,7 +79,9 @@ class RAFT:
     def __call__(self, frames: np.ndarray) -> np.ndarray:  # (N+1, H, W, 3) uint8 -> (N, H, W, 2) float32
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
         h, w = x.shape[2:]
-        x = torch.nn.functional.pad(x, (0, -w % 8, 0, -h % 8), mode="replicate")  # RAFT needs multiples of 8
+        # RAFT needs sides that are multiples of 8, and >= 128 px for its 4-level correlation pyramid
+        pad_h, pad_w = max(128, h + -h % 8) - h, max(128, w + -w % 8) - w
+        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         out = []
         for i in range(0, len(x) - 1, self.batch):
             a, b = x[i:i + self.batch + 1][:-1], x[i + 1:i + self.batch + 1]
