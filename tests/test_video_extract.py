@@ -207,7 +207,7 @@ def test_extract_counts_snippets_skips_broken_and_resumes(videos, tmp_path, caps
                  "--overwrite"]) == 0
     assert np.load(again / "clip_b.npy").shape == (resampled(20, 30, 25) // 8, 2048)
     capsys.readouterr()
-    assert main(["extract", str(videos / "clip_a.mp4"), "--out", str(again), *SMALL]) == 2
+    assert main(["extract", str(videos / "clip_b.mkv"), "--out", str(again), *SMALL]) == 2  # even if it exists
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "stride=8 (now 16)" in err
 

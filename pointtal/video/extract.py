@@ -61,11 +61,11 @@ def feature_width(backbone: str) -> int:
 
 
 def resolve(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    """--device: auto is CUDA when present, else CPU."""
+    name = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {device}: no CUDA device is available; use auto or cpu")
-    return torch.device(device)
+    return torch.device(name)
 
 
 def check_options(opts: ExtractOptions) -> None:
@@ -140,37 +140,39 @@ class TorchvisionBackbone:
         return out.reshape(len(x), -1, self.dim).mean(1).float().cpu().numpy()  # s3d keeps a time axis
 
 
+def extract_settings(opts: ExtractOptions) -> dict:
+    """What decides the features' values, as recorded in extract.json (weights by file name and sha256)."""
+    uses_flow = opts.backbone == "i3d"
+    weights: dict = {}
+    if opts.random_init:
+        weights["random_init_seed"] = opts.seed
+    else:
+        files = {"rgb": opts.rgb_weights, "flow": opts.flow_weights if uses_flow else None,
+                 "raft": opts.raft_weights if uses_flow and opts.flow == "raft" else None}
+        for key, path in files.items():
+            if path and path.lower() == "default":
+                weights[key] = "torchvision DEFAULT"
+            elif path:
+                weights[key] = {"file": Path(path).name, "sha256": file_sha256(path)}
+    flow = (f"{opts.flow}:{opts.raft_model}" if opts.flow == "raft" else opts.flow) if uses_flow else None
+    return {"fps": opts.fps, "stride": opts.stride, "backbone": opts.backbone, "dim": feature_width(opts.backbone),
+            "flow": flow, "resize": opts.resize, "crop": opts.crop, "weights": weights}
+
+
 class Extractor:
-    """Decode -> snippets -> (flow) -> backbone for one video at a time; `settings` go into extract.json."""
+    """Decode -> snippets -> (flow) -> backbone, one video at a time, in chunks of `batch` snippets."""
 
     def __init__(self, opts: ExtractOptions):
         check_options(opts)
         self.opts = opts
         self.device = resolve(opts.device)
-        torch.manual_seed(opts.seed)  # --random-init: the same weights on every run
-        self.backbone = (I3DBackbone if opts.backbone == "i3d" else TorchvisionBackbone)(opts, self.device)
-        self.flow = None
-        if self.backbone.needs_flow:
-            self.flow = build_flow(opts.flow, raft_model=opts.raft_model, device=self.device,
-                                   raft_weights=None if opts.random_init else opts.raft_weights)
-
-    @property
-    def settings(self) -> dict:
-        o = self.opts
-        weights = {}
-        if o.random_init:
-            weights["random_init_seed"] = o.seed
-        else:
-            files = {"rgb": o.rgb_weights, "flow": o.flow_weights if self.flow else None,
-                     "raft": o.raft_weights if self.flow is not None and o.flow == "raft" else None}
-            for key, path in files.items():
-                if path and path.lower() != "default":
-                    weights[key] = {"file": Path(path).name, "sha256": file_sha256(path)}
-                elif path:
-                    weights[key] = "torchvision DEFAULT"
-        return {"fps": o.fps, "stride": o.stride, "backbone": o.backbone, "dim": self.backbone.dim,
-                "flow": (f"{o.flow}:{o.raft_model}" if o.flow == "raft" else o.flow) if self.flow else None,
-                "resize": o.resize, "crop": o.crop, "weights": weights}
+        with torch.random.fork_rng(devices=[]):  # --random-init: the same weights on every run
+            torch.manual_seed(opts.seed)
+            self.backbone = (I3DBackbone if opts.backbone == "i3d" else TorchvisionBackbone)(opts, self.device)
+            self.flow = None
+            if self.backbone.needs_flow:
+                self.flow = build_flow(opts.flow, raft_model=opts.raft_model, device=self.device,
+                                       raft_weights=None if opts.random_init else opts.raft_weights)
 
     def video(self, path: Path, on_frames=None) -> tuple[np.ndarray, DecodeStats]:
         """(T, D) float32 features of one video; `on_frames(n)` is told of every chunk of n frames done."""
@@ -301,14 +303,15 @@ class Progress:
 def extract_videos(paths: list[Path], out_dir: Path, opts: ExtractOptions, *, overwrite: bool = False,
                    progress: bool = True) -> Summary:
     """Extract every video not done yet; a video that fails is reported in one line and skipped."""
+    check_options(opts)
     out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = _start_manifest(out_dir, extract_settings(opts), overwrite)  # other settings: refused here
     ids = [video_id_for(p) for p in paths]
     todo = [(p, v) for p, v in zip(paths, ids, strict=True) if overwrite or not (out_dir / f"{v}.npy").is_file()]
     skipped = [v for v in ids if not overwrite and (out_dir / f"{v}.npy").is_file()]
     if not todo:
         return Summary([], skipped, [], 0, 0.0)
     extractor = Extractor(opts)
-    manifest = _start_manifest(out_dir, extractor.settings, overwrite)
     bar = Progress(len(todo), progress)
     done, failed = [], []
     for index, (path, video_id) in enumerate(todo):

@@ -11,6 +11,7 @@ inputs the tests use.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from pathlib import Path
 
 import torch
@@ -150,9 +151,8 @@ class InceptionI3d(nn.Module):
                 yield f"pool{i}", x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W) -> (B, 1024)
-        for _, x in self.stages(x):  # noqa: B007 (the last output is the one we need)
-            pass
-        return x.mean(dim=(2, 3, 4))
+        _, last = deque(self.stages(x), maxlen=1)[0]  # (B, 1024, T', H', W'), earlier outputs freed
+        return last.mean(dim=(2, 3, 4))
 
 
 class TwoStreamI3D(nn.Module):
