@@ -76,7 +76,7 @@ def run_manifest(run_dir: Path, config) -> tuple[dict | None, str]:
 def extract_options(args: argparse.Namespace, config, run_dir: Path):
     """Extraction settings: the run's data.fps/stride and recorded backbone/flow/crop/weights, plus the flags."""
     from pointtal.cli.extract import options_from
-    from pointtal.video.extract import ExtractOptions
+    from pointtal.video.options import ExtractOptions
 
     manifest, where = run_manifest(run_dir, config)
     d = ExtractOptions()
@@ -116,8 +116,9 @@ def _check_weight_hashes(args: argparse.Namespace, weights: dict, where: str) ->
 
 def _detect(args, loaded, opts, in_dim: int, features_dir: Path) -> int:
     from pointtal.video.decode import list_videos, video_id_for
-    from pointtal.video.extract import extract_videos, feature_width
+    from pointtal.video.extract import extract_videos
     from pointtal.video.manifest import read_manifest
+    from pointtal.video.options import feature_width
 
     paths = list_videos(args.videos)
     width = feature_width(opts.backbone)

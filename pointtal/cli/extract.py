@@ -15,7 +15,7 @@ EXAMPLE = (
 
 def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that decide the features (shared with `pointtal detect`)."""
-    from pointtal.video.extract import BACKBONES, ExtractOptions
+    from pointtal.video.options import BACKBONES, ExtractOptions
 
     d = ExtractOptions()
     parser.add_argument("--backbone", default=d.backbone, choices=BACKBONES,
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace, fps: float, stride: int):
-    from pointtal.video.extract import ExtractOptions
+    from pointtal.video.options import ExtractOptions
 
     return ExtractOptions(
         fps=fps, stride=stride, backbone=args.backbone, flow=args.flow, resize=args.resize, crop=args.crop,
@@ -65,7 +65,8 @@ def options_from(args: argparse.Namespace, fps: float, stride: int):
 
 def run(args: argparse.Namespace) -> int:
     from pointtal.video.decode import list_videos
-    from pointtal.video.extract import check_options, extract_videos
+    from pointtal.video.extract import extract_videos
+    from pointtal.video.options import check_options
 
     opts = options_from(args, args.fps, args.stride)
     check_options(opts)  # refuse missing weights before decoding anything
