@@ -79,3 +79,47 @@ def test_detect_on_a_new_video_with_a_run_trained_on_extracted_features(tmp_path
     metrics = tmp_path / "metrics.json"
     assert main(["evaluate", str(tmp_path / "gt.json"), str(out), "--subset", "test", "--json", str(metrics)]) == 0
     assert 0 <= json.loads(metrics.read_text())["average"] <= 100
+
+
+def _detect_args(run, *extra):
+    import argparse
+
+    from pointtal.cli import detect
+
+    parser = argparse.ArgumentParser()
+    detect.add_arguments(parser)
+    return parser.parse_args([str(run), "v.mp4", "--out", "d.json", *extra])
+
+
+def test_detect_takes_the_runs_extraction_settings_and_refuses_contradictions(tmp_path):
+    from types import SimpleNamespace
+
+    from pointtal.cli.detect import extract_options
+    from pointtal.errors import InputError
+    from pointtal.video.i3d import file_sha256
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "rgb.pt").write_bytes(b"rgb weights")
+    (tmp_path / "flow.pt").write_bytes(b"flow weights")
+    (tmp_path / "other.pt").write_bytes(b"other weights")
+    weights = {k: {"file": f"{k}.pt", "sha256": file_sha256(tmp_path / f"{k}.pt")} for k in ("rgb", "flow")}
+    manifest = {"fps": 30.0, "stride": 8, "backbone": "i3d", "dim": 2048, "flow": "raft:raft_large",
+                "resize": 128, "crop": 112, "weights": weights, "videos": {}}
+    (run / "extract.json").write_text(json.dumps(manifest))
+    config = SimpleNamespace(data=SimpleNamespace(fps=30.0, stride=8, features=""))
+    given = ["--rgb-weights", str(tmp_path / "rgb.pt"), "--flow-weights", str(tmp_path / "flow.pt"),
+             "--raft-weights", "DEFAULT"]
+    opts = extract_options(_detect_args(run, *given), config, run)
+    assert (opts.fps, opts.stride, opts.flow, opts.raft_model, opts.resize, opts.crop) == (30.0, 8, "raft",
+                                                                                         "raft_large", 128, 112)
+    assert not opts.random_init
+    with pytest.raises(InputError, match="--flow tvl1: the run's features used flow raft"):
+        extract_options(_detect_args(run, *given, "--flow", "tvl1"), config, run)
+    with pytest.raises(InputError, match="--crop 224: the run's features used crop=112"):
+        extract_options(_detect_args(run, *given, "--crop", "224"), config, run)
+    with pytest.raises(InputError, match="--flow-weights .*other.pt: differs \\(sha256\\).*flow.pt"):
+        extract_options(_detect_args(run, *given[:2], "--flow-weights", str(tmp_path / "other.pt")), config, run)
+    config.data.stride = 16  # the run's config and its recorded features disagree
+    with pytest.raises(InputError, match="stride=8 but the run uses data.fps=30 data.stride=16"):
+        extract_options(_detect_args(run, *given), config, run)
