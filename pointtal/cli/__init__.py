@@ -28,6 +28,8 @@ COMMANDS = {
     "visualize": "pointtal.cli.visualize",
     "ablate": "pointtal.cli.ablate",
     "label": "pointtal.cli.label",
+    "extract": "pointtal.cli.extract",
+    "detect": "pointtal.cli.detect",
 }
 
 USER_ERRORS = (InputError, FileNotFoundError, PermissionError, IsADirectoryError, json.JSONDecodeError,

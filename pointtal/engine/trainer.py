@@ -35,6 +35,7 @@ from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError, TrainingDiverged
 from pointtal.methods import Method, build_method
 from pointtal.outputs import DISK_ERRNOS, describe_os_error
+from pointtal.video.manifest import record_in_run
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ class Trainer:
             log.info("resumed %s at step %d", checkpoint, self.state.step)
         self.logs = None
         if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            record_in_run(self.config.data.features, self.run_dir, self.config.data.fps, self.config.data.stride)
             if saved is not None:
                 record_runtime_changes(self.run_dir, saved, self.config)
             save_config(self.config, self.run_dir / "config.yaml")

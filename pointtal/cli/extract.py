@@ -1,0 +1,78 @@
+"""`pointtal extract`: video files -> per-video I3D (or torchvision) features + extract.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "extract snippet features from video files (two-stream I3D by default) into FEATURES_DIR/<video_id>.npy"
+EXAMPLE = (
+    "pointtal extract videos/ --out features/ --rgb-weights rgb_imagenet.pt --flow-weights flow_imagenet.pt\n"
+    "  pointtal extract a.mp4 b.mkv --out features/ --flow raft --raft-weights raft_small.pth --device cuda\n"
+    "  pointtal extract videos/ --out /tmp/f --random-init --resize 64 --crop 56  # smoke test, random weights"
+)
+
+
+def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that decide the features (shared with `pointtal detect`)."""
+    from pointtal.video.options import BACKBONES, ExtractOptions
+
+    d = ExtractOptions()
+    parser.add_argument("--backbone", default=d.backbone, choices=BACKBONES,
+                        help="i3d: two-stream I3D, rgb|flow = 2048 wide (the THUMOS14 release layout); the others "
+                             "are torchvision Kinetics models, RGB only (need a torchvision that imports)")
+    parser.add_argument("--rgb-weights", metavar="FILE",
+                        help="I3D RGB stream weights (e.g. rgb_imagenet.pt), or the torchvision backbone's "
+                             "state dict (DEFAULT: torchvision's own download)")
+    parser.add_argument("--flow-weights", metavar="FILE", help="I3D flow stream weights (e.g. flow_imagenet.pt)")
+    parser.add_argument("--flow", default=d.flow, choices=("tvl1", "raft"),
+                        help="optical flow for I3D: tvl1 (OpenCV dual TV-L1, default: what the released THUMOS14 "
+                             "features of W-TALC/BaSNet/SF-Net/LACP used) or raft (torchvision, fast on GPU)")
+    parser.add_argument("--raft-model", default=d.raft_model, choices=("raft_small", "raft_large"))
+    parser.add_argument("--raft-weights", metavar="FILE",
+                        help="RAFT state dict file, or DEFAULT for torchvision's download (needs internet)")
+    parser.add_argument("--random-init", action="store_true",
+                        help="random weights (seeded by --seed): smoke tests only, the features mean nothing")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of --random-init (default 0)")
+    parser.add_argument("--resize", type=int, default=d.resize, help="shorter side before the crop (default 256)")
+    parser.add_argument("--crop", type=int, default=d.crop, help="center crop size (default 224)")
+    parser.add_argument("--batch", type=int, default=d.batch, help="snippets per forward pass (default 8)")
+    parser.add_argument("--device", default=d.device, help="auto (CUDA with bf16 when present), cpu or cuda")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", metavar="VIDEO",
+                        help="video files or directories of them (.mp4 .avi .mkv .webm .mov .m4v)")
+    parser.add_argument("--out", required=True, metavar="FEATURES_DIR", help="directory for <video_id>.npy files")
+    parser.add_argument("--fps", type=float, default=25.0, help="frame rate to resample to (default 25)")
+    parser.add_argument("--stride", type=int, default=16, help="frames per snippet (default 16); T = "
+                        "floor(resampled frames / stride), the last partial snippet is dropped")
+    add_extract_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="re-extract videos that already have features")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars or progress log lines")
+
+
+def options_from(args: argparse.Namespace, fps: float, stride: int):
+    from pointtal.video.options import ExtractOptions
+
+    return ExtractOptions(
+        fps=fps, stride=stride, backbone=args.backbone, flow=args.flow, resize=args.resize, crop=args.crop,
+        rgb_weights=args.rgb_weights, flow_weights=args.flow_weights, raft_model=args.raft_model,
+        raft_weights=args.raft_weights, random_init=args.random_init, seed=args.seed, batch=args.batch,
+        device=args.device,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pointtal.video.decode import list_videos
+    from pointtal.video.extract import extract_videos
+    from pointtal.video.options import check_options
+
+    opts = options_from(args, args.fps, args.stride)
+    check_options(opts)  # refuse missing weights before decoding anything
+    summary = extract_videos(list_videos(args.videos), Path(args.out), opts, overwrite=args.overwrite,
+                             progress=not args.no_progress)
+    rate = summary.frames / summary.seconds if summary.seconds else 0.0
+    print(f"extracted {len(summary.done)} videos ({summary.frames} frames, {rate:.1f} frames/s), "
+          f"{len(summary.skipped)} already done, {len(summary.failed)} failed -> {args.out}")
+    return 1 if summary.failed else 0
