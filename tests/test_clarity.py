@@ -74,6 +74,7 @@ def odd_run(tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------------------ video ids
 
 
+@pytest.mark.filterwarnings("ignore:Glyph .* missing from font")  # the default font has no Japanese glyphs
 def test_odd_video_ids_train_predict_and_draw(odd_run, tmp_path, capsys):
     """Ids with spaces, non-ASCII letters, ':' and a leading '-' go through every command; an id starting
     with '-' is passed as --video=ID."""
