@@ -539,3 +539,29 @@ def test_evaluate_option_files_cli_line(tmp_path, capsys, cli_gt, option, conten
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert expected in err and (str(extra) in err or option == "--exclude-videos" and "no video ids" in err)
+
+
+def _only_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_video_commands_refuse_wrong_outputs_and_files_in_one_line(tmp_path, capsys):
+    """extract onto a file, label onto a directory, and a non-weights file given as weights: one line each,
+    naming the flag and what to give instead (was a FileExistsError traceback / "point file not found" /
+    torch's advice to unpickle the file)."""
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"not a video")
+    assert main(["extract", str(video), "--out", str(video), "--random-init"]) == 2
+    assert "--out" in (line := _only_error_line(capsys)) and "is a file" in line
+    assert main(["extract", str(video), "--out", str(tmp_path / "f"), "--rgb-weights", str(video),
+                 "--flow-weights", str(video)]) == 2
+    line = _only_error_line(capsys)
+    assert "--rgb-weights" in line and "not a PyTorch weights file" in line and "weights_only" not in line
+    classes = tmp_path / "classes.txt"
+    classes.write_text("Jump\n")
+    for argv in (["label", str(tmp_path), "--classes", str(classes), "--out", str(tmp_path)],
+                 ["label", "--stats", "--out", str(tmp_path)]):
+        assert main(argv) == 2
+        assert "is a directory" in _only_error_line(capsys)

@@ -32,8 +32,8 @@ COMMANDS = {
     "detect": "pointtal.cli.detect",
 }
 
-USER_ERRORS = (InputError, FileNotFoundError, PermissionError, IsADirectoryError, json.JSONDecodeError,
-               UnicodeDecodeError)
+USER_ERRORS = (InputError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
+               FileExistsError, json.JSONDecodeError, UnicodeDecodeError)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pointtal.errors import InputError
+
 HELP = "extract snippet features from video files (two-stream I3D by default) into FEATURES_DIR/<video_id>.npy"
 EXAMPLE = (
     "pointtal extract videos/ --out features/ --rgb-weights rgb_imagenet.pt --flow-weights flow_imagenet.pt\n"
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from pointtal.video.extract import extract_videos
     from pointtal.video.options import check_options
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError(f"--out {args.out}: is a file; give the directory the <video_id>.npy files go to")
     opts = options_from(args, args.fps, args.stride)
     check_options(opts)  # refuse missing weights before decoding anything
     summary = extract_videos(list_videos(args.videos), Path(args.out), opts, overwrite=args.overwrite,

@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.out).is_dir():
+        raise InputError(f"--out {args.out}: is a directory; give the click file, such as {Path(args.out) / 'clicks.csv'}")
     if args.stats:
         return _print_stats(Path(args.out), args.background_label)
     if args.videos_dir is None or args.classes is None:

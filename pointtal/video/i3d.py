@@ -185,8 +185,8 @@ def read_state_dict(path: str | Path, flag: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt or non-tensor file fails in many ways; one line names it
-        raise InputError(f"{flag} {path}: not a PyTorch weights file ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        reason = (str(err).splitlines() or [""])[0].split(". ")[0]  # torch's advice to unpickle is not ours
+        raise InputError(f"{flag} {path}: not a PyTorch weights file ({type(err).__name__}: {reason})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
