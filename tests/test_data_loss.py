@@ -165,6 +165,23 @@ def test_resume_has_no_duplicate_rows_and_records_runtime_changes(tiny_run):
     assert yaml.safe_load((run / "config.yaml").read_text())["method"]["eta"] == 5.0
 
 
+def test_resume_with_more_steps_lengthens_the_run_exactly(tiny_data, tmp_path):
+    """train.steps may change on resume (recorded): 3 steps then resumed to 6 equal 6 steps from the start."""
+    config = tmp_path / "weak.yaml"
+    config.write_text(yaml.safe_dump(tiny_raw_config(tiny_data, "weak", steps=3, checkpoint_every=1)))
+    short, whole = tmp_path / "short", tmp_path / "whole"
+    assert main(["train", str(config), "--out", str(short)]) == 0
+    assert main(["train", "--out", str(short), "--resume", "--set", "train.steps=6"]) == 0
+    assert main(["train", str(config), "--out", str(whole), "--set", "train.steps=6"]) == 0
+    resumed, direct = load_checkpoint(short / "checkpoint.pt"), load_checkpoint(whole / "checkpoint.pt")
+    assert resumed["step"] == direct["step"] == 6
+    assert resumed["model"].keys() == direct["model"].keys()
+    assert all(torch.equal(resumed["model"][k], direct["model"][k]) for k in direct["model"])
+    changes = [json.loads(line) for line in (short / "config_changes.jsonl").read_text().splitlines()]
+    assert changes == [{"step": 3, "changed": {"train.steps": [3, 6]}}]
+    assert yaml.safe_load((short / "config.yaml").read_text())["train"]["steps"] == 6
+
+
 # ----------------------------------------------------------------------------- class 3: synth
 def test_synth_over_another_dataset_needs_overwrite(tmp_path, capsys):
     out = tmp_path / "synth"

@@ -6,7 +6,7 @@
 * The directory must be writable: a small probe file is written and fsynced first (full or read-only disk).
 * `--resume` continues a run with the config its checkpoint was trained with. Keys that change the weights
   (method, data, schedule, optimiser) are refused by name; keys that only change how the run is watched
-  (RUNTIME_KEYS: device, progress bar, logging, evaluation cadence) may change and are recorded in
+  (RUNTIME_KEYS: device, progress bar, logging, evaluation cadence, the number of steps) may change and are recorded in
   `config_changes.jsonl` as `{"step": N, "changed": {key: [old, new]}}`, so `config.yaml` stays true to the
   weights.
 """
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 RUNTIME_KEYS = frozenset({
     "train.device", "train.progress", "train.report", "train.log_every", "train.checkpoint_every",
     "train.eval_every", "eval.batch_size",
+    # the schedule's length only says where the loop stops (no learning-rate schedule reads it), so a run is
+    # lengthened by resuming with more steps: its weights equal those of a run started with that many
+    "train.steps", "train.epochs",
 })  # keys that cannot change the weights of a run
 PATH_KEYS = frozenset({"data.annotations", "data.features", "data.class_list", "data.video_names"})
 CHANGES_FILE = "config_changes.jsonl"
