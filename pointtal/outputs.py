@@ -23,6 +23,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from pointtal.atomic import write_text_atomic
 from pointtal.errors import InputError
 
 MANIFEST = ".pointtal-outputs.json"
@@ -162,10 +163,7 @@ def _read_manifest(directory: Path) -> dict:
 
 
 def _write_manifest(directory: Path, manifest: dict) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f"{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, directory / MANIFEST)
+    write_text_atomic(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def _sha256(path: Path) -> str:

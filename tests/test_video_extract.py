@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -174,12 +175,18 @@ def test_rgb_then_flow_halves_move_only_with_their_stream():
 # ------------------------------------------------------------------------------------------ the CLI
 
 
-def test_extract_counts_snippets_skips_broken_and_resumes(videos, tmp_path, capsys):
+def error_lines(captured, caplog) -> list[str]:
+    """Error lines a user sees: stderr prints plus ERROR log records (the per-video failure is logged)."""
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    return [line for line in captured.err.splitlines() if line.strip()] + logged
+
+
+def test_extract_counts_snippets_skips_broken_and_resumes(videos, tmp_path, capsys, caplog):
     out = tmp_path / "features"
     code = main(["extract", str(videos), "--out", str(out), *SMALL])
     captured = capsys.readouterr()
     assert code == 1  # one video failed
-    errors = [line for line in captured.err.splitlines() if line.strip()]
+    errors = error_lines(captured, caplog)
     assert len(errors) == 1 and "broken.mp4" in errors[0] and "Traceback" not in captured.err, captured.err
     # T = whole 16-frame snippets after resampling 30 -> 25 fps; D = 1024 rgb + 1024 flow
     for name, n_source in (("clip_a", 40), ("clip_b", 20)):
@@ -221,10 +228,10 @@ def test_extract_without_weights_names_the_flags(videos, tmp_path, capsys):
     assert code == 2 and "nope.mp4" in capsys.readouterr().err
 
 
-def test_video_shorter_than_a_snippet_is_reported(tmp_path, capsys):
+def test_video_shorter_than_a_snippet_is_reported(tmp_path, capsys, caplog):
     write_video(tmp_path / "v" / "short.mp4", moving_square(10))
     code = main(["extract", str(tmp_path / "v"), "--out", str(tmp_path / "f"), *SMALL])
-    err = capsys.readouterr().err.strip()
+    err = "\n".join(error_lines(capsys.readouterr(), caplog))
     assert code == 1 and len(err.splitlines()) == 1 and "shorter than one 16-frame snippet" in err
 
 

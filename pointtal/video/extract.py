@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pointtal.atomic import write_atomic, write_text_atomic
 from pointtal.errors import InputError
 from pointtal.video.decode import DecodeStats, resampled_frames, video_id_for
 from pointtal.video.flow import build_flow, flow_for_snippets, import_torchvision
@@ -175,16 +175,8 @@ class Summary:
     seconds: float
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-    os.replace(tmp, path)
-
-
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
-    _write_atomic(out_dir / MANIFEST, lambda h: h.write(json.dumps(manifest, indent=1).encode()))
+    write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1))
 
 
 def _start_manifest(out_dir: Path, settings: dict, overwrite: bool) -> dict:
@@ -270,11 +262,11 @@ def extract_videos(paths: list[Path], out_dir: Path, opts: ExtractOptions, *, ov
         try:
             features, stats = extractor.video(path, on_frames=bar.advance)
         except InputError as err:
-            print(f"pointtal extract: error: {err}", file=sys.stderr)
+            log.error("pointtal extract: error: %s", err)
             failed.append(video_id)
             bar.end("failed")
             continue
-        _write_atomic(out_dir / f"{video_id}.npy", lambda h, a=features: np.save(h, a, allow_pickle=False))
+        write_atomic(out_dir / f"{video_id}.npy", lambda h, a=features: np.save(h, a, allow_pickle=False))
         manifest["videos"][video_id] = {"file": path.name, **asdict(stats), "snippets": int(len(features))}
         _write_manifest(out_dir, manifest)
         done.append(video_id)
