@@ -685,12 +685,10 @@ def map_points(
     if strict and outside.any():
         i = int(np.argmax(outside))
         raise InputError(f"{_at(files, lines, i)}: {beyond(i)} lies beyond the video (drop --strict to skip such points)")
-    for name, count, i in _per_file(unknown, files):
-        log.warning("%s: dropped %d point(s) of videos not in the ground truth (first: %s)",
-                    name, count, _line_and(lines, i, point(i)))
-    for name, count, i in _per_file(outside, files):
-        log.warning("%s: dropped %d point(s) beyond their video's last snippet (first: %s)",
-                    name, count, _line_and(lines, i, beyond(i)))
+    for dropped, why, describe in ((unknown, "of videos not in the ground truth", point),
+                                   (outside, "beyond their video's last snippet", beyond)):
+        for name, count, i in _per_file(dropped, files):
+            log.warning("%s: dropped %d point(s) %s (first: %s)", name, count, why, _line_and(lines, i, describe(i)))
     for name, count, i in _per_file(away, files):
         log.info("%s: %d point(s) on videos outside %s are not used (first: %s, %s)",
                  name, count, scope, _line_and(lines, i, f"video '{ids[i]}'"), other[ids[i]])
