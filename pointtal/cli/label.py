@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pointtal.data.annotations import BACKGROUND, read_class_list
 from pointtal.errors import MAX_FPS, InputError
+from pointtal.outputs import check_outputs
 from pointtal.video.clicks import ClickStore, label_stats
 from pointtal.video.label import LabelSession, list_videos, load_reference, make_server
 
@@ -41,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if Path(args.out).is_dir():
-        raise InputError(f"--out {args.out}: is a directory; give the click file, such as {Path(args.out) / 'clicks.csv'}")
+    # the click file is read and rewritten in place (an existing CSV is continued, never lost): only the
+    # shared guard's refusals of a directory, a path under a file, or an input file apply
+    check_outputs({"--out": args.out}, {"--classes": args.classes}, overwrite=True)
     if args.stats:
         return _print_stats(Path(args.out), args.background_label)
     if args.videos_dir is None or args.classes is None:

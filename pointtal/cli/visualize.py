@@ -35,8 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from pointtal.engine.setup import load_ground_truth_for, open_store
     from pointtal.viz import figure_format
 
-    if Path(args.out).is_dir():
-        raise InputError(f"--out {args.out}: is a directory; give a file such as {Path(args.out) / 'timeline.png'}")
     check_outputs({"--out": args.out}, {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint},
                   overwrite=args.overwrite)
     try:
