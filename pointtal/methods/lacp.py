@@ -1,0 +1,679 @@
+"""LACP: "Learning Action Completeness from Points" (Lee & Byun, ICCV 2021), after its official code.
+
+The engine drives this class through the `Method` contract only:
+  * training batches are whole videos (the official main.py loads every video with num_segments=-1 and averages
+    the losses of 16 single-video forwards per step; here 16 padded videos in one forward, losses per video and
+    averaged, which is the same objective);
+  * `forward` -> `LACPOutput`: sigmoid CAS (C action columns + background) of a kernel-3 temporal conv
+    embedding (ReLU) and a 1x1 conv classifier without bias, dropout 0.7 between;
+  * `loss` -> {"total", "video", "point", "point_bkg", "score", "feature"} (weights `lambdas`, official [1, .5, 1, 1, 1]);
+  * `refresh_due` / `refresh_labels` -> the optimal sequence search over every training video after each
+    `search_freq` steps; its dense pseudo labels are training state (`get_extra_state`), so `--resume`
+    restores them without searching again;
+  * `scores` / `localize` -> the official test.py post-processing (pointtal/localization/lacp.py).
+
+Shapes: B videos, T snippets (padded; `mask` marks real ones), D feature width, H embedding width, C action
+classes, K = C+1 columns with column 0 = background (the official code keeps background last).
+
+Fused CAS: p_c = sigmoid(cas_c) * (1 - sigmoid(cas_bg)) for action classes, p_bg = sigmoid(cas_bg).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pointtal.errors import InputError
+from pointtal.localization.lacp import localize_lacp
+from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
+from pointtal.methods.layers import masked_topk_mean
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    """LACP switches; defaults are the official code's THUMOS14 settings (options.py, config.py, train.py).
+
+    Where the paper, the official code and pointtal differ (each a switch or a stated choice):
+    * Training batches: the official code trains on whole videos (main.py passes num_segments=-1, so its
+      random_perturb sampling is the identity) at train and test time; pointtal does the same (no
+      `num_segments` option: there is nothing to resample).
+    * Sequence search: the official code approximates the arg-max of the sequence score (mean
+      outer-inner contrast of the segments of a seed-consistent sequence) by a frame-by-frame beam search
+      keeping `budget` = 25 hypotheses and pruning partial scores < 0.1. pointtal computes the exact arg-max
+      of the same objective over the same seed-constrained sequences by dynamic programming over segment
+      boundaries (batched over videos and classes; the only loop is over the segment index). It
+      scores at least as high as the beam and equals brute-force enumeration (tests/test_lacp.py); there is no
+      `budget`. Where the official code asserts (two action groups of a class with no background seed
+      between them) the groups are joined into one action core.
+    * Feature-contrastive loss (`feature_classes`): the official loop overwrites the per-class loss, so only the
+      last ground-truth class (in class order) with >= 2 action segments counts ("last", default); "mean"
+      averages over all such classes (the paper's sum over classes, normalised).
+    * Official run-boundary quirk (kept): the contrastive losses read runs of the pseudo labels with the
+      video's last snippet dropped (the code's range_idx ends at T-2), so a final run of one snippet is
+      ignored. Classes whose pseudo labels never change are skipped, as in the code.
+    * Top-k: k = T // r_act as in the code, but at least 1 (the code divides by zero for T < r_act).
+    * Videos without points: no point or seed losses (the code would fail on them).
+    * Background points (point_labels column 0) are not used (the official data has none).
+    * Feature sampling for the feature loss draws one random snippet in each third of a segment (torch RNG).
+    * Inference (`localize`): class threshold on top-k video scores, 10 CAS thresholds and 9 actionness
+      thresholds on the x24-upsampled fused CAS, outer-inner scores + gamma * video score, NMS 0.7 with the
+      official "+1 second" IoU (`nms_extent` = 1 s in snippets: 25 fps / 16-frame snippets).
+    """
+
+    # --- network (model.py)
+    hidden: int = 2048  # embedding width H (kernel-3 conv + ReLU)
+    dropout: float = 0.7
+    r_act: int = 8  # top-k = T // r_act snippets per class for video scores
+    # --- losses (train.py); lambdas [video, point, point_bkg, score, feature] = [1, 0.5, 1, 1, 1]
+    w_video: float = 1.0
+    w_point: float = 0.5
+    w_point_bkg: float = 1.0
+    w_score: float = 1.0
+    w_feature: float = 1.0
+    focal_gamma: float = 2.0
+    tau: float = 0.1  # temperature of the feature-contrastive loss
+    sampling_size: int = 3  # snippets sampled (one per equal part) to describe a segment's feature
+    feature_classes: Literal["last", "mean"] = "last"
+    # --- seeds and search (utils.select_seed, search.py)
+    act_thresh: float = 0.1  # pseudo action points: P(background) <= act_thresh next to a point
+    bkg_thresh: float = 0.95  # pseudo background points: P(background) >= bkg_thresh
+    search_freq: int = 10  # search after every search_freq steps (before step s with s % search_freq == 0)
+    search_start: int = 10  # first step whose batch may use a search (the code: after step 10)
+    oic_delta: float = 0.25  # outer region = delta * length on each side (every outer-inner score)
+    # --- inference (test.py, config.py)
+    class_threshold: float = 0.5
+    cas_thresholds: tuple[float, ...] = (0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.225)
+    actionness_thresholds: tuple[float, ...] = (0.5, 0.525, 0.55, 0.575, 0.6, 0.625, 0.65, 0.675, 0.7)
+    scale: int = 24
+    gamma: float = 0.2  # proposal score = outer-inner contrast + gamma * video score
+    nms_threshold: float = 0.7
+    nms_extent: float = 25 / 16  # the official NMS adds 1 (second) to lengths: 1 s in snippets
+
+    def __post_init__(self):
+        check_options(self, [
+            (self.hidden > 0, "hidden", "must be > 0"),
+            (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
+            (self.r_act > 0, "r_act", "must be > 0"),
+            (self.tau > 0, "tau", "must be > 0"),
+            (self.sampling_size > 0, "sampling_size", "must be > 0"),
+            (self.feature_classes in ("last", "mean"), "feature_classes", "must be 'last' or 'mean'"),
+            (self.search_freq > 0, "search_freq", "must be > 0"),
+            (self.search_start >= 0, "search_start", "must be >= 0"),
+            (self.scale > 0, "scale", "must be > 0"),
+            (0.0 <= self.oic_delta, "oic_delta", "must be >= 0"),
+            (self.nms_extent >= 0, "nms_extent", "must be >= 0"),
+        ])
+
+
+# ----------------------------------------------------------------------------- network (model.py)
+
+
+@dataclass
+class LACPOutput:
+    """Forward result (padded positions hold junk)."""
+
+    cas: torch.Tensor  # (B, T, K) sigmoid CAS, column 0 = background (not fused)
+    features: torch.Tensor  # (B, T, H) embedding after ReLU, before dropout (the feature loss reads it)
+
+    @property
+    def fused(self) -> torch.Tensor:
+        return fuse(self.cas)
+
+
+def fuse(cas: torch.Tensor) -> torch.Tensor:
+    """(B, T, K) sigmoid CAS -> fused: action columns times 1 - P(background), background column kept."""
+    bg = cas[..., :1]
+    return torch.cat([bg, cas[..., 1:] * (1 - bg)], dim=-1)
+
+
+class LACPNet(nn.Module):
+    """Conv1d(D -> H, k=3, pad 1) + ReLU, dropout, Conv1d(H -> K, k=1, no bias); PyTorch default init."""
+
+    def __init__(self, in_dim: int, hidden: int, n_outputs: int, dropout: float):
+        super().__init__()
+        self.embed = nn.Conv1d(in_dim, hidden, kernel_size=3, padding=1)
+        self.classifier = nn.Conv1d(hidden, n_outputs, kernel_size=1, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LACPOutput:
+        """features (B, T, D), mask (B, T): padding is zeroed so each video sees zeros past its end."""
+        x = (features * mask.unsqueeze(-1).to(features.dtype)).transpose(1, 2)  # (B, D, T)
+        h = F.relu(self.embed(x))  # (B, H, T)
+        logits = self.classifier(self.dropout(h)).transpose(1, 2)  # (B, T, K), official order: classes, bg
+        cas = torch.sigmoid(torch.cat([logits[..., -1:], logits[..., :-1]], dim=-1).float())  # (B, T, K) bg first
+        return LACPOutput(cas, h.transpose(1, 2))
+
+
+def topk_counts(lengths: torch.Tensor, r_act: int) -> torch.Tensor:
+    """k_i = T_i // r_act, at least 1: (B,) long."""
+    return torch.div(lengths, r_act, rounding_mode="floor").clamp(min=1)
+
+
+def video_scores(cas: torch.Tensor, mask: torch.Tensor, r_act: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C) video scores from the un-fused sigmoid CAS (B, T, K): top-k mean; in training (labels (B, C))
+    the official code uses the mean over all snippets for the classes absent from the video."""
+    lengths = mask.sum(1)
+    k_max = max(mask.shape[1] // r_act, 1)
+    top = masked_topk_mean(cas[..., 1:], mask, topk_counts(lengths, r_act), k_max)  # (B, C)
+    if labels is None:
+        return top
+    m = mask.unsqueeze(-1).to(cas.dtype)
+    mean = (cas[..., 1:] * m).sum(1) / lengths.clamp(min=1).unsqueeze(1).to(cas.dtype)  # (B, C)
+    return top * labels + mean * (1 - labels)
+
+
+# ----------------------------------------------------------------------------- seeds (utils.select_seed)
+
+
+def _regions(anchor: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For every snippet of (B, T) rows: the last anchor at or before it, the first at or after it (-1 / T_i
+    when none), and its region id (0 before the first anchor, i+1 after anchor at index i)."""
+    b, t = anchor.shape
+    idx = torch.arange(t, device=anchor.device).expand(b, t)
+    lengths = mask.sum(1, keepdim=True)
+    prev = torch.where(anchor, idx, torch.full_like(idx, -1)).cummax(1).values  # (B, T)
+    nxt = torch.where(anchor, idx, lengths.expand(b, t)).flip(1).cummin(1).values.flip(1)  # (B, T)
+    return prev, nxt, prev + 1
+
+
+def _region_reduce(values: torch.Tensor, region: torch.Tensor, member: torch.Tensor, reduce: str,
+                   fill: float) -> torch.Tensor:
+    """Per-region reduction of (B, T) `values` over `member` snippets, gathered back to each snippet (B, T)."""
+    b, t = values.shape
+    init = torch.full((b, t + 1), fill, dtype=values.dtype, device=values.device)
+    src = torch.where(member, values, torch.full_like(values, fill))
+    out = init.scatter_reduce(1, region, src, reduce=reduce, include_self=True)
+    return out.gather(1, region)
+
+
+@dataclass
+class Spans:
+    """Per-snippet view of the stretches between anchors (seed points or action seeds)."""
+
+    prev: torch.Tensor  # (B, T) last anchor <= t (-1: none)
+    nxt: torch.Tensor  # (B, T) first anchor >= t (T_i: none)
+    inside: torch.Tensor  # (B, T) bool, a valid non-anchor snippet of a video with anchors
+    first: torch.Tensor  # (B, T) first marked snippet of its stretch (T+1 if none)
+    last: torch.Tensor  # (B, T) last marked snippet of its stretch (-1 if none)
+
+
+def _spans(anchor: torch.Tensor, marked: torch.Tensor, mask: torch.Tensor) -> Spans:
+    prev, nxt, region = _regions(anchor, mask)
+    lengths = mask.sum(1, keepdim=True)
+    inside = mask & ~anchor & ((prev >= 0) | (nxt < lengths))
+    idx = torch.arange(anchor.shape[1], device=anchor.device).expand_as(prev)
+    member = inside & marked
+    big = anchor.shape[1] + 1
+    first = _region_reduce(idx, region, member, "amin", big)
+    last = _region_reduce(idx, region, member, "amax", -1)
+    return Spans(prev, nxt, inside, first, last)
+
+
+def select_seeds(bkg: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, act_thresh: float = 0.1,
+                 bkg_thresh: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo background points and pseudo action points (the official select_seed, batched).
+
+    bkg (B, T) P(background), points (B, T, C) {0,1} action points, mask (B, T). Between points (snippets of
+    any class), the stretch before the first and after the last:
+      * background seeds: the snippets with bkg >= bkg_thresh, filled from the first to the last of them
+        (before the first point: from 0 to the last; after the last point: from the first to the end); with
+        none, the arg-max of bkg (and from 0 to it / from it to the end for the outer stretches);
+      * action seeds: walking away from each point while bkg <= act_thresh and not a background seed, the
+        snippets get that point's classes (between two points the right point's walk is written last).
+    Adjacent points (no snippet between) get nothing. Returns act_seed (B, T, C) float, bkg_seed (B, T) bool.
+    """
+    bkg = bkg.detach().float()
+    is_point = (points > 0).any(-1) & mask  # (B, T)
+    b, t = bkg.shape
+    idx = torch.arange(t, device=bkg.device).expand(b, t)
+    lengths = mask.sum(1, keepdim=True)
+    sp = _spans(is_point, bkg >= bkg_thresh, mask)
+    has_left, has_right = sp.prev >= 0, sp.nxt < lengths
+    _, _, region = _regions(is_point, mask)
+    top = _region_reduce(bkg, region, sp.inside, "amax", float("-inf"))
+    argmax = _region_reduce(idx, region, sp.inside & (bkg == top), "amin", t + 1)
+    found = sp.last >= 0
+    lo = torch.where(has_left, torch.where(found, sp.first, argmax), torch.zeros_like(idx))
+    hi = torch.where(has_right, torch.where(found, sp.last, argmax), lengths - 1)
+    bkg_seed = sp.inside & (idx >= lo) & (idx <= hi)
+    blocked = (~mask | is_point | bkg_seed | (bkg > act_thresh)).long()
+    cum = blocked.cumsum(1)  # (B, T)
+    at = lambda i: cum.gather(1, i.clamp(0, t - 1)) * (i >= 0)  # noqa: E731  cum at index i (0 for i < 0)
+    from_left = sp.inside & has_left & (cum - at(sp.prev) == 0)  # nothing blocked in (prev, t]
+    from_right = sp.inside & has_right & (at(sp.nxt - 1) - (cum - blocked) == 0)  # nothing blocked in [t, nxt)
+    pts = (points > 0).float()
+    act = torch.where(is_point.unsqueeze(-1), pts, torch.zeros_like(pts))
+    gather = lambda i: pts.gather(1, i.clamp(0, t - 1).unsqueeze(-1).expand_as(pts))  # noqa: E731
+    act = torch.where(from_left.unsqueeze(-1), gather(sp.prev), act)
+    act = torch.where(from_right.unsqueeze(-1), gather(sp.nxt), act)
+    return act, bkg_seed
+
+
+# ----------------------------------------------------------------------------- optimal sequence search
+
+
+def oic(cum: torch.Tensor, length: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
+        delta: float = 0.25) -> torch.Tensor:
+    """Outer-inner contrast of segments [start, end] (inclusive) of rows with prefix sums `cum` (R, T+1).
+
+    cum's first axis is gathered with row-aligned index tensors start/end (R, ...); length (R,) the row's
+    real length. outer = [max(0, int(s - delta*L)), s) and (e, min(len-1, int(e + delta*L))]; 0 when empty.
+    """
+    r = cum.shape[0]
+    shape = start.shape
+    width = math.prod(shape[1:])
+    s, e = start.reshape(r, width), end.reshape(r, width)
+    n = e - s + 1
+    ln = length.reshape(r, 1)
+    lo = torch.floor(s - delta * n).long().clamp(min=0)
+    hi = torch.minimum(torch.floor(e + delta * n).long(), ln - 1)
+    g = lambda i: cum.gather(1, i.clamp(0, cum.shape[1] - 1))  # noqa: E731
+    inner = (g(e + 1) - g(s)) / n.clamp(min=1)
+    count = (s - lo) + (hi - e)
+    total = (g(s) - g(lo)) + (g(hi + 1) - g(e + 1))
+    outer = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+    return (inner - outer).reshape(shape)
+
+
+def _prefix(x: torch.Tensor) -> torch.Tensor:
+    """(R, T) -> (R, T+1) float64 prefix sums."""
+    return F.pad(x.double().cumsum(1), (1, 0))
+
+
+@dataclass
+class Cores:
+    """Seed-constrained sequences: one per (video, class) with an action seed. Segment i (alternating labels)
+    must cover its core [left_i, right_i]; the boundary before segment i lies in [right_{i-1}+1, left_i]."""
+
+    video: torch.Tensor  # (Q,)
+    cls: torch.Tensor  # (Q,) 0-based action class
+    n: torch.Tensor  # (Q,) segments
+    act: torch.Tensor  # (Q, S) bool, segment is action
+    left: torch.Tensor  # (Q, S) core start
+    right: torch.Tensor  # (Q, S) core end
+    length: torch.Tensor  # (Q,) video length
+
+
+def sequence_cores(act_seed: torch.Tensor, bkg_seed: torch.Tensor, mask: torch.Tensor) -> Cores:
+    """The official search's transcript and ranges (search.greedy_search_with_id), batched.
+
+    For class c: action seeds of c; background = background seeds and the action seeds of other classes.
+    Before the first action seed the background stretch is filled from 0 to its last background seed (none:
+    the first action core starts at 0); after the last, from its first background seed to the end (none: the
+    last action core runs to the end); between two action groups, from the first to the last background seed.
+    """
+    v, t, c = act_seed.shape
+    a = (act_seed > 0) & mask.unsqueeze(-1)  # (V, T, C)
+    qv, qc = torch.nonzero(a.any(1), as_tuple=True)  # (Q,)
+    seq_mask = mask[qv]  # (Q, T)
+    act = a[qv, :, qc]  # (Q, T)
+    other = a.any(-1)[qv] & ~act
+    bkg = (bkg_seed[qv] | other) & seq_mask & ~act
+    sp = _spans(act, bkg, seq_mask)
+    lengths = seq_mask.sum(1, keepdim=True)
+    idx = torch.arange(t, device=act.device).expand_as(act)
+    has_left, has_right = sp.prev >= 0, sp.nxt < lengths
+    found = sp.last >= 0
+    lo = torch.where(has_left, sp.first, torch.zeros_like(idx))
+    hi = torch.where(has_right, sp.last, lengths - 1)
+    bkg_core = sp.inside & found & (idx >= lo) & (idx <= hi)
+    act_core = act | (sp.inside & ~found)  # no background in a stretch: the action core covers it
+    kind = torch.where(act_core, 2, torch.where(bkg_core, 1, 0))  # (Q, T)
+    prev_kind = F.pad(kind, (1, 0))[:, :-1]
+    next_kind = F.pad(kind, (0, 1))[:, 1:]
+    q_s, start = torch.nonzero((kind > 0) & (kind != prev_kind), as_tuple=True)
+    _, end = torch.nonzero((kind > 0) & (kind != next_kind), as_tuple=True)
+    q = len(qv)
+    n = torch.bincount(q_s, minlength=q)
+    s_max = int(n.max()) if q else 0
+    first = torch.cumsum(n, 0) - n
+    slot = torch.arange(len(q_s), device=act.device) - first[q_s]
+    shape = (q, max(s_max, 1))
+    left = torch.zeros(shape, dtype=torch.long, device=act.device).index_put_((q_s, slot), start)
+    right = torch.zeros(shape, dtype=torch.long, device=act.device).index_put_((q_s, slot), end)
+    is_act = torch.zeros(shape, dtype=torch.bool, device=act.device).index_put_((q_s, slot), kind[q_s, start] == 2)
+    return Cores(qv, qc, n, is_act, left, right, lengths.squeeze(1))
+
+
+def search_sequences(cas: torch.Tensor, cores: Cores, delta: float = 0.25,
+                     chunk: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best sequence of every (video, class) of `cores`: exact arg-max of the mean outer-inner score of its
+    segments (action segments on p_c, background segments on 1 - p_c), by dynamic programming over segment
+    boundaries. cas (V, T, K) fused probabilities. Returns labels (Q, T) bool (action) and scores (Q,).
+
+    Batched over sequences; the only loops are over the segment index and (memory) chunks of sequences.
+    """
+    q = cores.video.numel()
+    t = cas.shape[1]
+    dev = cas.device
+    if q == 0:
+        return torch.zeros((0, t), dtype=torch.bool, device=dev), torch.zeros(0, dtype=torch.float64, device=dev)
+    p = cas[cores.video, :, cores.cls + 1].double()  # (Q, T)
+    cum_act = _prefix(p)
+    cum_bkg = _prefix(1 - p)
+    n, s_max = cores.n, cores.left.shape[1]
+    length = cores.length
+    # boundary sets G_i = [lo_i, hi_i], i = 0..n: G_0 = {0}, G_n = {T_q}
+    lo = torch.zeros((q, s_max + 1), dtype=torch.long, device=dev)
+    hi = torch.zeros_like(lo)
+    lo[:, 1:s_max] = cores.right[:, :-1] + 1
+    hi[:, 1:s_max] = cores.left[:, 1:]
+    ends = torch.arange(s_max + 1, device=dev).unsqueeze(0) >= n.unsqueeze(1)  # (Q, S+1) i >= n
+    lo = torch.where(ends, length.unsqueeze(1), lo)
+    hi = torch.where(ends, length.unsqueeze(1), hi)
+    size = hi - lo + 1  # (Q, S+1)
+    value = torch.zeros((q, 1), dtype=torch.float64, device=dev)  # V_0 over G_0
+    back = []
+    for i in range(s_max):
+        active = i < n  # (Q,)
+        a_max, b_max = int(size[:, i].max()), int(size[:, i + 1].max())
+        arg = torch.zeros((q, b_max), dtype=torch.long, device=dev)
+        new = torch.full((q, b_max), float("-inf"), dtype=torch.float64, device=dev)
+        step = max(1, chunk // max(a_max * b_max, 1))
+        for c0 in range(0, q, step):
+            rows = slice(c0, min(q, c0 + step))
+            s = lo[rows, i, None, None] + torch.arange(a_max, device=dev).view(1, -1, 1)  # (R, A, 1)
+            e = lo[rows, i + 1, None, None] + torch.arange(b_max, device=dev).view(1, 1, -1) - 1  # (R, 1, B)
+            s, e = torch.broadcast_tensors(s, e)
+            use_act = cores.act[rows, i].view(-1, 1, 1)
+            score = torch.where(use_act, oic(cum_act[rows], length[rows], s, e, delta),
+                                oic(cum_bkg[rows], length[rows], s, e, delta))  # (R, A, B)
+            ok = ((torch.arange(a_max, device=dev).view(1, -1, 1) < size[rows, i, None, None])
+                  & (torch.arange(b_max, device=dev).view(1, 1, -1) < size[rows, i + 1, None, None])
+                  & (e >= s))
+            prev = F.pad(value[rows], (0, a_max - value.shape[1]), value=float("-inf"))[:, :, None]
+            total = torch.where(ok, prev + score, torch.full_like(score, float("-inf")))
+            best, where = total.max(1)  # (R, B)
+            new[rows], arg[rows] = best, where
+        keep = active.unsqueeze(1)
+        value = torch.where(keep, new, F.pad(value, (0, max(0, b_max - value.shape[1])),
+                                             value=float("-inf"))[:, :b_max])
+        back.append(arg)
+    final = value[:, 0] / n.double()  # G_n = {T}: offset 0
+    # traceback: boundaries b_1..b_{n-1}
+    boundary = torch.zeros((q, s_max + 1), dtype=torch.long, device=dev)
+    cur = torch.zeros(q, dtype=torch.long, device=dev)
+    rows = torch.arange(q, device=dev)
+    for i in range(s_max - 1, -1, -1):
+        active = i < n
+        a = back[i][rows, cur]
+        cur = torch.where(active, a, cur)
+        boundary[:, i] = torch.where(active, lo[:, i] + a, boundary[:, i])
+    marks = torch.zeros((q, t + 1), dtype=torch.long, device=dev)
+    inner = (torch.arange(s_max + 1, device=dev).unsqueeze(0) >= 1) & (
+        torch.arange(s_max + 1, device=dev).unsqueeze(0) < n.unsqueeze(1))
+    marks.scatter_add_(1, torch.where(inner, boundary, t), inner.long())
+    segment = marks[:, :t].cumsum(1).clamp(max=s_max - 1)  # (Q, T) segment index of every snippet
+    labels = cores.act.gather(1, segment) & (torch.arange(t, device=dev).unsqueeze(0) < length.unsqueeze(1))
+    return labels, final
+
+
+def optimal_sequences(cas: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, options: Options
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense pseudo labels (V, T, C) bool of padded videos from fused CAS (V, T, K) and action points
+    (V, T, C), and the mean sequence score of each video's searched classes (V,) (0 where none)."""
+    act_seed, bkg_seed = select_seeds(cas[..., 0], points, mask, options.act_thresh, options.bkg_thresh)
+    cores = sequence_cores(act_seed, bkg_seed, mask)
+    labels, score = search_sequences(cas, cores, options.oic_delta)
+    v, t, c = points.shape
+    pseudo = torch.zeros((v, c, t), dtype=torch.bool, device=cas.device)
+    pseudo[cores.video, cores.cls] = labels
+    total = torch.zeros(v, dtype=torch.float64, device=cas.device).index_add_(0, cores.video, score)
+    count = torch.bincount(cores.video, minlength=v).clamp(min=1)
+    return pseudo.transpose(1, 2), total / count
+
+
+# ----------------------------------------------------------------------------- losses (train.py)
+
+
+def bce(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Elementwise binary cross-entropy with the log clamped at -100 (nn.BCELoss)."""
+    return -(y * torch.log(p).clamp(min=-100) + (1 - y) * torch.log(1 - p).clamp(min=-100))
+
+
+def video_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, C) scores and labels -> (B,) mean BCE over classes."""
+    return bce(scores, labels).mean(1)
+
+
+def focal_point_loss(fused: torch.Tensor, target: torch.Tensor, where: torch.Tensor, gamma: float = 2.0
+                     ) -> torch.Tensor:
+    """(B,) sum over snippets in `where` (B, T) and all K columns of |y - p|^gamma * BCE(p, y), divided by the
+    number of such snippets (0 when none). fused (B, T, K), target (B, T, K)."""
+    weight = ((1 - fused) * target + fused * (1 - target)) ** gamma
+    per = (weight * bce(fused, target)).sum(-1) * where  # (B, T)
+    return per.sum(1) / where.sum(1).clamp(min=1)
+
+
+@dataclass
+class Runs:
+    """Runs of the dense pseudo labels of (video, ground-truth class) pairs, as the official losses read them."""
+
+    video: torch.Tensor  # (R,)
+    cls: torch.Tensor  # (R,) 0-based class
+    start: torch.Tensor  # (R,)
+    end: torch.Tensor  # (R,) inclusive
+    act: torch.Tensor  # (R,) bool
+
+
+def pseudo_runs(pseudo: torch.Tensor, searched: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> Runs:
+    """Runs of pseudo (B, T, C) for the classes of labels (B, C) in videos with a search (B,) whose labels
+    change at least once. As in the official code the video's end counts as T-2 (range_idx), so a final run
+    ends one snippet early and a final run of one snippet is dropped."""
+    b, t, c = pseudo.shape
+    lengths = mask.sum(1)
+    seq = pseudo.transpose(1, 2) & mask.unsqueeze(1)  # (B, C, T)
+    valid = mask.unsqueeze(1).expand(b, c, t)
+    change = F.pad((seq[..., 1:] != seq[..., :-1]) & valid[..., 1:], (1, 0))  # (B, C, T) change at t
+    use = (searched.unsqueeze(1) & (labels > 0) & change.any(-1))  # (B, C)
+    first = torch.zeros_like(change)
+    first[..., 0] = True
+    starts = (change | first) & valid & use.unsqueeze(-1)
+    vb, vc, st = torch.nonzero(starts, as_tuple=True)
+    same = torch.zeros_like(vb, dtype=torch.bool)
+    same[:-1] = (vb[1:] == vb[:-1]) & (vc[1:] == vc[:-1])
+    nxt = torch.zeros_like(st)
+    nxt[:-1] = st[1:]
+    end = torch.where(same, nxt - 1, lengths[vb] - 2)  # the last run ends at T-2 (official quirk)
+    keep = end >= st
+    vb, vc, st, end = vb[keep], vc[keep], st[keep], end[keep]
+    return Runs(vb, vc, st, end, seq[vb, vc, st])
+
+
+def score_loss(fused: torch.Tensor, runs: Runs, mask: torch.Tensor, delta: float = 0.25) -> torch.Tensor:
+    """(B,) (mean_act(1 - oic) + mean_bkg(1 - oic))^2: action runs on p_c, background runs on 1 - p_c."""
+    b = fused.shape[0]
+    lengths = mask.sum(1)
+    x = fused[runs.video, :, runs.cls + 1]  # (R, T)
+    x = torch.where(runs.act.unsqueeze(1), x, 1 - x) * mask[runs.video]
+    cum = _prefix(x)
+    contrast = oic(cum, lengths[runs.video], runs.start.unsqueeze(1), runs.end.unsqueeze(1), delta).squeeze(1)
+    loss = 1 - contrast  # (R,)
+
+    def per_video(sel: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(b, dtype=loss.dtype, device=loss.device).index_add(0, runs.video[sel], loss[sel])
+        count = torch.bincount(runs.video[sel], minlength=b)
+        return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+
+    return ((per_video(runs.act) + per_video(~runs.act)) ** 2).float()
+
+
+def sample_snippets(start: torch.Tensor, end: torch.Tensor, parts: int, uniform: torch.Tensor) -> torch.Tensor:
+    """One snippet in each of `parts` equal parts of [start, end] (official feature_sampling): part i spans
+    [int(start + i*L/parts), int(start + (i+1)*L/parts)) (at least one snippet), L = end - start + 1;
+    uniform (R, parts) in [0, 1) picks within it. -> (R, parts) long."""
+    st = start.double().unsqueeze(1)
+    step = (end.double() + 1 - start.double()).unsqueeze(1) / parts
+    i = torch.arange(parts, device=start.device, dtype=torch.float64).unsqueeze(0)
+    lo = torch.floor(st + step * i).long()
+    hi = torch.floor(st + step * (i + 1)).long()
+    hi = torch.where(lo >= hi, hi + 1, hi)
+    return (lo + torch.floor(uniform.double() * (hi - lo)).long()).clamp(max=hi - 1)
+
+
+def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: int, classes: str,
+                 uniform: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) feature-contrastive loss of each video's (video, class) groups with >= 2 action runs.
+
+    A run's feature is the mean of `sampling_size` sampled snippets; features are L2-normalised,
+    sim = exp(f_i . f_j / tau) within the group (diagonal 0), s_j = sum_i sim_ij y_i / sum_i sim_ij and the
+    group loss is -sum_j y_j log s_j / sum_j y_j (y = action). Per video: the last such class ("last", the
+    official code) or the mean over them ("mean").
+    """
+    b = features.shape[0]
+    out = torch.zeros(b, dtype=torch.float32, device=features.device)
+    if runs.video.numel() == 0:
+        return out
+    r = runs.video.numel()
+    if uniform is None:
+        uniform = torch.rand((r, sampling_size), device=features.device)
+    picks = sample_snippets(runs.start, runs.end, sampling_size, uniform)  # (R, S)
+    f = features[runs.video.unsqueeze(1), picks].float().mean(1)  # (R, H)
+    f = f / f.norm(dim=1, keepdim=True)
+    group = runs.video * (int(runs.cls.max()) + 1) + runs.cls  # (R,)
+    y = runs.act.float()
+    n_act = torch.zeros(int(group.max()) + 1, device=f.device).index_add(0, group, y)
+    ok = n_act[group] >= 2  # (R,) in a qualifying group
+    same = (group.unsqueeze(0) == group.unsqueeze(1)) & ~torch.eye(r, dtype=torch.bool, device=f.device)
+    sim = torch.exp(f @ f.T / tau) * same  # (R, R)
+    s = (sim * y.unsqueeze(1)).sum(0) / sim.sum(0).clamp(min=torch.finfo(sim.dtype).tiny)
+    term = torch.where(ok & runs.act, -torch.log(s), torch.zeros_like(s))
+    per_group = torch.zeros_like(n_act).index_add(0, group, term) / n_act.clamp(min=1)  # (G,)
+    qualifies = n_act >= 2
+    gv = torch.div(torch.arange(len(n_act), device=f.device), int(runs.cls.max()) + 1, rounding_mode="floor")
+    if classes == "last":
+        gid = torch.arange(len(n_act), device=f.device)
+        last = torch.full((b,), -1, dtype=torch.long, device=f.device).scatter_reduce(
+            0, gv[qualifies], gid[qualifies], reduce="amax", include_self=True)
+        return torch.where(last >= 0, per_group[last.clamp(min=0)], out)
+    total = out.index_add(0, gv[qualifies], per_group[qualifies])
+    count = torch.bincount(gv[qualifies], minlength=b)
+    return total / count.clamp(min=1)
+
+
+# ----------------------------------------------------------------------------- the method
+
+
+def padded(flat: torch.Tensor, offsets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, W) flat rows -> (V, T_max, W) padded with zeros and the (V, T_max) mask."""
+    lengths = torch.from_numpy(np.diff(offsets))
+    t = int(lengths.max())
+    mask = torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)  # (V, T)
+    out = flat.new_zeros((len(lengths), t, flat.shape[1]))
+    out[mask] = flat
+    return out, mask
+
+
+class LACP(Method):
+    """LACP: point-level focal losses with pseudo background points, video loss, optimal sequence search and
+    the score- and feature-contrastive completeness losses."""
+
+    name = "lacp"
+    Options = Options
+
+    def __init__(self, options: Options, in_dim: int, n_classes: int):
+        super().__init__(options, in_dim, n_classes)
+        self.net = LACPNet(in_dim, options.hidden, n_classes + 1, options.dropout)
+        self.pseudo = torch.zeros((0, n_classes), dtype=torch.bool)  # (N, C) dense pseudo labels, flat layout
+        self.offsets = torch.zeros(0, dtype=torch.long)  # (V+1,) the layout of `pseudo` (empty: no search yet)
+
+    # state of the search: carried by checkpoints (weights_only-safe), restored by --resume
+    def get_extra_state(self) -> dict:
+        return {"pseudo": self.pseudo.to(torch.uint8).cpu(), "offsets": self.offsets.cpu()}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.pseudo = state["pseudo"].bool()
+        self.offsets = state["offsets"].long()
+
+    def refresh_due(self, step: int) -> bool:
+        o = self.options
+        return step >= max(o.search_start, 1) and step % o.search_freq == 0
+
+    def plan_notes(self, steps: int) -> list[str]:
+        if steps <= max(self.options.search_start, 1):
+            return [f"method.search_start={self.options.search_start} is not within the run's {steps} steps: the "
+                    f"optimal sequence search never runs and the completeness losses stay off"]
+        return []
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> LACPOutput:
+        return self.net(features, mask)
+
+    def batch_pseudo(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pseudo labels (B, T, C) of a batch's snippets and whether each video has been searched (B,)."""
+        b, t = batch.mask.shape
+        dev = batch.mask.device
+        if self.offsets.numel() == 0:
+            return torch.zeros((b, t, self.n_classes), dtype=torch.bool, device=dev), torch.zeros(b, dtype=torch.bool, device=dev)
+        if self.pseudo.device != dev:
+            self.pseudo, self.offsets = self.pseudo.to(dev), self.offsets.to(dev)
+        flat = self.offsets[batch.video_index].unsqueeze(1) + batch.snippet_index.clamp(min=0)
+        rows = self.pseudo[flat.clamp(max=self.pseudo.shape[0] - 1)] & batch.mask.unsqueeze(-1)
+        return rows, torch.ones(b, dtype=torch.bool, device=dev)
+
+    def loss(self, output: LACPOutput, batch: Any, step: int) -> dict[str, torch.Tensor]:
+        o = self.options
+        mask = batch.mask
+        labels = batch.video_labels[:, 1:].float()  # (B, C)
+        fused = output.fused  # (B, T, K)
+        points = (batch.point_labels[..., 1:] > 0).float() * mask.unsqueeze(-1)  # (B, T, C)
+        l_video = video_loss(video_scores(output.cas, mask, o.r_act, labels), labels)
+        target = F.pad(points, (1, 0))  # (B, T, K), background target 0 at action points
+        has_point = points.amax(-1) > 0
+        l_point = focal_point_loss(fused, target, has_point, o.focal_gamma)
+        _, bkg_seed = select_seeds(fused[..., 0], points, mask, o.act_thresh, o.bkg_thresh)
+        target_bkg = torch.zeros_like(fused)
+        target_bkg[..., 0] = 1
+        l_bkg = focal_point_loss(fused, target_bkg, bkg_seed, o.focal_gamma)
+        pseudo, searched = self.batch_pseudo(batch)
+        runs = pseudo_runs(pseudo, searched, labels, mask)
+        l_score = score_loss(fused, runs, mask, o.oic_delta)
+        l_feat = feature_loss(output.features, runs, o.tau, o.sampling_size, o.feature_classes)
+        per_video = (o.w_video * l_video + o.w_point * l_point + o.w_point_bkg * l_bkg
+                     + o.w_score * l_score + o.w_feature * l_feat)
+        mean = lambda x: x.mean()  # noqa: E731  every term is per video, averaged over the batch
+        return {"total": mean(per_video), "video": mean(l_video).detach(), "point": mean(l_point).detach(),
+                "point_bkg": mean(l_bkg).detach(), "score": mean(l_score).detach(),
+                "feature": mean(l_feat).detach()}
+
+    def scores(self, output: LACPOutput, mask: torch.Tensor) -> Scores:
+        fused = output.fused
+        video = F.pad(video_scores(output.cas, mask, self.options.r_act), (1, 0))  # (B, K), background 0
+        return Scores(cas=fused, video_scores=video, actionness=1 - fused[..., 0])
+
+    def localize(self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray) -> Detections:
+        o = self.options
+        if actionness is None:
+            actionness = 1 - np.asarray(cas)[:, 0]
+        return localize_lacp(cas, actionness, video_scores, class_threshold=o.class_threshold,
+                             cas_thresholds=o.cas_thresholds, actionness_thresholds=o.actionness_thresholds,
+                             scale=o.scale, gamma=o.gamma, nms_threshold=o.nms_threshold,
+                             nms_extent=o.nms_extent, delta=o.oic_delta)
+
+    @torch.no_grad()
+    def refresh_labels(self, step: int, dataset: Any, predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh | None:
+        """The optimal sequence search over every training video (eval-mode fused CAS from `predict_cas`)."""
+        if not self.refresh_due(step):
+            return None
+        cas, mask = padded(predict_cas().float(), dataset.offsets)  # (V, T, K)
+        points, _ = padded((dataset.point_labels[:, 1:] > 0).float(), dataset.offsets)
+        pseudo, score = optimal_sequences(cas, points, mask, self.options)
+        flat = pseudo[mask]  # (N, C)
+        self.pseudo = flat.to(self.pseudo.device)
+        self.offsets = torch.from_numpy(np.asarray(dataset.offsets, dtype=np.int64))
+        added = int(flat.sum())
+        precision = None
+        if dataset.truth_labels is not None and added:
+            precision = float((flat & (dataset.truth_labels[:, 1:] > 0)).sum()) / added
+        log.info("step %d: optimal sequence search: %d pseudo action labels, mean sequence score %.4f%s",
+                 step, added, float(score.mean()), "" if precision is None else f", precision {precision:.3f}")
+        return LabelRefresh(added=added, precision=precision, reinitialize=False)

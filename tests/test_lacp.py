@@ -1,0 +1,528 @@
+"""LACP (pointtal/methods/lacp.py, pointtal/localization/lacp.py): every batched piece against a plain per-video
+loop written from the official code's logic (utils.select_seed, search.py + decode.py, train.Total_loss,
+test.py), the search against brute-force enumeration of all seed-consistent sequences, post-processing on a
+hand-computed example, and a tiny end-to-end run with the search, resume and evaluation."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pointtal.data.batch import make_batch
+from pointtal.localization.lacp import lacp_nms, localize_lacp, upsample
+from pointtal.methods.lacp import (
+    LACP,
+    Options,
+    feature_loss,
+    focal_point_loss,
+    fuse,
+    optimal_sequences,
+    pseudo_runs,
+    score_loss,
+    select_seeds,
+    video_loss,
+    video_scores,
+)
+
+C = 3
+
+
+# ----------------------------------------------------------------------------- plain references
+
+
+def ref_oic(x, start, end, delta=0.25):
+    """Outer-inner contrast of x[start..end] (python lists, the official get_oic_score)."""
+    n = len(x)
+    length = end - start + 1
+    inner = sum(x[start:end + 1]) / length
+    lo = max(0, int(start - delta * length))
+    hi = min(n - 1, int(end + delta * length))
+    outer = list(range(lo, start)) + list(range(end + 1, hi + 1))
+    return inner - (sum(x[i] for i in outer) / len(outer) if outer else 0.0)
+
+
+def ref_select_seed(bkg, points, act_thresh=0.1, bkg_thresh=0.95):
+    """One video: bkg list (T,), points (T, C) 0/1 lists -> act_seed (T, C), bkg_seed (T,)."""
+    t = len(bkg)
+    act = [row[:] for row in points]
+    seed = [0] * t
+    idx = [i for i in range(t) if max(points[i]) > 0]
+    if not idx:
+        return act, seed
+    first, last = idx[0], idx[-1]
+    if first > 0:
+        cands = [j for j in range(first) if bkg[j] >= bkg_thresh]
+        stop = cands[-1] if cands else max(range(first), key=lambda j: (bkg[j], -j))
+        for j in range(stop + 1):
+            seed[j] = 1
+        for j in range(first - 1, -1, -1):
+            if bkg[j] <= act_thresh and seed[j] < 1:
+                act[j] = points[first][:]
+            else:
+                break
+    if last < t - 1:
+        cands = [j for j in range(last + 1, t) if bkg[j] >= bkg_thresh]
+        begin = cands[0] if cands else max(range(last + 1, t), key=lambda j: (bkg[j], -j))
+        for j in range(begin, t):
+            seed[j] = 1
+        for j in range(last + 1, t):
+            if bkg[j] <= act_thresh and seed[j] < 1:
+                act[j] = points[last][:]
+            else:
+                break
+    for p, q in zip(idx[:-1], idx[1:]):
+        if q - p <= 1:
+            continue
+        cands = [j for j in range(p + 1, q) if bkg[j] >= bkg_thresh]
+        for j in cands:
+            seed[j] = 1
+        if len(cands) >= 2:
+            for j in range(cands[0], cands[-1] + 1):
+                seed[j] = 1
+        else:
+            seed[max(range(p + 1, q), key=lambda j: (bkg[j], -j))] = 1
+        for j in range(p + 1, q):
+            if bkg[j] <= act_thresh and seed[j] < 1:
+                act[j] = points[p][:]
+            else:
+                break
+        for j in range(q - 1, p, -1):
+            if bkg[j] <= act_thresh and seed[j] < 1:
+                act[j] = points[q][:]
+            else:
+                break
+    return act, seed
+
+
+def ref_ranges(act_c, bkg_c):
+    """The official transcript and core ranges of one class (search.greedy_search_with_id), plain lists."""
+    t = len(act_c)
+    bkg_c = bkg_c[:]
+    act_idx = [i for i in range(t) if act_c[i]]
+    act_seq = [[act_idx[0]]]
+    if act_idx[0] > 0:
+        if any(bkg_c[:act_idx[0]]):
+            top = max(i for i in range(act_idx[0]) if bkg_c[i])
+            for i in range(top + 1):
+                bkg_c[i] = 1
+            transcript = [0, 1]
+        else:
+            act_seq = [[-1, act_idx[0]]]
+            transcript = [1]
+    else:
+        transcript = [1]
+    for prev, cur in zip(act_idx[:-1], act_idx[1:]):
+        if cur - prev > 1:
+            transcript += [0, 1]
+            act_seq.append([cur])
+            between = [i for i in range(prev + 1, cur) if bkg_c[i]]
+            for i in range(between[0], between[-1] + 1):
+                bkg_c[i] = 1
+        else:
+            act_seq[-1].append(cur)
+    if act_idx[-1] < t - 1:
+        after = [i for i in range(act_idx[-1] + 1, t) if bkg_c[i]]
+        if after:
+            for i in range(after[0], t):
+                bkg_c[i] = 1
+            transcript += [0]
+        else:
+            act_seq[-1].append(t - 1)
+    bkg_runs, i = [], 0
+    while i < t:
+        if bkg_c[i]:
+            j = i
+            while j + 1 < t and bkg_c[j + 1]:
+                j += 1
+            bkg_runs.append([i, j])
+            i = j + 1
+        else:
+            i += 1
+    ranges = []
+    for item in act_seq:
+        x1, x2 = item[0], item[-1]
+        before = [r for r in bkg_runs if r[0] < x1]
+        if before:
+            ranges.append([min(r[0] for r in before), before[-1][1]])
+            bkg_runs = [r for r in bkg_runs if r not in before]
+        ranges.append([x1, x2])
+    if bkg_runs:
+        ranges.append([bkg_runs[0][0], bkg_runs[-1][1]])
+    assert len(transcript) == len(ranges)
+    return transcript, ranges
+
+
+def ref_best_sequence(p, act_c, bkg_c):
+    """Brute force: every sequence the transcript and ranges allow, scored as the official finalize does (mean
+    outer-inner score of its action groups on p and background groups on 1 - p); the best labels and score."""
+    t = len(p)
+    transcript, ranges = ref_ranges(act_c, bkg_c)
+    choices = [range(ranges[i - 1][1] + 1, ranges[i][0] + 1) for i in range(1, len(transcript))]
+    best = (-math.inf, None)
+    for bounds in itertools.product(*choices):
+        edges = [0, *bounds, t]
+        if any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+            continue
+        labels = []
+        for k, lab in enumerate(transcript):
+            labels += [lab] * (edges[k + 1] - edges[k])
+        scores = [ref_oic(p if lab else [1 - v for v in p], s, e - 1) for lab, s, e in
+                  zip(transcript, edges[:-1], edges[1:])]
+        score = sum(scores) / len(scores)
+        if score > best[0]:
+            best = (score, labels)
+    return best[1], best[0]
+
+
+def ref_runs(seq):
+    """The official range_idx reading of one class's 0/1 pseudo labels: action runs and background runs
+    (start, end) and the feature list [(label, start, end)] in time order; None if the labels never change."""
+    t = len(seq)
+    diff = [seq[i + 1] - seq[i] for i in range(t - 1)]
+
+    def ranges(d):
+        idx = [i for i, v in enumerate(d) if v != 0]
+        if not idx:
+            return None
+        if d[idx[0]] != 1:
+            idx = [-1] + idx
+        if d[idx[-1]] != -1:
+            idx = idx + [len(d) - 1]
+        return idx
+
+    r = ranges(diff)
+    if r is None:
+        return None
+    acts, feats = [], []
+    if r[0] > -1:
+        feats.append((0, 0, r[0]))
+    for i in range(len(r) // 2):
+        if r[2 * i + 1] - r[2 * i] < 1:
+            continue
+        feats.append((1, r[2 * i] + 1, r[2 * i + 1]))
+        if r[2 * i + 1] != len(diff) - 1:
+            end = len(diff) - 1 if i == len(r) // 2 - 1 else r[2 * i + 2]
+            feats.append((0, r[2 * i + 1] + 1, end))
+        acts.append((r[2 * i] + 1, r[2 * i + 1]))
+    rb = ranges([-v for v in diff])
+    bkgs = [(rb[2 * i] + 1, rb[2 * i + 1]) for i in range(len(rb) // 2) if rb[2 * i + 1] - rb[2 * i] >= 1]
+    return acts, bkgs, feats
+
+
+def ref_sample(start, end_excl, u):
+    step = (end_excl - start) / len(u)
+    out = []
+    for i, ui in enumerate(u):
+        lo, hi = int(start + step * i), int(start + step * (i + 1))
+        if lo >= hi:
+            hi += 1
+        out.append(min(lo + int(ui * (hi - lo)), hi - 1))
+    return out
+
+
+def ref_video_losses(sig, feats, label, points, pseudo, uniforms, r_act=8, tau=0.1, classes="last"):
+    """All five losses of one video (sig (T, K) background first, un-fused; numpy float64), looping as train.py."""
+    t, k = sig.shape
+    fused = sig.copy()
+    fused[:, 1:] = sig[:, 1:] * (1 - sig[:, :1])
+    kk = max(t // r_act, 1)
+    top = np.sort(sig[:, 1:], axis=0)[::-1][:kk].mean(0)
+    vid = top * label + sig[:, 1:].mean(0) * (1 - label)
+
+    def bce(p, y):
+        return -(y * max(math.log(p), -100) + (1 - y) * max(math.log(1 - p), -100)) if 0 < p < 1 else 100.0 * (p != y)
+
+    l_vid = np.mean([bce(vid[c], label[c]) for c in range(k - 1)])
+
+    def focal(rows, target_row):
+        tot = 0.0
+        for i in rows:
+            y = target_row(i)
+            for c in range(k):
+                w = ((1 - fused[i, c]) * y[c] + fused[i, c] * (1 - y[c])) ** 2
+                tot += w * bce(fused[i, c], y[c])
+        return tot / len(rows) if rows else 0.0
+
+    pts = [i for i in range(t) if points[i].max() > 0]
+    l_point = focal(pts, lambda i: np.concatenate([[0.0], points[i]]))
+    _, seed = ref_select_seed(list(fused[:, 0]), [list(r) for r in points])
+    l_bkg = focal([i for i in range(t) if seed[i]], lambda i: np.eye(k)[0])
+    l_score = l_feat = 0.0
+    if pseudo is not None:
+        act_terms, bkg_terms, feat_value = [], [], 0.0
+        feat_values = []
+        for c in range(k - 1):
+            if not label[c]:
+                continue
+            parsed = ref_runs(list(pseudo[:, c].astype(int)))
+            if parsed is None:
+                continue
+            acts, bkgs, flist = parsed
+            p = list(fused[:, c + 1])
+            act_terms += [1 - ref_oic(p, s, e) for s, e in acts]
+            bkg_terms += [1 - ref_oic([1 - v for v in p], s, e) for s, e in bkgs]
+            vecs = []
+            for _, s, e in flist:
+                picks = ref_sample(s, e + 1, uniforms.pop(0))
+                vecs.append(np.mean([feats[i] for i in picks], axis=0))
+            labels = np.array([lab for lab, _, _ in flist], dtype=np.float64)
+            if labels.sum() > 1:
+                f = np.array(vecs) / np.linalg.norm(vecs, axis=1, keepdims=True)
+                sim = np.exp(f @ f.T / tau)
+                np.fill_diagonal(sim, 0)
+                s = (sim * labels[:, None]).sum(0) / sim.sum(0)
+                feat_value = (-labels * np.log(s)).sum() / labels.sum()
+                feat_values.append(feat_value)
+        a = np.mean(act_terms) if act_terms else 0.0
+        b = np.mean(bkg_terms) if bkg_terms else 0.0
+        l_score = (a + b) ** 2
+        l_feat = (feat_values[-1] if classes == "last" else np.mean(feat_values)) if feat_values else 0.0
+    return l_vid, l_point, l_bkg, l_score, l_feat
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def random_bkg(rng, t):
+    """P(background) mixing confident background (>= 0.95), confident action (<= 0.1) and the rest."""
+    kind = rng.integers(0, 3, t)
+    return np.where(kind == 0, rng.uniform(0.95, 1.0, t), np.where(kind == 1, rng.uniform(0, 0.1, t),
+                                                                   rng.uniform(0.1, 0.95, t)))
+
+
+def random_points(rng, t, n):
+    points = np.zeros((t, C))
+    for i in rng.choice(t, size=n, replace=False):
+        points[i, rng.integers(0, C)] = 1
+    if rng.random() < 0.5:  # sometimes a second class on a labelled snippet
+        i = int(np.flatnonzero(points.max(1))[0])
+        points[i, (int(points[i].argmax()) + 1) % C] = 1
+    return points
+
+
+def padded_batch(rows):
+    """List of (T_i, ...) arrays -> (B, T, ...) float tensor and (B, T) mask."""
+    t = max(len(r) for r in rows)
+    out = torch.zeros((len(rows), t, *rows[0].shape[1:]), dtype=torch.float64)
+    mask = torch.zeros((len(rows), t), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.as_tensor(r)
+        mask[i, : len(r)] = True
+    return out, mask
+
+
+# ----------------------------------------------------------------------------- seeds and search
+
+
+def test_select_seeds_match_the_per_video_loop():
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        lengths = rng.integers(4, 25, 5)
+        bkgs = [random_bkg(rng, t) for t in lengths]
+        pts = [random_points(rng, t, int(rng.integers(1, min(5, t)))) for t in lengths]
+        pts[0][:] = 0 if trial % 3 == 0 else pts[0]  # a video without points gets nothing
+        bkg, mask = padded_batch([b[:, None] for b in bkgs])
+        points, _ = padded_batch(pts)
+        act, seed = select_seeds(bkg[..., 0].float(), points.float(), mask)
+        for i, t in enumerate(lengths):
+            ref_act, ref_seed = ref_select_seed(list(bkgs[i]), [list(r) for r in pts[i]])
+            assert seed[i, :t].int().tolist() == ref_seed, (trial, i)
+            assert act[i, :t].tolist() == ref_act, (trial, i)
+            assert not seed[i, t:].any() and not act[i, t:].any()
+
+
+def test_select_seeds_on_a_hand_example():
+    # points at 2 (class 0) and 7 (class 1); background 0.97 at 5 and 6, 0.05 next to the points
+    bkg = torch.tensor([[0.5, 0.05, 0.3, 0.05, 0.5, 0.97, 0.97, 0.3, 0.5, 0.99]])
+    points = torch.zeros(1, 10, C)
+    points[0, 2, 0] = points[0, 7, 1] = 1
+    act, seed = select_seeds(bkg, points, torch.ones(1, 10, dtype=torch.bool))
+    # left: no >= 0.95 -> 0..argmax(0.5 at 0); between: 5..6; right: from the first >= 0.95 (9) to the end
+    assert seed[0].int().tolist() == [1, 0, 0, 0, 0, 1, 1, 0, 0, 1]
+    assert act[0, :, 0].int().tolist() == [0, 1, 1, 1, 0, 0, 0, 0, 0, 0]  # 1 and 3 have bkg <= 0.1
+    assert act[0, :, 1].int().tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 0, 0]
+
+
+def test_sequence_search_equals_brute_force_over_all_seed_consistent_sequences():
+    rng = np.random.default_rng(1)
+    checked = 0
+    for trial in range(25):
+        lengths = rng.integers(5, 11, 4)  # T <= 10
+        cas_rows, pts = [], []
+        for t in lengths:
+            bkg = random_bkg(rng, t)
+            cls = rng.uniform(0, 1, (t, C)) * (1 - bkg[:, None])
+            cas_rows.append(np.concatenate([bkg[:, None], cls], axis=1))
+            pts.append(random_points(rng, t, int(rng.integers(1, 3))))
+        cas, mask = padded_batch(cas_rows)
+        points, _ = padded_batch(pts)
+        pseudo, score = optimal_sequences(cas.float(), points.float(), mask, Options())
+        for i, t in enumerate(lengths):
+            act, seed = ref_select_seed(list(cas_rows[i][:, 0].astype(np.float32).astype(np.float64)),
+                                        [list(r) for r in pts[i]])
+            act = np.array(act)
+            scores = []
+            for c in range(C):
+                if not act[:, c].any():
+                    assert not pseudo[i, :, c].any()
+                    continue
+                other = (act.max(1) - act[:, c]) > 0
+                bkg_c = [int(seed[j] or other[j]) for j in range(t)]
+                p = list(cas[i, :t, c + 1].float().double().numpy())
+                labels, best = ref_best_sequence(p, list(act[:, c]), bkg_c)
+                assert pseudo[i, :t, c].int().tolist() == labels, (trial, i, c)
+                scores.append(best)
+                checked += 1
+            assert float(score[i]) == pytest.approx(np.mean(scores) if scores else 0.0, abs=1e-5)
+    assert checked > 50
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def loss_inputs(seed=0, b=4, h=6):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(9, 30, b)
+    sig = [rng.uniform(0.02, 0.98, (t, C + 1)) for t in lengths]
+    feats = [rng.normal(size=(t, h)) for t in lengths]
+    pts = [random_points(rng, t, int(rng.integers(1, 4))) for t in lengths]
+    labels = np.array([(p.max(0) > 0).astype(float) for p in pts])
+    labels[0, (int(labels[0].argmax()) + 1) % C] = 1  # a labelled class without points
+    pseudo = []
+    for t in lengths:
+        seq = np.zeros((t, C), dtype=bool)
+        for c in range(C):  # a few random runs; sometimes constant, sometimes ending with a 1-snippet run
+            cuts = np.sort(rng.choice(np.arange(1, t), size=int(rng.integers(0, 6)), replace=False))
+            value = bool(rng.integers(0, 2))
+            for s, e in zip(np.r_[0, cuts], np.r_[cuts, t]):
+                seq[s:e, c] = value
+                value = not value
+        pseudo.append(seq)
+    return lengths, sig, feats, pts, labels, pseudo
+
+
+@pytest.mark.parametrize("classes", ["last", "mean"])
+def test_every_loss_matches_the_per_video_loop(classes):
+    for seed in range(4):
+        lengths, sig, feats, pts, labels, pseudo = loss_inputs(seed)
+        searched = torch.tensor([True, True, False, True])
+        sig_t, mask = padded_batch(sig)
+        feat_t, _ = padded_batch(feats)
+        pts_t, _ = padded_batch(pts)
+        pseudo_t, _ = padded_batch([p.astype(float) for p in pseudo])
+        labels_t = torch.as_tensor(labels)
+        fused = fuse(sig_t)
+        runs = pseudo_runs(pseudo_t > 0, searched, labels_t, mask)
+        uniform = torch.rand((runs.video.numel(), 3), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        got = [
+            video_loss(video_scores(sig_t, mask, 8, labels_t), labels_t),
+            focal_point_loss(fused, torch.nn.functional.pad(pts_t, (1, 0)), pts_t.amax(-1) > 0),
+            focal_point_loss(fused, torch.eye(C + 1, dtype=torch.float64)[0].expand_as(fused),
+                             select_seeds(fused[..., 0], pts_t, mask)[1]),
+            score_loss(fused, runs, mask),
+            feature_loss(feat_t, runs, 0.1, 3, classes, uniform),
+        ]
+        rows = uniform.tolist()
+        for i in range(len(lengths)):
+            mine = [u for u, v in zip(rows, runs.video.tolist()) if v == i]
+            want = ref_video_losses(sig[i], feats[i], labels[i], pts[i], pseudo[i] if searched[i] else None,
+                                    mine, classes=classes)
+            for name, g, w in zip(["video", "point", "point_bkg", "score", "feature"], got, want):
+                assert float(g[i]) == pytest.approx(w, abs=1e-5), (seed, i, name)
+        assert float(got[3][2]) == 0.0 and float(got[4][2]) == 0.0  # not searched: no completeness losses
+
+
+def test_method_loss_is_the_weighted_batch_mean_of_per_video_terms():
+    torch.manual_seed(0)
+    lengths, sig, feats, pts, labels, pseudo = loss_inputs(3, b=3)
+    method = LACP(Options(hidden=8, dropout=0.0), 5, C).eval()
+    x, mask = padded_batch([np.random.default_rng(0).normal(size=(t, 5)) for t in lengths])
+    pts_t, _ = padded_batch(pts)
+    batch = make_batch(x.float(), mask, torch.nn.functional.pad(torch.as_tensor(labels), (1, 0)).float(),
+                       torch.nn.functional.pad(pts_t, (1, 0)).float())
+    out = method(batch.features, mask)
+    losses = method.loss(out, batch, 0)
+    assert float(losses["score"]) == 0.0 and float(losses["feature"]) == 0.0  # no search yet
+    expected = losses["video"] + 0.5 * losses["point"] + losses["point_bkg"]
+    assert float(losses["total"]) == pytest.approx(float(expected), rel=1e-6)
+    for i, t in enumerate(lengths):  # padding changes nothing: each video alone gives its own terms
+        alone = method(batch.features[i:i + 1, :t], mask[i:i + 1, :t])
+        assert torch.allclose(alone.cas[0], out.cas[i, :t], atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- post-processing
+
+
+def test_upsample_is_linear_with_extrapolation():
+    out = upsample(np.array([0.0, 1.0, 3.0]), 2)
+    assert out.tolist() == [0.0, 0.5, 1.0, 2.0, 3.0, 4.0]  # positions 0, .5, 1, 1.5, 2, 2.5
+
+
+def test_lacp_nms_uses_the_plus_extent_iou():
+    segs = np.array([[0.0, 2.0], [1.0, 3.0], [10.0, 11.0]])
+    # extent 1: IoU = (1 + 1) / (3 + 3 - 2) = 0.5 -> kept at 0.6, dropped at 0.5 (>=)
+    assert lacp_nms(segs, np.array([0.9, 0.8, 0.7]), 0.6, 1.0).tolist() == [0, 1, 2]
+    assert lacp_nms(segs, np.array([0.9, 0.8, 0.7]), 0.5, 1.0).tolist() == [0, 2]
+
+
+def test_localize_on_a_hand_computed_example():
+    # 6 snippets, one class above the class threshold; scale 1 (no upsampling), one CAS threshold 0.5
+    cas = np.zeros((6, 3))
+    cas[:, 1] = [0.1, 0.6, 0.8, 0.2, 0.9, 0.0]
+    cas[:, 2] = 0.3
+    video = np.array([0.0, 0.7, 0.2])
+    dets = localize_lacp(cas, np.zeros(6), video, class_threshold=0.5, cas_thresholds=(0.5,),
+                         actionness_thresholds=(), scale=1, gamma=0.2, nms_threshold=0.7, nms_extent=0.0)
+    # run [1, 2]: inner 0.7; L=2, outer [max(0, int(0.5)), 1) = [0] and (2, int(2.5)] = {}: w[0] = 0 (zeroed
+    # below 0.5) -> 0.7 + 0.2*0.7. run [4, 4]: inner 0.9; outer [int(3.75)=3] and (4, min(5, int(4.25))] = {}
+    # -> w[3] = 0 -> 0.9 + 0.14
+    got = sorted(map(tuple, dets.segments.round(6).tolist()))
+    assert got == [(1.0, 3.0, 1.0, 0.84), (4.0, 5.0, 1.0, 1.04)]
+    # the actionness runs are scored on the un-thresholded CAS: a >= 0.5 on [1, 4]
+    dets = localize_lacp(cas, np.array([0.0, 0.6, 0.6, 0.6, 0.6, 0.0]), video, class_threshold=0.5,
+                         cas_thresholds=(), actionness_thresholds=(0.5,), scale=1, gamma=0.2, nms_threshold=0.7,
+                         nms_extent=0.0)
+    # inner mean(0.6, 0.8, 0.2, 0.9) = 0.625, L=4, outer {0} and {5}: mean(0.1, 0.0) = 0.05
+    assert dets.segments.round(6).tolist() == [[1.0, 5.0, 1.0, round(0.625 - 0.05 + 0.14, 6)]]
+    # no class reaches the threshold: the arg-max class alone
+    low = localize_lacp(cas, np.zeros(6), np.array([0.0, 0.1, 0.3]), class_threshold=0.5, cas_thresholds=(0.25,),
+                        actionness_thresholds=(), scale=1, gamma=0.2, nms_threshold=0.7, nms_extent=0.0)
+    assert set(low.segments[:, 2]) == {2.0}
+
+
+def test_scores_fuse_background_and_give_topk_video_scores():
+    method = LACP(Options(hidden=8), 5, C).eval()
+    x = torch.randn(2, 16, 5)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    mask[1, 9:] = False
+    out = method(x, mask)
+    s = method.scores(out, mask)
+    assert torch.allclose(s.cas[..., 1:], out.cas[..., 1:] * (1 - out.cas[..., :1]))
+    assert torch.allclose(s.actionness, 1 - out.cas[..., 0])
+    k = 9 // 8
+    want = out.cas[1, :9, 1:].topk(k, dim=0).values.mean(0)
+    assert torch.allclose(s.video_scores[1, 1:], want) and float(s.video_scores[:, 0].abs().sum()) == 0
+
+
+def test_search_runs_after_every_search_freq_steps_and_is_carried_by_the_state_dict():
+    method = LACP(Options(hidden=8), 5, C)
+    assert [s for s in range(35) if method.refresh_due(s)] == [10, 20, 30]
+    assert [s for s in range(35) if LACP(Options(hidden=8, search_start=25), 5, C).refresh_due(s)] == [30]
+    method.pseudo = torch.tensor([[True, False, True]])
+    method.offsets = torch.tensor([0, 1])
+    other = LACP(Options(hidden=8), 5, C)
+    other.load_state_dict(method.state_dict())
+    assert torch.equal(other.pseudo, method.pseudo) and torch.equal(other.offsets, method.offsets)
+
+
+def test_options_name_the_bad_key():
+    from pointtal.errors import InputError
+
+    with pytest.raises(InputError, match="method.search_freq"):
+        Options(search_freq=0)
+    with pytest.raises(InputError, match="method.feature_classes"):
+        Options(feature_classes="all")
