@@ -438,7 +438,7 @@ def optimal_sequences(cas: torch.Tensor, points: torch.Tensor, mask: torch.Tenso
 
 def bce(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Elementwise binary cross-entropy with the log clamped at -100 (nn.BCELoss)."""
-    return -(y * torch.log(p).clamp(min=-100) + (1 - y) * torch.log(1 - p).clamp(min=-100))
+    return F.binary_cross_entropy(p, y.to(p.dtype), reduction="none")  # its backward is safe at p in {0, 1}
 
 
 def video_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -539,7 +539,7 @@ def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: 
         uniform = torch.rand((r, sampling_size), device=features.device)
     picks = sample_snippets(runs.start, runs.end, sampling_size, uniform)  # (R, S)
     f = features[runs.video.unsqueeze(1), picks].float().mean(1)  # (R, H)
-    f = f / f.norm(dim=1, keepdim=True)
+    f = F.normalize(f, dim=1)  # a zero feature (dead ReLUs) gives zero similarity instead of NaN
     group = runs.video * (int(runs.cls.max()) + 1) + runs.cls  # (R,)
     y = runs.act.float()
     n_act = torch.zeros(int(group.max()) + 1, device=f.device).index_add(0, group, y)
@@ -547,7 +547,8 @@ def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: 
     same = (group.unsqueeze(0) == group.unsqueeze(1)) & ~torch.eye(r, dtype=torch.bool, device=f.device)
     sim = torch.exp(f @ f.T / tau) * same  # (R, R)
     s = (sim * y.unsqueeze(1)).sum(0) / sim.sum(0).clamp(min=torch.finfo(sim.dtype).tiny)
-    term = torch.where(ok & runs.act, -torch.log(s), torch.zeros_like(s))
+    used = ok & runs.act
+    term = torch.where(used, -torch.log(torch.where(used, s, torch.ones_like(s))), torch.zeros_like(s))  # no NaN grads
     per_group = torch.zeros_like(n_act).index_add(0, group, term) / n_act.clamp(min=1)  # (G,)
     qualifies = n_act >= 2
     gv = torch.div(torch.arange(len(n_act), device=f.device), int(runs.cls.max()) + 1, rounding_mode="floor")
