@@ -178,6 +178,48 @@ def ref_best_sequence(p, act_c, bkg_c):
     return best[1], best[0]
 
 
+def ref_beam(p, act_c, bkg_c, budget, prune=0.1):
+    """The official decoder, frame by frame with plain lists: hypotheses (segment, starts, score) stay or move
+    to the next segment inside free stretches, must move at the next core's start; after each frame the ones
+    below `prune` go (the best stays), then all but the `budget` best (ties kept). Best final mean wins."""
+    t_len = len(p)
+    transcript, ranges = ref_ranges(act_c, bkg_c)
+    x = [[1 - v for v in p], p]
+    lims = ranges + [[t_len, t_len]]
+    hyps = [(0, (0,), math.inf)]
+    for t in range(1, t_len):
+        new = []
+        for seg, starts, score in hyps:
+            last = seg + 1 == len(transcript)
+            o = None if last else ref_oic(x[transcript[seg]], starts[-1], t - 1)
+            moved = None if last else (seg + 1, starts + (t,), o if seg == 0 else (score * seg + o) / (seg + 1))
+            if t == lims[seg + 1][0]:
+                new += [moved] if moved else []
+                continue
+            new.append((seg, starts, score))
+            if t > lims[seg][1] and moved:
+                new.append(moved)
+        new.sort(key=lambda h: h[2])
+        count = 0
+        for h in new[:-1]:
+            if h[2] >= prune:
+                break
+            count += 1
+        new = new[count:]
+        if len(new) > budget:
+            cut = new[len(new) - budget][2]
+            new = [h for h in new if h[2] >= cut]
+        hyps = new
+    best = (-math.inf, None)
+    for _, starts, _ in hyps:
+        edges = list(starts) + [t_len]
+        scores = [ref_oic(x[lab], s, e - 1) for lab, s, e in zip(transcript, edges[:-1], edges[1:])]
+        labels = [lab for lab, s, e in zip(transcript, edges[:-1], edges[1:]) for _ in range(e - s)]
+        if sum(scores) / len(scores) >= best[0]:
+            best = (sum(scores) / len(scores), labels)
+    return best[1], best[0]
+
+
 def ref_runs(seq):
     """The official range_idx reading of one class's 0/1 pseudo labels: action runs and background runs
     (start, end) and the feature list [(label, start, end)] in time order; None if the labels never change."""
@@ -347,11 +389,11 @@ def test_select_seeds_on_a_hand_example():
     assert act[0, :, 1].int().tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 0, 0]
 
 
-def test_sequence_search_equals_brute_force_over_all_seed_consistent_sequences():
-    rng = np.random.default_rng(1)
-    checked = 0
-    for trial in range(25):
-        lengths = rng.integers(5, 11, 4)  # T <= 10
+def search_cases(seed, trials, t_min, t_max):
+    """Random fused CAS (V, T, K) and points; yields (cas, mask, rows, points) per trial."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        lengths = rng.integers(t_min, t_max + 1, 4)
         cas_rows, pts = [], []
         for t in lengths:
             bkg = random_bkg(rng, t)
@@ -360,10 +402,16 @@ def test_sequence_search_equals_brute_force_over_all_seed_consistent_sequences()
             pts.append(random_points(rng, t, int(rng.integers(1, 3))))
         cas, mask = padded_batch(cas_rows)
         points, _ = padded_batch(pts)
-        pseudo, score = optimal_sequences(cas.float(), points.float(), mask, Options())
-        for i, t in enumerate(lengths):
-            act, seed = ref_select_seed(list(cas_rows[i][:, 0].astype(np.float32).astype(np.float64)),
-                                        [list(r) for r in pts[i]])
+        yield cas.float(), mask, points.float()
+
+
+def check_search(options, reference, seed, trials=25, t_min=5, t_max=10) -> int:
+    """optimal_sequences(options) against `reference(p, act_c, bkg_c)` per video and class; sequences checked."""
+    checked = 0
+    for trial, (cas, mask, points) in enumerate(search_cases(seed, trials, t_min, t_max)):
+        pseudo, score = optimal_sequences(cas, points, mask, options)
+        for i, t in enumerate(mask.sum(1).tolist()):
+            act, seed_rows = ref_select_seed(list(cas[i, :t, 0].double().numpy()), points[i, :t].tolist())
             act = np.array(act)
             scores = []
             for c in range(C):
@@ -371,14 +419,38 @@ def test_sequence_search_equals_brute_force_over_all_seed_consistent_sequences()
                     assert not pseudo[i, :, c].any()
                     continue
                 other = (act.max(1) - act[:, c]) > 0
-                bkg_c = [int(seed[j] or other[j]) for j in range(t)]
-                p = list(cas[i, :t, c + 1].float().double().numpy())
-                labels, best = ref_best_sequence(p, list(act[:, c]), bkg_c)
+                bkg_c = [int(seed_rows[j] or other[j]) for j in range(t)]
+                labels, best = reference(list(cas[i, :t, c + 1].double().numpy()), list(act[:, c]), bkg_c)
                 assert pseudo[i, :t, c].int().tolist() == labels, (trial, i, c)
                 scores.append(best)
                 checked += 1
-            assert float(score[i]) == pytest.approx(np.mean(scores) if scores else 0.0, abs=1e-5)
-    assert checked > 50
+            assert float(score[i]) == pytest.approx(np.mean(scores) if scores else 0.0, abs=1e-6)
+    return checked
+
+
+def test_exact_search_equals_brute_force_over_all_seed_consistent_sequences():
+    assert check_search(Options(search="exact"), ref_best_sequence, seed=1) > 50  # T <= 10
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3, 25])
+def test_beam_search_equals_the_official_decoder_frame_by_frame(budget):
+    checked = check_search(Options(budget=budget), lambda p, a, b: ref_beam(p, a, b, budget), seed=budget,
+                           trials=12, t_min=8, t_max=18)
+    assert checked > 25
+
+
+def test_beam_without_pruning_finds_the_exact_optimum():
+    assert check_search(Options(budget=400, search_prune=-math.inf), ref_best_sequence, seed=5) > 50
+
+
+def test_small_beams_do_prune_on_these_inputs():
+    """The beam tests above compare something: on their inputs budget 1 and the exact search disagree."""
+    differ = 0
+    for cas, mask, points in search_cases(1, 12, 8, 18):
+        beam, _ = optimal_sequences(cas, points, mask, Options(budget=1))
+        exact, _ = optimal_sequences(cas, points, mask, Options(search="exact"))
+        differ += int((beam != exact).any(1).any(1).sum())
+    assert differ > 0
 
 
 # ----------------------------------------------------------------------------- losses

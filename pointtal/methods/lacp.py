@@ -47,14 +47,15 @@ class Options:
     * Training batches: the official code trains on whole videos (main.py passes num_segments=-1, so its
       random_perturb sampling is the identity) at train and test time; pointtal does the same (no
       `num_segments` option: there is nothing to resample).
-    * Sequence search: the official code approximates the arg-max of the sequence score (mean
+    * Sequence search (`search`): the official code approximates the arg-max of the sequence score (mean
       outer-inner contrast of the segments of a seed-consistent sequence) by a frame-by-frame beam search
-      keeping `budget` = 25 hypotheses and pruning partial scores < 0.1. pointtal computes the exact arg-max
-      of the same objective over the same seed-constrained sequences by dynamic programming over segment
-      boundaries (batched over videos and classes; the only loop is over the segment index). It
-      scores at least as high as the beam and equals brute-force enumeration (tests/test_lacp.py); there is no
-      `budget`. Where the official code asserts (two action groups of a class with no background seed
-      between them) the groups are joined into one action core.
+      keeping `budget` = 25 hypotheses and dropping partial scores < `search_prune` = 0.1 ("beam", default;
+      batched over videos, classes and hypotheses, one iteration per free frame; at most 2 * budget
+      hypotheses survive ties at the cut, the code keeps all). "exact" computes the exact arg-max of the same
+      objective over the same sequences by dynamic programming over segment boundaries (a loop over segments
+      only; equals brute-force enumeration; scores at least as high as the beam). Where the official code
+      asserts (two action groups of a class with no background seed between them) the groups are joined into
+      one action core. Ties between equal scores are broken by slot order, not by the code's dict order.
     * Feature-contrastive loss (`feature_classes`): the official loop overwrites the per-class loss, so only the
       last ground-truth class (in class order) with >= 2 action segments counts ("last", default); "mean"
       averages over all such classes (the paper's sum over classes, normalised).
@@ -89,6 +90,9 @@ class Options:
     bkg_thresh: float = 0.95  # pseudo background points: P(background) >= bkg_thresh
     search_freq: int = 10  # search after every search_freq steps (before step s with s % search_freq == 0)
     search_start: int = 10  # first step whose batch may use a search (the code: after step 10)
+    search: Literal["beam", "exact"] = "beam"  # the official beam search, or the exact arg-max (DP)
+    budget: int = 25  # beam: hypotheses kept after each frame (ties at the cut kept, up to 2 * budget)
+    search_prune: float = 0.1  # beam: partial sequences scoring below this are dropped (the best always stays)
     oic_delta: float = 0.25  # outer region = delta * length on each side (every outer-inner score)
     # --- inference (test.py, config.py)
     class_threshold: float = 0.5
@@ -108,6 +112,8 @@ class Options:
             (self.sampling_size > 0, "sampling_size", "must be > 0"),
             (self.feature_classes in ("last", "mean"), "feature_classes", "must be 'last' or 'mean'"),
             (self.search_freq > 0, "search_freq", "must be > 0"),
+            (self.search in ("beam", "exact"), "search", "must be 'beam' or 'exact'"),
+            (self.budget > 0, "budget", "must be > 0"),
             (self.search_start >= 0, "search_start", "must be >= 0"),
             (self.scale > 0, "scale", "must be > 0"),
             (0.0 <= self.oic_delta, "oic_delta", "must be >= 0"),
@@ -409,13 +415,102 @@ def search_sequences(cas: torch.Tensor, cores: Cores, delta: float = 0.25,
         a = back[i][rows, cur]
         cur = torch.where(active, a, cur)
         boundary[:, i] = torch.where(active, lo[:, i] + a, boundary[:, i])
+    return boundary_labels(boundary, cores, t), final
+
+
+def boundary_labels(boundary: torch.Tensor, cores: Cores, t: int) -> torch.Tensor:
+    """(Q, T) bool action labels of sequences whose segment i starts at boundary[:, i] (i = 1..n-1 read)."""
+    q, width = boundary.shape
+    dev = boundary.device
     marks = torch.zeros((q, t + 1), dtype=torch.long, device=dev)
-    inner = (torch.arange(s_max + 1, device=dev).unsqueeze(0) >= 1) & (
-        torch.arange(s_max + 1, device=dev).unsqueeze(0) < n.unsqueeze(1))
+    slot = torch.arange(width, device=dev).unsqueeze(0)
+    inner = (slot >= 1) & (slot < cores.n.unsqueeze(1))
     marks.scatter_add_(1, torch.where(inner, boundary, t), inner.long())
-    segment = marks[:, :t].cumsum(1).clamp(max=s_max - 1)  # (Q, T) segment index of every snippet
-    labels = cores.act.gather(1, segment) & (torch.arange(t, device=dev).unsqueeze(0) < length.unsqueeze(1))
-    return labels, final
+    segment = marks[:, :t].cumsum(1).clamp(max=cores.act.shape[1] - 1)  # (Q, T) segment index of every snippet
+    return cores.act.gather(1, segment) & (torch.arange(t, device=dev).unsqueeze(0) < cores.length.unsqueeze(1))
+
+
+def beam_search_sequences(cas: torch.Tensor, cores: Cores, budget: int, prune: float = 0.1, delta: float = 0.25,
+                          slots: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official search (decode.Decoder with SingleTranscriptGrammar), batched over sequences and hypotheses.
+
+    A hypothesis is a partial sequence with score = mean outer-inner score of its finished segments (+inf
+    before the first). Frame by frame, a hypothesis inside a free stretch (between the end of its segment's core
+    and the next core's start) either stays or starts the next segment; at the next core's start it must move.
+    After each frame: hypotheses scoring < `prune` go (but the best stays), then all but the `budget` best (ties
+    at the cut kept). The survivor with the best final score (mean over all segments) wins.
+
+    Frames inside cores change no hypothesis (pruning is idempotent), so the loop runs over the free frames of
+    the sequence with the most of them, every sequence advancing one of its own free frames per iteration;
+    each iteration is a few (Q, 2 * slots) tensor operations. `slots` (default 2 * budget) bounds the
+    hypotheses kept per sequence: ties beyond it at the budget cut are dropped (the official code keeps them).
+    Returns labels (Q, T) bool and final scores (Q,).
+    """
+    q, t, dev = cores.video.numel(), cas.shape[1], cas.device
+    if q == 0:
+        return torch.zeros((0, t), dtype=torch.bool, device=dev), torch.zeros(0, dtype=torch.float64, device=dev)
+    m = slots or 2 * budget
+    p = cas[cores.video, :, cores.cls + 1].double()  # (Q, T)
+    cums = torch.stack([_prefix(1 - p), _prefix(p)])  # (2, Q, T+1): background, action
+    n, s_max, length = cores.n, cores.left.shape[1], cores.length
+    rows = torch.arange(q, device=dev)
+    # free frames: gap g (boundary before segment g = 1..n-1) spans [right_{g-1} + 1, left_g]
+    gap_lo, gap_hi = cores.right[:, :-1] + 1, cores.left[:, 1:]  # (Q, S-1)
+    gap_len = torch.where(torch.arange(1, s_max, device=dev).unsqueeze(0) < n.unsqueeze(1), gap_hi - gap_lo + 1, 0)
+    ends = gap_len.cumsum(1)  # (Q, S-1)
+    total = ends[:, -1] if s_max > 1 else torch.zeros(q, dtype=torch.long, device=dev)
+    n_events = int(total.max()) if s_max > 1 else 0
+
+    def seg_oic(label: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+        act = oic(cums[1], length, start, end, delta)
+        bkg = oic(cums[0], length, start, end, delta)
+        return torch.where(label, act, bkg)
+
+    score = torch.full((q, m), float("-inf"), dtype=torch.float64, device=dev)
+    score[:, 0] = float("inf")
+    alive = torch.zeros((q, m), dtype=torch.bool, device=dev)
+    alive[:, 0] = True
+    seg = torch.zeros((q, m), dtype=torch.long, device=dev)  # index of the hypothesis' current segment
+    start = torch.zeros((q, m), dtype=torch.long, device=dev)  # its first frame
+    bounds = torch.zeros((q, m, s_max), dtype=torch.long, device=dev)  # bounds[..., i] = first frame of segment i
+    for e in range(n_events):
+        valid = e < total  # (Q,)
+        g = torch.searchsorted(ends, torch.full((q, 1), e, device=dev), right=True).squeeze(1).clamp(max=s_max - 2)
+        frame = gap_lo[rows, g] + e - (ends[rows, g] - gap_len[rows, g])  # (Q,)
+        forced = frame == gap_hi[rows, g]
+        stay = alive & (seg == g.unsqueeze(1)) & valid.unsqueeze(1)  # (Q, M) hypotheses that may move now
+        finished = seg_oic(cores.act[rows, g].unsqueeze(1).expand(q, m), start, (frame - 1).unsqueeze(1).expand(q, m))
+        moved = torch.where((g == 0).unsqueeze(1), finished, (score * g.unsqueeze(1) + finished) / (g + 1).unsqueeze(1))
+        keep_old = alive & ~(stay & forced.unsqueeze(1))
+        cand_alive = torch.cat([keep_old, stay], 1)  # (Q, 2M)
+        cand_score = torch.cat([score, moved], 1)
+        cand_seg = torch.cat([seg, (g + 1).unsqueeze(1).expand(q, m)], 1)
+        cand_start = torch.cat([start, frame.unsqueeze(1).expand(q, m)], 1)
+        new_bounds = bounds.clone()
+        new_bounds.scatter_(2, (g + 1).clamp(max=s_max - 1).view(q, 1, 1).expand(q, m, 1),
+                            frame.view(q, 1, 1).expand(q, m, 1))
+        cand_bounds = torch.cat([bounds, new_bounds], 1)  # (Q, 2M, S)
+        # prune: below `prune` goes unless it is the best; then the `budget` best, ties at the cut kept
+        ranked = torch.where(cand_alive, cand_score, torch.full_like(cand_score, float("-inf")))
+        best = ranked.argmax(1)
+        keep = cand_alive & (cand_score >= prune)
+        lone = ~keep.any(1)
+        keep = torch.where(lone.unsqueeze(1), F.one_hot(best, 2 * m).bool() & cand_alive, keep)
+        kept = torch.where(keep, cand_score, torch.full_like(cand_score, float("-inf")))
+        cut = kept.topk(min(budget, 2 * m), dim=1).values[:, -1:]  # (Q, 1) the budget-th best
+        keep &= (keep.sum(1, keepdim=True) <= budget) | (cand_score >= cut)
+        order = torch.where(keep, cand_score, torch.full_like(cand_score, float("-inf"))).topk(m, dim=1).indices
+        alive = keep.gather(1, order)
+        score = torch.where(alive, cand_score.gather(1, order), torch.full_like(score, float("-inf")))
+        seg, start = cand_seg.gather(1, order), cand_start.gather(1, order)
+        bounds = cand_bounds.gather(1, order.unsqueeze(2).expand(q, m, s_max))
+    last = (n - 1).unsqueeze(1)
+    closing = seg_oic(cores.act.gather(1, last).expand(q, m), start, (length - 1).unsqueeze(1).expand(q, m))
+    final = torch.where(last == 0, closing, (score * last + closing) / (last + 1))
+    final = torch.where(alive, final, torch.full_like(final, float("-inf")))
+    choice = final.argmax(1)
+    boundary = F.pad(bounds[rows, choice], (0, 1))  # (Q, S+1)
+    return boundary_labels(boundary, cores, t), final[rows, choice]
 
 
 def optimal_sequences(cas: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, options: Options
@@ -424,7 +519,10 @@ def optimal_sequences(cas: torch.Tensor, points: torch.Tensor, mask: torch.Tenso
     (V, T, C), and the mean sequence score of each video's searched classes (V,) (0 where none)."""
     act_seed, bkg_seed = select_seeds(cas[..., 0], points, mask, options.act_thresh, options.bkg_thresh)
     cores = sequence_cores(act_seed, bkg_seed, mask)
-    labels, score = search_sequences(cas, cores, options.oic_delta)
+    if options.search == "beam":
+        labels, score = beam_search_sequences(cas, cores, options.budget, options.search_prune, options.oic_delta)
+    else:
+        labels, score = search_sequences(cas, cores, options.oic_delta)
     v, t, c = points.shape
     pseudo = torch.zeros((v, c, t), dtype=torch.bool, device=cas.device)
     pseudo[cores.video, cores.cls] = labels
