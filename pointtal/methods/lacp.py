@@ -269,21 +269,26 @@ def select_seeds(bkg: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, ac
 
 
 def oic(cum: torch.Tensor, length: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
-        delta: float = 0.25) -> torch.Tensor:
+        delta: float = 0.25, rows: torch.Tensor | None = None) -> torch.Tensor:
     """Outer-inner contrast of segments [start, end] (inclusive) of rows with prefix sums `cum` (R, T+1).
 
-    cum's first axis is gathered with row-aligned index tensors start/end (R, ...); length (R,) the row's
-    real length. outer = [max(0, int(s - delta*L)), s) and (e, min(len-1, int(e + delta*L))]; 0 when empty.
+    cum's first axis is gathered with row-aligned index tensors start/end (R, ...) (or, with `rows` (R,), row
+    r reads cum[rows[r]]); length (R,) the row's real length.
+    outer = [max(0, int(s - delta*L)), s) and (e, min(len-1, int(e + delta*L))]; 0 when empty.
     """
-    r = cum.shape[0]
     shape = start.shape
+    r = shape[0]
     width = math.prod(shape[1:])
     s, e = start.reshape(r, width), end.reshape(r, width)
     n = e - s + 1
     ln = length.reshape(r, 1)
     lo = torch.floor(s - delta * n).long().clamp(min=0)
     hi = torch.minimum(torch.floor(e + delta * n).long(), ln - 1)
-    g = lambda i: cum.gather(1, i.clamp(0, cum.shape[1] - 1))  # noqa: E731
+    if rows is None:
+        g = lambda i: cum.gather(1, i.clamp(0, cum.shape[1] - 1))  # noqa: E731
+    else:
+        flat, base = cum.reshape(-1), (rows * cum.shape[1]).reshape(r, 1)
+        g = lambda i: flat[base + i.clamp(0, cum.shape[1] - 1)]  # noqa: E731
     inner = (g(e + 1) - g(s)) / n.clamp(min=1)
     count = (s - lo) + (hi - e)
     total = (g(s) - g(lo)) + (g(hi + 1) - g(e + 1))
@@ -461,10 +466,11 @@ def beam_search_sequences(cas: torch.Tensor, cores: Cores, budget: int, prune: f
     total = ends[:, -1] if s_max > 1 else torch.zeros(q, dtype=torch.long, device=dev)
     n_events = int(total.max()) if s_max > 1 else 0
 
+    cums = cums.reshape(2 * q, t + 1)  # row label * Q + sequence
+
     def seg_oic(label: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-        act = oic(cums[1], length, start, end, delta)
-        bkg = oic(cums[0], length, start, end, delta)
-        return torch.where(label, act, bkg)
+        """(Q, M) outer-inner scores of segments of label (Q,) on that label's scores."""
+        return oic(cums, length, start, end, delta, rows=label.long() * q + rows)
 
     score = torch.full((q, m), float("-inf"), dtype=torch.float64, device=dev)
     score[:, 0] = float("inf")
@@ -472,24 +478,20 @@ def beam_search_sequences(cas: torch.Tensor, cores: Cores, budget: int, prune: f
     alive[:, 0] = True
     seg = torch.zeros((q, m), dtype=torch.long, device=dev)  # index of the hypothesis' current segment
     start = torch.zeros((q, m), dtype=torch.long, device=dev)  # its first frame
-    bounds = torch.zeros((q, m, s_max), dtype=torch.long, device=dev)  # bounds[..., i] = first frame of segment i
+    parents, frames, gaps = [], [], []  # per event: which candidate each slot took, the frame and the gap
     for e in range(n_events):
         valid = e < total  # (Q,)
         g = torch.searchsorted(ends, torch.full((q, 1), e, device=dev), right=True).squeeze(1).clamp(max=s_max - 2)
         frame = gap_lo[rows, g] + e - (ends[rows, g] - gap_len[rows, g])  # (Q,)
         forced = frame == gap_hi[rows, g]
         stay = alive & (seg == g.unsqueeze(1)) & valid.unsqueeze(1)  # (Q, M) hypotheses that may move now
-        finished = seg_oic(cores.act[rows, g].unsqueeze(1).expand(q, m), start, (frame - 1).unsqueeze(1).expand(q, m))
+        finished = seg_oic(cores.act[rows, g], start, (frame - 1).unsqueeze(1).expand(q, m))
         moved = torch.where((g == 0).unsqueeze(1), finished, (score * g.unsqueeze(1) + finished) / (g + 1).unsqueeze(1))
         keep_old = alive & ~(stay & forced.unsqueeze(1))
         cand_alive = torch.cat([keep_old, stay], 1)  # (Q, 2M)
         cand_score = torch.cat([score, moved], 1)
-        cand_seg = torch.cat([seg, (g + 1).unsqueeze(1).expand(q, m)], 1)
+        cand_seg = torch.cat([seg, (g + 1).unsqueeze(1).expand(q, m)], 1)  # (Q, 2M)
         cand_start = torch.cat([start, frame.unsqueeze(1).expand(q, m)], 1)
-        new_bounds = bounds.clone()
-        new_bounds.scatter_(2, (g + 1).clamp(max=s_max - 1).view(q, 1, 1).expand(q, m, 1),
-                            frame.view(q, 1, 1).expand(q, m, 1))
-        cand_bounds = torch.cat([bounds, new_bounds], 1)  # (Q, 2M, S)
         # prune: below `prune` goes unless it is the best; then the `budget` best, ties at the cut kept
         ranked = torch.where(cand_alive, cand_score, torch.full_like(cand_score, float("-inf")))
         best = ranked.argmax(1)
@@ -503,14 +505,22 @@ def beam_search_sequences(cas: torch.Tensor, cores: Cores, budget: int, prune: f
         alive = keep.gather(1, order)
         score = torch.where(alive, cand_score.gather(1, order), torch.full_like(score, float("-inf")))
         seg, start = cand_seg.gather(1, order), cand_start.gather(1, order)
-        bounds = cand_bounds.gather(1, order.unsqueeze(2).expand(q, m, s_max))
+        parents.append(order.to(torch.int16 if 2 * m < 2 ** 15 else torch.int32))
+        frames.append(torch.where(valid, frame, -1))
+        gaps.append(g)
     last = (n - 1).unsqueeze(1)
-    closing = seg_oic(cores.act.gather(1, last).expand(q, m), start, (length - 1).unsqueeze(1).expand(q, m))
+    closing = seg_oic(cores.act.gather(1, last).squeeze(1), start, (length - 1).unsqueeze(1).expand(q, m))
     final = torch.where(last == 0, closing, (score * last + closing) / (last + 1))
     final = torch.where(alive, final, torch.full_like(final, float("-inf")))
-    choice = final.argmax(1)
-    boundary = F.pad(bounds[rows, choice], (0, 1))  # (Q, S+1)
-    return boundary_labels(boundary, cores, t), final[rows, choice]
+    slot = final.argmax(1)  # (Q,)
+    best = final[rows, slot]
+    boundary = torch.zeros((q, s_max + 1), dtype=torch.long, device=dev)
+    for e in range(n_events - 1, -1, -1):  # traceback: a slot that came from a move at event e starts a segment
+        took = parents[e][rows, slot].long()
+        moved_here = (took >= m) & (frames[e] >= 0)
+        boundary[rows, gaps[e] + 1] = torch.where(moved_here, frames[e], boundary[rows, gaps[e] + 1])
+        slot = torch.where(took >= m, took - m, took)
+    return boundary_labels(boundary, cores, t), best
 
 
 def optimal_sequences(cas: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, options: Options
