@@ -1,11 +1,12 @@
 """Training speed at the THUMOS14 reference shape: steps/s, FLOPs, fraction of matmul throughput, loss cost.
 
-    python bench/train_speed.py [--method sfnet|soda|all] [--batch 32 --t 750 --dim 2048 --classes 20]
+    python bench/train_speed.py [--method sfnet|soda|lacp|all] [--batch 32 --t 750 --dim 2048 --classes 20]
                                 [--steps 3 --warmup 1 --device cpu|cuda] [--profile]
 
 For each method, one training step = forward + loss + backward + Adam step on a random batch of the
 reference shape (sfnet: batch 32, T 750, D 2048, 20 classes, random crop lengths T/2..T with points;
-soda: batch 16, T 750 resampled, M = 2 networks). FLOPs of forward + loss + backward are counted with
+soda: batch 16, T 750 resampled, M = 2 networks; lacp: batch 16 whole videos of T/2..T snippets, one point per
+~20 snippets, with random dense pseudo labels installed so the completeness losses run as after a search). FLOPs of forward + loss + backward are counted with
 `torch.utils.flop_counter.FlopCounterMode`; achieved GFLOP/s is compared with a large square matmul of the
 same dtype measured in the same run (fp32 on CPU; bf16 on CUDA, where training runs under bf16 autocast).
 On a shared machine the matmul reference is re-measured right after every timed step and the fraction is
@@ -32,14 +33,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pointtal.data.batch import Batch, make_batch  # noqa: E402
 
-DEFAULT_BATCH = {"sfnet": 32, "soda": 16}
+DEFAULT_BATCH = {"sfnet": 32, "soda": 16, "lacp": 16}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", choices=["sfnet", "soda", "all"], default="all")
+    parser.add_argument("--method", choices=["sfnet", "soda", "lacp", "all"], default="all")
     parser.add_argument(
-        "--batch", type=int, default=None, help="videos per step (default: sfnet 32, soda 16)"
+        "--batch", type=int, default=None, help="videos per step (default: sfnet 32, soda 16, lacp 16)"
     )
     parser.add_argument("--t", type=int, default=750, help="snippets per (padded) video")
     parser.add_argument("--dim", type=int, default=2048, help="feature width D")
@@ -64,7 +65,7 @@ def build_method(name: str, dim: int, classes: int):
         module = importlib.import_module(f"pointtal.methods.{name}")
     except ImportError as err:
         return None, f"pointtal.methods.{name} not importable ({err})"
-    cls = {"sfnet": "SFNet", "soda": "SODA"}[name]
+    cls = {"sfnet": "SFNet", "soda": "SODA", "lacp": "LACP"}[name]
     if not hasattr(module, cls):
         return None, f"pointtal.methods.{name} has no {cls}"
     method_cls = getattr(module, cls)
@@ -74,7 +75,7 @@ def build_method(name: str, dim: int, classes: int):
 def random_batch(method_name: str, b: int, t: int, dim: int, classes: int, g: torch.Generator) -> Batch:
     """Crops of T/2..T snippets (sfnet) or a fixed T (soda); one action point per ~20 snippets and, for soda,
     as many background points; video labels = the classes of the points."""
-    if method_name == "sfnet":
+    if method_name in ("sfnet", "lacp"):
         lengths = torch.randint(t // 2, t + 1, (b,), generator=g)
         lengths[0] = t
     else:
@@ -99,6 +100,17 @@ def random_batch(method_name: str, b: int, t: int, dim: int, classes: int, g: to
     video_labels = (point_labels.sum(1) > 0).float()  # (B, C+1)
     video_labels[:, 0] = 0
     return make_batch(features, mask, video_labels, point_labels)
+
+
+def install_pseudo_labels(method, batch: Batch, g: torch.Generator) -> None:
+    """LACP: dense pseudo labels of a search (runs of ~30 snippets) for the batch's videos, so the score- and
+    feature-contrastive losses take part as they do after the first search. Other methods: nothing."""
+    if method.name != "lacp":
+        return
+    b, t = batch.mask.shape
+    runs = (torch.rand(b, t, method.n_classes, generator=g) < 1 / 30).cumsum(1) % 2 == 1  # (B, T, C)
+    method.pseudo = runs.reshape(b * t, -1).to(batch.mask.device)
+    method.offsets = (torch.arange(b + 1) * t).to(batch.mask.device)
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -226,6 +238,7 @@ def bench_method(name: str, args: argparse.Namespace, device: torch.device) -> s
     g = torch.Generator().manual_seed(args.seed)
     batch = random_batch(name, b, args.t, args.dim, args.classes, g).to(device)
     method = method.to(device).train()
+    install_pseudo_labels(method, batch, g)
     flops = count_flops(method, batch, device)
     seconds, matmul = time_steps(method, batch, device, args.steps, args.warmup)
     step = median(seconds)
@@ -253,7 +266,9 @@ def losses_only(names: list[str], args: argparse.Namespace, device: torch.device
             continue
         b = args.batch or DEFAULT_BATCH[name]
         batch = random_batch(name, b, args.t, args.dim, args.classes, torch.Generator().manual_seed(args.seed))
-        batched_ms, loop_ms = time_losses(method.to(device).train(), batch.to(device), device, args.loss_reps)
+        method, batch = method.to(device).train(), batch.to(device)
+        install_pseudo_labels(method, batch, torch.Generator().manual_seed(args.seed))
+        batched_ms, loop_ms = time_losses(method, batch, device, args.loss_reps)
         print(f"| {name} | {b}x{args.t}x{args.dim} | {batched_ms:.1f} | {loop_ms:.1f} | {loop_ms / batched_ms:.1f}x |")
     return 0
 
@@ -261,7 +276,7 @@ def losses_only(names: list[str], args: argparse.Namespace, device: torch.device
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
-    names = ["sfnet", "soda"] if args.method == "all" else [args.method]
+    names = ["sfnet", "soda", "lacp"] if args.method == "all" else [args.method]
     if args.losses_only:
         return losses_only(names, args, device)
     rows = [row for name in names if (row := bench_method(name, args, device)) is not None]

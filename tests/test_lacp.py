@@ -688,3 +688,25 @@ def test_gradients_stay_finite_at_saturated_scores_and_dead_features():
     focal = focal_point_loss(sat, torch.zeros_like(sat), torch.ones(1, 12, dtype=torch.bool)).sum()
     (loss + focal).backward()
     assert torch.isfinite(feats.grad).all() and torch.isfinite(p.grad).all()
+
+
+def reference_losses(method, output, batch, step) -> dict:
+    """The per-video loop reference of `LACP.loss` (bench/train_speed.py times it against the batched loss)."""
+    mask = batch.mask
+    pseudo, searched = method.batch_pseudo(batch)
+    totals = np.zeros(5)
+    for i in range(mask.shape[0]):
+        t = int(mask[i].sum())
+        sig = output.cas[i, :t].detach().double().cpu().numpy()
+        feats = output.features[i, :t].detach().double().cpu().numpy()
+        points = (batch.point_labels[i, :t, 1:] > 0).double().cpu().numpy()
+        label = batch.video_labels[i, 1:].double().cpu().numpy()
+        seq = pseudo[i, :t].cpu().numpy() if bool(searched[i]) else None
+        uniforms = [list(np.random.default_rng(i).random(method.options.sampling_size)) for _ in range(4 * t)]
+        totals += ref_video_losses(sig, feats, label, points, seq, uniforms, method.options.r_act,
+                                   method.options.tau, method.options.feature_classes)
+    terms = dict(zip(["video", "point", "point_bkg", "score", "feature"], totals / mask.shape[0]))
+    o = method.options
+    terms["total"] = (o.w_video * terms["video"] + o.w_point * terms["point"] + o.w_point_bkg * terms["point_bkg"]
+                      + o.w_score * terms["score"] + o.w_feature * terms["feature"])
+    return {k: torch.tensor(v) for k, v in terms.items()}

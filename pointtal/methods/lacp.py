@@ -546,7 +546,8 @@ def optimal_sequences(cas: torch.Tensor, points: torch.Tensor, mask: torch.Tenso
 
 def bce(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Elementwise binary cross-entropy with the log clamped at -100 (nn.BCELoss)."""
-    return F.binary_cross_entropy(p, y.to(p.dtype), reduction="none")  # its backward is safe at p in {0, 1}
+    with torch.autocast(p.device.type, enabled=False):  # BCE refuses autocast; the scores are float32 anyway
+        return F.binary_cross_entropy(p.float(), y.float(), reduction="none")  # backward safe at p in {0, 1}
 
 
 def video_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
