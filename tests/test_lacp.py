@@ -710,3 +710,20 @@ def reference_losses(method, output, batch, step) -> dict:
     terms["total"] = (o.w_video * terms["video"] + o.w_point * terms["point"] + o.w_point_bkg * terms["point_bkg"]
                       + o.w_score * terms["score"] + o.w_feature * terms["feature"])
     return {k: torch.tensor(v) for k, v in terms.items()}
+
+
+def test_thumos14_preset_is_the_official_setting():
+    from pathlib import Path
+
+    from pointtal.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "configs" / "thumos14_lacp.yaml", ["data.annotations=gt.json", "data.features=f"])
+    assert config.method == "lacp" and config.method_options == Options()  # the defaults are the official ones
+    t = config.train
+    assert (t.steps, t.batch_size, t.lr, t.weight_decay, t.eval_every) == (2000, 16, 1e-4, 5e-4, 100)
+    o = Options()
+    assert np.allclose(o.cas_thresholds, np.arange(0.0, 0.25, 0.025))  # config.act_thresh_cas
+    assert np.allclose(o.actionness_thresholds, np.arange(0.5, 0.725, 0.025))  # config.act_thresh_agnostic
+    assert (o.w_video, o.w_point, o.w_point_bkg, o.w_score, o.w_feature) == (1, 0.5, 1, 1, 1)  # lambdas
+    assert (o.search_freq, o.budget, o.r_act, o.class_threshold, o.scale) == (10, 25, 8, 0.5, 24)
