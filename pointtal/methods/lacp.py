@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.errors import InputError
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
 from pointtal.methods.layers import masked_topk_mean
