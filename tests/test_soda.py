@@ -22,13 +22,11 @@ from pointtal.localization.soda import (
     threshold_proposals,
     upsample_linear,
 )
-from pointtal.methods.base import Scores
 from pointtal.methods.soda import (
     SODA,
     Options,
     aggregate,
     distillation_loss,
-    ensemble_scores,
     frame_loss,
     topk_k,
     video_loss,
@@ -564,24 +562,3 @@ def test_soda_localize_wraps_detections_in_snippet_units():
     # [0,12): u=12,13,14 -> 0.375, 0.125, 0 -> mean 1/6 (nothing before the video start)
     assert score == pytest.approx(11.5 / 12 - 1 / 6 + 0.2 * 0.9)
     assert detections.frames.tolist() == [[0.0, 1.0, score]]
-
-
-# ----------------------------------------------------------------------------- ensembles
-def test_ensemble_rules():
-    cas_a = torch.tensor([[[0.8, 0.2], [0.4, 0.6]]])  # (B=1, T=2, C+1=2)
-    cas_b = torch.tensor([[[0.6, 0.4], [0.2, 0.8]]])
-    a = Scores(cas_a, torch.tensor([[0.3, 0.7]]))
-    b = Scores(cas_b, torch.tensor([[0.1, 0.9]]))
-    fused = ensemble_scores(a, b, "score_mean_cas_max")
-    assert torch.allclose(fused.video_scores, torch.tensor([[0.2, 0.8]])) and torch.equal(
-        fused.cas, cas_a.maximum(cas_b)
-    )
-    fused = ensemble_scores(a, b, "score_max_cas_mean")
-    assert torch.allclose(fused.video_scores, torch.tensor([[0.3, 0.9]]))
-    assert torch.allclose(fused.cas, torch.tensor([[[0.7, 0.3], [0.3, 0.7]]]))
-    fused = ensemble_scores(a, b, "cas_mean_then_scores", eta=0.5)  # k = 1: max over time of the mean CAS
-    assert torch.allclose(fused.video_scores, torch.tensor([[0.7, 0.7]]))
-    for rule in ("score_mean_cas_mean", "score_max_cas_max"):
-        assert ensemble_scores(a, b, rule).cas.shape == (1, 2, 2)
-    with pytest.raises(ValueError, match="ensemble rule"):
-        ensemble_scores(a, b, "vote")

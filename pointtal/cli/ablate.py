@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from pointtal.config import apply_overrides, read_config
-from pointtal.engine.ablation import STUDIES, RunOutcome, get_study, run_study, seed_overrides
+from pointtal.studies.ablation import STUDIES, RunOutcome, get_study, run_study, seed_overrides
 from pointtal.errors import InputError
 from pointtal.outputs import check_outputs, record_output
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from pointtal.atomic import write_text_atomic
 from pointtal.config import Config, apply_overrides, build_config, read_yaml
 from pointtal.errors import InputError
 
@@ -232,7 +233,7 @@ def _train_run(out_dir: Path, run_dir: Path, config: Config, seed: int) -> tuple
 
 
 def _fused_run(run_dir: Path, variant: Variant, members: dict[str, Path], pair_cache: dict) -> tuple[dict, str]:
-    from pointtal.engine.ensemble import evaluate_fusions, load_pair
+    from pointtal.studies.ensemble import evaluate_fusions, load_pair
     from pointtal.engine.trainer import write_json
 
     spec = {"rule": variant.fuse, "members": [str(members[name].resolve()) for name in variant.members]}
@@ -361,8 +362,8 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
     rows = summarize(result.outcomes, study, columns)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.table_path = out_dir / f"table_{study.key}.md"
-    result.table_path.write_text(
-        markdown_table(study, rows, columns, result.seeds, config_name, user_overrides), encoding="utf-8")
+    write_text_atomic(result.table_path,
+                      markdown_table(study, rows, columns, result.seeds, config_name, user_overrides))
     result.json_path = out_dir / f"table_{study.key}.json"
     payload = {
         "table": study.key, "title": study.title, "config": config_name, "set": list(user_overrides),
@@ -373,32 +374,15 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
                                      "std": {c: (None if math.isnan(s) else s) for c, s in r.std.items()}}
                     for r in rows},
     }
-    result.json_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    write_text_atomic(result.json_path, json.dumps(payload, indent=1))
     if plot and study.plot_x and rows:
-        result.plot_path = plot_study(study, rows, out_dir / f"table_{study.key}.png")
+        from pointtal.viz import plot_study  # matplotlib: imported only when drawing
 
-
-def plot_study(study: Study, rows: Sequence[RowSummary], path: Path) -> Path:
-    """mAP@0.5 (when evaluated) and the average mAP against the study's x, with ± std error bars."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    x = np.array([r.variant.x for r in rows], dtype=float)
-    for column, marker in (("mAP@0.5", "o"), ("average", "s")):
-        if column not in rows[0].mean:
-            continue
-        mean = np.array([r.mean[column] for r in rows])
-        std = np.nan_to_num(np.array([r.std[column] for r in rows]))
-        ax.errorbar(x, mean, yerr=std, marker=marker, capsize=3, label=column)
-    ax.set_xlabel(study.plot_x)
-    ax.set_ylabel("mAP (%)")
-    ax.set_xticks(x)
-    ax.set_title(f"SODA {study.title} (n = {max(r.n for r in rows)} seeds)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+        result.plot_path = plot_study(
+            out_dir / f"table_{study.key}.png",
+            x=[r.variant.x for r in rows],
+            columns={c: ([r.mean[c] for r in rows], [r.std[c] for r in rows])
+                     for c in ("mAP@0.5", "average") if c in rows[0].mean},
+            x_label=study.plot_x,
+            title=f"SODA {study.title} (n = {max(r.n for r in rows)} seeds)",
+        )
