@@ -66,15 +66,25 @@ def test_other_tables_vary_the_intended_key(base):
     assert _options(base, "7", "sd")[1].n_networks == 2
 
 
+def test_table9_distils_the_cas_or_the_video_scores(base):
+    rows = [(v.name, o.n_networks, o.distill_target, o.distill_weight > 0)
+            for v, o in ((v, _options(base, "9", v.name)[1]) for v in STUDIES["9"].variants)]
+    assert rows == [("none", 1, "cas", True), ("video", 2, "video", True), ("cas", 2, "cas", True)]
+    # a user's distance or lambda applies under the variant; the target is the variant's
+    config = variant_config(base, ["method.distill_distance=kl", "method.distill_target=cas"],
+                            get_study("9").variant("video"), 0)
+    assert (config.method_options.distill_distance, config.method_options.distill_target) == ("kl", "video")
+
+
 def test_user_overrides_apply_under_the_variant(base):
     config = variant_config(base, ["method.n_networks=3", "train.lr=0.01"], get_study("6").variant("M1"), 0)
     assert config.method_options.n_networks == 1 and config.train.lr == 0.01
 
 
 def test_unknown_table_is_one_line_listing_valid_tables(tmp_path, capsys):
-    with pytest.raises(InputError, match="valid tables: 4, 5, 6, 7, 8, 12, agg"):
-        get_study("9")
-    assert main(["ablate", "cfg.yaml", "--table", "9", "--out", str(tmp_path)]) == 2
+    with pytest.raises(InputError, match="valid tables: 4, 5, 6, 7, 8, 9, 12, agg"):
+        get_study("10")
+    assert main(["ablate", "cfg.yaml", "--table", "10", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "valid tables" in err and "Traceback" not in err
 

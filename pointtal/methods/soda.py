@@ -58,7 +58,9 @@ class Options:
     )
     distill_weight: float = 0.6  # lambda
     distill_distance: Literal["l1", "l2", "kl"] = "l1"  # see `distillation_loss`
-    distill_target: Literal["cas", "video"] = "cas"  # distil the CAS (default) or the video scores
+    distill_target: Literal["cas", "video"] = (
+        "cas"  # distil the CAS (default) or the video-level scores (Table 9; see `distillation_loss`)
+    )
     distill_normalized: bool = True  # [choice] P = softmax over classes; False: raw logits (not with "kl")
     distill_detach_master: bool = (
         False  # [choice] False: L_sd's gradient reaches every network incl. the master

@@ -1,4 +1,4 @@
-"""SODA's ablation studies (paper Tables 4-8, Fig. 12, aggregation) rerun on any dataset.
+"""SODA's ablation studies (paper Tables 4-9, Fig. 12, aggregation) rerun on any dataset.
 
 A study is a list of variants; a variant is a set of `--set` overrides. The config of one run is
 
@@ -111,6 +111,15 @@ STUDIES: dict[str, Study] = {
         Variant(d, name, ("method.n_networks=2", f"method.distill_distance={d}"))
         for d, name in (("l1", "L1"), ("l2", "L2"), ("kl", "KL"))
     )),
+    "9": Study("9", "Table 9: self-distillation of the CAS vs of the video-level scores", (
+        Variant("none", "no self-distillation (M=1)", ("method.n_networks=1",)),
+        Variant("video", "distil the video-level scores (M=2)",
+                ("method.n_networks=2", "method.distill_target=video")),
+        Variant("cas", "distil the CAS (M=2)", ("method.n_networks=2", "method.distill_target=cas")),
+    ), note="`distill_target=video` applies the distance (distill_distance, L1 by default) to the softmax of "
+            "each network's aggregated video scores instead of to every snippet's CAS; other settings "
+            "(distance, lambda, aggregation) come from CONFIG. The M=1 row is the reference without "
+            "distillation."),
     "12": Study("12", "Fig. 12: distillation weight lambda", tuple(
         Variant(f"lambda{lam:g}", f"lambda = {lam:g}", ("method.n_networks=2", f"method.distill_weight={lam:g}"),
                 x=lam) for lam in (0.2, 0.4, 0.6, 0.8, 1.0)
