@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="videos per inference batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --out / --frames-out that pointtal did not write")
+                        help="replace an existing --out / --frames-out / --pseudo-labels that pointtal did not write")
 
 
 def run(args: argparse.Namespace) -> int:
