@@ -24,7 +24,7 @@ echo "synth: $((SECONDS - start)) s"
 
 SCALE=(
   --set "data.annotations=$DATA/annotations.json" --set "data.features=$DATA/features"
-  --set method.hidden=128 --set data.resample_t=256
+  --set method.hidden=128 --set method.resample_t=256
   --set train.epochs=null --set "train.steps=$STEPS" --set "train.lr=$LR"
   --set train.eval_every=0 --set train.device=cpu
 )

@@ -64,7 +64,7 @@ def time_predict(method, videos, batch: int, repeats: int, device: torch.device,
     for _ in range(repeats):
         _sync(device)
         started = time.perf_counter()
-        predict(method, videos, geometries, classes, sampling="crop", resample_t=0, batch_size=batch,
+        predict(method, videos, geometries, classes, batch_size=batch,
                 device=device, amp=amp)
         _sync(device)
         best = min(best, time.perf_counter() - started)

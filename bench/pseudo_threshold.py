@@ -33,8 +33,8 @@ def config(data: Path, method: str, steps: int, annotations: Path | None = None)
                                          [str(p) for p in sorted((data / "points").glob("annotator*.csv"))])
     raw = {
         "data": {"annotations": str(annotations or data / "annotations.json"), "features": str(data / "features"),
-                 "points": points, "resample_t": 64},
-        "method": {"name": method, "hidden": 16},
+                 "points": points},
+        "method": {"name": method, "hidden": 16, **({"resample_t": 64} if method == "soda" else {})},
         "train": {"steps": steps, "batch_size": 4, "lr": 1e-3, "eval_every": 0, "checkpoint_every": steps,
                   "log_every": steps, "device": "cpu", "progress": False, "report": False},
         "eval": {"batch_size": 8},

@@ -46,9 +46,8 @@ def config(args, data: Path, gt: Path) -> dict:
     points = [str(p) for p in sorted((data / "points").glob("annotator*.csv"))]
     return {
         "data": {"annotations": str(gt), "features": str(data / "features"),
-                 "points": points, "fps": 25, "stride": 16, "train_subset": "validation", "test_subset": "test",
-                 "t_max": args.t_max, "t_max_alt": args.t_max_alt},
-        "method": {"name": "sfnet", "hidden": args.hidden, "expand": args.expand_step > 0,
+                 "points": points, "fps": 25, "stride": 16, "train_subset": "validation", "test_subset": "test"},
+        "method": {"name": "sfnet", "hidden": args.hidden, "t_max": args.t_max, "t_max_alt": args.t_max_alt, "expand": args.expand_step > 0,
                    "expand_step": max(args.expand_step, 1)},
         "train": {"steps": args.steps, "batch_size": args.batch, "lr": 1e-3, "eval_every": args.eval_every,
                   "checkpoint_every": 10**6, "log_every": args.log_every, "seed": args.seed, "device": "cpu",

@@ -119,15 +119,11 @@ class DataConfig:
     background_label: str = BACKGROUND  # label of background points in click files
     trust_pickle: bool = False  # allow pickled (legacy) feature files: only for files you trust
     video_names: str | None = None  # legacy single-array layout: videoname.npy
-    t_max: int = 750  # SF-Net crop: random window of this many snippets on even steps
-    t_max_alt: int = 2800  # ... and of this many on odd steps (effectively whole videos)
-    resample_t: int = 750  # SODA: fixed number of snippets every video is resampled to
+    exclude_videos: tuple[str, ...] = ()  # video ids left out of training and evaluation (THUMOS14: 270, 1496)
 
     def __post_init__(self):
         _check(0 < self.fps <= MAX_FPS, "data.fps", self.fps, f"must be > 0 and at most {MAX_FPS:g}")
         _check(self.stride > 0, "data.stride", self.stride, "must be > 0")
-        _check(self.t_max > 0 and self.t_max_alt > 0, "data.t_max", self.t_max, "must be > 0")
-        _check(self.resample_t > 0, "data.resample_t", self.resample_t, "must be > 0")
         _check(self.window_sec > 0, "data.window_sec", self.window_sec, "must be > 0")
         _check(self.gaussian_std > 0, "data.gaussian_std", self.gaussian_std, "must be > 0")
 
@@ -381,12 +377,40 @@ def build_config(raw: dict, where: str = "config") -> Config:
     name = method_raw.pop("name", "sfnet")
     if not isinstance(name, str) or name not in METHODS:
         raise InputError(f"{where}: method.name={name!r} is unknown; valid: {', '.join(sorted(METHODS))}")
+    raw, method_raw = move_batching_keys(raw, method_raw, METHODS[name].Options, where)
     raw = resolve_data_paths(raw, Path.cwd())  # relative paths of a mapping built in code: the current directory
     try:
         return dataclasses.replace(_sections(raw, where, name, method_raw, METHODS), origin=where)
     except InputError as err:
         text = str(err)
         raise InputError(text if text.startswith(where) else f"{where}: {text}") from None
+
+
+MOVED_TO_METHOD = {"t_max": 750, "t_max_alt": 2800, "resample_t": 750}  # former data.* keys -> their old default
+
+
+def move_batching_keys(raw: dict, method_raw: dict, options: type, where: str) -> tuple[dict, dict]:
+    """Read configs written before batching became the method's own: `data.t_max`, `data.t_max_alt` and
+    `data.resample_t` move to `method.*` where the method has that option (both given with different values is an
+    error); elsewhere they are dropped, with a warning when they held a non-default value."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or not set(data) & set(MOVED_TO_METHOD):
+        return raw, method_raw
+    data, method_raw = dict(data), dict(method_raw)
+    fields = {f.name for f in dataclasses.fields(options)}
+    for key, default in MOVED_TO_METHOD.items():
+        if key not in data:
+            continue
+        value = data.pop(key)
+        if key in fields:
+            if key in method_raw and method_raw[key] != value:
+                raise InputError(f"{where}: data.{key}={value!r} and method.{key}={method_raw[key]!r}: the option "
+                                 f"moved to the method section; set method.{key} only")
+            method_raw[key] = value
+            log.info("%s: data.%s is now method.%s (read as method.%s=%r)", where, key, key, key, value)
+        elif value != default:
+            log.warning("%s: data.%s=%r is ignored: this method has no %s option", where, key, value, key)
+    return {**raw, "data": data}, method_raw
 
 
 def _sections(raw: dict, where: str, name: str, method_raw: dict, methods) -> Config:

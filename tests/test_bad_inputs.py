@@ -288,7 +288,7 @@ def test_feature_store_reads_any_float_width_and_byte_order(tmp_path, dtype):
     np.save(root / "vid_7.npy", values.astype(dtype))
     array = FeatureStore(root).load("vid_7")
     assert array.dtype == np.dtype(dtype)
-    features, mask = _inputs([("vid_7", array)], "crop", 0)  # the inference reader converts to native float32
+    features, mask = _inputs([("vid_7", array)], None)  # the inference reader converts to native float32
     assert features.dtype == torch.float32 and bool(mask.all())
     assert np.array_equal(features[0].numpy(), values)
 

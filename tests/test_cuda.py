@@ -60,7 +60,7 @@ def test_forward_synchronises_with_the_host_at_most_once(conv_backbone):
 def test_cuda_scores_equal_cpu_scores():
     rng = np.random.default_rng(0)
     items = [(f"v{i}", rng.random((t, 24), dtype=np.float32)) for i, t in enumerate(LENGTHS)]
-    kwargs = dict(sampling="crop", resample_t=0, batch_size=4, amp=False)
+    kwargs = dict(batch_size=4, amp=False)
     method = _method()
     cpu = list(score_videos(method, items, device=torch.device("cpu"), **kwargs))
     gpu = list(score_videos(method.cuda(), items, device=torch.device("cuda"), **kwargs))

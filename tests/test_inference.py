@@ -54,7 +54,7 @@ def test_batched_predictions_equal_a_dense_per_video_forward(conv_backbone):
     with torch.no_grad():  # act weights start at 0: make actionness count in the scores
         method.net.act_weights.copy_(torch.tensor([0.7, -0.4]))
     items = [(f"v{i}", rng.random((t, 16), dtype=np.float32) * 2) for i, t in enumerate(LENGTHS)]
-    kwargs = dict(sampling="crop", resample_t=0, device=torch.device("cpu"), amp=False)
+    kwargs = dict(device=torch.device("cpu"), amp=False)
 
     scored = list(score_videos(method, items, batch_size=4, **kwargs))
     assert [s.video_id for s in scored] == [v for v, _ in items]  # input order, not length order

@@ -25,7 +25,7 @@ SPEC = {  # video id -> (subset, frames at 30 fps, seed, instances)
 def _config(tmp_path, features, stride: int) -> str:
     raw = {
         "data": {"annotations": str(tmp_path / "gt.json"), "features": str(features), "points": "sfnet-center",
-                 "fps": 25, "stride": stride, "resample_t": 8,
+                 "fps": 25, "stride": stride,
                  "test_subset": "validation"},  # new_clip (subset test) has no features until detect
         "method": {"name": "sfnet", "hidden": 8, "expand_step": 10},
         "train": {"steps": 20, "batch_size": 2, "lr": 1e-2, "eval_every": 20, "checkpoint_every": 20,

@@ -33,8 +33,8 @@ def demo_configs(data: Path, steps: int, seed: int) -> dict[str, dict]:
         "weak": {"data": {**common, "points": "weak"}, "method": {"name": "weak"}, "train": train},
         "sfnet": {"data": {**common, "points": clicks},
                   "method": {"name": "sfnet", "expand_step": steps // 2}, "train": train},
-        "soda": {"data": {**common, "points": "soda", "resample_t": 100},
-                 "method": {"name": "soda", "hidden": 64}, "train": {**train, "steps": steps // 2}},
+        "soda": {"data": {**common, "points": "soda"},
+                 "method": {"name": "soda", "hidden": 64, "resample_t": 100}, "train": {**train, "steps": steps // 2}},
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -18,9 +18,11 @@ class Batch:
     point_mask: torch.Tensor  # (B, T) bool, True where the snippet carries a point (action or background)
     video_index: torch.Tensor  # (B,) long, index of each video in its dataset
     snippet_index: torch.Tensor  # (B, T) long, the video's own snippet index at each position (-1 on padding)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # method-specific inputs, passed to forward
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
+        moved = {f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self) if f.name != "extras"}
+        return Batch(**moved, extras={k: v.to(device, non_blocking=True) for k, v in self.extras.items()})
 
 def make_batch(
     features: torch.Tensor,

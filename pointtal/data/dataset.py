@@ -222,28 +222,58 @@ def _rows(table: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, flat.flatten()).view(*flat.shape, table.shape[1])
 
 
+def unresample(values: np.ndarray, length: int) -> np.ndarray:
+    """Map (S, ...) values of the deterministic resampling of a `length`-snippet video back to (length, ...),
+    linearly between the positions `resample_positions` gives them."""
+    size = values.shape[0]
+    position = np.interp(np.arange(length), resample_positions(length, size), np.arange(size))  # (length,)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, size - 1)
+    weight = (position - low).reshape(-1, *([1] * (values.ndim - 1)))
+    return values[low] * (1 - weight) + values[high] * weight
+
+
+def _shard(dataset: PointDataset, videos: np.ndarray, snippet: np.ndarray, mask: np.ndarray, rank: int,
+           world: int) -> Batch:
+    """This rank's part of a global batch, cut to its longest real row."""
+    videos, snippet, mask = videos[rank::world], snippet[rank::world], mask[rank::world]
+    keep = int(mask.sum(1).max())
+    return gather_batch(dataset, videos, snippet[:, :keep], mask[:, :keep])
+
+
 @dataclass(frozen=True)
-class BatchSampler:
-    """Deterministic training batches: step -> Batch, so a resumed run sees exactly the same data."""
+class CropSampler:
+    """Training batches of random windows (SF-Net): step -> Batch, deterministic in (seed, step).
+
+    Step `s` crops every video longer than `windows[s % len(windows)]` snippets to a random window of that
+    length (SF-Net alternates a 750-snippet window with a 2800-snippet one, in effect whole videos).
+    """
 
     dataset: PointDataset
     batch_size: int
     seed: int
-    sampling: str  # "crop" (SF-Net) or "resample" (SODA)
-    t_max: int = 750
-    t_max_alt: int = 2800
-    resample_t: int = 750
+    windows: tuple[int, ...]
 
     def __call__(self, step: int, rank: int = 0, world: int = 1) -> Batch:
         """The step's global batch (random draws made for all of it), then this rank's shard."""
         videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)
         rng = np.random.default_rng([self.seed, step, 7])
         lengths = self.dataset.n_snippets[videos]
-        if self.sampling == "resample":
-            snippet = resample_index(lengths, self.resample_t, rng)
-            mask = np.ones_like(snippet, dtype=bool)
-        else:
-            snippet, mask = crop_index(lengths, self.t_max if step % 2 == 0 else self.t_max_alt, rng)
-        videos, snippet, mask = videos[rank::world], snippet[rank::world], mask[rank::world]
-        keep = int(mask.sum(1).max())
-        return gather_batch(self.dataset, videos, snippet[:, :keep], mask[:, :keep])
+        snippet, mask = crop_index(lengths, self.windows[step % len(self.windows)], rng)
+        return _shard(self.dataset, videos, snippet, mask, rank, world)
+
+
+@dataclass(frozen=True)
+class ResampleSampler:
+    """Training batches of videos resampled to `size` snippets, one random snippet per equal bin (SODA)."""
+
+    dataset: PointDataset
+    batch_size: int
+    seed: int
+    size: int
+
+    def __call__(self, step: int, rank: int = 0, world: int = 1) -> Batch:
+        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)
+        rng = np.random.default_rng([self.seed, step, 7])
+        snippet = resample_index(self.dataset.n_snippets[videos], self.size, rng)  # (B, size)
+        return _shard(self.dataset, videos, snippet, np.ones_like(snippet, dtype=bool), rank, world)

@@ -619,8 +619,9 @@ def _write_train_config(out: Path, spec: Preset, info: dict) -> Path:
     small = spec.vendor is None  # tiny: 24 training videos, the demo's setting
     steps = 600 if small else 800
     config = {
-        "data": {**info["data"], **({} if small else {"t_max": 750 if spec.name == "thumos14" else 100})},
-        "method": {"name": "sfnet", "expand_step": steps // 2},
+        "data": info["data"],
+        "method": {"name": "sfnet", "expand_step": steps // 2,
+                   **({} if small else {"t_max": 750 if spec.name == "thumos14" else 100})},
         "train": {"steps": steps, "batch_size": 8 if small else 16, "lr": 1e-3, "eval_every": 0},
     }
     header = (f"# SF-Net on the synthetic '{spec.name}' dataset in this directory (written by pointtal synth).\n"

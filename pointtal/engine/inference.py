@@ -9,19 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pointtal.data.dataset import PointDataset, resample_index, resample_positions
+from pointtal.data.dataset import PointDataset, resample_index, unresample
 from pointtal.data.features import SnippetGeometry
-from pointtal.methods.base import Detections, Method
-
-
-@dataclass
-class VideoScores:
-    """One video's scores over its real snippets."""
-
-    video_id: str
-    cas: np.ndarray  # (T, C+1), column 0 = background; float32 (crop), float64 (resample: interpolated back)
-    actionness: np.ndarray | None  # (T,) or None
-    video_scores: np.ndarray  # (C+1,)
+from pointtal.methods.base import Detections, Method, VideoScores
 
 
 @dataclass
@@ -60,16 +50,6 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def unresample(values: np.ndarray, length: int) -> np.ndarray:
-    """Map (S, ...) values sampled at bin starts of a `length`-snippet video back to (length, ...) linearly."""
-    size = values.shape[0]
-    position = np.interp(np.arange(length), resample_positions(length, size), np.arange(size))  # (length,)
-    low = np.floor(position).astype(np.int64)
-    high = np.minimum(low + 1, size - 1)
-    weight = (position - low).reshape(-1, *([1] * (values.ndim - 1)))
-    return values[low] * (1 - weight) + values[high] * weight
-
-
 SORT_WINDOW = 8  # batches whose videos are sorted by length together (bounds memory: items stay streamed)
 
 
@@ -92,11 +72,11 @@ def length_sorted_batches(lengths: list[int], size: int) -> list[list[int]]:
     return [order[start : start + size] for start in range(0, len(order), size)]
 
 
-def _inputs(chunk, sampling: str, resample_t: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Padded (B, T, D) features and (B, T) mask: whole videos, or fixed-T deterministic resampling."""
+def _inputs(chunk, length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded (B, T, D) features and (B, T) mask: whole videos, or each resampled to `length` snippets."""
     lengths = np.array([a.shape[0] for _, a in chunk], dtype=np.int64)
-    if sampling == "resample":
-        index = resample_index(lengths, resample_t, None)  # (B, S)
+    if length is not None:
+        index = resample_index(lengths, length, None)  # (B, S)
         features = np.stack([np.asarray(a[i], dtype=np.float32) for (_, a), i in zip(chunk, index, strict=True)])
         return torch.from_numpy(features), torch.ones(index.shape, dtype=torch.bool)
     features = np.zeros((len(chunk), lengths.max(), chunk[0][1].shape[1]), dtype=np.float32)  # (B, T, D)
@@ -106,54 +86,68 @@ def _inputs(chunk, sampling: str, resample_t: int) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(features), mask
 
 
+Scored = tuple[VideoScores, Detections | None]
+
+
 @torch.no_grad()
-def score_videos(
-    method: Method,
-    items: Iterable[tuple[str, np.ndarray]],
-    *,
-    sampling: str,
-    resample_t: int,
-    batch_size: int,
-    device: torch.device,
-    amp: bool = True,
-) -> Iterator[VideoScores]:
-    """Scores of each (video_id, (T, D) features) item, in input order; the method is put in eval mode.
+def _scored(method: Method, items: Iterable[tuple[str, np.ndarray]], batch_size: int, device: torch.device,
+            amp: bool, detect: bool) -> Iterator[Scored]:
+    """(scores, detections or None) of each (video_id, (T, D) features) item, in input order.
 
     Items are read `SORT_WINDOW` batches at a time and batched by length within that window (whole-video
-    inference pads every video to its batch's longest), then yielded back in input order. A video's scores
+    inference pads every video to its batch's longest), then yielded back in input order. A video's results
     do not depend on its batch companions, so this changes speed only.
     """
     method.eval()
+    length = method.inference_length
     for window in _windows(items, batch_size * SORT_WINDOW):
-        # resampled inputs all have resample_t snippets: nothing to sort, batches keep input order
-        lengths = [0 if sampling == "resample" else array.shape[0] for _, array in window]
-        batches = length_sorted_batches(lengths, batch_size)
-        scored: list[VideoScores | None] = [None] * len(window)
-        for positions in batches:
+        # resampled inputs all have the same length: nothing to sort, batches keep input order
+        lengths = [0 if length is not None else array.shape[0] for _, array in window]
+        results: list[Scored | None] = [None] * len(window)
+        for positions in length_sorted_batches(lengths, batch_size):
             chunk = [window[i] for i in positions]
-            for i, video in zip(positions, _score_batch(method, chunk, sampling, resample_t, device, amp), strict=True):
-                scored[i] = video
-        yield from scored
+            for i, result in zip(positions, _score_batch(method, chunk, device, amp, detect), strict=True):
+                results[i] = result
+        yield from results
 
 
-def _score_batch(method: Method, chunk, sampling: str, resample_t: int, device: torch.device,
-                 amp: bool) -> Iterator[VideoScores]:
-    """Scores of one batch of (video_id, (T, D) features) items, in order."""
-    features, mask = _inputs(chunk, sampling, resample_t)
+def _score_batch(method: Method, chunk, device: torch.device, amp: bool, detect: bool) -> list[Scored]:
+    """Scores (and detections) of one batch of (video_id, (T, D) features) items, in order."""
+    length = method.inference_length
+    features, mask = _inputs(chunk, length)
     features, mask = features.to(device), mask.to(device)
     with autocast(device, amp):
-        scores = method.scores(method(features, mask), mask)
+        output = method(features, mask)
+        scores = method.scores(output, mask)
     cas = scores.cas.float().cpu().numpy()  # (B, T, C+1)
     act = None if scores.actionness is None else scores.actionness.float().cpu().numpy()  # (B, T)
     video = scores.video_scores.float().cpu().numpy()  # (B, C+1)
+    videos = []
     for row, (video_id, array) in enumerate(chunk):
-        length = array.shape[0]
-        if sampling == "resample":
-            video_cas = unresample(cas[row], length)
-            video_act = None if act is None else unresample(act[row], length)
+        n = array.shape[0]
+        if length is not None:
+            video_cas, video_act = unresample(cas[row], n), None if act is None else unresample(act[row], n)
         else:
-            video_cas, video_act = cas[row, :length], None if act is None else act[row, :length]
-        yield VideoScores(video_id, video_cas, video_act, video[row])
+            video_cas, video_act = cas[row, :n], None if act is None else act[row, :n]
+        videos.append(VideoScores(video_id, video_cas, video_act, video[row], row))
+    if not detect:
+        return [(v, None) for v in videos]
+    with autocast(device, amp):
+        found = method.detect(output, videos)
+    return list(zip(videos, found, strict=True))
+
+
+def detect_videos(method: Method, items: Iterable[tuple[str, np.ndarray]], *, batch_size: int,
+                  device: torch.device, amp: bool = True) -> Iterator[tuple[VideoScores, Detections]]:
+    """(scores, detections in snippet units) of each item, in input order; the method is put in eval mode."""
+    yield from _scored(method, items, batch_size, device, amp, detect=True)
+
+
+def score_videos(method: Method, items: Iterable[tuple[str, np.ndarray]], *, batch_size: int,
+                 device: torch.device, amp: bool = True) -> Iterator[VideoScores]:
+    """Scores of each (video_id, (T, D) features) item, in input order; the method is put in eval mode."""
+    for scored, _ in _scored(method, items, batch_size, device, amp, detect=False):
+        yield scored
 
 
 def dataset_items(dataset: PointDataset) -> Iterator[tuple[str, np.ndarray]]:
@@ -186,12 +180,14 @@ def predict(
     items: Iterable[tuple[str, np.ndarray]],
     geometries: dict[str, SnippetGeometry],
     classes: tuple[str, ...],
-    **kwargs,
+    *,
+    batch_size: int,
+    device: torch.device,
+    amp: bool = True,
 ) -> Predictions:
     """Segments and single frames for every item, in seconds."""
     out = Predictions()
-    for scored in score_videos(method, items, **kwargs):
-        found = method.localize(scored.cas, scored.actionness, scored.video_scores)
+    for scored, found in _scored(method, items, batch_size, device, amp, detect=True):
         geometry = geometries[scored.video_id]
         out.segments[scored.video_id], out.frames[scored.video_id] = to_seconds(
             scored.video_id, found, geometry, classes

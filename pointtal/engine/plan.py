@@ -15,24 +15,22 @@ import torch
 
 from pointtal.config import Config
 from pointtal.errors import refuse_estimate
+from pointtal.methods.base import Method
 
 log = logging.getLogger(__name__)
 
 
-def plan_notes(config: Config, n_train_videos: int, steps: int, refresh_step: int | None) -> list[str]:
+def plan_notes(config: Config, n_train_videos: int, steps: int, method: Method) -> list[str]:
     """The surprising parts of training `steps` steps on `n_train_videos` videos (one message each)."""
-    t, notes = config.train, []
-    if refresh_step is not None and not 0 <= refresh_step < steps:
-        notes.append(f"method.expand_step={refresh_step} is not within the run's {steps} steps: anchor expansion "
-                     f"(label mining) never runs; give a step in [0, {steps}) or set method.expand=false")
+    t, notes = config.train, list(method.plan_notes(steps))
     if t.batch_size > n_train_videos:
         notes.append(f"train.batch_size={t.batch_size} is larger than the {n_train_videos} training videos: "
                      f"every batch repeats videos; a batch of at most {n_train_videos} covers each once")
     return notes
 
 
-def warn_plan(config: Config, n_train_videos: int, steps: int, refresh_step: int | None) -> None:
-    for note in plan_notes(config, n_train_videos, steps, refresh_step):
+def warn_plan(config: Config, n_train_videos: int, steps: int, method: Method) -> None:
+    for note in plan_notes(config, n_train_videos, steps, method):
         log.warning("%s", note)
 
 
@@ -43,15 +41,14 @@ def device_memory(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_batch_memory(config: Config, dim: int, longest: int, sampling: str, device: torch.device) -> None:
+def check_batch_memory(config: Config, dim: int, longest: int, method: Method, device: torch.device) -> None:
     """Refuse snippets per video x batch size x feature width that cannot fit `device` (features alone)."""
-    d, t = config.data, config.train
-    if sampling == "resample":
-        key, length = "data.resample_t", d.resample_t
-    else:
-        key, length = "data.t_max", min(longest, max(d.t_max, d.t_max_alt))
+    t = config.train
+    length, key = method.training_length(longest)
     batch = max(t.batch_size, config.eval.batch_size)
     size = float(batch) * length * dim * 4  # float32 features of one batch, before any activation
+    what = f"{key}={length}" if key else f"whole videos of up to {length} snippets"
+    lower = f"lower {key} or the batch size" if key else "lower the batch size"
     refuse_estimate(size, device_memory(device),
-                    f"{key}={length}: one batch of {batch} videos x {length} snippets x {dim} features",
-                    f"the {device.type} memory holds less; lower {key} or the batch size")
+                    f"{what}: one batch of {batch} videos x {length} snippets x {dim} features",
+                    f"the {device.type} memory holds less; {lower}")

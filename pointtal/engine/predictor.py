@@ -72,8 +72,7 @@ def predict_videos(loaded: LoadedRun, store: FeatureStore, gt: GroundTruth, vide
     geometries = {vid: geometry_for(gt.videos[vid], d.fps, d.stride) for vid in video_ids}
     with tqdm(total=len(video_ids), desc="predict", unit="video", disable=None if progress else True) as bar:
         return predict(loaded.method, _items(store, video_ids, bar), geometries, loaded.classes,
-                       sampling=loaded.method.sampling, resample_t=d.resample_t, batch_size=batch_size,
-                       device=device, amp=loaded.config.train.amp)
+                       batch_size=batch_size, device=device, amp=loaded.config.train.amp)
 
 
 def merge(parts: list[Predictions], order: list[str]) -> Predictions:

@@ -27,7 +27,7 @@ from pointtal.data.annotations import BACKGROUND, GroundTruth, Video
 from pointtal.data.dataset import geometry_for
 from pointtal.data.features import FeatureStore
 from pointtal.data.layouts import feature_length
-from pointtal.engine.inference import score_videos, to_seconds
+from pointtal.engine.inference import detect_videos, to_seconds
 from pointtal.engine.setup import RunData, load_points, point_sources
 from pointtal.methods import METHODS, Method
 
@@ -91,12 +91,10 @@ def draw_timeline(path: str | Path, method: Method, config: Config, classes: Seq
     geometry = geometry_for(video, config.data.fps, config.data.stride)
     was_training = method.training
     try:
-        (scored,) = list(score_videos(method, [(video.video_id, np.asarray(features))],
-                                      sampling=method.sampling, resample_t=config.data.resample_t,
-                                      batch_size=1, device=device, amp=config.train.amp))
+        ((scored, found),) = list(detect_videos(method, [(video.video_id, np.asarray(features))],
+                                                batch_size=1, device=device, amp=config.train.amp))
     finally:
         method.train(was_training)
-    found = method.localize(scored.cas, scored.actionness, scored.video_scores)
     segments, _ = to_seconds(video.video_id, found, geometry, tuple(classes))
     n_snippets = scored.cas.shape[0]
     return plot_timeline(

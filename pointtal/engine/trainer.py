@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from pointtal.atomic import write_text_atomic
 from pointtal.config import Config, save_config
-from pointtal.data.dataset import BatchSampler, PointDataset
+from pointtal.data.dataset import PointDataset
 from pointtal.engine import distributed
 from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
 from pointtal.engine.evaluate import evaluate_predictions
@@ -34,6 +34,7 @@ from pointtal.engine.rundir import guard_run_dir, record_runtime_changes
 from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError, TrainingDiverged
 from pointtal.methods import Method, build_method
+from pointtal.methods.base import Phase, PhaseContext
 from pointtal.outputs import DISK_ERRNOS, describe_os_error
 from pointtal.video.manifest import record_in_run
 
@@ -59,16 +60,34 @@ class _State:
 
 
 def total_steps(config: Config, n_videos: int) -> int:
+    """Steps of `train.steps` / `train.epochs` alone (a method's `phases` may add more: see Trainer.steps)."""
     t = config.train
     return t.epochs * math.ceil(n_videos / t.batch_size) if t.epochs else t.steps
 
 
-def new_method(config: Config, data: RunData, seed: int, device: torch.device) -> tuple[Method, torch.optim.Optimizer]:
-    """A freshly initialised method (seeded here, never inside constructors) and its Adam optimizer."""
+def new_optimizer(method: Method, phase: Phase, index: int) -> torch.optim.Optimizer:
+    """Adam over the parameters phase `index` trains, at the phase's learning rate and weight decay."""
+    return torch.optim.Adam(method.phase_parameters(index), lr=phase.lr, weight_decay=phase.weight_decay)
+
+
+def new_method(config: Config, data: RunData, seed: int, device: torch.device,
+               phase: int = 0) -> tuple[Method, torch.optim.Optimizer]:
+    """A freshly initialised method (seeded here, never inside constructors) and the Adam optimizer of its
+    phase `phase`."""
     torch.manual_seed(seed)
     method = build_method(config.method, config.method_options, data.train.dim, len(data.classes)).to(device)
-    optimizer = torch.optim.Adam(method.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
-    return method, optimizer
+    phases = method.phases(config.train, len(data.train))
+    return method, new_optimizer(method, phases[phase], phase)
+
+
+def phase_starts(phases: tuple[Phase, ...]) -> list[int]:
+    """Global step at which each phase begins."""
+    return [sum(p.steps for p in phases[:i]) for i in range(len(phases))]
+
+
+def phase_at(starts: list[int], step: int) -> int:
+    """Index of the phase that global step `step` belongs to (the last one past the end)."""
+    return max(i for i, start in enumerate(starts) if start <= max(step, 0))
 
 
 def checkpoint_state(config: Config, data: RunData, state: _State, inference_only: bool = False) -> dict:
@@ -138,11 +157,8 @@ def geometries(dataset: PointDataset) -> dict:
 
 
 def run_predictions(method: Method, dataset: PointDataset, config: Config, device: torch.device, classes):
-    return predict(
-        method, dataset_items(dataset), geometries(dataset), classes, sampling=method.sampling,
-        resample_t=config.data.resample_t, batch_size=config.eval.batch_size, device=device,
-        amp=config.train.amp,
-    )
+    return predict(method, dataset_items(dataset), geometries(dataset), classes,
+                   batch_size=config.eval.batch_size, device=device, amp=config.train.amp)
 
 
 def evaluate_model(method: Method, data: RunData, config: Config, device: torch.device, step: int):
@@ -172,19 +188,26 @@ class Trainer:
                              f"per DDP rank (>= {self.dist.world})")
         saved = guard_run_dir(config, self.run_dir, resume, self.dist.is_main)  # before loading any data
         self.data = data or load_run_data(config)
-        self.steps = total_steps(config, len(self.data.train))
+        # the optimizer of the phase of the last completed step: a resumed run loads that one's state
         method, optimizer = new_method(config, self.data, config.train.seed, self.device)
+        self.phases = method.phases(config.train, len(self.data.train))
+        self.starts = phase_starts(self.phases)
+        self.steps = sum(p.steps for p in self.phases)
+        saved_phase = phase_at(self.starts, int(saved["step"]) - 1) if saved is not None else 0
+        if saved_phase:
+            optimizer = new_optimizer(method, self.phases[saved_phase], saved_phase)
         self.state = _State(method, optimizer)
-        check_batch_memory(config, self.data.train.dim, int(self.data.train.n_snippets.max()), method.sampling,
-                           self.device)
+        check_batch_memory(config, self.data.train.dim, int(self.data.train.n_snippets.max()), method, self.device)
         if self.dist.is_main:
-            warn_plan(config, len(self.data.train), self.steps, method.refresh_step)
+            warn_plan(config, len(self.data.train), self.steps, method)
         self._prepare_run_dir(saved)
-        self.sampler = BatchSampler(
-            self.data.train, config.train.batch_size, config.train.seed, method.sampling,
-            config.data.t_max, config.data.t_max_alt, config.data.resample_t,
-        )
+        self.phase = phase_at(self.starts, self.state.step - 1) if self.state.step else 0
+        self.sampler = self._sampler(self.phase)
         self.model = self._wrap(method)
+
+    def _sampler(self, index: int):
+        phase = self.phases[index]
+        return self.state.method.training_sampler(self.data.train, phase.batch_size, self.config.train.seed, index)
 
     def _prepare_run_dir(self, saved: dict | None) -> None:
         """Restore a resumed run (guard_run_dir checked its config); write config.yaml; open the logs."""
@@ -220,6 +243,7 @@ class Trainer:
         self.step_log = StepLog(self.steps, self.state.step, t.log_every, bar.disable and self.dist.is_main)
         try:
             while self.state.step < self.steps:
+                self._maybe_start_phase()
                 self._maybe_refresh_labels()
                 losses = self._train_step(self.state.step)
                 self.state.step += 1
@@ -238,11 +262,33 @@ class Trainer:
         distributed.barrier(self.dist)
         return TrainResult(self.run_dir, self.state.step, record, self.state.best)
 
+    def _inference_kwargs(self) -> dict:
+        return dict(batch_size=self.config.eval.batch_size, device=self.device, amp=self.config.train.amp)
+
+    def _maybe_start_phase(self) -> None:
+        """At a phase's first step: the method prepares it, then the phase gets its optimizer and batches."""
+        step = self.state.step
+        if step not in self.starts:
+            return
+        index = self.starts.index(step)
+        method, dataset = self.state.method, self.data.train
+        context = PhaseContext(dataset, self.device, self.config.eval.batch_size, self.config.train.amp,
+                               lambda: flat_cas(method, dataset, **self._inference_kwargs()))
+        if index:
+            log.info("step %d: phase %d (%s) starts", step, index + 1, self.phases[index].name)
+        method.start_phase(index, context)
+        method.train()
+        self.phase = index
+        self.state.optimizer = new_optimizer(method, self.phases[index], index)
+        self.sampler = self._sampler(index)
+        self.model = self._wrap(method)
+
     def _train_step(self, step: int) -> dict[str, float]:
         self.model.train()
-        batch = self.sampler(step, self.dist.rank, self.dist.world).to(self.device)
+        local = step - self.starts[self.phase]  # the sampler counts the steps of its own phase
+        batch = self.sampler(local, self.dist.rank, self.dist.world).to(self.device)
         with autocast(self.device, self.config.train.amp):
-            output = self.model(batch.features, batch.mask)
+            output = self.model(batch.features, batch.mask, **batch.extras)
         losses = self.state.method.loss(output, batch, step)
         self.state.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -276,10 +322,9 @@ class Trainer:
 
     def _maybe_refresh_labels(self) -> None:
         method = self.state.method
-        if method.refresh_step is None or self.state.step != method.refresh_step:
+        if not method.refresh_due(self.state.step):
             return
-        kwargs = dict(sampling="crop", resample_t=self.config.data.resample_t,
-                      batch_size=self.config.eval.batch_size, device=self.device, amp=self.config.train.amp)
+        kwargs = self._inference_kwargs()
         refresh = method.refresh_labels(self.state.step, self.data.train, lambda: flat_cas(method, self.data.train, **kwargs))
         method.train()
         if refresh is None:
@@ -290,7 +335,8 @@ class Trainer:
                               prefix="mining/")
         if refresh.reinitialize:
             seed = self.config.train.seed + self.state.step
-            self.state.method, self.state.optimizer = new_method(self.config, self.data, seed, self.device)
+            self.state.method, self.state.optimizer = new_method(self.config, self.data, seed, self.device, self.phase)
+            self.sampler = self._sampler(self.phase)
             self.model = self._wrap(self.state.method)
 
     def _evaluate_and_save(self, final: bool) -> dict | None:

@@ -16,18 +16,10 @@ Conventions, as in the SF-Net reference code:
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
+from pointtal.localization.detections import Detections
 from pointtal.localization.runs import find_runs_2d
-
-
-class SFNetLocalized(NamedTuple):
-    """Detections of one video in snippet units; classes are 1..C."""
-
-    segments: np.ndarray  # (N, 4) float64: start_snippet, end_snippet, class, score
-    frames: np.ndarray  # (K, 3) float64: snippet, class, score
 
 
 def class_scores(cas_actions: np.ndarray, topk_divisor: int) -> np.ndarray:
@@ -74,7 +66,7 @@ def localize_sfnet(
     class_topk_divisor: int = 12,
     class_ratio: float = 1.5,
     min_segment_len: int = 2,
-) -> SFNetLocalized:
+) -> Detections:
     """Segments and single frames of one video from cas (T, C+1) and actionness (T,) or None.
 
     Column 0 of `cas` (background) is dropped; `actionness=None` or `w_act=0` localizes from the CAS alone
@@ -83,7 +75,7 @@ def localize_sfnet(
     cas_actions = np.asarray(cas, dtype=np.float64)[:, 1:]  # (T, C)
     t = cas_actions.shape[0]
     if t == 0 or cas_actions.shape[1] == 0:
-        return SFNetLocalized(np.zeros((0, 4)), np.zeros((0, 3)))
+        return Detections.empty()
     s = class_scores(cas_actions, class_topk_divisor)  # (C,)
     kept = kept_classes(s, class_ratio)  # (R,)
     score = cas_actions[:, kept].T  # (R, T)
@@ -92,11 +84,11 @@ def localize_sfnet(
     threshold = score.mean(axis=1, keepdims=True) * adjust  # (R, 1)
     rows, starts, ends = find_runs_2d(score > threshold)
     if rows.size == 0:
-        return SFNetLocalized(np.zeros((0, 4)), np.zeros((0, 3)))
+        return Detections.empty()
     peak, peak_snippet = run_peaks(score, rows, starts, ends)
     label = kept[rows] + 1  # (N,) class index 1..C
     confidence = peak + s[kept[rows]]  # (N,)
     long_enough = (ends - starts) >= min_segment_len
     segments = np.stack([starts, ends, label, confidence], axis=1)[long_enough].astype(np.float64)  # (N', 4)
     frames = np.stack([peak_snippet, label, confidence], axis=1).astype(np.float64)  # (N, 3)
-    return SFNetLocalized(segments, frames)
+    return Detections(segments, frames)

@@ -20,18 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pointtal.localization.detections import Detections
 from pointtal.localization.nms import nms_per_class
 from pointtal.localization.runs import find_runs_2d
 
 DEFAULT_THRESHOLDS = tuple(round(0.025 * i, 3) for i in range(10))  # 0.0, 0.025, ..., 0.225
-
-
-@dataclass(frozen=True)
-class Localized:
-    """Detections of one video in snippet units (the torch-free twin of `methods.base.Detections`)."""
-
-    segments: np.ndarray  # (N, 4) float64: start_snippet, end_snippet, class, score
-    frames: np.ndarray  # (N, 3) float64: snippet, class, score
 
 
 @dataclass(frozen=True)
@@ -131,7 +124,7 @@ def localize_soda(
     outer_ratio: float = 0.25,
     gamma: float = 0.2,
     nms_tiou: float = 0.7,
-) -> Localized:
+) -> Detections:
     """Segments and single frames of one video from its softmax CAS (T, C+1) and video scores (C+1,).
 
     Segment score = outer-inner contrast + gamma * video_scores[class]; proposals of all thresholds are
@@ -142,7 +135,7 @@ def localize_soda(
     cas = np.asarray(cas, dtype=np.float64)
     video_scores = np.asarray(video_scores, dtype=np.float64)
     if cas.shape[0] == 0:
-        return Localized(np.zeros((0, 4)), np.zeros((0, 3)))
+        return Detections.empty()
     classes = select_classes(video_scores, tau_cls)  # (K,) in 1..C
     upsampled = upsample_linear(cas[:, classes], scale)  # (T*scale, K)
     proposals = threshold_proposals(upsampled, thresholds)
@@ -154,4 +147,4 @@ def localize_soda(
     peak = segment_peaks(cas[:, classes], column, bounds[:, 0], bounds[:, 1])  # (N,)
     segments = np.column_stack([bounds, label, score]).astype(np.float64).reshape(-1, 4)
     frames = np.column_stack([peak, label, score]).astype(np.float64).reshape(-1, 3)
-    return Localized(segments, frames)
+    return Detections(segments, frames)

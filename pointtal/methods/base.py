@@ -1,18 +1,36 @@
 """The contract between the engine and a method. The engine knows nothing else about a method.
 
-A method is an `nn.Module` with:
-  * `forward(features, mask)` -> a small named output (any object the method's `loss`/`scores` accept);
+A method is an `nn.Module` subclass of `Method` with ClassVars `name` and `Options` (a frozen dataclass), and:
+
+Batching (the method's own: crop windows, fixed-length resampling, proposal batches)
+  * `training_sampler(dataset, batch_size, seed, phase)` -> callable `(step, rank, world) -> Batch`,
+    deterministic in (seed, step) so a resumed run sees the same data;
+  * `inference_length` -> None (whole videos) or N (videos resampled to N snippets, scores interpolated back);
+  * `training_length(longest)` -> (snippets per video in a training batch, the option that sets it).
+Schedule
+  * `phases(train, n_videos)` -> the run's `Phase`s (one by default; HR-Pro has two). At the first step of each
+    phase the engine calls `start_phase(index, context)` and builds a fresh Adam over the parameters that
+    require gradients, with the phase's lr and weight decay. State a method computes there (or while mining
+    labels) lives in buffers or `get_extra_state`, so checkpoints carry it;
+  * `phase_parameters(index)` -> what phase `index` trains (default: every parameter that requires gradients);
+  * `refresh_due(step)` / `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net anchor
+    expansion); `predict_cas()` returns `scores().cas` of every training snippet, (N, C+1) in the dataset's
+    flat layout;
+  * `plan_notes(steps)` -> warnings about the method's options against the run's length.
+Computation
+  * `forward(features, mask, **batch.extras)` -> a small named output (any object `loss`/`scores` accept);
   * `loss(output, batch, step)` -> dict of scalar tensors, key "total" is optimised, the rest are logged;
-  * `scores(output, mask)` -> `Scores` (what the localizer and visualizer read: per-snippet class scores in the
-    method's score space -- logits or probabilities, e.g. SF-Net's `score_space` -- and video probabilities);
-  * `localize(cas, actionness, video_scores)` -> `Detections` for one video, in snippet units (numpy);
-  * optionally `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net anchor expansion);
-    `predict_cas()` returns `scores().cas` of every training snippet, (N, C+1) in the dataset's flat layout.
+  * `scores(output, mask)` -> `Scores` (per-snippet class scores in the method's score space -- logits or
+    probabilities -- video probabilities, actionness): what figures, label mining and ensembles read;
+  * `detect(output, videos)` -> one `Detections` per video, in the video's snippet units. The default runs
+    `localize(cas, actionness, video_scores)` on each video's scores (a CAS method writes only `localize`);
+    a proposal method overrides `detect` and returns its regressed segments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,7 +38,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from pointtal.data.dataset import CropSampler, PointDataset
 from pointtal.errors import InputError
+from pointtal.localization.detections import Detections
+
+__all__ = ["Detections", "LabelRefresh", "Method", "Phase", "PhaseContext", "Scores", "VideoScores",
+           "check_options", "schedule_steps"]
 
 
 def check_options(options: Any, checks: Iterable[tuple[bool, str, str]]) -> None:
@@ -41,15 +64,14 @@ class Scores:
 
 
 @dataclass
-class Detections:
-    """Detections of one video in snippet units (fractional allowed); classes are 1..C."""
+class VideoScores:
+    """One video's scores over its real snippets (resampled scores interpolated back to its length)."""
 
-    segments: np.ndarray  # (N, 4) float64: start_snippet, end_snippet, class, score
-    frames: np.ndarray  # (K, 3) float64: snippet, class, score
-
-    @staticmethod
-    def empty() -> Detections:
-        return Detections(np.zeros((0, 4)), np.zeros((0, 3)))
+    video_id: str
+    cas: np.ndarray  # (T, C+1), column 0 = background
+    actionness: np.ndarray | None  # (T,) or None
+    video_scores: np.ndarray  # (C+1,)
+    row: int = 0  # the video's row in the batch `output` it was scored in (for `Method.detect`)
 
 
 @dataclass(frozen=True)
@@ -61,15 +83,38 @@ class LabelRefresh:
     reinitialize: bool
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of training with its own optimizer (a two-stage method has two)."""
+
+    name: str
+    steps: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class PhaseContext:
+    """What `start_phase` may use: the training videos and how to run inference on them."""
+
+    dataset: PointDataset
+    device: torch.device
+    batch_size: int  # videos per inference batch
+    amp: bool
+    predict_cas: Callable[[], torch.Tensor]  # (N, C+1) `scores().cas` of every training snippet
+
+
+def schedule_steps(steps: int, epochs: int | None, n_videos: int, batch_size: int) -> int:
+    """Steps of a schedule given as steps, or as epochs over `n_videos` in batches of `batch_size`."""
+    return epochs * math.ceil(n_videos / batch_size) if epochs else steps
+
+
 class Method(nn.Module):
-    """Base class: subclasses set `name`, `Options` (a frozen dataclass) and `sampling`."""
+    """Base class: subclasses set `name` and `Options` and implement the computation (module doc)."""
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = object
-    # How the engine forms training batches: "crop" (SF-Net random windows) or "resample" (SODA fixed T).
-    sampling: ClassVar[str] = "crop"
-    # Training step at which `refresh_labels` runs (None: never).
-    refresh_step: int | None = None
 
     def __init__(self, options: Any, in_dim: int, n_classes: int):
         super().__init__()
@@ -77,8 +122,49 @@ class Method(nn.Module):
         self.in_dim = in_dim
         self.n_classes = n_classes  # C action classes; tensors are C+1 wide
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> Any:  # features (B,T,D), mask (B,T)
-        raise NotImplementedError
+    # ------------------------------------------------------------------ batching
+    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> Callable:
+        """Whole videos, padded to the batch's longest (methods with crops or resampling override this)."""
+        return CropSampler(dataset, batch_size, seed, (int(dataset.n_snippets.max()),))
+
+    @property
+    def inference_length(self) -> int | None:
+        """None: inference on whole videos; N: every video resampled to N snippets."""
+        return None
+
+    def training_length(self, longest: int) -> tuple[int, str]:
+        """Snippets per video in a training batch when the longest video has `longest`, and the option
+        that sets it (named by the memory check)."""
+        return longest, ""
+
+    # ------------------------------------------------------------------ schedule
+    def phases(self, train: Any, n_videos: int) -> tuple[Phase, ...]:
+        """One phase: `train.steps` (or `train.epochs`) at `train.lr`, `train.batch_size`."""
+        steps = schedule_steps(train.steps, train.epochs, n_videos, train.batch_size)
+        return (Phase("train", steps, train.lr, train.batch_size, train.weight_decay),)
+
+    def start_phase(self, index: int, context: PhaseContext) -> None:
+        """Called at the first step of phase `index` (step 0 for the first), before its optimizer is built."""
+
+    def phase_parameters(self, index: int) -> list[nn.Parameter]:
+        """Parameters the optimizer of phase `index` trains (also called when a run resumes inside it, so a
+        method that freezes a stage sets that up here, not only in `start_phase`)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def refresh_due(self, step: int) -> bool:
+        """Whether `refresh_labels` runs before training step `step`."""
+        return False
+
+    def refresh_labels(self, step: int, dataset: Any, predict_cas) -> LabelRefresh | None:
+        return None
+
+    def plan_notes(self, steps: int) -> list[str]:
+        """Warnings about this method's options for a run of `steps` steps (logged once)."""
+        return []
+
+    # ------------------------------------------------------------------ computation
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> Any:
+        raise NotImplementedError  # features (B,T,D), mask (B,T)
 
     def loss(self, output: Any, batch: Any, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -86,12 +172,13 @@ class Method(nn.Module):
     def scores(self, output: Any, mask: torch.Tensor) -> Scores:
         raise NotImplementedError
 
+    def detect(self, output: Any, videos: list[VideoScores]) -> list[Detections]:
+        """Detections of each scored video of a batch (`videos[i].row` is its row in `output`)."""
+        return [self.localize(v.cas, v.actionness, v.video_scores) for v in videos]
+
     def localize(self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray) -> Detections:
         """cas (T, C+1), actionness (T,) or None, video_scores (C+1,) for one video of T real snippets."""
         raise NotImplementedError
-
-    def refresh_labels(self, step: int, dataset: Any, predict_cas) -> LabelRefresh | None:
-        return None
 
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights needed at inference (a method may drop auxiliary networks)."""

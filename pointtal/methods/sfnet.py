@@ -1,13 +1,13 @@
 """SF-Net (docs/methods.md §2): two-stream classification + actionness network trained from single-frame points.
 
 The engine drives this class through the `Method` contract only:
-  * training batches are random crops (`sampling = "crop"`);
+  * training batches are random crops of `t_max` / `t_max_alt` snippets on alternate steps;
   * `forward` -> `SFNetOutput` (per-stream and fused class-activation and actionness logits);
   * `loss` -> {"total", "video", "frame", "act"}: alpha * L_vid + L_frame + beta * L_act, each summed over
     the RGB, flow and fused outputs (§2.2);
   * `scores` -> fused CAS and actionness (raw logits by default, see `Options.score_space`) and video scores;
   * `localize` -> segments and single frames (§2.5, pointtal/localization/sfnet.py);
-  * `refresh_labels` -> anchor expansion (pseudo action frames, §2.3) once, at `expand_step`.
+  * `refresh_due` / `refresh_labels` -> anchor expansion (pseudo action frames, §2.3) once, at `expand_step`.
 
 Shapes: B videos, T snippets (padded; `mask` marks real ones), D feature width (RGB half ‖ flow half, as I3D
 features are stored), H hidden width (D/2 unless set), C action classes, K = C+1 columns (0 = background).
@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pointtal.data.dataset import CropSampler
 from pointtal.errors import InputError
 from pointtal.localization.sfnet import localize_sfnet
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
@@ -63,6 +64,9 @@ log = logging.getLogger(__name__)
 class Options:
     """SF-Net switches; defaults are the paper's THUMOS14 setting ([choice]: not fixed by the text)."""
 
+    # --- batches (§2.4)
+    t_max: int = 750  # random crop of this many snippets on even steps
+    t_max_alt: int = 2800  # ... and of this many on odd steps (effectively whole videos)
     # --- network (§2.1)
     hidden: int | None = None  # H, width of both branches; None = D/2
     dropout: float = 0.7  # after the classification branch (training only)
@@ -97,6 +101,8 @@ class Options:
 
     def __post_init__(self):
         checks = [
+            (self.t_max > 0, "t_max", "must be > 0"),
+            (self.t_max_alt > 0, "t_max_alt", "must be > 0"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
             (self.topk_divisor > 0, "topk_divisor", "must be > 0"),
@@ -431,10 +437,9 @@ def sfnet_detections(
 ) -> Detections:
     """SF-Net's localizer with the inference options SF-Net and the weak baseline share (adjust,
     class_topk_divisor, class_ratio, min_segment_len); cas (T, C+1), actionness (T,) or None."""
-    found = localize_sfnet(cas, actionness, w_act=w_act, adjust=options.adjust,
-                           class_topk_divisor=options.class_topk_divisor, class_ratio=options.class_ratio,
-                           min_segment_len=options.min_segment_len)
-    return Detections(found.segments, found.frames)
+    return localize_sfnet(cas, actionness, w_act=w_act, adjust=options.adjust,
+                          class_topk_divisor=options.class_topk_divisor, class_ratio=options.class_ratio,
+                          min_segment_len=options.min_segment_len)
 
 
 class SFNet(Method):
@@ -442,12 +447,33 @@ class SFNet(Method):
 
     name = "sfnet"
     Options = Options
-    sampling = "crop"
 
     def __init__(self, options: Options, in_dim: int, n_classes: int):
         super().__init__(options, in_dim, n_classes)
         self.net = two_stream_net(options, in_dim, n_classes, options.actionness)
-        self.refresh_step = options.expand_step if options.expand else None
+
+    def training_sampler(self, dataset: Any, batch_size: int, seed: int, phase: int = 0) -> CropSampler:
+        """Random windows of `t_max` snippets on even steps and `t_max_alt` on odd ones (§2.4)."""
+        return CropSampler(dataset, batch_size, seed, (self.options.t_max, self.options.t_max_alt))
+
+    def training_length(self, longest: int) -> tuple[int, str]:
+        o = self.options
+        return min(longest, max(o.t_max, o.t_max_alt)), "method.t_max"
+
+    @property
+    def expand_at(self) -> int | None:
+        """The step anchor expansion runs at (None: never)."""
+        return self.options.expand_step if self.options.expand else None
+
+    def refresh_due(self, step: int) -> bool:
+        return step == self.expand_at
+
+    def plan_notes(self, steps: int) -> list[str]:
+        at = self.expand_at
+        if at is None or 0 <= at < steps:
+            return []
+        return [f"method.expand_step={at} is not within the run's {steps} steps: anchor expansion (label mining) "
+                f"never runs; give a step in [0, {steps}) or set method.expand=false"]
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
         return self.net(features, mask)
@@ -486,7 +512,7 @@ class SFNet(Method):
         self, step: int, dataset: Any, predict_cas: Callable[[], torch.Tensor]
     ) -> LabelRefresh | None:
         """Anchor expansion at `expand_step`: pseudo frames from `predict_cas()` ((N, K) = `scores().cas`)."""
-        if self.refresh_step is None or step != self.refresh_step:
+        if not self.refresh_due(step):
             return None
         o = self.options
         expansion = anchor_expansion(

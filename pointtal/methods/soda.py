@@ -1,7 +1,7 @@
 """SODA (docs/methods.md §3): CASNet, astute background response and self-distillation.
 
 The engine drives this class through the `Method` contract only:
-  * training batches are resampled to a fixed T (`sampling = "resample"`);
+  * training and test videos are resampled to a fixed T = `resample_t` snippets;
   * `forward` -> `SODAOutput` (class activation logits of the M networks);
   * `loss` -> {"total", "video", "frame", "distill", "video_master"};
   * `scores` -> master network's softmax CAS and softmax video scores;
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pointtal.data.dataset import ResampleSampler
 from pointtal.localization.soda import DEFAULT_THRESHOLDS, localize_soda
 from pointtal.methods.base import Detections, Method, Scores, check_options
 
@@ -36,6 +37,8 @@ Aggregation = Literal["topk", "average", "temporal_softmax", "category_softmax"]
 class Options:
     """SODA switches. Defaults are the paper's THUMOS14 setting; [choice] marks what the text leaves open."""
 
+    # --- batches (§3.3)
+    resample_t: int = 750  # every video is resampled to this many snippets (one random snippet per bin in training)
     # --- network (§3.1)
     hidden: int = 2048  # H, width of the two temporal convolutions [choice]
     kernel_size: int = (
@@ -75,6 +78,7 @@ class Options:
 
     def __post_init__(self):
         checks = [
+            (self.resample_t >= 1, "resample_t", "must be >= 1"),
             (self.hidden >= 1, "hidden", "must be >= 1"),
             (self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size", "must be odd and >= 1"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
@@ -291,7 +295,6 @@ class SODA(Method):
 
     name = "soda"
     Options = Options
-    sampling = "resample"
 
     def __init__(self, options: Options, in_dim: int, n_classes: int):
         super().__init__(options, in_dim, n_classes)
@@ -304,6 +307,16 @@ class SODA(Method):
             options.dropout,
             options.init,
         )
+
+    def training_sampler(self, dataset: Any, batch_size: int, seed: int, phase: int = 0) -> ResampleSampler:
+        return ResampleSampler(dataset, batch_size, seed, self.options.resample_t)
+
+    @property
+    def inference_length(self) -> int:
+        return self.options.resample_t
+
+    def training_length(self, longest: int) -> tuple[int, str]:
+        return self.options.resample_t, "method.resample_t"
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SODAOutput:
         """features (B, T, D), mask (B, T) -> logits of all M networks in training, of the master in eval.
@@ -358,7 +371,7 @@ class SODA(Method):
     ) -> Detections:
         """cas (T, C+1) softmax over the video's real snippets, video_scores (C+1,); actionness is unused."""
         o = self.options
-        found = localize_soda(
+        return localize_soda(
             cas,
             video_scores,
             tau_cls=o.tau_cls,
@@ -368,7 +381,6 @@ class SODA(Method):
             gamma=o.gamma,
             nms_tiou=o.nms_tiou,
         )
-        return Detections(found.segments, found.frames)
 
     # --- checkpoints: the master alone is enough for inference
     def inference_state_dict(self) -> dict[str, torch.Tensor]:

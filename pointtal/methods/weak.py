@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pointtal.data.dataset import CropSampler
 from pointtal.methods.base import Detections, Method, Scores, check_options
 from pointtal.methods.layers import masked_mean
 from pointtal.methods.sfnet import (
@@ -40,6 +41,8 @@ from pointtal.methods.sfnet import (
 class Options:
     """Weak-baseline switches (network and L_vid as SF-Net; center loss; SF-Net inference without act)."""
 
+    t_max: int = 750  # random crop of this many snippets on even steps (as SF-Net)
+    t_max_alt: int = 2800  # ... and of this many on odd steps
     hidden: int | None = None  # H, None = D/2
     dropout: float = 0.7
     conv_backbone: bool = False  # dilated temporal convs instead of FC layers
@@ -57,6 +60,8 @@ class Options:
 
     def __post_init__(self):
         check_options(self, [
+            (self.t_max > 0, "t_max", "must be > 0"),
+            (self.t_max_alt > 0, "t_max_alt", "must be > 0"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
             (len(self.conv_dilations) > 0 and min(self.conv_dilations) >= 1, "conv_dilations", "must be >= 1"),
@@ -97,7 +102,6 @@ class Weak(Method):
 
     name = "weak"
     Options = Options
-    sampling = "crop"
 
     def __init__(self, options: Options, in_dim: int, n_classes: int):
         super().__init__(options, in_dim, n_classes)
@@ -105,6 +109,14 @@ class Weak(Method):
         width = 2 * (options.hidden or in_dim // 2)
         self.register_buffer("centers", torch.zeros(n_classes + 1, width))  # (K, 2H) EMA class centres
         self.register_buffer("center_seen", torch.zeros(n_classes + 1, dtype=torch.bool))  # (K,)
+
+    def training_sampler(self, dataset: Any, batch_size: int, seed: int, phase: int = 0) -> CropSampler:
+        """Random windows of `t_max` snippets on even steps and `t_max_alt` on odd ones (§2.4)."""
+        return CropSampler(dataset, batch_size, seed, (self.options.t_max, self.options.t_max_alt))
+
+    def training_length(self, longest: int) -> tuple[int, str]:
+        o = self.options
+        return min(longest, max(o.t_max, o.t_max_alt)), "method.t_max"
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
         return self.net(features, mask)

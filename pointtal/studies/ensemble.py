@@ -75,9 +75,8 @@ def score_run(loaded: LoadedRun, data: RunData, device: torch.device) -> ScoredR
     """Master-network scores of each test video of `data`, on the video's real snippets."""
     c = loaded.config
     loaded.method.to(device)
-    scored = list(score_videos(loaded.method, dataset_items(data.test), sampling=loaded.method.sampling,
-                               resample_t=c.data.resample_t, batch_size=c.eval.batch_size, device=device,
-                               amp=c.train.amp))
+    scored = list(score_videos(loaded.method, dataset_items(data.test), batch_size=c.eval.batch_size,
+                               device=device, amp=c.train.amp))
     return ScoredRun(loaded, scored)
 
 
