@@ -1,5 +1,6 @@
 """Figures: one video's timeline (ground truth, clicks, CAS, actionness, predictions), precision-recall
-curves and per-class AP of segment detection, a study's metrics against its varied value (`pointtal ablate`), written in the format of the file's suffix (FIGURE_FORMATS).
+curves and per-class AP of segment detection, a study's metrics against the value it varies (`pointtal
+ablate`), written in the format of the file's suffix (FIGURE_FORMATS).
 
 A class has one colour in every figure: `class_color(index, n_classes)`.
 
