@@ -4,6 +4,7 @@ examples; two-phase training end to end and `--resume` inside stage 2."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -475,3 +476,110 @@ def test_a_training_step_of_each_stage_reduces_its_loss_and_stage2_leaves_stage1
         optimizer.step()
     assert losses[-1] < losses[0]
     assert all(torch.equal(v, method.snippet.state_dict()[k]) for k, v in snippet_before.items())
+
+
+# ----------------------------------------------------------------------------- end to end (pointtal train)
+def _hrpro_raw(tiny_data, steps: int, epochs: int, **train) -> dict:
+    from conftest import tiny_raw_config
+
+    raw = tiny_raw_config(tiny_data, "sfnet", steps=steps, **train)
+    raw["method"] = {"name": "hrpro", "num_heads": 4, "dim_feedforward": 32, "stage2_epochs": epochs,
+                     "stage2_batch_size": 8, "stage2_lr": 1e-3}
+    return raw
+
+
+def _state_equal(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, dict):
+            if not _state_equal(x, y):
+                return False
+        elif isinstance(x, torch.Tensor):
+            if not torch.equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_train_runs_both_stages_and_stage2_learns_completeness(tiny_data, tmp_path):
+    from pointtal.config import build_config
+    from pointtal.engine.checkpoint import load_checkpoint
+    from pointtal.engine.setup import load_run_data
+    from pointtal.engine.trainer import train
+    from pointtal.localization.nms import pairwise_tiou
+    from pointtal.methods.hrpro import refine
+
+    config = build_config(_hrpro_raw(tiny_data, 60, 15, lr=1e-3, eval_every=60))
+    result = train(config, tmp_path / "run")
+    assert result.step == 60 + 15 * 3  # 24 training videos in batches of 8: 3 steps per stage-2 epoch
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    maps = [r["mAP@0.1"] for r in records if "mAP@0.1" in r]
+    assert len(maps) >= 2 and min(maps) > 10.0  # stage 1 (step 60) and stage 2 both localize
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert saved["model"]["_extra_state"]["stage2_ready"]
+    assert [g["lr"] for g in saved["optimizer"]["param_groups"]] == [1e-3]
+
+    data = load_run_data(config)
+    method = HRPro(config.method_options, data.test.dim, len(data.classes))
+    method.load_state_dict(saved["model"])
+    method.eval()
+    predicted, truth, refined_truth = [], [], []
+    for v in range(len(data.test)):  # the I-model's completeness against the proposals' true tIoU
+        features = data.test.video_features(v)[None]
+        mask = torch.ones(features.shape[:2], dtype=torch.bool)
+        with torch.no_grad():
+            scores = method.scores(method(features, mask), mask)
+            raw = method._stage1_raw(scores.cas[0].numpy(), scores.video_scores[0].numpy())
+            proposals = torch.from_numpy(np.column_stack([raw.start, raw.end])).float()[None]
+            out = method.instance(features, torch.tensor([features.shape[1]]), proposals)
+        action = data.test.truth_labels[data.test.offsets[v] : data.test.offsets[v + 1], 1:].amax(1).numpy() > 0
+        edges = np.diff(np.concatenate([[0], action.astype(int), [0]]))
+        gt = np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], 1)
+        predicted.append(out.iou[0].numpy())
+        truth.append(pairwise_tiou(proposals[0].numpy(), gt).max(1))
+        refined_truth.append(pairwise_tiou(refine(proposals, out.start_reg, out.end_reg)[0].numpy(), gt).max(1))
+    predicted, truth = np.concatenate(predicted), np.concatenate(truth)
+    assert np.corrcoef(predicted, truth)[0, 1] > 0.2  # completeness ranks the proposals
+    assert np.concatenate(refined_truth).mean() > truth.mean()  # regression moves boundaries towards actions
+
+
+@pytest.mark.slow
+def test_resume_inside_stage2_ends_with_the_weights_of_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    from pointtal.config import build_config
+    from pointtal.engine import trainer as trainer_module
+    from pointtal.engine.checkpoint import load_checkpoint
+    from pointtal.engine.trainer import train
+
+    config = build_config(_hrpro_raw(tiny_data, 4, 2, checkpoint_every=1))
+    whole = train(config, tmp_path / "whole")
+    assert whole.step == 4 + 2 * 3
+    final = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
+
+    original = trainer_module.Trainer._train_step
+
+    def step(self, index):
+        if index == 7:  # inside stage 2 (steps 4..9)
+            raise KeyboardInterrupt
+        return original(self, index)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer_module.Trainer, "_train_step", step)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, tmp_path / "cut")
+    cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert cut["step"] == 7 and cut["model"]["_extra_state"]["stage2_ready"]
+    assert len(cut["model"]["_extra_state"]["proposals"]) > 0
+
+    calls = []
+    start_phase = HRPro.start_phase
+    monkeypatch.setattr(HRPro, "start_phase", lambda self, i, c: calls.append(i) or start_phase(self, i, c))
+    train(config, tmp_path / "cut", resume=True)
+    assert calls == []  # the ranking comes back from the checkpoint, not recomputed
+    resumed = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["model"]
+    assert _state_equal(resumed, final), "resumed run differs from the uninterrupted one"
+    stage1 = [k for k in final if k.startswith("snippet.")]
+    assert stage1 and all(torch.equal(cut["model"][k], final[k]) for k in stage1)  # stage 1 frozen in stage 2
