@@ -583,3 +583,17 @@ def test_resume_inside_stage2_ends_with_the_weights_of_an_uninterrupted_run(tiny
     assert _state_equal(resumed, final), "resumed run differs from the uninterrupted one"
     stage1 = [k for k in final if k.startswith("snippet.")]
     assert stage1 and all(torch.equal(cut["model"][k], final[k]) for k in stage1)  # stage 1 frozen in stage 2
+
+
+def test_thumos14_preset_is_the_official_setting():
+    from pathlib import Path
+
+    from pointtal.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "thumos14_hrpro.yaml")
+    assert config.method == "hrpro" and config.method_options == Options()  # defaults are the official values
+    assert (config.train.steps, config.train.batch_size, config.train.lr) == (1000, 16, 1e-4)
+    method = HRPro(config.method_options, 64, 20)
+    first, second = method.phases(config.train, 200)  # THUMOS14's 200 validation videos
+    assert (first.steps, first.batch_size, first.lr) == (1000, 16, 1e-4)
+    assert (second.steps, second.batch_size, second.lr) == (20 * 20, 10, 5e-5)
