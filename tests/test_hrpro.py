@@ -217,6 +217,63 @@ def test_sequential_memory_update_equals_updates_one_video_after_another():
     torch.testing.assert_close(got, memory, **TOL)
 
 
+def reference_losses(method: HRPro, output, batch, step: int) -> dict[str, torch.Tensor]:
+    """Stage-1 losses one video at a time from the official formulas (also timed by bench/train_speed.py)."""
+    o = method.options
+    weights = {"video": o.weight_video, "frame": o.weight_frame, "frame_bkg": o.weight_frame_bkg,
+               "contrastive": o.weight_contrastive}
+    sums = dict.fromkeys(weights, 0.0)
+    protos = F.normalize(method.snippet.prototypes.float(), dim=-1)
+    for row, n in enumerate(batch.mask.sum(1).tolist()):
+        cas = output.cas[row, :n].float()  # (n, C+1)
+        points = (batch.point_labels[row, :n, 1:] > 0).float()
+        labels = batch.video_labels[row, 1:].float()
+        act, seed = _reference_select_seed(cas[:, 0].detach(), points, o.seed_act_thresh, o.seed_bkg_thresh)
+        scores = output.class_scores[row, :n].float()
+        k = max(1, n // o.r_act)
+        top = scores.sort(0, descending=True).values[:k].mean(0)
+        vid = top * labels + scores.mean(0) * (1 - labels)
+        sums["video"] += F.binary_cross_entropy(vid, labels)
+        target = F.pad(points, (1, 0))
+        background = torch.zeros_like(cas)
+        background[:, 0] = 1
+        for name, goal, weight in (("frame", target, points.amax(1)), ("frame_bkg", background, seed)):
+            focal = ((1 - cas) * goal + cas * (1 - goal)) ** 2
+            per_snippet = (focal * F.binary_cross_entropy(cas, goal, reduction="none")).sum(1)
+            sums[name] += sum(per_snippet[t] * weight[t] for t in range(n)) / (weight.sum() + 1e-6)
+        feats = F.normalize(output.embedded[row, :n].float(), dim=-1)
+        region = _regions(seed)
+        if not region:
+            continue
+        b_sim = torch.exp(feats[region] @ protos.t() / o.temperature).mean(0)
+        total, gt = 0.0, [c for c in range(len(labels)) if labels[c] > 0]
+        for c in gt:
+            positions = _regions(act[:, c])
+            if positions:
+                a_sim = torch.exp(feats[positions] @ protos.t() / o.temperature).mean(0)
+                total = total + 0.5 * -torch.log(a_sim[c] / a_sim.sum()) - 0.5 * torch.log(
+                    a_sim[c] / (a_sim[c] + b_sim[c]))
+        sums["contrastive"] += total / len(gt)
+    b = len(batch.mask)
+    losses = {k: torch.as_tensor(v) / b for k, v in sums.items()}
+    return {"total": sum(weights[k] * losses[k] for k in weights), **losses}
+
+
+def test_stage1_loss_equals_the_per_video_reference():
+    method = _method(weight_video=0.3)
+    background, points, mask = _padded_batch(4, lengths=(26, 14, 30))
+    g = torch.Generator().manual_seed(9)
+    method.snippet.prototypes = torch.randn(3, 8, generator=g)
+    batch = make_batch(torch.randn(*mask.shape, 8, generator=g) * mask[..., None], mask,
+                       F.pad((points.amax(1) > 0).float(), (1, 0)), F.pad(points, (1, 0)))
+    method.eval()  # no dropout, no memory update
+    output = method(batch.features, batch.mask)
+    got, expected = method.loss(output, batch, 0), reference_losses(method, output, batch, 0)
+    for key in expected:
+        assert got[key].item() == pytest.approx(expected[key].item(), rel=1e-5, abs=1e-5), key
+    assert got["frame_bkg"] > 0 and got["contrastive"] > 0
+
+
 # ----------------------------------------------------------------------------- the stage-1 network and memory
 def _method(**options) -> HRPro:
     torch.manual_seed(0)
