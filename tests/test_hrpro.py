@@ -654,3 +654,35 @@ def test_thumos14_preset_is_the_official_setting():
     first, second = method.phases(config.train, 200)  # THUMOS14's 200 validation videos
     assert (first.steps, first.batch_size, first.lr) == (1000, 16, 1e-4)
     assert (second.steps, second.batch_size, second.lr) == (20 * 20, 10, 5e-5)
+
+
+def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_labels_from_them():
+    method = _method()
+    _, points, mask, _, _, _ = _snippet_inputs(2)
+    lengths = mask.sum(1).numpy()
+    g = torch.Generator().manual_seed(2)
+    features = torch.randn(int(lengths.sum()), 8, generator=g)
+    data = PointDataset(
+        video_ids=[str(r) for r in range(len(lengths))], geometries=[None] * len(lengths),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]), features=features,
+        video_labels=torch.zeros(len(lengths), 4),
+        point_labels=torch.cat([F.pad(points[r, :n], (1, 0)) for r, n in enumerate(lengths)]),
+        truth_labels=torch.zeros(int(lengths.sum()), 4))
+    ranked = method.rank_proposals(data, torch.device("cpu"), 3, seed=0)
+    assert ranked.proposal_offsets.tolist()[0] == 0 and len(ranked.proposal_offsets) == len(lengths) + 1
+    method.eval()
+    for v, n in enumerate(lengths):
+        with torch.no_grad():
+            out = method(data.video_features(v)[None], torch.ones(1, int(n), dtype=torch.bool))
+            scores = method.scores(out, out.mask)
+        raw = method._stage1_raw(scores.cas[0].numpy(), scores.video_scores[0].numpy())
+        mine = ranked.proposals[ranked.proposal_offsets[v] : ranked.proposal_offsets[v + 1]].numpy()
+        np.testing.assert_allclose(mine[: len(raw)], np.column_stack([raw.start, raw.end]), atol=1e-6)
+        negatives = mine[len(raw):]
+        assert len(negatives) <= int(0.5 * len(raw)) and (negatives[:, 1] > negatives[:, 0]).all()
+        pseudo = ranked.pseudo[ranked.pseudo_offsets[v] : ranked.pseudo_offsets[v + 1]].numpy()
+        time, label = np.nonzero(points[v, :n].numpy())
+        expected = match_points(raw, time + 0.5, label + 1)
+        expected = expected[expected >= 0]
+        np.testing.assert_allclose(pseudo, np.column_stack([raw.start[expected], raw.end[expected]]), atol=1e-6)
+    assert len(ranked.pseudo) > 0 and len(ranked.proposals) > len(ranked.pseudo)

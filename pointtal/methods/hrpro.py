@@ -652,6 +652,7 @@ class HRPro(Method):
     def loss(self, output: Any, batch: Any, step: int) -> dict[str, torch.Tensor]:
         if isinstance(output, InstanceOutput):
             o, x = self.options, batch.extras
+            output = InstanceOutput(output.iou.float(), output.start_reg.float(), output.end_reg.float())
             reg, score = instance_losses(output, x["proposals"], x["proposals_mask"], x["proposal_draw"],
                                          x["pseudo"], x["pseudo_mask"], o.iou_thresh)
             total = o.weight_loss_reg * reg + o.weight_loss_score * score
