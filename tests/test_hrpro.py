@@ -92,7 +92,7 @@ def _reference_select_seed(bkg: torch.Tensor, points: torch.Tensor, act_thresh=0
         for j in range(hits[0] if hits else argmax(idx[-1] + 1, t), t):
             seed[j] = 1
         walk(range(idx[-1] + 1, t), idx[-1])
-    for a, b in zip(idx[:-1], idx[1:]):
+    for a, b in zip(idx[:-1], idx[1:], strict=True):
         if b - a <= 1:
             continue
         hits = [j for j in range(a + 1, b) if strong[j]]

@@ -42,7 +42,15 @@ from pointtal.localization.hrpro import (
     stage1_proposals,
 )
 from pointtal.localization.soda import segment_peaks
-from pointtal.methods.base import Detections, Method, Phase, PhaseContext, Scores, check_options, schedule_steps
+from pointtal.methods.base import (
+    Detections,
+    Method,
+    Phase,
+    PhaseContext,
+    Scores,
+    check_options,
+    schedule_steps,
+)
 from pointtal.methods.layers import masked_topk_mean
 
 
