@@ -720,33 +720,27 @@ class HRPro(Method):
         proposal's completeness + stage-1 score; then soft-NMS per class."""
         if not self.stage2_ready:
             return super().detect(output, videos)
-        raws = [self._stage1_raw(v.cas, v.video_scores) for v in videos]
         o = self.options
-        found = [Detections.empty()] * len(videos)
-        busy = [i for i, raw in enumerate(raws) if len(raw)]
-        if not busy:
-            return found
-        device = output.features.device
-        rows = torch.tensor([videos[i].row for i in busy], device=device)
-        lengths = torch.tensor([len(videos[i].cas) for i in busy], device=device)
-        padded = _pad_rows(torch.from_numpy(np.concatenate([np.column_stack([raws[i].start, raws[i].end])
-                                                            for i in busy])).float(),
-                           list(_split_index([len(raws[i]) for i in busy])), "p")
-        proposals = padded["p"].to(device)  # (B', M, 2)
-        features = output.features[rows]
-        with torch.no_grad():
-            first = self.instance(features, lengths, proposals)
-            refined = refine(proposals, first.start_reg, first.end_reg)
-            second = self.instance(features, lengths, refined)
-        for j, i in enumerate(busy):  # post-processing per video (numpy)
-            raw, m = raws[i], len(raws[i])
-            bounds = np.concatenate([np.column_stack([raw.start, raw.end]),
-                                     refined[j, :m].float().cpu().numpy().astype(np.float64)])
-            score = np.concatenate([first.iou[j, :m].float().cpu().numpy() + raw.score,
-                                    second.iou[j, :m].float().cpu().numpy() + raw.score])
+        found = []
+        for video in videos:  # inference only: one video's proposals at a time bounds the RoI memory
+            raw = self._stage1_raw(video.cas, video.video_scores)
+            if not len(raw):
+                found.append(Detections.empty())
+                continue
+            n = len(video.cas)
+            features = output.features[video.row : video.row + 1, :n]  # (1, T, D)
+            lengths = torch.tensor([n], device=features.device)
+            proposals = torch.from_numpy(np.column_stack([raw.start, raw.end])).float()[None].to(features.device)
+            with torch.no_grad():
+                first = self.instance(features, lengths, proposals)  # (1, M) each
+                refined = refine(proposals, first.start_reg.float(), first.end_reg.float())  # (1, M, 2)
+                second = self.instance(features, lengths, refined)
+            bounds = np.concatenate([np.column_stack([raw.start, raw.end]), refined[0].cpu().numpy().astype(np.float64)])
+            score = np.concatenate([first.iou[0].float().cpu().numpy() + raw.score,
+                                    second.iou[0].float().cpu().numpy() + raw.score])
             segments = soft_nms_per_class(bounds, score, np.concatenate([raw.label, raw.label]), o.soft_nms_sigma,
                                           o.soft_nms_offset)
-            found[i] = with_frames(segments, videos[i].cas)
+            found.append(with_frames(segments, video.cas))
         return found
 
 
@@ -761,13 +755,6 @@ def with_frames(segments: np.ndarray, cas: np.ndarray) -> Detections:
     label = segments[:, 2].astype(np.int64)
     peak = segment_peaks(cas, label, start, end)  # (N,)
     return Detections(segments, np.column_stack([peak, label, segments[:, 3]]).astype(np.float64))
-
-
-def _split_index(counts: list[int]):
-    start = 0
-    for count in counts:
-        yield np.arange(start, start + count)
-        start += count
 
 
 def _flat(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
