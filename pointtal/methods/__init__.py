@@ -6,11 +6,12 @@ from typing import Any
 
 from pointtal.errors import InputError
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores
+from pointtal.methods.hrpro import HRPro
 from pointtal.methods.sfnet import SFNet
 from pointtal.methods.soda import SODA
 from pointtal.methods.weak import Weak
 
-METHODS: dict[str, type[Method]] = {"sfnet": SFNet, "soda": SODA, "weak": Weak}
+METHODS: dict[str, type[Method]] = {"hrpro": HRPro, "sfnet": SFNet, "soda": SODA, "weak": Weak}
 
 
 def build_method(name: str, options: Any, in_dim: int, n_classes: int) -> Method:
