@@ -654,6 +654,8 @@ def test_thumos14_preset_is_the_official_setting():
     first, second = method.phases(config.train, 200)  # THUMOS14's 200 validation videos
     assert (first.steps, first.batch_size, first.lr) == (1000, 16, 1e-4)
     assert (second.steps, second.batch_size, second.lr) == (20 * 20, 10, 5e-5)
+    # the official evaluation leaves out three test videos
+    assert config.data.exclude_videos == ("video_test_0000270", "video_test_0001292", "video_test_0001496")
 
 
 def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_labels_from_them():
