@@ -1,12 +1,14 @@
 """Training speed at the THUMOS14 reference shape: steps/s, FLOPs, fraction of matmul throughput, loss cost.
 
-    python bench/train_speed.py [--method sfnet|soda|lacp|all] [--batch 32 --t 750 --dim 2048 --classes 20]
+    python bench/train_speed.py [--method sfnet|soda|hrpro|lacp|all] [--batch 32 --t 750 --dim 2048 --classes 20]
                                 [--steps 3 --warmup 1 --device cpu|cuda] [--profile]
 
 For each method, one training step = forward + loss + backward + Adam step on a random batch of the
 reference shape (sfnet: batch 32, T 750, D 2048, 20 classes, random crop lengths T/2..T with points;
-soda: batch 16, T 750 resampled, M = 2 networks; lacp: batch 16 whole videos of T/2..T snippets, one point per
-~20 snippets, with random dense pseudo labels installed so the completeness losses run as after a search). FLOPs of forward + loss + backward are counted with
+soda: batch 16, T 750 resampled, M = 2 networks; hrpro: its stage 1, batch 16 whole videos of T/2..T snippets,
+2 attention blocks over the snippets and 20 prototype tokens; lacp: batch 16 whole videos of T/2..T snippets, one
+point per ~20 snippets, with random dense pseudo labels installed so the completeness losses run as after a
+search). FLOPs of forward + loss + backward are counted with
 `torch.utils.flop_counter.FlopCounterMode`; achieved GFLOP/s is compared with a large square matmul of the
 same dtype measured in the same run (fp32 on CPU; bf16 on CUDA, where training runs under bf16 autocast).
 On a shared machine the matmul reference is re-measured right after every timed step and the fraction is
@@ -33,14 +35,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pointtal.data.batch import Batch, make_batch  # noqa: E402
 
-DEFAULT_BATCH = {"sfnet": 32, "soda": 16, "lacp": 16}
+DEFAULT_BATCH = {"sfnet": 32, "soda": 16, "hrpro": 16, "lacp": 16}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", choices=["sfnet", "soda", "lacp", "all"], default="all")
+    parser.add_argument("--method", choices=["sfnet", "soda", "hrpro", "lacp", "all"], default="all")
     parser.add_argument(
-        "--batch", type=int, default=None, help="videos per step (default: sfnet 32, soda 16, lacp 16)"
+        "--batch", type=int, default=None, help="videos per step (default: sfnet 32, soda 16, hrpro 16, lacp 16)"
     )
     parser.add_argument("--t", type=int, default=750, help="snippets per (padded) video")
     parser.add_argument("--dim", type=int, default=2048, help="feature width D")
@@ -65,7 +67,7 @@ def build_method(name: str, dim: int, classes: int):
         module = importlib.import_module(f"pointtal.methods.{name}")
     except ImportError as err:
         return None, f"pointtal.methods.{name} not importable ({err})"
-    cls = {"sfnet": "SFNet", "soda": "SODA", "lacp": "LACP"}[name]
+    cls = {"sfnet": "SFNet", "soda": "SODA", "hrpro": "HRPro", "lacp": "LACP"}[name]
     if not hasattr(module, cls):
         return None, f"pointtal.methods.{name} has no {cls}"
     method_cls = getattr(module, cls)
@@ -75,7 +77,7 @@ def build_method(name: str, dim: int, classes: int):
 def random_batch(method_name: str, b: int, t: int, dim: int, classes: int, g: torch.Generator) -> Batch:
     """Crops of T/2..T snippets (sfnet) or a fixed T (soda); one action point per ~20 snippets and, for soda,
     as many background points; video labels = the classes of the points."""
-    if method_name in ("sfnet", "lacp"):
+    if method_name in ("sfnet", "hrpro", "lacp"):  # whole videos of varied length, padded
         lengths = torch.randint(t // 2, t + 1, (b,), generator=g)
         lengths[0] = t
     else:
@@ -276,7 +278,7 @@ def losses_only(names: list[str], args: argparse.Namespace, device: torch.device
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
-    names = ["sfnet", "soda", "lacp"] if args.method == "all" else [args.method]
+    names = ["sfnet", "soda", "hrpro", "lacp"] if args.method == "all" else [args.method]
     if args.losses_only:
         return losses_only(names, args, device)
     rows = [row for name in names if (row := bench_method(name, args, device)) is not None]

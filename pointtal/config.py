@@ -119,6 +119,7 @@ class DataConfig:
     background_label: str = BACKGROUND  # label of background points in click files
     trust_pickle: bool = False  # allow pickled (legacy) feature files: only for files you trust
     video_names: str | None = None  # legacy single-array layout: videoname.npy
+    exclude_videos: tuple[str, ...] = ()  # video ids left out of training and evaluation (THUMOS14: 270, 1496)
 
     def __post_init__(self):
         _check(0 < self.fps <= MAX_FPS, "data.fps", self.fps, f"must be > 0 and at most {MAX_FPS:g}")

@@ -1,5 +1,6 @@
 """Figures: one video's timeline (ground truth, clicks, CAS, actionness, predictions), precision-recall
-curves and per-class AP of segment detection, written in the format of the file's suffix (FIGURE_FORMATS).
+curves and per-class AP of segment detection, a study's metrics against the value it varies (`pointtal
+ablate`), written in the format of the file's suffix (FIGURE_FORMATS).
 
 A class has one colour in every figure: `class_color(index, n_classes)`.
 
@@ -28,6 +29,7 @@ DPI = 100
 TIMELINE_PX = (1300, 700)
 PR_CURVES_PX = (760, 560)
 CLASS_AP_WIDTH_PX = 760
+STUDY_PX = (640, 420)
 MAX_CAS_CLASSES = 5  # CAS curves drawn: classes of the video's GT or predictions, highest peak first
 MAX_PREDICTION_LANES = 5  # predicted classes given a lane, highest top score first
 MAX_SEGMENT_LABELS = 6  # predicted segments labelled "class score", highest score first
@@ -235,6 +237,26 @@ def class_ap_figure(classes: Sequence[str], ap_per_class: np.ndarray, tiou: Sequ
     ax.grid(axis="x", alpha=0.3)
     fig.legend(handles=handles, loc="outside upper center", fontsize=8, ncol=3, frameon=False)
     return fig
+
+
+def plot_study(path: str | Path, x: Sequence[float], columns: dict[str, tuple[Sequence[float], Sequence[float]]],
+               x_label: str, title: str) -> Path:
+    """A study's metrics against the value it varies (SODA's M, lambda): one line per column
+    (name -> (mean per row, sample std per row; NaN std draws no bar)), ± std error bars, in percent.
+    Returns the written path."""
+    fig = _figure(STUDY_PX)
+    ax = fig.add_subplot()
+    xs = np.asarray(list(x), dtype=np.float64)  # (R,)
+    for (column, (mean, std)), marker in zip(columns.items(), "os^dv<>", strict=False):
+        ax.errorbar(xs, np.asarray(mean, dtype=np.float64), yerr=np.nan_to_num(np.asarray(std, dtype=np.float64)),
+                    marker=marker, capsize=3, label=column)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("mAP (%)")
+    ax.set_xticks(xs)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------

@@ -7,15 +7,17 @@ import json
 import statistics
 
 import pytest
+import torch
 import yaml
 
 from conftest import tiny_raw_config
 from pointtal.cli import main
-from pointtal.engine import ablation
-from pointtal.engine.ablation import STUDIES, get_study, run_study, variant_config
 from pointtal.engine.logs import read_metrics
 from pointtal.errors import InputError
-from pointtal.methods.soda import ENSEMBLE_RULES
+from pointtal.methods.base import Scores
+from pointtal.studies import ablation
+from pointtal.studies.ablation import STUDIES, get_study, run_study, variant_config
+from pointtal.studies.ensemble import ENSEMBLE_RULES, ensemble_scores
 
 COLUMNS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "average"]
 
@@ -64,15 +66,25 @@ def test_other_tables_vary_the_intended_key(base):
     assert _options(base, "7", "sd")[1].n_networks == 2
 
 
+def test_table9_distils_the_cas_or_the_video_scores(base):
+    rows = [(v.name, o.n_networks, o.distill_target, o.distill_weight > 0)
+            for v, o in ((v, _options(base, "9", v.name)[1]) for v in STUDIES["9"].variants)]
+    assert rows == [("none", 1, "cas", True), ("video", 2, "video", True), ("cas", 2, "cas", True)]
+    # a user's distance or lambda applies under the variant; the target is the variant's
+    config = variant_config(base, ["method.distill_distance=kl", "method.distill_target=cas"],
+                            get_study("9").variant("video"), 0)
+    assert (config.method_options.distill_distance, config.method_options.distill_target) == ("kl", "video")
+
+
 def test_user_overrides_apply_under_the_variant(base):
     config = variant_config(base, ["method.n_networks=3", "train.lr=0.01"], get_study("6").variant("M1"), 0)
     assert config.method_options.n_networks == 1 and config.train.lr == 0.01
 
 
 def test_unknown_table_is_one_line_listing_valid_tables(tmp_path, capsys):
-    with pytest.raises(InputError, match="valid tables: 4, 5, 6, 7, 8, 12, agg"):
-        get_study("9")
-    assert main(["ablate", "cfg.yaml", "--table", "9", "--out", str(tmp_path)]) == 2
+    with pytest.raises(InputError, match="valid tables: 4, 5, 6, 7, 8, 9, 12, agg"):
+        get_study("10")
+    assert main(["ablate", "cfg.yaml", "--table", "10", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "valid tables" in err and "Traceback" not in err
 
@@ -126,7 +138,7 @@ def _no_training(*args, **kwargs):
 
 
 def test_table7_fuses_two_tiny_models(base, tmp_path):
-    from pointtal.engine.ensemble import fuse_predictions, load_pair
+    from pointtal.studies.ensemble import fuse_predictions, load_pair
 
     study = get_study("7")
     study = dataclasses.replace(study, variants=tuple(v for v in study.variants if v.name != "sd"))
@@ -159,3 +171,36 @@ def test_cli_dry_run_lists_runs_and_help_has_an_example(tmp_path, capsys, tiny_d
         main(["ablate", "--help"])
     assert "Example:" in capsys.readouterr().out
     assert ablation.SECOND_SEED_OFFSET > 100
+
+
+def test_ensemble_rules():
+    cas_a = torch.tensor([[[0.8, 0.2], [0.4, 0.6]]])  # (B=1, T=2, C+1=2)
+    cas_b = torch.tensor([[[0.6, 0.4], [0.2, 0.8]]])
+    a = Scores(cas_a, torch.tensor([[0.3, 0.7]]))
+    b = Scores(cas_b, torch.tensor([[0.1, 0.9]]))
+    fused = ensemble_scores(a, b, "score_mean_cas_max")
+    assert torch.allclose(fused.video_scores, torch.tensor([[0.2, 0.8]])) and torch.equal(
+        fused.cas, cas_a.maximum(cas_b)
+    )
+    fused = ensemble_scores(a, b, "score_max_cas_mean")
+    assert torch.allclose(fused.video_scores, torch.tensor([[0.3, 0.9]]))
+    assert torch.allclose(fused.cas, torch.tensor([[[0.7, 0.3], [0.3, 0.7]]]))
+    fused = ensemble_scores(a, b, "cas_mean_then_scores", eta=0.5)  # k = 1: max over time of the mean CAS
+    assert torch.allclose(fused.video_scores, torch.tensor([[0.7, 0.7]]))
+    for rule in ("score_mean_cas_mean", "score_max_cas_max"):
+        assert ensemble_scores(a, b, rule).cas.shape == (1, 2, 2)
+    with pytest.raises(ValueError, match="ensemble rule"):
+        ensemble_scores(a, b, "vote")
+
+
+def test_dependencies_point_one_way():
+    """cli -> engine / studies -> methods -> data: nothing below the studies imports them."""
+    from pathlib import Path
+
+    import pointtal
+
+    root = Path(pointtal.__file__).parent
+    for layer in ("engine", "methods", "data", "localization", "evaluation"):
+        for path in (root / layer).rglob("*.py"):
+            assert "pointtal.studies" not in path.read_text(encoding="utf-8"), path
+    assert "pointtal.studies" not in (root / "viz.py").read_text(encoding="utf-8")

@@ -181,3 +181,18 @@ def test_configs_of_the_former_layout_move_batching_keys_to_the_method(tiny_data
         build_config(soda)
     del soda["method"]["resample_t"]
     assert build_config(soda).method_options.resample_t == 32
+
+
+def test_excluded_videos_are_neither_trained_nor_evaluated(tiny_data, caplog):
+    from pointtal.engine.setup import load_run_data
+
+    raw = tiny_raw_config(tiny_data, "weak")
+    whole = load_run_data(build_config(raw))
+    dropped = (whole.train.video_ids[0], whole.test.video_ids[-1])
+    raw["data"]["exclude_videos"] = [*dropped, "no_such_video"]
+    with caplog.at_level("WARNING"):
+        less = load_run_data(build_config(raw))
+    assert less.train.video_ids == whole.train.video_ids[1:]
+    assert less.test.video_ids == whole.test.video_ids[:-1]
+    assert not set(dropped) & set(less.gt.videos)
+    assert "no_such_video" in caplog.text

@@ -722,6 +722,7 @@ def test_thumos14_preset_is_the_official_setting():
     assert config.method == "lacp" and config.method_options == Options()  # the defaults are the official ones
     t = config.train
     assert (t.steps, t.batch_size, t.lr, t.weight_decay, t.eval_every) == (2000, 16, 1e-4, 5e-4, 100)
+    assert set(config.data.exclude_videos) == {f"video_test_{n:07d}" for n in (270, 1292, 1496)}  # LACP README
     o = Options()
     assert np.allclose(o.cas_thresholds, np.arange(0.0, 0.25, 0.025))  # config.act_thresh_cas
     assert np.allclose(o.actionness_thresholds, np.arange(0.5, 0.725, 0.025))  # config.act_thresh_agnostic

@@ -22,13 +22,11 @@ from pointtal.localization.soda import (
     threshold_proposals,
     upsample_linear,
 )
-from pointtal.methods.base import Scores
 from pointtal.methods.soda import (
     SODA,
     Options,
     aggregate,
     distillation_loss,
-    ensemble_scores,
     frame_loss,
     topk_k,
     video_loss,
@@ -203,6 +201,33 @@ def test_distillation_on_video_scores_and_single_network():
     assert distillation_loss(logits[:1], mask, present, "l1", True, False).item() == 0.0
 
 
+def test_video_distillation_ignores_where_in_time_the_activations_lie():
+    """Table 9: distilling the video-level scores compares aggregated scores only, so shuffling a peer's
+    snippets in time (top-k mean is order-free) leaves it unchanged, while CAS distillation changes; and
+    it equals, per video, sum over present classes |softmax(s_1) - softmax(s_2)| averaged over videos."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 10, 4)  # (M, B, T, C+1)
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[2, 6:] = False
+    present = torch.tensor([[False, True, False, False], [False, False, True, True], [False, True, True, False]])
+    shuffled = logits.clone()
+    shuffled[1, :, :6] = logits[1, :, torch.randperm(6)]  # valid snippets of every video, peer network only
+
+    def loss(x, target):
+        source = x if target == "cas" else aggregate(x, mask, "topk", 0.25)
+        return distillation_loss(source, mask, present, "l1", True, False).item()
+
+    assert loss(shuffled, "video") == pytest.approx(loss(logits, "video"), rel=1e-6)
+    assert abs(loss(shuffled, "cas") - loss(logits, "cas")) > 1e-3
+    expected = 0.0
+    for b in range(3):
+        n = int(mask[b].sum())
+        k = max(1, math.floor(n * 0.25))
+        p = [torch.softmax(logits[m, b, :n].sort(0, descending=True).values[:k].mean(0), 0) for m in range(2)]
+        expected += float((p[0] - p[1]).abs()[present[b]].sum()) / 3
+    assert loss(logits, "video") == pytest.approx(expected, rel=1e-5)
+
+
 # ----------------------------------------------------------------------------- loop reference of the loss
 def reference_aggregate(x: torch.Tensor, method: str, eta: float) -> torch.Tensor:
     """One video's valid (T, C+1) class activations -> (C+1,) video scores."""
@@ -288,6 +313,8 @@ def reference_losses(method, output, batch, step=0) -> dict[str, torch.Tensor]:
         {"aggregation": "temporal_softmax", "distill_distance": "l2", "n_networks": 3},
         {"aggregation": "category_softmax", "distill_distance": "kl", "distill_target": "video"},
         {"distill_normalized": False, "distill_target": "video", "frame_loss": False},
+        {"distill_target": "video"},  # Table 9's video row: L1 on softmax video scores
+        {"distill_target": "video", "distill_distance": "l2", "n_networks": 3, "aggregation": "average"},
     ],
 )
 def test_loss_matches_loop_reference(overrides):
@@ -564,24 +591,3 @@ def test_soda_localize_wraps_detections_in_snippet_units():
     # [0,12): u=12,13,14 -> 0.375, 0.125, 0 -> mean 1/6 (nothing before the video start)
     assert score == pytest.approx(11.5 / 12 - 1 / 6 + 0.2 * 0.9)
     assert detections.frames.tolist() == [[0.0, 1.0, score]]
-
-
-# ----------------------------------------------------------------------------- ensembles
-def test_ensemble_rules():
-    cas_a = torch.tensor([[[0.8, 0.2], [0.4, 0.6]]])  # (B=1, T=2, C+1=2)
-    cas_b = torch.tensor([[[0.6, 0.4], [0.2, 0.8]]])
-    a = Scores(cas_a, torch.tensor([[0.3, 0.7]]))
-    b = Scores(cas_b, torch.tensor([[0.1, 0.9]]))
-    fused = ensemble_scores(a, b, "score_mean_cas_max")
-    assert torch.allclose(fused.video_scores, torch.tensor([[0.2, 0.8]])) and torch.equal(
-        fused.cas, cas_a.maximum(cas_b)
-    )
-    fused = ensemble_scores(a, b, "score_max_cas_mean")
-    assert torch.allclose(fused.video_scores, torch.tensor([[0.3, 0.9]]))
-    assert torch.allclose(fused.cas, torch.tensor([[[0.7, 0.3], [0.3, 0.7]]]))
-    fused = ensemble_scores(a, b, "cas_mean_then_scores", eta=0.5)  # k = 1: max over time of the mean CAS
-    assert torch.allclose(fused.video_scores, torch.tensor([[0.7, 0.7]]))
-    for rule in ("score_mean_cas_mean", "score_max_cas_max"):
-        assert ensemble_scores(a, b, rule).cas.shape == (1, 2, 2)
-    with pytest.raises(ValueError, match="ensemble rule"):
-        ensemble_scores(a, b, "vote")

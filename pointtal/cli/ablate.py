@@ -1,4 +1,4 @@
-"""`pointtal ablate`: rerun one of SODA's ablation studies (Tables 4-8, Fig. 12, aggregation) on CONFIG's data."""
+"""`pointtal ablate`: rerun one of SODA's ablation studies (Tables 4-9, Fig. 12, aggregation) on CONFIG's data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from pointtal.config import apply_overrides, read_config
-from pointtal.engine.ablation import STUDIES, RunOutcome, get_study, run_study, seed_overrides
+from pointtal.studies.ablation import STUDIES, RunOutcome, get_study, run_study, seed_overrides
 from pointtal.errors import InputError
 from pointtal.outputs import check_outputs, record_output
 
@@ -17,7 +17,8 @@ EXAMPLE = (
     "      --set data.annotations=GT.json --set data.features=FEATURES/\n"
     "  -> runs/ablate/table_4.md (and .json); runs in runs/ablate/4/<variant>/seed<k>/\n"
     "  tables: 4 components, 5 point kinds, 6 M (plot), 7 ensembles vs self-distillation,\n"
-    "          8 distillation distance, 12 lambda (plot), agg aggregation strategies\n"
+    "          8 distillation distance, 9 distillation of the CAS vs the video scores,\n"
+    "          12 lambda (plot), agg aggregation strategies\n"
     "  Rerunning the same command continues an interrupted ablation: finished runs are reused,\n"
     "  unfinished ones resume from their checkpoint.pt."
 )

@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pointtal.engine.pseudo_labels import DEFAULT_THRESHOLD
+from pointtal.errors import InputError
 from pointtal.outputs import check_outputs, record_output, run_inputs
 
 HELP = "predict segments and single frames for a subset's videos with a trained run"
 EXAMPLE = (
     "pointtal predict runs/sfnet --subset test --out predictions.json --frames-out frames.json\n"
-    "  torchrun --nproc-per-node 2 -m pointtal predict runs/sfnet --out predictions.json  # sharded"
+    "  torchrun --nproc-per-node 2 -m pointtal predict runs/sfnet --out predictions.json  # sharded\n"
+    "  pointtal predict runs/soda --pseudo-labels pseudo_gt.json --subset validation\n"
+    "      -> ActivityNet ground truth: each validation video's segments in the upper half of its score\n"
+    "         range, every other subset as it was; train a fully supervised model on it, e.g.\n"
+    "         pointtal train CONFIG --set data.annotations=pseudo_gt.json --set data.points=full --out runs/full"
 )
 
 
@@ -19,29 +25,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", metavar="FILE", help="weights to use (default RUN_DIR/checkpoint.pt)")
     parser.add_argument("--features", metavar="DIR", help="feature directory (default: the run's data.features)")
     parser.add_argument("--annotations", metavar="GT.json", help="ground truth listing the videos (default: the run's)")
-    parser.add_argument("--subset", help="subset to predict (default: the run's data.test_subset)")
-    parser.add_argument("--out", required=True, metavar="predictions.json", help="segment predictions to write")
+    parser.add_argument("--subset", help="subset to predict (default: the run's data.test_subset; with "
+                                         "--pseudo-labels: its data.train_subset)")
+    parser.add_argument("--out", metavar="predictions.json", help="segment predictions to write")
     parser.add_argument("--frames-out", metavar="frames.json", help="also write single-frame predictions")
+    parser.add_argument("--pseudo-labels", metavar="GT_OUT.json",
+                        help="write the subset's predicted segments as ActivityNet ground truth (pseudo-labels); "
+                             "videos of other subsets keep their ground truth")
+    parser.add_argument("--pseudo-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="R",
+                        help="keep a video's segments scoring at least R of the way from its lowest to its top "
+                             f"segment score (0 <= R <= 1, default {DEFAULT_THRESHOLD}: the upper half; relative "
+                             "because methods' scores share no scale or offset)")
     parser.add_argument("--device", help="auto, cpu or cuda (default: the run's train.device)")
     parser.add_argument("--batch-size", type=int, help="videos per inference batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --out / --frames-out that pointtal did not write")
+                        help="replace an existing --out / --frames-out / --pseudo-labels that pointtal did not write")
 
 
 def run(args: argparse.Namespace) -> int:
     from pointtal.engine.predictor import predict_run  # torch import only when predicting
 
+    if not args.out and not args.pseudo_labels:
+        raise InputError("predict: give --out predictions.json and/or --pseudo-labels GT_OUT.json")
+    if not 0.0 <= args.pseudo_threshold <= 1.0:  # NaN fails too
+        raise InputError(f"--pseudo-threshold {args.pseudo_threshold}: must be in [0, 1] (a fraction of each "
+                         "video's segment score range)")
     inputs = {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint, "--annotations": args.annotations}
-    check_outputs({"--out": args.out, "--frames-out": args.frames_out}, inputs, overwrite=args.overwrite)
+    outputs = {"--out": args.out, "--frames-out": args.frames_out, "--pseudo-labels": args.pseudo_labels}
+    check_outputs(outputs, inputs, overwrite=args.overwrite)
     summary = predict_run(
         args.run_dir, out=args.out, frames_out=args.frames_out, checkpoint=args.checkpoint,
         features=args.features, annotations=args.annotations, subset=args.subset, device=args.device,
-        batch_size=args.batch_size, progress=not args.no_progress,
+        batch_size=args.batch_size, progress=not args.no_progress, pseudo_labels=args.pseudo_labels,
+        pseudo_threshold=args.pseudo_threshold,
     )
     if summary is not None:
-        for path in (args.out, args.frames_out):
-            if path:
-                record_output(path, "predict")
-        print(f"wrote {Path(args.out)}: {summary}")
+        written = [path for path in outputs.values() if path]
+        for path in written:
+            record_output(path, "predict")
+        print(f"wrote {', '.join(str(Path(p)) for p in written)}: {summary}")
     return 0

@@ -8,6 +8,7 @@ single-process run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from pointtal.atomic import write_text_atomic
 from pointtal.config import Config, build_config
 from pointtal.data.annotations import GroundTruth
 from pointtal.data.dataset import geometry_for
@@ -22,6 +24,7 @@ from pointtal.data.features import FeatureStore
 from pointtal.engine import distributed
 from pointtal.engine.checkpoint import load_checkpoint
 from pointtal.engine.inference import Predictions, predict, resolve_device
+from pointtal.engine.pseudo_labels import DEFAULT_THRESHOLD, pseudo_ground_truth
 from pointtal.engine.setup import load_ground_truth_for, open_store
 from pointtal.engine.trainer import write_json
 from pointtal.errors import InputError
@@ -82,9 +85,12 @@ def merge(parts: list[Predictions], order: list[str]) -> Predictions:
                        {v: merged.video_scores[v] for v in order})
 
 
-def predict_run(run_dir, *, out, frames_out=None, checkpoint=None, features=None, annotations=None,
-                subset=None, device=None, batch_size=None, progress=True) -> str | None:
-    """Write predictions for a subset; returns a one-line summary on rank 0 (None on other ranks)."""
+def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features=None, annotations=None,
+                subset=None, device=None, batch_size=None, progress=True, pseudo_labels=None,
+                pseudo_threshold=DEFAULT_THRESHOLD) -> str | None:
+    """Write predictions for a subset (`out`, `frames_out`) and/or the subset's predicted segments as
+    ground truth (`pseudo_labels`, see pointtal.engine.pseudo_labels); returns a one-line summary on rank 0
+    (None on other ranks). The subset defaults to data.test_subset, with `pseudo_labels` to data.train_subset."""
     loaded = load_trained(run_dir, checkpoint)
     config = loaded.config
     target = resolve_device(device or config.train.device)
@@ -95,7 +101,10 @@ def predict_run(run_dir, *, out, frames_out=None, checkpoint=None, features=None
     if gt.classes != loaded.classes:
         raise InputError(f"{annotations or config.data.annotations}: classes differ from the run's checkpoint")
     store = open_store(config, features)
-    name = subset or config.data.test_subset
+    name = subset or (config.data.train_subset if pseudo_labels else config.data.test_subset)
+    if pseudo_labels and name == config.data.test_subset:
+        log.warning("--pseudo-labels replaces the ground truth of '%s', the run's test subset: evaluating "
+                    "on that file then measures agreement with this run, not accuracy", name)
     video_ids = [v.video_id for v in gt.subset(name, "--subset")]
     missing = [v for v in video_ids if v not in store]
     if missing:
@@ -112,11 +121,21 @@ def predict_run(run_dir, *, out, frames_out=None, checkpoint=None, features=None
     if not ctx.is_main:
         return None
     merged = merge(parts, video_ids)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_json(Path(out), merged.results_json())
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(Path(out), merged.results_json())
     if frames_out:
         Path(frames_out).parent.mkdir(parents=True, exist_ok=True)
         write_json(Path(frames_out), merged.results_json(frames=True))
     n = sum(len(v) for v in merged.segments.values())
-    return f"{len(video_ids)} videos of '{name}', {n} segments (step {loaded.step})"
+    summary = f"{len(video_ids)} videos of '{name}', {n} segments (step {loaded.step})"
+    if pseudo_labels:
+        provenance = {"run": str(Path(run_dir).resolve()), "step": loaded.step}
+        truth = pseudo_ground_truth(gt, merged.segments, name, pseudo_threshold, provenance)
+        Path(pseudo_labels).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(pseudo_labels, json.dumps(truth, indent=1))
+        kept = sum(len(truth["database"][v]["annotations"]) for v in video_ids)
+        summary += (f"; pseudo-labels: {kept} instances (the top {1 - pseudo_threshold:.0%} of each video's "
+                    "score range)")
+    return summary
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,10 +118,22 @@ def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedP
     return mapped
 
 
+def without_videos(gt: GroundTruth, excluded: tuple[str, ...]) -> GroundTruth:
+    """The ground truth less the videos of `data.exclude_videos` (an id it does not hold is logged once)."""
+    if not excluded:
+        return gt
+    missing = sorted(set(excluded) - set(gt.videos))
+    if missing:
+        log.warning("data.exclude_videos: %d id(s) are not in the ground truth, e.g. %s", len(missing), missing[0])
+    kept = {vid: video for vid, video in gt.videos.items() if vid not in set(excluded)}
+    log.info("data.exclude_videos: %d video(s) left out", len(gt.videos) - len(kept))
+    return dataclasses.replace(gt, videos=kept)
+
+
 def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> RunData:
     """Load the subsets a run needs; features are read once into memory."""
     store = open_store(config)
-    gt = load_ground_truth_for(config, store=store)
+    gt = without_videos(load_ground_truth_for(config, store=store), config.data.exclude_videos)
     d = config.data
     train_set = test_set = None
     if train:

@@ -31,13 +31,6 @@ from pointtal.localization.soda import DEFAULT_THRESHOLDS, localize_soda
 from pointtal.methods.base import Detections, Method, Scores, check_options
 
 Aggregation = Literal["topk", "average", "temporal_softmax", "category_softmax"]
-ENSEMBLE_RULES = (
-    "score_mean_cas_max",
-    "score_mean_cas_mean",
-    "score_max_cas_max",
-    "score_max_cas_mean",
-    "cas_mean_then_scores",
-)
 
 
 @dataclass(frozen=True)
@@ -68,7 +61,9 @@ class Options:
     )
     distill_weight: float = 0.6  # lambda
     distill_distance: Literal["l1", "l2", "kl"] = "l1"  # see `distillation_loss`
-    distill_target: Literal["cas", "video"] = "cas"  # distil the CAS (default) or the video scores
+    distill_target: Literal["cas", "video"] = (
+        "cas"  # distil the CAS (default) or the video-level scores (Table 9; see `distillation_loss`)
+    )
     distill_normalized: bool = True  # [choice] P = softmax over classes; False: raw logits (not with "kl")
     distill_detach_master: bool = (
         False  # [choice] False: L_sd's gradient reaches every network incl. the master
@@ -425,31 +420,4 @@ def _is_master_only(state: dict, own: dict) -> bool:
     """Same keys as `own`, every tensor with leading axis 1 where own's has M > 1."""
     return set(state) == set(own) and all(
         state[key].dim() == own[key].dim() and state[key].shape[0] == 1 for key in own
-    )
-
-
-# ----------------------------------------------------------------------------- ensembles (§3.5)
-def ensemble_scores(
-    scores_a: Scores, scores_b: Scores, rule: str, mask: torch.Tensor | None = None, eta: float = 0.125
-) -> Scores:
-    """Fuse two independently trained models' scores (the "is it just an ensemble?" ablation).
-
-    rules: "score_{mean,max}_cas_{max,mean}" combine video scores and CAS element-wise by mean or max;
-    "cas_mean_then_scores" averages the CAS, then takes as video score the top-k mean (k = max(1,
-    floor(T_valid * eta))) of the averaged softmax CAS [choice: no second softmax, these are already
-    probabilities]. mask (B, T) marks valid snippets (default: all).
-    """
-    if rule not in ENSEMBLE_RULES:
-        raise ValueError(f"ensemble rule {rule!r} is not one of {', '.join(ENSEMBLE_RULES)}")
-    cas_a, cas_b = scores_a.cas, scores_b.cas  # (B, T, C+1)
-    if rule == "cas_mean_then_scores":
-        cas = (cas_a + cas_b) / 2
-        if mask is None:
-            mask = torch.ones(cas.shape[:2], dtype=torch.bool, device=cas.device)
-        return Scores(cas=cas, video_scores=aggregate(cas, mask, "topk", eta))
-    _, score_rule, _, cas_rule = rule.split("_")
-    combine = {"mean": lambda a, b: (a + b) / 2, "max": torch.maximum}
-    return Scores(
-        cas=combine[cas_rule](cas_a, cas_b),
-        video_scores=combine[score_rule](scores_a.video_scores, scores_b.video_scores),
     )

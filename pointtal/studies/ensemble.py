@@ -1,5 +1,8 @@
 """Inference-time ensembles of two trained SODA runs (docs/methods.md §3.5, the "is it just an ensemble?" study).
 
+`ensemble_scores` fuses two models' scores of a batch by one of ENSEMBLE_RULES; the rest of the module runs
+it over two trained runs.
+
 Pipeline: score the test videos with each model (`score_videos`, master network, scores on the video's real
 snippets) -> fuse each video's scores with `ensemble_scores(rule)` -> localize with the first model's SODA
 `localize` -> segments in seconds -> evaluate. Scoring is done once per model; any number of rules is then
@@ -21,9 +24,43 @@ from pointtal.engine.predictor import LoadedRun, load_trained
 from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError
 from pointtal.methods.base import Scores
-from pointtal.methods.soda import ENSEMBLE_RULES, ensemble_scores
+from pointtal.methods.soda import aggregate
 
 log = logging.getLogger(__name__)
+
+ENSEMBLE_RULES = (
+    "score_mean_cas_max",
+    "score_mean_cas_mean",
+    "score_max_cas_max",
+    "score_max_cas_mean",
+    "cas_mean_then_scores",
+)
+
+
+def ensemble_scores(
+    scores_a: Scores, scores_b: Scores, rule: str, mask: torch.Tensor | None = None, eta: float = 0.125
+) -> Scores:
+    """Fuse two independently trained models' scores (the "is it just an ensemble?" ablation).
+
+    rules: "score_{mean,max}_cas_{max,mean}" combine video scores and CAS element-wise by mean or max;
+    "cas_mean_then_scores" averages the CAS, then takes as video score the top-k mean (k = max(1,
+    floor(T_valid * eta))) of the averaged softmax CAS [choice: no second softmax, these are already
+    probabilities]. mask (B, T) marks valid snippets (default: all).
+    """
+    if rule not in ENSEMBLE_RULES:
+        raise ValueError(f"ensemble rule {rule!r} is not one of {', '.join(ENSEMBLE_RULES)}")
+    cas_a, cas_b = scores_a.cas, scores_b.cas  # (B, T, C+1)
+    if rule == "cas_mean_then_scores":
+        cas = (cas_a + cas_b) / 2
+        if mask is None:
+            mask = torch.ones(cas.shape[:2], dtype=torch.bool, device=cas.device)
+        return Scores(cas=cas, video_scores=aggregate(cas, mask, "topk", eta))
+    _, score_rule, _, cas_rule = rule.split("_")
+    combine = {"mean": lambda a, b: (a + b) / 2, "max": torch.maximum}
+    return Scores(
+        cas=combine[cas_rule](cas_a, cas_b),
+        video_scores=combine[score_rule](scores_a.video_scores, scores_b.video_scores),
+    )
 
 
 @dataclass

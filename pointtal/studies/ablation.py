@@ -1,4 +1,4 @@
-"""SODA's ablation studies (paper Tables 4-8, Fig. 12, aggregation) rerun on any dataset.
+"""SODA's ablation studies (paper Tables 4-9, Fig. 12, aggregation) rerun on any dataset.
 
 A study is a list of variants; a variant is a set of `--set` overrides. The config of one run is
 
@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from pointtal.atomic import write_text_atomic
 from pointtal.config import Config, apply_overrides, build_config, read_yaml
 from pointtal.errors import InputError
 
@@ -110,6 +111,15 @@ STUDIES: dict[str, Study] = {
         Variant(d, name, ("method.n_networks=2", f"method.distill_distance={d}"))
         for d, name in (("l1", "L1"), ("l2", "L2"), ("kl", "KL"))
     )),
+    "9": Study("9", "Table 9: self-distillation of the CAS vs of the video-level scores", (
+        Variant("none", "no self-distillation (M=1)", ("method.n_networks=1",)),
+        Variant("video", "distil the video-level scores (M=2)",
+                ("method.n_networks=2", "method.distill_target=video")),
+        Variant("cas", "distil the CAS (M=2)", ("method.n_networks=2", "method.distill_target=cas")),
+    ), note="`distill_target=video` applies the distance (distill_distance, L1 by default) to the softmax of "
+            "each network's aggregated video scores instead of to every snippet's CAS; other settings "
+            "(distance, lambda, aggregation) come from CONFIG. The M=1 row is the reference without "
+            "distillation."),
     "12": Study("12", "Fig. 12: distillation weight lambda", tuple(
         Variant(f"lambda{lam:g}", f"lambda = {lam:g}", ("method.n_networks=2", f"method.distill_weight={lam:g}"),
                 x=lam) for lam in (0.2, 0.4, 0.6, 0.8, 1.0)
@@ -232,7 +242,7 @@ def _train_run(out_dir: Path, run_dir: Path, config: Config, seed: int) -> tuple
 
 
 def _fused_run(run_dir: Path, variant: Variant, members: dict[str, Path], pair_cache: dict) -> tuple[dict, str]:
-    from pointtal.engine.ensemble import evaluate_fusions, load_pair
+    from pointtal.studies.ensemble import evaluate_fusions, load_pair
     from pointtal.engine.trainer import write_json
 
     spec = {"rule": variant.fuse, "members": [str(members[name].resolve()) for name in variant.members]}
@@ -361,8 +371,8 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
     rows = summarize(result.outcomes, study, columns)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.table_path = out_dir / f"table_{study.key}.md"
-    result.table_path.write_text(
-        markdown_table(study, rows, columns, result.seeds, config_name, user_overrides), encoding="utf-8")
+    write_text_atomic(result.table_path,
+                      markdown_table(study, rows, columns, result.seeds, config_name, user_overrides))
     result.json_path = out_dir / f"table_{study.key}.json"
     payload = {
         "table": study.key, "title": study.title, "config": config_name, "set": list(user_overrides),
@@ -373,32 +383,15 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
                                      "std": {c: (None if math.isnan(s) else s) for c, s in r.std.items()}}
                     for r in rows},
     }
-    result.json_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    write_text_atomic(result.json_path, json.dumps(payload, indent=1))
     if plot and study.plot_x and rows:
-        result.plot_path = plot_study(study, rows, out_dir / f"table_{study.key}.png")
+        from pointtal.viz import plot_study  # matplotlib: imported only when drawing
 
-
-def plot_study(study: Study, rows: Sequence[RowSummary], path: Path) -> Path:
-    """mAP@0.5 (when evaluated) and the average mAP against the study's x, with ± std error bars."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    x = np.array([r.variant.x for r in rows], dtype=float)
-    for column, marker in (("mAP@0.5", "o"), ("average", "s")):
-        if column not in rows[0].mean:
-            continue
-        mean = np.array([r.mean[column] for r in rows])
-        std = np.nan_to_num(np.array([r.std[column] for r in rows]))
-        ax.errorbar(x, mean, yerr=std, marker=marker, capsize=3, label=column)
-    ax.set_xlabel(study.plot_x)
-    ax.set_ylabel("mAP (%)")
-    ax.set_xticks(x)
-    ax.set_title(f"SODA {study.title} (n = {max(r.n for r in rows)} seeds)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+        result.plot_path = plot_study(
+            out_dir / f"table_{study.key}.png",
+            x=[r.variant.x for r in rows],
+            columns={c: ([r.mean[c] for r in rows], [r.std[c] for r in rows])
+                     for c in ("mAP@0.5", "average") if c in rows[0].mean},
+            x_label=study.plot_x,
+            title=f"SODA {study.title} (n = {max(r.n for r in rows)} seeds)",
+        )

@@ -1,0 +1,764 @@
+"""HR-Pro (Zhang et al., AAAI 2024): hierarchical reliability propagation, a two-stage point-supervised method.
+
+The engine drives this class through the `Method` contract only, in two phases:
+  * phase 0 "snippet" (stage 1, `train.steps` at `train.lr`, `train.batch_size` whole videos): the S-model --
+    reliability-aware attention blocks over the video's snippets plus one prototype token per class from an
+    online memory, a temporal conv embedding and a sigmoid classifier with a background column; losses are
+    the focal point loss on action points, the focal background loss on background seeds and the
+    prototype contrastive loss (plus a video loss whose official weight is 0). `start_phase(0)` fills the
+    memory with the mean embedding of each class's points; `loss` updates it with the action seeds.
+  * phase 1 "instance" (stage 2, `stage2_epochs` epochs of `stage2_batch_size` videos at `stage2_lr`):
+    `start_phase(1)` freezes stage 1 and runs the reliability ranking on the training videos (stage-1
+    proposals, the proposal each point trusts most = pseudo label, random background proposals); the
+    I-model (RoI features of each proposal, a completeness score and start/end regression) is trained with
+    the score loss and the boundary-regression loss on the method's own proposal batches.
+  * inference: stage-1 proposals, and once phase 1 has started the I-model scores and refines them
+    (`detect`); Gaussian soft-NMS per class.
+
+docs/hrpro.md describes the method. Shapes: B videos, T snippets (padded; `mask` marks real ones), D feature width, C action classes (column 0
+of every (C+1)-wide tensor is background), M proposals and K pseudo labels per video (padded, with masks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pointtal.data.dataset import PointDataset, batch_videos, gather_batch
+from pointtal.errors import InputError
+from pointtal.localization.hrpro import (
+    AGNOSTIC_THRESHOLDS,
+    CAS_THRESHOLDS,
+    RawProposals,
+    match_points,
+    negative_proposals,
+    soft_nms_per_class,
+    stage1_proposals,
+)
+from pointtal.localization.soda import segment_peaks
+from pointtal.methods.base import (
+    Detections,
+    Method,
+    Phase,
+    PhaseContext,
+    Scores,
+    check_options,
+    schedule_steps,
+)
+from pointtal.methods.layers import masked_topk_mean
+
+
+@dataclass(frozen=True)
+class Options:
+    """HR-Pro switches; defaults are the official THUMOS14 settings (cfgs/thumos_hyp.yaml and the code).
+
+    Where this port differs from the official code (each a deliberate choice):
+    * Stage 2 starts from the final stage-1 weights; the official code keeps the stage-1 checkpoint with the
+      best test mAP (model selection on the test set) and ranks with it.
+    * The official stage 1 runs one video per forward and updates the memory after each video, so the
+      forward and loss of a step's video b see b earlier updates; here a step's whole batch sees the memory
+      of the step's start, and the per-video updates are then applied in batch order (the same sequence of
+      momentum updates, `memory_update`). Each update moves the memory by `memory_momentum` = 0.001.
+    * Points are snippets: a point's time in the ranking is its snippet's centre (the official uses the
+      clicked frame's time); multi-class snippets give one point per class.
+    * Soft-NMS overlap uses `end - start + soft_nms_offset`: the official adds 1 to lengths in seconds; the
+      default 1.5625 snippets is 1 s at 25 fps / stride 16 (THUMOS14).
+    * Negative proposals come from a seeded generator in bounded rounds (the official loop is unbounded);
+      stage-2 epochs are `ceil(n_videos / stage2_batch_size)` steps over a seeded video stream (the official
+      drops the last incomplete batch of each epoch); proposals are not rounded to 1e-3 snippets.
+    * The official training forward also scores the refined proposals (unused by any loss): skipped.
+    * THUMOS14's ambiguous-segment filter is the evaluator's job here, not the method's.
+    * Cosine similarities use F.normalize (eps 1e-12): a zero vector gives 0, not NaN as in the official.
+    Paper vs code: the paper concatenates the class prototypes to the snippets as tokens; the official code
+    reshapes the (C, 1, D) memory with `view(1, D, C)` (no transpose), so each token mixes classes
+    (`prototype_tokens`: "code" follows the code, "rows" the paper). The video loss has weight 0 in the
+    code (`lambdas` [0, 0.5, 1, 1]); the regression/score losses use tIoU threshold 0.3 (the function's
+    default 0.5 is overridden by the caller).
+    """
+
+    # --- stage 1 network
+    r_act: int = 8  # top-k pooling: k = max(1, floor(T / r_act))
+    dropout: float = 0.7  # before the classifier (and in the I-model's fusion layer)
+    rab_layers: int = 2  # reliability-aware attention blocks
+    rab_dropout: float = 0.3
+    num_heads: int = 8
+    dim_feedforward: int = 128
+    attention_dropout: float = 0.1
+    prototype_tokens: Literal["code", "rows"] = "code"
+    # --- stage 1 losses and memory
+    weight_video: float = 0.0  # lambdas[0]
+    weight_frame: float = 0.5  # lambdas[1]: focal loss on action points
+    weight_frame_bkg: float = 1.0  # lambdas[2]: focal loss on background seeds
+    weight_contrastive: float = 1.0  # lambdas[3]
+    temperature: float = 0.1  # contrastive similarity temperature
+    memory_momentum: float = 0.001
+    memory_update: Literal["sequential", "none"] = "sequential"
+    seed_act_thresh: float = 0.1  # pseudo action snippets: background score <= this next to a point
+    seed_bkg_thresh: float = 0.95  # background seeds: background score >= this
+    # --- inference / proposal generation
+    scale: int = 2  # temporal upsampling of the CAS
+    class_thresh: float = 0.5
+    cas_thresholds: tuple[float, ...] = CAS_THRESHOLDS
+    agnostic_thresholds: tuple[float, ...] = AGNOSTIC_THRESHOLDS
+    outer_ratio: float = 0.25  # _lambda
+    gamma: float = 0.0  # weight of the video score in a proposal's score
+    soft_nms_sigma: float = 0.3
+    soft_nms_offset: float = 1.5625  # snippets added to lengths in soft-NMS overlaps (1 s at 25 fps / 16)
+    # --- stage 2
+    stage2_epochs: int = 20
+    stage2_batch_size: int = 10
+    stage2_lr: float = 5e-5
+    weight_loss_score: float = 1.0
+    weight_loss_reg: float = 1.0
+    max_proposal: int = 1000  # training proposals per video (random subset beyond)
+    roi_size: int = 12
+    roi_extension: float = 0.25  # proposals are widened by this fraction on each side before RoI pooling
+    iou_thresh: float = 0.3
+    negative_ratio: float = 0.5  # negative proposals per video = int(ratio * stage-1 proposals)
+
+    def __post_init__(self):
+        check_options(self, [
+            (self.r_act >= 1, "r_act", "must be >= 1"),
+            (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
+            (self.rab_layers >= 0, "rab_layers", "must be >= 0"),
+            (0.0 <= self.rab_dropout < 1.0, "rab_dropout", "must be in [0, 1)"),
+            (self.num_heads >= 1, "num_heads", "must be >= 1"),
+            (self.dim_feedforward >= 1, "dim_feedforward", "must be >= 1"),
+            (0.0 <= self.attention_dropout < 1.0, "attention_dropout", "must be in [0, 1)"),
+            (self.temperature > 0.0, "temperature", "must be > 0"),
+            (0.0 <= self.memory_momentum <= 1.0, "memory_momentum", "must be in [0, 1]"),
+            (self.scale >= 1, "scale", "must be >= 1"),
+            (len(self.cas_thresholds) + len(self.agnostic_thresholds) >= 1, "cas_thresholds",
+             "and agnostic_thresholds must list at least one threshold"),
+            (self.outer_ratio >= 0.0, "outer_ratio", "must be >= 0"),
+            (self.soft_nms_sigma > 0.0, "soft_nms_sigma", "must be > 0"),
+            (self.soft_nms_offset >= 0.0, "soft_nms_offset", "must be >= 0"),
+            (self.stage2_epochs >= 0, "stage2_epochs", "must be >= 0"),
+            (self.stage2_batch_size >= 1, "stage2_batch_size", "must be >= 1"),
+            (self.stage2_lr > 0.0, "stage2_lr", "must be > 0"),
+            (self.max_proposal >= 1, "max_proposal", "must be >= 1"),
+            (self.roi_size >= 6, "roi_size", "must be >= 6 (start, centre and end bins)"),
+            (self.roi_extension >= 0.0, "roi_extension", "must be >= 0"),
+            (0.0 <= self.iou_thresh <= 1.0, "iou_thresh", "must be in [0, 1]"),
+            (self.negative_ratio >= 0.0, "negative_ratio", "must be >= 0"),
+        ])
+
+
+@dataclass
+class SnippetOutput:
+    """Stage-1 forward: fused CAS, class scores before fusion, embeddings; the inputs for `detect`."""
+
+    cas: torch.Tensor  # (B, T, C+1) sigmoid; column 0 background b, columns 1..C the fused s_c * (1 - b)
+    class_scores: torch.Tensor  # (B, T, C) s_c before fusion (top-k pooled into video scores)
+    embedded: torch.Tensor  # (B, T, D) embedded snippet features
+    features: torch.Tensor  # (B, T, D) the input features (the I-model pools them)
+    mask: torch.Tensor  # (B, T) bool
+
+
+@dataclass
+class InstanceOutput:
+    """Stage-2 forward on a batch of proposals."""
+
+    iou: torch.Tensor  # (B, M) predicted completeness (sigmoid)
+    start_reg: torch.Tensor  # (B, M) start offset, in proposal widths
+    end_reg: torch.Tensor  # (B, M) end offset, in proposal widths
+
+
+# ----------------------------------------------------------------------------- seeds (official select_seed)
+def select_seeds(background: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, act_thresh: float = 0.1,
+                 bkg_thresh: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo action snippets and background seeds from the background score and the action points.
+
+    background (B, T) in [0, 1]; points (B, T, C) {0, 1} action points; mask (B, T). Returns act_seed
+    (B, T, C) (the points plus snippets that inherit a neighbouring point's row) and bkg_seed (B, T) {0, 1}.
+    Per video with at least one point, the snippets between points form regions:
+      * before the first point: seeds from 0 up to the last snippet with b >= bkg_thresh, else up to the
+        region's arg-max of b; after the last point: from the first such snippet (else the arg-max) to the end;
+      * between two points: from the first to the last such snippet when there are at least two, else the
+        arg-max alone;
+    then from each point, walking away from it inside its regions, snippets with b <= act_thresh that are
+    not seeds take the point's row until the first one that fails. Ties of the arg-max go to the first.
+    """
+    b, t = background.shape
+    device = background.device
+    time = torch.arange(t, device=device).expand(b, t)  # (B, T)
+    is_point = (points.sum(-1) > 0) & mask  # (B, T)
+    n_points = is_point.sum(1, keepdim=True)  # (B, 1)
+    region = torch.cumsum(is_point.long(), 1)  # (B, T) points at or before t: region 0..P of a free snippet
+    free = mask & ~is_point & (n_points > 0)
+    key = (torch.arange(b, device=device)[:, None] * (t + 1) + region)[free]  # (F,)
+    n_keys = b * (t + 1)
+    tf, bf = time[free], background[free]
+    strong = bf >= bkg_thresh
+
+    def reduce(values, keys, init, how):
+        return torch.full((n_keys,), init, dtype=values.dtype, device=device).scatter_reduce(
+            0, keys, values, how, include_self=True)
+
+    first_strong = reduce(tf[strong], key[strong], t, "amin")[key]  # (F,)
+    last_strong = reduce(tf[strong], key[strong], -1, "amax")[key]
+    n_strong = reduce(strong.long(), key, 0, "sum")[key]
+    peak = reduce(bf, key, -math.inf, "amax")[key]
+    at_peak = bf == peak
+    arg_peak = reduce(tf[at_peak], key[at_peak], t, "amin")[key]
+    reg = region[free]
+    left, right = reg == 0, reg == n_points.expand(b, t)[free]
+    seed_left = torch.where(n_strong > 0, tf <= last_strong, tf <= arg_peak)
+    seed_right = torch.where(n_strong > 0, tf >= first_strong, tf >= arg_peak)
+    seed_mid = torch.where(n_strong >= 2, (tf >= first_strong) & (tf <= last_strong), tf == arg_peak)
+    seed_free = torch.where(left, seed_left, torch.where(right, seed_right, seed_mid))
+    bkg_seed = torch.zeros(b, t, dtype=torch.bool, device=device)
+    bkg_seed[free] = seed_free
+
+    blocker = free & ~((background <= act_thresh) & ~bkg_seed)  # (B, T) a walk stops here
+    point_pos = torch.where(is_point, time, -1)
+    prev_point = torch.cummax(point_pos, 1).values  # (B, T) last point at or before t (-1: none)
+    next_point = torch.flip(torch.cummin(torch.flip(torch.where(is_point, time, t), [1]), 1).values, [1])
+    last_block = torch.cummax(torch.where(blocker, time, -1), 1).values  # (B, T)
+    next_block = torch.flip(torch.cummin(torch.flip(torch.where(blocker, time, t), [1]), 1).values, [1])
+    forward = free & (prev_point >= 0) & (last_block < prev_point)
+    backward = free & (next_point < t) & (next_block > next_point) & ~forward
+    source = torch.where(forward, prev_point, torch.where(backward, next_point, time))  # (B, T)
+    inherited = torch.gather(points, 1, source.unsqueeze(-1).expand_as(points))  # (B, T, C)
+    act_seed = torch.where((forward | backward).unsqueeze(-1), inherited, points)
+    return act_seed, bkg_seed.to(background.dtype)
+
+
+# ----------------------------------------------------------------------------- stage 1 network
+class ReliabilityAwareBlock(nn.Module):
+    """Post-norm attention block whose queries and keys pass a 1x1 projection first (values do not)."""
+
+    def __init__(self, dim: int, heads: int, feedforward: int, dropout: float, attention_dropout: float):
+        super().__init__()
+        self.query = nn.Linear(dim, dim)  # the official 1x1 Conv1d (same init distribution)
+        self.key = nn.Linear(dim, dim)
+        self.attention = nn.MultiheadAttention(dim, heads, dropout=attention_dropout, batch_first=True)
+        self.linear1 = nn.Linear(dim, feedforward)
+        self.linear2 = nn.Linear(feedforward, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """x (B, L, D), padding (B, L) True on keys to ignore -> (B, L, D)."""
+        attended, _ = self.attention(self.query(x), self.key(x), x, key_padding_mask=padding, need_weights=False)
+        x = self.norm1(x + self.dropout1(attended))
+        return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
+
+
+class SnippetModel(nn.Module):
+    """The S-model: attention over snippets + prototype tokens, conv embedding, sigmoid classifier."""
+
+    def __init__(self, o: Options, dim: int, n_classes: int):
+        super().__init__()
+        self.prototype_tokens = o.prototype_tokens
+        self.blocks = nn.ModuleList(ReliabilityAwareBlock(dim, o.num_heads, o.dim_feedforward, o.rab_dropout,
+                                                          o.attention_dropout) for _ in range(o.rab_layers))
+        self.embedding = nn.Conv1d(dim, dim, 3, padding=1)
+        self.classifier_dropout = nn.Dropout(o.dropout)
+        self.classifier = nn.Linear(dim, n_classes + 1, bias=False)  # column 0 = background
+        self.register_buffer("prototypes", torch.zeros(n_classes, dim))  # (C, D) the reliable memory
+
+    def tokens(self) -> torch.Tensor:
+        """(C, D) prototype tokens: "code" reads the (C, D) memory as (D, C) (official `view`), "rows" as is."""
+        c, d = self.prototypes.shape
+        return self.prototypes.reshape(d, c).t() if self.prototype_tokens == "code" else self.prototypes
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, T, D), mask (B, T) -> embedded (B, T, D), sigmoid scores (B, T, C+1)."""
+        b, t, _ = features.shape
+        keep = mask.unsqueeze(-1).to(features.dtype)
+        x = features * keep
+        tokens = self.tokens().to(x.dtype)
+        if len(self.blocks):
+            x = torch.cat([x, tokens.unsqueeze(0).expand(b, -1, -1)], 1)  # (B, T+C, D)
+            padding = torch.cat([~mask, mask.new_zeros(b, tokens.shape[0])], 1)  # (B, T+C)
+            for block in self.blocks:
+                x = block(x, padding)
+            x = x[:, :t] * keep  # (B, T, D), zero padding for the conv
+        embedded = F.relu(self.embedding(x.transpose(1, 2))).transpose(1, 2) * keep  # (B, T, D)
+        scores = torch.sigmoid(self.classifier(self.classifier_dropout(embedded)))  # (B, T, C+1)
+        return embedded, scores
+
+
+# ----------------------------------------------------------------------------- stage 1 losses and memory
+def topk_k(mask: torch.Tensor, r_act: int) -> torch.Tensor:
+    """k = max(1, floor(T_i / r_act)) per video (B,)."""
+    return torch.clamp(mask.sum(1) // r_act, min=1)
+
+
+def video_scores(class_scores: torch.Tensor, mask: torch.Tensor, r_act: int,
+                 labels: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C) top-k mean of s_c; with labels (B, C), absent classes take the mean over the video instead."""
+    top = masked_topk_mean(class_scores, mask, topk_k(mask, r_act))  # (B, C)
+    if labels is None:
+        return top
+    keep = mask.unsqueeze(-1).to(class_scores.dtype)
+    mean = (class_scores * keep).sum(1) / keep.sum(1).clamp(min=1)
+    return top * labels + mean * (1 - labels)
+
+
+def focal_frame_loss(cas: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-video focal BCE: sum_t weight_t sum_k (|target - p|^2 BCE(p, target))[t, k] / (sum_t weight_t + 1e-6).
+
+    cas, target (B, T, C+1); weight (B, T) -> (B,)."""
+    focal = ((1 - cas) * target + cas * (1 - target)) ** 2
+    bce = F.binary_cross_entropy(cas, target, reduction="none")
+    return ((focal * bce).sum(-1) * weight).sum(1) / (weight.sum(1) + 1e-6)
+
+
+def contrastive_loss(embedded: torch.Tensor, prototypes: torch.Tensor, act_seed: torch.Tensor,
+                     bkg_seed: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                     temperature: float) -> torch.Tensor:
+    """Per-video prototype contrastive loss (B,).
+
+    sim_k(region) = mean over the region's snippets of exp(cos(embedding, prototype_k) / temperature). For each
+    labelled class c with action seeds: 0.5 * -log(a_c / sum_k a_k) + 0.5 * -log(a_c / (a_c + g_c)), a =
+    sim(class-c seeds), g = sim(background seeds); summed and divided by the number of labelled classes.
+    As the official `extract_region_feat`, a seed set covering none or all of the video counts as absent;
+    a video without background seeds gives 0.
+    """
+    valid = mask.sum(1, keepdim=True)  # (B, 1)
+    sim = torch.exp(F.normalize(embedded, dim=-1) @ F.normalize(prototypes, dim=-1).t() / temperature)  # (B,T,C)
+    n_act = act_seed.sum(1)  # (B, C)
+    a = torch.einsum("btc,btk->bck", act_seed, sim) / n_act.clamp(min=1).unsqueeze(-1)  # (B, C, C)
+    n_bkg = bkg_seed.sum(1, keepdim=True)  # (B, 1)
+    g = torch.einsum("bt,btk->bk", bkg_seed, sim) / n_bkg.clamp(min=1)  # (B, C)
+    present = (labels > 0) & (n_act > 0) & (n_act < valid)  # (B, C)
+    own = torch.where(present, torch.diagonal(a, dim1=1, dim2=2), 1.0)  # (B, C); 1 keeps absent terms finite
+    term = 0.5 * -torch.log(own / torch.where(present, a.sum(-1), 1.0)) + 0.5 * -torch.log(
+        own / torch.where(present, own + g, 1.0))
+    per_video = torch.where(present, term, 0).sum(1) / labels.sum(1).clamp(min=1)
+    has_bkg = (n_bkg[:, 0] > 0) & (n_bkg < valid)[:, 0]
+    return torch.where(has_bkg, per_video, 0)
+
+
+def sequential_memory_update(prototypes: torch.Tensor, embedded: torch.Tensor, act_seed: torch.Tensor,
+                             labels: torch.Tensor, momentum: float) -> torch.Tensor:
+    """The memory after the official per-video updates, applied in batch order, as one closed form.
+
+    Video b updates class c (labelled, with action seeds) by P_c <- (1 - m) P_c + m f_bc, f_bc the mean
+    embedding of its class-c seeds. n updates compose to (1 - m)^n P_c + sum_b m (1 - m)^(later updates) f_bc.
+    prototypes (C, D), embedded (B, T, D) (detached), act_seed (B, T, C), labels (B, C) -> (C, D).
+    """
+    count = act_seed.sum(1)  # (B, C)
+    update = ((labels > 0) & (count > 0)).to(embedded.dtype)  # (B, C)
+    mean = torch.einsum("btc,btd->bcd", act_seed, embedded) / count.clamp(min=1).unsqueeze(-1)  # (B, C, D)
+    later = update.flip(0).cumsum(0).flip(0) - update  # (B, C) updates of class c after video b
+    weight = update * momentum * (1 - momentum) ** later  # (B, C)
+    return (1 - momentum) ** update.sum(0).unsqueeze(-1) * prototypes + torch.einsum("bc,bcd->cd", weight, mean)
+
+
+# ----------------------------------------------------------------------------- stage 2 (I-model)
+def roi_pool(features: torch.Tensor, lengths: torch.Tensor, proposals: torch.Tensor, bins: int,
+             extension: float) -> torch.Tensor:
+    """RoI-Align features of proposals widened by `extension` on each side (torchvision's roi_align on the
+    (D, T, 1) map, aligned=False, adaptive sampling, as the official code with its zero padding).
+
+    features (B, T, D), lengths (B,) real snippets, proposals (B, M, 2) snippet units -> (B, M, bins, D).
+    Bin j of a proposal averages G = ceil(h / bins) linearly interpolated samples at y0 + (j + (i + 0.5) / G) h
+    / bins, y0 = start - extension * width - 0.5, h = max((1 + 2 extension) width, 1); snippets outside the
+    video are zeros. One sparse (M bins, T) x (T, D) product: no (samples, D) tensor is materialised.
+    """
+    b, t, d = features.shape
+    m = proposals.shape[1]
+    with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
+        props = proposals.float().reshape(-1, 2)  # (P, 2)
+        width = props[:, 1] - props[:, 0]
+        y0 = props[:, 0] - extension * width - 0.5
+        height = torch.clamp((props[:, 1] + extension * width - 0.5) - y0, min=1.0)
+        bin_h = height / bins
+        grid = torch.ceil(height / bins).long().clamp(min=1)  # (P,) samples per bin
+        per_prop = grid * bins
+        pid = torch.repeat_interleave(torch.arange(len(props), device=features.device), per_prop)  # (S,)
+        first = torch.cumsum(per_prop, 0) - per_prop
+        j = torch.arange(len(pid), device=features.device) - first[pid]
+        g = grid[pid]
+        which_bin, sample = j // g, j % g
+        y = y0[pid] + which_bin * bin_h[pid] + (sample + 0.5) * bin_h[pid] / g
+        low = torch.floor(y)
+        frac = y - low
+        low = low.long()
+        video = pid // m
+        rows = torch.cat([low, low + 1])
+        weight = torch.cat([1 - frac, frac]) / torch.cat([g, g]).float()
+        out_row = torch.cat([pid * bins + which_bin] * 2)
+        vid = torch.cat([video, video])
+        inside = (rows >= 0) & (rows < lengths.to(rows.device)[vid]) & (weight != 0)
+        matrix = torch.sparse_coo_tensor(
+            torch.stack([out_row[inside], vid[inside] * t + rows[inside]]), weight[inside],
+            (len(props) * bins, b * t), check_invariants=False).coalesce()  # (P * bins, B * T), indices in range
+        pooled = torch.sparse.mm(matrix, features.float().reshape(b * t, d))  # (P * bins, D)
+    return pooled.view(b, m, bins, d)
+
+
+def _mlp(dim: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
+class InstanceModel(nn.Module):
+    """The I-model (boundary-completeness regressor): start / centre / end RoI parts -> completeness, offsets."""
+
+    def __init__(self, dim: int, dropout: float, roi_size: int, extension: float):
+        super().__init__()
+        self.roi_size = roi_size
+        self.extension = extension
+        self.start_reg = _mlp(dim, dim // 2)
+        self.end_reg = _mlp(dim, dim // 2)
+        self.fusion = nn.Sequential(nn.Linear(3 * dim, dim), nn.ReLU(), nn.Dropout(dropout))
+        self.completeness = _mlp(dim, dim // 2)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, proposals: torch.Tensor) -> InstanceOutput:
+        """features (B, T, D), lengths (B,), proposals (B, M, 2) -> InstanceOutput of (B, M) tensors."""
+        roi = roi_pool(features, lengths, proposals, self.roi_size, self.extension).to(features.dtype)
+        edge = self.roi_size // 6
+        start = roi[:, :, :edge].amax(2)  # (B, M, D)
+        centre = roi[:, :, edge:edge * 5].amax(2)
+        end = roi[:, :, edge * 5:].amax(2)
+        fused = self.fusion(torch.cat([centre - start, centre, centre - end], -1))  # (B, M, D)
+        return InstanceOutput(torch.sigmoid(self.completeness(fused)[..., 0]), self.start_reg(start)[..., 0],
+                              self.end_reg(end)[..., 0])
+
+
+def refine(proposals: torch.Tensor, start_reg: torch.Tensor, end_reg: torch.Tensor) -> torch.Tensor:
+    """Boundaries moved by the regressed offsets, in proposal widths: (B, M, 2)."""
+    width = proposals[..., 1] - proposals[..., 0]
+    return torch.stack([proposals[..., 0] + start_reg * width, proposals[..., 1] + end_reg * width], -1)
+
+
+def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """tIoU (B, M, K) of a (B, M, 2) with b (B, K, 2): intersection / (union + 1e-6), negatives -> 0."""
+    inter = torch.minimum(a[..., 1:2], b[..., 1].unsqueeze(1)) - torch.maximum(a[..., 0:1], b[..., 0].unsqueeze(1))
+    union = (a[..., 1] - a[..., 0]).unsqueeze(-1) + (b[..., 1] - b[..., 0]).unsqueeze(1) - inter
+    return torch.clamp(inter / (union + 1e-6), min=0)
+
+
+def instance_losses(output: InstanceOutput, proposals: torch.Tensor, proposal_mask: torch.Tensor,
+                    draw: torch.Tensor, pseudo: torch.Tensor, pseudo_mask: torch.Tensor,
+                    iou_thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boundary-regression and completeness-score losses, each the mean over videos of a per-video value.
+
+    iou_gt = best tIoU of each proposal with the video's pseudo labels (0 when none). Regression: smooth-L1
+    of (best tIoU of the refined proposal, 1) over proposals with iou_gt >= thresh. Score: smooth-L1 of
+    (predicted completeness, iou_gt) over the proposals with iou_gt >= thresh plus a random share of the
+    others (each kept when its draw in [0, 1) exceeds 1 - min(1, n_high / n_low)). Either is 0 for a video
+    with no selected proposal. proposals (B, M, 2), masks (B, M) / (B, K), draw (B, M), pseudo (B, K, 2).
+    """
+    valid = pseudo_mask.unsqueeze(1)  # (B, 1, K), K >= 1 (the sampler pads an empty list to one masked row)
+    iou_gt = torch.where(valid, segment_iou(proposals, pseudo), 0).amax(-1)  # (B, M)
+    refined = refine(proposals, output.start_reg, output.end_reg)
+    refined_iou = torch.where(valid, segment_iou(refined, pseudo), 0).amax(-1)  # (B, M)
+    high = (iou_gt >= iou_thresh) & proposal_mask  # (B, M)
+    low = (iou_gt < iou_thresh) & proposal_mask
+    reg = F.smooth_l1_loss(refined_iou, torch.ones_like(refined_iou), reduction="none")
+    reg = (reg * high).sum(1) / high.sum(1).clamp(min=1)
+    n_high, n_low = high.sum(1, keepdim=True).float(), low.sum(1, keepdim=True).float()
+    ratio = torch.where(n_low > 0, torch.clamp(n_high / n_low.clamp(min=1), max=1.0), 1.0)
+    chosen = high | (low & (draw * low > 1 - ratio))
+    score = F.smooth_l1_loss(output.iou, iou_gt, reduction="none")
+    score = (score * chosen).sum(1) / chosen.sum(1).clamp(min=1)
+    return reg.mean(), score.mean()
+
+
+# ----------------------------------------------------------------------------- stage 2 batches
+@dataclass
+class TrainingProposals:
+    """Stage-2 training data of every training video, flat with offsets (the ranking's result)."""
+
+    proposals: torch.Tensor  # (sum M_v, 2) stage-1 proposals then negative proposals, snippet units
+    proposal_offsets: torch.Tensor  # (V+1,) long
+    pseudo: torch.Tensor  # (sum K_v, 2) reliable proposals (pseudo labels)
+    pseudo_offsets: torch.Tensor  # (V+1,) long
+
+
+@dataclass(frozen=True)
+class ProposalSampler:
+    """Stage-2 batches: whole videos (a seeded stream of per-epoch permutations) with their proposals
+    (a random `max_proposal` of them beyond that), pseudo labels and the score loss's random draws in
+    `Batch.extras`; deterministic in (seed, step)."""
+
+    dataset: PointDataset
+    batch_size: int
+    seed: int
+    data: TrainingProposals
+    max_proposal: int
+
+    def __call__(self, step: int, rank: int = 0, world: int = 1):
+        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)[rank::world]
+        rng = np.random.default_rng([self.seed, step, 11])
+        lengths = self.dataset.n_snippets[videos]
+        snippet = np.arange(lengths.max())[None, :].repeat(len(videos), 0)
+        mask = snippet < lengths[:, None]
+        batch = gather_batch(self.dataset, videos, np.where(mask, snippet, -1), mask)
+        offsets, pseudo_offsets = self.data.proposal_offsets.numpy(), self.data.pseudo_offsets.numpy()
+        picks = []
+        for v in videos:  # index lists of the batch's videos (the tensors below are built once)
+            count = int(offsets[v + 1] - offsets[v])
+            pick = rng.permutation(count)[: self.max_proposal] if count > self.max_proposal else np.arange(count)
+            picks.append(offsets[v] + pick)
+        batch.extras = {
+            **_pad_rows(self.data.proposals, picks, "proposals"),
+            **_pad_rows(self.data.pseudo, [np.arange(pseudo_offsets[v], pseudo_offsets[v + 1]) for v in videos],
+                        "pseudo"),
+        }
+        batch.extras["proposal_draw"] = torch.from_numpy(rng.random(batch.extras["proposals_mask"].shape)).float()
+        return batch
+
+
+def _pad_rows(table: torch.Tensor, picks: list[np.ndarray], name: str) -> dict[str, torch.Tensor]:
+    """Rows `picks[i]` of table (N, 2) padded along a new axis: {name: (B, M, 2), name_mask: (B, M)}."""
+    width = max(1, max(len(p) for p in picks))
+    index = np.zeros((len(picks), width), dtype=np.int64)
+    mask = np.zeros((len(picks), width), dtype=bool)
+    for row, p in enumerate(picks):
+        index[row, : len(p)], mask[row, : len(p)] = p, True
+    rows = table[torch.from_numpy(index)] if len(table) else torch.zeros(len(picks), width, 2)
+    mask_t = torch.from_numpy(mask)
+    return {name: torch.where(mask_t.unsqueeze(-1), rows, torch.tensor([0.0, 1.0])), f"{name}_mask": mask_t}
+
+
+# ----------------------------------------------------------------------------- the method
+class HRPro(Method):
+    """HR-Pro: snippet-level stage (S-model + prototype memory), then instance-level stage (I-model)."""
+
+    name = "hrpro"
+    Options = Options
+
+    def __init__(self, options: Options, in_dim: int, n_classes: int):
+        super().__init__(options, in_dim, n_classes)
+        if in_dim % options.num_heads:
+            raise InputError(f"method.num_heads={options.num_heads} must divide the feature width {in_dim}")
+        self.snippet = SnippetModel(options, in_dim, n_classes)
+        self.instance = InstanceModel(in_dim, options.dropout, options.roi_size, options.roi_extension)
+        self.stage2_ready = False
+        self.training_proposals: TrainingProposals | None = None
+
+    # ------------------------------------------------------------------ schedule
+    def phases(self, train: Any, n_videos: int) -> tuple[Phase, ...]:
+        o = self.options
+        first = Phase("snippet", schedule_steps(train.steps, train.epochs, n_videos, train.batch_size), train.lr,
+                      train.batch_size, train.weight_decay)
+        second = Phase("instance", o.stage2_epochs * math.ceil(n_videos / o.stage2_batch_size), o.stage2_lr,
+                       o.stage2_batch_size, train.weight_decay)
+        return first, second
+
+    def phase_parameters(self, index: int) -> list[nn.Parameter]:
+        if index == 0:
+            return list(self.snippet.parameters())
+        self.snippet.requires_grad_(False)
+        return list(self.instance.parameters())
+
+    def start_phase(self, index: int, context: PhaseContext) -> None:
+        if index == 0:
+            self.init_memory(context.dataset, context.device, context.batch_size)
+        else:
+            self.snippet.requires_grad_(False)
+            self.training_proposals = self.rank_proposals(context.dataset, context.device, context.batch_size,
+                                                          int(torch.randint(2**31 - 1, ())))
+            self.stage2_ready = True
+
+    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0):
+        if phase == 0:
+            return super().training_sampler(dataset, batch_size, seed, phase)
+        if self.training_proposals is None:
+            raise RuntimeError("HR-Pro stage 2 needs the ranking of start_phase(1) (or a checkpoint holding it)")
+        return ProposalSampler(dataset, batch_size, seed, self.training_proposals, self.options.max_proposal)
+
+    # ------------------------------------------------------------------ checkpoint state
+    def get_extra_state(self) -> dict:
+        state: dict[str, Any] = {"stage2_ready": self.stage2_ready}
+        if self.training_proposals is not None:
+            state.update({k: getattr(self.training_proposals, k) for k in TrainingProposals.__dataclass_fields__})
+        return state
+
+    def set_extra_state(self, state: dict) -> None:
+        self.stage2_ready = bool(state.get("stage2_ready", False))
+        if "proposals" in state:
+            self.training_proposals = TrainingProposals(
+                **{k: state[k] for k in TrainingProposals.__dataclass_fields__})
+
+    def inference_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights and the stage flag; the training proposals stay in the training checkpoint."""
+        state = self.state_dict()
+        state["_extra_state"] = {"stage2_ready": self.stage2_ready}
+        return state
+
+    # ------------------------------------------------------------------ between phases
+    @torch.no_grad()
+    def _stage1_batches(self, dataset: PointDataset, device: torch.device, batch_size: int):
+        """(video indices, SnippetOutput) over the dataset in eval mode, whole videos padded per batch."""
+        was_training = self.training
+        self.eval()
+        lengths = dataset.n_snippets
+        for first in range(0, len(dataset), batch_size):  # a loop over batches
+            videos = np.arange(first, min(first + batch_size, len(dataset)))
+            snippet = np.arange(lengths[videos].max())[None, :].repeat(len(videos), 0)
+            mask = snippet < lengths[videos][:, None]
+            batch = gather_batch(dataset, videos, np.where(mask, snippet, -1), mask).to(device)
+            yield videos, batch, self._snippet_forward(batch.features, batch.mask)
+        self.train(was_training)
+
+    def init_memory(self, dataset: PointDataset, device: torch.device, batch_size: int) -> None:
+        """Each class's prototype = the mean embedding (eval mode) of its points over the training videos."""
+        total = torch.zeros_like(self.snippet.prototypes)  # (C, D)
+        count = torch.zeros(self.n_classes, device=total.device)
+        for _, batch, out in self._stage1_batches(dataset, device, batch_size):
+            points = ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float()  # (B, T, C)
+            total += torch.einsum("btc,btd->cd", points, out.embedded.float())
+            count += points.sum((0, 1))
+        self.snippet.prototypes = torch.where(count[:, None] > 0, total / count.clamp(min=1)[:, None],
+                                              self.snippet.prototypes)
+
+    def rank_proposals(self, dataset: PointDataset, device: torch.device, batch_size: int,
+                       seed: int) -> TrainingProposals:
+        """The official reliability ranking on the training videos: stage-1 proposals (all thresholds, not
+        suppressed), reliable proposals (pseudo labels) from the points, negative proposals from the
+        background seeds (int(negative_ratio * proposals) per video)."""
+        o = self.options
+        proposals, pseudo = [], []
+        for videos, batch, out in self._stage1_batches(dataset, device, batch_size):
+            points = ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float()
+            _, bkg_seed = select_seeds(out.cas[..., 0].float(), points, batch.mask, o.seed_act_thresh,
+                                       o.seed_bkg_thresh)
+            scores = self.scores(out, batch.mask)
+            cas, vid, seeds = scores.cas.float().cpu().numpy(), scores.video_scores.float().cpu().numpy(), \
+                bkg_seed.cpu().numpy() > 0
+            point_rows = points.cpu().numpy()
+            for row, v in enumerate(videos):  # proposal generation is per video (numpy), as at inference
+                n = int(dataset.n_snippets[v])
+                raw = self._stage1_raw(cas[row, :n], vid[row])
+                time, label = np.nonzero(point_rows[row, :n])
+                matched = match_points(raw, time + 0.5, label + 1)
+                matched = matched[matched >= 0]
+                rng = np.random.default_rng([seed, int(v)])
+                negative = negative_proposals(seeds[row, :n], int(o.negative_ratio * len(raw)), rng)
+                proposals.append(np.concatenate([np.column_stack([raw.start, raw.end]), negative[:, :2]]))
+                pseudo.append(np.column_stack([raw.start[matched], raw.end[matched]]))
+        return TrainingProposals(*_flat(proposals), *_flat(pseudo))
+
+    # ------------------------------------------------------------------ computation
+    def _snippet_forward(self, features: torch.Tensor, mask: torch.Tensor) -> SnippetOutput:
+        embedded, scores = self.snippet(features, mask)
+        background = scores[..., :1]
+        fused = torch.cat([background, scores[..., 1:] * (1 - background)], -1)  # (B, T, C+1)
+        return SnippetOutput(fused, scores[..., 1:], embedded, features, mask)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> Any:
+        """Stage 1 on (B, T, D) features; with `proposals` (B, M, 2) in extras (stage-2 batches) the I-model."""
+        if "proposals" in extras:
+            return self.instance(features, mask.sum(1), extras["proposals"])
+        return self._snippet_forward(features, mask)
+
+    def loss(self, output: Any, batch: Any, step: int) -> dict[str, torch.Tensor]:
+        if isinstance(output, InstanceOutput):
+            o, x = self.options, batch.extras
+            output = InstanceOutput(output.iou.float(), output.start_reg.float(), output.end_reg.float())
+            reg, score = instance_losses(output, x["proposals"], x["proposals_mask"], x["proposal_draw"],
+                                         x["pseudo"], x["pseudo_mask"], o.iou_thresh)
+            total = o.weight_loss_reg * reg + o.weight_loss_score * score
+            return {"total": total, "regression": reg.detach(), "score": score.detach()}
+        return self.snippet_losses(output, batch)
+
+    def snippet_losses(self, output: SnippetOutput, batch: Any) -> dict[str, torch.Tensor]:
+        """Stage-1 losses (each a mean over the batch's videos) and the memory update."""
+        o = self.options
+        mask = batch.mask
+        cas = output.cas.float()  # (B, T, C+1)
+        labels = batch.video_labels[:, 1:].float()  # (B, C)
+        points = ((batch.point_labels[..., 1:] > 0) & mask.unsqueeze(-1)).float()  # (B, T, C)
+        act_seed, bkg_seed = select_seeds(cas[..., 0].detach(), points, mask, o.seed_act_thresh, o.seed_bkg_thresh)
+        vid = video_scores(output.class_scores.float(), mask, o.r_act, labels)
+        video = F.binary_cross_entropy(vid, labels, reduction="none").mean(1)  # (B,)
+        action_target = F.pad(points, (1, 0))  # (B, T, C+1), background column 0 empty
+        frame = focal_frame_loss(cas, action_target, points.amax(-1))
+        background_target = torch.zeros_like(cas)
+        background_target[..., 0] = 1
+        frame_bkg = focal_frame_loss(cas, background_target, bkg_seed)
+        embedded = output.embedded.float()
+        contrast = contrastive_loss(embedded, self.snippet.prototypes, act_seed, bkg_seed, labels, mask,
+                                    o.temperature)
+        if o.memory_update == "sequential" and self.training:
+            self.snippet.prototypes = sequential_memory_update(self.snippet.prototypes, embedded.detach(), act_seed,
+                                                               labels, o.memory_momentum)
+        losses = {"video": video.mean(), "frame": frame.mean(), "frame_bkg": frame_bkg.mean(),
+                  "contrastive": contrast.mean()}
+        total = (o.weight_video * losses["video"] + o.weight_frame * losses["frame"]
+                 + o.weight_frame_bkg * losses["frame_bkg"] + o.weight_contrastive * losses["contrastive"])
+        return {"total": total, **{k: v.detach() for k, v in losses.items()}}
+
+    def scores(self, output: SnippetOutput, mask: torch.Tensor) -> Scores:
+        """cas: the fused stage-1 CAS (background column 0), video_scores: top-k of s_c (column 0 = 0),
+        actionness: 1 - background."""
+        vid = video_scores(output.class_scores.float(), mask, self.options.r_act)  # (B, C)
+        return Scores(cas=output.cas.float(), video_scores=F.pad(vid, (1, 0)), actionness=1 - output.cas[..., 0].float())
+
+    def _stage1_raw(self, cas: np.ndarray, video_scores_: np.ndarray) -> RawProposals:
+        o = self.options
+        return stage1_proposals(cas, video_scores_, class_thresh=o.class_thresh, scale=o.scale,
+                                cas_thresholds=o.cas_thresholds, agnostic_thresholds=o.agnostic_thresholds,
+                                outer_ratio=o.outer_ratio, gamma=o.gamma)
+
+    def localize(self, cas: np.ndarray, actionness: np.ndarray | None, video_scores_: np.ndarray) -> Detections:
+        """Stage 1 alone (before phase 1): its proposals after soft-NMS per class."""
+        raw = self._stage1_raw(cas, video_scores_)
+        o = self.options
+        segments = soft_nms_per_class(np.column_stack([raw.start, raw.end]), raw.score, raw.label,
+                                      o.soft_nms_sigma, o.soft_nms_offset)
+        return with_frames(segments, cas)
+
+    def detect(self, output: SnippetOutput, videos: list) -> list[Detections]:
+        """Stage-1 proposals of each video scored and refined by the I-model (the official I_test): every
+        proposal once as is with score completeness + stage-1 score, once refined with the refined
+        proposal's completeness + stage-1 score; then soft-NMS per class."""
+        if not self.stage2_ready:
+            return super().detect(output, videos)
+        o = self.options
+        found = []
+        for video in videos:  # inference only: one video's proposals at a time bounds the RoI memory
+            raw = self._stage1_raw(video.cas, video.video_scores)
+            if not len(raw):
+                found.append(Detections.empty())
+                continue
+            n = len(video.cas)
+            features = output.features[video.row : video.row + 1, :n]  # (1, T, D)
+            lengths = torch.tensor([n], device=features.device)
+            proposals = torch.from_numpy(np.column_stack([raw.start, raw.end])).float()[None].to(features.device)
+            with torch.no_grad():
+                first = self.instance(features, lengths, proposals)  # (1, M) each
+                refined = refine(proposals, first.start_reg.float(), first.end_reg.float())  # (1, M, 2)
+                second = self.instance(features, lengths, refined)
+            bounds = np.concatenate([np.column_stack([raw.start, raw.end]), refined[0].cpu().numpy().astype(np.float64)])
+            score = np.concatenate([first.iou[0].float().cpu().numpy() + raw.score,
+                                    second.iou[0].float().cpu().numpy() + raw.score])
+            segments = soft_nms_per_class(bounds, score, np.concatenate([raw.label, raw.label]), o.soft_nms_sigma,
+                                          o.soft_nms_offset)
+            found.append(with_frames(segments, video.cas))
+        return found
+
+
+def with_frames(segments: np.ndarray, cas: np.ndarray) -> Detections:
+    """Detections whose single frames are each segment's arg-max snippet of its class's CAS (T, C+1) within
+    the segment clipped to the video, with the segment's score (what the frame-level evaluation reads)."""
+    n = cas.shape[0]
+    if len(segments) == 0 or n == 0:
+        return Detections(segments.reshape(-1, 4), np.zeros((0, 3)))
+    start = np.clip(segments[:, 0], 0, n - 1)
+    end = np.clip(segments[:, 1], start + 1e-9, n)
+    label = segments[:, 2].astype(np.int64)
+    peak = segment_peaks(cas, label, start, end)  # (N,)
+    return Detections(segments, np.column_stack([peak, label, segments[:, 3]]).astype(np.float64))
+
+
+def _flat(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-video (M_v, 2) arrays -> flat (sum M_v, 2) float32 tensor and (V+1,) offsets."""
+    counts = [len(r) for r in rows]
+    flat = np.concatenate([r.reshape(-1, 2) for r in rows]) if rows else np.zeros((0, 2))
+    return torch.from_numpy(flat).float(), torch.from_numpy(np.concatenate([[0], np.cumsum(counts)])).long()
