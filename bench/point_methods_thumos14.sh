@@ -40,7 +40,7 @@ EXTRA[sfnet]="--set data.points=gaussian --set method.hidden=128 --set method.ex
 CONFIG[soda]=configs/thumos14_soda.yaml
 EXTRA[soda]="--set data.points=gaussian --set method.hidden=128 --set method.resample_t=256 ${STEPS_ONLY[*]}"
 CONFIG[lacp]=configs/thumos14_lacp.yaml
-EXTRA[lacp]="--set data.points=gaussian --set method.num_segments=256 ${STEPS_ONLY[*]}"
+EXTRA[lacp]="--set data.points=gaussian --set method.hidden=128 --set method.num_segments=256 ${STEPS_ONLY[*]}"
 CONFIG[hrpro]=configs/thumos14_hrpro.yaml
 EXTRA[hrpro]="--set data.points=gaussian ${STEPS_ONLY[*]}"
 CONFIG[hrpro-full]=configs/thumos14_sfnet_full.yaml

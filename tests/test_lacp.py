@@ -603,13 +603,34 @@ def test_options_name_the_bad_key():
 # ----------------------------------------------------------------------------- end to end
 
 
-def _lacp_config(tiny_data, steps, **train):
+def _lacp_config(tiny_data, steps, method=None, **train):
     from conftest import tiny_raw_config
     from pointtal.config import build_config
 
     raw = tiny_raw_config(tiny_data, "lacp", steps=steps, **train)
-    raw["method"]["hidden"] = 32
+    raw["method"].update(hidden=32, **(method or {}))
     return build_config(raw)
+
+
+def test_perturb_index_draws_from_the_official_bins():
+    from pointtal.methods.lacp import perturb_index
+
+    def candidates(length, size):  # random_perturb's choices, bin by bin, as plain loops
+        if length == size:
+            return [[i] for i in range(size)]
+        starts = [i * length / size for i in range(size)]
+        out = []
+        for i in range(size):
+            lo = int(starts[i])
+            hi = int(starts[i + 1]) if i < size - 1 else length - 1
+            out.append(list(range(lo, max(hi, lo) + 1)))
+        return out
+
+    lengths = np.array([10, 4, 6, 37, 1])
+    draws = np.stack([perturb_index(lengths, 6, np.random.default_rng(k)) for k in range(300)])  # (300, B, 6)
+    for b, length in enumerate(lengths):
+        for i, allowed in enumerate(candidates(int(length), 6)):
+            assert sorted(set(draws[:, b, i].tolist())) == allowed, (length, i)
 
 
 def test_train_runs_the_search_and_checkpoints_its_labels(tiny_data, tmp_path, monkeypatch):
@@ -631,6 +652,25 @@ def test_train_runs_the_search_and_checkpoints_its_labels(tiny_data, tmp_path, m
     assert int(state["offsets"][-1]) == state["pseudo"].shape[0]
     assert np.isfinite(result.metrics["average"])
     assert all(completeness[s] == 0 for s in range(10)) and completeness[10] > 0 and completeness[11] > 0
+
+
+@pytest.mark.slow  # ~5 s
+def test_training_on_perturbed_samples_reads_the_whole_video_pseudo_labels(tiny_data, tmp_path):
+    from pointtal.engine.trainer import train
+
+    seen = []
+    original = LACP.loss
+
+    def loss(self, output, batch, step):
+        seen.append(batch.mask.shape[1])
+        return original(self, output, batch, step)
+
+    LACP.loss = loss
+    try:
+        result = train(_lacp_config(tiny_data, 12, method={"num_segments": 48}), tmp_path / "run")
+    finally:
+        LACP.loss = original
+    assert set(seen) == {48} and np.isfinite(result.metrics["average"])
 
 
 @pytest.mark.slow  # 60 steps (~6 s)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pointtal.data.dataset import _shard, batch_videos
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
 from pointtal.methods.layers import masked_topk_mean
@@ -43,9 +44,11 @@ class Options:
     """LACP switches; defaults are the official code's THUMOS14 settings (options.py, config.py, train.py).
 
     Where the paper, the official code and pointtal differ (each a switch or a stated choice):
-    * Training batches: the official code trains on whole videos (main.py passes num_segments=-1, so its
-      random_perturb sampling is the identity) at train and test time; pointtal does the same (no
-      `num_segments` option: there is nothing to resample).
+    * Training batches (`num_segments`): the official code trains and tests on whole videos (main.py passes
+      num_segments=-1, so its random_perturb sampling is the identity): None, the default. An integer N
+      samples N snippets per training video as the code's random_perturb would (one random snippet between
+      the floors of consecutive bin starts, both ends included; `PerturbSampler`); inference and the search
+      stay on whole videos, as the code's test loader and search always use num_segments=-1.
     * Sequence search (`search`): the official code approximates the arg-max of the sequence score (mean
       outer-inner contrast of the segments of a seed-consistent sequence) by a frame-by-frame beam search
       keeping `budget` = 25 hypotheses and dropping partial scores < `search_prune` = 0.1 ("beam", default;
@@ -70,6 +73,8 @@ class Options:
       official "+1 second" IoU (`nms_extent` = 1 s in snippets: 25 fps / 16-frame snippets).
     """
 
+    # --- batches (main.py, thumos_features.py)
+    num_segments: int | None = None  # None: whole videos (official); N: random_perturb to N snippets in training
     # --- network (model.py)
     hidden: int = 2048  # embedding width H (kernel-3 conv + ReLU)
     dropout: float = 0.7
@@ -104,6 +109,7 @@ class Options:
 
     def __post_init__(self):
         check_options(self, [
+            (self.num_segments is None or self.num_segments > 0, "num_segments", "must be > 0 (or null)"),
             (self.hidden > 0, "hidden", "must be > 0"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.r_act > 0, "r_act", "must be > 0"),
@@ -670,6 +676,43 @@ def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: 
     return total / count.clamp(min=1)
 
 
+# ----------------------------------------------------------------------------- batches
+
+
+def perturb_index(lengths: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """The official random_perturb for every video: (B, size) snippet indices.
+
+    Bin i starts at s_i = i * L / size; its snippet is uniform over [int(s_i), int(s_{i+1})] (both included),
+    the last bin's over [int(s_{size-1}), L-1]; a video of exactly `size` snippets is taken as it is.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    starts = np.arange(size)[None, :] * lengths[:, None] / size  # (B, size)
+    lo = np.floor(starts).astype(np.int64)
+    hi = np.concatenate([lo[:, 1:], lengths[:, None] - 1], axis=1)  # inclusive upper ends
+    hi = np.maximum(hi, lo)
+    index = lo + np.floor(rng.random(lo.shape) * (hi - lo + 1)).astype(np.int64)
+    index = np.minimum(index, hi)
+    exact = lengths == size
+    index[exact] = np.arange(size)
+    return index
+
+
+@dataclass(frozen=True)
+class PerturbSampler:
+    """Training batches of `size` snippets per video drawn by `perturb_index`; deterministic in (seed, step)."""
+
+    dataset: Any
+    batch_size: int
+    seed: int
+    size: int
+
+    def __call__(self, step: int, rank: int = 0, world: int = 1) -> Any:
+        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)
+        rng = np.random.default_rng([self.seed, step, 7])
+        snippet = perturb_index(self.dataset.n_snippets[videos], self.size, rng)  # (B, size)
+        return _shard(self.dataset, videos, snippet, np.ones_like(snippet, dtype=bool), rank, world)
+
+
 # ----------------------------------------------------------------------------- the method
 
 
@@ -703,6 +746,16 @@ class LACP(Method):
     def set_extra_state(self, state: dict) -> None:
         self.pseudo = state["pseudo"].bool()
         self.offsets = state["offsets"].long()
+
+    def training_sampler(self, dataset: Any, batch_size: int, seed: int, phase: int = 0) -> Callable:
+        """Whole videos (the official setting), or `num_segments` snippets per video by random_perturb."""
+        if self.options.num_segments is None:
+            return super().training_sampler(dataset, batch_size, seed, phase)
+        return PerturbSampler(dataset, batch_size, seed, self.options.num_segments)
+
+    def training_length(self, longest: int) -> tuple[int, str]:
+        n = self.options.num_segments
+        return (longest, "") if n is None else (n, "method.num_segments")
 
     def refresh_due(self, step: int) -> bool:
         o = self.options
