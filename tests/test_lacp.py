@@ -583,7 +583,9 @@ def test_scores_fuse_background_and_give_topk_video_scores():
 def test_search_runs_after_every_search_freq_steps_and_is_carried_by_the_state_dict():
     method = LACP(Options(hidden=8), 5, C)
     assert [s for s in range(35) if method.refresh_due(s)] == [10, 20, 30]
-    assert [s for s in range(35) if LACP(Options(hidden=8, search_start=25), 5, C).refresh_due(s)] == [30]
+    late = LACP(Options(hidden=8, search_start=25), 5, C)
+    assert [s for s in range(35) if late.refresh_due(s)] == [30] and late.first_search == 30
+    assert late.plan_notes(30) and not late.plan_notes(31) and not method.plan_notes(11)
     method.pseudo = torch.tensor([[True, False, True]])
     method.offsets = torch.tensor([0, 1])
     other = LACP(Options(hidden=8), 5, C)

@@ -761,10 +761,17 @@ class LACP(Method):
         o = self.options
         return step >= max(o.search_start, 1) and step % o.search_freq == 0
 
+    @property
+    def first_search(self) -> int:
+        """The first step before which the search runs."""
+        o = self.options
+        return -(-max(o.search_start, 1) // o.search_freq) * o.search_freq
+
     def plan_notes(self, steps: int) -> list[str]:
-        if steps <= max(self.options.search_start, 1):
-            return [f"method.search_start={self.options.search_start} is not within the run's {steps} steps: the "
-                    f"optimal sequence search never runs and the completeness losses stay off"]
+        if self.first_search >= steps:
+            return [f"method.search_start={self.options.search_start} (search_freq {self.options.search_freq}): the "
+                    f"first search would come at step {self.first_search}, not within the run's {steps} steps; the "
+                    f"completeness losses stay off"]
         return []
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> LACPOutput:
