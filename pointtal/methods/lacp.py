@@ -48,7 +48,9 @@ class Options:
       num_segments=-1, so its random_perturb sampling is the identity): None, the default. An integer N
       samples N snippets per training video as the code's random_perturb would (one random snippet between
       the floors of consecutive bin starts, both ends included; `PerturbSampler`); inference and the search
-      stay on whole videos, as the code's test loader and search always use num_segments=-1.
+      stay on whole videos, as the code's test loader and search always use num_segments=-1. Videos come in
+      pointtal's seeded stream of per-epoch permutations (the code reshuffles its loader every
+      len(videos) // 16 steps and so skips the remainder of each epoch).
     * Sequence search (`search`): the official code approximates the arg-max of the sequence score (mean
       outer-inner contrast of the segments of a seed-consistent sequence) by a frame-by-frame beam search
       keeping `budget` = 25 hypotheses and dropping partial scores < `search_prune` = 0.1 ("beam", default;
