@@ -1,4 +1,5 @@
-"""`pointtal demo`: synthesise the tiny benchmark, train the weak baseline, SF-Net and SODA, print a table."""
+"""`pointtal demo`: synthesise the tiny benchmark, train the weak baseline, SF-Net, SODA, LACP and HR-Pro, print
+a table."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-HELP = "end-to-end demo on the built-in tiny synthetic dataset: weak vs SF-Net vs SODA"
+HELP = "end-to-end demo on the built-in tiny synthetic dataset: weak vs SF-Net vs SODA vs LACP vs HR-Pro"
 EXAMPLE = "pointtal demo --out runs/demo\n  pointtal demo --out /tmp/demo --quick   # fewer steps, for a smoke test"
 
 MARKER = ".pointtal-demo.json"
@@ -35,6 +36,11 @@ def demo_configs(data: Path, steps: int, seed: int) -> dict[str, dict]:
                   "method": {"name": "sfnet", "expand_step": steps // 2}, "train": train},
         "soda": {"data": {**common, "points": "soda"},
                  "method": {"name": "soda", "hidden": 64, "resample_t": 100}, "train": {**train, "steps": steps // 2}},
+        "lacp": {"data": {**common, "points": clicks},
+                 "method": {"name": "lacp", "hidden": 64}, "train": {**train, "steps": steps // 2}},
+        # stage 1 for steps // 2, then stage 2 for 20 epochs (3 steps each here) at the demo's stage-1 lr
+        "hrpro": {"data": {**common, "points": clicks},
+                  "method": {"name": "hrpro", "stage2_lr": 1e-3}, "train": {**train, "steps": steps // 2}},
     }
 
 
@@ -71,11 +77,11 @@ def run(args: argparse.Namespace) -> int:
         from pointtal.errors import InputError
 
         raise InputError(f"{out}: exists and is not a demo directory; choose another --out")
-    names = ["weak", "sfnet", "soda"]
+    configs = demo_configs(data, steps, args.seed)
+    names = list(configs)
     _fresh_dir(out, names)
     console.print(f"[bold]1/2[/] synthesising the tiny benchmark in {data}")
     generate(data, "tiny", seed=args.seed, progress=False)
-    configs = demo_configs(data, steps, args.seed)
     rows = {}
     for i, (name, raw) in enumerate(configs.items(), 1):
         console.print(f"[bold]2/2[/] training {name} ({i}/{len(configs)}) -> {out / name}")

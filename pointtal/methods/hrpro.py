@@ -15,7 +15,7 @@ The engine drives this class through the `Method` contract only, in two phases:
   * inference: stage-1 proposals, and once phase 1 has started the I-model scores and refines them
     (`detect`); Gaussian soft-NMS per class.
 
-docs/hrpro.md describes the method. Shapes: B videos, T snippets (padded; `mask` marks real ones), D feature width, C action classes (column 0
+docs/methods.md §6 describes the method. Shapes: B videos, T snippets (padded; `mask` marks real ones), D feature width, C action classes (column 0
 of every (C+1)-wide tensor is background), M proposals and K pseudo labels per video (padded, with masks).
 """
 
