@@ -8,7 +8,8 @@
 #
 # SCALED DOWN for a 2-core CPU, one budget for every method: D 256 synthetic features, hidden width 128,
 # batch 16, lr 1e-3, 600 optimisation steps (SF-Net: anchor expansion at 300; SODA / LACP: videos resampled to
-# 256 snippets, the mean length is 324). HR-Pro: its stage 1 gets the same 600 steps, then its stage 2
+# 256 snippets, the mean length is 324; LACP and HR-Pro by their official random_perturb, as their
+# num_segments option does: the official setting is whole videos). HR-Pro: its stage 1 gets the same 600 steps, then its stage 2
 # (proposal level) the official 20 epochs at batch 10 (400 steps of a much smaller network) at lr 5e-4 (the
 # official 5e-5, scaled x10 like every stage-1 lr here). The pseudo-label
 # row trains `full` SF-Net for 600 steps on HR-Pro's predicted segments of the training videos.
@@ -43,7 +44,7 @@ EXTRA[soda]="--set data.points=gaussian --set method.hidden=128 --set method.res
 CONFIG[lacp]=configs/thumos14_lacp.yaml
 EXTRA[lacp]="--set data.points=gaussian --set method.hidden=128 --set method.num_segments=256 ${STEPS_ONLY[*]}"
 CONFIG[hrpro]=configs/thumos14_hrpro.yaml
-EXTRA[hrpro]="--set data.points=gaussian --set method.stage2_lr=5e-4 ${STEPS_ONLY[*]}"
+EXTRA[hrpro]="--set data.points=gaussian --set method.num_segments=256 --set method.stage2_lr=5e-4 ${STEPS_ONLY[*]}"
 CONFIG[hrpro-full]=configs/thumos14_sfnet_full.yaml
 EXTRA[hrpro-full]="--set method.hidden=128 ${STEPS_ONLY[*]}"   # + data.annotations=<pseudo labels>, below
 

@@ -688,3 +688,49 @@ def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_lab
         expected = expected[expected >= 0]
         np.testing.assert_allclose(pseudo, np.column_stack([raw.start[expected], raw.end[expected]]), atol=1e-6)
     assert len(ranked.pseudo) > 0 and len(ranked.proposals) > len(ranked.pseudo)
+
+
+def test_length_groups_keep_videos_within_the_ratio_of_their_longest():
+    from pointtal.methods.hrpro import length_groups
+
+    lengths = torch.tensor([100, 12, 80, 81, 11, 64, 13, 10])
+    groups = [g.tolist() for g in length_groups(lengths, ratio=1.25)]
+    assert groups == [[0, 3, 2], [5], [6, 1, 4], [7]]  # 100/81/80 | 64 | 13/12/11 | 10 (< 13 / 1.25)
+    assert sorted(i for g in groups for i in g) == list(range(8))
+
+
+def test_attention_in_length_groups_equals_each_video_alone():
+    method = _method().eval()
+    method.snippet.prototypes = torch.randn(3, 8)
+    lengths = torch.tensor([3, 20, 9, 16, 2])  # four groups at ratio 1.25
+    mask = torch.arange(20)[None, :] < lengths[:, None]
+    features = torch.randn(5, 20, 8) * mask[..., None]
+    with torch.no_grad():
+        embedded, scores = method.snippet(features, mask)
+        for row, n in enumerate(lengths.tolist()):
+            alone_embedded, alone_scores = method.snippet(features[row : row + 1, :n], torch.ones(1, n, dtype=torch.bool))
+            torch.testing.assert_close(embedded[row, :n], alone_embedded[0], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(scores[row, :n], alone_scores[0], rtol=1e-5, atol=1e-5)
+        assert float(embedded[~mask].abs().max()) == 0.0
+
+
+def test_num_segments_perturbs_long_videos_and_keeps_short_ones_whole(tiny_data):
+    from conftest import tiny_raw_config
+    from pointtal.config import build_config
+    from pointtal.data.dataset import PerturbSampler
+    from pointtal.engine.setup import load_run_data
+
+    data = load_run_data(build_config(tiny_raw_config(tiny_data, "weak")), test=False)
+    size = int(np.median(data.train.n_snippets))
+    method = HRPro(Options(num_segments=size), data.train.dim, 4)
+    sampler = method.training_sampler(data.train, 8, 0, 0)
+    assert isinstance(sampler, PerturbSampler) and sampler.keep_short
+    batch = sampler(3)
+    lengths = data.train.n_snippets[batch.video_index.numpy()]
+    real = batch.mask.sum(1).numpy()
+    assert (real == np.minimum(lengths, size)).all() and (lengths > size).any() and (lengths < size).any()
+    for row in np.flatnonzero(lengths <= size):  # short videos: every snippet once, in order
+        assert batch.snippet_index[row, : lengths[row]].tolist() == list(range(lengths[row]))
+    for row in np.flatnonzero(lengths > size):  # long ones: one snippet per bin, non-decreasing
+        picked = batch.snippet_index[row].numpy()
+        assert (np.diff(picked) >= 0).all() and picked.max() < lengths[row]

@@ -277,3 +277,45 @@ class ResampleSampler:
         rng = np.random.default_rng([self.seed, step, 7])
         snippet = resample_index(self.dataset.n_snippets[videos], self.size, rng)  # (B, size)
         return _shard(self.dataset, videos, snippet, np.ones_like(snippet, dtype=bool), rank, world)
+
+
+def perturb_index(lengths: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """LACP's and HR-Pro's official random_perturb for every video: (B, size) snippet indices.
+
+    Bin i starts at s_i = i * L / size; its snippet is uniform over [int(s_i), int(s_{i+1})] (both included),
+    the last bin's over [int(s_{size-1}), L-1]; a video of exactly `size` snippets is taken as it is.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    starts = np.arange(size)[None, :] * lengths[:, None] / size  # (B, size)
+    lo = np.floor(starts).astype(np.int64)
+    hi = np.concatenate([lo[:, 1:], lengths[:, None] - 1], axis=1)  # inclusive upper ends
+    hi = np.maximum(hi, lo)
+    index = lo + np.floor(rng.random(lo.shape) * (hi - lo + 1)).astype(np.int64)
+    index = np.minimum(index, hi)
+    exact = lengths == size
+    index[exact] = np.arange(size)
+    return index
+
+
+@dataclass(frozen=True)
+class PerturbSampler:
+    """Training batches of `size` snippets per video drawn by `perturb_index`; deterministic in (seed, step)."""
+
+    dataset: PointDataset
+    batch_size: int
+    seed: int
+    size: int
+    keep_short: bool = False  # HR-Pro: a video of at most `size` snippets is taken whole (LACP: resampled up)
+
+    def __call__(self, step: int, rank: int = 0, world: int = 1) -> Batch:
+        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)
+        rng = np.random.default_rng([self.seed, step, 7])
+        lengths = self.dataset.n_snippets[videos]
+        snippet = perturb_index(lengths, self.size, rng)  # (B, size)
+        mask = np.ones_like(snippet, dtype=bool)
+        if self.keep_short:
+            grid = np.arange(self.size)[None, :]
+            short = (lengths <= self.size)[:, None]
+            mask = ~short | (grid < lengths[:, None])  # (B, size)
+            snippet = np.where(short, np.where(mask, grid, -1), snippet)
+        return _shard(self.dataset, videos, snippet, mask, rank, world)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.data.dataset import PointDataset, batch_videos, gather_batch
+from pointtal.data.dataset import PerturbSampler, PointDataset, batch_videos, gather_batch
 from pointtal.errors import InputError
 from pointtal.localization.hrpro import (
     AGNOSTIC_THRESHOLDS,
@@ -59,6 +59,10 @@ class Options:
     """HR-Pro switches; defaults are the official THUMOS14 settings (cfgs/thumos_hyp.yaml and the code).
 
     Where this port differs from the official code (each a deliberate choice):
+    * Stage-1 batches (`num_segments`): the official num_segments -1 takes whole videos (None, the default);
+      an integer N draws the official random_perturb of N snippets from longer videos and keeps shorter ones
+      whole, as the code's dataset does. Whole-video attention runs in groups of similar length (no change
+      to any output; see `SnippetModel.forward`).
     * Stage 2 starts from the final stage-1 weights; the official code keeps the stage-1 checkpoint with the
       best test mAP (model selection on the test set) and ranks with it.
     * The official stage 1 runs one video per forward and updates the memory after each video, so the
@@ -82,6 +86,8 @@ class Options:
     default 0.5 is overridden by the caller).
     """
 
+    # --- stage 1 batches
+    num_segments: int | None = None  # None: whole videos (official num_segments -1); N: random_perturb to N
     # --- stage 1 network
     r_act: int = 8  # top-k pooling: k = max(1, floor(T / r_act))
     dropout: float = 0.7  # before the classifier (and in the I-model's fusion layer)
@@ -124,6 +130,7 @@ class Options:
 
     def __post_init__(self):
         check_options(self, [
+            (self.num_segments is None or self.num_segments > 0, "num_segments", "must be > 0 (or null)"),
             (self.r_act >= 1, "r_act", "must be >= 1"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.rab_layers >= 0, "rab_layers", "must be >= 0"),
@@ -254,6 +261,19 @@ class ReliabilityAwareBlock(nn.Module):
         return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
 
+def length_groups(lengths: torch.Tensor, ratio: float = 1.25) -> list[torch.Tensor]:
+    """Indices of the videos of `lengths` (B,) in groups, longest first, each holding the videos at least
+    1/ratio as long as its longest (so a group's padding costs at most ratio^2 of its attention)."""
+    order = torch.argsort(lengths, descending=True, stable=True)
+    ordered = lengths[order].tolist()
+    groups, start = [], 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i] * ratio < ordered[start]:
+            groups.append(order[start:i])
+            start = i
+    return groups
+
+
 class SnippetModel(nn.Module):
     """The S-model: attention over snippets + prototype tokens, conv embedding, sigmoid classifier."""
 
@@ -272,18 +292,33 @@ class SnippetModel(nn.Module):
         c, d = self.prototypes.shape
         return self.prototypes.reshape(d, c).t() if self.prototype_tokens == "code" else self.prototypes
 
+    def _attend(self, x: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The attention blocks over videos x (G, T, D) of similar length, cut to their longest, with the
+        prototype tokens appended -> (G, T, D) (zeros past the longest)."""
+        g, t, _ = x.shape
+        longest = int(mask.sum(1).max())
+        y = torch.cat([x[:, :longest], tokens.unsqueeze(0).expand(g, -1, -1)], 1)  # (G, L+C, D)
+        padding = torch.cat([~mask[:, :longest], mask.new_zeros(g, tokens.shape[0])], 1)  # (G, L+C)
+        for block in self.blocks:
+            y = block(y, padding)
+        return F.pad(y[:, :longest], (0, 0, 0, t - longest))
+
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """features (B, T, D), mask (B, T) -> embedded (B, T, D), sigmoid scores (B, T, C+1)."""
+        """features (B, T, D), mask (B, T) -> embedded (B, T, D), sigmoid scores (B, T, C+1).
+
+        Attention costs T^2 per video: the videos of a batch attend in groups of similar length
+        (`length_groups`), not all padded to the longest (a batch of 16 THUMOS14 videos padded to its longest
+        does ~20x the work). The blocks have no positional encoding and mask padded keys, so a video's output
+        does not depend on its group."""
         b, t, _ = features.shape
         keep = mask.unsqueeze(-1).to(features.dtype)
         x = features * keep
         tokens = self.tokens().to(x.dtype)
         if len(self.blocks):
-            x = torch.cat([x, tokens.unsqueeze(0).expand(b, -1, -1)], 1)  # (B, T+C, D)
-            padding = torch.cat([~mask, mask.new_zeros(b, tokens.shape[0])], 1)  # (B, T+C)
-            for block in self.blocks:
-                x = block(x, padding)
-            x = x[:, :t] * keep  # (B, T, D), zero padding for the conv
+            attended = torch.zeros_like(x)  # (B, T, D)
+            for rows in length_groups(mask.sum(1)):
+                attended[rows] = self._attend(x[rows], mask[rows], tokens)
+            x = attended * keep  # zero padding for the conv
         embedded = F.relu(self.embedding(x.transpose(1, 2))).transpose(1, 2) * keep  # (B, T, D)
         scores = torch.sigmoid(self.classifier(self.classifier_dropout(embedded)))  # (B, T, C+1)
         return embedded, scores
@@ -566,8 +601,10 @@ class HRPro(Method):
             self.stage2_ready = True
 
     def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0):
-        if phase == 0:
+        if phase == 0 and self.options.num_segments is None:
             return super().training_sampler(dataset, batch_size, seed, phase)
+        if phase == 0:  # the official random_perturb; a video of at most N snippets stays whole
+            return PerturbSampler(dataset, batch_size, seed, self.options.num_segments, keep_short=True)
         if self.training_proposals is None:
             raise RuntimeError("HR-Pro stage 2 needs the ranking of start_phase(1) (or a checkpoint holding it)")
         return ProposalSampler(dataset, batch_size, seed, self.training_proposals, self.options.max_proposal)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.data.dataset import _shard, batch_videos
+from pointtal.data.dataset import PerturbSampler, perturb_index
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
 from pointtal.methods.layers import masked_topk_mean
@@ -679,40 +679,6 @@ def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: 
 
 
 # ----------------------------------------------------------------------------- batches
-
-
-def perturb_index(lengths: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """The official random_perturb for every video: (B, size) snippet indices.
-
-    Bin i starts at s_i = i * L / size; its snippet is uniform over [int(s_i), int(s_{i+1})] (both included),
-    the last bin's over [int(s_{size-1}), L-1]; a video of exactly `size` snippets is taken as it is.
-    """
-    lengths = np.asarray(lengths, dtype=np.int64)
-    starts = np.arange(size)[None, :] * lengths[:, None] / size  # (B, size)
-    lo = np.floor(starts).astype(np.int64)
-    hi = np.concatenate([lo[:, 1:], lengths[:, None] - 1], axis=1)  # inclusive upper ends
-    hi = np.maximum(hi, lo)
-    index = lo + np.floor(rng.random(lo.shape) * (hi - lo + 1)).astype(np.int64)
-    index = np.minimum(index, hi)
-    exact = lengths == size
-    index[exact] = np.arange(size)
-    return index
-
-
-@dataclass(frozen=True)
-class PerturbSampler:
-    """Training batches of `size` snippets per video drawn by `perturb_index`; deterministic in (seed, step)."""
-
-    dataset: Any
-    batch_size: int
-    seed: int
-    size: int
-
-    def __call__(self, step: int, rank: int = 0, world: int = 1) -> Any:
-        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)
-        rng = np.random.default_rng([self.seed, step, 7])
-        snippet = perturb_index(self.dataset.n_snippets[videos], self.size, rng)  # (B, size)
-        return _shard(self.dataset, videos, snippet, np.ones_like(snippet, dtype=bool), rank, world)
 
 
 # ----------------------------------------------------------------------------- the method
