@@ -5,6 +5,7 @@
 # mAP@0.1..0.7 and average on the test subset, 3 seeds (train.seed = data.point_seed = k).
 #
 #   bash bench/point_methods_thumos14.sh        # writes $OUT/point_methods_table.md; runs in $OUT/<variant>/seed<k>/
+#   FIRST_SEED=2 SEEDS=3 VARIANTS=hrpro bash bench/point_methods_thumos14.sh   # one seed (parallel streams)
 #
 # SCALED DOWN for a 2-core CPU, one budget for every method: D 256 synthetic features, hidden width 128,
 # batch 16, lr 1e-3, 600 optimisation steps (SF-Net: anchor expansion at 300; SODA / LACP: videos resampled to
@@ -49,7 +50,7 @@ CONFIG[hrpro-full]=configs/thumos14_sfnet_full.yaml
 EXTRA[hrpro-full]="--set method.hidden=128 ${STEPS_ONLY[*]}"   # + data.annotations=<pseudo labels>, below
 
 mkdir -p "$OUT/logs"
-for seed in $(seq 0 $((SEEDS - 1))); do
+for seed in $(seq "${FIRST_SEED:-0}" $((SEEDS - 1))); do
   for name in $VARIANTS_WANTED; do
     run="$OUT/$name/seed$seed"
     if [ -f "$run/predictions.json" ]; then echo "$name seed $seed: finished, reused"; continue; fi
