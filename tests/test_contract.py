@@ -196,3 +196,29 @@ def test_excluded_videos_are_neither_trained_nor_evaluated(tiny_data, caplog):
     assert less.test.video_ids == whole.test.video_ids[:-1]
     assert not set(dropped) & set(less.gt.videos)
     assert "no_such_video" in caplog.text
+
+
+def test_every_preset_loads_and_the_lacp_hrpro_dataset_presets_follow_thumos14():
+    import dataclasses
+    from pathlib import Path
+
+    from pointtal.config import load_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    loaded = {path.stem: load_config(path) for path in sorted(configs.glob("*.yaml"))}
+    assert len(loaded) >= 20
+    data_of = {"gtea": "gtea_sfnet", "beoid": "beoid_sfnet", "activitynet13": "activitynet13_soda"}
+    nms_key = {"lacp": "nms_extent", "hrpro": "soft_nms_offset"}
+    for method in ("lacp", "hrpro"):
+        reference = loaded[f"thumos14_{method}"]
+        for dataset, sibling in data_of.items():
+            config = loaded[f"{dataset}_{method}"]
+            same = loaded[sibling]
+            assert (config.data.fps, config.data.train_subset, config.data.test_subset, config.eval.tiou) == (
+                same.data.fps, same.data.train_subset, same.data.test_subset, same.eval.tiou)
+            assert getattr(config.method_options, nms_key[method]) == pytest.approx(config.data.fps / 16)
+            # everything else is the official THUMOS14 setting
+            assert dataclasses.replace(config.method_options, **{nms_key[method]: 25 / 16}) == reference.method_options
+            assert (config.train.steps, config.train.batch_size, config.train.lr) == (
+                reference.train.steps, reference.train.batch_size, reference.train.lr)
+            assert config.data.exclude_videos == ()
