@@ -73,30 +73,5 @@ for seed in $(seq "${FIRST_SEED:-0}" $((SEEDS - 1))); do
   done
 done
 
-"$PYTHON" - "$OUT" "$SEEDS" <<'PY'
-import json, statistics, sys
-from pathlib import Path
-
-out, seeds = Path(sys.argv[1]), int(sys.argv[2])
-rows = [("weak", "weak (video labels only)"), ("sfnet", "SF-Net"), ("soda", "SODA"), ("lacp", "LACP"),
-        ("hrpro", "HR-Pro"), ("hrpro-full", "HR-Pro pseudo labels -> full SF-Net")]
-columns = [f"mAP@{t}" for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)] + ["average"]
-lines = ["| method | " + " | ".join(columns) + " | runs |", "|---|" + "---:|" * len(columns) + "---:|"]
-for name, label in rows:
-    records = []
-    for k in range(seeds):
-        path = out / name / f"seed{k}" / "metrics.jsonl"
-        if path.is_file() and (path.parent / "predictions.json").is_file():
-            records.append(json.loads(path.read_text().splitlines()[-1]))
-    if not records:
-        continue
-    cells = []
-    for c in columns:
-        values = [r[c] for r in records]
-        std = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-        cells.append(f"{statistics.mean(values):.2f}{std}")
-    lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(records)} |")
-text = "mean ± sample std (n-1) over seeds, mAP in percent, test subset, final model\n\n" + "\n".join(lines) + "\n"
-(out / "point_methods_table.md").write_text(text)
-print(text)
-PY
+"$PYTHON" bench/seed_table.py "$OUT" "$SEEDS" point_methods_table.md "weak=weak (video labels only)" \
+  "sfnet=SF-Net" "soda=SODA" "lacp=LACP" "hrpro=HR-Pro" "hrpro-full=HR-Pro pseudo labels -> full SF-Net"

@@ -64,30 +64,5 @@ for seed in $(seq 0 $((SEEDS - 1))); do
   done
 done
 
-"$PYTHON" - "$OUT" "$SEEDS" <<'EOF'
-import json, statistics, sys
-from pathlib import Path
-
-out, seeds = Path(sys.argv[1]), int(sys.argv[2])
-rows = [("weak", "weakly supervised (video labels)"), ("sfnet-noexpand", "SF-Net without anchor expansion"),
-        ("sfnet", "SF-Net"), ("full", "fully supervised")]
-columns = [f"mAP@{t}" for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)] + ["average"]
-lines = ["| variant | " + " | ".join(columns) + " | runs |", "|---|" + "---:|" * len(columns) + "---:|"]
-for name, label in rows:
-    records = []
-    for k in range(seeds):
-        path = out / name / f"seed{k}" / "metrics.jsonl"
-        if path.is_file() and (path.parent / "predictions.json").is_file():
-            records.append(json.loads(path.read_text().splitlines()[-1]))
-    if not records:
-        continue
-    cells = []
-    for c in columns:
-        values = [r[c] for r in records]
-        std = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-        cells.append(f"{statistics.mean(values):.2f}{std}")
-    lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(records)} |")
-text = "mean ± sample std (n-1) over seeds, mAP in percent, test subset, final model\n\n" + "\n".join(lines) + "\n"
-(out / "sfnet_table.md").write_text(text)
-print(text)
-EOF
+"$PYTHON" bench/seed_table.py "$OUT" "$SEEDS" sfnet_table.md "weak=weakly supervised (video labels)" \
+  "sfnet-noexpand=SF-Net without anchor expansion" "sfnet=SF-Net" "full=fully supervised"
