@@ -49,3 +49,18 @@ def tiny_raw_config(data: Path, method: str = "sfnet", steps: int = 30, **train)
     if method == "sfnet":
         raw["method"]["expand_step"] = steps // 2
     return raw
+
+
+def interrupt_training_at(monkeypatch, stop: int) -> None:
+    """Make `pointtal train` fail with KeyboardInterrupt when step `stop` begins (checkpoint.pt then holds
+    step `stop` when train.checkpoint_every divides it)."""
+    from pointtal.engine import trainer
+
+    original = trainer.Trainer._train_step
+
+    def step(self, index):
+        if index == stop:
+            raise KeyboardInterrupt
+        return original(self, index)
+
+    monkeypatch.setattr(trainer.Trainer, "_train_step", step)

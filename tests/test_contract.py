@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_raw_config
+from conftest import interrupt_training_at, tiny_raw_config
 from pointtal.config import build_config
 from pointtal.data.dataset import CropSampler, ResampleSampler
-from pointtal.engine import trainer as trainer_module
 from pointtal.engine.checkpoint import load_checkpoint
 from pointtal.engine.trainer import train
 from pointtal.errors import InputError
@@ -77,18 +76,6 @@ def _raw(tiny_data, **train):
     return raw
 
 
-def _interrupt_at(monkeypatch, stop: int) -> None:
-    """Make training fail when step `stop` begins (checkpoint.pt then holds step `stop`)."""
-    original = trainer_module.Trainer._train_step
-
-    def step(self, index):
-        if index == stop:
-            raise KeyboardInterrupt
-        return original(self, index)
-
-    monkeypatch.setattr(trainer_module.Trainer, "_train_step", step)
-
-
 @pytest.mark.parametrize("stop", [FIRST_STEPS, FIRST_STEPS + 1])  # at the phase boundary, and inside phase 2
 def test_two_phases_resume_at_or_inside_the_second_equals_an_uninterrupted_run(two_phase, tiny_data, tmp_path,
                                                                                 monkeypatch, stop):
@@ -101,7 +88,7 @@ def test_two_phases_resume_at_or_inside_the_second_equals_an_uninterrupted_run(t
     assert float(final["cas_mean"]) != 0.0
 
     with monkeypatch.context() as patch:
-        _interrupt_at(patch, stop)
+        interrupt_training_at(patch, stop)
         with pytest.raises(KeyboardInterrupt):
             train(config, tmp_path / "cut")
     at_stop = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")

@@ -607,7 +607,7 @@ def test_train_runs_both_stages_and_stage2_learns_completeness(tiny_data, tmp_pa
 @pytest.mark.slow
 def test_resume_inside_stage2_ends_with_the_weights_of_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
     from pointtal.config import build_config
-    from pointtal.engine import trainer as trainer_module
+    from conftest import interrupt_training_at
     from pointtal.engine.checkpoint import load_checkpoint
     from pointtal.engine.trainer import train
 
@@ -616,15 +616,8 @@ def test_resume_inside_stage2_ends_with_the_weights_of_an_uninterrupted_run(tiny
     assert whole.step == 4 + 2 * 3
     final = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
 
-    original = trainer_module.Trainer._train_step
-
-    def step(self, index):
-        if index == 7:  # inside stage 2 (steps 4..9)
-            raise KeyboardInterrupt
-        return original(self, index)
-
     with monkeypatch.context() as patch:
-        patch.setattr(trainer_module.Trainer, "_train_step", step)
+        interrupt_training_at(patch, 7)  # inside stage 2 (steps 4..9)
         with pytest.raises(KeyboardInterrupt):
             train(config, tmp_path / "cut")
     cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")

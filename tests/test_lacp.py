@@ -687,22 +687,15 @@ def test_tiny_training_localizes_well_above_an_untrained_model(tiny_data, tmp_pa
 
 @pytest.mark.slow  # three short runs
 def test_resume_after_a_search_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
-    from pointtal.engine import trainer as trainer_module
+    from conftest import interrupt_training_at
     from pointtal.engine.checkpoint import load_checkpoint
     from pointtal.engine.trainer import train
 
     config = _lacp_config(tiny_data, 24)
     train(config, tmp_path / "whole")
     final = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
-    original = trainer_module.Trainer._train_step
-
-    def step(self, index):
-        if index == 17:  # checkpoint.pt holds step 15: after the step-10 search, before the step-20 one
-            raise KeyboardInterrupt
-        return original(self, index)
-
     with monkeypatch.context() as patch:
-        patch.setattr(trainer_module.Trainer, "_train_step", step)
+        interrupt_training_at(patch, 17)  # checkpoint.pt holds step 15: after the step-10 search, before the step-20 one
         with pytest.raises(KeyboardInterrupt):
             train(config, tmp_path / "cut")
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 15
