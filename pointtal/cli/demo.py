@@ -77,11 +77,11 @@ def run(args: argparse.Namespace) -> int:
         from pointtal.errors import InputError
 
         raise InputError(f"{out}: exists and is not a demo directory; choose another --out")
-    configs = demo_configs(data, steps, args.seed)
-    names = list(configs)
+    names = list(demo_configs(data, steps, args.seed))  # the rows (their click paths exist only after synthesis)
     _fresh_dir(out, names)
     console.print(f"[bold]1/2[/] synthesising the tiny benchmark in {data}")
     generate(data, "tiny", seed=args.seed, progress=False)
+    configs = demo_configs(data, steps, args.seed)
     rows = {}
     for i, (name, raw) in enumerate(configs.items(), 1):
         console.print(f"[bold]2/2[/] training {name} ({i}/{len(configs)}) -> {out / name}")
