@@ -1,6 +1,6 @@
 """Markdown table of the final metrics of seeded runs: mean ± sample std over OUT/<variant>/seed<k>/.
 
-    python bench/seed_table.py OUT SEEDS TABLE.md name=label [name=label ...]
+    python bench/seed_table.py OUT SEEDS table_name.md name=label [name=label ...]
 
 A run counts when it finished (predictions.json beside metrics.jsonl); its last metrics row is its result.
 Used by bench/sfnet_thumos14.sh and bench/point_methods_thumos14.sh.

@@ -520,7 +520,7 @@ def test_method_loss_is_the_weighted_batch_mean_of_per_video_terms():
     losses = method.loss(out, batch, 0)
     assert float(losses["score"]) == 0.0 and float(losses["feature"]) == 0.0  # no search yet
     expected = losses["video"] + 0.5 * losses["point"] + losses["point_bkg"]
-    assert float(losses["total"]) == pytest.approx(float(expected), rel=1e-6)
+    assert float(losses["total"].detach()) == pytest.approx(float(expected), rel=1e-6)
     for i, t in enumerate(lengths):  # padding changes nothing: each video alone gives its own terms
         alone = method(batch.features[i:i + 1, :t], mask[i:i + 1, :t])
         assert torch.allclose(alone.cas[0], out.cas[i, :t], atol=1e-6)
@@ -577,7 +577,7 @@ def test_scores_fuse_background_and_give_topk_video_scores():
     assert torch.allclose(s.actionness, 1 - out.cas[..., 0])
     k = 9 // 8
     want = out.cas[1, :9, 1:].topk(k, dim=0).values.mean(0)
-    assert torch.allclose(s.video_scores[1, 1:], want) and float(s.video_scores[:, 0].abs().sum()) == 0
+    assert torch.allclose(s.video_scores[1, 1:], want) and float(s.video_scores[:, 0].detach().abs().sum()) == 0
 
 
 def test_search_runs_after_every_search_freq_steps_and_is_carried_by_the_state_dict():
