@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from pointtal.engine.rundir import guard_run_dir, record_runtime_changes
 from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError, TrainingDiverged
 from pointtal.methods import Method, build_method
-from pointtal.methods.base import Phase, PhaseContext
+from pointtal.methods.base import Phase, PhaseContext, schedule_steps
 from pointtal.outputs import DISK_ERRNOS, describe_os_error
 from pointtal.video.manifest import record_in_run
 
@@ -62,7 +61,7 @@ class _State:
 def total_steps(config: Config, n_videos: int) -> int:
     """Steps of `train.steps` / `train.epochs` alone (a method's `phases` may add more: see Trainer.steps)."""
     t = config.train
-    return t.epochs * math.ceil(n_videos / t.batch_size) if t.epochs else t.steps
+    return schedule_steps(t.steps, t.epochs, n_videos, t.batch_size)
 
 
 def new_optimizer(method: Method, phase: Phase, index: int) -> torch.optim.Optimizer:
