@@ -126,6 +126,19 @@ class DataConfig:
         _check(self.stride > 0, "data.stride", self.stride, "must be > 0")
         _check(self.window_sec > 0, "data.window_sec", self.window_sec, "must be > 0")
         _check(self.gaussian_std > 0, "data.gaussian_std", self.gaussian_std, "must be > 0")
+        _check(len(self.points) > 0, "data.points", self.points,
+               "is empty; give click CSV paths or a scheme name (e.g. weak, sfnet-uniform, soda)")
+        _check(self.annotator is None or self.annotator >= 0, "data.annotator", self.annotator,
+               "must be >= 0 (a 0-based column of data.points, or null to draw one per video)")
+        _check(self.point_seed >= 0, "data.point_seed", self.point_seed, "must be >= 0")
+        if self.annotator is not None:
+            from pointtal.data.points import SCHEMES
+
+            files = (self.points,) if isinstance(self.points, str) else self.points
+            _check(not (isinstance(self.points, str) and self.points in SCHEMES), "data.annotator", self.annotator,
+                   f"applies to click files, not to the simulated points '{self.points}'; set it to null")
+            _check(self.annotator < len(files), "data.annotator", self.annotator,
+                   f"must be < {len(files)}, the number of data.points files (0-based)")
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,7 @@ class TrainConfig:
         _check(self.steps > 0, "train.steps", self.steps, "must be > 0")
         _check(self.batch_size > 0, "train.batch_size", self.batch_size, "must be > 0")
         _check(self.lr > 0, "train.lr", self.lr, "must be > 0")
+        _check(self.seed >= 0, "train.seed", self.seed, "must be >= 0")
         _check(self.epochs is None or self.epochs > 0, "train.epochs", self.epochs, "must be > 0 (or null to count steps)")
         _check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
         _check(self.eval_every >= 0, "train.eval_every", self.eval_every, "must be >= 0 (0: only at the end)")

@@ -145,9 +145,9 @@ def test_surprising_plans_are_said_once(tiny_data, tmp_path, caplog):
     assert sum("method.expand_step=10 is not within the run's 4 steps" in m for m in warnings) == 1
     assert sum("train.batch_size=40 is larger than the 24 training videos" in m for m in warnings) == 1
     caplog.clear()
-    raw["method"]["expand_step"] = -1  # a step that never comes
-    Trainer(build_config(raw), tmp_path / "negative")
-    assert sum("method.expand_step=-1 is not within the run's 4 steps" in m for m in _messages(caplog)) == 1
+    raw["method"]["expand_step"] = -1  # a step that never comes: refused when the config is read
+    with pytest.raises(InputError, match=r"method\.expand_step=-1 must be >= 0"):
+        build_config(raw)
     caplog.clear()
     Trainer(build_config(tiny_raw_config(tiny_data, "sfnet", steps=4)), tmp_path / "other")
     assert not [m for m in _messages(caplog) if "expand_step" in m or "batch_size" in m]

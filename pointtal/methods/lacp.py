@@ -115,17 +115,34 @@ class Options:
             (self.hidden > 0, "hidden", "must be > 0"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.r_act > 0, "r_act", "must be > 0"),
+            *((getattr(self, key) >= 0, key, "must be >= 0 (a loss weight)")
+              for key in ("w_video", "w_point", "w_point_bkg", "w_score", "w_feature")),
+            (self.focal_gamma >= 0, "focal_gamma", "must be >= 0"),
             (self.tau > 0, "tau", "must be > 0"),
             (self.sampling_size > 0, "sampling_size", "must be > 0"),
             (self.feature_classes in ("last", "mean"), "feature_classes", "must be 'last' or 'mean'"),
+            (0.0 <= self.act_thresh <= 1.0, "act_thresh", "must be in [0, 1] (a probability)"),
+            (0.0 <= self.bkg_thresh <= 1.0, "bkg_thresh", "must be in [0, 1] (a probability)"),
             (self.search_freq > 0, "search_freq", "must be > 0"),
             (self.search in ("beam", "exact"), "search", "must be 'beam' or 'exact'"),
             (self.budget > 0, "budget", "must be > 0"),
             (self.search_start >= 0, "search_start", "must be >= 0"),
-            (self.scale > 0, "scale", "must be > 0"),
+            (self.search_prune <= 1.0, "search_prune",
+             "must be <= 1 (sequence scores are at most 1; above it nothing but the best survives)"),
             (0.0 <= self.oic_delta, "oic_delta", "must be >= 0"),
+            (0.0 <= self.class_threshold <= 1.0, "class_threshold", "must be in [0, 1] (video scores are probabilities)"),
+            (_probabilities(self.cas_thresholds), "cas_thresholds", "must be non-empty, each in [0, 1]"),
+            (_probabilities(self.actionness_thresholds), "actionness_thresholds", "must be non-empty, each in [0, 1]"),
+            (self.scale > 0, "scale", "must be > 0"),
+            (self.gamma >= 0, "gamma", "must be >= 0 (weight of the video score)"),
+            (0.0 <= self.nms_threshold <= 1.0, "nms_threshold", "must be in [0, 1] (a tIoU)"),
             (self.nms_extent >= 0, "nms_extent", "must be >= 0"),
         ])
+
+
+def _probabilities(thresholds: tuple[float, ...]) -> bool:
+    """A non-empty list of thresholds on probabilities."""
+    return len(thresholds) > 0 and all(0.0 <= t <= 1.0 for t in thresholds)
 
 
 # ----------------------------------------------------------------------------- network (model.py)

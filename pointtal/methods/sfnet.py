@@ -83,7 +83,7 @@ class Options:
     mining_score: Literal["prob", "logit"] = (
         "prob"  # rank the pool by P(background) or the raw logit [choice]
     )
-    act_loss_floor: float = 0.1  # add L_act only while it exceeds this (<= 0: always)
+    act_loss_floor: float = 0.1  # add L_act only while it exceeds this (0: always)
     act_eps: float = 1e-3  # negatives: -log(1 + eps - sigmoid(a))
     # --- anchor expansion (§2.3)
     expand: bool = True
@@ -107,13 +107,23 @@ class Options:
             (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
             (self.topk_divisor > 0, "topk_divisor", "must be > 0"),
             (self.class_topk_divisor > 0, "class_topk_divisor", "must be > 0"),
+            (self.alpha >= 0, "alpha", "must be >= 0 (a loss weight)"),
+            (self.beta >= 0, "beta", "must be >= 0 (a loss weight)"),
+            (self.min_video_len >= 0, "min_video_len", "must be >= 0"),
             (self.eta >= 0, "eta", "must be >= 0"),
+            (self.act_loss_floor >= 0, "act_loss_floor", "must be >= 0 (0: always add L_act)"),
+            (0 < self.act_eps <= 1, "act_eps", "must be in (0, 1]"),
+            (self.expand_step >= 0, "expand_step", "must be >= 0"),
             (self.radius >= 0, "radius", "must be >= 0"),
+            (self.expand_ratio >= 0, "expand_ratio", "must be >= 0"),
+            (self.w_act >= 0, "w_act", "must be >= 0"),
+            (self.adjust >= 0, "adjust", "must be >= 0"),
             (self.class_ratio > 0, "class_ratio", "must be > 0"),
+            (self.min_segment_len >= 1, "min_segment_len", "must be >= 1"),
             (
                 len(self.conv_dilations) > 0 and min(self.conv_dilations) >= 1,
                 "conv_dilations",
-                "must be >= 1",
+                "must be >= 1 (each, in a non-empty list)",
             ),
         ]
         check_options(self, checks)

@@ -92,8 +92,10 @@ class Options:
             ),
             (0.0 <= self.tau_cls <= 1.0, "tau_cls", "must be in [0, 1]"),
             (self.scale >= 1, "scale", "must be >= 1"),
-            (len(self.thresholds) >= 1, "thresholds", "must list at least one threshold"),
+            (len(self.thresholds) >= 1 and all(0.0 <= t <= 1.0 for t in self.thresholds), "thresholds",
+             "must be non-empty, each in [0, 1] (thresholds on probabilities)"),
             (self.outer_ratio >= 0.0, "outer_ratio", "must be >= 0"),
+            (self.gamma >= 0.0, "gamma", "must be >= 0 (weight of the video score)"),
             (0.0 <= self.nms_tiou <= 1.0, "nms_tiou", "must be in [0, 1]"),
         ]
         check_options(self, checks)

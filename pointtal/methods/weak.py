@@ -64,12 +64,17 @@ class Options:
             (self.t_max_alt > 0, "t_max_alt", "must be > 0"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
-            (len(self.conv_dilations) > 0 and min(self.conv_dilations) >= 1, "conv_dilations", "must be >= 1"),
+            (len(self.conv_dilations) > 0 and min(self.conv_dilations) >= 1, "conv_dilations",
+             "must be >= 1 (each, in a non-empty list)"),
             (self.topk_divisor > 0, "topk_divisor", "must be > 0"),
+            (self.min_video_len >= 0, "min_video_len", "must be >= 0"),
             (self.center_weight >= 0.0, "center_weight", "must be >= 0"),
             (0.0 < self.center_momentum <= 1.0, "center_momentum", "must be in (0, 1]"),
+            (self.center_multilabel_step >= 0, "center_multilabel_step", "must be >= 0"),
+            (self.adjust >= 0, "adjust", "must be >= 0"),
             (self.class_topk_divisor > 0, "class_topk_divisor", "must be > 0"),
             (self.class_ratio > 0, "class_ratio", "must be > 0"),
+            (self.min_segment_len >= 1, "min_segment_len", "must be >= 1"),
         ])
 
 
