@@ -393,7 +393,7 @@ def test_kill_9_right_after_a_post_keeps_the_point(tmp_path, videos):
     (["{videos}", "--classes", "{missing}", "--out", "x.csv"], "class list not found"),
     (["{empty}", "--classes", "{classes}", "--out", "x.csv"], "no video files"),
     (["{videos}", "--classes", "{comma}", "--out", "x.csv"], "cannot be written to a click CSV"),
-    (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--stride", "0"], "--stride >= 1"),
+    (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--stride", "0"], "--stride 0: must be >= 1"),
     (["--stats", "--out", "{missing}"], "no journal next to"),
 ])
 def test_cli_errors_are_one_line(tmp_path, videos, capsys, args, words):

@@ -1,7 +1,9 @@
 """The command line: `pointtal COMMAND ...`. The only module that reads argv.
 
 Each subcommand lives in `pointtal/cli/<name>.py` and defines `HELP` (one line), `EXAMPLE` (shown in
-`--help`), `add_arguments(parser)` and `run(args) -> int`. Only the chosen command's module is imported
+`--help`), `add_arguments(parser)`, `check_args(args)` (every option's range, suffix and applicability, run
+before `run`: a bad option is refused before any work starts; helpers in `pointtal.cli.checks`) and
+`run(args) -> int`. Only the chosen command's module is imported
 (`pointtal evaluate` must not pay for torch); `pointtal --help` imports them all to list their `HELP`.
 """
 
@@ -103,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return int(modules[args.command].run(args) or 0)
+        module = modules[args.command]
+        module.check_args(args)
+        return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print(f"pointtal {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from pointtal.cli import checks
 from pointtal.config import apply_overrides, read_config
 from pointtal.studies.ablation import STUDIES, RunOutcome, get_study, run_study, seed_overrides
 from pointtal.errors import InputError
@@ -44,10 +45,26 @@ def progress_line(outcome: RunOutcome) -> str:
             f"avg={m['average']:.2f} ({outcome.status}, {outcome.seconds:.1f} s)")
 
 
-def run(args: argparse.Namespace) -> int:
+def check_args(args: argparse.Namespace) -> None:
+    """The study, the seeds, and every run's config (CONFIG with --set and the variant's overrides), before
+    any run trains (also with --dry-run)."""
+    from pointtal.studies.ablation import variant_config
+
     study = get_study(str(args.table))
     if args.seeds < 1:
         raise InputError(f"--seeds {args.seeds}: give at least 1 seed")
+    checks.only_with(args, ("progress",), not args.dry_run, "--dry-run trains nothing, so there is no progress")
+    checks.not_a_file(args, "out", "the directory for the runs and tables")
+    base = read_config(args.config)
+    apply_overrides(base, args.set)  # malformed --set fails here
+    methods = {variant_config(base, args.set, v, k).method for k in range(args.seeds) for v in study.variants}
+    if methods != {"soda"}:
+        raise InputError(f"{args.config}: ablate reruns SODA's studies and needs method.name=soda, "
+                         f"got {', '.join(sorted(methods))}")
+
+
+def run(args: argparse.Namespace) -> int:
+    study = get_study(str(args.table))
     for ext in ("md", "json", "png"):  # the table files run_study writes
         check_outputs({"--out": Path(args.out) / f"table_{study.key}.{ext}"}, {"CONFIG": args.config},
                       remedy="choose another --out")

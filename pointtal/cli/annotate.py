@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pointtal.cli import checks
 from pointtal.data.annotations import BACKGROUND, load_ground_truth
 from pointtal.data.points import (
     GAUSSIAN_STD,
@@ -27,6 +28,13 @@ EXAMPLE = (
 )
 
 CLI_SCHEMES = tuple(s for s in SCHEMES if s != "weak")  # weak supervision has no point file to write
+DEFAULTS = {"seed": 0, "window_sec": 10.0, "start_ratio": 0.25, "jitter": 0.2, "gaussian_std": GAUSSIAN_STD}
+SCHEME_OPTIONS = {  # simulation options and the schemes that read them
+    "window_sec": ("soda", "soda-action", "soda-background"),
+    "start_ratio": ("sfnet-start",),
+    "jitter": ("sfnet-center-jitter",),
+    "gaussian_std": ("gaussian",),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,20 +46,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="replace an existing --out that pointtal did not write (its own outputs are replaced "
                            "without it; an input is never replaced)")
     mode.add_argument(
-        "--seed", type=int, default=0, help="random seed; same seed -> identical file (default 0)"
+        "--seed", type=int, help=f"random seed; same seed -> identical file (default {DEFAULTS['seed']})"
     )
     mode.add_argument(
-        "--window-sec", type=float, default=10.0, help="SODA window length in seconds (default 10)"
+        "--window-sec", type=float,
+        help=f"soda schemes: window length in seconds (> 0, default {DEFAULTS['window_sec']:g})"
     )
     mode.add_argument(
-        "--start-ratio", type=float, default=0.25, help="sfnet-start: first fraction of the instance"
+        "--start-ratio", type=float,
+        help=f"sfnet-start: first fraction of the instance (0 < R <= 1, default {DEFAULTS['start_ratio']})"
     )
     mode.add_argument(
-        "--jitter", type=float, default=0.2, help="sfnet-center-jitter: max offset / instance length"
+        "--jitter", type=float,
+        help=f"sfnet-center-jitter: max offset / instance length (0..0.5, default {DEFAULTS['jitter']})"
     )
     mode.add_argument(
-        "--gaussian-std", type=float, default=GAUSSIAN_STD,
-        help=f"gaussian: std of the point around the instance centre / instance length (default {GAUSSIAN_STD})",
+        "--gaussian-std", type=float,
+        help=f"gaussian: std of the point around the instance centre / instance length (> 0, default {GAUSSIAN_STD})",
     )
     check = parser.add_argument_group("check (maps point files onto snippets and reports)")
     check.add_argument(
@@ -79,15 +90,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--background-label", default=BACKGROUND, help="name of background points")
 
 
-def run(args: argparse.Namespace) -> int:
+def check_args(args: argparse.Namespace) -> None:
+    checks.number(args, "fps", 0, MAX_FPS, low_open=True)
+    checks.number(args, "stride", 1)
+    checks.number(args, "seed", 0)
+    checks.number(args, "window_sec", 0, low_open=True)
+    checks.number(args, "start_ratio", 0, 1, low_open=True)
+    checks.number(args, "jitter", 0, 0.5)
+    checks.number(args, "gaussian_std", 0, low_open=True)
     if args.check and (args.scheme or args.out):
         raise InputError("give either --check FILE ... or --scheme NAME --out FILE, not both")
     if not args.check and not (args.scheme and args.out):
         raise InputError(
             "give --scheme NAME and --out FILE to simulate points, or --check FILE to check a point file"
         )
-    if not 0 < args.fps <= MAX_FPS or args.stride < 1:
-        raise InputError(f"--fps must be > 0 (at most {MAX_FPS:g}) and --stride >= 1, got {args.fps} and {args.stride}")
+    simulate = not args.check
+    checks.only_with(args, ("seed", "window_sec", "start_ratio", "jitter", "gaussian_std", "overwrite"), simulate,
+                     "applies when simulating points (--scheme NAME --out FILE), not to --check")
+    checks.only_with(args, ("strict", "fps_dict"), not simulate, "applies to --check (reading point files)")
+    for name, schemes in SCHEME_OPTIONS.items():
+        checks.only_with(args, (name,), not simulate or args.scheme in schemes,
+                         f"applies to --scheme {' / '.join(schemes)}, not {args.scheme}")
+
+
+def run(args: argparse.Namespace) -> int:
+    for name, value in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.out:
         check_outputs({"--out": args.out}, {"ground truth": args.ground_truth}, overwrite=args.overwrite)
     gt = load_ground_truth(args.ground_truth)

@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+from pointtal.cli import checks
+
 HELP = "end-to-end demo on the built-in tiny synthetic dataset: weak vs SF-Net vs SODA vs LACP vs HR-Pro"
 EXAMPLE = "pointtal demo --out runs/demo\n  pointtal demo --out /tmp/demo --quick   # fewer steps, for a smoke test"
 
@@ -18,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", metavar="DIR", help="output directory (default runs/demo)")
     parser.add_argument("--quick", action="store_true", help="a few steps only (smoke test, numbers meaningless)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data and training (default 0)")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    checks.number(args, "seed", 0)
+    checks.not_a_file(args, "out", "a directory for the demo's data and runs")
 
 
 def demo_configs(data: Path, steps: int, seed: int) -> dict[str, dict]:

@@ -7,6 +7,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from pointtal.cli import checks
 from pointtal.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", metavar="FILE", help="weights (default RUN_DIR/best.pt, else checkpoint.pt)")
     parser.add_argument("--features-dir", metavar="DIR",
                         help="keep the extracted features here (resumable; default: a temporary directory)")
-    parser.add_argument("--top", type=int, default=10, help="segments per video shown in the table (default 10)")
+    parser.add_argument("--top", type=int, default=10,
+                        help="segments per video shown in the table (default 10; at least 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_extract_arguments(parser)
     # backbone/flow/crop come from the run's extract.json; flags only fill in for runs without one
     parser.set_defaults(backbone=None, flow=None, resize=None, crop=None, raft_model=None)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Ranges, the --plot format and the devices, before the run is read (its settings are checked against
+    the run's extract.json in `extract_options`, before any video is decoded)."""
+    from pointtal.cli.extract import check_extract_ranges
+
+    checks.number(args, "top", 1)
+    checks.figure(args, "plot")
+    checks.not_a_file(args, "features_dir", "a directory to keep the extracted features in")
+    check_extract_ranges(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +97,7 @@ def extract_options(args: argparse.Namespace, config, run_dir: Path):
         log.warning("%s records no extract.json (features not made by `pointtal extract`): extracting with the "
                     "flags given (or the defaults)", run_dir)
         manifest = {}
+    _check_flags_apply(args, manifest, where)
     for key in RECORDED:
         flag = getattr(args, key)
         if manifest.get(key) is not None and flag is not None and flag != manifest[key]:
@@ -100,6 +114,31 @@ def extract_options(args: argparse.Namespace, config, run_dir: Path):
         args.random_init, args.seed = True, int(weights["random_init_seed"])
     _check_weight_hashes(args, weights, where)
     return options_from(args, config.data.fps, config.data.stride)
+
+
+def _check_flags_apply(args: argparse.Namespace, manifest: dict, where: str) -> None:
+    """Flags the run's recorded extraction cannot take are an error, not ignored: another --seed or weights
+    files for random-init features, --random-init for features made with weights files, flow options for an
+    RGB-only backbone or for TV-L1 flow."""
+    from pointtal.cli.extract import check_extract_applies
+    from pointtal.video.options import ExtractOptions
+
+    d = ExtractOptions()
+    weights = manifest.get("weights") or {}
+    random_init = "random_init_seed" in weights
+    if random_init:
+        seed = int(weights["random_init_seed"])
+        if args.seed is not None and args.seed != seed:
+            raise InputError(f"--seed {args.seed}: the run's features used random weights with seed {seed} "
+                             f"({where}); another seed gives features the run never saw")
+        args.seed = None  # the recorded seed is used; repeating it is fine
+    elif args.random_init and any(key in weights for key in ("rgb", "flow", "raft")):
+        raise InputError(f"--random-init: the run's features were made with weights files ({where}); random "
+                         "weights give features the run never saw")
+    backbone = manifest.get("backbone") or args.backbone or d.backbone
+    flow = (manifest.get("flow") or "").partition(":")[0] or args.flow or d.flow
+    check_extract_applies(args, backbone, flow, random_init or (not manifest and args.random_init),
+                          where if manifest else "")
 
 
 def _check_weight_hashes(args: argparse.Namespace, weights: dict, where: str) -> None:

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pointtal.atomic import write_text_atomic
+from pointtal.cli import checks
 from pointtal.data.annotations import load_ground_truth
 from pointtal.errors import InputError
 from pointtal.evaluation import (
@@ -73,7 +74,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--proposals", action="store_true",
                         help="PREDICTIONS.json holds class-agnostic proposals ({score, segment}; a label, if "
                              "any, is ignored): report AR@AN only")
-    parser.add_argument("--recall-tiou", metavar="LIST", default="anet",
+    parser.add_argument("--recall-tiou", metavar="LIST",
                         help="tIoU thresholds averaged by --recall / --proposals, same forms as --tiou "
                              "(default: anet = 0.5:0.95:0.05)")
     parser.add_argument("--per-class", action="store_true", help="also print AP per class")
@@ -82,6 +83,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--plots", metavar="DIR", type=Path,
                         help="also write DIR/pr_curves.png (precision-recall per tIoU, mean over classes) and "
                              "DIR/class_ap.png (AP per class); segment predictions only")
+
+
+def check_args(args) -> None:
+    """Threshold lists parsed, and options that cannot apply refused, before anything is read."""
+    if args.tiou is not None:
+        parse_thresholds(args.tiou, "--tiou", upper=1.0)
+    if args.distance is not None:
+        parse_thresholds(args.distance, "--distance", upper=None)
+    if args.recall_tiou is not None:
+        parse_thresholds(args.recall_tiou, "--recall-tiou", upper=1.0)
+    checks.only_with(args, ("recall_tiou",), args.recall or args.proposals,
+                     "sets the thresholds of --recall / --proposals; give one of them")
+    checks.only_with(args, ("overwrite",), args.json is not None or args.plots is not None,
+                     "applies to the files --json and --plots write; give one of them")
+    checks.not_a_file(args, "plots", "a directory for pr_curves.png and class_ap.png")
 
 
 def run(args) -> int:
@@ -158,7 +174,7 @@ def _inputs(args) -> dict:
 
 def _recall(args, ground_truth, proposals, exclude, ambiguous) -> RecallResult:
     """AR@AN of the segments in `proposals` (labels ignored), at the --recall-tiou thresholds."""
-    thresholds = parse_thresholds(args.recall_tiou, "--recall-tiou", upper=1.0)
+    thresholds = parse_thresholds(args.recall_tiou or "anet", "--recall-tiou", upper=1.0)
     try:
         return average_recall(ground_truth, proposals, thresholds, exclude_videos=exclude, ambiguous=ambiguous)
     except ValueError as err:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pointtal.errors import InputError
+from pointtal.cli import checks
 
 HELP = "extract snippet features from video files (two-stream I3D by default) into FEATURES_DIR/<video_id>.npy"
 EXAMPLE = (
@@ -27,15 +27,16 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
                         help="I3D RGB stream weights (e.g. rgb_imagenet.pt), or the torchvision backbone's "
                              "state dict (DEFAULT: torchvision's own download)")
     parser.add_argument("--flow-weights", metavar="FILE", help="I3D flow stream weights (e.g. flow_imagenet.pt)")
-    parser.add_argument("--flow", default=d.flow, choices=("tvl1", "raft"),
+    parser.add_argument("--flow", choices=("tvl1", "raft"),
                         help="optical flow for I3D: tvl1 (OpenCV dual TV-L1, default: what the released THUMOS14 "
                              "features of W-TALC/BaSNet/SF-Net/LACP used) or raft (torchvision, fast on GPU)")
-    parser.add_argument("--raft-model", default=d.raft_model, choices=("raft_small", "raft_large"))
+    parser.add_argument("--raft-model", choices=("raft_small", "raft_large"),
+                        help=f"RAFT network for --flow raft (default {d.raft_model})")
     parser.add_argument("--raft-weights", metavar="FILE",
                         help="RAFT state dict file, or DEFAULT for torchvision's download (needs internet)")
     parser.add_argument("--random-init", action="store_true",
                         help="random weights (seeded by --seed): smoke tests only, the features mean nothing")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of --random-init (default 0)")
+    parser.add_argument("--seed", type=int, help=f"seed of --random-init (default {d.seed})")
     parser.add_argument("--resize", type=int, default=d.resize, help="shorter side before the crop (default 256)")
     parser.add_argument("--crop", type=int, default=d.crop, help="center crop size (default 224)")
     parser.add_argument("--batch", type=int, default=d.batch, help="snippets per forward pass (default 8)")
@@ -57,12 +58,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from(args: argparse.Namespace, fps: float, stride: int):
     from pointtal.video.options import ExtractOptions
 
+    d = ExtractOptions()
     return ExtractOptions(
-        fps=fps, stride=stride, backbone=args.backbone, flow=args.flow, resize=args.resize, crop=args.crop,
-        rgb_weights=args.rgb_weights, flow_weights=args.flow_weights, raft_model=args.raft_model,
-        raft_weights=args.raft_weights, random_init=args.random_init, seed=args.seed, batch=args.batch,
-        device=args.device,
+        fps=fps, stride=stride, backbone=args.backbone, flow=args.flow or d.flow, resize=args.resize,
+        crop=args.crop, rgb_weights=args.rgb_weights, flow_weights=args.flow_weights,
+        raft_model=args.raft_model or d.raft_model, raft_weights=args.raft_weights, random_init=args.random_init,
+        seed=d.seed if args.seed is None else args.seed, batch=args.batch, device=args.device,
     )
+
+
+def check_extract_ranges(args: argparse.Namespace) -> None:
+    """The values of the options `add_extract_arguments` adds (shared with `pointtal detect`)."""
+    checks.number(args, "seed", 0)
+    checks.number(args, "resize", 8)
+    checks.number(args, "crop", 8)
+    if args.resize is not None and args.crop is not None and args.crop > args.resize:
+        checks.fail("crop", args.crop, f"must be <= --resize {args.resize} (the crop is cut from the resized frame)")
+    checks.number(args, "batch", 1)
+    checks.device(args)
+
+
+def check_extract_applies(args: argparse.Namespace, backbone: str, flow: str, random_init: bool,
+                          where: str = "") -> None:
+    """Flags that cannot change features made with `backbone`, `flow`, random or loaded weights: an error."""
+    context = f" ({where})" if where else ""
+    checks.only_with(args, ("seed",), random_init, f"applies to --random-init only (it seeds the random "
+                     f"weights){context}")
+    checks.only_with(args, ("rgb_weights", "flow_weights", "raft_weights"), not random_init,
+                     f"not used with random weights (--random-init){context}")
+    rgb_only = f"backbone {backbone} is RGB only{context}: no optical flow"
+    checks.only_with(args, ("flow", "flow_weights", "raft_model", "raft_weights"), backbone == "i3d", rgb_only)
+    checks.only_with(args, ("raft_model", "raft_weights"), flow == "raft",
+                     f"applies to --flow raft; the flow is {flow}{context}")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    from pointtal.video.options import ExtractOptions
+
+    checks.number(args, "fps", 0, 1000, low_open=True)
+    checks.number(args, "stride", 1)
+    check_extract_ranges(args)
+    checks.not_a_file(args, "out", "the directory the <video_id>.npy files go to")
+    check_extract_applies(args, args.backbone, args.flow or ExtractOptions().flow, args.random_init)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,8 +107,6 @@ def run(args: argparse.Namespace) -> int:
     from pointtal.video.extract import extract_videos
     from pointtal.video.options import check_options
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise InputError(f"--out {args.out}: is a file; give the directory the <video_id>.npy files go to")
     opts = options_from(args, args.fps, args.stride)
     check_options(opts)  # refuse missing weights before decoding anything
     summary = extract_videos(list_videos(args.videos), Path(args.out), opts, overwrite=args.overwrite,

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from pointtal.cli import checks
 from pointtal.data.annotations import BACKGROUND, read_class_list
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.outputs import check_outputs
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 HELP = "annotate points on your videos in a local web page (keys 1-9, space, arrows, Enter, b, Backspace, u)"
 EXAMPLE = ("pointtal label videos/ --classes classes.txt --out clicks.csv --annotator alice\n"
            "  pointtal label --stats --out clicks.csv")
+SERVE_DEFAULTS = {"annotator": "", "host": "127.0.0.1", "port": 8765, "fps": 25.0, "stride": 16}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,13 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="clicks.csv",
                         help="click CSV (video_id,time_seconds,label) rewritten after every change; its journal "
                              "<out>.journal lets a new session continue")
-    parser.add_argument("--annotator", default="", help="name recorded with every click in the journal")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: only this machine can reach the page)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    parser.add_argument("--fps", type=float, default=25.0, help="feature fps, for the snippet step (default 25)")
-    parser.add_argument("--stride", type=int, default=16,
-                        help="frames per snippet; left/right step stride/fps seconds (default 16)")
+    parser.add_argument("--annotator", help="name recorded with every click in the journal")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1: only this machine can reach the page)")
+    parser.add_argument("--port", type=int, help=f"port 0..65535 (default {SERVE_DEFAULTS['port']}; 0 picks a free one)")
+    parser.add_argument("--fps", type=float, help="feature fps, for the snippet step (default 25)")
+    parser.add_argument("--stride", type=int, help="frames per snippet; left/right step stride/fps seconds (default 16)")
     parser.add_argument("--predictions", metavar="P.json", help="ActivityNet results JSON to show on the timeline")
     parser.add_argument("--ground-truth", metavar="GT.json", help="ground truth to show on the timeline")
     parser.add_argument("--background-label", default=BACKGROUND, help="label of background points (key b)")
@@ -41,17 +41,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print active seconds per video and per point recorded in --out's journal, and exit")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    checks.number(args, "port", 0, 65535)
+    checks.number(args, "fps", 0, MAX_FPS, low_open=True)
+    checks.number(args, "stride", 1)
+    serving = ("videos_dir", "classes", *SERVE_DEFAULTS, "predictions", "ground_truth")
+    checks.only_with(args, serving, not args.stats, "--stats only reports the journal of --out; it serves no page")
+    if not args.stats and (args.videos_dir is None or args.classes is None):
+        raise InputError("give VIDEOS_DIR and --classes FILE (or --stats --out FILE for the time report)")
+
+
 def run(args: argparse.Namespace) -> int:
+    for name, value in SERVE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     # the click file is read and rewritten in place (an existing CSV is continued, never lost): only the
     # shared guard's refusals of a directory, a path under a file, or an input file apply
     check_outputs({"--out": args.out}, {"--classes": args.classes}, overwrite=True)
     if args.stats:
         return _print_stats(Path(args.out), args.background_label)
-    if args.videos_dir is None or args.classes is None:
-        raise InputError("give VIDEOS_DIR and --classes FILE (or --stats --out FILE for the time report)")
-    if not 0 < args.fps <= MAX_FPS or args.stride < 1 or not 0 <= args.port <= 65535:
-        raise InputError(f"--fps must be > 0, --stride >= 1 and --port 0..65535; got {args.fps}, {args.stride}, "
-                         f"{args.port}")
     session = _session(args)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("pointtal label: listening on %s: anyone who can reach this machine can watch the videos and "

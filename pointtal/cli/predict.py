@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pointtal.engine.pseudo_labels import DEFAULT_THRESHOLD
+from pointtal.cli import checks
 from pointtal.errors import InputError
 from pointtal.outputs import check_outputs, record_output, run_inputs
 
@@ -32,25 +33,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pseudo-labels", metavar="GT_OUT.json",
                         help="write the subset's predicted segments as ActivityNet ground truth (pseudo-labels); "
                              "videos of other subsets keep their ground truth")
-    parser.add_argument("--pseudo-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="R",
+    parser.add_argument("--pseudo-threshold", type=float, metavar="R",
                         help="keep a video's segments scoring at least R of the way from its lowest to its top "
                              f"segment score (0 <= R <= 1, default {DEFAULT_THRESHOLD}: the upper half; relative "
                              "because methods' scores share no scale or offset)")
     parser.add_argument("--device", help="auto, cpu or cuda (default: the run's train.device)")
-    parser.add_argument("--batch-size", type=int, help="videos per inference batch")
+    parser.add_argument("--batch-size", type=int, help="videos per inference batch (at least 1; default: the "
+                        "run's eval.batch_size)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --out / --frames-out / --pseudo-labels that pointtal did not write")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    checks.number(args, "pseudo_threshold", 0.0, 1.0, why="a fraction of each video's segment score range")
+    checks.number(args, "batch_size", 1)
+    checks.device(args)
+    if not args.out and not args.pseudo_labels:
+        raise InputError("predict: give --out predictions.json and/or --pseudo-labels GT_OUT.json")
+    checks.only_with(args, ("pseudo_threshold",), bool(args.pseudo_labels),
+                     "applies to --pseudo-labels (which segments become pseudo ground truth)")
+
+
 def run(args: argparse.Namespace) -> int:
     from pointtal.engine.predictor import predict_run  # torch import only when predicting
 
-    if not args.out and not args.pseudo_labels:
-        raise InputError("predict: give --out predictions.json and/or --pseudo-labels GT_OUT.json")
-    if not 0.0 <= args.pseudo_threshold <= 1.0:  # NaN fails too
-        raise InputError(f"--pseudo-threshold {args.pseudo_threshold}: must be in [0, 1] (a fraction of each "
-                         "video's segment score range)")
+    if args.pseudo_threshold is None:
+        args.pseudo_threshold = DEFAULT_THRESHOLD
     inputs = {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint, "--annotations": args.annotations}
     outputs = {"--out": args.out, "--frames-out": args.frames_out, "--pseudo-labels": args.pseudo_labels}
     check_outputs(outputs, inputs, overwrite=args.overwrite)

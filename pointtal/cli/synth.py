@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from pointtal.cli import checks
 from pointtal.data.synthetic import DTYPES, PRESETS, generate
 
 HELP = "generate a synthetic benchmark (ground truth, I3D-like features, click files)"
@@ -27,6 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="write features estimated beyond 20 GB (an unusually large --dim)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    checks.number(args, "seed", 0)
+    checks.number(args, "dim", 2)
+    if args.dim is not None and args.dim % 2:
+        checks.fail("dim", args.dim, "must be even (an RGB half and a flow half)")
+    checks.not_a_file(args, "out_dir", "a directory to write the benchmark into")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from pointtal.cli import checks
 from pointtal.config import load_config
 from pointtal.errors import InputError
 
@@ -31,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "when stderr is not a terminal)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar, no step or evaluation lines (warnings and the result only)")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The run directory; the config (CONFIG with --set) is read and checked in `run` before training starts."""
+    checks.not_a_file(args, "out", "the run directory to write")
 
 
 def run(args: argparse.Namespace) -> int:

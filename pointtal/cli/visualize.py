@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pointtal.cli import checks
 from pointtal.errors import InputError
 from pointtal.outputs import check_outputs, record_output, run_inputs
 
@@ -28,19 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out that pointtal did not write")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    checks.figure(args, "out")  # an unknown suffix is refused before anything is loaded
+    checks.device(args)
+
+
 def run(args: argparse.Namespace) -> int:
     from pointtal.engine.inference import resolve_device  # torch import only when drawing
     from pointtal.engine.predictor import load_trained
     from pointtal.engine.report import draw_timeline, training_points
     from pointtal.engine.setup import load_ground_truth_for, open_store
-    from pointtal.viz import figure_format
 
     check_outputs({"--out": args.out}, {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint},
                   overwrite=args.overwrite)
-    try:
-        figure_format(args.out)  # before loading anything: an unknown suffix is refused at once
-    except ValueError as err:
-        raise InputError(f"--out {err}") from None
     device = resolve_device(args.device or "cpu")
     loaded = load_trained(args.run_dir, args.checkpoint, device)
     config = loaded.config
