@@ -91,8 +91,9 @@ def only_with(args: argparse.Namespace, names: Iterable[str], applies: bool, why
             raise InputError(f"{flag(name)}{shown}: {why}")
 
 
-def not_a_file(args: argparse.Namespace, name: str, what: str) -> None:
-    """`args.<name>` names a directory to write into: an existing file there is refused."""
+def not_a_file(args: argparse.Namespace, name: str, what: str, shown: str | None = None) -> None:
+    """`args.<name>` names a directory to write into: an existing file there is refused (`shown`: how a
+    positional argument is named in the usage line)."""
     value = getattr(args, name, None)
     if value is not None and Path(value).exists() and not Path(value).is_dir():
-        fail(name, value, f"is a file; give {what}")
+        raise InputError(f"{shown or flag(name)} {value}: is a file; give {what}")

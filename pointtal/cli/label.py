@@ -45,8 +45,11 @@ def check_args(args: argparse.Namespace) -> None:
     checks.number(args, "port", 0, 65535)
     checks.number(args, "fps", 0, MAX_FPS, low_open=True)
     checks.number(args, "stride", 1)
-    serving = ("videos_dir", "classes", *SERVE_DEFAULTS, "predictions", "ground_truth")
+    serving = ("classes", *SERVE_DEFAULTS, "predictions", "ground_truth")
     checks.only_with(args, serving, not args.stats, "--stats only reports the journal of --out; it serves no page")
+    if args.stats and args.videos_dir is not None:
+        raise InputError(f"VIDEOS_DIR {args.videos_dir}: --stats only reports the journal of --out; it serves no "
+                         "page")
     if not args.stats and (args.videos_dir is None or args.classes is None):
         raise InputError("give VIDEOS_DIR and --classes FILE (or --stats --out FILE for the time report)")
 

@@ -35,7 +35,7 @@ def check_args(args: argparse.Namespace) -> None:
     checks.number(args, "dim", 2)
     if args.dim is not None and args.dim % 2:
         checks.fail("dim", args.dim, "must be even (an RGB half and a flow half)")
-    checks.not_a_file(args, "out_dir", "a directory to write the benchmark into")
+    checks.not_a_file(args, "out_dir", "a directory to write the benchmark into", shown="OUT_DIR")
 
 
 def run(args: argparse.Namespace) -> int:
