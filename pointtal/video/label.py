@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -36,6 +37,7 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_PREDICTIONS_PER_VIDEO = 50  # highest-scoring segments shown on the timeline
 _CHUNK_BYTES = 256 * 1024
 _FORBIDDEN_IN_CSV = ',\n\r"'
+DURATION_SLACK_SEC = 0.1  # a click may be this far past the container's end (the browser's end can differ by a frame)
 
 
 # ------------------------------------------------------------------------------------------------ what is served
@@ -83,6 +85,25 @@ def list_videos(root: str | Path) -> dict[str, Path]:
     if not videos:
         raise InputError(f"{root}: no video files ({', '.join(sorted(VIDEO_TYPES))})")
     return videos
+
+
+def probe_duration(path: str | Path) -> float | None:
+    """Seconds of a video file, from its container or else its video stream; None when PyAV is not installed
+    or the file does not tell."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / av.time_base
+            for stream in container.streams.video:
+                if stream.duration and stream.time_base:
+                    return float(stream.duration * stream.time_base)
+    except (av.FFmpegError, OSError, ValueError):
+        return None
+    return None
 
 
 def load_reference(classes: tuple[str, ...], ground_truth: str | Path | None = None,
@@ -135,6 +156,19 @@ class LabelServer(ThreadingHTTPServer):
         loopback = host in ("127.0.0.1", "::1", "localhost")
         # DNS-rebinding guard: on loopback only requests addressed to loopback names are answered.
         self.allowed_hosts = ({f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"} if loopback else None)
+        self._durations: dict[str, float | None] = {}
+        self._durations_lock = threading.Lock()
+
+    def duration(self, video: str) -> float | None:
+        """The video's length in seconds (probed once, on its first click); None when it cannot be read."""
+        with self._durations_lock:
+            if video not in self._durations:
+                seconds = probe_duration(self.session.videos[video])
+                if seconds is None:
+                    log.warning("%s: length unknown (no PyAV, or the file does not say): clicks are not checked "
+                                "against it", self.session.videos[video])
+                self._durations[video] = seconds
+            return self._durations[video]
 
 
 def make_server(session: LabelSession, store: ClickStore, host: str = "127.0.0.1", port: int = 8765) -> LabelServer:
@@ -278,6 +312,10 @@ class LabelHandler(BaseHTTPRequestHandler):
             raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be a number of seconds, got {time_sec!r:.60}")
         if not 0 <= time_sec <= MAX_DURATION_SEC:
             raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be between 0 and {MAX_DURATION_SEC:g}, got {time_sec}")
+        length = self.server.duration(video)
+        if length is not None and time_sec > length + DURATION_SLACK_SEC:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be between 0 and {length:.3f} s, the length of "
+                           f"video '{video}', got {time_sec:g}")
         label, session = body["label"], self.server.session
         if label not in session.classes and label != session.background:
             raise ApiError(HTTPStatus.BAD_REQUEST,
