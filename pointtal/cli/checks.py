@@ -44,19 +44,13 @@ def _interval(low, high, low_open: bool, high_open: bool) -> str:
     return f"{'<' if high_open else '<='} {high:g}"
 
 
-def suffix(args: argparse.Namespace, name: str, allowed: Iterable[str], what: str) -> None:
-    """`args.<name>` (when given) ends in one of `allowed` (case-insensitive): the suffix picks the format."""
-    value = getattr(args, name, None)
-    allowed = tuple(allowed)
-    if value is not None and Path(value).suffix.lower() not in allowed:
-        fail(name, value, f"{what}: the suffix picks the format; use {', '.join(allowed)}")
-
-
 def figure(args: argparse.Namespace, name: str) -> None:
     """`args.<name>` (when given) is a figure path whose suffix names a format matplotlib writes."""
     value = getattr(args, name, None)
     if value is None:
         return
+    if Path(value).is_dir():
+        fail(name, value, "is a directory; give a figure file (.png, .pdf or .svg)")
     from pointtal.viz import figure_format  # matplotlib: imported only when a figure is asked for
 
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pointtal.engine.pseudo_labels import DEFAULT_THRESHOLD
 from pointtal.cli import checks
+from pointtal.engine.pseudo_labels import DEFAULT_THRESHOLD
 from pointtal.errors import InputError
 from pointtal.outputs import check_outputs, record_output, run_inputs
 
