@@ -236,7 +236,7 @@ def test_device_names_that_do_not_exist_are_one_line(tiny_data, tmp_path, capsys
     run = tmp_path / "run"
     train(build_config(tiny_raw_config(tiny_data, "weak", steps=1)), run)
     assert main(["predict", str(run), "--out", str(tmp_path / "p.json"), "--device", name]) == 2
-    assert f"device={name!r} is not a device name" in _one_line_error(capsys)
+    assert f"--device {name}: is not a device name" in _one_line_error(capsys)
     with pytest.raises(InputError, match="train.device"):
         build_config(tiny_raw_config(tiny_data, "weak", device=name))
 

@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_args(args: argparse.Namespace) -> None:
+    check_outputs({"--out": args.out}, {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint},
+                  overwrite=args.overwrite)
     checks.figure(args, "out")  # an unknown suffix is refused before anything is loaded
     checks.device(args)
 
@@ -40,8 +42,6 @@ def run(args: argparse.Namespace) -> int:
     from pointtal.engine.report import draw_timeline, training_points
     from pointtal.engine.setup import load_ground_truth_for, open_store
 
-    check_outputs({"--out": args.out}, {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint},
-                  overwrite=args.overwrite)
     device = resolve_device(args.device or "cpu")
     loaded = load_trained(args.run_dir, args.checkpoint, device)
     config = loaded.config
