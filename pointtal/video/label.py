@@ -3,7 +3,9 @@
 
 Server: `ThreadingHTTPServer` with the page at `/`, a JSON API under `/api/` and the videos at `/video/<id>` with
 HTTP range requests. Only the files listed at start (regular files directly in VIDEOS_DIR whose real path stays
-inside it) are served: a URL names a video id, never a path. Bad requests get a 4xx JSON error.
+inside it) are served: a URL names a video id, never a path. Bad requests get a 4xx JSON error; a click outside
+the video (its length read from the file with PyAV on its first click, `DURATION_SLACK_SEC` past the end allowed)
+is one.
 """
 
 from __future__ import annotations
