@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mode.add_argument(
         "--gaussian-std", type=float,
-        help=f"gaussian: std of the point around the instance centre / instance length (> 0, default {GAUSSIAN_STD})",
+        help=f"gaussian: std of the point around the instance centre / instance length (> 0, "
+             f"default {GAUSSIAN_STD})",
     )
     check = parser.add_argument_group("check (maps point files onto snippets and reports)")
     check.add_argument(

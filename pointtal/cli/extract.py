@@ -73,7 +73,8 @@ def check_extract_ranges(args: argparse.Namespace) -> None:
     checks.number(args, "resize", 8)
     checks.number(args, "crop", 8)
     if args.resize is not None and args.crop is not None and args.crop > args.resize:
-        checks.fail("crop", args.crop, f"must be <= --resize {args.resize} (the crop is cut from the resized frame)")
+        checks.fail("crop", args.crop,
+                    f"must be <= --resize {args.resize} (the crop is cut from the resized frame)")
     checks.number(args, "batch", 1)
     checks.device(args)
 

@@ -30,10 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="click CSV (video_id,time_seconds,label) rewritten after every change; its journal "
                              "<out>.journal lets a new session continue")
     parser.add_argument("--annotator", help="name recorded with every click in the journal")
-    parser.add_argument("--host", help="address to listen on (default 127.0.0.1: only this machine can reach the page)")
-    parser.add_argument("--port", type=int, help=f"port 0..65535 (default {SERVE_DEFAULTS['port']}; 0 picks a free one)")
+    parser.add_argument("--host",
+                        help="address to listen on (default 127.0.0.1: only this machine can reach the page)")
+    parser.add_argument("--port", type=int,
+                        help=f"port 0..65535 (default {SERVE_DEFAULTS['port']}; 0 picks a free one)")
     parser.add_argument("--fps", type=float, help="feature fps, for the snippet step (default 25)")
-    parser.add_argument("--stride", type=int, help="frames per snippet; left/right step stride/fps seconds (default 16)")
+    parser.add_argument("--stride", type=int,
+                        help="frames per snippet; left/right step stride/fps seconds (default 16)")
     parser.add_argument("--predictions", metavar="P.json", help="ActivityNet results JSON to show on the timeline")
     parser.add_argument("--ground-truth", metavar="GT.json", help="ground truth to show on the timeline")
     parser.add_argument("--background-label", default=BACKGROUND, help="label of background points (key b)")

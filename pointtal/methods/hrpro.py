@@ -146,7 +146,8 @@ class Options:
             (0.0 <= self.seed_act_thresh <= 1.0, "seed_act_thresh", "must be in [0, 1] (a probability)"),
             (0.0 <= self.seed_bkg_thresh <= 1.0, "seed_bkg_thresh", "must be in [0, 1] (a probability)"),
             (self.scale >= 1, "scale", "must be >= 1"),
-            (0.0 <= self.class_thresh <= 1.0, "class_thresh", "must be in [0, 1] (video scores are probabilities)"),
+            (0.0 <= self.class_thresh <= 1.0, "class_thresh",
+             "must be in [0, 1] (video scores are probabilities)"),
             *((len(getattr(self, key)) > 0 and all(0.0 <= t <= 1.0 for t in getattr(self, key)), key,
                "must be non-empty, each in [0, 1] (thresholds on probabilities)")
               for key in ("cas_thresholds", "agnostic_thresholds")),

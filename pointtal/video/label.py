@@ -39,7 +39,7 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_PREDICTIONS_PER_VIDEO = 50  # highest-scoring segments shown on the timeline
 _CHUNK_BYTES = 256 * 1024
 _FORBIDDEN_IN_CSV = ',\n\r"'
-DURATION_SLACK_SEC = 0.1  # a click may be this far past the container's end (the browser's end can differ by a frame)
+DURATION_SLACK_SEC = 0.1  # a click may be this far past the container's end (the browser's may differ by a frame)
 
 
 # ------------------------------------------------------------------------------------------------ what is served
