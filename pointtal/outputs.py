@@ -5,7 +5,9 @@ Every command that writes declares its outputs and inputs once, before any work,
 * an output that is the same file as an input (same path, a symlink or a hard link: `os.path.samefile`) is
   refused always; two outputs that are the same file are refused too;
 * an output path that is a directory, or lies under a file, is refused (one line instead of a traceback);
-* an existing output that is not pointtal's own is refused unless the command got `--overwrite`.
+* an existing output that is not pointtal's own is refused unless the command got `--overwrite`;
+* a directory among the inputs (a feature directory, a run directory) protects the files inside it: an output
+  that is an existing file there is refused always (a new file written into it is not).
 
 "pointtal's own" is recorded next to the files, in a manifest `.pointtal-outputs.json` of the output's
 directory: `record_output` stores the name and SHA-256 of a file just written, so rerunning a command onto its
@@ -27,7 +29,8 @@ from pointtal.atomic import write_text_atomic
 from pointtal.errors import InputError
 
 MANIFEST = ".pointtal-outputs.json"
-RUN_STATE = ("config.yaml", "checkpoint.pt", "best.pt", "metrics.jsonl", "report.md", "config_changes.jsonl")
+RUN_STATE = ("config.yaml", "checkpoint.pt", "best.pt", "metrics.jsonl", "report.md", "config_changes.jsonl",
+             "extract.json")  # extract.json: how the run's features were made (read by `pointtal detect`)
 RUN_FILES = (*RUN_STATE, "predictions.json", "frames.json")  # what `pointtal train` writes into a run directory
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -61,6 +64,9 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
             if same_file(path, source):
                 raise InputError(f"{label} {path}: is the {in_label} this command reads; "
                                  "write to another file (an input is never overwritten)")
+            if _inside(path, source):
+                raise InputError(f"{label} {path}: is a file of the {in_label} this command reads; "
+                                 "write to another file (an input is never overwritten)")
         for other_label, other in seen.items():
             if same_file(path, other):
                 raise InputError(f"{label} {path}: same file as {other_label}; give two different files")
@@ -68,6 +74,13 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
         if path.exists() and not overwrite and not is_own_output(path):
             raise InputError(f"{label} {path}: exists and was not written by pointtal (or was edited since); "
                              f"{remedy}")
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    """Whether `path` is an existing file somewhere under the existing directory `directory`."""
+    if not (directory.is_dir() and path.is_file()):
+        return False
+    return path.resolve().is_relative_to(directory.resolve())
 
 
 def _check_writable_place(label: str, path: Path) -> None:
@@ -82,17 +95,21 @@ def _check_writable_place(label: str, path: Path) -> None:
 
 def run_inputs(run_dir: str | Path, config_file: str | Path | None = None) -> dict[str, Path]:
     """The files of a run directory that commands reading the run must never overwrite (its predictions may
-    be rewritten), plus the ground truth and class list its config.yaml names (best effort)."""
+    be rewritten), plus the ground truth, class list, point files and feature directory its config.yaml names
+    (best effort)."""
     run_dir = Path(run_dir)
     inputs = {f"run's {name}": run_dir / name for name in RUN_STATE}
     try:
         import yaml
 
         data = yaml.safe_load((Path(config_file) if config_file else run_dir / "config.yaml").read_text("utf-8"))
-        for key in ("annotations", "class_list"):
+        for key in ("annotations", "class_list", "features", "video_names", "points"):
             value = data["data"].get(key)
-            if isinstance(value, str) and value:
-                inputs[f"run's data.{key}"] = Path(value)
+            values = value if isinstance(value, list) else [value]
+            for i, item in enumerate(values):
+                if isinstance(item, str) and item and (Path(item).suffix or key == "features"):
+                    where = f"[{i}]" if isinstance(value, list) else ""
+                    inputs[f"run's data.{key}{where}"] = Path(item)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
         pass  # unreadable config: the command itself reports it
     return inputs

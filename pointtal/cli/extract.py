@@ -50,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=16, help="frames per snippet (default 16); T = "
                         "floor(resampled frames / stride), the last partial snippet is dropped")
     add_extract_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true", help="re-extract videos that already have features")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="re-extract the given videos that already have features; with other settings than "
+                             "FEATURES_DIR/extract.json records, every video of the folder is re-extracted, so all "
+                             "of them must be given (else refused: a folder never holds features its extract.json "
+                             "does not describe)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or progress log lines")
 
 
@@ -65,16 +69,34 @@ def options_from(args: argparse.Namespace, fps: float, stride: int):
     )
 
 
+def guard_features_dir(out: Path, paths: list[Path], opts, option: str = "--out", inputs: dict | None = None,
+                       ) -> None:
+    """The output guard on a features folder: never a file, and none of the files extraction writes there
+    (`<video_id>.npy`, extract.json) is one of the command's inputs. Which existing files of the folder may be
+    replaced is the folder's extract.json's business (pointtal.video.manifest.plan_extraction)."""
+    from pointtal.outputs import check_outputs
+    from pointtal.video.decode import video_id_for
+    from pointtal.video.manifest import MANIFEST
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{option} {out}: is a file; give the directory the <video_id>.npy files go to")
+    weights = {f"--{k}-weights": getattr(opts, f"{k}_weights") for k in ("rgb", "flow", "raft")}
+    weights = {k: v for k, v in weights.items() if v and v.lower() != "default"}
+    sources = {f"VIDEO {p}": p for p in paths}
+    for name in (MANIFEST, *(f"{video_id_for(p)}.npy" for p in paths)):
+        check_outputs({option: out / name}, {**sources, **weights, **(inputs or {})}, overwrite=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from pointtal.video.decode import list_videos
     from pointtal.video.extract import extract_videos
     from pointtal.video.options import check_options
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise InputError(f"--out {args.out}: is a file; give the directory the <video_id>.npy files go to")
     opts = options_from(args, args.fps, args.stride)
+    paths = list_videos(args.videos)
+    guard_features_dir(Path(args.out), paths, opts)
     check_options(opts)  # refuse missing weights before decoding anything
-    summary = extract_videos(list_videos(args.videos), Path(args.out), opts, overwrite=args.overwrite,
+    summary = extract_videos(paths, Path(args.out), opts, overwrite=args.overwrite,
                              progress=not args.no_progress)
     rate = summary.frames / summary.seconds if summary.seconds else 0.0
     print(f"extracted {len(summary.done)} videos ({summary.frames} frames, {rate:.1f} frames/s), "

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.pseudo_threshold <= 1.0:  # NaN fails too
         raise InputError(f"--pseudo-threshold {args.pseudo_threshold}: must be in [0, 1] (a fraction of each "
                          "video's segment score range)")
-    inputs = {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint, "--annotations": args.annotations}
+    inputs = {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint, "--annotations": args.annotations,
+              "--features": args.features}
     outputs = {"--out": args.out, "--frames-out": args.frames_out, "--pseudo-labels": args.pseudo_labels}
     check_outputs(outputs, inputs, overwrite=args.overwrite)
     summary = predict_run(

@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from pointtal.engine.setup import load_ground_truth_for, open_store
     from pointtal.viz import figure_format
 
-    check_outputs({"--out": args.out}, {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint},
-                  overwrite=args.overwrite)
+    check_outputs({"--out": args.out}, {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint,
+                                        "--features": args.features}, overwrite=args.overwrite)
     try:
         figure_format(args.out)  # before loading anything: an unknown suffix is refused at once
     except ValueError as err:
