@@ -13,7 +13,12 @@ Every command that writes declares its outputs and inputs once, before any work,
 directory: `record_output` stores the name and SHA-256 of a file just written, so rerunning a command onto its
 own previous output (predict onto the same predictions.json) needs no flag, while a file the user wrote or
 edited since is protected. A run directory written by `pointtal train` is marked as a whole (`mark_run_dir`):
-its files change while training, so they are owned by name, not by content.
+its files change while training, so they are owned by name, not by content. A features folder is owned through
+its extract.json (`pointtal.video.manifest.plan_extraction`): `extract` and `detect --features-dir` pass its files
+here only for the input checks.
+
+tests/test_output_guard.py reads every subcommand and option from the CLI's parser and checks each output option
+against this guard, so a command added without it fails the suite.
 """
 
 from __future__ import annotations

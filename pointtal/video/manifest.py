@@ -117,7 +117,8 @@ def check_geometry(manifest: dict, fps: float, stride: int, where: str) -> None:
 
 
 def record_in_run(features: str | Path, run_dir: Path, fps: float, stride: int) -> None:
-    """Copy the features' extract.json into the run (checked against data.fps/stride); nothing if it has none."""
+    """Copy the features' extract.json into the run (checked against data.fps/stride and against the folder's
+    files, `check_files`); nothing if it has none."""
     if not features or not Path(features).is_dir():
         return
     manifest = read_manifest(features)
