@@ -82,10 +82,24 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
 
 
 def _inside(path: Path, directory: Path) -> bool:
-    """Whether `path` is an existing file somewhere under the existing directory `directory`."""
+    """Whether `path` is an existing file somewhere under the existing directory `directory` (by path, through
+    symlinks, or as a hard link of one of its files)."""
     if not (directory.is_dir() and path.is_file()):
         return False
-    return path.resolve().is_relative_to(directory.resolve())
+    if path.resolve().is_relative_to(directory.resolve()):
+        return True
+    target = path.stat()
+    if target.st_nlink < 2:
+        return False
+    for root, _, names in os.walk(directory):  # rare: a file with several names; look for it inside
+        for name in names:
+            try:
+                other = os.stat(os.path.join(root, name), follow_symlinks=False)
+            except OSError:
+                continue
+            if (other.st_dev, other.st_ino) == (target.st_dev, target.st_ino):
+                return True
+    return False
 
 
 def _check_writable_place(label: str, path: Path) -> None:

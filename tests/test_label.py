@@ -435,6 +435,27 @@ def test_a_csv_edited_by_hand_while_stopped_keeps_the_users_rows(tmp_path, caplo
     reopened.close()
 
 
+def test_a_csv_one_change_behind_its_journal_is_a_kill_not_an_edit(tmp_path, caplog):
+    """A kill between the journal's append and the CSV's rewrite leaves the CSV one change behind (and older):
+    the journal's change is kept, without an "edited" warning (an edit by hand is newer than the journal)."""
+    out = tmp_path / "clicks.csv"
+    store = ClickStore(out)
+    store.add("v", 1.0, "Jump")
+    store.add("v", 2.0, "Run")
+    store.close()
+    with open(journal_path(out), "a") as journal:  # appended and fsynced; the kill came before the CSV
+        journal.write(json.dumps({"op": "delete", "id": 1}) + "\n")
+        journal.write(json.dumps({"op": "add", "id": 3, "video": "v", "time": 3.0, "label": "Run"}) + "\n")
+    out.write_text("v,2.000000,Run\n")  # the CSV as the delete left it, one change behind
+    os.utime(out, ns=(journal_path(out).stat().st_mtime_ns - 10**9,) * 2)
+    caplog.clear()
+    store = ClickStore(out)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [p.id for p in store.points()] == [2, 3]
+    store.close()
+    assert out.read_text() == "v,2.000000,Run\nv,3.000000,Run\n"
+
+
 def test_a_second_server_on_a_symlink_or_hard_link_of_the_csv_is_refused(tmp_path):
     """The lock was per path string: a server on another name of the same CSV started and handed out the same
     ids. The real file is locked now (its journal by resolved path, the CSV found at start by inode)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,16 +228,22 @@ PARAMS = sorted(OUTPUTS)
 
 
 @pytest.mark.parametrize("command, option", PARAMS, ids=[f"{c}{o}" for c, o in PARAMS])
-def test_an_output_is_never_one_of_the_inputs(world, capsys, monkeypatch, command, option):
+def test_an_output_is_never_one_of_the_inputs(world, tmp_path, capsys, monkeypatch, command, option):
     case = _cases(world)[command]
     if not case.inputs:
         assert command in ("demo", "synth")  # they read no file
         return
-    for source in case.inputs:
+    for i, source in enumerate(case.inputs):
         if OUTPUTS[command, option] == "file" and source.is_dir():
             continue  # a file output pointed at a directory is refused by the place check (tested below)
-        for extra in ([], [case.overwrite]) if case.overwrite else ([],):
-            _refused(capsys, monkeypatch, case, [*_argv(case, option, source), *extra], source)
+        names = [source]
+        if source.is_file():  # the same file under another name: a symlink and a hard link
+            (tmp_path / f"link{i}{source.suffix}").symlink_to(source)
+            os.link(source, tmp_path / f"hard{i}{source.suffix}")
+            names += [tmp_path / f"link{i}{source.suffix}", tmp_path / f"hard{i}{source.suffix}"]
+        for name in names:
+            for extra in ([], [case.overwrite]) if case.overwrite else ([],):
+                _refused(capsys, monkeypatch, case, [*_argv(case, option, name), *extra], source, named=name)
 
 
 @pytest.mark.parametrize("command, option", PARAMS, ids=[f"{c}{o}" for c, o in PARAMS])

@@ -74,12 +74,15 @@ def guard_features_dir(out: Path, paths: list[Path], opts, option: str = "--out"
     """The output guard on a features folder: never a file, and none of the files extraction writes there
     (`<video_id>.npy`, extract.json) is one of the command's inputs. Which existing files of the folder may be
     replaced is the folder's extract.json's business (pointtal.video.manifest.plan_extraction)."""
-    from pointtal.outputs import check_outputs
+    from pointtal.outputs import check_outputs, is_run_dir
     from pointtal.video.decode import video_id_for
     from pointtal.video.manifest import MANIFEST
 
     if out.exists() and not out.is_dir():
         raise InputError(f"{option} {out}: is a file; give the directory the <video_id>.npy files go to")
+    if is_run_dir(out):  # its extract.json records how the run's features were made: never rewritten
+        raise InputError(f"{option} {out}: is a run directory written by `pointtal train`; give a features "
+                         "directory")
     weights = {f"--{k}-weights": getattr(opts, f"{k}_weights") for k in ("rgb", "flow", "raft")}
     weights = {k: v for k, v in weights.items() if v and v.lower() != "default"}
     sources = {f"VIDEO {p}": p for p in paths}

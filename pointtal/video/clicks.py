@@ -57,6 +57,19 @@ class JournalState:
     active_sec: dict[str, float] = field(default_factory=dict)
     good_bytes: int = 0  # length of the journal up to its last complete line
     last_video: str | None = None  # the video worked on last: the page reopens it
+    last_change: tuple[str, StoredPoint] | None = None  # the last add or delete: undone, the CSV of before it
+
+    def points_before_last_change(self) -> list[StoredPoint]:
+        """The live points before the last add or delete (what the CSV holds after a kill between the
+        journal's append and the CSV's rewrite)."""
+        points = dict(self.points)
+        if self.last_change is not None:
+            op, point = self.last_change
+            if op == "add":
+                points.pop(point.id, None)
+            else:
+                points[point.id] = point
+        return list(points.values())
 
     def apply(self, record: dict) -> None:
         """Apply one journal record (`add`, `delete` or `active`)."""
@@ -67,9 +80,12 @@ class JournalState:
             point = StoredPoint(int(record["id"]), str(record["video"]), float(record["time"]), str(record["label"]))
             self.points[point.id] = point
             self.next_id = max(self.next_id, point.id + 1)
+            self.last_change = ("add", point)
         elif op == "delete":
             deleted = self.points.pop(int(record["id"]), None)
             self.last_video = deleted.video if deleted is not None else self.last_video
+            if deleted is not None:
+                self.last_change = ("delete", deleted)
         elif op == "active":
             video = str(record["video"])
             self.active_sec[video] = self.active_sec.get(video, 0.0) + float(record["sec"])
@@ -130,6 +146,7 @@ class ClickStore:
             _lock_or_refuse(self._handle, self.journal)
             rows = self._read_csv()  # the user's rows; an unreadable CSV is refused before anything is written
             self.state = replay_journal(self.journal)
+            csv_older = rows is not None and self.out.stat().st_mtime_ns < self.journal.stat().st_mtime_ns
         except BaseException:
             self.close()
             if new_journal and self.journal.exists() and not self.journal.stat().st_size:
@@ -139,7 +156,7 @@ class ClickStore:
         if not self.state.good_bytes and rows:
             self._import_csv(rows)
         elif rows is not None:
-            self._keep_edited_rows(rows)
+            self._keep_edited_rows(rows, csv_older)
         elif self.state.points:
             log.warning("%s: missing; rewritten from its journal %s (%d points)", out, self.journal,
                         len(self.state.points))
@@ -238,10 +255,16 @@ class ClickStore:
             self._add_row(point, "imported")
         log.info("%s: imported %d existing points into %s", self.out, len(imported), self.journal)
 
-    def _keep_edited_rows(self, rows: list[Point]) -> None:
+    def _keep_edited_rows(self, rows: list[Point], csv_older: bool) -> None:
         """The CSV's rows win over the journal's points (the user edited the file while no server ran): journal
-        the rows added and removed by hand, and say so in one line."""
+        the rows added and removed by hand, and say so in one line.
+
+        Not an edit: a CSV one change behind its journal and older than it, which is what a kill between
+        the journal's append and the CSV's rewrite leaves (that change is kept, as the journal has it)."""
         in_csv = Counter(_row_key(p.video_id, p.time_sec, p.label) for p in rows)
+        behind = Counter(_row_key(p.video, p.time_sec, p.label) for p in self.state.points_before_last_change())
+        if in_csv == behind and csv_older:
+            return
         journaled: dict[tuple, list[int]] = {}
         for point in sorted(self.state.points.values(), key=lambda p: p.id):
             journaled.setdefault(_row_key(point.video, point.time_sec, point.label), []).append(point.id)
