@@ -274,10 +274,16 @@ def test_a_folder_never_holds_features_its_extract_json_does_not_describe(videos
     from pointtal.video.manifest import check_files
 
     check_files(out)  # agrees
+    # other settings again, and clip_b now fails to decode: its stride-8 features go, the folder stays true
+    broken = truncate(videos / "clip_b.mkv", tmp_path / "clip_b.mkv", keep=0.3)
+    assert main(["extract", a, str(broken), "--out", str(out), *SMALL, "--stride", "4", "--overwrite"]) == 1
+    manifest = json.loads((out / "extract.json").read_text())
+    assert manifest["stride"] == 4 and list(manifest["videos"]) == ["clip_a"] and not (out / "clip_b.npy").exists()
+    check_files(out)
     # a feature file extract.json does not list: refused, not skipped as "already done"
     np.save(out / "clip_c.npy", np.zeros((3, 2048), np.float32))
     capsys.readouterr()
-    assert main(["extract", a, "--out", str(out), *SMALL, "--stride", "8"]) == 2
+    assert main(["extract", a, "--out", str(out), *SMALL, "--stride", "4"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "clip_c.npy: a feature file that extract.json does not describe" in err[0]
     with pytest.raises(InputError, match="clip_c.npy is not listed"):
