@@ -7,7 +7,8 @@ Every command that writes declares its outputs and inputs once, before any work,
 * an output path that is a directory, or lies under a file, is refused (one line instead of a traceback);
 * an existing output that is not pointtal's own is refused unless the command got `--overwrite`;
 * a directory among the inputs (a feature directory, a run directory) protects the files inside it: an output
-  that is an existing file there is refused always (a new file written into it is not).
+  that is an existing file there is refused always, unless pointtal wrote it (a new file written into it is not
+  refused either).
 
 "pointtal's own" is recorded next to the files, in a manifest `.pointtal-outputs.json` of the output's
 directory: `record_output` stores the name and SHA-256 of a file just written, so rerunning a command onto its
@@ -44,8 +45,11 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     """True when `a` and `b` name one file: equal resolved paths, or (both existing) one inode."""
     a, b = Path(a), Path(b)
     try:
-        if a.exists() and b.exists():
+        a_exists, b_exists = a.exists(), b.exists()
+        if a_exists and b_exists:
             return os.path.samefile(a, b)
+        if a_exists != b_exists:  # one file exists and the other does not: two names of one file cannot
+            return False
     except OSError:
         pass
     return a.resolve() == b.resolve()
@@ -69,7 +73,7 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
             if same_file(path, source):
                 raise InputError(f"{label} {path}: is the {in_label} this command reads; "
                                  "write to another file (an input is never overwritten)")
-            if _inside(path, source):
+            if _inside(path, source) and not is_own_output(path):
                 raise InputError(f"{label} {path}: is a file of the {in_label} this command reads; "
                                  "write to another file (an input is never overwritten)")
         for other_label, other in seen.items():

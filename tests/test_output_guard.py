@@ -267,3 +267,22 @@ def test_a_file_output_pointed_at_a_directory_is_one_line(world, tmp_path, capsy
         if kind == "file":
             case = _cases(world)[command]
             _refused(capsys, monkeypatch, case, _argv(case, option, tmp_path), tmp_path)
+
+
+def test_a_directory_input_protects_its_files_but_not_pointtal_outputs_in_it(tmp_path):
+    from pointtal.errors import InputError
+    from pointtal.outputs import check_outputs, record_output
+
+    features = tmp_path / "features"
+    (features / "sub").mkdir(parents=True)
+    (features / "sub" / "v.npy").write_bytes(b"features")
+    os.link(features / "sub" / "v.npy", tmp_path / "hard.npy")
+    (tmp_path / "link.npy").symlink_to(features / "sub" / "v.npy")
+    for out in (features / "sub" / "v.npy", tmp_path / "hard.npy", tmp_path / "link.npy"):
+        with pytest.raises(InputError, match="is a file of the --features this command reads"):
+            check_outputs({"--out": out}, {"--features": features}, overwrite=True)
+    check_outputs({"--out": features / "new.json"}, {"--features": features})  # a new file: written beside them
+    (features / "p.json").write_text("{}")
+    record_output(features / "p.json", "predict")
+    check_outputs({"--out": features / "p.json"}, {"--features": features})  # pointtal's own: rewritten
+    assert (features / "sub" / "v.npy").read_bytes() == b"features"

@@ -12,7 +12,7 @@ from pointtal.data.annotations import BACKGROUND, read_class_list
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.outputs import check_outputs
 from pointtal.video.clicks import ClickStore, label_stats
-from pointtal.video.label import LabelSession, list_videos, load_reference, make_server
+from pointtal.video.label import VIDEO_TYPES, LabelSession, list_videos, load_reference, make_server
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,8 @@ def run(args: argparse.Namespace) -> int:
 def _inputs(args: argparse.Namespace) -> dict:
     """What the server reads: the class list, the reference files, the videos."""
     videos = {}
-    if args.videos_dir and Path(args.videos_dir).is_dir():
-        try:
-            videos = {f"video {path}": path for path in list_videos(Path(args.videos_dir)).values()}
-        except InputError:
-            pass  # no videos: reported with the other checks
+    if args.videos_dir and Path(args.videos_dir).is_dir():  # the files list_videos may serve, without its warnings
+        videos = {f"video {p}": p for p in Path(args.videos_dir).iterdir() if p.suffix.lower() in VIDEO_TYPES}
     return {"--classes": args.classes, "--predictions": args.predictions, "--ground-truth": args.ground_truth,
             **videos}
 
