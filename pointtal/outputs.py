@@ -55,34 +55,50 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None] = (),
-                  overwrite: bool = False, remedy: str = "pass --overwrite to replace it, or choose another path",
-                  ) -> None:
+def check_outputs(outputs: dict[str, str | Path | None] | list[tuple[str, str | Path | None]],
+                  inputs: dict[str, str | Path | None] = (), overwrite: bool = False,
+                  remedy: str = "pass --overwrite to replace it, or choose another path") -> None:
     """Refuse, before any work, outputs that would destroy data (see module doc).
 
     `outputs` and `inputs` map a label for messages (an option such as '--out', or a role such as
-    'ground truth') to a path; None entries are skipped. Directories among the inputs protect every file
-    inside them (an output written into a feature directory is refused only if it is one of its files).
+    'ground truth') to a path; None entries are skipped (`outputs` may also be (label, path) pairs, when
+    one option writes several files). Directories among the inputs protect every file inside them (an
+    output written into a feature directory is refused only if it is one of its files). Each input is
+    looked at once, so thousands of outputs and inputs (a features folder) cost thousands of stats.
     """
-    outs = {label: Path(p) for label, p in outputs.items() if p is not None}
-    ins = {label: Path(p) for label, p in dict(inputs).items() if p is not None}
-    seen: dict[str, Path] = {}
-    for label, path in outs.items():
+    pairs = outputs.items() if isinstance(outputs, dict) else outputs
+    outs = [(label, Path(p)) for label, p in pairs if p is not None]
+    ins = [(label, Path(p)) for label, p in dict(inputs).items() if p is not None]
+    known: dict[object, str] = {}  # same_file's identity of every input -> its (first) label
+    for in_label, source in ins:
+        known.setdefault(_identity(source), in_label)
+    directories = [(in_label, source) for in_label, source in ins if source.is_dir()]
+    seen: dict[object, str] = {}
+    for label, path in outs:
         _check_writable_place(label, path)
-        for in_label, source in ins.items():
-            if same_file(path, source):
-                raise InputError(f"{label} {path}: is the {in_label} this command reads; "
-                                 "write to another file (an input is never overwritten)")
+        identity = _identity(path)
+        if identity in known:
+            raise InputError(f"{label} {path}: is the {known[identity]} this command reads; "
+                             "write to another file (an input is never overwritten)")
+        for in_label, source in directories:
             if _inside(path, source) and not is_own_output(path):
                 raise InputError(f"{label} {path}: is a file of the {in_label} this command reads; "
                                  "write to another file (an input is never overwritten)")
-        for other_label, other in seen.items():
-            if same_file(path, other):
-                raise InputError(f"{label} {path}: same file as {other_label}; give two different files")
-        seen[label] = path
+        if identity in seen:
+            raise InputError(f"{label} {path}: same file as {seen[identity]}; give two different files")
+        seen[identity] = label
         if path.exists() and not overwrite and not is_own_output(path):
             raise InputError(f"{label} {path}: exists and was not written by pointtal (or was edited since); "
                              f"{remedy}")
+
+
+def _identity(path: Path) -> object:
+    """What `same_file` compares: (device, inode) of an existing file, else its resolved path."""
+    try:
+        st = path.stat()
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", path.resolve())
 
 
 def _inside(path: Path, directory: Path) -> bool:

@@ -86,9 +86,8 @@ def guard_features_dir(out: Path, paths: list[Path], opts, option: str = "--out"
     weights = {f"--{k}-weights": getattr(opts, f"{k}_weights") for k in ("rgb", "flow", "raft")}
     weights = {k: v for k, v in weights.items() if v and v.lower() != "default"}
     sources = {f"VIDEO {p}": p for p in paths}
-    for name in (MANIFEST, *(f"{video_id_for(p)}.npy" for p in paths)):
-        if (out / name).exists():  # a file not there yet is no input
-            check_outputs({option: out / name}, {**sources, **weights, **(inputs or {})}, overwrite=True)
+    outputs = [(option, out / name) for name in (MANIFEST, *(f"{video_id_for(p)}.npy" for p in paths))]
+    check_outputs(outputs, {**sources, **weights, **(inputs or {})}, overwrite=True)
 
 
 def run(args: argparse.Namespace) -> int:
