@@ -26,7 +26,7 @@ WORK = [  # (module, attribute): where each command's work begins
     ("pointtal.engine.trainer", "train"),
     ("pointtal.engine.predictor", "predict_run"),
     ("pointtal.video.extract", "extract_videos"),
-    ("pointtal.video.decode", "list_videos"),  # detect and extract list the video files first
+    ("pointtal.cli.detect", "_detect"),  # detect: extraction and inference (listing the videos is no work)
     ("pointtal.data.synthetic", "generate"),
     ("pointtal.cli.synth", "generate"),
     ("pointtal.cli.ablate", "run_study"),

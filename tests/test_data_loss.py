@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -180,6 +181,35 @@ def test_resume_with_more_steps_lengthens_the_run_exactly(tiny_data, tmp_path):
     changes = [json.loads(line) for line in (short / "config_changes.jsonl").read_text().splitlines()]
     assert changes == [{"step": 3, "changed": {"train.steps": [3, 6]}}]
     assert yaml.safe_load((short / "config.yaml").read_text())["train"]["steps"] == 6
+
+
+def test_train_says_when_extract_json_disagrees_with_its_feature_files(tiny_data, tmp_path, capsys):
+    """Issue 18: a folder whose extract.json describes its files wrongly (one re-extracted at stride 8, the
+    others left at 16 and no longer listed) was read as stride 8 without a word; training now refuses it,
+    naming the manifest and the files."""
+    import shutil
+
+    features = tmp_path / "features"
+    shutil.copytree(tiny_data / "features", features)
+    files = sorted(features.glob("*.npy"))
+    videos = {p.stem: {"file": f"{p.stem}.mp4", "snippets": int(np.load(p).shape[0])} for p in files}
+    manifest = {"fps": 25.0, "stride": 16, "backbone": "i3d", "videos": videos}
+    (features / "extract.json").write_text(json.dumps(manifest))
+    raw = tiny_raw_config(tiny_data, "weak", steps=1)
+    raw["data"]["features"] = str(features)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["train", str(config), "--out", str(tmp_path / "ok")]) == 0  # agrees: trains
+    capsys.readouterr()
+    first, second = files[0].stem, files[1].stem
+    videos[first]["snippets"] *= 2  # re-extracted at half the stride, recorded so
+    del videos[second]  # a file the manifest no longer lists
+    (features / "extract.json").write_text(json.dumps(manifest))
+    assert main(["train", str(config), "--out", str(tmp_path / "bad")]) == 2
+    line = _one_error_line(capsys)
+    assert "extract.json: does not describe the feature files beside it (2 files" in line
+    assert f"{first}.npy has {videos[first]['snippets'] // 2} snippets, extract.json records" in line
+    assert f"{second}.npy is not listed" in line and not (tmp_path / "bad" / "checkpoint.pt").exists()
 
 
 # ----------------------------------------------------------------------------- class 3: synth

@@ -404,3 +404,105 @@ def test_cli_errors_are_one_line(tmp_path, videos, capsys, args, words):
     assert main(["label", *(a.format(**names) for a in args)]) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------- issue 18
+
+
+def test_a_csv_edited_by_hand_while_stopped_keeps_the_users_rows(tmp_path, caplog):
+    """The journal used to win on restart: a row added or removed by hand vanished or came back."""
+    out = tmp_path / "clicks.csv"
+    store = ClickStore(out, "ann")
+    for t, label in ((1.0, "Jump"), (2.0, "Run"), (3.0, "Run")):
+        store.add("v", t, label)
+    store.close()
+    out.write_text("v,1.0,Jump\nv,3.000000,Run\nv,4.5,Throw\nv,4.5,Throw\n")  # 2.0 removed, 4.5 added twice
+    caplog.clear()
+    store = ClickStore(out, "ann")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "edited since its journal was written (2 rows added, 1 removed by hand)" in \
+        warnings[0] and "keeping the CSV's rows" in warnings[0]
+    assert [(p.time_sec, p.label) for p in store.points()] == [(1.0, "Jump"), (3.0, "Run"), (4.5, "Throw"),
+                                                                (4.5, "Throw")]
+    store.add("v", 5.0, "Jump")  # the next save keeps the user's rows
+    store.close()
+    assert out.read_text() == ("v,1.000000,Jump\nv,3.000000,Run\nv,4.500000,Throw\nv,4.500000,Throw\n"
+                               "v,5.000000,Jump\n")
+    caplog.clear()
+    reopened = ClickStore(out, "ann")  # the journal agrees now: nothing to say
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(reopened.points()) == 5 and reopened.add("v", 6.0, "Run").id == 7  # ids are never reused
+    reopened.close()
+
+
+def test_a_csv_one_change_behind_its_journal_is_a_kill_not_an_edit(tmp_path, caplog):
+    """A kill between the journal's append and the CSV's rewrite leaves the CSV one change behind (and older):
+    the journal's change is kept, without an "edited" warning (an edit by hand is newer than the journal)."""
+    out = tmp_path / "clicks.csv"
+    store = ClickStore(out)
+    store.add("v", 1.0, "Jump")
+    store.add("v", 2.0, "Run")
+    store.close()
+    with open(journal_path(out), "a") as journal:  # appended and fsynced; the kill came before the CSV
+        journal.write(json.dumps({"op": "delete", "id": 1}) + "\n")
+        journal.write(json.dumps({"op": "add", "id": 3, "video": "v", "time": 3.0, "label": "Run"}) + "\n")
+    out.write_text("v,2.000000,Run\n")  # the CSV as the delete left it, one change behind
+    os.utime(out, ns=(journal_path(out).stat().st_mtime_ns - 10**9,) * 2)
+    caplog.clear()
+    store = ClickStore(out)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [p.id for p in store.points()] == [2, 3]
+    store.close()
+    assert out.read_text() == "v,2.000000,Run\nv,3.000000,Run\n"
+
+
+def test_a_second_server_on_a_symlink_or_hard_link_of_the_csv_is_refused(tmp_path):
+    """The lock was per path string: a server on another name of the same CSV started and handed out the same
+    ids. The real file is locked now (its journal by resolved path, the CSV found at start by inode)."""
+    out = tmp_path / "clicks.csv"
+    out.write_text("v,1.0,Jump\n")
+    link, hard = tmp_path / "link.csv", tmp_path / "hard.csv"
+    link.symlink_to(out)
+    for first, second in ((out, link), (link, out), (out, hard), (hard, out)):
+        hard.unlink(missing_ok=True)  # every save replaces the file: a hard link holds until the first one
+        os.link(out, hard)
+        store = ClickStore(first)
+        with pytest.raises(InputError, match="another `pointtal label` is writing to this file"):
+            ClickStore(second)
+        store.close()
+        if second == hard:
+            assert not journal_path(hard).exists()  # the refused server left no journal behind
+    assert journal_path(link) == journal_path(out)
+    store = ClickStore(link)  # free again; through the symlink, the real file is written and the link stays
+    store.add("v", 2.0, "Run")
+    store.close()
+    assert link.is_symlink() and out.read_text() == "v,1.000000,Jump\nv,2.000000,Run\n"
+
+
+def test_sigterm_stops_the_server_cleanly_and_releases_the_file(tmp_path, videos):
+    """Only Ctrl+C (KeyboardInterrupt) used to stop the server: SIGTERM killed it without its last line."""
+    classes, out = write_classes(tmp_path / "classes.txt"), tmp_path / "clicks.csv"
+    out.write_text("other,0.5,Jump\n")
+    process, port = _start_cli(videos, classes, out)
+    try:
+        status, _, _ = call(port, "POST", "/api/points", {"video": "other", "time": 1.25, "label": "Run"})
+        assert status == 201
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "stopped; 2 points in" in stdout and "Traceback" not in stderr
+    ClickStore(out).close()  # the lock was released
+    assert out.read_text() == "other,0.500000,Jump\nother,1.250000,Run\n"
+    # edited by hand while stopped: the next server keeps the user's rows and says so in one stderr line
+    out.write_text("other,0.5,Jump\n")
+    process, port = _start_cli(videos, classes, out)
+    try:
+        assert [p["time"] for p in call(port, "GET", "/api/points?video=other")[2]["points"]] == [0.5]
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    lines = [line for line in stderr.splitlines() if "edited since" in line]
+    assert len(lines) == 1 and "0 rows added, 1 removed by hand" in lines[0] and process.returncode == 0

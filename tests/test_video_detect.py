@@ -75,6 +75,22 @@ def test_detect_on_a_new_video_with_a_run_trained_on_extracted_features(tmp_path
     # detect extracted with the run's recorded settings (random-init seed, stride 8, 16 px crop): the same
     # features `pointtal extract` gave for that file
     np.testing.assert_array_equal(np.load(kept / "new_clip.npy"), np.load(features / "new_clip.npy"))
+    # issue 18: --out onto the run's checkpoint (it used to become JSON) or onto a file pointtal did not write
+    # is refused; rerunning onto its own output needs no flag; --overwrite replaces the foreign file
+    saved = {name: (run / name).read_bytes() for name in ("checkpoint.pt", "config.yaml")}
+    notes = tmp_path / "notes.json"
+    notes.write_text("my notes")
+    again = ["detect", str(run), str(videos / "new_clip.mp4"), "--features-dir", str(kept), "--no-progress"]
+    for target, words in ((run / "checkpoint.pt", "is the run's checkpoint.pt"),
+                          (run / "config.yaml", "is the run's config.yaml"), (notes, "not written by pointtal")):
+        capsys.readouterr()
+        assert main([*again, "--out", str(target)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert {name: (run / name).read_bytes() for name in saved} == saved and notes.read_text() == "my notes"
+    assert main([*again, "--out", str(out)]) == 0  # its own output
+    assert main([*again, "--out", str(notes), "--overwrite"]) == 0 and "new_clip" in json.loads(notes.read_text())[
+        "results"]
     capsys.readouterr()
     metrics = tmp_path / "metrics.json"
     assert main(["evaluate", str(tmp_path / "gt.json"), str(out), "--subset", "test", "--json", str(metrics)]) == 0

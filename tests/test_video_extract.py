@@ -248,3 +248,43 @@ def test_raft_flow_extracts_or_fails_in_one_line(videos, tmp_path, capsys):
     assert code == 0, captured.err
     assert np.load(tmp_path / "f" / "clip_b.npy").shape == (1, 2048)
     assert json.loads((tmp_path / "f" / "extract.json").read_text())["flow"] == "raft:raft_small"
+
+
+def test_a_folder_never_holds_features_its_extract_json_does_not_describe(videos, tmp_path, capsys):
+    """Issue 18: `--overwrite` with other settings used to rewrite extract.json for the re-extracted videos
+    only (stride-16 files then described as stride 8). Now it re-extracts every video of the folder or is
+    refused in one line; a feature file the manifest does not list is never silently skipped."""
+    out = tmp_path / "features"
+    a, b = str(videos / "clip_a.mp4"), str(videos / "clip_b.mkv")
+    assert main(["extract", a, b, "--out", str(out), *SMALL]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    # other settings for one video of two: refused, naming the video left out; nothing changed
+    assert main(["extract", b, "--out", str(out), *SMALL, "--stride", "8", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "every video of the folder" in err[0] and "clip_a" in err[0], err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # all of them given: all re-extracted, the manifest describes every file at stride 8
+    assert main(["extract", a, b, "--out", str(out), *SMALL, "--stride", "8", "--overwrite"]) == 0
+    manifest = json.loads((out / "extract.json").read_text())
+    assert manifest["stride"] == 8 and sorted(manifest["videos"]) == ["clip_a", "clip_b"]
+    for vid in ("clip_a", "clip_b"):
+        assert np.load(out / f"{vid}.npy").shape[0] == manifest["videos"][vid]["snippets"]
+    assert np.load(out / "clip_a.npy").shape[0] == resampled(40, 30, 25) // 8
+    from pointtal.video.manifest import check_files
+
+    check_files(out)  # agrees
+    # other settings again, and clip_b now fails to decode: its stride-8 features go, the folder stays true
+    broken = truncate(videos / "clip_b.mkv", tmp_path / "clip_b.mkv", keep=0.3)
+    assert main(["extract", a, str(broken), "--out", str(out), *SMALL, "--stride", "4", "--overwrite"]) == 1
+    manifest = json.loads((out / "extract.json").read_text())
+    assert manifest["stride"] == 4 and list(manifest["videos"]) == ["clip_a"] and not (out / "clip_b.npy").exists()
+    check_files(out)
+    # a feature file extract.json does not list: refused, not skipped as "already done"
+    np.save(out / "clip_c.npy", np.zeros((3, 2048), np.float32))
+    capsys.readouterr()
+    assert main(["extract", a, "--out", str(out), *SMALL, "--stride", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clip_c.npy: a feature file that extract.json does not describe" in err[0]
+    with pytest.raises(InputError, match="clip_c.npy is not listed"):
+        check_files(out)

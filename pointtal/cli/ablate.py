@@ -55,6 +55,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--seeds {args.seeds}: give at least 1 seed")
     checks.only_with(args, ("progress",), not args.dry_run, "--dry-run trains nothing, so there is no progress")
     checks.not_a_file(args, "out", "the directory for the runs and tables")
+    for ext in ("md", "json", "png"):  # the table files run_study writes
+        check_outputs({"--out": Path(args.out) / f"table_{study.key}.{ext}"}, {"CONFIG": args.config},
+                      remedy="choose another --out")
     base = read_config(args.config)
     apply_overrides(base, args.set)  # malformed --set fails here
     methods = {variant_config(base, args.set, v, k).method for k in range(args.seeds) for v in study.variants}
@@ -65,9 +68,6 @@ def check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     study = get_study(str(args.table))
-    for ext in ("md", "json", "png"):  # the table files run_study writes
-        check_outputs({"--out": Path(args.out) / f"table_{study.key}.{ext}"}, {"CONFIG": args.config},
-                      remedy="choose another --out")
     base = read_config(args.config)  # relative data paths: read from the config file's directory
     apply_overrides(base, args.set)  # malformed --set fails here, before anything runs
     overrides = list(args.set)

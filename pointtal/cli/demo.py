@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=False)
     steps = 40 if args.quick else 600
     data = out / "data"
+    if out.exists() and not out.is_dir():
+        from pointtal.errors import InputError
+
+        raise InputError(f"--out {out}: is a file; give a directory")
     if out.exists() and not (out / MARKER).is_file() and any(out.iterdir()):
         from pointtal.errors import InputError
 

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=10,
                         help="segments per video shown in the table (default 10; at least 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out / --plot that pointtal did not write (never one of the "
+                             "run's files or another input)")
     add_extract_arguments(parser)
     # backbone/flow/crop come from the run's extract.json; flags only fill in for runs without one
     parser.set_defaults(backbone=None, flow=None, resize=None, crop=None, raft_model=None)
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     checkpoint = Path(args.checkpoint) if args.checkpoint else _default_checkpoint(run_dir)
+    _check_outputs(args, run_dir, checkpoint)  # before loading or extracting anything
     in_dim = int(load_checkpoint(checkpoint)["in_dim"])
     loaded = load_trained(run_dir, checkpoint)
     opts = extract_options(args, loaded.config, run_dir)
@@ -64,6 +68,34 @@ def run(args: argparse.Namespace) -> int:
         return _detect(args, loaded, opts, in_dim, Path(args.features_dir))
     with tempfile.TemporaryDirectory(prefix="pointtal-detect-") as tmp:
         return _detect(args, loaded, opts, in_dim, Path(tmp))
+
+
+def _check_outputs(args: argparse.Namespace, run_dir: Path, checkpoint: Path) -> None:
+    """The output guard: --out, --plot and --features-dir are none of the run's files, the checkpoint, the
+    videos or the weights; an existing --out / --plot that pointtal did not write needs --overwrite."""
+    from pointtal.cli.extract import guard_features_dir
+    from pointtal.outputs import check_outputs, run_inputs
+    from pointtal.video.decode import list_videos, video_id_for
+
+    paths = list_videos(args.videos)
+    weights = {f"--{k}-weights": getattr(args, f"{k}_weights") for k in ("rgb", "flow", "raft")}
+    inputs = {**run_inputs(run_dir), "--checkpoint": checkpoint, **{f"VIDEO {p}": p for p in paths},
+              **{k: v for k, v in weights.items() if v and v.lower() != "default"}}
+    ids = [video_id_for(p) for p in paths]
+    plots = {f"--plot ({v})" if len(ids) > 1 else "--plot": plot_path(args.plot, v, len(ids)) for v in ids} \
+        if args.plot else {}
+    check_outputs({"--out": args.out, **plots}, inputs, overwrite=args.overwrite)
+    if args.features_dir:
+        from pointtal.video.manifest import plan_extraction
+
+        guard_features_dir(Path(args.features_dir), paths, args, "--features-dir", inputs)
+        plan_extraction(Path(args.features_dir), None, ids, False, "--features-dir")  # its files; settings later
+
+
+def plot_path(base: str | Path, video_id: str, n_videos: int) -> Path:
+    """--plot's file for one video: the path itself for one video, else timeline_<video_id>.png beside it."""
+    base = Path(base)
+    return base if n_videos == 1 else base.with_name(f"{base.stem}_{video_id}{base.suffix or '.png'}")
 
 
 def _default_checkpoint(run_dir: Path) -> Path:
@@ -164,16 +196,18 @@ def _detect(args, loaded, opts, in_dim: int, features_dir: Path) -> int:
     if width != in_dim:
         raise InputError(f"{args.run_dir}: the run's model takes {in_dim}-wide features but backbone "
                          f"{opts.backbone} gives {width}")
-    summary = extract_videos(paths, features_dir, opts, progress=not args.no_progress)
+    summary = extract_videos(paths, features_dir, opts, progress=not args.no_progress, option="--features-dir")
     manifest = read_manifest(features_dir) or {"videos": {}}
     ids = [v for v in (video_id_for(p) for p in paths) if v in manifest["videos"] and v not in summary.failed]
     if not ids:
         raise InputError(f"{', '.join(args.videos)}: no video could be extracted")
     predictions, gt, store = _predict(loaded, features_dir, manifest, ids, args)
     from pointtal.engine.trainer import write_json
+    from pointtal.outputs import record_output
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(args.out), predictions.results_json())
+    record_output(args.out, "detect")
     print_segments(predictions.segments, args.top)
     if args.plot:
         _plot(args, loaded, gt, store, ids)
@@ -220,10 +254,11 @@ def print_segments(segments: dict[str, list[dict]], top: int) -> None:
 def _plot(args, loaded, gt, store, ids: list[str]) -> None:
     from pointtal.engine.inference import resolve_device
     from pointtal.engine.report import draw_timeline
+    from pointtal.outputs import record_output
 
-    base = Path(args.plot)
     for video_id in ids:
-        path = base if len(ids) == 1 else base.with_name(f"{base.stem}_{video_id}{base.suffix or '.png'}")
-        draw_timeline(path, loaded.method, loaded.config, loaded.classes, gt.videos[video_id],
-                      store.load(video_id), [], resolve_device(args.device))
+        path = plot_path(args.plot, video_id, len(ids))
+        path = draw_timeline(path, loaded.method, loaded.config, loaded.classes, gt.videos[video_id],
+                             store.load(video_id), [], resolve_device(args.device))
+        record_output(path, "detect")
         print(f"timeline: {path}")

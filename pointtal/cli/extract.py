@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pointtal.cli import checks
+from pointtal.errors import InputError
 
 HELP = "extract snippet features from video files (two-stream I3D by default) into FEATURES_DIR/<video_id>.npy"
 EXAMPLE = (
@@ -51,7 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=16, help="frames per snippet (default 16); T = "
                         "floor(resampled frames / stride), the last partial snippet is dropped")
     add_extract_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true", help="re-extract videos that already have features")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="re-extract the given videos that already have features; with other settings than "
+                             "FEATURES_DIR/extract.json records, every video of the folder is re-extracted, so all "
+                             "of them must be given (else refused: a folder never holds features its extract.json "
+                             "does not describe)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or progress log lines")
 
 
@@ -103,14 +108,37 @@ def check_args(args: argparse.Namespace) -> None:
     check_extract_applies(args, args.backbone, args.flow or ExtractOptions().flow, args.random_init)
 
 
+def guard_features_dir(out: Path, paths: list[Path], opts, option: str = "--out", inputs: dict | None = None,
+                       ) -> None:
+    """The output guard on a features folder: never a file, and none of the files extraction writes there
+    (`<video_id>.npy`, extract.json) is one of the command's inputs. Which existing files of the folder may be
+    replaced is the folder's extract.json's business (pointtal.video.manifest.plan_extraction)."""
+    from pointtal.outputs import check_outputs, is_run_dir
+    from pointtal.video.decode import video_id_for
+    from pointtal.video.manifest import MANIFEST
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{option} {out}: is a file; give the directory the <video_id>.npy files go to")
+    if is_run_dir(out):  # its extract.json records how the run's features were made: never rewritten
+        raise InputError(f"{option} {out}: is a run directory written by `pointtal train`; give a features "
+                         "directory")
+    weights = {f"--{k}-weights": getattr(opts, f"{k}_weights") for k in ("rgb", "flow", "raft")}
+    weights = {k: v for k, v in weights.items() if v and v.lower() != "default"}
+    sources = {f"VIDEO {p}": p for p in paths}
+    outputs = [(option, out / name) for name in (MANIFEST, *(f"{video_id_for(p)}.npy" for p in paths))]
+    check_outputs(outputs, {**sources, **weights, **(inputs or {})}, overwrite=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from pointtal.video.decode import list_videos
     from pointtal.video.extract import extract_videos
     from pointtal.video.options import check_options
 
     opts = options_from(args, args.fps, args.stride)
+    paths = list_videos(args.videos)
+    guard_features_dir(Path(args.out), paths, opts)
     check_options(opts)  # refuse missing weights before decoding anything
-    summary = extract_videos(list_videos(args.videos), Path(args.out), opts, overwrite=args.overwrite,
+    summary = extract_videos(paths, Path(args.out), opts, overwrite=args.overwrite,
                              progress=not args.no_progress)
     rate = summary.frames / summary.seconds if summary.seconds else 0.0
     print(f"extracted {len(summary.done)} videos ({summary.frames} frames, {rate:.1f} frames/s), "

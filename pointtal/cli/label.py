@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import threading
 from pathlib import Path
 
 from pointtal.cli import checks
@@ -11,7 +13,7 @@ from pointtal.data.annotations import BACKGROUND, read_class_list
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.outputs import check_outputs
 from pointtal.video.clicks import ClickStore, label_stats
-from pointtal.video.label import LabelSession, list_videos, load_reference, make_server
+from pointtal.video.label import VIDEO_TYPES, LabelSession, list_videos, load_reference, make_server
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, name, value)
     # the click file is read and rewritten in place (an existing CSV is continued, never lost): only the
     # shared guard's refusals of a directory, a path under a file, or an input file apply
-    check_outputs({"--out": args.out}, {"--classes": args.classes}, overwrite=True)
+    check_outputs({"--out": args.out}, _inputs(args), overwrite=True)
     if args.stats:
         return _print_stats(Path(args.out), args.background_label)
     session = _session(args)
@@ -75,16 +77,49 @@ def run(args: argparse.Namespace) -> int:
         server = make_server(session, store, args.host, args.port)
         n_points = len(store.points())
         print(f"pointtal label: {len(session.videos)} videos, {n_points} points so far in {args.out}", flush=True)
-        print(f"pointtal label: open {server.url} (Ctrl+C to stop; every click is saved at once)", flush=True)
+        print(f"pointtal label: open {server.url} (Ctrl+C or SIGTERM to stop; every click is saved at once)",
+              flush=True)
         try:
-            server.serve_forever()
-        except KeyboardInterrupt:
+            with _stop_on_sigterm():
+                server.serve_forever()
+        except (KeyboardInterrupt, _Stopped):
             pass
         server.server_close()
         print(f"pointtal label: stopped; {len(store.points())} points in {args.out}")
     finally:
         store.close()
     return 0
+
+
+def _inputs(args: argparse.Namespace) -> dict:
+    """What the server reads: the class list, the reference files, the videos."""
+    videos = {}
+    if args.videos_dir and Path(args.videos_dir).is_dir():  # the files list_videos may serve, without its warnings
+        videos = {f"video {p}": p for p in Path(args.videos_dir).iterdir() if p.suffix.lower() in VIDEO_TYPES}
+    return {"--classes": args.classes, "--predictions": args.predictions, "--ground-truth": args.ground_truth,
+            **videos}
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived: stop serving like Ctrl+C (close the server, release the click file's lock)."""
+
+
+class _stop_on_sigterm:
+    """While serving, SIGTERM (kill, systemd, docker stop) raises _Stopped in the main thread."""
+
+    def __enter__(self):
+        self.installed = threading.current_thread() is threading.main_thread()  # signals reach only that one
+        if self.installed:
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise _Stopped
+
+    def __exit__(self, *exc) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
 
 
 def _session(args: argparse.Namespace) -> LabelSession:

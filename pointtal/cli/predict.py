@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.pseudo_threshold is None:
         args.pseudo_threshold = DEFAULT_THRESHOLD
-    inputs = {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint, "--annotations": args.annotations}
+    inputs = {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint, "--annotations": args.annotations,
+              "--features": args.features}
     outputs = {"--out": args.out, "--frames-out": args.frames_out, "--pseudo-labels": args.pseudo_labels}
     check_outputs(outputs, inputs, overwrite=args.overwrite)
     summary = predict_run(

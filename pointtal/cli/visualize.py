@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    check_outputs({"--out": args.out}, {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint},
-                  overwrite=args.overwrite)
+    check_outputs({"--out": args.out}, {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint,
+                                        "--features": args.features}, overwrite=args.overwrite)
     checks.figure(args, "out")  # an unknown suffix is refused before anything is loaded
     checks.device(args)
 

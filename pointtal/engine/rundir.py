@@ -40,6 +40,8 @@ def guard_run_dir(config: Config, run_dir: Path, resume: bool, main: bool) -> di
     """Check `run_dir` for a new run or a resume (module doc); returns the checkpoint to resume, or None."""
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"--out {run_dir}: exists and is not a directory")
+    if config.data.features and run_dir.is_dir() and same_file(run_dir, config.data.features):
+        raise InputError(f"--out {run_dir}: is the data.features directory this run reads; choose another --out")
     checkpoint = run_dir / "checkpoint.pt"
     saved = None
     if resume:

@@ -5,6 +5,11 @@ CSV `<out>` (`video_id,time_seconds,label`, what `pointtal annotate --check` and
 atomically (temp file, fsync, rename). Killing the process therefore never loses an acknowledged click, and
 reopening replays the journal. The journal also holds the annotator's active time per video (heartbeats timed by
 this process's clock), which `label_stats` reports.
+
+The CSV is the user's file: when it was edited by hand while no server ran (its rows differ from the journal's
+points), reopening keeps the CSV's rows, journals the difference and says so in one warning line. A symlinked
+`<out>` is followed (the real file is written and its journal sits beside it), and the real file is locked: its
+journal by path and the CSV found at start by inode, so a second server on a symlink or a hard link is refused.
 """
 
 from __future__ import annotations
@@ -52,6 +57,19 @@ class JournalState:
     active_sec: dict[str, float] = field(default_factory=dict)
     good_bytes: int = 0  # length of the journal up to its last complete line
     last_video: str | None = None  # the video worked on last: the page reopens it
+    last_change: tuple[str, StoredPoint] | None = None  # the last add or delete: undone, the CSV of before it
+
+    def points_before_last_change(self) -> list[StoredPoint]:
+        """The live points before the last add or delete (what the CSV holds after a kill between the
+        journal's append and the CSV's rewrite)."""
+        points = dict(self.points)
+        if self.last_change is not None:
+            op, point = self.last_change
+            if op == "add":
+                points.pop(point.id, None)
+            else:
+                points[point.id] = point
+        return list(points.values())
 
     def apply(self, record: dict) -> None:
         """Apply one journal record (`add`, `delete` or `active`)."""
@@ -62,9 +80,12 @@ class JournalState:
             point = StoredPoint(int(record["id"]), str(record["video"]), float(record["time"]), str(record["label"]))
             self.points[point.id] = point
             self.next_id = max(self.next_id, point.id + 1)
+            self.last_change = ("add", point)
         elif op == "delete":
             deleted = self.points.pop(int(record["id"]), None)
             self.last_video = deleted.video if deleted is not None else self.last_video
+            if deleted is not None:
+                self.last_change = ("delete", deleted)
         elif op == "active":
             video = str(record["video"])
             self.active_sec[video] = self.active_sec.get(video, 0.0) + float(record["sec"])
@@ -73,8 +94,9 @@ class JournalState:
 
 
 def journal_path(out: str | Path) -> Path:
-    """The journal that belongs to a click CSV: `<out>.journal` next to it."""
-    out = Path(out)
+    """The journal that belongs to a click CSV: `<out>.journal` next to it (next to the real file when `out`
+    is a symlink, so every name of one CSV has one journal)."""
+    out = Path(os.path.realpath(out))
     return out.with_name(out.name + ".journal")
 
 
@@ -104,29 +126,57 @@ def _now_iso() -> str:
 class ClickStore:
     """The clicks of one annotator file: journal + CSV written through on every change; thread-safe.
 
-    The journal is locked (flock) while the store is open, so two servers cannot write the same file.
+    The real file is locked (flock) while the store is open: its journal, and the CSV as found at start (by
+    inode: a hard link's journal is another file), so two servers cannot write the same file under two names.
     `clock` (seconds, monotonic) times the heartbeats; tests pass a fake one.
     """
 
     def __init__(self, out: str | Path, annotator: str = "", clock: Callable[[], float] = time.monotonic):
-        self.out = Path(out)
+        self.out = Path(os.path.realpath(out))  # a symlink's target: written in place, the link stays
         self.journal = journal_path(self.out)
         self.annotator = annotator
         self._clock = clock
         self._lock = threading.Lock()
         self._last_beat: dict[str, float] = {}
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._csv_handle = self._lock_csv_inode()
+        new_journal = not self.journal.exists()
         self._handle = open(self.journal, "ab")  # noqa: SIM115 -- held open (and locked) until close()
         try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._handle.close()
-            raise InputError(f"{self.journal}: another `pointtal label` is writing to this file") from None
-        self.state = replay_journal(self.journal)
+            _lock_or_refuse(self._handle, self.journal)
+            rows = self._read_csv()  # the user's rows; an unreadable CSV is refused before anything is written
+            self.state = replay_journal(self.journal)
+            csv_older = rows is not None and self.out.stat().st_mtime_ns < self.journal.stat().st_mtime_ns
+        except BaseException:
+            self.close()
+            if new_journal and self.journal.exists() and not self.journal.stat().st_size:
+                self.journal.unlink()
+            raise
         self._handle.truncate(self.state.good_bytes)  # drop a torn last line so appends start on a fresh one
-        if not self.state.good_bytes and self.out.exists() and self.out.stat().st_size:
-            self._import_csv()
+        if not self.state.good_bytes and rows:
+            self._import_csv(rows)
+        elif rows is not None:
+            self._keep_edited_rows(rows, csv_older)
+        elif self.state.points:
+            log.warning("%s: missing; rewritten from its journal %s (%d points)", out, self.journal,
+                        len(self.state.points))
         self._write_csv()
+
+    def _lock_csv_inode(self):
+        """Lock the CSV found at start by inode (None when there is none yet): another name for the same file
+        (a hard link) has its own journal, so only this lock keeps a second server off it."""
+        try:
+            handle = open(self.out, "rb")  # noqa: SIM115 -- held open (and locked) until close()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise InputError(f"--out {self.out}: is a directory; give a click CSV file") from None
+        _lock_or_refuse(handle, self.out)
+        links = os.fstat(handle.fileno()).st_nlink
+        if links > 1:
+            log.warning("%s: has %d names (hard links); every save replaces the file under this name only, the "
+                        "other names keep the rows of now", self.out, links)
+        return handle
 
     # -- reading
     def points(self, video: str | None = None) -> list[StoredPoint]:
@@ -177,7 +227,9 @@ class ClickStore:
             return self.state.active_sec.get(video, 0.0)
 
     def close(self) -> None:
-        self._handle.close()  # releases the lock
+        for handle in (getattr(self, "_handle", None), self._csv_handle):
+            if handle is not None:
+                handle.close()  # releases its lock
 
     # -- internals (called with the lock held)
     def _append(self, record: dict) -> None:
@@ -191,13 +243,65 @@ class ClickStore:
         points = [Point(p.video, p.time_sec, p.label) for p in self.state.points.values()]
         write_points(points, self.out)  # atomic: temp file, fsync, rename
 
-    def _import_csv(self) -> None:
+    def _read_csv(self) -> list[Point] | None:
+        """The CSV's rows ([] for an empty file), or None when there is no CSV."""
+        if not self.out.is_file():
+            return None
+        return read_points(self.out) if self.out.stat().st_size else []
+
+    def _import_csv(self, imported: list[Point]) -> None:
         """An existing click CSV without a journal (made elsewhere): journal its points so the page continues it."""
-        imported = read_points(self.out)
         for point in imported:
-            self._append({"op": "add", "id": self.state.next_id, "video": point.video_id, "time": point.time_sec,
-                          "label": point.label, "annotator": "imported", "at": _now_iso()})
+            self._add_row(point, "imported")
         log.info("%s: imported %d existing points into %s", self.out, len(imported), self.journal)
+
+    def _keep_edited_rows(self, rows: list[Point], csv_older: bool) -> None:
+        """The CSV's rows win over the journal's points (the user edited the file while no server ran): journal
+        the rows added and removed by hand, and say so in one line.
+
+        Not an edit: a CSV one change behind its journal and older than it, which is what a kill between
+        the journal's append and the CSV's rewrite leaves (that change is kept, as the journal has it)."""
+        in_csv = Counter(_row_key(p.video_id, p.time_sec, p.label) for p in rows)
+        behind = Counter(_row_key(p.video, p.time_sec, p.label) for p in self.state.points_before_last_change())
+        if in_csv == behind and csv_older:
+            return
+        journaled: dict[tuple, list[int]] = {}
+        for point in sorted(self.state.points.values(), key=lambda p: p.id):
+            journaled.setdefault(_row_key(point.video, point.time_sec, point.label), []).append(point.id)
+        removed = [i for key, ids in journaled.items() for i in ids[in_csv.get(key, 0):]]
+        have = Counter({key: len(ids) for key, ids in journaled.items()})
+        added = []
+        for point in rows:
+            key = _row_key(point.video_id, point.time_sec, point.label)
+            have[key] -= 1
+            if have[key] < 0:  # more rows of this click than journaled points
+                added.append(point)
+        if not removed and not added:
+            return
+        for point_id in removed:
+            self._append({"op": "delete", "id": point_id, "annotator": "edited by hand", "at": _now_iso()})
+        for point in added:
+            self._add_row(point, "edited by hand")
+        log.warning("%s: edited since its journal was written (%d rows added, %d removed by hand): keeping the "
+                    "CSV's rows; %s now records the change", self.out, len(added), len(removed), self.journal)
+
+    def _add_row(self, point: Point, annotator: str) -> None:
+        self._append({"op": "add", "id": self.state.next_id, "video": point.video_id,
+                      "time": round(float(point.time_sec), 6), "label": point.label, "annotator": annotator,
+                      "at": _now_iso()})
+
+
+def _row_key(video: str, time_sec: float, label: str) -> tuple[str, str, str]:
+    """A row as the CSV writes it (times with 6 decimals), for comparing CSV rows with journaled points."""
+    return video, f"{time_sec:.6f}", label
+
+
+def _lock_or_refuse(handle, path: Path) -> None:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise InputError(f"{path}: another `pointtal label` is writing to this file") from None
 
 
 # ------------------------------------------------------------------------------------------------ stats

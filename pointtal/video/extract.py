@@ -23,7 +23,7 @@ from pointtal.errors import InputError
 from pointtal.video.decode import DecodeStats, resampled_frames, video_id_for
 from pointtal.video.flow import build_flow, flow_for_snippets, import_torchvision
 from pointtal.video.i3d import TwoStreamI3D, file_sha256, load_stream_weights, read_state_dict
-from pointtal.video.manifest import MANIFEST, read_manifest
+from pointtal.video.manifest import MANIFEST, plan_extraction
 from pointtal.video.options import I3D_DIM, TV_BACKBONES, ExtractOptions, check_options, feature_width
 
 log = logging.getLogger(__name__)
@@ -179,20 +179,6 @@ def _write_manifest(out_dir: Path, manifest: dict) -> None:
     write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1))
 
 
-def _start_manifest(out_dir: Path, settings: dict, overwrite: bool) -> dict:
-    """The manifest to extend: the existing one when its settings match (resume), else refuse or restart."""
-    from pointtal import __version__
-
-    old = read_manifest(out_dir)
-    if old is not None and not overwrite:
-        differ = [f"{k}={old.get(k)!r} (now {v!r})" for k, v in settings.items() if old.get(k) != v]
-        if differ:
-            raise InputError(f"{out_dir / MANIFEST}: features there were extracted with other settings: "
-                             f"{'; '.join(differ[:3])}; use another --out or pass --overwrite")
-    videos = old["videos"] if old is not None and not overwrite else {}
-    return {"pointtal_version": __version__, **settings, "videos": videos}
-
-
 class Progress:
     """tqdm bars (overall and per video, in frames/s) on a terminal; periodic log lines otherwise."""
 
@@ -244,16 +230,24 @@ class Progress:
 
 
 def extract_videos(paths: list[Path], out_dir: Path, opts: ExtractOptions, *, overwrite: bool = False,
-                   progress: bool = True) -> Summary:
-    """Extract every video not done yet; a video that fails is reported in one line and skipped."""
+                   progress: bool = True, option: str = "--out") -> Summary:
+    """Extract every video not done yet; a video that fails is reported in one line and skipped.
+
+    What the folder holds is planned first (`plan_extraction`): other settings re-extract all its videos
+    (with `overwrite`) or are refused, so extract.json always describes every feature file of the folder.
+    """
+    from pointtal import __version__
+
     check_options(opts)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _start_manifest(out_dir, extract_settings(opts), overwrite)  # other settings: refused here
+    settings = extract_settings(opts)
     ids = [video_id_for(p) for p in paths]
-    todo = [(p, v) for p, v in zip(paths, ids, strict=True) if overwrite or not (out_dir / f"{v}.npy").is_file()]
-    skipped = [v for v in ids if not overwrite and (out_dir / f"{v}.npy").is_file()]
+    old, todo_ids, changed = plan_extraction(out_dir, settings, ids, overwrite, option)  # refused here
+    manifest = {"pointtal_version": __version__, **settings, "videos": dict(old["videos"]) if old else {}}
+    todo = [(p, v) for p, v in zip(paths, ids, strict=True) if v in set(todo_ids)]
+    skipped = [v for v in ids if v not in set(todo_ids)]
     if not todo:
         return Summary([], skipped, [], 0, 0.0)
+    out_dir.mkdir(parents=True, exist_ok=True)
     extractor = Extractor(opts)
     bar = Progress(len(todo), progress)
     done, failed = [], []
@@ -265,6 +259,11 @@ def extract_videos(paths: list[Path], out_dir: Path, opts: ExtractOptions, *, ov
             log.error("pointtal extract: error: %s", err)
             failed.append(video_id)
             bar.end("failed")
+            if changed:  # its features of the old settings would lie beside the new extract.json
+                stale = out_dir / f"{video_id}.npy"
+                if stale.is_file():
+                    stale.unlink()
+                    log.warning("%s: removed (made with the folder's old settings)", stale)
             continue
         write_atomic(out_dir / f"{video_id}.npy", lambda h, a=features: np.save(h, a, allow_pickle=False))
         manifest["videos"][video_id] = {"file": path.name, **asdict(stats), "snippets": int(len(features))}
