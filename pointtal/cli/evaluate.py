@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pointtal.atomic import write_text_atomic
-from pointtal.data.annotations import load_ground_truth
+from pointtal.data.layouts import load_truth
 from pointtal.errors import InputError
 from pointtal.evaluation import (
     ANET_TIOUS,
@@ -42,10 +42,14 @@ NAMED_TIOUS = {"thumos": THUMOS_TIOUS, "anet": ANET_TIOUS}
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("ground_truth", metavar="GT.json", help="ground truth, ActivityNet JSON layout")
+    parser.add_argument("ground_truth", metavar="GT.json",
+                        help="ground truth, ActivityNet JSON layout; LACP's gt.json (no durations: the metrics "
+                             "need none) and HR-Pro's gt_full.json work, and a dataset folder or a file with "
+                             "split_train.txt / split_test.txt beside it takes its subsets from them, as training does")
     parser.add_argument("predictions", metavar="PREDICTIONS.json",
                         help="ActivityNet results JSON ('segment' entries, or 'frame' entries with --frames)")
-    parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate on (default: test)")
+    parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate on (default: test; matched regardless of case, "
+                             "so 'test' finds HR-Pro's 'Test')")
     parser.add_argument("--tiou", metavar="LIST",
                         help="tIoU thresholds: comma list (0.3,0.5), range START:STOP:STEP (0.1:0.7:0.1), "
                              "'thumos' = 0.1:0.7:0.1 (default) or 'anet' = 0.5:0.95:0.05")
@@ -98,7 +102,10 @@ def run(args) -> int:
                          "(use --recall-tiou for the recall thresholds)")
     check_outputs(_outputs(args), _inputs(args), overwrite=args.overwrite)
     console = Console(highlight=False, soft_wrap=True)
-    gt = load_ground_truth(args.ground_truth, args.class_list)
+    # durations are not needed for the metrics: a LACP gt.json (none) is read as it is; a published dataset's
+    # split files beside the file decide the subsets, as in training
+    gt = load_truth(args.ground_truth, args.class_list, need_duration=False)
+    args.subset = gt.subset_name(args.subset, source=str(args.ground_truth))  # HR-Pro's 'Test' for 'test'
     videos = gt.subset(args.subset, source=str(args.ground_truth))
     ground_truth = SegmentTable.from_ground_truth(videos, gt.classes)
     if len(ground_truth) == 0:

@@ -85,6 +85,18 @@ def merge(parts: list[Predictions], order: list[str]) -> Predictions:
                        {v: merged.video_scores[v] for v in order})
 
 
+def class_mismatch(source, classes: tuple[str, ...], trained: tuple[str, ...]) -> str:
+    """One line: how the ground truth's classes differ from the run's (missing, extra, or only their order)."""
+    missing, extra = [c for c in trained if c not in classes], [c for c in classes if c not in trained]
+    if not missing and not extra:
+        return f"{source}: the classes are the run's but in another order; give the run's data.class_list"
+    parts = [f"{len(missing)} of the run's {len(trained)} classes absent ({', '.join(missing[:3])})" if missing else "",
+             f"{len(extra)} class(es) the run has not ({', '.join(extra[:3])})" if extra else ""]
+    return (f"{source}: classes differ from the run's checkpoint: {'; '.join(p for p in parts if p)} "
+            "(another dataset's ground truth? classes are the labels found in it unless data.class_list "
+            "names them)")
+
+
 def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features=None, annotations=None,
                 subset=None, device=None, batch_size=None, progress=True, pseudo_labels=None,
                 pseudo_threshold=DEFAULT_THRESHOLD) -> str | None:
@@ -99,7 +111,7 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     loaded.method.to(target)
     gt = load_ground_truth_for(config, annotations, features)
     if gt.classes != loaded.classes:
-        raise InputError(f"{annotations or config.data.annotations}: classes differ from the run's checkpoint")
+        raise InputError(class_mismatch(annotations or config.data.annotations, gt.classes, loaded.classes))
     store = open_store(config, features)
     name = subset or (config.data.train_subset if pseudo_labels else config.data.test_subset)
     if pseudo_labels and name == config.data.test_subset:

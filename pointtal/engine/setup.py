@@ -112,10 +112,15 @@ def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedP
         source = ", ".join(paths)
     mapped = map_points(points, videos, d.fps, d.stride, gt.class_index, d.background_label,
                         strict=d.strict_points, source=source, snippet_counts=counts,
-                        elsewhere=videos_elsewhere(gt.videos, videos, d.train_subset),
+                        elsewhere={**videos_elsewhere(gt.videos, videos, d.train_subset), **without_features(gt)},
                         scope=f"the training subset '{d.train_subset}'", actions_expected=scheme != "soda-background")
     log.info("points: %s", mapped.report.summary)
     return mapped
+
+
+def without_features(gt: GroundTruth) -> dict[str, str]:
+    """Videos a published layout skipped for want of a feature file -> why (for `map_points`' report)."""
+    return {vid: f"subset '{subset}' without a feature file" for vid, subset in gt.skipped.items()}
 
 
 def without_videos(gt: GroundTruth, excluded: tuple[str, ...]) -> GroundTruth:
