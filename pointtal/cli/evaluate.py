@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -29,6 +30,7 @@ from pointtal.evaluation import (
     load_segment_predictions,
     segment_map,
 )
+from pointtal.evaluation.protocol import Protocol, ambiguous_path, excluded_videos, read_protocol, recorded_protocol
 from pointtal.outputs import check_outputs, record_output
 
 HELP = ("Score predictions against ground truth: segment mAP per tIoU (official ActivityNet rules), "
@@ -60,14 +62,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", metavar="OUT", type=Path,
                         help='also write {"tiou" (or "distance"), "map", "average", "per_class", ...} to OUT; '
                              "values in percent (0-100), like the table")
+    parser.add_argument("--protocol", metavar="RUN_DIR|FILE|none",
+                        help="evaluation protocol (excluded videos, ambiguous segments, tIoU): a run directory "
+                             "(its protocol.json) or a JSON file with a 'protocol' entry; by default the one "
+                             "PREDICTIONS.json records (`pointtal train` and `predict` write it), so a run's "
+                             "predictions score as the run reported; 'none': every video, no ambiguous filter. "
+                             "--exclude-videos, --ambiguous and --tiou replace its parts")
     parser.add_argument("--exclude-videos", metavar="IDS",
-                        help="drop these videos from ground truth and predictions: id,id,... or @FILE "
-                             "(ids separated by commas or whitespace), e.g. THUMOS14 test 270, 1292, 1496 "
-                             "as LACP/HR-Pro do; off by default")
-    parser.add_argument("--ambiguous", metavar="FILE", type=Path,
+                        help="drop these videos from ground truth and predictions: id,id,..., @FILE "
+                             "(ids separated by commas or whitespace), a named list (thumos14 = test videos "
+                             "270, 1292, 1496, as LACP/HR-Pro) or none; default: the protocol's")
+    parser.add_argument("--ambiguous", metavar="FILE",
                         help="discard predictions overlapping (intersection > 0 s) a segment listed in FILE "
                              "('video_id start end' lines, THUMOS14 Ambiguous_test.txt), as HR-Pro does; "
-                             "with --frames, points inside one; off by default")
+                             "with --frames, points inside one; 'thumos14' = the shipped THUMOS14 file, 'none' = "
+                             "off; default: the protocol's")
     parser.add_argument("--class-list", metavar="FILE", type=Path,
                         help="class names, one per line (default: the ground truth's sorted labels)")
     parser.add_argument("--recall", action="store_true",
@@ -110,8 +119,14 @@ def run(args) -> int:
     ground_truth = SegmentTable.from_ground_truth(videos, gt.classes)
     if len(ground_truth) == 0:
         raise InputError(f"{args.ground_truth}: subset '{args.subset}' has no annotated instances to evaluate")
-    exclude = parse_video_list(args.exclude_videos) if args.exclude_videos else None
-    ambiguous = load_ambiguous(args.ambiguous) if args.ambiguous else None
+    protocol, origin = resolve_protocol(args)
+    exclude = set(protocol.exclude_videos) or None
+    try:
+        ambiguous = load_ambiguous(protocol.ambiguous) if protocol.ambiguous else None
+    except InputError as err:
+        raise InputError(f"{err} (the protocol's ambiguous-segments file, {origin}; --ambiguous FILE or none "
+                         "replaces it)") from None
+    args.ambiguous = protocol.ambiguous
     if args.proposals:
         recall = _recall(args, ground_truth, load_proposals(args.predictions, gt.classes), exclude, ambiguous)
         return _report_recall_only(console, args, recall, len(videos))
@@ -122,7 +137,8 @@ def run(args) -> int:
             result = frame_map(ground_truth, predictions, thresholds,
                                exclude_videos=exclude, ambiguous=ambiguous)
         else:
-            thresholds = parse_thresholds(args.tiou or "thumos", "--tiou", upper=1.0)
+            thresholds = parse_thresholds(args.tiou, "--tiou", upper=1.0) if args.tiou else \
+                (protocol.tiou or THUMOS_TIOUS)
             predictions = load_segment_predictions(args.predictions, gt.classes)
             result = segment_map(ground_truth, predictions, thresholds,
                                  exclude_videos=exclude, ambiguous=ambiguous)
@@ -133,7 +149,9 @@ def run(args) -> int:
     recall = _recall(args, ground_truth, predictions, exclude, ambiguous) if args.recall else None
     _print_notes(console, args, result, len(videos))
     kind = "Single-frame" if args.frames else "Segment detection"
-    console.print(f"[bold]{kind} mAP (%)[/bold], subset '{escape(args.subset)}'")
+    shown = Protocol(protocol.exclude_videos, protocol.ambiguous, () if args.frames else tuple(thresholds))
+    console.print(f"[bold]{kind} mAP (%)[/bold], subset '{escape(args.subset)}', "
+                  f"{escape(shown.describe())} ({escape(origin)})")
     console.print(summary_table(result))
     if recall is not None:
         console.print(recall_table(recall))
@@ -141,6 +159,7 @@ def run(args) -> int:
         console.print(per_class_table(result))
     if args.json:
         doc = result_json(result, args)
+        doc["protocol"] = {**shown.to_json(), "from": origin}
         if recall is not None:
             doc["recall"] = recall_json(recall)
         _write_json(console, args.json, doc)
@@ -151,6 +170,32 @@ def run(args) -> int:
     return 0
 
 
+def resolve_protocol(args) -> tuple[Protocol, str]:
+    """The protocol in force and where it came from: --protocol (a run directory, a file, or none), else the
+    one PREDICTIONS.json records, else none; --exclude-videos / --ambiguous / --tiou replace its parts."""
+    if args.protocol is not None and args.protocol.strip().lower() == "none":
+        protocol, origin = Protocol(), "--protocol none"
+    elif args.protocol is not None:
+        path = Path(args.protocol)
+        path = path / "protocol.json" if path.is_dir() else path
+        protocol, origin = read_protocol(path), f"from {path}"
+    else:
+        recorded = recorded_protocol(args.predictions)
+        protocol, origin = (recorded, f"recorded in {args.predictions}") if recorded is not None else \
+            (Protocol(), "none recorded in the predictions file")
+    changed = []
+    if args.exclude_videos is not None:
+        text = args.exclude_videos.strip()
+        ids = () if text.lower() == "none" else excluded_videos(parse_video_list(text))
+        protocol, changed = dataclasses.replace(protocol, exclude_videos=ids), [*changed, "--exclude-videos"]
+    if args.ambiguous is not None:
+        path = None if args.ambiguous.strip().lower() == "none" else ambiguous_path(args.ambiguous)
+        protocol, changed = dataclasses.replace(protocol, ambiguous=path), [*changed, "--ambiguous"]
+    if args.tiou is not None:
+        changed.append("--tiou")
+    return protocol, origin + (f", {', '.join(changed)} given" if changed else "")
+
+
 def _outputs(args) -> dict:
     names = ("pr_curves.png", "class_ap.png")  # what write_plots writes
     plots = {f"--plots {name}": args.plots / name for name in names} if args.plots else {}
@@ -159,8 +204,10 @@ def _outputs(args) -> dict:
 
 def _inputs(args) -> dict:
     listed = args.exclude_videos[1:] if args.exclude_videos and args.exclude_videos.startswith("@") else None
+    ambiguous = ambiguous_path(args.ambiguous) if args.ambiguous and args.ambiguous.lower() != "none" else None
+    protocol = args.protocol if args.protocol and args.protocol.lower() != "none" else None
     return {"ground truth": args.ground_truth, "predictions": args.predictions, "--class-list": args.class_list,
-            "--ambiguous": args.ambiguous, "--exclude-videos": listed}
+            "--ambiguous": ambiguous, "--exclude-videos": listed, "--protocol": protocol}
 
 
 def _recall(args, ground_truth, proposals, exclude, ambiguous) -> RecallResult:
@@ -267,7 +314,8 @@ def _as_list(values) -> str:
 
 
 def parse_video_list(text: str) -> set[str]:
-    """'id,id,...' or '@FILE' (ids separated by commas or whitespace)."""
+    """'id,id,...' or '@FILE' (ids separated by commas or whitespace); names of NAMED_EXCLUSIONS stay names
+    (expanded by `excluded_videos`)."""
     if text.startswith("@"):
         path = Path(text[1:])
         if not path.is_file():

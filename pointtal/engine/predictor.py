@@ -23,6 +23,7 @@ from pointtal.data.dataset import geometry_for
 from pointtal.data.features import FeatureStore
 from pointtal.engine import distributed
 from pointtal.engine.checkpoint import load_checkpoint
+from pointtal.engine.evaluate import protocol_for
 from pointtal.engine.inference import Predictions, predict, resolve_device
 from pointtal.engine.pseudo_labels import DEFAULT_THRESHOLD, pseudo_ground_truth
 from pointtal.engine.setup import load_ground_truth_for, open_store
@@ -133,12 +134,13 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     if not ctx.is_main:
         return None
     merged = merge(parts, video_ids)
+    protocol = protocol_for(config).to_json()  # the run's: `pointtal evaluate` applies it to these files
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(Path(out), merged.results_json())
+        write_json(Path(out), merged.results_json(protocol=protocol))
     if frames_out:
         Path(frames_out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(Path(frames_out), merged.results_json(frames=True))
+        write_json(Path(frames_out), merged.results_json(frames=True, protocol=protocol))
     n = sum(len(v) for v in merged.segments.values())
     summary = f"{len(video_ids)} videos of '{name}', {n} segments (step {loaded.step})"
     if pseudo_labels:

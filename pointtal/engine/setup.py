@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pointtal.config import Config
@@ -22,7 +22,9 @@ from pointtal.data.points import (
     simulate_points,
     videos_elsewhere,
 )
+from pointtal.engine.evaluate import load_protocol_ambiguous, protocol_for
 from pointtal.errors import InputError
+from pointtal.evaluation.protocol import Protocol, excluded_videos
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ class RunData:
     store: FeatureStore
     train: PointDataset | None
     test: PointDataset | None
+    protocol: Protocol = field(default_factory=Protocol)  # how the run's evaluations count (protocol_for)
+    ambiguous: dict | None = None  # the protocol's ambiguous segments, video id -> (K, 2) seconds
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -124,7 +128,9 @@ def without_features(gt: GroundTruth) -> dict[str, str]:
 
 
 def without_videos(gt: GroundTruth, excluded: tuple[str, ...]) -> GroundTruth:
-    """The ground truth less the videos of `data.exclude_videos` (an id it does not hold is logged once)."""
+    """The ground truth less the videos of `data.exclude_videos` (names like `thumos14` expanded; an id it does
+    not hold is logged once)."""
+    excluded = excluded_videos(excluded)
     if not excluded:
         return gt
     missing = sorted(set(excluded) - set(gt.videos))
@@ -137,6 +143,8 @@ def without_videos(gt: GroundTruth, excluded: tuple[str, ...]) -> GroundTruth:
 
 def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> RunData:
     """Load the subsets a run needs; features are read once into memory."""
+    protocol = protocol_for(config)
+    ambiguous = load_protocol_ambiguous(protocol)  # checked before the features are read
     store = open_store(config)
     gt = without_videos(load_ground_truth_for(config, store=store), config.data.exclude_videos)
     d = config.data
@@ -148,4 +156,4 @@ def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> R
             train_set.set_point_labels(point_label_rows(train_set, mapped, len(gt.classes)))
     if test:
         test_set = build_dataset(gt, d.test_subset, store, d.fps, d.stride)
-    return RunData(gt, store, train_set, test_set)
+    return RunData(gt, store, train_set, test_set, protocol, ambiguous)
