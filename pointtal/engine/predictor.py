@@ -26,7 +26,7 @@ from pointtal.engine.checkpoint import load_checkpoint
 from pointtal.engine.evaluate import protocol_for
 from pointtal.engine.inference import Predictions, predict, resolve_device
 from pointtal.engine.pseudo_labels import DEFAULT_THRESHOLD, pseudo_ground_truth
-from pointtal.engine.setup import load_ground_truth_for, open_store
+from pointtal.engine.setup import load_ground_truth_for, open_store, point_classes
 from pointtal.engine.trainer import write_json
 from pointtal.errors import InputError
 from pointtal.methods import Method, build_method
@@ -114,7 +114,8 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     if gt.classes != loaded.classes:
         raise InputError(class_mismatch(annotations or config.data.annotations, gt.classes, loaded.classes))
     store = open_store(config, features)
-    name = subset or (config.data.train_subset if pseudo_labels else config.data.test_subset)
+    name = gt.subset_name(subset or (config.data.train_subset if pseudo_labels else config.data.test_subset),
+                          "--subset")  # the ground truth's spelling: 'Test' for 'test'
     if pseudo_labels and name == config.data.test_subset:
         log.warning("--pseudo-labels replaces the ground truth of '%s', the run's test subset: evaluating "
                     "on that file then measures agreement with this run, not accuracy", name)
@@ -145,11 +146,12 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     summary = f"{len(video_ids)} videos of '{name}', {n} segments (step {loaded.step})"
     if pseudo_labels:
         provenance = {"run": str(Path(run_dir).resolve()), "step": loaded.step}
-        truth = pseudo_ground_truth(gt, merged.segments, name, pseudo_threshold, provenance)
+        classes = point_classes(config, gt, store, video_ids)  # what each training video's points name
+        truth = pseudo_ground_truth(gt, merged.segments, name, pseudo_threshold, provenance, classes)
         Path(pseudo_labels).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(pseudo_labels, json.dumps(truth, indent=1))
         kept = sum(len(truth["database"][v]["annotations"]) for v in video_ids)
-        summary += (f"; pseudo-labels: {kept} instances (the top {1 - pseudo_threshold:.0%} of each video's "
-                    "score range)")
+        summary += (f"; pseudo-labels: {kept} instances (classes of each video's points, the top "
+                    f"{1 - pseudo_threshold:.0%} of its score range, same-class overlaps suppressed)")
     return summary
 

@@ -11,7 +11,7 @@ from pointtal.config import Config
 from pointtal.data.annotations import GroundTruth
 from pointtal.data.dataset import PointDataset, build_dataset, point_label_rows
 from pointtal.data.features import FeatureStore
-from pointtal.data.layouts import Subsets, load_truth, open_features
+from pointtal.data.layouts import Subsets, feature_length, load_truth, open_features
 from pointtal.data.points import (
     SCHEMES,
     MappedPoints,
@@ -93,10 +93,15 @@ def point_sources(config: Config) -> tuple[str | None, tuple[str, ...]]:
 
 def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedPoints | None:
     """The training points from click files (one annotator drawn per video) or a simulation scheme."""
+    return map_run_points(config, gt, {vid: int(n) for vid, n in zip(train.video_ids, train.n_snippets)})
+
+
+def map_run_points(config: Config, gt: GroundTruth, counts: dict[str, int]) -> MappedPoints | None:
+    """The run's points (data.points) on the training videos of `counts` (video id -> feature length T);
+    None for weak supervision."""
     d = config.data
     scheme, paths = point_sources(config)
-    videos = {vid: gt.videos[vid] for vid in train.video_ids}
-    counts = {vid: int(n) for vid, n in zip(train.video_ids, train.n_snippets)}
+    videos = {vid: gt.videos[vid] for vid in counts}
     if scheme == "weak":
         return None
     if scheme is not None:
@@ -120,6 +125,23 @@ def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedP
                         scope=f"the training subset '{d.train_subset}'", actions_expected=scheme != "soda-background")
     log.info("points: %s", mapped.report.summary)
     return mapped
+
+
+def point_classes(config: Config, gt: GroundTruth, store: FeatureStore, video_ids: list[str]) -> dict[str, set[str]]:
+    """The action classes each training video of `video_ids` is known to contain from the run's own
+    supervision: the classes of its points (data.points: click files or a scheme, as training maps them); with
+    weak supervision, its video-level labels. A video without action points maps to an empty set; videos
+    outside data.train_subset are not in the result (no points exist for them)."""
+    train_ids = {v.video_id for v in gt.subset(config.data.train_subset, "data.train_subset")}
+    ids = [v for v in video_ids if v in train_ids]
+    if point_sources(config)[0] == "weak":
+        return {v: {i.label for i in gt.videos[v].instances} for v in ids}
+    mapped = map_run_points(config, gt, {v: feature_length(store, v) for v in ids})
+    classes: dict[str, set[str]] = {v: set() for v in ids}
+    for vid, index in zip(mapped.video_id, mapped.class_index, strict=True):
+        if index > 0:
+            classes[vid].add(gt.classes[index - 1])
+    return classes
 
 
 def without_features(gt: GroundTruth) -> dict[str, str]:
