@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,38 @@ def test_pseudo_labels_with_features_of_some_videos_name_no_class_mismatch(sourc
     written = json.loads(labels.read_text())["database"]
     train_ids = {v for v, video in gt.videos.items() if video.subset == "validation"}
     assert set(written) & train_ids == train_ids - set(with_first)
+
+
+@pytest.mark.slow
+def test_readme_release_walkthrough_gives_a_table_of_both_methods(source, tmp_path, capsys, monkeypatch):
+    """README, "From the LACP / HR-Pro release files": the exact commands on stand-in features in both release
+    layouts (step counts cut down), ending in one table whose rows are what each run reported."""
+    monkeypatch.chdir(tmp_path)
+    lacp = write_lacp(tmp_path / "LACP/dataset/THUMOS14", source)
+    hrpro = write_lacp(tmp_path / "HR-Pro/dataset/THUMOS14", source, hrpro=True)
+    shutil.copy(Path(__file__).parents[1] / "pointtal/data/vendor/thumos14/ambiguous_test.txt",
+                hrpro / "Ambiguous_test.txt")
+    configs = Path(__file__).parents[1] / "configs"
+    short = ["--set", "train.steps=3", "--set", "train.eval_every=0", "--set", "train.device=cpu", "--no-progress"]
+    assert main(["annotate", "LACP/dataset/THUMOS14/gt.json", "--features", "LACP/dataset/THUMOS14",
+                 "--check", "LACP/dataset/THUMOS14/point_gaussian/point_labels.csv"]) == 0
+    assert main(["train", str(configs / "thumos14_lacp.yaml"), "--out", "runs/lacp",
+                 "--set", "data.annotations=LACP/dataset/THUMOS14", "--set", "data.features=LACP/dataset/THUMOS14",
+                 "--set", "data.points=LACP/dataset/THUMOS14/point_gaussian/point_labels.csv",
+                 "--set", "method.hidden=32", *short]) == 0
+    assert main(["train", str(configs / "thumos14_hrpro.yaml"), "--out", "runs/hrpro",
+                 "--set", "data.annotations=HR-Pro/dataset/THUMOS14", "--set", "data.features=HR-Pro/dataset/THUMOS14",
+                 "--set", "data.points=HR-Pro/dataset/THUMOS14/point_labels/point_gaussian.csv",
+                 "--set", "method.stage2_epochs=1", *short]) == 0
+    capsys.readouterr()
+    both = ["evaluate", "HR-Pro/dataset/THUMOS14", "runs/lacp/predictions.json", "runs/hrpro/predictions.json"]
+    assert main(both) == 2  # the runs record different protocols (HR-Pro's discards ambiguous segments)
+    assert "give --protocol RUN_DIR|none" in capsys.readouterr().err
+    assert main([*both, "--protocol", "runs/hrpro", "--json", "table.json"]) == 0
+    printed = capsys.readouterr().out
+    assert "protocol: 3 video(s) excluded (270, 1292, 1496); ambiguous segments of ambiguous_test.txt" in printed
+    rows = json.loads((tmp_path / "table.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["lacp", "hrpro"]
+    for row, run in zip(rows, ("lacp", "hrpro"), strict=True):  # no test video is excluded or ambiguous here
+        final = json.loads((tmp_path / "runs" / run / "metrics.jsonl").read_text().splitlines()[-1])
+        assert row["map"] == [final[f"mAP@{t:g}"] for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)]

@@ -48,8 +48,10 @@ def add_arguments(parser) -> None:
                         help="ground truth, ActivityNet JSON layout; LACP's gt.json (no durations: the metrics "
                              "need none) and HR-Pro's gt_full.json work, and a dataset folder or a file with "
                              "split_train.txt / split_test.txt beside it takes its subsets from them, as training does")
-    parser.add_argument("predictions", metavar="PREDICTIONS.json",
-                        help="ActivityNet results JSON ('segment' entries, or 'frame' entries with --frames)")
+    parser.add_argument("predictions", metavar="PREDICTIONS.json", nargs="+",
+                        help="ActivityNet results JSON ('segment' entries, or 'frame' entries with --frames); "
+                             "several files (say two runs' predictions.json): one table, a row per file, under "
+                             "one protocol")
     parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate on (default: test; matched regardless of case, "
                              "so 'test' finds HR-Pro's 'Test')")
     parser.add_argument("--tiou", metavar="LIST",
@@ -98,6 +100,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    files = [Path(p) for p in args.predictions]
+    if len(files) > 1:
+        return compare(args, files)
+    args.predictions = files[0]
     if args.frames and args.tiou is not None:
         raise InputError("--tiou applies to segment predictions; with --frames use --distance")
     if not args.frames and args.distance is not None:
@@ -168,6 +174,79 @@ def run(args) -> int:
             record_output(path, "evaluate")
             console.print(f"wrote {escape(str(path))}")
     return 0
+
+
+def compare(args, files: list[Path]) -> int:
+    """Several predictions files: one segment-mAP table, a row per file, under one protocol (the one they all
+    record, or the one given); --json writes {"protocol", "subset", "rows": [{"file", "label", ...}]}."""
+    refused = [name for name, on in (("--frames", args.frames), ("--proposals", args.proposals),
+                                     ("--recall", args.recall), ("--per-class", args.per_class),
+                                     ("--plots", args.plots is not None), ("--distance", args.distance is not None))
+               if on]
+    if refused:
+        raise InputError(f"{refused[0]} applies to one predictions file; with {len(files)} files evaluate compares "
+                         "segment mAP only")
+    args.predictions = files[0]
+    check_outputs({"--json": args.json}, {**_inputs(args), **{f"predictions {i + 1}": f for i, f in
+                                                               enumerate(files)}}, overwrite=args.overwrite)
+    gt = load_truth(args.ground_truth, args.class_list, need_duration=False)
+    args.subset = gt.subset_name(args.subset, source=str(args.ground_truth))
+    videos = gt.subset(args.subset, source=str(args.ground_truth))
+    ground_truth = SegmentTable.from_ground_truth(videos, gt.classes)
+    if len(ground_truth) == 0:
+        raise InputError(f"{args.ground_truth}: subset '{args.subset}' has no annotated instances to evaluate")
+    resolved = []
+    for path in files:
+        args.predictions = path
+        resolved.append(resolve_protocol(args))
+    protocol, origin = resolved[0]
+    for (other, where), path in zip(resolved[1:], files[1:], strict=True):
+        if other != protocol:
+            raise InputError(f"{path}: its protocol ({other.describe()}; {where}) differs from {files[0]}'s "
+                             f"({protocol.describe()}); give --protocol RUN_DIR|none to score both under one")
+    exclude = set(protocol.exclude_videos) or None
+    ambiguous = load_ambiguous(protocol.ambiguous) if protocol.ambiguous else None
+    thresholds = parse_thresholds(args.tiou, "--tiou", upper=1.0) if args.tiou else (protocol.tiou or THUMOS_TIOUS)
+    labels = _row_labels(files)
+    shown = Protocol(protocol.exclude_videos, protocol.ambiguous, tuple(thresholds))
+    table = Table(title=f"Segment detection mAP (%), subset '{escape(args.subset)}', {escape(shown.describe())}")
+    table.add_column("predictions")
+    for t in thresholds:
+        table.add_column(f"@{t:g}", justify="right")
+    rows = []
+    for path, label in zip(files, labels, strict=True):
+        try:
+            result = segment_map(ground_truth, load_segment_predictions(path, gt.classes), thresholds,
+                                 exclude_videos=exclude, ambiguous=ambiguous)
+        except ValueError as err:
+            if isinstance(err, InputError):
+                raise
+            raise InputError(f"{path}: {err}") from None
+        averages = _averages(result)
+        if not rows:
+            for name in averages:
+                table.add_column(name, justify="right")
+        table.add_row(escape(label), *(f"{100 * v:.2f}" for v in result.map),
+                      *(f"{100 * v:.2f}" for v in averages.values()))
+        rows.append({"file": str(path), "label": label, "map": [100 * float(v) for v in result.map],
+                     "averages": {k: 100 * v for k, v in averages.items()}})
+    needed = max(map(len, labels)) + 10 * (len(thresholds) + len(rows[0]["averages"])) + 8  # never cut a cell
+    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, width=max(console.width, needed))
+    console.print(f"{len(files)} predictions files on {len(videos)} videos of subset '{escape(args.subset)}'; "
+                  f"the protocol: {escape(origin)}")
+    console.print(table)
+    if args.json:
+        _write_json(console, args.json, {"tiou": [float(t) for t in thresholds], "unit": "percent",
+                                         "subset": args.subset, "protocol": {**shown.to_json(), "from": origin},
+                                         "rows": rows})
+    return 0
+
+
+def _row_labels(files: list[Path]) -> list[str]:
+    """A row's name: the run directory of RUN/predictions.json, else the file name; the path where that repeats."""
+    names = [f.parent.name if f.name == "predictions.json" and f.parent.name else f.name for f in files]
+    return [name if names.count(name) == 1 else str(f) for name, f in zip(names, files, strict=True)]
 
 
 def resolve_protocol(args) -> tuple[Protocol, str]:
