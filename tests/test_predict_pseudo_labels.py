@@ -11,7 +11,8 @@ from conftest import tiny_raw_config
 from pointtal.cli import main
 from pointtal.config import build_config
 from pointtal.data.annotations import load_ground_truth
-from pointtal.engine.pseudo_labels import pseudo_ground_truth, select_segments, suppress_overlaps
+from pointtal.engine import pseudo_labels
+from pointtal.engine.pseudo_labels import select_segments
 from pointtal.engine.setup import load_run_data
 from pointtal.engine.trainer import train
 
@@ -68,8 +69,8 @@ def _suppressed(entries):
 def test_suppress_overlaps_keeps_the_best_of_each_same_class_overlap():
     segments = [_seg(0.5, 0, 4), _seg(0.9, 3, 6), _seg(0.7, 5.5, 8), _seg(0.8, 0, 4, label="b"), _seg(0.4, 6, 9)]
     # 0.9 [3,6] beats 0.5 [0,4] and 0.7 [5.5,8]; [6,9] only touches [3,6] (no shared time); class b is apart
-    assert [s["score"] for s in suppress_overlaps(segments)] == [0.9, 0.8, 0.4]
-    assert suppress_overlaps([]) == []
+    assert [s["score"] for s in pseudo_labels.suppress_overlaps(segments)] == [0.9, 0.8, 0.4]
+    assert pseudo_labels.suppress_overlaps([]) == []
 
 
 def test_pseudo_ground_truth_applies_classes_threshold_and_overlaps_in_that_order(tiny_data):
@@ -78,11 +79,11 @@ def test_pseudo_ground_truth_applies_classes_threshold_and_overlaps_in_that_orde
     a, b = gt.classes[:2]
     segments = {video.video_id: [_seg(5.0, 1, 3, a), _seg(9.0, 1, 3, b), _seg(4.0, 2, 4, a), _seg(1.0, 6, 7, a),
                                  _seg(3.0, 4, 5, a)]}
-    truth = pseudo_ground_truth(gt, segments, "validation", 0.5, {}, {video.video_id: {a}})
+    truth = pseudo_labels.pseudo_ground_truth(gt, segments, "validation", 0.5, {}, {video.video_id: {a}})
     kept = truth["database"][video.video_id]["annotations"]
     # class b dropped (its 9.0 would have set the range); range 1..5 keeps >= 3: 5.0, 4.0 (overlaps 5.0: out), 3.0
     assert [(x["score"], x["segment"]) for x in kept] == [(5.0, [1.0, 3.0]), (3.0, [4.0, 5.0])]
-    everything = pseudo_ground_truth(gt, segments, "validation", 0.5, {}, None, suppress=False)
+    everything = pseudo_labels.pseudo_ground_truth(gt, segments, "validation", 0.5, {}, None, suppress=False)
     assert [x["score"] for x in everything["database"][video.video_id]["annotations"]] == [5.0, 9.0]  # >= 5
     assert everything["pseudo_labels"]["classes"] == "all" and everything["pseudo_labels"]["overlaps"] == "kept"
 

@@ -4,6 +4,7 @@ default when `pointtal evaluate` scores that run's predictions, and named in eve
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,6 @@ from pointtal.cli import main
 from pointtal.config import build_config
 from pointtal.engine.logs import read_metrics
 from pointtal.engine.trainer import train
-from pointtal.evaluation.protocol import THUMOS14_EXCLUDED, Protocol, excluded_videos, read_protocol
 
 EXCLUDED = ["video_test_0002", "video_test_0005"]
 
@@ -78,6 +78,8 @@ def test_predict_records_the_protocol_and_evaluate_applies_it(protocol_run, tiny
 
 
 def test_run_records_its_protocol_and_reports_it(protocol_run):
+    from pointtal.evaluation.protocol import Protocol, read_protocol
+
     run, ambiguous = protocol_run
     recorded = read_protocol(run / "protocol.json")
     assert recorded == Protocol(tuple(EXCLUDED), str(ambiguous), (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7))
@@ -87,11 +89,14 @@ def test_run_records_its_protocol_and_reports_it(protocol_run):
 
 
 def test_named_lists_expand_and_presets_record_the_official_protocol():
+    from pointtal.evaluation.protocol import THUMOS14_EXCLUDED, excluded_videos
+
     assert excluded_videos(["THUMOS14", "x"]) == (*THUMOS14_EXCLUDED, "x")
     from pointtal.config import load_config
     from pointtal.engine.evaluate import protocol_for
 
-    hrpro = protocol_for(load_config("configs/thumos14_hrpro.yaml"))
+    configs = Path(__file__).parents[1] / "configs"
+    hrpro = protocol_for(load_config(configs / "thumos14_hrpro.yaml"))
     assert hrpro.exclude_videos == THUMOS14_EXCLUDED and hrpro.ambiguous.endswith("thumos14/ambiguous_test.txt")
-    lacp = protocol_for(load_config("configs/thumos14_lacp.yaml"))
+    lacp = protocol_for(load_config(configs / "thumos14_lacp.yaml"))
     assert lacp.exclude_videos == THUMOS14_EXCLUDED and lacp.ambiguous is None  # LACP's eval has no filter
