@@ -183,3 +183,23 @@ def test_readme_release_walkthrough_gives_a_table_of_both_methods(source, tmp_pa
     for row, run in zip(rows, ("lacp", "hrpro"), strict=True):  # no test video is excluded or ambiguous here
         final = json.loads((tmp_path / "runs" / run / "metrics.jsonl").read_text().splitlines()[-1])
         assert row["map"] == [final[f"mAP@{t:g}"] for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)]
+
+
+def test_subset_names_match_regardless_of_case_only_when_unambiguous(source, tmp_path):
+    """Before: `--subset test` / `data.test_subset=test` on HR-Pro's gt_full.json (subsets 'Validation', 'Test')
+    -> "subset 'test' does not exist"."""
+    from pointtal.data.annotations import load_ground_truth
+
+    hrpro = write_lacp(tmp_path / "hrpro", source, hrpro=True)
+    alone = tmp_path / "gt_full.json"
+    shutil.copy(hrpro / "gt_full.json", alone)
+    gt = load_ground_truth(alone)
+    assert gt.subset_name("test") == "Test" and gt.subset_name("Validation") == "Validation"
+    assert [v.video_id for v in gt.subset("TEST")] == sorted(v for v in source[0].videos if "test" in v)
+    doc = json.loads(alone.read_text())
+    first = next(iter(doc["database"]))
+    doc["database"][first]["subset"] = "TEST"  # 'Test' and 'TEST': 'test' names neither for sure
+    alone.write_text(json.dumps(doc))
+    with pytest.raises(Exception, match=r"subset 'test' does not exist; available: TEST, Test, Validation"):
+        load_ground_truth(alone).subset("test")
+    assert load_ground_truth(alone).subset_name("Test") == "Test"  # the exact name always wins

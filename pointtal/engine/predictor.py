@@ -116,7 +116,7 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     store = open_store(config, features)
     name = gt.subset_name(subset or (config.data.train_subset if pseudo_labels else config.data.test_subset),
                           "--subset")  # the ground truth's spelling: 'Test' for 'test'
-    if pseudo_labels and name == config.data.test_subset:
+    if pseudo_labels and name.casefold() == config.data.test_subset.casefold():
         log.warning("--pseudo-labels replaces the ground truth of '%s', the run's test subset: evaluating "
                     "on that file then measures agreement with this run, not accuracy", name)
     video_ids = [v.video_id for v in gt.subset(name, "--subset")]

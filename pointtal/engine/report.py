@@ -68,7 +68,7 @@ def training_points(config: Config, gt: GroundTruth, store: FeatureStore,
     """
     scheme, _ = point_sources(config)
     d = config.data
-    if scheme == "weak" or d.train_subset not in gt.subsets:
+    if scheme == "weak" or d.train_subset.casefold() not in {s.casefold() for s in gt.subsets}:
         return []
     ids = [v.video_id for v in gt.subset(d.train_subset) if v.video_id in store]
     if video_id not in ids:
