@@ -117,6 +117,10 @@ def run(args) -> int:
                          "(use --recall-tiou for the recall thresholds)")
     check_outputs(_outputs(args), _inputs(args), overwrite=args.overwrite)
     console = Console(highlight=False, soft_wrap=True)
+    protocol, origin = resolve_protocol(args)  # options first: the ground truth may be large
+    exclude = set(protocol.exclude_videos) or None
+    ambiguous = _protocol_ambiguous(protocol, origin)
+    args.ambiguous = protocol.ambiguous
     # durations are not needed for the metrics: a LACP gt.json (none) is read as it is; a published dataset's
     # split files beside the file decide the subsets, as in training
     gt = load_truth(args.ground_truth, args.class_list, need_duration=False)
@@ -125,14 +129,6 @@ def run(args) -> int:
     ground_truth = SegmentTable.from_ground_truth(videos, gt.classes)
     if len(ground_truth) == 0:
         raise InputError(f"{args.ground_truth}: subset '{args.subset}' has no annotated instances to evaluate")
-    protocol, origin = resolve_protocol(args)
-    exclude = set(protocol.exclude_videos) or None
-    try:
-        ambiguous = load_ambiguous(protocol.ambiguous) if protocol.ambiguous else None
-    except InputError as err:
-        raise InputError(f"{err} (the protocol's ambiguous-segments file, {origin}; --ambiguous FILE or none "
-                         "replaces it)") from None
-    args.ambiguous = protocol.ambiguous
     if args.proposals:
         recall = _recall(args, ground_truth, load_proposals(args.predictions, gt.classes), exclude, ambiguous)
         return _report_recall_only(console, args, recall, len(videos))
@@ -176,6 +172,15 @@ def run(args) -> int:
     return 0
 
 
+def _protocol_ambiguous(protocol: Protocol, origin: str):
+    """The protocol's ambiguous segments (None: no filter); a missing file says where the path came from."""
+    try:
+        return load_ambiguous(protocol.ambiguous) if protocol.ambiguous else None
+    except InputError as err:
+        raise InputError(f"{err} (the protocol's ambiguous-segments file, {origin}; --ambiguous FILE or none "
+                         "replaces it)") from None
+
+
 def compare(args, files: list[Path]) -> int:
     """Several predictions files: one segment-mAP table, a row per file, under one protocol (the one they all
     record, or the one given); --json writes {"protocol", "subset", "rows": [{"file", "label", ...}]}."""
@@ -189,12 +194,6 @@ def compare(args, files: list[Path]) -> int:
     args.predictions = files[0]
     check_outputs({"--json": args.json}, {**_inputs(args), **{f"predictions {i + 1}": f for i, f in
                                                                enumerate(files)}}, overwrite=args.overwrite)
-    gt = load_truth(args.ground_truth, args.class_list, need_duration=False)
-    args.subset = gt.subset_name(args.subset, source=str(args.ground_truth))
-    videos = gt.subset(args.subset, source=str(args.ground_truth))
-    ground_truth = SegmentTable.from_ground_truth(videos, gt.classes)
-    if len(ground_truth) == 0:
-        raise InputError(f"{args.ground_truth}: subset '{args.subset}' has no annotated instances to evaluate")
     resolved = []
     for path in files:
         args.predictions = path
@@ -205,8 +204,14 @@ def compare(args, files: list[Path]) -> int:
             raise InputError(f"{path}: its protocol ({other.describe()}; {where}) differs from {files[0]}'s "
                              f"({protocol.describe()}); give --protocol RUN_DIR|none to score both under one")
     exclude = set(protocol.exclude_videos) or None
-    ambiguous = load_ambiguous(protocol.ambiguous) if protocol.ambiguous else None
+    ambiguous = _protocol_ambiguous(protocol, origin)
     thresholds = parse_thresholds(args.tiou, "--tiou", upper=1.0) if args.tiou else (protocol.tiou or THUMOS_TIOUS)
+    gt = load_truth(args.ground_truth, args.class_list, need_duration=False)
+    args.subset = gt.subset_name(args.subset, source=str(args.ground_truth))
+    videos = gt.subset(args.subset, source=str(args.ground_truth))
+    ground_truth = SegmentTable.from_ground_truth(videos, gt.classes)
+    if len(ground_truth) == 0:
+        raise InputError(f"{args.ground_truth}: subset '{args.subset}' has no annotated instances to evaluate")
     labels = _row_labels(files)
     shown = Protocol(protocol.exclude_videos, protocol.ambiguous, tuple(thresholds))
     table = Table(title=f"Segment detection mAP (%), subset '{escape(args.subset)}', {escape(shown.describe())}")
