@@ -69,7 +69,9 @@ def matches(truth, pseudo: list[dict]) -> int:
 
 def final_average(run: Path) -> float:
     """The average mAP of the run's last evaluation (NaN if it has none)."""
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    path = run / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    records = [json.loads(line) for line in lines if line.strip()]
     return next((r["average"] for r in reversed(records) if "average" in r), float("nan"))
 
 

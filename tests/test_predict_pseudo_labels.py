@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,6 +72,15 @@ def test_suppress_overlaps_keeps_the_best_of_each_same_class_overlap():
     # 0.9 [3,6] beats 0.5 [0,4] and 0.7 [5.5,8]; [6,9] only touches [3,6] (no shared time); class b is apart
     assert [s["score"] for s in pseudo_labels.suppress_overlaps(segments)] == [0.9, 0.8, 0.4]
     assert pseudo_labels.suppress_overlaps([]) == []
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # against the plain loop, with ties and touching ends (times on a 0.5 s grid)
+        n = int(rng.integers(1, 40))
+        starts = rng.integers(0, 40, n) / 2
+        entries = [([a, a + int(rng.integers(1, 12)) / 2], str(rng.integers(0, 3)), float(rng.integers(0, 5)))
+                   for a in starts]
+        segments = [{"segment": seg, "label": label, "score": score} for seg, label, score in entries]
+        got = [(s["segment"], s["label"], s["score"]) for s in pseudo_labels.suppress_overlaps(segments)]
+        assert got == _suppressed(entries)
 
 
 def test_pseudo_ground_truth_applies_classes_threshold_and_overlaps_in_that_order(tiny_data):

@@ -40,6 +40,7 @@ derives from it: train on it with the run's class list (`data.class_list`) then.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -63,19 +64,27 @@ def select_segments(segments: Sequence[dict], threshold: float) -> list[dict]:
 
 def suppress_overlaps(segments: Sequence[dict]) -> list[dict]:
     """The entries left when, per class and by descending score (ties: input order), an entry sharing time
-    (intersection > 0 s) with a kept entry of its class is dropped; in input order."""
-    if not segments:
-        return []
+    (intersection > 0 s) with a kept entry of its class is dropped; in input order. An entry with start >= end
+    is dropped (it is no instance).
+
+    O(N log N) per class: the kept intervals of a class never overlap, so sorted by start their ends are sorted
+    too, and a candidate [a, b] overlaps one of them exactly when the last kept interval starting before b ends
+    after a."""
     scores = np.array([float(s["score"]) for s in segments])  # (N,)
     bounds = np.array([s["segment"] for s in segments], dtype=np.float64).reshape(-1, 2)  # (N, 2) seconds
-    labels = np.array([s["label"] for s in segments], dtype=object)  # (N,)
-    same = labels[:, None] == labels[None, :]  # (N, N)
-    overlap = (np.minimum(bounds[:, None, 1], bounds[None, :, 1])
-               - np.maximum(bounds[:, None, 0], bounds[None, :, 0])) > 0  # (N, N) positive intersection
-    clash = same & overlap
     keep = np.zeros(len(segments), dtype=bool)
+    kept: dict[str, tuple[list[float], list[float]]] = {}  # class -> (starts, ends) of kept, sorted by start
     for i in np.argsort(-scores, kind="stable"):  # greedy: each decision depends on the kept set
-        keep[i] = not (clash[i] & keep).any()
+        a, b = bounds[i]
+        if not a < b:
+            continue
+        starts, ends = kept.setdefault(segments[i]["label"], ([], []))
+        j = bisect.bisect_left(starts, b)  # kept intervals 0..j-1 start before b
+        if j and ends[j - 1] > a:
+            continue
+        starts.insert(j, a)
+        ends.insert(j, b)
+        keep[i] = True
     return [s for s, k in zip(segments, keep, strict=True) if k]
 
 
