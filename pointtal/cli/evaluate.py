@@ -38,7 +38,9 @@ HELP = ("Score predictions against ground truth: segment mAP per tIoU (official 
 EXAMPLE = ("pointtal evaluate pointtal/data/vendor/thumos14/groundtruth.json predictions.json --subset test "
            "--json metrics.json\n"
            "  pointtal evaluate GT.json predictions.json --recall       # mAP and AR@1,5,10,100 (class-agnostic)\n"
-           "  pointtal evaluate GT.json proposals.json --proposals     # AR@AN only; entries need no 'label'")
+           "  pointtal evaluate GT.json proposals.json --proposals     # AR@AN only; entries need no 'label'\n"
+           "  pointtal evaluate HR-Pro/dataset/THUMOS14 runs/lacp/predictions.json runs/hrpro/predictions.json "
+           "--protocol runs/hrpro   # one table, both runs, HR-Pro's protocol")
 
 NAMED_TIOUS = {"thumos": THUMOS_TIOUS, "anet": ANET_TIOUS}
 
@@ -56,7 +58,8 @@ def add_arguments(parser) -> None:
                              "so 'test' finds HR-Pro's 'Test')")
     parser.add_argument("--tiou", metavar="LIST",
                         help="tIoU thresholds: comma list (0.3,0.5), range START:STOP:STEP (0.1:0.7:0.1), "
-                             "'thumos' = 0.1:0.7:0.1 (default) or 'anet' = 0.5:0.95:0.05")
+                             "'thumos' = 0.1:0.7:0.1 or 'anet' = 0.5:0.95:0.05 (default: the protocol's, else "
+                             "thumos)")
     parser.add_argument("--frames", action="store_true",
                         help="single-frame predictions ('frame': seconds); mAP per distance threshold")
     parser.add_argument("--distance", metavar="LIST",
