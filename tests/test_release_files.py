@@ -203,3 +203,20 @@ def test_subset_names_match_regardless_of_case_only_when_unambiguous(source, tmp
     with pytest.raises(Exception, match=r"subset 'test' does not exist; available: TEST, Test, Validation"):
         load_ground_truth(alone).subset("test")
     assert load_ground_truth(alone).subset_name("Test") == "Test"  # the exact name always wins
+
+
+def test_plain_ground_truth_without_durations_takes_them_from_the_features(source, tmp_path, capsys):
+    """A plain ActivityNet file without 'duration' (LACP's gt.json copied with numeric times): training and
+    `annotate --features` take T x stride / fps; without features the error names both sources."""
+    own = write_pointtal(tmp_path / "own", source)
+    doc = json.loads((own / "annotations.json").read_text())
+    for entry in doc["database"].values():
+        del entry["duration"]
+    bare = own / "no_durations.json"
+    bare.write_text(json.dumps(doc))
+    run = load_run_data(build_config(_raw(bare, own / "features", own / "points.csv")), test=False)
+    _, features, _ = source
+    assert all(v.duration_sec == features[v.video_id].shape[0] * 16 / 25.0 for v in run.gt.videos.values())
+    assert main(["annotate", str(bare), "--check", str(own / "points.csv"), "--features", str(own / "features")]) == 0
+    assert main(["annotate", str(bare), "--check", str(own / "points.csv")]) != 0
+    assert "missing 'duration'; give the features (data.features, or --features)" in capsys.readouterr().err

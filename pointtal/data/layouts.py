@@ -368,14 +368,15 @@ def load_truth(
     path = Path(path)
     published = _published_files(path)
     if published is None:
-        truth = load_ground_truth(path, class_list, need_duration=need_duration or store is not None)
-        return truth if store is None else _durations_from(truth, store, names)
+        truth = load_ground_truth(path, class_list, need_duration=need_duration and store is None)
+        return truth if store is None else _durations_from(truth, store, names, need_duration)
     return load_published_truth(*published, names, class_list, store, need_duration)
 
 
-def _durations_from(truth: GroundTruth, store: Callable[[], FeatureStore], names: Subsets) -> GroundTruth:
+def _durations_from(truth: GroundTruth, store: Callable[[], FeatureStore], names: Subsets,
+                    need_duration: bool = True) -> GroundTruth:
     """Fill the NaN durations of a plain ground-truth file from the feature lengths; a video without either is
-    an input error naming both causes."""
+    an input error naming both causes (left NaN when `need_duration` is False)."""
     missing = [v for v, video in truth.videos.items() if math.isnan(video.duration_sec)]
     if not missing:
         return truth
@@ -383,6 +384,8 @@ def _durations_from(truth: GroundTruth, store: Callable[[], FeatureStore], names
     videos = dict(truth.videos)
     for video_id in missing:
         if video_id not in opened:
+            if not need_duration:
+                continue
             raise InputError(f"{opened.root}: video '{video_id}' has no 'duration' in the ground truth and no "
                              "feature file here to take it from")
         duration = feature_length(opened, video_id) * names.stride / names.fps  # T * stride / fps seconds
