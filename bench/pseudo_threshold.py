@@ -7,7 +7,8 @@ class and overlap rules of `pointtal.engine.pseudo_labels` do to the pseudo labe
 thumos14: `pointtal synth --preset thumos14 --dim D` data (200 training videos), each method trained from its
 preset for --steps steps (scaled down: hidden width 64, lr 1e-3, LACP / HR-Pro on 128-snippet samples, HR-Pro's
 stage 2 for 2 epochs); its training videos' segments become pseudo labels at R = 0.5 before (every class, every
-segment: the rules off) and after (the classes of the video's points, same-class overlaps suppressed). Per row:
+segment: the rules off), with each rule alone, and after (the classes of the video's points, same-class overlaps
+suppressed). Per row:
 instances per video (median and mean; the truth's in the header), training videos left without any instance,
 the share of instances whose class the video does not contain, same-class overlapping pairs, precision and
 recall at tIoU 0.5 (one-to-one, class-aware) and their F1. Runs are reused when the work folder holds them.
@@ -185,8 +186,9 @@ def thumos14_study(work: Path, methods: list[str], steps: int, dim: int, thresho
         classes = point_classes(config, gt, open_store(config), [v.video_id for v in videos])
         label = f"{method} ({final_average(run):.1f})"
         for rules, kwargs in (("before: all classes, overlaps kept", dict(video_classes=None, suppress=False)),
-                              ("after: classes of the points, overlaps suppressed",
-                               dict(video_classes=classes, suppress=True))):
+                              ("classes of the points only", dict(video_classes=classes, suppress=False)),
+                              ("overlaps suppressed only", dict(video_classes=None, suppress=True)),
+                              ("after: both", dict(video_classes=classes, suppress=True))):
             doc = pseudo_ground_truth(gt, segments, "validation", threshold, {}, **kwargs)
             pseudo = {v.video_id: doc["database"].get(v.video_id, {"annotations": []})["annotations"]
                       for v in videos}
