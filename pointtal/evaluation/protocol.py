@@ -62,7 +62,8 @@ class Protocol:
             excluded = "no video excluded"
         ambiguous = f"ambiguous segments of {Path(self.ambiguous).name} discarded" if self.ambiguous \
             else "no ambiguous filter"
-        return f"protocol: {excluded}; {ambiguous}; tIoU {_span(self.tiou)}"
+        tiou = f"; tIoU {_span(self.tiou)}" if self.tiou else ""  # single frames: distances, not tIoU
+        return f"protocol: {excluded}; {ambiguous}{tiou}"
 
     def to_json(self) -> dict:
         return {"exclude_videos": list(self.exclude_videos), "ambiguous": self.ambiguous,
@@ -96,7 +97,7 @@ def _span(thresholds) -> str:
         steps = {round(b - a, 9) for a, b in zip(values, values[1:])}
         if len(steps) == 1:
             return f"{values[0]:g}:{values[-1]:g}:{steps.pop():g}"
-    return ",".join(f"{v:g}" for v in values) or "none"
+    return ",".join(f"{v:g}" for v in values)
 
 
 def read_protocol(path: str | Path) -> Protocol:
