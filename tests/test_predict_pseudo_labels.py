@@ -170,6 +170,7 @@ def test_full_scheme_trains_on_the_pseudo_labels(pseudo, tiny_data, tmp_path):
     ([], "--out predictions.json and/or --pseudo-labels"),
     (["--pseudo-labels", "x.json", "--pseudo-threshold", "1.5"], "--pseudo-threshold 1.5"),
     (["--pseudo-labels", "x.json", "--pseudo-threshold", "nan"], "--pseudo-threshold nan"),
+    (["--out", "x.json", "--pseudo-overlaps", "keep"], "--pseudo-overlaps applies to --pseudo-labels"),
 ])
 def test_bad_pseudo_label_options_are_one_line(pseudo, capsys, extra, message):
     run = pseudo[0]
@@ -184,3 +185,15 @@ def test_pseudo_labels_never_overwrite_the_ground_truth_the_run_reads(pseudo, ti
     assert main(["predict", str(run), "--pseudo-labels", str(tiny_data / "annotations.json"), "--no-progress"]) == 2
     assert "--pseudo-labels" in (err := capsys.readouterr().err) and "data.annotations" in err
     assert (tiny_data / "annotations.json").read_bytes() == before
+
+
+def test_pseudo_overlaps_keep_is_the_rule_without_suppression(pseudo, tmp_path):
+    run, out, labels, args = pseudo
+    kept = tmp_path / "kept.json"
+    assert main(["predict", str(run), "--subset", "validation", "--pseudo-labels", str(kept),
+                 "--pseudo-threshold", "0.3", "--pseudo-overlaps", "keep", "--no-progress"]) == 0
+    written, suppressed = json.loads(kept.read_text()), json.loads(labels.read_text())
+    assert written["pseudo_labels"]["overlaps"] == "kept" and suppressed["pseudo_labels"]["overlaps"] == "suppressed"
+    for video_id, entry in suppressed["database"].items():  # suppression only ever removes instances
+        more = written["database"][video_id]["annotations"]
+        assert all(a in more for a in entry["annotations"])

@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep a video's segments scoring at least R of the way from its lowest to its top "
                              f"segment score (0 <= R <= 1, default {DEFAULT_THRESHOLD}: the upper half; relative "
                              "because methods' scores share no scale or offset)")
+    parser.add_argument("--pseudo-overlaps", choices=("suppress", "keep"), default="suppress",
+                        help="same-class pseudo instances that overlap: suppress (default: the higher score is kept, "
+                             "so no two instances of a class overlap, as a detector's ground truth needs) or keep "
+                             "(more recall, duplicates; BENCHMARKS.md, 'Pseudo-labels: classes and overlaps')")
     parser.add_argument("--device", help="auto, cpu or cuda (default: the run's train.device)")
     parser.add_argument("--batch-size", type=int, help="videos per inference batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -48,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out and not args.pseudo_labels:
         raise InputError("predict: give --out predictions.json and/or --pseudo-labels GT_OUT.json")
+    if args.pseudo_overlaps != "suppress" and not args.pseudo_labels:
+        raise InputError("--pseudo-overlaps applies to --pseudo-labels; give --pseudo-labels GT_OUT.json or drop it")
     if not 0.0 <= args.pseudo_threshold <= 1.0:  # NaN fails too
         raise InputError(f"--pseudo-threshold {args.pseudo_threshold}: must be in [0, 1] (a fraction of each "
                          "video's segment score range)")
@@ -58,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         args.run_dir, out=args.out, frames_out=args.frames_out, checkpoint=args.checkpoint,
         features=args.features, annotations=args.annotations, subset=args.subset, device=args.device,
         batch_size=args.batch_size, progress=not args.no_progress, pseudo_labels=args.pseudo_labels,
-        pseudo_threshold=args.pseudo_threshold,
+        pseudo_threshold=args.pseudo_threshold, pseudo_suppress=args.pseudo_overlaps == "suppress",
     )
     if summary is not None:
         written = [path for path in outputs.values() if path]

@@ -100,7 +100,7 @@ def class_mismatch(source, classes: tuple[str, ...], trained: tuple[str, ...]) -
 
 def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features=None, annotations=None,
                 subset=None, device=None, batch_size=None, progress=True, pseudo_labels=None,
-                pseudo_threshold=DEFAULT_THRESHOLD) -> str | None:
+                pseudo_threshold=DEFAULT_THRESHOLD, pseudo_suppress=True) -> str | None:
     """Write predictions for a subset (`out`, `frames_out`) and/or the subset's predicted segments as
     ground truth (`pseudo_labels`, see pointtal.engine.pseudo_labels); returns a one-line summary on rank 0
     (None on other ranks). The subset defaults to data.test_subset, with `pseudo_labels` to data.train_subset."""
@@ -147,11 +147,13 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     if pseudo_labels:
         provenance = {"run": str(Path(run_dir).resolve()), "step": loaded.step}
         classes = point_classes(config, gt, store, video_ids)  # what each training video's points name
-        truth = pseudo_ground_truth(gt, merged.segments, name, pseudo_threshold, provenance, classes)
+        truth = pseudo_ground_truth(gt, merged.segments, name, pseudo_threshold, provenance, classes,
+                                    suppress=pseudo_suppress)
         Path(pseudo_labels).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(pseudo_labels, json.dumps(truth, indent=1))
         kept = sum(len(truth["database"][v]["annotations"]) for v in video_ids)
+        overlaps = "suppressed" if pseudo_suppress else "kept"
         summary += (f"; pseudo-labels: {kept} instances (classes of each video's points, the top "
-                    f"{1 - pseudo_threshold:.0%} of its score range, same-class overlaps suppressed)")
+                    f"{1 - pseudo_threshold:.0%} of its score range, same-class overlaps {overlaps})")
     return summary
 
