@@ -17,7 +17,7 @@ Which segments become instances, per video of S, in three steps:
    first: a segment is kept only if it shares no time (intersection > 0 s) with a kept segment of its class,
    so no two instances of one class overlap (a detector's ground truth cannot hold both). Suppression rather
    than merging, because merging nested proposals (HR-Pro's, LACP's at several thresholds) grows an instance to
-   the union of all of them. BENCHMARKS.md, "Pseudo-labels: classes and overlaps", gives the effect of steps 1
+   the union of all of them. `suppress=False` (`predict --pseudo-overlaps keep`) skips this step. BENCHMARKS.md, "Pseudo-labels: classes and overlaps", gives the effect of steps 1
    and 3 on precision and recall.
 
 The threshold step alone: The rule is invariant to any increasing affine map of a video's scores, because
