@@ -32,7 +32,7 @@ VARIANTS_WANTED=${VARIANTS:-weak sfnet soda lacp hrpro hrpro-full}
 COMMON=(
   --set "data.annotations=$DATA/annotations.json" --set "data.features=$DATA/features"
   --set "train.lr=1e-3" --set "train.batch_size=16" --set train.eval_every=0 --set train.device=cpu
-  --set train.report=false --set "data.exclude_videos=[]" --no-progress
+  --set train.report=false --set "data.exclude_videos=[]" --set data.ambiguous=null --no-progress
 )
 STEPS_ONLY=(--set train.epochs=null --set "train.steps=$STEPS")
 declare -A CONFIG EXTRA

@@ -19,6 +19,7 @@ from yaml.constructor import ConstructorError
 from pointtal.data.annotations import BACKGROUND
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.evaluation import THUMOS_TIOUS
+from pointtal.evaluation.protocol import NAMED_AMBIGUOUS
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ class DataConfig:
     background_label: str = BACKGROUND  # label of background points in click files
     trust_pickle: bool = False  # allow pickled (legacy) feature files: only for files you trust
     video_names: str | None = None  # legacy single-array layout: videoname.npy
-    exclude_videos: tuple[str, ...] = ()  # video ids left out of training and evaluation (THUMOS14: 270, 1496)
+    exclude_videos: tuple[str, ...] = ()  # video ids left out of training and evaluation; `thumos14`: 270, 1292, 1496
+    ambiguous: str | None = None  # evaluation: discard predictions overlapping these segments (file, or `thumos14`)
 
     def __post_init__(self):
         _check(0 < self.fps <= MAX_FPS, "data.fps", self.fps, f"must be > 0 and at most {MAX_FPS:g}")
@@ -334,7 +336,7 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-DATA_PATH_KEYS = ("annotations", "features", "points", "class_list", "video_names")  # file paths in `data:`
+DATA_PATH_KEYS = ("annotations", "features", "points", "class_list", "video_names", "ambiguous")  # paths in `data:`
 
 
 def _absolute(value, base: Path):
@@ -362,6 +364,8 @@ def resolve_data_paths(raw: dict, base: str | Path) -> dict:
         value = data.get(key)
         if isinstance(value, list | tuple):
             data[key] = [_absolute(v, Path(base)) for v in value]
+        elif key == "ambiguous" and isinstance(value, str) and value.lower() in NAMED_AMBIGUOUS:
+            continue  # a shipped file's name (thumos14), not a path
         elif key in data:
             data[key] = _absolute(value, Path(base))
     return {**raw, "data": data}

@@ -64,3 +64,19 @@ def interrupt_training_at(monkeypatch, stop: int) -> None:
         return original(self, index)
 
     monkeypatch.setattr(trainer.Trainer, "_train_step", step)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logger_levels():
+    """Commands set package logger levels (`train --quiet`, `ablate` without --progress); put them back after
+    each test so a later test's caplog sees the records it expects, whatever the test order."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("pointtal")]
+    levels = {lg.name: lg.level for lg in [logging.getLogger("pointtal"), *loggers]}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("pointtal") and name not in levels:
+            logging.getLogger(name).setLevel(logging.NOTSET)

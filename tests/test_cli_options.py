@@ -32,8 +32,8 @@ WORK = [  # (module, attribute): where each command's work begins
     ("pointtal.cli.ablate", "run_study"),
     ("pointtal.cli.label", "ClickStore"),
     ("pointtal.cli.label", "make_server"),
-    ("pointtal.cli.evaluate", "load_ground_truth"),
-    ("pointtal.cli.annotate", "load_ground_truth"),
+    ("pointtal.cli.evaluate", "load_truth"),
+    ("pointtal.cli.annotate", "load_truth"),
     ("pointtal.engine.report", "draw_timeline"),
 ]
 

@@ -49,11 +49,11 @@ EXTRACT_VALUES = {"--rgb-weights", "--flow-weights", "--raft-weights", "--device
 NOT_OUTPUTS = {
     "demo": set(),
     "synth": set(),
-    "annotate": {"ground_truth", "--check", "--fps-dict", "--subset", "--background-label"},
+    "annotate": {"ground_truth", "--check", "--fps-dict", "--subset", "--background-label", "--features"},
     "train": {"config", "--set"},
     "predict": {"run_dir", "--checkpoint", "--features", "--annotations", "--subset", "--device"},
     "evaluate": {"ground_truth", "predictions", "--subset", "--tiou", "--distance", "--exclude-videos",
-                 "--ambiguous", "--class-list", "--recall-tiou"},
+                 "--ambiguous", "--class-list", "--recall-tiou", "--protocol"},
     "visualize": {"run_dir", "--video", "--checkpoint", "--features", "--device"},
     "ablate": {"config", "--table", "--set"},
     "label": {"videos_dir", "--classes", "--annotator", "--host", "--predictions", "--ground-truth",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pointtal.cli import checks
-from pointtal.data.annotations import BACKGROUND, load_ground_truth
+from pointtal.data.annotations import BACKGROUND
+from pointtal.data.layouts import Subsets, load_truth, open_features
 from pointtal.data.points import (
     GAUSSIAN_STD,
     SCHEMES,
@@ -38,7 +40,9 @@ SCHEME_OPTIONS = {  # simulation options and the schemes that read them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("ground_truth", metavar="GT.json", help="ground truth (ActivityNet-style JSON)")
+    parser.add_argument("ground_truth", metavar="GT.json",
+                        help="ground truth (ActivityNet-style JSON), or a LACP / HR-Pro dataset folder or its "
+                             "gt.json / gt_full.json (split files decide the subsets, fps_dict.json the native fps)")
     mode = parser.add_argument_group("simulate (writes --out)")
     mode.add_argument("--scheme", choices=CLI_SCHEMES, help="simulation scheme (docs/methods.md §1)")
     mode.add_argument("--out", help="point CSV to write (video_id,time_seconds,label)")
@@ -82,7 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fps-dict", metavar="FPS.json", help="video id -> native fps, for LACP-style point files"
     )
     parser.add_argument(
-        "--subset", help="only videos of this subset (default: all videos of the ground truth)"
+        "--subset", help="only videos of this subset, matched regardless of case (default: all videos of the "
+                         "ground truth)"
+    )
+    parser.add_argument(
+        "--features", metavar="DIR",
+        help="feature folder (any layout training reads): a video's duration, where the ground truth has none "
+             "(LACP's gt.json), is its feature length T x stride / fps",
     )
     parser.add_argument(
         "--fps", type=float, default=25.0, help="feature fps where the ground truth gives none (default 25)"
@@ -120,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, name, value)
     if args.out:
         check_outputs({"--out": args.out}, {"ground truth": args.ground_truth}, overwrite=args.overwrite)
-    gt = load_ground_truth(args.ground_truth)
+    gt = _ground_truth(args)
+    if args.subset:
+        args.subset = gt.subset_name(args.subset, args.ground_truth)  # HR-Pro's 'Validation' for 'validation'
     videos = (
         gt.subset(args.subset, args.ground_truth)
         if args.subset
@@ -129,6 +141,14 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return _check(args, gt, {v.video_id: v for v in videos})
     return _simulate(args, videos)
+
+
+def _ground_truth(args: argparse.Namespace):
+    """The ground truth; missing durations (LACP) from --features, else an error that names both sources."""
+    if args.features and not Path(args.features).exists():
+        raise InputError(f"{args.features}: --features folder not found")
+    store = (lambda: open_features(args.features)) if args.features else None
+    return load_truth(args.ground_truth, names=Subsets(fps=args.fps, stride=args.stride), store=store)
 
 
 def _simulate(args: argparse.Namespace, videos) -> int:
@@ -155,7 +175,7 @@ def _simulate(args: argparse.Namespace, videos) -> int:
 
 
 def _check(args: argparse.Namespace, gt, videos: dict) -> int:
-    fps_dict = read_fps_dict(args.fps_dict) if args.fps_dict else None
+    fps_dict = read_fps_dict(args.fps_dict) if args.fps_dict else gt.frame_fps  # a published layout's own
     lookup = fps_lookup_for(gt.videos, fps_dict)
     for path in args.check:
         points = read_points(path, args.background_label, lookup)
@@ -168,7 +188,8 @@ def _check(args: argparse.Namespace, gt, videos: dict) -> int:
             args.background_label,
             strict=args.strict,
             source=path,
-            elsewhere=videos_elsewhere(gt.videos, videos, args.subset),
+            elsewhere={**videos_elsewhere(gt.videos, videos, args.subset),
+                       **{v: f"subset '{s}' without a feature file" for v, s in gt.skipped.items()}},
             scope=f"subset '{args.subset}'" if args.subset else "the ground truth",
         )
         n_videos = len(set(mapped.video_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from pointtal.atomic import write_text_atomic
 from pointtal.cli import checks
-from pointtal.data.annotations import load_ground_truth
+from pointtal.data.layouts import load_truth
 from pointtal.errors import InputError
 from pointtal.evaluation import (
     ANET_TIOUS,
@@ -30,6 +31,7 @@ from pointtal.evaluation import (
     load_segment_predictions,
     segment_map,
 )
+from pointtal.evaluation.protocol import Protocol, ambiguous_path, excluded_videos, read_protocol, recorded_protocol
 from pointtal.outputs import check_outputs, record_output
 
 HELP = ("Score predictions against ground truth: segment mAP per tIoU (official ActivityNet rules), "
@@ -37,19 +39,28 @@ HELP = ("Score predictions against ground truth: segment mAP per tIoU (official 
 EXAMPLE = ("pointtal evaluate pointtal/data/vendor/thumos14/groundtruth.json predictions.json --subset test "
            "--json metrics.json\n"
            "  pointtal evaluate GT.json predictions.json --recall       # mAP and AR@1,5,10,100 (class-agnostic)\n"
-           "  pointtal evaluate GT.json proposals.json --proposals     # AR@AN only; entries need no 'label'")
+           "  pointtal evaluate GT.json proposals.json --proposals     # AR@AN only; entries need no 'label'\n"
+           "  pointtal evaluate HR-Pro/dataset/THUMOS14 runs/lacp/predictions.json runs/hrpro/predictions.json "
+           "--protocol runs/hrpro   # one table, both runs, HR-Pro's protocol")
 
 NAMED_TIOUS = {"thumos": THUMOS_TIOUS, "anet": ANET_TIOUS}
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("ground_truth", metavar="GT.json", help="ground truth, ActivityNet JSON layout")
-    parser.add_argument("predictions", metavar="PREDICTIONS.json",
-                        help="ActivityNet results JSON ('segment' entries, or 'frame' entries with --frames)")
-    parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate on (default: test)")
+    parser.add_argument("ground_truth", metavar="GT.json",
+                        help="ground truth, ActivityNet JSON layout; LACP's gt.json (no durations: the metrics "
+                             "need none) and HR-Pro's gt_full.json work, and a dataset folder or a file with "
+                             "split_train.txt / split_test.txt beside it takes its subsets from them, as training does")
+    parser.add_argument("predictions", metavar="PREDICTIONS.json", nargs="+",
+                        help="ActivityNet results JSON ('segment' entries, or 'frame' entries with --frames); "
+                             "several files (say two runs' predictions.json): one table, a row per file, under "
+                             "one protocol")
+    parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate on (default: test; matched regardless of case, "
+                             "so 'test' finds HR-Pro's 'Test')")
     parser.add_argument("--tiou", metavar="LIST",
                         help="tIoU thresholds: comma list (0.3,0.5), range START:STOP:STEP (0.1:0.7:0.1), "
-                             "'thumos' = 0.1:0.7:0.1 (default) or 'anet' = 0.5:0.95:0.05")
+                             "'thumos' = 0.1:0.7:0.1 or 'anet' = 0.5:0.95:0.05 (default: the protocol's, else "
+                             "thumos)")
     parser.add_argument("--frames", action="store_true",
                         help="single-frame predictions ('frame': seconds); mAP per distance threshold")
     parser.add_argument("--distance", metavar="LIST",
@@ -57,14 +68,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", metavar="OUT", type=Path,
                         help='also write {"tiou" (or "distance"), "map", "average", "per_class", ...} to OUT; '
                              "values in percent (0-100), like the table")
+    parser.add_argument("--protocol", metavar="RUN_DIR|FILE|none",
+                        help="evaluation protocol (excluded videos, ambiguous segments, tIoU): a run directory "
+                             "(its protocol.json) or a JSON file with a 'protocol' entry; by default the one "
+                             "PREDICTIONS.json records (`pointtal train` and `predict` write it), so a run's "
+                             "predictions score as the run reported; 'none': every video, no ambiguous filter. "
+                             "--exclude-videos, --ambiguous and --tiou replace its parts")
     parser.add_argument("--exclude-videos", metavar="IDS",
-                        help="drop these videos from ground truth and predictions: id,id,... or @FILE "
-                             "(ids separated by commas or whitespace), e.g. THUMOS14 test 270, 1292, 1496 "
-                             "as LACP/HR-Pro do; off by default")
-    parser.add_argument("--ambiguous", metavar="FILE", type=Path,
+                        help="drop these videos from ground truth and predictions: id,id,..., @FILE "
+                             "(ids separated by commas or whitespace), a named list (thumos14 = test videos "
+                             "270, 1292, 1496, as LACP/HR-Pro) or none; default: the protocol's")
+    parser.add_argument("--ambiguous", metavar="FILE",
                         help="discard predictions overlapping (intersection > 0 s) a segment listed in FILE "
                              "('video_id start end' lines, THUMOS14 Ambiguous_test.txt), as HR-Pro does; "
-                             "with --frames, points inside one; off by default")
+                             "with --frames, points inside one; 'thumos14' = the shipped THUMOS14 file, 'none' = "
+                             "off; default: the protocol's")
     parser.add_argument("--class-list", metavar="FILE", type=Path,
                         help="class names, one per line (default: the ground truth's sorted labels)")
     parser.add_argument("--recall", action="store_true",
@@ -101,6 +119,10 @@ def check_args(args) -> None:
 
 
 def run(args) -> int:
+    files = [Path(p) for p in args.predictions]
+    if len(files) > 1:
+        return compare(args, files)
+    args.predictions = files[0]
     if args.frames and args.tiou is not None:
         raise InputError("--tiou applies to segment predictions; with --frames use --distance")
     if not args.frames and args.distance is not None:
@@ -114,13 +136,18 @@ def run(args) -> int:
                          "(use --recall-tiou for the recall thresholds)")
     check_outputs(_outputs(args), _inputs(args), overwrite=args.overwrite)
     console = Console(highlight=False, soft_wrap=True)
-    gt = load_ground_truth(args.ground_truth, args.class_list)
+    protocol, origin = resolve_protocol(args)  # options first: the ground truth may be large
+    exclude = set(protocol.exclude_videos) or None
+    ambiguous = _protocol_ambiguous(protocol, origin)
+    args.ambiguous = protocol.ambiguous
+    # durations are not needed for the metrics: a LACP gt.json (none) is read as it is; a published dataset's
+    # split files beside the file decide the subsets, as in training
+    gt = load_truth(args.ground_truth, args.class_list, need_duration=False)
+    args.subset = gt.subset_name(args.subset, source=str(args.ground_truth))  # HR-Pro's 'Test' for 'test'
     videos = gt.subset(args.subset, source=str(args.ground_truth))
     ground_truth = SegmentTable.from_ground_truth(videos, gt.classes)
     if len(ground_truth) == 0:
         raise InputError(f"{args.ground_truth}: subset '{args.subset}' has no annotated instances to evaluate")
-    exclude = parse_video_list(args.exclude_videos) if args.exclude_videos else None
-    ambiguous = load_ambiguous(args.ambiguous) if args.ambiguous else None
     if args.proposals:
         recall = _recall(args, ground_truth, load_proposals(args.predictions, gt.classes), exclude, ambiguous)
         return _report_recall_only(console, args, recall, len(videos))
@@ -131,7 +158,8 @@ def run(args) -> int:
             result = frame_map(ground_truth, predictions, thresholds,
                                exclude_videos=exclude, ambiguous=ambiguous)
         else:
-            thresholds = parse_thresholds(args.tiou or "thumos", "--tiou", upper=1.0)
+            thresholds = parse_thresholds(args.tiou, "--tiou", upper=1.0) if args.tiou else \
+                (protocol.tiou or THUMOS_TIOUS)
             predictions = load_segment_predictions(args.predictions, gt.classes)
             result = segment_map(ground_truth, predictions, thresholds,
                                  exclude_videos=exclude, ambiguous=ambiguous)
@@ -142,7 +170,9 @@ def run(args) -> int:
     recall = _recall(args, ground_truth, predictions, exclude, ambiguous) if args.recall else None
     _print_notes(console, args, result, len(videos))
     kind = "Single-frame" if args.frames else "Segment detection"
-    console.print(f"[bold]{kind} mAP (%)[/bold], subset '{escape(args.subset)}'")
+    shown = Protocol(protocol.exclude_videos, protocol.ambiguous, () if args.frames else tuple(thresholds))
+    console.print(f"[bold]{kind} mAP (%)[/bold], subset '{escape(args.subset)}', "
+                  f"{escape(shown.describe())} ({escape(origin)})")
     console.print(summary_table(result))
     if recall is not None:
         console.print(recall_table(recall))
@@ -150,6 +180,7 @@ def run(args) -> int:
         console.print(per_class_table(result))
     if args.json:
         doc = result_json(result, args)
+        doc["protocol"] = {**shown.to_json(), "from": origin}
         if recall is not None:
             doc["recall"] = recall_json(recall)
         _write_json(console, args.json, doc)
@@ -160,6 +191,114 @@ def run(args) -> int:
     return 0
 
 
+def _protocol_ambiguous(protocol: Protocol, origin: str):
+    """The protocol's ambiguous segments (None: no filter); a missing file says where the path came from."""
+    try:
+        return load_ambiguous(protocol.ambiguous) if protocol.ambiguous else None
+    except InputError as err:
+        raise InputError(f"{err} (the protocol's ambiguous-segments file, {origin}; --ambiguous FILE or none "
+                         "replaces it)") from None
+
+
+def compare(args, files: list[Path]) -> int:
+    """Several predictions files: one segment-mAP table, a row per file, under one protocol (the one they all
+    record, or the one given); --json writes {"protocol", "subset", "rows": [{"file", "label", ...}]}."""
+    refused = [name for name, on in (("--frames", args.frames), ("--proposals", args.proposals),
+                                     ("--recall", args.recall), ("--per-class", args.per_class),
+                                     ("--plots", args.plots is not None), ("--distance", args.distance is not None))
+               if on]
+    if refused:
+        raise InputError(f"{refused[0]} applies to one predictions file; with {len(files)} files evaluate compares "
+                         "segment mAP only")
+    args.predictions = files[0]
+    check_outputs({"--json": args.json}, {**_inputs(args), **{f"predictions {i + 1}": f for i, f in
+                                                               enumerate(files)}}, overwrite=args.overwrite)
+    resolved = []
+    for path in files:
+        args.predictions = path
+        resolved.append(resolve_protocol(args))
+    protocol, origin = resolved[0]
+    for (other, where), path in zip(resolved[1:], files[1:], strict=True):
+        if other != protocol:
+            raise InputError(f"{path}: its protocol ({other.describe()}; {where}) differs from {files[0]}'s "
+                             f"({protocol.describe()}); give --protocol RUN_DIR|none to score both under one")
+    exclude = set(protocol.exclude_videos) or None
+    ambiguous = _protocol_ambiguous(protocol, origin)
+    thresholds = parse_thresholds(args.tiou, "--tiou", upper=1.0) if args.tiou else (protocol.tiou or THUMOS_TIOUS)
+    gt = load_truth(args.ground_truth, args.class_list, need_duration=False)
+    args.subset = gt.subset_name(args.subset, source=str(args.ground_truth))
+    videos = gt.subset(args.subset, source=str(args.ground_truth))
+    ground_truth = SegmentTable.from_ground_truth(videos, gt.classes)
+    if len(ground_truth) == 0:
+        raise InputError(f"{args.ground_truth}: subset '{args.subset}' has no annotated instances to evaluate")
+    labels = _row_labels(files)
+    shown = Protocol(protocol.exclude_videos, protocol.ambiguous, tuple(thresholds))
+    table = Table(title=f"Segment detection mAP (%), subset '{escape(args.subset)}', {escape(shown.describe())}")
+    table.add_column("predictions")
+    for t in thresholds:
+        table.add_column(f"@{t:g}", justify="right")
+    rows = []
+    for path, label in zip(files, labels, strict=True):
+        try:
+            result = segment_map(ground_truth, load_segment_predictions(path, gt.classes), thresholds,
+                                 exclude_videos=exclude, ambiguous=ambiguous)
+        except ValueError as err:
+            if isinstance(err, InputError):
+                raise
+            raise InputError(f"{path}: {err}") from None
+        averages = _averages(result)
+        if not rows:
+            for name in averages:
+                table.add_column(name, justify="right")
+        table.add_row(escape(label), *(f"{100 * v:.2f}" for v in result.map),
+                      *(f"{100 * v:.2f}" for v in averages.values()))
+        rows.append({"file": str(path), "label": label, "map": [100 * float(v) for v in result.map],
+                     "averages": {k: 100 * v for k, v in averages.items()}})
+    needed = max(map(len, labels)) + 10 * (len(thresholds) + len(rows[0]["averages"])) + 8  # never cut a cell
+    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, width=max(console.width, needed))
+    console.print(f"{len(files)} predictions files on {len(videos)} videos of subset '{escape(args.subset)}'; "
+                  f"the protocol: {escape(origin)}")
+    console.print(table)
+    if args.json:
+        _write_json(console, args.json, {"tiou": [float(t) for t in thresholds], "unit": "percent",
+                                         "subset": args.subset, "protocol": {**shown.to_json(), "from": origin},
+                                         "rows": rows})
+    return 0
+
+
+def _row_labels(files: list[Path]) -> list[str]:
+    """A row's name: the run directory of RUN/predictions.json, else the file name; the path where that repeats."""
+    names = [f.parent.name if f.name == "predictions.json" and f.parent.name else f.name for f in files]
+    return [name if names.count(name) == 1 else str(f) for name, f in zip(names, files, strict=True)]
+
+
+def resolve_protocol(args) -> tuple[Protocol, str]:
+    """The protocol in force and where it came from: --protocol (a run directory, a file, or none), else the
+    one PREDICTIONS.json records, else none; --exclude-videos / --ambiguous / --tiou replace its parts."""
+    if args.protocol is not None and args.protocol.strip().lower() == "none":
+        protocol, origin = Protocol(), "--protocol none"
+    elif args.protocol is not None:
+        path = Path(args.protocol)
+        path = path / "protocol.json" if path.is_dir() else path
+        protocol, origin = read_protocol(path), f"from {path}"
+    else:
+        recorded = recorded_protocol(args.predictions)
+        protocol, origin = (recorded, f"recorded in {args.predictions}") if recorded is not None else \
+            (Protocol(), "none recorded in the predictions file")
+    changed = []
+    if args.exclude_videos is not None:
+        text = args.exclude_videos.strip()
+        ids = () if text.lower() == "none" else excluded_videos(parse_video_list(text))
+        protocol, changed = dataclasses.replace(protocol, exclude_videos=ids), [*changed, "--exclude-videos"]
+    if args.ambiguous is not None:
+        path = None if args.ambiguous.strip().lower() == "none" else ambiguous_path(args.ambiguous)
+        protocol, changed = dataclasses.replace(protocol, ambiguous=path), [*changed, "--ambiguous"]
+    if args.tiou is not None:
+        changed.append("--tiou")
+    return protocol, origin + (f", {', '.join(changed)} given" if changed else "")
+
+
 def _outputs(args) -> dict:
     names = ("pr_curves.png", "class_ap.png")  # what write_plots writes
     plots = {f"--plots {name}": args.plots / name for name in names} if args.plots else {}
@@ -168,8 +307,10 @@ def _outputs(args) -> dict:
 
 def _inputs(args) -> dict:
     listed = args.exclude_videos[1:] if args.exclude_videos and args.exclude_videos.startswith("@") else None
+    ambiguous = ambiguous_path(args.ambiguous) if args.ambiguous and args.ambiguous.lower() != "none" else None
+    protocol = args.protocol if args.protocol and args.protocol.lower() != "none" else None
     return {"ground truth": args.ground_truth, "predictions": args.predictions, "--class-list": args.class_list,
-            "--ambiguous": args.ambiguous, "--exclude-videos": listed}
+            "--ambiguous": ambiguous, "--exclude-videos": listed, "--protocol": protocol}
 
 
 def _recall(args, ground_truth, proposals, exclude, ambiguous) -> RecallResult:
@@ -276,7 +417,8 @@ def _as_list(values) -> str:
 
 
 def parse_video_list(text: str) -> set[str]:
-    """'id,id,...' or '@FILE' (ids separated by commas or whitespace)."""
+    """'id,id,...' or '@FILE' (ids separated by commas or whitespace); names of NAMED_EXCLUSIONS stay names
+    (expanded by `excluded_videos`)."""
     if text.startswith("@"):
         path = Path(text[1:])
         if not path.is_file():

@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep a video's segments scoring at least R of the way from its lowest to its top "
                              f"segment score (0 <= R <= 1, default {DEFAULT_THRESHOLD}: the upper half; relative "
                              "because methods' scores share no scale or offset)")
+    parser.add_argument("--pseudo-overlaps", choices=("suppress", "keep"), default="suppress",
+                        help="same-class pseudo instances that overlap: suppress (default: the higher score is kept, "
+                             "so no two instances of a class overlap, as a detector's ground truth needs) or keep "
+                             "(more recall, duplicates; BENCHMARKS.md, 'Pseudo-labels: classes and overlaps')")
     parser.add_argument("--device", help="auto, cpu or cuda (default: the run's train.device)")
     parser.add_argument("--batch-size", type=int, help="videos per inference batch (at least 1; default: the "
                         "run's eval.batch_size)")
@@ -53,6 +57,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError("predict: give --out predictions.json and/or --pseudo-labels GT_OUT.json")
     checks.only_with(args, ("pseudo_threshold",), bool(args.pseudo_labels),
                      "applies to --pseudo-labels (which segments become pseudo ground truth)")
+    if args.pseudo_overlaps != "suppress" and not args.pseudo_labels:
+        raise InputError("--pseudo-overlaps applies to --pseudo-labels; give --pseudo-labels GT_OUT.json or drop it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         args.run_dir, out=args.out, frames_out=args.frames_out, checkpoint=args.checkpoint,
         features=args.features, annotations=args.annotations, subset=args.subset, device=args.device,
         batch_size=args.batch_size, progress=not args.no_progress, pseudo_labels=args.pseudo_labels,
-        pseudo_threshold=args.pseudo_threshold,
+        pseudo_threshold=args.pseudo_threshold, pseudo_suppress=args.pseudo_overlaps == "suppress",
     )
     if summary is not None:
         written = [path for path in outputs.values() if path]

@@ -54,5 +54,9 @@ def run(args: argparse.Namespace) -> int:
     result = train(config, args.out, resume=args.resume)
     if result.metrics is not None:
         print(f"{args.out}: step {result.step}: {summary_line(result.metrics)}")
+        if (Path(args.out) / "protocol.json").is_file():  # what the numbers mean
+            from pointtal.evaluation.protocol import read_protocol
+
+            print(f"  evaluation {read_protocol(Path(args.out) / 'protocol.json').describe()}")
         print(f"predictions: {Path(args.out) / 'predictions.json'}")
     return 0

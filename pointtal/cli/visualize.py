@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         )
     store = open_store(config, args.features)
     features = store.load(video.video_id)
-    train_video = video.subset == config.data.train_subset
+    train_video = video.subset.casefold() == config.data.train_subset.casefold()  # HR-Pro: 'Validation'
     points = training_points(config, gt, store, video.video_id) if train_video else []
     path = draw_timeline(args.out, loaded.method, config, loaded.classes, video, features, points, device)
     role = f"subset '{video.subset}'"

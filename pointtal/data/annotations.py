@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pointtal.errors import MAX_DURATION_SEC, MAX_FPS, DuplicateKey, InputError, unique_keys
@@ -25,7 +25,7 @@ class Instance:
 class Video:
     video_id: str
     subset: str
-    duration_sec: float
+    duration_sec: float  # NaN only where a reader was told durations are not needed (evaluation, docs/formats.md)
     fps: float | None
     instances: tuple[Instance, ...]
 
@@ -39,6 +39,9 @@ class GroundTruth:
     # Native fps of the frame numbers in LACP-style point files, for published layouts whose ground truth
     # keeps that rate apart from the feature rate (video id -> fps); None: `Video.fps` serves both.
     frame_fps: dict[str, float] | None = None
+    # Videos of a published layout's split files left out for want of a duration and a feature file
+    # (video id -> the subset they would be in), so that their points are reported as such, not as unknown.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def class_index(self) -> dict[str, int]:
@@ -49,12 +52,21 @@ class GroundTruth:
     def subsets(self) -> set[str]:
         return {v.subset for v in self.videos.values()}
 
+    def subset_name(self, name: str, source: str = "ground truth") -> str:
+        """The ground truth's spelling of subset `name`: the exact name, else the one name equal to it up to
+        case (HR-Pro's `Test` for `test`); anything else is an input error listing the subsets."""
+        subsets = self.subsets
+        if name in subsets:
+            return name
+        folded = [s for s in subsets if s.casefold() == name.casefold()]
+        if len(folded) == 1:
+            return folded[0]
+        raise InputError(f"{source}: subset '{name}' does not exist; available: {', '.join(sorted(subsets))}")
+
     def subset(self, name: str, source: str = "ground truth") -> list[Video]:
-        """Videos of one subset, in sorted id order; an unknown subset is an input error."""
-        if name not in self.subsets:
-            raise InputError(
-                f"{source}: subset '{name}' does not exist; available: {', '.join(sorted(self.subsets))}"
-            )
+        """Videos of one subset (named as in `subset_name`), in sorted id order; an unknown subset is an input
+        error."""
+        name = self.subset_name(name, source)
         return [self.videos[k] for k in sorted(self.videos) if self.videos[k].subset == name]
 
 
@@ -76,17 +88,21 @@ def _show(value, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
-def _parse_video(video_id: str, entry, path: str) -> Video:
+def _parse_video(video_id: str, entry, path: str, need_duration: bool = True) -> Video:
     where = f"{path}: video '{video_id}'"
     if not isinstance(entry, dict):
         raise InputError(f"{where}: expected an object, got {type(entry).__name__}")
-    if "duration" not in entry:
-        raise InputError(f"{where}: missing 'duration'")
-    duration = _number(entry["duration"], f"{where} duration")
-    if duration <= 0:
-        raise InputError(f"{where}: duration must be > 0, got {duration}")
-    if duration > MAX_DURATION_SEC:
-        raise InputError(f"{where}: duration must be at most {MAX_DURATION_SEC:g} s, got {duration}")
+    if "duration" in entry or need_duration:
+        if "duration" not in entry:
+            raise InputError(f"{where}: missing 'duration'; give the features (data.features, or --features), "
+                             "whose length T x stride / fps gives it")
+        duration = _number(entry["duration"], f"{where} duration")
+        if duration <= 0:
+            raise InputError(f"{where}: duration must be > 0, got {duration}")
+        if duration > MAX_DURATION_SEC:
+            raise InputError(f"{where}: duration must be at most {MAX_DURATION_SEC:g} s, got {duration}")
+    else:
+        duration = math.nan  # unknown, and not needed by the caller (segment and frame mAP use no duration)
     fps = entry.get("fps")
     if fps is not None:
         fps = _number(fps, f"{where} fps")
@@ -110,6 +126,10 @@ def _parse_instance(ann, where: str) -> Instance:
     segment = ann["segment"]
     if not isinstance(segment, (list, tuple)) or len(segment) != 2:
         raise InputError(f"{where}: segment must be [start, end], got {segment!r}")
+    if any(isinstance(x, str) for x in segment):
+        raise InputError(f"{where} segment: expected finite numbers, got {_show(segment)} (LACP's gt.json writes "
+                         "times as text: keep split_train.txt / split_test.txt beside it, or give its dataset "
+                         "folder, and it is read as the release it is)")
     start, end = (_number(x, f"{where} segment") for x in segment)
     if start < 0:
         raise InputError(f"{where}: negative segment start {start}")
@@ -162,21 +182,27 @@ def read_class_list(path: str | Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-def load_ground_truth(path: str | Path, class_list: str | Path | None = None) -> GroundTruth:
-    """Load and validate an ActivityNet-style ground-truth JSON."""
-    return parse_ground_truth(read_json(path, "ground-truth file"), path, class_list)
+def load_ground_truth(path: str | Path, class_list: str | Path | None = None,
+                      need_duration: bool = True) -> GroundTruth:
+    """Load and validate an ActivityNet-style ground-truth JSON (`need_duration=False`: a video without
+    'duration' gets NaN, for callers that use no duration, like the mAP)."""
+    return parse_ground_truth(read_json(path, "ground-truth file"), path, class_list, need_duration=need_duration)
 
 
-def parse_ground_truth(data, path: str | Path, class_list: str | Path | None = None) -> GroundTruth:
-    """Validate ground truth already read from `path` (a file, or a published layout rewritten in memory)."""
+def parse_ground_truth(data, path: str | Path, class_list: str | Path | None = None, *,
+                       need_duration: bool = True, labels_of=None) -> GroundTruth:
+    """Validate ground truth already read from `path` (a file, or a published layout rewritten in memory).
+    `labels_of`: the labels the class list is derived from when no `class_list` is given (default: those
+    of `data`; a published layout passes every video's, so videos skipped for lack of features cannot
+    change the classes)."""
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
         raise InputError(f"{path}: expected an object with a 'database' mapping video ids to videos")
     videos = {}
     for video_id, entry in data["database"].items():
-        videos[video_id] = _parse_video(video_id, entry, str(path))
+        videos[video_id] = _parse_video(video_id, entry, str(path), need_duration)
     if not videos:
         raise InputError(f"{path}: 'database' holds no videos")
-    labels = sorted({inst.label for v in videos.values() for inst in v.instances})
+    labels = sorted({inst.label for v in videos.values() for inst in v.instances} | set(labels_of or ()))
     if class_list is not None:
         classes = read_class_list(class_list)
         unknown = sorted(set(labels) - set(classes))

@@ -17,7 +17,9 @@ never into the snippet geometry, which stays at the feature rate `data.fps`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,7 +261,8 @@ def _number_text(value, where: str, what: str):
 
 
 def _normalised_entry(video_id: str, entry, subset: str, duration, where: str) -> dict:
-    """One published video entry in pointtal's ground-truth form (no fps: it is the native, not feature, rate)."""
+    """One published video entry in pointtal's ground-truth form (no fps: it is the native, not feature, rate;
+    no duration where `duration` is None)."""
     annotations = entry.get("annotations", [])
     if not isinstance(annotations, list):
         raise InputError(f"{where}: video '{video_id}': 'annotations' must be a list")
@@ -270,7 +273,22 @@ def _normalised_entry(video_id: str, entry, subset: str, duration, where: str) -
                        for x in ann["segment"]]
             ann = {"segment": segment, "label": ann.get("label")}
         rewritten.append(ann)
-    return {"subset": subset, "duration": duration, "annotations": rewritten}
+    entry = {"subset": subset, "annotations": rewritten}
+    if duration is not None:
+        entry["duration"] = duration
+    return entry
+
+
+def _labels(entries) -> set[str]:
+    """The string labels of the annotations of published video entries (malformed ones are left to the parser)."""
+    labels = set()
+    for entry in entries:
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        for ann in annotations if isinstance(annotations, list) else ():
+            label = ann.get("label") if isinstance(ann, dict) else None
+            if isinstance(label, str) and label.strip():
+                labels.add(label)
+    return labels
 
 
 def _native_fps(database: dict, folder: Path, where: str) -> dict[str, float]:
@@ -291,9 +309,14 @@ def _native_fps(database: dict, folder: Path, where: str) -> dict[str, float]:
 
 
 def load_published_truth(
-    gt_path: Path, folder: Path, names: Subsets, class_list=None, store: Callable[[], FeatureStore] | None = None
+    gt_path: Path, folder: Path, names: Subsets, class_list=None, store: Callable[[], FeatureStore] | None = None,
+    need_duration: bool = True,
 ) -> GroundTruth:
-    """A LACP / HR-Pro ground truth with its split files; durations missing from it come from the features."""
+    """A LACP / HR-Pro ground truth with its split files; durations missing from it come from the features
+    (`store`). A video of the split files without a duration and without a feature file is skipped with a
+    warning (`GroundTruth.skipped` names it), unless `need_duration=False` (evaluation): then it is kept with
+    a NaN duration. The classes are those of every video of the split files, skipped or not, and
+    `GroundTruth.frame_fps` holds the native fps of every video the files give one for."""
     data = read_json(gt_path, "ground-truth file")
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
         raise InputError(f"{gt_path}: expected an object with a 'database' mapping video ids to videos")
@@ -307,37 +330,64 @@ def load_published_truth(
             raise InputError(f"{gt_path}: video '{video_id}': expected an object, got {type(entry).__name__}")
         duration = _number_text(entry["duration"], f"{gt_path}: video '{video_id}'", "duration") \
             if "duration" in entry else None
-        if duration is None:
+        if duration is None and store is not None:
+            opened = opened or store()
+            if video_id in opened:
+                duration = feature_length(opened, video_id) * names.stride / names.fps  # T * stride / fps seconds
+        if duration is None and need_duration:
             if store is None:
                 raise InputError(f"{gt_path}: video '{video_id}' has no duration; it is taken from the features, "
-                                 "so give them (data.features)")
-            opened = opened or store()
-            if video_id not in opened:
-                no_features.append(video_id)
-                continue
-            duration = feature_length(opened, video_id) * names.stride / names.fps  # T * stride / fps seconds
+                                 "so give them (data.features, or --features)")
+            no_features.append(video_id)
+            continue
         normalised[video_id] = _normalised_entry(video_id, entry, subset_of[video_id], duration, str(gt_path))
     if no_features:
         log.warning("%s: %d of %d videos of the split files have no duration and no feature file; skipped "
-                    "(first: %s)", gt_path, len(no_features), len(subset_of), ", ".join(no_features[:3]))
+                    "(first: %s)", gt_path, len(no_features),
+                    len(subset_of), ", ".join(no_features[:3]))
     unused = len(database) - len(subset_of)
     if unused:
         log.info("%s: %d videos are in no split file and are left out", gt_path, unused)
     if not normalised:
         raise InputError(f"{gt_path}: no video of the split files has a duration or a feature file")
-    truth = parse_ground_truth({"database": normalised}, gt_path, class_list)
+    truth = parse_ground_truth({"database": normalised}, gt_path, class_list, need_duration=need_duration,
+                               labels_of=_labels(database[v] for v in subset_of))
     rates = _native_fps(database, folder, str(gt_path))
-    return GroundTruth(truth.videos, truth.classes, {v: rates[v] for v in truth.videos if v in rates})
+    skipped = {v: subset_of[v] for v in no_features}
+    return GroundTruth(truth.videos, truth.classes, rates, skipped)
 
 
 def load_truth(
-    path: str | Path, class_list=None, names: Subsets = Subsets(), store: Callable[[], FeatureStore] | None = None
+    path: str | Path, class_list=None, names: Subsets = Subsets(), store: Callable[[], FeatureStore] | None = None,
+    need_duration: bool = True,
 ) -> GroundTruth:
     """`data.annotations`: pointtal's ground-truth JSON, or a published dataset (its folder, or its gt.json /
     gt_full.json with split_train.txt / split_test.txt beside it). `store` opens the features, needed only
-    when the ground truth has no durations (LACP)."""
+    when the ground truth has no durations (LACP) and `need_duration` (False: evaluation, where a missing
+    duration is NaN; see `load_published_truth`)."""
     path = Path(path)
     published = _published_files(path)
     if published is None:
-        return load_ground_truth(path, class_list)
-    return load_published_truth(*published, names, class_list, store)
+        truth = load_ground_truth(path, class_list, need_duration=need_duration and store is None)
+        return truth if store is None else _durations_from(truth, store, names, need_duration)
+    return load_published_truth(*published, names, class_list, store, need_duration)
+
+
+def _durations_from(truth: GroundTruth, store: Callable[[], FeatureStore], names: Subsets,
+                    need_duration: bool = True) -> GroundTruth:
+    """Fill the NaN durations of a plain ground-truth file from the feature lengths; a video without either is
+    an input error naming both causes (left NaN when `need_duration` is False)."""
+    missing = [v for v, video in truth.videos.items() if math.isnan(video.duration_sec)]
+    if not missing:
+        return truth
+    opened = store()
+    videos = dict(truth.videos)
+    for video_id in missing:
+        if video_id not in opened:
+            if not need_duration:
+                continue
+            raise InputError(f"{opened.root}: video '{video_id}' has no 'duration' in the ground truth and no "
+                             "feature file here to take it from")
+        duration = feature_length(opened, video_id) * names.stride / names.fps  # T * stride / fps seconds
+        videos[video_id] = dataclasses.replace(truth.videos[video_id], duration_sec=duration)
+    return dataclasses.replace(truth, videos=videos)

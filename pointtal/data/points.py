@@ -165,7 +165,7 @@ def _parse_lacp(
         names = [h.lower() for h in header]
         repeated = next(n for n in names if names.count(n) > 1)
         raise InputError(f"{path}: the header names column '{repeated}' twice")
-    points = []
+    points, unknown = [], []
     for number, fields in rows:
         where = f"{path} line {number}"
         if len(fields) != len(header):
@@ -175,18 +175,33 @@ def _parse_lacp(
             raise InputError(f"{where}: empty video id or class")
         frame = _parse_time(fields[column["point"]], f"{where} video '{video_id}'", "point frame")
         fps = _lookup_fps(fps_lookup, video_id, where)
+        if fps is None:
+            unknown.append((number, video_id))
+            continue
         points.append(Point(video_id, frame / fps, label, str(path), number))
+    if unknown and not points:
+        number, video_id = unknown[0]
+        raise InputError(f"{path} line {number}: no valid fps for video '{video_id}' (none of the file's "
+                         f"{len(unknown)} point(s) is on a video of the ground truth or the fps dictionary)")
+    if unknown:
+        number, video_id = unknown[0]
+        log.warning("%s: %d point(s) of %d video(s) in neither the ground truth nor the fps dictionary are "
+                    "skipped (no native fps to read their frame numbers; first: line %d, video '%s')", path,
+                    len(unknown), len({v for _, v in unknown}), number, video_id)
     return points
 
 
-def _lookup_fps(fps_lookup: Callable[[str], float] | None, video_id: str, where: str) -> float:
+def _lookup_fps(fps_lookup: Callable[[str], float] | None, video_id: str, where: str) -> float | None:
+    """The native fps of a point's video; None for a video the lookup does not know at all (KeyError: in
+    neither the ground truth nor the fps dictionary), whose points `map_points` would drop anyway. A video
+    of the ground truth without a valid fps is an input error."""
     hint = "LACP points are frame numbers at the video's native fps; give 'fps' in the ground truth or a fps_dict.json"
     if fps_lookup is None:
         raise InputError(f"{where}: no per-video fps available for video '{video_id}' ({hint})")
     try:
         fps = fps_lookup(video_id)
     except KeyError:
-        fps = None
+        return None
     if fps is None or not math.isfinite(fps) or fps <= 0:
         raise InputError(f"{where}: no valid fps for video '{video_id}' (got {fps!r}; {hint})")
     return float(fps)
@@ -238,13 +253,18 @@ def read_fps_dict(path: str | Path) -> dict[str, float]:
 def fps_lookup_for(
     videos: Mapping[str, Video], fps_dict: Mapping[str, float] | None = None
 ) -> Callable[[str], float | None]:
-    """Native fps of a video: the ground truth's `fps`, else the fps dictionary, else None."""
+    """Native fps of a video: the ground truth's `fps`, else the fps dictionary, else None; KeyError for a
+    video in neither (its points cannot be read, nor placed on any video)."""
 
     def lookup(video_id: str) -> float | None:
         video = videos.get(video_id)
         if video is not None and video.fps is not None:
             return video.fps
-        return None if fps_dict is None else fps_dict.get(video_id)
+        if fps_dict is not None and video_id in fps_dict:
+            return fps_dict[video_id]
+        if video is None:
+            raise KeyError(video_id)
+        return None
 
     return lookup
 

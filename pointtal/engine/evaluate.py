@@ -6,8 +6,29 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pointtal.config import Config
 from pointtal.data.annotations import GroundTruth
 from pointtal.evaluation import PointTable, SegmentTable, classification_map, frame_map, segment_map
+from pointtal.evaluation.loaders import load_ambiguous
+from pointtal.evaluation.protocol import Protocol, ambiguous_path, excluded_videos
+from pointtal.errors import InputError
+
+
+def protocol_for(config: Config) -> Protocol:
+    """The evaluation protocol of a run: `data.exclude_videos` (names expanded), `data.ambiguous` (a file or a
+    shipped name, resolved to its path) and `eval.tiou`."""
+    return Protocol(excluded_videos(config.data.exclude_videos), ambiguous_path(config.data.ambiguous),
+                    tuple(config.eval.tiou))
+
+
+def load_protocol_ambiguous(protocol: Protocol, key: str = "data.ambiguous"):
+    """The protocol's ambiguous segments (video id -> (K, 2) seconds), or None; a missing file names `key`."""
+    if protocol.ambiguous is None:
+        return None
+    try:
+        return load_ambiguous(protocol.ambiguous)
+    except InputError as err:
+        raise InputError(f"{err} ({key})") from None
 
 
 def _segment_table(predictions, video_ids: Sequence[str], classes) -> SegmentTable:
@@ -28,16 +49,19 @@ def _frame_table(predictions, video_ids: Sequence[str], classes) -> PointTable:
     return table.with_video_ids(tuple(dict.fromkeys([*table.video_ids, *video_ids])))
 
 
-def evaluate_predictions(gt: GroundTruth, video_ids: Sequence[str], predictions, tious) -> dict:
-    """Segment mAP per tIoU and averages, single-frame mAP and video classification mAP, in percent."""
+def evaluate_predictions(gt: GroundTruth, video_ids: Sequence[str], predictions, tious, ambiguous=None) -> dict:
+    """Segment mAP per tIoU and averages, single-frame mAP and video classification mAP, in percent.
+    `ambiguous` (video id -> (K, 2) seconds, the run's protocol) discards the segments overlapping and the
+    frames inside those segments, as `pointtal evaluate --ambiguous` does; the videos are `video_ids`
+    (the run's test subset less its excluded videos)."""
     classes = gt.classes
     truth = SegmentTable.from_ground_truth([gt.videos[v] for v in video_ids], classes)
-    result = segment_map(truth, _segment_table(predictions, video_ids, classes), tious)
+    result = segment_map(truth, _segment_table(predictions, video_ids, classes), tious, ambiguous=ambiguous)
     record = {f"mAP@{t:g}": 100 * float(m) for t, m in zip(result.thresholds, result.map)}
     record["average"] = 100 * result.average
     if ((result.thresholds >= 0.3 - 1e-9) & (result.thresholds <= 0.7 + 1e-9)).any():  # else average_over raises
         record["average_0.3_0.7"] = 100 * result.average_over(0.3, 0.7)
-    frames = frame_map(truth, _frame_table(predictions, video_ids, classes))
+    frames = frame_map(truth, _frame_table(predictions, video_ids, classes), ambiguous=ambiguous)
     record["frame_mAP"] = 100 * frames.average
     labels = np.zeros((len(video_ids), len(classes)))  # (V, C)
     for row, vid in enumerate(video_ids):

@@ -22,8 +22,13 @@ class Predictions:
     frames: dict[str, list[dict]] = field(default_factory=dict)
     video_scores: dict[str, np.ndarray] = field(default_factory=dict)  # id -> (C+1,)
 
-    def results_json(self, frames: bool = False) -> dict:
-        return {"version": "pointtal", "external_data": {}, "results": self.frames if frames else self.segments}
+    def results_json(self, frames: bool = False, protocol: dict | None = None) -> dict:
+        """ActivityNet results JSON; `protocol` (Protocol.to_json of the run) is recorded beside the results,
+        so `pointtal evaluate` applies the run's protocol to the file by default."""
+        doc = {"version": "pointtal", "external_data": {}, "results": self.frames if frames else self.segments}
+        if protocol is not None:
+            doc["protocol"] = protocol
+        return doc
 
 
 def resolve_device(name: str, key: str = "device") -> torch.device:

@@ -23,9 +23,10 @@ from pointtal.data.dataset import geometry_for
 from pointtal.data.features import FeatureStore
 from pointtal.engine import distributed
 from pointtal.engine.checkpoint import load_checkpoint
+from pointtal.engine.evaluate import protocol_for
 from pointtal.engine.inference import Predictions, predict, resolve_device
 from pointtal.engine.pseudo_labels import DEFAULT_THRESHOLD, pseudo_ground_truth
-from pointtal.engine.setup import load_ground_truth_for, open_store
+from pointtal.engine.setup import load_ground_truth_for, open_store, point_classes
 from pointtal.engine.trainer import write_json
 from pointtal.errors import InputError
 from pointtal.methods import Method, build_method
@@ -85,9 +86,21 @@ def merge(parts: list[Predictions], order: list[str]) -> Predictions:
                        {v: merged.video_scores[v] for v in order})
 
 
+def class_mismatch(source, classes: tuple[str, ...], trained: tuple[str, ...]) -> str:
+    """One line: how the ground truth's classes differ from the run's (missing, extra, or only their order)."""
+    missing, extra = [c for c in trained if c not in classes], [c for c in classes if c not in trained]
+    if not missing and not extra:
+        return f"{source}: the classes are the run's but in another order; give the run's data.class_list"
+    parts = [f"{len(missing)} of the run's {len(trained)} classes absent ({', '.join(missing[:3])})" if missing else "",
+             f"{len(extra)} class(es) the run has not ({', '.join(extra[:3])})" if extra else ""]
+    return (f"{source}: classes differ from the run's checkpoint: {'; '.join(p for p in parts if p)} "
+            "(another dataset's ground truth? classes are the labels found in it unless data.class_list "
+            "names them)")
+
+
 def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features=None, annotations=None,
                 subset=None, device=None, batch_size=None, progress=True, pseudo_labels=None,
-                pseudo_threshold=DEFAULT_THRESHOLD) -> str | None:
+                pseudo_threshold=DEFAULT_THRESHOLD, pseudo_suppress=True) -> str | None:
     """Write predictions for a subset (`out`, `frames_out`) and/or the subset's predicted segments as
     ground truth (`pseudo_labels`, see pointtal.engine.pseudo_labels); returns a one-line summary on rank 0
     (None on other ranks). The subset defaults to data.test_subset, with `pseudo_labels` to data.train_subset."""
@@ -99,10 +112,11 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     loaded.method.to(target)
     gt = load_ground_truth_for(config, annotations, features)
     if gt.classes != loaded.classes:
-        raise InputError(f"{annotations or config.data.annotations}: classes differ from the run's checkpoint")
+        raise InputError(class_mismatch(annotations or config.data.annotations, gt.classes, loaded.classes))
     store = open_store(config, features)
-    name = subset or (config.data.train_subset if pseudo_labels else config.data.test_subset)
-    if pseudo_labels and name == config.data.test_subset:
+    name = gt.subset_name(subset or (config.data.train_subset if pseudo_labels else config.data.test_subset),
+                          "--subset")  # the ground truth's spelling: 'Test' for 'test'
+    if pseudo_labels and name.casefold() == config.data.test_subset.casefold():
         log.warning("--pseudo-labels replaces the ground truth of '%s', the run's test subset: evaluating "
                     "on that file then measures agreement with this run, not accuracy", name)
     video_ids = [v.video_id for v in gt.subset(name, "--subset")]
@@ -121,21 +135,25 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     if not ctx.is_main:
         return None
     merged = merge(parts, video_ids)
+    protocol = protocol_for(config).to_json()  # the run's: `pointtal evaluate` applies it to these files
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(Path(out), merged.results_json())
+        write_json(Path(out), merged.results_json(protocol=protocol))
     if frames_out:
         Path(frames_out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(Path(frames_out), merged.results_json(frames=True))
+        write_json(Path(frames_out), merged.results_json(frames=True, protocol=protocol))
     n = sum(len(v) for v in merged.segments.values())
     summary = f"{len(video_ids)} videos of '{name}', {n} segments (step {loaded.step})"
     if pseudo_labels:
         provenance = {"run": str(Path(run_dir).resolve()), "step": loaded.step}
-        truth = pseudo_ground_truth(gt, merged.segments, name, pseudo_threshold, provenance)
+        classes = point_classes(config, gt, store, video_ids)  # what each training video's points name
+        truth = pseudo_ground_truth(gt, merged.segments, name, pseudo_threshold, provenance, classes,
+                                    suppress=pseudo_suppress)
         Path(pseudo_labels).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(pseudo_labels, json.dumps(truth, indent=1))
         kept = sum(len(truth["database"][v]["annotations"]) for v in video_ids)
-        summary += (f"; pseudo-labels: {kept} instances (the top {1 - pseudo_threshold:.0%} of each video's "
-                    "score range)")
+        overlaps = "suppressed" if pseudo_suppress else "kept"
+        summary += (f"; pseudo-labels: {kept} instances (classes of each video's points, the top "
+                    f"{1 - pseudo_threshold:.0%} of its score range, same-class overlaps {overlaps})")
     return summary
 

@@ -37,6 +37,7 @@ FIGURES = "figures"
 REPORT = "report.md"
 RUN_FILES = (
     ("config.yaml", "fully resolved configuration"),
+    ("protocol.json", "the evaluation protocol of every number here (excluded videos, ambiguous segments, tIoU)"),
     ("metrics.jsonl", "one JSON object per evaluation"),
     ("checkpoint.pt", "latest weights, optimizer and RNG (resume with --resume)"),
     ("best.pt", "inference weights of the best average mAP"),
@@ -67,7 +68,7 @@ def training_points(config: Config, gt: GroundTruth, store: FeatureStore,
     """
     scheme, _ = point_sources(config)
     d = config.data
-    if scheme == "weak" or d.train_subset not in gt.subsets:
+    if scheme == "weak" or d.train_subset.casefold() not in {s.casefold() for s in gt.subsets}:
         return []
     ids = [v.video_id for v in gt.subset(d.train_subset) if v.video_id in store]
     if video_id not in ids:
@@ -119,15 +120,16 @@ def actionness_probability(config: Config, actionness: np.ndarray | None) -> np.
 
 
 def draw_detection_figures(out_dir: Path, gt: GroundTruth, video_ids: Sequence[str], predictions_path: Path,
-                           tious: Sequence[float]) -> tuple[Path, Path]:
-    """`pr_curves.png` and `class_ap.png` of a predictions file on `video_ids` (the same matching as mAP)."""
+                           tious: Sequence[float], ambiguous=None) -> tuple[Path, Path]:
+    """`pr_curves.png` and `class_ap.png` of a predictions file on `video_ids` (the same matching as mAP,
+    under the run's protocol: `ambiguous` segments discard the predictions overlapping them)."""
     from pointtal.evaluation import SegmentTable, load_segment_predictions, segment_map, segment_pr_curves
     from pointtal.viz import plot_class_ap, plot_pr_curves
 
     truth = SegmentTable.from_ground_truth([gt.videos[v] for v in video_ids], gt.classes)
     predictions = load_segment_predictions(predictions_path, gt.classes)
-    result = segment_map(truth, predictions, tious)
-    curves = segment_pr_curves(truth, predictions, tious)
+    result = segment_map(truth, predictions, tious, ambiguous=ambiguous)
+    curves = segment_pr_curves(truth, predictions, tious, ambiguous=ambiguous)
     return (plot_pr_curves(out_dir / "pr_curves.png", curves, None),
             plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds, gt.classes))
 
@@ -180,7 +182,8 @@ def write_report(run_dir: str | Path, config: Config, records: Sequence[dict], d
         _attempt(figures, titles,
                  [f"{FIGURES}/pr_curves.png", f"{FIGURES}/class_ap.png"],
                  lambda: draw_detection_figures(run_dir / FIGURES, data.gt, test.video_ids,
-                                                run_dir / "predictions.json", config.eval.tiou))
+                                                run_dir / "predictions.json", config.eval.tiou,
+                                                data.ambiguous))
     try:
         text = render_report(run_dir, config, records, data, figures, device=device, world=world)
         write_text_atomic(run_dir / REPORT, text)
@@ -198,6 +201,8 @@ def render_report(run_dir: Path, config: Config, records: Sequence[dict], data: 
     if last is not None:
         lines += [f"Final evaluation at step {last['step']}: average mAP {last['average']:.2f}% "
                   f"on subset `{config.data.test_subset}`.", ""]
+    lines += [f"Every number here is under the evaluation {data.protocol.describe()} "
+              "([protocol.json](protocol.json); `pointtal evaluate` applies it to this run's predictions).", ""]
     lines += ["## Configuration", "", *_config_table(config, data, device, world), "",
               "Full configuration: [config.yaml](config.yaml).", ""]
     lines += ["## Evaluations", "", *_metrics_table(records), ""]
@@ -249,6 +254,7 @@ def _config_table(config: Config, data: RunData, device, world: int) -> list[str
         ("seed", t.seed),
         ("device", f"{device}" + (", bf16 autocast" if t.amp and str(device).startswith("cuda") else "")),
         ("evaluation tIoU", ", ".join(f"{x:g}" for x in config.eval.tiou)),
+        ("evaluation protocol", data.protocol.describe().removeprefix("protocol: ")),
     ]
     return ["| setting | value |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in rows)]
 

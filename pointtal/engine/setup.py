@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pointtal.config import Config
 from pointtal.data.annotations import GroundTruth
 from pointtal.data.dataset import PointDataset, build_dataset, point_label_rows
 from pointtal.data.features import FeatureStore
-from pointtal.data.layouts import Subsets, load_truth, open_features
+from pointtal.data.layouts import Subsets, feature_length, load_truth, open_features
 from pointtal.data.points import (
     SCHEMES,
     MappedPoints,
@@ -22,7 +22,9 @@ from pointtal.data.points import (
     simulate_points,
     videos_elsewhere,
 )
+from pointtal.engine.evaluate import load_protocol_ambiguous, protocol_for
 from pointtal.errors import InputError
+from pointtal.evaluation.protocol import Protocol, excluded_videos
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ class RunData:
     store: FeatureStore
     train: PointDataset | None
     test: PointDataset | None
+    protocol: Protocol = field(default_factory=Protocol)  # how the run's evaluations count (protocol_for)
+    ambiguous: dict | None = None  # the protocol's ambiguous segments, video id -> (K, 2) seconds
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -89,10 +93,15 @@ def point_sources(config: Config) -> tuple[str | None, tuple[str, ...]]:
 
 def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedPoints | None:
     """The training points from click files (one annotator drawn per video) or a simulation scheme."""
+    return map_run_points(config, gt, {vid: int(n) for vid, n in zip(train.video_ids, train.n_snippets)})
+
+
+def map_run_points(config: Config, gt: GroundTruth, counts: dict[str, int]) -> MappedPoints | None:
+    """The run's points (data.points) on the training videos of `counts` (video id -> feature length T);
+    None for weak supervision."""
     d = config.data
     scheme, paths = point_sources(config)
-    videos = {vid: gt.videos[vid] for vid in train.video_ids}
-    counts = {vid: int(n) for vid, n in zip(train.video_ids, train.n_snippets)}
+    videos = {vid: gt.videos[vid] for vid in counts}
     if scheme == "weak":
         return None
     if scheme is not None:
@@ -112,14 +121,38 @@ def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedP
         source = ", ".join(paths)
     mapped = map_points(points, videos, d.fps, d.stride, gt.class_index, d.background_label,
                         strict=d.strict_points, source=source, snippet_counts=counts,
-                        elsewhere=videos_elsewhere(gt.videos, videos, d.train_subset),
+                        elsewhere={**videos_elsewhere(gt.videos, videos, d.train_subset), **without_features(gt)},
                         scope=f"the training subset '{d.train_subset}'", actions_expected=scheme != "soda-background")
     log.info("points: %s", mapped.report.summary)
     return mapped
 
 
+def point_classes(config: Config, gt: GroundTruth, store: FeatureStore, video_ids: list[str]) -> dict[str, set[str]]:
+    """The action classes each training video of `video_ids` is known to contain from the run's own
+    supervision: the classes of its points (data.points: click files or a scheme, as training maps them); with
+    weak supervision, its video-level labels. A video without action points maps to an empty set; videos
+    outside data.train_subset are not in the result (no points exist for them)."""
+    train_ids = {v.video_id for v in gt.subset(config.data.train_subset, "data.train_subset")}
+    ids = [v for v in video_ids if v in train_ids]
+    if point_sources(config)[0] == "weak":
+        return {v: {i.label for i in gt.videos[v].instances} for v in ids}
+    mapped = map_run_points(config, gt, {v: feature_length(store, v) for v in ids})
+    classes: dict[str, set[str]] = {v: set() for v in ids}
+    for vid, index in zip(mapped.video_id, mapped.class_index, strict=True):
+        if index > 0:
+            classes[vid].add(gt.classes[index - 1])
+    return classes
+
+
+def without_features(gt: GroundTruth) -> dict[str, str]:
+    """Videos a published layout skipped for want of a feature file -> why (for `map_points`' report)."""
+    return {vid: f"subset '{subset}' without a feature file" for vid, subset in gt.skipped.items()}
+
+
 def without_videos(gt: GroundTruth, excluded: tuple[str, ...]) -> GroundTruth:
-    """The ground truth less the videos of `data.exclude_videos` (an id it does not hold is logged once)."""
+    """The ground truth less the videos of `data.exclude_videos` (names like `thumos14` expanded; an id it does
+    not hold is logged once)."""
+    excluded = excluded_videos(excluded)
     if not excluded:
         return gt
     missing = sorted(set(excluded) - set(gt.videos))
@@ -132,6 +165,8 @@ def without_videos(gt: GroundTruth, excluded: tuple[str, ...]) -> GroundTruth:
 
 def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> RunData:
     """Load the subsets a run needs; features are read once into memory."""
+    protocol = protocol_for(config)
+    ambiguous = load_protocol_ambiguous(protocol)  # checked before the features are read
     store = open_store(config)
     gt = without_videos(load_ground_truth_for(config, store=store), config.data.exclude_videos)
     d = config.data
@@ -143,4 +178,4 @@ def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> R
             train_set.set_point_labels(point_label_rows(train_set, mapped, len(gt.classes)))
     if test:
         test_set = build_dataset(gt, d.test_subset, store, d.fps, d.stride)
-    return RunData(gt, store, train_set, test_set)
+    return RunData(gt, store, train_set, test_set, protocol, ambiguous)

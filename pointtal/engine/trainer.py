@@ -1,6 +1,7 @@
 """Step-based training: deterministic batches, periodic evaluation, atomic checkpoints, exact resume.
 
-A run directory holds `config.yaml`, `checkpoint.pt` (latest), `best.pt` (best average mAP), `metrics.jsonl`,
+A run directory holds `config.yaml`, `protocol.json` (the evaluation protocol, pointtal.evaluation.protocol),
+`checkpoint.pt` (latest), `best.pt` (best average mAP), `metrics.jsonl`,
 `tensorboard/`, and at the end `predictions.json` / `frames.json` for the test subset, `report.md` and
 `figures/` (pointtal.engine.report).
 Resuming restores weights, optimizer, step, RNG and mined labels, so on CPU a resumed run ends with the
@@ -38,6 +39,7 @@ from pointtal.outputs import DISK_ERRNOS, describe_os_error
 from pointtal.video.manifest import record_in_run
 
 log = logging.getLogger(__name__)
+PROTOCOL = "protocol.json"  # the run's evaluation protocol, written once at the start
 
 
 @dataclass
@@ -163,7 +165,8 @@ def run_predictions(method: Method, dataset: PointDataset, config: Config, devic
 def evaluate_model(method: Method, data: RunData, config: Config, device: torch.device, step: int):
     """Predictions on the test subset and their metrics record."""
     predictions = run_predictions(method, data.test, config, device, data.classes)
-    record = {"step": step, **evaluate_predictions(data.gt, data.test.video_ids, predictions, config.eval.tiou)}
+    record = {"step": step, **evaluate_predictions(data.gt, data.test.video_ids, predictions, config.eval.tiou,
+                                                   data.ambiguous)}
     method.train()
     return record, predictions
 
@@ -221,6 +224,8 @@ class Trainer:
             if saved is not None:
                 record_runtime_changes(self.run_dir, saved, self.config)
             save_config(self.config, self.run_dir / "config.yaml")
+            write_json(self.run_dir / PROTOCOL, {"protocol": self.data.protocol.to_json()})
+            log.info("evaluation %s", self.data.protocol.describe())
             self.logs = MetricsLog(self.run_dir)
             # records past the checkpoint are repeated by the resumed run; a finished run repeats its final one
             finished = self.state.step >= self.steps
@@ -358,8 +363,9 @@ class Trainer:
         return record
 
     def _write_predictions(self, predictions) -> None:
-        write_json(self.run_dir / "predictions.json", predictions.results_json())
-        write_json(self.run_dir / "frames.json", predictions.results_json(frames=True))
+        protocol = self.data.protocol.to_json()
+        write_json(self.run_dir / "predictions.json", predictions.results_json(protocol=protocol))
+        write_json(self.run_dir / "frames.json", predictions.results_json(frames=True, protocol=protocol))
 
 
 def summary_line(record: dict) -> str:
