@@ -828,3 +828,18 @@ def test_thumos14_preset_is_the_official_setting():
     assert np.allclose(o.actionness_thresholds, np.arange(0.5, 0.725, 0.025))  # config.act_thresh_agnostic
     assert (o.w_video, o.w_point, o.w_point_bkg, o.w_score, o.w_feature) == (1, 0.5, 1, 1, 1)  # lambdas
     assert (o.search_freq, o.budget, o.r_act, o.class_threshold, o.scale) == (10, 25, 8, 0.5, 24)
+
+
+def test_reproduction_presets_train_in_fp32_as_the_original_code():
+    """LACP, HR-Pro and SF-Net presets reproduce code that trains in fp32 (no autocast): train.amp false;
+    SODA (no published code) keeps the bf16 default."""
+    from pathlib import Path
+
+    from pointtal.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    presets = sorted(root.glob("*.yaml"))
+    assert len(presets) >= 17
+    for path in presets:
+        config = load_config(path, ["data.annotations=gt.json", "data.features=f"])
+        assert config.train.amp == (config.method == "soda"), path.name
