@@ -140,10 +140,41 @@ def _snippet_inputs(seed: int):
     return cas, points, mask, labels, embedded, prototypes
 
 
-def _regions(seq: torch.Tensor) -> list[int] | None:
-    """Positions of the official extract_region_feat: None when seq has no 0/1 change."""
+def _regions(seq: torch.Tensor, regions: str = "all") -> list[int] | None:
+    """Seed positions the contrastive loss averages over: None when seq has no 0/1 change (the official
+    extract_region_feat returns nothing). "all": every seed; "code": `_official_regions`."""
     changes = [i for i in range(len(seq) - 1) if seq[i + 1] != seq[i]]
-    return None if not changes else [i for i in range(len(seq)) if seq[i] == 1]
+    if not changes:
+        return None
+    return _official_regions(seq) if regions == "code" else [i for i in range(len(seq)) if seq[i] == 1]
+
+
+def _official_regions(seq: torch.Tensor) -> list[int]:
+    """The official extract_region_feat step by step on a 0/1 sequence with at least one change: the change
+    positions i (seq[i+1] != seq[i]), -1 prepended when the first change is not a rise, T-2 appended when the
+    last is not a fall; pair k covers (idx[2k], idx[2k+1]] and is skipped when empty."""
+    values = [int(v) for v in seq]
+    diff = [values[i + 1] - values[i] for i in range(len(values) - 1)]
+    idx = [i for i, d in enumerate(diff) if d != 0]
+    if diff[idx[0]] != 1:
+        idx = [-1] + idx
+    if diff[idx[-1]] != -1:
+        idx = idx + [len(diff) - 1]
+    out = []
+    for k in range(len(idx) // 2):
+        if idx[2 * k + 1] - idx[2 * k] < 1:
+            continue
+        out.extend(range(idx[2 * k] + 1, idx[2 * k + 1] + 1))
+    return out
+
+
+def test_official_regions_drop_the_last_snippet_hand_example():
+    seq = torch.tensor
+    assert _official_regions(seq([0, 1, 1, 0, 1, 1])) == [1, 2, 4]  # the run reaching the end loses snippet 5
+    assert _official_regions(seq([0, 1, 0, 1])) == [1]  # a one-snippet run at the end is dropped
+    assert _official_regions(seq([1, 1, 0, 0])) == [0, 1]  # a run at the start is whole
+    assert _official_regions(seq([0, 0, 0, 1])) == []  # nothing left
+    assert _regions(seq([1, 1, 1])) is None and _regions(seq([0, 1, 1]), "all") == [1, 2]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -180,23 +211,36 @@ def test_frame_losses_and_video_loss_equal_per_video_loops(seed):
             assert vid[row, c].item() == pytest.approx(expected.item(), abs=1e-6)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_contrastive_loss_equals_the_official_per_video_loop(seed):
+@pytest.mark.parametrize("regions", ["code", "all"])
+@pytest.mark.parametrize("seed", range(4))
+def test_contrastive_loss_equals_the_official_per_video_loop(seed, regions):
     cas, points, mask, labels, embedded, prototypes = _snippet_inputs(seed)
     act_seed, bkg_seed = select_seeds(cas[..., 0], points, mask)
-    got = contrastive_loss(embedded, prototypes, act_seed, bkg_seed, labels, mask, 0.1)
+    if seed == 3:  # seeds reaching each video's end, one-snippet runs at the end, a class whose only seed is last
+        act_seed, bkg_seed = act_seed.clone(), bkg_seed.clone()
+        for row, n in enumerate(mask.sum(1).tolist()):
+            bkg_seed[row, n - 1], act_seed[row, n - 1] = 1, 0
+            if n > 3:
+                bkg_seed[row, n - 2] = 0
+        act_seed[0, :, 2], act_seed[0, 22, 2] = 0, 1  # video 0 (23 snippets): class 2 only at the last snippet
+        labels[0, 2] = 1
+    got = contrastive_loss(embedded, prototypes, act_seed, bkg_seed, labels, mask, 0.1, regions)
+    other = contrastive_loss(embedded, prototypes, act_seed, bkg_seed, labels, mask, 0.1,
+                             "all" if regions == "code" else "code")
+    if seed == 3:
+        assert not torch.allclose(got, other)  # the two readings differ on these inputs
     protos = prototypes / prototypes.norm(dim=-1, keepdim=True)
     for row, n in enumerate(mask.sum(1).tolist()):
         feats = embedded[row, :n] / embedded[row, :n].norm(dim=-1, keepdim=True)
         gt = [c for c in range(labels.shape[1]) if labels[row, c] > 0]
-        background = _regions(bkg_seed[row, :n])
+        background = _regions(bkg_seed[row, :n], regions)
         if not background:
             assert got[row].item() == 0.0
             continue
         b_sim = torch.exp(feats[background] @ protos.t() / 0.1).mean(0)  # (C,)
         total = 0.0
         for c in gt:
-            region = _regions(act_seed[row, :n, c])
+            region = _regions(act_seed[row, :n, c], regions)
             if not region:
                 continue
             a_sim = torch.exp(feats[region] @ protos.t() / 0.1).mean(0)
@@ -242,13 +286,13 @@ def reference_losses(method: HRPro, output, batch, step: int) -> dict[str, torch
             per_snippet = (focal * F.binary_cross_entropy(cas, goal, reduction="none")).sum(1)
             sums[name] += sum(per_snippet[t] * weight[t] for t in range(n)) / (weight.sum() + 1e-6)
         feats = F.normalize(output.embedded[row, :n].float(), dim=-1)
-        region = _regions(seed)
+        region = _regions(seed, o.contrastive_regions)
         if not region:
             continue
         b_sim = torch.exp(feats[region] @ protos.t() / o.temperature).mean(0)
         total, gt = 0.0, [c for c in range(len(labels)) if labels[c] > 0]
         for c in gt:
-            positions = _regions(act[:, c])
+            positions = _regions(act[:, c], o.contrastive_regions)
             if positions:
                 a_sim = torch.exp(feats[positions] @ protos.t() / o.temperature).mean(0)
                 total = total + 0.5 * -torch.log(a_sim[c] / a_sim.sum()) - 0.5 * torch.log(
@@ -259,8 +303,9 @@ def reference_losses(method: HRPro, output, batch, step: int) -> dict[str, torch
     return {"total": sum(weights[k] * losses[k] for k in weights), **losses}
 
 
-def test_stage1_loss_equals_the_per_video_reference():
-    method = _method(weight_video=0.3)
+@pytest.mark.parametrize("regions", ["code", "all"])
+def test_stage1_loss_equals_the_per_video_reference(regions):
+    method = _method(weight_video=0.3, contrastive_regions=regions)
     background, points, mask = _padded_batch(4, lengths=(26, 14, 30))
     g = torch.Generator().manual_seed(9)
     method.snippet.prototypes = torch.randn(3, 8, generator=g)

@@ -97,6 +97,7 @@ class Options:
     dim_feedforward: int = 128
     attention_dropout: float = 0.1
     prototype_tokens: Literal["code", "rows"] = "code"
+    contrastive_regions: Literal["code", "all"] = "code"  # code: extract_region_feat drops each video's last snippet
     # --- stage 1 losses and memory
     weight_video: float = 0.0  # lambdas[0]
     weight_frame: float = 0.5  # lambdas[1]: focal loss on action points
@@ -139,6 +140,7 @@ class Options:
             (self.dim_feedforward >= 1, "dim_feedforward", "must be >= 1"),
             (0.0 <= self.attention_dropout < 1.0, "attention_dropout", "must be in [0, 1)"),
             (self.temperature > 0.0, "temperature", "must be > 0"),
+            (self.contrastive_regions in ("code", "all"), "contrastive_regions", "must be 'code' or 'all'"),
             (0.0 <= self.memory_momentum <= 1.0, "memory_momentum", "must be in [0, 1]"),
             (self.scale >= 1, "scale", "must be >= 1"),
             (len(self.cas_thresholds) + len(self.agnostic_thresholds) >= 1, "cas_thresholds",
@@ -352,27 +354,36 @@ def focal_frame_loss(cas: torch.Tensor, target: torch.Tensor, weight: torch.Tens
 
 def contrastive_loss(embedded: torch.Tensor, prototypes: torch.Tensor, act_seed: torch.Tensor,
                      bkg_seed: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                     temperature: float) -> torch.Tensor:
+                     temperature: float, regions: str = "code") -> torch.Tensor:
     """Per-video prototype contrastive loss (B,).
 
     sim_k(region) = mean over the region's snippets of exp(cos(embedding, prototype_k) / temperature). For each
     labelled class c with action seeds: 0.5 * -log(a_c / sum_k a_k) + 0.5 * -log(a_c / (a_c + g_c)), a =
     sim(class-c seeds), g = sim(background seeds); summed and divided by the number of labelled classes.
     As the official `extract_region_feat`, a seed set covering none or all of the video counts as absent;
-    a video without background seeds gives 0.
+    a video without background seeds gives 0. `regions` "code" reads the seed runs as that function does:
+    a run reaching the video's end stops one snippet early (its range ends at T-2), so the last snippet
+    never counts and a one-snippet run at the end is dropped; a seed set left empty by that is absent too.
+    "all" averages over every seed. prototypes (C, D) shared, or (B, C, D): the memory each video saw.
     """
     valid = mask.sum(1, keepdim=True)  # (B, 1)
-    sim = torch.exp(F.normalize(embedded, dim=-1) @ F.normalize(prototypes, dim=-1).t() / temperature)  # (B,T,C)
-    n_act = act_seed.sum(1)  # (B, C)
+    protos = F.normalize(prototypes, dim=-1)
+    protos = protos.t() if protos.dim() == 2 else protos.transpose(1, 2)  # (D, C) or (B, D, C)
+    sim = torch.exp(F.normalize(embedded, dim=-1) @ protos / temperature)  # (B, T, C)
+    n_act, n_bkg = act_seed.sum(1), bkg_seed.sum(1, keepdim=True)  # (B, C), (B, 1): the runs' changes
+    changes_act, changes_bkg = (n_act > 0) & (n_act < valid), (n_bkg > 0) & (n_bkg < valid)
+    if regions == "code":
+        before_end = (torch.arange(mask.shape[1], device=mask.device) < valid - 1).to(act_seed.dtype)  # (B, T)
+        act_seed, bkg_seed = act_seed * before_end.unsqueeze(-1), bkg_seed * before_end
+        n_act, n_bkg = act_seed.sum(1), bkg_seed.sum(1, keepdim=True)
     a = torch.einsum("btc,btk->bck", act_seed, sim) / n_act.clamp(min=1).unsqueeze(-1)  # (B, C, C)
-    n_bkg = bkg_seed.sum(1, keepdim=True)  # (B, 1)
     g = torch.einsum("bt,btk->bk", bkg_seed, sim) / n_bkg.clamp(min=1)  # (B, C)
-    present = (labels > 0) & (n_act > 0) & (n_act < valid)  # (B, C)
+    present = (labels > 0) & changes_act & (n_act > 0)  # (B, C)
     own = torch.where(present, torch.diagonal(a, dim1=1, dim2=2), 1.0)  # (B, C); 1 keeps absent terms finite
     term = 0.5 * -torch.log(own / torch.where(present, a.sum(-1), 1.0)) + 0.5 * -torch.log(
         own / torch.where(present, own + g, 1.0))
     per_video = torch.where(present, term, 0).sum(1) / labels.sum(1).clamp(min=1)
-    has_bkg = (n_bkg[:, 0] > 0) & (n_bkg < valid)[:, 0]
+    has_bkg = (changes_bkg & (n_bkg > 0))[:, 0]
     return torch.where(has_bkg, per_video, 0)
 
 
@@ -721,7 +732,7 @@ class HRPro(Method):
         frame_bkg = focal_frame_loss(cas, background_target, bkg_seed)
         embedded = output.embedded.float()
         contrast = contrastive_loss(embedded, self.snippet.prototypes, act_seed, bkg_seed, labels, mask,
-                                    o.temperature)
+                                    o.temperature, o.contrastive_regions)
         if o.memory_update == "sequential" and self.training:
             self.snippet.prototypes = sequential_memory_update(self.snippet.prototypes, embedded.detach(), act_seed,
                                                                labels, o.memory_momentum)
