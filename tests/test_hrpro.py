@@ -696,21 +696,47 @@ def test_thumos14_preset_is_the_official_setting():
     assert config.data.exclude_videos == ("video_test_0000270", "video_test_0001292", "video_test_0001496")
 
 
-def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_labels_from_them():
-    method = _method()
+def _official_match_point(proposals: list, points: list) -> list:
+    """The official ranking.match_point as plain loops: proposals [(start, end, score, label)], points
+    [(time, label)] sorted by time -> per point the matched proposal's index or None."""
+    t_pos = [-1] + [t for t, _ in points] + [1e5]
+    out = []
+    for i, (t, label) in enumerate(points):
+        match, best = None, 0
+        for j, (start, end, score, lab) in enumerate(proposals):  # with the boundary condition
+            if lab == label and start <= t <= end and start > t_pos[i] and end < t_pos[i + 2] and score > best:
+                match, best = j, score
+        if match is None:
+            for j, (start, end, score, lab) in enumerate(proposals):  # without it
+                if lab == label and start <= t <= end and score > best:
+                    match, best = j, score
+        out.append(match)
+    return out
+
+
+@pytest.mark.parametrize("point_time", ["exact", "centre"])
+def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_labels_from_them(point_time):
+    from pointtal.data.dataset import PointTimes
+
+    method = _method(ranking_point_time=point_time)
     _, points, mask, _, _, _ = _snippet_inputs(2)
     lengths = mask.sum(1).numpy()
     g = torch.Generator().manual_seed(2)
     features = torch.randn(int(lengths.sum()), 8, generator=g)
+    video, snippet, cls = (a.numpy() for a in torch.nonzero(points > 0, as_tuple=True))
+    # the clicks' exact times: anywhere in their snippet (the official frame / fps), not its centre
+    position = snippet + np.random.default_rng(0).uniform(0.0, 0.999, len(snippet))
     data = PointDataset(
         video_ids=[str(r) for r in range(len(lengths))], geometries=[None] * len(lengths),
         offsets=np.concatenate([[0], np.cumsum(lengths)]), features=features,
         video_labels=torch.zeros(len(lengths), 4),
         point_labels=torch.cat([F.pad(points[r, :n], (1, 0)) for r, n in enumerate(lengths)]),
-        truth_labels=torch.zeros(int(lengths.sum()), 4))
+        truth_labels=torch.zeros(int(lengths.sum()), 4),
+        point_times=PointTimes(video.astype(np.int64), position, cls.astype(np.int64) + 1))
     ranked = method.rank_proposals(data, torch.device("cpu"), 3, seed=0)
     assert ranked.proposal_offsets.tolist()[0] == 0 and len(ranked.proposal_offsets) == len(lengths) + 1
     method.eval()
+    differ = 0
     for v, n in enumerate(lengths):
         with torch.no_grad():
             out = method(data.video_features(v)[None], torch.ones(1, int(n), dtype=torch.bool))
@@ -721,11 +747,17 @@ def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_lab
         negatives = mine[len(raw):]
         assert len(negatives) <= int(0.5 * len(raw)) and (negatives[:, 1] > negatives[:, 0]).all()
         pseudo = ranked.pseudo[ranked.pseudo_offsets[v] : ranked.pseudo_offsets[v + 1]].numpy()
-        time, label = np.nonzero(points[v, :n].numpy())
-        expected = match_points(raw, time + 0.5, label + 1)
-        expected = expected[expected >= 0]
-        np.testing.assert_allclose(pseudo, np.column_stack([raw.start[expected], raw.end[expected]]), atol=1e-6)
+        proposals = list(zip(raw.start, raw.end, raw.score, raw.label))
+        ours = video == v
+        exact = sorted(zip(position[ours], cls[ours] + 1))
+        centre = sorted(zip(snippet[ours] + 0.5, cls[ours] + 1))
+        matches = {"exact": _official_match_point(proposals, exact), "centre": _official_match_point(proposals, centre)}
+        differ += sum(a != b for a, b in zip(matches["exact"], matches["centre"]))
+        expected = [j for j in matches[point_time] if j is not None]
+        np.testing.assert_allclose(pseudo.reshape(-1, 2), np.column_stack([raw.start[expected], raw.end[expected]]),
+                                   atol=1e-6)
     assert len(ranked.pseudo) > 0 and len(ranked.proposals) > len(ranked.pseudo)
+    assert differ > 0  # the exact times change some matches on these inputs
 
 
 def test_length_groups_keep_videos_within_the_ratio_of_their_longest():
@@ -772,3 +804,33 @@ def test_num_segments_perturbs_long_videos_and_keeps_short_ones_whole(tiny_data)
     for row in np.flatnonzero(lengths > size):  # long ones: one snippet per bin, non-decreasing
         picked = batch.snippet_index[row].numpy()
         assert (np.diff(picked) >= 0).all() and picked.max() < lengths[row]
+
+
+def test_training_data_carry_each_point_at_the_exact_time_of_its_file(tiny_data):
+    """A click at t seconds sits at t * fps / stride snippets (its snippet row is the floor), as the official
+    ranking's frame / fps; the ranking of the trained data reads these times."""
+    from pointtal.config import build_config
+    from pointtal.data.points import read_points
+    from pointtal.engine.setup import load_run_data
+
+    raw = _hrpro_raw(tiny_data, 2, 0)
+    raw["data"]["annotator"] = 0  # the first click file for every video
+    config = build_config(raw)
+    data = load_run_data(config, test=False)
+    train = data.train
+    times = train.point_times
+    clicks = {(p.video_id, round(p.time_sec * 25 / 16, 6), p.label) for p in read_points(raw["data"]["points"][0])}
+    classes = data.gt.classes
+    got = {(train.video_ids[v], round(float(x), 6), classes[c - 1]) for v, x, c in
+           zip(times.video, times.position, times.class_index)}
+    assert got and got <= clicks and len(got) == len(times.position)
+    assert not np.allclose(times.position % 1, 0.5)  # not snippet centres
+    rows = train.offsets[times.video] + np.floor(times.position).astype(np.int64)
+    assert (train.point_labels[torch.from_numpy(rows), torch.from_numpy(times.class_index)] > 0).all()
+    method = _method(ranking_point_time="exact")
+    v = int(times.video[0])
+    position, label = method.ranking_points(train, v, np.zeros((1, 3)))
+    assert np.all(np.diff(position) >= 0) and set(position) == set(times.position[times.video == v])
+    centre = _method(ranking_point_time="centre").ranking_points(
+        train, v, (train.point_labels[train.offsets[v] : train.offsets[v + 1], 1:] > 0).numpy())
+    np.testing.assert_allclose(centre[0] % 1, 0.5)

@@ -22,6 +22,21 @@ from pointtal.errors import InputError
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class PointTimes:
+    """Every point of a dataset at its exact time (the snippet rows of `point_labels` round it down)."""
+
+    video: np.ndarray  # (P,) int64 index of the point's video in the dataset
+    position: np.ndarray  # (P,) float64 time in snippet units (seconds * fps / stride), in [0, T_v)
+    class_index: np.ndarray  # (P,) int64, 0 = background
+
+    def of_video(self, video: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions (P_v,), classes (P_v,)) of one video's points, in time order."""
+        rows = np.flatnonzero(self.video == video)
+        rows = rows[np.argsort(self.position[rows], kind="stable")]
+        return self.position[rows], self.class_index[rows]
+
+
 @dataclass
 class PointDataset:
     """Videos of one subset in a flat snippet layout."""
@@ -33,6 +48,7 @@ class PointDataset:
     video_labels: torch.Tensor  # (V, C+1) float, column 0 = 0
     point_labels: torch.Tensor  # (N, C+1) float, mean of one-hots on labelled snippets, 0 rows elsewhere
     truth_labels: torch.Tensor  # (N, C+1) float multi-hot ground truth, column 0 = 1 outside instances
+    point_times: PointTimes | None = None  # the points' exact times (None: only their snippets are known)
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -117,6 +133,7 @@ def build_dataset(
     )
     if points is not None:
         dataset.set_point_labels(point_label_rows(dataset, points, n_classes))
+        dataset.point_times = point_times(dataset, points)
     return dataset
 
 
@@ -163,6 +180,18 @@ def point_label_rows(dataset: PointDataset, points, n_classes: int) -> torch.Ten
     rows = (rows > 0).float()  # several clicks of one class on a snippet count once
     total = rows.sum(1, keepdim=True)
     return torch.where(total > 0, rows / total.clamp(min=1), rows)
+
+
+def point_times(dataset: PointDataset, points) -> PointTimes:
+    """The exact times of the mapped points that `point_label_rows` keeps; a MappedPoints without them
+    (`position` None) stands for each point by its snippet's centre."""
+    position = {vid: i for i, vid in enumerate(dataset.video_ids)}
+    video = np.array([position.get(v, -1) for v in points.video_id], dtype=np.int64)
+    snippet = np.asarray(points.snippet, dtype=np.int64)
+    exact = snippet + 0.5 if points.position is None else np.asarray(points.position, dtype=np.float64)
+    keep = (video >= 0) & (snippet >= 0)
+    keep[keep] &= snippet[keep] < dataset.n_snippets[video[keep]]
+    return PointTimes(video[keep], exact[keep], np.asarray(points.class_index, dtype=np.int64)[keep])
 
 
 # ----------------------------------------------------------------------------- sampling

@@ -551,6 +551,7 @@ class MappedPoints:
     snippet: np.ndarray  # (N,) int64
     class_index: np.ndarray  # (N,) int64, 0 = background
     report: MapReport
+    position: np.ndarray | None = None  # (N,) float64 the point's exact time in snippet units (time * fps / stride)
 
     def __len__(self) -> int:
         return len(self.snippet)
@@ -609,6 +610,7 @@ def _empty_mapped(source: str) -> MappedPoints:
         np.array([], dtype=np.int64),
         np.array([], dtype=np.int64),
         MapReport(source, 0, 0, 0, 0),
+        np.array([], dtype=np.float64),
     )
 
 
@@ -708,7 +710,8 @@ def map_points(
         _first(unknown, lambda i: _line_and(lines, i, point(i))),
         int(away.sum()),
     )
-    return MappedPoints(ids[keep][order], snippets[keep][order], classes[keep][order], report)
+    return MappedPoints(ids[keep][order], snippets[keep][order], classes[keep][order], report,
+                        (times * rate)[keep][order])
 
 
 def _at(files: np.ndarray, lines: np.ndarray, i: int) -> str:

@@ -128,6 +128,7 @@ class Options:
     roi_extension: float = 0.25  # proposals are widened by this fraction on each side before RoI pooling
     iou_thresh: float = 0.3
     negative_ratio: float = 0.5  # negative proposals per video = int(ratio * stage-1 proposals)
+    ranking_point_time: Literal["exact", "centre"] = "exact"  # a point's time in the ranking (official: frame / fps)
 
     def __post_init__(self):
         check_options(self, [
@@ -156,6 +157,7 @@ class Options:
             (self.roi_extension >= 0.0, "roi_extension", "must be >= 0"),
             (0.0 <= self.iou_thresh <= 1.0, "iou_thresh", "must be in [0, 1]"),
             (self.negative_ratio >= 0.0, "negative_ratio", "must be >= 0"),
+            (self.ranking_point_time in ("exact", "centre"), "ranking_point_time", "must be 'exact' or 'centre'"),
         ])
 
 
@@ -683,14 +685,27 @@ class HRPro(Method):
             for row, v in enumerate(videos):  # proposal generation is per video (numpy), as at inference
                 n = int(dataset.n_snippets[v])
                 raw = self._stage1_raw(cas[row, :n], vid[row])
-                time, label = np.nonzero(point_rows[row, :n])
-                matched = match_points(raw, time + 0.5, label + 1)
+                time, label = self.ranking_points(dataset, int(v), point_rows[row, :n])
+                matched = match_points(raw, time, label)
                 matched = matched[matched >= 0]
                 rng = np.random.default_rng([seed, int(v)])
                 negative = negative_proposals(seeds[row, :n], int(o.negative_ratio * len(raw)), rng)
                 proposals.append(np.concatenate([np.column_stack([raw.start, raw.end]), negative[:, :2]]))
                 pseudo.append(np.column_stack([raw.start[matched], raw.end[matched]]))
         return TrainingProposals(*_flat(proposals), *_flat(pseudo))
+
+    def ranking_points(self, dataset: PointDataset, video: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A video's action points for the ranking: (times (P,) in snippet units, sorted; classes 1..C (P,)).
+
+        `ranking_point_time` "exact": each point at the time its file gives (the official frame / fps), from
+        `dataset.point_times`; "centre" (or a dataset without times): one point per labelled (snippet, class)
+        of the point rows (T, C) at the snippet's centre."""
+        times = dataset.point_times
+        if self.options.ranking_point_time == "exact" and times is not None:
+            position, label = times.of_video(video)
+            return position[label > 0], label[label > 0]
+        snippet, label = np.nonzero(rows)
+        return snippet + 0.5, label + 1
 
     # ------------------------------------------------------------------ computation
     def _snippet_forward(self, features: torch.Tensor, mask: torch.Tensor) -> SnippetOutput:
