@@ -319,6 +319,60 @@ def test_stage1_loss_equals_the_per_video_reference(regions):
     assert got["frame_bkg"] > 0 and got["contrastive"] > 0
 
 
+@pytest.mark.parametrize("mode", ["video", "batch"])
+def test_memory_updates_per_video_or_after_the_batch_equal_the_official_loop(mode):
+    """The official S_train: one forward per video, each followed by its loss and a memory update, so video b
+    sees the updates of videos 0..b-1 ("video"); "batch": every video sees the memory of the step's start and
+    the updates follow in batch order. Loss, gradients and the final memory against that loop."""
+    from pointtal.methods.hrpro import WithPoints
+
+    def build():
+        torch.manual_seed(0)
+        m = HRPro(Options(num_heads=2, dim_feedforward=16, dropout=0.0, rab_dropout=0.0, attention_dropout=0.0,
+                          memory_momentum=0.3, memory_update=mode), 8, 3)  # no dropout; a large momentum shows order
+        m.snippet.prototypes = torch.randn(3, 8, generator=torch.Generator().manual_seed(5))
+        return m.train()
+
+    _, points, mask = _padded_batch(4, lengths=(26, 14, 30))
+    g = torch.Generator().manual_seed(9)
+    batch = make_batch(torch.randn(*mask.shape, 8, generator=g) * mask[..., None], mask,
+                       F.pad((points.amax(1) > 0).float(), (1, 0)), F.pad(points, (1, 0)))
+    batch = WithPoints(lambda *a: batch)(0)
+    assert set(batch.extras) == {"points", "labels"}
+    method = build()
+    got = method.loss(method(batch.features, batch.mask, **batch.extras), batch, 0)
+    got["total"].backward()
+
+    reference = build()
+    start = reference.snippet.prototypes.clone()
+    total, memory = 0.0, start.clone()
+    for row, n in enumerate(mask.sum(1).tolist()):  # the official loop over single-video forwards
+        one = make_batch(batch.features[row : row + 1, :n], torch.ones(1, n, dtype=torch.bool),
+                         batch.video_labels[row : row + 1], batch.point_labels[row : row + 1, :n])
+        reference.snippet.prototypes = memory if mode == "video" else start
+        out = reference(one.features, one.mask)
+        total = total + reference_losses(reference, out, one, 0)["total"]
+        act, _ = _reference_select_seed(out.cas[0, :, 0].detach(), (one.point_labels[0, :, 1:] > 0).float())
+        for c in range(3):  # Reliable_Memory.update
+            chosen = act[:, c] > 0
+            if one.video_labels[0, c + 1] > 0 and chosen.any():
+                memory = memory.clone()
+                memory[c] = 0.7 * memory[c] + 0.3 * out.embedded[0, chosen].detach().mean(0)
+    total = total / len(mask)
+    total.backward()
+    assert got["total"].item() == pytest.approx(total.item(), rel=1e-5, abs=1e-6)
+    torch.testing.assert_close(method.snippet.prototypes, memory, **TOL)
+    for (name, a), b in zip(method.snippet.named_parameters(), reference.snippet.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+    other = build()
+    flipped = HRPro(Options(num_heads=2, dim_feedforward=16, dropout=0.0, rab_dropout=0.0, attention_dropout=0.0,
+                            memory_momentum=0.3, memory_update="batch" if mode == "video" else "video"), 8, 3)
+    flipped.load_state_dict(other.state_dict())
+    flipped.train()
+    assert flipped.loss(flipped(batch.features, batch.mask, **batch.extras), batch, 0)["total"].item() != \
+        pytest.approx(got["total"].item(), rel=1e-7, abs=0)  # the two modes differ on this batch
+
+
 # ----------------------------------------------------------------------------- the stage-1 network and memory
 def _method(**options) -> HRPro:
     torch.manual_seed(0)
@@ -793,7 +847,7 @@ def test_num_segments_perturbs_long_videos_and_keeps_short_ones_whole(tiny_data)
     data = load_run_data(build_config(tiny_raw_config(tiny_data, "weak")), test=False)
     size = int(np.median(data.train.n_snippets))
     method = HRPro(Options(num_segments=size), data.train.dim, 4)
-    sampler = method.training_sampler(data.train, 8, 0, 0)
+    sampler = method.training_sampler(data.train, 8, 0, 0).sampler  # inside WithPoints (memory_update video)
     assert isinstance(sampler, PerturbSampler) and sampler.keep_short
     batch = sampler(3)
     lengths = data.train.n_snippets[batch.video_index.numpy()]
@@ -834,3 +888,32 @@ def test_training_data_carry_each_point_at_the_exact_time_of_its_file(tiny_data)
     centre = _method(ranking_point_time="centre").ranking_points(
         train, v, (train.point_labels[train.offsets[v] : train.offsets[v + 1], 1:] > 0).numpy())
     np.testing.assert_allclose(centre[0] % 1, 0.5)
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_stage2_epochs_follow_the_official_loader(drop_last):
+    """I_train: each epoch a shuffled DataLoader of `batch_size2` videos with drop_last=True (n // batch steps,
+    every batch full, no video twice in an epoch); drop_last False: ceil(n / batch) steps over a video stream."""
+    from pointtal.config import TrainConfig
+    from pointtal.methods.hrpro import ProposalSampler, TrainingProposals
+
+    n, size, epochs = 23, 5, 3
+    method = HRPro(Options(num_heads=2, dim_feedforward=16, stage2_batch_size=size, stage2_epochs=epochs,
+                           stage2_drop_last=drop_last), 8, 3)
+    per_epoch = n // size if drop_last else -(-n // size)
+    assert method.phases(TrainConfig(steps=7, batch_size=4), n)[1].steps == epochs * per_epoch
+    data = PointDataset([str(v) for v in range(n)], [None] * n, np.arange(n + 1) * 6, torch.zeros(n * 6, 8),
+                        torch.zeros(n, 4), torch.zeros(n * 6, 4), torch.zeros(n * 6, 4))
+    props = TrainingProposals(torch.tensor([[0.0, 2.0]] * n), torch.arange(n + 1), torch.tensor([[0.0, 2.0]] * n),
+                              torch.arange(n + 1))
+    sampler = ProposalSampler(data, size, 0, props, 10, drop_last)
+    stream = [sampler(step).video_index.tolist() for step in range(epochs * per_epoch)]
+    if drop_last:  # the official: per epoch, full batches of distinct videos; n % size videos left out
+        for e in range(epochs):
+            epoch = stream[e * per_epoch : (e + 1) * per_epoch]
+            assert all(len(b) == size for b in epoch)
+            seen = [v for b in epoch for v in b]
+            assert len(set(seen)) == len(seen) == n - n % size
+    else:
+        flat = [v for b in stream for v in b]
+        assert sorted(flat[:n]) == list(range(n)) and len(stream[per_epoch - 1]) == size  # a stream, no gaps

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.data.dataset import PerturbSampler, PointDataset, batch_videos, gather_batch
+from pointtal.data.dataset import PerturbSampler, PointDataset, batch_videos, epoch_order, gather_batch
 from pointtal.errors import InputError
 from pointtal.localization.hrpro import (
     AGNOSTIC_THRESHOLDS,
@@ -105,7 +105,7 @@ class Options:
     weight_contrastive: float = 1.0  # lambdas[3]
     temperature: float = 0.1  # contrastive similarity temperature
     memory_momentum: float = 0.001
-    memory_update: Literal["sequential", "none"] = "sequential"
+    memory_update: Literal["video", "batch", "none"] = "video"  # video: the official per-video forward + update
     seed_act_thresh: float = 0.1  # pseudo action snippets: background score <= this next to a point
     seed_bkg_thresh: float = 0.95  # background seeds: background score >= this
     # --- inference / proposal generation
@@ -121,6 +121,7 @@ class Options:
     stage2_epochs: int = 20
     stage2_batch_size: int = 10
     stage2_lr: float = 5e-5
+    stage2_drop_last: bool = True  # the official loader drops each epoch's last incomplete batch
     weight_loss_score: float = 1.0
     weight_loss_reg: float = 1.0
     max_proposal: int = 1000  # training proposals per video (random subset beyond)
@@ -143,6 +144,7 @@ class Options:
             (self.temperature > 0.0, "temperature", "must be > 0"),
             (self.contrastive_regions in ("code", "all"), "contrastive_regions", "must be 'code' or 'all'"),
             (0.0 <= self.memory_momentum <= 1.0, "memory_momentum", "must be in [0, 1]"),
+            (self.memory_update in ("video", "batch", "none"), "memory_update", "must be 'video', 'batch' or 'none'"),
             (self.scale >= 1, "scale", "must be >= 1"),
             (len(self.cas_thresholds) + len(self.agnostic_thresholds) >= 1, "cas_thresholds",
              "and agnostic_thresholds must list at least one threshold"),
@@ -170,6 +172,7 @@ class SnippetOutput:
     embedded: torch.Tensor  # (B, T, D) embedded snippet features
     features: torch.Tensor  # (B, T, D) the input features (the I-model pools them)
     mask: torch.Tensor  # (B, T) bool
+    memory: torch.Tensor | None = None  # (B, C, D) the memory each video saw (memory_update "video"), else None
 
 
 @dataclass
@@ -517,6 +520,28 @@ def instance_losses(output: InstanceOutput, proposals: torch.Tensor, proposal_ma
 
 
 # ----------------------------------------------------------------------------- stage 2 batches
+def stage2_steps_per_epoch(n_videos: int, o: Options) -> int:
+    """Stage-2 steps per epoch: full batches only (drop_last, the official; one batch of every video when there
+    are fewer than a batch, where the official loader has none), or ceil(n / batch) over a video stream."""
+    if o.stage2_drop_last:
+        return max(1, n_videos // o.stage2_batch_size)
+    return math.ceil(n_videos / o.stage2_batch_size)
+
+
+@dataclass(frozen=True)
+class WithPoints:
+    """A stage-1 sampler whose batches also carry the action points (B, T, C) and video labels (B, C) in
+    `extras`, so the per-video memory updates can run in `forward`."""
+
+    sampler: Any
+
+    def __call__(self, step: int, rank: int = 0, world: int = 1):
+        batch = self.sampler(step, rank, world)
+        batch.extras = {**batch.extras, "points": ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float(),
+                        "labels": batch.video_labels[:, 1:].float()}
+        return batch
+
+
 @dataclass
 class TrainingProposals:
     """Stage-2 training data of every training video, flat with offsets (the ranking's result)."""
@@ -538,9 +563,15 @@ class ProposalSampler:
     seed: int
     data: TrainingProposals
     max_proposal: int
+    drop_last: bool = False  # each epoch a fresh permutation cut into full batches (the official loader)
 
     def __call__(self, step: int, rank: int = 0, world: int = 1):
-        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)[rank::world]
+        n = len(self.dataset)
+        if self.drop_last:
+            epoch, k = divmod(step, max(1, n // self.batch_size))
+            videos = epoch_order(n, self.seed, epoch)[k * self.batch_size : (k + 1) * self.batch_size][rank::world]
+        else:
+            videos = batch_videos(n, self.batch_size, self.seed, step)[rank::world]
         rng = np.random.default_rng([self.seed, step, 11])
         lengths = self.dataset.n_snippets[videos]
         snippet = np.arange(lengths.max())[None, :].repeat(len(videos), 0)
@@ -594,7 +625,7 @@ class HRPro(Method):
         o = self.options
         first = Phase("snippet", schedule_steps(train.steps, train.epochs, n_videos, train.batch_size), train.lr,
                       train.batch_size, train.weight_decay)
-        second = Phase("instance", o.stage2_epochs * math.ceil(n_videos / o.stage2_batch_size), o.stage2_lr,
+        second = Phase("instance", o.stage2_epochs * stage2_steps_per_epoch(n_videos, o), o.stage2_lr,
                        o.stage2_batch_size, train.weight_decay)
         return first, second
 
@@ -614,13 +645,19 @@ class HRPro(Method):
             self.stage2_ready = True
 
     def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0):
-        if phase == 0 and self.options.num_segments is None:
-            return super().training_sampler(dataset, batch_size, seed, phase)
-        if phase == 0:  # the official random_perturb; a video of at most N snippets stays whole
-            return PerturbSampler(dataset, batch_size, seed, self.options.num_segments, keep_short=True)
+        """Stage 1: whole videos or the official random_perturb (with the points and labels in `extras` when the
+        memory is updated per video, so `forward` can update it between videos); stage 2: proposal batches."""
+        o = self.options
+        if phase == 0:
+            if o.num_segments is None:
+                sampler = super().training_sampler(dataset, batch_size, seed, phase)
+            else:  # the official random_perturb; a video of at most N snippets stays whole
+                sampler = PerturbSampler(dataset, batch_size, seed, o.num_segments, keep_short=True)
+            return WithPoints(sampler) if o.memory_update == "video" else sampler
         if self.training_proposals is None:
             raise RuntimeError("HR-Pro stage 2 needs the ranking of start_phase(1) (or a checkpoint holding it)")
-        return ProposalSampler(dataset, batch_size, seed, self.training_proposals, self.options.max_proposal)
+        return ProposalSampler(dataset, batch_size, seed, self.training_proposals, o.max_proposal,
+                               o.stage2_drop_last)
 
     # ------------------------------------------------------------------ checkpoint state
     def get_extra_state(self) -> dict:
@@ -715,10 +752,39 @@ class HRPro(Method):
         return SnippetOutput(fused, scores[..., 1:], embedded, features, mask)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> Any:
-        """Stage 1 on (B, T, D) features; with `proposals` (B, M, 2) in extras (stage-2 batches) the I-model."""
+        """Stage 1 on (B, T, D) features; with `proposals` (B, M, 2) in extras (stage-2 batches) the I-model;
+        in training with `points` (B, T, C) and `labels` (B, C) in extras (memory_update "video") one video at
+        a time, updating the memory after each (`_forward_per_video`)."""
         if "proposals" in extras:
             return self.instance(features, mask.sum(1), extras["proposals"])
+        if "points" in extras and self.training and self.options.memory_update == "video":
+            return self._forward_per_video(features, mask, extras["points"], extras["labels"])
         return self._snippet_forward(features, mask)
+
+    def _forward_per_video(self, features: torch.Tensor, mask: torch.Tensor, points: torch.Tensor,
+                           labels: torch.Tensor) -> SnippetOutput:
+        """The official stage-1 step: video b's forward (and contrastive loss) sees the memory after the
+        updates of videos 0..b-1 of the step; after it, its action seeds (from its own CAS) update the memory.
+        A loop over the batch's videos, as the official loop over single-video forwards."""
+        o = self.options
+        b, t, _ = features.shape
+        parts, memories = [], []
+        for row in range(b):  # inherently sequential: each forward reads the memory the previous one wrote
+            n = int(mask[row].sum())
+            memories.append(self.snippet.prototypes)
+            one = self._snippet_forward(features[row : row + 1, :n], mask[row : row + 1, :n])
+            act_seed, _ = select_seeds(one.cas[..., 0].detach().float(), points[row : row + 1, :n].float(),
+                                       mask[row : row + 1, :n], o.seed_act_thresh, o.seed_bkg_thresh)
+            self.snippet.prototypes = sequential_memory_update(
+                self.snippet.prototypes, one.embedded.detach().float(), act_seed, labels[row : row + 1].float(),
+                o.memory_momentum)
+            parts.append(one)
+
+        def stack(name: str) -> torch.Tensor:  # (B, T, W), zeros past each video's end
+            return torch.cat([F.pad(getattr(p, name), (0, 0, 0, t - p.mask.shape[1])) for p in parts])
+
+        return SnippetOutput(stack("cas"), stack("class_scores"), stack("embedded"), features, mask,
+                             torch.stack(memories))
 
     def loss(self, output: Any, batch: Any, step: int) -> dict[str, torch.Tensor]:
         if isinstance(output, InstanceOutput):
@@ -746,9 +812,10 @@ class HRPro(Method):
         background_target[..., 0] = 1
         frame_bkg = focal_frame_loss(cas, background_target, bkg_seed)
         embedded = output.embedded.float()
-        contrast = contrastive_loss(embedded, self.snippet.prototypes, act_seed, bkg_seed, labels, mask,
+        memory = self.snippet.prototypes if output.memory is None else output.memory  # (C, D) or (B, C, D)
+        contrast = contrastive_loss(embedded, memory, act_seed, bkg_seed, labels, mask,
                                     o.temperature, o.contrastive_regions)
-        if o.memory_update == "sequential" and self.training:
+        if o.memory_update != "none" and output.memory is None and self.training:
             self.snippet.prototypes = sequential_memory_update(self.snippet.prototypes, embedded.detach(), act_seed,
                                                                labels, o.memory_momentum)
         losses = {"video": video.mean(), "frame": frame.mean(), "frame_bkg": frame_bkg.mean(),
