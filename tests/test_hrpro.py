@@ -917,3 +917,67 @@ def test_stage2_epochs_follow_the_official_loader(drop_last):
     else:
         flat = [v for b in stream for v in b]
         assert sorted(flat[:n]) == list(range(n)) and len(stream[per_epoch - 1]) == size  # a stream, no gaps
+
+
+@pytest.mark.slow  # three short two-stage runs (~1 min)
+@pytest.mark.parametrize("selection", ["last", "test", "validation"])
+def test_stage2_starts_from_the_stage1_weights_the_selection_names(tiny_data, tmp_path, monkeypatch, caplog, selection):
+    """stage1_selection: "last" ranks with the final stage-1 weights; a subset name ranks with the stage-1
+    weights of that subset's best in-run evaluation (the official: the test set, warned about)."""
+    from pointtal.methods.base import Method
+
+    from pointtal.config import build_config
+    from pointtal.engine.checkpoint import load_checkpoint
+    from pointtal.engine.trainer import train
+
+    seen = []  # (step, subset, average, stage-1 weights) of each evaluation the method heard of
+    stage1_end = {}
+
+    def observe(self, step, subset, average, __f=HRPro.observe_evaluation):
+        seen.append((step, subset, average, {k: v.clone() for k, v in self.snippet.state_dict().items()}))
+        return __f(self, step, subset, average)
+
+    def start(self, index, context, __f=HRPro.start_phase):
+        if index == 1:
+            stage1_end.update({k: v.clone() for k, v in self.snippet.state_dict().items()})
+        return __f(self, index, context)
+
+    monkeypatch.setattr(HRPro, "observe_evaluation", observe)
+    monkeypatch.setattr(HRPro, "start_phase", start)
+    # evaluations score stage-1 proposals only: stage 2's refinement is not under test here
+    monkeypatch.setattr(HRPro, "detect", lambda self, output, videos: Method.detect(self, output, videos))
+    raw = _hrpro_raw(tiny_data, 6, 1, eval_every=2)
+    raw["method"]["stage1_selection"] = selection
+    train(build_config(raw), tmp_path / "run")
+    final = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    weights = {k[len("snippet."):]: v for k, v in final.items() if k.startswith("snippet.")}
+    if selection == "last":
+        assert seen == [] and all(torch.equal(weights[k], v) for k, v in stage1_end.items())
+        return
+    assert [s[0] for s in seen] == [2, 4, 6] and all(s[1] == selection for s in seen)  # stage 1's evaluations
+    best = max(seen, key=lambda s: s[2])
+    best = next(s for s in seen if s[2] == best[2])  # the first of equal scores, as the official `>`
+    assert all(torch.equal(weights[k], v) for k, v in best[3].items())  # stage 1 frozen since: the selected ones
+    assert "stage1_best" not in final["_extra_state"]
+    warned = "selects weights on the test subset" in caplog.text
+    assert warned == (selection == "test")
+
+
+def test_stage1_selection_state_survives_a_checkpoint_and_a_missing_subset_is_an_error(tiny_data, tmp_path):
+    from pointtal.config import build_config
+    from pointtal.engine.trainer import train
+    from pointtal.errors import InputError
+
+    method = _method(stage1_selection="test")
+    assert method.selection_subset == "test" and _method().selection_subset is None
+    method.observe_evaluation(4, "test", 3.0)
+    method.observe_evaluation(8, "test", 3.0)  # a tie keeps the earlier
+    method.observe_evaluation(6, "test", 1.0)
+    other = _method(stage1_selection="test")
+    other.load_state_dict(method.state_dict())
+    assert other.stage1_best_step == 4 and other.stage1_best_score == 3.0
+    assert _state_equal(other.stage1_best, method.stage1_best)
+    raw = _hrpro_raw(tiny_data, 2, 1, eval_every=1)
+    raw["method"]["stage1_selection"] = "holdout"
+    with pytest.raises(InputError, match="method.stage1_selection='holdout': the ground truth has no subset"):
+        train(build_config(raw), tmp_path / "run")

@@ -21,6 +21,7 @@ of every (C+1)-wide tensor is background), M proposals and K pseudo labels per v
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -52,6 +53,8 @@ from pointtal.methods.base import (
     schedule_steps,
 )
 from pointtal.methods.layers import masked_topk_mean
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class Options:
     stage2_batch_size: int = 10
     stage2_lr: float = 5e-5
     stage2_drop_last: bool = True  # the official loader drops each epoch's last incomplete batch
+    stage1_selection: str = "last"  # "last": final stage-1 weights; a subset: its best in-run evaluation (official: test)
     weight_loss_score: float = 1.0
     weight_loss_reg: float = 1.0
     max_proposal: int = 1000  # training proposals per video (random subset beyond)
@@ -154,6 +158,7 @@ class Options:
             (self.stage2_epochs >= 0, "stage2_epochs", "must be >= 0"),
             (self.stage2_batch_size >= 1, "stage2_batch_size", "must be >= 1"),
             (self.stage2_lr > 0.0, "stage2_lr", "must be > 0"),
+            (bool(self.stage1_selection), "stage1_selection", "must be 'last' or the name of a subset"),
             (self.max_proposal >= 1, "max_proposal", "must be >= 1"),
             (self.roi_size >= 6, "roi_size", "must be >= 6 (start, centre and end bins)"),
             (self.roi_extension >= 0.0, "roi_extension", "must be >= 0"),
@@ -610,6 +615,7 @@ class HRPro(Method):
 
     name = "hrpro"
     Options = Options
+    selection_key = "method.stage1_selection"
 
     def __init__(self, options: Options, in_dim: int, n_classes: int):
         super().__init__(options, in_dim, n_classes)
@@ -619,6 +625,9 @@ class HRPro(Method):
         self.instance = InstanceModel(in_dim, options.dropout, options.roi_size, options.roi_extension)
         self.stage2_ready = False
         self.training_proposals: TrainingProposals | None = None
+        # stage1_selection: the stage-1 weights (snippet state dict) of the best evaluation so far, its step and mAP
+        self.stage1_best: dict[str, torch.Tensor] | None = None
+        self.stage1_best_step, self.stage1_best_score = -1, -math.inf
 
     # ------------------------------------------------------------------ schedule
     def phases(self, train: Any, n_videos: int) -> tuple[Phase, ...]:
@@ -635,10 +644,29 @@ class HRPro(Method):
         self.snippet.requires_grad_(False)
         return list(self.instance.parameters())
 
+    @property
+    def selection_subset(self) -> str | None:
+        """Stage 1 with `stage1_selection` naming a subset: the engine reports its in-run evaluations."""
+        o = self.options
+        return None if o.stage1_selection == "last" or self.stage2_ready else o.stage1_selection
+
+    def observe_evaluation(self, step: int, subset: str, average: float) -> None:
+        """Keep the stage-1 weights (and memory) of the best evaluation so far (the official keeps the
+        checkpoint of the best test mAP and ranks with it); ties keep the earlier one, as the official `>`."""
+        if average > self.stage1_best_score:
+            self.stage1_best = {k: v.detach().clone() for k, v in self.snippet.state_dict().items()}
+            self.stage1_best_step, self.stage1_best_score = step, average
+
     def start_phase(self, index: int, context: PhaseContext) -> None:
         if index == 0:
             self.init_memory(context.dataset, context.device, context.batch_size)
         else:
+            if self.stage1_best is not None:  # stage1_selection: stage 2 starts from the selected stage-1 weights
+                self.snippet.load_state_dict(self.stage1_best)
+                log.info("stage 2 starts from the stage-1 weights after step %d (average mAP %.2f on '%s', "
+                         "method.stage1_selection)", self.stage1_best_step, self.stage1_best_score,
+                         self.options.stage1_selection)
+                self.stage1_best = None
             self.snippet.requires_grad_(False)
             self.training_proposals = self.rank_proposals(context.dataset, context.device, context.batch_size,
                                                           int(torch.randint(2**31 - 1, ())))
@@ -662,12 +690,18 @@ class HRPro(Method):
     # ------------------------------------------------------------------ checkpoint state
     def get_extra_state(self) -> dict:
         state: dict[str, Any] = {"stage2_ready": self.stage2_ready}
+        if self.stage1_best is not None:
+            state.update(stage1_best=self.stage1_best, stage1_best_step=self.stage1_best_step,
+                         stage1_best_score=self.stage1_best_score)
         if self.training_proposals is not None:
             state.update({k: getattr(self.training_proposals, k) for k in TrainingProposals.__dataclass_fields__})
         return state
 
     def set_extra_state(self, state: dict) -> None:
         self.stage2_ready = bool(state.get("stage2_ready", False))
+        self.stage1_best = state.get("stage1_best")
+        self.stage1_best_step = int(state.get("stage1_best_step", -1))
+        self.stage1_best_score = float(state.get("stage1_best_score", -math.inf))
         if "proposals" in state:
             self.training_proposals = TrainingProposals(
                 **{k: state[k] for k in TrainingProposals.__dataclass_fields__})
