@@ -6,7 +6,8 @@ The engine drives this class through the `Method` contract only, in two phases:
     online memory, a temporal conv embedding and a sigmoid classifier with a background column; losses are
     the focal point loss on action points, the focal background loss on background seeds and the
     prototype contrastive loss (plus a video loss whose official weight is 0). `start_phase(0)` fills the
-    memory with the mean embedding of each class's points; `loss` updates it with the action seeds.
+    memory with the mean embedding of each class's points; the action seeds update it, video by video in
+    `forward` (`memory_update` "video", the official) or after the batch in `loss` ("batch").
   * phase 1 "instance" (stage 2, `stage2_epochs` epochs of `stage2_batch_size` videos at `stage2_lr`):
     `start_phase(1)` freezes stage 1 and runs the reliability ranking on the training videos (stage-1
     proposals, the proposal each point trusts most = pseudo label, random background proposals); the
@@ -66,19 +67,33 @@ class Options:
       an integer N draws the official random_perturb of N snippets from longer videos and keeps shorter ones
       whole, as the code's dataset does. Whole-video attention runs in groups of similar length (no change
       to any output; see `SnippetModel.forward`).
-    * Stage 2 starts from the final stage-1 weights; the official code keeps the stage-1 checkpoint with the
-      best test mAP (model selection on the test set) and ranks with it.
-    * The official stage 1 runs one video per forward and updates the memory after each video, so the
-      forward and loss of a step's video b see b earlier updates; here a step's whole batch sees the memory
-      of the step's start, and the per-video updates are then applied in batch order (the same sequence of
-      momentum updates, `memory_update`). Each update moves the memory by `memory_momentum` = 0.001.
-    * Points are snippets: a point's time in the ranking is its snippet's centre (the official uses the
-      clicked frame's time); multi-class snippets give one point per class.
+    * Stage-1 model selection (`stage1_selection`): the official code evaluates stage 1 on the test set every
+      test_iter (50) steps and ranks with the checkpoint of the best test mAP -- model selection on the test
+      set. "last" (default) ranks with the final stage-1 weights; a subset name (the official: "test", which
+      the trainer warns about; or a validation subset of the ground truth, or the training subset) keeps the
+      stage-1 weights of that subset's best in-run evaluation (every `train.eval_every` steps) and stage 2
+      starts from them. Not with DDP.
+    * Memory updates (`memory_update`): the official stage 1 runs one video per forward and updates the memory
+      after each, so the forward and contrastive loss of a step's video b see the updates of videos 0..b-1.
+      "video" (default) does exactly that (one forward per video in training, the points and labels reach
+      `forward` in the batch's extras); "batch" lets a step's whole batch see the memory of the step's start
+      and applies the per-video updates after it, in batch order (one batched forward); "none" freezes the
+      memory. Each update moves the memory by `memory_momentum` = 0.001.
+    * Contrastive regions (`contrastive_regions`): the official `extract_region_feat` ends a seed run that
+      reaches the video's end at T-2, so the video's last snippet never enters a prototype similarity and a
+      one-snippet run at the end is dropped ("code", default); "all" averages over every seed.
+    * Point times in the ranking (`ranking_point_time`): the official matches proposals to each click's exact
+      time (frame / fps); "exact" (default) uses the time the point file gives (`PointDataset.point_times`),
+      one point per click; "centre" puts one point per labelled (snippet, class) at the snippet's centre
+      (up to half a snippet away). Datasets without times fall back to "centre".
     * Soft-NMS overlap uses `end - start + soft_nms_offset`: the official adds 1 to lengths in seconds; the
       default 1.5625 snippets is 1 s at 25 fps / stride 16 (THUMOS14).
     * Negative proposals come from a seeded generator in bounded rounds (the official loop is unbounded);
-      stage-2 epochs are `ceil(n_videos / stage2_batch_size)` steps over a seeded video stream (the official
-      drops the last incomplete batch of each epoch); proposals are not rounded to 1e-3 snippets.
+      proposals are not rounded to 1e-3 snippets.
+    * Stage-2 epochs (`stage2_drop_last`): the official loader shuffles every epoch and drops its last
+      incomplete batch: n_videos // stage2_batch_size steps an epoch (True, default; one batch of every video
+      when there are fewer than a batch, where the official loader has none and fails); False: ceil(n / batch)
+      steps over a seeded stream of per-epoch permutations.
     * The official training forward also scores the refined proposals (unused by any loss): skipped.
     * THUMOS14's ambiguous-segment filter is the evaluator's job here, not the method's.
     * Cosine similarities use F.normalize (eps 1e-12): a zero vector gives 0, not NaN as in the official.
