@@ -843,3 +843,29 @@ def test_reproduction_presets_train_in_fp32_as_the_original_code():
     for path in presets:
         config = load_config(path, ["data.annotations=gt.json", "data.features=f"])
         assert config.train.amp == (config.method == "soda"), path.name
+
+
+@pytest.mark.parametrize("order", ["iterator", "stream"])
+def test_training_videos_come_in_the_official_loader_order(order):
+    """main.py: `if (step - 1) % (len(train_loader) // batch_size) == 0: loader_iter = iter(train_loader)`, then
+    batch_size `next()` a step: a fresh shuffle every E steps, its last len % batch_size videos never read.
+    "stream": every video once an epoch. Plain loop of the official schedule on pointtal's permutations."""
+    from pointtal.data.dataset import epoch_order, step_videos
+
+    n, batch, steps = 23, 4, 40  # E = 5 steps per shuffle; 3 videos of each shuffle unread
+    method = LACP(Options(hidden=8, video_order=order), 5, C)
+    sampler = method.training_sampler(_Videos(n), batch, 7)
+    assert sampler.order == order and method.iterator_steps == 5
+    got = [step_videos(n, batch, 7, s, order).tolist() for s in range(steps)]
+    if order == "iterator":
+        want, shuffle, read = [], None, 0
+        for step in range(1, steps + 1):
+            if (step - 1) % (n // batch) == 0:
+                shuffle, read = list(epoch_order(n, 7, (step - 1) // (n // batch))), 0  # iter(train_loader)
+            want.append(shuffle[read : read + batch])
+            read += batch
+        assert got == want
+        assert len({v for b in got[:5] for v in b}) == 20  # 3 of 23 videos unread in the first shuffle
+    else:
+        flat = [v for b in got for v in b]
+        assert sorted(flat[:n]) == list(range(n)) and sorted(flat[n : 2 * n]) == list(range(n))

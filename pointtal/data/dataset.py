@@ -207,6 +207,21 @@ def batch_videos(n_videos: int, batch_size: int, seed: int, step: int) -> np.nda
     return np.array([orders[int(e)][i] for e, i in zip(epochs, within)], dtype=np.int64)
 
 
+def iterator_videos(n_videos: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Video indices of a step as the official LACP / HR-Pro loops read them: a fresh seeded permutation every
+    max(1, n_videos // batch_size) steps (their loader's iterator is re-created then), read batch_size videos a
+    step; the n_videos % batch_size videos left in each permutation are not read (fewer videos than a batch:
+    all of them every step)."""
+    epoch, k = divmod(step, max(1, n_videos // batch_size))
+    return epoch_order(n_videos, seed, epoch)[k * batch_size : (k + 1) * batch_size]
+
+
+def step_videos(n_videos: int, batch_size: int, seed: int, step: int, order: str = "stream") -> np.ndarray:
+    """A step's videos: "stream" (`batch_videos`) or "iterator" (`iterator_videos`)."""
+    pick = iterator_videos if order == "iterator" else batch_videos
+    return pick(n_videos, batch_size, seed, step)
+
+
 def crop_index(lengths: np.ndarray, window: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """SF-Net crops: a random window of `window` snippets per video. Returns snippet index (B, T) and mask."""
     kept = np.minimum(lengths, window)  # (B,)
@@ -282,10 +297,11 @@ class CropSampler:
     batch_size: int
     seed: int
     windows: tuple[int, ...]
+    order: str = "stream"  # which videos a step reads: "stream" or "iterator" (`step_videos`)
 
     def __call__(self, step: int, rank: int = 0, world: int = 1) -> Batch:
         """The step's global batch (random draws made for all of it), then this rank's shard."""
-        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)
+        videos = step_videos(len(self.dataset), self.batch_size, self.seed, step, self.order)
         rng = np.random.default_rng([self.seed, step, 7])
         lengths = self.dataset.n_snippets[videos]
         snippet, mask = crop_index(lengths, self.windows[step % len(self.windows)], rng)
@@ -335,9 +351,10 @@ class PerturbSampler:
     seed: int
     size: int
     keep_short: bool = False  # HR-Pro: a video of at most `size` snippets is taken whole (LACP: resampled up)
+    order: str = "stream"  # which videos a step reads: "stream" or "iterator" (`step_videos`)
 
     def __call__(self, step: int, rank: int = 0, world: int = 1) -> Batch:
-        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)
+        videos = step_videos(len(self.dataset), self.batch_size, self.seed, step, self.order)
         rng = np.random.default_rng([self.seed, step, 7])
         lengths = self.dataset.n_snippets[videos]
         snippet = perturb_index(lengths, self.size, rng)  # (B, size)

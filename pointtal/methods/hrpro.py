@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.data.dataset import PerturbSampler, PointDataset, batch_videos, epoch_order, gather_batch
+from pointtal.data.dataset import CropSampler, PerturbSampler, PointDataset, gather_batch, step_videos
 from pointtal.errors import InputError
 from pointtal.localization.hrpro import (
     AGNOSTIC_THRESHOLDS,
@@ -67,6 +67,9 @@ class Options:
       an integer N draws the official random_perturb of N snippets from longer videos and keeps shorter ones
       whole, as the code's dataset does. Whole-video attention runs in groups of similar length (no change
       to any output; see `SnippetModel.forward`).
+    * Stage-1 video order (`video_order`): the official main.py re-creates its shuffled loader iterator every
+      n_videos // batch_size steps and reads batch_size videos a step, so the remainder of each shuffle is not
+      read ("iterator", default; seeded permutations); "stream": a seeded stream of per-epoch permutations.
     * Stage-1 model selection (`stage1_selection`): the official code evaluates stage 1 on the test set every
       test_iter (50) steps and ranks with the checkpoint of the best test mAP -- model selection on the test
       set. "last" (default) ranks with the final stage-1 weights; a subset name (the official: "test", which
@@ -106,6 +109,7 @@ class Options:
 
     # --- stage 1 batches
     num_segments: int | None = None  # None: whole videos (official num_segments -1); N: random_perturb to N
+    video_order: Literal["iterator", "stream"] = "iterator"  # official: a new shuffle every n // batch steps
     # --- stage 1 network
     r_act: int = 8  # top-k pooling: k = max(1, floor(T / r_act))
     dropout: float = 0.7  # before the classifier (and in the I-model's fusion layer)
@@ -153,6 +157,7 @@ class Options:
     def __post_init__(self):
         check_options(self, [
             (self.num_segments is None or self.num_segments > 0, "num_segments", "must be > 0 (or null)"),
+            (self.video_order in ("iterator", "stream"), "video_order", "must be 'iterator' or 'stream'"),
             (self.r_act >= 1, "r_act", "must be >= 1"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.rab_layers >= 0, "rab_layers", "must be >= 0"),
@@ -586,12 +591,8 @@ class ProposalSampler:
     drop_last: bool = False  # each epoch a fresh permutation cut into full batches (the official loader)
 
     def __call__(self, step: int, rank: int = 0, world: int = 1):
-        n = len(self.dataset)
-        if self.drop_last:
-            epoch, k = divmod(step, max(1, n // self.batch_size))
-            videos = epoch_order(n, self.seed, epoch)[k * self.batch_size : (k + 1) * self.batch_size][rank::world]
-        else:
-            videos = batch_videos(n, self.batch_size, self.seed, step)[rank::world]
+        order = "iterator" if self.drop_last else "stream"  # drop_last: the official loader, re-shuffled each epoch
+        videos = step_videos(len(self.dataset), self.batch_size, self.seed, step, order)[rank::world]
         rng = np.random.default_rng([self.seed, step, 11])
         lengths = self.dataset.n_snippets[videos]
         snippet = np.arange(lengths.max())[None, :].repeat(len(videos), 0)
@@ -693,9 +694,9 @@ class HRPro(Method):
         o = self.options
         if phase == 0:
             if o.num_segments is None:
-                sampler = super().training_sampler(dataset, batch_size, seed, phase)
+                sampler = CropSampler(dataset, batch_size, seed, (int(dataset.n_snippets.max()),), o.video_order)
             else:  # the official random_perturb; a video of at most N snippets stays whole
-                sampler = PerturbSampler(dataset, batch_size, seed, o.num_segments, keep_short=True)
+                sampler = PerturbSampler(dataset, batch_size, seed, o.num_segments, keep_short=True, order=o.video_order)
             return WithPoints(sampler) if o.memory_update == "video" else sampler
         if self.training_proposals is None:
             raise RuntimeError("HR-Pro stage 2 needs the ranking of start_phase(1) (or a checkpoint holding it)")

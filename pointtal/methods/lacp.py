@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.data.dataset import PerturbSampler, perturb_index
+from pointtal.data.dataset import CropSampler, PerturbSampler, perturb_index
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
 from pointtal.methods.layers import masked_topk_mean
@@ -49,9 +49,11 @@ class Options:
       num_segments=-1, so its random_perturb sampling is the identity): None, the default. An integer N
       samples N snippets per training video as the code's random_perturb would (one random snippet between
       the floors of consecutive bin starts, both ends included; `PerturbSampler`); inference and the search
-      stay on whole videos, as the code's test loader and search always use num_segments=-1. Videos come in
-      pointtal's seeded stream of per-epoch permutations (the code reshuffles its loader every
-      len(videos) // 16 steps and so skips the remainder of each epoch).
+      stay on whole videos, as the code's test loader and search always use num_segments=-1.
+    * Video order (`video_order`): the official main.py re-creates its shuffled loader iterator every
+      len(train) // batch_size steps and reads batch_size videos a step, so the remainder of each shuffle is
+      never read ("iterator", default; seeded permutations); "stream" reads a seeded stream of per-epoch
+      permutations, every video once an epoch.
     * Sequence search (`search`): the official code approximates the arg-max of the sequence score (mean
       outer-inner contrast of the segments of a seed-consistent sequence) by a frame-by-frame beam search
       keeping `budget` = 25 hypotheses and dropping partial scores < `search_prune` = 0.1 ("beam", default;
@@ -86,6 +88,7 @@ class Options:
 
     # --- batches (main.py, thumos_features.py)
     num_segments: int | None = None  # None: whole videos (official); N: random_perturb to N snippets in training
+    video_order: Literal["iterator", "stream"] = "iterator"  # official: a new shuffle every len(train) // batch steps
     # --- network (model.py)
     hidden: int = 2048  # embedding width H (kernel-3 conv + ReLU)
     dropout: float = 0.7
@@ -122,6 +125,7 @@ class Options:
     def __post_init__(self):
         check_options(self, [
             (self.num_segments is None or self.num_segments > 0, "num_segments", "must be > 0 (or null)"),
+            (self.video_order in ("iterator", "stream"), "video_order", "must be 'iterator' or 'stream'"),
             (self.hidden > 0, "hidden", "must be > 0"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.r_act > 0, "r_act", "must be > 0"),
@@ -739,9 +743,10 @@ class LACP(Method):
         Also fixes `iterator_steps` = max(1, len(dataset) // batch_size), the official main.py's steps
         between re-creations of its data iterator (`label_delay`)."""
         self.iterator_steps = max(1, len(dataset) // batch_size)
-        if self.options.num_segments is None:
-            return super().training_sampler(dataset, batch_size, seed, phase)
-        return PerturbSampler(dataset, batch_size, seed, self.options.num_segments)
+        o = self.options
+        if o.num_segments is None:
+            return CropSampler(dataset, batch_size, seed, (int(dataset.n_snippets.max()),), o.video_order)
+        return PerturbSampler(dataset, batch_size, seed, o.num_segments, order=o.video_order)
 
     def training_length(self, longest: int) -> tuple[int, str]:
         n = self.options.num_segments
