@@ -140,10 +140,41 @@ def _snippet_inputs(seed: int):
     return cas, points, mask, labels, embedded, prototypes
 
 
-def _regions(seq: torch.Tensor) -> list[int] | None:
-    """Positions of the official extract_region_feat: None when seq has no 0/1 change."""
+def _regions(seq: torch.Tensor, regions: str = "all") -> list[int] | None:
+    """Seed positions the contrastive loss averages over: None when seq has no 0/1 change (the official
+    extract_region_feat returns nothing). "all": every seed; "code": `_official_regions`."""
     changes = [i for i in range(len(seq) - 1) if seq[i + 1] != seq[i]]
-    return None if not changes else [i for i in range(len(seq)) if seq[i] == 1]
+    if not changes:
+        return None
+    return _official_regions(seq) if regions == "code" else [i for i in range(len(seq)) if seq[i] == 1]
+
+
+def _official_regions(seq: torch.Tensor) -> list[int]:
+    """The official extract_region_feat step by step on a 0/1 sequence with at least one change: the change
+    positions i (seq[i+1] != seq[i]), -1 prepended when the first change is not a rise, T-2 appended when the
+    last is not a fall; pair k covers (idx[2k], idx[2k+1]] and is skipped when empty."""
+    values = [int(v) for v in seq]
+    diff = [values[i + 1] - values[i] for i in range(len(values) - 1)]
+    idx = [i for i, d in enumerate(diff) if d != 0]
+    if diff[idx[0]] != 1:
+        idx = [-1] + idx
+    if diff[idx[-1]] != -1:
+        idx = idx + [len(diff) - 1]
+    out = []
+    for k in range(len(idx) // 2):
+        if idx[2 * k + 1] - idx[2 * k] < 1:
+            continue
+        out.extend(range(idx[2 * k] + 1, idx[2 * k + 1] + 1))
+    return out
+
+
+def test_official_regions_drop_the_last_snippet_hand_example():
+    seq = torch.tensor
+    assert _official_regions(seq([0, 1, 1, 0, 1, 1])) == [1, 2, 4]  # the run reaching the end loses snippet 5
+    assert _official_regions(seq([0, 1, 0, 1])) == [1]  # a one-snippet run at the end is dropped
+    assert _official_regions(seq([1, 1, 0, 0])) == [0, 1]  # a run at the start is whole
+    assert _official_regions(seq([0, 0, 0, 1])) == []  # nothing left
+    assert _regions(seq([1, 1, 1])) is None and _regions(seq([0, 1, 1]), "all") == [1, 2]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -180,23 +211,36 @@ def test_frame_losses_and_video_loss_equal_per_video_loops(seed):
             assert vid[row, c].item() == pytest.approx(expected.item(), abs=1e-6)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_contrastive_loss_equals_the_official_per_video_loop(seed):
+@pytest.mark.parametrize("regions", ["code", "all"])
+@pytest.mark.parametrize("seed", range(4))
+def test_contrastive_loss_equals_the_official_per_video_loop(seed, regions):
     cas, points, mask, labels, embedded, prototypes = _snippet_inputs(seed)
     act_seed, bkg_seed = select_seeds(cas[..., 0], points, mask)
-    got = contrastive_loss(embedded, prototypes, act_seed, bkg_seed, labels, mask, 0.1)
+    if seed == 3:  # seeds reaching each video's end, one-snippet runs at the end, a class whose only seed is last
+        act_seed, bkg_seed = act_seed.clone(), bkg_seed.clone()
+        for row, n in enumerate(mask.sum(1).tolist()):
+            bkg_seed[row, n - 1], act_seed[row, n - 1] = 1, 0
+            if n > 3:
+                bkg_seed[row, n - 2] = 0
+        act_seed[0, :, 2], act_seed[0, 22, 2] = 0, 1  # video 0 (23 snippets): class 2 only at the last snippet
+        labels[0, 2] = 1
+    got = contrastive_loss(embedded, prototypes, act_seed, bkg_seed, labels, mask, 0.1, regions)
+    other = contrastive_loss(embedded, prototypes, act_seed, bkg_seed, labels, mask, 0.1,
+                             "all" if regions == "code" else "code")
+    if seed == 3:
+        assert not torch.allclose(got, other)  # the two readings differ on these inputs
     protos = prototypes / prototypes.norm(dim=-1, keepdim=True)
     for row, n in enumerate(mask.sum(1).tolist()):
         feats = embedded[row, :n] / embedded[row, :n].norm(dim=-1, keepdim=True)
         gt = [c for c in range(labels.shape[1]) if labels[row, c] > 0]
-        background = _regions(bkg_seed[row, :n])
+        background = _regions(bkg_seed[row, :n], regions)
         if not background:
             assert got[row].item() == 0.0
             continue
         b_sim = torch.exp(feats[background] @ protos.t() / 0.1).mean(0)  # (C,)
         total = 0.0
         for c in gt:
-            region = _regions(act_seed[row, :n, c])
+            region = _regions(act_seed[row, :n, c], regions)
             if not region:
                 continue
             a_sim = torch.exp(feats[region] @ protos.t() / 0.1).mean(0)
@@ -242,13 +286,13 @@ def reference_losses(method: HRPro, output, batch, step: int) -> dict[str, torch
             per_snippet = (focal * F.binary_cross_entropy(cas, goal, reduction="none")).sum(1)
             sums[name] += sum(per_snippet[t] * weight[t] for t in range(n)) / (weight.sum() + 1e-6)
         feats = F.normalize(output.embedded[row, :n].float(), dim=-1)
-        region = _regions(seed)
+        region = _regions(seed, o.contrastive_regions)
         if not region:
             continue
         b_sim = torch.exp(feats[region] @ protos.t() / o.temperature).mean(0)
         total, gt = 0.0, [c for c in range(len(labels)) if labels[c] > 0]
         for c in gt:
-            positions = _regions(act[:, c])
+            positions = _regions(act[:, c], o.contrastive_regions)
             if positions:
                 a_sim = torch.exp(feats[positions] @ protos.t() / o.temperature).mean(0)
                 total = total + 0.5 * -torch.log(a_sim[c] / a_sim.sum()) - 0.5 * torch.log(
@@ -259,8 +303,9 @@ def reference_losses(method: HRPro, output, batch, step: int) -> dict[str, torch
     return {"total": sum(weights[k] * losses[k] for k in weights), **losses}
 
 
-def test_stage1_loss_equals_the_per_video_reference():
-    method = _method(weight_video=0.3)
+@pytest.mark.parametrize("regions", ["code", "all"])
+def test_stage1_loss_equals_the_per_video_reference(regions):
+    method = _method(weight_video=0.3, contrastive_regions=regions)
     background, points, mask = _padded_batch(4, lengths=(26, 14, 30))
     g = torch.Generator().manual_seed(9)
     method.snippet.prototypes = torch.randn(3, 8, generator=g)
@@ -272,6 +317,60 @@ def test_stage1_loss_equals_the_per_video_reference():
     for key in expected:
         assert got[key].item() == pytest.approx(expected[key].item(), rel=1e-5, abs=1e-5), key
     assert got["frame_bkg"] > 0 and got["contrastive"] > 0
+
+
+@pytest.mark.parametrize("mode", ["video", "batch"])
+def test_memory_updates_per_video_or_after_the_batch_equal_the_official_loop(mode):
+    """The official S_train: one forward per video, each followed by its loss and a memory update, so video b
+    sees the updates of videos 0..b-1 ("video"); "batch": every video sees the memory of the step's start and
+    the updates follow in batch order. Loss, gradients and the final memory against that loop."""
+    from pointtal.methods.hrpro import WithPoints
+
+    def build():
+        torch.manual_seed(0)
+        m = HRPro(Options(num_heads=2, dim_feedforward=16, dropout=0.0, rab_dropout=0.0, attention_dropout=0.0,
+                          memory_momentum=0.3, memory_update=mode), 8, 3)  # no dropout; a large momentum shows order
+        m.snippet.prototypes = torch.randn(3, 8, generator=torch.Generator().manual_seed(5))
+        return m.train()
+
+    _, points, mask = _padded_batch(4, lengths=(26, 14, 30))
+    g = torch.Generator().manual_seed(9)
+    batch = make_batch(torch.randn(*mask.shape, 8, generator=g) * mask[..., None], mask,
+                       F.pad((points.amax(1) > 0).float(), (1, 0)), F.pad(points, (1, 0)))
+    batch = WithPoints(lambda *a: batch)(0)
+    assert set(batch.extras) == {"points", "labels"}
+    method = build()
+    got = method.loss(method(batch.features, batch.mask, **batch.extras), batch, 0)
+    got["total"].backward()
+
+    reference = build()
+    start = reference.snippet.prototypes.clone()
+    total, memory = 0.0, start.clone()
+    for row, n in enumerate(mask.sum(1).tolist()):  # the official loop over single-video forwards
+        one = make_batch(batch.features[row : row + 1, :n], torch.ones(1, n, dtype=torch.bool),
+                         batch.video_labels[row : row + 1], batch.point_labels[row : row + 1, :n])
+        reference.snippet.prototypes = memory if mode == "video" else start
+        out = reference(one.features, one.mask)
+        total = total + reference_losses(reference, out, one, 0)["total"]
+        act, _ = _reference_select_seed(out.cas[0, :, 0].detach(), (one.point_labels[0, :, 1:] > 0).float())
+        for c in range(3):  # Reliable_Memory.update
+            chosen = act[:, c] > 0
+            if one.video_labels[0, c + 1] > 0 and chosen.any():
+                memory = memory.clone()
+                memory[c] = 0.7 * memory[c] + 0.3 * out.embedded[0, chosen].detach().mean(0)
+    total = total / len(mask)
+    total.backward()
+    assert got["total"].item() == pytest.approx(total.item(), rel=1e-5, abs=1e-6)
+    torch.testing.assert_close(method.snippet.prototypes, memory, **TOL)
+    for (name, a), b in zip(method.snippet.named_parameters(), reference.snippet.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+    other = build()
+    flipped = HRPro(Options(num_heads=2, dim_feedforward=16, dropout=0.0, rab_dropout=0.0, attention_dropout=0.0,
+                            memory_momentum=0.3, memory_update="batch" if mode == "video" else "video"), 8, 3)
+    flipped.load_state_dict(other.state_dict())
+    flipped.train()
+    assert flipped.loss(flipped(batch.features, batch.mask, **batch.extras), batch, 0)["total"].item() != \
+        pytest.approx(got["total"].item(), rel=1e-7, abs=0)  # the two modes differ on this batch
 
 
 # ----------------------------------------------------------------------------- the stage-1 network and memory
@@ -651,21 +750,47 @@ def test_thumos14_preset_is_the_official_setting():
     assert config.data.exclude_videos == ("video_test_0000270", "video_test_0001292", "video_test_0001496")
 
 
-def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_labels_from_them():
-    method = _method()
+def _official_match_point(proposals: list, points: list) -> list:
+    """The official ranking.match_point as plain loops: proposals [(start, end, score, label)], points
+    [(time, label)] sorted by time -> per point the matched proposal's index or None."""
+    t_pos = [-1] + [t for t, _ in points] + [1e5]
+    out = []
+    for i, (t, label) in enumerate(points):
+        match, best = None, 0
+        for j, (start, end, score, lab) in enumerate(proposals):  # with the boundary condition
+            if lab == label and start <= t <= end and start > t_pos[i] and end < t_pos[i + 2] and score > best:
+                match, best = j, score
+        if match is None:
+            for j, (start, end, score, lab) in enumerate(proposals):  # without it
+                if lab == label and start <= t <= end and score > best:
+                    match, best = j, score
+        out.append(match)
+    return out
+
+
+@pytest.mark.parametrize("point_time", ["exact", "centre"])
+def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_labels_from_them(point_time):
+    from pointtal.data.dataset import PointTimes
+
+    method = _method(ranking_point_time=point_time)
     _, points, mask, _, _, _ = _snippet_inputs(2)
     lengths = mask.sum(1).numpy()
     g = torch.Generator().manual_seed(2)
     features = torch.randn(int(lengths.sum()), 8, generator=g)
+    video, snippet, cls = (a.numpy() for a in torch.nonzero(points > 0, as_tuple=True))
+    # the clicks' exact times: anywhere in their snippet (the official frame / fps), not its centre
+    position = snippet + np.random.default_rng(0).uniform(0.0, 0.999, len(snippet))
     data = PointDataset(
         video_ids=[str(r) for r in range(len(lengths))], geometries=[None] * len(lengths),
         offsets=np.concatenate([[0], np.cumsum(lengths)]), features=features,
         video_labels=torch.zeros(len(lengths), 4),
         point_labels=torch.cat([F.pad(points[r, :n], (1, 0)) for r, n in enumerate(lengths)]),
-        truth_labels=torch.zeros(int(lengths.sum()), 4))
+        truth_labels=torch.zeros(int(lengths.sum()), 4),
+        point_times=PointTimes(video.astype(np.int64), position, cls.astype(np.int64) + 1))
     ranked = method.rank_proposals(data, torch.device("cpu"), 3, seed=0)
     assert ranked.proposal_offsets.tolist()[0] == 0 and len(ranked.proposal_offsets) == len(lengths) + 1
     method.eval()
+    differ = 0
     for v, n in enumerate(lengths):
         with torch.no_grad():
             out = method(data.video_features(v)[None], torch.ones(1, int(n), dtype=torch.bool))
@@ -676,11 +801,17 @@ def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_lab
         negatives = mine[len(raw):]
         assert len(negatives) <= int(0.5 * len(raw)) and (negatives[:, 1] > negatives[:, 0]).all()
         pseudo = ranked.pseudo[ranked.pseudo_offsets[v] : ranked.pseudo_offsets[v + 1]].numpy()
-        time, label = np.nonzero(points[v, :n].numpy())
-        expected = match_points(raw, time + 0.5, label + 1)
-        expected = expected[expected >= 0]
-        np.testing.assert_allclose(pseudo, np.column_stack([raw.start[expected], raw.end[expected]]), atol=1e-6)
+        proposals = list(zip(raw.start, raw.end, raw.score, raw.label))
+        ours = video == v
+        exact = sorted(zip(position[ours], cls[ours] + 1))
+        centre = sorted(zip(snippet[ours] + 0.5, cls[ours] + 1))
+        matches = {"exact": _official_match_point(proposals, exact), "centre": _official_match_point(proposals, centre)}
+        differ += sum(a != b for a, b in zip(matches["exact"], matches["centre"]))
+        expected = [j for j in matches[point_time] if j is not None]
+        np.testing.assert_allclose(pseudo.reshape(-1, 2), np.column_stack([raw.start[expected], raw.end[expected]]),
+                                   atol=1e-6)
     assert len(ranked.pseudo) > 0 and len(ranked.proposals) > len(ranked.pseudo)
+    assert differ > 0  # the exact times change some matches on these inputs
 
 
 def test_length_groups_keep_videos_within_the_ratio_of_their_longest():
@@ -716,7 +847,7 @@ def test_num_segments_perturbs_long_videos_and_keeps_short_ones_whole(tiny_data)
     data = load_run_data(build_config(tiny_raw_config(tiny_data, "weak")), test=False)
     size = int(np.median(data.train.n_snippets))
     method = HRPro(Options(num_segments=size), data.train.dim, 4)
-    sampler = method.training_sampler(data.train, 8, 0, 0)
+    sampler = method.training_sampler(data.train, 8, 0, 0).sampler  # inside WithPoints (memory_update video)
     assert isinstance(sampler, PerturbSampler) and sampler.keep_short
     batch = sampler(3)
     lengths = data.train.n_snippets[batch.video_index.numpy()]
@@ -727,3 +858,126 @@ def test_num_segments_perturbs_long_videos_and_keeps_short_ones_whole(tiny_data)
     for row in np.flatnonzero(lengths > size):  # long ones: one snippet per bin, non-decreasing
         picked = batch.snippet_index[row].numpy()
         assert (np.diff(picked) >= 0).all() and picked.max() < lengths[row]
+
+
+def test_training_data_carry_each_point_at_the_exact_time_of_its_file(tiny_data):
+    """A click at t seconds sits at t * fps / stride snippets (its snippet row is the floor), as the official
+    ranking's frame / fps; the ranking of the trained data reads these times."""
+    from pointtal.config import build_config
+    from pointtal.data.points import read_points
+    from pointtal.engine.setup import load_run_data
+
+    raw = _hrpro_raw(tiny_data, 2, 0)
+    raw["data"]["annotator"] = 0  # the first click file for every video
+    config = build_config(raw)
+    data = load_run_data(config, test=False)
+    train = data.train
+    times = train.point_times
+    clicks = {(p.video_id, round(p.time_sec * 25 / 16, 6), p.label) for p in read_points(raw["data"]["points"][0])}
+    classes = data.gt.classes
+    got = {(train.video_ids[v], round(float(x), 6), classes[c - 1]) for v, x, c in
+           zip(times.video, times.position, times.class_index)}
+    assert got and got <= clicks and len(got) == len(times.position)
+    assert not np.allclose(times.position % 1, 0.5)  # not snippet centres
+    rows = train.offsets[times.video] + np.floor(times.position).astype(np.int64)
+    assert (train.point_labels[torch.from_numpy(rows), torch.from_numpy(times.class_index)] > 0).all()
+    method = _method(ranking_point_time="exact")
+    v = int(times.video[0])
+    position, label = method.ranking_points(train, v, np.zeros((1, 3)))
+    assert np.all(np.diff(position) >= 0) and set(position) == set(times.position[times.video == v])
+    centre = _method(ranking_point_time="centre").ranking_points(
+        train, v, (train.point_labels[train.offsets[v] : train.offsets[v + 1], 1:] > 0).numpy())
+    np.testing.assert_allclose(centre[0] % 1, 0.5)
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_stage2_epochs_follow_the_official_loader(drop_last):
+    """I_train: each epoch a shuffled DataLoader of `batch_size2` videos with drop_last=True (n // batch steps,
+    every batch full, no video twice in an epoch); drop_last False: ceil(n / batch) steps over a video stream."""
+    from pointtal.config import TrainConfig
+    from pointtal.methods.hrpro import ProposalSampler, TrainingProposals
+
+    n, size, epochs = 23, 5, 3
+    method = HRPro(Options(num_heads=2, dim_feedforward=16, stage2_batch_size=size, stage2_epochs=epochs,
+                           stage2_drop_last=drop_last), 8, 3)
+    per_epoch = n // size if drop_last else -(-n // size)
+    assert method.phases(TrainConfig(steps=7, batch_size=4), n)[1].steps == epochs * per_epoch
+    data = PointDataset([str(v) for v in range(n)], [None] * n, np.arange(n + 1) * 6, torch.zeros(n * 6, 8),
+                        torch.zeros(n, 4), torch.zeros(n * 6, 4), torch.zeros(n * 6, 4))
+    props = TrainingProposals(torch.tensor([[0.0, 2.0]] * n), torch.arange(n + 1), torch.tensor([[0.0, 2.0]] * n),
+                              torch.arange(n + 1))
+    sampler = ProposalSampler(data, size, 0, props, 10, drop_last)
+    stream = [sampler(step).video_index.tolist() for step in range(epochs * per_epoch)]
+    if drop_last:  # the official: per epoch, full batches of distinct videos; n % size videos left out
+        for e in range(epochs):
+            epoch = stream[e * per_epoch : (e + 1) * per_epoch]
+            assert all(len(b) == size for b in epoch)
+            seen = [v for b in epoch for v in b]
+            assert len(set(seen)) == len(seen) == n - n % size
+    else:
+        flat = [v for b in stream for v in b]
+        assert sorted(flat[:n]) == list(range(n)) and len(stream[per_epoch - 1]) == size  # a stream, no gaps
+
+
+@pytest.mark.slow  # three short two-stage runs (~1 min)
+@pytest.mark.parametrize("selection", ["last", "test", "validation"])
+def test_stage2_starts_from_the_stage1_weights_the_selection_names(tiny_data, tmp_path, monkeypatch, caplog, selection):
+    """stage1_selection: "last" ranks with the final stage-1 weights; a subset name ranks with the stage-1
+    weights of that subset's best in-run evaluation (the official: the test set, warned about)."""
+    from pointtal.methods.base import Method
+
+    from pointtal.config import build_config
+    from pointtal.engine.checkpoint import load_checkpoint
+    from pointtal.engine.trainer import train
+
+    seen = []  # (step, subset, average, stage-1 weights) of each evaluation the method heard of
+    stage1_end = {}
+
+    def observe(self, step, subset, average, __f=HRPro.observe_evaluation):
+        seen.append((step, subset, average, {k: v.clone() for k, v in self.snippet.state_dict().items()}))
+        return __f(self, step, subset, {2: 1.0, 4: 5.0, 6: 5.0}[step])  # the best: step 4 (a tie keeps it)
+
+    def start(self, index, context, __f=HRPro.start_phase):
+        if index == 1:
+            stage1_end.update({k: v.clone() for k, v in self.snippet.state_dict().items()})
+        return __f(self, index, context)
+
+    monkeypatch.setattr(HRPro, "observe_evaluation", observe)
+    monkeypatch.setattr(HRPro, "start_phase", start)
+    # evaluations score stage-1 proposals only: stage 2's refinement is not under test here
+    monkeypatch.setattr(HRPro, "detect", lambda self, output, videos: Method.detect(self, output, videos))
+    raw = _hrpro_raw(tiny_data, 6, 1, eval_every=2)
+    raw["method"]["stage1_selection"] = selection
+    train(build_config(raw), tmp_path / "run")
+    final = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    weights = {k[len("snippet."):]: v for k, v in final.items() if k.startswith("snippet.")}
+    if selection == "last":
+        assert seen == [] and all(torch.equal(weights[k], v) for k, v in stage1_end.items())
+        return
+    assert [s[0] for s in seen] == [2, 4, 6] and all(s[1] == selection for s in seen)  # stage 1's evaluations
+    assert all(0 <= s[2] <= 100 for s in seen)  # real average mAPs on the subset
+    assert all(torch.equal(weights[k], v) for k, v in seen[1][3].items())  # stage 1 frozen since: step 4's
+    assert not all(torch.equal(weights[k], v) for k, v in stage1_end.items())  # not the final stage-1 weights
+    assert "stage1_best" not in final["_extra_state"]
+    warned = "selects weights on the test subset" in caplog.text
+    assert warned == (selection == "test")
+
+
+def test_stage1_selection_state_survives_a_checkpoint_and_a_missing_subset_is_an_error(tiny_data, tmp_path):
+    from pointtal.config import build_config
+    from pointtal.engine.trainer import train
+    from pointtal.errors import InputError
+
+    method = _method(stage1_selection="test")
+    assert method.selection_subset == "test" and _method().selection_subset is None
+    method.observe_evaluation(4, "test", 3.0)
+    method.observe_evaluation(8, "test", 3.0)  # a tie keeps the earlier
+    method.observe_evaluation(6, "test", 1.0)
+    other = _method(stage1_selection="test")
+    other.load_state_dict(method.state_dict())
+    assert other.stage1_best_step == 4 and other.stage1_best_score == 3.0
+    assert _state_equal(other.stage1_best, method.stage1_best)
+    raw = _hrpro_raw(tiny_data, 2, 1, eval_every=1)
+    raw["method"]["stage1_selection"] = "holdout"
+    with pytest.raises(InputError, match="method.stage1_selection='holdout': the ground truth has no subset"):
+        train(build_config(raw), tmp_path / "run")

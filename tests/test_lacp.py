@@ -593,6 +593,60 @@ def test_search_runs_after_every_search_freq_steps_and_is_carried_by_the_state_d
     assert torch.equal(other.pseudo, method.pseudo) and torch.equal(other.offsets, method.offsets)
 
 
+def official_labels_in_use(steps: int, n_videos: int, batch_size: int, search_freq: int, workers: int) -> list:
+    """The official main.py loop, step by step: which search's labels (its step, None before any) each
+    training step reads. The loader's iterator is re-created every len(train) // batch_size steps; with
+    workers its dataset copy is the one of that moment, without workers it reads the live dataset."""
+    stored, copy, used = None, None, []
+    for step in range(1, steps + 1):
+        if (step - 1) % (n_videos // batch_size) == 0:
+            copy = stored  # iter(train_loader): the workers fork with the dataset as it is now
+        used.append(copy if workers else stored)
+        if step % search_freq == 0:
+            stored = step  # optimal_sequence_search writes train_loader.dataset.stored_info_all
+    return used
+
+
+class _Videos:
+    """What `LACP.training_sampler` reads of a dataset."""
+
+    def __init__(self, n: int):
+        self.n_snippets = np.full(n, 4)
+
+    def __len__(self) -> int:
+        return len(self.n_snippets)
+
+
+@pytest.mark.parametrize("delay,workers", [("iterator", 2), ("immediate", 0)])
+def test_search_labels_take_effect_when_the_official_loader_reads_them(delay, workers, monkeypatch):
+    n_videos, batch, steps = 200, 16, 75  # THUMOS14: 200 training videos, 16 per step, iterator every 12 steps
+
+    def search(self, step, dataset, predict_cas):  # labels that name their search: `step` rows set
+        self.pending = torch.arange(200).unsqueeze(1).expand(200, C) < step
+        self.pending_offsets = torch.tensor([0, 200])
+
+    monkeypatch.setattr(LACP, "_search", search)
+    method = LACP(Options(hidden=8, label_delay=delay), 5, C)
+    method.training_sampler(_Videos(n_videos), batch, 0)
+    used = []
+    for step in range(steps):  # pointtal step s is the official step s + 1
+        if step in (23, 41):  # resume from the state of a checkpoint: pending labels survive
+            state = method.get_extra_state()
+            method = LACP(Options(hidden=8, label_delay=delay), 5, C)
+            method.set_extra_state(state)
+            method.training_sampler(_Videos(n_videos), batch, 0)
+        if method.refresh_due(step):
+            method.refresh_labels(step, None, lambda: None)
+        used.append(int(method.pseudo[:, 0].sum()) if method.offsets.numel() else None)
+    want = official_labels_in_use(steps, n_videos, batch, 10, workers)
+    assert used == want
+    if delay == "iterator":  # labels 1-14 steps old; the step-50 search is never read (overwritten at 60)
+        assert used[12] == 10 and used[23] == 10 and used[24] == 20 and used[36] == 30 and used[48] == 40
+        assert 50 not in used and used[60] == 60
+    else:
+        assert used[10] == 10 and used[19] == 10 and used[20] == 20
+
+
 def test_options_name_the_bad_key():
     from pointtal.errors import InputError
 
@@ -647,13 +701,19 @@ def test_train_runs_the_search_and_checkpoints_its_labels(tiny_data, tmp_path, m
         return out
 
     monkeypatch.setattr(LACP, "loss", loss)
-    result = train(_lacp_config(tiny_data, 12), tmp_path / "run")
+    result = train(_lacp_config(tiny_data, 12, method={"label_delay": "immediate"}), tmp_path / "run")
     saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     state = saved["model"]["_extra_state"]
     assert state["pseudo"].shape[1] == 4 and int(state["pseudo"].sum()) > 0  # the step-10 search's labels
-    assert int(state["offsets"][-1]) == state["pseudo"].shape[0]
+    assert int(state["offsets"][-1]) == state["pseudo"].shape[0] and state["pending_offsets"].numel() == 0
     assert np.isfinite(result.metrics["average"])
     assert all(completeness[s] == 0 for s in range(10)) and completeness[10] > 0 and completeness[11] > 0
+    # the official loader (24 videos, 4 per step: a new iterator every 6 steps): the step-10 labels wait for step 12
+    completeness.clear()
+    train(_lacp_config(tiny_data, 13), tmp_path / "delayed")
+    assert all(completeness[s] == 0 for s in range(12)) and completeness[12] > 0
+    state = load_checkpoint(tmp_path / "delayed" / "checkpoint.pt")["model"]["_extra_state"]
+    assert state["pending_offsets"].numel() == 0 and int(state["pseudo"].sum()) > 0
 
 
 @pytest.mark.slow  # ~5 s
@@ -686,21 +746,26 @@ def test_tiny_training_localizes_well_above_an_untrained_model(tiny_data, tmp_pa
 
 
 @pytest.mark.slow  # three short runs
-def test_resume_after_a_search_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("stop,held,every", [(17, 15, 5), (11, 11, 1)])
+def test_resume_after_a_search_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch, stop, held, every):
     from conftest import interrupt_training_at
     from pointtal.engine.checkpoint import load_checkpoint
     from pointtal.engine.trainer import train
 
-    config = _lacp_config(tiny_data, 24)
+    # step 15: after the step-10 search and its use from step 12 (label_delay iterator, a new iterator every
+    # 6 steps), before the step-20 one; step 11: the step-10 labels wait in the checkpoint for step 12
+    config = _lacp_config(tiny_data, 24, checkpoint_every=every)
     train(config, tmp_path / "whole")
     final = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
     with monkeypatch.context() as patch:
-        interrupt_training_at(patch, 17)  # checkpoint.pt holds step 15: after the step-10 search, before the step-20 one
+        interrupt_training_at(patch, stop)
         with pytest.raises(KeyboardInterrupt):
             train(config, tmp_path / "cut")
-    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 15
+    cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert cut["step"] == held
+    assert (cut["model"]["_extra_state"]["pending_offsets"].numel() > 0) == (held == 11)
     searches = []
-    monkeypatch.setattr(LACP, "refresh_labels", lambda self, s, *a, __f=LACP.refresh_labels: searches.append(s) or __f(self, s, *a))
+    monkeypatch.setattr(LACP, "_search", lambda self, s, *a, __f=LACP._search: searches.append(s) or __f(self, s, *a))
     train(config, tmp_path / "cut", resume=True)
     assert searches == [20]  # the step-10 labels came from the checkpoint
     resumed = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["model"]
@@ -763,3 +828,44 @@ def test_thumos14_preset_is_the_official_setting():
     assert np.allclose(o.actionness_thresholds, np.arange(0.5, 0.725, 0.025))  # config.act_thresh_agnostic
     assert (o.w_video, o.w_point, o.w_point_bkg, o.w_score, o.w_feature) == (1, 0.5, 1, 1, 1)  # lambdas
     assert (o.search_freq, o.budget, o.r_act, o.class_threshold, o.scale) == (10, 25, 8, 0.5, 24)
+
+
+def test_reproduction_presets_train_in_fp32_as_the_original_code():
+    """LACP, HR-Pro and SF-Net presets reproduce code that trains in fp32 (no autocast): train.amp false;
+    SODA (no published code) keeps the bf16 default."""
+    from pathlib import Path
+
+    from pointtal.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    presets = sorted(root.glob("*.yaml"))
+    assert len(presets) >= 17
+    for path in presets:
+        config = load_config(path, ["data.annotations=gt.json", "data.features=f"])
+        assert config.train.amp == (config.method == "soda"), path.name
+
+
+@pytest.mark.parametrize("order", ["iterator", "stream"])
+def test_training_videos_come_in_the_official_loader_order(order):
+    """main.py: `if (step - 1) % (len(train_loader) // batch_size) == 0: loader_iter = iter(train_loader)`, then
+    batch_size `next()` a step: a fresh shuffle every E steps, its last len % batch_size videos never read.
+    "stream": every video once an epoch. Plain loop of the official schedule on pointtal's permutations."""
+    from pointtal.data.dataset import epoch_order, step_videos
+
+    n, batch, steps = 23, 4, 40  # E = 5 steps per shuffle; 3 videos of each shuffle unread
+    method = LACP(Options(hidden=8, video_order=order), 5, C)
+    sampler = method.training_sampler(_Videos(n), batch, 7)
+    assert sampler.order == order and method.iterator_steps == 5
+    got = [step_videos(n, batch, 7, s, order).tolist() for s in range(steps)]
+    if order == "iterator":
+        want, shuffle, read = [], None, 0
+        for step in range(1, steps + 1):
+            if (step - 1) % (n // batch) == 0:
+                shuffle, read = list(epoch_order(n, 7, (step - 1) // (n // batch))), 0  # iter(train_loader)
+            want.append(shuffle[read : read + batch])
+            read += batch
+        assert got == want
+        assert len({v for b in got[:5] for v in b}) == 20  # 3 of 23 videos unread in the first shuffle
+    else:
+        flat = [v for b in got for v in b]
+        assert sorted(flat[:n]) == list(range(n)) and sorted(flat[n : 2 * n]) == list(range(n))

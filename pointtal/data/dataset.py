@@ -22,6 +22,21 @@ from pointtal.errors import InputError
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class PointTimes:
+    """Every point of a dataset at its exact time (the snippet rows of `point_labels` round it down)."""
+
+    video: np.ndarray  # (P,) int64 index of the point's video in the dataset
+    position: np.ndarray  # (P,) float64 time in snippet units (seconds * fps / stride), in [0, T_v)
+    class_index: np.ndarray  # (P,) int64, 0 = background
+
+    def of_video(self, video: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions (P_v,), classes (P_v,)) of one video's points, in time order."""
+        rows = np.flatnonzero(self.video == video)
+        rows = rows[np.argsort(self.position[rows], kind="stable")]
+        return self.position[rows], self.class_index[rows]
+
+
 @dataclass
 class PointDataset:
     """Videos of one subset in a flat snippet layout."""
@@ -33,6 +48,7 @@ class PointDataset:
     video_labels: torch.Tensor  # (V, C+1) float, column 0 = 0
     point_labels: torch.Tensor  # (N, C+1) float, mean of one-hots on labelled snippets, 0 rows elsewhere
     truth_labels: torch.Tensor  # (N, C+1) float multi-hot ground truth, column 0 = 1 outside instances
+    point_times: PointTimes | None = None  # the points' exact times (None: only their snippets are known)
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -117,6 +133,7 @@ def build_dataset(
     )
     if points is not None:
         dataset.set_point_labels(point_label_rows(dataset, points, n_classes))
+        dataset.point_times = point_times(dataset, points)
     return dataset
 
 
@@ -165,6 +182,18 @@ def point_label_rows(dataset: PointDataset, points, n_classes: int) -> torch.Ten
     return torch.where(total > 0, rows / total.clamp(min=1), rows)
 
 
+def point_times(dataset: PointDataset, points) -> PointTimes:
+    """The exact times of the mapped points that `point_label_rows` keeps; a MappedPoints without them
+    (`position` None) stands for each point by its snippet's centre."""
+    position = {vid: i for i, vid in enumerate(dataset.video_ids)}
+    video = np.array([position.get(v, -1) for v in points.video_id], dtype=np.int64)
+    snippet = np.asarray(points.snippet, dtype=np.int64)
+    exact = snippet + 0.5 if points.position is None else np.asarray(points.position, dtype=np.float64)
+    keep = (video >= 0) & (snippet >= 0)
+    keep[keep] &= snippet[keep] < dataset.n_snippets[video[keep]]
+    return PointTimes(video[keep], exact[keep], np.asarray(points.class_index, dtype=np.int64)[keep])
+
+
 # ----------------------------------------------------------------------------- sampling
 def epoch_order(n_videos: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n_videos)
@@ -176,6 +205,21 @@ def batch_videos(n_videos: int, batch_size: int, seed: int, step: int) -> np.nda
     epochs, within = np.divmod(positions, n_videos)
     orders = {int(e): epoch_order(n_videos, seed, int(e)) for e in np.unique(epochs)}
     return np.array([orders[int(e)][i] for e, i in zip(epochs, within)], dtype=np.int64)
+
+
+def iterator_videos(n_videos: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Video indices of a step as the official LACP / HR-Pro loops read them: a fresh seeded permutation every
+    max(1, n_videos // batch_size) steps (their loader's iterator is re-created then), read batch_size videos a
+    step; the n_videos % batch_size videos left in each permutation are not read (fewer videos than a batch:
+    all of them every step)."""
+    epoch, k = divmod(step, max(1, n_videos // batch_size))
+    return epoch_order(n_videos, seed, epoch)[k * batch_size : (k + 1) * batch_size]
+
+
+def step_videos(n_videos: int, batch_size: int, seed: int, step: int, order: str = "stream") -> np.ndarray:
+    """A step's videos: "stream" (`batch_videos`) or "iterator" (`iterator_videos`)."""
+    pick = iterator_videos if order == "iterator" else batch_videos
+    return pick(n_videos, batch_size, seed, step)
 
 
 def crop_index(lengths: np.ndarray, window: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -253,10 +297,11 @@ class CropSampler:
     batch_size: int
     seed: int
     windows: tuple[int, ...]
+    order: str = "stream"  # which videos a step reads: "stream" or "iterator" (`step_videos`)
 
     def __call__(self, step: int, rank: int = 0, world: int = 1) -> Batch:
         """The step's global batch (random draws made for all of it), then this rank's shard."""
-        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)
+        videos = step_videos(len(self.dataset), self.batch_size, self.seed, step, self.order)
         rng = np.random.default_rng([self.seed, step, 7])
         lengths = self.dataset.n_snippets[videos]
         snippet, mask = crop_index(lengths, self.windows[step % len(self.windows)], rng)
@@ -306,9 +351,10 @@ class PerturbSampler:
     seed: int
     size: int
     keep_short: bool = False  # HR-Pro: a video of at most `size` snippets is taken whole (LACP: resampled up)
+    order: str = "stream"  # which videos a step reads: "stream" or "iterator" (`step_videos`)
 
     def __call__(self, step: int, rank: int = 0, world: int = 1) -> Batch:
-        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)
+        videos = step_videos(len(self.dataset), self.batch_size, self.seed, step, self.order)
         rng = np.random.default_rng([self.seed, step, 7])
         lengths = self.dataset.n_snippets[videos]
         snippet = perturb_index(lengths, self.size, rng)  # (B, size)

@@ -571,6 +571,7 @@ class MappedPoints:
     snippet: np.ndarray  # (N,) int64
     class_index: np.ndarray  # (N,) int64, 0 = background
     report: MapReport
+    position: np.ndarray | None = None  # (N,) float64 the point's exact time in snippet units (time * fps / stride)
 
     def __len__(self) -> int:
         return len(self.snippet)
@@ -629,6 +630,7 @@ def _empty_mapped(source: str) -> MappedPoints:
         np.array([], dtype=np.int64),
         np.array([], dtype=np.int64),
         MapReport(source, 0, 0, 0, 0),
+        np.array([], dtype=np.float64),
     )
 
 
@@ -728,7 +730,8 @@ def map_points(
         _first(unknown, lambda i: _line_and(lines, i, point(i))),
         int(away.sum()),
     )
-    return MappedPoints(ids[keep][order], snippets[keep][order], classes[keep][order], report)
+    return MappedPoints(ids[keep][order], snippets[keep][order], classes[keep][order], report,
+                        (times * rate)[keep][order])
 
 
 def _at(files: np.ndarray, lines: np.ndarray, i: int) -> str:

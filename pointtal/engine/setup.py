@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pointtal.config import Config
 from pointtal.data.annotations import GroundTruth
-from pointtal.data.dataset import PointDataset, build_dataset, point_label_rows
+from pointtal.data.dataset import PointDataset, build_dataset, point_label_rows, point_times
 from pointtal.data.features import FeatureStore
 from pointtal.data.layouts import Subsets, feature_length, load_truth, open_features
 from pointtal.data.points import (
@@ -176,6 +176,7 @@ def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> R
         mapped = load_points(config, gt, train_set)
         if mapped is not None:
             train_set.set_point_labels(point_label_rows(train_set, mapped, len(gt.classes)))
+            train_set.point_times = point_times(train_set, mapped)
     if test:
         test_set = build_dataset(gt, d.test_subset, store, d.fps, d.stride)
     return RunData(gt, store, train_set, test_set, protocol, ambiguous)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from pointtal.atomic import write_text_atomic
 from pointtal.config import Config, save_config
-from pointtal.data.dataset import PointDataset
+from pointtal.data.dataset import PointDataset, build_dataset
 from pointtal.engine import distributed
 from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
 from pointtal.engine.evaluate import evaluate_predictions
@@ -176,6 +176,25 @@ def write_json(path: Path, payload: dict) -> None:
     write_text_atomic(path, json.dumps(payload))
 
 
+def check_selection(config: Config, data: RunData, method: Method, distributed_run: bool) -> None:
+    """A method that selects weights by a subset's in-run evaluations (`Method.selection_subset`): the subset
+    exists, evaluations happen, the run is not distributed; selecting on the test subset is warned about."""
+    subset = method.selection_subset
+    if subset is None:
+        return
+    if subset not in data.gt.subsets:
+        raise InputError(f"{method.selection_key}={subset!r}: the ground truth has no subset '{subset}' "
+                         f"(subsets: {', '.join(sorted(data.gt.subsets))})")
+    if distributed_run:
+        raise InputError(f"{method.selection_key}={subset!r} is not supported with several processes (DDP)")
+    if not config.train.eval_every:
+        log.warning("%s=%s: train.eval_every is 0, so no evaluation selects weights; the last ones are kept",
+                    method.selection_key, subset)
+    elif subset == config.data.test_subset:
+        log.warning("%s=%s selects weights on the test subset (as the official code does): its test mAP is "
+                    "optimistic; name a validation subset of the ground truth instead", method.selection_key, subset)
+
+
 class Trainer:
     """Owns one run: data, method, optimizer, sampler, logs."""
 
@@ -202,6 +221,8 @@ class Trainer:
         check_batch_memory(config, self.data.train.dim, int(self.data.train.n_snippets.max()), method, self.device)
         if self.dist.is_main:
             warn_plan(config, len(self.data.train), self.steps, method)
+        self._selection_sets: dict[str, PointDataset] = {}
+        check_selection(config, self.data, method, self.dist.enabled)
         self._prepare_run_dir(saved)
         self.phase = phase_at(self.starts, self.state.step - 1) if self.state.step else 0
         self.sampler = self._sampler(self.phase)
@@ -350,6 +371,7 @@ class Trainer:
         if self.dist.is_main:
             started = time.perf_counter()
             record, predictions = evaluate_model(self.state.method, self.data, self.config, self.device, self.state.step)
+            self._report_selection(record)
             log.info("step %d: %s (%.1f s)", self.state.step, summary_line(record), time.perf_counter() - started)
             self.logs.record(record)
             if self.state.best is None or record["average"] > self.state.best:
@@ -361,6 +383,25 @@ class Trainer:
                 self._write_predictions(predictions)
         distributed.barrier(self.dist)
         return record
+
+    def _report_selection(self, record: dict) -> None:
+        """Tell the method how the current weights score on the subset it selects by (`selection_subset`)."""
+        method = self.state.method
+        subset = method.selection_subset
+        if subset is None:
+            return
+        if subset == self.config.data.test_subset:
+            average = record["average"]
+        else:
+            if subset not in self._selection_sets:
+                d = self.config.data
+                self._selection_sets[subset] = (self.data.train if subset == d.train_subset else
+                                                build_dataset(self.data.gt, subset, self.data.store, d.fps, d.stride))
+            dataset = self._selection_sets[subset]
+            predictions = run_predictions(method, dataset, self.config, self.device, self.data.classes)
+            average = evaluate_predictions(self.data.gt, dataset.video_ids, predictions, self.config.eval.tiou)["average"]
+            method.train()
+        method.observe_evaluation(self.state.step, subset, float(average))
 
     def _write_predictions(self, predictions) -> None:
         protocol = self.data.protocol.to_json()

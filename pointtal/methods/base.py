@@ -16,7 +16,10 @@ Schedule
   * `refresh_due(step)` / `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net anchor
     expansion); `predict_cas()` returns `scores().cas` of every training snippet, (N, C+1) in the dataset's
     flat layout;
-  * `plan_notes(steps)` -> warnings about the method's options against the run's length.
+  * `plan_notes(steps)` -> warnings about the method's options against the run's length;
+  * `selection_subset` -> a subset of the ground truth whose in-run evaluations (every `train.eval_every`
+    steps) the method hears of through `observe_evaluation(step, subset, average)` (HR-Pro keeps the best
+    stage-1 weights), or None.
 Computation
   * `forward(features, mask, **batch.extras)` -> a small named output (any object `loss`/`scores` accept);
   * `loss(output, batch, step)` -> dict of scalar tensors, key "total" is optimised, the rest are logged;
@@ -115,6 +118,7 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = object
+    selection_key: ClassVar[str] = ""  # the option that sets `selection_subset` (named in messages)
 
     def __init__(self, options: Any, in_dim: int, n_classes: int):
         super().__init__()
@@ -161,6 +165,15 @@ class Method(nn.Module):
     def plan_notes(self, steps: int) -> list[str]:
         """Warnings about this method's options for a run of `steps` steps (logged once)."""
         return []
+
+    @property
+    def selection_subset(self) -> str | None:
+        """The subset whose in-run evaluations `observe_evaluation` receives now, or None (the default)."""
+        return None
+
+    def observe_evaluation(self, step: int, subset: str, average: float) -> None:
+        """The average mAP on `selection_subset` of the weights after `step` steps (before the checkpoint of
+        that evaluation is written, so what the method keeps is resumed exactly)."""
 
     # ------------------------------------------------------------------ computation
     def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> Any:

@@ -6,7 +6,8 @@ The engine drives this class through the `Method` contract only, in two phases:
     online memory, a temporal conv embedding and a sigmoid classifier with a background column; losses are
     the focal point loss on action points, the focal background loss on background seeds and the
     prototype contrastive loss (plus a video loss whose official weight is 0). `start_phase(0)` fills the
-    memory with the mean embedding of each class's points; `loss` updates it with the action seeds.
+    memory with the mean embedding of each class's points; the action seeds update it, video by video in
+    `forward` (`memory_update` "video", the official) or after the batch in `loss` ("batch").
   * phase 1 "instance" (stage 2, `stage2_epochs` epochs of `stage2_batch_size` videos at `stage2_lr`):
     `start_phase(1)` freezes stage 1 and runs the reliability ranking on the training videos (stage-1
     proposals, the proposal each point trusts most = pseudo label, random background proposals); the
@@ -21,6 +22,7 @@ of every (C+1)-wide tensor is background), M proposals and K pseudo labels per v
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.data.dataset import PerturbSampler, PointDataset, batch_videos, gather_batch
+from pointtal.data.dataset import CropSampler, PerturbSampler, PointDataset, gather_batch, step_videos
 from pointtal.errors import InputError
 from pointtal.localization.hrpro import (
     AGNOSTIC_THRESHOLDS,
@@ -53,6 +55,8 @@ from pointtal.methods.base import (
 )
 from pointtal.methods.layers import masked_topk_mean
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -63,19 +67,36 @@ class Options:
       an integer N draws the official random_perturb of N snippets from longer videos and keeps shorter ones
       whole, as the code's dataset does. Whole-video attention runs in groups of similar length (no change
       to any output; see `SnippetModel.forward`).
-    * Stage 2 starts from the final stage-1 weights; the official code keeps the stage-1 checkpoint with the
-      best test mAP (model selection on the test set) and ranks with it.
-    * The official stage 1 runs one video per forward and updates the memory after each video, so the
-      forward and loss of a step's video b see b earlier updates; here a step's whole batch sees the memory
-      of the step's start, and the per-video updates are then applied in batch order (the same sequence of
-      momentum updates, `memory_update`). Each update moves the memory by `memory_momentum` = 0.001.
-    * Points are snippets: a point's time in the ranking is its snippet's centre (the official uses the
-      clicked frame's time); multi-class snippets give one point per class.
+    * Stage-1 video order (`video_order`): the official main.py re-creates its shuffled loader iterator every
+      n_videos // batch_size steps and reads batch_size videos a step, so the remainder of each shuffle is not
+      read ("iterator", default; seeded permutations); "stream": a seeded stream of per-epoch permutations.
+    * Stage-1 model selection (`stage1_selection`): the official code evaluates stage 1 on the test set every
+      test_iter (50) steps and ranks with the checkpoint of the best test mAP -- model selection on the test
+      set. "last" (default) ranks with the final stage-1 weights; a subset name (the official: "test", which
+      the trainer warns about; or a validation subset of the ground truth, or the training subset) keeps the
+      stage-1 weights of that subset's best in-run evaluation (every `train.eval_every` steps) and stage 2
+      starts from them. Not with DDP.
+    * Memory updates (`memory_update`): the official stage 1 runs one video per forward and updates the memory
+      after each, so the forward and contrastive loss of a step's video b see the updates of videos 0..b-1.
+      "video" (default) does exactly that (one forward per video in training, the points and labels reach
+      `forward` in the batch's extras); "batch" lets a step's whole batch see the memory of the step's start
+      and applies the per-video updates after it, in batch order (one batched forward); "none" freezes the
+      memory. Each update moves the memory by `memory_momentum` = 0.001.
+    * Contrastive regions (`contrastive_regions`): the official `extract_region_feat` ends a seed run that
+      reaches the video's end at T-2, so the video's last snippet never enters a prototype similarity and a
+      one-snippet run at the end is dropped ("code", default); "all" averages over every seed.
+    * Point times in the ranking (`ranking_point_time`): the official matches proposals to each click's exact
+      time (frame / fps); "exact" (default) uses the time the point file gives (`PointDataset.point_times`),
+      one point per click; "centre" puts one point per labelled (snippet, class) at the snippet's centre
+      (up to half a snippet away). Datasets without times fall back to "centre".
     * Soft-NMS overlap uses `end - start + soft_nms_offset`: the official adds 1 to lengths in seconds; the
       default 1.5625 snippets is 1 s at 25 fps / stride 16 (THUMOS14).
     * Negative proposals come from a seeded generator in bounded rounds (the official loop is unbounded);
-      stage-2 epochs are `ceil(n_videos / stage2_batch_size)` steps over a seeded video stream (the official
-      drops the last incomplete batch of each epoch); proposals are not rounded to 1e-3 snippets.
+      proposals are not rounded to 1e-3 snippets.
+    * Stage-2 epochs (`stage2_drop_last`): the official loader shuffles every epoch and drops its last
+      incomplete batch: n_videos // stage2_batch_size steps an epoch (True, default; one batch of every video
+      when there are fewer than a batch, where the official loader has none and fails); False: ceil(n / batch)
+      steps over a seeded stream of per-epoch permutations.
     * The official training forward also scores the refined proposals (unused by any loss): skipped.
     * THUMOS14's ambiguous-segment filter is the evaluator's job here, not the method's.
     * Cosine similarities use F.normalize (eps 1e-12): a zero vector gives 0, not NaN as in the official.
@@ -88,6 +109,7 @@ class Options:
 
     # --- stage 1 batches
     num_segments: int | None = None  # None: whole videos (official num_segments -1); N: random_perturb to N
+    video_order: Literal["iterator", "stream"] = "iterator"  # official: a new shuffle every n // batch steps
     # --- stage 1 network
     r_act: int = 8  # top-k pooling: k = max(1, floor(T / r_act))
     dropout: float = 0.7  # before the classifier (and in the I-model's fusion layer)
@@ -97,6 +119,7 @@ class Options:
     dim_feedforward: int = 128
     attention_dropout: float = 0.1
     prototype_tokens: Literal["code", "rows"] = "code"
+    contrastive_regions: Literal["code", "all"] = "code"  # code: extract_region_feat drops each video's last snippet
     # --- stage 1 losses and memory
     weight_video: float = 0.0  # lambdas[0]
     weight_frame: float = 0.5  # lambdas[1]: focal loss on action points
@@ -104,7 +127,7 @@ class Options:
     weight_contrastive: float = 1.0  # lambdas[3]
     temperature: float = 0.1  # contrastive similarity temperature
     memory_momentum: float = 0.001
-    memory_update: Literal["sequential", "none"] = "sequential"
+    memory_update: Literal["video", "batch", "none"] = "video"  # video: the official per-video forward + update
     seed_act_thresh: float = 0.1  # pseudo action snippets: background score <= this next to a point
     seed_bkg_thresh: float = 0.95  # background seeds: background score >= this
     # --- inference / proposal generation
@@ -120,6 +143,8 @@ class Options:
     stage2_epochs: int = 20
     stage2_batch_size: int = 10
     stage2_lr: float = 5e-5
+    stage2_drop_last: bool = True  # the official loader drops each epoch's last incomplete batch
+    stage1_selection: str = "last"  # "last": final stage-1 weights; a subset: its best in-run evaluation (official: test)
     weight_loss_score: float = 1.0
     weight_loss_reg: float = 1.0
     max_proposal: int = 1000  # training proposals per video (random subset beyond)
@@ -127,10 +152,12 @@ class Options:
     roi_extension: float = 0.25  # proposals are widened by this fraction on each side before RoI pooling
     iou_thresh: float = 0.3
     negative_ratio: float = 0.5  # negative proposals per video = int(ratio * stage-1 proposals)
+    ranking_point_time: Literal["exact", "centre"] = "exact"  # a point's time in the ranking (official: frame / fps)
 
     def __post_init__(self):
         check_options(self, [
             (self.num_segments is None or self.num_segments > 0, "num_segments", "must be > 0 (or null)"),
+            (self.video_order in ("iterator", "stream"), "video_order", "must be 'iterator' or 'stream'"),
             (self.r_act >= 1, "r_act", "must be >= 1"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.rab_layers >= 0, "rab_layers", "must be >= 0"),
@@ -142,9 +169,11 @@ class Options:
                 "weight_video", "weight_frame", "weight_frame_bkg", "weight_contrastive", "weight_loss_score",
                 "weight_loss_reg")),
             (self.temperature > 0.0, "temperature", "must be > 0"),
+            (self.contrastive_regions in ("code", "all"), "contrastive_regions", "must be 'code' or 'all'"),
             (0.0 <= self.memory_momentum <= 1.0, "memory_momentum", "must be in [0, 1]"),
             (0.0 <= self.seed_act_thresh <= 1.0, "seed_act_thresh", "must be in [0, 1] (a probability)"),
             (0.0 <= self.seed_bkg_thresh <= 1.0, "seed_bkg_thresh", "must be in [0, 1] (a probability)"),
+            (self.memory_update in ("video", "batch", "none"), "memory_update", "must be 'video', 'batch' or 'none'"),
             (self.scale >= 1, "scale", "must be >= 1"),
             (0.0 <= self.class_thresh <= 1.0, "class_thresh",
              "must be in [0, 1] (video scores are probabilities)"),
@@ -158,11 +187,13 @@ class Options:
             (self.stage2_epochs >= 0, "stage2_epochs", "must be >= 0"),
             (self.stage2_batch_size >= 1, "stage2_batch_size", "must be >= 1"),
             (self.stage2_lr > 0.0, "stage2_lr", "must be > 0"),
+            (bool(self.stage1_selection), "stage1_selection", "must be 'last' or the name of a subset"),
             (self.max_proposal >= 1, "max_proposal", "must be >= 1"),
             (self.roi_size >= 6, "roi_size", "must be >= 6 (start, centre and end bins)"),
             (self.roi_extension >= 0.0, "roi_extension", "must be >= 0"),
             (0.0 <= self.iou_thresh <= 1.0, "iou_thresh", "must be in [0, 1]"),
             (self.negative_ratio >= 0.0, "negative_ratio", "must be >= 0"),
+            (self.ranking_point_time in ("exact", "centre"), "ranking_point_time", "must be 'exact' or 'centre'"),
         ])
 
 
@@ -175,6 +206,7 @@ class SnippetOutput:
     embedded: torch.Tensor  # (B, T, D) embedded snippet features
     features: torch.Tensor  # (B, T, D) the input features (the I-model pools them)
     mask: torch.Tensor  # (B, T) bool
+    memory: torch.Tensor | None = None  # (B, C, D) the memory each video saw (memory_update "video"), else None
 
 
 @dataclass
@@ -361,27 +393,36 @@ def focal_frame_loss(cas: torch.Tensor, target: torch.Tensor, weight: torch.Tens
 
 def contrastive_loss(embedded: torch.Tensor, prototypes: torch.Tensor, act_seed: torch.Tensor,
                      bkg_seed: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                     temperature: float) -> torch.Tensor:
+                     temperature: float, regions: str = "code") -> torch.Tensor:
     """Per-video prototype contrastive loss (B,).
 
     sim_k(region) = mean over the region's snippets of exp(cos(embedding, prototype_k) / temperature). For each
     labelled class c with action seeds: 0.5 * -log(a_c / sum_k a_k) + 0.5 * -log(a_c / (a_c + g_c)), a =
     sim(class-c seeds), g = sim(background seeds); summed and divided by the number of labelled classes.
     As the official `extract_region_feat`, a seed set covering none or all of the video counts as absent;
-    a video without background seeds gives 0.
+    a video without background seeds gives 0. `regions` "code" reads the seed runs as that function does:
+    a run reaching the video's end stops one snippet early (its range ends at T-2), so the last snippet
+    never counts and a one-snippet run at the end is dropped; a seed set left empty by that is absent too.
+    "all" averages over every seed. prototypes (C, D) shared, or (B, C, D): the memory each video saw.
     """
     valid = mask.sum(1, keepdim=True)  # (B, 1)
-    sim = torch.exp(F.normalize(embedded, dim=-1) @ F.normalize(prototypes, dim=-1).t() / temperature)  # (B,T,C)
-    n_act = act_seed.sum(1)  # (B, C)
+    protos = F.normalize(prototypes, dim=-1)
+    protos = protos.t() if protos.dim() == 2 else protos.transpose(1, 2)  # (D, C) or (B, D, C)
+    sim = torch.exp(F.normalize(embedded, dim=-1) @ protos / temperature)  # (B, T, C)
+    n_act, n_bkg = act_seed.sum(1), bkg_seed.sum(1, keepdim=True)  # (B, C), (B, 1): the runs' changes
+    changes_act, changes_bkg = (n_act > 0) & (n_act < valid), (n_bkg > 0) & (n_bkg < valid)
+    if regions == "code":
+        before_end = (torch.arange(mask.shape[1], device=mask.device) < valid - 1).to(act_seed.dtype)  # (B, T)
+        act_seed, bkg_seed = act_seed * before_end.unsqueeze(-1), bkg_seed * before_end
+        n_act, n_bkg = act_seed.sum(1), bkg_seed.sum(1, keepdim=True)
     a = torch.einsum("btc,btk->bck", act_seed, sim) / n_act.clamp(min=1).unsqueeze(-1)  # (B, C, C)
-    n_bkg = bkg_seed.sum(1, keepdim=True)  # (B, 1)
     g = torch.einsum("bt,btk->bk", bkg_seed, sim) / n_bkg.clamp(min=1)  # (B, C)
-    present = (labels > 0) & (n_act > 0) & (n_act < valid)  # (B, C)
+    present = (labels > 0) & changes_act & (n_act > 0)  # (B, C)
     own = torch.where(present, torch.diagonal(a, dim1=1, dim2=2), 1.0)  # (B, C); 1 keeps absent terms finite
     term = 0.5 * -torch.log(own / torch.where(present, a.sum(-1), 1.0)) + 0.5 * -torch.log(
         own / torch.where(present, own + g, 1.0))
     per_video = torch.where(present, term, 0).sum(1) / labels.sum(1).clamp(min=1)
-    has_bkg = (n_bkg[:, 0] > 0) & (n_bkg < valid)[:, 0]
+    has_bkg = (changes_bkg & (n_bkg > 0))[:, 0]
     return torch.where(has_bkg, per_video, 0)
 
 
@@ -513,6 +554,28 @@ def instance_losses(output: InstanceOutput, proposals: torch.Tensor, proposal_ma
 
 
 # ----------------------------------------------------------------------------- stage 2 batches
+def stage2_steps_per_epoch(n_videos: int, o: Options) -> int:
+    """Stage-2 steps per epoch: full batches only (drop_last, the official; one batch of every video when there
+    are fewer than a batch, where the official loader has none), or ceil(n / batch) over a video stream."""
+    if o.stage2_drop_last:
+        return max(1, n_videos // o.stage2_batch_size)
+    return math.ceil(n_videos / o.stage2_batch_size)
+
+
+@dataclass(frozen=True)
+class WithPoints:
+    """A stage-1 sampler whose batches also carry the action points (B, T, C) and video labels (B, C) in
+    `extras`, so the per-video memory updates can run in `forward`."""
+
+    sampler: Any
+
+    def __call__(self, step: int, rank: int = 0, world: int = 1):
+        batch = self.sampler(step, rank, world)
+        batch.extras = {**batch.extras, "points": ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float(),
+                        "labels": batch.video_labels[:, 1:].float()}
+        return batch
+
+
 @dataclass
 class TrainingProposals:
     """Stage-2 training data of every training video, flat with offsets (the ranking's result)."""
@@ -534,9 +597,11 @@ class ProposalSampler:
     seed: int
     data: TrainingProposals
     max_proposal: int
+    drop_last: bool = False  # each epoch a fresh permutation cut into full batches (the official loader)
 
     def __call__(self, step: int, rank: int = 0, world: int = 1):
-        videos = batch_videos(len(self.dataset), self.batch_size, self.seed, step)[rank::world]
+        order = "iterator" if self.drop_last else "stream"  # drop_last: the official loader, re-shuffled each epoch
+        videos = step_videos(len(self.dataset), self.batch_size, self.seed, step, order)[rank::world]
         rng = np.random.default_rng([self.seed, step, 11])
         lengths = self.dataset.n_snippets[videos]
         snippet = np.arange(lengths.max())[None, :].repeat(len(videos), 0)
@@ -575,6 +640,7 @@ class HRPro(Method):
 
     name = "hrpro"
     Options = Options
+    selection_key = "method.stage1_selection"
 
     def __init__(self, options: Options, in_dim: int, n_classes: int):
         super().__init__(options, in_dim, n_classes)
@@ -584,13 +650,16 @@ class HRPro(Method):
         self.instance = InstanceModel(in_dim, options.dropout, options.roi_size, options.roi_extension)
         self.stage2_ready = False
         self.training_proposals: TrainingProposals | None = None
+        # stage1_selection: the stage-1 weights (snippet state dict) of the best evaluation so far, its step and mAP
+        self.stage1_best: dict[str, torch.Tensor] | None = None
+        self.stage1_best_step, self.stage1_best_score = -1, -math.inf
 
     # ------------------------------------------------------------------ schedule
     def phases(self, train: Any, n_videos: int) -> tuple[Phase, ...]:
         o = self.options
         first = Phase("snippet", schedule_steps(train.steps, train.epochs, n_videos, train.batch_size), train.lr,
                       train.batch_size, train.weight_decay)
-        second = Phase("instance", o.stage2_epochs * math.ceil(n_videos / o.stage2_batch_size), o.stage2_lr,
+        second = Phase("instance", o.stage2_epochs * stage2_steps_per_epoch(n_videos, o), o.stage2_lr,
                        o.stage2_batch_size, train.weight_decay)
         return first, second
 
@@ -600,33 +669,64 @@ class HRPro(Method):
         self.snippet.requires_grad_(False)
         return list(self.instance.parameters())
 
+    @property
+    def selection_subset(self) -> str | None:
+        """Stage 1 with `stage1_selection` naming a subset: the engine reports its in-run evaluations."""
+        o = self.options
+        return None if o.stage1_selection == "last" or self.stage2_ready else o.stage1_selection
+
+    def observe_evaluation(self, step: int, subset: str, average: float) -> None:
+        """Keep the stage-1 weights (and memory) of the best evaluation so far (the official keeps the
+        checkpoint of the best test mAP and ranks with it); ties keep the earlier one, as the official `>`."""
+        if average > self.stage1_best_score:
+            self.stage1_best = {k: v.detach().clone() for k, v in self.snippet.state_dict().items()}
+            self.stage1_best_step, self.stage1_best_score = step, average
+
     def start_phase(self, index: int, context: PhaseContext) -> None:
         if index == 0:
             self.init_memory(context.dataset, context.device, context.batch_size)
         else:
+            if self.stage1_best is not None:  # stage1_selection: stage 2 starts from the selected stage-1 weights
+                self.snippet.load_state_dict(self.stage1_best)
+                log.info("stage 2 starts from the stage-1 weights after step %d (average mAP %.2f on '%s', "
+                         "method.stage1_selection)", self.stage1_best_step, self.stage1_best_score,
+                         self.options.stage1_selection)
+                self.stage1_best = None
             self.snippet.requires_grad_(False)
             self.training_proposals = self.rank_proposals(context.dataset, context.device, context.batch_size,
                                                           int(torch.randint(2**31 - 1, ())))
             self.stage2_ready = True
 
     def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0):
-        if phase == 0 and self.options.num_segments is None:
-            return super().training_sampler(dataset, batch_size, seed, phase)
-        if phase == 0:  # the official random_perturb; a video of at most N snippets stays whole
-            return PerturbSampler(dataset, batch_size, seed, self.options.num_segments, keep_short=True)
+        """Stage 1: whole videos or the official random_perturb (with the points and labels in `extras` when the
+        memory is updated per video, so `forward` can update it between videos); stage 2: proposal batches."""
+        o = self.options
+        if phase == 0:
+            if o.num_segments is None:
+                sampler = CropSampler(dataset, batch_size, seed, (int(dataset.n_snippets.max()),), o.video_order)
+            else:  # the official random_perturb; a video of at most N snippets stays whole
+                sampler = PerturbSampler(dataset, batch_size, seed, o.num_segments, keep_short=True, order=o.video_order)
+            return WithPoints(sampler) if o.memory_update == "video" else sampler
         if self.training_proposals is None:
             raise RuntimeError("HR-Pro stage 2 needs the ranking of start_phase(1) (or a checkpoint holding it)")
-        return ProposalSampler(dataset, batch_size, seed, self.training_proposals, self.options.max_proposal)
+        return ProposalSampler(dataset, batch_size, seed, self.training_proposals, o.max_proposal,
+                               o.stage2_drop_last)
 
     # ------------------------------------------------------------------ checkpoint state
     def get_extra_state(self) -> dict:
         state: dict[str, Any] = {"stage2_ready": self.stage2_ready}
+        if self.stage1_best is not None:
+            state.update(stage1_best=self.stage1_best, stage1_best_step=self.stage1_best_step,
+                         stage1_best_score=self.stage1_best_score)
         if self.training_proposals is not None:
             state.update({k: getattr(self.training_proposals, k) for k in TrainingProposals.__dataclass_fields__})
         return state
 
     def set_extra_state(self, state: dict) -> None:
         self.stage2_ready = bool(state.get("stage2_ready", False))
+        self.stage1_best = state.get("stage1_best")
+        self.stage1_best_step = int(state.get("stage1_best_step", -1))
+        self.stage1_best_score = float(state.get("stage1_best_score", -math.inf))
         if "proposals" in state:
             self.training_proposals = TrainingProposals(
                 **{k: state[k] for k in TrainingProposals.__dataclass_fields__})
@@ -681,14 +781,27 @@ class HRPro(Method):
             for row, v in enumerate(videos):  # proposal generation is per video (numpy), as at inference
                 n = int(dataset.n_snippets[v])
                 raw = self._stage1_raw(cas[row, :n], vid[row])
-                time, label = np.nonzero(point_rows[row, :n])
-                matched = match_points(raw, time + 0.5, label + 1)
+                time, label = self.ranking_points(dataset, int(v), point_rows[row, :n])
+                matched = match_points(raw, time, label)
                 matched = matched[matched >= 0]
                 rng = np.random.default_rng([seed, int(v)])
                 negative = negative_proposals(seeds[row, :n], int(o.negative_ratio * len(raw)), rng)
                 proposals.append(np.concatenate([np.column_stack([raw.start, raw.end]), negative[:, :2]]))
                 pseudo.append(np.column_stack([raw.start[matched], raw.end[matched]]))
         return TrainingProposals(*_flat(proposals), *_flat(pseudo))
+
+    def ranking_points(self, dataset: PointDataset, video: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A video's action points for the ranking: (times (P,) in snippet units, sorted; classes 1..C (P,)).
+
+        `ranking_point_time` "exact": each point at the time its file gives (the official frame / fps), from
+        `dataset.point_times`; "centre" (or a dataset without times): one point per labelled (snippet, class)
+        of the point rows (T, C) at the snippet's centre."""
+        times = dataset.point_times
+        if self.options.ranking_point_time == "exact" and times is not None:
+            position, label = times.of_video(video)
+            return position[label > 0], label[label > 0]
+        snippet, label = np.nonzero(rows)
+        return snippet + 0.5, label + 1
 
     # ------------------------------------------------------------------ computation
     def _snippet_forward(self, features: torch.Tensor, mask: torch.Tensor) -> SnippetOutput:
@@ -698,10 +811,39 @@ class HRPro(Method):
         return SnippetOutput(fused, scores[..., 1:], embedded, features, mask)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> Any:
-        """Stage 1 on (B, T, D) features; with `proposals` (B, M, 2) in extras (stage-2 batches) the I-model."""
+        """Stage 1 on (B, T, D) features; with `proposals` (B, M, 2) in extras (stage-2 batches) the I-model;
+        in training with `points` (B, T, C) and `labels` (B, C) in extras (memory_update "video") one video at
+        a time, updating the memory after each (`_forward_per_video`)."""
         if "proposals" in extras:
             return self.instance(features, mask.sum(1), extras["proposals"])
+        if "points" in extras and self.training and self.options.memory_update == "video":
+            return self._forward_per_video(features, mask, extras["points"], extras["labels"])
         return self._snippet_forward(features, mask)
+
+    def _forward_per_video(self, features: torch.Tensor, mask: torch.Tensor, points: torch.Tensor,
+                           labels: torch.Tensor) -> SnippetOutput:
+        """The official stage-1 step: video b's forward (and contrastive loss) sees the memory after the
+        updates of videos 0..b-1 of the step; after it, its action seeds (from its own CAS) update the memory.
+        A loop over the batch's videos, as the official loop over single-video forwards."""
+        o = self.options
+        b, t, _ = features.shape
+        parts, memories = [], []
+        for row in range(b):  # inherently sequential: each forward reads the memory the previous one wrote
+            n = int(mask[row].sum())
+            memories.append(self.snippet.prototypes)
+            one = self._snippet_forward(features[row : row + 1, :n], mask[row : row + 1, :n])
+            act_seed, _ = select_seeds(one.cas[..., 0].detach().float(), points[row : row + 1, :n].float(),
+                                       mask[row : row + 1, :n], o.seed_act_thresh, o.seed_bkg_thresh)
+            self.snippet.prototypes = sequential_memory_update(
+                self.snippet.prototypes, one.embedded.detach().float(), act_seed, labels[row : row + 1].float(),
+                o.memory_momentum)
+            parts.append(one)
+
+        def stack(name: str) -> torch.Tensor:  # (B, T, W), zeros past each video's end
+            return torch.cat([F.pad(getattr(p, name), (0, 0, 0, t - p.mask.shape[1])) for p in parts])
+
+        return SnippetOutput(stack("cas"), stack("class_scores"), stack("embedded"), features, mask,
+                             torch.stack(memories))
 
     def loss(self, output: Any, batch: Any, step: int) -> dict[str, torch.Tensor]:
         if isinstance(output, InstanceOutput):
@@ -729,9 +871,10 @@ class HRPro(Method):
         background_target[..., 0] = 1
         frame_bkg = focal_frame_loss(cas, background_target, bkg_seed)
         embedded = output.embedded.float()
-        contrast = contrastive_loss(embedded, self.snippet.prototypes, act_seed, bkg_seed, labels, mask,
-                                    o.temperature)
-        if o.memory_update == "sequential" and self.training:
+        memory = self.snippet.prototypes if output.memory is None else output.memory  # (C, D) or (B, C, D)
+        contrast = contrastive_loss(embedded, memory, act_seed, bkg_seed, labels, mask,
+                                    o.temperature, o.contrastive_regions)
+        if o.memory_update != "none" and output.memory is None and self.training:
             self.snippet.prototypes = sequential_memory_update(self.snippet.prototypes, embedded.detach(), act_seed,
                                                                labels, o.memory_momentum)
         losses = {"video": video.mean(), "frame": frame.mean(), "frame_bkg": frame_bkg.mean(),

@@ -8,8 +8,9 @@ The engine drives this class through the `Method` contract only:
     embedding (ReLU) and a 1x1 conv classifier without bias, dropout 0.7 between;
   * `loss` -> {"total", "video", "point", "point_bkg", "score", "feature"} (weights `lambdas`, official [1, .5, 1, 1, 1]);
   * `refresh_due` / `refresh_labels` -> the optimal sequence search over every training video after each
-    `search_freq` steps; its dense pseudo labels are training state (`get_extra_state`), so `--resume`
-    restores them without searching again;
+    `search_freq` steps; its dense pseudo labels reach training when the official loader would see them
+    (`label_delay`: at the next re-creation of its data iterator, the default, or at once). Labels in use and
+    labels waiting are training state (`get_extra_state`), so `--resume` restores both without searching again;
   * `scores` / `localize` -> the official test.py post-processing (pointtal/localization/lacp.py).
 
 Shapes: B videos, T snippets (padded; `mask` marks real ones), D feature width, H embedding width, C action
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.data.dataset import PerturbSampler, perturb_index
+from pointtal.data.dataset import CropSampler, PerturbSampler, perturb_index
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
 from pointtal.methods.layers import masked_topk_mean
@@ -48,9 +49,11 @@ class Options:
       num_segments=-1, so its random_perturb sampling is the identity): None, the default. An integer N
       samples N snippets per training video as the code's random_perturb would (one random snippet between
       the floors of consecutive bin starts, both ends included; `PerturbSampler`); inference and the search
-      stay on whole videos, as the code's test loader and search always use num_segments=-1. Videos come in
-      pointtal's seeded stream of per-epoch permutations (the code reshuffles its loader every
-      len(videos) // 16 steps and so skips the remainder of each epoch).
+      stay on whole videos, as the code's test loader and search always use num_segments=-1.
+    * Video order (`video_order`): the official main.py re-creates its shuffled loader iterator every
+      len(train) // batch_size steps and reads batch_size videos a step, so the remainder of each shuffle is
+      never read ("iterator", default; seeded permutations); "stream" reads a seeded stream of per-epoch
+      permutations, every video once an epoch.
     * Sequence search (`search`): the official code approximates the arg-max of the sequence score (mean
       outer-inner contrast of the segments of a seed-consistent sequence) by a frame-by-frame beam search
       keeping `budget` = 25 hypotheses and dropping partial scores < `search_prune` = 0.1 ("beam", default;
@@ -63,6 +66,14 @@ class Options:
     * Feature-contrastive loss (`feature_classes`): the official loop overwrites the per-class loss, so only the
       last ground-truth class (in class order) with >= 2 action segments counts ("last", default); "mean"
       averages over all such classes (the paper's sum over classes, normalised).
+    * When a search's labels take effect (`label_delay`): the official main.py loads its training videos with
+      `num_workers=2` (options.py default); each worker holds a copy of the dataset made when the iterator is
+      created, every `len(train) // batch_size` steps (12 on THUMOS14), so the labels a search writes reach
+      training only at the next re-creation: training reads labels 1-14 steps old and one search in six is
+      never read. "iterator" (default: what produced the published numbers) reproduces that: a search's
+      labels wait until the next step s with s % max(1, len(train) // batch_size) == 0 (the sampler's batch
+      size; pointtal step s is the official step s + 1). "immediate" uses each search from the next step, as
+      the official code does with `num_workers=0`.
     * Official run-boundary quirk (kept): the contrastive losses read runs of the pseudo labels with the
       video's last snippet dropped (the code's range_idx ends at T-2), so a final run of one snippet is
       ignored. Classes whose pseudo labels never change are skipped, as in the code.
@@ -77,6 +88,7 @@ class Options:
 
     # --- batches (main.py, thumos_features.py)
     num_segments: int | None = None  # None: whole videos (official); N: random_perturb to N snippets in training
+    video_order: Literal["iterator", "stream"] = "iterator"  # official: a new shuffle every len(train) // batch steps
     # --- network (model.py)
     hidden: int = 2048  # embedding width H (kernel-3 conv + ReLU)
     dropout: float = 0.7
@@ -96,6 +108,7 @@ class Options:
     bkg_thresh: float = 0.95  # pseudo background points: P(background) >= bkg_thresh
     search_freq: int = 10  # search after every search_freq steps (before step s with s % search_freq == 0)
     search_start: int = 10  # first step whose batch may use a search (the code: after step 10)
+    label_delay: Literal["iterator", "immediate"] = "iterator"  # official loader workers: labels wait for a new iterator
     search: Literal["beam", "exact"] = "beam"  # the official beam search, or the exact arg-max (DP)
     budget: int = 25  # beam: hypotheses kept after each frame (ties at the cut kept, up to 2 * budget)
     search_prune: float = 0.1  # beam: partial sequences scoring below this are dropped (the best always stays)
@@ -112,6 +125,7 @@ class Options:
     def __post_init__(self):
         check_options(self, [
             (self.num_segments is None or self.num_segments > 0, "num_segments", "must be > 0 (or null)"),
+            (self.video_order in ("iterator", "stream"), "video_order", "must be 'iterator' or 'stream'"),
             (self.hidden > 0, "hidden", "must be > 0"),
             (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
             (self.r_act > 0, "r_act", "must be > 0"),
@@ -125,6 +139,7 @@ class Options:
             (0.0 <= self.bkg_thresh <= 1.0, "bkg_thresh", "must be in [0, 1] (a probability)"),
             (self.search_freq > 0, "search_freq", "must be > 0"),
             (self.search in ("beam", "exact"), "search", "must be 'beam' or 'exact'"),
+            (self.label_delay in ("iterator", "immediate"), "label_delay", "must be 'iterator' or 'immediate'"),
             (self.budget > 0, "budget", "must be > 0"),
             (self.search_start >= 0, "search_start", "must be >= 0"),
             (self.search_prune <= 1.0, "search_prune",
@@ -725,28 +740,50 @@ class LACP(Method):
         self.net = LACPNet(in_dim, options.hidden, n_classes + 1, options.dropout)
         self.pseudo = torch.zeros((0, n_classes), dtype=torch.bool)  # (N, C) dense pseudo labels, flat layout
         self.offsets = torch.zeros(0, dtype=torch.long)  # (V+1,) the layout of `pseudo` (empty: no search yet)
+        # label_delay "iterator": the latest search's labels (N, C) and layout (V+1,), waiting for the next
+        # re-creation of the official data iterator (empty: nothing waiting)
+        self.pending = torch.zeros((0, n_classes), dtype=torch.bool)
+        self.pending_offsets = torch.zeros(0, dtype=torch.long)
+        self.iterator_steps = 1  # steps between the official iterator's re-creations (set by `training_sampler`)
 
     # state of the search: carried by checkpoints (weights_only-safe), restored by --resume
     def get_extra_state(self) -> dict:
-        return {"pseudo": self.pseudo.to(torch.uint8).cpu(), "offsets": self.offsets.cpu()}
+        return {"pseudo": self.pseudo.to(torch.uint8).cpu(), "offsets": self.offsets.cpu(),
+                "pending": self.pending.to(torch.uint8).cpu(), "pending_offsets": self.pending_offsets.cpu()}
 
     def set_extra_state(self, state: dict) -> None:
         self.pseudo = state["pseudo"].bool()
         self.offsets = state["offsets"].long()
+        self.pending = state.get("pending", torch.zeros((0, self.n_classes), dtype=torch.uint8)).bool()
+        self.pending_offsets = state.get("pending_offsets", torch.zeros(0, dtype=torch.long)).long()
 
     def training_sampler(self, dataset: Any, batch_size: int, seed: int, phase: int = 0) -> Callable:
-        """Whole videos (the official setting), or `num_segments` snippets per video by random_perturb."""
-        if self.options.num_segments is None:
-            return super().training_sampler(dataset, batch_size, seed, phase)
-        return PerturbSampler(dataset, batch_size, seed, self.options.num_segments)
+        """Whole videos (the official setting), or `num_segments` snippets per video by random_perturb.
+        Also fixes `iterator_steps` = max(1, len(dataset) // batch_size), the official main.py's steps
+        between re-creations of its data iterator (`label_delay`)."""
+        self.iterator_steps = max(1, len(dataset) // batch_size)
+        o = self.options
+        if o.num_segments is None:
+            return CropSampler(dataset, batch_size, seed, (int(dataset.n_snippets.max()),), o.video_order)
+        return PerturbSampler(dataset, batch_size, seed, o.num_segments, order=o.video_order)
 
     def training_length(self, longest: int) -> tuple[int, str]:
         n = self.options.num_segments
         return (longest, "") if n is None else (n, "method.num_segments")
 
-    def refresh_due(self, step: int) -> bool:
+    def search_due(self, step: int) -> bool:
+        """Whether the search runs before step `step` (the official: after step `step`, 1-based)."""
         o = self.options
         return step >= max(o.search_start, 1) and step % o.search_freq == 0
+
+    def iterator_due(self, step: int) -> bool:
+        """Whether waiting labels reach training before step `step` (label_delay "iterator": the official
+        loader's iterator is re-created there)."""
+        return (self.options.label_delay == "iterator" and step % self.iterator_steps == 0
+                and self.pending_offsets.numel() > 0)
+
+    def refresh_due(self, step: int) -> bool:
+        return self.search_due(step) or self.iterator_due(step)
 
     @property
     def first_search(self) -> int:
@@ -817,15 +854,26 @@ class LACP(Method):
 
     @torch.no_grad()
     def refresh_labels(self, step: int, dataset: Any, predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh | None:
-        """The optimal sequence search over every training video (eval-mode fused CAS from `predict_cas`)."""
-        if not self.refresh_due(step):
-            return None
+        """The optimal sequence search over every training video (eval-mode fused CAS from `predict_cas`) when
+        it is due; its labels are used from this step ("immediate") or from the next re-creation of the official
+        data iterator, which may be this step ("iterator", `label_delay`)."""
+        refresh = self._search(step, dataset, predict_cas) if self.search_due(step) else None
+        if self.options.label_delay == "immediate" and self.pending_offsets.numel():
+            self.pseudo, self.offsets = self.pending, self.pending_offsets
+            self.pending, self.pending_offsets = self.pending[:0], self.pending_offsets[:0]
+        elif self.iterator_due(step):  # the official iterator is re-created: its workers copy the latest labels
+            self.pseudo, self.offsets = self.pending.to(self.pseudo.device), self.pending_offsets
+            self.pending, self.pending_offsets = self.pending[:0], self.pending_offsets[:0]
+        return refresh
+
+    def _search(self, step: int, dataset: Any, predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh:
+        """Search every training video; the labels wait in `pending` until `refresh_labels` hands them over."""
         cas, mask = padded(predict_cas().float(), dataset.offsets)  # (V, T, K)
         points, _ = padded((dataset.point_labels[:, 1:] > 0).float(), dataset.offsets)
         pseudo, score = optimal_sequences(cas, points, mask, self.options)
         flat = pseudo[mask]  # (N, C)
-        self.pseudo = flat.to(self.pseudo.device)
-        self.offsets = torch.from_numpy(np.asarray(dataset.offsets, dtype=np.int64))
+        self.pending = flat.to(self.pseudo.device)
+        self.pending_offsets = torch.from_numpy(np.asarray(dataset.offsets, dtype=np.int64))
         added = int(flat.sum())
         precision = None
         if dataset.truth_labels is not None and added:
