@@ -120,6 +120,9 @@ class DataConfig:
     trust_pickle: bool = False  # allow pickled (legacy) feature files: only for files you trust
     video_names: str | None = None  # legacy single-array layout: videoname.npy
     exclude_videos: tuple[str, ...] = ()  # video ids left out of training and evaluation (THUMOS14: 270, 1496)
+    # segment methods (ActionFormer): the training videos' instances from `full` (the ground truth) or a
+    # pseudo-label JSON (`pointtal predict --pseudo-labels`); point methods ignore it
+    segments: str = "full"
 
     def __post_init__(self):
         _check(0 < self.fps <= MAX_FPS, "data.fps", self.fps, f"must be > 0 and at most {MAX_FPS:g}")
@@ -320,7 +323,7 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-DATA_PATH_KEYS = ("annotations", "features", "points", "class_list", "video_names")  # file paths in `data:`
+DATA_PATH_KEYS = ("annotations", "features", "points", "class_list", "video_names", "segments")  # file paths in `data:`
 
 
 def _absolute(value, base: Path):
@@ -329,7 +332,7 @@ def _absolute(value, base: Path):
         return value
     from pointtal.data.points import SCHEMES  # data.points may name a simulation scheme instead of a file
 
-    if value in SCHEMES:
+    if value in SCHEMES:  # also data.segments=full
         return value
     return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
 

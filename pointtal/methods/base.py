@@ -2,6 +2,11 @@
 
 A method is an `nn.Module` subclass of `Method` with ClassVars `name` and `Options` (a frozen dataclass), and:
 
+Supervision
+  * `supervision` (ClassVar): "points" (default: the dataset's point labels) or "segments": the engine then
+    also loads every training video's instances from `data.segments` (`full` ground truth or a pseudo-label
+    file) into `dataset.segments` (a `SegmentTable`: seconds, snippet units, class, confidence weight);
+
 Batching (the method's own: crop windows, fixed-length resampling, proposal batches)
   * `training_sampler(dataset, batch_size, seed, phase)` -> callable `(step, rank, world) -> Batch`,
     deterministic in (seed, step) so a resumed run sees the same data;
@@ -115,6 +120,7 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = object
+    supervision: ClassVar[str] = "points"  # or "segments" (module doc)
 
     def __init__(self, options: Any, in_dim: int, n_classes: int):
         super().__init__()
