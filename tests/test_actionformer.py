@@ -107,8 +107,8 @@ def test_losses_are_divided_by_the_moving_average_of_the_positive_count():
     focal = sigmoid_focal_loss(output.logits[0][valid], targets.classes[0][valid], 0.25, 2.0).sum()
     positive = targets.classes[0].sum(-1) > 0
     diou = diou_loss(output.offsets[0][positive], targets.offsets[0][positive]).sum()
-    assert float(losses["cls"]) == pytest.approx(float(focal) / norm, rel=1e-5)
-    assert float(losses["reg"]) == pytest.approx(float(diou) / norm, rel=1e-5)
+    assert float(losses["cls"]) == pytest.approx(float(focal.detach()) / norm, rel=1e-5)
+    assert float(losses["reg"]) == pytest.approx(float(diou.detach()) / norm, rel=1e-5)
     method.loss(output, batch, 1)  # a second step moves the average again
     assert float(method.loss_norm) == pytest.approx(0.9 * norm + 0.1 * count)
 

@@ -65,6 +65,15 @@ class ChannelNorm(nn.Module):
         return F.layer_norm(x.transpose(1, 2), x.shape[1:2], self.weight, self.bias, self.eps).transpose(1, 2)
 
 
+class Pointwise(nn.Linear):
+    """A 1x1 convolution of (B, C, T) as one matmul (PyTorch's CPU kernel-1 Conv1d takes a slow im2col path);
+    nn.Linear's initialisation is that of a kernel-1 Conv1d."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, C_out, T)
+        out = torch.matmul(self.weight, x)
+        return out if self.bias is None else out + self.bias[:, None]
+
+
 class MaskedConv(nn.Module):
     """1-D convolution (odd kernel, 'same' padding) that reads zeros at padded positions and writes zeros there."""
 
@@ -110,8 +119,8 @@ class WindowAttention(nn.Module):
         self.heads, self.half = heads, window // 2
         self.convs = nn.ModuleList(MaskedConv(dim, dim, kernel, stride, groups=dim, bias=False) for _ in range(3))
         self.norms = nn.ModuleList(ChannelNorm(dim) for _ in range(3))
-        self.projections = nn.ModuleList(nn.Conv1d(dim, dim, 1) for _ in range(3))  # query, key, value
-        self.out = nn.Conv1d(dim, dim, 1)
+        self.projections = nn.ModuleList(Pointwise(dim, dim) for _ in range(3))  # query, key, value
+        self.out = Pointwise(dim, dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,16 +135,16 @@ class WindowAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Post-norm... as the official block: x -> pool(x) + attention(LN(x)); -> + MLP(LN(.)), both branches
-    with layer scale and drop-path; `stride` 2 halves the length (max-pool on the skip path)."""
+    """The official block: x -> pool(x) + attention(LN(x)), then + MLP(LN(.)), both branches with layer scale
+    and drop-path; `stride` 2 halves the length (max-pool on the skip path)."""
 
     def __init__(self, dim: int, heads: int, window: int, stride: int, dropout: float, drop_path: float):
         super().__init__()
         self.norm1, self.norm2 = ChannelNorm(dim), ChannelNorm(dim)
         self.attention = WindowAttention(dim, heads, window, stride, dropout)
         self.pool = nn.MaxPool1d(stride + 1, stride, (stride + 1) // 2) if stride > 1 else nn.Identity()
-        self.mlp = nn.Sequential(nn.Conv1d(dim, 4 * dim, 1), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Conv1d(4 * dim, dim, 1), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(Pointwise(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout),
+                                 Pointwise(4 * dim, dim), nn.Dropout(dropout))
         self.path_attention = LayerScaleDropPath(dim, drop_path)
         self.path_mlp = LayerScaleDropPath(dim, drop_path)
 
@@ -160,7 +169,7 @@ class Backbone(nn.Module):
         self.pyramid = nn.ModuleList(TransformerBlock(dim, heads, window, scale, dropout, drop_path)
                                      for _ in range(pyramid_layers))
         for module in self.modules():
-            if isinstance(module, nn.Conv1d) and module.bias is not None:
+            if isinstance(module, (nn.Conv1d, nn.Linear)) and module.bias is not None:
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
