@@ -18,6 +18,8 @@ The engine drives it through the `Method` contract:
 Where a choice differs from the official code it is a switch: `score_weights` (pseudo-label confidences weight
 the losses; off), `ema_after_warmup` (start the EMA after warm-up: at reduced budgets the official EMA still
 holds much of the initial weights), `voting_within_class` (the official multi-class NMS skips voting).
+OpenTAD's THUMOS14 re-implementation differs in `input_dropout` 0.2 (channel dropout of the features) and
+`max_segments` 2000; its EMA, 35 epochs (5 warm-up) and the rest equal the official settings here.
 Feature grid: feature step i stands for snippet i's centre (the official `num_frames / 2` offset with
 num_frames = stride), so a segment [s, e) in snippet units is [s - 0.5, e - 0.5) on the grid.
 """
@@ -61,6 +63,7 @@ class Options:
     heads: int = 4
     window: int = 19  # local attention window (each position sees window // 2 on each side)
     dropout: float = 0.0  # in attention projections and MLPs
+    input_dropout: float = 0.0  # channel dropout of the input features (OpenTAD's THUMOS14 config: 0.2)
     drop_path: float = 0.1
     head_dim: int = 512
     head_layers: int = 3  # convolutions in each head, the output one included
@@ -91,7 +94,7 @@ class Options:
     nms_sigma: float = 0.5
     iou_threshold: float = 0.1  # hard NMS only (Gaussian soft-NMS has no threshold)
     min_score: float = 0.001  # soft-NMS drops segments whose decayed score falls below this
-    max_segments: int = 200
+    max_segments: int = 200  # OpenTAD's THUMOS14 config: 2000
     multiclass_nms: bool = True  # NMS within each class (False: across classes, then voting)
     voting_thresh: float = 0.7  # tIoU of segment voting (official: class-agnostic NMS only)
     voting_within_class: bool = False  # also vote after multi-class NMS (not in the official code)
@@ -125,6 +128,7 @@ class Options:
             (self.nms_sigma > 0, "nms_sigma", "must be > 0"),
             (0 < self.voting_thresh <= 1, "voting_thresh", "must be in (0, 1]"),
             (0 <= self.dropout < 1 and 0 <= self.drop_path < 1, "drop_path", "dropout rates must be in [0, 1)"),
+            (0 <= self.input_dropout < 1, "input_dropout", "must be in [0, 1)"),
         ])
 
 

@@ -217,6 +217,7 @@ class ActionFormerNet(nn.Module):
 
     def __init__(self, in_dim: int, n_classes: int, o) -> None:
         super().__init__()
+        self.input_drop = nn.Dropout1d(o.input_dropout)  # whole feature channels (OpenTAD: 0.2)
         self.backbone = Backbone(in_dim, o.embed_dim, o.embed_layers, o.embed_kernel, o.stem_layers,
                                  o.pyramid_layers, o.scale, o.heads, o.window, o.dropout, o.drop_path)
         levels = o.pyramid_layers + 1
@@ -231,7 +232,7 @@ class ActionFormerNet(nn.Module):
         """features (B, T, D), mask (B, T); T is padded up to a multiple of `divisor` here."""
         t = features.shape[1]
         padded = math.ceil(t / self.divisor) * self.divisor
-        x = F.pad(features, (0, 0, 0, padded - t)).transpose(1, 2)  # (B, D, T')
+        x = self.input_drop(F.pad(features, (0, 0, 0, padded - t)).transpose(1, 2))  # (B, D, T')
         mask = F.pad(mask, (0, padded - t))  # (B, T')
         levels, masks = self.backbone(x, mask)
         logits, offsets = [], []
