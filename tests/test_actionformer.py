@@ -309,3 +309,56 @@ def test_short_training_learns_on_tiny_data(tiny_data, tmp_path):
     data = load_run_data(config)
     untrained, _ = new_method(config, data, 0, torch.device("cpu"))
     assert evaluate_model(untrained, data, config, torch.device("cpu"), 0)[0]["average"] < 10.0
+
+
+def test_score_weights_scale_the_losses_of_each_instance_points():
+    torch.manual_seed(0)
+    features, mask = torch.randn(1, 32, 8), torch.ones(1, 32, dtype=torch.bool)
+    targets = {"segments": torch.tensor([[[2.0, 9.0], [15.0, 17.0]]]), "labels": torch.tensor([[1, 3]]),
+               "weights": torch.tensor([[0.25, 1.0]])}
+    batch = type("B", (), {"targets": targets})()
+    losses = {}
+    for weighted in (False, True):
+        torch.manual_seed(0)
+        method = ActionFormer(Options(**SMALL, drop_path=0.0, score_weights=weighted), 8, 3).eval()
+        output = method(features, mask)
+        losses[weighted] = {k: float(v.detach()) for k, v in method.loss(output, batch, 0).items()}
+    points = method.points(output)
+    assigned = assign_targets(points, targets["segments"], targets["labels"], torch.ones(1, 2), 3, 1.5)
+    valid, positive = output.mask[0], assigned.classes[0].sum(-1) > 0
+    weight = assign_targets(points, targets["segments"], targets["labels"], targets["weights"], 3, 1.5).weight[0]
+    assert set(weight[positive].tolist()) == {0.25, 1.0} and (weight[~positive] == 1).all()
+    norm = float(method.loss_norm)
+    focal = sigmoid_focal_loss(output.logits[0][valid], assigned.classes[0][valid], 0.25, 2.0).detach()
+    diou = diou_loss(output.offsets[0][positive], assigned.offsets[0][positive]).detach()
+    assert losses[False]["cls"] == pytest.approx(float(focal.sum()) / norm, rel=1e-5)
+    assert losses[True]["cls"] == pytest.approx(float((focal * weight[valid][:, None]).sum()) / norm, rel=1e-5)
+    assert losses[True]["reg"] == pytest.approx(float((diou * weight[positive]).sum()) / norm, rel=1e-5)
+    assert losses[True]["reg"] < losses[False]["reg"]
+
+
+def test_trains_on_a_point_methods_pseudo_labels(tiny_data, tmp_path):
+    """The route: SF-Net on clicks -> `predict --pseudo-labels` -> ActionFormer with data.segments = that file."""
+    import json
+
+    from conftest import tiny_raw_config
+    from pointtal.cli import main
+    from pointtal.config import build_config
+    from pointtal.engine.setup import load_run_data
+    from pointtal.engine.trainer import train
+
+    train(build_config(tiny_raw_config(tiny_data, "sfnet", steps=10)), tmp_path / "teacher")
+    pseudo = tmp_path / "pseudo.json"
+    assert main(["predict", str(tmp_path / "teacher"), "--pseudo-labels", str(pseudo), "--subset", "validation",
+                 "--no-progress"]) == 0
+    config = detector_config(tiny_data, steps=4)
+    config = build_config({**config.to_dict(), "data": {**config.to_dict()["data"], "segments": str(pseudo)}})
+    table = load_run_data(config, test=False).train.segments
+    written = json.loads(pseudo.read_text())["database"]
+    first = table.rows(0)
+    video = load_run_data(config, test=False).train.video_ids[0]
+    scores = sorted(a["score"] for a in written[video]["annotations"])
+    assert sorted(table.weight[first].tolist()) == pytest.approx(scores)  # the file's instances, with their scores
+    assert len(table) == sum(len(written[v]["annotations"]) for v in written if written[v]["subset"] == "validation")
+    result = train(config, tmp_path / "student")
+    assert result.step == 4 and (tmp_path / "student" / "predictions.json").is_file()
