@@ -18,7 +18,8 @@ On a shared machine the matmul reference is re-measured right after every timed 
 the median of the per-step ratios. The batched losses are timed against the per-video loop reference (`reference_losses` in
 tests/test_<method>.py, imported via sys.path) on the same forward output.
 
-On CUDA the table also gives the peak memory of a training step (`torch.cuda.max_memory_allocated`).
+The table also gives the peak memory of a training step: `torch.cuda.max_memory_allocated` on CUDA, the
+process's peak resident set on CPU.
 Prints a markdown table. Uses torch's default thread count.
 """
 
@@ -190,6 +191,16 @@ def time_steps(method, batch: Batch, device: torch.device, steps: int, warmup: i
     return seconds, matmul
 
 
+def peak_memory(device: torch.device) -> float:
+    """Bytes: the CUDA allocator's peak since the last reset, or on CPU the process's peak resident set (which
+    also holds the features, the model and the reference matmul: run one method and shape per process)."""
+    if device.type == "cuda":
+        return float(torch.cuda.max_memory_allocated(device))
+    import resource
+
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -264,7 +275,7 @@ def bench_method(name: str, args: argparse.Namespace, device: torch.device) -> s
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds, matmul = time_steps(method, batch, device, args.steps, args.warmup)
-    peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}" if device.type == "cuda" else "n/a"
+    peak = f"{peak_memory(device) / 2**30:.2f}"
     step = median(seconds)
     fraction = median([flops / s / 1e9 / m for s, m in zip(seconds, matmul, strict=True)])
     batched_ms, loop_ms = time_losses(method, batch, device, args.loss_reps)
