@@ -362,3 +362,16 @@ def test_trains_on_a_point_methods_pseudo_labels(tiny_data, tmp_path):
     assert len(table) == sum(len(written[v]["annotations"]) for v in written if written[v]["subset"] == "validation")
     result = train(config, tmp_path / "student")
     assert result.step == 4 and (tmp_path / "student" / "predictions.json").is_file()
+
+
+def test_options_errors_name_the_key_and_the_plan_warns_about_a_young_ema():
+    from pointtal.errors import InputError
+
+    with pytest.raises(InputError, match=r"method.regression_ranges=.* each of the 6 levels"):
+        Options(regression_ranges=((0, 4), (4, 10000)))
+    with pytest.raises(InputError, match=r"method.window=2 must be >= 3"):
+        Options(window=2)
+    notes = ActionFormer(Options(**SMALL), 8, 3).plan_notes(600)
+    assert len(notes) == 1 and "55%" in notes[0]  # 0.999^600 of the initial weights remain
+    assert ActionFormer(Options(**SMALL), 8, 3).plan_notes(3500) == []
+    assert ActionFormer(Options(**SMALL, ema_after_warmup=True), 8, 3).plan_notes(600) == []
