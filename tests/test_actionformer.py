@@ -249,13 +249,15 @@ def detector_config(data, steps: int = 12, checkpoint_every: int = 3, **method):
     return build_config(raw)
 
 
-@pytest.mark.parametrize("stop", [2, 9])  # warm-up is 3 steps (half an epoch of 24 videos in batches of 4)
-def test_resume_inside_and_after_warmup_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch, stop):
+# warm-up is 3 steps (half an epoch of 24 videos in batches of 4); ema_after_warmup starts the EMA at step 3
+@pytest.mark.parametrize("stop,after_warmup", [(2, False), (9, False), (3, True)])
+def test_resume_inside_and_after_warmup_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch, stop,
+                                                                    after_warmup):
     from conftest import interrupt_training_at
     from pointtal.engine.checkpoint import load_checkpoint
     from pointtal.engine.trainer import train
 
-    config = detector_config(tiny_data, checkpoint_every=1)
+    config = detector_config(tiny_data, checkpoint_every=1, ema_after_warmup=after_warmup)
     whole = tmp_path / "whole"
     train(config, whole)
     with monkeypatch.context() as patch:
