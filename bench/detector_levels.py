@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     positives, covered = np.zeros(levels, dtype=np.int64), 0
     for v in range(len(data.train)):  # one video at a time: instances of a video only compete with each other
         n, rows = int(data.train.n_snippets[v]), table.rows(v)
-        lengths = tuple(math.ceil(n / o.scale ** (levels - 1)) * o.scale ** (levels - 1) // o.scale ** l
-                        for l in range(levels))
+        divisor = o.scale ** (levels - 1)
+        lengths = tuple(math.ceil(n / divisor) * divisor // o.scale**level for level in range(levels))
         points = pyramid_points(lengths, o.regression_ranges, o.scale, "cpu")
         segments = torch.tensor(np.stack([table.start[rows], table.end[rows]], 1) - GRID_OFFSET,
                                 dtype=torch.float32)[None]  # (1, K, 2)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         real = points.position < n  # (P,)
         positive = (targets.classes[0].sum(-1) > 0) & real
         bounds = np.cumsum((0, *lengths))
-        positives += [int(positive[bounds[l]:bounds[l + 1]].sum()) for l in range(levels)]
+        positives += [int(positive[bounds[i] : bounds[i + 1]].sum()) for i in range(levels)]
         # an instance is covered when some positive point regresses onto it (its own offsets match)
         start = points.position - targets.offsets[0, :, 0] * points.stride  # (P,)
         end = points.position + targets.offsets[0, :, 1] * points.stride

@@ -12,7 +12,12 @@ import torch
 from pointtal.localization.nms import segment_voting, soft_nms, soft_nms_per_class
 from pointtal.methods.actionformer.method import ActionFormer, Options, random_truncation
 from pointtal.methods.actionformer.network import local_attention
-from pointtal.methods.actionformer.targets import assign_targets, diou_loss, pyramid_points, sigmoid_focal_loss
+from pointtal.methods.actionformer.targets import (
+    assign_targets,
+    diou_loss,
+    pyramid_points,
+    sigmoid_focal_loss,
+)
 from pointtal.methods.base import Phase
 
 SMALL = dict(embed_dim=16, head_dim=16, heads=2, window=5, pyramid_layers=2,
@@ -149,7 +154,7 @@ def test_outputs_at_real_positions_do_not_depend_on_padding():
     more = torch.cat([features, torch.randn(1, 90, 8)], 1)  # padded with garbage, masked out
     mask = torch.arange(127)[None, :] < 37
     padded = method(more, mask)
-    for level, (n_alone, n_padded) in enumerate(zip(alone.lengths, padded.lengths)):
+    for level, n_padded in enumerate(padded.lengths):
         start_a, start_p = sum(alone.lengths[:level]), sum(padded.lengths[:level])
         real = math.ceil(37 / 2 ** level)
         for name in ("logits", "offsets"):
@@ -240,6 +245,7 @@ def test_adamw_groups_leave_biases_norms_and_scales_undecayed():
 # ----------------------------------------------------------------------------- training, EMA and resume
 def detector_config(data, steps: int = 12, checkpoint_every: int = 3, **method):
     from conftest import tiny_raw_config
+
     from pointtal.config import build_config
 
     raw = tiny_raw_config(data, "sfnet", steps=steps)
@@ -254,6 +260,7 @@ def detector_config(data, steps: int = 12, checkpoint_every: int = 3, **method):
 def test_resume_inside_and_after_warmup_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch, stop,
                                                                     after_warmup):
     from conftest import interrupt_training_at
+
     from pointtal.engine.checkpoint import load_checkpoint
     from pointtal.engine.trainer import train
 
@@ -305,8 +312,8 @@ def test_short_training_learns_on_tiny_data(tiny_data, tmp_path):
     config = build_config(raw)
     result = train(config, tmp_path / "run")
     assert result.metrics["average"] > 40.0
-    from pointtal.engine.trainer import new_method
     from pointtal.engine.setup import load_run_data
+    from pointtal.engine.trainer import new_method
 
     data = load_run_data(config)
     untrained, _ = new_method(config, data, 0, torch.device("cpu"))
@@ -344,6 +351,7 @@ def test_trains_on_a_point_methods_pseudo_labels(tiny_data, tmp_path):
     import json
 
     from conftest import tiny_raw_config
+
     from pointtal.cli import main
     from pointtal.config import build_config
     from pointtal.engine.setup import load_run_data

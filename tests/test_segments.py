@@ -82,6 +82,7 @@ def test_pseudo_label_file_errors_name_the_file(truth, tmp_path):
 
 def test_engine_loads_segments_only_for_segment_methods(tiny_data, monkeypatch, tmp_path):
     from conftest import tiny_raw_config
+
     from pointtal import methods
     from pointtal.config import build_config
     from pointtal.engine.setup import load_run_data

@@ -16,8 +16,8 @@ Where the segments come from is `data.segments`:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -38,8 +38,21 @@ from pointtal.data.dataset import PointDataset, batch_videos, gather_batch
 from pointtal.errors import InputError
 from pointtal.localization.nms import nms_per_class, segment_voting, soft_nms, soft_nms_per_class
 from pointtal.methods.actionformer.network import ActionFormerNet, DetectorOutput
-from pointtal.methods.actionformer.targets import assign_targets, diou_loss, pyramid_points, sigmoid_focal_loss
-from pointtal.methods.base import Detections, Method, Phase, Scores, VideoScores, check_options, schedule_steps
+from pointtal.methods.actionformer.targets import (
+    assign_targets,
+    diou_loss,
+    pyramid_points,
+    sigmoid_focal_loss,
+)
+from pointtal.methods.base import (
+    Detections,
+    Method,
+    Phase,
+    Scores,
+    VideoScores,
+    check_options,
+    schedule_steps,
+)
 
 GRID_OFFSET = 0.5  # snippet units of a feature step's window centre (num_frames / 2 / stride)
 OFFICIAL_RANGES = ((0.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, 10000.0))
@@ -299,7 +312,7 @@ class ActionFormer(Method):
             value, flat = level.topk(min(o.pre_nms_topk, n * c), dim=1)  # (R, k) sorted
             picked.append((value, first + flat // c, flat % c))
             first += n
-        value, point, label = (torch.cat(p, 1) for p in zip(*picked))  # (R, K)
+        value, point, label = (torch.cat(p, 1) for p in zip(*picked, strict=True))  # (R, K)
         offsets = output.offsets[index].float().gather(1, point[..., None].expand(-1, -1, 2))  # (R, K, 2)
         position, stride = points.position[point], points.stride[point]  # (R, K)
         segments = torch.stack([position - offsets[..., 0] * stride, position + offsets[..., 1] * stride], -1)

@@ -123,13 +123,15 @@ class WindowAttention(nn.Module):
         self.out = Pointwise(dim, dim)
         self.drop = nn.Dropout(dropout)
 
+    def split(self, y: torch.Tensor) -> torch.Tensor:  # (B, C, T') -> (B, H, T', C / H)
+        return y.view(y.shape[0], self.heads, y.shape[1] // self.heads, -1).transpose(2, 3)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, _ = x.shape
-        q, k, v = (proj(norm(conv(x, mask)[0])) for conv, norm, proj in zip(self.convs, self.norms, self.projections))
+        q, k, v = (proj(norm(conv(x, mask)[0])) for conv, norm, proj in zip(self.convs, self.norms, self.projections, strict=True))
         out_mask = down_mask(mask, self.convs[0].stride)
-        split = lambda y: y.view(b, self.heads, c // self.heads, -1).transpose(2, 3)  # (B, H, T', c)
         scale = (c // self.heads) ** -0.5
-        out = local_attention(split(q) * scale, split(k), split(v), out_mask, self.half)  # (B, H, T', c)
+        out = local_attention(self.split(q) * scale, self.split(k), self.split(v), out_mask, self.half)  # (B, H, T', c)
         out = out.transpose(2, 3).reshape(b, c, -1)  # (B, C, T')
         return self.drop(self.out(out)) * out_mask[:, None, :].to(out.dtype), out_mask
 
@@ -173,7 +175,7 @@ class Backbone(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        for conv, norm in zip(self.embed, self.embed_norms):
+        for conv, norm in zip(self.embed, self.embed_norms, strict=True):
             x = torch.relu(norm(conv(x, mask)[0]))
         for block in self.stem:
             x, mask = block(x, mask)
@@ -196,7 +198,7 @@ class Head(nn.Module):
         self.out = MaskedConv(hidden, out_dim, kernel)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        for conv, norm in zip(self.convs, self.norms):
+        for conv, norm in zip(self.convs, self.norms, strict=True):
             x = torch.relu(norm(conv(x, mask)[0]))
         return self.out(x, mask)[0]
 
@@ -236,7 +238,7 @@ class ActionFormerNet(nn.Module):
         mask = F.pad(mask, (0, padded - t))  # (B, T')
         levels, masks = self.backbone(x, mask)
         logits, offsets = [], []
-        for level, (feature, level_mask) in enumerate(zip(levels, masks)):
+        for level, (feature, level_mask) in enumerate(zip(levels, masks, strict=True)):
             feature = self.neck[level](feature)
             logits.append(self.classify(feature, level_mask).transpose(1, 2))  # (B, T_l, C)
             offsets.append(torch.relu(self.level_scales[level] * self.regress(feature, level_mask)).transpose(1, 2))

@@ -32,10 +32,10 @@ class Points:
 
 def pyramid_points(lengths: tuple[int, ...], ranges, scale: int, device) -> Points:
     """Points of levels with `lengths` points each; level l has stride scale^l and range `ranges[l]`."""
-    strides = torch.cat([torch.full((n,), float(scale ** l)) for l, n in enumerate(lengths)])  # (P,)
+    strides = torch.cat([torch.full((n,), float(scale**level)) for level, n in enumerate(lengths)])  # (P,)
     index = torch.cat([torch.arange(n, dtype=torch.float32) for n in lengths])  # (P,)
     bounds = torch.tensor(ranges, dtype=torch.float32)  # (L, 2)
-    level = torch.cat([torch.full((n,), l, dtype=torch.long) for l, n in enumerate(lengths)])  # (P,)
+    level = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(lengths)])  # (P,)
     return Points(*(t.to(device) for t in (index * strides, bounds[level, 0], bounds[level, 1], strides)))
 
 
