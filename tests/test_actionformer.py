@@ -61,7 +61,8 @@ def test_target_assignment_matches_a_hand_computed_example():
 
 def test_assignment_of_a_batch_without_instances_is_all_negative():
     points = pyramid_points((4, 2), ((0, 4), (4, 10000)), 2, "cpu")
-    targets = assign_targets(points, torch.zeros(2, 0, 2), torch.zeros(2, 0, dtype=torch.long), torch.ones(2, 0), 3, 1.5)
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    targets = assign_targets(points, torch.zeros(2, 0, 2), empty, torch.ones(2, 0), 3, 1.5)
     assert targets.classes.shape == (2, 6, 3) and targets.classes.sum() == 0
 
 

@@ -289,7 +289,8 @@ class ActionFormer(Method):
         probs = torch.sigmoid(output.logits[:, :t].float())  # (B, T, C) the finest level
         background = 1 - probs.max(-1, keepdim=True).values
         video = probs.masked_fill(~mask[..., None], 0).amax(1)  # (B, C)
-        return Scores(torch.cat([background, probs], -1), torch.cat([1 - video.max(-1, keepdim=True).values, video], -1))
+        video_background = 1 - video.max(-1, keepdim=True).values
+        return Scores(torch.cat([background, probs], -1), torch.cat([video_background, video], -1))
 
     def detect(self, output: DetectorOutput, videos: list[VideoScores]) -> list[Detections]:
         rows = [v.row for v in videos]

@@ -128,7 +128,8 @@ class WindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, _ = x.shape
-        q, k, v = (proj(norm(conv(x, mask)[0])) for conv, norm, proj in zip(self.convs, self.norms, self.projections, strict=True))
+        layers = zip(self.convs, self.norms, self.projections, strict=True)
+        q, k, v = (proj(norm(conv(x, mask)[0])) for conv, norm, proj in layers)  # (B, C, T') each
         out_mask = down_mask(mask, self.convs[0].stride)
         scale = (c // self.heads) ** -0.5
         out = local_attention(self.split(q) * scale, self.split(k), self.split(v), out_mask, self.half)  # (B, H, T', c)
@@ -167,7 +168,8 @@ class Backbone(nn.Module):
         self.embed = nn.ModuleList(MaskedConv(in_dim if i == 0 else dim, dim, embed_kernel, bias=False)
                                    for i in range(embed_layers))
         self.embed_norms = nn.ModuleList(ChannelNorm(dim) for _ in range(embed_layers))
-        self.stem = nn.ModuleList(TransformerBlock(dim, heads, window, 1, dropout, drop_path) for _ in range(stem_layers))
+        self.stem = nn.ModuleList(TransformerBlock(dim, heads, window, 1, dropout, drop_path)
+                                  for _ in range(stem_layers))
         self.pyramid = nn.ModuleList(TransformerBlock(dim, heads, window, scale, dropout, drop_path)
                                      for _ in range(pyramid_layers))
         for module in self.modules():
