@@ -34,7 +34,7 @@ def test_target_assignment_matches_a_hand_computed_example():
       level 0, point 3: A (length 3) and B (centre region [2, 3.5], length 1.5) -> the shortest, B: class 2,
                         offsets (1, 0.5);
       level 0, point 5: D and E tie on length -> classes 1 and 2, offsets of the first (D): (0.5, 0.5);
-      level 0, points 5-7 are in C's centre region [4.5, 7.5] but its farthest ends (7, 6, 7... ) exceed 4;
+      level 0, points 5-7 are in C's centre region [4.5, 7.5] but their farthest ends (7, 6, 7) exceed 4;
       level 1, point 4 (index 2): C's region at stride 2 is [3, 9], farthest end 8 in [4, 10000] -> class 3,
                         offsets (4, 8) / 2 = (2, 4); point 6 (index 3): offsets (6, 6) / 2 = (3, 3);
       level 1, point 2: A's farthest end 2 is below 4 -> negative. Everything else is negative.
