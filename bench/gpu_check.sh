@@ -27,9 +27,11 @@ SCALE=1  # timeouts below are for one H200; the CPU dry run on a shared 2-core m
 if (( DRY )); then
   SCALE=4; DEVICE=cpu; AMP=""; TRAIN_ARGS=(--t 64 --dim 256 --steps 1 --warmup 0 --loss-reps 1)
   SYNTH_DIM=256; PREDICT_ARGS=(--every 16 --hidden 64 --repeats 1); DATA="${DATA}_dry"
+  DETECTOR_T=(64 256)
 else
   DEVICE=cuda; AMP=--amp; TRAIN_ARGS=(--steps 3 --warmup 1 --loss-reps 3)
   SYNTH_DIM=2048; PREDICT_ARGS=(--every 1 --hidden 1024 --repeats 3)
+  DETECTOR_T=(2304 20000)  # ActionFormer's reference clip, and a long video: peak memory must stay linear in T
 fi
 
 ROWS=()
@@ -62,6 +64,10 @@ EOF
 
 step cuda_tests 150 "$PYTHON" -m pytest tests/test_cuda.py tests/test_inference.py -q -p no:cacheprovider
 step train_speed 150 "$PYTHON" bench/train_speed.py --method all --device "$DEVICE" "${TRAIN_ARGS[@]}"
+step detector_speed 60 "$PYTHON" bench/train_speed.py --method actionformer --device "$DEVICE" "${TRAIN_ARGS[@]}" \
+  --t "${DETECTOR_T[0]}" --dim 2048
+step detector_long 90 "$PYTHON" bench/train_speed.py --method actionformer --device "$DEVICE" "${TRAIN_ARGS[@]}" \
+  --t "${DETECTOR_T[1]}" --batch 1 --dim 2048
 if [[ ! -f "$DATA/annotations.json" ]]; then
   step synth 90 "$PYTHON" -m pointtal synth "$DATA" --preset thumos14 --dim "$SYNTH_DIM" --dtype float16 --no-progress
 fi
@@ -81,7 +87,7 @@ REPORT="$OUT_DIR/gpu_check.md"
   echo "| step | outcome | wall | command |"
   echo "|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
-  for name in cuda_tests train_speed predict_speed extract_speed; do
+  for name in cuda_tests train_speed detector_speed detector_long predict_speed extract_speed; do
     [[ -f "$LOGS/$name.log" ]] || continue
     echo
     echo "## $name"

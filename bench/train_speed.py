@@ -1,20 +1,25 @@
 """Training speed at the THUMOS14 reference shape: steps/s, FLOPs, fraction of matmul throughput, loss cost.
 
-    python bench/train_speed.py [--method sfnet|soda|hrpro|lacp|all] [--batch 32 --t 750 --dim 2048 --classes 20]
-                                [--steps 3 --warmup 1 --device cpu|cuda] [--profile]
+    python bench/train_speed.py [--method sfnet|soda|hrpro|lacp|actionformer|all] [--batch 32 --t 750 --dim 2048]
+                                [--classes 20 --steps 3 --warmup 1 --device cpu|cuda] [--profile]
+    python bench/train_speed.py --method actionformer --t 2304     # the detector at its reference shape
+    python bench/train_speed.py --method actionformer --t 20000 --batch 1 --steps 1   # memory stays linear in T
 
 For each method, one training step = forward + loss + backward + Adam step on a random batch of the
 reference shape (sfnet: batch 32, T 750, D 2048, 20 classes, random crop lengths T/2..T with points;
 soda: batch 16, T 750 resampled, M = 2 networks; hrpro: its stage 1, batch 16 whole videos of T/2..T snippets,
 2 attention blocks over the snippets and 20 prototype tokens; lacp: batch 16 whole videos of T/2..T snippets, one
 point per ~20 snippets, with random dense pseudo labels installed so the completeness losses run as after a
-search). FLOPs of forward + loss + backward are counted with
+search; actionformer: batch 2 clips of T/2..T feature steps (the official training shape is 2 x 2304 x 2048)
+with one random instance per ~40 steps, the official network and losses). FLOPs of forward + loss + backward are counted with
 `torch.utils.flop_counter.FlopCounterMode`; achieved GFLOP/s is compared with a large square matmul of the
 same dtype measured in the same run (fp32 on CPU; bf16 on CUDA, where training runs under bf16 autocast).
 On a shared machine the matmul reference is re-measured right after every timed step and the fraction is
 the median of the per-step ratios. The batched losses are timed against the per-video loop reference (`reference_losses` in
 tests/test_<method>.py, imported via sys.path) on the same forward output.
 
+The table also gives the peak memory of a training step: `torch.cuda.max_memory_allocated` on CUDA, the
+process's peak resident set on CPU.
 Prints a markdown table. Uses torch's default thread count.
 """
 
@@ -35,14 +40,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pointtal.data.batch import Batch, make_batch  # noqa: E402
 
-DEFAULT_BATCH = {"sfnet": 32, "soda": 16, "hrpro": 16, "lacp": 16}
+DEFAULT_BATCH = {"sfnet": 32, "soda": 16, "hrpro": 16, "lacp": 16, "actionformer": 2}
+CLASS_NAMES = {"sfnet": "SFNet", "soda": "SODA", "hrpro": "HRPro", "lacp": "LACP", "actionformer": "ActionFormer"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", choices=["sfnet", "soda", "hrpro", "lacp", "all"], default="all")
+    parser.add_argument("--method", choices=[*CLASS_NAMES, "all"], default="all")
     parser.add_argument(
-        "--batch", type=int, default=None, help="videos per step (default: sfnet 32, soda 16, hrpro 16, lacp 16)"
+        "--batch", type=int, default=None,
+        help="videos per step (default: sfnet 32, soda 16, hrpro 16, lacp 16, actionformer 2)"
     )
     parser.add_argument("--t", type=int, default=750, help="snippets per (padded) video")
     parser.add_argument("--dim", type=int, default=2048, help="feature width D")
@@ -67,7 +74,7 @@ def build_method(name: str, dim: int, classes: int):
         module = importlib.import_module(f"pointtal.methods.{name}")
     except ImportError as err:
         return None, f"pointtal.methods.{name} not importable ({err})"
-    cls = {"sfnet": "SFNet", "soda": "SODA", "hrpro": "HRPro", "lacp": "LACP"}[name]
+    cls = CLASS_NAMES[name]
     if not hasattr(module, cls):
         return None, f"pointtal.methods.{name} has no {cls}"
     method_cls = getattr(module, cls)
@@ -77,7 +84,7 @@ def build_method(name: str, dim: int, classes: int):
 def random_batch(method_name: str, b: int, t: int, dim: int, classes: int, g: torch.Generator) -> Batch:
     """Crops of T/2..T snippets (sfnet) or a fixed T (soda); one action point per ~20 snippets and, for soda,
     as many background points; video labels = the classes of the points."""
-    if method_name in ("sfnet", "hrpro", "lacp"):  # whole videos of varied length, padded
+    if method_name in ("sfnet", "hrpro", "lacp", "actionformer"):  # whole videos of varied length, padded
         lengths = torch.randint(t // 2, t + 1, (b,), generator=g)
         lengths[0] = t
     else:
@@ -101,7 +108,20 @@ def random_batch(method_name: str, b: int, t: int, dim: int, classes: int, g: to
         point_labels[rows[keep], chosen[keep], cls[keep]] = 1.0
     video_labels = (point_labels.sum(1) > 0).float()  # (B, C+1)
     video_labels[:, 0] = 0
-    return make_batch(features, mask, video_labels, point_labels)
+    batch = make_batch(features, mask, video_labels, point_labels)
+    if method_name == "actionformer":
+        batch.targets = random_instances(lengths, classes, g)
+    return batch
+
+
+def random_instances(lengths: torch.Tensor, classes: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """ActionFormer's targets: one instance per ~40 feature steps, 2..60 steps long, random classes."""
+    count = int((lengths // 40).clamp(min=1).max())
+    start = torch.rand(len(lengths), count, generator=g) * (lengths[:, None] - 2).float()  # (B, M)
+    end = torch.minimum(start + 2 + torch.rand(len(lengths), count, generator=g) * 58, lengths[:, None].float())
+    labels = torch.randint(1, classes + 1, (len(lengths), count), generator=g)
+    labels[torch.arange(count)[None, :] >= (lengths // 40).clamp(min=1)[:, None]] = 0  # padding rows
+    return {"segments": torch.stack([start, end], -1), "labels": labels, "weights": torch.ones(len(lengths), count)}
 
 
 def install_pseudo_labels(method, batch: Batch, g: torch.Generator) -> None:
@@ -169,6 +189,16 @@ def time_steps(method, batch: Batch, device: torch.device, steps: int, warmup: i
         seconds.append(time.perf_counter() - start)
         matmul.append(matmul_gflops(device, reps=1)[0])
     return seconds, matmul
+
+
+def peak_memory(device: torch.device) -> float:
+    """Bytes: the CUDA allocator's peak since the last reset, or on CPU the process's peak resident set (which
+    also holds the features, the model and the reference matmul: run one method and shape per process)."""
+    if device.type == "cuda":
+        return float(torch.cuda.max_memory_allocated(device))
+    import resource
+
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
 
 
 def median(values: list[float]) -> float:
@@ -242,7 +272,10 @@ def bench_method(name: str, args: argparse.Namespace, device: torch.device) -> s
     method = method.to(device).train()
     install_pseudo_labels(method, batch, g)
     flops = count_flops(method, batch, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     seconds, matmul = time_steps(method, batch, device, args.steps, args.warmup)
+    peak = f"{peak_memory(device) / 2**30:.2f}"
     step = median(seconds)
     fraction = median([flops / s / 1e9 / m for s, m in zip(seconds, matmul, strict=True)])
     batched_ms, loop_ms = time_losses(method, batch, device, args.loss_reps)
@@ -254,7 +287,7 @@ def bench_method(name: str, args: argparse.Namespace, device: torch.device) -> s
     steps = ", ".join(f"{s:.2f}" for s in seconds)
     return (
         f"| {name} | {shape} | {1 / step:.3f} | {steps} | {flops / 1e9:.0f} | {flops / step / 1e9:.1f} | "
-        f"{median(matmul):.1f} | {100 * fraction:.0f}% | {losses} | {ratio} |"
+        f"{median(matmul):.1f} | {100 * fraction:.0f}% | {losses} | {ratio} | {peak} |"
     )
 
 
@@ -278,7 +311,7 @@ def losses_only(names: list[str], args: argparse.Namespace, device: torch.device
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
-    names = ["sfnet", "soda", "hrpro", "lacp"] if args.method == "all" else [args.method]
+    names = list(CLASS_NAMES) if args.method == "all" else [args.method]
     if args.losses_only:
         return losses_only(names, args, device)
     rows = [row for name in names if (row := bench_method(name, args, device)) is not None]
@@ -290,9 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "| method | batch x T x D | steps/s | s per step | GFLOP/step (fwd+loss+bwd) | GFLOP/s | matmul GFLOP/s "
-        "| of matmul | loss batched / loop ms | loss speed-up |"
+        "| of matmul | loss batched / loop ms | loss speed-up | peak GiB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(row)
     return 0

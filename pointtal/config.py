@@ -122,6 +122,9 @@ class DataConfig:
     video_names: str | None = None  # legacy single-array layout: videoname.npy
     exclude_videos: tuple[str, ...] = ()  # video ids left out of training and evaluation; `thumos14`: 270, 1292, 1496
     ambiguous: str | None = None  # evaluation: discard predictions overlapping these segments (file, or `thumos14`)
+    # segment methods (ActionFormer): the training videos' instances from `full` (the ground truth) or a
+    # pseudo-label JSON (`pointtal predict --pseudo-labels`); point methods ignore it
+    segments: str = "full"
 
     def __post_init__(self):
         _check(0 < self.fps <= MAX_FPS, "data.fps", self.fps, f"must be > 0 and at most {MAX_FPS:g}")
@@ -336,7 +339,7 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-DATA_PATH_KEYS = ("annotations", "features", "points", "class_list", "video_names", "ambiguous")  # paths in `data:`
+DATA_PATH_KEYS = ("annotations", "features", "points", "class_list", "video_names", "ambiguous", "segments")  # paths in `data:`
 
 
 def _absolute(value, base: Path):
@@ -345,7 +348,7 @@ def _absolute(value, base: Path):
         return value
     from pointtal.data.points import SCHEMES  # data.points may name a simulation scheme instead of a file
 
-    if value in SCHEMES:
+    if value in SCHEMES:  # also data.segments=full
         return value
     return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
 

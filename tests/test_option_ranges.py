@@ -74,8 +74,9 @@ def key_of(where: str, owner: str, field: str) -> str:
 
 
 def value_for(default, many: bool, item):
-    """`item` as the field's value: a tuple field gets its default list with `item` appended."""
-    return [*default, item] if many else item
+    """`item` as the field's value: a tuple field gets its default list with `item` in place of its first
+    entry (so a pair such as [lo, hi] keeps its length), or `[item]` when the default is empty or null."""
+    return ([item, *default[1:]] if default else [item]) if many else item
 
 
 def default_of(where: str, owner: str, field: str):
@@ -87,7 +88,7 @@ def default_of(where: str, owner: str, field: str):
 @pytest.mark.parametrize("where, owner, field, kind, many", CASES, ids=[f"{c[1]}.{c[2]}" for c in CASES])
 def test_every_numeric_knob_has_a_true_range_check(where, owner, field, kind, many):
     default = default_of(where, owner, field)
-    base = list(default) if many else None
+    base = list(default or ()) if many else None
     assert refusal(where, owner, field, default) is None, "the default must be accepted"
     probes = [-10**9, 10**9] if kind is int else [-1e9, 1e9]
     messages = [m for p in probes if (m := refusal(where, owner, field, value_for(base, many, p)))]

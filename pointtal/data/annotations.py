@@ -19,6 +19,7 @@ class Instance:
     start_sec: float
     end_sec: float
     label: str
+    score: float | None = None  # a pseudo label's confidence (`score` in the file); None in ground truth
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ def _parse_instance(ann, where: str) -> Instance:
     label = ann["label"]
     if not isinstance(label, str) or not label.strip():
         raise InputError(f"{where}: label must be a non-empty string, got {label!r}")
-    return Instance(start, end, label)
+    score = _number(ann["score"], f"{where} score") if ann.get("score") is not None else None
+    return Instance(start, end, label, score)
 
 
 def read_json(path: str | Path, what: str = "JSON file"):

@@ -19,10 +19,13 @@ class Batch:
     video_index: torch.Tensor  # (B,) long, index of each video in its dataset
     snippet_index: torch.Tensor  # (B, T) long, the video's own snippet index at each position (-1 on padding)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # method-specific inputs, passed to forward
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)  # method-specific loss targets (not to forward)
 
     def to(self, device: torch.device | str) -> Batch:
-        moved = {f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self) if f.name != "extras"}
-        return Batch(**moved, extras={k: v.to(device, non_blocking=True) for k, v in self.extras.items()})
+        named = ("extras", "targets")
+        moved = {f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self) if f.name not in named}
+        return Batch(**moved, **{name: {k: v.to(device, non_blocking=True) for k, v in getattr(self, name).items()}
+                                 for name in named})
 
 def make_batch(
     features: torch.Tensor,

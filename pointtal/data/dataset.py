@@ -17,6 +17,7 @@ import torch
 from pointtal.data.annotations import GroundTruth, Video
 from pointtal.data.batch import Batch
 from pointtal.data.features import FeatureStore, SnippetGeometry
+from pointtal.data.segments import SegmentTable
 from pointtal.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class PointDataset:
     point_labels: torch.Tensor  # (N, C+1) float, mean of one-hots on labelled snippets, 0 rows elsewhere
     truth_labels: torch.Tensor  # (N, C+1) float multi-hot ground truth, column 0 = 1 outside instances
     point_times: PointTimes | None = None  # the points' exact times (None: only their snippets are known)
+    segments: SegmentTable | None = None  # instances as segments, for methods with `supervision = "segments"`
 
     def __len__(self) -> int:
         return len(self.video_ids)

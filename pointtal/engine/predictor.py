@@ -55,7 +55,7 @@ def load_trained(run_dir: str | Path, checkpoint: str | Path | None = None,
     classes = tuple(saved["classes"])
     method = build_method(config.method, config.method_options, int(saved["in_dim"]), len(classes))
     try:
-        method.load_state_dict(saved["model"])
+        method.load_state_dict(saved.get("ema") or saved["model"])  # the weights its evaluation used
     except (RuntimeError, KeyError, ValueError) as err:
         raise InputError(f"{path}: weights do not fit the method in its config ({str(err).splitlines()[0]})") from None
     return LoadedRun(config, method.to(device).eval(), classes, int(saved["step"]))

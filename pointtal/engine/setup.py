@@ -11,6 +11,7 @@ from pointtal.config import Config
 from pointtal.data.annotations import GroundTruth
 from pointtal.data.dataset import PointDataset, build_dataset, point_label_rows, point_times
 from pointtal.data.features import FeatureStore
+from pointtal.data.segments import FULL, SegmentTable, load_segments
 from pointtal.data.layouts import Subsets, feature_length, load_truth, open_features
 from pointtal.data.points import (
     SCHEMES,
@@ -163,6 +164,21 @@ def without_videos(gt: GroundTruth, excluded: tuple[str, ...]) -> GroundTruth:
     return dataclasses.replace(gt, videos=kept)
 
 
+def wants_segments(config: Config) -> bool:
+    """Whether the config's method trains on segments (`Method.supervision`)."""
+    from pointtal.methods import METHODS
+
+    return getattr(METHODS.get(config.method), "supervision", "points") == "segments"
+
+
+def load_training_segments(config: Config, gt: GroundTruth, train: PointDataset) -> SegmentTable:
+    """The training videos' instances from `data.segments`: `full` or a pseudo-label file."""
+    source = config.data.segments
+    if source != FULL:
+        must_exist(config, "segments", source, "pseudo-label file")
+    return load_segments(source, gt, train.video_ids, train.geometries)
+
+
 def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> RunData:
     """Load the subsets a run needs; features are read once into memory."""
     protocol = protocol_for(config)
@@ -177,6 +193,8 @@ def load_run_data(config: Config, *, train: bool = True, test: bool = True) -> R
         if mapped is not None:
             train_set.set_point_labels(point_label_rows(train_set, mapped, len(gt.classes)))
             train_set.point_times = point_times(train_set, mapped)
+        if wants_segments(config):
+            train_set.segments = load_training_segments(config, gt, train_set)
     if test:
         test_set = build_dataset(gt, d.test_subset, store, d.fps, d.stride)
     return RunData(gt, store, train_set, test_set, protocol, ambiguous)

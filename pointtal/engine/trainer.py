@@ -10,6 +10,7 @@ same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -58,6 +59,7 @@ class _State:
     optimizer: torch.optim.Optimizer
     step: int = 0
     best: float | None = None
+    ema: dict[str, torch.Tensor] | None = None  # the phase's moving average of the weights (Phase.ema_decay)
 
 
 def total_steps(config: Config, n_videos: int) -> int:
@@ -67,8 +69,42 @@ def total_steps(config: Config, n_videos: int) -> int:
 
 
 def new_optimizer(method: Method, phase: Phase, index: int) -> torch.optim.Optimizer:
-    """Adam over the parameters phase `index` trains, at the phase's learning rate and weight decay."""
-    return torch.optim.Adam(method.phase_parameters(index), lr=phase.lr, weight_decay=phase.weight_decay)
+    """The phase's optimizer over the parameters phase `index` trains: Adam (L2 weight decay), or AdamW with
+    decoupled weight decay on parameters of two or more dimensions only (none on biases, norms and scales)."""
+    parameters = method.phase_parameters(index)
+    if phase.optimizer == "adamw":
+        groups = [{"params": [p for p in parameters if p.ndim > 1], "weight_decay": phase.weight_decay},
+                  {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=phase.lr)
+    return torch.optim.Adam(parameters, lr=phase.lr, weight_decay=phase.weight_decay)
+
+
+def update_average(average: dict[str, torch.Tensor] | None, method: Method, decay: float) -> dict[str, torch.Tensor]:
+    """The moving average of `method`'s state (weights and buffers) after one more step; None starts it."""
+    state = method.state_dict()
+    if average is None:
+        return {key: value.detach().clone() for key, value in state.items()}
+    with torch.no_grad():
+        for key, value in state.items():
+            if value.is_floating_point():
+                average[key].mul_(decay).add_(value.detach(), alpha=1 - decay)
+            else:
+                average[key].copy_(value)
+    return average
+
+
+@contextlib.contextmanager
+def averaged_weights(method: Method, average: dict[str, torch.Tensor] | None):
+    """`method` holds the moving average of its weights inside the block (nothing changes without one)."""
+    if average is None:
+        yield
+        return
+    own = {key: value.detach().clone() for key, value in method.state_dict().items()}
+    method.load_state_dict(average)
+    try:
+        yield
+    finally:
+        method.load_state_dict(own)
 
 
 def new_method(config: Config, data: RunData, seed: int, device: torch.device,
@@ -103,6 +139,8 @@ def checkpoint_state(config: Config, data: RunData, state: _State, inference_onl
         "best_average": state.best,
     }
     if not inference_only:
+        if state.ema is not None:
+            out["ema"] = state.ema
         out.update(
             optimizer=state.optimizer.state_dict(),
             rng_cpu=torch.get_rng_state(),
@@ -122,6 +160,7 @@ def restore(saved: dict, config: Config, data: RunData, state: _State, path: Pat
         raise InputError(f"{path}: holds inference weights only and cannot be resumed")
     load_weights(state, saved, config, path)
     state.step, state.best = int(saved["step"]), saved.get("best_average")
+    state.ema = saved.get("ema")
     labels = torch.zeros_like(data.train.point_labels)
     labels[saved["point_rows"]] = saved["point_values"].to(labels.dtype)
     data.train.set_point_labels(labels)
@@ -282,8 +321,9 @@ class Trainer:
         if self.logs is not None:
             self.logs.close()
         if self.dist.is_main and self.config.train.report:  # figures and report.md; failures are logged, never raised
-            write_report(self.run_dir, self.config, read_metrics(self.run_dir), self.data, self.state.method,
-                         self.device, world=self.dist.world)
+            with averaged_weights(self.state.method, self.state.ema):
+                write_report(self.run_dir, self.config, read_metrics(self.run_dir), self.data, self.state.method,
+                             self.device, world=self.dist.world)
         distributed.barrier(self.dist)
         return TrainResult(self.run_dir, self.state.step, record, self.state.best)
 
@@ -305,6 +345,7 @@ class Trainer:
         method.train()
         self.phase = index
         self.state.optimizer = new_optimizer(method, self.phases[index], index)
+        self.state.ema = None
         self.sampler = self._sampler(index)
         self.model = self._wrap(method)
 
@@ -319,7 +360,15 @@ class Trainer:
         losses["total"].backward()
         if self.config.train.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.state.method.parameters(), self.config.train.grad_clip)
+        phase = self.phases[self.phase]
+        if phase.warmup_steps or phase.schedule != "constant":
+            for group in self.state.optimizer.param_groups:
+                group["lr"] = phase.lr_at(local)
+        if phase.ema_decay is not None and local == phase.ema_start:
+            self.state.ema = update_average(None, self.state.method, phase.ema_decay)  # the weights before the step
         self.state.optimizer.step()
+        if phase.ema_decay is not None and local >= phase.ema_start:
+            self.state.ema = update_average(self.state.ema, self.state.method, phase.ema_decay)
         return {key: float(value.detach()) for key, value in losses.items()}
 
     def _after_step(self, losses: dict[str, float]) -> dict | None:
@@ -370,14 +419,17 @@ class Trainer:
             self._diverged("weights are not finite")
         if self.dist.is_main:
             started = time.perf_counter()
-            record, predictions = evaluate_model(self.state.method, self.data, self.config, self.device, self.state.step)
-            self._report_selection(record)
+            with averaged_weights(self.state.method, self.state.ema):  # an EMA phase evaluates the average
+                record, predictions = evaluate_model(self.state.method, self.data, self.config, self.device,
+                                                     self.state.step)
+                self._report_selection(record)
+                best = checkpoint_state(self.config, self.data, self.state, inference_only=True)
+                best["model"] = {key: value.clone() for key, value in best["model"].items()}  # outlives the swap
             log.info("step %d: %s (%.1f s)", self.state.step, summary_line(record), time.perf_counter() - started)
             self.logs.record(record)
             if self.state.best is None or record["average"] > self.state.best:
                 self.state.best = record["average"]
-                save_checkpoint(checkpoint_state(self.config, self.data, self.state, inference_only=True),
-                                self.run_dir / "best.pt")
+                save_checkpoint({**best, "best_average": self.state.best}, self.run_dir / "best.pt")
             save_checkpoint(checkpoint_state(self.config, self.data, self.state), self.run_dir / "checkpoint.pt")
             if final:
                 self._write_predictions(predictions)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pointtal.localization.nms import soft_nms, soft_nms_per_class  # noqa: F401 (HR-Pro's soft-NMS, shared)
 from pointtal.localization.runs import find_runs_2d
 
 CAS_THRESHOLDS = tuple(round(0.025 * i, 3) for i in range(10))  # np.arange(0.0, 0.25, 0.025)
@@ -121,47 +122,6 @@ def stage1_proposals(cas: np.ndarray, video_scores: np.ndarray, *, class_thresh:
     second = _threshold_runs(kept, np.broadcast_to(up, kept.shape), classes, video_scores, scale, outer_ratio, gamma)
     return RawProposals(*(np.concatenate([getattr(first, f), getattr(second, f)])
                           for f in ("start", "end", "label", "score")))
-
-
-def soft_nms(segments: np.ndarray, scores: np.ndarray, sigma: float = 0.3, offset: float = 0.0
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian soft-NMS (the official `soft_nms`): indices in visiting order and their decayed scores.
-
-    Repeatedly takes the highest-scoring remaining segment (first on ties; the official swap of the best
-    into the front is reproduced, so tie order matches) and multiplies every other remaining score by
-    exp(-tIoU^2 / sigma). Nothing is discarded. tIoU uses lengths `end - start + offset` and intersection
-    `min(ends) - max(starts) + offset` clipped at 0: the official code works in seconds with offset 1.
-    """
-    segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
-    work = np.column_stack([segments, np.asarray(scores, dtype=np.float64), np.arange(len(segments))])  # (N, 4)
-    area = segments[:, 1] - segments[:, 0] + offset
-    work = np.column_stack([work, area])  # (N, 5): start, end, score, index, area
-    order, kept_scores = [], []
-    while work.shape[0]:
-        best = int(np.argmax(work[:, 2]))
-        work[[0, best]] = work[[best, 0]]
-        order.append(int(work[0, 3]))
-        kept_scores.append(work[0, 2])
-        inter = np.maximum(np.minimum(work[0, 1], work[1:, 1]) - np.maximum(work[0, 0], work[1:, 0]) + offset, 0.0)
-        iou = inter / (work[0, 4] + work[1:, 4] - inter)
-        work[1:, 2] *= np.exp(-(iou * iou) / sigma)
-        work = work[1:]
-    return np.asarray(order, dtype=np.int64), np.asarray(kept_scores, dtype=np.float64)
-
-
-def soft_nms_per_class(segments: np.ndarray, scores: np.ndarray, labels: np.ndarray, sigma: float,
-                       offset: float) -> np.ndarray:
-    """(N, 4) [start, end, class, score] after soft-NMS within each class (classes in order of first
-    appearance, as the official dict), rows of a class in visiting order."""
-    segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
-    labels = np.asarray(labels).reshape(-1)
-    _, first = np.unique(labels, return_index=True)
-    rows = []
-    for label in labels[np.sort(first)]:  # a loop over classes (a handful per video)
-        index = np.flatnonzero(labels == label)
-        order, decayed = soft_nms(segments[index], np.asarray(scores)[index], sigma, offset)
-        rows.append(np.column_stack([segments[index[order]], np.full(len(order), label), decayed]))
-    return np.concatenate(rows).astype(np.float64) if rows else np.zeros((0, 4))
 
 
 def match_points(proposals: RawProposals, point_time: np.ndarray, point_label: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pointtal.errors import InputError
+from pointtal.methods.actionformer import ActionFormer
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores
 from pointtal.methods.hrpro import HRPro
 from pointtal.methods.lacp import LACP
@@ -12,7 +13,7 @@ from pointtal.methods.sfnet import SFNet
 from pointtal.methods.soda import SODA
 from pointtal.methods.weak import Weak
 
-METHODS: dict[str, type[Method]] = {"hrpro": HRPro, "lacp": LACP, "sfnet": SFNet, "soda": SODA, "weak": Weak}
+METHODS: dict[str, type[Method]] = {"actionformer": ActionFormer, "hrpro": HRPro, "lacp": LACP, "sfnet": SFNet, "soda": SODA, "weak": Weak}
 
 
 def build_method(name: str, options: Any, in_dim: int, n_classes: int) -> Method:

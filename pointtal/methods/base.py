@@ -2,6 +2,11 @@
 
 A method is an `nn.Module` subclass of `Method` with ClassVars `name` and `Options` (a frozen dataclass), and:
 
+Supervision
+  * `supervision` (ClassVar): "points" (default: the dataset's point labels) or "segments": the engine then
+    also loads every training video's instances from `data.segments` (`full` ground truth or a pseudo-label
+    file) into `dataset.segments` (a `SegmentTable`: seconds, snippet units, class, confidence weight);
+
 Batching (the method's own: crop windows, fixed-length resampling, proposal batches)
   * `training_sampler(dataset, batch_size, seed, phase)` -> callable `(step, rank, world) -> Batch`,
     deterministic in (seed, step) so a resumed run sees the same data;
@@ -9,8 +14,10 @@ Batching (the method's own: crop windows, fixed-length resampling, proposal batc
   * `training_length(longest)` -> (snippets per video in a training batch, the option that sets it).
 Schedule
   * `phases(train, n_videos)` -> the run's `Phase`s (one by default; HR-Pro has two). At the first step of each
-    phase the engine calls `start_phase(index, context)` and builds a fresh Adam over the parameters that
-    require gradients, with the phase's lr and weight decay. State a method computes there (or while mining
+    phase the engine calls `start_phase(index, context)` and builds a fresh optimizer (the phase's: Adam, or
+    AdamW with no decay on parameters of at most one dimension) over the parameters that require gradients;
+    every step runs at `Phase.lr_at(step)` (warm-up, cosine), and a phase with `ema_decay` evaluates an EMA of
+    the weights (kept in checkpoints, like the optimizer). State a method computes there (or while mining
     labels) lives in buffers or `get_extra_state`, so checkpoints carry it;
   * `phase_parameters(index)` -> what phase `index` trains (default: every parameter that requires gradients);
   * `refresh_due(step)` / `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net anchor
@@ -95,6 +102,22 @@ class Phase:
     lr: float
     batch_size: int
     weight_decay: float
+    optimizer: str = "adam"  # "adam" (L2 weight decay) or "adamw" (decoupled; none on biases, norms, scales)
+    warmup_steps: int = 0  # linear warm-up from 0: step s < W runs at lr * s / (W - 1)
+    schedule: str = "constant"  # after warm-up: "constant", or "cosine" from lr down to min_lr at the last step
+    min_lr: float = 0.0
+    ema_decay: float | None = None  # evaluate an exponential moving average of the weights (decay per step)
+    ema_start: int = 0  # step of the phase at which the average starts from the weights of that moment
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of the phase's step `step` (0-based, counted within the phase)."""
+        warm = self.warmup_steps
+        if step < warm:
+            return self.lr * step / max(warm - 1, 1)
+        if self.schedule == "constant":
+            return self.lr
+        progress = (step - warm) / max(self.steps - warm, 1)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * progress))
 
 
 @dataclass(frozen=True)
@@ -119,6 +142,7 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     Options: ClassVar[type] = object
     selection_key: ClassVar[str] = ""  # the option that sets `selection_subset` (named in messages)
+    supervision: ClassVar[str] = "points"  # or "segments" (module doc)
 
     def __init__(self, options: Any, in_dim: int, n_classes: int):
         super().__init__()
