@@ -11,6 +11,7 @@ import torch
 
 from pointtal.data.dataset import PointDataset, resample_index, unresample
 from pointtal.data.features import SnippetGeometry
+from pointtal.localization.detections import check_detections
 from pointtal.methods.base import Detections, Method, VideoScores
 
 
@@ -134,7 +135,9 @@ def _score_batch(method: Method, chunk, device: torch.device, amp: bool, detect:
         return [(v, None) for v in videos]
     with autocast(device, amp):
         found = method.detect(output, videos)
-    return list(zip(videos, found, strict=True))
+    # the method/engine boundary: a method's invalid segment is its own error here, never written
+    checked = [check_detections(f, method.n_classes, method.name, v.video_id) for v, f in zip(videos, found, strict=True)]
+    return list(zip(videos, checked, strict=True))
 
 
 def detect_videos(method: Method, items: Iterable[tuple[str, np.ndarray]], *, batch_size: int,
