@@ -44,7 +44,7 @@ def check_detections(found: Detections, n_classes: int, method: str, video_id: s
         row = int(np.flatnonzero(bad)[0])
         raise InvalidDetections(
             f"method '{method}' returned an invalid segment for video '{video_id}': row {row} of {len(segments)} "
-            f"is [{start[row]!r}, {end[row]!r}] class {label[row]!r} score {score[row]!r} (need finite start < "
+            f"is [{float(start[row])!r}, {float(end[row])!r}] class {float(label[row])!r} score {float(score[row])!r} (need finite start < "
             f"end, a finite score and a class in 1..{n_classes}); nothing was written")
     snippet, frame_label, frame_score = frames.T
     bad = ~(np.isfinite(snippet) & np.isfinite(frame_score) & _is_class(frame_label, n_classes))
@@ -52,7 +52,7 @@ def check_detections(found: Detections, n_classes: int, method: str, video_id: s
         row = int(np.flatnonzero(bad)[0])
         raise InvalidDetections(
             f"method '{method}' returned an invalid frame for video '{video_id}': row {row} of {len(frames)} is "
-            f"snippet {snippet[row]!r} class {frame_label[row]!r} score {frame_score[row]!r} (need finite values "
+            f"snippet {float(snippet[row])!r} class {float(frame_label[row])!r} score {float(frame_score[row])!r} (need finite values "
             f"and a class in 1..{n_classes}); nothing was written")
     return found
 
