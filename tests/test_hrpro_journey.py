@@ -282,21 +282,21 @@ def test_hrpro_journey_on_release_layout_is_interrupted_in_stage2_resumes_finish
     run = tmp_path / "run"
     args = ["train", str(Path(__file__).resolve().parents[1] / "configs" / "thumos14_hrpro.yaml"), "--out", str(run),
             "--set", f"data.annotations={gt}", "--set", f"data.features={features}", "--set", f"data.points={points}",
-            "--set", "train.steps=12", "--set", "method.stage2_epochs=3", "--set", "method.stage2_batch_size=8",
-            "--set", "train.batch_size=8", "--set", "train.eval_every=6", "--set", "train.checkpoint_every=2",
+            "--set", "train.steps=8", "--set", "method.stage2_epochs=3", "--set", "method.stage2_batch_size=8",
+            "--set", "train.batch_size=8", "--set", "train.eval_every=8", "--set", "train.checkpoint_every=2",
             "--set", "train.device=cpu", "--set", "train.report=false", "--no-progress"]
-    # 24 training videos: stage 1 is steps 0..11, stage 2 is 3 epochs of 3 steps, steps 12..20
+    # 24 training videos: stage 1 is steps 0..7, stage 2 is 3 epochs of 3 steps, steps 8..16
     with monkeypatch.context() as patch:
-        interrupt_training_at(patch, 16)  # killed inside stage 2 (after its evaluation at step 12)
+        interrupt_training_at(patch, 12)  # killed inside stage 2
         assert main(args) == 130
     saved = load_checkpoint(run / "checkpoint.pt")
-    assert saved["step"] == 16 and saved["model"]["_extra_state"]["stage2_ready"]
+    assert saved["step"] == 12 and saved["model"]["_extra_state"]["stage2_ready"]
     assert not (run / "predictions.json").exists()
     assert main([*args[:1], *args[1:], "--resume"]) == 0
-    assert load_checkpoint(run / "checkpoint.pt")["step"] == 21
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 17
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evaluated = [r["step"] for r in records if "average" in r]
-    assert evaluated == [6, 12, 18, 21]  # stage 1 twice, stage 2 (resumed) twice, none repeated
+    assert evaluated == [8, 16, 17]  # stage 1's end, then stage 2 (resumed) twice
     predictions = json.loads((run / "predictions.json").read_text())["results"]
     segments = np.array([e["segment"] for rows in predictions.values() for e in rows])
     assert len(segments) > 0 and np.all(segments[:, 0] < segments[:, 1])
