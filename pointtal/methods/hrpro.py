@@ -80,6 +80,15 @@ class Options:
     * The official training forward also scores the refined proposals (unused by any loss): skipped.
     * THUMOS14's ambiguous-segment filter is the evaluator's job here, not the method's.
     * Cosine similarities use F.normalize (eps 1e-12): a zero vector gives 0, not NaN as in the official.
+    * Stage-2 rows whose regressed start passed their end (or with a non-finite value) are dropped after
+      soft-NMS; the official code writes them and its evaluator counts each as a false positive (tIoU 0), so
+      the output is the official one less those false positives (`detect`; BENCHMARKS.md "HR-Pro's
+      evaluation time": they raise mAP by the amount measured there). `refined_bounds: clip` also clips the
+      refined boundaries to [0, T] before they are scored (the official keeps boundaries outside the video).
+    * `max_per_class` K stops soft-NMS after K visits per class and video: the rows written are exactly the
+      K best-scored rows of each class's official output (soft-NMS only lowers scores, so it visits in
+      score order), at O(K N) instead of O(N^2). The official keeps every row (null): up to ~30k per
+      THUMOS14 video, ~10x LACP's evaluation time; the effect on mAP is measured in BENCHMARKS.md.
     Paper vs code: the paper concatenates the class prototypes to the snippets as tokens; the official code
     reshapes the (C, 1, D) memory with `view(1, D, C)` (no transpose), so each token mixes classes
     (`prototype_tokens`: "code" follows the code, "rows" the paper). The video loss has weight 0 in the
