@@ -23,7 +23,7 @@ from pointtal.methods.hrpro import HRPro, Options, refine
 def _stage2_method(start_bias: float, end_bias: float, **options) -> HRPro:
     """A small HR-Pro in stage 2 whose I-model regresses every proposal by the same offsets (proposal widths)."""
     torch.manual_seed(0)
-    method = HRPro(Options(num_heads=2, dim_feedforward=16, **options), 8, 3)
+    method = HRPro(Options(num_heads=2, dim_feedforward=16, **{"max_per_class": None, **options}), 8, 3)
     for head, bias in ((method.instance.start_reg, start_bias), (method.instance.end_reg, end_bias)):
         torch.nn.init.zeros_(head[2].weight)
         torch.nn.init.constant_(head[2].bias, bias)

@@ -85,10 +85,12 @@ class Options:
       the output is the official one less those false positives (`detect`; BENCHMARKS.md "HR-Pro's
       evaluation time": they raise mAP by the amount measured there). `refined_bounds: clip` also clips the
       refined boundaries to [0, T] before they are scored (the official keeps boundaries outside the video).
-    * `max_per_class` K stops soft-NMS after K visits per class and video: the rows written are exactly the
-      K best-scored rows of each class's official output (soft-NMS only lowers scores, so it visits in
-      score order), at O(K N) instead of O(N^2). The official keeps every row (null): up to ~30k per
-      THUMOS14 video, ~10x LACP's evaluation time; the effect on mAP is measured in BENCHMARKS.md.
+    * `max_per_class` K (default 1000) stops soft-NMS after K visits per class and video: the rows written
+      are exactly the K best-scored rows of each class's official output (soft-NMS only lowers scores, so
+      it visits in score order), at O(K N) instead of O(N^2). The official keeps every row (null): up to
+      ~30k per THUMOS14 video and ~10x LACP's evaluation time. 1000 is over 4x the most instances of one
+      class in one THUMOS14 test video (218); measured effect -0.01 average mAP (BENCHMARKS.md, "HR-Pro's
+      evaluation time beside LACP's").
     Paper vs code: the paper concatenates the class prototypes to the snippets as tokens; the official code
     reshapes the (C, 1, D) memory with `view(1, D, C)` (no transpose), so each token mixes classes
     (`prototype_tokens`: "code" follows the code, "rows" the paper). The video loss has weight 0 in the
@@ -126,7 +128,7 @@ class Options:
     gamma: float = 0.0  # weight of the video score in a proposal's score
     soft_nms_sigma: float = 0.3
     soft_nms_offset: float = 1.5625  # snippets added to lengths in soft-NMS overlaps (1 s at 25 fps / 16)
-    max_per_class: int | None = None  # soft-NMS visits per class and video (None: all, as the official)
+    max_per_class: int | None = 1000  # soft-NMS visits per class and video (None: all, as the official)
     refined_bounds: Literal["official", "clip"] = "official"  # clip: refined boundaries clipped to [0, T]
     # --- stage 2
     stage2_epochs: int = 20
