@@ -166,15 +166,14 @@ def flat_cas(method: Method, dataset: PointDataset, **kwargs) -> torch.Tensor:
 
 def to_seconds(video_id: str, found: Detections, geometry: SnippetGeometry, classes) -> tuple[list, list]:
     """Detections in snippet units -> ActivityNet result entries in seconds."""
-    segments = [
-        {"label": classes[int(c) - 1], "score": float(score),
-         "segment": [float(geometry.to_seconds(s)), float(geometry.to_seconds(e))]}
-        for s, e, c, score in found.segments
-    ]
-    frames = [
-        {"label": classes[int(c) - 1], "score": float(score), "frame": float(geometry.to_seconds(t + 0.5))}
-        for t, c, score in found.frames
-    ]
+    seg = np.asarray(found.segments, dtype=np.float64).reshape(-1, 4)
+    bounds = geometry.to_seconds(seg[:, :2]).tolist()  # (N, 2) seconds, one vectorised product (as per value)
+    segments = [{"label": classes[int(c) - 1], "score": score, "segment": pair}
+                for pair, c, score in zip(bounds, seg[:, 2].tolist(), seg[:, 3].tolist(), strict=True)]
+    fr = np.asarray(found.frames, dtype=np.float64).reshape(-1, 3)
+    times = geometry.to_seconds(fr[:, 0] + 0.5).tolist()
+    frames = [{"label": classes[int(c) - 1], "score": score, "frame": time}
+              for time, c, score in zip(times, fr[:, 1].tolist(), fr[:, 2].tolist(), strict=True)]
     return segments, frames
 
 
