@@ -95,6 +95,34 @@ def test_valid_segments_drops_inverted_empty_and_non_finite_rows_and_keeps_order
     np.testing.assert_array_equal(valid_segments(rows), rows[[0, 5, 6]])
 
 
+def _official_soft_nms(segments, scores, sigma, offset):
+    """The official utils.soft_nms loop (gaussian), in snippet units with `offset` for its +1."""
+    dets = np.column_stack([segments, np.zeros(len(segments)), scores, np.arange(len(segments))]).astype(float)
+    dets = np.concatenate([dets, (dets[:, 1] - dets[:, 0] + offset)[:, None]], 1)
+    kept = []
+    while dets.size > 0:
+        best = np.argmax(dets[:, 3], axis=0)
+        dets[[0, best], :] = dets[[best, 0], :]
+        kept.append((int(dets[0, 4]), dets[0, 3]))
+        inter = np.maximum(np.minimum(dets[0, 1], dets[1:, 1]) - np.maximum(dets[0, 0], dets[1:, 0]) + offset, 0.0)
+        iou = inter / (dets[0, -1] + dets[1:, -1] - inter)
+        dets[1:, 3] *= np.exp(-(iou * iou) / sigma)
+        dets = dets[1:, :]
+    return np.array([k[0] for k in kept]), np.array([k[1] for k in kept])
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_soft_nms_equals_the_official_loop_with_ties_and_inverted_rows(ties):
+    rng = np.random.default_rng(int(ties))
+    start = rng.uniform(0, 60, 250)
+    segments = np.column_stack([start, start + rng.uniform(-1.0, 15, 250)])  # some rows inverted
+    scores = rng.integers(0, 4, 250) / 3.0 if ties else rng.random(250)
+    order, decayed = soft_nms(segments, scores, 0.3, 1.5625)
+    reference = _official_soft_nms(segments, scores, 0.3, 1.5625)
+    np.testing.assert_array_equal(order, reference[0])
+    np.testing.assert_array_equal(decayed, reference[1])
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_soft_nms_cut_after_k_visits_is_the_k_best_rows_of_the_full_output(seed):
     rng = np.random.default_rng(seed)
