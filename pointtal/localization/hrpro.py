@@ -162,16 +162,48 @@ def soft_nms_per_class(segments: np.ndarray, scores: np.ndarray, labels: np.ndar
                        offset: float, max_per_class: int | None = None) -> np.ndarray:
     """(N, 4) [start, end, class, score] after soft-NMS within each class (classes in order of first
     appearance, as the official dict), rows of a class in visiting order; with `max_per_class` K only each
-    class's first K visits (its K best-scored rows of the full output, `soft_nms`)."""
+    class's first K visits (its K best-scored rows of the full output, `soft_nms`).
+
+    Every class runs `soft_nms` at once: the classes' rows side by side in a (K classes, longest) array,
+    one visit of every class per step (padding scores -inf, never visited, never decayed), so the number of
+    steps is the longest class's, not the sum over classes. Same swaps and products per class as `soft_nms`.
+    """
     segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
     labels = np.asarray(labels).reshape(-1)
-    _, first = np.unique(labels, return_index=True)
-    rows = []
-    for label in labels[np.sort(first)]:  # a loop over classes (a handful per video)
-        index = np.flatnonzero(labels == label)
-        order, decayed = soft_nms(segments[index], np.asarray(scores)[index], sigma, offset, max_per_class)
-        rows.append(np.column_stack([segments[index[order]], np.full(len(order), label), decayed]))
-    return np.concatenate(rows).astype(np.float64) if rows else np.zeros((0, 4))
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    _, first_seen = np.unique(labels, return_index=True)
+    classes = labels[np.sort(first_seen)]
+    if not len(classes):
+        return np.zeros((0, 4))
+    members = [np.flatnonzero(labels == label) for label in classes]  # a loop over classes (a handful)
+    counts = np.array([len(m) for m in members])
+    real = np.arange(counts.max())[None, :] < counts[:, None]  # (K, W)
+    index = np.zeros(real.shape, dtype=np.int64)
+    index[real] = np.concatenate(members)  # row r: class r's rows in input order
+    start, end = np.where(real, segments[index, 0], 0.0), np.where(real, segments[index, 1], 0.0)  # (K, W)
+    score = np.where(real, scores[index], -np.inf)
+    area = end - start + offset
+    visits = counts if max_per_class is None else np.minimum(counts, max_per_class)  # (K,)
+    order = np.zeros((len(classes), int(visits.max())), dtype=np.int64)  # (K, V) row of `index` visited
+    kept = np.zeros(order.shape)
+    columns = (start, end, score, index, area)
+    for first in range(int(visits.max())):  # visits, each of every class still visiting
+        rows = np.flatnonzero(visits > first)
+        best = first + np.argmax(score[rows, first:], axis=1)
+        for column in columns:
+            front = column[rows, first].copy()
+            column[rows, first] = column[rows, best]
+            column[rows, best] = front
+        order[rows, first], kept[rows, first] = index[rows, first], score[rows, first]
+        rest = slice(first + 1, None)
+        inter = np.maximum(np.minimum(end[rows, first, None], end[rows, rest])
+                           - np.maximum(start[rows, first, None], start[rows, rest]) + offset, 0.0)
+        iou = inter / (area[rows, first, None] + area[rows, rest] - inter)
+        score[rows, rest] = np.where(real[rows, rest], score[rows, rest] * np.exp(-(iou * iou) / sigma),
+                                     -np.inf)
+    out = [np.column_stack([segments[order[r, :v]], np.full(v, label), kept[r, :v]])
+           for r, (label, v) in enumerate(zip(classes, visits, strict=True))]
+    return np.concatenate(out).astype(np.float64)
 
 
 def valid_segments(segments: np.ndarray) -> np.ndarray:
