@@ -123,6 +123,22 @@ def test_soft_nms_equals_the_official_loop_with_ties_and_inverted_rows(ties):
     np.testing.assert_array_equal(decayed, reference[1])
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_soft_nms_of_all_classes_at_once_equals_the_official_loop_per_class(ties):
+    rng = np.random.default_rng(2 + int(ties))
+    start = rng.uniform(0, 60, 400)
+    segments = np.column_stack([start, start + rng.uniform(-1.0, 15, 400)])
+    scores = rng.integers(0, 4, 400) / 3.0 if ties else rng.random(400)
+    labels = rng.choice([7, 2, 5, 11], 400, p=[0.6, 0.3, 0.09, 0.01])  # classes of very different sizes
+    rows = soft_nms_per_class(segments, scores, labels, 0.3, 1.5625)
+    expected = []
+    for label in dict.fromkeys(labels.tolist()):  # classes in order of first appearance
+        index = np.flatnonzero(labels == label)
+        order, decayed = _official_soft_nms(segments[index], scores[index], 0.3, 1.5625)
+        expected.append(np.column_stack([segments[index[order]], np.full(len(order), label), decayed]))
+    np.testing.assert_array_equal(rows, np.concatenate(expected))
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_soft_nms_cut_after_k_visits_is_the_k_best_rows_of_the_full_output(seed):
     rng = np.random.default_rng(seed)
