@@ -30,7 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"data", "errors", "evaluation", "methods"},  # methods: the METHODS table validates `method:`
     "video": {"atomic", "data", "errors", "evaluation", "outputs"},
     "engine": {"atomic", "config", "data", "errors", "evaluation", "localization", "methods", "outputs", "viz"},
-    "studies": {"atomic", "config", "data", "engine", "errors", "evaluation", "methods", "outputs", "viz"},
+    "studies": {"atomic", "config", "data", "engine", "errors", "evaluation", "localization", "methods", "outputs",
+                "viz"},
     "cli": {"atomic", "config", "data", "engine", "errors", "evaluation", "localization", "methods", "outputs",
             "studies", "video", "viz"},
 }

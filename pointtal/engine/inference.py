@@ -11,6 +11,7 @@ import torch
 
 from pointtal.data.dataset import PointDataset, resample_index, unresample
 from pointtal.data.features import SnippetGeometry
+from pointtal.localization.detections import check_detections
 from pointtal.methods.base import Detections, Method, VideoScores
 
 
@@ -139,7 +140,9 @@ def _score_batch(method: Method, chunk, device: torch.device, amp: bool, detect:
         return [(v, None) for v in videos]
     with autocast(device, amp):
         found = method.detect(output, videos)
-    return list(zip(videos, found, strict=True))
+    # the method/engine boundary: a method's invalid segment is its own error here, never written
+    checked = [check_detections(f, method.n_classes, method.name, v.video_id) for v, f in zip(videos, found, strict=True)]
+    return list(zip(videos, checked, strict=True))
 
 
 def detect_videos(method: Method, items: Iterable[tuple[str, np.ndarray]], *, batch_size: int,
@@ -168,15 +171,14 @@ def flat_cas(method: Method, dataset: PointDataset, **kwargs) -> torch.Tensor:
 
 def to_seconds(video_id: str, found: Detections, geometry: SnippetGeometry, classes) -> tuple[list, list]:
     """Detections in snippet units -> ActivityNet result entries in seconds."""
-    segments = [
-        {"label": classes[int(c) - 1], "score": float(score),
-         "segment": [float(geometry.to_seconds(s)), float(geometry.to_seconds(e))]}
-        for s, e, c, score in found.segments
-    ]
-    frames = [
-        {"label": classes[int(c) - 1], "score": float(score), "frame": float(geometry.to_seconds(t + 0.5))}
-        for t, c, score in found.frames
-    ]
+    seg = np.asarray(found.segments, dtype=np.float64).reshape(-1, 4)
+    bounds = geometry.to_seconds(seg[:, :2]).tolist()  # (N, 2) seconds, one vectorised product (as per value)
+    segments = [{"label": classes[int(c) - 1], "score": score, "segment": pair}
+                for pair, c, score in zip(bounds, seg[:, 2].tolist(), seg[:, 3].tolist(), strict=True)]
+    fr = np.asarray(found.frames, dtype=np.float64).reshape(-1, 3)
+    times = geometry.to_seconds(fr[:, 0] + 0.5).tolist()
+    frames = [{"label": classes[int(c) - 1], "score": score, "frame": time}
+              for time, c, score in zip(times, fr[:, 1].tolist(), fr[:, 2].tolist(), strict=True)]
     return segments, frames
 
 

@@ -11,6 +11,7 @@ same weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from pointtal.atomic import write_text_atomic
-from pointtal.config import Config, save_config
+from pointtal.config import Config, build_config, save_config
 from pointtal.data.dataset import PointDataset, build_dataset
 from pointtal.engine import distributed
 from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -66,6 +67,40 @@ def total_steps(config: Config, n_videos: int) -> int:
     """Steps of `train.steps` / `train.epochs` alone (a method's `phases` may add more: see Trainer.steps)."""
     t = config.train
     return schedule_steps(t.steps, t.epochs, n_videos, t.batch_size)
+
+
+def check_resume_schedule(saved: dict, config: Config, method: Method, phases: tuple[Phase, ...], n_videos: int,
+                          run_dir: Path) -> None:
+    """Refuse a resume whose schedule cannot be honoured from the checkpoint's step (one line naming the key).
+
+    `train.steps` / `train.epochs` may change on `--resume` (rundir.RUNTIME_KEYS), but only where the run has
+    not been yet: every phase that has begun keeps its start, and the phase the checkpoint is in must not end
+    before the checkpoint's step. Lowering `train.steps` inside HR-Pro's stage 2 would move stage 2's start
+    behind the run (its batches and optimizer would belong to other steps); lowering it below the current
+    step of a one-phase run would end the run before its checkpoint.
+    """
+    step = int(saved["step"])
+    try:
+        old_train = build_config(saved["config"], "checkpoint config").train
+    except (InputError, KeyError, TypeError):  # an unreadable saved config is refused elsewhere by name
+        return
+    old_starts, new_starts = phase_starts(method.phases(old_train, n_videos)), phase_starts(phases)
+    ends = [*new_starts[1:], sum(p.steps for p in phases)]
+    keys = [f"train.{k}" for k in ("steps", "epochs") if getattr(old_train, k) != getattr(config.train, k)]
+    key = " / ".join(f"{k}={getattr(config.train, k.split('.')[1])} (was {getattr(old_train, k.split('.')[1])})"
+                     for k in keys) or "the schedule"
+    current = phase_at(old_starts, step - 1) if step else 0
+    for index in range(current + 1):
+        if old_starts[index] < step and new_starts[index] != old_starts[index]:
+            raise InputError(
+                f"{run_dir}: --resume at step {step} cannot honour {key}: phase {index + 1} ({phases[index].name}) "
+                f"began at step {old_starts[index]} and would begin at step {new_starts[index]}; resume with the "
+                "earlier phases' length unchanged (lengthen or shorten only the phase the run is in)")
+    if ends[current] < step:
+        raise InputError(
+            f"{run_dir}: --resume at step {step} cannot honour {key}: phase {current + 1} ({phases[current].name}) "
+            f"would end at step {ends[current]}, before the checkpoint's step; resume with a schedule that ends at "
+            f"step {step} or later")
 
 
 def new_optimizer(method: Method, phase: Phase, index: int) -> torch.optim.Optimizer:
@@ -253,6 +288,8 @@ class Trainer:
         self.phases = method.phases(config.train, len(self.data.train))
         self.starts = phase_starts(self.phases)
         self.steps = sum(p.steps for p in self.phases)
+        if saved is not None:
+            check_resume_schedule(saved, config, method, self.phases, len(self.data.train), self.run_dir)
         saved_phase = phase_at(self.starts, int(saved["step"]) - 1) if saved is not None else 0
         if saved_phase:
             optimizer = new_optimizer(method, self.phases[saved_phase], saved_phase)
@@ -424,7 +461,8 @@ class Trainer:
                                                      self.state.step)
                 self._report_selection(record)
                 best = checkpoint_state(self.config, self.data, self.state, inference_only=True)
-                best["model"] = {key: value.clone() for key, value in best["model"].items()}  # outlives the swap
+                best["model"] = {key: value.clone() if torch.is_tensor(value) else copy.deepcopy(value)
+                                 for key, value in best["model"].items()}  # outlives the swap (extra state too)
             log.info("step %d: %s (%.1f s)", self.state.step, summary_line(record), time.perf_counter() - started)
             self.logs.record(record)
             if self.state.best is None or record["average"] > self.state.best:

@@ -124,6 +124,19 @@ def stage1_proposals(cas: np.ndarray, video_scores: np.ndarray, *, class_thresh:
                           for f in ("start", "end", "label", "score")))
 
 
+def valid_segments(segments: np.ndarray) -> np.ndarray:
+    """Rows of (N, 4) [start, end, class, score] with finite start < end and a finite score, order kept.
+
+    The official code writes stage-2 segments whose regressed start passed their end; its evaluator
+    (ActivityNet `segment_iou`: intersection clipped at 0) gives such a segment tIoU 0 with every ground
+    truth, so it only ever counts as a false positive. Dropping these rows after soft-NMS keeps every other
+    row (bounds, decayed score, order) as the official output and removes only those false positives."""
+    segments = np.asarray(segments, dtype=np.float64).reshape(-1, 4)
+    keep = np.isfinite(segments[:, 0]) & np.isfinite(segments[:, 1]) & (segments[:, 0] < segments[:, 1]) \
+        & np.isfinite(segments[:, 3])
+    return segments[keep]
+
+
 def match_points(proposals: RawProposals, point_time: np.ndarray, point_label: np.ndarray) -> np.ndarray:
     """Reliable proposals (the official `match_point`): for each point, the best-scoring proposal of its class
     that contains it, preferring proposals that lie strictly between the neighbouring points.

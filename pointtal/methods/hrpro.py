@@ -42,6 +42,7 @@ from pointtal.localization.hrpro import (
     negative_proposals,
     soft_nms_per_class,
     stage1_proposals,
+    valid_segments,
 )
 from pointtal.localization.soda import segment_peaks
 from pointtal.methods.base import (
@@ -100,6 +101,18 @@ class Options:
     * The official training forward also scores the refined proposals (unused by any loss): skipped.
     * THUMOS14's ambiguous-segment filter is the evaluator's job here, not the method's.
     * Cosine similarities use F.normalize (eps 1e-12): a zero vector gives 0, not NaN as in the official.
+    * Stage-2 rows whose regressed start passed their end (or with a non-finite value) are dropped after
+      soft-NMS; the official code writes them and its evaluator counts each as a false positive (tIoU 0), so
+      the output is the official one less those false positives (`detect`; BENCHMARKS.md "HR-Pro's
+      evaluation time": they raise mAP by the amount measured there). `refined_bounds: clip` also clips the
+      refined boundaries to [0, T] before they are scored (the official keeps boundaries outside the video;
+      measured +0.08 average mAP on synthetic THUMOS14, BENCHMARKS.md).
+    * `max_per_class` K (default 1000) stops soft-NMS after K visits per class and video: the rows written
+      are exactly the K best-scored rows of each class's official output (soft-NMS only lowers scores, so
+      it visits in score order), at O(K N) instead of O(N^2). The official keeps every row (null): up to
+      ~30k per THUMOS14 video and ~10x LACP's evaluation time. 1000 is over 4x the most instances of one
+      class in one THUMOS14 test video (218); measured effect -0.01 average mAP (BENCHMARKS.md, "HR-Pro's
+      evaluation time beside LACP's").
     Paper vs code: the paper concatenates the class prototypes to the snippets as tokens; the official code
     reshapes the (C, 1, D) memory with `view(1, D, C)` (no transpose), so each token mixes classes
     (`prototype_tokens`: "code" follows the code, "rows" the paper). The video loss has weight 0 in the
@@ -139,6 +152,8 @@ class Options:
     gamma: float = 0.0  # weight of the video score in a proposal's score
     soft_nms_sigma: float = 0.3
     soft_nms_offset: float = 1.5625  # snippets added to lengths in soft-NMS overlaps (1 s at 25 fps / 16)
+    max_per_class: int | None = 1000  # soft-NMS visits per class and video (None: all, as the official)
+    refined_bounds: Literal["official", "clip"] = "official"  # clip: refined boundaries clipped to [0, T]
     # --- stage 2
     stage2_epochs: int = 20
     stage2_batch_size: int = 10
@@ -184,6 +199,8 @@ class Options:
             (self.gamma >= 0.0, "gamma", "must be >= 0 (weight of the video score)"),
             (self.soft_nms_sigma > 0.0, "soft_nms_sigma", "must be > 0"),
             (self.soft_nms_offset >= 0.0, "soft_nms_offset", "must be >= 0"),
+            (self.max_per_class is None or self.max_per_class >= 1, "max_per_class", "must be >= 1 (or null)"),
+            (self.refined_bounds in ("official", "clip"), "refined_bounds", "must be 'official' or 'clip'"),
             (self.stage2_epochs >= 0, "stage2_epochs", "must be >= 0"),
             (self.stage2_batch_size >= 1, "stage2_batch_size", "must be >= 1"),
             (self.stage2_lr > 0.0, "stage2_lr", "must be > 0"),
@@ -895,18 +912,33 @@ class HRPro(Method):
                                 cas_thresholds=o.cas_thresholds, agnostic_thresholds=o.agnostic_thresholds,
                                 outer_ratio=o.outer_ratio, gamma=o.gamma)
 
+    def _suppress(self, bounds: np.ndarray, score: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """(N, 4) [start, end, class, score]: soft-NMS per class (each class's `max_per_class` best rows),
+        then the rows that cannot be a segment dropped (`valid_segments`)."""
+        o = self.options
+        return valid_segments(soft_nms_per_class(bounds, score, label, o.soft_nms_sigma, o.soft_nms_offset,
+                                                 max_per_class=o.max_per_class))
+
     def localize(self, cas: np.ndarray, actionness: np.ndarray | None, video_scores_: np.ndarray) -> Detections:
         """Stage 1 alone (before phase 1): its proposals after soft-NMS per class."""
         raw = self._stage1_raw(cas, video_scores_)
-        o = self.options
-        segments = soft_nms_per_class(np.column_stack([raw.start, raw.end]), raw.score, raw.label,
-                                      o.soft_nms_sigma, o.soft_nms_offset)
-        return with_frames(segments, cas)
+        return with_frames(self._suppress(np.column_stack([raw.start, raw.end]), raw.score, raw.label), cas)
 
     def detect(self, output: SnippetOutput, videos: list) -> list[Detections]:
         """Stage-1 proposals of each video scored and refined by the I-model (the official I_test): every
         proposal once as is with score completeness + stage-1 score, once refined with the refined
-        proposal's completeness + stage-1 score; then soft-NMS per class."""
+        proposal's completeness + stage-1 score; then soft-NMS per class.
+
+        Valid by construction: the I-model regresses each boundary freely (`refine`), so a refined start can
+        pass its end (start offset - end offset > 1 proposal width) or leave the video. The official code
+        keeps such rows through soft-NMS and writes them; its evaluator scores an inverted segment tIoU 0
+        against every ground truth, so it is only ever a false positive. Here soft-NMS runs on the same rows
+        (so every other row's decayed score is the official one) and the rows with start >= end or a
+        non-finite value are dropped afterwards (`valid_segments`): the output is the official one less
+        those false positives. They are not swapped into order, which would turn a false positive into a
+        possible hit. Boundaries outside [0, T] are valid segments and stay, as in the official code;
+        `refined_bounds: clip` clips the refined boundaries to the video before they are scored instead.
+        """
         if not self.stage2_ready:
             return super().detect(output, videos)
         o = self.options
@@ -923,13 +955,13 @@ class HRPro(Method):
             with torch.no_grad():
                 first = self.instance(features, lengths, proposals)  # (1, M) each
                 refined = refine(proposals, first.start_reg.float(), first.end_reg.float())  # (1, M, 2)
+                if o.refined_bounds == "clip":
+                    refined = refined.clamp(0.0, float(n))
                 second = self.instance(features, lengths, refined)
             bounds = np.concatenate([np.column_stack([raw.start, raw.end]), refined[0].cpu().numpy().astype(np.float64)])
             score = np.concatenate([first.iou[0].float().cpu().numpy() + raw.score,
                                     second.iou[0].float().cpu().numpy() + raw.score])
-            segments = soft_nms_per_class(bounds, score, np.concatenate([raw.label, raw.label]), o.soft_nms_sigma,
-                                          o.soft_nms_offset)
-            found.append(with_frames(segments, video.cas))
+            found.append(with_frames(self._suppress(bounds, score, np.concatenate([raw.label, raw.label])), video.cas))
         return found
 
 

@@ -23,6 +23,7 @@ from pointtal.engine.inference import Predictions, VideoScores, dataset_items, r
 from pointtal.engine.predictor import LoadedRun, load_trained
 from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError
+from pointtal.localization.detections import check_detections
 from pointtal.methods.base import Scores
 from pointtal.methods.soda import aggregate
 
@@ -93,7 +94,7 @@ def fuse_predictions(a: ScoredRun, b: ScoredRun, rule: str, data: RunData) -> Pr
         fused = ensemble_scores(_as_scores(sa), _as_scores(sb), rule, eta=eta)
         cas = fused.cas[0].numpy()  # (T, C+1)
         video_scores = fused.video_scores[0].numpy()  # (C+1,)
-        found = method.localize(cas, None, video_scores)
+        found = check_detections(method.localize(cas, None, video_scores), method.n_classes, method.name, sa.video_id)
         out.segments[sa.video_id], out.frames[sa.video_id] = to_seconds(
             sa.video_id, found, geometries[sa.video_id], data.classes)
         out.video_scores[sa.video_id] = video_scores
