@@ -227,6 +227,11 @@ def test_bad_via_csv_rows_and_labelstudio_tasks_name_their_line_or_task(tmp_path
     ls.write_text(json.dumps([{"id": 5, "data": {"video": "unknown.mp4"}, "annotations": [{"result": [result]}]}]))
     with pytest.raises(InputError, match=r"task 5 result r9: no frame rate for video 'unknown'"):
         read_labelstudio(ls, fps_lookup_for({}, FPS))
+    ls.write_text('[{"id": 5, "data": {"video": "vid_a.mp4"}, "annotations": [{"result": [{"id": "r9", '
+                  '"type": "timelinelabels", "value": {"ranges": [{"start": NaN, "end": 3}], '
+                  '"timelinelabels": ["Jump"]}}]}]}]')
+    with pytest.raises(InputError, match=r"task 5 result r9: frame nan is not a whole number"):
+        read_labelstudio(ls, _lookup)
     ls.write_text("[{\"id\": 1,\n oops}]")
     with pytest.raises(InputError, match=r"ls.json line 2: not valid JSON"):
         read_labelstudio(ls, _lookup)
@@ -252,6 +257,13 @@ def test_annotate_imports_and_exports_through_the_cli(tiny_data, tmp_path, capsy
     assert main(["annotate", str(gt), "--export", str(clicks), "--format", "lacp", "--fps-dict", str(fps),
                  "--out", str(lacp)]) == 0
     assert lacp.read_text().startswith("class,class_index,start_frame,stop_frame,video_id,point\n")
+    # imported labels must be classes of the ground truth: one line naming the file, nothing written
+    data = json.loads(via.read_text())
+    data["attribute"]["1"]["options"]["0"] = "NotAClass"
+    via.write_text(json.dumps(data))
+    assert main(["annotate", str(gt), "--import", str(via), "--format", "via", "--out", str(tmp_path / "x.csv")]) != 0
+    assert "label 'NotAClass' is not a class of the ground truth" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
     # the output guard: an input is never replaced, an edited output needs --overwrite
     assert main(["annotate", str(gt), "--import", str(via), "--format", "via", "--out", str(via)]) != 0
     back.write_text("edited\n")

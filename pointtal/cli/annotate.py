@@ -220,8 +220,10 @@ def _move(args: argparse.Namespace, gt) -> int:
     lookup = fps_lookup_for(gt.videos, read_fps_dict(args.fps_dict) if args.fps_dict else gt.frame_fps)
     if args.import_file:
         points = import_clicks(args.import_file, args.format, lookup, gt.videos)
+        mapped = map_points(points, gt.videos, args.fps, args.stride, gt.class_index, args.background_label,
+                            source=args.import_file, scope="the ground truth")  # labels are classes? on videos?
         write_points(points, args.out)
-        verb = f"imported {args.import_file} ({args.format})"
+        verb = f"imported {args.import_file} ({args.format}; {mapped.report.summary})"
     else:
         points = read_points(args.export, args.background_label, lookup)
         if args.format == "via":

@@ -281,7 +281,8 @@ def _task_video(task: dict, known: Mapping[str, Video] | None, where: str) -> st
 
 
 def _frame(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value) or value < 1:
         raise InputError(f"{where}: frame {value!r} is not a whole number >= 1 (timeline frames start at 1)")
     return int(value)
 
