@@ -88,3 +88,11 @@ def test_a_video_without_one_of_the_streams_is_named(features, tmp_path):
     store = open_features(write_video_features(tmp_path / "ok", features))
     with pytest.raises(InputError, match=r"no feature file for video 'nope' \(nope_rgb.npy with nope_fps.npy\)"):
         store.load("nope")
+
+
+def test_a_pointtal_folder_with_ids_ending_like_video_features_files_stays_pointtal(tmp_path):
+    for video_id in ("clip_rgb", "clip_fps", "other"):
+        np.save(tmp_path / f"{video_id}.npy", np.zeros((3, 4), np.float32))
+    assert detect_layout(tmp_path).kind == "pointtal"
+    (tmp_path / "other.npy").unlink()  # now every file is named as video_features names them
+    assert detect_layout(tmp_path).kind == "video_features"

@@ -78,9 +78,14 @@ def _split_kind(folder: Path) -> str:
 
 
 def _is_video_features(folder: Path) -> bool:
-    """video_features' output: `<stem>_fps.npy` files beside `<stem>_rgb.npy` / `<stem>_flow.npy` ones."""
-    return folder.is_dir() and next(folder.glob("*_fps.npy"), None) is not None and \
-        any(next(folder.glob(f"*_{s}.npy"), None) is not None for s in STREAMS)
+    """video_features' output: `<stem>_fps.npy` files beside `<stem>_rgb.npy` / `<stem>_flow.npy` ones, and no
+    other .npy (a pointtal folder whose ids happen to end in `_rgb` stays pointtal's)."""
+    if not folder.is_dir() or next(folder.glob("*_fps.npy"), None) is None:
+        return False
+    names = [p.name for p in folder.glob("*.npy")]
+    streams = tuple(f"_{s}.npy" for s in STREAMS)
+    return any(n.endswith(streams) for n in names) and \
+        all(n.endswith((*streams, *(f"_{m}.npy" for m in VF_META))) for n in names)
 
 
 def detect_layout(path: str | Path) -> Layout:
