@@ -49,7 +49,8 @@ EXTRACT_VALUES = {"--rgb-weights", "--flow-weights", "--raft-weights", "--device
 NOT_OUTPUTS = {
     "demo": set(),
     "synth": set(),
-    "annotate": {"ground_truth", "--check", "--fps-dict", "--subset", "--background-label", "--features"},
+    "annotate": {"ground_truth", "--check", "--fps-dict", "--subset", "--background-label", "--features", "--import",
+                 "--export", "--format"},
     "train": {"config", "--set"},
     "predict": {"run_dir", "--checkpoint", "--features", "--annotations", "--subset", "--device"},
     "evaluate": {"ground_truth", "predictions", "--subset", "--tiou", "--distance", "--exclude-videos",

@@ -7,6 +7,14 @@ from pathlib import Path
 
 from pointtal.cli import checks
 from pointtal.data.annotations import BACKGROUND
+from pointtal.data.interchange import (
+    EXPORT_FORMATS,
+    IMPORT_FORMATS,
+    import_clicks,
+    write_labelstudio,
+    write_lacp,
+    write_via,
+)
 from pointtal.data.layouts import Subsets, load_truth, open_features
 from pointtal.data.points import (
     GAUSSIAN_STD,
@@ -22,11 +30,14 @@ from pointtal.data.points import (
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.outputs import check_outputs, record_output
 
-HELP = "simulate point annotations (SF-Net / SODA / gaussian schemes) or check point files against a ground truth"
+HELP = ("simulate point annotations (SF-Net / SODA / gaussian schemes), check point files against a ground truth, "
+        "or import / export clicks of VIA 3, Label Studio and LACP")
 EXAMPLE = (
     "pointtal annotate GT.json --scheme sfnet-uniform --subset validation --fps 25 --stride 16 --seed 0 "
     "--out points.csv\n  pointtal annotate GT.json --check points_annotator1.csv --check points_annotator2.csv "
     "--fps 25 --stride 16"
+    "\n  pointtal annotate GT.json --import project_via.json --format via --out clicks.csv"
+    "\n  pointtal annotate GT.json --export clicks.csv --format labelstudio --out tasks.json"
 )
 
 CLI_SCHEMES = tuple(s for s in SCHEMES if s != "weak")  # weak supervision has no point file to write
@@ -45,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "gt.json / gt_full.json (split files decide the subsets, fps_dict.json the native fps)")
     mode = parser.add_argument_group("simulate (writes --out)")
     mode.add_argument("--scheme", choices=CLI_SCHEMES, help="simulation scheme (docs/methods.md §1)")
-    mode.add_argument("--out", help="point CSV to write (video_id,time_seconds,label)")
+    mode.add_argument("--out", help="point CSV to write (video_id,time_seconds,label); with --export, the file of "
+                                    "--format")
     mode.add_argument("--overwrite", action="store_true",
                       help="replace an existing --out that pointtal did not write (its own outputs are replaced "
                            "without it; an input is never replaced)")
@@ -85,6 +97,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--fps-dict", metavar="FPS.json", help="video id -> native fps, for LACP-style point files"
     )
+    move = parser.add_argument_group("import / export clicks (writes --out)")
+    move.add_argument("--import", dest="import_file", metavar="FILE",
+                      help="clicks of another tool to read into a point CSV (--out): a VIA 3 project JSON or CSV "
+                           "export, or a Label Studio JSON export (a segment becomes one click at its middle)")
+    move.add_argument("--export", metavar="POINTS.csv",
+                      help="point file (any pointtal reads) to write as --format into --out")
+    move.add_argument("--format", choices=EXPORT_FORMATS,
+                      help="the other tool's format: via (.json project, else CSV), labelstudio (JSON, frames at "
+                           "the video's fps), lacp (export only: LACP / HR-Pro point_labels.csv)")
     parser.add_argument(
         "--subset", help="only videos of this subset, matched regardless of case (default: all videos of the "
                          "ground truth)"
@@ -109,16 +130,32 @@ def check_args(args: argparse.Namespace) -> None:
     checks.number(args, "start_ratio", 0, 1, low_open=True)
     checks.number(args, "jitter", 0, 0.5)
     checks.number(args, "gaussian_std", 0, low_open=True)
-    if args.check and (args.scheme or args.out):
+    moving = bool(args.import_file or args.export)
+    if args.import_file and args.export:
+        raise InputError("give either --import FILE or --export FILE, not both")
+    if moving and (args.check or args.scheme):
+        raise InputError("--import / --export cannot be combined with --check or --scheme")
+    if moving and not (args.format and args.out):
+        raise InputError(f"{'--import' if args.import_file else '--export'} needs --format "
+                         f"({'|'.join(EXPORT_FORMATS)}) and --out FILE")
+    if args.import_file and args.format not in IMPORT_FORMATS:
+        raise InputError(f"--format {args.format}: cannot be imported ({', '.join(IMPORT_FORMATS)} can); pointtal "
+                         "reads LACP / HR-Pro point files directly (train, --check)")
+    checks.only_with(args, ("format",), moving, "applies to --import / --export")
+    if not moving and args.check and (args.scheme or args.out):
         raise InputError("give either --check FILE ... or --scheme NAME --out FILE, not both")
-    if not args.check and not (args.scheme and args.out):
+    if not moving and not args.check and not (args.scheme and args.out):
         raise InputError(
-            "give --scheme NAME and --out FILE to simulate points, or --check FILE to check a point file"
+            "give --scheme NAME and --out FILE to simulate points, --check FILE to check a point file, or "
+            "--import / --export FILE --format NAME --out FILE"
         )
-    simulate = not args.check
-    checks.only_with(args, ("seed", "window_sec", "start_ratio", "jitter", "gaussian_std", "overwrite"), simulate,
+    simulate = not args.check and not moving
+    checks.only_with(args, ("seed", "window_sec", "start_ratio", "jitter", "gaussian_std"), simulate,
                      "applies when simulating points (--scheme NAME --out FILE), not to --check")
-    checks.only_with(args, ("strict", "fps_dict"), not simulate, "applies to --check (reading point files)")
+    checks.only_with(args, ("overwrite",), not args.check, "applies when writing --out, not to --check")
+    checks.only_with(args, ("fps_dict",), not simulate, "applies to --check, --import and --export (reading or "
+                     "writing frame numbers)")
+    checks.only_with(args, ("strict",), bool(args.check), "applies to --check (reading point files)")
     for name, schemes in SCHEME_OPTIONS.items():
         checks.only_with(args, (name,), not simulate or args.scheme in schemes,
                          f"applies to --scheme {' / '.join(schemes)}, not {args.scheme}")
@@ -129,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.out:
-        check_outputs({"--out": args.out}, {"ground truth": args.ground_truth}, overwrite=args.overwrite)
+        check_outputs({"--out": args.out}, {"ground truth": args.ground_truth, "--import": args.import_file,
+                                            "--export": args.export, "--fps-dict": args.fps_dict},
+                      overwrite=args.overwrite)
     gt = _ground_truth(args)
     if args.subset:
         args.subset = gt.subset_name(args.subset, args.ground_truth)  # HR-Pro's 'Validation' for 'validation'
@@ -140,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.check:
         return _check(args, gt, {v.video_id: v for v in videos})
+    if args.import_file or args.export:
+        return _move(args, gt)
     return _simulate(args, videos)
 
 
@@ -171,6 +212,31 @@ def _simulate(args: argparse.Namespace, videos) -> int:
         f"wrote {args.out}: {len(videos)} videos, {len(points)} points "
         f"({len(points) - n_background} action, {n_background} background), scheme {args.scheme}, seed {args.seed}"
     )
+    return 0
+
+
+def _move(args: argparse.Namespace, gt) -> int:
+    """--import: another tool's clicks -> a point CSV; --export: a point file -> another tool's file."""
+    lookup = fps_lookup_for(gt.videos, read_fps_dict(args.fps_dict) if args.fps_dict else gt.frame_fps)
+    if args.import_file:
+        points = import_clicks(args.import_file, args.format, lookup, gt.videos)
+        mapped = map_points(points, gt.videos, args.fps, args.stride, gt.class_index, args.background_label,
+                            source=args.import_file, scope="the ground truth")  # labels are classes? on videos?
+        write_points(points, args.out)
+        verb = f"imported {args.import_file} ({args.format}; {mapped.report.summary})"
+    else:
+        points = read_points(args.export, args.background_label, lookup)
+        if args.format == "via":
+            write_via(points, args.out)
+        elif args.format == "labelstudio":
+            write_labelstudio(points, args.out, lookup)
+        else:
+            dropped = write_lacp(points, args.out, lookup, gt.classes, gt.videos, args.background_label)
+            if dropped:
+                print(f"left out {dropped} background point(s): a LACP point file holds action clicks only")
+        verb = f"exported {args.export} as {args.format}"
+    record_output(args.out, "annotate")
+    print(f"{verb}: wrote {args.out}, {len(points)} points on {len({p.video_id for p in points})} videos")
     return 0
 
 

@@ -5,6 +5,10 @@ Published layouts (docs/formats.md, "Features"):
 * LACP:   `DATASET/features/{train,test}/{rgb,flow}/<id>.npy`, two (T, 1024) streams joined rgb|flow at load;
           `gt.json` (segment times as numeric strings, no durations), `fps_dict.json`, split files.
 * HR-Pro: `DATASET/features/{train,test}/<id>.npy` ((T, 2048)); `gt_full.json` (durations and the native fps).
+* v-iashin/video_features (I3D): `DIR/<stem>_rgb.npy`, `<stem>_flow.npy` ((T, 1024) each, joined rgb|flow),
+          `<stem>_fps.npy` (the video's fps) and `<stem>_timestamps_ms.npy` (T,), as its `--on_extraction
+          save_numpy` writes them into `output/i3d/`; its default stack and step are 64 frames at the video's own
+          fps, so such features train with `data.stride: 64` and the native fps of each video in the ground truth.
 * Both:   `split_train.txt` / `split_test.txt` (one video id a line) decide which videos are trained and tested
           on; the point files (`point_gaussian/point_labels.csv`, `point_labels/point_gaussian.csv`) give frame
           numbers at each video's native fps and are read by `points.read_points`.
@@ -35,10 +39,12 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")  # the folders under features/ and the split_<name>.txt files
 STREAMS = ("rgb", "flow")  # LACP's two I3D streams, joined in this order
+VF_META = ("fps", "timestamps_ms")  # video_features' per-video files beside the streams
+VF_FOLDER = "i3d"  # the subfolder video_features writes I3D features into (output_path/feature_type)
 GT_NAMES = ("gt_full.json", "gt.json")  # HR-Pro's, then LACP's ground-truth file in a dataset folder
 EXPECTED = (
     "expected DIR/<video_id>.npy (pointtal), DIR/features/{train,test}/{rgb,flow}/<video_id>.npy (LACP) "
-    "or DIR/features/{train,test}/<video_id>.npy (HR-Pro)"
+    "or DIR/features/{train,test}/<video_id>.npy (HR-Pro) or DIR/<video_id>_{rgb,flow,fps}.npy (video_features)"
 )
 
 
@@ -49,7 +55,7 @@ EXPECTED = (
 class Layout:
     """Which layout a feature directory holds and where its files are."""
 
-    kind: str  # "pointtal" | "lacp" | "hrpro"
+    kind: str  # "pointtal" | "lacp" | "hrpro" | "video_features"
     features: Path  # the folder of <id>.npy (pointtal) or of the split folders (published)
     splits: tuple[str, ...] = ()  # split folders present (published layouts)
 
@@ -71,11 +77,26 @@ def _split_kind(folder: Path) -> str:
     raise InputError(f"{folder}: no feature files; {EXPECTED}")
 
 
+def _is_video_features(folder: Path) -> bool:
+    """video_features' output: `<stem>_fps.npy` files beside `<stem>_rgb.npy` / `<stem>_flow.npy` ones, and no
+    other .npy (a pointtal folder whose ids happen to end in `_rgb` stays pointtal's)."""
+    if not folder.is_dir() or next(folder.glob("*_fps.npy"), None) is None:
+        return False
+    names = [p.name for p in folder.glob("*.npy")]
+    streams = tuple(f"_{s}.npy" for s in STREAMS)
+    return any(n.endswith(streams) for n in names) and \
+        all(n.endswith((*streams, *(f"_{m}.npy" for m in VF_META))) for n in names)
+
+
 def detect_layout(path: str | Path) -> Layout:
-    """The layout of a feature directory: the dataset root or its `features/` folder both work."""
+    """The layout of a feature directory: the dataset root or its `features/` folder both work (video_features:
+    its output folder or the `i3d/` folder in it)."""
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path}: feature directory not found ({EXPECTED})")
+    for folder in (path, path / VF_FOLDER):
+        if _is_video_features(folder):
+            return Layout("video_features", folder)
     if _has_npy(path):
         return Layout("pointtal", path)
     base = path / "features" if (path / "features").is_dir() else path
@@ -166,6 +187,48 @@ class SplitFeatureStore(FeatureStore):
         return joined
 
 
+class VideoFeaturesStore(SplitFeatureStore):
+    """Features as v-iashin/video_features saves them: `<stem>_rgb.npy` and `<stem>_flow.npy` joined rgb|flow
+    (one of them where only one stream was extracted), the video id being the stem. Every video with a
+    `<stem>_fps.npy` needs a file of every stream the folder holds."""
+
+    def __init__(self, layout: Layout, trust_pickle: bool = False):
+        FeatureStore.__init__(self, layout.features, trust_pickle=trust_pickle)
+        self.layout = layout
+        stems = sorted(p.name[: -len("_fps.npy")] for p in self.root.glob("*_fps.npy"))
+        self.streams = tuple(s for s in STREAMS if any((self.root / f"{v}_{s}.npy").is_file() for v in stems))
+        for stem in stems:
+            missing = [s for s in self.streams if not (self.root / f"{stem}_{s}.npy").is_file()]
+            if missing:
+                raise InputError(f"{self.root / f'{stem}_fps.npy'}: video '{stem}' has no {stem}_{missing[0]}.npy; "
+                                 f"the folder's other videos have the {' and '.join(self.streams)} streams")
+        self._ids = set(stems)
+
+    def stream_paths(self, video_id: str) -> list[Path]:
+        if check_video_id(video_id, str(self.root)) not in self._ids:
+            raise InputError(f"{self.root}: no feature file for video '{video_id}' "
+                             f"({video_id}_{self.streams[0]}.npy with {video_id}_fps.npy)")
+        return [self.root / f"{video_id}_{stream}.npy" for stream in self.streams]
+
+    def __contains__(self, video_id: str) -> bool:
+        return check_video_id(video_id, str(self.root)) in self._ids
+
+    def ids(self) -> list[str]:
+        return sorted(self._ids)
+
+    def step_frames(self, video_id: str) -> float | None:
+        """Frames between snippets (video_features' step size) from the video's fps and timestamps; None
+        for a video with fewer than two snippets."""
+        try:
+            fps = np.load(self.root / f"{video_id}_fps.npy", allow_pickle=False)
+            stamps = np.load(self.root / f"{video_id}_timestamps_ms.npy", allow_pickle=False)
+        except (OSError, ValueError):  # missing or not a plain array: only the log line lacks the step
+            return None
+        if stamps.size < 2 or fps.size != 1:
+            return None
+        return float(np.median(np.diff(stamps.ravel()))) * float(fps) / 1000.0
+
+
 def _join_streams(arrays: list[np.ndarray], paths: list[Path], video_id: str) -> np.ndarray:
     """rgb|flow along D; the streams must cover the same snippets (equal T)."""
     if len(arrays) == 1:
@@ -193,6 +256,13 @@ def open_features(path: str | Path, trust_pickle: bool = False, video_names=None
     layout = detect_layout(path)
     if layout.kind == "pointtal":
         return FeatureStore(layout.features, trust_pickle=trust_pickle)
+    if layout.kind == "video_features":
+        store = VideoFeaturesStore(layout, trust_pickle=trust_pickle)
+        first = next(iter(store.ids()), None)
+        step = store.step_frames(first) if first is not None else None
+        log.info("features: video_features layout in %s (%s; %s)", layout.features, "|".join(store.streams),
+                 f"a snippet every {step:.4g} frames: set data.stride to it" if step else "step unknown")
+        return store
     name = {"lacp": "LACP", "hrpro": "HR-Pro"}[layout.kind]
     log.info("features: %s layout in %s (%s)", name, layout.features, ", ".join(layout.splits))
     return SplitFeatureStore(layout, trust_pickle=trust_pickle)
