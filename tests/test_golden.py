@@ -178,3 +178,221 @@ def test_lacp_post_processing_matches_the_official_test_loop():
         order = lambda a: a[np.lexsort((a[:, 1], a[:, 0], a[:, 2]))]  # noqa: E731 class, start, end
         assert len(mine) == len(want) > 0, v
         close(order(mine), order(want), what=f"detections of video {v}")
+
+
+# ----------------------------------------------------------------------------- HR-Pro
+
+FIDELITY = "issue 19 item {}: fixed on branch fidelity"
+
+
+def _hrpro_pairs(layers: int) -> list[tuple[str, str, str]]:
+    """(pointtal parameter, official parameter, how to map) of the S-model."""
+    pairs = []
+    for i in range(layers):
+        mine, theirs = f"snippet.blocks.{i}", f"encoder.RAB.{i}"
+        for p in ["weight", "bias"]:
+            pairs += [(f"{mine}.query.{p}", f"{theirs}.conv_query.{p}", "conv1x1"),
+                      (f"{mine}.key.{p}", f"{theirs}.conv_key.{p}", "conv1x1"),
+                      (f"{mine}.attention.out_proj.{p}", f"{theirs}.self_atten.out_proj.{p}", ""),
+                      (f"{mine}.attention.in_proj_{p}", f"{theirs}.self_atten.in_proj_{p}", "")]
+            pairs += [(f"{mine}.{n}.{p}", f"{theirs}.{n}.{p}", "") for n in ["linear1", "linear2", "norm1", "norm2"]]
+    pairs += [("snippet.embedding.weight", "encoder.feature_embedding.0.weight", ""),
+              ("snippet.embedding.bias", "encoder.feature_embedding.0.bias", ""),
+              ("snippet.classifier.weight", "classifier.1.weight", "classifier")]
+    return pairs
+
+
+def _to_pointtal(value: np.ndarray, how: str) -> torch.Tensor:
+    value = torch.from_numpy(np.asarray(value))
+    if how == "conv1x1" and value.ndim == 3:
+        return value[..., 0]
+    if how == "classifier":  # (C+1, D, 1) background last -> (C+1, D) background first
+        return torch.cat([value[-1:, :, 0], value[:-1, :, 0]])
+    return value
+
+
+def hrpro_method(g: dict[str, np.ndarray], **options):
+    from pointtal.methods.hrpro import HRPro, Options
+
+    d, c = g["features"].shape[1], g["labels"].shape[1]
+    ff = g["w_encoder.RAB.0.linear1.weight"].shape[0]
+    method = HRPro(Options(dim_feedforward=ff, **options), d, c).eval()
+    params = dict(method.named_parameters())
+    with torch.no_grad():
+        for mine, theirs, how in _hrpro_pairs(len(method.snippet.blocks)):
+            params[mine].copy_(_to_pointtal(g[f"w_{theirs}"], how))
+    return method
+
+
+def hrpro_batch(g: dict[str, np.ndarray], videos: list[int]):
+    from pointtal.data.batch import make_batch
+
+    feats, mask = pad([split(g["features"], g["offsets"])[v] for v in videos])
+    points, _ = pad([split(g["points"], g["offsets"])[v] for v in videos])
+    labels = torch.from_numpy(g["labels"][videos])
+    return make_batch(feats, mask, F.pad(labels, (1, 0)), F.pad(points, (1, 0)))
+
+
+HR_TERMS = {"video": "vid", "frame": "frame", "frame_bkg": "frame_bkg", "contrastive": "contrastive"}
+HR_WEIGHTS = {"video": "weight_video", "frame": "weight_frame", "frame_bkg": "weight_frame_bkg",
+              "contrastive": "weight_contrastive"}
+
+
+def _hrpro_per_video(g, **weights):
+    """Each video alone, with the memory the official code had when it reached that video."""
+    out = []
+    for v in range(len(g["offsets"]) - 1):
+        method = hrpro_method(g, **weights)
+        method.snippet.prototypes = torch.from_numpy(g["memory_before"][v])
+        batch = hrpro_batch(g, [v])
+        output = method(batch.features, batch.mask)
+        out.append((method, batch, output, method.snippet_losses(output, batch)))
+    return out
+
+
+def test_hrpro_memory_initialisation_and_forward_match_the_official_s_model():
+    from pointtal.methods.hrpro import video_scores
+
+    g = load("hrpro_stage1")
+    method = hrpro_method(g)
+    batch = hrpro_batch(g, list(range(len(g["offsets"]) - 1)))
+    with torch.no_grad():  # memory.init: the mean embedding of each class's points, the memory being zero
+        out = method(batch.features, batch.mask)
+        pts = batch.point_labels[..., 1:] * batch.mask.unsqueeze(-1)
+        init = torch.einsum("btc,btd->cd", pts, out.embedded) / pts.sum((0, 1)).unsqueeze(1)
+    close(init, g["memory_init"], what="memory initialisation")
+    for v, (_, b, o, _) in enumerate(_hrpro_per_video(g)):
+        mask = b.mask
+        close(o.cas[mask], bg_first(split(g["cas_fuse"], g["offsets"])[v]), what=f"fused CAS of video {v}")
+        close(o.embedded[mask], split(g["embedded"], g["offsets"])[v], what=f"embedding of video {v}")
+        labels = b.video_labels[:, 1:]
+        close(video_scores(o.class_scores, mask, 8, labels)[0], g["vid_score"][v], what=f"video score of video {v}")
+
+
+def test_hrpro_seed_selection_matches_the_official_on_the_network_and_on_crafted_scores():
+    from pointtal.methods.hrpro import select_seeds
+
+    g = load("hrpro_stage1")
+    for v, (_, b, o, _) in enumerate(_hrpro_per_video(g)):
+        act, bkg = select_seeds(o.cas[..., 0].detach(), b.point_labels[..., 1:], b.mask)
+        assert act[0].tolist() == split(g["act_seed"], g["offsets"])[v].tolist()
+        assert bkg[0].tolist() == split(g["bkg_seed"], g["offsets"])[v].tolist()
+    p = load("hrpro_proposals")
+    for v, (cas, points) in enumerate(zip(split(p["cas"], p["offsets"]), split(p["points"], p["offsets"]))):
+        act, bkg = select_seeds(torch.from_numpy(cas[None, :, -1]), torch.from_numpy(points[None]),
+                                torch.ones(1, len(cas), dtype=torch.bool))
+        assert act[0].tolist() == split(p["act_seed"], p["offsets"])[v].tolist(), v
+        assert bkg[0].tolist() == split(p["bkg_seed"], p["offsets"])[v].tolist(), v
+
+
+@pytest.mark.parametrize("term", ["video", "frame", "frame_bkg"])
+def test_hrpro_loss_terms_and_gradients_match_the_official_criterion(term):
+    g = load("hrpro_stage1")
+    _check_hrpro_term(g, term)
+
+
+@pytest.mark.xfail(reason=FIDELITY.format(2), strict=True)
+@pytest.mark.parametrize("term", ["contrastive", "total"])
+def test_hrpro_contrastive_loss_and_total_gradient_match_the_official_criterion(term):
+    g = load("hrpro_stage1")
+    _check_hrpro_term(g, term)
+
+
+def _check_hrpro_term(g, term: str) -> None:
+    weights = {} if term == "total" else {w: float(k == term) for k, w in HR_WEIGHTS.items()}
+    runs = _hrpro_per_video(g, **weights)
+    n = len(runs)
+    for v, (method, _, _, losses) in enumerate(runs):
+        if term != "total":
+            close(losses[term], g[f"loss_{HR_TERMS[term]}"][v], what=f"{term} of video {v}")
+        (losses["total"] / n).backward()  # the official step: the mean of the per-video totals
+    theirs = "total" if term == "total" else HR_TERMS[term]
+    for mine, name, how in _hrpro_pairs(len(runs[0][0].snippet.blocks)):
+        got = sum(dict(m.named_parameters())[mine].grad for m, *_ in runs)
+        close(got, _to_pointtal(g[f"grad_{theirs}_{name}"], how), what=f"grad of {term} wrt {mine}")
+
+
+def test_hrpro_memory_update_matches_the_official_per_video_updates():
+    from pointtal.methods.hrpro import sequential_memory_update
+
+    g = load("hrpro_stage1")
+    memory = torch.from_numpy(g["memory_before"][0])
+    after = list(g["memory_before"][1:]) + [g["memory_after"]]
+    for v in range(len(after)):  # the official update of video v reads the embeddings it computed
+        emb = torch.from_numpy(split(g["embedded"], g["offsets"])[v])[None]
+        act = torch.from_numpy(split(g["act_seed"], g["offsets"])[v])[None]
+        memory = sequential_memory_update(memory, emb, act, torch.from_numpy(g["labels"][v:v + 1]), 0.001)
+        close(memory, after[v], tol=1e-6, what=f"memory after video {v}")
+
+
+@pytest.mark.xfail(reason=FIDELITY.format("2 (contrastive loss; item 5 memory order below 1e-5 here)"), strict=True)
+def test_hrpro_a_batch_step_matches_the_official_sequential_step():
+    """One training step on the four videos (dropout off): the official runs them one by one, each forward
+    seeing the memory updated by the videos before it."""
+    g = load("hrpro_stage1")
+    method = hrpro_method(g, dropout=0.0, rab_dropout=0.0, attention_dropout=0.0).train()
+    method.snippet.prototypes = torch.from_numpy(g["memory_init"])
+    batch = hrpro_batch(g, list(range(len(g["offsets"]) - 1)))
+    losses = method.loss(method(batch.features, batch.mask), batch, step=0)
+    for mine, theirs in HR_TERMS.items():
+        close(losses[mine], g[f"loss_{theirs}"].mean(), what=mine)
+    close(method.snippet.prototypes, g["memory_after"], tol=1e-6, what="memory after the step")
+
+
+def test_hrpro_stage1_proposals_soft_nms_and_point_matching_match_the_official():
+    from pointtal.localization.hrpro import RawProposals, match_points, soft_nms_per_class, stage1_proposals
+
+    p = load("hrpro_proposals")
+    seconds = 16 / 25
+    order = lambda a: a[np.lexsort((a[:, 3], a[:, 1], a[:, 0], a[:, 2]))]  # noqa: E731 class, start, end, score
+    for v, cas in enumerate(split(p["cas"], p["offsets"])):
+        raw = stage1_proposals(bg_first(cas), np.r_[0.0, p["video_scores"][v]])
+        mine = np.column_stack([raw.start * seconds, raw.end * seconds, raw.label - 1, raw.score])
+        want = p["raw"][p["raw_video"] == v]
+        assert len(mine) == len(want) > 0, v
+        close(order(mine), order(want), what=f"stage-1 proposals of video {v}")
+        # soft-NMS on the official proposals in the official order (snippet units, offset 1 s = 25/16)
+        nms = soft_nms_per_class(want[:, :2] / seconds, want[:, 3], want[:, 2], 0.3, 25 / 16)
+        got = np.column_stack([nms[:, :2] * seconds, nms[:, 2:]])
+        close(got, p["nms"][p["nms_video"] == v], what=f"soft-NMS of video {v}")
+        # reliable proposals: each point (exact time, frame / fps) matched on pointtal's proposals
+        rows = p["point_frame_class"][p["match_video"] == v]
+        idx = match_points(RawProposals(raw.start, raw.end, raw.label, raw.score), rows[:, 0] / 16, rows[:, 1] + 1)
+        matched = np.where(idx[:, None] >= 0, np.column_stack([raw.start[idx] * seconds, raw.end[idx] * seconds,
+                                                              raw.score[idx]]), np.nan)
+        want_match = p["match"][p["match_video"] == v]
+        assert np.array_equal(np.isnan(matched), np.isnan(want_match)), v
+        close(np.nan_to_num(matched), np.nan_to_num(want_match), what=f"matches of video {v}")
+
+
+def test_hrpro_instance_model_and_stage2_losses_match_the_official_regressor(monkeypatch):
+    import pointtal.methods.hrpro as hr
+
+    g = load("hrpro_stage2")
+    d = g["roi"].shape[-1]
+    model = hr.InstanceModel(d, 0.7, 12, 0.25).eval()
+    mapping = {"start_reg": "start_reg_conv", "end_reg": "end_reg_conv", "completeness": "prop_completeness",
+               "fusion": "prop_fusion"}
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in params.items():
+            head, rest = name.split(".", 1)
+            value.copy_(_to_pointtal(g[f"w_{mapping[head]}.{rest}"], "conv1x1"))
+    roi = torch.from_numpy(g["roi"])
+    monkeypatch.setattr(hr, "roi_pool", lambda *a, **k: roi)  # RoI-Align is not in the fixture (README)
+    props, pmask = pad(split(g["proposals"], g["proposal_offsets"]))
+    pseudo, qmask = pad(split(g["pseudo"], g["pseudo_offsets"]))
+    out = model(torch.zeros(len(props), 1, d), torch.ones(len(props)), props)
+    close(out.iou[pmask], g["iou_pred"][pmask.numpy()], what="completeness")
+    close(out.start_reg, g["start_reg"], what="start offsets")
+    close(out.end_reg, g["end_reg"], what="end offsets")
+    close(hr.refine(props, out.start_reg, out.end_reg)[pmask], g["refined"], what="refined proposals")
+    reg, score = hr.instance_losses(out, props, pmask, torch.from_numpy(g["draws"]).float(), pseudo, qmask, 0.3)
+    close(reg, g["loss_reg"], what="regression loss")
+    close(score, g["loss_iou"], what="score loss")
+    for name, value in [("reg", reg), ("iou", score), ("total", reg + score)]:
+        grads = torch.autograd.grad(value, list(params.values()), retain_graph=True, allow_unused=True)
+        for (pname, _), grad in zip(params.items(), grads):
+            head, rest = pname.split(".", 1)
+            want = _to_pointtal(g[f"grad_{name}_{mapping[head]}.{rest}"], "conv1x1")
+            close(torch.zeros_like(want) if grad is None else grad, want, what=f"grad of {name} wrt {pname}")
