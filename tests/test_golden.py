@@ -396,3 +396,105 @@ def test_hrpro_instance_model_and_stage2_losses_match_the_official_regressor(mon
             head, rest = pname.split(".", 1)
             want = _to_pointtal(g[f"grad_{name}_{mapping[head]}.{rest}"], "conv1x1")
             close(torch.zeros_like(want) if grad is None else grad, want, what=f"grad of {name} wrt {pname}")
+
+
+# ----------------------------------------------------------------------------- SF-Net
+
+SFNET_ACT_NEGATIVES = ("SF-Net difference found by the golden test (not yet a switch): the official act_loss "
+                       "'sorts' the (n, 1) pool along its last axis (a no-op) and takes the last sum(k_i) "
+                       "snippets of the concatenated pool as negatives; pointtal takes the highest-scoring")
+
+
+def sfnet_method(g: dict[str, np.ndarray], **options):
+    from pointtal.methods.sfnet import Options, SFNet
+
+    h, k = g["w_rgb_classifier.weight"].shape[1], g["w_rgb_classifier.weight"].shape[0]
+    method = SFNet(Options(hidden=h, **options), 2 * h, k - 1).eval()
+    net = method.net
+    with torch.no_grad():
+        for mine, theirs in [("rgb", "rgb"), ("flow", "flow")]:
+            stream = getattr(net, mine)
+            for i in range(2):
+                stream.cls_layers[i].weight.copy_(torch.from_numpy(g[f"w_{theirs}_cls_layer.{i}.0.weight"]))
+                stream.cls_layers[i].bias.copy_(torch.from_numpy(g[f"w_{theirs}_cls_layer.{i}.0.bias"]))
+                conv = torch.from_numpy(g[f"w_{theirs}_act_layer.layer.{i}.0.weight"])  # (H, D, k)
+                stream.act_layers[i].weight.copy_(conv.permute(1, 2, 0))  # (D, k, H)
+                stream.act_layers[i].bias.copy_(torch.from_numpy(g[f"w_{theirs}_act_layer.layer.{i}.0.bias"]))
+            stream.classifier.weight.copy_(torch.from_numpy(g[f"w_{theirs}_classifier.weight"]))
+            stream.classifier.bias.copy_(torch.from_numpy(g[f"w_{theirs}_classifier.bias"]))
+            stream.act_head.weight.copy_(torch.from_numpy(g[f"w_{theirs}_action.weight"]))
+            stream.act_head.bias.copy_(torch.from_numpy(g[f"w_{theirs}_action.bias"]))
+        net.cas_weights.copy_(torch.from_numpy(np.stack([g["w_mul_r"], g["w_mul_f"]])))
+        net.act_weights.copy_(torch.from_numpy(np.concatenate([g["w_act_r"], g["w_act_f"]])))
+    return method
+
+
+def test_sfnet_forward_matches_the_official_two_stream_network():
+    g = load("sfnet_network")
+    method = sfnet_method(g)
+    feats, mask = pad(split(g["features"], g["offsets"]))
+    with torch.no_grad():
+        out = method(feats, mask)
+    for mine, theirs in [("cas_rgb", "cls_x_r"), ("cas_flow", "cls_x_f"), ("cas", "tcam")]:
+        close(getattr(out, mine)[mask], g[theirs], what=mine)
+    for mine, theirs in [("act_rgb", "a_x_r"), ("act_flow", "a_x_f"), ("act", "a_x")]:
+        close(getattr(out, mine)[mask], g[theirs][:, 0], what=mine)
+
+
+def _sfnet_loss_inputs():
+    g = load("sfnet_losses")
+    lengths = torch.from_numpy(g["lengths"])
+    mask = torch.arange(g["points"].shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+    return g, mask, torch.from_numpy(g["points"]), torch.from_numpy(g["labels"])
+
+
+@pytest.mark.parametrize("stream", ["cls_x_r", "cls_x_f", "tcam"])
+def test_sfnet_video_and_frame_losses_match_the_official_with_the_reference_switches(stream):
+    """The reference code's mining: rank by the raw background logit, k_i from tm = 7 (pointtal's eta)."""
+    from pointtal.methods.sfnet import frame_loss, mining_pool, video_loss
+
+    g, mask, points, labels = _sfnet_loss_inputs()
+    x = torch.from_numpy(g[stream]).requires_grad_()
+    v = video_loss(x, mask, labels, 8, 5)
+    close(v, g[f"video_{stream}"], what="video loss")
+    close(torch.autograd.grad(v, x)[0], g[f"grad_video_{stream}"], what="video loss gradient")
+    f = frame_loss(x, points, mining_pool(mask, points, 7.0), True, "logit")
+    close(f, g[f"frame_{stream}"], what="frame loss")
+    close(torch.autograd.grad(f, x)[0], g[f"grad_frame_{stream}"], what="frame loss gradient")
+
+
+@pytest.mark.xfail(reason=SFNET_ACT_NEGATIVES, strict=True)
+@pytest.mark.parametrize("stream", ["a_x_r", "a_x_f", "a_x"])
+def test_sfnet_actionness_loss_matches_the_official(stream):
+    from pointtal.methods.sfnet import actionness_loss, mining_pool
+
+    g, mask, points, _ = _sfnet_loss_inputs()
+    x = torch.from_numpy(g[stream]).requires_grad_()
+    a = actionness_loss(x, mining_pool(mask, points, 7.0), 1e-3)
+    close(a, g[f"act_{stream}"], what="actionness loss")
+    close(torch.autograd.grad(a, x)[0], g[f"grad_act_{stream}"], what="actionness loss gradient")
+
+
+SFNET_EXPAND_EDGE = ("SF-Net difference found by the golden test (documented, not yet a switch): the official "
+                     "walk stops when the snippet after the candidate lies past the video's end; pointtal "
+                     "clips it to the video and may still label the last snippet")
+
+
+def _check_sfnet_expansion(which: str) -> None:
+    from pointtal.methods.sfnet import anchor_expansion
+
+    g = {k.split("_", 1)[1]: v for k, v in load("sfnet_expand").items() if k.startswith(which + "_")}
+    labels = F.pad(torch.from_numpy(g["points"]), (1, 0))  # background column 0
+    cas = F.pad(torch.from_numpy(g["cas"]), (1, 0), value=-1e9)  # the official expands on tcam[:, 1:]
+    got = anchor_expansion(labels, cas, g["offsets"], radius=3, ratio=0.95, stop_on_failure=False)
+    assert int(got.pseudo.sum()) > 0
+    assert got.labels[:, 1:].numpy().tolist() == g["expanded"].tolist()
+
+
+def test_sfnet_anchor_expansion_matches_the_official_with_the_reference_switch():
+    _check_sfnet_expansion("interior")
+
+
+@pytest.mark.xfail(reason=SFNET_EXPAND_EDGE, strict=True)
+def test_sfnet_anchor_expansion_near_the_video_ends_matches_the_official():
+    _check_sfnet_expansion("edge")
