@@ -51,7 +51,7 @@ from pointtal.methods.base import (
     check_options,
     schedule_steps,
 )
-from pointtal.methods.layers import masked_topk_mean
+from pointtal.methods.layers import linear, masked_topk_mean
 
 
 @dataclass(frozen=True)
@@ -269,9 +269,9 @@ class ReliabilityAwareBlock(nn.Module):
         att = self.attention
         heads = att.num_heads
         w, b = att.in_proj_weight, att.in_proj_bias
-        q = F.linear(self.query(x), w[:d], b[:d])  # (R, D)
-        k = F.linear(self.key(x), w[d:2 * d], b[d:2 * d])
-        v = F.linear(x, w[2 * d:], b[2 * d:])
+        q = linear(linear(x, self.query.weight, self.query.bias), w[:d], b[:d])  # (R, D)
+        k = linear(linear(x, self.key.weight, self.key.bias), w[d:2 * d], b[d:2 * d])
+        v = linear(x, w[2 * d:], b[2 * d:])
         flat = torch.cat([index.flatten() for index, _ in layout])  # (sum G*W,) one gather for all groups
         sizes = [index.numel() for index, _ in layout]
         where, values = [], []
@@ -284,9 +284,10 @@ class ReliabilityAwareBlock(nn.Module):
             where.append(index[keep])
             values.append(y.transpose(1, 2).reshape(g, width, d)[keep])  # (real tokens of the group, D)
         out = x.new_empty(x.shape[0], d).index_copy(0, torch.cat(where), torch.cat(values))  # every row written
-        attended = att.out_proj(out)  # (R, D)
+        attended = linear(out, att.out_proj.weight, att.out_proj.bias)  # (R, D)
         x = self.norm1(x + self.dropout1(attended))
-        return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
+        hidden = self.dropout(F.relu(linear(x, self.linear1.weight, self.linear1.bias)))  # (R, F)
+        return self.norm2(x + self.dropout2(linear(hidden, self.linear2.weight, self.linear2.bias)))
 
 
 def length_groups(lengths: torch.Tensor, ratio: float = 1.25) -> list[torch.Tensor]:
