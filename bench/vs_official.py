@@ -12,8 +12,8 @@ features, one point per ~20 snippets, LACP dense pseudo labels as after a search
 mode (dropout on). Repetitions interleave the two (the order alternates), and medians are reported.
 
 "matmul time" = the step's FLOPs (forward + loss + backward, `torch.utils.flop_counter` on pointtal's step) at
-the rate of an (N x D) @ (D x D) float32 matmul, N = the batch's real snippets, timed next to every step: how far
-the step is from pure matmul throughput. Prints a markdown table.
+the rate of an (N x D) @ (D x D) float32 matmul, N = the batch's real snippets, the faster of torch's (MKL) and
+oneDNN's, timed next to every step: how far the step is from pure matmul throughput. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -174,18 +174,28 @@ def step_flops(method, batch) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter:
-        method.loss(method(batch.features, batch.mask), batch, 20)["total"].backward()
+    available = torch.backends.mkldnn.is_available
+    torch.backends.mkldnn.is_available = lambda: False  # layers.linear -> F.linear, which the counter sees
+    try:
+        with counter:
+            method.loss(method(batch.features, batch.mask), batch, 20)["total"].backward()
+    finally:
+        torch.backends.mkldnn.is_available = available
     method.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
 
 
 def matmul_rate(n: int, d: int) -> float:
-    """FLOP/s of an (n x d) @ (d x d) float32 matmul (one timing)."""
+    """FLOP/s of an (n x d) @ (d x d) float32 matmul, the faster of torch's (MKL) and oneDNN's (one timing each)."""
+    from pointtal.methods.layers import _onednn_mm
+
     a, w = torch.randn(n, d), torch.randn(d, d)
-    start = time.perf_counter()
-    a @ w
-    return 2 * n * d * d / (time.perf_counter() - start)
+    seconds = []
+    for fn in (lambda: a @ w, lambda: _onednn_mm(a, w)):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return 2 * n * d * d / min(seconds)
 
 
 def timed(fn) -> float:

@@ -187,11 +187,13 @@ class LACPNet(nn.Module):
         """features (B, T, D), mask (B, T) prefix masks -> cas (B, T, K) and the end-to-end embedding."""
         b, t, d = features.shape
         column, width = end_to_end(mask)
-        real = column >= 0
-        x = features.new_zeros(width, d)
-        x[column[real]] = features.reshape(b * t, d)[real]  # (L, D)
+        real = (column >= 0).nonzero().squeeze(1)  # (N,) flat b*T + t of the real snippets
+        source = torch.zeros(width, dtype=torch.long, device=features.device).index_copy(0, column[real], real)
+        x = features.reshape(b * t, d).index_select(0, source)  # (L, D); the B-1 gap columns zeroed below
+        gaps = torch.ones(width, dtype=torch.bool, device=features.device).index_fill(0, column[real], False)
+        x[gaps] = 0
         h = F.relu(self.embed(x.t().unsqueeze(0)))[0]  # (H, L)
-        logits = self.classifier(self.dropout(h).unsqueeze(0))[0]  # (K, L), official order: classes, bg last
+        logits = self.classifier.weight[:, :, 0].to(h.dtype) @ self.dropout(h)  # (K, L): classes, bg last
         logits = logits[:, column.clamp(min=0)].t().reshape(b, t, -1)  # (B, T, K); padding reads column 0
         cas = torch.sigmoid(torch.cat([logits[..., -1:], logits[..., :-1]], dim=-1).float())  # (B, T, K) bg first
         return LACPOutput(cas, h, column)
