@@ -640,12 +640,15 @@ def pseudo_runs(pseudo: torch.Tensor, searched: torch.Tensor, labels: torch.Tens
 
 def score_loss(fused: torch.Tensor, runs: Runs, mask: torch.Tensor, delta: float = 0.25) -> torch.Tensor:
     """(B,) (mean_act(1 - oic) + mean_bkg(1 - oic))^2: action runs on p_c, background runs on 1 - p_c."""
-    b = fused.shape[0]
+    b, t, k = fused.shape
     lengths = mask.sum(1)
-    x = fused[runs.video, :, runs.cls + 1]  # (R, T)
-    x = torch.where(runs.act.unsqueeze(1), x, 1 - x) * mask[runs.video]
-    cum = _prefix(x)
-    contrast = oic(cum, lengths[runs.video], runs.start.unsqueeze(1), runs.end.unsqueeze(1), delta).squeeze(1)
+    p = (fused[..., 1:] * mask.unsqueeze(-1)).transpose(1, 2).reshape(b * (k - 1), t)  # (B*C, T) one row per class
+    cum_act = _prefix(p)  # (B*C, T+1) prefix sums once per (video, class), not once per run
+    cum_bkg = torch.arange(t + 1, device=p.device, dtype=cum_act.dtype) - cum_act  # prefix sums of 1 - p
+    cums = torch.cat([cum_bkg, cum_act])  # (2*B*C, T+1): background rows, then action rows
+    rows = runs.act.long() * (b * (k - 1)) + runs.video * (k - 1) + runs.cls  # (R,)
+    contrast = oic(cums, lengths[runs.video], runs.start.unsqueeze(1), runs.end.unsqueeze(1), delta,
+                   rows=rows).squeeze(1)  # the oic reads only [0, length - 1] of a row
     loss = 1 - contrast  # (R,)
 
     def per_video(sel: torch.Tensor) -> torch.Tensor:
@@ -705,7 +708,7 @@ def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: 
     else:
         t = column.numel() // b
         f = features[:, column[runs.video[sel].unsqueeze(1) * t + picks[sel]]].permute(1, 2, 0)  # (R', S, H)
-    f = F.normalize(f.float().mean(1), dim=1)  # (R', H); a zero feature (dead ReLUs) gives zero similarity
+    f = F.normalize(f.float().sum(1), dim=1)  # (R', H) the normalised mean; a zero feature gives zero similarity
     g_sel, y_sel = group[sel], y[sel]
     gid, slot_of, size = torch.unique_consecutive(g_sel, return_inverse=True, return_counts=True)  # (G,)
     first = torch.cumsum(size, 0) - size
