@@ -34,7 +34,7 @@ from torch import nn
 from pointtal.data.dataset import PerturbSampler, perturb_index
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
-from pointtal.methods.layers import masked_topk_mean
+from pointtal.methods.layers import Packing, _PackedTaps, linear, masked_topk_mean
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ class LACPOutput:
     """Forward result (padded positions hold junk)."""
 
     cas: torch.Tensor  # (B, T, K) sigmoid CAS, column 0 = background (not fused)
-    embedded: torch.Tensor  # (H, L) embedding after ReLU, before dropout, of the videos laid end to end
-    column: torch.Tensor  # (B*T,) long: the column of `embedded` holding snippet (b, t) (-1 on padding)
+    embedded: torch.Tensor  # (N, H) embedding after ReLU, before dropout, of the real snippets
+    column: torch.Tensor  # (B*T,) long: the row of `embedded` holding snippet (b, t) (-1 on padding)
 
     @property
     def fused(self) -> torch.Tensor:
@@ -145,11 +145,11 @@ class LACPOutput:
 
     @property
     def features(self) -> torch.Tensor:
-        """(B, T, H) embedding, zeros on padding (gathered on demand; the feature loss reads `embedded`)."""
+        """(B, T, H) embedding, zeros on padding (scattered on demand; the feature loss reads `embedded`)."""
         b, t = self.cas.shape[:2]
         real = self.column >= 0
-        out = self.embedded.new_zeros(b * t, self.embedded.shape[0])
-        out[real] = self.embedded[:, self.column[real]].t()
+        out = self.embedded.new_zeros(b * t, self.embedded.shape[1])
+        out[real] = self.embedded[self.column[real]]
         return out.view(b, t, -1)
 
 
@@ -159,23 +159,13 @@ def fuse(cas: torch.Tensor) -> torch.Tensor:
     return torch.cat([bg, cas[..., 1:] * (1 - bg)], dim=-1)
 
 
-def end_to_end(mask: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """The real snippets of a (B, T) prefix mask laid end to end with one zero column between videos: the
-    column of each (b, t) (B*T,) (-1 on padding) and the total width L = N + B - 1. A kernel-3 conv over
-    that sequence equals the conv of each video alone, zero-padded, and costs no FLOPs on padding."""
-    b, t = mask.shape
-    lengths = mask.sum(1)  # (B,)
-    start = torch.cumsum(lengths + 1, 0) - (lengths + 1)  # (B,) first column of each video
-    column = torch.where(mask, start.unsqueeze(1) + torch.arange(t, device=mask.device), -1)  # (B, T)
-    return column.flatten(), int(lengths.sum()) + b - 1
-
-
 class LACPNet(nn.Module):
     """Conv1d(D -> H, k=3, pad 1) + ReLU, dropout, Conv1d(H -> K, k=1, no bias); PyTorch default init.
 
-    The convs run once over the batch's videos laid end to end with a zero column between them
-    (`end_to_end`), which equals each video's own zero-padded conv: padding costs no FLOPs (a quarter of a
-    batch of T/2..T videos) and the conv stays oneDNN's (twice MKL's sgemm rate on AMD CPUs)."""
+    Computed on the batch's real snippets only (`Packing`): the kernel-3 conv is one (N, D) x (D, 3H) product
+    (`layers.linear`: oneDNN on CPU) and a tap sum that reads each snippet's neighbours in its own video, zeros
+    past its ends, which equals the Conv1d of each video alone; padding costs no FLOPs (a quarter of a batch of
+    T/2..T videos)."""
 
     def __init__(self, in_dim: int, hidden: int, n_outputs: int, dropout: float):
         super().__init__()
@@ -184,19 +174,16 @@ class LACPNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LACPOutput:
-        """features (B, T, D), mask (B, T) prefix masks -> cas (B, T, K) and the end-to-end embedding."""
-        b, t, d = features.shape
-        column, width = end_to_end(mask)
-        real = (column >= 0).nonzero().squeeze(1)  # (N,) flat b*T + t of the real snippets
-        source = torch.zeros(width, dtype=torch.long, device=features.device).index_copy(0, column[real], real)
-        x = features.reshape(b * t, d).index_select(0, source)  # (L, D); the B-1 gap columns zeroed below
-        gaps = torch.ones(width, dtype=torch.bool, device=features.device).index_fill(0, column[real], False)
-        x[gaps] = 0
-        h = F.relu(self.embed(x.t().unsqueeze(0)))[0]  # (H, L)
-        logits = self.classifier.weight[:, :, 0].to(h.dtype) @ self.dropout(h)  # (K, L): classes, bg last
-        logits = logits[:, column.clamp(min=0)].t().reshape(b, t, -1)  # (B, T, K); padding reads column 0
-        cas = torch.sigmoid(torch.cat([logits[..., -1:], logits[..., :-1]], dim=-1).float())  # (B, T, K) bg first
-        return LACPOutput(cas, h, column)
+        """features (B, T, D), mask (B, T) -> cas (B, T, K) and the embedding of the real snippets."""
+        packing = Packing(mask)
+        rows = packing.rows(features)  # (N, D)
+        h_dim, d, k = self.embed.weight.shape
+        weight = self.embed.weight.permute(2, 0, 1).reshape(k * h_dim, d)  # (3H, D): tap j reads t + j - 1
+        z = linear(rows, weight.to(rows.dtype)).unflatten(-1, (k, h_dim))  # (N, 3, H)
+        h = F.relu(_PackedTaps.apply(z, packing, [-1, 0, 1]).add_(self.embed.bias.to(z.dtype)))  # (N, H)
+        logits = self.dropout(h) @ self.classifier.weight[:, :, 0].t().to(h.dtype)  # (N, K): classes, bg last
+        cas = torch.sigmoid(torch.cat([logits[:, -1:], logits[:, :-1]], dim=-1).float())  # (N, K) bg first
+        return LACPOutput(packing.scatter(cas), h, packing.slot)
 
 
 def topk_counts(lengths: torch.Tensor, r_act: int) -> torch.Tensor:
@@ -682,8 +669,8 @@ def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: 
     group loss is -sum_j y_j log s_j / sum_j y_j (y = action). Per video: the last such class ("last", the
     official code) or the mean over them ("mean").
 
-    features (B, T, H), or with `column` the (H, L) end-to-end embedding (`LACPOutput`) of `batch` videos of
-    T = column.numel() // batch snippets, snippet (b, t) in column[b*T + t]. Snippets are sampled for every
+    features (B, T, H), or with `column` the (N, H) embedding rows (`LACPOutput`) of `batch` videos of
+    T = column.numel() // batch snippets, snippet (b, t) in row column[b*T + t]. Snippets are sampled for every
     run (the random stream does not depend on which groups qualify); similarities are computed only inside
     the qualifying groups, as one batched (G, L, L) product over groups padded to L runs.
     """
@@ -707,7 +694,7 @@ def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: 
         f = features[runs.video[sel].unsqueeze(1), picks[sel]]  # (R', S, H)
     else:
         t = column.numel() // b
-        f = features[:, column[runs.video[sel].unsqueeze(1) * t + picks[sel]]].permute(1, 2, 0)  # (R', S, H)
+        f = features[column[runs.video[sel].unsqueeze(1) * t + picks[sel]]]  # (R', S, H)
     f = F.normalize(f.float().sum(1), dim=1)  # (R', H) the normalised mean; a zero feature gives zero similarity
     g_sel, y_sel = group[sel], y[sel]
     gid, slot_of, size = torch.unique_consecutive(g_sel, return_inverse=True, return_counts=True)  # (G,)
