@@ -24,7 +24,7 @@ def load(name: str) -> dict[str, np.ndarray]:
 
 
 def split(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    return [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+    return [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=False)]
 
 
 def pad(rows: list[np.ndarray], dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,7 +278,7 @@ def test_hrpro_seed_selection_matches_the_official_on_the_network_and_on_crafted
         assert act[0].tolist() == split(g["act_seed"], g["offsets"])[v].tolist()
         assert bkg[0].tolist() == split(g["bkg_seed"], g["offsets"])[v].tolist()
     p = load("hrpro_proposals")
-    for v, (cas, points) in enumerate(zip(split(p["cas"], p["offsets"]), split(p["points"], p["offsets"]))):
+    for v, (cas, points) in enumerate(zip(split(p["cas"], p["offsets"]), split(p["points"], p["offsets"]), strict=False)):
         act, bkg = select_seeds(torch.from_numpy(cas[None, :, -1]), torch.from_numpy(points[None]),
                                 torch.ones(1, len(cas), dtype=torch.bool))
         assert act[0].tolist() == split(p["act_seed"], p["offsets"])[v].tolist(), v
@@ -302,7 +302,7 @@ def _check_hrpro_term(g, term: str) -> None:
     weights = {} if term == "total" else {w: float(k == term) for k, w in HR_WEIGHTS.items()}
     runs = _hrpro_per_video(g, **weights)
     n = len(runs)
-    for v, (method, _, _, losses) in enumerate(runs):
+    for v, (_method, _, _, losses) in enumerate(runs):
         if term != "total":
             close(losses[term], g[f"loss_{HR_TERMS[term]}"][v], what=f"{term} of video {v}")
         (losses["total"] / n).backward()  # the official step: the mean of the per-video totals
@@ -392,7 +392,7 @@ def test_hrpro_instance_model_and_stage2_losses_match_the_official_regressor(mon
     close(score, g["loss_iou"], what="score loss")
     for name, value in [("reg", reg), ("iou", score), ("total", reg + score)]:
         grads = torch.autograd.grad(value, list(params.values()), retain_graph=True, allow_unused=True)
-        for (pname, _), grad in zip(params.items(), grads):
+        for (pname, _), grad in zip(params.items(), grads, strict=False):
             head, rest = pname.split(".", 1)
             want = _to_pointtal(g[f"grad_{name}_{mapping[head]}.{rest}"], "conv1x1")
             close(torch.zeros_like(want) if grad is None else grad, want, what=f"grad of {name} wrt {pname}")

@@ -275,11 +275,11 @@ class ReliabilityAwareBlock(nn.Module):
         flat = torch.cat([index.flatten() for index, _ in layout])  # (sum G*W,) one gather for all groups
         sizes = [index.numel() for index, _ in layout]
         where, values = [], []
-        for (index, keep), qg, kg, vg in zip(layout, q[flat].split(sizes), k[flat].split(sizes), v[flat].split(sizes)):
-            g, width = index.shape  # a loop over length groups (a handful per batch)
-            heads_view = lambda z: z.view(g, width, heads, d // heads).transpose(1, 2)  # noqa: E731 (G, h, W, d/h)
-            y = F.scaled_dot_product_attention(heads_view(qg), heads_view(kg), heads_view(vg),
-                                               attn_mask=keep[:, None, None, :],
+        groups = zip(layout, q[flat].split(sizes), k[flat].split(sizes), v[flat].split(sizes), strict=True)
+        for (index, keep), *parts in groups:  # a loop over length groups (a handful per batch)
+            g, width = index.shape
+            qh, kh, vh = (z.view(g, width, heads, d // heads).transpose(1, 2) for z in parts)  # (G, h, W, d/h)
+            y = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=keep[:, None, None, :],
                                                dropout_p=att.dropout if self.training else 0.0)  # (G, h, W, d/h)
             where.append(index[keep])
             values.append(y.transpose(1, 2).reshape(g, width, d)[keep])  # (real tokens of the group, D)

@@ -26,7 +26,6 @@ import types
 
 import numpy as np
 import torch
-
 from _official import cpu_only, head_commit, official_path, ragged, save
 
 D, C, FF = 16, 3, 16  # feature width (8 heads of 2), classes, attention feed-forward width
@@ -66,8 +65,8 @@ def stage1(mod, args) -> dict[str, np.ndarray]:
         pts[1 + 3 * i, i % C] = 1  # every class has points somewhere (the memory initialisation needs it)
         points.append(pts)
         labels.append((pts.max(0) > 0).astype(np.float32))
-    samples = [{"data": torch.from_numpy(f), "vid_label": torch.from_numpy(l), "point_label": torch.from_numpy(p)}
-               for f, l, p in zip(feats, labels, points)]
+    samples = [{"data": torch.from_numpy(f), "vid_label": torch.from_numpy(lab), "point_label": torch.from_numpy(p)}
+               for f, lab, p in zip(feats, labels, points, strict=False)]
     net.memory.init(args, net, types.SimpleNamespace(dataset=samples))
     out["memory_init"] = net.memory.proto_vectors.detach()[:, 0].numpy().copy()
     net.eval()
@@ -103,7 +102,7 @@ def stage1(mod, args) -> dict[str, np.ndarray]:
         mean = torch.stack([v.reshape(()) for v in values]).mean()  # S_train: sum / batch_size
         out[f"loss_{k[5:]}"] = np.array([float(v.detach()) for v in values])
         grads = torch.autograd.grad(mean, list(params.values()), retain_graph=True, allow_unused=True)
-        for name, g in zip(params, grads):
+        for name, g in zip(params, grads, strict=False):
             if g is not None:
                 out[f"grad_{k[5:]}_{name}"] = g.numpy()
     out["memory_before"] = np.stack(rec.pop("memory_before"))
@@ -120,7 +119,7 @@ def crafted(rng: np.random.Generator, t: int, points: np.ndarray) -> np.ndarray:
     """(t, C+1) fused CAS, background last, with actions around the points."""
     act = np.full((t, C), 0.05) + rng.uniform(0, 0.1, (t, C))
     bkg = rng.uniform(0.85, 1.0, t)
-    for i, c in zip(*np.nonzero(points)):
+    for i, c in zip(*np.nonzero(points), strict=False):
         lo, hi = max(0, i - int(rng.integers(1, 5))), min(t, i + int(rng.integers(2, 6)))
         act[lo:hi, c] = rng.uniform(0.4, 0.95, hi - lo)
         bkg[lo:hi] = rng.uniform(0.0, 0.3, hi - lo)
@@ -158,9 +157,9 @@ def proposals(mod, args, n_videos: int = 5) -> dict[str, np.ndarray]:
     names = [f"video_{v}" for v in range(n_videos)]
     loader = [{"data": torch.zeros(1, len(c), D), "vid_label": torch.zeros(1, C), "vid_name": [n],
                "vid_len": torch.tensor([len(c)]), "vid_duration": torch.tensor([len(c) * 16 / 25])}
-              for c, n in zip(cas_l, names)]
+              for c, n in zip(cas_l, names, strict=False)]
     replay = _Replay([{"vid_score": torch.from_numpy(s)[None], "cas_fuse": torch.from_numpy(c)[None]}
-                      for s, c in zip(score_l, cas_l)])
+                      for s, c in zip(score_l, cas_l, strict=False)])
     mod["test"].S_test(replay, args, loader, None, 0, {}, subset="test")
     with open(f"{args.output_path_s1}/snippet_result_test.json") as f:
         result = json.load(f)["results"]
@@ -181,7 +180,7 @@ def proposals(mod, args, n_videos: int = 5) -> dict[str, np.ndarray]:
         points = [[float(frames_l[v][i]) / 25, NAMES[cls[i]]] for i in order]
         rp = mod["ranking"].match_point(pp, points)
         taken = {k: 0 for k in rp}
-        for (time, label), i in zip(points, order):
+        for (_time, label), i in zip(points, order, strict=False):
             got = rp[label][taken[label]]
             taken[label] += 1
             match.append([np.nan] * 3 if got is None else got)
@@ -191,7 +190,7 @@ def proposals(mod, args, n_videos: int = 5) -> dict[str, np.ndarray]:
            "nms": np.array(nms), "nms_video": np.array(nms_video), "match": np.array(match, dtype=np.float64),
            "match_video": np.array(match_video), "point_frame_class": np.array(point_rows, dtype=np.int64)}
     seeds = [mod["utils"].select_seed(torch.from_numpy(c[:, -1])[None], torch.from_numpy(np.pad(p, ((0, 0), (0, 1))))[None])
-             for c, p in zip(cas_l, pts_l)]  # the ranking's call: background score, points + a zero column
+             for c, p in zip(cas_l, pts_l, strict=False)]  # the ranking's call: background score, points + a zero column
     out["act_seed"], _ = ragged([a[0, :, :C].numpy() for a, _ in seeds])
     out["bkg_seed"], _ = ragged([b[0].numpy() for _, b in seeds])
     out["cas"], out["offsets"] = ragged(cas_l)
@@ -237,7 +236,7 @@ def stage2(mod, args) -> dict[str, np.ndarray]:
     for name, value in [("reg", reg_loss), ("iou", iou_loss), ("total", reg_loss + iou_loss)]:
         out[f"loss_{name}"] = np.array(float(value))
         grads = torch.autograd.grad(value, list(params.values()), retain_graph=True, allow_unused=True)
-        for k, g in zip(params, grads):
+        for k, g in zip(params, grads, strict=False):
             out[f"grad_{name}_{k}"] = np.zeros(params[k].shape, np.float32) if g is None else g.numpy()
     out.update(roi=roi.numpy(), counts=np.array(counts), iou_pred=iou_pred.detach().numpy(),
                start_reg=start_reg.detach().numpy(), end_reg=end_reg.detach().numpy(),

@@ -21,9 +21,8 @@ import types
 
 import numpy as np
 import torch
-from torch import nn
-
 from _official import cpu_only, head_commit, official_path, ragged, save
+from torch import nn
 
 D, HIDDEN, C = 16, 32, 3  # feature width, embedding width, action classes
 LENGTHS = [37, 52, 24, 45]
@@ -44,7 +43,7 @@ def random_pseudo(rng: np.random.Generator, t: int, labels: np.ndarray) -> np.nd
     for c in np.flatnonzero(labels):
         cuts = np.sort(rng.choice(np.arange(1, t), size=int(rng.integers(2, 7)), replace=False))
         value = bool(rng.integers(0, 2))
-        for s, e in zip(np.r_[0, cuts], np.r_[cuts, t]):
+        for s, e in zip(np.r_[0, cuts], np.r_[cuts, t], strict=False):
             seq[s:e, c] = value
             value = not value
     return seq
@@ -95,7 +94,7 @@ def network(mod) -> dict[str, np.ndarray]:
     np.random.seed(0)
     terms = {k: [] for k in ["loss_vid", "loss_frame", "loss_frame_bkg", "loss_score", "loss_feat", "loss_total"]}
     fused_all, feat_all, score_all = [], [], []
-    for i, t in enumerate(LENGTHS):
+    for i in range(len(LENGTHS)):
         current[0] = i
         x = torch.from_numpy(feats[i]).unsqueeze(0)
         label = torch.from_numpy(labels[i]).unsqueeze(0)
@@ -113,7 +112,7 @@ def network(mod) -> dict[str, np.ndarray]:
         mean = torch.stack([v.reshape(()) for v in values]).mean()  # train.train: sum / batch_size
         out[f"loss_{k[5:]}"] = np.array([float(v) for v in values], dtype=np.float64)
         grads = torch.autograd.grad(mean, list(params.values()), retain_graph=True, allow_unused=True)
-        for name, g in zip(params, grads):
+        for name, g in zip(params, grads, strict=False):
             out[f"grad_{k[5:]}_{name}"] = np.zeros(params[name].shape, np.float32) if g is None else g.numpy()
     out["features"], out["offsets"] = ragged(feats)
     out["points"], _ = ragged(points)
@@ -135,7 +134,7 @@ def crafted_cas(rng: np.random.Generator, t: int, points: np.ndarray) -> np.ndar
     """(t, C+1) fused CAS (background last) with actions around the points: seeds and searches have work."""
     act = np.full((t, C), 0.05) + rng.uniform(0, 0.1, (t, C))
     bkg = rng.uniform(0.9, 1.0, t)
-    for i, c in zip(*np.nonzero(points)):
+    for i, c in zip(*np.nonzero(points), strict=False):
         lo, hi = max(0, i - int(rng.integers(1, 5))), min(t, i + int(rng.integers(2, 6)))
         act[lo:hi, c] = rng.uniform(0.5, 0.95, hi - lo)
         bkg[lo:hi] = rng.uniform(0.0, 0.15, hi - lo)
@@ -204,9 +203,9 @@ def post(mod, n_videos: int = 4) -> dict[str, np.ndarray]:
             score[:] = rng.uniform(0.0, 0.4, C)  # no class above the threshold: the arg-max class is used
         score_l.append(score)
         names.append(f"video_{v}")
-    outputs = [(torch.from_numpy(s).unsqueeze(0), torch.from_numpy(c).unsqueeze(0), None) for s, c in zip(score_l, cas_l)]
+    outputs = [(torch.from_numpy(s).unsqueeze(0), torch.from_numpy(c).unsqueeze(0), None) for s, c in zip(score_l, cas_l, strict=False)]
     items = [(None, torch.zeros(1, len(c), D), torch.zeros(1, C), None, None, [n], torch.tensor([len(c)]))
-             for c, n in zip(cas_l, names)]
+             for c, n in zip(cas_l, names, strict=False)]
     loader = types.SimpleNamespace(dataset=items, __iter__=None)
 
     class Loader:

@@ -23,7 +23,6 @@ import types
 
 import numpy as np
 import torch
-
 from _official import cpu_only, head_commit, official_path, ragged, save
 
 H, C = 8, 4  # stream width, action classes (K = C + 1 with background)
