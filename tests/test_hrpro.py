@@ -981,3 +981,26 @@ def test_stage1_selection_state_survives_a_checkpoint_and_a_missing_subset_is_an
     raw["method"]["stage1_selection"] = "holdout"
     with pytest.raises(InputError, match="method.stage1_selection='holdout': the ground truth has no subset"):
         train(build_config(raw), tmp_path / "run")
+
+
+def test_onednn_linear_equals_f_linear_with_gradients():
+    """layers.linear (float32 CPU products through oneDNN, used by the attention blocks) is F.linear: values
+    and all three gradients, with and without bias; other dtypes fall back to F.linear."""
+    from pointtal.methods.layers import linear
+
+    g = torch.Generator().manual_seed(0)
+    for bias in (True, False):
+        x = torch.randn(37, 24, generator=g, requires_grad=True)
+        w = torch.randn(16, 24, generator=g, requires_grad=True)
+        b = torch.randn(16, generator=g, requires_grad=True) if bias else None
+        upstream = torch.randn(37, 16, generator=g)
+        mine = linear(x, w, b)
+        grads = torch.autograd.grad((mine * upstream).sum(), [x, w] + ([b] if bias else []))
+        ref = torch.nn.functional.linear(x, w, b)
+        ref_grads = torch.autograd.grad((ref * upstream).sum(), [x, w] + ([b] if bias else []))
+        torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-5)
+        for got, want in zip(grads, ref_grads):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    x64 = torch.randn(5, 3, dtype=torch.float64)
+    w64 = torch.randn(2, 3, dtype=torch.float64)
+    assert torch.equal(linear(x64, w64), torch.nn.functional.linear(x64, w64))

@@ -54,7 +54,7 @@ from pointtal.methods.base import (
     check_options,
     schedule_steps,
 )
-from pointtal.methods.layers import masked_topk_mean
+from pointtal.methods.layers import linear, masked_topk_mean
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +318,35 @@ class ReliabilityAwareBlock(nn.Module):
         x = self.norm1(x + self.dropout1(attended))
         return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
+    def rows(self, x: torch.Tensor, layout: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The block on packed tokens x (R, D): every token-wise layer runs on the R real tokens only, the
+        attention per group of `layout` ((G, W) row index into x, any row on padding; (G, W) keep mask).
+        Equals `forward` on each group padded (the same MultiheadAttention arithmetic: in-projection, scaled
+        dot-product attention with dropout, out-projection)."""
+        d = x.shape[1]
+        att = self.attention
+        heads = att.num_heads
+        w, b = att.in_proj_weight, att.in_proj_bias
+        q = linear(linear(x, self.query.weight, self.query.bias), w[:d], b[:d])  # (R, D)
+        k = linear(linear(x, self.key.weight, self.key.bias), w[d:2 * d], b[d:2 * d])
+        v = linear(x, w[2 * d:], b[2 * d:])
+        flat = torch.cat([index.flatten() for index, _ in layout])  # (sum G*W,) one gather for all groups
+        sizes = [index.numel() for index, _ in layout]
+        where, values = [], []
+        groups = zip(layout, q[flat].split(sizes), k[flat].split(sizes), v[flat].split(sizes), strict=True)
+        for (index, keep), *parts in groups:  # a loop over length groups (a handful per batch)
+            g, width = index.shape
+            qh, kh, vh = (z.view(g, width, heads, d // heads).transpose(1, 2) for z in parts)  # (G, h, W, d/h)
+            y = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=keep[:, None, None, :],
+                                               dropout_p=att.dropout if self.training else 0.0)  # (G, h, W, d/h)
+            where.append(index[keep])
+            values.append(y.transpose(1, 2).reshape(g, width, d)[keep])  # (real tokens of the group, D)
+        out = x.new_empty(x.shape[0], d).index_copy(0, torch.cat(where), torch.cat(values))  # every row written
+        attended = linear(out, att.out_proj.weight, att.out_proj.bias)  # (R, D)
+        x = self.norm1(x + self.dropout1(attended))
+        hidden = self.dropout(F.relu(linear(x, self.linear1.weight, self.linear1.bias)))  # (R, F)
+        return self.norm2(x + self.dropout2(linear(hidden, self.linear2.weight, self.linear2.bias)))
+
 
 def length_groups(lengths: torch.Tensor, ratio: float = 1.25) -> list[torch.Tensor]:
     """Indices of the videos of `lengths` (B,) in groups, longest first, each holding the videos at least
@@ -350,36 +379,55 @@ class SnippetModel(nn.Module):
         c, d = self.prototypes.shape
         return self.prototypes.reshape(d, c).t() if self.prototype_tokens == "code" else self.prototypes
 
-    def _attend(self, x: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """The attention blocks over videos x (G, T, D) of similar length, cut to their longest, with the
-        prototype tokens appended -> (G, T, D) (zeros past the longest)."""
-        g, t, _ = x.shape
-        longest = int(mask.sum(1).max())
-        y = torch.cat([x[:, :longest], tokens.unsqueeze(0).expand(g, -1, -1)], 1)  # (G, L+C, D)
-        padding = torch.cat([~mask[:, :longest], mask.new_zeros(g, tokens.shape[0])], 1)  # (G, L+C)
-        for block in self.blocks:
-            y = block(y, padding)
-        return F.pad(y[:, :longest], (0, 0, 0, t - longest))
-
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """features (B, T, D), mask (B, T) -> embedded (B, T, D), sigmoid scores (B, T, C+1).
+        """features (B, T, D), mask (B, T) prefix masks -> embedded (B, T, D), sigmoid scores (B, T, C+1).
 
-        Attention costs T^2 per video: the videos of a batch attend in groups of similar length
-        (`length_groups`), not all padded to the longest (a batch of 16 THUMOS14 videos padded to its longest
-        does ~20x the work). The blocks have no positional encoding and mask padded keys, so a video's output
-        does not depend on its group."""
-        b, t, _ = features.shape
-        keep = mask.unsqueeze(-1).to(features.dtype)
-        x = features * keep
-        tokens = self.tokens().to(x.dtype)
+        Each video attends over its own snippets and the C prototype tokens. The token-wise layers (query /
+        key / value projections, out-projection, feed-forward, norms) run on the real tokens only, packed;
+        attention costs T^2 per video, so videos attend in groups of similar length (`length_groups`: a batch
+        of 16 THUMOS14 videos padded to its longest does ~20x the work). The blocks have no positional
+        encoding and mask padded keys, so a video's output depends on neither its group nor the batch. The
+        embedding conv runs over the videos laid end to end (`end_to_end`: no FLOPs on padding)."""
+        b, t, d = features.shape
+        lengths = mask.sum(1)  # (B,)
+        start = torch.cumsum(lengths, 0) - lengths  # (B,) first packed row of each video
+        x = features.reshape(b * t, d)[mask.flatten()]  # (N, D) real snippets, video by video
+        n = x.shape[0]
         if len(self.blocks):
-            attended = torch.zeros_like(x)  # (B, T, D)
-            for rows in length_groups(mask.sum(1)):
-                attended[rows] = self._attend(x[rows], mask[rows], tokens)
-            x = attended * keep  # zero padding for the conv
-        embedded = F.relu(self.embedding(x.transpose(1, 2))).transpose(1, 2) * keep  # (B, T, D)
+            tokens = self.tokens().to(x.dtype)  # (C, D)
+            c = tokens.shape[0]
+            x = torch.cat([x, tokens.repeat(b, 1)])  # (N + B*C, D): video b's tokens at N + b*C ..
+            layout = []
+            for rows in length_groups(lengths):  # (G,) videos of similar length
+                width = int(lengths[rows].max()) + c
+                slot = torch.arange(width, device=x.device).unsqueeze(0)  # (1, W)
+                own = lengths[rows].unsqueeze(1)  # (G, 1)
+                snippet = start[rows].unsqueeze(1) + slot  # snippets first, then the C tokens
+                token = n + rows.unsqueeze(1) * c + (slot - own)
+                keep = slot < own + c  # (G, W)
+                index = torch.where(slot < own, snippet, torch.where(keep, token, 0))  # padding reads row 0 (masked)
+                layout.append((index, keep))
+            for block in self.blocks:
+                x = block.rows(x, layout)
+            x = x[:n]  # (N, D)
+        column, width = end_to_end(mask)
+        seq = x.new_zeros(width, d).index_copy(0, column[column >= 0], x)  # (L, D)
+        h = F.relu(self.embedding(seq.t().unsqueeze(0)))[0]  # (D, L)
+        embedded = h.t()[column.clamp(min=0)] * mask.flatten().unsqueeze(1).to(h.dtype)  # (B*T, D), 0 on padding
+        embedded = embedded.view(b, t, d)
         scores = torch.sigmoid(self.classifier(self.classifier_dropout(embedded)))  # (B, T, C+1)
         return embedded, scores
+
+
+def end_to_end(mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The real snippets of a (B, T) prefix mask laid end to end with one zero column between videos: the
+    column of each (b, t) (B*T,) (-1 on padding) and the width L = N + B - 1. A kernel-3 "same" conv over
+    that sequence equals the conv of each video alone."""
+    b, t = mask.shape
+    lengths = mask.sum(1)
+    first = torch.cumsum(lengths + 1, 0) - (lengths + 1)  # (B,)
+    column = torch.where(mask, first.unsqueeze(1) + torch.arange(t, device=mask.device), -1)  # (B, T)
+    return column.flatten(), int(lengths.sum()) + b - 1
 
 
 # ----------------------------------------------------------------------------- stage 1 losses and memory

@@ -35,7 +35,7 @@ from torch import nn
 from pointtal.data.dataset import CropSampler, PerturbSampler, perturb_index
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
-from pointtal.methods.layers import masked_topk_mean
+from pointtal.methods.layers import Packing, _PackedTaps, linear, masked_topk_mean
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,21 @@ class LACPOutput:
     """Forward result (padded positions hold junk)."""
 
     cas: torch.Tensor  # (B, T, K) sigmoid CAS, column 0 = background (not fused)
-    features: torch.Tensor  # (B, T, H) embedding after ReLU, before dropout (the feature loss reads it)
+    embedded: torch.Tensor  # (N, H) embedding after ReLU, before dropout, of the real snippets
+    column: torch.Tensor  # (B*T,) long: the row of `embedded` holding snippet (b, t) (-1 on padding)
 
     @property
     def fused(self) -> torch.Tensor:
         return fuse(self.cas)
+
+    @property
+    def features(self) -> torch.Tensor:
+        """(B, T, H) embedding, zeros on padding (scattered on demand; the feature loss reads `embedded`)."""
+        b, t = self.cas.shape[:2]
+        real = self.column >= 0
+        out = self.embedded.new_zeros(b * t, self.embedded.shape[1])
+        out[real] = self.embedded[self.column[real]]
+        return out.view(b, t, -1)
 
 
 def fuse(cas: torch.Tensor) -> torch.Tensor:
@@ -184,7 +194,12 @@ def fuse(cas: torch.Tensor) -> torch.Tensor:
 
 
 class LACPNet(nn.Module):
-    """Conv1d(D -> H, k=3, pad 1) + ReLU, dropout, Conv1d(H -> K, k=1, no bias); PyTorch default init."""
+    """Conv1d(D -> H, k=3, pad 1) + ReLU, dropout, Conv1d(H -> K, k=1, no bias); PyTorch default init.
+
+    Computed on the batch's real snippets only (`Packing`): the kernel-3 conv is one (N, D) x (D, 3H) product
+    (`layers.linear`: oneDNN on CPU) and a tap sum that reads each snippet's neighbours in its own video, zeros
+    past its ends, which equals the Conv1d of each video alone; padding costs no FLOPs (a quarter of a batch of
+    T/2..T videos)."""
 
     def __init__(self, in_dim: int, hidden: int, n_outputs: int, dropout: float):
         super().__init__()
@@ -193,12 +208,16 @@ class LACPNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LACPOutput:
-        """features (B, T, D), mask (B, T): padding is zeroed so each video sees zeros past its end."""
-        x = (features * mask.unsqueeze(-1).to(features.dtype)).transpose(1, 2)  # (B, D, T)
-        h = F.relu(self.embed(x))  # (B, H, T)
-        logits = self.classifier(self.dropout(h)).transpose(1, 2)  # (B, T, K), official order: classes, bg
-        cas = torch.sigmoid(torch.cat([logits[..., -1:], logits[..., :-1]], dim=-1).float())  # (B, T, K) bg first
-        return LACPOutput(cas, h.transpose(1, 2))
+        """features (B, T, D), mask (B, T) -> cas (B, T, K) and the embedding of the real snippets."""
+        packing = Packing(mask)
+        rows = packing.rows(features)  # (N, D)
+        h_dim, d, k = self.embed.weight.shape
+        weight = self.embed.weight.permute(2, 0, 1).reshape(k * h_dim, d)  # (3H, D): tap j reads t + j - 1
+        z = linear(rows, weight.to(rows.dtype)).unflatten(-1, (k, h_dim))  # (N, 3, H)
+        h = F.relu(_PackedTaps.apply(z, packing, [-1, 0, 1]).add_(self.embed.bias.to(z.dtype)))  # (N, H)
+        logits = self.dropout(h) @ self.classifier.weight[:, :, 0].t().to(h.dtype)  # (N, K): classes, bg last
+        cas = torch.sigmoid(torch.cat([logits[:, -1:], logits[:, :-1]], dim=-1).float())  # (N, K) bg first
+        return LACPOutput(packing.scatter(cas), h, packing.slot)
 
 
 def topk_counts(lengths: torch.Tensor, r_act: int) -> torch.Tensor:
@@ -642,12 +661,15 @@ def pseudo_runs(pseudo: torch.Tensor, searched: torch.Tensor, labels: torch.Tens
 
 def score_loss(fused: torch.Tensor, runs: Runs, mask: torch.Tensor, delta: float = 0.25) -> torch.Tensor:
     """(B,) (mean_act(1 - oic) + mean_bkg(1 - oic))^2: action runs on p_c, background runs on 1 - p_c."""
-    b = fused.shape[0]
+    b, t, k = fused.shape
     lengths = mask.sum(1)
-    x = fused[runs.video, :, runs.cls + 1]  # (R, T)
-    x = torch.where(runs.act.unsqueeze(1), x, 1 - x) * mask[runs.video]
-    cum = _prefix(x)
-    contrast = oic(cum, lengths[runs.video], runs.start.unsqueeze(1), runs.end.unsqueeze(1), delta).squeeze(1)
+    p = (fused[..., 1:] * mask.unsqueeze(-1)).transpose(1, 2).reshape(b * (k - 1), t)  # (B*C, T) one row per class
+    cum_act = _prefix(p)  # (B*C, T+1) prefix sums once per (video, class), not once per run
+    cum_bkg = torch.arange(t + 1, device=p.device, dtype=cum_act.dtype) - cum_act  # prefix sums of 1 - p
+    cums = torch.cat([cum_bkg, cum_act])  # (2*B*C, T+1): background rows, then action rows
+    rows = runs.act.long() * (b * (k - 1)) + runs.video * (k - 1) + runs.cls  # (R,)
+    contrast = oic(cums, lengths[runs.video], runs.start.unsqueeze(1), runs.end.unsqueeze(1), delta,
+                   rows=rows).squeeze(1)  # the oic reads only [0, length - 1] of a row
     loss = 1 - contrast  # (R,)
 
     def per_video(sel: torch.Tensor) -> torch.Tensor:
@@ -672,15 +694,21 @@ def sample_snippets(start: torch.Tensor, end: torch.Tensor, parts: int, uniform:
 
 
 def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: int, classes: str,
-                 uniform: torch.Tensor | None = None) -> torch.Tensor:
+                 uniform: torch.Tensor | None = None, column: torch.Tensor | None = None,
+                 batch: int | None = None) -> torch.Tensor:
     """(B,) feature-contrastive loss of each video's (video, class) groups with >= 2 action runs.
 
     A run's feature is the mean of `sampling_size` sampled snippets; features are L2-normalised,
     sim = exp(f_i . f_j / tau) within the group (diagonal 0), s_j = sum_i sim_ij y_i / sum_i sim_ij and the
     group loss is -sum_j y_j log s_j / sum_j y_j (y = action). Per video: the last such class ("last", the
     official code) or the mean over them ("mean").
+
+    features (B, T, H), or with `column` the (N, H) embedding rows (`LACPOutput`) of `batch` videos of
+    T = column.numel() // batch snippets, snippet (b, t) in row column[b*T + t]. Snippets are sampled for every
+    run (the random stream does not depend on which groups qualify); similarities are computed only inside
+    the qualifying groups, as one batched (G, L, L) product over groups padded to L runs.
     """
-    b = features.shape[0]
+    b = features.shape[0] if column is None else batch
     out = torch.zeros(b, dtype=torch.float32, device=features.device)
     if runs.video.numel() == 0:
         return out
@@ -688,27 +716,42 @@ def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: 
     if uniform is None:
         uniform = torch.rand((r, sampling_size), device=features.device)
     picks = sample_snippets(runs.start, runs.end, sampling_size, uniform)  # (R, S)
-    f = features[runs.video.unsqueeze(1), picks].float().mean(1)  # (R, H)
-    f = F.normalize(f, dim=1)  # a zero feature (dead ReLUs) gives zero similarity instead of NaN
-    group = runs.video * (int(runs.cls.max()) + 1) + runs.cls  # (R,)
+    n_cls = int(runs.cls.max()) + 1
+    group = runs.video * n_cls + runs.cls  # (R,) non-decreasing: runs come ordered by video, class, start
     y = runs.act.float()
-    n_act = torch.zeros(int(group.max()) + 1, device=f.device).index_add(0, group, y)
+    n_act = torch.zeros(b * n_cls, device=features.device).index_add(0, group, y)  # (B*C',)
     ok = n_act[group] >= 2  # (R,) in a qualifying group
-    same = (group.unsqueeze(0) == group.unsqueeze(1)) & ~torch.eye(r, dtype=torch.bool, device=f.device)
-    sim = torch.exp(f @ f.T / tau) * same  # (R, R)
-    s = (sim * y.unsqueeze(1)).sum(0) / sim.sum(0).clamp(min=torch.finfo(sim.dtype).tiny)
-    used = ok & runs.act
+    sel = ok.nonzero().squeeze(1)  # (R',) runs of qualifying groups
+    if sel.numel() == 0:
+        return out
+    if column is None:
+        f = features[runs.video[sel].unsqueeze(1), picks[sel]]  # (R', S, H)
+    else:
+        t = column.numel() // b
+        f = features[column[runs.video[sel].unsqueeze(1) * t + picks[sel]]]  # (R', S, H)
+    f = F.normalize(f.float().sum(1), dim=1)  # (R', H) the normalised mean; a zero feature gives zero similarity
+    g_sel, y_sel = group[sel], y[sel]
+    gid, slot_of, size = torch.unique_consecutive(g_sel, return_inverse=True, return_counts=True)  # (G,)
+    first = torch.cumsum(size, 0) - size
+    pos = torch.arange(sel.numel(), device=f.device) - first[slot_of]  # (R',) position in its group
+    width = int(size.max())
+    blocks = f.new_zeros(len(gid), width, f.shape[1]).index_put((slot_of, pos), f)  # (G, L, H)
+    real = torch.zeros(len(gid), width, dtype=torch.bool, device=f.device).index_put((slot_of, pos),
+                                                                                      torch.ones_like(pos, dtype=torch.bool))
+    yl = torch.zeros(len(gid), width, device=f.device).index_put((slot_of, pos), y_sel)  # (G, L)
+    pair = real.unsqueeze(1) & real.unsqueeze(2) & ~torch.eye(width, dtype=torch.bool, device=f.device)
+    sim = torch.exp(blocks @ blocks.transpose(1, 2) / tau) * pair  # (G, L, L)
+    s = (sim * yl.unsqueeze(2)).sum(1) / sim.sum(1).clamp(min=torch.finfo(sim.dtype).tiny)  # (G, L)
+    used = real & (yl > 0)
     term = torch.where(used, -torch.log(torch.where(used, s, torch.ones_like(s))), torch.zeros_like(s))  # no NaN grads
-    per_group = torch.zeros_like(n_act).index_add(0, group, term) / n_act.clamp(min=1)  # (G,)
-    qualifies = n_act >= 2
-    gv = torch.div(torch.arange(len(n_act), device=f.device), int(runs.cls.max()) + 1, rounding_mode="floor")
+    per_group = term.sum(1) / yl.sum(1)  # (G,) every group here has >= 2 action runs
+    gv = torch.div(gid, n_cls, rounding_mode="floor")  # (G,) video of each group
     if classes == "last":
-        gid = torch.arange(len(n_act), device=f.device)
         last = torch.full((b,), -1, dtype=torch.long, device=f.device).scatter_reduce(
-            0, gv[qualifies], gid[qualifies], reduce="amax", include_self=True)
+            0, gv, torch.arange(len(gid), device=f.device), reduce="amax", include_self=True)
         return torch.where(last >= 0, per_group[last.clamp(min=0)], out)
-    total = out.index_add(0, gv[qualifies], per_group[qualifies])
-    count = torch.bincount(gv[qualifies], minlength=b)
+    total = out.index_add(0, gv, per_group)
+    count = torch.bincount(gv, minlength=b)
     return total / count.clamp(min=1)
 
 
@@ -830,7 +873,8 @@ class LACP(Method):
         pseudo, searched = self.batch_pseudo(batch)
         runs = pseudo_runs(pseudo, searched, labels, mask)
         l_score = score_loss(fused, runs, mask, o.oic_delta)
-        l_feat = feature_loss(output.features, runs, o.tau, o.sampling_size, o.feature_classes)
+        l_feat = feature_loss(output.embedded, runs, o.tau, o.sampling_size, o.feature_classes,
+                              column=output.column, batch=mask.shape[0])
         per_video = (o.w_video * l_video + o.w_point * l_point + o.w_point_bkg * l_bkg
                      + o.w_score * l_score + o.w_feature * l_feat)
         mean = lambda x: x.mean()  # noqa: E731  every term is per video, averaged over the batch

@@ -12,6 +12,8 @@ Contents:
                                              so padding costs neither FLOPs nor memory traffic (66-71% of a
                                              padded THUMOS14 training batch, 72% of a test batch is padding)
   * `project(layers, rows)`                - the input matmul of several layers that read the same rows, fused
+  * `linear(x, weight, bias)`              - F.linear; float32 on CPU through oneDNN (about twice torch's
+                                             MKL sgemm rate on AMD CPUs), same arithmetic
   * `topk_counts(lengths, divisor)`        - k = ceil(T_i / divisor), at least 1, per video
   * `masked_topk_mean(x, mask, k, k_max)`  - per-video, per-class mean of the k_i largest values over time
   * `soft_cross_entropy(logits, target)`   - -sum(target * log_softmax(logits)) over the last axis
@@ -221,6 +223,40 @@ def project(layers: Sequence[nn.Module], rows: torch.Tensor) -> list[torch.Tenso
     same rows (N, D), as one matmul: [(N, k_i * H_i)]. Feed a TemporalConv's part to its `taps`."""
     weights = [layer.weight.flatten(1) if isinstance(layer, TemporalConv) else layer.weight.t() for layer in layers]
     return list((rows @ torch.cat(weights, dim=1)).split([w.shape[1] for w in weights], dim=1))
+
+
+def _onednn_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a (M, K) @ b (N, K)^T in float32 through oneDNN -> (M, N) dense."""
+    return torch._C._nn.mkldnn_linear(a.contiguous().to_mkldnn(), b.contiguous().to_mkldnn()).to_dense()
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x W^T + b with the forward and both backward products through oneDNN (float32, CPU)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        y = _onednn_mm(x, weight)  # (N, O)
+        return y if bias is None else y.add_(bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = _onednn_mm(grad, weight.t()) if ctx.needs_input_grad[0] else None  # (N, I)
+        grad_w = _onednn_mm(grad.t(), x.t()) if ctx.needs_input_grad[1] else None  # (O, I)
+        grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear(x, weight, bias) for x (N, I). Float32 on CPU (outside autocast) runs through oneDNN: the same
+    float32 products, at about twice the rate of torch's MKL sgemm on AMD CPUs (1.7x forward + backward on a
+    (3600, 2048) x (2048, 2048) layer, one thread); elsewhere F.linear."""
+    if (x.device.type == "cpu" and x.dim() == 2 and x.shape[0] > 0 and x.dtype == weight.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled("cpu")):
+        return _OneDNNLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)
 
 
 def topk_counts(lengths: torch.Tensor, divisor: float) -> torch.Tensor:
