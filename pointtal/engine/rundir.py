@@ -31,6 +31,7 @@ RUNTIME_KEYS = frozenset({
     # the schedule's length only says where the loop stops (no learning-rate schedule reads it), so a run is
     # lengthened by resuming with more steps: its weights equal those of a run started with that many
     "train.steps", "train.epochs",
+    "train.wandb", "train.wandb_project", "train.wandb_group", "train.wandb_tags",  # experiment tracking
 })  # keys that cannot change the weights of a run
 PATH_KEYS = frozenset({"data.annotations", "data.features", "data.class_list", "data.video_names"})
 CHANGES_FILE = "config_changes.jsonl"
