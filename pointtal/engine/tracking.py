@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
+import string
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +106,7 @@ class WandbRun:
             if isinstance(stored, str) and stored:
                 return stored
             log.warning("%s: no W&B run id in it; the resumed run starts a new W&B run", path)
-        from wandb.util import generate_id
-
-        run_id = generate_id()
+        run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's shape
         write_text_atomic(path, json.dumps({"id": run_id}) + "\n")
         return run_id
 
