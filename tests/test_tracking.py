@@ -137,7 +137,9 @@ def read_offline_run(directory: Path) -> dict:
     """Run id, project, group, tags, config, history rows and summary of one offline run directory."""
     (log_file,) = directory.glob("run-*.wandb")
     out = {"config": {}, "history": [], "summary": {}}
-    for record in wandb_records(log_file):
+    records = wandb_records(log_file)
+    out["complete"] = records[-1].WhichOneof("record_type") == "exit"  # the run's last record: written in full
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run = record.run
@@ -168,6 +170,7 @@ def test_wandb_offline_run_holds_config_metrics_figures_and_resumes_the_same_run
     stored_id = json.loads((run / "wandb.json").read_text())["id"]
     (first,) = sorted((run / "wandb").glob("offline-run-*"))
     got = read_offline_run(first)
+    assert got["complete"]  # train() returns with the transaction log written to its end
     assert (got["id"], got["project"], got["group"], got["tags"]) == (stored_id, "pt-test", "sweep-a", ["tiny", "s0"])
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert {key: got["config"][key] for key in config} == config

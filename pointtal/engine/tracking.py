@@ -122,3 +122,7 @@ class WandbRun:
         if images:
             self.run.log({"step": int(record["step"]) if record else 0, **images})
         self.run.finish()
+        # finish() can return before W&B's service has written the offline transaction log (seen with 0.31:
+        # a log read right after held no records); teardown waits for the service to exit, so the run's files
+        # are complete when train() returns
+        self._wandb.teardown()
