@@ -1,8 +1,8 @@
 """Experiment tracking: a run's resolved config and final metrics in TensorBoard's HParams view, and the
 optional Weights & Biases logger (`train.wandb`: off | offline | online).
 
-The HParams summaries go into the run's own `tensorboard/` directory, and their metrics name the `eval/*`
-scalars written there, so `tensorboard --logdir runs/` compares every run of a sweep in one table.
+The HParams summaries go into the run's own `tensorboard/` directory, beside its `eval/*` scalars, so
+`tensorboard --logdir runs/` compares every run of a sweep in one table (HPARAMS tab).
 
 W&B is imported only when `train.wandb` is not `off`. A run's W&B files live in `RUN/wandb/` and its W&B run
 id in `RUN/wandb.json`, so `--resume` continues the same W&B run. Offline runs need no network or login;
@@ -56,11 +56,16 @@ def metric_values(record: dict) -> dict[str, float]:
 
 
 def write_hparams(writer, config: Config, record: dict) -> None:
-    """The HParams experiment, session start (the flat config) and session end summaries into `writer`
-    (a SummaryWriter); the metrics are the `eval/*` scalars of the final record, already in the same run."""
+    """The HParams session start (the flat config) and session end summaries into `writer` (a SummaryWriter).
+
+    No experiment summary is written: TensorBoard takes the first run's one as the whole table's, so a sweep
+    over several methods would lose the other methods' keys; without it TensorBoard builds the table from
+    every run's session (the union of their keys) and offers their scalars as metrics, among them the final
+    record's `eval/*` values, already written at its step."""
     from torch.utils.tensorboard.summary import hparams
 
-    for summary in hparams(flat_config(config), metric_values(record)):
+    _, start, end = hparams(flat_config(config), metric_values(record))
+    for summary in (start, end):
         writer.file_writer.add_summary(summary, global_step=int(record.get("step", 0)))
     writer.flush()
 
