@@ -255,5 +255,6 @@ def test_wandb_without_the_package_names_the_extra(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
-    with pytest.raises(InputError, match=r"train.wandb='offline' needs the wandb package: pip install 'pointtal\[wandb\]'"):
+    needs = r"train.wandb='offline' needs the wandb package: pip install 'pointtal\[wandb\]'"
+    with pytest.raises(InputError, match=needs):
         load_config(None, ["train.wandb=offline"])
