@@ -224,7 +224,8 @@ WANDB_NAME = re.compile(r"[^/\\#?%:]{1,128}")  # W&B project and group names: no
 
 
 def check_wandb(t: TrainConfig) -> None:
-    """train.wandb and its project, group and tags; the wandb package is looked for (not imported)."""
+    """train.wandb and its project, group and tags (whether wandb is installed is checked when a run starts,
+    pointtal.engine.tracking.check_installed: `predict` on another machine reads the same config)."""
     _check(t.wandb in WANDB_MODES, "train.wandb", t.wandb, f"must be one of {', '.join(WANDB_MODES)}")
     _check(WANDB_NAME.fullmatch(t.wandb_project) is not None, "train.wandb_project", t.wandb_project,
            "must be 1 to 128 characters without / \\ # ? % :")
@@ -232,11 +233,6 @@ def check_wandb(t: TrainConfig) -> None:
            t.wandb_group, "must be 1 to 128 characters without / \\ # ? % : (or null)")
     _check(all(0 < len(tag) <= 64 for tag in t.wandb_tags), "train.wandb_tags", list(t.wandb_tags),
            "must each be 1 to 64 characters")
-    if t.wandb != "off":
-        import importlib.util
-
-        _check(importlib.util.find_spec("wandb") is not None, "train.wandb", t.wandb,
-               "needs the wandb package: pip install 'pointtal[wandb]'")
 
 
 def check_device(name, key: str = "device") -> None:

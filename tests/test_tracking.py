@@ -250,11 +250,16 @@ def test_wandb_keys_read_from_set():
     assert (t.wandb, t.wandb_group, t.wandb_tags) == ("offline", "g1", ("a", "b"))
 
 
-def test_wandb_without_the_package_names_the_extra(monkeypatch):
+def test_wandb_without_the_package_names_the_extra_before_any_data_is_read(monkeypatch, tmp_path):
+    """Without wandb installed, `train` with train.wandb=offline stops at the run-directory guard (no data
+    path exists here, so reading data would fail otherwise) with one line naming the key and the extra; the
+    config itself still loads (`predict` on a machine without wandb reads a run's config.yaml)."""
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
-    needs = r"train.wandb='offline' needs the wandb package: pip install 'pointtal\[wandb\]'"
+    config = load_config(None, ["train.wandb=offline", "train.device=cpu", "data.annotations=missing.json"])
+    needs = r"^train.wandb='offline' needs the wandb package: pip install 'pointtal\[wandb\]'$"
     with pytest.raises(InputError, match=needs):
-        load_config(None, ["train.wandb=offline"])
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -28,6 +28,15 @@ WANDB_ID = "wandb.json"  # {"id": ...}: the W&B run this run directory logs to
 WANDB_INSTALL = "pip install 'pointtal[wandb]'"
 
 
+def check_installed(config: Config) -> None:
+    """A run with `train.wandb` on needs the wandb package: looked for (not imported) before any data is read."""
+    import importlib.util
+
+    mode = config.train.wandb
+    if mode != "off" and importlib.util.find_spec("wandb") is None:
+        raise InputError(f"train.wandb={mode!r} needs the wandb package: {WANDB_INSTALL}")
+
+
 def flat_config(config: Config) -> dict[str, bool | int | float | str]:
     """The resolved config as flat dotted keys with scalar values (lists as JSON text, null as "null")."""
     flat: dict[str, bool | int | float | str] = {}
