@@ -162,8 +162,16 @@ class TrainConfig:
     grad_clip: float | None = None  # max gradient norm (None: no clipping)
     progress: bool = True  # tqdm progress bar
     report: bool = True  # write report.md and figures/ into the run directory at the end
+    # Weights & Biases (pip install 'pointtal[wandb]'): off | offline (RUN/wandb/, `wandb sync` later) | online
+    wandb: str | bool = "off"  # a bare `off` in YAML reads as false
+    wandb_project: str = "pointtal"
+    wandb_group: str | None = None  # e.g. one sweep's runs
+    wandb_tags: tuple[str, ...] = ()
 
     def __post_init__(self):
+        if self.wandb is False:  # YAML reads a bare `off` (train.wandb=off) as false
+            object.__setattr__(self, "wandb", "off")
+        check_wandb(self)
         _check(self.steps > 0, "train.steps", self.steps, "must be > 0")
         _check(self.batch_size > 0, "train.batch_size", self.batch_size, "must be > 0")
         _check(self.lr > 0, "train.lr", self.lr, "must be > 0")
@@ -211,6 +219,20 @@ class Config:
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+WANDB_MODES = ("off", "offline", "online")
+WANDB_NAME = re.compile(r"[^/\\#?%:]{1,128}")  # W&B project and group names: no / \\ # ? % :
+
+
+def check_wandb(t: TrainConfig) -> None:
+    """train.wandb and its project, group and tags (whether wandb is installed is checked when a run starts,
+    pointtal.engine.tracking.check_installed: `predict` on another machine reads the same config)."""
+    _check(t.wandb in WANDB_MODES, "train.wandb", t.wandb, f"must be one of {', '.join(WANDB_MODES)}")
+    _check(WANDB_NAME.fullmatch(t.wandb_project) is not None, "train.wandb_project", t.wandb_project,
+           "must be 1 to 128 characters without / \\ # ? % :")
+    _check(t.wandb_group is None or WANDB_NAME.fullmatch(t.wandb_group) is not None, "train.wandb_group",
+           t.wandb_group, "must be 1 to 128 characters without / \\ # ? % : (or null)")
+    _check(all(0 < len(tag) <= 64 for tag in t.wandb_tags), "train.wandb_tags", list(t.wandb_tags),
+           "must each be 1 to 64 characters")
 
 
 def check_device(name, key: str = "device") -> None:

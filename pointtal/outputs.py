@@ -37,7 +37,7 @@ from pointtal.errors import InputError
 MANIFEST = ".pointtal-outputs.json"
 RUN_STATE = ("config.yaml", "checkpoint.pt", "best.pt", "metrics.jsonl", "report.md", "config_changes.jsonl",
              "extract.json")  # extract.json: how the run's features were made (read by `pointtal detect`)
-RUN_FILES = (*RUN_STATE, "predictions.json", "frames.json")  # what `pointtal train` writes into a run directory
+RUN_FILES = (*RUN_STATE, "predictions.json", "frames.json", "wandb.json")  # what `pointtal train` writes into a run directory
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 

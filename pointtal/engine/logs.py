@@ -1,5 +1,6 @@
-"""Run logs: `metrics.jsonl` (one JSON object per evaluation), TensorBoard scalars, and the text progress
-lines a run prints where it shows no progress bar (output to a file or pipe)."""
+"""Run logs: `metrics.jsonl` (one JSON object per evaluation), TensorBoard scalars and HParams, the optional
+W&B run (pointtal.engine.tracking), and the text progress lines a run prints where it shows no progress bar
+(output to a file or pipe)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,33 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pointtal.atomic import write_text_atomic
+
+if TYPE_CHECKING:
+    from pointtal.config import Config
 
 log = logging.getLogger(__name__)
 
 
 class MetricsLog:
-    """Appends evaluation records to `metrics.jsonl` and scalars to a TensorBoard directory."""
+    """Appends evaluation records to `metrics.jsonl` and scalars to a TensorBoard directory (and to W&B where
+    `config.train.wandb` asks for it). With a `config`, `close` writes the HParams summaries (config and final
+    metrics) and finishes the W&B run with the run's figures."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, tensorboard: bool = True, config: Config | None = None, resume: bool = False):
         self.path = run_dir / "metrics.jsonl"
-        self._writer = None
+        self.run_dir, self.config, self.last = run_dir, config, None
+        self._writer = self._wandb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # heavy import: only where logs are written
 
             self._writer = SummaryWriter(str(run_dir / "tensorboard"))
+        if config is not None and config.train.wandb != "off":
+            from pointtal.engine.tracking import WandbRun  # imports wandb: never when train.wandb is off
+
+            self._wandb = WandbRun(run_dir, config, resume)
 
     def truncate_after(self, step: int) -> None:
         """Drop records past `step` (a resumed run repeats those steps)."""
@@ -34,20 +46,32 @@ class MetricsLog:
         write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def record(self, entry: dict) -> None:
+        self.last = entry
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
         self.scalars(entry["step"], {k: v for k, v in entry.items() if isinstance(v, (int, float)) and k != "step"},
                      prefix="eval/")
 
     def scalars(self, step: int, values: dict[str, float], prefix: str = "") -> None:
+        if self._wandb is not None:
+            self._wandb.scalars(step, {prefix + key: value for key, value in values.items()})
         if self._writer is None:
             return
         for key, value in values.items():
             self._writer.add_scalar(prefix + key, value, step)
 
     def close(self) -> None:
+        """HParams of the config and the last record, the W&B run finished (figures/ as images); idempotent."""
         if self._writer is not None:
+            if self.config is not None and self.last is not None:
+                from pointtal.engine.tracking import write_hparams
+
+                write_hparams(self._writer, self.config, self.last)
             self._writer.close()
+            self._writer = None
+        if self._wandb is not None:
+            self._wandb.finish(self.last, self.run_dir / "figures")
+            self._wandb = None
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

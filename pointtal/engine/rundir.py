@@ -20,6 +20,7 @@ from typing import Any
 
 from pointtal.config import Config, build_config
 from pointtal.engine.checkpoint import load_checkpoint
+from pointtal.engine.tracking import check_installed
 from pointtal.errors import InputError
 from pointtal.outputs import RUN_FILES, check_outputs, check_writable_dir, is_run_dir, mark_run_dir, same_file
 
@@ -31,6 +32,7 @@ RUNTIME_KEYS = frozenset({
     # the schedule's length only says where the loop stops (no learning-rate schedule reads it), so a run is
     # lengthened by resuming with more steps: its weights equal those of a run started with that many
     "train.steps", "train.epochs",
+    "train.wandb", "train.wandb_project", "train.wandb_group", "train.wandb_tags",  # experiment tracking
 })  # keys that cannot change the weights of a run
 PATH_KEYS = frozenset({"data.annotations", "data.features", "data.class_list", "data.video_names"})
 CHANGES_FILE = "config_changes.jsonl"
@@ -42,6 +44,7 @@ def guard_run_dir(config: Config, run_dir: Path, resume: bool, main: bool) -> di
         raise InputError(f"--out {run_dir}: exists and is not a directory")
     if config.data.features and run_dir.is_dir() and same_file(run_dir, config.data.features):
         raise InputError(f"--out {run_dir}: is the data.features directory this run reads; choose another --out")
+    check_installed(config)  # train.wandb on: the wandb package is there
     checkpoint = run_dir / "checkpoint.pt"
     saved = None
     if resume:

@@ -323,7 +323,7 @@ class Trainer:
             save_config(self.config, self.run_dir / "config.yaml")
             write_json(self.run_dir / PROTOCOL, {"protocol": self.data.protocol.to_json()})
             log.info("evaluation %s", self.data.protocol.describe())
-            self.logs = MetricsLog(self.run_dir)
+            self.logs = MetricsLog(self.run_dir, config=self.config, resume=saved is not None)
             # records past the checkpoint are repeated by the resumed run; a finished run repeats its final one
             finished = self.state.step >= self.steps
             self.logs.truncate_after(self.state.step - 1 if finished else self.state.step)
@@ -355,12 +355,12 @@ class Trainer:
         finally:
             bar.close()
         record = self._evaluate_and_save(final=True)
-        if self.logs is not None:
-            self.logs.close()
         if self.dist.is_main and self.config.train.report:  # figures and report.md; failures are logged, never raised
             with averaged_weights(self.state.method, self.state.ema):
                 write_report(self.run_dir, self.config, read_metrics(self.run_dir), self.data, self.state.method,
                              self.device, world=self.dist.world)
+        if self.logs is not None:  # after the report: HParams, and W&B takes the figures
+            self.logs.close()
         distributed.barrier(self.dist)
         return TrainResult(self.run_dir, self.state.step, record, self.state.best)
 
