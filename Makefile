@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
 
 lint: $(STAMP)
-	$(BIN)/python -m pip install -q ruff
+	$(BIN)/python -m pip install -q -c constraints.txt ruff
 	$(BIN)/ruff check pointtal tests bench
 
 clean:

@@ -35,7 +35,7 @@ def batches(method, dataset, size):
 
 def contrastive_figures(method, dataset, size) -> None:
     o = method.options
-    names, params = zip(*method.snippet.named_parameters())
+    names, params = zip(*method.snippet.named_parameters(), strict=False)
     for p in params:
         p.requires_grad_(True)
     losses, worst, norms = {"code": [], "all": []}, [], {}
@@ -49,7 +49,7 @@ def contrastive_figures(method, dataset, size) -> None:
                                         o.temperature, regions).mean()
                 losses[regions].append(float(loss.detach()))
                 grads[regions] = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        for name, a, b in zip(names, grads["code"], grads["all"]):
+        for name, a, b in zip(names, grads["code"], grads["all"], strict=False):
             if a is not None and b is not None and float(b.norm()) > 0 and not name.endswith("key.bias"):
                 worst.append(float((a - b).norm() / b.norm()))
                 norms[name] = max(norms.get(name, 0.0), worst[-1])

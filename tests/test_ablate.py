@@ -9,8 +9,8 @@ import statistics
 import pytest
 import torch
 import yaml
-
 from conftest import tiny_raw_config
+
 from pointtal.cli import main
 from pointtal.engine.logs import read_metrics
 from pointtal.errors import InputError

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-
 from conftest import interrupt_training_at, tiny_raw_config
+
 from pointtal.config import build_config
 from pointtal.data.dataset import CropSampler, ResampleSampler
 from pointtal.engine.checkpoint import load_checkpoint

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import tiny_raw_config
+
 from pointtal.cli import main
 from pointtal.data.synthetic import generate
 from pointtal.engine.checkpoint import load_checkpoint

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import tiny_raw_config
+
 from pointtal.cli import main
 from pointtal.config import build_config
 from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint

@@ -362,7 +362,7 @@ def test_memory_updates_per_video_or_after_the_batch_equal_the_official_loop(mod
     total.backward()
     assert got["total"].item() == pytest.approx(total.item(), rel=1e-5, abs=1e-6)
     torch.testing.assert_close(method.snippet.prototypes, memory, **TOL)
-    for (name, a), b in zip(method.snippet.named_parameters(), reference.snippet.parameters()):
+    for (name, a), b in zip(method.snippet.named_parameters(), reference.snippet.parameters(), strict=False):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
     other = build()
     flipped = HRPro(Options(num_heads=2, dim_feedforward=16, dropout=0.0, rab_dropout=0.0, attention_dropout=0.0,
@@ -705,8 +705,9 @@ def test_train_runs_both_stages_and_stage2_learns_completeness(tiny_data, tmp_pa
 
 @pytest.mark.slow
 def test_resume_inside_stage2_ends_with_the_weights_of_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
-    from pointtal.config import build_config
     from conftest import interrupt_training_at
+
+    from pointtal.config import build_config
     from pointtal.engine.checkpoint import load_checkpoint
     from pointtal.engine.trainer import train
 
@@ -801,12 +802,12 @@ def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_lab
         negatives = mine[len(raw):]
         assert len(negatives) <= int(0.5 * len(raw)) and (negatives[:, 1] > negatives[:, 0]).all()
         pseudo = ranked.pseudo[ranked.pseudo_offsets[v] : ranked.pseudo_offsets[v + 1]].numpy()
-        proposals = list(zip(raw.start, raw.end, raw.score, raw.label))
+        proposals = list(zip(raw.start, raw.end, raw.score, raw.label, strict=False))
         ours = video == v
-        exact = sorted(zip(position[ours], cls[ours] + 1))
-        centre = sorted(zip(snippet[ours] + 0.5, cls[ours] + 1))
+        exact = sorted(zip(position[ours], cls[ours] + 1, strict=False))
+        centre = sorted(zip(snippet[ours] + 0.5, cls[ours] + 1, strict=False))
         matches = {"exact": _official_match_point(proposals, exact), "centre": _official_match_point(proposals, centre)}
-        differ += sum(a != b for a, b in zip(matches["exact"], matches["centre"]))
+        differ += sum(a != b for a, b in zip(matches["exact"], matches["centre"], strict=False))
         expected = [j for j in matches[point_time] if j is not None]
         np.testing.assert_allclose(pseudo.reshape(-1, 2), np.column_stack([raw.start[expected], raw.end[expected]]),
                                    atol=1e-6)
@@ -840,6 +841,7 @@ def test_attention_in_length_groups_equals_each_video_alone():
 
 def test_num_segments_perturbs_long_videos_and_keeps_short_ones_whole(tiny_data):
     from conftest import tiny_raw_config
+
     from pointtal.config import build_config
     from pointtal.data.dataset import PerturbSampler
     from pointtal.engine.setup import load_run_data
@@ -876,7 +878,7 @@ def test_training_data_carry_each_point_at_the_exact_time_of_its_file(tiny_data)
     clicks = {(p.video_id, round(p.time_sec * 25 / 16, 6), p.label) for p in read_points(raw["data"]["points"][0])}
     classes = data.gt.classes
     got = {(train.video_ids[v], round(float(x), 6), classes[c - 1]) for v, x, c in
-           zip(times.video, times.position, times.class_index)}
+           zip(times.video, times.position, times.class_index, strict=False)}
     assert got and got <= clicks and len(got) == len(times.position)
     assert not np.allclose(times.position % 1, 0.5)  # not snippet centres
     rows = train.offsets[times.video] + np.floor(times.position).astype(np.int64)
@@ -924,11 +926,10 @@ def test_stage2_epochs_follow_the_official_loader(drop_last):
 def test_stage2_starts_from_the_stage1_weights_the_selection_names(tiny_data, tmp_path, monkeypatch, caplog, selection):
     """stage1_selection: "last" ranks with the final stage-1 weights; a subset name ranks with the stage-1
     weights of that subset's best in-run evaluation (the official: the test set, warned about)."""
-    from pointtal.methods.base import Method
-
     from pointtal.config import build_config
     from pointtal.engine.checkpoint import load_checkpoint
     from pointtal.engine.trainer import train
+    from pointtal.methods.base import Method
 
     seen = []  # (step, subset, average, stage-1 weights) of each evaluation the method heard of
     stage1_end = {}
@@ -999,7 +1000,7 @@ def test_onednn_linear_equals_f_linear_with_gradients():
         ref = torch.nn.functional.linear(x, w, b)
         ref_grads = torch.autograd.grad((ref * upstream).sum(), [x, w] + ([b] if bias else []))
         torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-5)
-        for got, want in zip(grads, ref_grads):
+        for got, want in zip(grads, ref_grads, strict=False):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     x64 = torch.randn(5, 3, dtype=torch.float64)
     w64 = torch.randn(2, 3, dtype=torch.float64)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import interrupt_training_at, tiny_raw_config
+
 from pointtal.errors import InputError
 from pointtal.localization.detections import Detections, InvalidDetections, check_detections
 from pointtal.localization.hrpro import soft_nms, soft_nms_per_class, valid_segments
@@ -297,9 +297,10 @@ def test_resume_inside_stage1_may_change_its_length_while_stage2_has_not_begun(t
 # ----------------------------------------------------------------------------- the journey on release layouts
 def _release_data(tiny_data: Path, root: Path, hrpro: bool) -> tuple[Path, Path, Path]:
     """The tiny benchmark in LACP's or HR-Pro's release layout: (ground truth, features root, point CSV)."""
+    from test_layouts import _native_fps, write_lacp
+
     from pointtal.data.annotations import load_ground_truth
     from pointtal.data.points import simulate_points
-    from test_layouts import _native_fps, write_lacp
 
     gt = load_ground_truth(tiny_data / "annotations.json")
     features = {v: np.load(tiny_data / "features" / f"{v}.npy") for v in gt.videos}

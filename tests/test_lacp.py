@@ -74,7 +74,7 @@ def ref_select_seed(bkg, points, act_thresh=0.1, bkg_thresh=0.95):
                 act[j] = points[last][:]
             else:
                 break
-    for p, q in zip(idx[:-1], idx[1:]):
+    for p, q in zip(idx[:-1], idx[1:], strict=False):
         if q - p <= 1:
             continue
         cands = [j for j in range(p + 1, q) if bkg[j] >= bkg_thresh]
@@ -115,7 +115,7 @@ def ref_ranges(act_c, bkg_c):
             transcript = [1]
     else:
         transcript = [1]
-    for prev, cur in zip(act_idx[:-1], act_idx[1:]):
+    for prev, cur in zip(act_idx[:-1], act_idx[1:], strict=False):
         if cur - prev > 1:
             transcript += [0, 1]
             act_seq.append([cur])
@@ -165,13 +165,13 @@ def ref_best_sequence(p, act_c, bkg_c):
     best = (-math.inf, None)
     for bounds in itertools.product(*choices):
         edges = [0, *bounds, t]
-        if any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+        if any(b <= a for a, b in zip(edges[:-1], edges[1:], strict=False)):
             continue
         labels = []
         for k, lab in enumerate(transcript):
             labels += [lab] * (edges[k + 1] - edges[k])
         scores = [ref_oic(p if lab else [1 - v for v in p], s, e - 1) for lab, s, e in
-                  zip(transcript, edges[:-1], edges[1:])]
+                  zip(transcript, edges[:-1], edges[1:], strict=False)]
         score = sum(scores) / len(scores)
         if score > best[0]:
             best = (score, labels)
@@ -213,8 +213,8 @@ def ref_beam(p, act_c, bkg_c, budget, prune=0.1):
     best = (-math.inf, None)
     for _, starts, _ in hyps:
         edges = list(starts) + [t_len]
-        scores = [ref_oic(x[lab], s, e - 1) for lab, s, e in zip(transcript, edges[:-1], edges[1:])]
-        labels = [lab for lab, s, e in zip(transcript, edges[:-1], edges[1:]) for _ in range(e - s)]
+        scores = [ref_oic(x[lab], s, e - 1) for lab, s, e in zip(transcript, edges[:-1], edges[1:], strict=False)]
+        labels = [lab for lab, s, e in zip(transcript, edges[:-1], edges[1:], strict=False) for _ in range(e - s)]
         if sum(scores) / len(scores) >= best[0]:
             best = (sum(scores) / len(scores), labels)
     return best[1], best[0]
@@ -470,7 +470,7 @@ def loss_inputs(seed=0, b=4, h=6):
         for c in range(C):  # a few random runs; sometimes constant, sometimes ending with a 1-snippet run
             cuts = np.sort(rng.choice(np.arange(1, t), size=int(rng.integers(0, 6)), replace=False))
             value = bool(rng.integers(0, 2))
-            for s, e in zip(np.r_[0, cuts], np.r_[cuts, t]):
+            for s, e in zip(np.r_[0, cuts], np.r_[cuts, t], strict=False):
                 seq[s:e, c] = value
                 value = not value
         pseudo.append(seq)
@@ -500,10 +500,10 @@ def test_every_loss_matches_the_per_video_loop(classes):
         ]
         rows = uniform.tolist()
         for i in range(len(lengths)):
-            mine = [u for u, v in zip(rows, runs.video.tolist()) if v == i]
+            mine = [u for u, v in zip(rows, runs.video.tolist(), strict=False) if v == i]
             want = ref_video_losses(sig[i], feats[i], labels[i], pts[i], pseudo[i] if searched[i] else None,
                                     mine, classes=classes)
-            for name, g, w in zip(["video", "point", "point_bkg", "score", "feature"], got, want):
+            for name, g, w in zip(["video", "point", "point_bkg", "score", "feature"], got, want, strict=False):
                 assert float(g[i]) == pytest.approx(w, abs=1e-5), (seed, i, name)
         assert float(got[3][2]) == 0.0 and float(got[4][2]) == 0.0  # not searched: no completeness losses
 
@@ -661,6 +661,7 @@ def test_options_name_the_bad_key():
 
 def _lacp_config(tiny_data, steps, method=None, **train):
     from conftest import tiny_raw_config
+
     from pointtal.config import build_config
 
     raw = tiny_raw_config(tiny_data, "lacp", steps=steps, **train)
@@ -749,6 +750,7 @@ def test_tiny_training_localizes_well_above_an_untrained_model(tiny_data, tmp_pa
 @pytest.mark.parametrize("stop,held,every", [(17, 15, 5), (11, 11, 1)])
 def test_resume_after_a_search_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch, stop, held, every):
     from conftest import interrupt_training_at
+
     from pointtal.engine.checkpoint import load_checkpoint
     from pointtal.engine.trainer import train
 
@@ -805,7 +807,7 @@ def reference_losses(method, output, batch, step) -> dict:
         uniforms = [list(np.random.default_rng(i).random(method.options.sampling_size)) for _ in range(4 * t)]
         totals += ref_video_losses(sig, feats, label, points, seq, uniforms, method.options.r_act,
                                    method.options.tau, method.options.feature_classes)
-    terms = dict(zip(["video", "point", "point_bkg", "score", "feature"], totals / mask.shape[0]))
+    terms = dict(zip(["video", "point", "point_bkg", "score", "feature"], totals / mask.shape[0], strict=False))
     o = method.options
     terms["total"] = (o.w_video * terms["video"] + o.w_point * terms["point"] + o.w_point_bkg * terms["point_bkg"]
                       + o.w_score * terms["score"] + o.w_feature * terms["feature"])

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_raw_config
+
 from pointtal.cli import main
 from pointtal.config import build_config
 from pointtal.data.annotations import load_ground_truth

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_raw_config
+
 from pointtal.cli import main
 from pointtal.config import build_config
 from pointtal.engine.logs import read_metrics

@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_layouts import _raw, source, write_lacp, write_pointtal  # noqa: F401  (source: the shared fixture)
 
 from pointtal.cli import main
 from pointtal.config import build_config
 from pointtal.engine.setup import load_run_data
 from pointtal.engine.trainer import train
-from test_layouts import _raw, source, write_lacp, write_pointtal  # noqa: F401  (source: the shared fixture)
 
 LACP_POINTS = "point_gaussian/point_labels.csv"
 
@@ -155,7 +155,7 @@ def test_readme_release_walkthrough_gives_a_table_of_both_methods(source, tmp_pa
     """README, "From the LACP / HR-Pro release files": the exact commands on stand-in features in both release
     layouts (step counts cut down), ending in one table whose rows are what each run reported."""
     monkeypatch.chdir(tmp_path)
-    lacp = write_lacp(tmp_path / "LACP/dataset/THUMOS14", source)
+    write_lacp(tmp_path / "LACP/dataset/THUMOS14", source)
     hrpro = write_lacp(tmp_path / "HR-Pro/dataset/THUMOS14", source, hrpro=True)
     shutil.copy(Path(__file__).parents[1] / "pointtal/data/vendor/thumos14/ambiguous_test.txt",
                 hrpro / "Ambiguous_test.txt")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_raw_config
+
 from pointtal.config import build_config, load_config
 from pointtal.engine.logs import read_metrics
 from pointtal.engine.trainer import train

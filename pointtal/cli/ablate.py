@@ -8,9 +8,9 @@ from pathlib import Path
 
 from pointtal.cli import checks
 from pointtal.config import apply_overrides, read_config
-from pointtal.studies.ablation import STUDIES, RunOutcome, get_study, run_study, seed_overrides
 from pointtal.errors import InputError
 from pointtal.outputs import check_outputs, record_output
+from pointtal.studies.ablation import STUDIES, RunOutcome, get_study, run_study, seed_overrides
 
 HELP = "rerun a SODA ablation table (mean ± std over seeds) on any dataset"
 EXAMPLE = (

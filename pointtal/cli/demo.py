@@ -63,6 +63,7 @@ def _fresh_dir(out: Path, names: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from rich.console import Console
     from rich.table import Table
 
@@ -70,8 +71,6 @@ def run(args: argparse.Namespace) -> int:
     from pointtal.data.synthetic import generate
     from pointtal.engine.trainer import train
     from pointtal.evaluation import THUMOS_TIOUS
-
-    import torch
 
     # The tiny models gain nothing from intra-op threads, and on a busy machine spinning OpenMP threads
     # slow them down by an order of magnitude (measured: 30 s vs 9 min for the demo next to another job).

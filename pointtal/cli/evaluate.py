@@ -31,7 +31,13 @@ from pointtal.evaluation import (
     load_segment_predictions,
     segment_map,
 )
-from pointtal.evaluation.protocol import Protocol, ambiguous_path, excluded_videos, read_protocol, recorded_protocol
+from pointtal.evaluation.protocol import (
+    Protocol,
+    ambiguous_path,
+    excluded_videos,
+    read_protocol,
+    recorded_protocol,
+)
 from pointtal.outputs import check_outputs, record_output
 
 HELP = ("Score predictions against ground truth: segment mAP per tIoU (official ActivityNet rules), "

@@ -8,8 +8,8 @@ ground-truth labels and pseudo labels live in `(N, C+1)` tensors with the same l
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -127,7 +127,7 @@ def build_dataset(
         for inst in v.instances:
             video_labels[i, class_index[inst.label]] = 1.0
     truth = torch.from_numpy(
-        np.concatenate([truth_rows(v, g, n, class_index) for v, g, n in zip(videos, geometries, lengths)])
+        np.concatenate([truth_rows(v, g, n, class_index) for v, g, n in zip(videos, geometries, lengths, strict=False)])
     )
     dataset = PointDataset(
         [v.video_id for v in videos], geometries, offsets, features, video_labels,
@@ -206,7 +206,7 @@ def batch_videos(n_videos: int, batch_size: int, seed: int, step: int) -> np.nda
     positions = np.arange(step * batch_size, (step + 1) * batch_size)
     epochs, within = np.divmod(positions, n_videos)
     orders = {int(e): epoch_order(n_videos, seed, int(e)) for e in np.unique(epochs)}
-    return np.array([orders[int(e)][i] for e, i in zip(epochs, within)], dtype=np.int64)
+    return np.array([orders[int(e)][i] for e, i in zip(epochs, within, strict=False)], dtype=np.int64)
 
 
 def iterator_videos(n_videos: int, batch_size: int, seed: int, step: int) -> np.ndarray:

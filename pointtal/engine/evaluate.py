@@ -8,10 +8,10 @@ import numpy as np
 
 from pointtal.config import Config
 from pointtal.data.annotations import GroundTruth
+from pointtal.errors import InputError
 from pointtal.evaluation import PointTable, SegmentTable, classification_map, frame_map, segment_map
 from pointtal.evaluation.loaders import load_ambiguous
 from pointtal.evaluation.protocol import Protocol, ambiguous_path, excluded_videos
-from pointtal.errors import InputError
 
 
 def protocol_for(config: Config) -> Protocol:
@@ -57,7 +57,7 @@ def evaluate_predictions(gt: GroundTruth, video_ids: Sequence[str], predictions,
     classes = gt.classes
     truth = SegmentTable.from_ground_truth([gt.videos[v] for v in video_ids], classes)
     result = segment_map(truth, _segment_table(predictions, video_ids, classes), tious, ambiguous=ambiguous)
-    record = {f"mAP@{t:g}": 100 * float(m) for t, m in zip(result.thresholds, result.map)}
+    record = {f"mAP@{t:g}": 100 * float(m) for t, m in zip(result.thresholds, result.map, strict=False)}
     record["average"] = 100 * result.average
     if ((result.thresholds >= 0.3 - 1e-9) & (result.thresholds <= 0.7 + 1e-9)).any():  # else average_over raises
         record["average_0.3_0.7"] = 100 * result.average_over(0.3, 0.7)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +11,6 @@ from pointtal.config import Config
 from pointtal.data.annotations import GroundTruth
 from pointtal.data.dataset import PointDataset, build_dataset, point_label_rows, point_times
 from pointtal.data.features import FeatureStore
-from pointtal.data.segments import FULL, SegmentTable, load_segments
 from pointtal.data.layouts import Subsets, feature_length, load_truth, open_features
 from pointtal.data.points import (
     SCHEMES,
@@ -23,6 +22,7 @@ from pointtal.data.points import (
     simulate_points,
     videos_elsewhere,
 )
+from pointtal.data.segments import FULL, SegmentTable, load_segments
 from pointtal.engine.evaluate import load_protocol_ambiguous, protocol_for
 from pointtal.errors import InputError
 from pointtal.evaluation.protocol import Protocol, excluded_videos
@@ -94,7 +94,7 @@ def point_sources(config: Config) -> tuple[str | None, tuple[str, ...]]:
 
 def load_points(config: Config, gt: GroundTruth, train: PointDataset) -> MappedPoints | None:
     """The training points from click files (one annotator drawn per video) or a simulation scheme."""
-    return map_run_points(config, gt, {vid: int(n) for vid, n in zip(train.video_ids, train.n_snippets)})
+    return map_run_points(config, gt, {vid: int(n) for vid, n in zip(train.video_ids, train.n_snippets, strict=False)})
 
 
 def map_run_points(config: Config, gt: GroundTruth, counts: dict[str, int]) -> MappedPoints | None:

@@ -228,7 +228,7 @@ def finite_weights(method: Method) -> bool:
 
 
 def geometries(dataset: PointDataset) -> dict:
-    return dict(zip(dataset.video_ids, dataset.geometries))
+    return dict(zip(dataset.video_ids, dataset.geometries, strict=False))
 
 
 def run_predictions(method: Method, dataset: PointDataset, config: Config, device: torch.device, classes):

@@ -94,7 +94,7 @@ def _is_threshold(value) -> bool:
 def _span(thresholds) -> str:
     values = [float(t) for t in thresholds]
     if len(values) > 2:
-        steps = {round(b - a, 9) for a, b in zip(values, values[1:])}
+        steps = {round(b - a, 9) for a, b in zip(values, values[1:], strict=False)}
         if len(steps) == 1:
             return f"{values[0]:g}:{values[-1]:g}:{steps.pop():g}"
     return ",".join(f"{v:g}" for v in values)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.data.dataset import CropSampler, PerturbSampler, perturb_index
+from pointtal.data.dataset import CropSampler, PerturbSampler
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
 from pointtal.methods.layers import Packing, _PackedTaps, linear, masked_topk_mean

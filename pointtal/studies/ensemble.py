@@ -19,7 +19,14 @@ from pathlib import Path
 import torch
 
 from pointtal.engine.evaluate import evaluate_predictions
-from pointtal.engine.inference import Predictions, VideoScores, dataset_items, resolve_device, score_videos, to_seconds
+from pointtal.engine.inference import (
+    Predictions,
+    VideoScores,
+    dataset_items,
+    resolve_device,
+    score_videos,
+    to_seconds,
+)
 from pointtal.engine.predictor import LoadedRun, load_trained
 from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError
@@ -87,7 +94,7 @@ def fuse_predictions(a: ScoredRun, b: ScoredRun, rule: str, data: RunData) -> Pr
         raise InputError(f"ensemble rule {rule!r} is unknown; valid: {', '.join(ENSEMBLE_RULES)}")
     method = a.run.method
     eta = getattr(method.options, "eta", 0.125)
-    geometries = dict(zip(data.test.video_ids, data.test.geometries))
+    geometries = dict(zip(data.test.video_ids, data.test.geometries, strict=False))
     out = Predictions()
     for sa, sb in zip(a.scores, b.scores, strict=True):
         assert sa.video_id == sb.video_id and sa.cas.shape == sb.cas.shape, "runs scored different videos"
@@ -111,7 +118,7 @@ def load_pair(run_a: str | Path, run_b: str | Path, device: str | torch.device |
               ) -> tuple[ScoredRun, ScoredRun, RunData]:
     """Load and score two SODA runs trained on the same data; returns both scored runs and the test data."""
     loaded = [load_trained(path) for path in (run_a, run_b)]
-    for path, run in zip((run_a, run_b), loaded):
+    for path, run in zip((run_a, run_b), loaded, strict=False):
         if run.config.method != "soda":
             raise InputError(f"{path}: ensembles fuse SODA runs; this run is method.name={run.config.method}")
     da, db = loaded[0].config.data, loaded[1].config.data
