@@ -481,7 +481,8 @@ def _check_sfnet_expansion(which: str) -> None:
     g = {k.split("_", 1)[1]: v for k, v in load("sfnet_expand").items() if k.startswith(which + "_")}
     labels = F.pad(torch.from_numpy(g["points"]), (1, 0))  # background column 0
     cas = F.pad(torch.from_numpy(g["cas"]), (1, 0), value=-1e9)  # the official expands on tcam[:, 1:]
-    got = anchor_expansion(labels, cas, g["offsets"], radius=3, ratio=0.95, stop_on_failure=False, edge="code")
+    got = anchor_expansion(labels, cas, g["offsets"], radius=3, ratio=0.95, stop_on_failure=False,
+                           edge="code")
     assert int(got.pseudo.sum()) > 0
     assert got.labels[:, 1:].numpy().tolist() == g["expanded"].tolist()
 
@@ -491,5 +492,5 @@ def test_sfnet_anchor_expansion_matches_the_official_with_the_reference_switch()
 
 
 def test_sfnet_anchor_expansion_near_the_video_ends_matches_the_official_with_the_code_edge():
-    """expand_edge="code": the official walk stops when the snippet after the candidate lies outside the video."""
+    """expand_edge="code": the official walk ends where the snippet after a candidate is outside the video."""
     _check_sfnet_expansion("edge")

@@ -412,7 +412,8 @@ def test_batched_losses_equal_the_loop_reference(seed, overrides):
 def test_select_last_takes_the_pools_last_entries_in_video_order():
     pool = torch.tensor([[True, False, True, True], [False, True, False, False], [True, True, False, False]])
     got = select_last(pool, torch.tensor(4))
-    want = torch.tensor([[False, False, False, True], [False, True, False, False], [True, True, False, False]])
+    want = torch.tensor([[False, False, False, True], [False, True, False, False],
+                         [True, True, False, False]])
     assert torch.equal(got, want)
     assert not select_last(pool, 0).any() and torch.equal(select_last(pool, 6), pool)
 
@@ -601,7 +602,8 @@ def test_anchor_expansion_edge_by_hand():
         assert torch.nonzero(code.pseudo).squeeze(1).tolist() == [1, 3]
     for edge, added in [("clip", 4), ("code", 2)]:  # the option reaches the training-time expansion
         dataset = FakeDataset(offsets, labels.clone(), None)
-        assert tiny_sfnet(expand_step=0, expand_edge=edge).refresh_labels(0, dataset, lambda: cas).added == added
+        method = tiny_sfnet(expand_step=0, expand_edge=edge)
+        assert method.refresh_labels(0, dataset, lambda: cas).added == added
 
 
 @pytest.mark.parametrize("edge", ["clip", "code"])
@@ -708,7 +710,8 @@ def test_weak_baseline_loss_centres_and_localization():
 
 
 @pytest.mark.parametrize(
-    "overrides", [{}, {"act_loss_floor": 0.0, "conv_backbone": True}, {"act_loss_floor": 0.0, "act_negatives": "code"}]
+    "overrides",
+    [{}, {"act_loss_floor": 0.0, "conv_backbone": True}, {"act_loss_floor": 0.0, "act_negatives": "code"}],
 )
 def test_loss_gradients_equal_the_loop_reference(overrides):
     """What an optimizer step sees: d(total)/d(every weight) equals that of the per-video loop reference

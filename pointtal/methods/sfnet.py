@@ -101,7 +101,7 @@ class Options:
     radius: int = 3  # at most this many steps left and right of each anchor
     expand_ratio: float = 0.95  # candidate needs mean(cas[cand, L]) >= expand_ratio * mean(cas[anchor, L])
     expand_stop_on_failure: bool = True  # [choice] False: keep walking past a failed candidate (reference)
-    expand_edge: Literal["clip", "code"] = "clip"  # code: stop where the snippet after the candidate is outside
+    expand_edge: Literal["clip", "code"] = "clip"  # code: stop where the snippet after a candidate is outside
     # --- inference (§2.5)
     score_space: Literal["logit", "prob"] = "logit"  # [choice] what `scores` hands to localize / expansion
     w_act: float = 2.0  # score_t = cas[t, c] + w_act * act_t
@@ -401,8 +401,9 @@ def anchor_expansion(
     video with edge == "clip"; with edge == "code" the walk stops where it lies outside the video, as the
     official walk does) agree and mean(cas[cand, L]) >= ratio * mean(cas[anchor, L]), L = the anchor's
     action classes. A walk stops at the video edge, at an originally labelled snippet, and (stop_on_failure)
-    at its first failed candidate. Conflicts are resolved as the reference code's sequential pass over anchors (left to
-    right, left walk before right walk) does: a left walk stops at a snippet claimed by a right walk.
+    at its first failed candidate. Conflicts are resolved as the reference code's sequential pass over
+    anchors (left to right, left walk before right walk) does: a left walk stops at a snippet claimed by a
+    right walk.
     Vectorised over anchors; the only loop is over j.
     """
     n = point_labels.shape[0]
