@@ -404,11 +404,6 @@ def test_hrpro_instance_model_and_stage2_losses_match_the_official_regressor(mon
 
 # ----------------------------------------------------------------------------- SF-Net
 
-SFNET_ACT_NEGATIVES = ("SF-Net difference found by the golden test (not yet a switch): the official act_loss "
-                       "'sorts' the (n, 1) pool along its last axis (a no-op) and takes the last sum(k_i) "
-                       "snippets of the concatenated pool as negatives; pointtal takes the highest-scoring")
-
-
 def sfnet_method(g: dict[str, np.ndarray], **options):
     from pointtal.methods.sfnet import Options, SFNet
 
@@ -467,21 +462,17 @@ def test_sfnet_video_and_frame_losses_match_the_official_with_the_reference_swit
     close(torch.autograd.grad(f, x)[0], g[f"grad_frame_{stream}"], what="frame loss gradient")
 
 
-@pytest.mark.xfail(reason=SFNET_ACT_NEGATIVES, strict=True)
 @pytest.mark.parametrize("stream", ["a_x_r", "a_x_f", "a_x"])
-def test_sfnet_actionness_loss_matches_the_official(stream):
+def test_sfnet_actionness_loss_matches_the_official_with_the_code_negatives(stream):
+    """act_negatives="code": the official act_loss 'sorts' the (n, 1) pool along its last axis (a no-op) and
+    takes the last sum(k_i) snippets of the concatenated pool as negatives."""
     from pointtal.methods.sfnet import actionness_loss, mining_pool
 
     g, mask, points, _ = _sfnet_loss_inputs()
     x = torch.from_numpy(g[stream]).requires_grad_()
-    a = actionness_loss(x, mining_pool(mask, points, 7.0), 1e-3)
+    a = actionness_loss(x, mining_pool(mask, points, 7.0), 1e-3, "code")
     close(a, g[f"act_{stream}"], what="actionness loss")
     close(torch.autograd.grad(a, x)[0], g[f"grad_act_{stream}"], what="actionness loss gradient")
-
-
-SFNET_EXPAND_EDGE = ("SF-Net difference found by the golden test (documented, not yet a switch): the official "
-                     "walk stops when the snippet after the candidate lies past the video's end; pointtal "
-                     "clips it to the video and may still label the last snippet")
 
 
 def _check_sfnet_expansion(which: str) -> None:
@@ -490,7 +481,8 @@ def _check_sfnet_expansion(which: str) -> None:
     g = {k.split("_", 1)[1]: v for k, v in load("sfnet_expand").items() if k.startswith(which + "_")}
     labels = F.pad(torch.from_numpy(g["points"]), (1, 0))  # background column 0
     cas = F.pad(torch.from_numpy(g["cas"]), (1, 0), value=-1e9)  # the official expands on tcam[:, 1:]
-    got = anchor_expansion(labels, cas, g["offsets"], radius=3, ratio=0.95, stop_on_failure=False)
+    got = anchor_expansion(labels, cas, g["offsets"], radius=3, ratio=0.95, stop_on_failure=False,
+                           edge="code")
     assert int(got.pseudo.sum()) > 0
     assert got.labels[:, 1:].numpy().tolist() == g["expanded"].tolist()
 
@@ -499,6 +491,6 @@ def test_sfnet_anchor_expansion_matches_the_official_with_the_reference_switch()
     _check_sfnet_expansion("interior")
 
 
-@pytest.mark.xfail(reason=SFNET_EXPAND_EDGE, strict=True)
-def test_sfnet_anchor_expansion_near_the_video_ends_matches_the_official():
+def test_sfnet_anchor_expansion_near_the_video_ends_matches_the_official_with_the_code_edge():
+    """expand_edge="code": the official walk ends where the snippet after a candidate is outside the video."""
     _check_sfnet_expansion("edge")

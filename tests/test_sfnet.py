@@ -30,7 +30,7 @@ from pointtal.methods.layers import (
     topk_counts,
 )
 from pointtal.methods.sfnet import Options as SFNetOptions
-from pointtal.methods.sfnet import SFNet, anchor_expansion, expansion_precision
+from pointtal.methods.sfnet import SFNet, anchor_expansion, expansion_precision, select_last
 from pointtal.methods.weak import Options as WeakOptions
 from pointtal.methods.weak import Weak
 
@@ -88,7 +88,9 @@ def reference_frame_loss(cas, point_labels, videos, background=True, mining_scor
     return loss
 
 
-def reference_act_loss(act, videos, eps=1e-3):
+def reference_act_loss(act, videos, eps=1e-3, which="top"):
+    """which "top": the count highest of the pool; "code": the official act_loss, whose sort of the
+    (n, 1) pool is a no-op, so the last count snippets of the pool concatenated video by video."""
     positives = [act[i, t].float() for i, v in enumerate(videos) for t in v["action"]]
     loss = torch.zeros(())
     if positives:
@@ -97,7 +99,7 @@ def reference_act_loss(act, videos, eps=1e-3):
     negatives = [act[i, t].float() for i, v in enumerate(videos) for t in v["background"]]
     if count > 0:
         pool = torch.stack([act[i, t].float() for i, v in enumerate(videos) for t in v["pool"]])
-        negatives += list(pool.sort().values[-count:])
+        negatives += list(pool.sort().values[-count:] if which == "top" else pool[-count:])
     if negatives:
         loss = loss - torch.log(1 + eps - torch.sigmoid(torch.stack(negatives))).mean()
     return loss
@@ -116,7 +118,7 @@ def reference_losses(method, output, batch, step=0) -> dict[str, torch.Tensor]:
             cas, batch.point_labels, videos, o.background, o.mining_score
         )
         if act is not None:
-            l_act = l_act + reference_act_loss(act, videos, o.act_eps)
+            l_act = l_act + reference_act_loss(act, videos, o.act_eps, o.act_negatives)
     use_act = o.act_loss_floor <= 0 or float(l_act.detach()) > o.act_loss_floor
     total = o.alpha * l_vid + l_frame + (o.beta * l_act if use_act else 0.0)
     return {"total": total, "video": l_vid, "frame": l_frame, "act": l_act}
@@ -139,8 +141,9 @@ def reference_attention_pool(output, mask, video_labels) -> dict[tuple[int, int]
     return pooled
 
 
-def reference_anchor_expansion(point_labels, cas, offsets, radius, ratio, stop_on_failure):
-    """Sequential walk in the reference code's order (video by video, anchor by anchor, left then right)."""
+def reference_anchor_expansion(point_labels, cas, offsets, radius, ratio, stop_on_failure, edge="clip"):
+    """Sequential walk in the reference code's order (video by video, anchor by anchor, left then right);
+    edge "code": the walk ends where the snippet after the candidate is outside the video (official)."""
     labels = point_labels.clone()
     pseudo = torch.zeros(labels.shape[0], dtype=torch.bool)
     for v in range(len(offsets) - 1):
@@ -161,6 +164,8 @@ def reference_anchor_expansion(point_labels, cas, offsets, radius, ratio, stop_o
                 for j in range(1, radius + 1):
                     cand = anchor + direction * j
                     if cand < lo or cand >= hi or labels[cand].sum() > 0:
+                        break
+                    if edge == "code" and not lo <= cand + direction < hi:
                         break
                     after = cand + direction if lo <= cand + direction < hi else cand
                     agree = best(anchor + direction) == best(cand) == best(after)
@@ -384,6 +389,7 @@ def test_options_defaults_and_unknown_key():
         {"mining_score": "logit", "eta": 2.5},
         {"background": False, "act_loss_floor": 0.0},
         {"conv_backbone": True},
+        {"act_negatives": "code", "act_loss_floor": 0.0},
     ],
 )
 def test_batched_losses_equal_the_loop_reference(seed, overrides):
@@ -401,6 +407,48 @@ def test_batched_losses_equal_the_loop_reference(seed, overrides):
     got["total"].backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in method.parameters())
     assert method.net.rgb.act_head.weight.grad.abs().sum() > 0 or float(got["act"]) <= 0.1
+
+
+def test_select_last_takes_the_pools_last_entries_in_video_order():
+    pool = torch.tensor([[True, False, True, True], [False, True, False, False], [True, True, False, False]])
+    got = select_last(pool, torch.tensor(4))
+    want = torch.tensor([[False, False, False, True], [False, True, False, False],
+                         [True, True, False, False]])
+    assert torch.equal(got, want)
+    assert not select_last(pool, 0).any() and torch.equal(select_last(pool, 6), pool)
+
+
+@pytest.mark.parametrize("which", ["top", "code"])
+def test_act_negatives_switch_equals_the_loop_reference_and_the_values_differ(which):
+    """Both values equal their loop reference on batches whose pool is partly mined; the two differ (the
+    official negatives are the pool's last snippets, not the highest actionness)."""
+    from pointtal.methods.sfnet import actionness_loss, mining_pool
+
+    other = {"top": "code", "code": "top"}[which]
+    differs = 0
+    for seed in range(4):
+        batch = random_batch(seed, b=6, t=40)
+        act = torch.randn(batch.mask.shape, generator=torch.Generator().manual_seed(seed)).requires_grad_()
+        mining = mining_pool(batch.mask, batch.point_labels, 1.0)
+        assert 0 < int(mining.count) < int(mining.pool.sum())  # a choice is made
+        got = actionness_loss(act, mining, 1e-3, which)
+        want = reference_act_loss(act, reference_mining(batch.mask, batch.point_labels, 1.0), 1e-3, which)
+        torch.testing.assert_close(got, want.float(), rtol=1e-6, atol=1e-6)
+        g_got, g_want = (torch.autograd.grad(v, act)[0] for v in (got, want))
+        torch.testing.assert_close(g_got, g_want.float(), rtol=1e-6, atol=1e-7)
+        differs += not torch.allclose(got, actionness_loss(act, mining, 1e-3, other))
+    assert differs >= 3
+
+
+def test_string_switches_are_checked_by_key():
+    for key, good in [("act_negatives", ("top", "code")), ("expand_edge", ("clip", "code"))]:
+        assert getattr(SFNetOptions(), key) == good[0]  # the paper's behaviour by default
+        for value in good:
+            assert getattr(from_dict(SFNetOptions, {key: value}, "method"), key) == value
+        with pytest.raises(InputError, match=rf"method.{key}='last' must be '{good[0]}' or '{good[1]}'"):
+            SFNetOptions(**{key: "last"})
+        with pytest.raises(InputError, match=key):
+            from_dict(SFNetOptions, {key: "last"}, "method")
 
 
 @pytest.mark.parametrize("floor", [1e6, 1e-6])
@@ -539,8 +587,28 @@ def test_anchor_expansion_needs_arg_max_agreement():
     assert not anchor_expansion(labels, cas, offsets, radius=3, ratio=0.95).pseudo.any()
 
 
+def test_anchor_expansion_edge_by_hand():
+    """One 5-snippet video, anchor 2, uniform scores: "clip" labels 0, 1, 3, 4; "code" stops before 0 and 4
+    (the snippet after them, -1 and 5, lies outside the video); a second video after it changes nothing."""
+    offsets = np.array([0, 5, 10], dtype=np.int64)
+    labels = torch.zeros(10, K)
+    labels[2, 1] = 1
+    cas = torch.zeros(10, K)
+    cas[:, 1] = 1.0
+    for stop in (True, False):
+        clip = anchor_expansion(labels, cas, offsets, radius=3, ratio=0.95, stop_on_failure=stop)
+        code = anchor_expansion(labels, cas, offsets, radius=3, ratio=0.95, stop_on_failure=stop, edge="code")
+        assert torch.nonzero(clip.pseudo).squeeze(1).tolist() == [0, 1, 3, 4]
+        assert torch.nonzero(code.pseudo).squeeze(1).tolist() == [1, 3]
+    for edge, added in [("clip", 4), ("code", 2)]:  # the option reaches the training-time expansion
+        dataset = FakeDataset(offsets, labels.clone(), None)
+        method = tiny_sfnet(expand_step=0, expand_edge=edge)
+        assert method.refresh_labels(0, dataset, lambda: cas).added == added
+
+
+@pytest.mark.parametrize("edge", ["clip", "code"])
 @pytest.mark.parametrize("stop_on_failure", [True, False])
-def test_anchor_expansion_equals_sequential_reference(stop_on_failure):
+def test_anchor_expansion_equals_sequential_reference(stop_on_failure, edge):
     g = torch.Generator().manual_seed(5)
     offsets = np.array([0, 30, 37, 80, 81, 120], dtype=np.int64)
     n = int(offsets[-1])
@@ -550,10 +618,15 @@ def test_anchor_expansion_equals_sequential_reference(stop_on_failure):
     cas = torch.rand(n, K, generator=g)
     cas[:, 1] += 0.6 * (torch.rand(n, generator=g) < 0.8)  # long stretches agreeing on class 1
     for ratio in (0.5, 0.95):
-        found = anchor_expansion(labels, cas, offsets, radius=3, ratio=ratio, stop_on_failure=stop_on_failure)
-        want_labels, want_pseudo = reference_anchor_expansion(labels, cas, offsets, 3, ratio, stop_on_failure)
+        found = anchor_expansion(labels, cas, offsets, radius=3, ratio=ratio, stop_on_failure=stop_on_failure,
+                                 edge=edge)
+        want_labels, want_pseudo = reference_anchor_expansion(labels, cas, offsets, 3, ratio, stop_on_failure,
+                                                              edge)
         assert torch.equal(found.pseudo, want_pseudo)
         assert torch.equal(found.labels, want_labels)
+        other = "code" if edge == "clip" else "clip"
+        assert not torch.equal(found.pseudo, reference_anchor_expansion(labels, cas, offsets, 3, ratio,
+                                                                        stop_on_failure, other)[1])
     assert found.pseudo.sum() > 3
 
 
@@ -636,7 +709,10 @@ def test_weak_baseline_loss_centres_and_localization():
     assert not any(method.refresh_due(s) for s in range(3000))
 
 
-@pytest.mark.parametrize("overrides", [{}, {"act_loss_floor": 0.0, "conv_backbone": True}])
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"act_loss_floor": 0.0, "conv_backbone": True}, {"act_loss_floor": 0.0, "act_negatives": "code"}],
+)
 def test_loss_gradients_equal_the_loop_reference(overrides):
     """What an optimizer step sees: d(total)/d(every weight) equals that of the per-video loop reference
     (a detached term, a wrong mask or a mining choice outside the autograd graph would differ)."""

@@ -24,8 +24,17 @@ Choices the text leaves open (each a switch in `Options`):
   logits ("logit", default; this is what makes `s_c > 0` meaningful); "prob" uses softmax / sigmoid.
   Anchor expansion uses the same space: `predict_cas` must return `scores(...).cas` of this method.
 * Anchor expansion stops a direction at its first failed candidate (`expand_stop_on_failure`, default);
-  the reference code keeps walking past failures (False). The "snippet after the candidate" is clipped to
-  the video, and background-only points are not anchors (they still stop walks).
+  the reference code keeps walking past failures (False). Background-only points are not anchors (they
+  still stop walks).
+
+Differences from the official code (Flowerfan/SF-Net), each a switch whose "code" value reproduces it:
+* Actionness negatives (`act_negatives`): the paper's L_act takes the sum(k_i) pool snippets with the highest
+  actionness ("top", default). The official `act_loss` sorts its (n, 1) pool along the last axis, a no-op,
+  so it takes the last sum(k_i) snippets of the batch's concatenated pool (video by video, in time order)
+  ("code").
+* Anchor expansion at the video's ends (`expand_edge`): the "snippet after the candidate" is clipped to the
+  video ("clip", default), so a walk may label a video's first or last snippet; the official walk stops
+  when that snippet lies outside the video ("code").
 """
 
 from __future__ import annotations
@@ -85,12 +94,14 @@ class Options:
     )
     act_loss_floor: float = 0.1  # add L_act only while it exceeds this (0: always)
     act_eps: float = 1e-3  # negatives: -log(1 + eps - sigmoid(a))
+    act_negatives: Literal["top", "code"] = "top"  # code: the official no-op sort, the pool's last sum(k_i)
     # --- anchor expansion (§2.3)
     expand: bool = True
     expand_step: int = 2000  # training step at which the pseudo frames are mined (then re-initialise)
     radius: int = 3  # at most this many steps left and right of each anchor
     expand_ratio: float = 0.95  # candidate needs mean(cas[cand, L]) >= expand_ratio * mean(cas[anchor, L])
     expand_stop_on_failure: bool = True  # [choice] False: keep walking past a failed candidate (reference)
+    expand_edge: Literal["clip", "code"] = "clip"  # code: stop where the snippet after a candidate is outside
     # --- inference (§2.5)
     score_space: Literal["logit", "prob"] = "logit"  # [choice] what `scores` hands to localize / expansion
     w_act: float = 2.0  # score_t = cas[t, c] + w_act * act_t
@@ -120,6 +131,8 @@ class Options:
             (self.adjust >= 0, "adjust", "must be >= 0"),
             (self.class_ratio > 0, "class_ratio", "must be > 0"),
             (self.min_segment_len >= 1, "min_segment_len", "must be >= 1"),
+            (self.act_negatives in ("top", "code"), "act_negatives", "must be 'top' or 'code'"),
+            (self.expand_edge in ("clip", "code"), "expand_edge", "must be 'clip' or 'code'"),
             (
                 len(self.conv_dilations) > 0 and min(self.conv_dilations) >= 1,
                 "conv_dilations",
@@ -328,12 +341,26 @@ def frame_loss(
     return loss
 
 
-def actionness_loss(act: torch.Tensor, mining: Mining, eps: float) -> torch.Tensor:
+def select_last(pool: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
+    """Bool mask of the last `count` entries of `pool` (B, T) in row-major order (video by video, in time
+    order): what the official `act_loss` keeps after its no-op sort of the concatenated pool."""
+    flat = pool.flatten()  # (B*T,)
+    after = flat.flip(0).long().cumsum(0).flip(0)  # (B*T,) pool entries at or after each position
+    return (flat & (after <= count)).view(pool.shape)
+
+
+def actionness_loss(act: torch.Tensor, mining: Mining, eps: float, negatives: str = "top") -> torch.Tensor:
     """L_act: -mean log sigmoid(a) on action-labelled snippets, plus -mean log(1 + eps - sigmoid(a)) over the
-    negatives: the sum(k_i) pool snippets with the highest actionness, and the background points."""
+    negatives: sum(k_i) pool snippets, and the background points. `negatives` "top" mines the pool snippets
+    with the highest actionness (the paper); "code" takes the pool's last sum(k_i) (`select_last`, the
+    official code)."""
     a = act.float()  # (B, T)
     positive = masked_mean(-F.logsigmoid(a), mining.action)
-    negatives = select_hardest(a, mining.pool, mining.count) | (mining.labelled & ~mining.action)
+    if negatives == "code":
+        mined = select_last(mining.pool, mining.count)  # (B, T)
+    else:
+        mined = select_hardest(a, mining.pool, mining.count)  # (B, T)
+    negatives = mined | (mining.labelled & ~mining.action)
     negative = masked_mean(-torch.log(1.0 + eps - torch.sigmoid(a)), negatives)
     return positive + negative
 
@@ -364,16 +391,19 @@ def anchor_expansion(
     radius: int,
     ratio: float,
     stop_on_failure: bool = True,
+    edge: str = "clip",
 ) -> Expansion:
     """Walk left and right of every action-labelled snippet (anchor) and copy its labels to candidates.
 
     point_labels (N, K), cas (N, K) (any monotone score space; the background column is ignored),
     offsets (V+1,) video boundaries in the flat layout. Candidate `anchor ± j` (j = 1..radius) is labelled
     when the arg-max action class of `anchor ± 1`, of the candidate and of `candidate ± 1` (clipped to the
-    video) agree and mean(cas[cand, L]) >= ratio * mean(cas[anchor, L]), L = the anchor's action classes.
-    A walk stops at the video edge, at an originally labelled snippet, and (stop_on_failure) at its first
-    failed candidate. Conflicts are resolved as the reference code's sequential pass over anchors (left to
-    right, left walk before right walk) does: a left walk stops at a snippet claimed by a right walk.
+    video with edge == "clip"; with edge == "code" the walk stops where it lies outside the video, as the
+    official walk does) agree and mean(cas[cand, L]) >= ratio * mean(cas[anchor, L]), L = the anchor's
+    action classes. A walk stops at the video edge, at an originally labelled snippet, and (stop_on_failure)
+    at its first failed candidate. Conflicts are resolved as the reference code's sequential pass over
+    anchors (left to right, left walk before right walk) does: a left walk stops at a snippet claimed by a
+    right walk.
     Vectorised over anchors; the only loop is over j.
     """
     n = point_labels.shape[0]
@@ -407,8 +437,12 @@ def anchor_expansion(
             if direction == -1:
                 alive &= ~right_claimed[cand]
             after = cand + direction
-            after = torch.where((after >= 0) & (after < n), after, cand).clamp(0, n - 1)
-            after = torch.where(video[after] == video[cand], after, cand)  # clipped to the video
+            in_range = (after >= 0) & (after < n)
+            after = torch.where(in_range, after, cand)
+            after_inside = in_range & (video[after] == video[cand])  # (A,)
+            if edge == "code":
+                alive &= after_inside  # the official walk stops where the snippet after lies outside
+            after = torch.where(after_inside, after, cand)  # clipped to the video
             agree = (best[beside] == best[cand]) & (best[cand] == best[after])
             ok = agree & (mean_score(cand) >= ratio * anchor_score)
             if stop_on_failure:
@@ -497,7 +531,7 @@ class SFNet(Method):
             l_vid = l_vid + video_loss(cas, batch.mask, batch.video_labels, o.topk_divisor, o.min_video_len)
             l_frame = l_frame + frame_loss(cas, batch.point_labels, mining, o.background, o.mining_score)
             if act is not None:
-                l_act = l_act + actionness_loss(act, mining, o.act_eps)
+                l_act = l_act + actionness_loss(act, mining, o.act_eps, o.act_negatives)
         act_term = l_act if o.act_loss_floor <= 0 else torch.where(l_act > o.act_loss_floor, l_act, zero)
         total = o.alpha * l_vid + l_frame + o.beta * act_term
         return {"total": total, "video": l_vid.detach(), "frame": l_frame.detach(), "act": l_act.detach()}
@@ -532,6 +566,7 @@ class SFNet(Method):
             o.radius,
             o.expand_ratio,
             o.expand_stop_on_failure,
+            o.expand_edge,
         )
         added = int(expansion.pseudo.sum())
         precision = expansion_precision(expansion, dataset.truth_labels)
