@@ -670,7 +670,7 @@ def _lacp_config(tiny_data, steps, method=None, **train):
 
 
 def test_perturb_index_draws_from_the_official_bins():
-    from pointtal.methods.lacp import perturb_index
+    from pointtal.data.dataset import perturb_index
 
     def candidates(length, size):  # random_perturb's choices, bin by bin, as plain loops
         if length == size:
