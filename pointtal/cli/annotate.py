@@ -30,6 +30,8 @@ from pointtal.data.points import (
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.outputs import check_outputs, record_output
 
+DEFAULT_TOLERANCE = 1.0
+
 HELP = ("simulate point annotations (SF-Net / SODA / gaussian schemes), check point files against a ground truth, "
         "or import / export clicks of VIA 3, Label Studio and LACP")
 EXAMPLE = (
@@ -38,6 +40,8 @@ EXAMPLE = (
     "--fps 25 --stride 16"
     "\n  pointtal annotate GT.json --import project_via.json --format via --out clicks.csv"
     "\n  pointtal annotate GT.json --export clicks.csv --format labelstudio --out tasks.json"
+    "\n  pointtal annotate GT.json --agreement a.csv b.csv c.csv --tolerance 1 --json agreement.json "
+    "--merge consensus.csv --min-agree 2"
 )
 
 CLI_SCHEMES = tuple(s for s in SCHEMES if s != "weak")  # weak supervision has no point file to write
@@ -106,6 +110,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     move.add_argument("--format", choices=EXPORT_FORMATS,
                       help="the other tool's format: via (.json project, else CSV), labelstudio (JSON, frames at "
                            "the video's fps), lacp (export only: LACP / HR-Pro point_labels.csv)")
+    agree = parser.add_argument_group("several annotators (docs: pointtal/data/agreement.py)")
+    agree.add_argument("--agreement", nargs="+", metavar="POINTS.csv",
+                       help="two or more annotators' point files: hit rate, clicks outside instances and the "
+                            "position histogram per annotator against GT.json, pairwise matching and "
+                            "Krippendorff's alpha on snippet labels between them")
+    agree.add_argument("--tolerance", type=float,
+                       help=f"seconds within which two clicks of the same class match (> 0, default "
+                            f"{DEFAULT_TOLERANCE:g})")
+    agree.add_argument("--json", metavar="OUT.json", help="--agreement: write the figures as JSON")
+    agree.add_argument("--merge", metavar="OUT.csv",
+                       help="--agreement: write a consensus point file (matched clicks, median time)")
+    agree.add_argument("--min-agree", type=int,
+                       help="--merge: annotators that must agree for a click to be kept (1..number of files, "
+                            "default 2)")
     parser.add_argument(
         "--subset", help="only videos of this subset, matched regardless of case (default: all videos of the "
                          "ground truth)"
@@ -123,6 +141,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_args(args: argparse.Namespace) -> None:
+    checks.number(args, "tolerance", 0, low_open=True)
+    checks.number(args, "min_agree", 1)
+    if args.agreement is not None:
+        _check_agreement(args)
+        return
+    checks.only_with(args, ("tolerance", "json", "merge", "min_agree"), False, "applies to --agreement FILE ...")
     checks.number(args, "fps", 0, MAX_FPS, low_open=True)
     checks.number(args, "stride", 1)
     checks.number(args, "seed", 0)
@@ -161,7 +185,22 @@ def check_args(args: argparse.Namespace) -> None:
                          f"applies to --scheme {' / '.join(schemes)}, not {args.scheme}")
 
 
+def _check_agreement(args: argparse.Namespace) -> None:
+    others = ("scheme", "out", "check", "import_file", "export", "format", "strict", "seed",
+              "window_sec", "start_ratio", "jitter", "gaussian_std")
+    checks.only_with(args, others, False, "cannot be combined with --agreement")
+    if len(args.agreement) < 2:
+        raise InputError(f"--agreement {' '.join(args.agreement)}: give two or more point files")
+    checks.only_with(args, ("min_agree",), bool(args.merge), "applies to --merge OUT.csv")
+    checks.only_with(args, ("overwrite",), bool(args.merge or args.json), "applies when writing --json / --merge")
+    if args.min_agree is not None and args.min_agree > len(args.agreement):
+        raise InputError(f"--min-agree {args.min_agree}: must be <= the number of --agreement files "
+                         f"({len(args.agreement)})")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.agreement is not None:
+        return run_agreement(args)
     for name, value in DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -261,3 +300,19 @@ def _check(args: argparse.Namespace, gt, videos: dict) -> int:
         n_videos = len(set(mapped.video_id))
         print(f"{mapped.report.summary}, {n_videos} videos")
     return 0
+
+
+def run_agreement(args: argparse.Namespace) -> int:
+    """--agreement: figures per annotator, between annotators, and (--merge) a consensus file."""
+    from pointtal.cli.agreement_report import report
+
+    if args.json or args.merge:
+        inputs = {"ground truth": args.ground_truth, "--fps-dict": args.fps_dict}
+        inputs.update({f"--agreement {p}": p for p in args.agreement})
+        check_outputs({"--json": args.json, "--merge": args.merge}, inputs, overwrite=args.overwrite)
+    gt = _ground_truth(args)
+    if args.subset:
+        args.subset = gt.subset_name(args.subset, args.ground_truth)
+    lookup = fps_lookup_for(gt.videos, read_fps_dict(args.fps_dict) if args.fps_dict else gt.frame_fps)
+    annotators = [read_points(path, args.background_label, lookup) for path in args.agreement]
+    return report(args, gt, annotators, DEFAULT_TOLERANCE)
