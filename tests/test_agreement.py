@@ -83,7 +83,7 @@ def test_match_pairs_only_matches_the_same_video_and_class():
 
 def _reference_alpha(values):
     """Krippendorff's alpha, nominal, from the pairable values by plain loops (every unit fully coded)."""
-    units, m = len(values), len(values[0])
+    m = len(values[0])
     pooled = [v for row in values for v in row]
     n = len(pooled)
     observed = sum(row[i] != row[j] for row in values for i in range(m) for j in range(m) if i != j) / (m - 1) / n

@@ -1,11 +1,10 @@
-"""`pointtal annotate --agreement`: the tables, the JSON and the consensus file (figures: pointtal.data.agreement)."""
+"""`pointtal annotate --agreement`: tables, JSON and the consensus file (figures: pointtal.data.agreement)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
-
 from pathlib import Path
 
 from rich.console import Console
@@ -48,7 +47,7 @@ def report(args: argparse.Namespace, gt, annotators: list, default_tolerance: fl
     for column in ("annotator", "clicks", "hit rate", "outside", "other class",
                    f"position histogram ({BINS} bins, start -> end)"):
         table.add_column(column, justify="left" if column in ("annotator",) else "right")
-    for i, (name, stats) in enumerate(zip(names, truth)):
+    for i, (name, stats) in enumerate(zip(names, truth, strict=True)):
         share = [c / max(sum(stats.histogram), 1) for c in stats.histogram]
         table.add_row(f"#{i + 1} {escape(Path(name).name)}", str(stats.clicks), _pct(stats.hit_rate),
                       f"{stats.outside} ({_pct(stats.outside / stats.clicks if stats.clicks else math.nan)})",
@@ -83,7 +82,7 @@ def report(args: argparse.Namespace, gt, annotators: list, default_tolerance: fl
                   f"(fps {args.fps:g}, stride {args.stride}, a click labels snippets within {tolerance:g} s)")
     result = {"ground_truth": str(args.ground_truth), "tolerance_sec": tolerance, "fps": args.fps,
               "stride": args.stride, "videos": len(videos),
-              "annotators": [{"file": n, **s.as_dict()} for n, s in zip(names, truth)],
+              "annotators": [{"file": n, **s.as_dict()} for n, s in zip(names, truth, strict=True)],
               "pairs": pairs, "alpha": {"value": alpha, "units": units}}
     if args.merge:
         merged, merge_report = merge_clicks(annotators, tolerance, min_agree)

@@ -103,10 +103,10 @@ def truth_report(points: Sequence[Point], videos: Mapping[str, Video], backgroun
         out = ~within.any(axis=1)  # (P,)
         outside += int(out.sum())
         other += int((within.any(axis=1) & ~same.any(axis=1)).sum())
-        for label, was_hit in zip(labels, hits):
+        for label, was_hit in zip(labels, hits, strict=True):
             per_class[label]["instances"] += 1
             per_class[label]["hit"] += int(was_hit)
-        for label, was_out in zip(plabels, out):
+        for label, was_out in zip(plabels, out, strict=True):
             per_class[label]["clicks"] += 1
             per_class[label]["outside"] += int(was_out)
         scored = same.any(axis=1)  # (P,)
