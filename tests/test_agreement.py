@@ -195,9 +195,16 @@ def test_the_guard_keeps_inputs_and_foreign_files(tmp_path, capsys, option):
     (["--agreement", "{a}", "{a}", "--scheme", "soda"], "--scheme"),
     (["--scheme", "soda", "--out", "{tmp}/p.csv", "--tolerance", "2"], "--tolerance 2"),
     (["--agreement", "{a}", "{a}", "--tolerance", "0"], "--tolerance 0"),
+    (["--agreement", "{a}", "{tmp}/missing.csv"], "missing.csv: point file not found"),
 ])
-def test_bad_agreement_options_are_one_line_before_any_work(tmp_path, capsys, argv, needle):
+def test_bad_agreement_options_are_one_line_before_any_work(tmp_path, capsys, monkeypatch, argv, needle):
     gt, files = _write_world(tmp_path)
+    import pointtal.cli.annotate as annotate
+
+    def work(*args, **kwargs):
+        raise AssertionError("work started before the checks")
+
+    monkeypatch.setattr(annotate, "load_truth", work)
     before = sorted(p.name for p in tmp_path.iterdir())
     argv = [a.format(a=files[0], tmp=tmp_path) for a in argv]
     assert main(["annotate", gt, *argv]) == 2

@@ -33,7 +33,7 @@ from pointtal.outputs import check_outputs, record_output
 DEFAULT_TOLERANCE = 1.0
 
 HELP = ("simulate point annotations (SF-Net / SODA / gaussian schemes), check point files against a ground truth, "
-        "or import / export clicks of VIA 3, Label Studio and LACP")
+        "import / export clicks of VIA 3, Label Studio and LACP, or measure and merge several annotators' clicks")
 EXAMPLE = (
     "pointtal annotate GT.json --scheme sfnet-uniform --subset validation --fps 25 --stride 16 --seed 0 "
     "--out points.csv\n  pointtal annotate GT.json --check points_annotator1.csv --check points_annotator2.csv "
@@ -191,6 +191,9 @@ def _check_agreement(args: argparse.Namespace) -> None:
     checks.only_with(args, others, False, "cannot be combined with --agreement")
     if len(args.agreement) < 2:
         raise InputError(f"--agreement {' '.join(args.agreement)}: give two or more point files")
+    for path in args.agreement:
+        if not Path(path).is_file():
+            raise InputError(f"--agreement {path}: point file not found")
     checks.only_with(args, ("min_agree",), bool(args.merge), "applies to --merge OUT.csv")
     checks.only_with(args, ("overwrite",), bool(args.merge or args.json), "applies when writing --json / --merge")
     if args.min_agree is not None and args.min_agree > len(args.agreement):
