@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 
+from pointtal.applies import Applies
 from pointtal.data.annotations import BACKGROUND
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.evaluation import THUMOS_TIOUS
@@ -466,12 +467,58 @@ def _sections(raw: dict, where: str, name: str, method_raw: dict, methods) -> Co
     )
 
 
+SODA_SCHEMES = ("soda", "soda-action", "soda-background")
+APPLIES = (  # data / train keys that apply only under a condition (the methods' own: `Options.APPLIES`)
+    Applies("data.window_sec", "data.points", SODA_SCHEMES,
+            "the window length is read only by the simulated SODA point schemes"),
+    Applies("data.gaussian_std", "data.points", ("gaussian",), "only the gaussian point scheme reads it"),
+    *(Applies(f"train.{key}", "train.wandb", ("offline", "online"), "Weights & Biases is off")
+      for key in ("wandb_project", "wandb_group", "wandb_tags")),
+)
+
+
+def given_keys(raw: dict) -> tuple[str, ...]:
+    """The dotted keys a config mapping gives (`data.window_sec`, `method.budget`), in its order."""
+    return tuple(f"{section}.{key}" for section, body in raw.items() if isinstance(body, dict) for key in body)
+
+
+def _value(config: Config, key: str):
+    section, name = key.split(".", 1)
+    if section == "method":
+        return config.method if name == "name" else getattr(config.method_options, name)
+    return getattr(getattr(config, section), name)
+
+
+def applicability_rules(config: Config) -> tuple[Applies, ...]:
+    """The data / train rules, the segments rule and the config's method's `Options.APPLIES` (section-qualified)."""
+    from pointtal.methods import METHODS
+
+    segment_methods = tuple(sorted(n for n, m in METHODS.items() if getattr(m, "supervision", "") == "segments"))
+    own = getattr(METHODS[config.method].Options, "APPLIES", ())
+    return (*APPLIES, Applies("data.segments", "method.name", segment_methods,
+                              "only segment methods train on segments; point methods read data.points"),
+            *(rule.qualified("method") for rule in own))
+
+
+def check_applicable(config: Config, keys, where: str = "config") -> None:
+    """Refuse the first of `keys` (dotted, as given by a file or --set) that cannot apply given the other values:
+    one line naming the key, the value that rules it out, and why."""
+    keys = set(keys)
+    for rule in applicability_rules(config):
+        if rule.key in keys:
+            refusal = rule.refusal(_value(config, rule.key), _value(config, rule.other))
+            if refusal:
+                raise InputError(f"{where}: {refusal}")
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """A preset file (or defaults when None) plus `--set` overrides, validated."""
+    """A preset file (or defaults when None) plus `--set` overrides, validated; keys the file or --set gives
+    that cannot apply are refused (`check_applicable`)."""
     raw = read_config(path) if path is not None else {}
     # build_config reads relative --set paths from the current directory
     raw = apply_overrides(raw, overrides or [], str(path) if path else "config")
     config = build_config(raw, str(path) if path else "config")
+    check_applicable(config, given_keys(raw), str(path) if path else "config")
     data_set = any(text.strip().startswith("data.") for text in overrides or [])
     return dataclasses.replace(config, origin=f"{config.origin} and --set") if data_set else config
 

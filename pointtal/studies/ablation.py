@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 
 from pointtal.atomic import write_text_atomic
-from pointtal.config import Config, apply_overrides, build_config, read_yaml
+from pointtal.config import Config, apply_overrides, build_config, check_applicable, given_keys, read_yaml
 from pointtal.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,15 @@ def variant_raw(base: dict, user_overrides: Sequence[str], variant: Variant, see
 
 
 def variant_config(base: dict, user_overrides: Sequence[str], variant: Variant, seed: int) -> Config:
-    return build_config(variant_raw(base, user_overrides, variant, seed), f"table variant {variant.name}")
+    """One run's config. Keys that cannot apply are refused (`check_applicable`): CONFIG and the user's --set
+    as a whole, and the variant's own overrides in the variant; a CONFIG key a variant switches off (the distill_*
+    keys of a SODA preset in an M=1 row) stays, as it applies to the other rows."""
+    base_raw = apply_overrides(base, user_overrides)
+    check_applicable(build_config(base_raw, "CONFIG and --set"), given_keys(base_raw), "CONFIG and --set")
+    where = f"table variant {variant.name}"
+    config = build_config(variant_raw(base, user_overrides, variant, seed), where)
+    check_applicable(config, given_keys(apply_overrides({}, list(variant.overrides))), where)
+    return config
 
 
 # ----------------------------------------------------------------------------- running
