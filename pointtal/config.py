@@ -482,6 +482,29 @@ def given_keys(raw: dict) -> tuple[str, ...]:
     return tuple(f"{section}.{key}" for section, body in raw.items() if isinstance(body, dict) for key in body)
 
 
+def set_keys(overrides) -> tuple[str, ...]:
+    """The dotted keys `--set key=value` strings give."""
+    return tuple(".".join(parse_override(text)[0]) for text in overrides)
+
+
+def non_default_keys(config: Config, keys) -> tuple[str, ...]:
+    """Those of `keys` whose value in `config` is not the field's default: what a config file sets on purpose.
+    A run's config.yaml writes every key, the inapplicable ones at their defaults; it stays a valid CONFIG."""
+    owners = {"data": config.data, "train": config.train, "eval": config.eval, "method": config.method_options}
+    found = []
+    for key in keys:
+        section, name = key.split(".", 1)
+        owner = owners.get(section)
+        fields = {f.name: f for f in dataclasses.fields(owner)} if dataclasses.is_dataclass(owner) else {}
+        if name not in fields:
+            continue
+        f = fields[name]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if getattr(owner, name) != default:
+            found.append(key)
+    return tuple(found)
+
+
 def _value(config: Config, key: str):
     section, name = key.split(".", 1)
     if section == "method":
@@ -511,14 +534,21 @@ def check_applicable(config: Config, keys, where: str = "config") -> None:
                 raise InputError(f"{where}: {refusal}")
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """A preset file (or defaults when None) plus `--set` overrides, validated; keys the file or --set gives
-    that cannot apply are refused (`check_applicable`)."""
-    raw = read_config(path) if path is not None else {}
+def explicit_keys(config: Config, file_raw: dict, overrides) -> tuple[str, ...]:
+    """The keys checked by `check_applicable`: every --set key, and the keys a file sets to a non-default value."""
+    return (*set_keys(overrides), *non_default_keys(config, given_keys(file_raw)))
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, *, check_file: bool = True) -> Config:
+    """A preset file (or defaults when None) plus `--set` overrides, validated. Keys that cannot apply given the
+    other values are refused (`check_applicable`): every --set key, and the file's keys set to non-default values
+    (`check_file`; False for a run's own config.yaml on --resume, which only --set changes)."""
+    file_raw = read_config(path) if path is not None else {}
     # build_config reads relative --set paths from the current directory
-    raw = apply_overrides(raw, overrides or [], str(path) if path else "config")
+    raw = apply_overrides(file_raw, overrides or [], str(path) if path else "config")
     config = build_config(raw, str(path) if path else "config")
-    check_applicable(config, given_keys(raw), str(path) if path else "config")
+    keys = explicit_keys(config, file_raw if check_file else {}, overrides or [])
+    check_applicable(config, keys, str(path) if path else "config")
     data_set = any(text.strip().startswith("data.") for text in overrides or [])
     return dataclasses.replace(config, origin=f"{config.origin} and --set") if data_set else config
 

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pointtal.config import APPLIES, build_config, check_applicable, given_keys, load_config, read_config, to_dict
+from pointtal.applies import shown
+from pointtal.config import (
+    APPLIES,
+    build_config,
+    check_applicable,
+    given_keys,
+    load_config,
+    read_config,
+    save_config,
+    to_dict,
+)
 from pointtal.errors import InputError
 from pointtal.methods import METHODS
 from pointtal.studies.ablation import STUDIES, Variant, variant_config
@@ -69,17 +79,22 @@ def test_same_key_accepted_where_it_applies(overrides, expected):
     assert getattr(owner, key) == expected
 
 
-def test_a_file_key_is_refused_by_a_set_that_switches_it_off():
-    """The preset gives method.budget: 25; --set method.search=exact leaves it nothing to do."""
-    lacp = next(p for p in CONFIGS if p.name == "thumos14_lacp.yaml")
-    with pytest.raises(InputError, match=r"thumos14_lacp.yaml: method.budget=25: does not apply with "
+def test_a_file_key_is_refused_by_a_set_that_switches_it_off(tmp_path):
+    """The file gives method.budget: 10; --set method.search=exact leaves it nothing to do."""
+    raw = {"method": {"name": "lacp", "budget": 10}}
+    with pytest.raises(InputError, match=r"config.yaml: method.budget=10: does not apply with "
                                          r"method.search=exact \(the exact search has no beam\)"):
-        load_config(lacp, ["method.search=exact"])
-    assert load_config(lacp, ["method.search=beam"]).method_options.budget == 25
+        _load(tmp_path, raw, ["method.search=exact"])
+    assert _load(tmp_path, raw, ["method.search=beam"]).method_options.budget == 10
 
 
-def test_keys_not_given_are_not_checked(tmp_path):
-    """The defaults of an inapplicable key (exact search with the default budget) are fine: only given keys count."""
+def test_file_keys_at_their_default_and_keys_not_given_are_not_refused(tmp_path):
+    """A file key at its default is what a run's config.yaml writes for every key: not refused (a --set of the same
+    value is); keys not given at all are never checked."""
+    lacp = next(p for p in CONFIGS if p.name == "thumos14_lacp.yaml")  # gives budget: 25, the default
+    assert load_config(lacp, ["method.search=exact"]).method_options.budget == 25
+    with pytest.raises(InputError, match=r"method.budget=25: does not apply"):
+        load_config(lacp, ["method.search=exact", "method.budget=25"])
     config = _load(tmp_path, {"method": {"name": "lacp", "search": "exact"}})
     assert config.method_options.search == "exact" and config.method_options.budget == 25
 
@@ -114,13 +129,13 @@ def test_every_method_has_rules_and_each_rule_names_real_fields():
 @pytest.mark.parametrize(("name", "rule"), METHOD_RULES, ids=[f"{n}.{r.key}" for n, r in METHOD_RULES])
 def test_each_method_rule_refuses_and_accepts(tmp_path, name, rule):
     options = METHODS[name].Options
-    default = to_dict({f.name: f for f in dataclasses.fields(options)}[rule.key].default)
+    given = [f"method.{rule.key}={shown({f.name: f for f in dataclasses.fields(options)}[rule.key].default)}"]
     blocked, applies = _other_values(options, rule)
-    raw = {"method": {"name": name, rule.other: to_dict(blocked), rule.key: default}}
+    raw = {"method": {"name": name, rule.other: to_dict(blocked)}}
     with pytest.raises(InputError, match=rf"method\.{rule.key}=.*: does not apply with method\.{rule.other}="):
-        _load(tmp_path, raw)
+        _load(tmp_path, raw, given)
     raw["method"][rule.other] = to_dict(applies)
-    config = _load(tmp_path, raw)
+    config = _load(tmp_path, raw, given)
     assert getattr(config.method_options, rule.other) == applies
 
 
@@ -141,17 +156,35 @@ def test_each_data_and_train_rule_refuses_and_accepts(rule):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_preset_builds(path):
     config = load_config(path)
-    check_applicable(config, given_keys(read_config(path)), str(path))  # what load_config checked, spelled out
+    # stricter than load_config (non-default file keys): no key a preset writes, defaults included, is inapplicable
+    check_applicable(config, given_keys(read_config(path)), str(path))
     assert config.method == read_config(path)["method"]["name"]
 
 
-def test_saved_configs_are_read_without_the_check():
-    """A run's config.yaml holds every key (defaults included): predict / --resume rebuild it unchecked."""
+def test_a_saved_config_is_a_valid_config_and_set_keys_on_it_are_checked(tmp_path):
+    """A run's config.yaml holds every key (expand: false with every expand_* key at its default): it loads as
+    CONFIG (and on --resume), while a --set of an expand_* key on it is refused."""
     config = load_config(next(p for p in CONFIGS if p.name == "thumos14_sfnet_full.yaml"))
     saved = config.to_dict()
-    with pytest.raises(InputError, match="does not apply"):  # expand: false, yet every expand_* key is written
+    with pytest.raises(InputError, match="does not apply"):  # every key counted as given would refuse it
         check_applicable(build_config(saved), given_keys(saved))
-    assert build_config(saved, "checkpoint config").method_options == config.method_options
+    path = tmp_path / "config.yaml"
+    save_config(config, path)
+    assert load_config(path).method_options == config.method_options
+    with pytest.raises(InputError, match=r"method.expand_step=10: does not apply with method.expand=false"):
+        load_config(path, ["method.expand_step=10"])
+
+
+def test_resume_refuses_a_set_key_that_cannot_apply(tmp_path, capsys):
+    """`train --resume` reads the run's own config.yaml unchecked but checks its --set (before any work)."""
+    from pointtal.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(load_config(None, ["method.expand=false"]), run / "config.yaml")
+    assert main(["train", "--out", str(run), "--resume", "--set", "method.radius=2"]) == 2
+    assert "method.radius=2: does not apply with method.expand=false (anchor expansion is off)" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("path", SODA_PRESETS, ids=[p.name for p in SODA_PRESETS])
