@@ -468,10 +468,14 @@ def _sections(raw: dict, where: str, name: str, method_raw: dict, methods) -> Co
 
 
 SODA_SCHEMES = ("soda", "soda-action", "soda-background")
+POINT_SCHEMES = ("sfnet-uniform", "sfnet-center", "sfnet-center-jitter", "sfnet-start", "sfnet-custom", "gaussian",
+                 *SODA_SCHEMES, "full", "weak")  # pointtal.data.points.SCHEMES (equal: tested)
 APPLIES = (  # data / train keys that apply only under a condition (the methods' own: `Options.APPLIES`)
     Applies("data.window_sec", "data.points", SODA_SCHEMES,
             "the window length is read only by the simulated SODA point schemes"),
     Applies("data.gaussian_std", "data.points", ("gaussian",), "only the gaussian point scheme reads it"),
+    Applies("data.strict_points", "data.points", POINT_SCHEMES, "simulated points lie in their videos; only "
+            "click files are checked", excluded=True),
     *(Applies(f"train.{key}", "train.wandb", ("offline", "online"), "Weights & Biases is off")
       for key in ("wandb_project", "wandb_group", "wandb_tags")),
 )

@@ -20,6 +20,7 @@ from pointtal.config import (
     save_config,
     to_dict,
 )
+from pointtal.data.points import SCHEMES
 from pointtal.errors import InputError
 from pointtal.methods import METHODS
 from pointtal.studies.ablation import STUDIES, Variant, variant_config
@@ -141,13 +142,15 @@ def test_each_method_rule_refuses_and_accepts(tmp_path, name, rule):
 
 @pytest.mark.parametrize("rule", APPLIES, ids=[r.key for r in APPLIES])
 def test_each_data_and_train_rule_refuses_and_accepts(rule):
-    default = {"data.window_sec": 10.0, "data.gaussian_std": 0.01, "train.wandb_project": "p",
-               "train.wandb_group": "g", "train.wandb_tags": "[t]"}[rule.key]
+    default = {"data.window_sec": 10.0, "data.gaussian_std": 0.01, "data.strict_points": "true",
+               "train.wandb_project": "p", "train.wandb_group": "g", "train.wandb_tags": "[t]"}[rule.key]
     blocked = {"data.points": "sfnet-uniform", "train.wandb": "off"}[rule.other]
+    assert rule.key != "data.strict_points" or set(rule.values) == set(SCHEMES)
     with pytest.raises(InputError, match=rf"{rule.key}=.*: does not apply with {rule.other}={blocked}"):
         load_config(None, [f"{rule.other}={blocked}", f"{rule.key}={default}"])
-    for value in rule.values:
+    for value in rule.values if not rule.excluded else ("[clicks.csv]",):
         config = load_config(None, [f"{rule.other}={value}", f"{rule.key}={default}"])
+        value = (str(Path("clicks.csv").resolve()),) if rule.excluded else value
         assert getattr(config.data if rule.key.startswith("data") else config.train, rule.other.split(".")[1]) == value
 
 
