@@ -516,6 +516,16 @@ def _value(config: Config, key: str):
     return getattr(getattr(config, section), name)
 
 
+def _shown_value(config: Config, key: str):
+    """`_value`, with click files of data.points by their names (a scheme name as it is)."""
+    value = _value(config, key)
+    if key == "data.points":
+        values = (value,) if isinstance(value, str) else value
+        names = tuple(v if v in POINT_SCHEMES else Path(v).name for v in values)
+        return names[0] if isinstance(value, str) else names
+    return value
+
+
 def applicability_rules(config: Config) -> tuple[Applies, ...]:
     """The data / train rules, the segments rule and the config's method's `Options.APPLIES` (section-qualified)."""
     from pointtal.methods import METHODS
@@ -533,7 +543,7 @@ def check_applicable(config: Config, keys, where: str = "config") -> None:
     keys = set(keys)
     for rule in applicability_rules(config):
         if rule.key in keys:
-            refusal = rule.refusal(_value(config, rule.key), _value(config, rule.other))
+            refusal = rule.refusal(_value(config, rule.key), _shown_value(config, rule.other))
             if refusal:
                 raise InputError(f"{where}: {refusal}")
 

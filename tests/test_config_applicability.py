@@ -53,6 +53,8 @@ def _load(tmp_path: Path, raw: dict, overrides: list[str] | None = None):
     (["data.gaussian_std=0.02", "data.points=soda"],
      "config: data.gaussian_std=0.02: does not apply with data.points=soda (only the gaussian point scheme reads "
      "it)"),
+    (["data.points=[/x/a.csv, b.csv]", "data.window_sec=5"],
+     "config: data.window_sec=5: does not apply with data.points=[a.csv, b.csv] (the window length"),
     (["data.segments=labels.json"], "config: data.segments="),
     (["train.wandb_group=sweep1"],
      "config: train.wandb_group=sweep1: does not apply with train.wandb=off (Weights & Biases is off)"),
