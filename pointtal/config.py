@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 
+from pointtal.applies import Applies
 from pointtal.data.annotations import BACKGROUND
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.evaluation import THUMOS_TIOUS
@@ -466,12 +467,102 @@ def _sections(raw: dict, where: str, name: str, method_raw: dict, methods) -> Co
     )
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """A preset file (or defaults when None) plus `--set` overrides, validated."""
-    raw = read_config(path) if path is not None else {}
+SODA_SCHEMES = ("soda", "soda-action", "soda-background")
+POINT_SCHEMES = ("sfnet-uniform", "sfnet-center", "sfnet-center-jitter", "sfnet-start", "sfnet-custom", "gaussian",
+                 *SODA_SCHEMES, "full", "weak")  # pointtal.data.points.SCHEMES (equal: tested)
+APPLIES = (  # data / train keys that apply only under a condition (the methods' own: `Options.APPLIES`)
+    Applies("data.window_sec", "data.points", SODA_SCHEMES,
+            "the window length is read only by the simulated SODA point schemes"),
+    Applies("data.gaussian_std", "data.points", ("gaussian",), "only the gaussian point scheme reads it"),
+    Applies("data.strict_points", "data.points", POINT_SCHEMES, "simulated points lie in their videos; only "
+            "click files are checked", excluded=True),
+    *(Applies(f"train.{key}", "train.wandb", ("offline", "online"), "Weights & Biases is off")
+      for key in ("wandb_project", "wandb_group", "wandb_tags")),
+)
+
+
+def given_keys(raw: dict) -> tuple[str, ...]:
+    """The dotted keys a config mapping gives (`data.window_sec`, `method.budget`), in its order."""
+    return tuple(f"{section}.{key}" for section, body in raw.items() if isinstance(body, dict) for key in body)
+
+
+def set_keys(overrides) -> tuple[str, ...]:
+    """The dotted keys `--set key=value` strings give."""
+    return tuple(".".join(parse_override(text)[0]) for text in overrides)
+
+
+def non_default_keys(config: Config, keys) -> tuple[str, ...]:
+    """Those of `keys` whose value in `config` is not the field's default: what a config file sets on purpose.
+    A run's config.yaml writes every key, the inapplicable ones at their defaults; it stays a valid CONFIG."""
+    owners = {"data": config.data, "train": config.train, "eval": config.eval, "method": config.method_options}
+    found = []
+    for key in keys:
+        section, name = key.split(".", 1)
+        owner = owners.get(section)
+        fields = {f.name: f for f in dataclasses.fields(owner)} if dataclasses.is_dataclass(owner) else {}
+        if name not in fields:
+            continue
+        f = fields[name]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if getattr(owner, name) != default:
+            found.append(key)
+    return tuple(found)
+
+
+def _value(config: Config, key: str):
+    section, name = key.split(".", 1)
+    if section == "method":
+        return config.method if name == "name" else getattr(config.method_options, name)
+    return getattr(getattr(config, section), name)
+
+
+def _shown_value(config: Config, key: str):
+    """`_value`, with click files of data.points by their names (a scheme name as it is)."""
+    value = _value(config, key)
+    if key == "data.points":
+        values = (value,) if isinstance(value, str) else value
+        names = tuple(v if v in POINT_SCHEMES else Path(v).name for v in values)
+        return names[0] if isinstance(value, str) else names
+    return value
+
+
+def applicability_rules(config: Config) -> tuple[Applies, ...]:
+    """The data / train rules, the segments rule and the config's method's `Options.APPLIES` (section-qualified)."""
+    from pointtal.methods import METHODS
+
+    segment_methods = tuple(sorted(n for n, m in METHODS.items() if getattr(m, "supervision", "") == "segments"))
+    own = getattr(METHODS[config.method].Options, "APPLIES", ())
+    return (*APPLIES, Applies("data.segments", "method.name", segment_methods,
+                              "only segment methods train on segments; point methods read data.points"),
+            *(rule.qualified("method") for rule in own))
+
+
+def check_applicable(config: Config, keys, where: str = "config") -> None:
+    """Refuse the first of `keys` (dotted, as given by a file or --set) that cannot apply given the other values:
+    one line naming the key, the value that rules it out, and why."""
+    keys = set(keys)
+    for rule in applicability_rules(config):
+        if rule.key in keys:
+            refusal = rule.refusal(_value(config, rule.key), _shown_value(config, rule.other))
+            if refusal:
+                raise InputError(f"{where}: {refusal}")
+
+
+def explicit_keys(config: Config, file_raw: dict, overrides) -> tuple[str, ...]:
+    """The keys checked by `check_applicable`: every --set key, and the keys a file sets to a non-default value."""
+    return (*set_keys(overrides), *non_default_keys(config, given_keys(file_raw)))
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, *, check_file: bool = True) -> Config:
+    """A preset file (or defaults when None) plus `--set` overrides, validated. Keys that cannot apply given the
+    other values are refused (`check_applicable`): every --set key, and the file's keys set to non-default values
+    (`check_file`; False for a run's own config.yaml on --resume, which only --set changes)."""
+    file_raw = read_config(path) if path is not None else {}
     # build_config reads relative --set paths from the current directory
-    raw = apply_overrides(raw, overrides or [], str(path) if path else "config")
+    raw = apply_overrides(file_raw, overrides or [], str(path) if path else "config")
     config = build_config(raw, str(path) if path else "config")
+    keys = explicit_keys(config, file_raw if check_file else {}, overrides or [])
+    check_applicable(config, keys, str(path) if path else "config")
     data_set = any(text.strip().startswith("data.") for text in overrides or [])
     return dataclasses.replace(config, origin=f"{config.origin} and --set") if data_set else config
 

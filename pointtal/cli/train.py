@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.set) + (["train.progress=false"] if args.no_progress or args.quiet else [])
     if args.quiet:
         logging.getLogger("pointtal").setLevel(logging.WARNING)
-    config = load_config(config_path, overrides)
+    config = load_config(config_path, overrides, check_file=args.config is not None)  # --resume: its own config
     result = train(config, args.out, resume=args.resume)
     if result.metrics is not None:
         print(f"{args.out}: step {result.step}: {summary_line(result.metrics)}")

@@ -25,13 +25,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pointtal.applies import Applies
 from pointtal.data.dataset import CropSampler, PerturbSampler, PointDataset, gather_batch, step_videos
 from pointtal.errors import InputError
 from pointtal.localization.hrpro import (
@@ -168,6 +169,11 @@ class Options:
     iou_thresh: float = 0.3
     negative_ratio: float = 0.5  # negative proposals per video = int(ratio * stage-1 proposals)
     ranking_point_time: Literal["exact", "centre"] = "exact"  # a point's time in the ranking (official: frame / fps)
+
+    # keys that apply only under a condition (pointtal.config.check_applicable refuses them elsewhere)
+    APPLIES: ClassVar[tuple[Applies, ...]] = (
+        Applies("memory_momentum", "memory_update", ("video", "batch"), "the memory is never updated"),
+    )
 
     def __post_init__(self):
         check_options(self, [

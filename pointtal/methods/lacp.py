@@ -25,13 +25,14 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pointtal.applies import Applies
 from pointtal.data.dataset import CropSampler, PerturbSampler
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
@@ -121,6 +122,12 @@ class Options:
     gamma: float = 0.2  # proposal score = outer-inner contrast + gamma * video score
     nms_threshold: float = 0.7
     nms_extent: float = 25 / 16  # the official NMS adds 1 (second) to lengths: 1 s in snippets
+
+    # keys that apply only under a condition (pointtal.config.check_applicable refuses them elsewhere)
+    APPLIES: ClassVar[tuple[Applies, ...]] = (
+        Applies("budget", "search", ("beam",), "the exact search has no beam"),
+        Applies("search_prune", "search", ("beam",), "the exact search prunes nothing"),
+    )
 
     def __post_init__(self):
         check_options(self, [

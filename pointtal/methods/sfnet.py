@@ -43,13 +43,14 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pointtal.applies import Applies
 from pointtal.data.dataset import CropSampler
 from pointtal.errors import InputError
 from pointtal.localization.sfnet import localize_sfnet
@@ -109,6 +110,16 @@ class Options:
     class_topk_divisor: int = 12  # s_c = mean of the top max(T // 12, 1) cas values
     class_ratio: float = 1.5  # keep classes with s_c > max(s) / class_ratio (and s_c > 0)
     min_segment_len: int = 2  # segments need at least this many snippets (frames come from every run)
+
+    # keys that apply only under a condition (pointtal.config.check_applicable refuses them elsewhere)
+    APPLIES: ClassVar[tuple[Applies, ...]] = (
+        Applies("conv_dilations", "conv_backbone", (True,), "the FC classification branch has no convolutions"),
+        *(Applies(key, "expand", (True,), "anchor expansion is off")
+          for key in ("expand_step", "radius", "expand_ratio", "expand_stop_on_failure", "expand_edge")),
+        *(Applies(key, "background", (True,), "background mining is off") for key in ("eta", "mining_score")),
+        *(Applies(key, "actionness", (True,), "there is no actionness branch")
+          for key in ("beta", "act_loss_floor", "act_eps", "act_negatives", "w_act")),
+    )
 
     def __post_init__(self):
         checks = [

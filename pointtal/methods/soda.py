@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pointtal.applies import Applies
 from pointtal.data.dataset import ResampleSampler
 from pointtal.localization.soda import DEFAULT_THRESHOLDS, localize_soda
 from pointtal.methods.base import Detections, Method, Scores, check_options
@@ -75,6 +76,15 @@ class Options:
     outer_ratio: float = 0.25  # outer region length on each side, as a fraction of the proposal
     gamma: float = 0.2  # weight of the video score in a proposal's score
     nms_tiou: float = 0.7  # per-class NMS threshold (suppress tIoU > nms_tiou)
+
+    # keys that apply only under a condition (pointtal.config.check_applicable refuses them elsewhere)
+    APPLIES: ClassVar[tuple[Applies, ...]] = (
+        *(Applies(key, "n_networks", (1,), "one network has nothing to distil", excluded=True)
+          for key in ("distill_weight", "distill_distance", "distill_target", "distill_normalized",
+                      "distill_detach_master")),
+        Applies("eta", "aggregation", ("topk",), "eta is the top-k ratio of the topk aggregation"),
+        Applies("frame_normalization", "frame_loss", (True,), "there is no frame loss to normalise"),
+    )
 
     def __post_init__(self):
         checks = [

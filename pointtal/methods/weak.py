@@ -19,12 +19,13 @@ Inference: the SF-Net localizer with w_act = 0 (there is no actionness branch).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pointtal.applies import Applies
 from pointtal.data.dataset import CropSampler
 from pointtal.methods.base import Detections, Method, Scores, check_options
 from pointtal.methods.layers import masked_mean
@@ -57,6 +58,13 @@ class Options:
     class_topk_divisor: int = 12
     class_ratio: float = 1.5
     min_segment_len: int = 2
+
+    # keys that apply only under a condition (pointtal.config.check_applicable refuses them elsewhere)
+    APPLIES: ClassVar[tuple[Applies, ...]] = (
+        Applies("conv_dilations", "conv_backbone", (True,), "the FC classification branch has no convolutions"),
+        *(Applies(key, "center_weight", (0.0,), "the center loss is off", excluded=True)
+          for key in ("center_momentum", "center_multilabel_step")),
+    )
 
     def __post_init__(self):
         check_options(self, [

@@ -38,7 +38,15 @@ import numpy as np
 import yaml
 
 from pointtal.atomic import write_text_atomic
-from pointtal.config import Config, apply_overrides, build_config, read_yaml
+from pointtal.config import (
+    Config,
+    apply_overrides,
+    build_config,
+    check_applicable,
+    explicit_keys,
+    read_yaml,
+    set_keys,
+)
 from pointtal.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -149,7 +157,15 @@ def variant_raw(base: dict, user_overrides: Sequence[str], variant: Variant, see
 
 
 def variant_config(base: dict, user_overrides: Sequence[str], variant: Variant, seed: int) -> Config:
-    return build_config(variant_raw(base, user_overrides, variant, seed), f"table variant {variant.name}")
+    """One run's config. Keys that cannot apply are refused (`check_applicable`): CONFIG's non-default keys and
+    the user's --set in CONFIG with --set, the variant's own overrides in the variant; a CONFIG key that a variant
+    switches off (a SODA preset's distill_* keys in an M=1 row) stays: it applies to the other rows."""
+    base_config = build_config(apply_overrides(base, user_overrides), "CONFIG and --set")
+    check_applicable(base_config, explicit_keys(base_config, base, user_overrides), "CONFIG and --set")
+    where = f"table variant {variant.name}"
+    config = build_config(variant_raw(base, user_overrides, variant, seed), where)
+    check_applicable(config, set_keys(variant.overrides), where)
+    return config
 
 
 # ----------------------------------------------------------------------------- running

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
+from pointtal.applies import Applies
 from pointtal.data.batch import Batch
 from pointtal.data.dataset import PointDataset, batch_videos, gather_batch
 from pointtal.errors import InputError
@@ -111,6 +112,15 @@ class Options:
     multiclass_nms: bool = True  # NMS within each class (False: across classes, then voting)
     voting_thresh: float = 0.7  # tIoU of segment voting (official: class-agnostic NMS only)
     voting_within_class: bool = False  # also vote after multi-class NMS (not in the official code)
+
+    # keys that apply only under a condition (pointtal.config.check_applicable refuses them elsewhere)
+    APPLIES: ClassVar[tuple[Applies, ...]] = (
+        Applies("nms_sigma", "nms", ("soft",), "only Gaussian soft-NMS has a sigma"),
+        Applies("iou_threshold", "nms", ("hard",), "only hard NMS has a threshold"),
+        Applies("voting_thresh", "nms", ("none",), "voting follows NMS", excluded=True),
+        Applies("voting_within_class", "multiclass_nms", (True,), "class-agnostic NMS always votes"),
+        *(Applies(key, "ema", (True,), "there is no EMA of the weights") for key in ("ema_decay", "ema_after_warmup")),
+    )
 
     def __post_init__(self):
         check_options(self, [
