@@ -20,14 +20,15 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
     "__init__": set(),
     "errors": set(),
+    "applies": set(),  # config-key applicability rules, shared by config and the methods' Options
     "atomic": {"errors"},
     "outputs": {"atomic", "errors"},
     "evaluation": {"errors", "atomic"},
     "localization": {"errors"},
     "data": {"atomic", "errors", "evaluation"},
-    "methods": {"data", "localization", "errors", "atomic"},
+    "methods": {"applies", "data", "localization", "errors", "atomic"},
     "viz": {"data", "evaluation", "errors", "atomic"},
-    "config": {"data", "errors", "evaluation", "methods"},  # methods: the METHODS table validates `method:`
+    "config": {"applies", "data", "errors", "evaluation", "methods"},  # methods: the METHODS table validates `method:`
     "video": {"atomic", "data", "errors", "evaluation", "outputs"},
     "engine": {"atomic", "config", "data", "errors", "evaluation", "localization", "methods", "outputs", "viz"},
     "studies": {"atomic", "config", "data", "engine", "errors", "evaluation", "localization", "methods", "outputs",
