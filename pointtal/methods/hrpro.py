@@ -54,7 +54,7 @@ from pointtal.methods.base import (
     check_options,
     schedule_steps,
 )
-from pointtal.methods.layers import linear, masked_topk_mean
+from pointtal.methods.layers import linear, masked_topk_mean, topk_counts
 
 log = logging.getLogger(__name__)
 
@@ -431,15 +431,10 @@ def end_to_end(mask: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 # ----------------------------------------------------------------------------- stage 1 losses and memory
-def topk_k(mask: torch.Tensor, r_act: int) -> torch.Tensor:
-    """k = max(1, floor(T_i / r_act)) per video (B,)."""
-    return torch.clamp(mask.sum(1) // r_act, min=1)
-
-
 def video_scores(class_scores: torch.Tensor, mask: torch.Tensor, r_act: int,
                  labels: torch.Tensor | None = None) -> torch.Tensor:
     """(B, C) top-k mean of s_c; with labels (B, C), absent classes take the mean over the video instead."""
-    top = masked_topk_mean(class_scores, mask, topk_k(mask, r_act))  # (B, C)
+    top = masked_topk_mean(class_scores, mask, topk_counts(mask.sum(1), r_act, "floor"))  # (B, C)
     if labels is None:
         return top
     keep = mask.unsqueeze(-1).to(class_scores.dtype)

@@ -35,7 +35,7 @@ from torch import nn
 from pointtal.data.dataset import CropSampler, PerturbSampler
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
-from pointtal.methods.layers import Packing, _PackedTaps, linear, masked_topk_mean
+from pointtal.methods.layers import Packing, _PackedTaps, linear, masked_topk_mean, topk_counts
 
 log = logging.getLogger(__name__)
 
@@ -220,17 +220,12 @@ class LACPNet(nn.Module):
         return LACPOutput(packing.scatter(cas), h, packing.slot)
 
 
-def topk_counts(lengths: torch.Tensor, r_act: int) -> torch.Tensor:
-    """k_i = T_i // r_act, at least 1: (B,) long."""
-    return torch.div(lengths, r_act, rounding_mode="floor").clamp(min=1)
-
-
 def video_scores(cas: torch.Tensor, mask: torch.Tensor, r_act: int, labels: torch.Tensor | None = None) -> torch.Tensor:
     """(B, C) video scores from the un-fused sigmoid CAS (B, T, K): top-k mean; in training (labels (B, C))
     the official code uses the mean over all snippets for the classes absent from the video."""
     lengths = mask.sum(1)
     k_max = max(mask.shape[1] // r_act, 1)
-    top = masked_topk_mean(cas[..., 1:], mask, topk_counts(lengths, r_act), k_max)  # (B, C)
+    top = masked_topk_mean(cas[..., 1:], mask, topk_counts(lengths, r_act, "floor"), k_max)  # (B, C)
     if labels is None:
         return top
     m = mask.unsqueeze(-1).to(cas.dtype)

@@ -14,7 +14,8 @@ Contents:
   * `project(layers, rows)`                - the input matmul of several layers that read the same rows, fused
   * `linear(x, weight, bias)`              - F.linear; float32 on CPU through oneDNN (about twice torch's
                                              MKL sgemm rate on AMD CPUs), same arithmetic
-  * `topk_counts(lengths, divisor)`        - k = ceil(T_i / divisor), at least 1, per video
+  * `topk_counts(lengths, divisor, rounding)` - k = ceil or floor of T_i / divisor, at least 1, per video
+                                             (each method passes its paper's rounding)
   * `masked_topk_mean(x, mask, k, k_max)`  - per-video, per-class mean of the k_i largest values over time
   * `soft_cross_entropy(logits, target)`   - -sum(target * log_softmax(logits)) over the last axis
   * `masked_mean(values, mask)`            - mean over the True entries (0 when there are none), no NaN
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -259,9 +261,16 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return F.linear(x, weight, bias)
 
 
-def topk_counts(lengths: torch.Tensor, divisor: float) -> torch.Tensor:
-    """k_i = ceil(T_i / divisor), at least 1, for (B,) valid lengths -> (B,) long."""
-    return torch.ceil(lengths.to(torch.float64) / divisor).long().clamp(min=1)
+def topk_counts(lengths: torch.Tensor, divisor: float, rounding: Literal["ceil", "floor"]) -> torch.Tensor:
+    """k_i = ceil(T_i / divisor) or floor(T_i / divisor), at least 1, for (B,) valid lengths -> (B,) long.
+
+    The quotient is taken in float64; "floor" adds 1e-9 first, so a product such as 100 * 0.29
+    (28.999999999999996) passed as lengths with divisor 1 floors to 29, and integer T_i // r_act is exact.
+    SF-Net: ceil(T / 8); LACP and HR-Pro: max(1, T // r_act); SODA: max(1, floor(T * eta)).
+    """
+    ratio = lengths.to(torch.float64) / divisor  # (B,)
+    k = torch.ceil(ratio) if rounding == "ceil" else torch.floor(ratio + 1e-9)
+    return k.long().clamp(min=1)
 
 
 def masked_topk_mean(

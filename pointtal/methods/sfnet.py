@@ -318,7 +318,7 @@ def video_loss(
     n_positive = target.sum(1)  # (B,)
     used = (lengths >= min_video_len) & (n_positive > 0)  # (B,)
     k_max = math.ceil(cas.shape[1] / topk_divisor)  # static bound: no device sync
-    pooled = masked_topk_mean(cas.float(), mask, topk_counts(lengths, topk_divisor), k_max)  # (B, K)
+    pooled = masked_topk_mean(cas.float(), mask, topk_counts(lengths, topk_divisor, "ceil"), k_max)  # (B, K)
     ce = soft_cross_entropy(pooled, target / n_positive.clamp(min=1).unsqueeze(1))  # (B,)
     return masked_mean(ce, used)
 
@@ -368,7 +368,7 @@ def actionness_loss(act: torch.Tensor, mining: Mining, eps: float, negatives: st
 def video_probabilities(output: SFNetOutput, mask: torch.Tensor, topk_divisor: float) -> torch.Tensor:
     """Video scores (B, K): mean over the RGB, flow and fused outputs of softmax(top-k mean of the CAS) —
     the reference code's classification score (it sums the three)."""
-    k, k_max = topk_counts(mask.sum(1), topk_divisor), math.ceil(mask.shape[1] / topk_divisor)
+    k, k_max = topk_counts(mask.sum(1), topk_divisor, "ceil"), math.ceil(mask.shape[1] / topk_divisor)
     probs = [F.softmax(masked_topk_mean(cas.float(), mask, k, k_max), dim=-1) for cas, _ in output.streams()]
     return torch.stack(probs).mean(0)
 
