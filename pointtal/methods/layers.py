@@ -17,6 +17,7 @@ Contents:
   * `topk_counts(lengths, divisor, rounding)` - k = ceil or floor of T_i / divisor, at least 1, per video
                                              (each method passes its paper's rounding)
   * `masked_topk_mean(x, mask, k, k_max)`  - per-video, per-class mean of the k_i largest values over time
+  * `topk_or_mean(x, mask, k, labels)`     - video scores: top-k mean; in training, absent classes the mean
   * `soft_cross_entropy(logits, target)`   - -sum(target * log_softmax(logits)) over the last axis
   * `masked_mean(values, mask)`            - mean over the True entries (0 when there are none), no NaN
   * `select_hardest(scores, pool, count)`  - the `count` highest-scoring pool entries of a whole batch
@@ -290,6 +291,19 @@ def masked_topk_mean(
     keep = torch.arange(k_max, device=values.device).unsqueeze(0) < k.unsqueeze(1)  # (B, k_max)
     top = torch.where(keep.unsqueeze(-1), top, torch.zeros((), dtype=values.dtype, device=values.device))
     return top.sum(1) / k.clamp(min=1).unsqueeze(1).to(values.dtype)
+
+
+def topk_or_mean(values: torch.Tensor, mask: torch.Tensor, k: torch.Tensor, labels: torch.Tensor | None = None,
+                 k_max: int | None = None) -> torch.Tensor:
+    """(B, C) video scores of values (B, T, C): the top-k mean (`masked_topk_mean`); with labels (B, C) {0, 1}
+    (LACP's and HR-Pro's training form), the classes absent from a video take the mean over its valid
+    snippets instead."""
+    top = masked_topk_mean(values, mask, k, k_max)  # (B, C)
+    if labels is None:
+        return top
+    keep = mask.unsqueeze(-1).to(values.dtype)  # (B, T, 1)
+    mean = (values * keep).sum(1) / mask.sum(1).clamp(min=1).unsqueeze(1).to(values.dtype)  # (B, C)
+    return top * labels + mean * (1 - labels)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
