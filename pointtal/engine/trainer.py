@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pointtal.atomic import write_text_atomic
+from pointtal.atomic import write_json
 from pointtal.config import Config, build_config, save_config
 from pointtal.data.dataset import PointDataset, build_dataset
 from pointtal.engine import distributed
@@ -243,11 +242,6 @@ def evaluate_model(method: Method, data: RunData, config: Config, device: torch.
                                                    data.ambiguous)}
     method.train()
     return record, predictions
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Predictions and run specs: atomic, so a killed run never leaves a half-written JSON behind."""
-    write_text_atomic(path, json.dumps(payload))
 
 
 def check_selection(config: Config, data: RunData, method: Method, distributed_run: bool) -> None:

@@ -10,7 +10,6 @@ inputs the tests use.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from pathlib import Path
 
@@ -166,15 +165,6 @@ class TwoStreamI3D(nn.Module):
     def forward(self, rgb: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         # rgb (B, 3, T, H, W) in [-1, 1], flow (B, 2, T, H, W) in [-1, 1] -> (B, 2048)
         return torch.cat([self.rgb.features(rgb), self.flow.features(flow)], dim=1)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hash of a weights file, recorded in extract.json so features can be traced to their weights."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path, flag: str) -> dict[str, torch.Tensor]:
