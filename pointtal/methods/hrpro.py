@@ -44,7 +44,7 @@ from pointtal.localization.hrpro import (
     stage1_proposals,
     valid_segments,
 )
-from pointtal.localization.soda import segment_peaks
+from pointtal.localization.peaks import segment_peaks
 from pointtal.methods.base import (
     Detections,
     Method,
