@@ -19,7 +19,6 @@ from torch import nn
 
 from pointtal.errors import InputError
 
-FEATURE_DIM = 1024  # per stream; rgb | flow concatenated = 2048
 BN_EPS = 1e-3  # the TensorFlow original's batch-norm epsilon
 
 # (name, output channels of b0, b1a, b1b, b2a, b2b, b3b): the Inception-v1 block widths
