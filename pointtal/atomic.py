@@ -3,13 +3,14 @@ torn one. The one helper every checkpoint, prediction, metrics log, report and p
 
 With them the package's other small file utilities, one copy each: `write_json` (atomic), `read_json` (the
 unique-key JSON reader whose every failure is one InputError naming the file), `show` (a user value in a
-message, cut short) and `file_sha256`.
+message, cut short), `finite_number` (a JSON number checked) and `file_sha256`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
 from collections.abc import Callable
@@ -94,6 +95,19 @@ def show(value: Any, limit: int = 60) -> str:
     """repr of a user value, cut short (a JSON integer may have thousands of digits)."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def finite_number(value: Any, where: str) -> float:
+    """A JSON number (int or float, not bool) as a finite float; anything else is one InputError at `where`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{where}: expected a finite number, got {show(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise InputError(f"{where}: expected a finite number, got {show(value)}")
+    return number
 
 
 def file_sha256(path: str | Path) -> str:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pointtal.atomic import finite_number as _number
 from pointtal.atomic import read_json
 from pointtal.atomic import show as _show
 from pointtal.errors import MAX_DURATION_SEC, MAX_FPS, InputError
@@ -70,18 +71,6 @@ class GroundTruth:
         error."""
         name = self.subset_name(name, source)
         return [self.videos[k] for k in sorted(self.videos) if self.videos[k].subset == name]
-
-
-def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
-    try:
-        number = float(value)  # an integer beyond the float range overflows
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
-    return number
 
 
 def _parse_video(video_id: str, entry, path: str, need_duration: bool = True) -> Video:

@@ -14,8 +14,8 @@ from typing import NoReturn
 
 import numpy as np
 
+from pointtal.atomic import finite_number as _number
 from pointtal.atomic import read_json
-from pointtal.atomic import show as _show
 from pointtal.errors import InputError, loads_unique
 from pointtal.evaluation.tables import PointTable, SegmentTable
 
@@ -219,15 +219,3 @@ def _segment(value, where: str) -> tuple[float, float]:
     if start >= end:
         raise InputError(f"{where}: segment start {start} >= end {end}")
     return start, end
-
-
-def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond the float range
-        number = math.inf
-    if not math.isfinite(number):
-        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
-    return number
