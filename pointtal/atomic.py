@@ -1,13 +1,23 @@
 """Atomic file writes: a reader, or a run that is killed mid-write, sees the old file or the new one, never a
-torn one. The one helper every checkpoint, prediction, metrics log, report and point file goes through."""
+torn one. The one helper every checkpoint, prediction, metrics log, report and point file goes through.
+
+With them the package's other small file utilities, one copy each: `write_json` (atomic), `read_json` (the
+unique-key JSON reader whose every failure is one InputError naming the file), `show` (a user value in a
+message, cut short), `finite_number` (a JSON number checked) and `file_sha256`.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from pointtal.errors import DuplicateKey, InputError, unique_keys
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -49,3 +59,61 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    """Predictions and run specs: atomic, so a killed run never leaves a half-written JSON behind."""
+    write_text_atomic(path, json.dumps(payload))
+
+
+def read_json(path: str | Path, what: str = "JSON file", loads: Callable[[bytes], Any] | None = None) -> Any:
+    """Read a JSON file; a missing, non-UTF-8, malformed or ambiguous (duplicate keys) file is one
+    InputError naming it. `loads` parses the file's bytes (default, None: the standard library with duplicate keys
+    refused, integers kept exact; `errors.loads_unique` is the faster orjson parser with the same refusal)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        raw = path.read_bytes()
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys) if loads is None else loads(raw)
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    except DuplicateKey as err:
+        raise InputError(
+            f"{path}: key {show(err.args[0])} appears twice in one JSON object (a video or field listed "
+            "twice); keep one"
+        ) from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be a {what}") from None
+    except ValueError as err:  # e.g. an integer literal with more than 4300 digits
+        raise InputError(f"{path}: unreadable JSON: {err}") from None
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """repr of a user value, cut short (a JSON integer may have thousands of digits)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def finite_number(value: Any, where: str) -> float:
+    """A JSON number (int or float, not bool) as a finite float; anything else is one InputError at `where`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{where}: expected a finite number, got {show(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise InputError(f"{where}: expected a finite number, got {show(value)}")
+    return number
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hash of a file (weights recorded in extract.json, outputs in the output guard's manifest)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

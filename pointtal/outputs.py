@@ -25,13 +25,12 @@ against this guard, so a command added without it fails the suite.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
-from pointtal.atomic import write_text_atomic
+from pointtal.atomic import file_sha256, write_text_atomic
 from pointtal.errors import InputError
 
 MANIFEST = ".pointtal-outputs.json"
@@ -161,7 +160,7 @@ def is_own_output(path: str | Path) -> bool:
     if manifest.get("run") and path.name in RUN_FILES:
         return True
     entry = manifest.get("files", {}).get(path.name)
-    return isinstance(entry, dict) and path.is_file() and entry.get("sha256") == _sha256(path)
+    return isinstance(entry, dict) and path.is_file() and entry.get("sha256") == file_sha256(path)
 
 
 def record_output(path: str | Path, command: str) -> None:
@@ -169,7 +168,7 @@ def record_output(path: str | Path, command: str) -> None:
     path = Path(path)
     manifest = _read_manifest(path.parent)
     files = {name: entry for name, entry in manifest.get("files", {}).items() if (path.parent / name).exists()}
-    files[path.name] = {"sha256": _sha256(path), "command": command}
+    files[path.name] = {"sha256": file_sha256(path), "command": command}
     _write_manifest(path.parent, {**manifest, "files": files})
 
 
@@ -220,11 +219,3 @@ def _read_manifest(directory: Path) -> dict:
 
 def _write_manifest(directory: Path, manifest: dict) -> None:
     write_text_atomic(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -118,9 +118,9 @@ def test_every_numeric_option_refuses_values_out_of_its_range(tmp_path, capsys, 
 def runs(tiny_data, tmp_path_factory) -> dict[str, Path]:
     """A tiny trained run, copied three times with an extract.json each: features from random weights (seed
     0), from weights files (TV-L1 flow), and from an RGB-only backbone with weights."""
+    from pointtal.atomic import file_sha256
     from pointtal.config import build_config
     from pointtal.engine.trainer import train
-    from pointtal.video.i3d import file_sha256
 
     root = tmp_path_factory.mktemp("runs")
     train(build_config(tiny_raw_config(tiny_data, "weak", steps=2)), root / "trained")

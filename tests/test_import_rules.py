@@ -42,6 +42,8 @@ KNOWN = {
 }
 NO_TORCH = {"evaluation", "localization"}  # numpy only
 METHOD_NEUTRAL = {"engine"}  # knows no method by name: pointtal.methods and pointtal.methods.base only
+# what a method module may import of pointtal.methods besides its own package: the neutral shared pieces
+METHOD_SHARED = {"base", "layers", "seeds", "two_stream"}
 
 
 def room_of(path: Path) -> str:
@@ -81,7 +83,18 @@ def violations() -> list[str]:
                 found.append(f"{rel}:{line}: {room} imports pointtal.{target} ({room} -> {target} is not allowed)")
             if room in METHOD_NEUTRAL and target == "methods" and len(top) > 2 and top[2] != "base":
                 found.append(f"{rel}:{line}: {room} imports a method by name ({module})")
+            if room == target == "methods" and len(top) > 2 and not _method_may_import(path, top[2]):
+                found.append(f"{rel}:{line}: imports another method's internals ({module}); share it through "
+                             f"a neutral module ({', '.join(sorted(METHOD_SHARED))})")
     return list(dict.fromkeys(found))  # `from . import x` names a package and a module: one report a line
+
+
+def _method_may_import(path: Path, name: str) -> bool:
+    """methods/__init__.py (the METHODS table) imports every method; a method module imports its own package
+    and the shared pieces only."""
+    parts = path.relative_to(PACKAGE).parts
+    own = parts[1].removesuffix(".py")
+    return own == "__init__" or name == own or name in METHOD_SHARED
 
 
 def test_the_package_keeps_its_import_directions():
@@ -103,6 +116,7 @@ def test_known_exceptions_still_exist():
     ("import torch\n", "evaluation", "evaluation imports torch"),
     ("from pointtal.engine import trainer\n", "methods", "methods -> engine is not allowed"),
     ("from pointtal.methods.sfnet import SFNet\n", "engine", "imports a method by name"),
+    ("from pointtal.methods.sfnet import mining_pool\n", "methods", "imports another method's internals"),
     ("from ..studies import ablation\n", "engine", "engine -> studies is not allowed"),
 ])
 def test_a_new_violation_is_reported_with_its_file_and_line(tmp_path, monkeypatch, source, room, message):

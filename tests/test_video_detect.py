@@ -110,9 +110,9 @@ def _detect_args(run, *extra):
 def test_detect_takes_the_runs_extraction_settings_and_refuses_contradictions(tmp_path):
     from types import SimpleNamespace
 
+    from pointtal.atomic import file_sha256
     from pointtal.cli.detect import extract_options
     from pointtal.errors import InputError
-    from pointtal.video.i3d import file_sha256
 
     run = tmp_path / "run"
     run.mkdir()

@@ -21,8 +21,9 @@ from pointtal.data.points import Point, map_points, read_points, simulate_points
 from pointtal.engine.checkpoint import load_checkpoint
 from pointtal.engine.inference import resolve_device
 from pointtal.engine.setup import load_run_data
-from pointtal.engine.trainer import Trainer, total_steps, train
+from pointtal.engine.trainer import Trainer, train
 from pointtal.errors import InputError
+from pointtal.methods.base import schedule_steps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,6 +113,12 @@ def test_a_file_without_action_points_is_said_once(tiny_data, tmp_path, caplog):
 
 
 # ---------------------------------------------------------------------------- one schedule
+def total_steps(config, n_videos: int) -> int:
+    """Steps of `train.steps` / `train.epochs` alone, as the trainer schedules them."""
+    t = config.train
+    return schedule_steps(t.steps, t.epochs, n_videos, t.batch_size)
+
+
 def test_setting_steps_on_an_epochs_preset_wins_visibly(caplog):
     preset = REPO / "configs" / "thumos14_soda.yaml"
     assert load_config(preset).train.epochs == 150

@@ -175,7 +175,7 @@ def _check_flags_apply(args: argparse.Namespace, manifest: dict, where: str) -> 
 
 def _check_weight_hashes(args: argparse.Namespace, weights: dict, where: str) -> None:
     """A weights file other than the one the run's features came from gives features the run never saw."""
-    from pointtal.video.i3d import file_sha256
+    from pointtal.atomic import file_sha256
 
     for key in ("rgb", "flow", "raft"):
         recorded, given = weights.get(key), getattr(args, f"{key}_weights")
@@ -202,7 +202,7 @@ def _detect(args, loaded, opts, in_dim: int, features_dir: Path) -> int:
     if not ids:
         raise InputError(f"{', '.join(args.videos)}: no video could be extracted")
     predictions, gt, store = _predict(loaded, features_dir, manifest, ids, args)
-    from pointtal.engine.trainer import write_json
+    from pointtal.atomic import write_json
     from pointtal.outputs import record_output
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

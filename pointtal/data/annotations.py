@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pointtal.errors import MAX_DURATION_SEC, MAX_FPS, DuplicateKey, InputError, unique_keys
+from pointtal.atomic import finite_number as _number
+from pointtal.atomic import read_json
+from pointtal.atomic import show as _show
+from pointtal.errors import MAX_DURATION_SEC, MAX_FPS, InputError
 
 BACKGROUND = "background"
 
@@ -71,24 +73,6 @@ class GroundTruth:
         return [self.videos[k] for k in sorted(self.videos) if self.videos[k].subset == name]
 
 
-def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
-    try:
-        number = float(value)  # an integer beyond the float range overflows
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
-    return number
-
-
-def _show(value, limit: int = 60) -> str:
-    """repr of a user value, cut short (a JSON integer may have thousands of digits)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
 def _parse_video(video_id: str, entry, path: str, need_duration: bool = True) -> Video:
     where = f"{path}: video '{video_id}'"
     if not isinstance(entry, dict):
@@ -141,29 +125,6 @@ def _parse_instance(ann, where: str) -> Instance:
         raise InputError(f"{where}: label must be a non-empty string, got {label!r}")
     score = _number(ann["score"], f"{where} score") if ann.get("score") is not None else None
     return Instance(start, end, label, score)
-
-
-def read_json(path: str | Path, what: str = "JSON file"):
-    """Read a JSON file; a missing, non-UTF-8, malformed or ambiguous (duplicate keys) file is one
-    InputError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=unique_keys)
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
-    except DuplicateKey as err:
-        raise InputError(
-            f"{path}: key {_show(err.args[0])} appears twice in one JSON object (a video or field listed "
-            "twice); keep one"
-        ) from None
-    except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply to be a {what}") from None
-    except ValueError as err:  # e.g. an integer literal with more than 4300 digits
-        raise InputError(f"{path}: unreadable JSON: {err}") from None
 
 
 def read_class_list(path: str | Path) -> tuple[str, ...]:

@@ -550,8 +550,6 @@ class MapReport:
     n_mapped: int
     n_outside: int  # beyond the video's last snippet
     n_unknown_video: int  # video id not in the ground truth
-    first_outside: str | None = None
-    first_unknown: str | None = None
     n_elsewhere: int = 0  # on a ground-truth video that is not mapped here (another subset, no features)
 
     @property
@@ -726,8 +724,6 @@ def map_points(
         int(keep.sum()),
         int(outside.sum()),
         int(unknown.sum()),
-        _first(outside, lambda i: _line_and(lines, i, beyond(i))),
-        _first(unknown, lambda i: _line_and(lines, i, point(i))),
         int(away.sum()),
     )
     return MappedPoints(ids[keep][order], snippets[keep][order], classes[keep][order], report,
@@ -759,7 +755,3 @@ def _warn_files_without_actions(files: np.ndarray, classes: np.ndarray, backgrou
     for j in np.flatnonzero(actions == 0):
         log.warning("%s: none of its %d point(s) names an action class (all are background '%s'), so its "
                     "points teach no action", names[j], int((inverse == j).sum()), background_label)
-
-
-def _first(mask: np.ndarray, describe: Callable[[int], str]) -> str | None:
-    return describe(int(np.argmax(mask))) if mask.any() else None

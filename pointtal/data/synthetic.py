@@ -73,7 +73,7 @@ from tqdm import tqdm
 
 from pointtal import __version__
 from pointtal.data.features import SnippetGeometry, check_video_id
-from pointtal.data.points import custom_click_positions
+from pointtal.data.points import Point, custom_click_positions, write_points
 from pointtal.errors import InputError, refuse_estimate
 
 log = logging.getLogger(__name__)
@@ -268,9 +268,8 @@ def simulate_clicks(
 
 
 def write_clicks(path: Path, rows: list[tuple[str, float, str]]) -> None:
-    """SF-Net click CSV: `video_id,time_sec,label`, no header, sorted by video then time."""
-    lines = [f"{v},{t:.6f},{label}\n" for v, t, label in sorted(rows, key=lambda r: (r[0], r[1], r[2]))]
-    path.write_text("".join(lines), encoding="utf-8")
+    """SF-Net click CSV: `video_id,time_sec,label`, no header, sorted by video, time, label (`points.write_points`)."""
+    write_points([Point(video_id, time_sec, label) for video_id, time_sec, label in rows], path)  # atomic
 
 
 # ----------------------------------------------------------------------------------------------------

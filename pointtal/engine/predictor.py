@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pointtal.atomic import write_text_atomic
+from pointtal.atomic import write_json, write_text_atomic
 from pointtal.config import Config, build_config
 from pointtal.data.annotations import GroundTruth
 from pointtal.data.dataset import geometry_for
@@ -27,7 +27,6 @@ from pointtal.engine.evaluate import protocol_for
 from pointtal.engine.inference import Predictions, predict, resolve_device
 from pointtal.engine.pseudo_labels import DEFAULT_THRESHOLD, pseudo_ground_truth
 from pointtal.engine.setup import load_ground_truth_for, open_store, point_classes
-from pointtal.engine.trainer import write_json
 from pointtal.errors import InputError
 from pointtal.methods import Method, build_method
 

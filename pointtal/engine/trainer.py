@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pointtal.atomic import write_text_atomic
+from pointtal.atomic import write_json
 from pointtal.config import Config, build_config, save_config
 from pointtal.data.dataset import PointDataset, build_dataset
 from pointtal.engine import distributed
@@ -36,7 +35,7 @@ from pointtal.engine.rundir import guard_run_dir, record_runtime_changes
 from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError, TrainingDiverged
 from pointtal.methods import Method, build_method
-from pointtal.methods.base import Phase, PhaseContext, schedule_steps
+from pointtal.methods.base import Phase, PhaseContext
 from pointtal.outputs import DISK_ERRNOS, describe_os_error
 from pointtal.video.manifest import record_in_run
 
@@ -49,7 +48,6 @@ class TrainResult:
     run_dir: Path
     step: int
     metrics: dict | None  # the final evaluation record
-    best_average: float | None
 
 
 @dataclass
@@ -61,12 +59,6 @@ class _State:
     step: int = 0
     best: float | None = None
     ema: dict[str, torch.Tensor] | None = None  # the phase's moving average of the weights (Phase.ema_decay)
-
-
-def total_steps(config: Config, n_videos: int) -> int:
-    """Steps of `train.steps` / `train.epochs` alone (a method's `phases` may add more: see Trainer.steps)."""
-    t = config.train
-    return schedule_steps(t.steps, t.epochs, n_videos, t.batch_size)
 
 
 def check_resume_schedule(saved: dict, config: Config, method: Method, phases: tuple[Phase, ...], n_videos: int,
@@ -245,11 +237,6 @@ def evaluate_model(method: Method, data: RunData, config: Config, device: torch.
     return record, predictions
 
 
-def write_json(path: Path, payload: dict) -> None:
-    """Predictions and run specs: atomic, so a killed run never leaves a half-written JSON behind."""
-    write_text_atomic(path, json.dumps(payload))
-
-
 def check_selection(config: Config, data: RunData, method: Method, distributed_run: bool) -> None:
     """A method that selects weights by a subset's in-run evaluations (`Method.selection_subset`): the subset
     exists, evaluations happen, the run is not distributed; selecting on the test subset is warned about."""
@@ -362,7 +349,7 @@ class Trainer:
         if self.logs is not None:  # after the report: HParams, and W&B takes the figures
             self.logs.close()
         distributed.barrier(self.dist)
-        return TrainResult(self.run_dir, self.state.step, record, self.state.best)
+        return TrainResult(self.run_dir, self.state.step, record)
 
     def _inference_kwargs(self) -> dict:
         return dict(batch_size=self.config.eval.batch_size, device=self.device, amp=self.config.train.amp)

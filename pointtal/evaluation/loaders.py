@@ -5,7 +5,6 @@ Every malformed input raises `InputError` naming the file, the video, the entry 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from itertools import chain
@@ -15,7 +14,9 @@ from typing import NoReturn
 
 import numpy as np
 
-from pointtal.errors import DuplicateKey, InputError, loads_unique, unique_keys
+from pointtal.atomic import finite_number as _number
+from pointtal.atomic import read_json
+from pointtal.errors import InputError, loads_unique
 from pointtal.evaluation.tables import PointTable, SegmentTable
 
 
@@ -25,23 +26,7 @@ def read_results(path: str | Path, exact: bool = False) -> dict:
     Parsed by orjson (`loads_unique`); `exact=True` uses the standard library alone, which keeps integers
     beyond 64 bits as ints (orjson makes them floats): error messages then show the value as written.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: predictions file not found")
-    try:
-        raw = path.read_bytes()
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys) if exact else loads_unique(raw)
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
-    except DuplicateKey as err:
-        raise InputError(f"{path}: key {_show(err.args[0])} appears twice in one JSON object (a video or "
-                         "field listed twice); keep one") from None
-    except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply to be a predictions file") from None
-    except ValueError as err:  # e.g. an integer literal with more than 4300 digits
-        raise InputError(f"{path}: unreadable JSON: {err}") from None
+    data = read_json(path, "predictions file", None if exact else loads_unique)
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise InputError(f"{path}: expected an object with a 'results' mapping video ids to lists of "
                          "predictions (ActivityNet results format)")
@@ -49,12 +34,6 @@ def read_results(path: str | Path, exact: bool = False) -> dict:
 
 
 _NUMBER_TYPES = {int, float}  # bool is an int subclass but `type(True) is bool`: rejected
-
-
-def _show(value, limit: int = 60) -> str:
-    """repr of a user value, cut short (a JSON integer may have thousands of digits)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def load_segment_predictions(path: str | Path, classes: Sequence[str]) -> SegmentTable:
@@ -240,15 +219,3 @@ def _segment(value, where: str) -> tuple[float, float]:
     if start >= end:
         raise InputError(f"{where}: segment start {start} >= end {end}")
     return start, end
-
-
-def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond the float range
-        number = math.inf
-    if not math.isfinite(number):
-        raise InputError(f"{where}: expected a finite number, got {_show(value)}")
-    return number

@@ -17,6 +17,7 @@ import numpy as np
 
 from pointtal.localization.nms import soft_nms, soft_nms_per_class  # noqa: F401 (HR-Pro's soft-NMS, shared)
 from pointtal.localization.runs import find_runs_2d
+from pointtal.localization.upsample import upsample
 
 CAS_THRESHOLDS = tuple(round(0.025 * i, 3) for i in range(10))  # np.arange(0.0, 0.25, 0.025)
 AGNOSTIC_THRESHOLDS = tuple(round(0.5 + 0.025 * i, 3) for i in range(9))  # np.arange(0.5, 0.725, 0.025)
@@ -49,17 +50,9 @@ def select_classes(video_scores: np.ndarray, class_thresh: float) -> np.ndarray:
 
 
 def upsample_extrapolate(values: np.ndarray, scale: int) -> np.ndarray:
-    """(T, K) -> (T*scale, K): linear interpolation at positions u / scale, u = 0..T*scale-1, extrapolating past
-    the last snippet from its last two values (the official `upgrade_resolution`, scipy interp1d 'extrapolate').
-    A one-snippet video is repeated."""
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[0]
-    if n < 2:
-        return np.repeat(values, scale, axis=0)
-    position = np.arange(n * scale) / scale  # (U,)
-    low = np.minimum(np.floor(position).astype(np.int64), n - 2)  # (U,) left knot; the tail extrapolates
-    frac = (position - low)[:, None]  # (U, 1), > 1 past the last snippet
-    return values[low] * (1.0 - frac) + values[low + 1] * frac  # (U, K)
+    """(T, K) -> (T*scale, K) float64 at positions u / scale, u = 0..T*scale-1, extrapolating past the last
+    snippet (the official `upgrade_resolution`; the shared `localization.upsample.upsample`, "index" positions)."""
+    return upsample(np.asarray(values, dtype=np.float64), scale, "index")
 
 
 def _contrast(values: np.ndarray, column: np.ndarray, start: np.ndarray, last: np.ndarray,

@@ -20,18 +20,13 @@ import numpy as np
 
 from pointtal.localization.detections import Detections
 from pointtal.localization.runs import find_runs_2d
+from pointtal.localization.upsample import upsample as upsample_at
 
 
 def upsample(values: np.ndarray, scale: int) -> np.ndarray:
-    """(T, ...) -> (len(arange(0, T, 1/scale)), ...): linear interpolation at positions arange(0, T, 1/scale),
-    extrapolated with the last interval's slope past T-1 (a single snippet is repeated)."""
-    t = values.shape[0]
-    x = np.arange(0, t, 1 / scale)  # the official positions, float step included
-    if t == 1:
-        return np.repeat(values, len(x), axis=0)
-    low = np.clip(np.floor(x).astype(np.int64), 0, t - 2)  # (N,)
-    w = (x - low).reshape(-1, *([1] * (values.ndim - 1)))
-    return values[low] * (1 - w) + values[low + 1] * w
+    """(T, ...) -> (len(arange(0, T, 1/scale)), ...): the official positions, float step included (the shared
+    `localization.upsample.upsample`, "step" positions)."""
+    return upsample_at(values, scale, "step")
 
 
 def outer_inner_scores(weights: np.ndarray, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray,

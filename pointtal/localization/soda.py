@@ -22,6 +22,7 @@ import numpy as np
 
 from pointtal.localization.detections import Detections
 from pointtal.localization.nms import nms_per_class
+from pointtal.localization.peaks import segment_peaks
 from pointtal.localization.runs import find_runs_2d
 
 DEFAULT_THRESHOLDS = tuple(round(0.025 * i, 3) for i in range(10))  # 0.0, 0.025, ..., 0.225
@@ -97,21 +98,6 @@ def outer_inner_contrast(values: np.ndarray, proposals: Proposals, outer_ratio: 
     outside_n = (start - outer_start) + (outer_end - end)  # (N,)
     outside = np.divide(outside_sum, outside_n, out=np.zeros_like(outside_sum), where=outside_n > 0)
     return inside - outside
-
-
-def segment_peaks(
-    cas: np.ndarray, column: np.ndarray, start_snippet: np.ndarray, end_snippet: np.ndarray
-) -> np.ndarray:
-    """Arg-max snippet of cas (T, K) column `column[i]` among snippets overlapping segment i: (N,) int64.
-
-    A snippet t overlaps `[start, end)` when `floor(start) <= t < ceil(end)`; ties go to the earliest snippet.
-    """
-    cas = np.asarray(cas, dtype=np.float64)
-    first = np.floor(start_snippet).astype(np.int64)  # (N,)
-    last = np.maximum(np.ceil(end_snippet).astype(np.int64), first + 1)  # (N,) exclusive, never empty
-    # A loop over kept segments (after NMS), not snippets: an (N, T) masked matrix would cost N*T memory.
-    peaks = [lo + int(np.argmax(cas[lo:hi, k])) for lo, hi, k in zip(first, last, column, strict=True)]
-    return np.asarray(peaks, dtype=np.int64)
 
 
 def localize_soda(

@@ -36,7 +36,8 @@ from pointtal.applies import Applies
 from pointtal.data.dataset import CropSampler, PerturbSampler
 from pointtal.localization.lacp import localize_lacp
 from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
-from pointtal.methods.layers import Packing, _PackedTaps, linear, masked_topk_mean
+from pointtal.methods.layers import Packing, _PackedTaps, linear, topk_counts, topk_or_mean
+from pointtal.methods.seeds import select_seeds as shared_select_seeds
 
 log = logging.getLogger(__name__)
 
@@ -227,22 +228,12 @@ class LACPNet(nn.Module):
         return LACPOutput(packing.scatter(cas), h, packing.slot)
 
 
-def topk_counts(lengths: torch.Tensor, r_act: int) -> torch.Tensor:
-    """k_i = T_i // r_act, at least 1: (B,) long."""
-    return torch.div(lengths, r_act, rounding_mode="floor").clamp(min=1)
-
-
 def video_scores(cas: torch.Tensor, mask: torch.Tensor, r_act: int, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, C) video scores from the un-fused sigmoid CAS (B, T, K): top-k mean; in training (labels (B, C))
-    the official code uses the mean over all snippets for the classes absent from the video."""
-    lengths = mask.sum(1)
-    k_max = max(mask.shape[1] // r_act, 1)
-    top = masked_topk_mean(cas[..., 1:], mask, topk_counts(lengths, r_act), k_max)  # (B, C)
-    if labels is None:
-        return top
-    m = mask.unsqueeze(-1).to(cas.dtype)
-    mean = (cas[..., 1:] * m).sum(1) / lengths.clamp(min=1).unsqueeze(1).to(cas.dtype)  # (B, C)
-    return top * labels + mean * (1 - labels)
+    """(B, C) video scores from the un-fused sigmoid CAS (B, T, K): top-k mean, k = max(1, T_i // r_act); in
+    training (labels (B, C)) the official code uses the mean over all snippets for the classes absent from the
+    video (`layers.topk_or_mean`, shared with HR-Pro)."""
+    k = topk_counts(mask.sum(1), r_act, "floor")  # (B,)
+    return topk_or_mean(cas[..., 1:], mask, k, labels, max(mask.shape[1] // r_act, 1))
 
 
 # ----------------------------------------------------------------------------- seeds (utils.select_seed)
@@ -294,7 +285,8 @@ def _spans(anchor: torch.Tensor, marked: torch.Tensor, mask: torch.Tensor) -> Sp
 
 def select_seeds(bkg: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, act_thresh: float = 0.1,
                  bkg_thresh: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pseudo background points and pseudo action points (the official select_seed, batched).
+    """Pseudo background points and pseudo action points: the official select_seed, shared with HR-Pro
+    (`methods.seeds.select_seeds`), on the detached float background and 0/1 points, seeds as bool.
 
     bkg (B, T) P(background), points (B, T, C) {0,1} action points, mask (B, T). Between points (snippets of
     any class), the stretch before the first and after the last:
@@ -305,31 +297,8 @@ def select_seeds(bkg: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, ac
         snippets get that point's classes (between two points the right point's walk is written last).
     Adjacent points (no snippet between) get nothing. Returns act_seed (B, T, C) float, bkg_seed (B, T) bool.
     """
-    bkg = bkg.detach().float()
-    is_point = (points > 0).any(-1) & mask  # (B, T)
-    b, t = bkg.shape
-    idx = torch.arange(t, device=bkg.device).expand(b, t)
-    lengths = mask.sum(1, keepdim=True)
-    sp = _spans(is_point, bkg >= bkg_thresh, mask)
-    has_left, has_right = sp.prev >= 0, sp.nxt < lengths
-    _, _, region = _regions(is_point, mask)
-    top = _region_reduce(bkg, region, sp.inside, "amax", float("-inf"))
-    argmax = _region_reduce(idx, region, sp.inside & (bkg == top), "amin", t + 1)
-    found = sp.last >= 0
-    lo = torch.where(has_left, torch.where(found, sp.first, argmax), torch.zeros_like(idx))
-    hi = torch.where(has_right, torch.where(found, sp.last, argmax), lengths - 1)
-    bkg_seed = sp.inside & (idx >= lo) & (idx <= hi)
-    blocked = (~mask | is_point | bkg_seed | (bkg > act_thresh)).long()
-    cum = blocked.cumsum(1)  # (B, T)
-    at = lambda i: cum.gather(1, i.clamp(0, t - 1)) * (i >= 0)  # noqa: E731  cum at index i (0 for i < 0)
-    from_left = sp.inside & has_left & (cum - at(sp.prev) == 0)  # nothing blocked in (prev, t]
-    from_right = sp.inside & has_right & (at(sp.nxt - 1) - (cum - blocked) == 0)  # nothing blocked in [t, nxt)
-    pts = (points > 0).float()
-    act = torch.where(is_point.unsqueeze(-1), pts, torch.zeros_like(pts))
-    gather = lambda i: pts.gather(1, i.clamp(0, t - 1).unsqueeze(-1).expand_as(pts))  # noqa: E731
-    act = torch.where(from_left.unsqueeze(-1), gather(sp.prev), act)
-    act = torch.where(from_right.unsqueeze(-1), gather(sp.nxt), act)
-    return act, bkg_seed
+    act, bkg_seed = shared_select_seeds(bkg.detach().float(), (points > 0).float(), mask, act_thresh, bkg_thresh)
+    return act, bkg_seed.bool()
 
 
 # ----------------------------------------------------------------------------- optimal sequence search

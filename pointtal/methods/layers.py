@@ -14,8 +14,10 @@ Contents:
   * `project(layers, rows)`                - the input matmul of several layers that read the same rows, fused
   * `linear(x, weight, bias)`              - F.linear; float32 on CPU through oneDNN (about twice torch's
                                              MKL sgemm rate on AMD CPUs), same arithmetic
-  * `topk_counts(lengths, divisor)`        - k = ceil(T_i / divisor), at least 1, per video
+  * `topk_counts(lengths, divisor, rounding)` - k = ceil or floor of T_i / divisor, at least 1, per video
+                                             (each method passes its paper's rounding)
   * `masked_topk_mean(x, mask, k, k_max)`  - per-video, per-class mean of the k_i largest values over time
+  * `topk_or_mean(x, mask, k, labels)`     - video scores: top-k mean; in training, absent classes the mean
   * `soft_cross_entropy(logits, target)`   - -sum(target * log_softmax(logits)) over the last axis
   * `masked_mean(values, mask)`            - mean over the True entries (0 when there are none), no NaN
   * `select_hardest(scores, pool, count)`  - the `count` highest-scoring pool entries of a whole batch
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -259,9 +262,16 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return F.linear(x, weight, bias)
 
 
-def topk_counts(lengths: torch.Tensor, divisor: float) -> torch.Tensor:
-    """k_i = ceil(T_i / divisor), at least 1, for (B,) valid lengths -> (B,) long."""
-    return torch.ceil(lengths.to(torch.float64) / divisor).long().clamp(min=1)
+def topk_counts(lengths: torch.Tensor, divisor: float, rounding: Literal["ceil", "floor"]) -> torch.Tensor:
+    """k_i = ceil(T_i / divisor) or floor(T_i / divisor), at least 1, for (B,) valid lengths -> (B,) long.
+
+    The quotient is taken in float64; "floor" adds 1e-9 first, so a product such as 100 * 0.29
+    (28.999999999999996) passed as lengths with divisor 1 floors to 29, and integer T_i // r_act is exact.
+    SF-Net: ceil(T / 8); LACP and HR-Pro: max(1, T // r_act); SODA: max(1, floor(T * eta)).
+    """
+    ratio = lengths.to(torch.float64) / divisor  # (B,)
+    k = torch.ceil(ratio) if rounding == "ceil" else torch.floor(ratio + 1e-9)
+    return k.long().clamp(min=1)
 
 
 def masked_topk_mean(
@@ -281,6 +291,19 @@ def masked_topk_mean(
     keep = torch.arange(k_max, device=values.device).unsqueeze(0) < k.unsqueeze(1)  # (B, k_max)
     top = torch.where(keep.unsqueeze(-1), top, torch.zeros((), dtype=values.dtype, device=values.device))
     return top.sum(1) / k.clamp(min=1).unsqueeze(1).to(values.dtype)
+
+
+def topk_or_mean(values: torch.Tensor, mask: torch.Tensor, k: torch.Tensor, labels: torch.Tensor | None = None,
+                 k_max: int | None = None) -> torch.Tensor:
+    """(B, C) video scores of values (B, T, C): the top-k mean (`masked_topk_mean`); with labels (B, C) {0, 1}
+    (LACP's and HR-Pro's training form), the classes absent from a video take the mean over its valid
+    snippets instead."""
+    top = masked_topk_mean(values, mask, k, k_max)  # (B, C)
+    if labels is None:
+        return top
+    keep = mask.unsqueeze(-1).to(values.dtype)  # (B, T, 1)
+    mean = (values * keep).sum(1) / mask.sum(1).clamp(min=1).unsqueeze(1).to(values.dtype)  # (B, C)
+    return top * labels + mean * (1 - labels)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ from pointtal.applies import Applies
 from pointtal.data.dataset import ResampleSampler
 from pointtal.localization.soda import DEFAULT_THRESHOLDS, localize_soda
 from pointtal.methods.base import Detections, Method, Scores, check_options
+from pointtal.methods.layers import topk_counts
 
 Aggregation = Literal["topk", "average", "temporal_softmax", "category_softmax"]
 
@@ -193,8 +194,9 @@ def _init_conv_(weight: torch.Tensor, bias: torch.Tensor, init: str) -> None:
 
 # ----------------------------------------------------------------------------- aggregation and losses
 def topk_k(lengths: torch.Tensor, eta: float) -> torch.Tensor:
-    """k = max(1, floor(T * eta)) per video from valid lengths (B,) -> (B,) long (epsilon-safe floor)."""
-    return torch.clamp(torch.floor(lengths.double() * eta + 1e-9), min=1).long()
+    """k = max(1, floor(T * eta)) per video from valid lengths (B,) -> (B,) long (epsilon-safe floor).
+    The product T * eta (not T / (1 / eta)), floored by the shared rule."""
+    return topk_counts(lengths.double() * eta, 1.0, "floor")
 
 
 def aggregate(cas: torch.Tensor, mask: torch.Tensor, method: str, eta: float) -> torch.Tensor:

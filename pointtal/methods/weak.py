@@ -29,7 +29,7 @@ from pointtal.applies import Applies
 from pointtal.data.dataset import CropSampler
 from pointtal.methods.base import Detections, Method, Scores, check_options
 from pointtal.methods.layers import masked_mean
-from pointtal.methods.sfnet import (
+from pointtal.methods.two_stream import (
     SFNetOutput,
     sfnet_detections,
     two_stream_net,

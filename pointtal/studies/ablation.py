@@ -258,7 +258,7 @@ def _train_run(out_dir: Path, run_dir: Path, config: Config, seed: int) -> tuple
 
 
 def _fused_run(run_dir: Path, variant: Variant, members: dict[str, Path], pair_cache: dict) -> tuple[dict, str]:
-    from pointtal.engine.trainer import write_json
+    from pointtal.atomic import write_json
     from pointtal.studies.ensemble import evaluate_fusions, load_pair
 
     spec = {"rule": variant.fuse, "members": [str(members[name].resolve()) for name in variant.members]}

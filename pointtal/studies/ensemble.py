@@ -32,7 +32,7 @@ from pointtal.engine.setup import RunData, load_run_data
 from pointtal.errors import InputError
 from pointtal.localization.detections import check_detections
 from pointtal.methods.base import Scores
-from pointtal.methods.soda import aggregate
+from pointtal.methods.layers import masked_topk_mean, topk_counts
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,15 @@ ENSEMBLE_RULES = (
 
 
 def ensemble_scores(
-    scores_a: Scores, scores_b: Scores, rule: str, mask: torch.Tensor | None = None, eta: float = 0.125
+    scores_a: Scores, scores_b: Scores, rule: str, mask: torch.Tensor | None = None, eta: float | None = None
 ) -> Scores:
     """Fuse two independently trained models' scores (the "is it just an ensemble?" ablation).
 
     rules: "score_{mean,max}_cas_{max,mean}" combine video scores and CAS element-wise by mean or max;
     "cas_mean_then_scores" averages the CAS, then takes as video score the top-k mean (k = max(1,
     floor(T_valid * eta))) of the averaged softmax CAS [choice: no second softmax, these are already
-    probabilities]. mask (B, T) marks valid snippets (default: all).
+    probabilities]; eta is the SODA run's `method.eta`, required by that rule. mask (B, T) marks valid snippets
+    (default: all).
     """
     if rule not in ENSEMBLE_RULES:
         raise ValueError(f"ensemble rule {rule!r} is not one of {', '.join(ENSEMBLE_RULES)}")
@@ -62,7 +63,10 @@ def ensemble_scores(
         cas = (cas_a + cas_b) / 2
         if mask is None:
             mask = torch.ones(cas.shape[:2], dtype=torch.bool, device=cas.device)
-        return Scores(cas=cas, video_scores=aggregate(cas, mask, "topk", eta))
+        if eta is None:
+            raise ValueError("ensemble rule 'cas_mean_then_scores' needs eta (the SODA run's method.eta)")
+        k = topk_counts(mask.sum(1).double() * eta, 1.0, "floor")  # (B,) SODA's rule: max(1, floor(T * eta))
+        return Scores(cas=cas, video_scores=masked_topk_mean(cas, mask, k))
     _, score_rule, _, cas_rule = rule.split("_")
     combine = {"mean": lambda a, b: (a + b) / 2, "max": torch.maximum}
     return Scores(
@@ -93,7 +97,7 @@ def fuse_predictions(a: ScoredRun, b: ScoredRun, rule: str, data: RunData) -> Pr
     if rule not in ENSEMBLE_RULES:
         raise InputError(f"ensemble rule {rule!r} is unknown; valid: {', '.join(ENSEMBLE_RULES)}")
     method = a.run.method
-    eta = getattr(method.options, "eta", 0.125)
+    eta = method.options.eta  # load_pair: SODA runs only
     geometries = dict(zip(data.test.video_ids, data.test.geometries, strict=False))
     out = Predictions()
     for sa, sb in zip(a.scores, b.scores, strict=True):

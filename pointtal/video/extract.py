@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pointtal.atomic import write_atomic, write_text_atomic
+from pointtal.atomic import file_sha256, write_atomic, write_text_atomic
 from pointtal.errors import InputError
 from pointtal.video.decode import DecodeStats, resampled_frames, video_id_for
 from pointtal.video.flow import build_flow, flow_for_snippets, import_torchvision
-from pointtal.video.i3d import TwoStreamI3D, file_sha256, load_stream_weights, read_state_dict
+from pointtal.video.i3d import TwoStreamI3D, load_stream_weights, read_state_dict
 from pointtal.video.manifest import MANIFEST, plan_extraction
 from pointtal.video.options import I3D_DIM, TV_BACKBONES, ExtractOptions, check_options, feature_width
 

@@ -10,7 +10,6 @@ inputs the tests use.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from torch import nn
 
 from pointtal.errors import InputError
 
-FEATURE_DIM = 1024  # per stream; rgb | flow concatenated = 2048
 BN_EPS = 1e-3  # the TensorFlow original's batch-norm epsilon
 
 # (name, output channels of b0, b1a, b1b, b2a, b2b, b3b): the Inception-v1 block widths
@@ -166,15 +164,6 @@ class TwoStreamI3D(nn.Module):
     def forward(self, rgb: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         # rgb (B, 3, T, H, W) in [-1, 1], flow (B, 2, T, H, W) in [-1, 1] -> (B, 2048)
         return torch.cat([self.rgb.features(rgb), self.flow.features(flow)], dim=1)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hash of a weights file, recorded in extract.json so features can be traced to their weights."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path, flag: str) -> dict[str, torch.Tensor]:
