@@ -85,12 +85,12 @@ def main() -> None:
         run.method.options = dataclasses.replace(options, max_per_class=value)
         print(line(f"HR-Pro, max_per_class {cap}", evaluate(run, data, ids)), flush=True)
         if value is None:
-            keep = hrpro_module.valid_segments
-            hrpro_module.valid_segments = as_official_false_positives
+            keep = hrpro_module.method.valid_segments
+            hrpro_module.method.valid_segments = as_official_false_positives
             try:
                 result = evaluate(run, data, ids)
             finally:
-                hrpro_module.valid_segments = keep
+                hrpro_module.method.valid_segments = keep
             print(line(f"HR-Pro, max_per_class none, the {as_official_false_positives.moved:,} inverted rows kept "
                        "as false positives (official)", result), flush=True)
 

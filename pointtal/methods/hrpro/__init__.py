@@ -1,0 +1,37 @@
+"""HR-Pro (Zhang et al., AAAI 2024), split along the official code: network.py (the snippet and instance
+models), losses.py (the stage-1 and stage-2 losses and the prototype memory update), proposals.py (the stage-2
+proposal samplers), method.py (Options and the `HRPro` method the engine drives). Every public name is
+re-exported here."""
+
+from pointtal.methods.hrpro.method import (
+    HRPro,
+    InstanceModel,
+    InstanceOutput,
+    Options,
+    ProposalSampler,
+    ReliabilityAwareBlock,
+    SnippetModel,
+    SnippetOutput,
+    TrainingProposals,
+    WithPoints,
+    contrastive_loss,
+    end_to_end,
+    focal_frame_loss,
+    instance_losses,
+    length_groups,
+    refine,
+    roi_pool,
+    segment_iou,
+    select_seeds,
+    sequential_memory_update,
+    stage2_steps_per_epoch,
+    valid_segments,
+    video_scores,
+    with_frames,
+)
+
+__all__ = ["HRPro", "InstanceModel", "InstanceOutput", "Options", "ProposalSampler", "ReliabilityAwareBlock",
+           "SnippetModel", "SnippetOutput", "TrainingProposals", "WithPoints", "contrastive_loss", "end_to_end",
+           "focal_frame_loss", "instance_losses", "length_groups", "refine", "roi_pool", "segment_iou",
+           "select_seeds", "sequential_memory_update", "stage2_steps_per_epoch", "valid_segments", "video_scores",
+           "with_frames"]

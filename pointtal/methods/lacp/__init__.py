@@ -1,0 +1,35 @@
+"""LACP (Lee & Byun, ICCV 2021), split along the official code: network.py (model.py), search.py (the seeds of
+utils.select_seed and the optimal sequence search), losses.py (train.py's losses), method.py (Options and the
+`LACP` method the engine drives). Every public name is re-exported here."""
+
+from pointtal.methods.lacp.method import (
+    LACP,
+    Cores,
+    LACPNet,
+    LACPOutput,
+    Options,
+    Runs,
+    Spans,
+    bce,
+    beam_search_sequences,
+    boundary_labels,
+    feature_loss,
+    focal_point_loss,
+    fuse,
+    oic,
+    optimal_sequences,
+    padded,
+    pseudo_runs,
+    sample_snippets,
+    score_loss,
+    search_sequences,
+    select_seeds,
+    sequence_cores,
+    video_loss,
+    video_scores,
+)
+
+__all__ = ["LACP", "Cores", "LACPNet", "LACPOutput", "Options", "Runs", "Spans", "bce", "beam_search_sequences",
+           "boundary_labels", "feature_loss", "focal_point_loss", "fuse", "oic", "optimal_sequences", "padded",
+           "pseudo_runs", "sample_snippets", "score_loss", "search_sequences", "select_seeds", "sequence_cores",
+           "video_loss", "video_scores"]
