@@ -3,31 +3,31 @@ models), losses.py (the stage-1 and stage-2 losses and the prototype memory upda
 proposal samplers), method.py (Options and the `HRPro` method the engine drives). Every public name is
 re-exported here."""
 
-from pointtal.methods.hrpro.method import (
-    HRPro,
+from pointtal.methods.hrpro.losses import (
+    contrastive_loss,
+    focal_frame_loss,
+    instance_losses,
+    segment_iou,
+    sequential_memory_update,
+    video_scores,
+)
+from pointtal.methods.hrpro.method import HRPro, Options, select_seeds, valid_segments, with_frames
+from pointtal.methods.hrpro.network import (
     InstanceModel,
     InstanceOutput,
-    Options,
-    ProposalSampler,
     ReliabilityAwareBlock,
     SnippetModel,
     SnippetOutput,
-    TrainingProposals,
-    WithPoints,
-    contrastive_loss,
     end_to_end,
-    focal_frame_loss,
-    instance_losses,
     length_groups,
     refine,
     roi_pool,
-    segment_iou,
-    select_seeds,
-    sequential_memory_update,
+)
+from pointtal.methods.hrpro.proposals import (
+    ProposalSampler,
+    TrainingProposals,
+    WithPoints,
     stage2_steps_per_epoch,
-    valid_segments,
-    video_scores,
-    with_frames,
 )
 
 __all__ = ["HRPro", "InstanceModel", "InstanceOutput", "Options", "ProposalSampler", "ReliabilityAwareBlock",
