@@ -1,4 +1,4 @@
-"""LACP (pointtal/methods/lacp.py, pointtal/localization/lacp.py): every batched piece against a plain per-video
+"""LACP (pointtal/methods/lacp/, pointtal/localization/lacp.py): every batched piece against a plain per-video
 loop written from the official code's logic (utils.select_seed, search.py + decode.py, train.Total_loss,
 test.py), the search against brute-force enumeration of all seed-consistent sequences, post-processing on a
 hand-computed example, and a tiny end-to-end run with the search, resume and evaluation."""
