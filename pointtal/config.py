@@ -398,8 +398,39 @@ def resolve_data_paths(raw: dict, base: str | Path) -> dict:
 
 
 def read_config(path: str | Path) -> dict:
-    """A config file's mapping (read_yaml) with its relative data paths read from the file's directory."""
-    return resolve_data_paths(read_yaml(path), Path(path).parent)
+    """A config file's mapping (read_yaml) with its relative data paths read from the file's directory.
+
+    A file may say `extends: PARENT.yaml` (a path relative to its own directory) plus the keys it changes: the
+    parent is read the same way (recursively) and merged section by section, a key of the child replacing the
+    parent's (a list is replaced, not appended). The result holds every key of the chain and no `extends`."""
+    return _read_extending(Path(path), ())
+
+
+def _read_extending(path: Path, chain: tuple[Path, ...]) -> dict:
+    """read_config of `path`, reached through the files of `chain` (to name a cycle)."""
+    resolved = path.resolve()
+    if resolved in chain:
+        raise InputError(f"{path}: 'extends' makes a cycle: {' -> '.join(str(p) for p in (*chain, resolved))}")
+    raw = resolve_data_paths(read_yaml(path), path.parent)
+    if "extends" not in raw:
+        return raw
+    parent = raw.pop("extends")
+    if not isinstance(parent, str) or not parent:
+        raise InputError(f"{path}: extends: expected the path of another config file, got {parent!r}")
+    parent_path = path.parent / os.path.expanduser(parent)
+    if not parent_path.is_file():
+        raise InputError(f"{path}: extends: {parent_path}: config file not found")
+    return merge_sections(_read_extending(parent_path, (*chain, resolved)), raw)
+
+
+def merge_sections(parent: dict, child: dict) -> dict:
+    """`parent` with `child` applied section by section: a child key replaces the parent's (lists included); a
+    section or top-level value that is not a mapping in both is replaced whole."""
+    merged = dict(parent)
+    for section, body in child.items():
+        old = merged.get(section)
+        merged[section] = {**old, **body} if isinstance(old, dict) and isinstance(body, dict) else body
+    return merged
 
 
 def build_config(raw: dict, where: str = "config") -> Config:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pointtal.video.clicks import ClickStore
-from pointtal.video.label import LabelSession, list_videos, load_reference, make_server
+from pointtal.video.label_server import LabelSession, list_videos, load_reference, make_server
 
 CLASSES = ("Jump", "Throw", "Run")
 

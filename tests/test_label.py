@@ -19,7 +19,7 @@ from pointtal.cli import main
 from pointtal.data.points import read_points
 from pointtal.errors import InputError
 from pointtal.video.clicks import ClickStore, journal_path, label_stats
-from pointtal.video.label import parse_range
+from pointtal.video.label_server import parse_range
 
 REPO = Path(__file__).resolve().parents[1]
 

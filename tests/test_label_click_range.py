@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from label_helpers import call, make_video, running_server
 
-from pointtal.video.label import DURATION_SLACK_SEC, probe_duration
+from pointtal.video.label_server import DURATION_SLACK_SEC, probe_duration
 
 pytest.importorskip("av")
 

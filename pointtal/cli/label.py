@@ -13,7 +13,7 @@ from pointtal.data.annotations import BACKGROUND, read_class_list
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.outputs import check_outputs
 from pointtal.video.clicks import ClickStore, label_stats
-from pointtal.video.label import VIDEO_TYPES, LabelSession, list_videos, load_reference, make_server
+from pointtal.video.label_server import VIDEO_TYPES, LabelSession, list_videos, load_reference, make_server
 
 log = logging.getLogger(__name__)
 

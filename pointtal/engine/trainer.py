@@ -24,6 +24,7 @@ from tqdm import tqdm
 from pointtal.atomic import write_json
 from pointtal.config import Config, build_config, save_config
 from pointtal.data.dataset import PointDataset, build_dataset
+from pointtal.data.manifest import record_in_run
 from pointtal.engine import distributed
 from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
 from pointtal.engine.evaluate import evaluate_predictions
@@ -37,7 +38,6 @@ from pointtal.errors import InputError, TrainingDiverged
 from pointtal.methods import Method, build_method
 from pointtal.methods.base import Phase, PhaseContext
 from pointtal.outputs import DISK_ERRNOS, describe_os_error
-from pointtal.video.manifest import record_in_run
 
 log = logging.getLogger(__name__)
 PROTOCOL = "protocol.json"  # the run's evaluation protocol, written once at the start

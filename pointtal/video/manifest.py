@@ -7,31 +7,19 @@ A folder and its extract.json never disagree: `plan_extraction` refuses any extr
 manifest would not describe every `<video_id>.npy` of the folder with the settings it was made with (a feature
 file it does not list, or other settings for some of the videos only), and training checks the folder against
 its manifest (`check_files`) before reading it.
+
+Reading, checking and copying a manifest (what training needs) live below the engine in
+`pointtal.data.manifest` and are re-exported here; this module adds the extraction plan.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
+from pointtal.data.manifest import MANIFEST, check_files, check_geometry, read_manifest, record_in_run
 from pointtal.errors import InputError
 
-MANIFEST = "extract.json"
-
-
-def read_manifest(directory: str | Path) -> dict | None:
-    """The directory's extract.json, or None when it has none."""
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("videos"), dict):
-        raise InputError(f"{path}: expected an object with a 'videos' mapping")
-    return manifest
+__all__ = ["MANIFEST", "check_files", "check_geometry", "plan_extraction", "read_manifest", "record_in_run"]
 
 
 def plan_extraction(out_dir: Path, settings: dict | None, ids: list[str], overwrite: bool, option: str = "--out",
@@ -73,57 +61,5 @@ def plan_extraction(out_dir: Path, settings: dict | None, ids: list[str], overwr
     return (None if differ else old), todo, bool(differ)
 
 
-def check_files(directory: str | Path) -> None:
-    """InputError when the folder's extract.json does not describe its feature files as they are: a
-    `<video_id>.npy` it does not list, or one whose snippet count differs from the recorded one (made with
-    other settings, e.g. another stride). Nothing to check without an extract.json."""
-    import numpy as np
-
-    directory = Path(directory)
-    manifest = read_manifest(directory) if directory.is_dir() else None
-    if manifest is None:
-        return
-    problems = []
-    for path in sorted(directory.glob("*.npy")):
-        entry = manifest["videos"].get(path.name[: -len(".npy")])
-        if not isinstance(entry, dict):
-            problems.append(f"{path.name} is not listed")
-            continue
-        try:
-            rows = np.load(path, mmap_mode="r", allow_pickle=False).shape[0]
-        except (ValueError, OSError, IndexError):
-            continue  # not a plain array: the feature store names it when it is read
-        if entry.get("snippets") is not None and rows != entry["snippets"]:
-            problems.append(f"{path.name} has {rows} snippets, extract.json records {entry['snippets']}")
-    if problems:
-        raise InputError(
-            f"{directory / MANIFEST}: does not describe the feature files beside it ({len(problems)} files: "
-            f"{'; '.join(problems[:3])}): they may have been made with other settings than its "
-            f"fps={manifest.get('fps')} stride={manifest.get('stride')}; re-extract the folder "
-            "(pointtal extract ALL_ITS_VIDEOS --out DIR --overwrite), or remove extract.json if the files were "
-            "made elsewhere")
-
-
 def _first(names: list[str], n: int = 3) -> str:
     return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
-
-
-def check_geometry(manifest: dict, fps: float, stride: int, where: str) -> None:
-    """Features cut at another fps/stride than the run assumes would put every segment at the wrong time."""
-    if float(manifest.get("fps", fps)) != float(fps) or int(manifest.get("stride", stride)) != int(stride):
-        raise InputError(f"{where}: features were extracted at fps={manifest.get('fps')} "
-                         f"stride={manifest.get('stride')} but the run uses data.fps={fps:g} data.stride={stride}; "
-                         "re-extract with matching --fps/--stride or set data.fps/data.stride")
-
-
-def record_in_run(features: str | Path, run_dir: Path, fps: float, stride: int) -> None:
-    """Copy the features' extract.json into the run (checked against data.fps/stride and against the folder's
-    files, `check_files`); nothing if it has none."""
-    if not features or not Path(features).is_dir():
-        return
-    manifest = read_manifest(features)
-    if manifest is None:
-        return
-    check_geometry(manifest, fps, stride, str(Path(features) / MANIFEST))
-    check_files(features)
-    shutil.copyfile(Path(features) / MANIFEST, run_dir / MANIFEST)
