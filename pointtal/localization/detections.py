@@ -39,22 +39,24 @@ def check_detections(found: Detections, n_classes: int, method: str, video_id: s
         raise InvalidDetections(f"method '{method}' returned detections of shape segments {segments.shape}, "
                                 f"frames {frames.shape} for video '{video_id}' (need (N, 4) and (K, 3))")
     start, end, label, score = segments.T
-    bad = ~(np.isfinite(start) & np.isfinite(end) & (start < end) & np.isfinite(score) & _is_class(label, n_classes))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InvalidDetections(
-            f"method '{method}' returned an invalid segment for video '{video_id}': row {row} of {len(segments)} "
-            f"is [{float(start[row])!r}, {float(end[row])!r}] class {float(label[row])!r} score {float(score[row])!r} (need finite start < "
-            f"end, a finite score and a class in 1..{n_classes}); nothing was written")
+    _refuse_first(~(np.isfinite(start) & np.isfinite(end) & (start < end) & np.isfinite(score)
+                    & _is_class(label, n_classes)), method, video_id, "segment", lambda row: (
+        f"[{float(start[row])!r}, {float(end[row])!r}] class {float(label[row])!r} score {float(score[row])!r} "
+        f"(need finite start < end, a finite score and a class in 1..{n_classes})"))
     snippet, frame_label, frame_score = frames.T
-    bad = ~(np.isfinite(snippet) & np.isfinite(frame_score) & _is_class(frame_label, n_classes))
+    _refuse_first(~(np.isfinite(snippet) & np.isfinite(frame_score) & _is_class(frame_label, n_classes)), method,
+                  video_id, "frame", lambda row: (
+        f"snippet {float(snippet[row])!r} class {float(frame_label[row])!r} score {float(frame_score[row])!r} "
+        f"(need finite values and a class in 1..{n_classes})"))
+    return found
+
+
+def _refuse_first(bad: np.ndarray, method: str, video_id: str, what: str, describe) -> None:
+    """InvalidDetections naming the first True row of `bad` (N,) bool, described by `describe(row)`."""
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise InvalidDetections(
-            f"method '{method}' returned an invalid frame for video '{video_id}': row {row} of {len(frames)} is "
-            f"snippet {float(snippet[row])!r} class {float(frame_label[row])!r} score {float(frame_score[row])!r} (need finite values "
-            f"and a class in 1..{n_classes}); nothing was written")
-    return found
+        raise InvalidDetections(f"method '{method}' returned an invalid {what} for video '{video_id}': row {row} of "
+                                f"{len(bad)} is {describe(row)}; nothing was written")
 
 
 def _is_class(label: np.ndarray, n_classes: int) -> np.ndarray:
