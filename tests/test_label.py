@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from label_helpers import CLASSES, call, make_video, running_server, write_classes
+from label_helpers import CLASSES, call, make_video, running_server, start_cli, stop_cli, write_classes
 
 from pointtal.cli import main
 from pointtal.data.points import read_points
@@ -348,33 +345,20 @@ def test_only_files_inside_the_videos_dir_are_served(tmp_path, videos, video_fil
 # ------------------------------------------------------------------------------------------- crash safety, CLI
 
 
-def _start_cli(videos: Path, classes: Path, out: Path) -> tuple[subprocess.Popen, int]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pointtal", "label", str(videos), "--classes", str(classes), "--out", str(out),
-         "--port", "0", "--annotator", "kim"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    for line in process.stdout:
-        match = re.search(r"open http://127\.0\.0\.1:(\d+)/", line)
-        if match:
-            return process, int(match.group(1))
-    process.kill()
-    raise AssertionError(f"no URL printed; stderr: {process.stderr.read()}")
-
-
 def test_kill_9_right_after_a_post_keeps_the_point(tmp_path, videos):
     classes, out = write_classes(tmp_path / "classes.txt"), tmp_path / "clicks.csv"
-    process, port = _start_cli(videos, classes, out)
+    process, port = start_cli(videos, classes, out)
     try:
         status, _, point = call(port, "POST", "/api/points", {"video": "other", "time": 0.84, "label": "Throw"})
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     finally:
-        process.kill()
+        stop_cli(process)
     assert status == 201
     assert out.read_text() == "other,0.840000,Throw\n"
     assert json.loads(journal_path(out).read_text().splitlines()[-1])["id"] == point["id"]
 
-    process, port = _start_cli(videos, classes, out)
+    process, port = start_cli(videos, classes, out)
     try:
         status, _, listed = call(port, "GET", "/api/points?video=other")
         assert listed["points"] == [point]
@@ -382,8 +366,7 @@ def test_kill_9_right_after_a_post_keeps_the_point(tmp_path, videos):
         status, _, second = call(port, "POST", "/api/points", {"video": "other", "time": 1.5, "label": "Run"})
         assert second["id"] == point["id"] + 1
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
+        stop_cli(process)  # SIGTERM, then SIGKILL: no server is left behind even where SIGINT is ignored
     assert process.returncode == 0
     assert out.read_text() == "other,0.840000,Throw\nother,1.500000,Run\n"
 
@@ -483,26 +466,26 @@ def test_sigterm_stops_the_server_cleanly_and_releases_the_file(tmp_path, videos
     """Only Ctrl+C (KeyboardInterrupt) used to stop the server: SIGTERM killed it without its last line."""
     classes, out = write_classes(tmp_path / "classes.txt"), tmp_path / "clicks.csv"
     out.write_text("other,0.5,Jump\n")
-    process, port = _start_cli(videos, classes, out)
+    process, port = start_cli(videos, classes, out)
     try:
         status, _, _ = call(port, "POST", "/api/points", {"video": "other", "time": 1.25, "label": "Run"})
         assert status == 201
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=20)
     finally:
-        process.kill()
+        stop_cli(process)
     assert process.returncode == 0, stderr
     assert "stopped; 2 points in" in stdout and "Traceback" not in stderr
     ClickStore(out).close()  # the lock was released
     assert out.read_text() == "other,0.500000,Jump\nother,1.250000,Run\n"
     # edited by hand while stopped: the next server keeps the user's rows and says so in one stderr line
     out.write_text("other,0.5,Jump\n")
-    process, port = _start_cli(videos, classes, out)
+    process, port = start_cli(videos, classes, out)
     try:
         assert [p["time"] for p in call(port, "GET", "/api/points?video=other")[2]["points"]] == [0.5]
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=20)
     finally:
-        process.kill()
+        stop_cli(process)
     lines = [line for line in stderr.splitlines() if "edited since" in line]
     assert len(lines) == 1 and "0 rows added, 1 removed by hand" in lines[0] and process.returncode == 0

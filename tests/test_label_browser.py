@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from label_helpers import make_video, running_server
+from label_helpers import call, grey_level, make_vfr_video, make_video, running_server
 
 from pointtal.cli import main
+from pointtal.video.clicks import journal_path
+from pointtal.video.decode import DecodeStats, resampled_frames
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -186,3 +188,136 @@ def test_keys_write_the_click_csv(browser, tmp_path, capsys):
     # the file the page wrote is a click file pointtal reads
     assert main(["annotate", str(gt), "--check", str(out), "--strict"]) == 0
     assert "4 points, 4 mapped" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- issue 23: long sessions
+
+VFR_STARTS_MS = [200 * k for k in range(10)] + [2000 + 40 * k for k in range(30)]  # 5 fps for 2 s, then 25 fps
+LONG_SEC = 600  # an ActivityNet-length video: a timeline pixel spans more than a snippet until zoomed
+FPS, STRIDE = 25, 16
+
+_SHOWN_FRAME = """() => { const p = document.getElementById('player'), c = document.createElement('canvas');
+  c.width = p.videoWidth; c.height = p.videoHeight; const g = c.getContext('2d'); g.drawImage(p, 0, 0);
+  return g.getImageData(c.width >> 1, c.height >> 1, 1, 1).data[1]; }"""
+
+
+def _settled(page) -> None:
+    _wait_js(page, "S.seekTarget === null && !document.getElementById('player').seeking")
+
+
+def _shown_frame(page) -> int:
+    """The index of the VFR clip's frame the browser shows (read back from its grey level)."""
+    _settled(page)
+    page.wait_for_timeout(50)
+    return round((page.evaluate(_SHOWN_FRAME) - grey_level(0)) / 6)
+
+
+def _extract_frames(path: Path) -> list[int]:
+    """Which source frame each frame of `pointtal extract`'s 25 fps resampling shows (by grey level)."""
+    stats = DecodeStats()
+    return [round((float(image.mean()) - grey_level(0)) / 6) for image in resampled_frames(path, FPS, 16, 16, stats)]
+
+
+def _journal_ops(out: Path) -> list[str]:
+    return [json.loads(line)["op"] for line in journal_path(out).read_text().splitlines()
+            if json.loads(line)["op"] != "active"]
+
+
+def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    vfr = make_vfr_video(videos / "a_vfr.mp4", VFR_STARTS_MS)
+    make_video(videos / "b_long.mp4", seconds=LONG_SEC, fps=1, size=(32, 32))
+    out = tmp_path / "clicks.csv"
+    with running_server(videos, out) as (server, _):
+        page = browser.new_page(viewport={"width": 1100, "height": 700})
+        page.goto(server.url)
+        _wait_js(page, "S.video === 'a_vfr' && document.getElementById('player').duration > 3 && "
+                       "S.frames && S.frames.length === 40")
+
+        # one frame forward 20 times: frame 20 starts at 2.4 s (a constant-rate guess, 20 / 12.5 fps, says 1.6 s)
+        _press(page, *["."] * 20)
+        assert _shown_frame(page) == 20
+        _press(page, "3", "Enter")
+        (video, t, label), = _wait_rows(out, 1)
+        assert (video, label) == ("a_vfr", "Run") and 2.4 <= t < 2.44
+        extracted = _extract_frames(vfr)
+        snippet = int(t * FPS / STRIDE)
+        assert 20 in extracted[snippet * STRIDE: (snippet + 1) * STRIDE], "the click's snippet does not hold frame 20"
+        assert int(20 / (40 / 3.2) * FPS / STRIDE) != snippet  # a frame-count clock would have missed it
+
+        _press(page, ",", ",", ",")  # back three frames: frame 17 at 2.28 s
+        assert _shown_frame(page) == 17
+        _press(page, "b")
+        rows = _wait_rows(out, 2)
+        assert [(r[1], r[2]) for r in rows] == [(pytest.approx(2.28, abs=1e-5), "background"),
+                                               (pytest.approx(2.4, abs=1e-5), "Run")]
+        for _ in range(12):
+            _press(page, ",")
+        assert _shown_frame(page) == 5  # back across the rate change: 200 ms frames again
+        _press(page, "Enter")
+        rows = _wait_rows(out, 3)
+        assert rows[0][1] == pytest.approx(1.0, abs=1e-5)
+
+        # previous / next point: selection follows, Backspace deletes the one reached, u brings it back
+        _press(page, "n")
+        _settled(page)
+        assert page.evaluate("document.getElementById('player').currentTime") == pytest.approx(2.28, abs=1e-5)
+        _press(page, "n", "Backspace")
+        assert [r[2] for r in _wait_rows(out, 2)] == ["Run", "background"]
+        _press(page, "u")
+        _wait_rows(out, 3)
+        _press(page, "p", "p", "Backspace")
+        assert [r[1] for r in _wait_rows(out, 2)] == pytest.approx([2.28, 2.4], abs=1e-5)
+        _press(page, "p")  # no point before the playhead now: nothing changes
+        page.wait_for_timeout(100)
+        assert len(_csv_rows(out)) == 2
+
+        # speed: ] up to 4x (and no further), [ down to 0.25x
+        _press(page, *["]"] * 6)
+        _wait_js(page, "document.getElementById('player').playbackRate === 4")
+        _press(page, *["["] * 9)
+        _wait_js(page, "document.getElementById('player').playbackRate === 0.25")
+        assert "0.25x" in page.locator("#clock").inner_text()
+
+        # done mark: journaled (fsynced) like a click, shown in the list; the CSV does not change
+        _press(page, "d")
+        _wait_js(page, "document.querySelector('#videos li.done') !== null")
+        assert call(server.server_address[1], "GET", "/api/videos")[2]["videos"][0]["done"] is True
+        assert _journal_ops(out)[-1] == "done" and len(_csv_rows(out)) == 2
+        assert "1 of 2 videos done" in page.locator("#progress").inner_text()
+
+        # next video without points: the long one; zoom until a timeline pixel is finer than a snippet
+        _press(page, "v")
+        _wait_js(page, f"S.video === 'b_long' && document.getElementById('player').duration > {LONG_SEC - 1}")
+        width = page.locator("#timeline").bounding_box()["width"]
+        assert LONG_SEC / width > SNIPPET_SEC, "the long clip would not need the zoom on this page"
+        page.evaluate("document.getElementById('player').currentTime = 300.3")
+        _settled(page)
+        _press(page, "+", "+", "+", "+", "-", "=")
+        _wait_js(page, "S.zoom === 16")
+        page.mouse.move(page.locator("#timeline").bounding_box()["x"] + width / 2,
+                        page.locator("#timeline").bounding_box()["y"] + 50)
+        page.mouse.wheel(0, -100)  # the wheel zooms too
+        _wait_js(page, "S.zoom === 32")
+        view_start, span = page.evaluate("[S.viewStart, viewSpan()]")
+        assert view_start <= 300.3 <= view_start + span and span == pytest.approx(LONG_SEC / 32)
+        target = 470  # click the middle of snippet 470 (300.8 s .. 301.44 s)
+        box = page.locator("#timeline").bounding_box()
+        page.mouse.click(box["x"] + ((target + 0.5) * SNIPPET_SEC - view_start) / span * box["width"], box["y"] + 70)
+        rows = _wait_rows(out, 3)
+        (long_row,) = [r for r in rows if r[0] == "b_long"]
+        assert int(long_row[1] / SNIPPET_SEC) == target and long_row[2] == "Run"
+
+        # keyboard help lists every key; Escape closes it
+        assert not page.locator("#keys").is_visible()
+        _press(page, "?")
+        assert page.locator("#keys").is_visible()
+        assert page.locator("#keys-table tr").count() == page.evaluate("KEYS.length") > 10
+        assert "one frame back / forward" in page.locator("#keys").inner_text()
+        _press(page, "Escape")
+        assert not page.locator("#keys").is_visible()
+        _press(page, "?", "?")
+        assert not page.locator("#keys").is_visible()
+        assert len(_csv_rows(out)) == 3
+        page.close()

@@ -3,8 +3,9 @@
 Every change is one JSON line appended to `<out>.journal` and fsynced before the caller returns, then the SF-Net
 CSV `<out>` (`video_id,time_seconds,label`, what `pointtal annotate --check` and training read) is rewritten
 atomically (temp file, fsync, rename). Killing the process therefore never loses an acknowledged click, and
-reopening replays the journal. The journal also holds the annotator's active time per video (heartbeats timed by
-this process's clock), which `label_stats` reports.
+reopening replays the journal. The journal also holds what the CSV cannot: the annotator's active time per video
+(heartbeats timed by this process's clock, which `label_stats` reports), the videos marked done and the points
+accepted in review.
 
 The CSV is the user's file: when it was edited by hand while no server ran (its rows differ from the journal's
 points), reopening keeps the CSV's rows, journals the difference and says so in one warning line. A symlinked
@@ -57,32 +58,39 @@ class JournalState:
     active_sec: dict[str, float] = field(default_factory=dict)
     good_bytes: int = 0  # length of the journal up to its last complete line
     last_video: str | None = None  # the video worked on last: the page reopens it
-    last_change: tuple[str, StoredPoint] | None = None  # the last add or delete: undone, the CSV of before it
+    last_change: tuple[str, StoredPoint] | None = None  # the last add, delete or move: undone, the CSV before it
+    done: set[str] = field(default_factory=set)  # videos the annotator marked done
+    reviewed: set[int] = field(default_factory=set)  # live point ids accepted (or moved) in review
 
     def points_before_last_change(self) -> list[StoredPoint]:
-        """The live points before the last add or delete (what the CSV holds after a kill between the
+        """The live points before the last add, delete or move (what the CSV holds after a kill between the
         journal's append and the CSV's rewrite)."""
         points = dict(self.points)
         if self.last_change is not None:
             op, point = self.last_change
             if op == "add":
                 points.pop(point.id, None)
-            else:
+            else:  # a deleted point, or a moved one where it was
                 points[point.id] = point
         return list(points.values())
 
     def apply(self, record: dict) -> None:
-        """Apply one journal record (`add`, `delete` or `active`)."""
+        """Apply one journal record (`add`, `delete`, `move`, `accept`, `done` or `active`)."""
         op = record["op"]
-        if op != "delete":
+        if op in ("add", "active", "done"):
             self.last_video = str(record["video"])
-        if op == "add":
+        if op in ("move", "accept"):
+            self._review(op, int(record["id"]), record.get("time"))
+        elif op == "done":
+            (self.done.add if record["done"] else self.done.discard)(str(record["video"]))
+        elif op == "add":
             point = StoredPoint(int(record["id"]), str(record["video"]), float(record["time"]), str(record["label"]))
             self.points[point.id] = point
             self.next_id = max(self.next_id, point.id + 1)
             self.last_change = ("add", point)
         elif op == "delete":
             deleted = self.points.pop(int(record["id"]), None)
+            self.reviewed.discard(int(record["id"]))
             self.last_video = deleted.video if deleted is not None else self.last_video
             if deleted is not None:
                 self.last_change = ("delete", deleted)
@@ -91,6 +99,17 @@ class JournalState:
             self.active_sec[video] = self.active_sec.get(video, 0.0) + float(record["sec"])
         else:
             raise KeyError(op)
+
+    def _review(self, op: str, point_id: int, time_sec) -> None:
+        """`accept` marks a point reviewed; `move` gives it a new time (keeping its id) and marks it reviewed."""
+        point = self.points.get(point_id)
+        if point is None:
+            return
+        self.last_video = point.video
+        self.reviewed.add(point_id)
+        if op == "move":
+            self.points[point_id] = StoredPoint(point.id, point.video, float(time_sec), point.label)
+            self.last_change = ("move", point)
 
 
 def journal_path(out: str | Path) -> Path:
@@ -193,6 +212,15 @@ class ClickStore:
         with self._lock:
             return self.state.active_sec.get(video, 0.0)
 
+    def is_done(self, video: str) -> bool:
+        with self._lock:
+            return video in self.state.done
+
+    def reviewed(self, video: str | None = None) -> list[int]:
+        """Ids of the live points (of one video) accepted or moved in review, ascending."""
+        with self._lock:
+            return sorted(i for i in self.state.reviewed if video is None or self.state.points[i].video == video)
+
     # -- changes
     def add(self, video: str, time_sec: float, label: str) -> StoredPoint:
         """Store a click: journal (fsynced), then the CSV. Returns the point with its new id."""
@@ -212,6 +240,32 @@ class ClickStore:
             self._append({"op": "delete", "id": point_id, "annotator": self.annotator, "at": _now_iso()})
             self._write_csv()
             return point
+
+    def move(self, point_id: int, time_sec: float) -> StoredPoint | None:
+        """Give a click a new time (review: the reviewer placed it); None when no live point has that id."""
+        with self._lock:
+            if point_id not in self.state.points:
+                return None
+            self._append({"op": "move", "id": point_id, "time": round(float(time_sec), 6),
+                          "annotator": self.annotator, "at": _now_iso()})
+            self._write_csv()
+            return self.state.points[point_id]
+
+    def accept(self, point_id: int) -> StoredPoint | None:
+        """Mark a click reviewed (the CSV does not change); None when no live point has that id."""
+        with self._lock:
+            if point_id not in self.state.points:
+                return None
+            if point_id not in self.state.reviewed:
+                self._append({"op": "accept", "id": point_id, "annotator": self.annotator, "at": _now_iso()})
+            return self.state.points[point_id]
+
+    def set_done(self, video: str, done: bool) -> None:
+        """The annotator's "done" mark of a video (journaled and fsynced like a click)."""
+        with self._lock:
+            if (video in self.state.done) != done:
+                self._append({"op": "done", "video": video, "done": done, "annotator": self.annotator,
+                              "at": _now_iso()})
 
     def heartbeat(self, video: str, start: bool = False) -> float:
         """The page is being worked on: count the time since this video's previous heartbeat, unless `start`

@@ -2,7 +2,8 @@
 (pointtal/video/clicks.py: journal + atomically rewritten CSV, so an acknowledged click survives a kill).
 
 Server: `ThreadingHTTPServer` with the page at `/`, a JSON API under `/api/` and the videos at `/video/<id>` with
-HTTP range requests. Only the files listed at start (regular files directly in VIDEOS_DIR whose real path stays
+HTTP range requests. Times are the video's presentation times in seconds (what the browser's `currentTime` and
+`pointtal extract` use); `/api/frames` lists each frame's, read with PyAV, for one-frame steps on any frame rate. Only the files listed at start (regular files directly in VIDEOS_DIR whose real path stays
 inside it) are served: a URL names a video id, never a path. Bad requests get a 4xx JSON error; a click outside
 the video (its length read from the file with PyAV on its first click, `DURATION_SLACK_SEC` past the end allowed)
 is one.
@@ -108,6 +109,29 @@ def probe_duration(path: str | Path) -> float | None:
     return None
 
 
+def frame_times(path: str | Path) -> list[float] | None:
+    """Presentation time (seconds) of every frame of the first video stream, ascending, from the packets (no
+    decoding); each rounded up to the microsecond, so a click stored at it (CSV times have 6 decimals) is never
+    before its frame. None when PyAV is not installed or the file has no readable video stream."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            pts = np.array([p.pts for p in container.demux(stream) if p.pts is not None and p.size], np.float64)  # (F,)
+            base = float(stream.time_base)
+    except (av.FFmpegError, OSError, ValueError):
+        return None
+    if not len(pts):
+        return None
+    seconds = np.unique(np.ceil(np.round(pts * base * 1e6, 3)) / 1e6)  # (F,) ascending; round(., 3): float noise
+    return seconds.tolist()
+
+
 def load_reference(classes: tuple[str, ...], ground_truth: str | Path | None = None,
                    predictions: str | Path | None = None) -> dict[str, dict]:
     """Ground-truth segments and the best-scoring predicted segments per video, to draw under the clicks."""
@@ -160,6 +184,7 @@ class LabelServer(ThreadingHTTPServer):
         self.allowed_hosts = ({f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"} if loopback else None)
         self._durations: dict[str, float | None] = {}
         self._durations_lock = threading.Lock()
+        self._frames: dict[str, list[float] | None] = {}
 
     def duration(self, video: str) -> float | None:
         """The video's length in seconds (probed once, on its first click); None when it cannot be read."""
@@ -171,6 +196,13 @@ class LabelServer(ThreadingHTTPServer):
                                 "against it", self.session.videos[video])
                 self._durations[video] = seconds
             return self._durations[video]
+
+    def frames(self, video: str) -> list[float] | None:
+        """The video's frame times (read once, on first request); None when they cannot be read."""
+        with self._durations_lock:
+            if video not in self._frames:
+                self._frames[video] = frame_times(self.session.videos[video])
+            return self._frames[video]
 
 
 def make_server(session: LabelSession, store: ClickStore, host: str = "127.0.0.1", port: int = 8765) -> LabelServer:
@@ -215,20 +247,24 @@ class LabelHandler(BaseHTTPRequestHandler):
     # -- dispatch
     def do_GET(self) -> None:
         self._dispatch({"/": self._page, "/api/session": self._session, "/api/videos": self._videos,
-                        "/api/points": self._points, "/api/reference": self._reference}, video_route=True)
+                        "/api/points": self._points, "/api/reference": self._reference, "/api/frames": self._frames},
+                       video_route=True)
 
     def do_POST(self) -> None:
-        self._dispatch({"/api/points": self._add_point, "/api/heartbeat": self._heartbeat})
+        self._dispatch({"/api/points": self._add_point, "/api/heartbeat": self._heartbeat, "/api/done": self._done})
 
     def do_DELETE(self) -> None:
-        self._dispatch({}, delete_route=True)
+        self._dispatch({}, point_route=self._delete_point)
+
+    def do_PATCH(self) -> None:
+        self._dispatch({}, point_route=self._patch_point)
 
     def do_HEAD(self) -> None:
         self._send_error_json(HTTPStatus.METHOD_NOT_ALLOWED, "HEAD is not supported; use GET")
 
-    do_PUT = do_PATCH = do_OPTIONS = do_HEAD
+    do_PUT = do_OPTIONS = do_HEAD
 
-    def _dispatch(self, routes: dict, video_route: bool = False, delete_route: bool = False) -> None:
+    def _dispatch(self, routes: dict, video_route: bool = False, point_route=None) -> None:
         try:
             self._check_origin()
             path = urlsplit(self.path).path
@@ -236,9 +272,10 @@ class LabelHandler(BaseHTTPRequestHandler):
                 return routes[path]()
             if video_route and path.startswith("/video/"):
                 return self._video(path.removeprefix("/video/"))
-            if delete_route and path.startswith("/api/points/"):
-                return self._delete_point(path.removeprefix("/api/points/"))
-            known = path in ("/", "/api/session", "/api/videos", "/api/points", "/api/reference", "/api/heartbeat")
+            if point_route is not None and path.startswith("/api/points/"):
+                return point_route(self._point_id(path.removeprefix("/api/points/")))
+            known = path in ("/", "/api/session", "/api/videos", "/api/points", "/api/reference", "/api/heartbeat",
+                             "/api/frames", "/api/done")
             if known or path.startswith(("/api/points/", "/video/")):
                 raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not allowed on {path}")
             raise ApiError(HTTPStatus.NOT_FOUND, f"no such page: {path}")
@@ -267,13 +304,17 @@ class LabelHandler(BaseHTTPRequestHandler):
         for point in store.points():
             counts[point.video] = counts.get(point.video, 0) + 1
         self._send_json(HTTPStatus.OK, {"videos": [
-            {"id": video, "url": f"/video/{video}", "points": counts.get(video, 0),
+            {"id": video, "url": f"/video/{video}", "points": counts.get(video, 0), "done": store.is_done(video),
              "active_sec": round(store.active_sec(video), 3)} for video in self.server.session.videos]})
 
     def _points(self) -> None:
+        video, store = self._video_param(), self.server.store
+        self._send_json(HTTPStatus.OK, {"video": video, "points": [p.to_json() for p in store.points(video)],
+                                        "reviewed": store.reviewed(video)})
+
+    def _frames(self) -> None:
         video = self._video_param()
-        self._send_json(HTTPStatus.OK, {"video": video,
-                                        "points": [p.to_json() for p in self.server.store.points(video)]})
+        self._send_json(HTTPStatus.OK, {"video": video, "times": self.server.frames(video)})
 
     def _reference(self) -> None:
         video = self._video_param()
@@ -309,15 +350,7 @@ class LabelHandler(BaseHTTPRequestHandler):
     def _add_point(self) -> None:
         body = self._json_body({"video", "time", "label"})
         video = self._known_video(body["video"])
-        time_sec = body["time"]
-        if isinstance(time_sec, bool) or not isinstance(time_sec, (int, float)) or not math.isfinite(time_sec):
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be a number of seconds, got {time_sec!r:.60}")
-        if not 0 <= time_sec <= MAX_DURATION_SEC:
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be between 0 and {MAX_DURATION_SEC:g}, got {time_sec}")
-        length = self.server.duration(video)
-        if length is not None and time_sec > length + DURATION_SLACK_SEC:
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be between 0 and {length:.3f} s, the length of "
-                           f"video '{video}', got {time_sec:g}")
+        time_sec = self._click_time(body["time"], video)
         label, session = body["label"], self.server.session
         if label not in session.classes and label != session.background:
             raise ApiError(HTTPStatus.BAD_REQUEST,
@@ -334,15 +367,56 @@ class LabelHandler(BaseHTTPRequestHandler):
         seconds = self.server.store.heartbeat(video, start)
         self._send_json(HTTPStatus.OK, {"video": video, "active_sec": round(seconds, 3)})
 
-    def _delete_point(self, text: str) -> None:
-        if not text.isdigit() or not text.isascii() or len(text) > 18:
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"point id must be a positive integer, got {text!r:.60}")
-        point = self.server.store.delete(int(text))
+    def _done(self) -> None:
+        body = self._json_body({"video", "done"})
+        video, done = self._known_video(body["video"]), body["done"]
+        if not isinstance(done, bool):
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"'done' must be true or false, got {done!r:.60}")
+        self.server.store.set_done(video, done)
+        self._send_json(HTTPStatus.OK, {"video": video, "done": done})
+
+    def _delete_point(self, point_id: int) -> None:
+        point = self.server.store.delete(point_id)
         if point is None:
-            raise ApiError(HTTPStatus.NOT_FOUND, f"no point with id {text}")
+            raise ApiError(HTTPStatus.NOT_FOUND, f"no point with id {point_id}")
         self._send_json(HTTPStatus.OK, point.to_json())
 
+    def _patch_point(self, point_id: int) -> None:
+        """Review: `{"time": t}` moves the point, `{"accepted": true}` accepts it; either marks it reviewed."""
+        body = self._json_body(set(), optional={"time", "accepted"})
+        if len(body) != 1:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "body must hold exactly one of 'time' (move) or 'accepted' (true)")
+        store = self.server.store
+        if "accepted" in body:
+            if body["accepted"] is not True:
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"'accepted' must be true, got {body['accepted']!r:.60}")
+            point = store.accept(point_id)
+        else:
+            known = next((p for p in store.points() if p.id == point_id), None)
+            point = known and store.move(point_id, self._click_time(body["time"], known.video))
+        if point is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, f"no point with id {point_id}")
+        self._send_json(HTTPStatus.OK, {**point.to_json(), "reviewed": True})
+
     # -- request checks
+    def _click_time(self, time_sec, video: str) -> float:
+        """A click's time: a finite number of seconds inside the video (its length read from the file)."""
+        if isinstance(time_sec, bool) or not isinstance(time_sec, (int, float)) or not math.isfinite(time_sec):
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be a number of seconds, got {time_sec!r:.60}")
+        if not 0 <= time_sec <= MAX_DURATION_SEC:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be between 0 and {MAX_DURATION_SEC:g}, got {time_sec}")
+        length = self.server.duration(video)
+        if length is not None and time_sec > length + DURATION_SLACK_SEC:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be between 0 and {length:.3f} s, the length of "
+                           f"video '{video}', got {time_sec:g}")
+        return time_sec
+
+    @staticmethod
+    def _point_id(text: str) -> int:
+        if not text.isdigit() or not text.isascii() or len(text) > 18:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"point id must be a positive integer, got {text!r:.60}")
+        return int(text)
+
     def _check_origin(self) -> None:
         """Only requests addressed to this server (Host) and, when a page sent them, from its own origin."""
         allowed = self.server.allowed_hosts
@@ -387,7 +461,8 @@ class LabelHandler(BaseHTTPRequestHandler):
         missing, extra = required - body.keys(), body.keys() - required - set(optional)
         if missing or extra:
             what = f"missing {sorted(missing)}" if missing else f"unknown {sorted(extra)}"
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"body keys: {what} (expected {sorted(required)})")
+            also = f", optional {sorted(optional)}" if optional else ""
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"body keys: {what} (expected {sorted(required)}{also})")
         return body
 
     # -- responses
