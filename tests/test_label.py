@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 from label_helpers import CLASSES, call, make_video, running_server, start_cli, stop_cli, write_classes
 
 from pointtal.cli import main
 from pointtal.data.points import read_points
 from pointtal.errors import InputError
-from pointtal.video.clicks import ClickStore, journal_path, label_stats
-from pointtal.video.label_server import parse_range
+from pointtal.video.clicks import ClickStore, StoredPoint, journal_path, label_stats
+from pointtal.video.label_server import frame_times, parse_range
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -252,6 +254,14 @@ BAD_REQUESTS = [  # (method, path, JSON body, extra headers, status, words of th
     ("DELETE", "/api/points/99", None, {}, 404, "no point with id 99"),
     ("DELETE", "/api/points", None, {}, 405, "DELETE is not allowed"),
     ("PUT", "/api/points", None, {}, 405, "not supported"),
+    ("PATCH", "/api/points", None, {}, 405, "PATCH is not allowed"),
+    ("PATCH", "/api/points/99", {"accepted": True}, {}, 404, "no point with id 99"),
+    ("PATCH", "/api/points/99", {"time": 1.0}, {}, 404, "no point with id 99"),
+    ("PATCH", "/api/points/x", {"time": 1.0}, {}, 400, "positive integer"),
+    ("GET", "/api/frames", None, {}, 400, "missing query parameter 'video'"),
+    ("POST", "/api/done", {"video": "clip", "done": 1}, {}, 400, "'done' must be true or false"),
+    ("POST", "/api/done", {"video": "nope", "done": True}, {}, 404, "no video 'nope'"),
+    ("POST", "/api/done", {"video": "clip"}, {}, 400, "missing ['done']"),
     ("BREW", "/api/points", None, {}, 405, ""),
 ]
 
@@ -378,15 +388,25 @@ def test_kill_9_right_after_a_post_keeps_the_point(tmp_path, videos):
     (["{videos}", "--classes", "{comma}", "--out", "x.csv"], "cannot be written to a click CSV"),
     (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--stride", "0"], "--stride 0: must be >= 1"),
     (["--stats", "--out", "{missing}"], "no journal next to"),
+    (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--ground-truth", "{elsewhere}"],
+     "--ground-truth {elsewhere}: none of its 2 videos (far1, far2, ...) is in the videos directory (clip, other"),
+    (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--predictions", "{predicted}"],
+     "--predictions {predicted}: none of its 1 videos (far1, ...) is in the videos directory"),
 ])
 def test_cli_errors_are_one_line(tmp_path, videos, capsys, args, words):
     (tmp_path / "empty").mkdir()
     (tmp_path / "comma.txt").write_text("Jump\nHigh,Jump\n")
+    segment = {"subset": "test", "duration": 9.0, "annotations": [{"segment": [1.0, 2.0], "label": "Jump"}]}
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"database": {"far1": segment, "far2": segment}}))
+    (tmp_path / "predicted.json").write_text(json.dumps({"results": {"far1": [
+        {"label": "Jump", "score": 0.5, "segment": [1.0, 2.0]}]}}))
     names = {"videos": videos, "missing": tmp_path / "missing.txt", "empty": tmp_path / "empty",
-             "classes": write_classes(tmp_path / "classes.txt"), "comma": tmp_path / "comma.txt"}
+             "classes": write_classes(tmp_path / "classes.txt"), "comma": tmp_path / "comma.txt",
+             "elsewhere": tmp_path / "elsewhere.json", "predicted": tmp_path / "predicted.json"}
     assert main(["label", *(a.format(**names) for a in args)]) == 2
     err = capsys.readouterr().err
-    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert words.format(**names) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not Path("x.csv").exists()
 
 
 # ------------------------------------------------------------------------------------------- issue 18
@@ -489,3 +509,102 @@ def test_sigterm_stops_the_server_cleanly_and_releases_the_file(tmp_path, videos
         stop_cli(process)
     lines = [line for line in stderr.splitlines() if "edited since" in line]
     assert len(lines) == 1 and "0 rows added, 1 removed by hand" in lines[0] and process.returncode == 0
+
+
+# ------------------------------------------------------------------------------------------- issue 23: review, done
+
+
+def test_review_moves_accepts_and_done_marks_are_journaled_and_replayed(tmp_path):
+    out = tmp_path / "clicks.csv"
+    store = ClickStore(out, "rev")
+    a, b, c = store.add("v", 1.0, "Jump"), store.add("v", 2.0, "Run"), store.add("w", 3.0, "Jump")
+    assert store.accept(a.id) == a and store.accept(a.id) == a  # twice: one record
+    assert store.move(b.id, 0.5) == StoredPoint(b.id, "v", 0.5, "Run")
+    assert store.move(99, 1.0) is None and store.accept(99) is None
+    assert out.read_text() == "v,0.500000,Run\nv,1.000000,Jump\nw,3.000000,Jump\n"  # a move rewrites the CSV
+    store.set_done("v", True)
+    store.set_done("w", True)
+    store.set_done("w", False)
+    store.set_done("w", False)  # no change: no record
+    store.delete(c.id)
+    assert store.reviewed("v") == [a.id, b.id] and store.reviewed("w") == []
+    store.close()
+    ops = [json.loads(line)["op"] for line in journal_path(out).read_text().splitlines()]
+    assert ops == ["add"] * 3 + ["accept", "move", "done", "done", "done", "delete"]
+
+    reopened = ClickStore(out, "rev")
+    assert [(p.id, p.time_sec) for p in reopened.points("v")] == [(b.id, 0.5), (a.id, 1.0)]
+    assert reopened.reviewed() == [a.id, b.id] and reopened.is_done("v") and not reopened.is_done("w")
+    reopened.close()
+
+
+def test_a_kill_between_a_move_and_the_csv_keeps_the_move(tmp_path, caplog):
+    """The journal has the move (fsynced), the CSV was not rewritten yet: reopening keeps the move, no warning."""
+    out = tmp_path / "clicks.csv"
+    store = ClickStore(out)
+    store.add("v", 1.0, "Jump")
+    store.add("v", 2.0, "Run")
+    store.close()
+    with open(journal_path(out), "a") as journal:
+        journal.write(json.dumps({"op": "move", "id": 2, "time": 0.25}) + "\n")
+    os.utime(out, ns=(journal_path(out).stat().st_mtime_ns - 10**9,) * 2)
+    caplog.clear()
+    store = ClickStore(out)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [(p.id, p.time_sec) for p in store.points()] == [(2, 0.25), (1, 1.0)] and store.reviewed() == [2]
+    store.close()
+    assert out.read_text() == "v,0.250000,Run\nv,1.000000,Jump\n"
+
+
+def test_review_and_done_over_http(tmp_path, videos):
+    out = tmp_path / "clicks.csv"
+    with running_server(videos, out) as (server, store):
+        port = server.server_address[1]
+        first = call(port, "POST", "/api/points", {"video": "clip", "time": 1.0, "label": "Jump"})[2]
+        second = call(port, "POST", "/api/points", {"video": "clip", "time": 1.5, "label": "Run"})[2]
+        status, _, moved = call(port, "PATCH", f"/api/points/{second['id']}", {"time": 0.4})
+        assert status == 200 and moved == {**second, "time": 0.4, "reviewed": True}
+        status, _, accepted = call(port, "PATCH", f"/api/points/{first['id']}", {"accepted": True})
+        assert status == 200 and accepted == {**first, "reviewed": True}
+        assert out.read_text() == "clip,0.400000,Run\nclip,1.000000,Jump\n"
+        listed = call(port, "GET", "/api/points?video=clip")[2]
+        assert [p["time"] for p in listed["points"]] == [0.4, 1.0]
+        assert listed["reviewed"] == [first["id"], second["id"]]
+        for body, words in (({"time": 1.0, "accepted": True}, "exactly one of"), ({}, "exactly one of"),
+                            ({"accepted": False}, "'accepted' must be true"), ({"time": 99.0}, "the length of video"),
+                            ({"time": "1"}, "number of seconds"), ({"label": "Run"}, "unknown ['label']")):
+            status, _, answer = call(port, "PATCH", f"/api/points/{first['id']}", body)
+            assert status == 400 and words in answer["error"], (body, answer)
+        assert out.read_text() == "clip,0.400000,Run\nclip,1.000000,Jump\n"  # the refusals changed nothing
+
+        assert call(port, "POST", "/api/done", {"video": "other", "done": True})[2] == {"video": "other", "done": True}
+        assert [v["done"] for v in call(port, "GET", "/api/videos")[2]["videos"]] == [False, True]
+        assert store.is_done("other")
+
+        times = call(port, "GET", "/api/frames?video=clip")[2]["times"]  # the 2 s clip of 30 fps: 60 frames
+        assert len(times) == 60 and times[0] == 0.0
+        assert np.allclose(np.diff(times), 1 / 30, atol=2e-6) and all(round(t, 6) == t for t in times)
+
+
+def test_frame_times_are_rounded_up_so_a_click_stays_on_its_frame(tmp_path):
+    """Frame k of a 30 fps clip starts at k/30 s: its listed time is k/30 rounded *up* to the microsecond (a click
+    stored with 6 decimals at it still shows frame k, never k-1)."""
+    path = make_video(tmp_path / "c.mp4", seconds=1.0, fps=30, size=(32, 32))
+    times = frame_times(path)
+    exact = np.arange(30) / 30
+    assert len(times) == 30 and np.all(np.array(times) >= exact) and np.all(np.array(times) - exact < 1e-6)
+    assert frame_times(tmp_path / "missing.mp4") is None
+
+
+def test_the_readme_lists_every_key_of_the_page():
+    """The page's key table (KEYS in label.html, shown by `?`) and README's shortcuts table say the same keys."""
+    page = (REPO / "pointtal/video/static/label.html").read_text(encoding="utf-8")
+    keys = [key for entry in re.findall(r'^  \["([^"]+)", "', page, flags=re.M) for key in entry.split(" ")]
+    assert len(keys) >= 20 and {"?", "a", "m", "r", ",", ".", "[", "]", "+", "-", "v", "d"} <= set(keys)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### For annotation teams"):]
+    section = section[: section.index("\n#")]
+    table = {token for line in section.splitlines() if line.startswith("| `")
+             for token in re.findall(r"`([^`]+)`", line.split("|")[1])}
+    missing = [key for key in keys if key not in table]
+    assert not missing, f"README's shortcuts table lacks the page's keys {missing}"

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import time
 from pathlib import Path
 
 import pytest
-from label_helpers import call, grey_level, make_vfr_video, make_video, running_server
+from label_helpers import (
+    call,
+    grey_level,
+    make_vfr_video,
+    make_video,
+    running_server,
+    start_cli,
+    stop_cli,
+    write_classes,
+)
 
 from pointtal.cli import main
 from pointtal.video.clicks import journal_path
@@ -237,7 +248,7 @@ def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
 
         # one frame forward 20 times: frame 20 starts at 2.4 s (a constant-rate guess, 20 / 12.5 fps, says 1.6 s)
         _press(page, *["."] * 20)
-        assert _shown_frame(page) == 20
+        assert _shown_frame(page) == 20 and _csv_rows(out) == []
         _press(page, "3", "Enter")
         (video, t, label), = _wait_rows(out, 1)
         assert (video, label) == ("a_vfr", "Run") and 2.4 <= t < 2.44
@@ -247,14 +258,14 @@ def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
         assert int(20 / (40 / 3.2) * FPS / STRIDE) != snippet  # a frame-count clock would have missed it
 
         _press(page, ",", ",", ",")  # back three frames: frame 17 at 2.28 s
-        assert _shown_frame(page) == 17
+        assert _shown_frame(page) == 17 and len(_csv_rows(out)) == 1
         _press(page, "b")
         rows = _wait_rows(out, 2)
         assert [(r[1], r[2]) for r in rows] == [(pytest.approx(2.28, abs=1e-5), "background"),
                                                (pytest.approx(2.4, abs=1e-5), "Run")]
         for _ in range(12):
             _press(page, ",")
-        assert _shown_frame(page) == 5  # back across the rate change: 200 ms frames again
+        assert _shown_frame(page) == 5 and len(_csv_rows(out)) == 2  # back across the rate change: 200 ms frames
         _press(page, "Enter")
         rows = _wait_rows(out, 3)
         assert rows[0][1] == pytest.approx(1.0, abs=1e-5)
@@ -263,10 +274,11 @@ def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
         _press(page, "n")
         _settled(page)
         assert page.evaluate("document.getElementById('player').currentTime") == pytest.approx(2.28, abs=1e-5)
+        assert len(_csv_rows(out)) == 3
         _press(page, "n", "Backspace")
         assert [r[2] for r in _wait_rows(out, 2)] == ["Run", "background"]
         _press(page, "u")
-        _wait_rows(out, 3)
+        assert [r[2] for r in _wait_rows(out, 3)] == ["Run", "background", "Run"]
         _press(page, "p", "p", "Backspace")
         assert [r[1] for r in _wait_rows(out, 2)] == pytest.approx([2.28, 2.4], abs=1e-5)
         _press(page, "p")  # no point before the playhead now: nothing changes
@@ -278,7 +290,7 @@ def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
         _wait_js(page, "document.getElementById('player').playbackRate === 4")
         _press(page, *["["] * 9)
         _wait_js(page, "document.getElementById('player').playbackRate === 0.25")
-        assert "0.25x" in page.locator("#clock").inner_text()
+        assert "0.25x" in page.locator("#clock").inner_text() and len(_csv_rows(out)) == 2
 
         # done mark: journaled (fsynced) like a click, shown in the list; the CSV does not change
         _press(page, "d")
@@ -290,6 +302,7 @@ def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
         # next video without points: the long one; zoom until a timeline pixel is finer than a snippet
         _press(page, "v")
         _wait_js(page, f"S.video === 'b_long' && document.getElementById('player').duration > {LONG_SEC - 1}")
+        assert len(_csv_rows(out)) == 2
         width = page.locator("#timeline").bounding_box()["width"]
         assert LONG_SEC / width > SNIPPET_SEC, "the long clip would not need the zoom on this page"
         page.evaluate("document.getElementById('player').currentTime = 300.3")
@@ -300,6 +313,7 @@ def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
                         page.locator("#timeline").bounding_box()["y"] + 50)
         page.mouse.wheel(0, -100)  # the wheel zooms too
         _wait_js(page, "S.zoom === 32")
+        assert len(_csv_rows(out)) == 2
         view_start, span = page.evaluate("[S.viewStart, viewSpan()]")
         assert view_start <= 300.3 <= view_start + span and span == pytest.approx(LONG_SEC / 32)
         target = 470  # click the middle of snippet 470 (300.8 s .. 301.44 s)
@@ -321,3 +335,92 @@ def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
         assert not page.locator("#keys").is_visible()
         assert len(_csv_rows(out)) == 3
         page.close()
+
+
+def _review_head(page) -> str:
+    return page.locator("#review h2").inner_text()
+
+
+def test_review_mode_accept_move_delete_survives_kill_9(browser, tmp_path):
+    """Review walks the points with the ground truth and predictions beside them; every acknowledged accept, move
+    and delete is still there after a kill -9 of the server (a new server, a new page)."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_vfr_video(videos / "clip.mp4", VFR_STARTS_MS, size=(96, 64))
+    classes = write_classes(tmp_path / "classes.txt")
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"database": {"clip": {"subset": "validation", "duration": 3.2, "annotations": [
+        {"segment": [0.3, 1.0], "label": "Jump"}, {"segment": [2.2, 3.0], "label": "Throw"}]}}}))
+    predictions = tmp_path / "pred.json"
+    predictions.write_text(json.dumps({"results": {"clip": [
+        {"label": "Jump", "score": 0.9, "segment": [0.2, 0.9]}, {"label": "Throw", "score": 0.6, "segment": [1.3, 1.8]}]}}))
+    out = tmp_path / "clicks.csv"
+    out.write_text("clip,0.5,Jump\nclip,1.5,Jump\nclip,2.5,Throw\n")  # an annotator's file to review
+    reference = ("--ground-truth", str(gt), "--predictions", str(predictions))
+    process, port = start_cli(videos, classes, out, *reference)
+    try:
+        page = browser.new_page(viewport={"width": 1000, "height": 760})
+        page.goto(f"http://127.0.0.1:{port}/")
+        _wait_js(page, "S.video === 'clip' && document.getElementById('player').duration > 3 && S.frames")
+        _press(page, "a", "m")  # review keys do nothing outside review
+        page.wait_for_timeout(100)
+        assert "only in review mode" in page.locator("#status").inner_text()
+        assert _journal_ops(out) == ["add"] * 3
+
+        _press(page, "r")
+        _wait_js(page, "document.querySelector('#review h2') !== null")
+        assert _review_head(page).startswith("Review 1/3: Jump at 0.50 s") and "0/3 reviewed" in _review_head(page)
+        panel = page.locator("#review").inner_text()
+        assert "Jump 0.30–1.00 s · contains the point" in panel and "(score 0.90) · contains the point" in panel
+        assert "Throw 1.30–1.80 s (score 0.60) · near" in panel  # within two snippets
+        assert "Throw 2.20" not in panel  # farther instances are not beside this point
+
+        _press(page, "a")  # accept: the journal says so, the CSV does not change, review goes on to the next point
+        _wait_js(page, "S.reviewed.size === 1")
+        assert _journal_ops(out)[-1] == "accept" and _csv_rows(out) == [("clip", 0.5, "Jump"), ("clip", 1.5, "Jump"),
+                                                                         ("clip", 2.5, "Throw")]
+        assert _review_head(page).startswith("Review 2/3: Jump at 1.50 s")
+        assert "Throw 1.30–1.80 s (score 0.60) · contains the point" in page.locator("#review").inner_text()
+
+        # move it: one snippet back (1.5 - 0.64 = 0.86 s shows frame 4, from 0.8 s), one frame back (frame 3, 0.6 s)
+        _press(page, "ArrowLeft", ",", "m")
+        _wait_js(page, "S.points.some(p => Math.abs(p.time - 0.6) < 1e-5)")
+        assert _csv_rows(out) == [("clip", 0.5, "Jump"), ("clip", 0.6, "Jump"), ("clip", 2.5, "Throw")]
+        assert _review_head(page).startswith("Review 2/3: Jump at 0.60 s") and "2/3 reviewed" in _review_head(page)
+
+        _press(page, "n")
+        _settled(page)
+        assert _review_head(page).startswith("Review 3/3: Throw at 2.50 s")
+        assert "Throw 2.20–3.00 s · contains the point" in page.locator("#review").inner_text()
+        shot = tmp_path / "label_review.png"
+        page.screenshot(path=str(shot))
+        if os.environ.get("POINTTAL_LABEL_REVIEW_SCREENSHOT"):  # the README's picture: a separate, documented run
+            shutil.copyfile(shot, os.environ["POINTTAL_LABEL_REVIEW_SCREENSHOT"])
+        _press(page, "Backspace")  # delete it; acknowledged once the CSV has it
+        assert _wait_rows(out, 2) == [("clip", 0.5, "Jump"), ("clip", 0.6, "Jump")]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        page.close()
+    finally:
+        stop_cli(process)
+    assert _journal_ops(out) == ["add"] * 3 + ["accept", "move", "delete"]
+
+    process, port = start_cli(videos, classes, out, *reference)
+    try:
+        page = browser.new_page(viewport={"width": 1000, "height": 760})
+        page.goto(f"http://127.0.0.1:{port}/")
+        _wait_js(page, "S.video === 'clip' && document.getElementById('player').duration > 3")
+        _press(page, "r")
+        _wait_js(page, "document.querySelector('#review h2') !== null")
+        assert "2/2 reviewed" in _review_head(page)
+        points = call(port, "GET", "/api/points?video=clip")[2]
+        assert [p["time"] for p in points["points"]] == [0.5, 0.6] and len(points["reviewed"]) == 2
+        _press(page, "u")  # nothing to undo in a new page: the file stays as reviewed
+        page.wait_for_timeout(100)
+        assert _csv_rows(out) == [("clip", 0.5, "Jump"), ("clip", 0.6, "Jump")]
+        _press(page, "r")
+        _wait_js(page, "!document.getElementById('review').classList.contains('on')")
+        page.close()
+    finally:
+        stop_cli(process)
+    assert process.returncode == 0

@@ -17,8 +17,10 @@ from pointtal.video.label_server import VIDEO_TYPES, LabelSession, list_videos, 
 
 log = logging.getLogger(__name__)
 
-HELP = "annotate points on your videos in a local web page (keys 1-9, space, arrows, Enter, b, Backspace, u)"
+HELP = "annotate points on your videos in a local web page (frame steps, speed, zoom, review; ? lists the keys)"
 EXAMPLE = ("pointtal label videos/ --classes classes.txt --out clicks.csv --annotator alice\n"
+           "  pointtal label videos/ --classes classes.txt --out clicks.csv --ground-truth GT.json "
+           "--predictions results.json   # review: r on the page\n"
            "  pointtal label --stats --out clicks.csv")
 SERVE_DEFAULTS = {"annotator": "", "host": "127.0.0.1", "port": 8765, "fps": 25.0, "stride": 16}
 
@@ -39,8 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, help="feature fps, for the snippet step (default 25)")
     parser.add_argument("--stride", type=int,
                         help="frames per snippet; left/right step stride/fps seconds (default 16)")
-    parser.add_argument("--predictions", metavar="P.json", help="ActivityNet results JSON to show on the timeline")
-    parser.add_argument("--ground-truth", metavar="GT.json", help="ground truth to show on the timeline")
+    parser.add_argument("--predictions", metavar="P.json",
+                        help="ActivityNet results JSON to show on the timeline and beside each point in review")
+    parser.add_argument("--ground-truth", metavar="GT.json",
+                        help="ground truth to show on the timeline and beside each point in review")
     parser.add_argument("--background-label", default=BACKGROUND, help="label of background points (key b)")
     parser.add_argument("--stats", action="store_true",
                         help="print active seconds per video and per point recorded in --out's journal, and exit")
@@ -130,10 +134,11 @@ def _session(args: argparse.Namespace) -> LabelSession:
     if args.background_label in classes:
         raise InputError(f"{args.classes}: '{args.background_label}' is the background label, not a class")
     root = Path(args.videos_dir).resolve()
+    videos = list_videos(root)
     return LabelSession(
-        root=root, videos=list_videos(root), classes=classes, background=args.background_label,
+        root=root, videos=videos, classes=classes, background=args.background_label,
         fps=args.fps, stride=args.stride, annotator=args.annotator,
-        reference=load_reference(classes, args.ground_truth, args.predictions),
+        reference=load_reference(classes, args.ground_truth, args.predictions, videos),
     )
 
 

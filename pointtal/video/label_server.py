@@ -17,7 +17,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,8 +133,9 @@ def frame_times(path: str | Path) -> list[float] | None:
 
 
 def load_reference(classes: tuple[str, ...], ground_truth: str | Path | None = None,
-                   predictions: str | Path | None = None) -> dict[str, dict]:
-    """Ground-truth segments and the best-scoring predicted segments per video, to draw under the clicks."""
+                   predictions: str | Path | None = None, videos: Collection[str] | None = None) -> dict[str, dict]:
+    """Ground-truth segments and the best-scoring predicted segments per video, to draw under the clicks and
+    beside each point in review. With `videos` (the ids served), a file that names none of them is refused."""
     reference: dict[str, dict] = {}
 
     def entry(video: str) -> dict:
@@ -142,11 +143,13 @@ def load_reference(classes: tuple[str, ...], ground_truth: str | Path | None = N
 
     if ground_truth is not None:
         gt = load_ground_truth(ground_truth)
+        _check_overlap(f"--ground-truth {ground_truth}", list(gt.videos), videos)
         for video in gt.videos.values():
             entry(video.video_id)["ground_truth"] = [
                 {"start": i.start_sec, "end": i.end_sec, "label": i.label} for i in video.instances]
     if predictions is not None:
         table = load_segment_predictions(predictions, classes)
+        _check_overlap(f"--predictions {predictions}", list(table.video_ids), videos)
         order = np.lexsort((-table.score, table.video))  # (N,) by video, best score first
         bounds = np.searchsorted(table.video[order], np.arange(len(table.video_ids) + 1))  # (V+1,)
         for v, video in enumerate(table.video_ids):
@@ -155,6 +158,14 @@ def load_reference(classes: tuple[str, ...], ground_truth: str | Path | None = N
                 {"start": float(table.start_sec[i]), "end": float(table.end_sec[i]),
                  "label": table.classes[int(table.label[i])], "score": float(table.score[i])} for i in rows]
     return reference
+
+
+def _check_overlap(what: str, named: list[str], videos: Collection[str] | None) -> None:
+    """A reference file for other videos than the ones served is a wrong file: refuse it, naming both sides."""
+    if videos is None or not named or set(named) & set(videos):
+        return
+    raise InputError(f"{what}: none of its {len(named)} videos ({', '.join(sorted(named)[:3])}, ...) is in the "
+                     f"videos directory ({', '.join(sorted(videos)[:3])}, ...; ids are file names without extension)")
 
 
 # ------------------------------------------------------------------------------------------------ HTTP
@@ -185,6 +196,7 @@ class LabelServer(ThreadingHTTPServer):
         self._durations: dict[str, float | None] = {}
         self._durations_lock = threading.Lock()
         self._frames: dict[str, list[float] | None] = {}
+        self._frames_lock = threading.Lock()  # its own: reading a long file's packets does not hold up clicks
 
     def duration(self, video: str) -> float | None:
         """The video's length in seconds (probed once, on its first click); None when it cannot be read."""
@@ -199,7 +211,7 @@ class LabelServer(ThreadingHTTPServer):
 
     def frames(self, video: str) -> list[float] | None:
         """The video's frame times (read once, on first request); None when they cannot be read."""
-        with self._durations_lock:
+        with self._frames_lock:
             if video not in self._frames:
                 self._frames[video] = frame_times(self.session.videos[video])
             return self._frames[video]
