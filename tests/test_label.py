@@ -18,7 +18,7 @@ from pointtal.cli import main
 from pointtal.data.points import read_points
 from pointtal.errors import InputError
 from pointtal.video.clicks import ClickStore, StoredPoint, journal_path, label_stats
-from pointtal.video.label_server import frame_times, parse_range
+from pointtal.video.label_server import frame_times, load_reference, parse_range
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -388,25 +388,38 @@ def test_kill_9_right_after_a_post_keeps_the_point(tmp_path, videos):
     (["{videos}", "--classes", "{comma}", "--out", "x.csv"], "cannot be written to a click CSV"),
     (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--stride", "0"], "--stride 0: must be >= 1"),
     (["--stats", "--out", "{missing}"], "no journal next to"),
-    (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--ground-truth", "{elsewhere}"],
-     "--ground-truth {elsewhere}: none of its 2 videos (far1, far2, ...) is in the videos directory (clip, other"),
-    (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--predictions", "{predicted}"],
-     "--predictions {predicted}: none of its 1 videos (far1, ...) is in the videos directory"),
 ])
 def test_cli_errors_are_one_line(tmp_path, videos, capsys, args, words):
     (tmp_path / "empty").mkdir()
     (tmp_path / "comma.txt").write_text("Jump\nHigh,Jump\n")
-    segment = {"subset": "test", "duration": 9.0, "annotations": [{"segment": [1.0, 2.0], "label": "Jump"}]}
-    (tmp_path / "elsewhere.json").write_text(json.dumps({"database": {"far1": segment, "far2": segment}}))
-    (tmp_path / "predicted.json").write_text(json.dumps({"results": {"far1": [
-        {"label": "Jump", "score": 0.5, "segment": [1.0, 2.0]}]}}))
     names = {"videos": videos, "missing": tmp_path / "missing.txt", "empty": tmp_path / "empty",
-             "classes": write_classes(tmp_path / "classes.txt"), "comma": tmp_path / "comma.txt",
-             "elsewhere": tmp_path / "elsewhere.json", "predicted": tmp_path / "predicted.json"}
+             "classes": write_classes(tmp_path / "classes.txt"), "comma": tmp_path / "comma.txt"}
     assert main(["label", *(a.format(**names) for a in args)]) == 2
     err = capsys.readouterr().err
-    assert words.format(**names) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not Path("x.csv").exists()
+
+
+def test_reference_files_of_other_videos_are_reported_before_serving(tmp_path, videos, caplog):
+    """Ground truth or predictions that name none of the served videos (a wrong file) are said in one line each
+    when the session is made, before the server starts; an unreadable one is refused there."""
+    segment = {"subset": "test", "duration": 9.0, "annotations": [{"segment": [1.0, 2.0], "label": "Jump"}]}
+    gt = tmp_path / "elsewhere.json"
+    gt.write_text(json.dumps({"database": {"far1": segment, "far2": segment, "clip": segment}}))
+    predictions = tmp_path / "predicted.json"
+    predictions.write_text(json.dumps({"results": {"far1": [{"label": "Jump", "score": 0.5, "segment": [1, 2]}]}}))
+    load_reference(CLASSES, gt, predictions, ["clip", "other"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"--predictions {predictions}: none of its 1 videos (far1, ...) is in the videos directory "
+                        "(clip, other, ...; ids are file names without extension): nothing of it is shown"]
+    gt.write_text(json.dumps({"database": {"far1": segment}}))
+    caplog.clear()
+    reference = load_reference(CLASSES, gt, None, ["clip", "other"])
+    assert "--ground-truth" in caplog.text and "none of its 1 videos (far1" in caplog.text
+    assert set(reference) == {"far1"}
+    gt.write_text("{not json")
+    with pytest.raises(InputError, match="elsewhere.json"):
+        load_reference(CLASSES, gt, None, ["clip"])
 
 
 # ------------------------------------------------------------------------------------------- issue 18

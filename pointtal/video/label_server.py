@@ -135,7 +135,7 @@ def frame_times(path: str | Path) -> list[float] | None:
 def load_reference(classes: tuple[str, ...], ground_truth: str | Path | None = None,
                    predictions: str | Path | None = None, videos: Collection[str] | None = None) -> dict[str, dict]:
     """Ground-truth segments and the best-scoring predicted segments per video, to draw under the clicks and
-    beside each point in review. With `videos` (the ids served), a file that names none of them is refused."""
+    beside each point in review. With `videos` (the ids served), a file that names none of them is warned about."""
     reference: dict[str, dict] = {}
 
     def entry(video: str) -> dict:
@@ -161,11 +161,12 @@ def load_reference(classes: tuple[str, ...], ground_truth: str | Path | None = N
 
 
 def _check_overlap(what: str, named: list[str], videos: Collection[str] | None) -> None:
-    """A reference file for other videos than the ones served is a wrong file: refuse it, naming both sides."""
+    """A reference file for other videos than the ones served is likely the wrong file: say so in one line."""
     if videos is None or not named or set(named) & set(videos):
         return
-    raise InputError(f"{what}: none of its {len(named)} videos ({', '.join(sorted(named)[:3])}, ...) is in the "
-                     f"videos directory ({', '.join(sorted(videos)[:3])}, ...; ids are file names without extension)")
+    log.warning("%s: none of its %d videos (%s, ...) is in the videos directory (%s, ...; ids are file names "
+                "without extension): nothing of it is shown", what, len(named), ", ".join(sorted(named)[:3]),
+                ", ".join(sorted(videos)[:3]))
 
 
 # ------------------------------------------------------------------------------------------------ HTTP
