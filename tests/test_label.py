@@ -167,12 +167,13 @@ def test_stats_command_reports_seconds_per_video_and_point(tmp_path, capsys):
     store.add("a", 1.5, "Run")
     store.add("a", 3.0, "background")
     store.add("b", 3.0, "Run")
+    store.set_done("a", True)
     store.close()
     assert main(["label", "--stats", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["a", "2", "1", "12.0", "4.0"]
-    assert lines[2].split() == ["b", "1", "0", "0.0", "0.0"]
-    assert lines[3].split() == ["total", "(2", "videos)", "3", "1", "12.0", "3.0"]
+    assert lines[1].split() == ["a", "2", "1", "12.0", "4.0", "yes"]
+    assert lines[2].split() == ["b", "1", "0", "0.0", "0.0", "-"]
+    assert lines[3].split() == ["total", "(2", "videos)", "3", "1", "12.0", "3.0", "1"]
     assert lines[4] == "mean active seconds per video: 6.0"
 
 

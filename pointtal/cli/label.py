@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ground truth to show on the timeline and beside each point in review")
     parser.add_argument("--background-label", default=BACKGROUND, help="label of background points (key b)")
     parser.add_argument("--stats", action="store_true",
-                        help="print active seconds per video and per point recorded in --out's journal, and exit")
+                        help="print points, active seconds per video and per point, and done marks recorded in "
+                             "--out's journal, and exit")
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -143,19 +144,20 @@ def _session(args: argparse.Namespace) -> LabelSession:
 
 
 def _print_stats(out: Path, background: str) -> int:
-    """One line per video: points, active seconds, seconds per point; then the totals."""
+    """One line per video: points, active seconds, seconds per point, done mark; then the totals."""
     stats = label_stats(out, background)
-    rows = [(s.video, s.n_action, s.n_background, s.active_sec, s.sec_per_point) for s in stats]
+    rows = [(s.video, s.n_action, s.n_background, s.active_sec, s.sec_per_point, "yes" if s.done else "-")
+            for s in stats]
     n_action, n_background = sum(s.n_action for s in stats), sum(s.n_background for s in stats)
     total_sec = sum(s.active_sec for s in stats)
     n_points = n_action + n_background
     rows.append((f"total ({len(stats)} videos)", n_action, n_background, total_sec,
-                 total_sec / n_points if n_points else None))
+                 total_sec / n_points if n_points else None, str(sum(s.done for s in stats))))
     width = max(len("video"), *(len(r[0]) for r in rows))
-    print(f"{'video':<{width}}  {'action':>6}  {'backgr':>6}  {'active_s':>9}  {'s/point':>8}")
-    for name, action, backgr, seconds, per_point in rows:
+    print(f"{'video':<{width}}  {'action':>6}  {'backgr':>6}  {'active_s':>9}  {'s/point':>8}  {'done':>4}")
+    for name, action, backgr, seconds, per_point, done in rows:
         shown = "-" if per_point is None else f"{per_point:.1f}"
-        print(f"{name:<{width}}  {action:>6}  {backgr:>6}  {seconds:>9.1f}  {shown:>8}")
+        print(f"{name:<{width}}  {action:>6}  {backgr:>6}  {seconds:>9.1f}  {shown:>8}  {done:>4}")
     if stats:
         print(f"mean active seconds per video: {total_sec / len(stats):.1f}")
     return 0

@@ -363,12 +363,13 @@ def _lock_or_refuse(handle, path: Path) -> None:
 
 @dataclass(frozen=True)
 class VideoStats:
-    """Annotation cost of one video: points by kind and the annotator's active seconds."""
+    """Annotation cost of one video: points by kind, the annotator's active seconds and "done" mark."""
 
     video: str
     n_action: int
     n_background: int
     active_sec: float
+    done: bool = False
 
     @property
     def n_points(self) -> int:
@@ -380,12 +381,13 @@ class VideoStats:
 
 
 def label_stats(out: str | Path, background: str = BACKGROUND) -> list[VideoStats]:
-    """Per video (sorted by id): action and background points and active seconds, read from the journal."""
+    """Per video (sorted by id): action and background points, active seconds and the done mark, read from the
+    journal."""
     path = journal_path(out)
     if not path.is_file():
         raise InputError(f"{path}: no journal next to {out} (it is written by `pointtal label ... --out {out}`)")
     state = replay_journal(path)
     kinds = Counter((p.video, p.label == background) for p in state.points.values())
-    videos = sorted({video for video, _ in kinds} | set(state.active_sec))
-    return [VideoStats(video, kinds[video, False], kinds[video, True], state.active_sec.get(video, 0.0))
-            for video in videos]
+    videos = sorted({video for video, _ in kinds} | set(state.active_sec) | state.done)
+    return [VideoStats(video, kinds[video, False], kinds[video, True], state.active_sec.get(video, 0.0),
+                       video in state.done) for video in videos]
