@@ -370,6 +370,7 @@ def test_review_mode_accept_move_delete_survives_kill_9(browser, tmp_path):
         _press(page, "r")
         _wait_js(page, "document.querySelector('#review h2') !== null")
         assert _review_head(page).startswith("Review 1/3: Jump at 0.50 s") and "0/3 reviewed" in _review_head(page)
+        assert len(_csv_rows(out)) == 3
         panel = page.locator("#review").inner_text()
         assert "Jump 0.30–1.00 s · contains the point" in panel and "(score 0.90) · contains the point" in panel
         assert "Throw 1.30–1.80 s (score 0.60) · near" in panel  # within two snippets
@@ -390,7 +391,7 @@ def test_review_mode_accept_move_delete_survives_kill_9(browser, tmp_path):
 
         _press(page, "n")
         _settled(page)
-        assert _review_head(page).startswith("Review 3/3: Throw at 2.50 s")
+        assert _review_head(page).startswith("Review 3/3: Throw at 2.50 s") and len(_csv_rows(out)) == 3
         assert "Throw 2.20–3.00 s · contains the point" in page.locator("#review").inner_text()
         shot = tmp_path / "label_review.png"
         page.screenshot(path=str(shot))
@@ -398,18 +399,22 @@ def test_review_mode_accept_move_delete_survives_kill_9(browser, tmp_path):
             shutil.copyfile(shot, os.environ["POINTTAL_LABEL_REVIEW_SCREENSHOT"])
         _press(page, "Backspace")  # delete it; acknowledged once the CSV has it
         assert _wait_rows(out, 2) == [("clip", 0.5, "Jump"), ("clip", 0.6, "Jump")]
+        _press(page, "d")  # the video is done; acknowledged once the list shows it
+        _wait_js(page, "document.querySelector('#videos li.done') !== null")
+        assert len(_csv_rows(out)) == 2
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         page.close()
     finally:
         stop_cli(process)
-    assert _journal_ops(out) == ["add"] * 3 + ["accept", "move", "delete"]
+    assert _journal_ops(out) == ["add"] * 3 + ["accept", "move", "delete", "done"]
 
     process, port = start_cli(videos, classes, out, *reference)
     try:
         page = browser.new_page(viewport={"width": 1000, "height": 760})
         page.goto(f"http://127.0.0.1:{port}/")
         _wait_js(page, "S.video === 'clip' && document.getElementById('player').duration > 3")
+        assert "2 pts" in page.locator("#videos li.done").inner_text()  # progress and done mark survived
         _press(page, "r")
         _wait_js(page, "document.querySelector('#review h2') !== null")
         assert "2/2 reviewed" in _review_head(page)
