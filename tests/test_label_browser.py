@@ -5,7 +5,9 @@ Needs /usr/bin/chromium (`make test` installs it with apt-get when run as root) 
 (the `test` extra). Where they cannot be present the test is skipped, except under `.ci/run`, which sets
 POINTTAL_REQUIRE_BROWSER=1 and turns the skip into a failure.
 
-`POINTTAL_LABEL_SCREENSHOT=docs/label.png` also saves the README's screenshot of the page.
+The tests write only under their tmp folders. The README's screenshots are a separate, explicit run:
+`POINTTAL_LABEL_SCREENSHOT=docs/label.png POINTTAL_LABEL_REVIEW_SCREENSHOT=docs/img/label_review.png pytest
+tests/test_label_browser.py` (the review test always takes its screenshot in tmp and copies it there when asked).
 """
 
 from __future__ import annotations

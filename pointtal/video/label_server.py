@@ -1,12 +1,13 @@
 """`pointtal label` behind the page: a small HTTP server (standard library only) over a `ClickStore`
-(pointtal/video/clicks.py: journal + atomically rewritten CSV, so an acknowledged click survives a kill).
+(pointtal/video/clicks.py: journal + atomically rewritten CSV, so an acknowledged change survives a kill).
 
 Server: `ThreadingHTTPServer` with the page at `/`, a JSON API under `/api/` and the videos at `/video/<id>` with
 HTTP range requests. Times are the video's presentation times in seconds (what the browser's `currentTime` and
-`pointtal extract` use); `/api/frames` lists each frame's, read with PyAV, for one-frame steps on any frame rate. Only the files listed at start (regular files directly in VIDEOS_DIR whose real path stays
-inside it) are served: a URL names a video id, never a path. Bad requests get a 4xx JSON error; a click outside
-the video (its length read from the file with PyAV on its first click, `DURATION_SLACK_SEC` past the end allowed)
-is one.
+`pointtal extract` use); `/api/frames` lists each frame's, read with PyAV, for one-frame steps on any frame
+rate. Review changes are `PATCH /api/points/<id>` (move or accept), a video's done mark `POST /api/done`.
+Only the files listed at start (regular files directly in VIDEOS_DIR whose real path stays inside it) are
+served: a URL names a video id, never a path. Bad requests get a 4xx JSON error; a click outside the video (its
+length read from the file with PyAV on its first click, `DURATION_SLACK_SEC` past the end allowed) is one.
 """
 
 from __future__ import annotations
