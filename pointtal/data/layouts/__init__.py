@@ -90,21 +90,24 @@ def feature_length(store: FeatureStore, video_id: str) -> int:
 
 
 def load_truth(
-    path: str | Path, class_list=None, names: Subsets = DEFAULT_SUBSETS, store: Callable[[], FeatureStore] | None = None,
+    path: str | Path, class_list=None, names: Subsets | None = None, store: Callable[[], FeatureStore] | None = None,
     need_duration: bool = True,
 ) -> GroundTruth:
     """`data.annotations`: pointtal's ground-truth JSON, a LACP / HR-Pro release (its folder, or its gt.json /
     gt_full.json with split_train.txt / split_test.txt beside it) or an ActionFormer / OpenTAD annotation file.
     `store` opens the features, needed only when the ground truth has no durations (LACP) and `need_duration`
-    (False: evaluation, where a missing duration is NaN; see `published.load_published_truth`)."""
+    (False: evaluation, where a missing duration is NaN; see `published.load_published_truth`). `names`: the
+    run's subsets and feature geometry (None: `Subsets()`, and no feature stride to check, as in evaluation)."""
     path = Path(path)
+    checked, names = names is not None, names or DEFAULT_SUBSETS
     found = published.find(path)
     if found is not None:
         return published.load_published_truth(*found, names, class_list, store, need_duration)
     data = read_json(path, "ground-truth file")
     release = actionformer.kind(path, data)
     if release is not None:
-        truth = actionformer.load(path, data, release, names, class_list, need_duration and store is None)
+        truth = actionformer.load(path, data, release, names, class_list, need_duration and store is None,
+                                  check_stride=checked)
     else:
         truth = parse_ground_truth(data, path, class_list, need_duration=need_duration and store is None)
     return truth if store is None else _durations_from(truth, store, names, need_duration)

@@ -58,17 +58,19 @@ def offset_frames(stride: int) -> float:
 
 
 def load(path: Path, data: dict, release: str, names: Subsets, class_list=None,
-         need_duration: bool = True) -> GroundTruth:
-    """The release's ground truth in pointtal's form, each video carrying its fps and the window offset."""
-    if names.stride != STRIDE:
-        log.warning("%s: %s features are %d frames apart; data.stride is %d", path, release, STRIDE, names.stride)
+         need_duration: bool = True, check_stride: bool = True) -> GroundTruth:
+    """The release's ground truth in pointtal's form, each video carrying its fps and the window offset
+    (`check_stride`: warn when the run's data.stride is not the release's)."""
+    if check_stride and names.stride != STRIDE:
+        log.warning("%s: %s's features are %d frames apart; data.stride is %d (set it to %d to train on them)",
+                    path, release, STRIDE, names.stride, STRIDE)
     database = {vid: _entry(vid, entry, release, names, str(path)) for vid, entry in data["database"].items()}
     if release == "opentad" and class_list is None:
         class_list = path.parent / CATEGORIES
     truth = parse_ground_truth({"database": database}, path, class_list, need_duration=need_duration)
     if release == "actionformer" and class_list is None:
         truth = dataclasses.replace(truth, classes=_label_id_order(data["database"], truth.classes, path))
-    offset = offset_frames(names.stride)
+    offset = offset_frames(STRIDE)  # the release's own stride: data.stride differing is warned about above
     videos = {vid: dataclasses.replace(v, offset_frames=offset) for vid, v in truth.videos.items()}
     log.info("ground truth: %s release in %s (%d videos; feature step i at (i * %d + %d) / fps s)",
              release, path, len(videos), STRIDE, NUM_FRAMES // 2)
