@@ -23,7 +23,7 @@ from pointtal.data.layouts.splits import SplitFeatureStore, split_folders
 from pointtal.data.layouts.video_features import VideoFeaturesStore
 from pointtal.errors import InputError
 
-__all__ = ["EXPECTED", "LAYOUTS", "SPLITS", "STREAMS", "Layout", "SplitFeatureStore", "Subsets",
+__all__ = ["EXPECTED", "LAYOUTS", "WRITABLE", "SPLITS", "STREAMS", "Layout", "SplitFeatureStore", "Subsets",
            "VideoFeaturesStore", "detect_layout", "feature_length", "load_published_truth", "load_truth",
            "open_features"]
 
@@ -37,6 +37,7 @@ LAYOUTS = {
 }
 DEFAULT_SUBSETS = Subsets()
 SPLIT_LAYOUTS = (lacp, hrpro)  # told apart by their split folders, in this order
+WRITABLE = (pointtal.NAME, video_features.NAME)  # layouts `pointtal extract --layout` writes (`write`, `file_names`)
 load_published_truth = published.load_published_truth
 
 

@@ -2,7 +2,11 @@
 `<stem>_fps.npy` (the video's fps) and `<stem>_timestamps_ms.npy` (T,), as its `--on_extraction save_numpy`
 writes them into `output/i3d/`; its default stack and step are 64 frames at the video's own fps, so such
 features train with `data.stride: 64` and the native fps of each video in the ground truth. The video id is the
-stem; one stream alone is read where only one was extracted."""
+stem; one stream alone is read where only one was extracted.
+
+`pointtal extract --layout video_features` writes it (`write`): the streams split from the backbone's output
+(I3D: rgb | flow, 1024 each; an RGB-only backbone: `_rgb.npy` alone), the extraction fps as a 0-d array and the
+timestamp of stack i as `(i + 1) * stride / fps * 1000` ms, where the stack's frames end."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pointtal.atomic import write_atomic
 from pointtal.data.features import FeatureStore, check_video_id, read_npy
 from pointtal.data.layouts.common import STREAMS, Layout
 from pointtal.errors import InputError
@@ -98,3 +103,26 @@ class VideoFeaturesStore(FeatureStore):
 
 def open_store(layout: Layout, trust_pickle: bool = False) -> VideoFeaturesStore:
     return VideoFeaturesStore(layout, trust_pickle=trust_pickle)
+
+
+def file_names(video_id: str, streams: tuple[str, ...]) -> list[str]:
+    """The files one video has in this layout, `_fps.npy` last (written last: it is what indexes a video)."""
+    return [*(f"{video_id}_{s}.npy" for s in streams), f"{video_id}_timestamps_ms.npy", f"{video_id}_fps.npy"]
+
+
+def video_of(name: str) -> tuple[str, bool] | None:
+    """(video id, whether the file holds its T feature rows) of a file name of this layout, else None."""
+    for suffix in (*STREAMS, *META):
+        if name.endswith(f"_{suffix}.npy"):
+            return name[: -len(f"_{suffix}.npy")], suffix in STREAMS
+    return None
+
+
+def write(out_dir: Path, video_id: str, features: np.ndarray, streams: tuple[str, ...], fps: float,
+          stride: int) -> None:
+    """A video's (T, D) features as video_features saves them; each file atomic, `_fps.npy` last."""
+    parts = np.split(features, len(streams), axis=1)  # rgb | flow halves, (T, D / streams) each
+    stamps = (np.arange(len(features)) + 1) * stride / fps * 1000  # (T,) ms
+    arrays = [*parts, stamps, np.array(float(fps))]
+    for name, array in zip(file_names(video_id, streams), arrays, strict=True):
+        write_atomic(out_dir / name, lambda h, a=array: np.save(h, a, allow_pickle=False))
