@@ -184,13 +184,23 @@ def test_opentad_release_reads_its_classes_subsets_and_fps_and_drops_two_test_vi
 
     class_list = tmp_path / "classes.txt"
     class_list.write_text("".join(f"{c}\n" for c in order))
-    release = load_run_data(_config(tiny_data, annotations, root / "features" / "i3d_actionformer_stride4_thumos",
-                                    stride=STRIDE, exclude_videos=("thumos14-opentad",)))
+    config = _config(tiny_data, annotations, root / "features" / "i3d_actionformer_stride4_thumos", stride=STRIDE,
+                     exclude_videos=("thumos14-opentad",))
+    release = load_run_data(config)
     own = load_run_data(_config(tiny_data, tiny_data / "annotations.json", tiny_data / "features",
                                 class_list=str(class_list), exclude_videos=tuple(tests[:2])))
     assert release.protocol.exclude_videos == OPENTAD_OUT and len(release.test) == len(tests) - 2
     _same_data(release.train, own.train, SHIFT, gt)
     _same_data(release.test, own.test, gt=gt)
+    # trained on the release, evaluated by `pointtal evaluate` on its annotation file under the recorded protocol
+    train(config, tmp_path / "run", data=release)
+    final = read_metrics(tmp_path / "run")[-1]
+    assert main(["evaluate", str(annotations), str(tmp_path / "run" / "predictions.json"), "--subset", "test",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    scored = json.loads((tmp_path / "m.json").read_text())
+    assert scored["exclude_videos"] == list(OPENTAD_OUT)
+    assert scored["averages"]["avg 0.1:0.7"] == pytest.approx(final["average"], abs=1e-6)
+    assert scored["averages"]["avg 0.3:0.7"] == pytest.approx(final["average_0.3_0.7"], abs=1e-6)
 
 
 def test_a_release_whose_label_ids_disagree_is_refused_naming_the_video(tiny_data, source, tmp_path):
