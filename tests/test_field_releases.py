@@ -225,3 +225,19 @@ def test_run_tables_name_both_field_averages_and_show_one_where_they_are_one():
     detector = _metrics_table([{k: v for k, v in r.items() if k != "mAP@0.5"} for r in records],
                               (0.3, 0.4, 0.5, 0.6, 0.7))
     assert detector[0] == "| step | avg 0.3:0.7 |" and detector[2] == "| 5 | 40.00 |"
+
+
+def test_pointtal_pseudo_labels_and_other_strides_get_no_window_offset(tiny_data, source, tmp_path, caplog):
+    from pointtal.data.layouts import Subsets
+
+    root = write_actionformer(tmp_path / "thumos", source)
+    path = root / "annotations" / "thumos14.json"
+    doc = json.loads(path.read_text())
+    pseudo = tmp_path / "pseudo.json"  # what `pointtal predict --pseudo-labels` writes: label_id on every instance
+    pseudo.write_text(json.dumps({"version": "pointtal pseudo-labels", "pseudo_labels": {"run": "r"}, **doc}))
+    assert {v.offset_frames for v in load_truth(pseudo).videos.values()} == {0.0}
+    assert {v.offset_frames for v in load_truth(path, names=Subsets(stride=STRIDE)).videos.values()} == {6.0}
+    with caplog.at_level("WARNING"):
+        other = load_truth(path, names=Subsets(stride=16))
+    assert {v.offset_frames for v in other.videos.values()} == {0.0}
+    assert "without the release's window offset" in caplog.text

@@ -39,9 +39,10 @@ OPENTAD_SUBSETS = ("training", "validation")  # OpenTAD's subset names: trained 
 
 def kind(path: Path, data) -> str | None:
     """"opentad" for an annotation file with category_idx.txt beside it, "actionformer" for one whose instances
-    carry `label_id`, None for any other ground truth."""
+    carry `label_id`, None for any other ground truth (pointtal's pseudo-label files, which carry `label_id`
+    for ActionFormer's reader, included)."""
     database = data.get("database") if isinstance(data, dict) else None
-    if not isinstance(database, dict):
+    if not isinstance(database, dict) or "pseudo_labels" in data:  # pointtal's pseudo labels carry label_id too
         return None
     if (path.parent / CATEGORIES).is_file():
         return "opentad"
@@ -60,9 +61,12 @@ def offset_frames(stride: int) -> float:
 def load(path: Path, data: dict, release: str, names: Subsets, class_list=None,
          need_duration: bool = True, check_stride: bool = True) -> GroundTruth:
     """The release's ground truth in pointtal's form, each video carrying its fps and the window offset
-    (`check_stride`: warn when the run's data.stride is not the release's)."""
-    if check_stride and names.stride != STRIDE:
-        log.warning("%s: %s's features are %d frames apart; data.stride is %d (set it to %d to train on them)",
+    (`check_stride`: a run whose data.stride is not the release's 4 trains on other features, so their snippets
+    get no window offset, and a warning says so)."""
+    other = check_stride and names.stride != STRIDE
+    if other:
+        log.warning("%s: %s's features are %d frames apart but data.stride is %d: read as features of pointtal's "
+                    "geometry, without the release's window offset (set data.stride: %d for its features)",
                     path, release, STRIDE, names.stride, STRIDE)
     database = {vid: _entry(vid, entry, release, names, str(path)) for vid, entry in data["database"].items()}
     if release == "opentad" and class_list is None:
@@ -70,7 +74,7 @@ def load(path: Path, data: dict, release: str, names: Subsets, class_list=None,
     truth = parse_ground_truth({"database": database}, path, class_list, need_duration=need_duration)
     if release == "actionformer" and class_list is None:
         truth = dataclasses.replace(truth, classes=_label_id_order(data["database"], truth.classes, path))
-    offset = offset_frames(STRIDE)  # the release's own stride: data.stride differing is warned about above
+    offset = 0.0 if other else offset_frames(STRIDE)
     videos = {vid: dataclasses.replace(v, offset_frames=offset) for vid, v in truth.videos.items()}
     log.info("ground truth: %s release in %s (%d videos; feature step i at (i * %d + %d) / fps s)",
              release, path, len(videos), STRIDE, NUM_FRAMES // 2)
