@@ -121,7 +121,9 @@ class DataConfig:
     background_label: str = BACKGROUND  # label of background points in click files
     trust_pickle: bool = False  # allow pickled (legacy) feature files: only for files you trust
     video_names: str | None = None  # legacy single-array layout: videoname.npy
-    exclude_videos: tuple[str, ...] = ()  # video ids left out of training and evaluation; `thumos14`: 270, 1292, 1496
+    # video ids left out of training and evaluation, or named lists (evaluation/protocol.py NAMED_EXCLUSIONS):
+    # `thumos14` = `thumos14-lacp` = `thumos14-hrpro`: 270, 1292, 1496; `thumos14-opentad`: 270, 1292
+    exclude_videos: tuple[str, ...] = ()
     ambiguous: str | None = None  # evaluation: discard predictions overlapping these segments (file, or `thumos14`)
     # segment methods (ActionFormer): the training videos' instances from `full` (the ground truth) or a
     # pseudo-label JSON (`pointtal predict --pseudo-labels`); point methods ignore it

@@ -82,8 +82,9 @@ def add_arguments(parser) -> None:
                              "--exclude-videos, --ambiguous and --tiou replace its parts")
     parser.add_argument("--exclude-videos", metavar="IDS",
                         help="drop these videos from ground truth and predictions: id,id,..., @FILE "
-                             "(ids separated by commas or whitespace), a named list (thumos14 = test videos "
-                             "270, 1292, 1496, as LACP/HR-Pro) or none; default: the protocol's")
+                             "(ids separated by commas or whitespace), a named list (thumos14 = thumos14-lacp = "
+                             "thumos14-hrpro = test videos 270, 1292, 1496, as LACP/HR-Pro; thumos14-opentad = "
+                             "270, 1292, as OpenTAD) or none; default: the protocol's")
     parser.add_argument("--ambiguous", metavar="FILE",
                         help="discard predictions overlapping (intersection > 0 s) a segment listed in FILE "
                              "('video_id start end' lines, THUMOS14 Ambiguous_test.txt), as HR-Pro does; "
@@ -497,6 +498,8 @@ def _averages(result: DetectionResult) -> dict[str, float]:
         return {"avg 0.1:0.7": result.average, "avg 0.3:0.7": result.average_over(0.3, 0.7)}
     if result.criterion == "tiou" and _same(result.thresholds, ANET_TIOUS):
         return {"avg 0.5:0.95": result.average}
+    if result.criterion == "tiou" and _same(result.thresholds, THUMOS_TIOUS[2:]):  # the detectors' 0.3:0.7
+        return {"avg 0.3:0.7": result.average}
     return {"average": result.average}
 
 

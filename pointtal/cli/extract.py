@@ -12,7 +12,8 @@ HELP = "extract snippet features from video files (two-stream I3D by default) in
 EXAMPLE = (
     "pointtal extract videos/ --out features/ --rgb-weights rgb_imagenet.pt --flow-weights flow_imagenet.pt\n"
     "  pointtal extract a.mp4 b.mkv --out features/ --flow raft --raft-weights raft_small.pth --device cuda\n"
-    "  pointtal extract videos/ --out /tmp/f --random-init --resize 64 --crop 56  # smoke test, random weights"
+    "  pointtal extract videos/ --out /tmp/f --random-init --resize 64 --crop 56  # smoke test, random weights\n"
+    "  pointtal extract videos/ --out output/i3d --layout video_features ...   # v-iashin/video_features' files"
 )
 
 
@@ -48,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO",
                         help="video files or directories of them (.mp4 .avi .mkv .webm .mov .m4v)")
     parser.add_argument("--out", required=True, metavar="FEATURES_DIR", help="directory for <video_id>.npy files")
+    parser.add_argument("--layout", choices=("pointtal", "video_features"), default="pointtal",
+                        help="feature files: pointtal = <video_id>.npy (T, D); video_features = v-iashin/"
+                             "video_features' <video_id>_rgb.npy, _flow.npy (I3D's two halves), _fps.npy, "
+                             "_timestamps_ms.npy, read back by training like pointtal's own (default pointtal)")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate to resample to (default 25)")
     parser.add_argument("--stride", type=int, default=16, help="frames per snippet (default 16); T = "
                         "floor(resampled frames / stride), the last partial snippet is dropped")
@@ -109,13 +114,15 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def guard_features_dir(out: Path, paths: list[Path], opts, option: str = "--out", inputs: dict | None = None,
-                       ) -> None:
+                       layout: str = "pointtal") -> None:
     """The output guard on a features folder: never a file, and none of the files extraction writes there
     (`<video_id>.npy`, extract.json) is one of the command's inputs. Which existing files of the folder may be
     replaced is the folder's extract.json's business (pointtal.video.manifest.plan_extraction)."""
+    from pointtal.data.layouts import LAYOUTS
     from pointtal.outputs import check_outputs, is_run_dir
     from pointtal.video.decode import video_id_for
     from pointtal.video.manifest import MANIFEST
+    from pointtal.video.options import streams_of
 
     if out.exists() and not out.is_dir():
         raise InputError(f"{option} {out}: is a file; give the directory the <video_id>.npy files go to")
@@ -125,7 +132,8 @@ def guard_features_dir(out: Path, paths: list[Path], opts, option: str = "--out"
     weights = {f"--{k}-weights": getattr(opts, f"{k}_weights") for k in ("rgb", "flow", "raft")}
     weights = {k: v for k, v in weights.items() if v and v.lower() != "default"}
     sources = {f"VIDEO {p}": p for p in paths}
-    outputs = [(option, out / name) for name in (MANIFEST, *(f"{video_id_for(p)}.npy" for p in paths))]
+    files = [name for p in paths for name in LAYOUTS[layout].file_names(video_id_for(p), streams_of(opts))]
+    outputs = [(option, out / name) for name in (MANIFEST, *files)]
     check_outputs(outputs, {**sources, **weights, **(inputs or {})}, overwrite=True)
 
 
@@ -136,10 +144,10 @@ def run(args: argparse.Namespace) -> int:
 
     opts = options_from(args, args.fps, args.stride)
     paths = list_videos(args.videos)
-    guard_features_dir(Path(args.out), paths, opts)
+    guard_features_dir(Path(args.out), paths, opts, layout=args.layout)
     check_options(opts)  # refuse missing weights before decoding anything
     summary = extract_videos(paths, Path(args.out), opts, overwrite=args.overwrite,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, layout=args.layout)
     rate = summary.frames / summary.seconds if summary.seconds else 0.0
     print(f"extracted {len(summary.done)} videos ({summary.frames} frames, {rate:.1f} frames/s), "
           f"{len(summary.skipped)} already done, {len(summary.failed)} failed -> {args.out}")

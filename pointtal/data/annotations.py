@@ -31,6 +31,7 @@ class Video:
     duration_sec: float  # NaN only where a reader was told durations are not needed (evaluation, docs/formats.md)
     fps: float | None
     instances: tuple[Instance, ...]
+    offset_frames: float = 0.0  # frames before feature step 0's snippet starts (SnippetGeometry.offset)
 
 
 @dataclass(frozen=True)

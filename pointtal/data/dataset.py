@@ -75,7 +75,7 @@ class PointDataset:
 
 def geometry_for(video: Video, fps: float, stride: int) -> SnippetGeometry:
     """A video's own fps from the ground truth wins over the dataset default."""
-    return SnippetGeometry(video.fps if video.fps else fps, stride)
+    return SnippetGeometry(video.fps if video.fps else fps, stride, video.offset_frames)
 
 
 def load_features(
@@ -98,8 +98,8 @@ def truth_rows(video: Video, geometry: SnippetGeometry, n: int, class_index: dic
     """(n, C+1) multi-hot ground truth of one video's snippets; column 0 marks snippets in no instance."""
     rows = np.zeros((n, len(class_index) + 1), dtype=np.float32)  # (T, C+1)
     for inst in video.instances:
-        start = min(geometry.to_snippet(inst.start_sec), n - 1)
-        end = max(start + 1, min(int(np.ceil(inst.end_sec * geometry.fps / geometry.stride)), n))
+        start = max(0, min(geometry.to_snippet(inst.start_sec), n - 1))  # < 0: a window offset (actionformer.py)
+        end = max(start + 1, min(int(np.ceil(geometry.to_units(inst.end_sec))), n))
         rows[start:end, class_index[inst.label]] = 1.0
     rows[:, 0] = rows[:, 1:].sum(1) == 0
     return rows

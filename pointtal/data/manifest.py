@@ -15,6 +15,20 @@ from pathlib import Path
 from pointtal.errors import InputError
 
 MANIFEST = "extract.json"
+DEFAULT_LAYOUT = "pointtal"  # the feature layout of a manifest without a 'layout' key
+
+
+def layout_of(manifest: dict) -> str:
+    """The feature layout a manifest (or extraction settings) records: `pointtal` unless it says otherwise."""
+    return manifest.get("layout") or DEFAULT_LAYOUT
+
+
+def present_videos(directory: Path, layout: str) -> set[str]:
+    """Ids of the videos with a feature file of `layout` in `directory`."""
+    from pointtal.data.layouts import LAYOUTS
+
+    named = (LAYOUTS[layout].video_of(p.name) for p in directory.glob("*.npy"))
+    return {found[0] for found in named if found is not None}
 
 
 def read_manifest(directory: str | Path) -> dict | None:
@@ -34,19 +48,26 @@ def read_manifest(directory: str | Path) -> dict | None:
 def check_files(directory: str | Path) -> None:
     """InputError when the folder's extract.json does not describe its feature files as they are: a
     `<video_id>.npy` it does not list, or one whose snippet count differs from the recorded one (made with
-    other settings, e.g. another stride). Nothing to check without an extract.json."""
+    other settings, e.g. another stride). In the video_features layout (`layout` in the manifest) a video's
+    files are `<id>_rgb.npy`, `<id>_flow.npy` and the others `layouts/video_features.py` names. Nothing to
+    check without an extract.json."""
     import numpy as np
 
     directory = Path(directory)
     manifest = read_manifest(directory) if directory.is_dir() else None
     if manifest is None:
         return
+    from pointtal.data.layouts import LAYOUTS
+
     problems = []
     for path in sorted(directory.glob("*.npy")):
-        entry = manifest["videos"].get(path.name[: -len(".npy")])
+        found = LAYOUTS[layout_of(manifest)].video_of(path.name)
+        entry = manifest["videos"].get(found[0]) if found is not None else None
         if not isinstance(entry, dict):
             problems.append(f"{path.name} is not listed")
             continue
+        if not found[1]:
+            continue  # a file beside the features (video_features' fps, timestamps)
         try:
             rows = np.load(path, mmap_mode="r", allow_pickle=False).shape[0]
         except (ValueError, OSError, IndexError):

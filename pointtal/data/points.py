@@ -313,9 +313,9 @@ def _video_rng(seed: int, video_id: str) -> np.random.Generator:
 
 def _snippet_range(geom: SnippetGeometry, start_sec: np.ndarray, end_sec: np.ndarray):
     """Snippets fully inside each interval, `[lo, hi)`, and the snippet containing its middle.  All (N,)."""
-    rate = geom.fps / geom.stride
-    lo = np.ceil(start_sec * rate - _EPS).astype(np.int64)  # (N,)
-    hi = np.floor(end_sec * rate + _EPS).astype(np.int64)  # (N,)
+    rate, shift = geom.fps / geom.stride, geom.offset / geom.stride
+    lo = np.ceil(start_sec * rate - shift - _EPS).astype(np.int64)  # (N,)
+    hi = np.floor(end_sec * rate - shift + _EPS).astype(np.int64)  # (N,)
     middle = geom.to_snippet((start_sec + end_sec) / 2)  # (N,)
     return lo, hi, middle
 
@@ -479,7 +479,7 @@ def simulate_points(
                         "give a window of seconds (the SODA protocol uses 10 s)", unit="windows")
     points, n_skipped, first_skipped = [], 0, None
     for video in sorted(videos, key=lambda v: v.video_id):
-        geom = SnippetGeometry(video.fps if video.fps is not None else float(fps), int(stride))
+        geom = SnippetGeometry(video.fps if video.fps is not None else float(fps), int(stride), video.offset_frames)
         n_snippets = _snippet_count(video, geom, snippet_counts)
         rng = _video_rng(int(seed), video.video_id)
         if scheme.startswith("sfnet-") or scheme == "gaussian":
@@ -609,17 +609,20 @@ def _snippet_count(video: Video, geom: SnippetGeometry, snippet_counts: Mapping[
 def _video_geometry(
     ids: np.ndarray, videos: Mapping[str, Video], fps: float, stride: int, snippet_counts=None
 ):
-    """Per point: is the video known, its snippets-per-second and its number of snippets.  All (N,)."""
+    """Per point: is the video known, its snippets-per-second, its window offset in snippets
+    (`SnippetGeometry.offset / stride`) and its number of snippets.  All (N,)."""
     names, inverse = np.unique(ids.astype(str), return_inverse=True)
     known = np.array([name in videos for name in names], dtype=bool)
     rate = np.full(len(names), fps / stride)
+    shift = np.zeros(len(names))
     count = np.zeros(len(names), dtype=np.int64)
     for j in np.flatnonzero(known):
         video = videos[names[j]]
-        geom = SnippetGeometry(video.fps if video.fps is not None else fps, stride)
+        geom = SnippetGeometry(video.fps if video.fps is not None else fps, stride, video.offset_frames)
         rate[j] = geom.fps / stride
+        shift[j] = geom.offset / stride
         count[j] = _snippet_count(video, geom, snippet_counts)
-    return known[inverse], rate[inverse], count[inverse]
+    return known[inverse], rate[inverse], shift[inverse], count[inverse]
 
 
 def _empty_mapped(source: str) -> MappedPoints:
@@ -683,8 +686,8 @@ def map_points(
         )
     lookup = {**class_index, background_label: 0}
     classes = _class_columns(labels, ids, lookup, lambda i: _at(files, lines, i), background_label)  # (N,)
-    known, rate, n_snippets = _video_geometry(ids, videos, fps, stride, snippet_counts)  # (N,) each
-    position = np.floor(times * rate + _EPS)  # (N,) float: a huge time must not wrap around in int64
+    known, rate, shift, n_snippets = _video_geometry(ids, videos, fps, stride, snippet_counts)  # (N,) each
+    position = np.maximum(np.floor(times * rate - shift + _EPS), 0)  # (N,) float: no int64 wrap-around
     outside = known & (position >= n_snippets)
     snippets = np.where(known & ~outside, position, 0).astype(np.int64)  # (N,)
     other = elsewhere or {}
@@ -727,7 +730,7 @@ def map_points(
         int(away.sum()),
     )
     return MappedPoints(ids[keep][order], snippets[keep][order], classes[keep][order], report,
-                        (times * rate)[keep][order])
+                        np.maximum(times * rate - shift, 0)[keep][order])
 
 
 def _at(files: np.ndarray, lines: np.ndarray, i: int) -> str:

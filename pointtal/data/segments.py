@@ -37,7 +37,7 @@ class SegmentTable:
     offsets: np.ndarray  # (V+1,) int64
     start_sec: np.ndarray  # (K,) float64
     end_sec: np.ndarray  # (K,) float64
-    start: np.ndarray  # (K,) float64 snippet units: start_sec * fps / stride
+    start: np.ndarray  # (K,) float64 snippet units: (start_sec * fps - offset) / stride (SnippetGeometry)
     end: np.ndarray  # (K,) float64 snippet units
     label: np.ndarray  # (K,) int64 class column 1..C
     weight: np.ndarray  # (K,) float32 confidence (1 for ground truth)
@@ -68,14 +68,15 @@ def segment_table(videos: Sequence[Video | None], geometries: Sequence[SnippetGe
                 raise InputError(f"{source}: video '{video.video_id}' has label '{inst.label}', which is not one "
                                  f"of the run's classes; give the run's class list as data.class_list")
             weight = 1.0 if inst.score is None else inst.score
-            rows.append((inst.start_sec, inst.end_sec, class_index[inst.label], weight, geometry.fps / geometry.stride))
+            rows.append((inst.start_sec, inst.end_sec, class_index[inst.label], weight,
+                         geometry.fps / geometry.stride, geometry.offset / geometry.stride))
         counts[v] = len(mine)
-    table = np.array(rows, dtype=np.float64).reshape(-1, 5)  # (K, 5)
-    per_sec = table[:, 4]  # snippets per second of each instance's video
+    table = np.array(rows, dtype=np.float64).reshape(-1, 6)  # (K, 6)
+    per_sec, shift = table[:, 4], table[:, 5]  # snippets per second of each instance's video, its window offset
     return SegmentTable(
         offsets=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
         start_sec=table[:, 0], end_sec=table[:, 1],
-        start=table[:, 0] * per_sec, end=table[:, 1] * per_sec,
+        start=table[:, 0] * per_sec - shift, end=table[:, 1] * per_sec - shift,
         label=table[:, 2].astype(np.int64), weight=table[:, 3].astype(np.float32), source=source,
     )
 

@@ -1,4 +1,5 @@
-"""Feature extraction: video files -> FEATURES_DIR/<video_id>.npy (T, D) float32 + FEATURES_DIR/extract.json.
+"""Feature extraction: video files -> FEATURES_DIR/<video_id>.npy (T, D) float32 + FEATURES_DIR/extract.json
+(or the files of another writable layout, `data/layouts/`: v-iashin/video_features').
 
 T is the number of whole `stride`-frame snippets after resampling to `fps` (decode.py): floor(frames / stride);
 the last partial snippet is dropped, matching `SnippetGeometry.n_snippets` (snippet t covers
@@ -18,13 +19,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pointtal.atomic import file_sha256, write_atomic, write_text_atomic
+from pointtal.atomic import file_sha256, write_text_atomic
+from pointtal.data.layouts import LAYOUTS
+from pointtal.data.manifest import DEFAULT_LAYOUT
 from pointtal.errors import InputError
 from pointtal.video.decode import DecodeStats, resampled_frames, video_id_for
 from pointtal.video.flow import build_flow, flow_for_snippets, import_torchvision
 from pointtal.video.i3d import TwoStreamI3D, load_stream_weights, read_state_dict
 from pointtal.video.manifest import MANIFEST, plan_extraction
-from pointtal.video.options import I3D_DIM, TV_BACKBONES, ExtractOptions, check_options, feature_width
+from pointtal.video.options import (
+    I3D_DIM,
+    TV_BACKBONES,
+    ExtractOptions,
+    check_options,
+    feature_width,
+    streams_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +101,9 @@ class TorchvisionBackbone:
         return out.reshape(len(x), -1, self.dim).mean(1).float().cpu().numpy()  # s3d keeps a time axis
 
 
-def extract_settings(opts: ExtractOptions) -> dict:
-    """What decides the features' values, as recorded in extract.json (weights by file name and sha256)."""
+def extract_settings(opts: ExtractOptions, layout: str = "pointtal") -> dict:
+    """What decides the features' values, as recorded in extract.json (weights by file name and sha256), and
+    the feature layout where it is not pointtal's own."""
     uses_flow = opts.backbone == "i3d"
     weights: dict = {}
     if opts.random_init:
@@ -106,8 +117,11 @@ def extract_settings(opts: ExtractOptions) -> dict:
             elif path:
                 weights[key] = {"file": Path(path).name, "sha256": file_sha256(path)}
     flow = (f"{opts.flow}:{opts.raft_model}" if opts.flow == "raft" else opts.flow) if uses_flow else None
-    return {"fps": opts.fps, "stride": opts.stride, "backbone": opts.backbone, "dim": feature_width(opts.backbone),
-            "flow": flow, "resize": opts.resize, "crop": opts.crop, "weights": weights}
+    settings = {"fps": opts.fps, "stride": opts.stride, "backbone": opts.backbone,
+                "dim": feature_width(opts.backbone), "flow": flow, "resize": opts.resize, "crop": opts.crop,
+                "weights": weights}
+    return settings if layout == DEFAULT_LAYOUT else {**settings, "layout": layout}
+
 
 
 class Extractor:
@@ -230,8 +244,9 @@ class Progress:
 
 
 def extract_videos(paths: list[Path], out_dir: Path, opts: ExtractOptions, *, overwrite: bool = False,
-                   progress: bool = True, option: str = "--out") -> Summary:
-    """Extract every video not done yet; a video that fails is reported in one line and skipped.
+                   progress: bool = True, option: str = "--out", layout: str = DEFAULT_LAYOUT) -> Summary:
+    """Extract every video not done yet into the files of feature `layout` (pointtal's `<video_id>.npy`, or
+    v-iashin/video_features'); a video that fails is reported in one line and skipped.
 
     What the folder holds is planned first (`plan_extraction`): other settings re-extract all its videos
     (with `overwrite`) or are refused, so extract.json always describes every feature file of the folder.
@@ -239,7 +254,8 @@ def extract_videos(paths: list[Path], out_dir: Path, opts: ExtractOptions, *, ov
     from pointtal import __version__
 
     check_options(opts)
-    settings = extract_settings(opts)
+    settings = extract_settings(opts, layout)
+    writer = LAYOUTS[layout]
     ids = [video_id_for(p) for p in paths]
     old, todo_ids, changed = plan_extraction(out_dir, settings, ids, overwrite, option)  # refused here
     manifest = {"pointtal_version": __version__, **settings, "videos": dict(old["videos"]) if old else {}}
@@ -260,12 +276,12 @@ def extract_videos(paths: list[Path], out_dir: Path, opts: ExtractOptions, *, ov
             failed.append(video_id)
             bar.end("failed")
             if changed:  # its features of the old settings would lie beside the new extract.json
-                stale = out_dir / f"{video_id}.npy"
-                if stale.is_file():
-                    stale.unlink()
-                    log.warning("%s: removed (made with the folder's old settings)", stale)
+                for stale in (out_dir / name for name in writer.file_names(video_id, streams_of(opts))):
+                    if stale.is_file():
+                        stale.unlink()
+                        log.warning("%s: removed (made with the folder's old settings)", stale)
             continue
-        write_atomic(out_dir / f"{video_id}.npy", lambda h, a=features: np.save(h, a, allow_pickle=False))
+        writer.write(out_dir, video_id, features, streams_of(opts), opts.fps, opts.stride)
         manifest["videos"][video_id] = {"file": path.name, **asdict(stats), "snippets": int(len(features))}
         _write_manifest(out_dir, manifest)
         done.append(video_id)

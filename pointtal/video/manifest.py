@@ -16,7 +16,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pointtal.data.manifest import MANIFEST, check_files, check_geometry, read_manifest, record_in_run
+from pointtal.data.manifest import (
+    MANIFEST,
+    check_files,
+    check_geometry,
+    layout_of,
+    present_videos,
+    read_manifest,
+    record_in_run,
+)
 from pointtal.errors import InputError
 
 __all__ = ["MANIFEST", "check_files", "check_geometry", "plan_extraction", "read_manifest", "record_in_run"]
@@ -33,10 +41,15 @@ def plan_extraction(out_dir: Path, settings: dict | None, ids: list[str], overwr
     * A `<video_id>.npy` the manifest does not list (not made here, or by a run cut short) is refused without
       `overwrite`; with it, it is re-extracted when among `ids` and refused otherwise.
 
-    `settings` None checks the files only (before the settings are known).
+    `settings` None checks the files only (before the settings are known). A folder holds one feature layout
+    (`settings["layout"]`, absent: pointtal's): another one is refused, with or without `overwrite`.
     """
     old = read_manifest(out_dir) if out_dir.is_dir() else None
-    present = {p.name[: -len(".npy")] for p in out_dir.glob("*.npy")} if out_dir.is_dir() else set()
+    layout = layout_of(settings or {})
+    if old is not None and layout_of(old) != layout:
+        raise InputError(f"{out_dir / MANIFEST}: the folder holds features in the {layout_of(old)} layout, not "
+                         f"{layout}; a folder holds one layout: use another {option}")
+    present = present_videos(out_dir, layout) if out_dir.is_dir() else set()
     differ = [f"{k}={old.get(k)!r} (now {v!r})" for k, v in (settings or {}).items()
               if old is not None and old.get(k) != v]
     if differ and not overwrite:

@@ -38,6 +38,11 @@ def feature_width(backbone: str) -> int:
     return I3D_DIM if backbone == "i3d" else TV_BACKBONES[backbone][1]
 
 
+def streams_of(opts: ExtractOptions) -> tuple[str, ...]:
+    """The streams the backbone's features join: I3D's rgb | flow halves, or RGB alone."""
+    return ("rgb", "flow") if opts.backbone == "i3d" else ("rgb",)
+
+
 def check_options(opts: ExtractOptions) -> None:
     """Refuse settings that cannot give features, before any video is decoded."""
     if opts.backbone not in BACKBONES:
