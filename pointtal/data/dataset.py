@@ -7,6 +7,7 @@ ground-truth labels and pseudo labels live in `(N, C+1)` tensors with the same l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ class PointDataset:
     features: torch.Tensor  # (N, D) float32
     video_labels: torch.Tensor  # (V, C+1) float, column 0 = 0
     point_labels: torch.Tensor  # (N, C+1) float, mean of one-hots on labelled snippets, 0 rows elsewhere
-    truth_labels: torch.Tensor  # (N, C+1) float multi-hot ground truth, column 0 = 1 outside instances
+    truth_labels: torch.Tensor | None  # (N, C+1) float multi-hot ground truth, column 0 = 1 outside instances
     point_times: PointTimes | None = None  # the points' exact times (None: only their snippets are known)
     segments: SegmentTable | None = None  # instances as segments, for methods with `supervision = "segments"`
 
@@ -71,6 +72,11 @@ class PointDataset:
 
     def video_features(self, index: int) -> torch.Tensor:  # (T_v, D)
         return self.features[self.offsets[index] : self.offsets[index + 1]]
+
+    def without_truth(self) -> PointDataset:
+        """The same videos, features and labels (shared, not copied) without `truth_labels`: what a method
+        is handed for training, so no loss or label mining can read the training videos' ground truth."""
+        return dataclasses.replace(self, truth_labels=None)
 
 
 def geometry_for(video: Video, fps: float, stride: int) -> SnippetGeometry:

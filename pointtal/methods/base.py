@@ -86,11 +86,23 @@ class VideoScores:
 
 @dataclass(frozen=True)
 class LabelRefresh:
-    """What a label-mining step did (logged by the engine)."""
+    """What a label-mining step did (logged by the engine).
+
+    The method never sees the training videos' ground truth: the engine scores `mined` against it for the
+    log (`precision`), out of the losses' reach.
+    """
 
     added: int
-    precision: float | None
     reinitialize: bool
+    mined: torch.Tensor | None = None  # (N, C+1) bool: the (snippet, class) labels the step gave, flat layout
+
+    def precision(self, truth: torch.Tensor | None) -> float | None:
+        """Fraction of the mined (snippet, class) labels present in `truth` ((N, C+1) multi-hot, column 0 =
+        background); None without truth or without a mined label."""
+        if truth is None or self.mined is None or not bool(self.mined.any()):
+            return None
+        mined = self.mined.detach().cpu()
+        return float((mined & (truth.detach().cpu() > 0)).sum()) / int(mined.sum())
 
 
 @dataclass(frozen=True)

@@ -297,14 +297,9 @@ def anchor_expansion(
     return Expansion(new_labels, pseudo)
 
 
-def expansion_precision(expansion: Expansion, truth_labels: torch.Tensor | None) -> float | None:
-    """Fraction of pseudo (snippet, class) labels present in the ground truth of that snippet (the reference
-    code's sum(right) / sum(count)); None without ground truth or pseudo frames."""
-    if truth_labels is None or not bool(expansion.pseudo.any()):
-        return None
-    given = expansion.labels[expansion.pseudo] > 0  # (P, K)
-    correct = given & (truth_labels.detach().cpu()[expansion.pseudo] > 0)
-    return float(correct.sum()) / max(int(given.sum()), 1)
+def expansion_labels(expansion: Expansion) -> torch.Tensor:
+    """(N, K) bool: the (snippet, class) labels anchor expansion gave to its pseudo frames."""
+    return (expansion.labels > 0) & expansion.pseudo[:, None]
 
 
 # ----------------------------------------------------------------------------- the method
@@ -393,8 +388,6 @@ class SFNet(Method):
             o.expand_edge,
         )
         added = int(expansion.pseudo.sum())
-        precision = expansion_precision(expansion, dataset.truth_labels)
-        shown = "n/a" if precision is None else f"{precision:.3f}"
-        log.info("anchor expansion: added %d pseudo frames, precision %s", added, shown)
+        log.info("anchor expansion: added %d pseudo frames", added)
         dataset.set_point_labels(expansion.labels.to(dataset.point_labels.device))
-        return LabelRefresh(added=added, precision=precision, reinitialize=True)
+        return LabelRefresh(added=added, reinitialize=True, mined=expansion_labels(expansion).cpu())

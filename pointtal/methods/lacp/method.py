@@ -335,9 +335,7 @@ class LACP(Method):
         self.pending = flat.to(self.pseudo.device)
         self.pending_offsets = torch.from_numpy(np.asarray(dataset.offsets, dtype=np.int64))
         added = int(flat.sum())
-        precision = None
-        if dataset.truth_labels is not None and added:
-            precision = float((flat & (dataset.truth_labels[:, 1:] > 0)).sum()) / added
-        log.info("step %d: optimal sequence search: %d pseudo action labels, mean sequence score %.4f%s",
-                 step, added, float(score.mean()), "" if precision is None else f", precision {precision:.3f}")
-        return LabelRefresh(added=added, precision=precision, reinitialize=False)
+        log.info("step %d: optimal sequence search: %d pseudo action labels, mean sequence score %.4f",
+                 step, added, float(score.mean()))
+        mined = torch.cat([torch.zeros(len(flat), 1, dtype=torch.bool), flat.cpu()], 1)  # (N, C+1): no background
+        return LabelRefresh(added=added, reinitialize=False, mined=mined)
