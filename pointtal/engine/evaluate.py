@@ -50,7 +50,8 @@ def _frame_table(predictions, video_ids: Sequence[str], classes) -> PointTable:
 
 
 def evaluate_predictions(gt: GroundTruth, video_ids: Sequence[str], predictions, tious, ambiguous=None) -> dict:
-    """Segment mAP per tIoU and averages, single-frame mAP and video classification mAP, in percent.
+    """Segment mAP per tIoU and averages, single-frame mAP and video classification mAP (`cmAP`, only where
+    the method produces video scores), in percent.
     `ambiguous` (video id -> (K, 2) seconds, the run's protocol) discards the segments overlapping and the
     frames inside those segments, as `pointtal evaluate --ambiguous` does; the videos are `video_ids`
     (the run's test subset less its excluded videos)."""
@@ -63,10 +64,20 @@ def evaluate_predictions(gt: GroundTruth, video_ids: Sequence[str], predictions,
         record["average_0.3_0.7"] = 100 * result.average_over(0.3, 0.7)
     frames = frame_map(truth, _frame_table(predictions, video_ids, classes), ambiguous=ambiguous)
     record["frame_mAP"] = 100 * frames.average
-    labels = np.zeros((len(video_ids), len(classes)))  # (V, C)
+    if all(v in predictions.video_scores for v in video_ids):  # a method without video scores has no cmAP
+        record["cmAP"] = 100 * classification_map(_video_scores(predictions, video_ids), _video_labels(gt, video_ids))
+    return record
+
+
+def _video_labels(gt: GroundTruth, video_ids: Sequence[str]) -> np.ndarray:
+    """(V, C) {0, 1}: the classes each video's ground truth holds."""
+    labels = np.zeros((len(video_ids), len(gt.classes)))  # (V, C)
     for row, vid in enumerate(video_ids):
         for inst in gt.videos[vid].instances:
-            labels[row, classes.index(inst.label)] = 1
-    scores = np.stack([predictions.video_scores[v][1:] for v in video_ids])  # (V, C)
-    record["cmAP"] = 100 * classification_map(scores, labels)
-    return record
+            labels[row, gt.classes.index(inst.label)] = 1
+    return labels
+
+
+def _video_scores(predictions, video_ids: Sequence[str]) -> np.ndarray:
+    """(V, C) the predicted video-level scores of the action classes."""
+    return np.stack([predictions.video_scores[v][1:] for v in video_ids])

@@ -21,7 +21,7 @@ class Predictions:
 
     segments: dict[str, list[dict]] = field(default_factory=dict)
     frames: dict[str, list[dict]] = field(default_factory=dict)
-    video_scores: dict[str, np.ndarray] = field(default_factory=dict)  # id -> (C+1,)
+    video_scores: dict[str, np.ndarray] = field(default_factory=dict)  # id -> (C+1,); empty: method has none
 
     def results_json(self, frames: bool = False, protocol: dict | None = None) -> dict:
         """ActivityNet results JSON; `protocol` (Protocol.to_json of the run) is recorded beside the results,
@@ -125,17 +125,14 @@ def _score_batch(method: Method, chunk, device: torch.device, amp: bool, detect:
     with autocast(device, amp):
         output = method(features, mask)
         scores = method.scores(output, mask)
-    cas = scores.cas.float().cpu().numpy()  # (B, T, C+1)
-    act = None if scores.actionness is None else scores.actionness.float().cpu().numpy()  # (B, T)
-    video = scores.video_scores.float().cpu().numpy()  # (B, C+1)
+    cas, act, video = (None if x is None else x.float().cpu().numpy()
+                       for x in (scores.cas, scores.actionness, scores.video_scores))  # (B, T, C+1), (B, T), (B, C+1)
     videos = []
     for row, (video_id, array) in enumerate(chunk):
         n = array.shape[0]
-        if length is not None:
-            video_cas, video_act = unresample(cas[row], n), None if act is None else unresample(act[row], n)
-        else:
-            video_cas, video_act = cas[row, :n], None if act is None else act[row, :n]
-        videos.append(VideoScores(video_id, video_cas, video_act, video[row], row))
+        video_cas, video_act = (None if x is None else unresample(x[row], n) if length is not None else x[row, :n]
+                                for x in (cas, act))
+        videos.append(VideoScores(video_id, video_cas, video_act, None if video is None else video[row], row, n))
     if not detect:
         return [(v, None) for v in videos]
     with autocast(device, amp):
@@ -164,8 +161,13 @@ def dataset_items(dataset: PointDataset) -> Iterator[tuple[str, np.ndarray]]:
 
 
 def flat_cas(method: Method, dataset: PointDataset, **kwargs) -> torch.Tensor:
-    """(N, C+1) `scores().cas` of every snippet of a dataset, in its flat layout (for label mining)."""
-    rows = [torch.from_numpy(s.cas) for s in score_videos(method, dataset_items(dataset), **kwargs)]
+    """(N, C+1) `scores().cas` of every snippet of a dataset, in its flat layout (for label mining; a method
+    that mines labels produces a CAS)."""
+    rows = []
+    for scored in score_videos(method, dataset_items(dataset), **kwargs):
+        if scored.cas is None:
+            raise RuntimeError(f"method '{method.name}' mines labels from a CAS but its scores() has none")
+        rows.append(torch.from_numpy(scored.cas))
     return torch.cat(rows)
 
 
@@ -199,5 +201,6 @@ def predict(
         out.segments[scored.video_id], out.frames[scored.video_id] = to_seconds(
             scored.video_id, found, geometry, classes
         )
-        out.video_scores[scored.video_id] = scored.video_scores
+        if scored.video_scores is not None:
+            out.video_scores[scored.video_id] = scored.video_scores
     return out

@@ -82,7 +82,7 @@ def merge(parts: list[Predictions], order: list[str]) -> Predictions:
         merged.frames.update(part.frames)
         merged.video_scores.update(part.video_scores)
     return Predictions({v: merged.segments[v] for v in order}, {v: merged.frames[v] for v in order},
-                       {v: merged.video_scores[v] for v in order})
+                       {v: merged.video_scores[v] for v in order if v in merged.video_scores})
 
 
 def class_mismatch(source, classes: tuple[str, ...], trained: tuple[str, ...]) -> str:

@@ -97,7 +97,7 @@ def draw_timeline(path: str | Path, method: Method, config: Config, classes: Seq
     finally:
         method.train(was_training)
     segments, _ = to_seconds(video.video_id, found, geometry, tuple(classes))
-    n_snippets = scored.cas.shape[0]
+    n_snippets = scored.length
     return plot_timeline(
         path,
         video_id=video.video_id,

@@ -31,7 +31,8 @@ Computation
   * `forward(features, mask, **batch.extras)` -> a small named output (any object `loss`/`scores` accept);
   * `loss(output, batch, step)` -> dict of scalar tensors, key "total" is optimised, the rest are logged;
   * `scores(output, mask)` -> `Scores` (per-snippet class scores in the method's score space -- logits or
-    probabilities -- video probabilities, actionness): what figures, label mining and ensembles read;
+    probabilities -- video probabilities, actionness): what figures, label mining and ensembles read; each
+    is optional (None: the method has none, and the CAS figure or the classification mAP is left out);
   * `detect(output, videos)` -> one `Detections` per video, in the video's snippet units. The default runs
     `localize(cas, actionness, video_scores)` on each video's scores (a CAS method writes only `localize`);
     a proposal method overrides `detect` and returns its regressed segments.
@@ -66,22 +67,32 @@ def check_options(options: Any, checks: Iterable[tuple[bool, str, str]]) -> None
 
 @dataclass
 class Scores:
-    """Per-snippet and per-video scores of a batch."""
+    """Per-snippet and per-video scores of a batch. Each is optional: a method that has no CAS (a detector
+    regressing segments) or no video-level scores returns None, and the figures and the classification mAP
+    that read them are then left out (a CAS method must give `cas` and `video_scores`: `localize` reads them)."""
 
-    cas: torch.Tensor  # (B, T, C+1) class scores used for localization, logits or probabilities (column 0 = bg)
-    video_scores: torch.Tensor  # (B, C+1) video-level class probabilities
+    cas: torch.Tensor | None = None  # (B, T, C+1) class scores, logits or probabilities (column 0 = bg)
+    video_scores: torch.Tensor | None = None  # (B, C+1) video-level class probabilities
     actionness: torch.Tensor | None = None  # (B, T) or None when the method has no actionness
 
 
 @dataclass
 class VideoScores:
-    """One video's scores over its real snippets (resampled scores interpolated back to its length)."""
+    """One video's scores over its real snippets (resampled scores interpolated back to its length); a score
+    the method does not produce is None."""
 
     video_id: str
-    cas: np.ndarray  # (T, C+1), column 0 = background
+    cas: np.ndarray | None  # (T, C+1), column 0 = background
     actionness: np.ndarray | None  # (T,) or None
-    video_scores: np.ndarray  # (C+1,)
+    video_scores: np.ndarray | None  # (C+1,)
     row: int = 0  # the video's row in the batch `output` it was scored in (for `Method.detect`)
+    length: int | None = None  # T, the video's real snippets (None: taken from `cas`)
+
+    def __post_init__(self):
+        if self.length is None:
+            if self.cas is None:
+                raise ValueError(f"VideoScores of '{self.video_id}': give `length` when there is no cas")
+            self.length = len(self.cas)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ The engine drives it through the `Method` contract:
     an EMA of the weights (`ema`) as the official evaluation does;
   * `loss`: sigmoid focal loss over every real point and class + DIoU over positive points, both divided by an
     EMA of the number of positive points (targets.py);
-  * `scores`: the finest level's class probabilities (the closest thing to a CAS this detector has; column 0 =
-    1 - the largest) and their maximum over time as video scores;
+  * `scores`: none (no CAS, no video-level scores: the run's CAS figure and classification mAP are left out);
   * `detect`: per level the top `pre_nms_topk` (point, class) pairs above `pre_nms_thresh`, boundaries decoded,
     segments shorter than `duration_thresh` dropped, then soft-NMS within each class and the `max_segments` best.
 
@@ -315,17 +314,13 @@ class ActionFormer(Method):
                 "positives": torch.tensor(float(count))}
 
     def scores(self, output: DetectorOutput, mask: torch.Tensor) -> Scores:
-        t = mask.shape[1]
-        probs = torch.sigmoid(output.logits[:, :t].float())  # (B, T, C) the finest level
-        background = 1 - probs.max(-1, keepdim=True).values
-        video = probs.masked_fill(~mask[..., None], 0).amax(1)  # (B, C)
-        video_background = 1 - video.max(-1, keepdim=True).values
-        return Scores(torch.cat([background, probs], -1), torch.cat([video_background, video], -1))
+        """None: a detector has no CAS and no video-level scores (its CAS figure and cmAP are left out)."""
+        return Scores()
 
     def detect(self, output: DetectorOutput, videos: list[VideoScores]) -> list[Detections]:
         rows = [v.row for v in videos]
         found = self.candidates(output, rows)
-        return [self.postprocess(*c, len(v.cas)) for c, v in zip(found, videos, strict=True)]
+        return [self.postprocess(*c, v.length) for c, v in zip(found, videos, strict=True)]
 
     @torch.no_grad()
     def candidates(self, output: DetectorOutput, rows: list[int]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
