@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pointtal.data.dataset import PointDataset, resample_index, unresample
+from pointtal.data.dataset import PointDataset
 from pointtal.data.features import SnippetGeometry
+from pointtal.data.samplers import resample_index, unresample
 from pointtal.localization.detections import check_detections
 from pointtal.methods.base import Detections, Method, VideoScores
 

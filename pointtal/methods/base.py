@@ -8,8 +8,9 @@ Supervision
     file) into `dataset.segments` (a `SegmentTable`: seconds, snippet units, class, confidence weight);
 
 Batching (the method's own: crop windows, fixed-length resampling, proposal batches)
-  * `training_sampler(dataset, batch_size, seed, phase)` -> callable `(step, rank, world) -> Batch`,
-    deterministic in (seed, step) so a resumed run sees the same data;
+  * `training_sampler(dataset, batch_size, seed, phase)` -> a `data.samplers.Sampler`, a callable
+    `(step, rank, world) -> Batch` deterministic in (seed, step) so a resumed run sees the same data; the
+    dataset lacks the training videos' ground truth (`truth_labels` None: the engine keeps it);
   * `inference_length` -> None (whole videos) or N (videos resampled to N snippets, scores interpolated back);
   * `training_length(longest)` -> (snippets per video in a training batch, the option that sets it).
 Schedule
@@ -28,8 +29,10 @@ Schedule
     steps) the method hears of through `observe_evaluation(step, subset, average)` (HR-Pro keeps the best
     stage-1 weights), or None.
 Computation
-  * `forward(features, mask, **batch.extras)` -> a small named output (any object `loss`/`scores` accept);
-  * `loss(output, batch, step)` -> dict of scalar tensors, key "total" is optimised, the rest are logged;
+  * `forward(features, mask, **batch.extras)` -> the method's small named output (`Method[Output]` names its
+    type; `loss`, `scores` and `detect` take it);
+  * `loss(output, batch, step)` -> dict of scalar tensors, key "total" is optimised, the rest are logged
+    (`batch` a `data.batch.Batch`);
   * `scores(output, mask)` -> `Scores` (per-snippet class scores in the method's score space -- logits or
     probabilities -- video probabilities, actionness): what figures, label mining and ensembles read; each
     is optional (None: the method has none, and the CAS figure or the classification mAP is left out);
@@ -43,18 +46,37 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from pointtal.data.dataset import CropSampler, PointDataset
+from pointtal.data.batch import Batch
+from pointtal.data.dataset import PointDataset
+from pointtal.data.samplers import CropSampler, Sampler
 from pointtal.errors import InputError
 from pointtal.localization.detections import Detections
 
-__all__ = ["Detections", "LabelRefresh", "Method", "Phase", "PhaseContext", "Scores", "VideoScores",
-           "check_options", "schedule_steps"]
+__all__ = ["Batch", "Detections", "LabelRefresh", "Method", "Phase", "PhaseContext", "PointDataset", "Scores",
+           "TrainSchedule", "VideoScores", "check_options", "schedule_steps"]
+
+Output = TypeVar("Output")  # a method's forward output (a small dataclass of tensors), read by its loss/scores/detect
+
+
+class TrainSchedule(Protocol):
+    """What a method reads of the run's `train` config (`config.TrainConfig`) to plan its phases."""
+
+    @property
+    def steps(self) -> int: ...
+    @property
+    def epochs(self) -> int | None: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
 
 
 def check_options(options: Any, checks: Iterable[tuple[bool, str, str]]) -> None:
@@ -159,8 +181,9 @@ def schedule_steps(steps: int, epochs: int | None, n_videos: int, batch_size: in
     return epochs * math.ceil(n_videos / batch_size) if epochs else steps
 
 
-class Method(nn.Module):
-    """Base class: subclasses set `name` and `Options` and implement the computation (module doc)."""
+class Method(nn.Module, Generic[Output]):
+    """Base class: subclasses set `name` and `Options` and implement the computation (module doc); a subclass
+    names its forward output type, `class SFNet(Method[SFNetOutput])`."""
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = object
@@ -174,7 +197,7 @@ class Method(nn.Module):
         self.n_classes = n_classes  # C action classes; tensors are C+1 wide
 
     # ------------------------------------------------------------------ batching
-    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> Callable:
+    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> Sampler:
         """Whole videos, padded to the batch's longest (methods with crops or resampling override this)."""
         return CropSampler(dataset, batch_size, seed, (int(dataset.n_snippets.max()),))
 
@@ -189,7 +212,7 @@ class Method(nn.Module):
         return longest, ""
 
     # ------------------------------------------------------------------ schedule
-    def phases(self, train: Any, n_videos: int) -> tuple[Phase, ...]:
+    def phases(self, train: TrainSchedule, n_videos: int) -> tuple[Phase, ...]:
         """One phase: `train.steps` (or `train.epochs`) at `train.lr`, `train.batch_size`."""
         steps = schedule_steps(train.steps, train.epochs, n_videos, train.batch_size)
         return (Phase("train", steps, train.lr, train.batch_size, train.weight_decay),)
@@ -206,7 +229,9 @@ class Method(nn.Module):
         """Whether `refresh_labels` runs before training step `step`."""
         return False
 
-    def refresh_labels(self, step: int, dataset: Any, predict_cas) -> LabelRefresh | None:
+    def refresh_labels(self, step: int, dataset: PointDataset,
+                       predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh | None:
+        """Mine labels into `dataset` (the training videos, without their ground truth) when due."""
         return None
 
     def plan_notes(self, steps: int) -> list[str]:
@@ -223,16 +248,16 @@ class Method(nn.Module):
         that evaluation is written, so what the method keeps is resumed exactly)."""
 
     # ------------------------------------------------------------------ computation
-    def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> Any:
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> Output:
         raise NotImplementedError  # features (B,T,D), mask (B,T)
 
-    def loss(self, output: Any, batch: Any, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: Output, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def scores(self, output: Any, mask: torch.Tensor) -> Scores:
+    def scores(self, output: Output, mask: torch.Tensor) -> Scores:
         raise NotImplementedError
 
-    def detect(self, output: Any, videos: list[VideoScores]) -> list[Detections]:
+    def detect(self, output: Output, videos: list[VideoScores]) -> list[Detections]:
         """Detections of each scored video of a batch (`videos[i].row` is its row in `output`)."""
         return [self.localize(v.cas, v.actionness, v.video_scores) for v in videos]
 

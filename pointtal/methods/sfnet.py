@@ -42,15 +42,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pointtal.applies import Applies
-from pointtal.data.dataset import CropSampler
-from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
+from pointtal.data.samplers import CropSampler
+from pointtal.methods.base import Batch, Detections, LabelRefresh, Method, PointDataset, Scores, check_options
 from pointtal.methods.layers import masked_mean, select_hardest
 from pointtal.methods.two_stream import (
     SFNetOutput,
@@ -305,7 +305,7 @@ def expansion_labels(expansion: Expansion) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the method
 
 
-class SFNet(Method):
+class SFNet(Method[SFNetOutput]):
     """SF-Net: points + video labels, background mining, actionness, anchor expansion."""
 
     name = "sfnet"
@@ -315,7 +315,7 @@ class SFNet(Method):
         super().__init__(options, in_dim, n_classes)
         self.net = two_stream_net(options, in_dim, n_classes, options.actionness)
 
-    def training_sampler(self, dataset: Any, batch_size: int, seed: int, phase: int = 0) -> CropSampler:
+    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> CropSampler:
         """Random windows of `t_max` snippets on even steps and `t_max_alt` on odd ones (§2.4)."""
         return CropSampler(dataset, batch_size, seed, (self.options.t_max, self.options.t_max_alt))
 
@@ -341,7 +341,7 @@ class SFNet(Method):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
         return self.net(features, mask)
 
-    def loss(self, output: SFNetOutput, batch: Any, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: SFNetOutput, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         o = self.options
         mining = mining_pool(batch.mask, batch.point_labels, o.eta)
         zero = output.cas.new_zeros((), dtype=torch.float32)
@@ -372,7 +372,7 @@ class SFNet(Method):
         return sfnet_detections(self.options, cas, actionness, self.options.w_act)
 
     def refresh_labels(
-        self, step: int, dataset: Any, predict_cas: Callable[[], torch.Tensor]
+        self, step: int, dataset: PointDataset, predict_cas: Callable[[], torch.Tensor]
     ) -> LabelRefresh | None:
         """Anchor expansion at `expand_step`: pseudo frames from `predict_cas()` ((N, K) = `scores().cas`)."""
         if not self.refresh_due(step):

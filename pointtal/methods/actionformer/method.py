@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
 from pointtal.applies import Applies
 from pointtal.data.batch import Batch
-from pointtal.data.dataset import PointDataset, batch_videos, gather_batch
+from pointtal.data.dataset import PointDataset
+from pointtal.data.samplers import batch_videos, gather_batch
 from pointtal.errors import InputError
 from pointtal.localization.nms import nms_per_class, segment_voting, soft_nms, soft_nms_per_class
 from pointtal.methods.actionformer.network import ActionFormerNet, DetectorOutput
@@ -49,6 +50,7 @@ from pointtal.methods.base import (
     Method,
     Phase,
     Scores,
+    TrainSchedule,
     VideoScores,
     check_options,
     schedule_steps,
@@ -247,7 +249,7 @@ class TruncationSampler:
 
 
 # ----------------------------------------------------------------------------- the method
-class ActionFormer(Method):
+class ActionFormer(Method[DetectorOutput]):
     name = "actionformer"
     Options = Options
     supervision = "segments"
@@ -267,7 +269,7 @@ class ActionFormer(Method):
         divisor = self.net.divisor
         return math.ceil(min(longest, self.options.max_seq_len) / divisor) * divisor, "max_seq_len"
 
-    def phases(self, train: Any, n_videos: int) -> tuple[Phase, ...]:
+    def phases(self, train: TrainSchedule, n_videos: int) -> tuple[Phase, ...]:
         o = self.options
         steps = schedule_steps(train.steps, train.epochs, n_videos, train.batch_size)
         warmup = min(steps, round(o.warmup_epochs * math.ceil(n_videos / train.batch_size)))
@@ -292,7 +294,7 @@ class ActionFormer(Method):
     def points(self, output: DetectorOutput):
         return pyramid_points(output.lengths, self.options.regression_ranges, self.options.scale, output.logits.device)
 
-    def loss(self, output: DetectorOutput, batch: Any, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: DetectorOutput, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         o = self.options
         t = batch.targets
         targets = assign_targets(self.points(output), t["segments"], t["labels"], t["weights"], self.n_classes,
