@@ -12,7 +12,7 @@ from pointtal.data.features import SnippetGeometry
 from pointtal.engine.evaluate import evaluate_predictions
 from pointtal.engine.inference import Predictions, predict, score_videos
 from pointtal.methods.actionformer.method import ActionFormer, Options
-from pointtal.methods.base import VideoScores
+from pointtal.methods.base import Detections, VideoScores
 from pointtal.viz import timeline_figure
 
 SMALL = dict(embed_dim=16, head_dim=16, heads=2, window=5, pyramid_layers=2,
@@ -26,9 +26,9 @@ def two_videos() -> GroundTruth:
 
 
 def predictions_with(video_scores: dict) -> Predictions:
-    segments = {"a": [{"label": "Jump", "score": 0.9, "segment": [2.0, 6.0]}],
-                "b": [{"label": "Jump", "score": 0.8, "segment": [8.0, 12.0]}]}
-    return Predictions(segments, {"a": [], "b": []}, video_scores)
+    found = {"a": Detections(np.array([[2.0, 6.0, 1, 0.9]]), np.zeros((0, 3)), "seconds"),
+             "b": Detections(np.array([[8.0, 12.0, 1, 0.8]]), np.zeros((0, 3)), "seconds")}  # class 1: Jump
+    return Predictions(("Jump", "Run"), found, video_scores)
 
 
 def test_classification_map_is_reported_only_with_video_scores():

@@ -12,6 +12,7 @@ from pointtal.errors import InputError
 from pointtal.evaluation import PointTable, SegmentTable, classification_map, frame_map, segment_map
 from pointtal.evaluation.loaders import load_ambiguous
 from pointtal.evaluation.protocol import Protocol, ambiguous_path, excluded_videos
+from pointtal.localization.detections import Detections
 
 
 def protocol_for(config: Config) -> Protocol:
@@ -31,22 +32,31 @@ def load_protocol_ambiguous(protocol: Protocol, key: str = "data.ambiguous"):
         raise InputError(f"{err} ({key})") from None
 
 
+_NONE = Detections(np.zeros((0, 4)), np.zeros((0, 3)), "seconds")  # a video without predictions
+
+
 def _segment_table(predictions, video_ids: Sequence[str], classes) -> SegmentTable:
-    rows = {vid: [(*e["segment"], e["label"], e["score"]) for e in predictions.segments.get(vid, [])]
-            for vid in video_ids}
-    return SegmentTable.from_mapping(rows, classes)
+    """The predicted segments of `video_ids` (every one in the vocabulary, with segments or not)."""
+    found = [predictions.detections.get(vid, _NONE) for vid in video_ids]
+    ids = [vid for vid, f in zip(video_ids, found, strict=True) for _ in range(len(f))]
+    labels = [classes[int(c) - 1] for f in found for c in f.label.tolist()]
+    table = SegmentTable.from_columns(ids, _cat([f.start for f in found]), _cat([f.end for f in found]), labels,
+                                      _cat([f.score for f in found]), classes)
+    return table.with_video_ids(tuple(dict.fromkeys([*table.video_ids, *video_ids])))
 
 
 def _frame_table(predictions, video_ids: Sequence[str], classes) -> PointTable:
-    ids, times, labels, scores = [], [], [], []
-    for vid in video_ids:
-        for e in predictions.frames.get(vid, []):
-            ids.append(vid)
-            times.append(e["frame"])
-            labels.append(e["label"])
-            scores.append(e["score"])
-    table = PointTable.from_columns(ids, times, labels, scores, classes)
+    """The predicted single frames of `video_ids` (every one in the vocabulary)."""
+    found = [predictions.detections.get(vid, _NONE) for vid in video_ids]
+    ids = [vid for vid, f in zip(video_ids, found, strict=True) for _ in range(len(f.frame_at))]
+    labels = [classes[int(c) - 1] for f in found for c in f.frame_label.tolist()]
+    table = PointTable.from_columns(ids, _cat([f.frame_at for f in found]), labels,
+                                    _cat([f.frame_score for f in found]), classes)
     return table.with_video_ids(tuple(dict.fromkeys([*table.video_ids, *video_ids])))
+
+
+def _cat(columns: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(columns) if columns else np.zeros(0)
 
 
 def evaluate_predictions(gt: GroundTruth, video_ids: Sequence[str], predictions, tious, ambiguous=None) -> dict:

@@ -18,11 +18,22 @@ from pointtal.methods.base import Detections, Method, VideoScores
 
 @dataclass
 class Predictions:
-    """ActivityNet-style results (seconds) plus the video scores, keyed by video id."""
+    """Each video's `Detections` in seconds, plus its video scores where the method has them, keyed by video id;
+    `segments` / `frames` are their ActivityNet result entries (what the JSON files hold)."""
 
-    segments: dict[str, list[dict]] = field(default_factory=dict)
-    frames: dict[str, list[dict]] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()  # class c of a detection is classes[c - 1]
+    detections: dict[str, Detections] = field(default_factory=dict)  # id -> Detections in seconds
     video_scores: dict[str, np.ndarray] = field(default_factory=dict)  # id -> (C+1,); empty: method has none
+
+    @property
+    def segments(self) -> dict[str, list[dict]]:
+        """ActivityNet segment entries per video ({"label", "score", "segment": [start, end]} in seconds)."""
+        return {video_id: found.entries(self.classes)[0] for video_id, found in self.detections.items()}
+
+    @property
+    def frames(self) -> dict[str, list[dict]]:
+        """ActivityNet single-frame entries per video ({"label", "score", "frame"} in seconds)."""
+        return {video_id: found.entries(self.classes)[1] for video_id, found in self.detections.items()}
 
     def results_json(self, frames: bool = False, protocol: dict | None = None) -> dict:
         """ActivityNet results JSON; `protocol` (Protocol.to_json of the run) is recorded beside the results,
@@ -172,19 +183,6 @@ def flat_cas(method: Method, dataset: PointDataset, **kwargs) -> torch.Tensor:
     return torch.cat(rows)
 
 
-def to_seconds(video_id: str, found: Detections, geometry: SnippetGeometry, classes) -> tuple[list, list]:
-    """Detections in snippet units -> ActivityNet result entries in seconds."""
-    seg = np.asarray(found.segments, dtype=np.float64).reshape(-1, 4)
-    bounds = geometry.to_seconds(seg[:, :2]).tolist()  # (N, 2) seconds, one vectorised product (as per value)
-    segments = [{"label": classes[int(c) - 1], "score": score, "segment": pair}
-                for pair, c, score in zip(bounds, seg[:, 2].tolist(), seg[:, 3].tolist(), strict=True)]
-    fr = np.asarray(found.frames, dtype=np.float64).reshape(-1, 3)
-    times = geometry.to_seconds(fr[:, 0] + 0.5).tolist()
-    frames = [{"label": classes[int(c) - 1], "score": score, "frame": time}
-              for time, c, score in zip(times, fr[:, 1].tolist(), fr[:, 2].tolist(), strict=True)]
-    return segments, frames
-
-
 def predict(
     method: Method,
     items: Iterable[tuple[str, np.ndarray]],
@@ -196,12 +194,9 @@ def predict(
     amp: bool = True,
 ) -> Predictions:
     """Segments and single frames for every item, in seconds."""
-    out = Predictions()
+    out = Predictions(tuple(classes))
     for scored, found in _scored(method, items, batch_size, device, amp, detect=True):
-        geometry = geometries[scored.video_id]
-        out.segments[scored.video_id], out.frames[scored.video_id] = to_seconds(
-            scored.video_id, found, geometry, classes
-        )
+        out.detections[scored.video_id] = found.in_seconds(geometries[scored.video_id])
         if scored.video_scores is not None:
             out.video_scores[scored.video_id] = scored.video_scores
     return out
