@@ -21,9 +21,11 @@ Schedule
     the weights (kept in checkpoints, like the optimizer). State a method computes there (or while mining
     labels) lives in buffers or `get_extra_state`, so checkpoints carry it;
   * `phase_parameters(index)` -> what phase `index` trains (default: every parameter that requires gradients);
-  * `refresh_due(step)` / `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net anchor
-    expansion); `predict_cas()` returns `scores().cas` of every training snippet, (N, C+1) in the dataset's
-    flat layout;
+  * `refresh_due(step)` / `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net's anchor
+    expansion, LACP's optimal sequence search); `predict_cas()` returns `scores().cas` of every training
+    snippet, (N, C+1) in the dataset's flat layout. The method returns a `LabelRefresh` with the labels it
+    mined; it never reads the training videos' ground truth: the engine scores the mined labels against it
+    for the log (`LabelRefresh.precision`);
   * `plan_notes(steps)` -> warnings about the method's options against the run's length;
   * `selection_subset` -> a subset of the ground truth whose in-run evaluations (every `train.eval_every`
     steps) the method hears of through `observe_evaluation(step, subset, average)` (HR-Pro keeps the best
@@ -36,7 +38,8 @@ Computation
   * `scores(output, mask)` -> `Scores` (per-snippet class scores in the method's score space -- logits or
     probabilities -- video probabilities, actionness): what figures, label mining and ensembles read; each
     is optional (None: the method has none, and the CAS figure or the classification mAP is left out);
-  * `detect(output, videos)` -> one `Detections` per video, in the video's snippet units. The default runs
+  * `detect(output, videos)` -> one `Detections` per video, in the video's snippet units (`videos[i].length`
+    its real snippets; the engine turns them into seconds, `Detections.in_seconds`). The default runs
     `localize(cas, actionness, video_scores)` on each video's scores (a CAS method writes only `localize`);
     a proposal method overrides `detect` and returns its regressed segments.
 """
