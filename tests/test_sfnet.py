@@ -601,7 +601,7 @@ def test_anchor_expansion_edge_by_hand():
         assert torch.nonzero(clip.pseudo).squeeze(1).tolist() == [0, 1, 3, 4]
         assert torch.nonzero(code.pseudo).squeeze(1).tolist() == [1, 3]
     for edge, added in [("clip", 4), ("code", 2)]:  # the option reaches the training-time expansion
-        dataset = FakeDataset(offsets, labels.clone(), None)
+        dataset = FakeDataset(offsets, labels.clone())
         method = tiny_sfnet(expand_step=0, expand_edge=edge)
         assert method.refresh_labels(0, dataset, lambda: cas).added == added
 
