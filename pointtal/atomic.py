@@ -2,7 +2,8 @@
 torn one. The one helper every checkpoint, prediction, metrics log, report and point file goes through.
 
 With them the package's other small file utilities, one copy each: `write_json` (atomic), `read_json` (the
-unique-key JSON reader whose every failure is one InputError naming the file), `show` (a user value in a
+unique-key JSON reader whose every failure is one InputError naming the file; `unique_keys` and the faster
+`loads_unique` parse with duplicate keys refused), `show` (a user value in a
 message, cut short), `finite_number` (a JSON number checked) and `file_sha256`.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pointtal.errors import DuplicateKey, InputError, unique_keys
+from pointtal.errors import DuplicateKey, InputError
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -69,7 +70,7 @@ def write_json(path: str | Path, payload: dict) -> None:
 def read_json(path: str | Path, what: str = "JSON file", loads: Callable[[bytes], Any] | None = None) -> Any:
     """Read a JSON file; a missing, non-UTF-8, malformed or ambiguous (duplicate keys) file is one
     InputError naming it. `loads` parses the file's bytes (default, None: the standard library with duplicate keys
-    refused, integers kept exact; `errors.loads_unique` is the faster orjson parser with the same refusal)."""
+    refused, integers kept exact; `loads_unique` is the faster orjson parser with the same refusal)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {what} not found")
@@ -117,3 +118,51 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def unique_keys(pairs: list) -> dict:
+    """`json.loads` object_pairs_hook: a dict, refusing duplicate keys (a video listed twice must not vanish)."""
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return mapping
+
+
+def loads_unique(raw: bytes):
+    """JSON bytes -> Python objects, refusing duplicate keys (`DuplicateKey`), as
+    `json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)` but about twice as fast (BENCHMARKS.md).
+
+    orjson parses first; its result is kept when it provably dropped no duplicate key (see
+    `_kept_every_key`). Otherwise — a duplicate key, or anything orjson refuses that the standard library
+    reads (NaN, 1e400, lone surrogates) or rejects (then with the standard library's message) — the slow
+    duplicate-checking parse decides. orjson's floats are correctly rounded, like `float()`.
+    """
+    import orjson  # imported here: the CLI's `evaluate` path is the one that needs it
+
+    try:
+        data = orjson.loads(raw)
+        if _kept_every_key(raw, data, orjson.dumps):
+            return data
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        pass
+    import json
+
+    return json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
+
+
+def _kept_every_key(raw: bytes, data, dumps) -> bool:
+    """Whether parsing `raw` into `data` kept every object member (no duplicate key was dropped).
+
+    In valid JSON a ':' byte is either the separator of one object member or a literal ':' inside a
+    string; a string can also spell ':' as the escape \\u003a. Serialising `data` again writes one ':'
+    per member it holds plus every ':' of its strings. Without that escape in `raw`, both counts are equal
+    exactly when no member was dropped: a dropped member takes its separator and its strings' colons
+    with it, and nothing adds colons.
+    """
+    if b"\\u003a" in raw or b"\\u003A" in raw:
+        return False  # a colon that the count cannot see: let the slow parse decide
+    return raw.count(b":") == dumps(data).count(b":")

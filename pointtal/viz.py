@@ -80,7 +80,7 @@ def timeline_figure(
     classes: Sequence[str],
     ground_truth: Sequence[tuple[float, float, str]],
     points: Sequence[tuple[float, str]],
-    cas: np.ndarray,
+    cas: np.ndarray | None,
     actionness: np.ndarray | None,
     segments: Sequence[tuple[float, float, str, float]],
     snippet_sec: float,
@@ -94,7 +94,8 @@ def timeline_figure(
         points: (time_sec, class_name or "background") point labels; background points are grey.
         cas: (T, C+1) class activation sequence per snippet; snippet t covers
             [t * snippet_sec, (t + 1) * snippet_sec). Curves are drawn for at most `MAX_CAS_CLASSES`
-            classes present in the ground truth or predictions, highest peak first.
+            classes present in the ground truth or predictions, highest peak first. None (a method without
+            a CAS, such as a detector): the panel is left out, and so is `actionness`.
         actionness: (T,) class-agnostic actionness as a probability in [0, 1], or None; drawn dashed on
             its own 0-1 axis (right), since the CAS axis may be in logits.
         segments: (start_sec, end_sec, class_name, score) predictions; one lane per class (at most
@@ -108,7 +109,9 @@ def timeline_figure(
     """
     classes = tuple(classes)
     cas = _check_timeline(classes, ground_truth, points, cas, actionness, segments, duration_sec, snippet_sec)
-    cas_classes = _cas_classes(classes, cas, ground_truth, segments)
+    if cas is None:
+        actionness = None
+    cas_classes = [] if cas is None else _cas_classes(classes, cas, ground_truth, segments)
     lane_classes = _prediction_lanes(segments)
     colors = _class_colors(classes, [*(g[2] for g in ground_truth), *cas_classes, *lane_classes,
                                      *(p[1] for p in points if p[1] != BACKGROUND)])
@@ -116,24 +119,25 @@ def timeline_figure(
     n_gt_lanes = max(gt_lanes, default=0) + 1
 
     fig = _figure(TIMELINE_PX)
-    grid = fig.add_gridspec(4, 1, height_ratios=[0.5 + 0.45 * n_gt_lanes, 0.7, 3.2,
-                                                 0.5 + 0.45 * max(len(lane_classes), 1)])
+    heights = [0.5 + 0.45 * n_gt_lanes, 0.7, *([3.2] if cas is not None else []),
+               0.5 + 0.45 * max(len(lane_classes), 1)]
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
     ax_gt = fig.add_subplot(grid[0])
-    ax_points = fig.add_subplot(grid[1], sharex=ax_gt)
-    ax_cas = fig.add_subplot(grid[2], sharex=ax_gt)
-    ax_pred = fig.add_subplot(grid[3], sharex=ax_gt)
+    axes = [ax_gt, *(fig.add_subplot(grid[row], sharex=ax_gt) for row in range(1, len(heights)))]
+    ax_points, ax_pred = axes[1], axes[-1]
     ax_gt.set_xlim(0.0, duration_sec)
     px_per_sec = TIMELINE_PX[0] * 0.86 / duration_sec  # the axes span about 86% of the width
 
     _draw_ground_truth(ax_gt, ground_truth, gt_lanes, n_gt_lanes, colors, px_per_sec)
     _draw_points(ax_points, points, colors)
-    _draw_cas(ax_cas, classes, cas, actionness, cas_classes, ground_truth, colors, snippet_sec)
+    if cas is not None:
+        _draw_cas(axes[2], classes, cas, actionness, cas_classes, ground_truth, colors, snippet_sec)
+        axes[2].tick_params(labelbottom=False)
     hidden = _draw_predictions(ax_pred, segments, lane_classes, colors, px_per_sec)
-    ax_cas.tick_params(labelbottom=False)
     for ax in (ax_gt, ax_points):
         ax.tick_params(bottom=False, labelbottom=False)
     ax_pred.set_xlabel("time (s)")
-    fig.align_ylabels([ax_gt, ax_points, ax_cas, ax_pred])
+    fig.align_ylabels(axes)
 
     handles = [Patch(color=colors[name], label=name) for name in colors]
     handles.append(Line2D([], [], marker="v", ls="", color="0.3", markeredgecolor="k", label="action click"))
@@ -142,7 +146,8 @@ def timeline_figure(
         handles.append(Line2D([], [], color="k", ls="--", lw=1.5, label="actionness"))
     fig.legend(handles=handles, loc="outside lower center", ncol=_legend_columns(handles, TIMELINE_PX[0]),
                fontsize=_LEGEND_FONT, frameon=False)
-    title = f"{video_id}  ({duration_sec:.1f} s, {cas.shape[0]} snippets of {snippet_sec:.3g} s)"
+    title = f"{video_id}  ({duration_sec:.1f} s" + (")" if cas is None else
+                                                     f", {cas.shape[0]} snippets of {snippet_sec:.3g} s)")
     if hidden:
         title += f"; {hidden} prediction{'s' if hidden > 1 else ''} of other classes not shown"
     fig.suptitle(title, x=0.01, ha="left", fontsize=11, wrap=True)
@@ -318,16 +323,17 @@ def _threshold_indices(thresholds: np.ndarray, wanted: Sequence[float] | None) -
 
 
 def _check_timeline(classes, ground_truth, points, cas, actionness, segments, duration_sec, snippet_sec):
-    """Validate the timeline inputs; return `cas` as a (T, C+1) float array."""
+    """Validate the timeline inputs; return `cas` as a (T, C+1) float array (None stays None)."""
     if not duration_sec > 0 or not snippet_sec > 0:
         raise ValueError(f"duration_sec ({duration_sec}) and snippet_sec ({snippet_sec}) must be positive")
-    cas = np.asarray(cas, dtype=np.float64)
-    if cas.ndim != 2 or cas.shape[1] != len(classes) + 1:
-        raise ValueError(f"cas has shape {cas.shape}, want (T, C+1) = (T, {len(classes) + 1})")
-    if actionness is not None and np.shape(actionness) != (cas.shape[0],):
-        raise ValueError(f"actionness has shape {np.shape(actionness)}, want ({cas.shape[0]},)")
-    if actionness is not None and np.size(actionness) and not 0 <= np.min(actionness) <= np.max(actionness) <= 1:
-        raise ValueError("actionness must be a probability in [0, 1] (apply a sigmoid to logits)")
+    if cas is not None:
+        cas = np.asarray(cas, dtype=np.float64)
+        if cas.ndim != 2 or cas.shape[1] != len(classes) + 1:
+            raise ValueError(f"cas has shape {cas.shape}, want (T, C+1) = (T, {len(classes) + 1})")
+        if actionness is not None and np.shape(actionness) != (cas.shape[0],):
+            raise ValueError(f"actionness has shape {np.shape(actionness)}, want ({cas.shape[0]},)")
+        if actionness is not None and np.size(actionness) and not 0 <= np.min(actionness) <= np.max(actionness) <= 1:
+            raise ValueError("actionness must be a probability in [0, 1] (apply a sigmoid to logits)")
     known = set(classes)
     for what, names in (("ground truth", [g[2] for g in ground_truth]),
                         ("segments", [s[2] for s in segments]),

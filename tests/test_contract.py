@@ -12,7 +12,7 @@ import torch
 from conftest import interrupt_training_at, tiny_raw_config
 
 from pointtal.config import build_config
-from pointtal.data.dataset import CropSampler, ResampleSampler
+from pointtal.data.samplers import CropSampler, ResampleSampler
 from pointtal.engine.checkpoint import load_checkpoint
 from pointtal.engine.trainer import train
 from pointtal.errors import InputError

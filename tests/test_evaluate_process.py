@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pointtal.atomic import loads_unique, unique_keys
 from pointtal.cli import COMMANDS, main
-from pointtal.errors import DuplicateKey, loads_unique, unique_keys
+from pointtal.errors import DuplicateKey
 from pointtal.evaluation import load_proposals, load_segment_predictions
 
 ROOT = Path(__file__).resolve().parents[1]

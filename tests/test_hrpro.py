@@ -843,7 +843,7 @@ def test_num_segments_perturbs_long_videos_and_keeps_short_ones_whole(tiny_data)
     from conftest import tiny_raw_config
 
     from pointtal.config import build_config
-    from pointtal.data.dataset import PerturbSampler
+    from pointtal.data.samplers import PerturbSampler
     from pointtal.engine.setup import load_run_data
 
     data = load_run_data(build_config(tiny_raw_config(tiny_data, "weak")), test=False)

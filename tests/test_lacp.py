@@ -670,7 +670,7 @@ def _lacp_config(tiny_data, steps, method=None, **train):
 
 
 def test_perturb_index_draws_from_the_official_bins():
-    from pointtal.data.dataset import perturb_index
+    from pointtal.data.samplers import perturb_index
 
     def candidates(length, size):  # random_perturb's choices, bin by bin, as plain loops
         if length == size:
@@ -852,7 +852,7 @@ def test_training_videos_come_in_the_official_loader_order(order):
     """main.py: `if (step - 1) % (len(train_loader) // batch_size) == 0: loader_iter = iter(train_loader)`, then
     batch_size `next()` a step: a fresh shuffle every E steps, its last len % batch_size videos never read.
     "stream": every video once an epoch. Plain loop of the official schedule on pointtal's permutations."""
-    from pointtal.data.dataset import epoch_order, step_videos
+    from pointtal.data.samplers import epoch_order, step_videos
 
     n, batch, steps = 23, 4, 40  # E = 5 steps per shuffle; 3 videos of each shuffle unread
     method = LACP(Options(hidden=8, video_order=order), 5, C)

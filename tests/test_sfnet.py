@@ -30,7 +30,7 @@ from pointtal.methods.layers import (
     topk_counts,
 )
 from pointtal.methods.sfnet import Options as SFNetOptions
-from pointtal.methods.sfnet import SFNet, anchor_expansion, expansion_precision, select_last
+from pointtal.methods.sfnet import SFNet, anchor_expansion, select_last
 from pointtal.methods.weak import Options as WeakOptions
 from pointtal.methods.weak import Weak
 
@@ -601,7 +601,7 @@ def test_anchor_expansion_edge_by_hand():
         assert torch.nonzero(clip.pseudo).squeeze(1).tolist() == [0, 1, 3, 4]
         assert torch.nonzero(code.pseudo).squeeze(1).tolist() == [1, 3]
     for edge, added in [("clip", 4), ("code", 2)]:  # the option reaches the training-time expansion
-        dataset = FakeDataset(offsets, labels.clone(), None)
+        dataset = FakeDataset(offsets, labels.clone())
         method = tiny_sfnet(expand_step=0, expand_edge=edge)
         assert method.refresh_labels(0, dataset, lambda: cas).added == added
 
@@ -631,10 +631,10 @@ def test_anchor_expansion_equals_sequential_reference(stop_on_failure, edge):
 
 
 class FakeDataset:
-    """The dataset contract SF-Net codes against (offsets, point_labels, truth_labels, set_point_labels)."""
+    """The dataset contract SF-Net codes against (offsets, point_labels, set_point_labels): no ground truth."""
 
-    def __init__(self, offsets, point_labels, truth_labels):
-        self.offsets, self.point_labels, self.truth_labels = offsets, point_labels, truth_labels
+    def __init__(self, offsets, point_labels):
+        self.offsets, self.point_labels = offsets, point_labels
 
     def set_point_labels(self, labels):
         self.point_labels = labels
@@ -650,19 +650,18 @@ def test_refresh_labels_runs_once_and_reports_precision(caplog):
     truth[16:19, 1] = 1  # 16-18 carry classes 1 and 2: 3 of 6 pairs right
     for t in (1, 2, 4, 9, 13, 16, 17, 18):
         truth[t, 0] = 0
-    dataset = FakeDataset(offsets, labels.clone(), truth)
+    dataset = FakeDataset(offsets, labels.clone())
     method = tiny_sfnet(expand_step=7)
     assert method.refresh_labels(6, dataset, lambda: cas) is None
     assert torch.equal(dataset.point_labels, labels)
     with caplog.at_level(logging.INFO):
         result = method.refresh_labels(7, dataset, lambda: cas)
     assert result.added == 9 and result.reinitialize
-    assert result.precision == pytest.approx(8 / 12)
-    assert "anchor expansion: added 9 pseudo frames, precision 0.667" in caplog.text
+    assert result.precision(truth) == pytest.approx(8 / 12)  # scored by the engine, which holds the truth
+    assert "anchor expansion: added 9 pseudo frames" in caplog.text
     assert int((dataset.point_labels.sum(1) > 0).sum()) == int((labels.sum(1) > 0).sum()) + 9
     assert tiny_sfnet(expand=False).refresh_labels(2000, dataset, lambda: cas) is None
-    no_truth = anchor_expansion(labels, cas, offsets, 3, 0.95)
-    assert expansion_precision(no_truth, None) is None
+    assert result.precision(None) is None
 
 
 # ----------------------------------------------------------------------------- weak baseline and training

@@ -229,7 +229,7 @@ def test_a_soda_window_that_cannot_be_meant_is_refused_before_the_work(tiny_data
 
 
 def test_a_batch_beyond_the_device_memory_is_refused_before_training(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr("pointtal.data.dataset.resample_index", _no_work)
+    monkeypatch.setattr("pointtal.data.samplers.resample_index", _no_work)
     raw = tiny_raw_config(tiny_data, "soda")
     raw["method"]["resample_t"] = 10**10  # 4 videos x 1e10 snippets x 64 features
     with pytest.raises(InputError, match=r"method.resample_t=10000000000: one batch of 8 videos"):

@@ -9,19 +9,31 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pointtal.data.dataset import PointDataset, resample_index, unresample
+from pointtal.data.dataset import PointDataset
 from pointtal.data.features import SnippetGeometry
+from pointtal.data.samplers import resample_index, unresample
 from pointtal.localization.detections import check_detections
 from pointtal.methods.base import Detections, Method, VideoScores
 
 
 @dataclass
 class Predictions:
-    """ActivityNet-style results (seconds) plus the video scores, keyed by video id."""
+    """Each video's `Detections` in seconds, plus its video scores where the method has them, keyed by video id;
+    `segments` / `frames` are their ActivityNet result entries (what the JSON files hold)."""
 
-    segments: dict[str, list[dict]] = field(default_factory=dict)
-    frames: dict[str, list[dict]] = field(default_factory=dict)
-    video_scores: dict[str, np.ndarray] = field(default_factory=dict)  # id -> (C+1,)
+    classes: tuple[str, ...] = ()  # class c of a detection is classes[c - 1]
+    detections: dict[str, Detections] = field(default_factory=dict)  # id -> Detections in seconds
+    video_scores: dict[str, np.ndarray] = field(default_factory=dict)  # id -> (C+1,); empty: method has none
+
+    @property
+    def segments(self) -> dict[str, list[dict]]:
+        """ActivityNet segment entries per video ({"label", "score", "segment": [start, end]} in seconds)."""
+        return {video_id: found.entries(self.classes)[0] for video_id, found in self.detections.items()}
+
+    @property
+    def frames(self) -> dict[str, list[dict]]:
+        """ActivityNet single-frame entries per video ({"label", "score", "frame"} in seconds)."""
+        return {video_id: found.entries(self.classes)[1] for video_id, found in self.detections.items()}
 
     def results_json(self, frames: bool = False, protocol: dict | None = None) -> dict:
         """ActivityNet results JSON; `protocol` (Protocol.to_json of the run) is recorded beside the results,
@@ -125,17 +137,14 @@ def _score_batch(method: Method, chunk, device: torch.device, amp: bool, detect:
     with autocast(device, amp):
         output = method(features, mask)
         scores = method.scores(output, mask)
-    cas = scores.cas.float().cpu().numpy()  # (B, T, C+1)
-    act = None if scores.actionness is None else scores.actionness.float().cpu().numpy()  # (B, T)
-    video = scores.video_scores.float().cpu().numpy()  # (B, C+1)
+    cas, act, video = (None if x is None else x.float().cpu().numpy()
+                       for x in (scores.cas, scores.actionness, scores.video_scores))  # (B, T, C+1), (B, T), (B, C+1)
     videos = []
     for row, (video_id, array) in enumerate(chunk):
         n = array.shape[0]
-        if length is not None:
-            video_cas, video_act = unresample(cas[row], n), None if act is None else unresample(act[row], n)
-        else:
-            video_cas, video_act = cas[row, :n], None if act is None else act[row, :n]
-        videos.append(VideoScores(video_id, video_cas, video_act, video[row], row))
+        video_cas, video_act = (None if x is None else unresample(x[row], n) if length is not None else x[row, :n]
+                                for x in (cas, act))
+        videos.append(VideoScores(video_id, video_cas, video_act, None if video is None else video[row], row, n))
     if not detect:
         return [(v, None) for v in videos]
     with autocast(device, amp):
@@ -164,22 +173,14 @@ def dataset_items(dataset: PointDataset) -> Iterator[tuple[str, np.ndarray]]:
 
 
 def flat_cas(method: Method, dataset: PointDataset, **kwargs) -> torch.Tensor:
-    """(N, C+1) `scores().cas` of every snippet of a dataset, in its flat layout (for label mining)."""
-    rows = [torch.from_numpy(s.cas) for s in score_videos(method, dataset_items(dataset), **kwargs)]
+    """(N, C+1) `scores().cas` of every snippet of a dataset, in its flat layout (for label mining; a method
+    that mines labels produces a CAS)."""
+    rows = []
+    for scored in score_videos(method, dataset_items(dataset), **kwargs):
+        if scored.cas is None:
+            raise RuntimeError(f"method '{method.name}' mines labels from a CAS but its scores() has none")
+        rows.append(torch.from_numpy(scored.cas))
     return torch.cat(rows)
-
-
-def to_seconds(video_id: str, found: Detections, geometry: SnippetGeometry, classes) -> tuple[list, list]:
-    """Detections in snippet units -> ActivityNet result entries in seconds."""
-    seg = np.asarray(found.segments, dtype=np.float64).reshape(-1, 4)
-    bounds = geometry.to_seconds(seg[:, :2]).tolist()  # (N, 2) seconds, one vectorised product (as per value)
-    segments = [{"label": classes[int(c) - 1], "score": score, "segment": pair}
-                for pair, c, score in zip(bounds, seg[:, 2].tolist(), seg[:, 3].tolist(), strict=True)]
-    fr = np.asarray(found.frames, dtype=np.float64).reshape(-1, 3)
-    times = geometry.to_seconds(fr[:, 0] + 0.5).tolist()
-    frames = [{"label": classes[int(c) - 1], "score": score, "frame": time}
-              for time, c, score in zip(times, fr[:, 1].tolist(), fr[:, 2].tolist(), strict=True)]
-    return segments, frames
 
 
 def predict(
@@ -193,11 +194,9 @@ def predict(
     amp: bool = True,
 ) -> Predictions:
     """Segments and single frames for every item, in seconds."""
-    out = Predictions()
+    out = Predictions(tuple(classes))
     for scored, found in _scored(method, items, batch_size, device, amp, detect=True):
-        geometry = geometries[scored.video_id]
-        out.segments[scored.video_id], out.frames[scored.video_id] = to_seconds(
-            scored.video_id, found, geometry, classes
-        )
-        out.video_scores[scored.video_id] = scored.video_scores
+        out.detections[scored.video_id] = found.in_seconds(geometries[scored.video_id])
+        if scored.video_scores is not None:
+            out.video_scores[scored.video_id] = scored.video_scores
     return out

@@ -76,13 +76,13 @@ def predict_videos(loaded: LoadedRun, store: FeatureStore, gt: GroundTruth, vide
 
 
 def merge(parts: list[Predictions], order: list[str]) -> Predictions:
-    merged = Predictions()
+    """The ranks' predictions as one, in the videos' `order`."""
+    merged = Predictions(parts[0].classes)
     for part in parts:
-        merged.segments.update(part.segments)
-        merged.frames.update(part.frames)
+        merged.detections.update(part.detections)
         merged.video_scores.update(part.video_scores)
-    return Predictions({v: merged.segments[v] for v in order}, {v: merged.frames[v] for v in order},
-                       {v: merged.video_scores[v] for v in order})
+    return Predictions(merged.classes, {v: merged.detections[v] for v in order},
+                       {v: merged.video_scores[v] for v in order if v in merged.video_scores})
 
 
 def class_mismatch(source, classes: tuple[str, ...], trained: tuple[str, ...]) -> str:
@@ -141,7 +141,7 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     if frames_out:
         Path(frames_out).parent.mkdir(parents=True, exist_ok=True)
         write_json(Path(frames_out), merged.results_json(frames=True, protocol=protocol))
-    n = sum(len(v) for v in merged.segments.values())
+    n = sum(len(found) for found in merged.detections.values())
     summary = f"{len(video_ids)} videos of '{name}', {n} segments (step {loaded.step})"
     if pseudo_labels:
         provenance = {"run": str(Path(run_dir).resolve()), "step": loaded.step}

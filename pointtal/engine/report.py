@@ -28,7 +28,7 @@ from pointtal.data.annotations import BACKGROUND, GroundTruth, Video
 from pointtal.data.dataset import geometry_for
 from pointtal.data.features import FeatureStore
 from pointtal.data.layouts import feature_length
-from pointtal.engine.inference import detect_videos, to_seconds
+from pointtal.engine.inference import detect_videos
 from pointtal.engine.setup import RunData, load_points, point_sources
 from pointtal.methods import METHODS, Method
 
@@ -97,8 +97,8 @@ def draw_timeline(path: str | Path, method: Method, config: Config, classes: Seq
                                                 batch_size=1, device=device, amp=config.train.amp))
     finally:
         method.train(was_training)
-    segments, _ = to_seconds(video.video_id, found, geometry, tuple(classes))
-    n_snippets = scored.cas.shape[0]
+    found = found.in_seconds(geometry)
+    n_snippets = scored.length
     return plot_timeline(
         path,
         video_id=video.video_id,
@@ -108,7 +108,8 @@ def draw_timeline(path: str | Path, method: Method, config: Config, classes: Seq
         points=points,
         cas=scored.cas,
         actionness=actionness_probability(config, scored.actionness),
-        segments=[(s["segment"][0], s["segment"][1], s["label"], s["score"]) for s in segments],
+        segments=[(start, end, classes[int(c) - 1], score) for start, end, c, score in
+                  zip(found.start.tolist(), found.end.tolist(), found.label.tolist(), found.score.tolist(), strict=True)],
         snippet_sec=geometry.snippet_sec,
     )
 

@@ -14,7 +14,7 @@ import contextlib
 import copy
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -269,7 +269,11 @@ class Trainer:
             raise InputError(f"train.batch_size={config.train.batch_size} is global: give at least one video "
                              f"per DDP rank (>= {self.dist.world})")
         saved = guard_run_dir(config, self.run_dir, resume, self.dist.is_main)  # before loading any data
-        self.data = data or load_run_data(config)
+        data = data or load_run_data(config)
+        # the training videos' ground truth stays with the engine, for logging the precision of mined labels:
+        # every dataset the method is handed (samplers, label mining, phases) lacks it
+        self.train_truth = data.train.truth_labels
+        self.data = replace(data, train=data.train.without_truth())
         # the optimizer of the phase of the last completed step: a resumed run loads that one's state
         method, optimizer = new_method(config, self.data, config.train.seed, self.device)
         self.phases = method.phases(config.train, len(self.data.train))
@@ -427,9 +431,13 @@ class Trainer:
         method.train()
         if refresh is None:
             return
+        precision = refresh.precision(self.train_truth)
+        if precision is not None:
+            log.info("step %d: label mining: %d pseudo frames/labels added, precision %.3f", self.state.step,
+                     refresh.added, precision)
         if self.logs is not None:
             self.logs.scalars(self.state.step, {"pseudo_frames": refresh.added,
-                                                **({"pseudo_precision": refresh.precision} if refresh.precision is not None else {})},
+                                                **({"pseudo_precision": precision} if precision is not None else {})},
                               prefix="mining/")
         if refresh.reinitialize:
             seed = self.config.train.seed + self.state.step

@@ -15,8 +15,8 @@ from typing import NoReturn
 import numpy as np
 
 from pointtal.atomic import finite_number as _number
-from pointtal.atomic import read_json
-from pointtal.errors import InputError, loads_unique
+from pointtal.atomic import loads_unique, read_json
+from pointtal.errors import InputError
 from pointtal.evaluation.tables import PointTable, SegmentTable
 
 

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pointtal.errors import DuplicateKey, InputError, loads_unique
+from pointtal.atomic import loads_unique
+from pointtal.errors import DuplicateKey, InputError
 
 THUMOS14_EXCLUDED = ("video_test_0000270", "video_test_0001292", "video_test_0001496")
 # OpenTAD's THUMOS14 annotation file leaves out two test videos "following G-TAD / VSGN": 270 (wrong annotations)

@@ -9,18 +9,78 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Detections:
-    """Detections of one video in snippet units (fractional allowed); classes are 1..C.
+    """Detections of one video; classes are 1..C.
 
-    The one output type of every localizer and method: a CAS method's thresholded runs and a proposal
-    method's regressed boundaries alike. The engine converts them to seconds with the video's geometry.
+    The one form of segments from methods to writers: every localizer and method returns it in snippet
+    units (fractional allowed; a CAS method's thresholded runs and a proposal method's regressed boundaries
+    alike), the engine converts it to seconds with the video's geometry (`in_seconds`) and keeps it so in its
+    predictions; only the JSON writer turns it into ActivityNet entries (`entries`). Read its columns by name
+    (`start`, `end`, `label`, `score`; `frame_at`, `frame_label`, `frame_score`).
     """
 
-    segments: np.ndarray  # (N, 4) float64: start_snippet, end_snippet, class, score
-    frames: np.ndarray  # (K, 3) float64: snippet, class, score (single-frame predictions; may be empty)
+    segments: np.ndarray  # (N, 4) float64: start, end, class, score (snippet units, or seconds: `unit`)
+    frames: np.ndarray  # (K, 3) float64: snippet (index; seconds: the centre's time), class, score; may be empty
+    unit: str = "snippets"  # "snippets" (a method's output) or "seconds" (`in_seconds`)
 
     @staticmethod
     def empty() -> Detections:
         return Detections(np.zeros((0, 4)), np.zeros((0, 3)))
+
+    def _column(self, table: np.ndarray, width: int, index: int) -> np.ndarray:
+        return np.asarray(table, dtype=np.float64).reshape(-1, width)[:, index]
+
+    @property
+    def start(self) -> np.ndarray:  # (N,)
+        return self._column(self.segments, 4, 0)
+
+    @property
+    def end(self) -> np.ndarray:  # (N,)
+        return self._column(self.segments, 4, 1)
+
+    @property
+    def label(self) -> np.ndarray:  # (N,) class 1..C (float64 column)
+        return self._column(self.segments, 4, 2)
+
+    @property
+    def score(self) -> np.ndarray:  # (N,)
+        return self._column(self.segments, 4, 3)
+
+    @property
+    def frame_at(self) -> np.ndarray:  # (K,) snippet index, or the snippet centre's time in seconds
+        return self._column(self.frames, 3, 0)
+
+    @property
+    def frame_label(self) -> np.ndarray:  # (K,)
+        return self._column(self.frames, 3, 1)
+
+    @property
+    def frame_score(self) -> np.ndarray:  # (K,)
+        return self._column(self.frames, 3, 2)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def in_seconds(self, geometry) -> Detections:
+        """The same detections in seconds; `geometry.to_seconds(snippets)` gives a snippet position's time
+        (a segment's bounds as they are, a single frame at its snippet's centre)."""
+        if self.unit == "seconds":
+            return self
+        bounds = geometry.to_seconds(np.stack([self.start, self.end], 1))  # (N, 2) one vectorised product
+        segments = np.concatenate([bounds, self.label[:, None], self.score[:, None]], 1)  # (N, 4)
+        frames = np.stack([geometry.to_seconds(self.frame_at + 0.5), self.frame_label, self.frame_score], 1)
+        return Detections(segments, frames.reshape(-1, 3), "seconds")
+
+    def entries(self, classes: tuple[str, ...]) -> tuple[list[dict], list[dict]]:
+        """ActivityNet result entries (segments {"label", "score", "segment"}, frames {"label", "score",
+        "frame"}) of detections in seconds, `classes[c - 1]` naming class c: the writer's form."""
+        if self.unit != "seconds":
+            raise ValueError("Detections.entries needs seconds (in_seconds)")
+        names = [classes[int(c) - 1] for c in self.label.tolist()]
+        segments = [{"label": name, "score": score, "segment": pair} for name, score, pair in
+                    zip(names, self.score.tolist(), np.stack([self.start, self.end], 1).tolist(), strict=True)]
+        frames = [{"label": classes[int(c) - 1], "score": score, "frame": time} for time, c, score in
+                  zip(self.frame_at.tolist(), self.frame_label.tolist(), self.frame_score.tolist(), strict=True)]
+        return segments, frames
 
 
 class InvalidDetections(RuntimeError):

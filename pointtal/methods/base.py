@@ -8,8 +8,9 @@ Supervision
     file) into `dataset.segments` (a `SegmentTable`: seconds, snippet units, class, confidence weight);
 
 Batching (the method's own: crop windows, fixed-length resampling, proposal batches)
-  * `training_sampler(dataset, batch_size, seed, phase)` -> callable `(step, rank, world) -> Batch`,
-    deterministic in (seed, step) so a resumed run sees the same data;
+  * `training_sampler(dataset, batch_size, seed, phase)` -> a `data.samplers.Sampler`, a callable
+    `(step, rank, world) -> Batch` deterministic in (seed, step) so a resumed run sees the same data; the
+    dataset lacks the training videos' ground truth (`truth_labels` None: the engine keeps it);
   * `inference_length` -> None (whole videos) or N (videos resampled to N snippets, scores interpolated back);
   * `training_length(longest)` -> (snippets per video in a training batch, the option that sets it).
 Schedule
@@ -20,19 +21,25 @@ Schedule
     the weights (kept in checkpoints, like the optimizer). State a method computes there (or while mining
     labels) lives in buffers or `get_extra_state`, so checkpoints carry it;
   * `phase_parameters(index)` -> what phase `index` trains (default: every parameter that requires gradients);
-  * `refresh_due(step)` / `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net anchor
-    expansion); `predict_cas()` returns `scores().cas` of every training snippet, (N, C+1) in the dataset's
-    flat layout;
+  * `refresh_due(step)` / `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net's anchor
+    expansion, LACP's optimal sequence search); `predict_cas()` returns `scores().cas` of every training
+    snippet, (N, C+1) in the dataset's flat layout. The method returns a `LabelRefresh` with the labels it
+    mined; it never reads the training videos' ground truth: the engine scores the mined labels against it
+    for the log (`LabelRefresh.precision`);
   * `plan_notes(steps)` -> warnings about the method's options against the run's length;
   * `selection_subset` -> a subset of the ground truth whose in-run evaluations (every `train.eval_every`
     steps) the method hears of through `observe_evaluation(step, subset, average)` (HR-Pro keeps the best
     stage-1 weights), or None.
 Computation
-  * `forward(features, mask, **batch.extras)` -> a small named output (any object `loss`/`scores` accept);
-  * `loss(output, batch, step)` -> dict of scalar tensors, key "total" is optimised, the rest are logged;
+  * `forward(features, mask, **batch.extras)` -> the method's small named output (`Method[Output]` names its
+    type; `loss`, `scores` and `detect` take it);
+  * `loss(output, batch, step)` -> dict of scalar tensors, key "total" is optimised, the rest are logged
+    (`batch` a `data.batch.Batch`);
   * `scores(output, mask)` -> `Scores` (per-snippet class scores in the method's score space -- logits or
-    probabilities -- video probabilities, actionness): what figures, label mining and ensembles read;
-  * `detect(output, videos)` -> one `Detections` per video, in the video's snippet units. The default runs
+    probabilities -- video probabilities, actionness): what figures, label mining and ensembles read; each
+    is optional (None: the method has none, and the CAS figure or the classification mAP is left out);
+  * `detect(output, videos)` -> one `Detections` per video, in the video's snippet units (`videos[i].length`
+    its real snippets; the engine turns them into seconds, `Detections.in_seconds`). The default runs
     `localize(cas, actionness, video_scores)` on each video's scores (a CAS method writes only `localize`);
     a proposal method overrides `detect` and returns its regressed segments.
 """
@@ -42,18 +49,37 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from pointtal.data.dataset import CropSampler, PointDataset
+from pointtal.data.batch import Batch
+from pointtal.data.dataset import PointDataset
+from pointtal.data.samplers import CropSampler, Sampler
 from pointtal.errors import InputError
 from pointtal.localization.detections import Detections
 
-__all__ = ["Detections", "LabelRefresh", "Method", "Phase", "PhaseContext", "Scores", "VideoScores",
-           "check_options", "schedule_steps"]
+__all__ = ["Batch", "Detections", "LabelRefresh", "Method", "Phase", "PhaseContext", "PointDataset", "Scores",
+           "TrainSchedule", "VideoScores", "check_options", "schedule_steps"]
+
+Output = TypeVar("Output")  # a method's forward output (a small dataclass of tensors), read by its loss/scores/detect
+
+
+class TrainSchedule(Protocol):
+    """What a method reads of the run's `train` config (`config.TrainConfig`) to plan its phases."""
+
+    @property
+    def steps(self) -> int: ...
+    @property
+    def epochs(self) -> int | None: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
 
 
 def check_options(options: Any, checks: Iterable[tuple[bool, str, str]]) -> None:
@@ -66,31 +92,53 @@ def check_options(options: Any, checks: Iterable[tuple[bool, str, str]]) -> None
 
 @dataclass
 class Scores:
-    """Per-snippet and per-video scores of a batch."""
+    """Per-snippet and per-video scores of a batch. Each is optional: a method that has no CAS (a detector
+    regressing segments) or no video-level scores returns None, and the figures and the classification mAP
+    that read them are then left out (a CAS method must give `cas` and `video_scores`: `localize` reads them)."""
 
-    cas: torch.Tensor  # (B, T, C+1) class scores used for localization, logits or probabilities (column 0 = bg)
-    video_scores: torch.Tensor  # (B, C+1) video-level class probabilities
+    cas: torch.Tensor | None = None  # (B, T, C+1) class scores, logits or probabilities (column 0 = bg)
+    video_scores: torch.Tensor | None = None  # (B, C+1) video-level class probabilities
     actionness: torch.Tensor | None = None  # (B, T) or None when the method has no actionness
 
 
 @dataclass
 class VideoScores:
-    """One video's scores over its real snippets (resampled scores interpolated back to its length)."""
+    """One video's scores over its real snippets (resampled scores interpolated back to its length); a score
+    the method does not produce is None."""
 
     video_id: str
-    cas: np.ndarray  # (T, C+1), column 0 = background
+    cas: np.ndarray | None  # (T, C+1), column 0 = background
     actionness: np.ndarray | None  # (T,) or None
-    video_scores: np.ndarray  # (C+1,)
+    video_scores: np.ndarray | None  # (C+1,)
     row: int = 0  # the video's row in the batch `output` it was scored in (for `Method.detect`)
+    length: int | None = None  # T, the video's real snippets (None: taken from `cas`)
+
+    def __post_init__(self):
+        if self.length is None:
+            if self.cas is None:
+                raise ValueError(f"VideoScores of '{self.video_id}': give `length` when there is no cas")
+            self.length = len(self.cas)
 
 
 @dataclass(frozen=True)
 class LabelRefresh:
-    """What a label-mining step did (logged by the engine)."""
+    """What a label-mining step did (logged by the engine).
+
+    The method never sees the training videos' ground truth: the engine scores `mined` against it for the
+    log (`precision`), out of the losses' reach.
+    """
 
     added: int
-    precision: float | None
     reinitialize: bool
+    mined: torch.Tensor | None = None  # (N, C+1) bool: the (snippet, class) labels the step gave, flat layout
+
+    def precision(self, truth: torch.Tensor | None) -> float | None:
+        """Fraction of the mined (snippet, class) labels present in `truth` ((N, C+1) multi-hot, column 0 =
+        background); None without truth or without a mined label."""
+        if truth is None or self.mined is None or not bool(self.mined.any()):
+            return None
+        mined = self.mined.detach().cpu()
+        return float((mined & (truth.detach().cpu() > 0)).sum()) / int(mined.sum())
 
 
 @dataclass(frozen=True)
@@ -136,8 +184,9 @@ def schedule_steps(steps: int, epochs: int | None, n_videos: int, batch_size: in
     return epochs * math.ceil(n_videos / batch_size) if epochs else steps
 
 
-class Method(nn.Module):
-    """Base class: subclasses set `name` and `Options` and implement the computation (module doc)."""
+class Method(nn.Module, Generic[Output]):
+    """Base class: subclasses set `name` and `Options` and implement the computation (module doc); a subclass
+    names its forward output type, `class SFNet(Method[SFNetOutput])`."""
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = object
@@ -151,7 +200,7 @@ class Method(nn.Module):
         self.n_classes = n_classes  # C action classes; tensors are C+1 wide
 
     # ------------------------------------------------------------------ batching
-    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> Callable:
+    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> Sampler:
         """Whole videos, padded to the batch's longest (methods with crops or resampling override this)."""
         return CropSampler(dataset, batch_size, seed, (int(dataset.n_snippets.max()),))
 
@@ -166,7 +215,7 @@ class Method(nn.Module):
         return longest, ""
 
     # ------------------------------------------------------------------ schedule
-    def phases(self, train: Any, n_videos: int) -> tuple[Phase, ...]:
+    def phases(self, train: TrainSchedule, n_videos: int) -> tuple[Phase, ...]:
         """One phase: `train.steps` (or `train.epochs`) at `train.lr`, `train.batch_size`."""
         steps = schedule_steps(train.steps, train.epochs, n_videos, train.batch_size)
         return (Phase("train", steps, train.lr, train.batch_size, train.weight_decay),)
@@ -183,7 +232,9 @@ class Method(nn.Module):
         """Whether `refresh_labels` runs before training step `step`."""
         return False
 
-    def refresh_labels(self, step: int, dataset: Any, predict_cas) -> LabelRefresh | None:
+    def refresh_labels(self, step: int, dataset: PointDataset,
+                       predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh | None:
+        """Mine labels into `dataset` (the training videos, without their ground truth) when due."""
         return None
 
     def plan_notes(self, steps: int) -> list[str]:
@@ -200,16 +251,16 @@ class Method(nn.Module):
         that evaluation is written, so what the method keeps is resumed exactly)."""
 
     # ------------------------------------------------------------------ computation
-    def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> Any:
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> Output:
         raise NotImplementedError  # features (B,T,D), mask (B,T)
 
-    def loss(self, output: Any, batch: Any, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: Output, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def scores(self, output: Any, mask: torch.Tensor) -> Scores:
+    def scores(self, output: Output, mask: torch.Tensor) -> Scores:
         raise NotImplementedError
 
-    def detect(self, output: Any, videos: list[VideoScores]) -> list[Detections]:
+    def detect(self, output: Output, videos: list[VideoScores]) -> list[Detections]:
         """Detections of each scored video of a batch (`videos[i].row` is its row in `output`)."""
         return [self.localize(v.cas, v.actionness, v.video_scores) for v in videos]
 

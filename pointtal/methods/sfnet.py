@@ -42,15 +42,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pointtal.applies import Applies
-from pointtal.data.dataset import CropSampler
-from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
+from pointtal.data.samplers import CropSampler
+from pointtal.methods.base import Batch, Detections, LabelRefresh, Method, PointDataset, Scores, check_options
 from pointtal.methods.layers import masked_mean, select_hardest
 from pointtal.methods.two_stream import (
     SFNetOutput,
@@ -297,20 +297,15 @@ def anchor_expansion(
     return Expansion(new_labels, pseudo)
 
 
-def expansion_precision(expansion: Expansion, truth_labels: torch.Tensor | None) -> float | None:
-    """Fraction of pseudo (snippet, class) labels present in the ground truth of that snippet (the reference
-    code's sum(right) / sum(count)); None without ground truth or pseudo frames."""
-    if truth_labels is None or not bool(expansion.pseudo.any()):
-        return None
-    given = expansion.labels[expansion.pseudo] > 0  # (P, K)
-    correct = given & (truth_labels.detach().cpu()[expansion.pseudo] > 0)
-    return float(correct.sum()) / max(int(given.sum()), 1)
+def expansion_labels(expansion: Expansion) -> torch.Tensor:
+    """(N, K) bool: the (snippet, class) labels anchor expansion gave to its pseudo frames."""
+    return (expansion.labels > 0) & expansion.pseudo[:, None]
 
 
 # ----------------------------------------------------------------------------- the method
 
 
-class SFNet(Method):
+class SFNet(Method[SFNetOutput]):
     """SF-Net: points + video labels, background mining, actionness, anchor expansion."""
 
     name = "sfnet"
@@ -320,7 +315,7 @@ class SFNet(Method):
         super().__init__(options, in_dim, n_classes)
         self.net = two_stream_net(options, in_dim, n_classes, options.actionness)
 
-    def training_sampler(self, dataset: Any, batch_size: int, seed: int, phase: int = 0) -> CropSampler:
+    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> CropSampler:
         """Random windows of `t_max` snippets on even steps and `t_max_alt` on odd ones (§2.4)."""
         return CropSampler(dataset, batch_size, seed, (self.options.t_max, self.options.t_max_alt))
 
@@ -346,7 +341,7 @@ class SFNet(Method):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
         return self.net(features, mask)
 
-    def loss(self, output: SFNetOutput, batch: Any, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: SFNetOutput, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         o = self.options
         mining = mining_pool(batch.mask, batch.point_labels, o.eta)
         zero = output.cas.new_zeros((), dtype=torch.float32)
@@ -377,7 +372,7 @@ class SFNet(Method):
         return sfnet_detections(self.options, cas, actionness, self.options.w_act)
 
     def refresh_labels(
-        self, step: int, dataset: Any, predict_cas: Callable[[], torch.Tensor]
+        self, step: int, dataset: PointDataset, predict_cas: Callable[[], torch.Tensor]
     ) -> LabelRefresh | None:
         """Anchor expansion at `expand_step`: pseudo frames from `predict_cas()` ((N, K) = `scores().cas`)."""
         if not self.refresh_due(step):
@@ -393,8 +388,6 @@ class SFNet(Method):
             o.expand_edge,
         )
         added = int(expansion.pseudo.sum())
-        precision = expansion_precision(expansion, dataset.truth_labels)
-        shown = "n/a" if precision is None else f"{precision:.3f}"
-        log.info("anchor expansion: added %d pseudo frames, precision %s", added, shown)
+        log.info("anchor expansion: added %d pseudo frames", added)
         dataset.set_point_labels(expansion.labels.to(dataset.point_labels.device))
-        return LabelRefresh(added=added, precision=precision, reinitialize=True)
+        return LabelRefresh(added=added, reinitialize=True, mined=expansion_labels(expansion).cpu())

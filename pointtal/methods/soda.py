@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pointtal.applies import Applies
-from pointtal.data.dataset import ResampleSampler
+from pointtal.data.samplers import ResampleSampler
 from pointtal.localization.soda import DEFAULT_THRESHOLDS, localize_soda
-from pointtal.methods.base import Detections, Method, Scores, check_options
+from pointtal.methods.base import Batch, Detections, Method, PointDataset, Scores, check_options
 from pointtal.methods.layers import topk_counts
 
 Aggregation = Literal["topk", "average", "temporal_softmax", "category_softmax"]
@@ -304,7 +304,7 @@ def distillation_loss(
 
 
 # ----------------------------------------------------------------------------- the method
-class SODA(Method):
+class SODA(Method[SODAOutput]):
     """SODA: M CASNets trained with video + point losses and master-to-peer self-distillation."""
 
     name = "soda"
@@ -322,7 +322,7 @@ class SODA(Method):
             options.init,
         )
 
-    def training_sampler(self, dataset: Any, batch_size: int, seed: int, phase: int = 0) -> ResampleSampler:
+    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> ResampleSampler:
         return ResampleSampler(dataset, batch_size, seed, self.options.resample_t)
 
     @property
@@ -342,7 +342,7 @@ class SODA(Method):
         n = self.options.n_networks if self.training else 1
         return SODAOutput(self.casnets(x, mask, n), mask)
 
-    def loss(self, output: SODAOutput, batch, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: SODAOutput, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         """sum_m (L_vid^m + L_frame^m) + lambda * L_sd; the other keys are detached, for logging."""
         o = self.options
         logits = output.cas_logits.float()  # (M, B, T, C+1)

@@ -19,15 +19,15 @@ Inference: the SF-Net localizer with w_act = 0 (there is no actionness branch).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pointtal.applies import Applies
-from pointtal.data.dataset import CropSampler
-from pointtal.methods.base import Detections, Method, Scores, check_options
+from pointtal.data.samplers import CropSampler
+from pointtal.methods.base import Batch, Detections, Method, PointDataset, Scores, check_options
 from pointtal.methods.layers import masked_mean
 from pointtal.methods.two_stream import (
     SFNetOutput,
@@ -110,7 +110,7 @@ def center_pairs(video_labels: torch.Tensor, mask: torch.Tensor, single_label_on
     return used
 
 
-class Weak(Method):
+class Weak(Method[SFNetOutput]):
     """Weakly supervised baseline: video labels only (L_vid + center loss), CAS-only localization."""
 
     name = "weak"
@@ -123,7 +123,7 @@ class Weak(Method):
         self.register_buffer("centers", torch.zeros(n_classes + 1, width))  # (K, 2H) EMA class centres
         self.register_buffer("center_seen", torch.zeros(n_classes + 1, dtype=torch.bool))  # (K,)
 
-    def training_sampler(self, dataset: Any, batch_size: int, seed: int, phase: int = 0) -> CropSampler:
+    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> CropSampler:
         """Random windows of `t_max` snippets on even steps and `t_max_alt` on odd ones (§2.4)."""
         return CropSampler(dataset, batch_size, seed, (self.options.t_max, self.options.t_max_alt))
 
@@ -134,7 +134,7 @@ class Weak(Method):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
         return self.net(features, mask)
 
-    def loss(self, output: SFNetOutput, batch: Any, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: SFNetOutput, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         o = self.options
         l_vid = sum(
             video_loss(cas, batch.mask, batch.video_labels, o.topk_divisor, o.min_video_len)
@@ -146,7 +146,7 @@ class Weak(Method):
         total = l_vid + o.center_weight * l_center
         return {"total": total, "video": l_vid.detach(), "center": l_center.detach()}
 
-    def _center_loss(self, output: SFNetOutput, batch: Any, step: int) -> torch.Tensor:
+    def _center_loss(self, output: SFNetOutput, batch: Batch, step: int) -> torch.Tensor:
         """Mean squared distance of the pooled features to their (pre-update) class centres; EMA update."""
         pooled = attention_pool(output, batch.mask)  # (B, K, 2H)
         pairs = center_pairs(batch.video_labels, batch.mask, step < self.options.center_multilabel_step)

@@ -25,7 +25,6 @@ from pointtal.engine.inference import (
     dataset_items,
     resolve_device,
     score_videos,
-    to_seconds,
 )
 from pointtal.engine.predictor import LoadedRun, load_trained
 from pointtal.engine.setup import RunData, load_run_data
@@ -99,15 +98,14 @@ def fuse_predictions(a: ScoredRun, b: ScoredRun, rule: str, data: RunData) -> Pr
     method = a.run.method
     eta = method.options.eta  # load_pair: SODA runs only
     geometries = dict(zip(data.test.video_ids, data.test.geometries, strict=False))
-    out = Predictions()
+    out = Predictions(data.classes)
     for sa, sb in zip(a.scores, b.scores, strict=True):
         assert sa.video_id == sb.video_id and sa.cas.shape == sb.cas.shape, "runs scored different videos"
         fused = ensemble_scores(_as_scores(sa), _as_scores(sb), rule, eta=eta)
         cas = fused.cas[0].numpy()  # (T, C+1)
         video_scores = fused.video_scores[0].numpy()  # (C+1,)
         found = check_detections(method.localize(cas, None, video_scores), method.n_classes, method.name, sa.video_id)
-        out.segments[sa.video_id], out.frames[sa.video_id] = to_seconds(
-            sa.video_id, found, geometries[sa.video_id], data.classes)
+        out.detections[sa.video_id] = found.in_seconds(geometries[sa.video_id])
         out.video_scores[sa.video_id] = video_scores
     return out
 

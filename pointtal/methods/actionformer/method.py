@@ -10,8 +10,7 @@ The engine drives it through the `Method` contract:
     an EMA of the weights (`ema`) as the official evaluation does;
   * `loss`: sigmoid focal loss over every real point and class + DIoU over positive points, both divided by an
     EMA of the number of positive points (targets.py);
-  * `scores`: the finest level's class probabilities (the closest thing to a CAS this detector has; column 0 =
-    1 - the largest) and their maximum over time as video scores;
+  * `scores`: none (no CAS, no video-level scores: the run's CAS figure and classification mAP are left out);
   * `detect`: per level the top `pre_nms_topk` (point, class) pairs above `pre_nms_thresh`, boundaries decoded,
     segments shorter than `duration_thresh` dropped, then soft-NMS within each class and the `max_segments` best.
 
@@ -28,14 +27,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
 from pointtal.applies import Applies
 from pointtal.data.batch import Batch
-from pointtal.data.dataset import PointDataset, batch_videos, gather_batch
+from pointtal.data.dataset import PointDataset
+from pointtal.data.samplers import batch_videos, gather_batch
 from pointtal.errors import InputError
 from pointtal.localization.nms import nms_per_class, segment_voting, soft_nms, soft_nms_per_class
 from pointtal.methods.actionformer.network import ActionFormerNet, DetectorOutput
@@ -50,6 +50,7 @@ from pointtal.methods.base import (
     Method,
     Phase,
     Scores,
+    TrainSchedule,
     VideoScores,
     check_options,
     schedule_steps,
@@ -248,7 +249,7 @@ class TruncationSampler:
 
 
 # ----------------------------------------------------------------------------- the method
-class ActionFormer(Method):
+class ActionFormer(Method[DetectorOutput]):
     name = "actionformer"
     Options = Options
     supervision = "segments"
@@ -268,7 +269,7 @@ class ActionFormer(Method):
         divisor = self.net.divisor
         return math.ceil(min(longest, self.options.max_seq_len) / divisor) * divisor, "max_seq_len"
 
-    def phases(self, train: Any, n_videos: int) -> tuple[Phase, ...]:
+    def phases(self, train: TrainSchedule, n_videos: int) -> tuple[Phase, ...]:
         o = self.options
         steps = schedule_steps(train.steps, train.epochs, n_videos, train.batch_size)
         warmup = min(steps, round(o.warmup_epochs * math.ceil(n_videos / train.batch_size)))
@@ -293,7 +294,7 @@ class ActionFormer(Method):
     def points(self, output: DetectorOutput):
         return pyramid_points(output.lengths, self.options.regression_ranges, self.options.scale, output.logits.device)
 
-    def loss(self, output: DetectorOutput, batch: Any, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: DetectorOutput, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         o = self.options
         t = batch.targets
         targets = assign_targets(self.points(output), t["segments"], t["labels"], t["weights"], self.n_classes,
@@ -315,17 +316,13 @@ class ActionFormer(Method):
                 "positives": torch.tensor(float(count))}
 
     def scores(self, output: DetectorOutput, mask: torch.Tensor) -> Scores:
-        t = mask.shape[1]
-        probs = torch.sigmoid(output.logits[:, :t].float())  # (B, T, C) the finest level
-        background = 1 - probs.max(-1, keepdim=True).values
-        video = probs.masked_fill(~mask[..., None], 0).amax(1)  # (B, C)
-        video_background = 1 - video.max(-1, keepdim=True).values
-        return Scores(torch.cat([background, probs], -1), torch.cat([video_background, video], -1))
+        """None: a detector has no CAS and no video-level scores (its CAS figure and cmAP are left out)."""
+        return Scores()
 
     def detect(self, output: DetectorOutput, videos: list[VideoScores]) -> list[Detections]:
         rows = [v.row for v in videos]
         found = self.candidates(output, rows)
-        return [self.postprocess(*c, len(v.cas)) for c, v in zip(found, videos, strict=True)]
+        return [self.postprocess(*c, v.length) for c, v in zip(found, videos, strict=True)]
 
     @torch.no_grad()
     def candidates(self, output: DetectorOutput, rows: list[int]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pointtal.applies import Applies
-from pointtal.data.dataset import CropSampler, PerturbSampler, PointDataset, gather_batch
+from pointtal.data.dataset import PointDataset
+from pointtal.data.samplers import CropSampler, PerturbSampler, Sampler, gather_batch
 from pointtal.errors import InputError
 from pointtal.localization.hrpro import (
     AGNOSTIC_THRESHOLDS,
@@ -50,11 +51,14 @@ from pointtal.localization.hrpro import (
 )
 from pointtal.localization.peaks import segment_peaks
 from pointtal.methods.base import (
+    Batch,
     Detections,
     Method,
     Phase,
     PhaseContext,
     Scores,
+    TrainSchedule,
+    VideoScores,
     check_options,
     schedule_steps,
 )
@@ -238,7 +242,7 @@ class Options:
 
 
 # ----------------------------------------------------------------------------- the method
-class HRPro(Method):
+class HRPro(Method[SnippetOutput | InstanceOutput]):
     """HR-Pro: snippet-level stage (S-model + prototype memory), then instance-level stage (I-model)."""
 
     name = "hrpro"
@@ -258,7 +262,7 @@ class HRPro(Method):
         self.stage1_best_step, self.stage1_best_score = -1, -math.inf
 
     # ------------------------------------------------------------------ schedule
-    def phases(self, train: Any, n_videos: int) -> tuple[Phase, ...]:
+    def phases(self, train: TrainSchedule, n_videos: int) -> tuple[Phase, ...]:
         o = self.options
         first = Phase("snippet", schedule_steps(train.steps, train.epochs, n_videos, train.batch_size), train.lr,
                       train.batch_size, train.weight_decay)
@@ -300,7 +304,7 @@ class HRPro(Method):
                                                           int(torch.randint(2**31 - 1, ())))
             self.stage2_ready = True
 
-    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0):
+    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> Sampler:
         """Stage 1: whole videos or the official random_perturb (with the points and labels in `extras` when the
         memory is updated per video, so `forward` can update it between videos); stage 2: proposal batches."""
         o = self.options
@@ -413,7 +417,7 @@ class HRPro(Method):
         fused = torch.cat([background, scores[..., 1:] * (1 - background)], -1)  # (B, T, C+1)
         return SnippetOutput(fused, scores[..., 1:], embedded, features, mask)
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> Any:
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> SnippetOutput | InstanceOutput:
         """Stage 1 on (B, T, D) features; with `proposals` (B, M, 2) in extras (stage-2 batches) the I-model;
         in training with `points` (B, T, C) and `labels` (B, C) in extras (memory_update "video") one video at
         a time, updating the memory after each (`_forward_per_video`)."""
@@ -448,7 +452,7 @@ class HRPro(Method):
         return SnippetOutput(stack("cas"), stack("class_scores"), stack("embedded"), features, mask,
                              torch.stack(memories))
 
-    def loss(self, output: Any, batch: Any, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: SnippetOutput | InstanceOutput, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         if isinstance(output, InstanceOutput):
             o, x = self.options, batch.extras
             output = InstanceOutput(output.iou.float(), output.start_reg.float(), output.end_reg.float())
@@ -458,7 +462,7 @@ class HRPro(Method):
             return {"total": total, "regression": reg.detach(), "score": score.detach()}
         return self.snippet_losses(output, batch)
 
-    def snippet_losses(self, output: SnippetOutput, batch: Any) -> dict[str, torch.Tensor]:
+    def snippet_losses(self, output: SnippetOutput, batch: Batch) -> dict[str, torch.Tensor]:
         """Stage-1 losses (each a mean over the batch's videos) and the memory update."""
         o = self.options
         mask = batch.mask
@@ -510,7 +514,7 @@ class HRPro(Method):
         raw = self._stage1_raw(cas, video_scores_)
         return with_frames(self._suppress(np.column_stack([raw.start, raw.end]), raw.score, raw.label), cas)
 
-    def detect(self, output: SnippetOutput, videos: list) -> list[Detections]:
+    def detect(self, output: SnippetOutput, videos: list[VideoScores]) -> list[Detections]:
         """Stage-1 proposals of each video scored and refined by the I-model (the official I_test): every
         proposal once as is with score completeness + stage-1 score, once refined with the refined
         proposal's completeness + stage-1 score; then soft-NMS per class.

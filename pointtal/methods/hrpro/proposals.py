@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from pointtal.data.dataset import PointDataset, gather_batch, step_videos
+from pointtal.data.dataset import PointDataset
+from pointtal.data.samplers import gather_batch, step_videos
 
 if TYPE_CHECKING:
     from pointtal.methods.hrpro.method import Options

@@ -26,16 +26,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pointtal.applies import Applies
-from pointtal.data.dataset import CropSampler, PerturbSampler
+from pointtal.data.samplers import CropSampler, PerturbSampler, Sampler
 from pointtal.localization.lacp import localize_lacp
-from pointtal.methods.base import Detections, LabelRefresh, Method, Scores, check_options
+from pointtal.methods.base import Batch, Detections, LabelRefresh, Method, PointDataset, Scores, check_options
 from pointtal.methods.lacp.losses import feature_loss, focal_point_loss, pseudo_runs, score_loss, video_loss
 from pointtal.methods.lacp.network import LACPNet, LACPOutput, video_scores
 from pointtal.methods.lacp.search import optimal_sequences, select_seeds
@@ -187,7 +187,7 @@ def padded(flat: torch.Tensor, offsets: np.ndarray) -> tuple[torch.Tensor, torch
     return out, mask
 
 
-class LACP(Method):
+class LACP(Method[LACPOutput]):
     """LACP: point-level focal losses with pseudo background points, video loss, optimal sequence search and
     the score- and feature-contrastive completeness losses."""
 
@@ -216,7 +216,7 @@ class LACP(Method):
         self.pending = state.get("pending", torch.zeros((0, self.n_classes), dtype=torch.uint8)).bool()
         self.pending_offsets = state.get("pending_offsets", torch.zeros(0, dtype=torch.long)).long()
 
-    def training_sampler(self, dataset: Any, batch_size: int, seed: int, phase: int = 0) -> Callable:
+    def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> Sampler:
         """Whole videos (the official setting), or `num_segments` snippets per video by random_perturb.
         Also fixes `iterator_steps` = max(1, len(dataset) // batch_size), the official main.py's steps
         between re-creations of its data iterator (`label_delay`)."""
@@ -260,7 +260,7 @@ class LACP(Method):
     def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> LACPOutput:
         return self.net(features, mask)
 
-    def batch_pseudo(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_pseudo(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Pseudo labels (B, T, C) of a batch's snippets and whether each video has been searched (B,)."""
         b, t = batch.mask.shape
         dev = batch.mask.device
@@ -272,7 +272,7 @@ class LACP(Method):
         rows = self.pseudo[flat.clamp(max=self.pseudo.shape[0] - 1)] & batch.mask.unsqueeze(-1)
         return rows, torch.ones(b, dtype=torch.bool, device=dev)
 
-    def loss(self, output: LACPOutput, batch: Any, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: LACPOutput, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         o = self.options
         mask = batch.mask
         labels = batch.video_labels[:, 1:].float()  # (B, C)
@@ -313,7 +313,7 @@ class LACP(Method):
                              nms_extent=o.nms_extent, delta=o.oic_delta)
 
     @torch.no_grad()
-    def refresh_labels(self, step: int, dataset: Any, predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh | None:
+    def refresh_labels(self, step: int, dataset: PointDataset, predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh | None:
         """The optimal sequence search over every training video (eval-mode fused CAS from `predict_cas`) when
         it is due; its labels are used from this step ("immediate") or from the next re-creation of the official
         data iterator, which may be this step ("iterator", `label_delay`)."""
@@ -326,7 +326,7 @@ class LACP(Method):
             self.pending, self.pending_offsets = self.pending[:0], self.pending_offsets[:0]
         return refresh
 
-    def _search(self, step: int, dataset: Any, predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh:
+    def _search(self, step: int, dataset: PointDataset, predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh:
         """Search every training video; the labels wait in `pending` until `refresh_labels` hands them over."""
         cas, mask = padded(predict_cas().float(), dataset.offsets)  # (V, T, K)
         points, _ = padded((dataset.point_labels[:, 1:] > 0).float(), dataset.offsets)
@@ -335,9 +335,7 @@ class LACP(Method):
         self.pending = flat.to(self.pseudo.device)
         self.pending_offsets = torch.from_numpy(np.asarray(dataset.offsets, dtype=np.int64))
         added = int(flat.sum())
-        precision = None
-        if dataset.truth_labels is not None and added:
-            precision = float((flat & (dataset.truth_labels[:, 1:] > 0)).sum()) / added
-        log.info("step %d: optimal sequence search: %d pseudo action labels, mean sequence score %.4f%s",
-                 step, added, float(score.mean()), "" if precision is None else f", precision {precision:.3f}")
-        return LabelRefresh(added=added, precision=precision, reinitialize=False)
+        log.info("step %d: optimal sequence search: %d pseudo action labels, mean sequence score %.4f",
+                 step, added, float(score.mean()))
+        mined = torch.cat([torch.zeros(len(flat), 1, dtype=torch.bool), flat.cpu()], 1)  # (N, C+1): no background
+        return LabelRefresh(added=added, reinitialize=False, mined=mined)
