@@ -191,10 +191,14 @@ def predict(
     batch_size: int,
     device: torch.device,
     amp: bool = True,
+    keep: list[VideoScores] | None = None,
 ) -> Predictions:
-    """Segments and single frames for every item, in seconds."""
+    """Segments and single frames for every item, in seconds; each video's scores are appended to `keep`
+    when given (the raw outputs `predict --save-raw` writes)."""
     out = Predictions()
     for scored, found in _scored(method, items, batch_size, device, amp, detect=True):
+        if keep is not None:
+            keep.append(scored)
         geometry = geometries[scored.video_id]
         out.segments[scored.video_id], out.frames[scored.video_id] = to_seconds(
             scored.video_id, found, geometry, classes

@@ -1,0 +1,170 @@
+"""Raw outputs of a trained run, kept once so that inference-only keys are swept without retraining.
+
+`pointtal predict --save-raw` (and a sweep over inference-only keys) writes each test video's scores -- the
+CAS, the actionness and the video-level scores that `Method.localize` reads -- to
+
+    RUN_DIR/raw/<checkpoint stem>-<subset>.npz
+
+(numpy arrays only, read with allow_pickle=False; written atomically; `step` records the checkpoint's step, so
+a raw file of older weights is rewritten, one of the same weights is reused). `relocalize` runs the localizer of
+a config on those scores: the same detections a full `predict` with that config gives, without the network.
+
+Inference-only keys (INFERENCE_KEYS): the options that only the method's localizer reads, checked per method
+against its training code -- a key that also shapes training (SODA's eta feeds the video scores, LACP's
+oic_delta its score loss and search) is not one -- plus `eval.tiou`. Methods whose detections need more than
+the scores (HR-Pro's refinement runs its instance network on the proposals; ActionFormer regresses segments)
+have none here: a sweep trains their runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pointtal.atomic import write_atomic
+from pointtal.config import Config
+from pointtal.errors import InputError
+from pointtal.methods.base import VideoScores
+
+_SFNET_LOCALIZER = ("adjust", "class_topk_divisor", "class_ratio", "min_segment_len")
+INFERENCE_KEYS: dict[str, tuple[str, ...]] = {
+    "sfnet": ("w_act", *_SFNET_LOCALIZER),
+    "weak": _SFNET_LOCALIZER,
+    "soda": ("tau_cls", "scale", "thresholds", "outer_ratio", "gamma", "nms_tiou"),
+    "lacp": ("class_threshold", "cas_thresholds", "actionness_thresholds", "scale", "gamma", "nms_threshold",
+             "nms_extent"),
+}
+EVAL_KEYS = ("eval.tiou",)  # evaluation only: every method
+
+
+def inference_keys(method: str) -> tuple[str, ...]:
+    """Flat config keys (`method.x`, `eval.tiou`) that only change a `method` run's inference."""
+    return (*(f"method.{k}" for k in INFERENCE_KEYS.get(method, ())), *EVAL_KEYS)
+
+
+def raw_path(run_dir: str | Path, subset: str, checkpoint: str | Path | None = None) -> Path:
+    stem = Path(checkpoint).stem if checkpoint else "checkpoint"
+    return Path(run_dir) / "raw" / f"{stem}-{subset}.npz"
+
+
+def save_raw(path: Path, scored: Sequence[VideoScores], step: int, in_dim: int) -> Path:
+    """Write each video's cas (T, C+1), actionness (T,) when the method has one, and video scores (C+1,)."""
+    arrays: dict[str, np.ndarray] = {
+        "video_ids": np.array([s.video_id for s in scored], dtype=str),  # (V,) unicode: no pickle needed
+        "step": np.array(step, dtype=np.int64),
+        "in_dim": np.array(in_dim, dtype=np.int64),  # feature width: builds the method whose localizer runs
+    }
+    for i, s in enumerate(scored):
+        arrays[f"cas_{i}"] = np.asarray(s.cas)
+        arrays[f"video_scores_{i}"] = np.asarray(s.video_scores)
+        if s.actionness is not None:
+            arrays[f"actionness_{i}"] = np.asarray(s.actionness)
+    return write_atomic(path, lambda handle: np.savez(handle, **arrays))
+
+
+def raw_step(path: Path) -> int | None:
+    """The checkpoint step a raw file holds, or None when there is none (or it is unreadable)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return int(z["step"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def missing_from_raw(path: Path, video_ids: Sequence[str]) -> list[str]:
+    """The videos of `video_ids` a raw file lacks (all of them when it is unreadable)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            held = {str(v) for v in z["video_ids"]}
+    except (OSError, ValueError, KeyError):
+        return list(video_ids)
+    return [v for v in video_ids if v not in held]
+
+
+def load_raw(path: Path) -> tuple[int, int, dict[str, VideoScores]]:
+    """(step, feature width, video id -> scores) of a raw file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ids = [str(v) for v in z["video_ids"]]
+            videos = {vid: VideoScores(vid, z[f"cas_{i}"], z[f"actionness_{i}"] if f"actionness_{i}" in z else None,
+                                       z[f"video_scores_{i}"]) for i, vid in enumerate(ids)}
+            return int(z["step"]), int(z["in_dim"]), videos
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(f"{path}: not a raw-output file of pointtal predict --save-raw ({err})") from None
+
+
+def check_relocalizable(config: Config, where: str) -> None:
+    if config.method not in INFERENCE_KEYS:
+        raise InputError(f"{where}: method {config.method} detects from more than its scores (its network runs on "
+                         f"proposals); only {', '.join(EVAL_KEYS)} is inference-only for it, and its raw outputs "
+                         "are not kept")
+
+
+def relocalize(method, scored: dict[str, VideoScores], video_ids: Sequence[str], geometries: dict, classes):
+    """Predictions of `video_ids` by `method.localize` (the method built with the wanted options) on the raw
+    scores: what `predict` gives with those options."""
+    from pointtal.engine.inference import Predictions, to_seconds
+    from pointtal.localization.detections import check_detections
+
+    missing = [v for v in video_ids if v not in scored]
+    if missing:
+        raise InputError(f"raw outputs lack {len(missing)} video(s) of the test subset (first: {missing[0]})")
+    out = Predictions()
+    for vid in video_ids:
+        s = scored[vid]
+        found = check_detections(method.localize(s.cas, s.actionness, s.video_scores), method.n_classes,
+                                 method.name, vid)
+        out.segments[vid], out.frames[vid] = to_seconds(vid, found, geometries[vid], classes)
+        out.video_scores[vid] = s.video_scores
+    return out
+
+
+def test_raw(source_dir: Path, data, test_subset: str) -> Path:
+    """The raw file of `source_dir`'s checkpoint on `data.test`, written (scoring every test video with the
+    network) unless one of the same step holding those videos is there already."""
+    from pointtal.engine.inference import dataset_items, resolve_device, score_videos
+    from pointtal.engine.predictor import load_trained
+
+    path = raw_path(source_dir, data.gt.subset_name(test_subset, "data.test_subset"))
+    loaded = load_trained(source_dir)
+    if raw_step(path) == loaded.step and not missing_from_raw(path, data.test.video_ids):
+        return path
+    c = loaded.config
+    device = resolve_device(c.train.device)
+    scored = list(score_videos(loaded.method.to(device), dataset_items(data.test), batch_size=c.eval.batch_size,
+                               device=device, amp=c.train.amp))
+    return save_raw(path, scored, loaded.step, loaded.method.in_dim)
+
+
+def derive_run(source_dir: Path, config: Config, run_dir: Path) -> dict:
+    """Re-localize and re-evaluate the finished run `source_dir` with `config` (which differs from the run's only
+    in inference-only keys) into `run_dir`: config.yaml, derived.json, metrics.jsonl, frames.json and last
+    predictions.json, as a trained run holds them. Trains nothing; returns the metrics record."""
+    import json
+
+    from pointtal.atomic import write_json, write_text_atomic
+    from pointtal.config import save_config
+    from pointtal.engine.evaluate import evaluate_predictions
+    from pointtal.engine.setup import load_run_data
+    from pointtal.methods import build_method
+
+    check_relocalizable(config, str(run_dir))
+    data = load_run_data(config, train=False)
+    path = test_raw(Path(source_dir), data, config.data.test_subset)
+    step, in_dim, scored = load_raw(path)
+    method = build_method(config.method, config.method_options, in_dim, len(data.classes))
+    geometries = dict(zip(data.test.video_ids, data.test.geometries, strict=True))
+    predictions = relocalize(method, scored, data.test.video_ids, geometries, data.classes)
+    record = {"step": step, **evaluate_predictions(data.gt, data.test.video_ids, predictions, config.eval.tiou,
+                                                   data.ambiguous)}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    write_json(run_dir / "derived.json", {"source": str(Path(source_dir).resolve()), "raw": str(path.resolve()),
+                                          "step": step})
+    write_text_atomic(run_dir / "metrics.jsonl", json.dumps(record) + "\n")
+    protocol = data.protocol.to_json()
+    write_json(run_dir / "frames.json", predictions.results_json(frames=True, protocol=protocol))
+    write_json(run_dir / "predictions.json", predictions.results_json(protocol=protocol))  # last: finished
+    return record
