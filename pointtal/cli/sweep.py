@@ -9,6 +9,7 @@ from pathlib import Path
 from pointtal.cli import checks, launch
 from pointtal.errors import InputError
 from pointtal.outputs import check_outputs, record_output
+from pointtal.studies.ablation import run_study
 
 HELP = "sweep any config keys over a grid (mean ± std over seeds, sorted by a metric, best marked)"
 EXAMPLE = (
@@ -83,8 +84,6 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pointtal.studies.ablation import run_study
-
     study, base, tasks = _plan(args)
     if args.dry_run:
         for task in tasks:
