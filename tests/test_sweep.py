@@ -194,6 +194,18 @@ def test_inference_only_sweep_derives_and_matches_full_predict_and_training(base
                        tmp_path / "direct", [0], QUIET)
     assert direct.outcomes[0].status == "trained" and direct.outcomes[0].metrics == record
 
+    # the sweep on the finished run itself (RUN_DIR instead of CONFIG): re-localized from its raw outputs
+    calls.clear()
+    on_run = tmp_path / "on-run"
+    assert main(["sweep", str(trained), "--grid", "method.adjust=1.5,0.5", "--grid", "method.class_ratio=3,1.5",
+                 "--zip", "--out", str(on_run)]) == 0
+    assert calls == []
+    assert read_metrics(on_run / "sweep" / "adjust=1.5_class_ratio=3" / "seed0")[-1] == record
+    assert read_metrics(on_run / "sweep" / "adjust=0.5_class_ratio=1.5" / "seed0")[-1] == read_metrics(trained)[-1]
+    with pytest.raises(InputError, match="train.lr: changes training"):
+        run_study(grid_study(["train.lr=0.1,0.2"]), yaml.safe_load((trained / "config.yaml").read_text()),
+                  tmp_path / "refused", [0], source=trained)
+
     # a rerun: nothing trained, nothing re-derived
     calls.clear()
     stamp = (derived / "predictions.json").stat().st_mtime_ns

@@ -19,6 +19,8 @@ EXAMPLE = (
     "      (full grid: 4 variants)   add --zip to pair the i-th values instead (2 variants)\n"
     "  pointtal sweep CONFIG --grid method.adjust=0.5,1,1.5 --out DIR\n"
     "      (inference-only keys: one run trained per seed, the other values re-localized from its raw outputs)\n"
+    "  pointtal sweep runs/sfnet --grid method.adjust=0.5,1,1.5 --grid method.w_act=1,2 --out DIR\n"
+    "      (a finished run: every value re-localized from runs/sfnet/raw/, in seconds)\n"
     "  pointtal sweep CONFIG --grid train.lr=0.001,0.0003 --jobs 2 --out DIR     (two runs at once)\n"
     "  pointtal sweep CONFIG --grid train.lr=0.001,0.0003 --launcher slurm --partition gpu --gpus 1 \\\n"
     "      --time 120 --jobs 8 --out DIR   (each run a Slurm job; the table fills in as jobs finish)\n"
@@ -27,14 +29,17 @@ EXAMPLE = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", metavar="CONFIG.yaml", help="the config every run starts from")
+    parser.add_argument("config", metavar="CONFIG.yaml|RUN_DIR",
+                        help="the config every run starts from, or a finished run: then only inference-only keys "
+                             "are swept, each value re-localized from the run's raw outputs (nothing trained)")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                         help="a key and its values (repeatable; a list value is written in brackets: "
                              "method.thresholds=[0.1,0.2],[0.3])")
     parser.add_argument("--zip", action="store_true",
                         help="pair the i-th values of every --grid (same lengths) instead of the full grid")
-    parser.add_argument("--seeds", type=int, default=3, metavar="K",
-                        help="seeds 0..K-1 per variant: train.seed = data.point_seed = k (default 3)")
+    parser.add_argument("--seeds", type=int, metavar="K",
+                        help="seeds 0..K-1 per variant: train.seed = data.point_seed = k (default 3; not with "
+                             "RUN_DIR, whose seed stays)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the runs and table_<name>.md")
     parser.add_argument("--name", default="sweep", help="the sweep's name: OUT/<name>/ and table_<name>.md "
                                                         "(default sweep)")
@@ -48,28 +53,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", action="store_true", help="show each run's progress bar and step logs")
 
 
+def _source(args: argparse.Namespace) -> Path | None:
+    """The finished run swept (CONFIG given as a run directory), or None."""
+    return Path(args.config) if Path(args.config).is_dir() else None
+
+
 def _plan(args: argparse.Namespace):
-    """(study, base raw config, configs of every run, tasks): everything a sweep checks before it starts."""
-    from pointtal.config import apply_overrides, read_config
-    from pointtal.studies.ablation import check_metric, study_configs
+    """(study, base raw config, seeds, tasks): everything a sweep checks before it starts."""
+    from pointtal.config import apply_overrides, read_config, read_yaml
+    from pointtal.studies.ablation import check_metric, run_variant_configs, study_configs
     from pointtal.studies.runner import check_run_dirs, plan_tasks
     from pointtal.studies.sweep import grid_study
 
     study = grid_study(args.grid, args.zip, args.name, args.set)
-    base = read_config(args.config)
-    apply_overrides(base, args.set)  # malformed --set fails here
-    seeds = list(range(args.seeds))
-    configs = study_configs(study, base, seeds, args.set, str(args.config))
+    source = _source(args)
+    if source is not None:
+        base = read_yaml(source / "config.yaml")
+        seeds = [int((base.get("train") or {}).get("seed", 0))]
+        configs = run_variant_configs(study, base, source, seeds[0], args.set)
+    else:
+        base = read_config(args.config)
+        apply_overrides(base, args.set)  # malformed --set fails here
+        seeds = list(range(args.seeds or 3))
+        configs = study_configs(study, base, seeds, args.set, str(args.config))
     check_metric(args.metric, next(iter(configs.values())))
-    tasks = plan_tasks(study, configs, Path(args.out), seeds)
+    tasks = plan_tasks(study, configs, Path(args.out), seeds, source)
     check_run_dirs(tasks)
-    return study, base, tasks
+    return study, base, seeds, tasks
 
 
 def check_args(args: argparse.Namespace) -> None:
     """Every option, every run's config and every run directory, before any run trains (also --dry-run)."""
-    if args.seeds < 1:
-        raise InputError(f"--seeds {args.seeds}: must be >= 1")
+    checks.number(args, "seeds", 1, why="seeds per variant")
+    checks.only_with(args, ("seeds",), _source(args) is None,
+                     f"{args.config} is a finished run: its variants are re-localized at its own seed")
     if not args.grid:
         raise InputError("sweep: give at least one --grid KEY=V1,V2,...")
     if not args.name or args.name != Path(args.name).name or args.name.startswith("."):
@@ -84,11 +101,11 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    study, base, tasks = _plan(args)
+    study, base, seeds, tasks = _plan(args)
     if args.dry_run:
         for task in tasks:
             what = " ".join(task.variant.overrides)
-            how = f" (derived from {task.source.parent.name}: re-localized, not trained)" if task.kind == "derive" else ""
+            how = f" (derived from {task.source}: re-localized, not trained)" if task.kind == "derive" else ""
             print(f"{task.run_dir}: train.seed={task.seed} data.point_seed={task.seed} {what}{how}")
         return 0
     overrides = list(args.set)
@@ -97,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
         if not getattr(args, "verbose", False):
             for name in ("pointtal.engine", "pointtal.data", "pointtal.methods"):  # one line per run
                 logging.getLogger(name).setLevel(logging.WARNING)
-    result = run_study(study, base, args.out, list(range(args.seeds)), overrides,
+    result = run_study(study, base, args.out, seeds, overrides,
                        on_run=lambda o: print(launch.progress_line(o), flush=True), config_name=str(args.config),
-                       launch=launch.launch_from(args), metric=args.metric)
+                       launch=launch.launch_from(args), metric=args.metric, source=_source(args))
     for path in (result.table_path, result.json_path, result.plot_path):
         if path is not None:
             record_output(path, "sweep")

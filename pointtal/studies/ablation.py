@@ -272,15 +272,18 @@ def run_study(
     config_name: str = "CONFIG",
     launch=None,
     metric: str | None = None,
+    source: Path | None = None,
 ) -> StudyResult:
     """Train (or reuse, resume, copy, derive, fuse) every (seed, variant) run with the study engine
     (pointtal.studies.runner; `launch`: a runner.Launch, default one run at a time here) and rewrite the table
-    as each run ends. `metric` sorts the table's rows (best first); None keeps the study's order."""
+    as each run ends. `metric` sorts the table's rows (best first); None keeps the study's order. With
+    `source` (a finished run whose config is `base`; `seeds` = its seed) every variant is derived from it."""
     from pointtal.studies.runner import Launch, check_run_dirs, execute, plan_tasks
 
     out_dir = Path(out_dir)
-    configs = study_configs(study, base, seeds, user_overrides, config_name)
-    tasks = plan_tasks(study, configs, out_dir, seeds)
+    configs = (study_configs(study, base, seeds, user_overrides, config_name) if source is None
+               else run_variant_configs(study, base, source, seeds[0], user_overrides))
+    tasks = plan_tasks(study, configs, out_dir, seeds, source)
     check_run_dirs(tasks)
     first = configs[next(iter(configs))]
     check_metric(metric, first)
@@ -308,6 +311,30 @@ def study_configs(study: Study, base: dict, seeds: Sequence[int], user_overrides
     if study.method is not None and methods != {study.method}:
         raise InputError(f"{config_name}: table {study.key} needs method.name={study.method}, "
                          f"got {', '.join(sorted(methods))}")
+    return configs
+
+
+def run_variant_configs(study: Study, base: dict, source: Path, seed: int, user_overrides: Sequence[str]
+                        ) -> dict[tuple[str, int], Config]:
+    """(variant, seed) -> config of each variant derived from the finished run `source` (config `base`): only
+    inference-only keys may change (pointtal.engine.raw), and the run's seeds stay."""
+    from pointtal.engine.raw import inference_keys
+
+    if final_record(source) is None:
+        raise InputError(f"{source}: not a finished run (no predictions.json / metrics.jsonl); train it first")
+    configs = {}
+    for variant in study.variants:
+        where = f"variant {variant.name}"
+        config = build_config(apply_overrides(base, [*user_overrides, *variant.overrides]), where)
+        allowed = inference_keys(config.method)
+        cosmetic = tuple(f"train.{key}" for key in _COSMETIC)
+        changed = [k for k in set_keys([*user_overrides, *variant.overrides]) if k not in (*allowed, *cosmetic)]
+        if changed:
+            raise InputError(f"{changed[0]}: changes training, so it cannot be swept on the finished run {source} "
+                             f"(inference-only keys of {config.method}: {', '.join(allowed)}); sweep a CONFIG "
+                             "instead")
+        check_applicable(config, set_keys(variant.overrides), where)
+        configs[(variant.name, seed)] = config
     return configs
 
 

@@ -83,8 +83,9 @@ def training_key(config: Config) -> str:
     return json.dumps(raw, sort_keys=True, default=str)
 
 
-def plan_tasks(study, configs: dict, out_dir: Path, seeds: Sequence[int]) -> list[Task]:
-    """Seed-major tasks; within a seed a variant equal to an earlier one up to inference-only keys derives."""
+def plan_tasks(study, configs: dict, out_dir: Path, seeds: Sequence[int], source: Path | None = None) -> list[Task]:
+    """Seed-major tasks; within a seed a variant equal to an earlier one up to inference-only keys derives.
+    With `source` (a finished run) every variant derives from it."""
     from pointtal.engine.raw import INFERENCE_KEYS
 
     tasks = []
@@ -96,6 +97,9 @@ def plan_tasks(study, configs: dict, out_dir: Path, seeds: Sequence[int]) -> lis
                 tasks.append(Task(variant, seed, run_dir, None, "fuse"))
                 continue
             config = configs[(variant.name, seed)]
+            if source is not None:
+                tasks.append(Task(variant, seed, run_dir, config, "derive", source))
+                continue
             key = training_key(config)
             if key in trained and config.method in INFERENCE_KEYS:
                 tasks.append(Task(variant, seed, run_dir, config, "derive", trained[key]))
