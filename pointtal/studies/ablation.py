@@ -234,6 +234,8 @@ def _find_twin(out_dir: Path, run_dir: Path, config: Config, seed: int) -> Path 
     """A finished run of the same resolved config elsewhere under OUT (same seed directory name)."""
     for candidate in sorted(out_dir.glob(f"*/*/seed{seed}/config.yaml")):
         other = candidate.parent
+        if (other / "derived.json").is_file():  # re-localized, not trained: no weights to copy
+            continue
         if other != run_dir and final_record(other) is not None and _same_config(other, config):
             return other
     return None

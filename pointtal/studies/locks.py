@@ -4,8 +4,9 @@ The lock is a file `RUN_DIR.lock` beside the run directory, created with O_CREAT
 disks and on NFSv3+), holding the owner's host, pid and the pid's start time. A lock is stale when its owner is
 on this host and that process is gone (or the pid now belongs to a process started later: pid reuse); a stale
 lock is taken over by renaming it away first, so of two processes that both find it stale only one wins. A lock
-held from another host is never judged stale here (its owner may be a running cluster job): delete the file
-by hand if that job is known to be dead.
+held from another host is never judged stale here (its owner may be a running cluster job); it records the
+Slurm job id, and the study process that submitted the job removes it once the job has ended. Delete such a
+file by hand only if its job is known to be dead.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class RunLock:
 
     def acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid())}
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid()),
+                  "job": os.environ.get("SLURM_JOB_ID")}
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -117,6 +119,16 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def release_if_job(run_dir: Path, job_id: str) -> bool:
+    """Remove the lock of a cluster job that has ended (killed at its time limit, it could not release it)."""
+    path = lock_path(Path(run_dir))
+    record = owner(path)
+    if record and record.get("job") is not None and str(record["job"]) == str(job_id):
+        path.unlink(missing_ok=True)
+        return True
+    return False
 
 
 class LockTaken(Exception):

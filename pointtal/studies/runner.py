@@ -38,7 +38,7 @@ from pointtal.atomic import write_text_atomic
 from pointtal.config import Config
 from pointtal.errors import InputError
 from pointtal.studies.job import TAKEN_EXIT, final_record, train_locked
-from pointtal.studies.locks import RunLock, held_by_other
+from pointtal.studies.locks import RunLock, held_by_other, release_if_job
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +282,7 @@ class Submitit:
             if not job.done():
                 still.append((job, task))
                 continue
+            release_if_job(task.run_dir, job.job_id)  # a job killed at its time limit leaves its lock
             log_path = Path(job.paths.stderr)
             error = job.exception()
             if error is not None:
@@ -357,7 +358,10 @@ def execute(tasks: Sequence[Task], out_dir: Path, launch: Launch, report: Callab
                     queue.insert(0, task)  # its owner stopped before the end: resume it here
         while queue and launcher.running < launcher.slots:
             task = queue.pop(0)
-            if held_by_other(task.run_dir) is not None:
+            holder = held_by_other(task.run_dir)
+            if holder is not None:
+                log.info("%s: trained by another process (%s pid %s); waiting for it", task.run_dir,
+                         holder.get("host"), holder.get("pid"))
                 waiting.append(task)
                 continue
             started[task.run_dir] = time.perf_counter()
