@@ -326,3 +326,27 @@ def test_submitit_local_launcher_reports_a_failed_job_with_its_log(base, tmp_pat
     assert f"log `{bad.log}`" in table and "| 0/1 (1 failed) |" in table
     runs = json.loads((out / "table_sweep.json").read_text())["runs"]
     assert [r["status"] for r in runs if r["variant"] == "device=cuda"] == ["failed"]
+
+
+@pytest.mark.slow
+def test_hrpro_post_processing_keys_are_rescored_from_the_checkpoint(tiny_data, tmp_path, monkeypatch):
+    """HR-Pro's soft-NMS and refinement clipping need its instance network: the variant is rescored from the
+    trained run's checkpoint (no training), and equals a run trained with that value."""
+    raw = tiny_raw_config(tiny_data, "sfnet", steps=4)
+    raw["method"] = {"name": "hrpro", "num_heads": 4, "dim_feedforward": 32, "stage2_epochs": 1,
+                     "stage2_batch_size": 8, "stage2_lr": 1e-3}
+    calls = _counting(monkeypatch)
+    study = grid_study(["method.soft_nms_sigma=0.3,0.9", "method.refined_bounds=official,clip"], zipped=True)
+    result = run_study(study, raw, tmp_path / "hr", [0], QUIET)
+    assert len(calls) == 1
+    derived = next(o for o in result.outcomes if o.variant.name.startswith("soft_nms_sigma=0.9"))
+    assert derived.status.startswith("derived from")
+    assert "rescored" in json.loads((derived.run_dir / "derived.json").read_text())
+    direct = run_study(dataclasses.replace(study, variants=study.variants[1:]), raw, tmp_path / "direct", [0], QUIET)
+    assert direct.outcomes[0].status == "trained" and direct.outcomes[0].metrics == derived.metrics
+    # with an in-run stage-1 selection, soft-NMS shapes which weights are kept: not inference-only any more
+    raw["method"]["stage1_selection"] = "test"
+    raw["train"]["eval_every"] = 2
+    calls.clear()
+    run_study(study, raw, tmp_path / "sel", [0], QUIET)
+    assert len(calls) == 2

@@ -44,15 +44,18 @@ class LoadedRun:
 
 
 def load_trained(run_dir: str | Path, checkpoint: str | Path | None = None,
-                 device: torch.device | str = "cpu") -> LoadedRun:
-    """The method of a run, with the weights of `checkpoint` (default RUN_DIR/checkpoint.pt), in eval mode."""
+                 device: torch.device | str = "cpu", config: Config | None = None) -> LoadedRun:
+    """The method of a run, with the weights of `checkpoint` (default RUN_DIR/checkpoint.pt), in eval mode;
+    built with `config` instead of the saved config when given (the same weights with other inference-only
+    options: pointtal.engine.raw)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: run directory not found")
     path = Path(checkpoint) if checkpoint else run_dir / "checkpoint.pt"
     saved = load_checkpoint(path)
-    config = build_config(saved["config"], f"{path}: config")
-    config = dataclasses.replace(config, origin=f"{run_dir / 'config.yaml'}, as saved in {path}")
+    if config is None:
+        config = build_config(saved["config"], f"{path}: config")
+        config = dataclasses.replace(config, origin=f"{run_dir / 'config.yaml'}, as saved in {path}")
     classes = tuple(saved["classes"])
     method = build_method(config.method, config.method_options, int(saved["in_dim"]), len(classes))
     try:

@@ -9,11 +9,14 @@ CAS, the actionness and the video-level scores that `Method.localize` reads -- t
 a raw file of older weights is rewritten, one of the same weights is reused). `relocalize` runs the localizer of
 a config on those scores: the same detections a full `predict` with that config gives, without the network.
 
-Inference-only keys (INFERENCE_KEYS): the options that only the method's localizer reads, checked per method
-against its training code -- a key that also shapes training (SODA's eta feeds the video scores, LACP's
-oic_delta its score loss and search) is not one -- plus `eval.tiou`. Methods whose detections need more than
-the scores (HR-Pro's refinement runs its instance network on the proposals; ActionFormer regresses segments)
-have none here: a sweep trains their runs.
+Inference-only keys: the options that only a method's detection reads, checked per method against its
+training code -- a key that also shapes training (SODA's eta feeds the video scores, LACP's oic_delta its score
+loss and search) is not one -- plus `eval.tiou`. For the CAS methods (INFERENCE_KEYS) a variant is re-localized
+from the raw scores. HR-Pro's refinement runs its instance network on the proposals and ActionFormer decodes
+its regression heads, so for their keys (NETWORK_KEYS) a variant is rescored: the finished run's weights,
+loaded into the method built with the variant's options, predict the test subset again (inference, no
+training). HR-Pro's keys count only with `stage1_selection: last`: a selecting run evaluates (soft-NMS
+included) while it trains, and keeps the stage-1 weights that score best.
 """
 
 from __future__ import annotations
@@ -36,12 +39,20 @@ INFERENCE_KEYS: dict[str, tuple[str, ...]] = {
     "lacp": ("class_threshold", "cas_thresholds", "actionness_thresholds", "scale", "gamma", "nms_threshold",
              "nms_extent"),
 }
+NETWORK_KEYS: dict[str, tuple[str, ...]] = {
+    "hrpro": ("soft_nms_sigma", "soft_nms_offset", "max_per_class", "refined_bounds"),
+    "actionformer": ("pre_nms_topk", "pre_nms_thresh", "duration_thresh", "nms", "nms_sigma", "iou_threshold",
+                     "min_score", "max_segments", "multiclass_nms", "voting_thresh", "voting_within_class"),
+}
 EVAL_KEYS = ("eval.tiou",)  # evaluation only: every method
 
 
-def inference_keys(method: str) -> tuple[str, ...]:
-    """Flat config keys (`method.x`, `eval.tiou`) that only change a `method` run's inference."""
-    return (*(f"method.{k}" for k in INFERENCE_KEYS.get(method, ())), *EVAL_KEYS)
+def inference_keys(config: Config) -> tuple[str, ...]:
+    """Flat config keys (`method.x`, `eval.tiou`) that only change the inference of a run of `config`."""
+    keys = INFERENCE_KEYS.get(config.method) or NETWORK_KEYS.get(config.method, ())
+    if config.method == "hrpro" and config.method_options.stage1_selection != "last":
+        keys = ()
+    return (*(f"method.{k}" for k in keys), *EVAL_KEYS)
 
 
 def raw_path(run_dir: str | Path, subset: str, checkpoint: str | Path | None = None) -> Path:
@@ -97,9 +108,9 @@ def load_raw(path: Path) -> tuple[int, int, dict[str, VideoScores]]:
 
 def check_relocalizable(config: Config, where: str) -> None:
     if config.method not in INFERENCE_KEYS:
-        raise InputError(f"{where}: method {config.method} detects from more than its scores (its network runs on "
-                         f"proposals); only {', '.join(EVAL_KEYS)} is inference-only for it, and its raw outputs "
-                         "are not kept")
+        raise InputError(f"{where}: method {config.method} detects with its network (on proposals or regression "
+                         "heads), so there are no raw scores to keep: a sweep over its inference-only keys "
+                         "rescores the run from its checkpoint instead")
 
 
 def relocalize(method, scored: dict[str, VideoScores], video_ids: Sequence[str], geometries: dict, classes):
@@ -138,9 +149,22 @@ def test_raw(source_dir: Path, data, test_subset: str) -> Path:
     return save_raw(path, scored, loaded.step, loaded.method.in_dim)
 
 
+def rescore(source_dir: Path, config: Config, data, geometries: dict):
+    """(step, predictions of data.test) of the finished run's weights in the method built with `config`'s
+    options (its inference-only keys changed): a network method's detections with other post-processing."""
+    from pointtal.engine.inference import dataset_items, predict, resolve_device
+    from pointtal.engine.predictor import load_trained
+
+    loaded = load_trained(source_dir, config=config)
+    device = resolve_device(config.train.device)
+    predictions = predict(loaded.method.to(device), dataset_items(data.test), geometries, data.classes,
+                          batch_size=config.eval.batch_size, device=device, amp=config.train.amp)
+    return loaded.step, predictions
+
+
 def derive_run(source_dir: Path, config: Config, run_dir: Path) -> dict:
-    """Re-localize and re-evaluate the finished run `source_dir` with `config` (which differs from the run's only
-    in inference-only keys) into `run_dir`: config.yaml, derived.json, metrics.jsonl, frames.json and last
+    """Re-localize (CAS methods: from the raw outputs) or rescore (network methods) and re-evaluate the finished
+    run `source_dir` with `config` (which differs from the run's only in inference-only keys) into `run_dir`: config.yaml, derived.json, metrics.jsonl, frames.json and last
     predictions.json, as a trained run holds them. Trains nothing; returns the metrics record."""
     import json
 
@@ -150,19 +174,22 @@ def derive_run(source_dir: Path, config: Config, run_dir: Path) -> dict:
     from pointtal.engine.setup import load_run_data
     from pointtal.methods import build_method
 
-    check_relocalizable(config, str(run_dir))
     data = load_run_data(config, train=False)
-    path = test_raw(Path(source_dir), data, config.data.test_subset)
-    step, in_dim, scored = load_raw(path)
-    method = build_method(config.method, config.method_options, in_dim, len(data.classes))
     geometries = dict(zip(data.test.video_ids, data.test.geometries, strict=True))
-    predictions = relocalize(method, scored, data.test.video_ids, geometries, data.classes)
+    if config.method in INFERENCE_KEYS:
+        path = test_raw(Path(source_dir), data, config.data.test_subset)
+        step, in_dim, scored = load_raw(path)
+        method = build_method(config.method, config.method_options, in_dim, len(data.classes))
+        predictions = relocalize(method, scored, data.test.video_ids, geometries, data.classes)
+        how = {"raw": str(path.resolve())}
+    else:
+        step, predictions = rescore(Path(source_dir), config, data, geometries)
+        how = {"rescored": str((Path(source_dir) / "checkpoint.pt").resolve())}
     record = {"step": step, **evaluate_predictions(data.gt, data.test.video_ids, predictions, config.eval.tiou,
                                                    data.ambiguous)}
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    write_json(run_dir / "derived.json", {"source": str(Path(source_dir).resolve()), "raw": str(path.resolve()),
-                                          "step": step})
+    write_json(run_dir / "derived.json", {"source": str(Path(source_dir).resolve()), **how, "step": step})
     write_text_atomic(run_dir / "metrics.jsonl", json.dumps(record) + "\n")
     protocol = data.protocol.to_json()
     write_json(run_dir / "frames.json", predictions.results_json(frames=True, protocol=protocol))

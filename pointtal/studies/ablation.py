@@ -328,7 +328,7 @@ def run_variant_configs(study: Study, base: dict, source: Path, seed: int, user_
     for variant in study.variants:
         where = f"variant {variant.name}"
         config = build_config(apply_overrides(base, [*user_overrides, *variant.overrides]), where)
-        allowed = inference_keys(config.method)
+        allowed = inference_keys(config)
         cosmetic = tuple(f"train.{key}" for key in _COSMETIC)
         changed = [k for k in set_keys([*user_overrides, *variant.overrides]) if k not in (*allowed, *cosmetic)]
         if changed:

@@ -2,9 +2,10 @@
 processes, or as submitit jobs), and rewrite the table as each run finishes.
 
 Plan. Every (seed, variant) is one run directory OUT/<table>/<variant>/seed<k>/. A variant whose config differs
-from an earlier variant's (same seed) only in inference-only keys (pointtal.engine.raw.INFERENCE_KEYS: the
+from an earlier variant's (same seed) only in inference-only keys (pointtal.engine.raw.inference_keys: the
 localizer's thresholds, NMS, eval.tiou) is *derived*: the earlier run is trained once and this one re-localizes
-and re-evaluates its raw outputs (RUN_DIR/raw/) -- nothing is trained for it. A fused variant (SODA's table 7)
+its raw outputs (RUN_DIR/raw/; network methods: rescores its checkpoint) and re-evaluates -- nothing is
+trained for it. A fused variant (SODA's table 7)
 fuses two trained runs at inference. Every other variant is trained.
 
 Idempotent and crash-safe. Before any work every run directory is checked (a different config there is an
@@ -77,7 +78,7 @@ def training_key(config: Config) -> str:
     from pointtal.engine.raw import inference_keys
 
     raw = config.to_dict()
-    for key in (*inference_keys(config.method), "train.progress", "train.report"):
+    for key in (*inference_keys(config), "train.progress", "train.report"):
         section, name = key.split(".", 1)
         raw.get(section, {}).pop(name, None)
     return json.dumps(raw, sort_keys=True, default=str)
@@ -86,7 +87,6 @@ def training_key(config: Config) -> str:
 def plan_tasks(study, configs: dict, out_dir: Path, seeds: Sequence[int], source: Path | None = None) -> list[Task]:
     """Seed-major tasks; within a seed a variant equal to an earlier one up to inference-only keys derives.
     With `source` (a finished run) every variant derives from it."""
-    from pointtal.engine.raw import INFERENCE_KEYS
 
     tasks = []
     for seed in seeds:
@@ -101,7 +101,7 @@ def plan_tasks(study, configs: dict, out_dir: Path, seeds: Sequence[int], source
                 tasks.append(Task(variant, seed, run_dir, config, "derive", source))
                 continue
             key = training_key(config)
-            if key in trained and config.method in INFERENCE_KEYS:
+            if key in trained:
                 tasks.append(Task(variant, seed, run_dir, config, "derive", trained[key]))
             else:
                 trained.setdefault(key, run_dir)
