@@ -350,3 +350,28 @@ def test_hrpro_post_processing_keys_are_rescored_from_the_checkpoint(tiny_data, 
     calls.clear()
     run_study(study, raw, tmp_path / "sel", [0], QUIET)
     assert len(calls) == 2
+
+
+def test_parallel_runs_split_the_cpu_threads_and_take_one_gpu_each(base, tmp_path, monkeypatch):
+    """`--jobs N`: each job process gets cpu_count // N threads and, where CUDA devices are visible, its own."""
+    from pointtal.config import build_config
+    from pointtal.studies import runner
+
+    started = []
+
+    class FakePopen:
+        def __init__(self, argv, env, **kwargs):
+            started.append((argv, env))
+
+    monkeypatch.setattr(runner.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(runner, "cpu_count", lambda: 8)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    launcher = runner.Processes(2, uses_cuda=True)
+    config = build_config(base)
+    for k in (0, 1):
+        launcher.start(runner.Task(None, k, tmp_path / "s" / "v" / f"seed{k}", config, "train"))
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == ["3", "5"]
+    assert {env["OMP_NUM_THREADS"] for _, env in started} == {"4"}
+    spec = json.loads(Path(started[0][0][-1]).read_text())  # the job file: config and thread count
+    assert spec["threads"] == 4 and build_config(spec["config"]) == config
+    assert runner.Processes(2, uses_cuda=False).gpus == []
