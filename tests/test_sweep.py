@@ -202,6 +202,14 @@ def test_inference_only_sweep_derives_and_matches_full_predict_and_training(base
     assert calls == []
     assert read_metrics(on_run / "sweep" / "adjust=1.5_class_ratio=3" / "seed0")[-1] == record
     assert read_metrics(on_run / "sweep" / "adjust=0.5_class_ratio=1.5" / "seed0")[-1] == read_metrics(trained)[-1]
+    # eval.tiou is evaluation only: each variant's own columns, the shared tIoU unchanged
+    assert main(["sweep", str(trained), "--grid", "eval.tiou=[0.5],[0.3,0.5]", "--out", str(tmp_path / "tiou")]) == 0
+    header = next(line for line in (tmp_path / "tiou" / "table_sweep.md").read_text().splitlines()
+                  if line.startswith("| variant"))
+    assert [c.strip() for c in header.strip("|").split("|")] == ["variant", "mAP@0.3", "mAP@0.5", "average", "runs"]
+    for name in ("tiou=0.5", "tiou=0.3-0.5"):
+        assert read_metrics(tmp_path / "tiou" / "sweep" / name / "seed0")[-1]["mAP@0.5"] == \
+            read_metrics(trained)[-1]["mAP@0.5"]
     with pytest.raises(InputError, match="train.lr: changes training"):
         run_study(grid_study(["train.lr=0.1,0.2"]), yaml.safe_load((trained / "config.yaml").read_text()),
                   tmp_path / "refused", [0], source=trained)

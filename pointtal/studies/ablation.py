@@ -374,7 +374,7 @@ def summarize(outcomes: Sequence[RunOutcome], study: Study, columns: Sequence[st
         records = [o.metrics for o in mine if not o.failed]
         if not mine:
             continue
-        values = {c: np.array([float(r[c]) for r in records]) for c in columns}
+        values = {c: np.array([float(r[c]) for r in records if c in r]) for c in columns}  # eval.tiou may vary
         rows.append(RowSummary(
             variant, len(records),
             {c: float(v.mean()) if len(v) else math.nan for c, v in values.items()},
@@ -443,7 +443,8 @@ _QUIET = tuple(f"train.{key}=" for key in _COSMETIC)  # overrides not shown in t
 def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overrides: Sequence[str],
                   config_name: str, plot: bool, metric: str | None = None) -> None:
     study = result.study
-    columns = metric_columns(config)
+    swept = {k for o in result.outcomes for k in o.metrics if k.startswith("mAP@")}  # a sweep over eval.tiou
+    columns = [*sorted(set(metric_columns(config)[:-1]) | swept, key=lambda c: float(c[4:])), "average"]
     if metric is not None and metric not in columns:
         columns.append(metric)
     user_overrides = [o for o in user_overrides if not o.startswith(_QUIET)]

@@ -53,6 +53,7 @@ def parse_grid(spec: str) -> tuple[str, list[str]]:
 
 
 def _dir_part(text: str) -> str:
+    text = re.sub(r"[\[\](){}'\" ]", "", text)  # list values: [0.3,0.5] -> 0.3-0.5
     return re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-") or "v"
 
 
