@@ -8,9 +8,7 @@ from pathlib import Path
 
 from pointtal.cli import checks
 from pointtal.errors import InputError
-
-LAUNCHERS = ("local", "slurm", "submitit-local")
-SLURM_OPTIONS = ("partition", "gpus", "time")
+from pointtal.studies.runner import LAUNCHERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
