@@ -353,11 +353,15 @@ def test_hrpro_post_processing_keys_are_rescored_from_the_checkpoint(tiny_data, 
     direct = run_study(dataclasses.replace(study, variants=study.variants[1:]), raw, tmp_path / "direct", [0], QUIET)
     assert direct.outcomes[0].status == "trained" and direct.outcomes[0].metrics == derived.metrics
     # with an in-run stage-1 selection, soft-NMS shapes which weights are kept: not inference-only any more
+    from pointtal.studies.ablation import study_configs
+    from pointtal.studies.runner import plan_tasks
+
+    assert [t.kind for t in plan_tasks(study, study_configs(study, raw, [0], QUIET), tmp_path, [0])] == \
+        ["train", "derive"]
     raw["method"]["stage1_selection"] = "test"
     raw["train"]["eval_every"] = 2
-    calls.clear()
-    run_study(study, raw, tmp_path / "sel", [0], QUIET)
-    assert len(calls) == 2
+    assert [t.kind for t in plan_tasks(study, study_configs(study, raw, [0], QUIET), tmp_path, [0])] == \
+        ["train", "train"]
 
 
 def test_parallel_runs_split_the_cpu_threads_and_take_one_gpu_each(base, tmp_path, monkeypatch):
