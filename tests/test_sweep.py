@@ -279,6 +279,12 @@ def test_jobs_2_gives_the_numbers_of_jobs_1(config_file, tmp_path):
     assert len(logs) == 3 and all('"status": "trained"' in p.read_text() for p in logs)  # each its own process
 
 
+def _interrupted(out: Path) -> set[str]:
+    """Runs with a checkpoint but no predictions yet."""
+    return {f"{p.parent.parent.name}/{p.parent.name}" for p in (out / "sweep").glob("*/seed0/checkpoint.pt")
+            if not (p.parent / "predictions.json").is_file()}
+
+
 @pytest.mark.slow
 def test_kill_9_then_rerun_finishes_without_retraining(config_file, tmp_path, monkeypatch):
     out = tmp_path / "crash"
@@ -289,12 +295,15 @@ def test_kill_9_then_rerun_finishes_without_retraining(config_file, tmp_path, mo
     deadline = time.time() + 300
     while not _finals(out) and time.time() < deadline:
         time.sleep(0.2)
-    time.sleep(1.0)  # into the second run
+    while not _interrupted(out) and time.time() < deadline:  # into the second run, past its first checkpoint
+        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = _finals(out)
     assert 1 <= len(finished) < 3, "kill the study mid-way"
     stamps = {name: (out / "sweep" / name / "checkpoint.pt").stat().st_mtime_ns for name in finished}
+    interrupted = _interrupted(out)
+    assert interrupted, "kill the study inside a run that has a checkpoint"
     calls = _counting(monkeypatch)
     assert main(_sweep(config_file, out)[3:]) == 0
     trained = {f"{c.parent.name}/{c.name}" for c in calls}
@@ -302,6 +311,10 @@ def test_kill_9_then_rerun_finishes_without_retraining(config_file, tmp_path, mo
     assert stamps == {name: (out / "sweep" / name / "checkpoint.pt").stat().st_mtime_ns for name in finished}
     summary = json.loads((out / "table_sweep.json").read_text())["summary"]
     assert len(summary) == 3 and all(row["n"] == 1 for row in summary.values())
+    statuses = {f"{r['variant']}/seed{r['seed']}": r["status"] for r in
+                json.loads((out / "table_sweep.json").read_text())["runs"]}
+    assert all(statuses[name] == "reused" for name in finished)
+    assert all(statuses[name] == "resumed" for name in interrupted)  # from its checkpoint, not from scratch
     assert not list(out.glob("sweep/*/*.lock"))  # the killed run's stale lock was taken over and released
 
 
@@ -387,3 +400,28 @@ def test_parallel_runs_split_the_cpu_threads_and_take_one_gpu_each(base, tmp_pat
     spec = json.loads(Path(started[0][0][-1]).read_text())  # the job file: config and thread count
     assert spec["threads"] == 4 and build_config(spec["config"]) == config
     assert runner.Processes(2, uses_cuda=False).gpus == []
+
+
+def test_slurm_launcher_passes_partition_gpus_and_time_to_submitit(tmp_path, monkeypatch):
+    """--launcher slurm: the options become the Slurm job's parameters (fake srun/sbatch: nothing submitted);
+    without Slurm the option is refused in one line before any work."""
+    pytest.importorskip("submitit")
+    from pointtal.studies.runner import Submitit
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("srun", "sbatch"):
+        (bin_dir / name).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    launcher = Submitit(Launch(jobs=4, launcher="slurm", partition="gpu", gpus=2, time_min=90), tmp_path, True)
+    parameters = launcher.executor._executor.parameters
+    assert (parameters["partition"], parameters["gpus_per_node"], parameters["time"]) == ("gpu", 2, 90)
+    assert launcher.slots == 4 and launcher.executor.folder == (tmp_path / "submitit").resolve()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    args = ["sweep", "c.yaml", "--grid", "train.lr=0.1,0.2", "--out", str(tmp_path / "o"), "--launcher", "slurm"]
+    with pytest.raises(InputError, match="no Slurm on this machine"):
+        from pointtal.cli import build_parser
+        from pointtal.cli import launch as cli_launch
+
+        cli_launch.check_args(build_parser("sweep")[0].parse_args(args))

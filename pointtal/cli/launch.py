@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from pointtal.cli import checks
@@ -36,6 +37,9 @@ def check_args(args: argparse.Namespace) -> None:
             import submitit  # noqa: F401
         except ImportError:
             raise InputError(f"--launcher {args.launcher}: needs submitit; pip install 'pointtal[slurm]'") from None
+    if args.launcher == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise InputError("--launcher slurm: no Slurm on this machine (sbatch/srun not found); run on the cluster's "
+                         "login node, or try the path here with --launcher submitit-local")
     if getattr(args, "dry_run", False):
         checks.only_with(args, ("jobs",), args.jobs == 1, "--dry-run trains nothing")
 
