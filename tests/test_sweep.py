@@ -253,7 +253,15 @@ def test_lock_is_exclusive_and_a_dead_owners_lock_is_taken_over(tmp_path):
     dead.wait()
     locks.lock_path(run).write_text(json.dumps({"host": os.uname().nodename, "pid": dead.pid, "started": "1"}))
     assert locks.held_by_other(run) is None
-    assert locks.RunLock(run).acquire()
+    taker = locks.RunLock(run)
+    assert taker.acquire() and json.loads(locks.lock_path(run).read_text())["pid"] == os.getpid()
+    taker.release()
+    # an empty lock file (its writer died between creating and writing it) is live for a grace period only
+    locks.lock_path(run).write_text("")
+    assert locks.held_by_other(run) == {} and not locks.RunLock(run).acquire()
+    old = time.time() - locks.EMPTY_GRACE_SECONDS - 1
+    os.utime(locks.lock_path(run), (old, old))
+    assert locks.held_by_other(run) is None and locks.RunLock(run).acquire()
 
 
 # ----------------------------------------------------------------------------- parallel, crash, concurrency

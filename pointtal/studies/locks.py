@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from pathlib import Path
 
 
@@ -50,8 +51,17 @@ def owner(path: Path) -> dict | None:
         return {}
 
 
-def is_stale(record: dict) -> bool:
-    """Whether a lock's owner is known to be gone: same host, process not running (or a reused pid)."""
+EMPTY_GRACE_SECONDS = 60.0  # a lock file still empty this long after its creation: its writer died in between
+
+
+def is_stale(record: dict, path: Path | None = None) -> bool:
+    """Whether a lock's owner is known to be gone: same host, process not running (or a reused pid); or an
+    empty record (the owner died between creating and writing the file) older than EMPTY_GRACE_SECONDS."""
+    if not record and path is not None:
+        try:
+            return time.time() - path.stat().st_mtime > EMPTY_GRACE_SECONDS
+        except FileNotFoundError:
+            return False
     if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
         return False
     return not _alive(record["pid"], record.get("started"))
@@ -59,8 +69,9 @@ def is_stale(record: dict) -> bool:
 
 def held_by_other(run_dir: Path) -> dict | None:
     """The owner of a live lock on `run_dir` held by another process, else None (stale locks read as free)."""
-    record = owner(lock_path(run_dir))
-    if record is None or record.get("pid") == os.getpid() or is_stale(record):
+    path = lock_path(run_dir)
+    record = owner(path)
+    if record is None or record.get("pid") == os.getpid() or is_stale(record, path):
         return None
     return record
 
@@ -94,7 +105,7 @@ class RunLock:
         record = owner(self.path)
         if record is None:
             return True  # released meanwhile: try again
-        if not record or not is_stale(record):
+        if not is_stale(record, self.path):
             return False
         aside = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.stale")
         try:
