@@ -100,6 +100,12 @@ def test_table5_writes_mean_std_table_and_reuses_finished_runs(base, tmp_path, m
     assert [c.strip() for c in header.strip("|").split("|")] == ["variant", *COLUMNS, "runs"]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
             for line in table if line.startswith("| ") and not line.startswith("| variant")}
+    best = [label for label in rows if label.startswith("**best** ")]
+    rows = {label.removeprefix("**best** "): cells for label, cells in rows.items()}
+    averages = {v.label: statistics.mean(read_metrics(out / "5" / v.name / f"seed{k}")[-1]["average"] for k in (0, 1))
+                for v in STUDIES["5"].variants}
+    assert best == [f"**best** {max(averages, key=averages.get)}"]  # the highest average mAP is marked
+    assert list(rows) == [v.label for v in STUDIES["5"].variants]  # no --metric: the study's order
     for variant in STUDIES["5"].variants:
         records = [read_metrics(out / "5" / variant.name / f"seed{k}")[-1] for k in (0, 1)]
         expected = [f"{statistics.mean(r[c] for r in records):.2f} ± {statistics.stdev(r[c] for r in records):.2f}"
@@ -149,7 +155,7 @@ def test_table7_fuses_two_tiny_models(base, tmp_path):
     for o in fused:
         assert (o.run_dir / "predictions.json").is_file() and read_metrics(o.run_dir)[-1] == o.metrics
         assert 0.0 <= o.metrics["average"] <= 100.0
-    rows = [line for line in (out / "table_7.md").read_text().splitlines() if line.startswith("| ensemble")]
+    rows = [line for line in (out / "table_7.md").read_text().splitlines() if line.replace("**best** ", "").startswith("| ensemble")]
     assert len(rows) == len(ENSEMBLE_RULES)
     # fusing a model with itself by mean or max changes nothing: same predictions as the run's own
     single = out / "7" / "single" / "seed0"

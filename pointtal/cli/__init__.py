@@ -29,6 +29,7 @@ COMMANDS = {
     "evaluate": "pointtal.cli.evaluate",
     "visualize": "pointtal.cli.visualize",
     "ablate": "pointtal.cli.ablate",
+    "sweep": "pointtal.cli.sweep",
     "label": "pointtal.cli.label",
     "extract": "pointtal.cli.extract",
     "detect": "pointtal.cli.detect",

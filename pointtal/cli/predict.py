@@ -13,6 +13,7 @@ from pointtal.outputs import check_outputs, record_output, run_inputs
 HELP = "predict segments and single frames for a subset's videos with a trained run"
 EXAMPLE = (
     "pointtal predict runs/sfnet --subset test --out predictions.json --frames-out frames.json\n"
+    "  pointtal predict runs/sfnet --out predictions.json --save-raw   # + runs/sfnet/raw/checkpoint-test.npz\n"
     "  torchrun --nproc-per-node 2 -m pointtal predict runs/sfnet --out predictions.json  # sharded\n"
     "  pointtal predict runs/soda --pseudo-labels pseudo_gt.json --subset validation\n"
     "      -> ActivityNet ground truth: each validation video's segments in the upper half of its score\n"
@@ -41,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="same-class pseudo instances that overlap: suppress (default: the higher score is kept, "
                              "so no two instances of a class overlap, as a detector's ground truth needs) or keep "
                              "(more recall, duplicates; BENCHMARKS.md, 'Pseudo-labels: classes and overlaps')")
+    parser.add_argument("--save-raw", action="store_true",
+                        help="also keep each video's raw outputs (CAS, actionness, video scores) once in "
+                             "RUN_DIR/raw/<checkpoint>-<subset>.npz: a sweep over inference-only keys (thresholds, "
+                             "NMS) re-localizes from them without the network")
     parser.add_argument("--device", help="auto, cpu or cuda (default: the run's train.device)")
     parser.add_argument("--batch-size", type=int, help="videos per inference batch (at least 1; default: the "
                         "run's eval.batch_size)")
@@ -75,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         features=args.features, annotations=args.annotations, subset=args.subset, device=args.device,
         batch_size=args.batch_size, progress=not args.no_progress, pseudo_labels=args.pseudo_labels,
         pseudo_threshold=args.pseudo_threshold, pseudo_suppress=args.pseudo_overlaps == "suppress",
+        save_raw=args.save_raw,
     )
     if summary is not None:
         written = [path for path in outputs.values() if path]

@@ -192,10 +192,14 @@ def predict(
     batch_size: int,
     device: torch.device,
     amp: bool = True,
+    keep: list[VideoScores] | None = None,
 ) -> Predictions:
-    """Segments and single frames for every item, in seconds."""
+    """Segments and single frames for every item, in seconds; each video's scores are appended to `keep`
+    when given (the raw outputs `predict --save-raw` writes)."""
     out = Predictions(tuple(classes))
     for scored, found in _scored(method, items, batch_size, device, amp, detect=True):
+        if keep is not None:
+            keep.append(scored)
         out.detections[scored.video_id] = found.in_seconds(geometries[scored.video_id])
         if scored.video_scores is not None:
             out.video_scores[scored.video_id] = scored.video_scores

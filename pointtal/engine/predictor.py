@@ -26,6 +26,8 @@ from pointtal.engine.checkpoint import load_checkpoint
 from pointtal.engine.evaluate import protocol_for
 from pointtal.engine.inference import Predictions, predict, resolve_device
 from pointtal.engine.pseudo_labels import DEFAULT_THRESHOLD, pseudo_ground_truth
+from pointtal.engine.raw import check_relocalizable, missing_from_raw, raw_path, raw_step
+from pointtal.engine.raw import save_raw as save_raw_file
 from pointtal.engine.setup import load_ground_truth_for, open_store, point_classes
 from pointtal.errors import InputError
 from pointtal.methods import Method, build_method
@@ -42,15 +44,18 @@ class LoadedRun:
 
 
 def load_trained(run_dir: str | Path, checkpoint: str | Path | None = None,
-                 device: torch.device | str = "cpu") -> LoadedRun:
-    """The method of a run, with the weights of `checkpoint` (default RUN_DIR/checkpoint.pt), in eval mode."""
+                 device: torch.device | str = "cpu", config: Config | None = None) -> LoadedRun:
+    """The method of a run, with the weights of `checkpoint` (default RUN_DIR/checkpoint.pt), in eval mode;
+    built with `config` instead of the saved config when given (the same weights with other inference-only
+    options: pointtal.engine.raw)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: run directory not found")
     path = Path(checkpoint) if checkpoint else run_dir / "checkpoint.pt"
     saved = load_checkpoint(path)
-    config = build_config(saved["config"], f"{path}: config")
-    config = dataclasses.replace(config, origin=f"{run_dir / 'config.yaml'}, as saved in {path}")
+    if config is None:
+        config = build_config(saved["config"], f"{path}: config")
+        config = dataclasses.replace(config, origin=f"{run_dir / 'config.yaml'}, as saved in {path}")
     classes = tuple(saved["classes"])
     method = build_method(config.method, config.method_options, int(saved["in_dim"]), len(classes))
     try:
@@ -67,12 +72,12 @@ def _items(store: FeatureStore, video_ids, bar):
 
 
 def predict_videos(loaded: LoadedRun, store: FeatureStore, gt: GroundTruth, video_ids, *,
-                   batch_size: int, device: torch.device, progress: bool) -> Predictions:
+                   batch_size: int, device: torch.device, progress: bool, keep: list | None = None) -> Predictions:
     d = loaded.config.data
     geometries = {vid: geometry_for(gt.videos[vid], d.fps, d.stride) for vid in video_ids}
     with tqdm(total=len(video_ids), desc="predict", unit="video", disable=None if progress else True) as bar:
         return predict(loaded.method, _items(store, video_ids, bar), geometries, loaded.classes,
-                       batch_size=batch_size, device=device, amp=loaded.config.train.amp)
+                       batch_size=batch_size, device=device, amp=loaded.config.train.amp, keep=keep)
 
 
 def merge(parts: list[Predictions], order: list[str]) -> Predictions:
@@ -99,12 +104,15 @@ def class_mismatch(source, classes: tuple[str, ...], trained: tuple[str, ...]) -
 
 def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features=None, annotations=None,
                 subset=None, device=None, batch_size=None, progress=True, pseudo_labels=None,
-                pseudo_threshold=DEFAULT_THRESHOLD, pseudo_suppress=True) -> str | None:
+                pseudo_threshold=DEFAULT_THRESHOLD, pseudo_suppress=True, save_raw=False) -> str | None:
     """Write predictions for a subset (`out`, `frames_out`) and/or the subset's predicted segments as
     ground truth (`pseudo_labels`, see pointtal.engine.pseudo_labels); returns a one-line summary on rank 0
-    (None on other ranks). The subset defaults to data.test_subset, with `pseudo_labels` to data.train_subset."""
+    (None on other ranks). The subset defaults to data.test_subset, with `pseudo_labels` to data.train_subset.
+    `save_raw` also keeps each video's scores in RUN_DIR/raw/ (pointtal.engine.raw)."""
     loaded = load_trained(run_dir, checkpoint)
     config = loaded.config
+    if save_raw:
+        check_relocalizable(config, f"{run_dir}: --save-raw")
     target = resolve_device(device or config.train.device)
     ctx = distributed.init_distributed(target)
     target = distributed.local_device(target, ctx)
@@ -127,9 +135,11 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     if not video_ids:
         raise InputError(f"{store.root}: no features for any video of subset '{name}'")
     mine = video_ids[ctx.rank::ctx.world]
+    keep: list | None = [] if save_raw else None
     part = predict_videos(loaded, store, gt, mine, batch_size=batch_size or config.eval.batch_size,
-                          device=target, progress=progress and ctx.is_main)
+                          device=target, progress=progress and ctx.is_main, keep=keep)
     parts = distributed.all_gather_objects(part, ctx)
+    kept = distributed.all_gather_objects(keep, ctx) if save_raw else []
     distributed.cleanup(ctx)
     if not ctx.is_main:
         return None
@@ -143,6 +153,14 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
         write_json(Path(frames_out), merged.results_json(frames=True, protocol=protocol))
     n = sum(len(found) for found in merged.detections.values())
     summary = f"{len(video_ids)} videos of '{name}', {n} segments (step {loaded.step})"
+    if save_raw:
+        path = raw_path(run_dir, name, checkpoint)
+        if raw_step(path) == loaded.step and not missing_from_raw(path, video_ids):
+            summary += f"; raw outputs already in {path}"
+        else:
+            by_id = {s.video_id: s for part_keep in kept for s in part_keep}
+            save_raw_file(path, [by_id[v] for v in video_ids], loaded.step, loaded.method.in_dim)
+            summary += f"; raw outputs: {path}"
     if pseudo_labels:
         provenance = {"run": str(Path(run_dir).resolve()), "step": loaded.step}
         classes = point_classes(config, gt, store, video_ids)  # what each training video's points name

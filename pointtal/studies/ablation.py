@@ -12,11 +12,17 @@ initialisation and the simulated point draws vary across seeds. Runs live in
 and the table is written to OUT/table_<table>.md (plus OUT/table_<table>.json with every run's numbers, and
 OUT/table_<table>.png where the paper has a figure).
 
-Continuing an interrupted ablation: rerun the same command. A run directory that already holds
+Runs are planned, run and reused by the study engine (pointtal.studies.runner, shared with `pointtal sweep`):
+rerunning the same command continues an interrupted study. A run directory that already holds
 `predictions.json` and `metrics.jsonl` is reused as is (no retraining); one with only a `checkpoint.pt` is
 resumed from it; a finished run of an identical resolved config elsewhere under OUT (another table's row
-at the same seed) is copied instead of retrained. A run directory whose `config.yaml` differs from the
-config the study would train is an error (choose another OUT; nothing is deleted).
+at the same seed) is copied instead of retrained; each run is trained under a lock, so two study processes
+never train the same run. A run directory whose `config.yaml` differs from the config the study would train
+is an error (choose another OUT; nothing is deleted).
+
+A table definition is a `Study` (key, title, variants; `source` names the paper in the heading, `method` the
+method every run must be, None for any) of `Variant`s (name, label, `--set` overrides, optional seed offset,
+fusion or plot position); register it in STUDIES to make it a `--table`.
 
 Fused ensembles (table 7) are not trained: two finished member runs are scored on the test set, fused per
 video with `ensemble_scores`, localized and evaluated; the fused run directory holds `fusion.json`,
@@ -28,8 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +52,7 @@ from pointtal.config import (
     set_keys,
 )
 from pointtal.errors import InputError
+from pointtal.studies.job import final_record
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,8 @@ class Study:
     variants: tuple[Variant, ...]
     plot_x: str | None = None  # x-axis label where the paper has a figure (variants then carry `x`)
     note: str = ""
+    source: str = "SODA"  # the paper whose table it is: the heading's prefix ("" for a sweep)
+    method: str | None = "soda"  # the method every run must be (None: any)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -176,9 +183,15 @@ class RunOutcome:
     variant: Variant
     seed: int
     run_dir: Path
-    metrics: dict  # the final evaluation record
-    status: str  # trained | resumed | reused | copied | fused
+    metrics: dict  # the final evaluation record ({} when the run failed)
+    status: str  # trained | resumed | reused | copied from ... | derived from ... | fused | failed
     seconds: float
+    log: Path | None = None  # the run's log (where a failed run says why)
+    error: str = ""  # a failed run's last error line
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
 
 
 @dataclass
@@ -194,16 +207,6 @@ class StudyResult:
 def _canonical(config: Config) -> dict:
     """The config as `config.yaml` stores it, read back (tuples become lists)."""
     return yaml.safe_load(yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-
-def final_record(run_dir: Path) -> dict | None:
-    """The last record of `metrics.jsonl` when the run is finished (predictions.json written), else None."""
-    from pointtal.engine.logs import read_metrics
-
-    if not (run_dir / "predictions.json").is_file():
-        return None
-    records = read_metrics(run_dir)
-    return records[-1] if records else None
 
 
 _COSMETIC = ("progress", "report")  # train keys that cannot change a run's results
@@ -231,30 +234,11 @@ def _find_twin(out_dir: Path, run_dir: Path, config: Config, seed: int) -> Path 
     """A finished run of the same resolved config elsewhere under OUT (same seed directory name)."""
     for candidate in sorted(out_dir.glob(f"*/*/seed{seed}/config.yaml")):
         other = candidate.parent
+        if (other / "derived.json").is_file():  # re-localized, not trained: no weights to copy
+            continue
         if other != run_dir and final_record(other) is not None and _same_config(other, config):
             return other
     return None
-
-
-def _train_run(out_dir: Path, run_dir: Path, config: Config, seed: int) -> tuple[dict, str]:
-    from pointtal.engine.trainer import train
-
-    finished = final_record(run_dir)
-    has_config = (run_dir / "config.yaml").is_file()
-    if has_config and not _same_config(run_dir, config):
-        raise InputError(f"{run_dir}: holds a run with a different config than this study would train "
-                         f"(changed --set or CONFIG?); use another --out")
-    if finished is not None:
-        return finished, "reused"
-    if not run_dir.exists():
-        twin = _find_twin(out_dir, run_dir, config, seed)
-        if twin is not None:
-            shutil.copytree(twin, run_dir)
-            log.debug("copied %s from identical run %s", run_dir, twin)
-            return final_record(run_dir), f"copied from {twin.relative_to(out_dir)}"
-    resume = (run_dir / "checkpoint.pt").is_file()
-    result = train(config, run_dir, resume=resume)
-    return result.metrics, "resumed" if resume else "trained"
 
 
 def _fused_run(run_dir: Path, variant: Variant, members: dict[str, Path], pair_cache: dict) -> tuple[dict, str]:
@@ -288,84 +272,161 @@ def run_study(
     user_overrides: Sequence[str] = (),
     on_run: Callable[[RunOutcome], None] | None = None,
     config_name: str = "CONFIG",
+    launch=None,
+    metric: str | None = None,
+    source: Path | None = None,
 ) -> StudyResult:
-    """Train (or reuse) every (seed, variant) run, seed-major, and write the table after each run."""
+    """Train (or reuse, resume, copy, derive, fuse) every (seed, variant) run with the study engine
+    (pointtal.studies.runner; `launch`: a runner.Launch, default one run at a time here) and rewrite the table
+    as each run ends. `metric` sorts the table's rows (best first); None keeps the study's order. With
+    `source` (a finished run whose config is `base`; `seeds` = its seed) every variant is derived from it."""
+    from pointtal.studies.runner import Launch, check_run_dirs, execute, plan_tasks
+
     out_dir = Path(out_dir)
+    configs = (study_configs(study, base, seeds, user_overrides, config_name) if source is None
+               else run_variant_configs(study, base, source, seeds[0], user_overrides))
+    tasks = plan_tasks(study, configs, out_dir, seeds, source)
+    check_run_dirs(tasks)
+    first = configs[next(iter(configs))]
+    check_metric(metric, first)
+    result = StudyResult(study, tuple(seeds))
+
+    def report(done, seconds: float) -> None:
+        outcome = RunOutcome(done.task.variant, done.task.seed, done.task.run_dir, done.metrics or {}, done.status,
+                             seconds, done.log, done.error)
+        result.outcomes.append(outcome)
+        if on_run is not None:
+            on_run(outcome)
+        write_outputs(result, out_dir, first, user_overrides, config_name, plot=False, metric=metric)
+
+    execute(tasks, out_dir, launch or Launch(), report)
+    write_outputs(result, out_dir, first, user_overrides, config_name, plot=True, metric=metric)
+    return result
+
+
+def study_configs(study: Study, base: dict, seeds: Sequence[int], user_overrides: Sequence[str],
+                  config_name: str = "CONFIG") -> dict[tuple[str, int], Config]:
+    """(variant, seed) -> config of every trained or derived run (checked: values, applicability, the method
+    the study needs)."""
     configs = {(v.name, k): variant_config(base, user_overrides, v, k) for k in seeds for v in study.variants}
     methods = {c.method for c in configs.values()}
-    if methods != {"soda"}:
-        raise InputError(f"{config_name}: ablate reruns SODA's studies and needs method.name=soda, "
+    if study.method is not None and methods != {study.method}:
+        raise InputError(f"{config_name}: table {study.key} needs method.name={study.method}, "
                          f"got {', '.join(sorted(methods))}")
-    result = StudyResult(study, tuple(seeds))
-    pair_cache: dict = {}
-    for seed in seeds:
-        for variant in study.variants:
-            run_dir = out_dir / study.key / variant.name / f"seed{seed}"
-            started = time.perf_counter()
-            if variant.fuse:
-                members = {name: out_dir / study.key / name / f"seed{seed}" for name in variant.members}
-                record, status = _fused_run(run_dir, variant, members, pair_cache)
-            else:
-                record, status = _train_run(out_dir, run_dir, configs[(variant.name, seed)], seed)
-            outcome = RunOutcome(variant, seed, run_dir, record, status, time.perf_counter() - started)
-            result.outcomes.append(outcome)
-            if on_run is not None:
-                on_run(outcome)
-            write_outputs(result, out_dir, configs[(study.variants[0].name, seeds[0])], user_overrides,
-                          config_name, plot=False)
-    write_outputs(result, out_dir, configs[(study.variants[0].name, seeds[0])], user_overrides, config_name,
-                  plot=True)
-    return result
+    return configs
+
+
+def run_variant_configs(study: Study, base: dict, source: Path, seed: int, user_overrides: Sequence[str]
+                        ) -> dict[tuple[str, int], Config]:
+    """(variant, seed) -> config of each variant derived from the finished run `source` (config `base`): only
+    inference-only keys may change (pointtal.engine.raw), and the run's seeds stay."""
+    from pointtal.engine.raw import inference_keys
+
+    if final_record(source) is None:
+        raise InputError(f"{source}: not a finished run (no predictions.json / metrics.jsonl); train it first")
+    configs = {}
+    for variant in study.variants:
+        where = f"variant {variant.name}"
+        config = build_config(apply_overrides(base, [*user_overrides, *variant.overrides]), where)
+        allowed = inference_keys(config)
+        cosmetic = tuple(f"train.{key}" for key in _COSMETIC)
+        changed = [k for k in set_keys([*user_overrides, *variant.overrides]) if k not in (*allowed, *cosmetic)]
+        if changed:
+            raise InputError(f"{changed[0]}: changes training, so it cannot be swept on the finished run {source} "
+                             f"(inference-only keys of {config.method}: {', '.join(allowed)}); sweep a CONFIG "
+                             "instead")
+        check_applicable(config, set_keys(variant.overrides), where)
+        configs[(variant.name, seed)] = config
+    return configs
 
 
 # ----------------------------------------------------------------------------- summaries
 @dataclass(frozen=True)
 class RowSummary:
     variant: Variant
-    n: int
+    n: int  # finished seeds
     mean: dict[str, float]
     std: dict[str, float]  # sample standard deviation (n - 1); nan when n == 1
+    asked: int = 0  # seeds asked for
+    failed: int = 0  # seeds whose run failed
 
 
 def metric_columns(config: Config) -> list[str]:
     return [f"mAP@{t:g}" for t in config.eval.tiou] + ["average"]
 
 
-def summarize(outcomes: Sequence[RunOutcome], study: Study, columns: Sequence[str]) -> list[RowSummary]:
-    """Mean and sample std (ddof=1) over seeds of each column, per variant (variants without runs skipped)."""
+EXTRA_METRICS = ("average_0.3_0.7", "frame_mAP", "cmAP")  # in every final record besides the mAP columns
+
+
+def check_metric(metric: str | None, config: Config) -> None:
+    valid = [*metric_columns(config), *EXTRA_METRICS]
+    if metric is not None and metric not in valid:
+        raise InputError(f"--metric {metric}: not a metric of these runs; valid: {', '.join(valid)}")
+
+
+def summarize(outcomes: Sequence[RunOutcome], study: Study, columns: Sequence[str], seeds: Sequence[int] = (),
+              metric: str | None = None) -> list[RowSummary]:
+    """Mean and sample std (ddof=1) over the finished seeds of each column, per variant (variants without any
+    finished or failed run skipped); sorted by `metric`, best (highest) first, when given."""
     rows = []
     for variant in study.variants:
-        records = [o.metrics for o in outcomes if o.variant.name == variant.name]
-        if not records:
+        mine = [o for o in outcomes if o.variant.name == variant.name]
+        records = [o.metrics for o in mine if not o.failed]
+        if not mine:
             continue
-        values = {c: np.array([float(r[c]) for r in records]) for c in columns}
+        values = {c: np.array([float(r[c]) for r in records if c in r]) for c in columns}  # eval.tiou may vary
         rows.append(RowSummary(
             variant, len(records),
-            {c: float(v.mean()) for c, v in values.items()},
+            {c: float(v.mean()) if len(v) else math.nan for c, v in values.items()},
             {c: float(v.std(ddof=1)) if len(v) > 1 else math.nan for c, v in values.items()},
+            len(seeds) or len(mine), sum(o.failed for o in mine),
         ))
+    if metric is not None:
+        rows.sort(key=lambda r: (r.n == 0, -r.mean[metric] if r.n else 0.0))  # stable: ties keep study order
     return rows
 
 
+def best_row(rows: Sequence[RowSummary], metric: str) -> RowSummary | None:
+    finished = [r for r in rows if r.n]
+    return max(finished, key=lambda r: r.mean[metric]) if finished else None
+
+
 def format_cell(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "—"
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
+def runs_cell(row: RowSummary) -> str:
+    """Finished seeds of those asked ("3" when all finished), and failures."""
+    cell = str(row.n) if row.n == row.asked else f"{row.n}/{row.asked}"
+    return cell + (f" ({row.failed} failed)" if row.failed else "")
+
+
 def markdown_table(study: Study, rows: Sequence[RowSummary], columns: Sequence[str], seeds: Sequence[int],
-                   config_name: str, user_overrides: Sequence[str]) -> str:
+                   config_name: str, user_overrides: Sequence[str], metric: str | None = None,
+                   failures: Sequence[RunOutcome] = ()) -> str:
+    ranked = metric or "average"
+    best = best_row(rows, ranked)
+    order = f"rows sorted by {metric}, best first" if metric else "rows in the study's order"
     lines = [
-        f"# SODA {study.title}",
+        f"# {study.source + ' ' if study.source else ''}{study.title}",
         "",
         f"CONFIG `{config_name}`" + (" with " + " ".join(f"`--set {o}`" for o in user_overrides) if user_overrides else "")
         + f"; seeds {', '.join(map(str, seeds))} (train.seed = data.point_seed = k).",
-        "mAP in percent on the test subset, final model; mean ± sample standard deviation (n-1) over seeds.",
+        "mAP in percent on the test subset, final model; mean ± sample standard deviation (n-1) over the finished "
+        f"seeds (runs: finished seeds); {order}; **best** = highest {ranked}.",
         "",
         "| variant | " + " | ".join(columns) + " | runs |",
         "|---|" + "---:|" * len(columns) + "---:|",
     ]
     for row in rows:
         cells = [format_cell(row.mean[c], row.std[c]) for c in columns]
-        lines.append(f"| {row.variant.label} | " + " | ".join(cells) + f" | {row.n} |")
+        label = f"**best** {row.variant.label}" if row is best else row.variant.label
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {runs_cell(row)} |")
+    if failures:
+        lines += ["", "Failed runs (rerun the same command to retry them; finished runs are kept):", ""]
+        lines += [f"* `{o.variant.name}` seed {o.seed}: {o.error or 'failed'}; log `{o.log}`" for o in failures]
     lines += ["", "Variant overrides (applied after CONFIG, --set and the seed):", ""]
     for v in study.variants:
         what = f"fuses `{'` + `'.join(v.members)}` by `{v.fuse}` at inference" if v.fuse else \
@@ -380,34 +441,44 @@ _QUIET = tuple(f"train.{key}=" for key in _COSMETIC)  # overrides not shown in t
 
 
 def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overrides: Sequence[str],
-                  config_name: str, plot: bool) -> None:
+                  config_name: str, plot: bool, metric: str | None = None) -> None:
     study = result.study
-    columns = metric_columns(config)
+    swept = {k for o in result.outcomes for k in o.metrics if k.startswith("mAP@")}  # a sweep over eval.tiou
+    columns = [*sorted(set(metric_columns(config)[:-1]) | swept, key=lambda c: float(c[4:])), "average"]
+    if metric is not None and metric not in columns:
+        columns.append(metric)
     user_overrides = [o for o in user_overrides if not o.startswith(_QUIET)]
-    rows = summarize(result.outcomes, study, columns)
+    outcomes = sorted(result.outcomes, key=lambda o: (o.seed, [v.name for v in study.variants].index(o.variant.name)))
+    rows = summarize(outcomes, study, columns, result.seeds, metric)
+    failures = [o for o in outcomes if o.failed]
+    best = best_row(rows, metric or "average")
     out_dir.mkdir(parents=True, exist_ok=True)
     result.table_path = out_dir / f"table_{study.key}.md"
-    write_text_atomic(result.table_path,
-                      markdown_table(study, rows, columns, result.seeds, config_name, user_overrides))
+    write_text_atomic(result.table_path, markdown_table(study, rows, columns, result.seeds, config_name,
+                                                        user_overrides, metric, failures))
     result.json_path = out_dir / f"table_{study.key}.json"
     payload = {
         "table": study.key, "title": study.title, "config": config_name, "set": list(user_overrides),
-        "seeds": list(result.seeds),
+        "seeds": list(result.seeds), "metric": metric or "average", "best": best.variant.name if best else None,
         "runs": [{"variant": o.variant.name, "seed": o.seed, "run_dir": str(o.run_dir), "status": o.status,
-                  "metrics": o.metrics} for o in result.outcomes],
-        "summary": {r.variant.name: {"n": r.n, "mean": r.mean,
+                  "metrics": o.metrics, **({"log": str(o.log), "error": o.error} if o.failed else {})}
+                 for o in outcomes],
+        "summary": {r.variant.name: {"n": r.n, "asked": r.asked, "failed": r.failed,
+                                     "mean": {c: (None if math.isnan(m) else m) for c, m in r.mean.items()},
                                      "std": {c: (None if math.isnan(s) else s) for c, s in r.std.items()}}
                     for r in rows},
     }
     write_text_atomic(result.json_path, json.dumps(payload, indent=1))
+    rows = [r for r in rows if r.n and r.variant.x is not None]
     if plot and study.plot_x and rows:
         from pointtal.viz import plot_study  # matplotlib: imported only when drawing
 
+        rows.sort(key=lambda r: r.variant.x)
+        shown = [c for c in dict.fromkeys(("mAP@0.5", "average", metric or "average")) if c in rows[0].mean]
         result.plot_path = plot_study(
             out_dir / f"table_{study.key}.png",
             x=[r.variant.x for r in rows],
-            columns={c: ([r.mean[c] for r in rows], [r.std[c] for r in rows])
-                     for c in ("mAP@0.5", "average") if c in rows[0].mean},
+            columns={c: ([r.mean[c] for r in rows], [r.std[c] for r in rows]) for c in shown},
             x_label=study.plot_x,
-            title=f"SODA {study.title} (n = {max(r.n for r in rows)} seeds)",
+            title=f"{study.source + ' ' if study.source else ''}{study.title} (n = {max(r.n for r in rows)} seeds)",
         )
