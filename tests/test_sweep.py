@@ -22,6 +22,7 @@ from conftest import tiny_raw_config
 from pointtal.cli import main
 from pointtal.engine.logs import read_metrics
 from pointtal.errors import InputError
+from pointtal.localization.detections import Detections
 from pointtal.studies import locks
 from pointtal.studies.ablation import run_study
 from pointtal.studies.runner import Launch
@@ -185,8 +186,10 @@ def test_inference_only_sweep_derives_and_matches_full_predict_and_training(base
     frames = json.loads((tmp_path / "f.json").read_text())["results"]
     with np.load(raw, allow_pickle=False) as z:
         video_scores = {str(v): z[f"video_scores_{i}"] for i, v in enumerate(z["video_ids"])}
-    full = evaluate_predictions(data.gt, data.test.video_ids, Predictions(doc, frames, video_scores),
-                                config.eval.tiou, data.ambiguous)
+    read_back = Predictions(tuple(data.classes),
+                            {v: Detections.from_entries(doc.get(v, []), frames.get(v, []), tuple(data.classes))
+                             for v in data.test.video_ids}, video_scores)
+    full = evaluate_predictions(data.gt, data.test.video_ids, read_back, config.eval.tiou, data.ambiguous)
     assert {k: v for k, v in record.items() if k != "step"} == full
 
     # ...and so does training with that value from the start (the keys do not touch training)

@@ -82,6 +82,16 @@ class Detections:
                   zip(self.frame_at.tolist(), self.frame_label.tolist(), self.frame_score.tolist(), strict=True)]
         return segments, frames
 
+    @staticmethod
+    def from_entries(segments: list[dict], frames: list[dict], classes: tuple[str, ...]) -> Detections:
+        """The detections in seconds that `entries(classes)` turned into `segments` and `frames` (its inverse:
+        results read back from a JSON file)."""
+        index = {name: c for c, name in enumerate(classes, 1)}
+        rows = [[*e["segment"], index[e["label"]], e["score"]] for e in segments]
+        points = [[e["frame"], index[e["label"]], e["score"]] for e in frames]
+        return Detections(np.asarray(rows, dtype=np.float64).reshape(-1, 4),
+                          np.asarray(points, dtype=np.float64).reshape(-1, 3), "seconds")
+
 
 class InvalidDetections(RuntimeError):
     """A method returned detections no writer may take (start >= end, a non-finite value, a class outside
