@@ -1,4 +1,5 @@
-"""`pointtal ablate`: rerun one of SODA's ablation studies (Tables 4-9, Fig. 12, aggregation) on CONFIG's data."""
+"""`pointtal ablate`: rerun one of SODA's ablation studies (Tables 4-9, Fig. 12, aggregation) or SF-Net's
+(components, point sources, sensitivity) on CONFIG's data; several CONFIGs run the same study on each dataset."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ from pointtal.cli import checks
 from pointtal.config import apply_overrides, read_config
 from pointtal.errors import InputError
 from pointtal.outputs import check_outputs, record_output
-from pointtal.studies.ablation import STUDIES, RunOutcome, get_study, run_study, seed_overrides
+from pointtal.studies import sfnet_tables
+from pointtal.studies.ablation import (
+    STUDIES,
+    RunOutcome,
+    Study,
+    StudyResult,
+    check_methods,
+    run_study,
+    seed_overrides,
+)
 
-HELP = "rerun a SODA ablation table (mean ± std over seeds) on any dataset"
+HELP = "rerun a SODA or SF-Net ablation table (mean ± std over seeds) on one or several datasets"
 EXAMPLE = (
     "pointtal ablate configs/thumos14_soda.yaml --table 4 --seeds 3 --out runs/ablate \\\n"
     "      --set data.annotations=GT.json --set data.features=FEATURES/\n"
@@ -21,14 +31,55 @@ EXAMPLE = (
     "          8 distillation distance, 9 distillation of the CAS vs the video scores,\n"
     "          12 lambda (plot), agg aggregation strategies\n"
     "  Rerunning the same command continues an interrupted ablation: finished runs are reused,\n"
-    "  unfinished ones resume from their checkpoint.pt."
+    "  unfinished ones resume from their checkpoint.pt.\n"
+    "pointtal ablate THUMOS/train.yaml GTEA/train.yaml --table sfnet-components --seeds 3 --out runs/sfnet\n"
+    "  -> runs/sfnet/<dataset>/table_sfnet-components.md per dataset (the config's directory name for a\n"
+    "     'pointtal synth' train.yaml, else its file name) and runs/sfnet/table_sfnet-components.md over all\n"
+    "  SF-Net tables (CONFIG: an SF-Net config whose data.points lists the annotators' click files):\n"
+    "          sfnet-components (SF, SFB, SFBA, SFBAE, weak, full), sfnet-points (each annotator, random\n"
+    "          annotator, simulated schemes, consensus), sfnet-sensitivity (= sfnet-eta, sfnet-alpha,\n"
+    "          sfnet-beta, sfnet-ratio, sfnet-radius; one plot each)"
 )
+
+ALL_STUDIES: dict[str, Study] = {**STUDIES, **sfnet_tables.STUDIES}
+TABLES = (*ALL_STUDIES, *sfnet_tables.GROUPS)
+
+
+def studies_of(table: str) -> list[Study]:
+    """The studies `--table` names (a group names several)."""
+    if table in sfnet_tables.GROUPS:
+        return [ALL_STUDIES[key] for key in sfnet_tables.GROUPS[table]]
+    if table not in ALL_STUDIES:
+        raise InputError(f"--table {table!r} is unknown; valid tables: {', '.join(TABLES)}")
+    return [ALL_STUDIES[table]]
+
+
+def datasets(args: argparse.Namespace) -> dict[str, str]:
+    """Dataset name -> CONFIG path; one CONFIG has the name '' (its tables go to --out itself)."""
+    if args.dataset is not None:
+        names = [n.strip() for n in args.dataset.split(",")]
+        if len(names) != len(args.config) or not all(names):
+            raise InputError(f"--dataset {args.dataset!r}: give one non-empty name per CONFIG "
+                             f"({len(args.config)}), comma-separated")
+    else:
+        names = [sfnet_tables.dataset_name(c) for c in args.config] if len(args.config) > 1 else [""]
+    if len(set(names)) != len(names):
+        raise InputError(f"CONFIG: two configs share the dataset name {names!r}; name them with --dataset A,B,...")
+    for name in names:
+        if name and ("/" in name or name.startswith(".")):
+            raise InputError(f"--dataset {name!r}: a dataset name is a directory name under --out (no '/')")
+    return dict(zip(names, args.config, strict=True))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", metavar="CONFIG.yaml", help="a SODA config (its data is the dataset studied)")
+    parser.add_argument("config", metavar="CONFIG.yaml", nargs="+",
+                        help="a SODA or SF-Net config (its data is the dataset studied); several: the same study "
+                             "on each dataset, one table each and a combined one")
     parser.add_argument("--table", required=True, metavar="N",
-                        help=f"which study: {', '.join(STUDIES)} (12 = Fig. 12, the lambda study)")
+                        help=f"which study: {', '.join(TABLES)} (12 = Fig. 12, the lambda study)")
+    parser.add_argument("--dataset", metavar="A,B,...",
+                        help="names of the CONFIGs' datasets (directories under --out), one per CONFIG "
+                             "(default: a synth train.yaml's directory name, else the file name)")
     parser.add_argument("--seeds", type=int, default=3, metavar="K",
                         help="seeds 0..K-1 per variant: train.seed = data.point_seed = k (default 3)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for runs and table_<N>.md")
@@ -50,46 +101,66 @@ def check_args(args: argparse.Namespace) -> None:
     any run trains (also with --dry-run)."""
     from pointtal.studies.ablation import variant_config
 
-    study = get_study(str(args.table))
+    studies = studies_of(str(args.table))
     if args.seeds < 1:
         raise InputError(f"--seeds {args.seeds}: give at least 1 seed")
     checks.only_with(args, ("progress",), not args.dry_run, "--dry-run trains nothing, so there is no progress")
     checks.not_a_file(args, "out", "the directory for the runs and tables")
-    for ext in ("md", "json", "png"):  # the table files run_study writes
-        check_outputs({"--out": Path(args.out) / f"table_{study.key}.{ext}"}, {"CONFIG": args.config},
-                      remedy="choose another --out")
-    base = read_config(args.config)
-    apply_overrides(base, args.set)  # malformed --set fails here
-    methods = {variant_config(base, args.set, v, k).method for k in range(args.seeds) for v in study.variants}
-    if methods != {"soda"}:
-        raise InputError(f"{args.config}: ablate reruns SODA's studies and needs method.name=soda, "
-                         f"got {', '.join(sorted(methods))}")
+    named = datasets(args)
+    inputs = {f"CONFIG {c}": c for c in args.config}
+    for name, config in named.items():
+        base = read_config(config)
+        apply_overrides(base, args.set)  # malformed --set fails here
+        for study in studies:
+            for ext in ("md", "json", "png"):  # the table files run_study writes (and the combined table)
+                dirs = [Path(args.out) / name] + ([Path(args.out)] if name else [])
+                for where in dirs:
+                    check_outputs({"--out": where / f"table_{study.key}.{ext}"}, inputs,
+                                  remedy="choose another --out")
+            study = sfnet_tables.prepare_study(study, base, Path(args.out) / name / study.key, write=False)
+            methods = {variant_config(base, args.set, v, k).method for k in range(args.seeds) for v in study.variants}
+            check_methods(study, methods, config)
 
 
 def run(args: argparse.Namespace) -> int:
-    study = get_study(str(args.table))
-    base = read_config(args.config)  # relative data paths: read from the config file's directory
-    apply_overrides(base, args.set)  # malformed --set fails here, before anything runs
+    named = datasets(args)
     overrides = list(args.set)
     seeds = list(range(args.seeds))
     if args.dry_run:
-        for k in seeds:
-            for v in study.variants:
-                what = f"fuse {' + '.join(v.members)} by {v.fuse}" if v.fuse else \
-                    " ".join([*seed_overrides(v, k), *v.overrides])
-                print(f"{args.out}/{study.key}/{v.name}/seed{k}: {what}")
+        for name, config in named.items():
+            base = read_config(config)
+            for study in studies_of(str(args.table)):
+                out = Path(args.out) / name
+                study = sfnet_tables.prepare_study(study, base, out / study.key, write=False)
+                for k in seeds:
+                    for v in study.variants:
+                        what = f"fuse {' + '.join(v.members)} by {v.fuse}" if v.fuse else \
+                            " ".join([*seed_overrides(v, k), *v.overrides])
+                        what += f" (method {v.method})" if v.method else ""
+                        print(f"{out / study.key / v.name / f'seed{k}'}: {what}")
         return 0
     if not args.progress:
         overrides.append("train.progress=false")
         if not getattr(args, "verbose", False):
             for name in ("pointtal.engine", "pointtal.data"):  # one line per run instead of step logs
                 logging.getLogger(name).setLevel(logging.WARNING)
-    result = run_study(study, base, args.out, seeds, overrides,
-                       on_run=lambda o: print(progress_line(o), flush=True), config_name=str(args.config))
-    for path in (result.table_path, result.json_path, result.plot_path):
-        if path is not None:
+    for study in studies_of(str(args.table)):
+        results: dict[str, StudyResult] = {}
+        for name, config in named.items():
+            base = read_config(config)  # relative data paths: read from the config file's directory
+            out = Path(args.out) / name
+            prepared = sfnet_tables.prepare_study(study, base, out / study.key)
+            results[name] = result = run_study(prepared, base, out, seeds, overrides,
+                                               on_run=lambda o: print(progress_line(o), flush=True),
+                                               config_name=str(config))
+            for path in (result.table_path, result.json_path, result.plot_path):
+                if path is not None:
+                    record_output(path, "ablate")
+            print(f"table: {result.table_path}")
+            if result.plot_path is not None:
+                print(f"plot:  {result.plot_path}")
+        if len(named) > 1:
+            path = sfnet_tables.write_combined(results, Path(args.out))
             record_output(path, "ablate")
-    print(f"table: {result.table_path}")
-    if result.plot_path is not None:
-        print(f"plot:  {result.plot_path}")
+            print(f"table: {path} (all datasets)")
     return 0

@@ -62,6 +62,7 @@ def evaluate_predictions(gt: GroundTruth, video_ids: Sequence[str], predictions,
     if ((result.thresholds >= 0.3 - 1e-9) & (result.thresholds <= 0.7 + 1e-9)).any():  # else average_over raises
         record["average_0.3_0.7"] = 100 * result.average_over(0.3, 0.7)
     frames = frame_map(truth, _frame_table(predictions, video_ids, classes), ambiguous=ambiguous)
+    record.update({f"frame_mAP@{d:g}": 100 * float(m) for d, m in zip(frames.thresholds, frames.map, strict=True)})
     record["frame_mAP"] = 100 * frames.average
     labels = np.zeros((len(video_ids), len(classes)))  # (V, C)
     for row, vid in enumerate(video_ids):

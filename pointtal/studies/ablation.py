@@ -64,6 +64,7 @@ class Variant:
     fuse: str | None = None  # ensemble rule: not trained, fuses the runs of `members` at inference
     members: tuple[str, ...] = ()  # the two variant names fused (trained rows of the same study)
     x: float | None = None  # position on the study's plot
+    method: str | None = None  # switch to this method (CONFIG's method keys that it lacks are dropped)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class Study:
     variants: tuple[Variant, ...]
     plot_x: str | None = None  # x-axis label where the paper has a figure (variants then carry `x`)
     note: str = ""
+    paper: str = "SODA"  # whose study: the title's prefix
+    methods: tuple[str, ...] = ("soda",)  # the method names the study's runs may use
+    extra_columns: tuple[str, ...] = ()  # metrics shown after segment mAP (keys of the run's final record)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -152,8 +156,18 @@ def seed_overrides(variant: Variant, seed: int) -> list[str]:
 
 
 def variant_raw(base: dict, user_overrides: Sequence[str], variant: Variant, seed: int) -> dict:
-    """The raw config mapping of one run: CONFIG <- user --set <- seed <- variant overrides."""
-    return apply_overrides(base, [*user_overrides, *seed_overrides(variant, seed), *variant.overrides])
+    """The raw config mapping of one run: CONFIG <- user --set <- seed <- variant overrides (then the variant's
+    method switch, which keeps only the method keys the new method has)."""
+    raw = apply_overrides(base, [*user_overrides, *seed_overrides(variant, seed), *variant.overrides])
+    if variant.method is not None:
+        import dataclasses
+
+        from pointtal.methods import METHODS
+
+        fields = {f.name for f in dataclasses.fields(METHODS[variant.method].Options)}
+        raw["method"] = {"name": variant.method,
+                         **{k: v for k, v in (raw.get("method") or {}).items() if k in fields}}
+    return raw
 
 
 def variant_config(base: dict, user_overrides: Sequence[str], variant: Variant, seed: int) -> Config:
@@ -166,6 +180,13 @@ def variant_config(base: dict, user_overrides: Sequence[str], variant: Variant, 
     config = build_config(variant_raw(base, user_overrides, variant, seed), where)
     check_applicable(config, set_keys(variant.overrides), where)
     return config
+
+
+def check_methods(study: Study, methods: set[str], config_name: str) -> None:
+    """Refuse a CONFIG whose runs would use a method the study is not about."""
+    if not methods <= set(study.methods):
+        raise InputError(f"{config_name}: table {study.key} reruns {study.paper}'s study and needs "
+                         f"method.name={' or '.join(study.methods)}, got {', '.join(sorted(methods))}")
 
 
 # ----------------------------------------------------------------------------- running
@@ -292,10 +313,7 @@ def run_study(
     """Train (or reuse) every (seed, variant) run, seed-major, and write the table after each run."""
     out_dir = Path(out_dir)
     configs = {(v.name, k): variant_config(base, user_overrides, v, k) for k in seeds for v in study.variants}
-    methods = {c.method for c in configs.values()}
-    if methods != {"soda"}:
-        raise InputError(f"{config_name}: ablate reruns SODA's studies and needs method.name=soda, "
-                         f"got {', '.join(sorted(methods))}")
+    check_methods(study, {c.method for c in configs.values()}, config_name)
     result = StudyResult(study, tuple(seeds))
     pair_cache: dict = {}
     for seed in seeds:
@@ -327,8 +345,8 @@ class RowSummary:
     std: dict[str, float]  # sample standard deviation (n - 1); nan when n == 1
 
 
-def metric_columns(config: Config) -> list[str]:
-    return [f"mAP@{t:g}" for t in config.eval.tiou] + ["average"]
+def metric_columns(config: Config, study: Study | None = None) -> list[str]:
+    return [f"mAP@{t:g}" for t in config.eval.tiou] + ["average"] + list(study.extra_columns if study else ())
 
 
 def summarize(outcomes: Sequence[RunOutcome], study: Study, columns: Sequence[str]) -> list[RowSummary]:
@@ -352,12 +370,13 @@ def format_cell(mean: float, std: float) -> str:
 
 
 def markdown_table(study: Study, rows: Sequence[RowSummary], columns: Sequence[str], seeds: Sequence[int],
-                   config_name: str, user_overrides: Sequence[str]) -> str:
+                   config_name: str, user_overrides: Sequence[str], config: Config | None = None) -> str:
     lines = [
-        f"# SODA {study.title}",
+        f"# {study.paper} {study.title}",
         "",
         f"CONFIG `{config_name}`" + (" with " + " ".join(f"`--set {o}`" for o in user_overrides) if user_overrides else "")
         + f"; seeds {', '.join(map(str, seeds))} (train.seed = data.point_seed = k).",
+        *([setting_line(config)] if config is not None else []),
         "mAP in percent on the test subset, final model; mean ± sample standard deviation (n-1) over seeds.",
         "",
         "| variant | " + " | ".join(columns) + " | runs |",
@@ -376,19 +395,29 @@ def markdown_table(study: Study, rows: Sequence[RowSummary], columns: Sequence[s
     return "\n".join(lines) + "\n"
 
 
+def setting_line(config: Config) -> str:
+    """The budget and the data of a study's runs (its first run's config)."""
+    t, d = config.train, config.data
+    points = d.points if isinstance(d.points, str) else f"{len(d.points)} click files"
+    budget = f"{t.epochs} epochs" if t.epochs is not None else f"{t.steps} steps"
+    return (f"Budget: {budget}, batch {t.batch_size}, lr {t.lr:g}, device {t.device}. "
+            f"Data: `{d.annotations}`, features `{d.features}`, points {points}; "
+            f"train on '{d.train_subset}', test on '{d.test_subset}'.")
+
+
 _QUIET = tuple(f"train.{key}=" for key in _COSMETIC)  # overrides not shown in the table header
 
 
 def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overrides: Sequence[str],
                   config_name: str, plot: bool) -> None:
     study = result.study
-    columns = metric_columns(config)
+    columns = metric_columns(config, study)
     user_overrides = [o for o in user_overrides if not o.startswith(_QUIET)]
     rows = summarize(result.outcomes, study, columns)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.table_path = out_dir / f"table_{study.key}.md"
     write_text_atomic(result.table_path,
-                      markdown_table(study, rows, columns, result.seeds, config_name, user_overrides))
+                      markdown_table(study, rows, columns, result.seeds, config_name, user_overrides, config))
     result.json_path = out_dir / f"table_{study.key}.json"
     payload = {
         "table": study.key, "title": study.title, "config": config_name, "set": list(user_overrides),
@@ -409,5 +438,5 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
             columns={c: ([r.mean[c] for r in rows], [r.std[c] for r in rows])
                      for c in ("mAP@0.5", "average") if c in rows[0].mean},
             x_label=study.plot_x,
-            title=f"SODA {study.title} (n = {max(r.n for r in rows)} seeds)",
+            title=f"{study.paper} {study.title} (n = {max(r.n for r in rows)} seeds)",
         )
