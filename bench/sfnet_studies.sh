@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# SF-Net's studies (issue 22) on synthetic THUMOS14 / GTEA data with the real human clicks, 3 seeds:
-#   sfnet-components on THUMOS14 and GTEA (one table each + a combined one), sfnet-points and
-#   sfnet-sensitivity on THUMOS14.
+# SF-Net's studies (issue 22) on synthetic THUMOS14 / GTEA data with the real human clicks:
+#   sfnet-components on THUMOS14 and GTEA (one table each + a combined one, 3 seeds), on THUMOS14
+#   sfnet-consensus (consensus file vs random annotator, 3 seeds), sfnet-points (every row, 1 seed) and
+#   sfnet-sensitivity (2 seeds).
 #
 #   bash bench/sfnet_studies.sh          # writes $OUT/table_*.md, $OUT/<dataset>/table_*.md (+ .json, .png)
-#   DATA=/tmp/sf22 OUT=/tmp/sf22/out STEPS=400 bash bench/sfnet_studies.sh
+#   DATA=/tmp/sf22 OUT=/tmp/sf22/out STEPS=600 BATCH=16 bash bench/sfnet_studies.sh
 #
 # SCALED DOWN for a 2-core CPU shared by several jobs (see BENCHMARKS "SF-Net's studies (issue 22)"):
-# D 256 synthetic features, H 64, batch 16, 400 steps with anchor expansion at step 200, lr 1e-3,
+# D 256 synthetic features, H 64, batch 8, 300 steps with anchor expansion at step 150, lr 1e-3,
 # evaluation only at the end; the three studies run side by side, one thread each, under nice.
 # Rerunning continues: finished runs are reused, unfinished ones resumed, identical configs of another
 # table (the SFBAE row = the random-annotator row = each knob's preset value) copied, not retrained.
@@ -18,33 +19,39 @@ POINTTAL=${POINTTAL:-pointtal}
 DIM=${DIM:-256}
 DATA=${DATA:-/tmp/sf22}
 OUT=${OUT:-$DATA/out}
-SEEDS=${SEEDS:-3}
-STEPS=${STEPS:-400}
+SEEDS=${SEEDS:-3}                            # components, and the consensus vs random-annotator rows
+POINT_SEEDS=${POINT_SEEDS:-1}                # every row of sfnet-points
+SENSITIVITY_SEEDS=${SENSITIVITY_SEEDS:-2}
+STEPS=${STEPS:-300}
+BATCH=${BATCH:-8}
 EXPAND=${EXPAND:-$((STEPS / 2))}
 HIDDEN=${HIDDEN:-64}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 for preset in thumos14 gtea; do
-  "$POINTTAL" synth "$DATA/$preset" --preset "$preset" --dim "$DIM" --no-progress > /dev/null
+  [ -f "$DATA/$preset/train.yaml" ] || "$POINTTAL" synth "$DATA/$preset" --preset "$preset" --dim "$DIM" --no-progress > /dev/null
 done
 
 SCALE=(
   --set "method.hidden=$HIDDEN" --set "train.steps=$STEPS" --set "method.expand_step=$EXPAND"
-  --set train.batch_size=16 --set train.lr=1e-3 --set train.eval_every=0 --set train.device=cpu
+  --set "train.batch_size=$BATCH" --set train.lr=1e-3 --set train.eval_every=0 --set train.device=cpu
 )
 mkdir -p "$OUT"
 start=$SECONDS
-nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" --dataset thumos14 --table sfnet-sensitivity \
-  --seeds "$SEEDS" --out "$OUT" "${SCALE[@]}" > "$OUT/sensitivity.log" 2>&1 &
-sensitivity=$!
+# three chains side by side, one thread each
 nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" "$DATA/gtea/train.yaml" --dataset thumos14,gtea \
   --table sfnet-components --seeds "$SEEDS" --out "$OUT" "${SCALE[@]}" > "$OUT/components.log" 2>&1 &
 components=$!
-nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" --dataset thumos14 --table sfnet-points \
-  --seeds "$SEEDS" --out "$OUT" "${SCALE[@]}" > "$OUT/points.log" 2>&1 &
+( nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" --dataset thumos14 --table sfnet-consensus \
+    --seeds "$SEEDS" --out "$OUT" "${SCALE[@]}" &&
+  nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" --dataset thumos14 --table sfnet-points \
+    --seeds "$POINT_SEEDS" --out "$OUT" "${SCALE[@]}" ) > "$OUT/points.log" 2>&1 &
 points=$!
+nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" --dataset thumos14 --table sfnet-sensitivity \
+  --seeds "$SENSITIVITY_SEEDS" --out "$OUT" "${SCALE[@]}" > "$OUT/sensitivity.log" 2>&1 &
+sensitivity=$!
 status=0
-for job in $sensitivity $components $points; do wait "$job" || status=1; done
+for job in $components $points $sensitivity; do wait "$job" || status=1; done
 grep -h "^table\|^plot" "$OUT"/*.log
 echo "all studies: $((SECONDS - start)) s (status $status)"
 exit $status

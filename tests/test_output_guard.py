@@ -58,7 +58,7 @@ NOT_OUTPUTS = {
     "evaluate": {"ground_truth", "predictions", "--subset", "--tiou", "--distance", "--exclude-videos",
                  "--ambiguous", "--class-list", "--recall-tiou", "--protocol"},
     "visualize": {"run_dir", "--video", "--checkpoint", "--features", "--device"},
-    "ablate": {"config", "--table", "--set"},
+    "ablate": {"config", "--table", "--set", "--dataset"},  # --dataset: names of directories under --out
     "label": {"videos_dir", "--classes", "--annotator", "--host", "--predictions", "--ground-truth",
               "--background-label"},
     "extract": {"videos", *EXTRACT_VALUES},

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from pointtal.cli import checks
-from pointtal.config import apply_overrides, read_config
+from pointtal.config import apply_overrides, build_config, read_config
 from pointtal.errors import InputError
 from pointtal.outputs import check_outputs, record_output
 from pointtal.studies import sfnet_tables
@@ -37,7 +37,8 @@ EXAMPLE = (
     "     'pointtal synth' train.yaml, else its file name) and runs/sfnet/table_sfnet-components.md over all\n"
     "  SF-Net tables (CONFIG: an SF-Net config whose data.points lists the annotators' click files):\n"
     "          sfnet-components (SF, SFB, SFBA, SFBAE, weak, full), sfnet-points (each annotator, random\n"
-    "          annotator, simulated schemes, consensus), sfnet-sensitivity (= sfnet-eta, sfnet-alpha,\n"
+    "          annotator, simulated schemes, consensus; sfnet-consensus: its consensus and random rows),\n"
+    "          sfnet-sensitivity (= sfnet-eta, sfnet-alpha,\n"
     "          sfnet-beta, sfnet-ratio, sfnet-radius; one plot each)"
 )
 
@@ -108,15 +109,16 @@ def check_args(args: argparse.Namespace) -> None:
     checks.not_a_file(args, "out", "the directory for the runs and tables")
     named = datasets(args)
     inputs = {f"CONFIG {c}": c for c in args.config}
+    for name, study in ((n, s) for n in named for s in studies):
+        for ext in ("md", "json", "png"):  # the table files run_study writes (and the combined table)
+            for where in [Path(args.out) / name] + ([Path(args.out)] if name else []):
+                check_outputs({"--out": where / f"table_{study.key}.{ext}"}, inputs, remedy="choose another --out")
     for name, config in named.items():
         base = read_config(config)
         apply_overrides(base, args.set)  # malformed --set fails here
+        method = build_config(apply_overrides(base, args.set), config).method
         for study in studies:
-            for ext in ("md", "json", "png"):  # the table files run_study writes (and the combined table)
-                dirs = [Path(args.out) / name] + ([Path(args.out)] if name else [])
-                for where in dirs:
-                    check_outputs({"--out": where / f"table_{study.key}.{ext}"}, inputs,
-                                  remedy="choose another --out")
+            check_methods(study, {method}, config)  # before the variants' keys are read as this method's
             study = sfnet_tables.prepare_study(study, base, Path(args.out) / name / study.key, write=False)
             methods = {variant_config(base, args.set, v, k).method for k in range(args.seeds) for v in study.variants}
             check_methods(study, methods, config)

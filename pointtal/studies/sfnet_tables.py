@@ -11,7 +11,8 @@ BEOID presets, or the `train.yaml` that `pointtal synth` writes beside its data)
 * `sfnet-points` (the paper's annotation-source study): each annotator's file alone (`data.annotator=i`), a
   random annotator per video (the paper's protocol: `data.annotator=null`, drawn with `data.point_seed`), the
   simulated schemes of `pointtal.data.points` and the consensus of the annotators' files (`pointtal annotate
-  --agreement FILES --merge`, written by `prepare_study` into the study's directory).
+  --agreement FILES --merge`, written by `prepare_study` beside the study's directory); `sfnet-consensus` is
+  its two rows that issue 23 compares (consensus file vs random annotator).
 * `sfnet-sensitivity`: one table and plot per knob (eta, alpha, beta, the expansion ratio, the expansion radius),
   each over the range the paper discusses, the preset value included; the tables `sfnet-eta`, `sfnet-alpha`,
   `sfnet-beta`, `sfnet-ratio` and `sfnet-radius` run alone too.
@@ -76,9 +77,9 @@ SCHEMES = (  # simulated points: (scheme, row label)
 def points_study(n_annotators: int = N_ANNOTATORS) -> Study:
     """The annotation-source table for `n_annotators` click files in CONFIG's `data.points`."""
     return Study("sfnet-points", "where the points come from (annotators, random annotator, simulated)", (
+        Variant("random", "random annotator per video (the paper's protocol)", ("data.annotator=null",)),
         *(Variant(f"annotator{i + 1}", f"annotator {i + 1} alone", (f"data.annotator={i}",))
           for i in range(n_annotators)),
-        Variant("random", "random annotator per video (the paper's protocol)", ("data.annotator=null",)),
         *(Variant(scheme, label, (f"data.points={scheme}", "data.annotator=null")) for scheme, label in SCHEMES),
         Variant("consensus", f"consensus of the annotators (>= {CONSENSUS_MIN_AGREE} agree within "
                              f"{CONSENSUS_TOLERANCE:g} s, median time)",
@@ -87,7 +88,7 @@ def points_study(n_annotators: int = N_ANNOTATORS) -> Study:
         note="Full SF-Net (mining, actionness, anchor expansion) in every row; only the points change. "
              "The consensus file is `pointtal annotate GT --agreement FILES --merge consensus.csv` with its "
              f"defaults (tolerance {CONSENSUS_TOLERANCE:g} s, --min-agree {CONSENSUS_MIN_AGREE}), written "
-             "into the table's directory.")
+             "beside the table's directory (OUT/consensus.csv).")
 
 
 def _knob(key: str, name: str, label: str, values: Sequence[float], fmt: str = "g") -> Study:
@@ -108,7 +109,14 @@ SENSITIVITY = (
     _knob("radius", "radius", "expansion radius", (1, 3, 5)),
 )
 
-STUDIES: dict[str, Study] = {s.key: s for s in (COMPONENTS, points_study(), *SENSITIVITY)}
+def consensus_study() -> Study:
+    """The two rows of `sfnet-points` that issue 23 compares: the consensus file vs the paper's protocol."""
+    rows = points_study()
+    return dataclasses.replace(rows, key="sfnet-consensus", title="consensus file vs random annotator per video",
+                               variants=(rows.variant("random"), rows.variant("consensus")))
+
+
+STUDIES: dict[str, Study] = {s.key: s for s in (COMPONENTS, points_study(), consensus_study(), *SENSITIVITY)}
 GROUPS: dict[str, tuple[str, ...]] = {"sfnet-sensitivity": tuple(s.key for s in SENSITIVITY)}
 
 
@@ -120,16 +128,16 @@ def annotator_files(base: Mapping) -> tuple[str, ...]:
 
 
 def prepare_study(study: Study, base: Mapping, study_dir: Path, write: bool = True) -> Study:
-    """`study` made concrete for CONFIG: the points table gets one row per annotator file of CONFIG and the
-    consensus file's path, study_dir/consensus.csv (written unless `write` is False: checks and dry runs)."""
-    if study.key != "sfnet-points":
+    """`study` made concrete for CONFIG: the points tables get one row per annotator file of CONFIG and the
+    consensus file's path, study_dir/../consensus.csv (written unless `write` is False: checks and dry runs)."""
+    if study.key not in ("sfnet-points", "sfnet-consensus"):
         return study
     files = annotator_files(base)
     if len(files) < 2:
         raise InputError(f"data.points={(base.get('data') or {}).get('points')!r}: the sfnet-points table needs "
                          "CONFIG's data.points to list two or more annotators' click files")
-    concrete = points_study(len(files))
-    consensus = study_dir / "consensus.csv"
+    concrete = points_study(len(files)) if study.key == "sfnet-points" else study
+    consensus = study_dir.parent / "consensus.csv"  # shared by both tables: their runs are the same
     if write:
         write_consensus(files, consensus)
     return dataclasses.replace(concrete, variants=tuple(
