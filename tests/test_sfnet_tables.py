@@ -227,3 +227,33 @@ def test_dry_run_lists_each_dataset_and_the_sensitivity_group(base, tmp_path, ca
     assert lines[-1] == "o/y/sfnet-points/consensus/seed0: train.seed=0 data.point_seed=0 " \
                         "data.points=o/y/consensus.csv data.annotator=null"
     assert not Path("o").exists()
+
+
+def test_an_interrupted_study_is_finished_by_rerunning_the_command(base, tmp_path, monkeypatch):
+    """The tables written before an interruption are the command's own outputs: the rerun replaces them and
+    trains only the runs that did not finish."""
+    from pointtal.engine import trainer
+
+    config = tmp_path / "sfnet.yaml"
+    config.write_text(yaml.safe_dump(base))
+    small = dataclasses.replace(COMPONENTS, variants=(COMPONENTS.variant("weak"), COMPONENTS.variant("SF")))
+    monkeypatch.setitem(ablate_cli.ALL_STUDIES, "sfnet-components", small)
+    original, trained = trainer.train, []
+
+    def train_until_second(config, run_dir, **kwargs):
+        if len(trained) == 1:
+            raise KeyboardInterrupt  # the study process stops during its second run
+        trained.append(run_dir)
+        return original(config, run_dir, **kwargs)
+
+    monkeypatch.setattr(trainer, "train", train_until_second)
+    argv = ["ablate", str(config), "--table", "sfnet-components", "--seeds", "1", "--out", str(tmp_path / "o")]
+    assert main(argv) == 130
+    assert (tmp_path / "o" / "table_sfnet-components.md").is_file()  # written after the first run
+    trained.clear()
+    monkeypatch.setattr(trainer, "train", lambda config, run_dir, **kw: (trained.append(run_dir),
+                                                                         original(config, run_dir, **kw))[1])
+    assert main(argv) == 0
+    assert [p.parent.name for p in trained] == ["SF"]  # the finished weak run is reused, not retrained
+    table = (tmp_path / "o" / "table_sfnet-components.md").read_text()
+    assert all(f"| {v.label} |" in table for v in small.variants)

@@ -48,6 +48,7 @@ from pointtal.config import (
     set_keys,
 )
 from pointtal.errors import InputError
+from pointtal.outputs import record_output
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +419,7 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
     result.table_path = out_dir / f"table_{study.key}.md"
     write_text_atomic(result.table_path,
                       markdown_table(study, rows, columns, result.seeds, config_name, user_overrides, config))
+    record_output(result.table_path, "ablate")  # after every write: a rerun of an interrupted study may replace it
     result.json_path = out_dir / f"table_{study.key}.json"
     payload = {
         "table": study.key, "title": study.title, "config": config_name, "set": list(user_overrides),
@@ -429,6 +431,7 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
                     for r in rows},
     }
     write_text_atomic(result.json_path, json.dumps(payload, indent=1))
+    record_output(result.json_path, "ablate")
     if plot and study.plot_x and rows:
         from pointtal.viz import plot_study  # matplotlib: imported only when drawing
 
