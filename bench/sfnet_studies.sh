@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# SF-Net's studies (issue 22) on synthetic THUMOS14 / GTEA data with the real human clicks:
-#   sfnet-components on THUMOS14 and GTEA (one table each + a combined one, 3 seeds), on THUMOS14
-#   sfnet-consensus (consensus file vs random annotator, 3 seeds), sfnet-points (every row, 1 seed) and
-#   sfnet-sensitivity (2 seeds).
+# SF-Net's studies (issue 22) on synthetic THUMOS14 / GTEA data with the real human clicks, 3 seeds:
+#   sfnet-components on THUMOS14 and GTEA (one table each + a combined one), on THUMOS14 sfnet-consensus
+#   (consensus file vs random annotator: first, so it has all its seeds early), sfnet-points and
+#   sfnet-sensitivity (then bench/sfnet_sensitivity_plot.py draws one figure of the five knobs).
 #
 #   bash bench/sfnet_studies.sh          # writes $OUT/table_*.md, $OUT/<dataset>/table_*.md (+ .json, .png)
 #   DATA=/tmp/sf22 OUT=/tmp/sf22/out STEPS=600 BATCH=16 bash bench/sfnet_studies.sh
@@ -16,12 +16,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 POINTTAL=${POINTTAL:-pointtal}
+PYTHON=${PYTHON:-python}
 DIM=${DIM:-256}
 DATA=${DATA:-/tmp/sf22}
 OUT=${OUT:-$DATA/out}
-SEEDS=${SEEDS:-3}                            # components, and the consensus vs random-annotator rows
-POINT_SEEDS=${POINT_SEEDS:-1}                # every row of sfnet-points
-SENSITIVITY_SEEDS=${SENSITIVITY_SEEDS:-2}
+SEEDS=${SEEDS:-3}
 STEPS=${STEPS:-300}
 BATCH=${BATCH:-8}
 EXPAND=${EXPAND:-$((STEPS / 2))}
@@ -45,13 +44,14 @@ components=$!
 ( nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" --dataset thumos14 --table sfnet-consensus \
     --seeds "$SEEDS" --out "$OUT" "${SCALE[@]}" &&
   nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" --dataset thumos14 --table sfnet-points \
-    --seeds "$POINT_SEEDS" --out "$OUT" "${SCALE[@]}" ) > "$OUT/points.log" 2>&1 &
+    --seeds "$SEEDS" --out "$OUT" "${SCALE[@]}" ) > "$OUT/points.log" 2>&1 &
 points=$!
 nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" --dataset thumos14 --table sfnet-sensitivity \
-  --seeds "$SENSITIVITY_SEEDS" --out "$OUT" "${SCALE[@]}" > "$OUT/sensitivity.log" 2>&1 &
+  --seeds "$SEEDS" --out "$OUT" "${SCALE[@]}" > "$OUT/sensitivity.log" 2>&1 &
 sensitivity=$!
 status=0
 for job in $components $points $sensitivity; do wait "$job" || status=1; done
 grep -h "^table\|^plot" "$OUT"/*.log
+"$PYTHON" bench/sfnet_sensitivity_plot.py "$OUT/thumos14" "$OUT/sfnet_sensitivity.png"
 echo "all studies: $((SECONDS - start)) s (status $status)"
 exit $status
