@@ -178,6 +178,7 @@ def test_several_datasets_write_one_table_each_and_a_combined_one(base, tiny_dat
     for dataset in ("a", "b"):
         table = (out / dataset / "table_sfnet-components.md").read_text()
         assert table.startswith("# SF-Net component ablation") and "Budget: 4 steps, batch 4" in table
+        assert "points 4 click files (unless a row sets data.points)" in table  # CONFIG's, not the weak row's
         assert "frame_mAP@0.25" in table
         summary = json.loads((out / dataset / "table_sfnet-components.json").read_text())["summary"]
         for v in small.variants:

@@ -183,6 +183,13 @@ def variant_config(base: dict, user_overrides: Sequence[str], variant: Variant, 
     return config
 
 
+def _header_variant(study: Study) -> Variant:
+    """The first row that keeps CONFIG's method and points (else the first row)."""
+    own = [v for v in study.variants
+           if v.method is None and not v.fuse and not any(o.startswith("data.points=") for o in v.overrides)]
+    return (own or list(study.variants))[0]
+
+
 def check_methods(study: Study, methods: set[str], config_name: str) -> None:
     """Refuse a CONFIG whose runs would use a method the study is not about."""
     if not methods <= set(study.methods):
@@ -316,6 +323,7 @@ def run_study(
     configs = {(v.name, k): variant_config(base, user_overrides, v, k) for k in seeds for v in study.variants}
     check_methods(study, {c.method for c in configs.values()}, config_name)
     result = StudyResult(study, tuple(seeds))
+    header = configs[(_header_variant(study).name, seeds[0])]  # the table header's budget and data
     pair_cache: dict = {}
     for seed in seeds:
         for variant in study.variants:
@@ -330,9 +338,9 @@ def run_study(
             result.outcomes.append(outcome)
             if on_run is not None:
                 on_run(outcome)
-            write_outputs(result, out_dir, configs[(study.variants[0].name, seeds[0])], user_overrides,
+            write_outputs(result, out_dir, header, user_overrides,
                           config_name, plot=False)
-    write_outputs(result, out_dir, configs[(study.variants[0].name, seeds[0])], user_overrides, config_name,
+    write_outputs(result, out_dir, header, user_overrides, config_name,
                   plot=True)
     return result
 
@@ -402,7 +410,7 @@ def setting_line(config: Config) -> str:
     points = d.points if isinstance(d.points, str) else f"{len(d.points)} click files"
     budget = f"{t.epochs} epochs" if t.epochs is not None else f"{t.steps} steps"
     return (f"Budget: {budget}, batch {t.batch_size}, lr {t.lr:g}, device {t.device}. "
-            f"Data: `{d.annotations}`, features `{d.features}`, points {points}; "
+            f"Data: `{d.annotations}`, features `{d.features}`, points {points} (unless a row sets data.points); "
             f"train on '{d.train_subset}', test on '{d.test_subset}'.")
 
 
