@@ -32,14 +32,13 @@ EXAMPLE = (
     "          12 lambda (plot), agg aggregation strategies\n"
     "  Rerunning the same command continues an interrupted ablation: finished runs are reused,\n"
     "  unfinished ones resume from their checkpoint.pt.\n"
-    "pointtal ablate THUMOS/train.yaml GTEA/train.yaml --table sfnet-components --seeds 3 --out runs/sfnet\n"
+    "  pointtal ablate THUMOS/train.yaml GTEA/train.yaml --table sfnet-components --seeds 3 --out runs/sfnet\n"
     "  -> runs/sfnet/<dataset>/table_sfnet-components.md per dataset (the config's directory name for a\n"
     "     'pointtal synth' train.yaml, else its file name) and runs/sfnet/table_sfnet-components.md over all\n"
     "  SF-Net tables (CONFIG: an SF-Net config whose data.points lists the annotators' click files):\n"
     "          sfnet-components (SF, SFB, SFBA, SFBAE, weak, full), sfnet-points (each annotator, random\n"
     "          annotator, simulated schemes, consensus; sfnet-consensus: its consensus and random rows),\n"
-    "          sfnet-sensitivity (= sfnet-eta, sfnet-alpha,\n"
-    "          sfnet-beta, sfnet-ratio, sfnet-radius; one plot each)"
+    "          sfnet-sensitivity (= sfnet-eta, sfnet-alpha, sfnet-beta, sfnet-ratio, sfnet-radius; a plot each)"
 )
 
 ALL_STUDIES: dict[str, Study] = {**STUDIES, **sfnet_tables.STUDIES}
