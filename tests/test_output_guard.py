@@ -59,7 +59,8 @@ NOT_OUTPUTS = {
     "evaluate": {"ground_truth", "predictions", "--subset", "--tiou", "--distance", "--exclude-videos",
                  "--ambiguous", "--class-list", "--recall-tiou", "--protocol"},
     "visualize": {"run_dir", "--video", "--checkpoint", "--features", "--device"},
-    "ablate": {"config", "--table", "--set", "--metric", "--partition"},
+    "ablate": {"config", "--table", "--set", "--metric", "--partition",
+               "--dataset"},  # --dataset: names of directories under --out
     "sweep": {"config", "--grid", "--set", "--metric", "--partition", "--name"},
     "label": {"videos_dir", "--classes", "--annotator", "--host", "--predictions", "--ground-truth",
               "--background-label"},

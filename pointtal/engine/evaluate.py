@@ -73,6 +73,7 @@ def evaluate_predictions(gt: GroundTruth, video_ids: Sequence[str], predictions,
     if ((result.thresholds >= 0.3 - 1e-9) & (result.thresholds <= 0.7 + 1e-9)).any():  # else average_over raises
         record["average_0.3_0.7"] = 100 * result.average_over(0.3, 0.7)
     frames = frame_map(truth, _frame_table(predictions, video_ids, classes), ambiguous=ambiguous)
+    record.update({f"frame_mAP@{d:g}": 100 * float(m) for d, m in zip(frames.thresholds, frames.map, strict=True)})
     record["frame_mAP"] = 100 * frames.average
     if all(v in predictions.video_scores for v in video_ids):  # a method without video scores has no cmAP
         record["cmAP"] = 100 * classification_map(_video_scores(predictions, video_ids), _video_labels(gt, video_ids))

@@ -52,6 +52,7 @@ from pointtal.config import (
     set_keys,
 )
 from pointtal.errors import InputError
+from pointtal.outputs import record_output
 from pointtal.studies.job import final_record
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Variant:
     fuse: str | None = None  # ensemble rule: not trained, fuses the runs of `members` at inference
     members: tuple[str, ...] = ()  # the two variant names fused (trained rows of the same study)
     x: float | None = None  # position on the study's plot
+    method: str | None = None  # switch to this method (CONFIG's method keys that it lacks are dropped)
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,9 @@ class Study:
     variants: tuple[Variant, ...]
     plot_x: str | None = None  # x-axis label where the paper has a figure (variants then carry `x`)
     note: str = ""
-    source: str = "SODA"  # the paper whose table it is: the heading's prefix ("" for a sweep)
-    method: str | None = "soda"  # the method every run must be (None: any)
+    paper: str = "SODA"  # whose study: the heading's prefix ("" for a sweep)
+    methods: tuple[str, ...] | None = ("soda",)  # the method names the study's runs may use (None: any)
+    extra_columns: tuple[str, ...] = ()  # metrics shown after segment mAP (keys of the run's final record)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -159,8 +162,18 @@ def seed_overrides(variant: Variant, seed: int) -> list[str]:
 
 
 def variant_raw(base: dict, user_overrides: Sequence[str], variant: Variant, seed: int) -> dict:
-    """The raw config mapping of one run: CONFIG <- user --set <- seed <- variant overrides."""
-    return apply_overrides(base, [*user_overrides, *seed_overrides(variant, seed), *variant.overrides])
+    """The raw config mapping of one run: CONFIG <- user --set <- seed <- variant overrides (then the variant's
+    method switch, which keeps only the method keys the new method has)."""
+    raw = apply_overrides(base, [*user_overrides, *seed_overrides(variant, seed), *variant.overrides])
+    if variant.method is not None:
+        import dataclasses
+
+        from pointtal.methods import METHODS
+
+        fields = {f.name for f in dataclasses.fields(METHODS[variant.method].Options)}
+        raw["method"] = {"name": variant.method,
+                         **{k: v for k, v in (raw.get("method") or {}).items() if k in fields}}
+    return raw
 
 
 def variant_config(base: dict, user_overrides: Sequence[str], variant: Variant, seed: int) -> Config:
@@ -173,6 +186,20 @@ def variant_config(base: dict, user_overrides: Sequence[str], variant: Variant, 
     config = build_config(variant_raw(base, user_overrides, variant, seed), where)
     check_applicable(config, set_keys(variant.overrides), where)
     return config
+
+
+def _header_variant(study: Study) -> Variant:
+    """The first row that keeps CONFIG's method and points (else the first row)."""
+    own = [v for v in study.variants
+           if v.method is None and not v.fuse and not any(o.startswith("data.points=") for o in v.overrides)]
+    return (own or list(study.variants))[0]
+
+
+def check_methods(study: Study, methods: set[str], config_name: str) -> None:
+    """Refuse a CONFIG whose runs would use a method the study is not about."""
+    if study.methods is not None and not methods <= set(study.methods):
+        raise InputError(f"{config_name}: table {study.key} reruns {study.paper}'s study and needs "
+                         f"method.name={' or '.join(study.methods)}, got {', '.join(sorted(methods))}")
 
 
 # ----------------------------------------------------------------------------- running
@@ -287,7 +314,7 @@ def run_study(
                else run_variant_configs(study, base, source, seeds[0], user_overrides))
     tasks = plan_tasks(study, configs, out_dir, seeds, source)
     check_run_dirs(tasks)
-    first = configs[next(iter(configs))]
+    first = configs.get((_header_variant(study).name, seeds[0]), configs[next(iter(configs))])  # header's budget
     check_metric(metric, first)
     result = StudyResult(study, tuple(seeds))
 
@@ -309,10 +336,7 @@ def study_configs(study: Study, base: dict, seeds: Sequence[int], user_overrides
     """(variant, seed) -> config of every trained or derived run (checked: values, applicability, the method
     the study needs)."""
     configs = {(v.name, k): variant_config(base, user_overrides, v, k) for k in seeds for v in study.variants}
-    methods = {c.method for c in configs.values()}
-    if study.method is not None and methods != {study.method}:
-        raise InputError(f"{config_name}: table {study.key} needs method.name={study.method}, "
-                         f"got {', '.join(sorted(methods))}")
+    check_methods(study, {c.method for c in configs.values()}, config_name)
     return configs
 
 
@@ -351,8 +375,8 @@ class RowSummary:
     failed: int = 0  # seeds whose run failed
 
 
-def metric_columns(config: Config) -> list[str]:
-    return [f"mAP@{t:g}" for t in config.eval.tiou] + ["average"]
+def metric_columns(config: Config, study: Study | None = None) -> list[str]:
+    return [f"mAP@{t:g}" for t in config.eval.tiou] + ["average"] + list(study.extra_columns if study else ())
 
 
 EXTRA_METRICS = ("average_0.3_0.7", "frame_mAP", "cmAP")  # in every final record besides the mAP columns
@@ -405,15 +429,16 @@ def runs_cell(row: RowSummary) -> str:
 
 def markdown_table(study: Study, rows: Sequence[RowSummary], columns: Sequence[str], seeds: Sequence[int],
                    config_name: str, user_overrides: Sequence[str], metric: str | None = None,
-                   failures: Sequence[RunOutcome] = ()) -> str:
+                   failures: Sequence[RunOutcome] = (), config: Config | None = None) -> str:
     ranked = metric or "average"
     best = best_row(rows, ranked)
     order = f"rows sorted by {metric}, best first" if metric else "rows in the study's order"
     lines = [
-        f"# {study.source + ' ' if study.source else ''}{study.title}",
+        f"# {study.paper + ' ' if study.paper else ''}{study.title}",
         "",
         f"CONFIG `{config_name}`" + (" with " + " ".join(f"`--set {o}`" for o in user_overrides) if user_overrides else "")
         + f"; seeds {', '.join(map(str, seeds))} (train.seed = data.point_seed = k).",
+        *([setting_line(config)] if config is not None else []),
         "mAP in percent on the test subset, final model; mean ± sample standard deviation (n-1) over the finished "
         f"seeds (runs: finished seeds); {order}; **best** = highest {ranked}.",
         "",
@@ -437,6 +462,16 @@ def markdown_table(study: Study, rows: Sequence[RowSummary], columns: Sequence[s
     return "\n".join(lines) + "\n"
 
 
+def setting_line(config: Config) -> str:
+    """The budget and the data of a study's runs (its first run's config)."""
+    t, d = config.train, config.data
+    points = d.points if isinstance(d.points, str) else f"{len(d.points)} click files"
+    budget = f"{t.epochs} epochs" if t.epochs is not None else f"{t.steps} steps"
+    return (f"Budget: {budget}, batch {t.batch_size}, lr {t.lr:g}, device {t.device}. "
+            f"Data: `{d.annotations}`, features `{d.features}`, points {points} (unless a row sets data.points); "
+            f"train on '{d.train_subset}', test on '{d.test_subset}'.")
+
+
 _QUIET = tuple(f"train.{key}=" for key in _COSMETIC)  # overrides not shown in the table header
 
 
@@ -444,7 +479,8 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
                   config_name: str, plot: bool, metric: str | None = None) -> None:
     study = result.study
     swept = {k for o in result.outcomes for k in o.metrics if k.startswith("mAP@")}  # a sweep over eval.tiou
-    columns = [*sorted(set(metric_columns(config)[:-1]) | swept, key=lambda c: float(c[4:])), "average"]
+    columns = [*sorted(set(metric_columns(config)[:-1]) | swept, key=lambda c: float(c[4:])), "average",
+               *study.extra_columns]
     if metric is not None and metric not in columns:
         columns.append(metric)
     user_overrides = [o for o in user_overrides if not o.startswith(_QUIET)]
@@ -455,7 +491,8 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
     out_dir.mkdir(parents=True, exist_ok=True)
     result.table_path = out_dir / f"table_{study.key}.md"
     write_text_atomic(result.table_path, markdown_table(study, rows, columns, result.seeds, config_name,
-                                                        user_overrides, metric, failures))
+                                                        user_overrides, metric, failures, config))
+    record_output(result.table_path, "ablate")  # after every write: a rerun of an interrupted study may replace it
     result.json_path = out_dir / f"table_{study.key}.json"
     payload = {
         "table": study.key, "title": study.title, "config": config_name, "set": list(user_overrides),
@@ -469,6 +506,7 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
                     for r in rows},
     }
     write_text_atomic(result.json_path, json.dumps(payload, indent=1))
+    record_output(result.json_path, "ablate")
     rows = [r for r in rows if r.n and r.variant.x is not None]
     if plot and study.plot_x and rows:
         from pointtal.viz import plot_study  # matplotlib: imported only when drawing
@@ -480,5 +518,5 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
             x=[r.variant.x for r in rows],
             columns={c: ([r.mean[c] for r in rows], [r.std[c] for r in rows]) for c in shown},
             x_label=study.plot_x,
-            title=f"{study.source + ' ' if study.source else ''}{study.title} (n = {max(r.n for r in rows)} seeds)",
+            title=f"{study.paper + ' ' if study.paper else ''}{study.title} (n = {max(r.n for r in rows)} seeds)",
         )

@@ -102,5 +102,5 @@ def grid_study(grids: Sequence[str], zipped: bool = False, name: str = "sweep",
     if not numeric:
         variants = [Variant(v.name, v.label, v.overrides) for v in variants]
     title = f"Sweep over {' x '.join(keys)}" if not zipped else f"Sweep over ({', '.join(keys)}) zipped"
-    return Study(name, title, tuple(variants), plot_x=keys[0] if numeric else None, source="", method=None,
+    return Study(name, title, tuple(variants), plot_x=keys[0] if numeric else None, paper="", methods=None,
                  note=f"{len(variants)} variants ({'zipped' if zipped else 'full grid'}).")
