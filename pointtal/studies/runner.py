@@ -176,7 +176,7 @@ class Inline:
 
     @property
     def running(self) -> int:
-        return 0
+        return len(self.done)  # a finished run holds the one slot until it is reported (its table written)
 
 
 def visible_gpus() -> list[str]:
