@@ -48,7 +48,7 @@ def budgets(args) -> dict[str, list[str]]:
         "hrpro": ["--set", "data.points=gaussian", "--set", f"method.num_segments={args.segments}",
                   "--set", "method.stage2_lr=5e-4", "--set", f"method.stage2_epochs={args.stage2_epochs}", *steps],
         "af": ["--set", f"method.embed_dim={args.width}", "--set", f"method.head_dim={args.width}",
-               "--set", f"train.epochs={args.epochs}", "--set", "method.warmup_epochs=1",
+               "--set", f"method.max_seq_len={args.max_seq_len}", "--set", f"train.epochs={args.epochs}", "--set", "method.warmup_epochs=1",
                "--set", f"train.lr={args.af_lr}", "--set", "method.ema=false",
                "--set", "eval.tiou=[0.1,0.2,0.3,0.4,0.5,0.6,0.7]"],
     }
@@ -144,13 +144,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dim", type=int, default=64, help="synthetic feature width")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", default="full,hrpro,lacp,sfnet", help="row groups to run")
+    parser.add_argument("--only", help="NAME:SEED,... instead of every row and seed")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--steps", type=int, default=400, help="steps of the point methods and `full` SF-Net")
     parser.add_argument("--hidden", type=int, default=64, help="SF-Net / LACP hidden width")
     parser.add_argument("--segments", type=int, default=128, help="LACP / HR-Pro num_segments")
     parser.add_argument("--stage2-epochs", type=int, default=2, help="HR-Pro stage-2 epochs")
     parser.add_argument("--epochs", type=int, default=4, help="ActionFormer epochs (1 of warm-up)")
-    parser.add_argument("--width", type=int, default=128, help="ActionFormer embed_dim and head_dim")
+    parser.add_argument("--width", type=int, default=64, help="ActionFormer embed_dim and head_dim")
+    parser.add_argument("--max-seq-len", type=int, default=576, help="ActionFormer's training crops (feature steps)")
     parser.add_argument("--af-lr", type=float, default=3e-4)
     parser.add_argument("--pointtal", default=str(Path(sys.executable).parent / "pointtal"))
     parser.add_argument("--table", action="store_true", help="only write the table of the finished runs")
@@ -162,6 +164,8 @@ def main(argv: list[str]) -> int:
             run([args.pointtal, "synth", str(args.data), "--preset", "thumos14", "--dim", str(args.dim),
                  "--no-progress"], args.out / "logs" / "synth.log")
         jobs = [(name, k) for k in range(args.seeds) for name in args.rows.split(",")]
+        if args.only:  # NAME:SEED,... (parallel invocations on one OUT must not share a run)
+            jobs = [(name, int(k)) for name, k in (item.split(":") for item in args.only.split(","))]
         with ThreadPoolExecutor(args.jobs) as pool:
             for line in pool.map(lambda job: stream(args, *job), jobs):
                 print(line, flush=True)
