@@ -247,6 +247,13 @@ def test_teacher_section_is_checked_when_the_config_is_read(tiny_data):
             bad.pop("teacher")
         with pytest.raises(InputError, match=message):
             build_config(bad)
+    for value, ok in ((-0.01, False), (0.0, True), (1.0, True), (1.01, False)):  # the stated range, both ends
+        bad = {**raw, "teacher": {**raw["teacher"], "pseudo_threshold": value}}
+        if ok:
+            assert build_config(bad).teacher.pseudo_threshold == value
+        else:
+            with pytest.raises(InputError, match=r"teacher.pseudo_threshold=.* must be in \[0, 1\]"):
+                build_config(bad)
     config = build_config(raw)
     assert build_config(config.to_dict()) == config
     assert config.teacher.config.data.annotations == config.data.annotations  # the route's dataset, both stages
