@@ -137,6 +137,33 @@ def table(out: Path, seeds: int) -> str:
             + "\n".join(lines) + "\n")
 
 
+def pseudo_table(out: Path, data: Path, seeds: int) -> str:
+    """Per teacher: the pseudo labels' instances on the training videos and their precision / recall at tIoU 0.5
+    against the true segments (bench/pseudo_threshold.py's one-to-one matching), mean over the seeds written."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pseudo_threshold import matches
+
+    from pointtal.data.annotations import load_ground_truth
+
+    gt = load_ground_truth(data / "annotations.json")
+    videos = [v for v in gt.videos.values() if v.subset == "validation"]
+    n_true = sum(len(v.instances) for v in videos)
+    lines = ["| teacher | seeds | instances (truth " + str(n_true) + ") | P@0.5 | R@0.5 |", "|---|---:|---:|---:|---:|"]
+    for name in TEACHERS:
+        rows = []
+        for k in range(seeds):
+            path = out / "pseudo" / f"{name}-seed{k}.json"
+            if path.is_file():
+                database = json.loads(path.read_text())["database"]
+                n = sum(len(database[v.video_id]["annotations"]) for v in videos)
+                hits = sum(matches(v, database[v.video_id]["annotations"]) for v in videos)
+                rows.append((n, hits / max(n, 1), hits / n_true))
+        if rows:
+            n, p, r = (statistics.mean(c) for c in zip(*rows, strict=True))
+            lines.append(f"| {LABELS[name]} | {len(rows)} | {n:.0f} | {p:.3f} | {r:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/route_table"))
@@ -169,7 +196,7 @@ def main(argv: list[str]) -> int:
         with ThreadPoolExecutor(args.jobs) as pool:
             for line in pool.map(lambda job: stream(args, *job), jobs):
                 print(line, flush=True)
-    text = table(args.out, args.seeds)
+    text = table(args.out, args.seeds) + "\n" + pseudo_table(args.out, args.data, args.seeds)
     (args.out / "route_table.md").write_text(text, encoding="utf-8")
     print(text)
     return 0
