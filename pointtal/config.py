@@ -18,6 +18,7 @@ from yaml.constructor import ConstructorError
 
 from pointtal.applies import Applies
 from pointtal.data.annotations import BACKGROUND
+from pointtal.data.segments import FULL as FULL_SEGMENTS
 from pointtal.errors import MAX_FPS, InputError
 from pointtal.evaluation import THUMOS_TIOUS
 from pointtal.evaluation.protocol import NAMED_AMBIGUOUS
@@ -207,18 +208,22 @@ class Config:
     method_options: Any = None  # the method's own frozen Options dataclass
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    teacher: TeacherConfig | None = None  # the route's first stage (pointtal.engine.route); None: one method
     origin: str = field(default="config", compare=False)  # where it was read: named by "not found" errors
 
     def to_dict(self) -> dict:
         train = to_dict(self.train)
         if self.train.epochs is not None:
             del train["steps"]  # one schedule: epochs (a file with both would be refused when read back)
-        return {
+        out = {
             "data": to_dict(self.data),
             "method": {"name": self.method, **(to_dict(self.method_options) or {})},
             "train": train,
             "eval": to_dict(self.eval),
         }
+        if self.teacher is not None:
+            out["teacher"] = self.teacher.to_dict()
+        return out
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -373,7 +378,7 @@ def _absolute(value, base: Path):
         return value
     from pointtal.data.points import SCHEMES  # data.points may name a simulation scheme instead of a file
 
-    if value in SCHEMES:  # also data.segments=full
+    if value in SCHEMES or value == TEACHER_SEGMENTS:  # also data.segments=full / teacher
         return value
     return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
 
@@ -384,6 +389,11 @@ def resolve_data_paths(raw: dict, base: str | Path) -> dict:
     A run stores absolute paths, so `predict`, `visualize` and `--resume` work from any directory; a path
     written in a config file is read from that file's directory, a path given with --set from the current one.
     """
+    teacher = raw.get("teacher")
+    if isinstance(teacher, dict):  # the route's teacher: its preset, its run and its own data paths
+        teacher = resolve_data_paths(teacher, base)
+        raw = {**raw, "teacher": {**teacher, **{key: _absolute(teacher[key], Path(base))
+                                                for key in ("config", "run") if key in teacher}}}
     data = raw.get("data")
     if not isinstance(data, dict):
         return raw  # build_config names the malformed section
@@ -439,7 +449,7 @@ def build_config(raw: dict, where: str = "config") -> Config:
     """Validate a nested mapping into a Config; the method section is checked by the method's Options."""
     from pointtal.methods import METHODS  # configs name methods; methods do not know configs
 
-    sections = {"data", "method", "train", "eval"}
+    sections = {"data", "method", "train", "eval", "teacher"}
     unknown = sorted(set(raw) - sections)
     if unknown:
         hint = ""
@@ -457,7 +467,10 @@ def build_config(raw: dict, where: str = "config") -> Config:
     raw, method_raw = move_batching_keys(raw, method_raw, METHODS[name].Options, where)
     raw = resolve_data_paths(raw, Path.cwd())  # relative paths of a mapping built in code: the current directory
     try:
-        return dataclasses.replace(_sections(raw, where, name, method_raw, METHODS), origin=where)
+        config = _sections(raw, where, name, method_raw, METHODS)
+        if raw.get("teacher") is not None or config.data.segments == TEACHER_SEGMENTS:
+            config = with_teacher(config, raw.get("teacher"), where)
+        return dataclasses.replace(config, origin=where)
     except InputError as err:
         text = str(err)
         raise InputError(text if text.startswith(where) else f"{where}: {text}") from None
@@ -498,6 +511,106 @@ def _sections(raw: dict, where: str, name: str, method_raw: dict, methods) -> Co
         train=from_dict(TrainConfig, raw.get("train"), f"{where}: train"),
         eval=from_dict(EvalConfig, raw.get("eval"), f"{where}: eval"),
     )
+
+
+# ----------------------------------------------------------------------------- the route: teacher -> student
+
+TEACHER_SEGMENTS = "teacher"  # data.segments of a route's student: its teacher's pseudo labels (RUN/pseudo_labels.json)
+PSEUDO_OVERLAPS = ("suppress", "keep")  # `predict --pseudo-overlaps`
+TEACHER_OPTIONS = ("config", "run", "pseudo_threshold", "pseudo_overlaps")
+# the dataset keys a teacher takes from the route's data section: one dataset, one evaluation protocol
+DATASET_KEYS = ("annotations", "features", "fps", "stride", "train_subset", "test_subset", "class_list",
+                "trust_pickle", "video_names", "exclude_videos", "ambiguous")
+SHARED_TRAIN_KEYS = ("device", "progress")  # the route's, for both stages
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """A route's `teacher:` section (pointtal.engine.route): a point method trained in RUN/teacher, or a finished
+    run of one reused (`run`), whose predictions on the training videos become the student's segments."""
+
+    config: Config | None = None  # the teacher's own config (None when `run` is reused)
+    run: str | None = None  # a finished `pointtal train` run of a point method to reuse instead of training one
+    pseudo_threshold: float = 0.5  # `predict --pseudo-threshold` (engine.pseudo_labels.DEFAULT_THRESHOLD)
+    pseudo_overlaps: str = "suppress"  # `predict --pseudo-overlaps`
+
+    def __post_init__(self):
+        _check(0 <= self.pseudo_threshold <= 1, "teacher.pseudo_threshold", self.pseudo_threshold,
+               "must be in [0, 1] (a fraction of each video's segment score range)")
+        _check(self.pseudo_overlaps in PSEUDO_OVERLAPS, "teacher.pseudo_overlaps", self.pseudo_overlaps,
+               f"must be one of {', '.join(PSEUDO_OVERLAPS)}")
+
+    def to_dict(self) -> dict:
+        """The section as a config file gives it, with the teacher's whole config in place of its preset."""
+        out = {"run": self.run, "pseudo_threshold": self.pseudo_threshold, "pseudo_overlaps": self.pseudo_overlaps}
+        return {**out, **(self.config.to_dict() if self.config is not None else {})}
+
+
+def with_teacher(student: Config, raw, where: str) -> Config:
+    """`student` with its `teacher:` section built and checked (a route: a segment method taught by a point
+    method); `data.segments` becomes `teacher`. The section holds `config` (the teacher's preset, a point method)
+    or `run` (a finished run of one), the pseudo-label options, and any keys of the teacher's data / method /
+    train / eval sections, which replace the preset's; the dataset keys (DATASET_KEYS) and train.device /
+    train.progress are always the route's own."""
+    from pointtal.methods import METHODS
+
+    if raw is None:
+        raise InputError(f"data.segments={TEACHER_SEGMENTS}: the pseudo labels of a route's teacher; give a teacher "
+                         "section (e.g. configs/thumos14_hrpro_actionformer.yaml) or data.segments=full / P.json")
+    if not isinstance(raw, dict):
+        raise InputError(f"teacher: expected a mapping (config, run, pseudo_threshold, ...), got {type(raw).__name__}")
+    if getattr(METHODS[student.method], "supervision", "points") != "segments":
+        raise InputError(f"teacher: a route teaches a method that trains on segments, but method.name="
+                         f"{student.method} trains on points; drop the teacher section")
+    if student.data.segments not in (FULL_SEGMENTS, TEACHER_SEGMENTS):
+        raise InputError(f"data.segments={student.data.segments}: a route's student trains on its teacher's pseudo "
+                         "labels; drop data.segments or the teacher section")
+    raw = dict(raw)
+    options = {key: raw.pop(key) for key in TEACHER_OPTIONS if key in raw}
+    unknown = sorted(set(raw) - {"data", "method", "train", "eval"})
+    if unknown:
+        raise InputError(f"teacher.{unknown[0]}: unknown key; valid: {', '.join(TEACHER_OPTIONS)} and the teacher's "
+                         "sections data, method, train, eval")
+    for key in ("config", "run"):
+        if options.get(key) is not None and not (isinstance(options[key], str) and options[key]):
+            raise InputError(f"teacher.{key}={options[key]!r}: expected a path")
+    preset = options.pop("config", None)
+    teacher = None
+    if options.get("run") is None:
+        if preset is None and not raw.get("method"):
+            raise InputError("teacher: give teacher.config (a point method's preset) or teacher.run (a finished "
+                             "run of one)")
+        if preset is not None and not Path(preset).is_file():
+            raise InputError(f"teacher.config={preset}: config file not found (a point method's preset)")
+        teacher = build_teacher_config(student, read_config(preset) if preset else {}, raw, where)
+    elif preset is not None or raw:
+        log.info("teacher.run=%s: the finished run is the teacher; the section's other keys are not used",
+                 options["run"])
+    section = from_dict(TeacherConfig, options, "teacher")
+    data = dataclasses.replace(student.data, segments=TEACHER_SEGMENTS)
+    return dataclasses.replace(student, data=data, teacher=dataclasses.replace(section, config=teacher))
+
+
+def build_teacher_config(student: Config, preset: dict, sections: dict, where: str) -> Config:
+    """The teacher's Config: its preset with the section's keys, the route's dataset and runtime keys."""
+    from pointtal.methods import METHODS
+
+    raw = merge_sections(preset, sections)
+    shared_data = {key: value for key, value in to_dict(student.data).items() if key in DATASET_KEYS}
+    shared_train = {key: getattr(student.train, key) for key in SHARED_TRAIN_KEYS}
+    raw = {**raw, "data": {**(raw.get("data") or {}), **shared_data},
+           "train": {**(raw.get("train") or {}), **shared_train}}
+    teacher = build_config(raw, f"{where}: teacher")
+    if getattr(METHODS[teacher.method], "supervision", "points") != "points" or teacher.teacher is not None:
+        points = ", ".join(sorted(n for n, m in METHODS.items() if getattr(m, "supervision", "points") == "points"))
+        raise InputError(f"teacher.method.name={teacher.method}: the teacher must be a point method ({points})")
+    if teacher.data.points == "full":
+        raise InputError("teacher.data.points=full: the teacher would train on the training videos' ground truth; "
+                         "give click files or a point scheme")
+    keys = non_default_keys(teacher, (*given_keys(preset), *given_keys(sections)))  # what was set on purpose
+    check_applicable(teacher, [k for k in keys if not k.startswith("data.") or k[5:] not in DATASET_KEYS],
+                     f"{where}: teacher")
+    return teacher
 
 
 SODA_SCHEMES = ("soda", "soda-action", "soda-background")

@@ -26,7 +26,7 @@ from pointtal.methods import METHODS
 from pointtal.studies.ablation import STUDIES, Variant, variant_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-SODA_PRESETS = [p for p in CONFIGS if "soda" in p.name]
+SODA_PRESETS = [p for p in CONFIGS if read_config(p)["method"].get("name") == "soda"]  # not the route presets
 
 
 def _load(tmp_path: Path, raw: dict, overrides: list[str] | None = None):

@@ -119,7 +119,10 @@ def test_the_near_copies_extend_their_parent():
     for dataset in ("gtea", "beoid", "activitynet13"):
         for method in ("lacp", "hrpro"):
             assert names[f"{dataset}_{method}.yaml"] == f"thumos14_{method}.yaml"
-    assert len(names) == 6
+    assert names["thumos14_hrpro_actionformer.yaml"] == "thumos14_actionformer.yaml"  # the route (test_route.py)
+    for teacher in ("lacp", "sfnet", "soda"):
+        assert names[f"thumos14_{teacher}_actionformer.yaml"] == "thumos14_hrpro_actionformer.yaml"
+    assert len(names) == 10
 
 
 @pytest.mark.parametrize("path", CHILDREN, ids=lambda p: p.stem)

@@ -10,13 +10,17 @@ from pointtal.cli import checks
 from pointtal.config import load_config
 from pointtal.errors import InputError
 
-HELP = "train a method (SF-Net, SODA, weak) from a YAML config into a run directory"
+HELP = "train a method (or a teacher -> pseudo labels -> detector route) from a YAML config into a run directory"
 EXAMPLE = (
     "pointtal train configs/thumos14_sfnet.yaml --out runs/sfnet --set data.annotations=GT.json "
     "--set data.features=FEATURES/ --set data.points=[a1.csv,a2.csv]\n"
     "  pointtal train --out runs/sfnet --resume          # continue after a crash\n"
     "  pointtal train configs/thumos14_sfnet.yaml --out runs/sfnet ... > train.log 2>&1  # a line per log_every steps\n"
-    "  torchrun --nproc-per-node 4 -m pointtal train configs/thumos14_soda.yaml --out runs/soda ...  # DDP"
+    "  torchrun --nproc-per-node 4 -m pointtal train configs/thumos14_soda.yaml --out runs/soda ...  # DDP\n"
+    "  pointtal train configs/thumos14_hrpro_actionformer.yaml --out runs/route ...  # points -> HR-Pro -> pseudo "
+    "labels -> ActionFormer\n"
+    "  pointtal train configs/thumos14_lacp_actionformer.yaml --out runs/route2 --set teacher.run=runs/lacp ...  "
+    "# reuse a finished teacher"
 )
 
 
@@ -40,7 +44,8 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pointtal.engine.trainer import summary_line, train  # torch import only when training
+    from pointtal.engine.route import train_route  # torch import only when training
+    from pointtal.engine.trainer import summary_line, train
 
     config_path = args.config
     if config_path is None:
@@ -51,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger("pointtal").setLevel(logging.WARNING)
     config = load_config(config_path, overrides, check_file=args.config is not None)  # --resume: its own config
-    result = train(config, args.out, resume=args.resume)
+    runner = train_route if config.teacher is not None else train  # a teacher section: the pseudo-label route
+    result = runner(config, args.out, resume=args.resume)
     if result.metrics is not None:
         print(f"{args.out}: step {result.step}: {summary_line(result.metrics)}")
         if (Path(args.out) / "protocol.json").is_file():  # what the numbers mean

@@ -34,7 +34,11 @@ RUNTIME_KEYS = frozenset({
     "train.steps", "train.epochs",
     "train.wandb", "train.wandb_project", "train.wandb_group", "train.wandb_tags",  # experiment tracking
 })  # keys that cannot change the weights of a run
-PATH_KEYS = frozenset({"data.annotations", "data.features", "data.class_list", "data.video_names"})
+# a route's (pointtal.engine.route) teacher keys that cannot change its weights; its schedule can, and with it the
+# pseudo labels the student trains on
+ROUTE_RUNTIME_KEYS = frozenset(f"teacher.{key}" for key in RUNTIME_KEYS - {"train.steps", "train.epochs"})
+PATH_KEYS = frozenset({f"{prefix}data.{key}" for prefix in ("", "teacher.")
+                       for key in ("annotations", "features", "class_list", "video_names")})
 CHANGES_FILE = "config_changes.jsonl"
 
 
@@ -96,7 +100,7 @@ def config_changes(saved_raw: dict, config: Config) -> dict[str, tuple[Any, Any]
 def refuse_weight_changes(run_dir: Path, saved: dict, config: Config) -> dict[str, tuple[Any, Any]]:
     """InputError naming every changed key that is not a RUNTIME_KEY; returns the runtime changes."""
     changed = config_changes(saved.get("config") or {}, config)
-    fixed = {k: v for k, v in changed.items() if k not in RUNTIME_KEYS}
+    fixed = {k: v for k, v in changed.items() if k not in RUNTIME_KEYS | ROUTE_RUNTIME_KEYS}
     if fixed:
         listed = ", ".join(f"{k} ({_show(a)} -> {_show(b)})" for k, (a, b) in fixed.items())
         raise InputError(

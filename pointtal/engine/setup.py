@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pointtal.config import Config
+from pointtal.config import TEACHER_SEGMENTS, Config
 from pointtal.data.annotations import GroundTruth
 from pointtal.data.dataset import PointDataset, build_dataset, point_label_rows, point_times
 from pointtal.data.features import FeatureStore
@@ -174,6 +174,9 @@ def wants_segments(config: Config) -> bool:
 def load_training_segments(config: Config, gt: GroundTruth, train: PointDataset) -> SegmentTable:
     """The training videos' instances from `data.segments`: `full` or a pseudo-label file."""
     source = config.data.segments
+    if source == TEACHER_SEGMENTS:  # pointtal.engine.route loads the data with its own pseudo-label file
+        raise InputError(f"data.segments={source}: a route's student; train it with `pointtal train` (its teacher "
+                         "section writes the pseudo labels)")
     if source != FULL:
         must_exist(config, "segments", source, "pseudo-label file")
     return load_segments(source, gt, train.video_ids, train.geometries)
