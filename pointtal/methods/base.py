@@ -20,8 +20,8 @@ Schedule
     the weights (kept in checkpoints, like the optimizer). State a method computes there (or while mining
     labels) lives in buffers or `get_extra_state`, so checkpoints carry it;
   * `phase_parameters(index)` -> what phase `index` trains (default: every parameter that requires gradients);
-  * `refresh_due(step)` / `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net anchor
-    expansion); `predict_cas()` returns `scores().cas` of every training snippet, (N, C+1) in the dataset's
+  * `refresh_due(step)` / `refresh_labels(step, dataset, predict_cas)` for label mining (SF-Net's anchor
+    expansion, LACP's optimal sequence search); `predict_cas()` returns `scores().cas` of every training snippet, (N, C+1) in the dataset's
     flat layout;
   * `plan_notes(steps)` -> warnings about the method's options against the run's length;
   * `selection_subset` -> a subset of the ground truth whose in-run evaluations (every `train.eval_every`
