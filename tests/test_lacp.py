@@ -702,12 +702,17 @@ def test_train_runs_the_search_and_checkpoints_its_labels(tiny_data, tmp_path, m
         return out
 
     monkeypatch.setattr(LACP, "loss", loss)
-    result = train(_lacp_config(tiny_data, 12, method={"label_delay": "immediate"}), tmp_path / "run")
+    config = _lacp_config(tiny_data, 12, method={"label_delay": "immediate"})
+    result = train(config, tmp_path / "run")
     saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     state = saved["model"]["_extra_state"]
     assert state["pseudo"].shape[1] == 4 and int(state["pseudo"].sum()) > 0  # the step-10 search's labels
     assert int(state["offsets"][-1]) == state["pseudo"].shape[0] and state["pending_offsets"].numel() == 0
-    assert np.isfinite(result.metrics["average"])
+    from reference_eval import reference_average_from_files
+
+    want = reference_average_from_files(tiny_data / "annotations.json", tmp_path / "run" / "predictions.json",
+                                        config.eval.tiou)  # the slow reference on the run's predictions
+    assert result.metrics["average"] == pytest.approx(want, abs=1e-6)
     assert all(completeness[s] == 0 for s in range(10)) and completeness[10] > 0 and completeness[11] > 0
     # the official loader (24 videos, 4 per step: a new iterator every 6 steps): the step-10 labels wait for step 12
     completeness.clear()
