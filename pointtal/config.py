@@ -435,7 +435,9 @@ def drop_keys(parent: dict, drop, child: dict, where: str) -> dict:
     if not isinstance(drop, list) or not all(isinstance(k, str) for k in drop):
         raise InputError(f"{where}: expected a list of section.key names, got {drop!r}")
     kept = {section: dict(body) if isinstance(body, dict) else body for section, body in parent.items()}
-    for dotted in drop:
+    for index, dotted in enumerate(drop):
+        if dotted in drop[:index]:
+            raise InputError(f"{where}: {dotted}: listed twice")
         section, _, key = dotted.partition(".")
         body = kept.get(section)
         if not key or not isinstance(body, dict) or key not in body:

@@ -133,6 +133,7 @@ def test_a_child_drops_the_parent_keys_it_lists(tmp_path):
     ("[method]", r"drop: method: not a key of the parent config"),
     ("method.eta", r"drop: expected a list of section\.key names, got 'method\.eta'"),
     ("[method.eta]\nmethod:\n  eta: 7.0", r"drop: method\.eta: the file both drops and gives this key"),
+    ("[train.lr, method.eta, train.lr]", r"drop: train\.lr: listed twice"),
 ])
 def test_a_bad_drop_is_a_one_line_error_naming_the_key(tmp_path, drop, message):
     write(tmp_path / "base.yaml", BASE)
