@@ -8,7 +8,7 @@ Two deliberate deviations, both required by docs/evaluation.md to make results d
 * ground truths are visited with `argsort(kind="stable")[::-1]` (ties: later annotation first), which is
   what the official `argsort()[::-1]` gives with numpy's classic (insertion-sort for small arrays) sort.
 
-Used by tests/test_evaluation.py and bench/eval_speed.py. Rows are plain tuples:
+Used by tests/evaluation/test_evaluation.py and bench/eval_speed.py. Rows are plain tuples:
 ground truth `(video_id, start, end, label)`, predictions `(video_id, start, end, label, score)`,
 points `(video_id, time, label, score)`.
 """

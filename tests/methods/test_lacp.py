@@ -824,7 +824,7 @@ def test_thumos14_preset_is_the_official_setting():
 
     from pointtal.config import load_config
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     config = load_config(root / "configs" / "thumos14_lacp.yaml", ["data.annotations=gt.json", "data.features=f"])
     assert config.method == "lacp" and config.method_options == Options()  # the defaults are the official ones
     t = config.train
@@ -844,7 +844,7 @@ def test_reproduction_presets_train_in_fp32_as_the_original_code():
 
     from pointtal.config import load_config
 
-    root = Path(__file__).resolve().parents[1] / "configs"
+    root = Path(__file__).resolve().parents[2] / "configs"
     presets = sorted(root.glob("*.yaml"))
     assert len(presets) >= 17
     for path in presets:

@@ -740,7 +740,7 @@ def test_thumos14_preset_is_the_official_setting():
 
     from pointtal.config import load_config
 
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "thumos14_hrpro.yaml")
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "thumos14_hrpro.yaml")
     assert config.method == "hrpro" and config.method_options == Options()  # defaults are the official values
     assert (config.train.steps, config.train.batch_size, config.train.lr) == (1000, 16, 1e-4)
     method = HRPro(config.method_options, 64, 20)
