@@ -114,7 +114,7 @@ def main() -> None:
     else:
         reference, ref_note = predicted, f"extrapolated from {len(probe)} predictions (probe)"
         reference_cpu = float("nan")
-        equal = "not checked on the full set (reference too slow); see tests/test_evaluation.py"
+        equal = "not checked on the full set (reference too slow); see tests/evaluation/test_evaluation.py"
 
     print()
     print(f"| {'predictions':>11} | {'time':>9} | {'fast s':>7} | {'reference s':>11} | {'speed-up':>8} |")

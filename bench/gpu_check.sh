@@ -62,7 +62,7 @@ else:
 EOF
 ) || exit 1
 
-step cuda_tests 150 "$PYTHON" -m pytest tests/test_cuda.py tests/test_inference.py -q -p no:cacheprovider
+step cuda_tests 150 "$PYTHON" -m pytest tests/methods/test_cuda.py tests/engine/test_inference.py -q -p no:cacheprovider
 step train_speed 150 "$PYTHON" bench/train_speed.py --method all --device "$DEVICE" "${TRAIN_ARGS[@]}"
 step detector_speed 60 "$PYTHON" bench/train_speed.py --method actionformer --device "$DEVICE" "${TRAIN_ARGS[@]}" \
   --t "${DETECTOR_T[0]}" --dim 2048

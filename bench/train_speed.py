@@ -16,7 +16,7 @@ with one random instance per ~40 steps, the official network and losses). FLOPs 
 same dtype measured in the same run (fp32 on CPU; bf16 on CUDA, where training runs under bf16 autocast).
 On a shared machine the matmul reference is re-measured right after every timed step and the fraction is
 the median of the per-step ratios. The batched losses are timed against the per-video loop reference (`reference_losses` in
-tests/test_<method>.py, imported via sys.path) on the same forward output.
+tests/methods/test_<method>.py, imported via sys.path) on the same forward output.
 
 The table also gives the peak memory of a training step: `torch.cuda.max_memory_allocated` on CUDA, the
 process's peak resident set on CPU.
@@ -37,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "methods"))
 
 from pointtal.data.batch import Batch, make_batch  # noqa: E402
 

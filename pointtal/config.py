@@ -414,7 +414,9 @@ def read_config(path: str | Path) -> dict:
 
     A file may say `extends: PARENT.yaml` (a path relative to its own directory) plus the keys it changes: the
     parent is read the same way (recursively) and merged section by section, a key of the child replacing the
-    parent's (a list is replaced, not appended). The result holds every key of the chain and no `extends`."""
+    parent's (a list is replaced, not appended). `drop: [method.eta, ...]` lists parent keys (`section.key`) the
+    child does not have; each must be in the resolved parent and not given by the child. The result holds every
+    key of the chain and no `extends` or `drop`."""
     return _read_extending(Path(path), ())
 
 
@@ -425,14 +427,37 @@ def _read_extending(path: Path, chain: tuple[Path, ...]) -> dict:
         raise InputError(f"{path}: 'extends' makes a cycle: {' -> '.join(str(p) for p in (*chain, resolved))}")
     raw = resolve_data_paths(read_yaml(path), path.parent)
     if "extends" not in raw:
+        if "drop" in raw:
+            raise InputError(f"{path}: drop: only a config that extends another can drop keys")
         return raw
     parent = raw.pop("extends")
+    drop = raw.pop("drop", [])
     if not isinstance(parent, str) or not parent:
         raise InputError(f"{path}: extends: expected the path of another config file, got {parent!r}")
     parent_path = path.parent / os.path.expanduser(parent)
     if not parent_path.is_file():
         raise InputError(f"{path}: extends: {parent_path}: config file not found")
-    return merge_sections(_read_extending(parent_path, (*chain, resolved)), raw)
+    inherited = drop_keys(_read_extending(parent_path, (*chain, resolved)), drop, raw, f"{path}: drop")
+    return merge_sections(inherited, raw)
+
+
+def drop_keys(parent: dict, drop, child: dict, where: str) -> dict:
+    """`parent` without the `section.key` entries listed in `drop`; each must be a key of `parent` that `child`
+    does not give (an error naming it otherwise)."""
+    if not isinstance(drop, list) or not all(isinstance(k, str) for k in drop):
+        raise InputError(f"{where}: expected a list of section.key names, got {drop!r}")
+    kept = {section: dict(body) if isinstance(body, dict) else body for section, body in parent.items()}
+    for index, dotted in enumerate(drop):
+        if dotted in drop[:index]:
+            raise InputError(f"{where}: {dotted}: listed twice")
+        section, _, key = dotted.partition(".")
+        body = kept.get(section)
+        if not key or not isinstance(body, dict) or key not in body:
+            raise InputError(f"{where}: {dotted}: not a key of the parent config")
+        if isinstance(child.get(section), dict) and key in child[section]:
+            raise InputError(f"{where}: {dotted}: the file both drops and gives this key")
+        del body[key]
+    return kept
 
 
 def merge_sections(parent: dict, child: dict) -> dict:

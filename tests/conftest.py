@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# Tests sit in rooms that mirror the package (tests/data, tests/methods, ...); a test module imports another's
+# helpers by module name (`from test_layouts import write_lacp`) from any room.
+sys.path += [str(room) for room in sorted(Path(__file__).resolve().parent.iterdir()) if any(room.glob("test_*.py"))]
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ Two deliberate deviations, both required by docs/evaluation.md to make results d
 * ground truths are visited with `argsort(kind="stable")[::-1]` (ties: later annotation first), which is
   what the official `argsort()[::-1]` gives with numpy's classic (insertion-sort for small arrays) sort.
 
-Used by tests/test_evaluation.py and bench/eval_speed.py. Rows are plain tuples:
+Used by tests/evaluation/test_evaluation.py and bench/eval_speed.py. Rows are plain tuples:
 ground truth `(video_id, start, end, label)`, predictions `(video_id, start, end, label, score)`,
 points `(video_id, time, label, score)`.
 """
@@ -171,3 +171,18 @@ def reference_average_recall(gt_rows, proposal_rows, tiou_thresholds, max_avg_nr
     proposals_per_video = pcn_lst * (float(total_nr_proposals) / len(video_lst))
     area = np.trapezoid(avg_recall, proposals_per_video)
     return recall, avg_recall, proposals_per_video, 100.0 * float(area) / proposals_per_video[-1]
+
+
+def reference_average_from_files(annotations, predictions, thresholds, subset="test"):
+    """Average mAP (percent) of a predictions.json against an ActivityNet-layout ground truth's `subset`,
+    computed by `reference_map` alone: the figure a run's metrics.jsonl should report for those predictions."""
+    import json
+
+    database = json.loads(open(annotations, encoding="utf-8").read())["database"]
+    gt_rows = [(vid, a["segment"][0], a["segment"][1], a["label"]) for vid, entry in database.items()
+               if entry["subset"] == subset for a in entry["annotations"]]
+    results = json.loads(open(predictions, encoding="utf-8").read())["results"]
+    pred_rows = [(vid, p["segment"][0], p["segment"][1], p["label"], p["score"])
+                 for vid, entries in results.items() for p in entries]
+    _, ap = reference_map(gt_rows, pred_rows, list(thresholds))
+    return 100.0 * float(ap.mean())

@@ -131,7 +131,10 @@ def test_run_config_stores_absolute_paths_and_works_from_elsewhere(odd_run, tmp_
     assert all(Path(p).is_absolute() and Path(p).exists() for p in paths)
     with cwd(tmp_path / "elsewhere"):
         assert main(["predict", str(odd_run), "--out", "p.json", "--no-progress"]) == 0
+        # the same data read: the predictions the run wrote itself
+        assert json.loads(Path("p.json").read_text()) == json.loads((odd_run / "predictions.json").read_text())
         assert main(["visualize", str(odd_run), "--video", "video_test_0002", "--out", "v.png"]) == 0
+        assert Path("v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert main(["train", "--out", str(odd_run), "--resume"]) == 0  # reads the run's data again
 
 

@@ -114,28 +114,72 @@ def test_every_preset_loads_and_its_saved_config_is_complete(path, tmp_path):
     assert build_config(saved, "saved") == config  # the run directory's copy stands alone
 
 
+def test_a_child_drops_the_parent_keys_it_lists(tmp_path):
+    write(tmp_path / "base.yaml", BASE.replace("eta: 5.0", "eta: 9.5"))
+    mid = write(tmp_path / "mid.yaml", "extends: base.yaml\ndrop: [method.eta, train.lr]\ndata:\n  fps: 15\n")
+    raw = read_config(mid)
+    assert "drop" not in raw and "extends" not in raw
+    assert raw["method"] == {"name": "sfnet", "radius": 3}
+    assert raw["train"] == {"steps": 4000}
+    assert raw["data"]["fps"] == 15 and raw["data"]["stride"] == 16
+    leaf = write(tmp_path / "leaf.yaml", "extends: mid.yaml\nmethod:\n  eta: 9.0\n")  # a grandchild may give it again
+    assert read_config(leaf)["method"] == {"name": "sfnet", "radius": 3, "eta": 9.0}
+    assert load_config(mid).method_options.eta == load_config(None).method_options.eta != 9.5  # the default
+
+
+@pytest.mark.parametrize(("drop", "message"), [
+    ("[method.expand_ratio]", r"child\.yaml: drop: method\.expand_ratio: not a key of the parent config"),
+    ("[nosection.eta]", r"drop: nosection\.eta: not a key of the parent config"),
+    ("[method]", r"drop: method: not a key of the parent config"),
+    ("method.eta", r"drop: expected a list of section\.key names, got 'method\.eta'"),
+    ("[method.eta]\nmethod:\n  eta: 7.0", r"drop: method\.eta: the file both drops and gives this key"),
+    ("[train.lr, method.eta, train.lr]", r"drop: train\.lr: listed twice"),
+])
+def test_a_bad_drop_is_a_one_line_error_naming_the_key(tmp_path, drop, message):
+    write(tmp_path / "base.yaml", BASE)
+    child = write(tmp_path / "child.yaml", f"extends: base.yaml\ndrop: {drop}\n")
+    with pytest.raises(InputError, match=message) as err:
+        read_config(child)
+    assert "\n" not in str(err.value)
+
+
+def test_drop_without_extends_is_an_error(tmp_path):
+    lone = write(tmp_path / "lone.yaml", BASE + "drop: [method.eta]\n")
+    with pytest.raises(InputError, match=r"lone\.yaml: drop: only a config that extends another can drop keys"):
+        read_config(lone)
+
+
 def test_the_near_copies_extend_their_parent():
     names = {p.name: read_yaml(p)["extends"] for p in CHILDREN}
     for dataset in ("gtea", "beoid", "activitynet13"):
         for method in ("lacp", "hrpro"):
             assert names[f"{dataset}_{method}.yaml"] == f"thumos14_{method}.yaml"
+    for dataset in ("gtea", "beoid"):
+        assert names[f"{dataset}_sfnet.yaml"] == "thumos14_sfnet.yaml"
+    for dataset in ("thumos14", "gtea", "beoid"):
+        for variant in ("full", "weak"):
+            assert names[f"{dataset}_sfnet_{variant}.yaml"] == f"{dataset}_sfnet.yaml"
+    assert names["activitynet13_soda.yaml"] == "thumos14_soda.yaml"
+    assert names["activitynet12_soda.yaml"] == "activitynet13_soda.yaml"
     assert names["thumos14_hrpro_actionformer.yaml"] == "thumos14_actionformer.yaml"  # the route (test_route.py)
     for teacher in ("lacp", "sfnet", "soda"):
         assert names[f"thumos14_{teacher}_actionformer.yaml"] == "thumos14_hrpro_actionformer.yaml"
-    assert len(names) == 10
+    assert len(names) == 20
 
 
 @pytest.mark.parametrize("path", CHILDREN, ids=lambda p: p.stem)
 def test_a_child_preset_is_its_parent_with_its_own_keys_applied(path):
     """Read independently of the merge code: every key of the resolved child is the child file's value where it
-    gives one, else the parent's resolved value; and it has no key neither gives."""
+    gives one, else the parent's resolved value; and it has no key neither gives, nor one it drops."""
     own = read_yaml(path)
     parent = read_config(path.parent / own.pop("extends"))
+    dropped = {tuple(dotted.split(".", 1)) for dotted in own.pop("drop", [])}
     child = read_config(path)
     assert set(child) == set(parent) | set(own)
     for section in child:
         given = own.get(section, {})
-        assert set(child[section]) == set(parent.get(section, {})) | set(given)
+        kept = {key for key in parent.get(section, {}) if (section, key) not in dropped}
+        assert set(child[section]) == kept | set(given)
         for key, value in child[section].items():
             if key not in given:
                 assert value == parent[section][key], f"{path.name}: {section}.{key}"

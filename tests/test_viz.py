@@ -130,10 +130,15 @@ def test_timeline_png(tmp_path, drawn):
     assert spans(ax_pred) == [(49.0, 58.0), (70.0, 75.0), (16.0, 21.0), (48.0, 62.0), (9.0, 19.0)]
 
 
-def test_timeline_without_predictions_points_or_actionness(tmp_path):
+def test_timeline_without_predictions_points_or_actionness(tmp_path, drawn):
     inputs = timeline_inputs(np.random.default_rng(1))
     inputs.update(points=[], segments=[], actionness=None, ground_truth=[])
     assert_png(plot_timeline(tmp_path / "empty.png", **inputs), 1300, 700)
+    axes = drawn[0].axes
+    assert len(axes) == 4  # no actionness axis
+    ax_gt, ax_points, ax_cas, ax_pred = axes
+    assert spans(ax_gt) == spans(ax_pred) == [] and not ax_points.collections
+    assert ax_cas.get_lines() == []  # no class of the video to draw a CAS curve for
 
 
 def test_timeline_rejects_bad_shapes(tmp_path):

@@ -64,7 +64,7 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
     arguments (the others stay valid choices, unparsed). Returns (parser, {name: module imported})."""
     parser = argparse.ArgumentParser(
         prog="pointtal",
-        description="Temporal action localization from point supervision (SF-Net, SODA).",
+        description="Temporal action localization from point supervision (SF-Net, SODA, LACP, HR-Pro; ActionFormer on their pseudo labels).",
         epilog="Example: pointtal demo --out runs/demo",
     )
     parser.add_argument("--version", action="version", version=f"pointtal {__version__}")

@@ -10,7 +10,8 @@ from pointtal.cli import checks
 from pointtal.config import load_config
 from pointtal.errors import InputError
 
-HELP = "train a method (or a teacher -> pseudo labels -> detector route) from a YAML config into a run directory"
+HELP = ("train a method (SF-Net, SODA, LACP, HR-Pro, weak, ActionFormer), or a teacher -> pseudo labels -> "
+        "detector route, from a YAML config into a run directory")
 EXAMPLE = (
     "pointtal train configs/thumos14_sfnet.yaml --out runs/sfnet --set data.annotations=GT.json "
     "--set data.features=FEATURES/ --set data.points=[a1.csv,a2.csv]\n"

@@ -1,4 +1,4 @@
 """Engine: data assembly from a config, the training loop, inference, checkpoints, logs and DDP.
 
-The engine drives any `pointtal.methods.Method` through its contract and knows nothing about SF-Net or SODA.
+The engine drives any `pointtal.methods.Method` through its contract and knows no method by name.
 """

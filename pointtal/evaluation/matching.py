@@ -19,7 +19,7 @@ positive. That is a sequential greedy process, but it splits into independent pr
 Each round resolves at least the best-ranked unresolved prediction of every independent problem. When
 rounds stop paying off (few pairs left, or a round removed little), the remaining pairs — already in the
 right order — are finished by a plain sequential loop. The result is exactly the sequential greedy
-outcome; tests/test_evaluation.py checks it against a transcription of the official code.
+outcome; tests/evaluation/test_evaluation.py checks it against a transcription of the official code.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_raw_config
+from reference_eval import reference_average_from_files
 
 from pointtal.cli import main
 from pointtal.config import build_config
@@ -42,8 +43,11 @@ def test_train_writes_the_run_directory(tiny_data, tmp_path, method):
     records = read_metrics(run)
     assert [r["step"] for r in records] == [6, 12]
     assert result.metrics == records[-1]
-    assert 0.0 <= records[-1]["average"] <= 100.0
     assert set(records[-1]) >= {"mAP@0.1", "mAP@0.5", "mAP@0.7", "average", "cmAP", "frame_mAP"}
+    # the reported average is the one the slow reference evaluator gives for the written predictions
+    want = reference_average_from_files(tiny_data / "annotations.json", run / "predictions.json",
+                                        build_config(raw).eval.tiou)
+    assert records[-1]["average"] == pytest.approx(want, abs=1e-6)
     predictions = json.loads((run / "predictions.json").read_text())
     assert set(predictions["results"]) == {v for v, e in json.loads((tiny_data / "annotations.json").read_text())[
         "database"].items() if e["subset"] == "test"}
@@ -62,12 +66,22 @@ def test_same_seed_same_weights_other_seed_differs(tiny_data, tmp_path):
     assert not _same_weights(runs[0], runs[2])
 
 
-def test_anchor_expansion_is_logged_with_precision(tiny_data, tmp_path, caplog):
+def test_anchor_expansion_is_logged_with_precision(tiny_data, tmp_path, caplog, monkeypatch):
+    from pointtal.methods.sfnet import SFNet
+
+    refreshes = []
+
+    def keep(self, *args, __f=SFNet.refresh_labels, **kwargs):
+        refreshes.append(__f(self, *args, **kwargs))
+        return refreshes[-1]
+
+    monkeypatch.setattr(SFNet, "refresh_labels", keep)
     caplog.set_level("INFO")
     train(build_config(tiny_raw_config(tiny_data, "sfnet", steps=8)), tmp_path / "run")
     lines = [r.getMessage() for r in caplog.records if "pseudo frames" in r.getMessage()]
-    assert lines, "anchor expansion did not report"
-    assert "precision" in lines[-1] and any(ch.isdigit() for ch in lines[-1])
+    (refresh,) = refreshes  # one expansion, at step 4 of 8
+    assert refresh.added > 0 and 0.0 < refresh.precision <= 1.0  # the tiny data's truth gives a precision
+    assert lines == [f"anchor expansion: added {refresh.added} pseudo frames, precision {refresh.precision:.3f}"]
 
 
 def test_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tiny_data, tmp_path):

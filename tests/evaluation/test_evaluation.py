@@ -30,10 +30,10 @@ from pointtal.evaluation import (
     video_classification_ap,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reference_eval import reference_map  # noqa: E402
 
-VENDOR = Path(__file__).resolve().parents[1] / "pointtal" / "data" / "vendor" / "thumos14"
+VENDOR = Path(__file__).resolve().parents[2] / "pointtal" / "data" / "vendor" / "thumos14"
 GT_PATH = VENDOR / "groundtruth.json"
 AMBIGUOUS_PATH = VENDOR / "ambiguous_test.txt"
 

@@ -157,9 +157,9 @@ def test_readme_release_walkthrough_gives_a_table_of_both_methods(source, tmp_pa
     monkeypatch.chdir(tmp_path)
     write_lacp(tmp_path / "LACP/dataset/THUMOS14", source)
     hrpro = write_lacp(tmp_path / "HR-Pro/dataset/THUMOS14", source, hrpro=True)
-    shutil.copy(Path(__file__).parents[1] / "pointtal/data/vendor/thumos14/ambiguous_test.txt",
+    shutil.copy(Path(__file__).parents[2] / "pointtal/data/vendor/thumos14/ambiguous_test.txt",
                 hrpro / "Ambiguous_test.txt")
-    configs = Path(__file__).parents[1] / "configs"
+    configs = Path(__file__).parents[2] / "configs"
     short = ["--set", "train.steps=3", "--set", "train.eval_every=0", "--set", "train.device=cpu", "--no-progress"]
     assert main(["annotate", "LACP/dataset/THUMOS14/gt.json", "--features", "LACP/dataset/THUMOS14",
                  "--check", "LACP/dataset/THUMOS14/point_gaussian/point_labels.csv"]) == 0

@@ -17,7 +17,7 @@ from pointtal.data.points import read_points
 from pointtal.errors import InputError
 from pointtal.evaluation import SegmentTable, load_segment_predictions, segment_map
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reference_eval import reference_map  # noqa: E402
 
 CLASSES = ("a", "b", "c")

@@ -10,8 +10,10 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_raw_config
+from reference_eval import reference_average_from_files
 
 from pointtal.cli import main
+from pointtal.config import build_config
 from pointtal.engine.logs import read_metrics
 from pointtal.errors import InputError
 from pointtal.methods.base import Scores
@@ -154,7 +156,9 @@ def test_table7_fuses_two_tiny_models(base, tmp_path):
     assert [o.status for o in fused] == ["fused"] * len(ENSEMBLE_RULES)
     for o in fused:
         assert (o.run_dir / "predictions.json").is_file() and read_metrics(o.run_dir)[-1] == o.metrics
-        assert 0.0 <= o.metrics["average"] <= 100.0
+        want = reference_average_from_files(base["data"]["annotations"], o.run_dir / "predictions.json",
+                                            build_config(base).eval.tiou)  # the slow reference on its predictions
+        assert o.metrics["average"] == pytest.approx(want, abs=1e-6)
     rows = [line for line in (out / "table_7.md").read_text().splitlines() if line.replace("**best** ", "").startswith("| ensemble")]
     assert len(rows) == len(ENSEMBLE_RULES)
     # fusing a model with itself by mean or max changes nothing: same predictions as the run's own

@@ -18,7 +18,7 @@ from pointtal.data.features import FeatureStore, validate_features
 from pointtal.data.points import read_points
 from pointtal.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENDOR = ROOT / "pointtal" / "data" / "vendor"
 SHARED = Path("/work/shared/datasets")
 THUMOS_GT = VENDOR / "thumos14" / "groundtruth.json"

@@ -740,7 +740,7 @@ def test_thumos14_preset_is_the_official_setting():
 
     from pointtal.config import load_config
 
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "thumos14_hrpro.yaml")
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "thumos14_hrpro.yaml")
     assert config.method == "hrpro" and config.method_options == Options()  # defaults are the official values
     assert (config.train.steps, config.train.batch_size, config.train.lr) == (1000, 16, 1e-4)
     method = HRPro(config.method_options, 64, 20)
@@ -957,6 +957,11 @@ def test_stage2_starts_from_the_stage1_weights_the_selection_names(tiny_data, tm
         return
     assert [s[0] for s in seen] == [2, 4, 6] and all(s[1] == selection for s in seen)  # stage 1's evaluations
     assert all(0 <= s[2] <= 100 for s in seen)  # real average mAPs on the subset
+    if selection == "test":  # the very averages the run reports for those steps
+        from pointtal.engine.logs import read_metrics
+
+        reported = {r["step"]: r["average"] for r in read_metrics(tmp_path / "run")}
+        assert [s[2] for s in seen] == [reported[s[0]] for s in seen]
     assert all(torch.equal(weights[k], v) for k, v in seen[1][3].items())  # stage 1 frozen since: step 4's
     assert not all(torch.equal(weights[k], v) for k, v in stage1_end.items())  # not the final stage-1 weights
     assert "stage1_best" not in final["_extra_state"]

@@ -20,7 +20,7 @@ from pointtal.errors import InputError
 from pointtal.video.clicks import ClickStore, StoredPoint, journal_path, label_stats
 from pointtal.video.label_server import frame_times, load_reference, parse_range
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

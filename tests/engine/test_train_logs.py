@@ -14,7 +14,7 @@ from conftest import tiny_raw_config
 
 from pointtal.engine.logs import StepLog, format_duration
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STEP_LINE = re.compile(r"^step (\d+)/12 loss (\d+\.\d{4}) (\d+\.\d\d) steps/s ETA (\d+s|\d+m\d\ds|\d+h\d\dm)$")
 EVAL_LINE = re.compile(r"^step (\d+): mAP@0\.1=\d+\.\d\d .* avg=\d+\.\d\d \(\d+\.\d s\)$")
 

@@ -24,7 +24,7 @@ from pointtal.data.points import (
 )
 from pointtal.errors import InputError
 
-VENDOR = Path(__file__).resolve().parents[1] / "pointtal" / "data" / "vendor"
+VENDOR = Path(__file__).resolve().parents[2] / "pointtal" / "data" / "vendor"
 BG = "background"
 
 

@@ -132,5 +132,10 @@ class _FakeData:
     test = None
 
 
-def test_report_without_evaluations():
+def test_report_without_evaluations_or_with_one():
     assert report._metrics_table([]) == ["No evaluation recorded."]
+    # a single evaluation is not marked best; a missing value is an empty cell
+    assert report._metrics_table([{"step": 3, "average": 12.345, "mAP@0.5": 20.0}]) == [
+        "| step | average | mAP@0.5 |", "|---:|---:|---:|", "| 3 | 12.35 | 20.00 |"]
+    assert report._metrics_table([{"step": 1, "average": 5.0}, {"step": 2, "average": 4.0, "cmAP": 1.0}]) == [
+        "| step | average | cmAP |", "|---:|---:|---:|", "| **1** (best) | 5.00 |  |", "| 2 | 4.00 | 1.00 |"]

@@ -7,7 +7,7 @@ POINTTAL_REQUIRE_BROWSER=1 and turns the skip into a failure.
 
 The tests write only under their tmp folders. The README's screenshots are a separate, explicit run:
 `POINTTAL_LABEL_SCREENSHOT=docs/label.png POINTTAL_LABEL_REVIEW_SCREENSHOT=docs/img/label_review.png pytest
-tests/test_label_browser.py` (the review test always takes its screenshot in tmp and copies it there when asked).
+tests/video/test_label_browser.py` (the review test always takes its screenshot in tmp and copies it there when asked).
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ import pytest
 from pointtal.data.annotations import load_ground_truth
 from pointtal.evaluation import ANET_TIOUS, THUMOS_TIOUS, SegmentTable, average_recall
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reference_eval import reference_average_recall  # noqa: E402
 
-GT_PATH = Path(__file__).resolve().parents[1] / "pointtal" / "data" / "vendor" / "thumos14" / "groundtruth.json"
+GT_PATH = Path(__file__).resolve().parents[2] / "pointtal" / "data" / "vendor" / "thumos14" / "groundtruth.json"
 
 
 @pytest.fixture(scope="module")

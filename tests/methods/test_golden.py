@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 TOL = 1e-5
 
 

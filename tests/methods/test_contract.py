@@ -191,7 +191,7 @@ def test_every_preset_loads_and_the_lacp_hrpro_dataset_presets_follow_thumos14()
 
     from pointtal.config import load_config
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    configs = Path(__file__).resolve().parents[2] / "configs"
     loaded = {path.stem: load_config(path) for path in sorted(configs.glob("*.yaml"))}
     assert len(loaded) >= 20
     data_of = {"gtea": "gtea_sfnet", "beoid": "beoid_sfnet", "activitynet13": "activitynet13_soda"}

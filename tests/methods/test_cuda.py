@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_raw_config
+from reference_eval import reference_average_from_files
 
 from pointtal.config import build_config
 from pointtal.data.batch import make_batch
@@ -87,5 +88,7 @@ def test_backward_on_cuda_equals_cpu():
 def test_training_on_cuda_with_bf16_runs_and_evaluates(tiny_data, tmp_path, method):
     raw = tiny_raw_config(tiny_data, method, steps=6, device="cuda", amp=True)
     result = train(build_config(raw), tmp_path / "run")
-    assert result.step == 6 and 0.0 <= result.metrics["average"] <= 100.0
-    assert np.isfinite(result.metrics["average"])
+    assert result.step == 6
+    want = reference_average_from_files(tiny_data / "annotations.json", tmp_path / "run" / "predictions.json",
+                                        build_config(raw).eval.tiou)  # the slow reference on its predictions
+    assert result.metrics["average"] == pytest.approx(want, abs=1e-6)

@@ -325,7 +325,7 @@ def test_hrpro_journey_on_release_layout_is_interrupted_in_stage2_resumes_finish
 
     gt, features, points = _release_data(tiny_data, tmp_path / "data", hrpro=layout == "hrpro")
     run = tmp_path / "run"
-    args = ["train", str(Path(__file__).resolve().parents[1] / "configs" / "thumos14_hrpro.yaml"), "--out", str(run),
+    args = ["train", str(Path(__file__).resolve().parents[2] / "configs" / "thumos14_hrpro.yaml"), "--out", str(run),
             "--set", f"data.annotations={gt}", "--set", f"data.features={features}", "--set", f"data.points={points}",
             "--set", "train.steps=8", "--set", "method.stage2_epochs=3", "--set", "method.stage2_batch_size=8",
             "--set", "train.batch_size=8", "--set", "train.eval_every=8", "--set", "train.checkpoint_every=2",

@@ -18,7 +18,7 @@ from pointtal.cli import COMMANDS, main
 from pointtal.errors import DuplicateKey
 from pointtal.evaluation import load_proposals, load_segment_predictions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GT_PATH = ROOT / "pointtal" / "data" / "vendor" / "thumos14" / "groundtruth.json"
 
 

@@ -95,7 +95,7 @@ def test_named_lists_expand_and_presets_record_the_official_protocol():
     from pointtal.config import load_config
     from pointtal.engine.evaluate import protocol_for
 
-    configs = Path(__file__).parents[1] / "configs"
+    configs = Path(__file__).parents[2] / "configs"
     hrpro = protocol_for(load_config(configs / "thumos14_hrpro.yaml"))
     assert hrpro.exclude_videos == THUMOS14_EXCLUDED and hrpro.ambiguous.endswith("thumos14/ambiguous_test.txt")
     lacp = protocol_for(load_config(configs / "thumos14_lacp.yaml"))
