@@ -20,6 +20,7 @@ from pointtal.cli import main
 from pointtal.config import build_config
 from pointtal.engine.checkpoint import load_checkpoint, save_checkpoint
 from pointtal.engine.logs import read_metrics
+from pointtal.engine.setup import load_run_data
 from pointtal.engine.trainer import train
 from pointtal.errors import InputError
 
@@ -78,10 +79,12 @@ def test_anchor_expansion_is_logged_with_precision(tiny_data, tmp_path, caplog, 
     monkeypatch.setattr(SFNet, "refresh_labels", keep)
     caplog.set_level("INFO")
     train(build_config(tiny_raw_config(tiny_data, "sfnet", steps=8)), tmp_path / "run")
-    lines = [r.getMessage() for r in caplog.records if "pseudo frames" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "label mining" in r.getMessage()]
     (refresh,) = refreshes  # one expansion, at step 4 of 8
-    assert refresh.added > 0 and 0.0 < refresh.precision <= 1.0  # the tiny data's truth gives a precision
-    assert lines == [f"anchor expansion: added {refresh.added} pseudo frames, precision {refresh.precision:.3f}"]
+    truth = load_run_data(build_config(tiny_raw_config(tiny_data, "sfnet", steps=8)), train=True).train.truth_labels
+    precision = refresh.precision(truth)  # the tiny data's truth gives a precision
+    assert refresh.added > 0 and 0.0 < precision <= 1.0
+    assert lines == [f"step 4: label mining: {refresh.added} pseudo frames/labels added, precision {precision:.3f}"]
 
 
 def test_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tiny_data, tmp_path):
