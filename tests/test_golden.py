@@ -494,3 +494,48 @@ def test_sfnet_anchor_expansion_matches_the_official_with_the_reference_switch()
 def test_sfnet_anchor_expansion_near_the_video_ends_matches_the_official_with_the_code_edge():
     """expand_edge="code": the official walk ends where the snippet after a candidate is outside the video."""
     _check_sfnet_expansion("edge")
+
+
+def _check_sfnet_detections(got, segments: np.ndarray, frames: np.ndarray, what: str) -> None:
+    """pointtal's Detections (classes 1..C) against generate_segment's rows (classes 0..C-1), in any order."""
+    seg = np.column_stack([segments[:, 1:3], segments[:, 0] + 1, segments[:, 3]]) if len(segments) else segments
+    frm = np.column_stack([frames[:, 1], frames[:, 0] + 1, frames[:, 2]]) if len(frames) else frames
+    order = lambda a: a[np.lexsort(a.T[::-1])] if len(a) else a.reshape(0, a.shape[1])  # noqa: E731
+    assert len(got.segments) == len(seg) and len(got.frames) == len(frm), what
+    close(order(got.segments), order(seg), what=f"segments of {what}")
+    close(order(got.frames), order(frm), what=f"frames of {what}")
+
+
+def test_sfnet_inference_matches_the_official_evaluate_on_the_network_outputs():
+    """eval.evaluate per video: the classification score (pointtal averages the three softmaxes the official
+    sums) and generate_segment on the fused CAS plus 2 x actionness, through `SFNet.scores` and `localize`."""
+    g, p = load("sfnet_network"), load("sfnet_post")
+    method = sfnet_method(g)
+    feats, mask = pad(split(g["features"], g["offsets"]))
+    with torch.no_grad():
+        scores = method.scores(method(feats, mask), mask)
+    close(3 * scores.video_scores, p["net_video_scores"], what="video scores")
+    segs, frames = split(p["net_segments"], p["net_segment_offsets"]), split(p["net_frames"], p["net_frame_offsets"])
+    assert sum(len(s) for s in segs) > 0
+    for v, n in enumerate(mask.sum(1).tolist()):
+        got = method.localize(scores.cas[v, :n].numpy(), scores.actionness[v, :n].numpy(), scores.video_scores[v])
+        _check_sfnet_detections(got, segs[v], frames[v], f"video {v}")
+
+
+@pytest.mark.parametrize("setting", ["w2", "w0", "adj"])
+def test_sfnet_localization_matches_the_official_generate_segment_on_crafted_scores(setting):
+    """Kept classes (top-T/12 mean > max / 1.5 and > 0), mean thresholds, runs >= 2 snippets, a frame per run
+    at its first maximum; actionness weight 2, 0 (`--use-anchor` off) and adjust_mean 0.8."""
+    from pointtal.methods.sfnet import Options
+    from pointtal.methods.two_stream import sfnet_detections
+
+    p = load("sfnet_post")
+    w_act, adjust = {"w2": (2.0, 1.0), "w0": (0.0, 1.0), "adj": (2.0, 0.8)}[setting]
+    options = Options(w_act=w_act, adjust=adjust)
+    cas_l, act_l = split(p["crafted_cas"], p["crafted_offsets"]), split(p["crafted_act"], p["crafted_offsets"])
+    segs = split(p[f"crafted_{setting}_segments"], p[f"crafted_{setting}_segment_offsets"])
+    frames = split(p[f"crafted_{setting}_frames"], p[f"crafted_{setting}_frame_offsets"])
+    assert sum(len(s) for s in segs) > 5 and any(len(f) > len(s) for f, s in zip(frames, segs, strict=True))
+    for v, (cas, act) in enumerate(zip(cas_l, act_l, strict=True)):
+        got = sfnet_detections(options, np.pad(cas, ((0, 0), (1, 0))), act[:, 0], w_act)
+        _check_sfnet_detections(got, segs[v], frames[v], f"{setting} video {v}")
