@@ -402,6 +402,75 @@ def test_hrpro_instance_model_and_stage2_losses_match_the_official_regressor(mon
             close(torch.zeros_like(want) if grad is None else grad, want, what=f"grad of {name} wrt {pname}")
 
 
+def _hrpro_stage2_method(g: dict[str, np.ndarray]):
+    """HRPro in eval mode with stage 2 ready and the official I-model's weights."""
+    from pointtal.methods.hrpro import HRPro, Options
+
+    d = g["features"].shape[1]
+    method = HRPro(Options(), d, int(g["proposals"][:, 3].max()) + 1).eval()
+    mapping = {"start_reg": "start_reg_conv", "end_reg": "end_reg_conv", "completeness": "prop_completeness",
+               "fusion": "prop_fusion"}
+    with torch.no_grad():
+        for name, value in method.instance.named_parameters():
+            head, rest = name.split(".", 1)
+            value.copy_(_to_pointtal(g[f"w_{mapping[head]}.{rest}"], "conv1x1"))
+    method.stage2_ready = True
+    return method
+
+
+def test_hrpro_roi_align_matches_the_official_extract_roi_features():
+    """torchvision's roi_align on the zero-padded (D, T, 1) map of proposals widened by 25 % on each side:
+    proposals at a video's start and end and narrower than a snippet (sampled past the video: zeros)."""
+    from pointtal.methods.hrpro.network import roi_pool
+
+    g = load("hrpro_roi")
+    feats, fmask = pad(split(g["features"], g["offsets"]))
+    props, pmask = pad(split(g["proposals"][:, :2], g["proposal_offsets"]))
+    got = roi_pool(feats, fmask.sum(1), props, 12, 0.25)
+    assert np.array_equal(pmask.numpy(), g["roi_mask"].astype(bool))
+    # 2e-5, not 1e-5: the official samples at float32 positions shifted by its padding length (positions up to
+    # ~50 carry 4e-6 rounding, times feature slopes up to ~4); the median difference is 6e-8
+    close(got[pmask], g["roi"][g["roi_mask"].astype(bool)], tol=2e-5, what="RoI features")
+
+
+def test_hrpro_stage2_inference_matches_the_official_i_test():
+    """I_test per video: completeness of the stage-1 proposals and of their refinements (a second RoI-Align on
+    the refined boundaries, some past the video's end), each + the stage-1 score, soft-NMS per class; through
+    `HRPro.detect` with the stage-1 proposals of the fixture."""
+    from types import SimpleNamespace
+
+    from pointtal.localization.hrpro import RawProposals
+    from pointtal.methods.hrpro.network import refine
+
+    g = load("hrpro_roi")
+    method = _hrpro_stage2_method(g)
+    feats, fmask = pad(split(g["features"], g["offsets"]))
+    props = split(g["proposals"], g["proposal_offsets"])
+    refined, iou_o, iou_r = (split(g[k], g["proposal_offsets"]) for k in ["refined", "iou_orig", "iou_refined"])
+    finals = split(g["final"], g["final_offsets"])
+    per_video = iter(props)
+    method._stage1_raw = lambda cas, scores: (lambda p: RawProposals(  # noqa: E731  the fixture's proposals
+        p[:, 0].astype(np.float64), p[:, 1].astype(np.float64), p[:, 3].astype(np.int64) + 1,
+        p[:, 2].astype(np.float64)))(next(per_video))
+    videos = [SimpleNamespace(row=v, cas=np.zeros((int(n), 4)), video_scores=np.zeros(4))
+              for v, n in enumerate(fmask.sum(1).tolist())]
+    found = method.detect(SimpleNamespace(features=feats), videos)
+    order = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731
+    for v, p in enumerate(props):
+        n = int(fmask[v].sum())
+        box = torch.from_numpy(p[None, :, :2])
+        with torch.no_grad():
+            first = method.instance(feats[v: v + 1, :n], torch.tensor([n]), box)
+            moved = refine(box, first.start_reg, first.end_reg)
+            second = method.instance(feats[v: v + 1, :n], torch.tensor([n]), moved)
+        close(first.iou[0], iou_o[v], what=f"completeness of video {v}")
+        close(moved[0], refined[v][:, :2], what=f"refined proposals of video {v}")
+        close(second.iou[0], iou_r[v], what=f"completeness of the refined proposals of video {v}")
+        want = np.column_stack([finals[v][:, :2] * 25 / 16, finals[v][:, 2] + 1, finals[v][:, 3]])  # seconds -> snippets
+        assert len(found[v].segments) == len(want) == 2 * len(p), v
+        close(order(found[v].segments), order(want), tol=2e-5, what=f"final detections of video {v}")
+
+
 # ----------------------------------------------------------------------------- SF-Net
 
 def sfnet_method(g: dict[str, np.ndarray], **options):
