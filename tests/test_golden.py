@@ -383,7 +383,7 @@ def test_hrpro_instance_model_and_stage2_losses_match_the_official_regressor(mon
             head, rest = name.split(".", 1)
             value.copy_(_to_pointtal(g[f"w_{mapping[head]}.{rest}"], "conv1x1"))
     roi = torch.from_numpy(g["roi"])
-    monkeypatch.setattr(hr.network, "roi_pool", lambda *a, **k: roi)  # RoI-Align is not in the fixture (README)
+    monkeypatch.setattr(hr.network, "roi_pool", lambda *a, **k: roi)  # the given RoI features (RoI-Align: hrpro_roi.npz)
     props, pmask = pad(split(g["proposals"], g["proposal_offsets"]))
     pseudo, qmask = pad(split(g["pseudo"], g["pseudo_offsets"]))
     out = model(torch.zeros(len(props), 1, d), torch.ones(len(props)), props)
