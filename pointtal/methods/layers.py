@@ -128,14 +128,14 @@ class TemporalConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, T, D)
         b, t, in_dim = x.shape
         out_dim = self.weight.shape[2]
-        z = linear(x.reshape(b * t, in_dim), self.weight.view(in_dim, self.kernel * out_dim).t())  # (B*T, k*H)
+        z = torch.matmul(x, self.weight.view(in_dim, self.kernel * out_dim))  # (B, T, k*H)
         y = _ShiftSum.apply(z.view(b, t, self.kernel, out_dim), self.dilation)  # (B, T, H), a fresh tensor
         return y if self.bias is None else y.add_(self.bias)  # in place: the tap sum saves nothing
 
     def rows(self, rows: torch.Tensor, packing: Packing) -> torch.Tensor:
         """The conv of a batch given only its real snippets: rows (N, D) = `packing.rows(x)` -> (N, H), equal to
         `forward(x)` on the real snippets of the zero-padded x; nothing is computed on padding."""
-        return self.taps(linear(rows, self.weight.flatten(1).t()), packing)
+        return self.taps(rows @ self.weight.flatten(1), packing)
 
     def taps(self, projected: torch.Tensor, packing: Packing) -> torch.Tensor:
         """Tap sum and bias of projected real snippets (N, k*H) (`rows @ W`, see `project`) -> (N, H)."""
@@ -225,7 +225,7 @@ def project(layers: Sequence[nn.Module], rows: torch.Tensor) -> list[torch.Tenso
     """`rows @ W` of several layers (`nn.Linear` without bias, or `TemporalConv` before its tap sum) that read the
     same rows (N, D), as one matmul: [(N, k_i * H_i)]. Feed a TemporalConv's part to its `taps`."""
     weights = [layer.weight.flatten(1) if isinstance(layer, TemporalConv) else layer.weight.t() for layer in layers]
-    return list(linear(rows, torch.cat(weights, dim=1).t()).split([w.shape[1] for w in weights], dim=1))
+    return list((rows @ torch.cat(weights, dim=1)).split([w.shape[1] for w in weights], dim=1))
 
 
 def _dense_onednn_linear():

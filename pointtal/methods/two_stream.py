@@ -23,7 +23,6 @@ from pointtal.methods.base import Detections
 from pointtal.methods.layers import (
     Packing,
     TemporalConv,
-    linear,
     masked_mean,
     masked_topk_mean,
     project,
@@ -112,7 +111,7 @@ class Stream(nn.Module):
         else:
             h = F.relu(projected[0] + self.cls_layers[0].bias, inplace=True)  # (N, H)
             for layer in self.cls_layers[1:]:
-                h = F.relu(linear(h, layer.weight, layer.bias), inplace=True)  # oneDNN on CPU (layers.linear)
+                h = F.relu(layer(h), inplace=True)
         h = F.dropout(h, self.dropout, self.training)
         cas = self.classifier(h)  # (N, K)
         if self.act_layers is None:
