@@ -1,6 +1,11 @@
-"""Size of HR-Pro's fidelity switches on one trained stage-1 model (docs/methods.md §6.5).
+"""Size of HR-Pro's fidelity switches on one trained stage-1 model (docs/methods.md §6.5), and how often LACP's
+search meets the case the official code asserts against (§5.5).
 
     python bench/fidelity_switches.py RUN_DIR [--batch 16] [--videos N]
+
+For a LACP run: the fused CAS of every training video with the run's final weights, the official seed selection,
+and the number of searched (video, class) sequences with two action groups and no background seed between them
+(the official `greedy_search_with_id` fails its assert there; pointtal joins them into one action core).
 
 RUN_DIR is a finished `pointtal train` run of HR-Pro (its checkpoint.pt holds the stage-1 weights and memory; the
 training videos and points are read again from its config). On those weights, with dropout off, over the training
@@ -110,6 +115,37 @@ def ranking_figures(method, dataset, size) -> None:
           f"snippet centres ({unmatched} unmatched with exact times)")
 
 
+def lacp_figures(method, dataset, size) -> None:
+    from pointtal.methods.lacp.method import padded
+    from pointtal.methods.lacp.search import _spans, select_seeds
+
+    o = method.options
+    sequences = joined = videos_hit = several = 0
+    for start in range(0, len(dataset.offsets) - 1, size):
+        offsets = dataset.offsets[start: start + size + 1]
+        rows = slice(int(offsets[0]), int(offsets[-1]))
+        feats, mask = padded(dataset.features[rows].float(), offsets - offsets[0])
+        points, _ = padded((dataset.point_labels[rows, 1:] > 0).float(), offsets - offsets[0])
+        with torch.no_grad():
+            cas = method.scores(method(feats, mask), mask).cas  # (B, T, K) fused
+        act_seed, bkg_seed = select_seeds(cas[..., 0], points, mask, o.act_thresh, o.bkg_thresh)
+        a = (act_seed > 0) & mask.unsqueeze(-1)
+        qv, qc = torch.nonzero(a.any(1), as_tuple=True)  # one sequence per (video, class) with an action seed
+        act = a[qv, :, qc]
+        bkg = (bkg_seed[qv] | (a.any(-1)[qv] & ~act)) & mask[qv] & ~act
+        sp = _spans(act, bkg, mask[qv])
+        lengths = mask[qv].sum(1, keepdim=True)
+        between = sp.inside & (sp.prev >= 0) & (sp.nxt < lengths) & (sp.last < 0)  # (Q, T) no background seed
+        hit = between.any(1)
+        several += int((sp.inside & (sp.prev >= 0) & (sp.nxt < lengths)).any(1).sum())
+        sequences += len(qv)
+        joined += int(hit.sum())
+        videos_hit += len(set(qv[hit].tolist()))
+    print(f"lacp search: {joined} of {sequences} (video, class) sequences ({videos_hit} of "
+          f"{len(dataset.offsets) - 1} videos) have two action groups without a background seed between them "
+          f"(the official search's assert); {several} have two or more action groups")
+
+
 def first_videos(dataset, n: int):
     """The dataset cut to its first n videos (features, labels and point times)."""
     import dataclasses
@@ -138,6 +174,9 @@ def main() -> None:
     dataset = load_run_data(loaded.config, test=False).train
     if args.videos:
         dataset = first_videos(dataset, args.videos)
+    if loaded.method.name == "lacp":
+        lacp_figures(method, dataset, args.batch)
+        return
     contrastive_figures(method, dataset, args.batch)
     memory_figures(method, dataset, args.batch)
     ranking_figures(method, dataset, args.batch)

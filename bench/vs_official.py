@@ -1,13 +1,18 @@
-"""A training step of pointtal's LACP and HR-Pro (stage 1) side by side with the official code, same inputs.
+"""A training step of pointtal's LACP, HR-Pro (stage 1) and SF-Net side by side with the official code, same inputs.
 
     python bench/vs_official.py --lacp /tmp/official/LACP --hrpro /tmp/official/HR-Pro \\
         [--videos 16 --t 750 --dim 2048 --classes 20 --reps 5 --threads 1 --profile]
+    python bench/vs_official.py --sfnet /tmp/official/SF-Net --videos 32 --t 750
 
 The official code is imported from the given checkouts (outside this repository; `.cuda()` patched to a
 no-op at run time) and driven through its own training-step functions: LACP's `train.train` (16 single-video
 forwards of `model.Model`, `Total_loss`, one backward, Adam) and HR-Pro's `train.S_train` (16 single-video
-forwards of `model_S.S_Model` with its criterion and memory updates, one backward, Adam). pointtal runs the same
-step on the padded batch: forward, `loss`, backward, Adam. Both get the same videos (lengths T/2..T, random
+forwards of `model_S.S_Model` with its criterion and memory updates, one backward, Adam) and SF-Net's
+`train.train_SF` ("single" mode: one padded-batch forward of `model.SFNET`, the video, frame and actionness
+losses of its three outputs, one backward, Adam; its batch comes from a stand-in for `load_frame_data` that
+returns the same videos zero-padded to `--t`, as the official crop of `t_max` does, and centre-loss optimisers
+with no parameters, which "single" mode never updates). pointtal runs the same step on the padded batch:
+forward, `loss`, backward, Adam. Both get the same videos (lengths T/2..T, random
 features, one point per ~20 snippets, LACP dense pseudo labels as after a search), one thread each, in train
 mode (dropout on). Repetitions interleave the two (the order alternates); the times are medians and the
 speed-up is the median of the repetitions' own official / pointtal ratios (robust to the machine's drift).
@@ -39,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lacp", help="official LACP checkout (Pilhyeon/Learning-Action-Completeness-from-Points)")
     p.add_argument("--hrpro", help="official HR-Pro checkout (pipixin321/HR-Pro)")
+    p.add_argument("--sfnet", help="official SF-Net checkout (Flowerfan/SF-Net); official shape: --videos 32 --t 750")
     p.add_argument("--videos", type=int, default=16, help="videos per step (official: 16)")
     p.add_argument("--t", type=int, default=750, help="longest video; lengths are drawn from T/2..T")
     p.add_argument("--dim", type=int, default=2048, help="feature width D (LACP's hidden width is 2048 in its code)")
@@ -95,7 +101,8 @@ def load_official(path: str, names: list[str]) -> dict:
     torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
     torch.nn.Module.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
     sys.modules.setdefault("tensorboard_logger", types.SimpleNamespace(Logger=None, log_value=None))
-    for name in ["utils", "model", "train", "config", "options", "test"]:  # both repositories use these names
+    torch.set_default_tensor_type = lambda *a, **k: None  # SF-Net's modules switch to CUDA tensors at import
+    for name in ["utils", "model", "train", "config", "options", "test"]:  # the repositories share these names
         sys.modules.pop(name, None)
     sys.path.insert(0, str(root))
     try:
@@ -138,6 +145,31 @@ def official_hrpro(path: str, videos, args):
     return step
 
 
+def official_sfnet(path: str, videos, args):
+    mod = load_official(path, ["utils", "model", "train"])
+    net = mod["model"].SFNET(args.dim, args.classes + 1).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=5e-4)  # main.py's optimiser
+    t = args.t
+
+    def load_frame_data():  # the official return values for these videos, each zero-padded to t_max = --t
+        ids = [np.flatnonzero(v["points"].any(1)).tolist() for v in videos]
+        flabels = np.concatenate([v["points"][i] for v, i in zip(videos, ids, strict=True)])
+        labels = np.stack([(v["points"].sum(0) > 0).astype(np.float32) for v in videos])
+        feats = np.stack([np.pad(v["features"], ((0, t - len(v["features"])), (0, 0))) for v in videos])
+        return feats, labels, labels.copy(), flabels, ids
+
+    dataset = types.SimpleNamespace(load_frame_data=load_frame_data)
+    a = types.SimpleNamespace(background=True, tm=7.0, mode="single")
+    no_centres = [types.SimpleNamespace(parameters=lambda: [], zero_grad=lambda: None, step=lambda: None)] * 2
+    logger = types.SimpleNamespace(log_value=lambda *x: None)
+    mod["train"].log_value = lambda *x: None
+
+    def step():
+        mod["train"].train_SF(1, dataset, a, net, optimizer, no_centres, no_centres, logger, "cpu", None,
+                              {"alpha": 1, "beta": 1, "gamma": 0.1}, mode="single")
+    return step
+
+
 # ----------------------------------------------------------------------------- pointtal steps
 
 
@@ -159,6 +191,14 @@ def pointtal_hrpro(videos, args):
     batch = padded_batch(videos)
     params = list(method.snippet.parameters())
     return method, batch, torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-4)
+
+
+def pointtal_sfnet(videos, args):
+    from pointtal.methods.sfnet import Options, SFNet
+
+    method = SFNet(Options(), args.dim, args.classes).train()
+    batch = padded_batch(videos)
+    return method, batch, torch.optim.Adam(method.parameters(), lr=1e-4, weight_decay=5e-4)
 
 
 def pointtal_step(method, batch, optimizer):
@@ -234,7 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     videos = make_videos(args)
     rows = []
     for name, path, build_official, build_mine in [("LACP", args.lacp, official_lacp, pointtal_lacp),
-                                                   ("HR-Pro stage 1", args.hrpro, official_hrpro, pointtal_hrpro)]:
+                                                   ("HR-Pro stage 1", args.hrpro, official_hrpro, pointtal_hrpro),
+                                                   ("SF-Net", args.sfnet, official_sfnet, pointtal_sfnet)]:
         if not path:
             continue
         method, batch, optimizer = build_mine(videos, args)

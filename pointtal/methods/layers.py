@@ -228,8 +228,23 @@ def project(layers: Sequence[nn.Module], rows: torch.Tensor) -> list[torch.Tenso
     return list((rows @ torch.cat(weights, dim=1)).split([w.shape[1] for w in weights], dim=1))
 
 
+def _dense_onednn_linear():
+    """torch's oneDNN linear on dense (and strided) float32 tensors, or None where this build lacks it."""
+    try:
+        return torch.ops.mkldnn._linear_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_DENSE_ONEDNN = _dense_onednn_linear()
+
+
 def _onednn_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (M, K) @ b (N, K)^T in float32 through oneDNN -> (M, N) dense."""
+    """a (M, K) @ b (N, K)^T in float32 through oneDNN -> (M, N) dense. Strided operands (transposes) are read
+    in place: no contiguous copy and no conversion to oneDNN tensors (those cost 15-20 % of the product's time on
+    a (9000, 2048) x (2048, 6144) layer); the products are the same as through `mkldnn_linear`."""
+    if _DENSE_ONEDNN is not None:
+        return _DENSE_ONEDNN(a, b, None, "none", [], "")
     return torch._C._nn.mkldnn_linear(a.contiguous().to_mkldnn(), b.contiguous().to_mkldnn()).to_dense()
 
 

@@ -13,7 +13,12 @@ Writes:
   hrpro_proposals.npz  crafted fused CAS + video scores -> S_test's proposals ("test" mode, before NMS),
                        utils.post_process soft-NMS, ranking.match_point on exact point times, utils.select_seed;
   hrpro_stage2.npz     RoI features, proposals, pseudo labels -> the regressor's outputs, refined proposals,
-                       the regression and score losses (with the recorded np.random.rand draws), gradients.
+                       the regression and score losses (with the recorded np.random.rand draws), gradients;
+  hrpro_roi.npz        (needs a torchvision whose ops load: `--only roi` in a venv with torch 2.14.1 and
+                       torchvision 0.29.1) whole-video features and stage-1 proposals -> I_Model.extract_roi_features
+                       (RoI-Align of the widened proposals on the zero-padded features), I_Model.forward at test
+                       time (refined proposals, completeness of the original and of the refined proposals), and
+                       I_test's scoring: utils.get_prediction + utils.post_process (soft-NMS per class).
 """
 
 from __future__ import annotations
@@ -247,24 +252,74 @@ def stage2(mod, args) -> dict[str, np.ndarray]:
     return out
 
 
+def roi_inference(mod, args) -> dict[str, np.ndarray]:
+    """I_Model on whole videos (eval mode): RoI-Align, the test-time forward and I_test's scoring per video."""
+    rng = np.random.default_rng(5)
+    torch.manual_seed(5)
+    net = mod["model_I"].I_Model(args).eval()
+    out: dict[str, np.ndarray] = {f"w_{k.removeprefix('bcr.')}": v.detach().numpy().copy()
+                                  for k, v in net.named_parameters()}
+    lengths, counts = [30, 45, 20], [7, 10, 5]
+    feats, props = [], []
+    for t, m in zip(lengths, counts, strict=True):
+        feats.append(rng.normal(size=(t, D)).astype(np.float32))
+        s = rng.uniform(0, t - 1, m)
+        e = np.minimum(s + rng.uniform(0.4, 14, m), t)
+        s[0], e[1], e[2] = 0.0, float(t), s[2] + 0.3  # at the video's start, at its end, narrower than a snippet
+        props.append(np.stack([s, e, rng.uniform(0.1, 0.9, m), rng.integers(0, C, m)], 1).astype(np.float32))
+    feats_t = [torch.from_numpy(f) for f in feats]
+    props_t = [torch.from_numpy(p) for p in props]
+    roi, mask = net.extract_roi_features(feats_t, props_t, False)  # (B, M, 12, D), (B, M)
+    with torch.no_grad():
+        scale = types.SimpleNamespace(t_factor=25 / 16)  # I_test's dataset: frames_per_sec / segment_frames_num
+        refined, iou_orig, iou_refined, final = [], [], [], []
+        for f, p in zip(feats_t, props_t, strict=True):  # I_test: batch_size 1
+            o = net([f], [p], is_training=False)
+            refined.append(o["prop_refined"][0].numpy())
+            iou_orig.append(o["iou_pred_orig"][0, :, 0].numpy())
+            iou_refined.append(o["iou_pred_refined"][0, :, 0].numpy())
+            rows = mod["utils"].post_process(args, "v", mod["utils"].get_prediction(p.numpy(), o, scale), None)
+            final.append(np.array([[r["segment"][0], r["segment"][1], NAMES.index(r["label"]), r["score"]]
+                                   for r in rows], dtype=np.float64))
+    out.update(roi=roi.numpy(), roi_mask=mask.numpy())
+    out["features"], out["offsets"] = ragged(feats)
+    out["proposals"], out["proposal_offsets"] = ragged(props)
+    out["refined"], _ = ragged(refined)
+    out["iou_orig"], _ = ragged(iou_orig)
+    out["iou_refined"], _ = ragged(iou_refined)
+    out["final"], out["final_offsets"] = ragged(final)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("official", help="path of the official HR-Pro checkout (outside this repository)")
     parser.add_argument("--commit", help="the commit the checkout was exported from (else git rev-parse HEAD)")
+    parser.add_argument("--only", choices=["roi"], help="write only hrpro_roi.npz (needs torchvision's ops)")
     args_cli = parser.parse_args()
     root = official_path(args_cli.official)
     cpu_only()
     try:
-        import torchvision  # noqa: F401
+        import torchvision.ops  # noqa: F401
+
+        torch.ops.torchvision.roi_align  # noqa: B018  the compiled ops are there
+        have_ops = True
     except Exception:  # no CPU torchvision for this torch: stand in for the import (RoI-Align is not run)
         for key in [k for k in sys.modules if k.startswith("torchvision")]:
             del sys.modules[key]
         sys.modules["torchvision"] = types.ModuleType("torchvision")
+        have_ops = False
     sys.modules.setdefault("tensorboard_logger", types.SimpleNamespace(Logger=None))
     mod = {name: __import__(name) for name in ["utils", "model_S", "model_I", "test", "ranking"]}
     commit = np.array(head_commit(root, args_cli.commit))
     with tempfile.TemporaryDirectory() as tmp:
         args = make_args(tmp)
+        if have_ops:
+            save("hrpro_roi", {**roi_inference(mod, args), "commit": commit})
+        elif args_cli.only:
+            sys.exit("hrpro_roi.npz needs torchvision's compiled ops (see the module docstring)")
+        if args_cli.only:
+            return
         save("hrpro_stage1", {**stage1(mod, args), "commit": commit})
         save("hrpro_proposals", {**proposals(mod, args), "commit": commit})
         save("hrpro_stage2", {**stage2(mod, args), "commit": commit})

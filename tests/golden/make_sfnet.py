@@ -12,7 +12,13 @@ stores those blocks. Writes:
   sfnet_losses.npz   logits of the three outputs + points -> video_loss, frame_loss (background mining),
                      act_loss of train_SF (values and gradients with respect to the logits);
   sfnet_expand.npz   crafted CAS + points -> anchor_expand (act_expand's per-video call, pv 0.95, radius 3):
-                     "interior_*" points >= 5 snippets from the video's ends, "edge_*" points anywhere.
+                     "interior_*" points >= 5 snippets from the video's ends, "edge_*" points anywhere;
+  sfnet_post.npz     eval.evaluate's inference per video: the classification score (softmax of the top-k mean,
+                     k = ceil(T / 8), of each of the three outputs, summed) and eval.generate_segment (segments
+                     and single frames: mean threshold, arg-max frames) on the network outputs of
+                     sfnet_network.npz (actionness weight 2, the options.py default) and on crafted CAS and
+                     actionness in three settings ("crafted_<s>_*": weight 2; weight 0 as `--use-anchor` off;
+                     weight 2 with adjust_mean 0.8).
 """
 
 from __future__ import annotations
@@ -58,6 +64,53 @@ def network(mod) -> dict[str, np.ndarray]:
             continue  # hidden features: 1024 wide
         out[name], _ = ragged([o[k][0].numpy() for o in outs])
     out["features"], out["offsets"] = ragged(feats)
+    return out
+
+
+def _segments(gen, cas: np.ndarray, act: np.ndarray, weight: float, adjust: float):
+    """generate_segment as eval.evaluate calls it (threshold 'mean', frames at the arg-max)."""
+    segs, frames = gen(cas.astype(np.float32), act.astype(np.float32), threshold_type="mean", adjust_mean=adjust,
+                       frame_type="max", act_weight=weight)
+    return np.array(segs, np.float64).reshape(-1, 4), np.array(frames, np.float64).reshape(-1, 3)
+
+
+SETTINGS = {"w2": (2.0, 1.0), "w0": (0.0, 1.0), "adj": (2.0, 0.8)}  # (act_weight, adjust_mean)
+
+
+def post(mod, net: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """eval.evaluate's per-video inference on the network's outputs, then generate_segment on crafted inputs."""
+    gen = mod["eval"].generate_segment
+    out: dict[str, np.ndarray] = {}
+    scores, segs, frames = [], [], []
+    offs = net["offsets"]
+    for a, b in zip(offs[:-1], offs[1:], strict=True):
+        t = b - a
+        topk = int(np.ceil(t / 8))
+        tmp = sum(torch.softmax(torch.from_numpy(net[n][a:b]).topk(topk, dim=0)[0].mean(0), 0).numpy()
+                  for n in ["cls_x_f", "cls_x_r", "tcam"])
+        scores.append(tmp)
+        s, f = _segments(gen, net["tcam"][a:b, 1:], net["a_x"][a:b, 0], 2.0, 1.0)
+        segs.append(s)
+        frames.append(f)
+    out["net_video_scores"] = np.stack(scores)
+    out["net_segments"], out["net_segment_offsets"] = ragged(segs)
+    out["net_frames"], out["net_frame_offsets"] = ragged(frames)
+    rng = np.random.default_rng(6)
+    cas_l, act_l = [], []
+    for t in [6, 13, 25, 40, 60, 33, 18, 47]:
+        cls = np.repeat(rng.integers(0, C, t // 3 + 1), 3)[:t]
+        cas = rng.normal(0, 1.0, (t, C)) + 2.5 * np.eye(C)[cls] * (rng.random((t, 1)) < 0.7)
+        cas_l.append(cas.astype(np.float32))
+        act_l.append(rng.normal(0, 1.0, t).astype(np.float32))
+    cas_l[3][:, 1:] -= 3.0  # one class far above the rest: the others are not kept
+    cas_l[5][10:14, 0] = cas_l[5][10:14, 0].max() + 1.0  # a plateau: the frame is its first snippet
+    out["crafted_cas"], out["crafted_offsets"] = ragged(cas_l)
+    out["crafted_act"], _ = ragged([a[:, None] for a in act_l])
+    for name, (weight, adjust) in SETTINGS.items():
+        got = [_segments(gen, c, a if weight else np.zeros_like(a), weight, adjust) for c, a in zip(cas_l, act_l,
+                                                                                                   strict=True)]
+        out[f"crafted_{name}_segments"], out[f"crafted_{name}_segment_offsets"] = ragged([g[0] for g in got])
+        out[f"crafted_{name}_frames"], out[f"crafted_{name}_frame_offsets"] = ragged([g[1] for g in got])
     return out
 
 
@@ -153,9 +206,11 @@ def main() -> None:
     cpu_only()
     torch.set_default_tensor_type = lambda *a, **k: None  # the official modules switch to CUDA tensors
     sys.modules.setdefault("tensorboard_logger", types.SimpleNamespace(log_value=None, Logger=None))
-    mod = {name: __import__(name) for name in ["model", "train"]}
+    mod = {name: __import__(name) for name in ["model", "train", "eval"]}
     commit = np.array(head_commit(root, args.commit))
-    save("sfnet_network", {**network(mod), "commit": commit})
+    net = network(mod)
+    save("sfnet_network", {**net, "commit": commit})
+    save("sfnet_post", {**post(mod, net), "commit": commit})
     save("sfnet_losses", {**losses(mod), "commit": commit})
     edge = {f"edge_{k}": v for k, v in expand(mod).items()}
     interior = {f"interior_{k}": v for k, v in expand(mod, 8, seed=3, margin=5).items()}

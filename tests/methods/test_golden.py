@@ -383,7 +383,7 @@ def test_hrpro_instance_model_and_stage2_losses_match_the_official_regressor(mon
             head, rest = name.split(".", 1)
             value.copy_(_to_pointtal(g[f"w_{mapping[head]}.{rest}"], "conv1x1"))
     roi = torch.from_numpy(g["roi"])
-    monkeypatch.setattr(hr.network, "roi_pool", lambda *a, **k: roi)  # RoI-Align is not in the fixture (README)
+    monkeypatch.setattr(hr.network, "roi_pool", lambda *a, **k: roi)  # the given RoI features (RoI-Align: hrpro_roi.npz)
     props, pmask = pad(split(g["proposals"], g["proposal_offsets"]))
     pseudo, qmask = pad(split(g["pseudo"], g["pseudo_offsets"]))
     out = model(torch.zeros(len(props), 1, d), torch.ones(len(props)), props)
@@ -400,6 +400,75 @@ def test_hrpro_instance_model_and_stage2_losses_match_the_official_regressor(mon
             head, rest = pname.split(".", 1)
             want = _to_pointtal(g[f"grad_{name}_{mapping[head]}.{rest}"], "conv1x1")
             close(torch.zeros_like(want) if grad is None else grad, want, what=f"grad of {name} wrt {pname}")
+
+
+def _hrpro_stage2_method(g: dict[str, np.ndarray]):
+    """HRPro in eval mode with stage 2 ready and the official I-model's weights."""
+    from pointtal.methods.hrpro import HRPro, Options
+
+    d = g["features"].shape[1]
+    method = HRPro(Options(), d, int(g["proposals"][:, 3].max()) + 1).eval()
+    mapping = {"start_reg": "start_reg_conv", "end_reg": "end_reg_conv", "completeness": "prop_completeness",
+               "fusion": "prop_fusion"}
+    with torch.no_grad():
+        for name, value in method.instance.named_parameters():
+            head, rest = name.split(".", 1)
+            value.copy_(_to_pointtal(g[f"w_{mapping[head]}.{rest}"], "conv1x1"))
+    method.stage2_ready = True
+    return method
+
+
+def test_hrpro_roi_align_matches_the_official_extract_roi_features():
+    """torchvision's roi_align on the zero-padded (D, T, 1) map of proposals widened by 25 % on each side:
+    proposals at a video's start and end and narrower than a snippet (sampled past the video: zeros)."""
+    from pointtal.methods.hrpro.network import roi_pool
+
+    g = load("hrpro_roi")
+    feats, fmask = pad(split(g["features"], g["offsets"]))
+    props, pmask = pad(split(g["proposals"][:, :2], g["proposal_offsets"]))
+    got = roi_pool(feats, fmask.sum(1), props, 12, 0.25)
+    assert np.array_equal(pmask.numpy(), g["roi_mask"].astype(bool))
+    # 2e-5, not 1e-5: the official samples at float32 positions shifted by its padding length (positions up to
+    # ~50 carry 4e-6 rounding, times feature slopes up to ~4); the median difference is 6e-8
+    close(got[pmask], g["roi"][g["roi_mask"].astype(bool)], tol=2e-5, what="RoI features")
+
+
+def test_hrpro_stage2_inference_matches_the_official_i_test():
+    """I_test per video: completeness of the stage-1 proposals and of their refinements (a second RoI-Align on
+    the refined boundaries, some past the video's end), each + the stage-1 score, soft-NMS per class; through
+    `HRPro.detect` with the stage-1 proposals of the fixture."""
+    from types import SimpleNamespace
+
+    from pointtal.localization.hrpro import RawProposals
+    from pointtal.methods.hrpro.network import refine
+
+    g = load("hrpro_roi")
+    method = _hrpro_stage2_method(g)
+    feats, fmask = pad(split(g["features"], g["offsets"]))
+    props = split(g["proposals"], g["proposal_offsets"])
+    refined, iou_o, iou_r = (split(g[k], g["proposal_offsets"]) for k in ["refined", "iou_orig", "iou_refined"])
+    finals = split(g["final"], g["final_offsets"])
+    per_video = iter(props)
+    method._stage1_raw = lambda cas, scores: (lambda p: RawProposals(  # noqa: E731  the fixture's proposals
+        p[:, 0].astype(np.float64), p[:, 1].astype(np.float64), p[:, 3].astype(np.int64) + 1,
+        p[:, 2].astype(np.float64)))(next(per_video))
+    videos = [SimpleNamespace(row=v, cas=np.zeros((int(n), 4)), video_scores=np.zeros(4))
+              for v, n in enumerate(fmask.sum(1).tolist())]
+    found = method.detect(SimpleNamespace(features=feats), videos)
+    order = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731
+    for v, p in enumerate(props):
+        n = int(fmask[v].sum())
+        box = torch.from_numpy(p[None, :, :2])
+        with torch.no_grad():
+            first = method.instance(feats[v: v + 1, :n], torch.tensor([n]), box)
+            moved = refine(box, first.start_reg, first.end_reg)
+            second = method.instance(feats[v: v + 1, :n], torch.tensor([n]), moved)
+        close(first.iou[0], iou_o[v], what=f"completeness of video {v}")
+        close(moved[0], refined[v][:, :2], what=f"refined proposals of video {v}")
+        close(second.iou[0], iou_r[v], what=f"completeness of the refined proposals of video {v}")
+        want = np.column_stack([finals[v][:, :2] * 25 / 16, finals[v][:, 2] + 1, finals[v][:, 3]])  # seconds -> snippets
+        assert len(found[v].segments) == len(want) == 2 * len(p), v
+        close(order(found[v].segments), order(want), tol=2e-5, what=f"final detections of video {v}")
 
 
 # ----------------------------------------------------------------------------- SF-Net
@@ -494,3 +563,48 @@ def test_sfnet_anchor_expansion_matches_the_official_with_the_reference_switch()
 def test_sfnet_anchor_expansion_near_the_video_ends_matches_the_official_with_the_code_edge():
     """expand_edge="code": the official walk ends where the snippet after a candidate is outside the video."""
     _check_sfnet_expansion("edge")
+
+
+def _check_sfnet_detections(got, segments: np.ndarray, frames: np.ndarray, what: str) -> None:
+    """pointtal's Detections (classes 1..C) against generate_segment's rows (classes 0..C-1), in any order."""
+    seg = np.column_stack([segments[:, 1:3], segments[:, 0] + 1, segments[:, 3]]) if len(segments) else segments
+    frm = np.column_stack([frames[:, 1], frames[:, 0] + 1, frames[:, 2]]) if len(frames) else frames
+    order = lambda a: a[np.lexsort(a.T[::-1])] if len(a) else a.reshape(0, a.shape[1])  # noqa: E731
+    assert len(got.segments) == len(seg) and len(got.frames) == len(frm), what
+    close(order(got.segments), order(seg), what=f"segments of {what}")
+    close(order(got.frames), order(frm), what=f"frames of {what}")
+
+
+def test_sfnet_inference_matches_the_official_evaluate_on_the_network_outputs():
+    """eval.evaluate per video: the classification score (pointtal averages the three softmaxes the official
+    sums) and generate_segment on the fused CAS plus 2 x actionness, through `SFNet.scores` and `localize`."""
+    g, p = load("sfnet_network"), load("sfnet_post")
+    method = sfnet_method(g)
+    feats, mask = pad(split(g["features"], g["offsets"]))
+    with torch.no_grad():
+        scores = method.scores(method(feats, mask), mask)
+    close(3 * scores.video_scores, p["net_video_scores"], what="video scores")
+    segs, frames = split(p["net_segments"], p["net_segment_offsets"]), split(p["net_frames"], p["net_frame_offsets"])
+    assert sum(len(s) for s in segs) > 0
+    for v, n in enumerate(mask.sum(1).tolist()):
+        got = method.localize(scores.cas[v, :n].numpy(), scores.actionness[v, :n].numpy(), scores.video_scores[v])
+        _check_sfnet_detections(got, segs[v], frames[v], f"video {v}")
+
+
+@pytest.mark.parametrize("setting", ["w2", "w0", "adj"])
+def test_sfnet_localization_matches_the_official_generate_segment_on_crafted_scores(setting):
+    """Kept classes (top-T/12 mean > max / 1.5 and > 0), mean thresholds, runs >= 2 snippets, a frame per run
+    at its first maximum; actionness weight 2, 0 (`--use-anchor` off) and adjust_mean 0.8."""
+    from pointtal.methods.sfnet import Options
+    from pointtal.methods.two_stream import sfnet_detections
+
+    p = load("sfnet_post")
+    w_act, adjust = {"w2": (2.0, 1.0), "w0": (0.0, 1.0), "adj": (2.0, 0.8)}[setting]
+    options = Options(w_act=w_act, adjust=adjust)
+    cas_l, act_l = split(p["crafted_cas"], p["crafted_offsets"]), split(p["crafted_act"], p["crafted_offsets"])
+    segs = split(p[f"crafted_{setting}_segments"], p[f"crafted_{setting}_segment_offsets"])
+    frames = split(p[f"crafted_{setting}_frames"], p[f"crafted_{setting}_frame_offsets"])
+    assert sum(len(s) for s in segs) > 5 and any(len(f) > len(s) for f, s in zip(frames, segs, strict=True))
+    for v, (cas, act) in enumerate(zip(cas_l, act_l, strict=True)):
+        got = sfnet_detections(options, np.pad(cas, ((0, 0), (1, 0))), act[:, 0], w_act)
+        _check_sfnet_detections(got, segs[v], frames[v], f"{setting} video {v}")
