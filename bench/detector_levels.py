@@ -41,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         divisor = o.scale ** (levels - 1)
         lengths = tuple(math.ceil(n / divisor) * divisor // o.scale**level for level in range(levels))
         points = pyramid_points(lengths, o.regression_ranges, o.scale, "cpu")
-        segments = torch.tensor(np.stack([table.start[rows], table.end[rows]], 1) - GRID_OFFSET,
-                                dtype=torch.float32)[None]  # (1, K, 2)
+        segments = torch.tensor(np.stack([table.start[rows], table.end[rows]], 1) - GRID_OFFSET, dtype=torch.float32)[
+            None
+        ]  # (1, K, 2)
         labels = torch.from_numpy(table.label[rows])[None]  # (1, K)
-        targets = assign_targets(points, segments, labels, torch.ones(labels.shape), len(data.classes),
-                                 o.center_radius)
+        targets = assign_targets(points, segments, labels, torch.ones(labels.shape), len(data.classes), o.center_radius)
         real = points.position < n  # (P,)
         positive = (targets.classes[0].sum(-1) > 0) & real
         bounds = np.cumsum((0, *lengths))
@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         # an instance is covered when some positive point regresses onto it (its own offsets match)
         start = points.position - targets.offsets[0, :, 0] * points.stride  # (P,)
         end = points.position + targets.offsets[0, :, 1] * points.stride
-        hit = (positive[:, None] & ((start[:, None] - segments[0, :, 0]).abs() < 1e-4)
-               & ((end[:, None] - segments[0, :, 1]).abs() < 1e-4))  # (P, K)
+        hit = (
+            positive[:, None]
+            & ((start[:, None] - segments[0, :, 0]).abs() < 1e-4)
+            & ((end[:, None] - segments[0, :, 1]).abs() < 1e-4)
+        )  # (P, K)
         covered += int(hit.any(0).sum())
     print(f"ranges {[list(r) for r in o.regression_ranges]}, centre radius {o.center_radius}")
     print(f"positive points per level: {' / '.join(str(int(p)) for p in positives)}")

@@ -71,16 +71,22 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200_000, help="number of predictions")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=15, help="fast evaluator runs (best time reported)")
-    parser.add_argument("--reference-budget", type=float, default=120.0,
-                        help="run the full reference only if a probe predicts at most this many seconds")
+    parser.add_argument(
+        "--reference-budget",
+        type=float,
+        default=120.0,
+        help="run the full reference only if a probe predicts at most this many seconds",
+    )
     args = parser.parse_args()
 
     gt_file = load_ground_truth(GT_PATH)
     gt = SegmentTable.from_ground_truth(gt_file.subset("test"), gt_file.classes)
     pred = random_predictions(gt, args.n, np.random.default_rng(args.seed))
     print(f"THUMOS14 test: {len(gt)} instances; {len(pred)} predictions; tIoU {THUMOS_TIOUS}")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f}"
+    )
 
     fast_times, fast_cpu_times = [], []
     for _ in range(args.repeats):
@@ -120,11 +126,15 @@ def main() -> None:
     print(f"| {'predictions':>11} | {'time':>9} | {'fast s':>7} | {'reference s':>11} | {'speed-up':>8} |")
     print(f"|{'-' * 13}|{'-' * 11}|{'-' * 9}|{'-' * 13}|{'-' * 10}|")
     print(f"| {len(pred):>11} | {'wall':>9} | {fast:>7.3f} | {reference:>11.2f} | {reference / fast:>7.0f}x |")
-    print(f"| {len(pred):>11} | {'CPU':>9} | {fast_cpu:>7.3f} | {reference_cpu:>11.2f} | "
-          f"{reference_cpu / fast_cpu:>7.0f}x |")
+    print(
+        f"| {len(pred):>11} | {'CPU':>9} | {fast_cpu:>7.3f} | {reference_cpu:>11.2f} | "
+        f"{reference_cpu / fast_cpu:>7.0f}x |"
+    )
     print()
-    print(f"fast: best of {args.repeats} runs (median {np.median(fast_times):.3f} s); reference: {ref_note}; "
-          f"load average now {os.getloadavg()[0]:.1f}")
+    print(
+        f"fast: best of {args.repeats} runs (median {np.median(fast_times):.3f} s); reference: {ref_note}; "
+        f"load average now {os.getloadavg()[0]:.1f}"
+    )
     print(f"JSON loading of the same predictions (load_segment_predictions): {load_time:.2f} s")
     print(f"mAP@0.1:0.7 = {', '.join(f'{100 * v:.2f}' for v in result.map)} (average {100 * result.average:.2f})")
     print(equal)

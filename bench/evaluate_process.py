@@ -104,10 +104,14 @@ def max_difference(ours: dict, theirs: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", type=Path, metavar="DIR",
-                        help="ActivityNet's Evaluation/ directory (eval_detection.py, utils.py)")
-    parser.add_argument("--official-python", default=sys.executable,
-                        help="Python with pandas and joblib for the official code (default: this one)")
+    parser.add_argument(
+        "--official", type=Path, metavar="DIR", help="ActivityNet's Evaluation/ directory (eval_detection.py, utils.py)"
+    )
+    parser.add_argument(
+        "--official-python",
+        default=sys.executable,
+        help="Python with pandas and joblib for the official code (default: this one)",
+    )
     parser.add_argument("--n", type=int, default=200_000, help="number of predictions")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5, help="timed `pointtal evaluate` runs")
@@ -123,8 +127,18 @@ def main() -> None:
         tmp = Path(tmp)
         pred_path = tmp / "predictions.json"
         to_json(random_predictions(gt, args.n, np.random.default_rng(args.seed)), pred_path)
-        ours = [sys.executable, "-m", "pointtal", "evaluate", str(GT_PATH), str(pred_path),
-                "--subset", "test", "--json", str(tmp / "ours.json")]
+        ours = [
+            sys.executable,
+            "-m",
+            "pointtal",
+            "evaluate",
+            str(GT_PATH),
+            str(pred_path),
+            "--subset",
+            "test",
+            "--json",
+            str(tmp / "ours.json"),
+        ]
         if args.official is not None:
             port_official(args.official, tmp)
             theirs_name = f"official ActivityNet eval_detection.py ({args.official}, ported to Python 3)"
@@ -133,13 +147,24 @@ def main() -> None:
             theirs_name = "tests/reference_eval.py (loop transcription; no --official given)"
             driver, code_dir, python = REFERENCE_DRIVER, ROOT / "tests", sys.executable
         (tmp / "driver.py").write_text(driver)
-        theirs = [python, str(tmp / "driver.py"), str(code_dir), str(GT_PATH), str(pred_path),
-                  str(tmp / "theirs.json"), tious]
+        theirs = [
+            python,
+            str(tmp / "driver.py"),
+            str(code_dir),
+            str(GT_PATH),
+            str(pred_path),
+            str(tmp / "theirs.json"),
+            tious,
+        ]
 
-        print(f"{args.n} predictions ({pred_path.stat().st_size / 1e6:.1f} MB JSON) vs {len(gt)} THUMOS14 test "
-              f"instances, tIoU 0.1:0.7")
-        print(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
-              f"load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"{args.n} predictions ({pred_path.stat().st_size / 1e6:.1f} MB JSON) vs {len(gt)} THUMOS14 test "
+            f"instances, tIoU 0.1:0.7"
+        )
+        print(
+            f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
         subprocess.run(ours, check=True, stdout=subprocess.DEVNULL, env=env)  # warm-up: .pyc, file cache
         runs = {"pointtal evaluate": [], "reference": []}
         for i in range(max(args.repeats, args.official_repeats)):  # interleaved: both see the same load
@@ -161,12 +186,16 @@ def report(runs: dict, theirs_name: str, diff: float, args) -> None:
     print("| process | runs | wall s (median) | wall s (best) | CPU s (median) |")
     print("|---------|------|-----------------|---------------|----------------|")
     for key, label in ((ours, "`pointtal evaluate`"), (theirs, "official code" if args.official else "loop reference")):
-        print(f"| {label} | {wall[key].size} | {np.median(wall[key]):.2f} | {wall[key].min():.2f} | "
-              f"{np.median(cpu[key]):.2f} |")
+        print(
+            f"| {label} | {wall[key].size} | {np.median(wall[key]):.2f} | {wall[key].min():.2f} | "
+            f"{np.median(cpu[key]):.2f} |"
+        )
     print()
-    print(f"whole process, wall: {np.median(wall[theirs]) / np.median(wall[ours]):.0f}x faster "
-          f"(median / median); CPU: {np.median(cpu[theirs]) / np.median(cpu[ours]):.0f}x "
-          f"(CPU of joblib workers counted only when reaped)")
+    print(
+        f"whole process, wall: {np.median(wall[theirs]) / np.median(wall[ours]):.0f}x faster "
+        f"(median / median); CPU: {np.median(cpu[theirs]) / np.median(cpu[ours]):.0f}x "
+        f"(CPU of joblib workers counted only when reaped)"
+    )
     print(f"compared with: {theirs_name}")
     print(f"max |AP pointtal - AP other| over classes and tIoUs = {diff:.1e} (percent points)")
     print(f"load average now {os.getloadavg()[0]:.1f}")

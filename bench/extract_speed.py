@@ -53,7 +53,7 @@ def make_clip(path: Path, seconds: float, width: int, height: int) -> Path:
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for i in range(int(seconds * 30)):
             frame = np.roll(texture, 3 * i, axis=1)
-            frame[40:90, (5 * i) % (width - 50):(5 * i) % (width - 50) + 50] = (255, 40, 40)
+            frame[40:90, (5 * i) % (width - 50) : (5 * i) % (width - 50) + 50] = (255, 40, 40)
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -67,8 +67,14 @@ def measure(clip: Path, flow: str, device: str) -> dict:
     start = time.perf_counter()
     features, stats = extractor.video(clip)
     total = time.perf_counter() - start
-    return {"flow": flow, "frames": stats.frames, "snippets": len(features), "total": total,
-            "flow_s": extractor.flow.seconds, "net_s": extractor.backbone.seconds}
+    return {
+        "flow": flow,
+        "frames": stats.frames,
+        "snippets": len(features),
+        "total": total,
+        "flow_s": extractor.flow.seconds,
+        "net_s": extractor.backbone.seconds,
+    }
 
 
 def main() -> None:
@@ -91,8 +97,11 @@ def main() -> None:
                 print(f"| {flow} | not measured: {err} | | | | | |")
                 continue
             rest = r["total"] - r["flow_s"] - r["net_s"]
-            print(f"| {flow} | {r['frames']} | {r['snippets']} | {r['frames'] / r['total']:.2f} | "
-                  f"{r['flow_s']:.1f} | {r['net_s']:.1f} | {rest:.1f} |", flush=True)
+            print(
+                f"| {flow} | {r['frames']} | {r['snippets']} | {r['frames'] / r['total']:.2f} | "
+                f"{r['flow_s']:.1f} | {r['net_s']:.1f} | {rest:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,9 @@ def contrastive_figures(method, dataset, size) -> None:
             act, bkg = select_seeds(out.cas[..., 0].detach(), points, batch.mask, o.seed_act_thresh, o.seed_bkg_thresh)
             grads = {}
             for regions in ("code", "all"):
-                loss = contrastive_loss(out.embedded, method.snippet.prototypes, act, bkg, labels, batch.mask,
-                                        o.temperature, regions).mean()
+                loss = contrastive_loss(
+                    out.embedded, method.snippet.prototypes, act, bkg, labels, batch.mask, o.temperature, regions
+                ).mean()
                 losses[regions].append(float(loss.detach()))
                 grads[regions] = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         for name, a, b in zip(names, grads["code"], grads["all"], strict=False):
@@ -59,11 +60,13 @@ def contrastive_figures(method, dataset, size) -> None:
                 worst.append(float((a - b).norm() / b.norm()))
                 norms[name] = max(norms.get(name, 0.0), worst[-1])
     code, every = np.array(losses["code"]), np.array(losses["all"])
-    print(f"contrastive_regions: loss code {code.mean():.4f} vs all {every.mean():.4f} (mean over {len(code)} batches); "
-          f"|difference| mean {np.abs(code - every).mean():.2e}, max {np.abs(code - every).max():.2e}; gradient "
-          f"relative difference per weight tensor and batch: median {np.median(worst):.3f}, 90th percentile "
-          f"{np.percentile(worst, 90):.3f}, max {np.max(worst):.3f} "
-          f"({max(norms, key=norms.get)})")
+    print(
+        f"contrastive_regions: loss code {code.mean():.4f} vs all {every.mean():.4f} (mean over {len(code)} batches); "
+        f"|difference| mean {np.abs(code - every).mean():.2e}, max {np.abs(code - every).max():.2e}; gradient "
+        f"relative difference per weight tensor and batch: median {np.median(worst):.3f}, 90th percentile "
+        f"{np.percentile(worst, 90):.3f}, max {np.max(worst):.3f} "
+        f"({max(norms, key=norms.get)})"
+    )
 
 
 def memory_figures(method, dataset, size) -> None:
@@ -86,9 +89,11 @@ def memory_figures(method, dataset, size) -> None:
         loss_gaps.append(abs(loss_video - loss_batch))
         totals.append(loss_batch)
     method.snippet.prototypes = start
-    print(f"memory_update: one step from the same weights, video vs batch: loss |difference| mean "
-          f"{np.mean(loss_gaps):.2e} (loss {np.mean(totals):.4f}); memory |difference| / the step's memory move: "
-          f"mean {np.mean(np.array(gaps) / np.maximum(shifts, 1e-12)):.2e}")
+    print(
+        f"memory_update: one step from the same weights, video vs batch: loss |difference| mean "
+        f"{np.mean(loss_gaps):.2e} (loss {np.mean(totals):.4f}); memory |difference| / the step's memory move: "
+        f"mean {np.mean(np.array(gaps) / np.maximum(shifts, 1e-12)):.2e}"
+    )
 
 
 def ranking_figures(method, dataset, size) -> None:
@@ -111,8 +116,10 @@ def ranking_figures(method, dataset, size) -> None:
             changed += int((exact != centre).sum())
             total += len(exact)
             unmatched += int((exact < 0).sum())
-    print(f"ranking_point_time: {changed} of {total} points match another proposal with exact times than with "
-          f"snippet centres ({unmatched} unmatched with exact times)")
+    print(
+        f"ranking_point_time: {changed} of {total} points match another proposal with exact times than with "
+        f"snippet centres ({unmatched} unmatched with exact times)"
+    )
 
 
 def lacp_figures(method, dataset, size) -> None:
@@ -122,7 +129,7 @@ def lacp_figures(method, dataset, size) -> None:
     o = method.options
     sequences = joined = videos_hit = several = 0
     for start in range(0, len(dataset.offsets) - 1, size):
-        offsets = dataset.offsets[start: start + size + 1]
+        offsets = dataset.offsets[start : start + size + 1]
         rows = slice(int(offsets[0]), int(offsets[-1]))
         feats, mask = padded(dataset.features[rows].float(), offsets - offsets[0])
         points, _ = padded((dataset.point_labels[rows, 1:] > 0).float(), offsets - offsets[0])
@@ -141,9 +148,11 @@ def lacp_figures(method, dataset, size) -> None:
         sequences += len(qv)
         joined += int(hit.sum())
         videos_hit += len(set(qv[hit].tolist()))
-    print(f"lacp search: {joined} of {sequences} (video, class) sequences ({videos_hit} of "
-          f"{len(dataset.offsets) - 1} videos) have two action groups without a background seed between them "
-          f"(the official search's assert); {several} have two or more action groups")
+    print(
+        f"lacp search: {joined} of {sequences} (video, class) sequences ({videos_hit} of "
+        f"{len(dataset.offsets) - 1} videos) have two action groups without a background seed between them "
+        f"(the official search's assert); {several} have two or more action groups"
+    )
 
 
 def first_videos(dataset, n: int):
@@ -154,12 +163,20 @@ def first_videos(dataset, n: int):
     times = dataset.point_times
     if times is not None:
         keep = times.video < n
-        times = dataclasses.replace(times, video=times.video[keep], position=times.position[keep],
-                                    class_index=times.class_index[keep])
-    return dataclasses.replace(dataset, video_ids=dataset.video_ids[:n], geometries=dataset.geometries[:n],
-                               offsets=dataset.offsets[: n + 1], features=dataset.features[:end],
-                               video_labels=dataset.video_labels[:n], point_labels=dataset.point_labels[:end],
-                               truth_labels=dataset.truth_labels[:end], point_times=times)
+        times = dataclasses.replace(
+            times, video=times.video[keep], position=times.position[keep], class_index=times.class_index[keep]
+        )
+    return dataclasses.replace(
+        dataset,
+        video_ids=dataset.video_ids[:n],
+        geometries=dataset.geometries[:n],
+        offsets=dataset.offsets[: n + 1],
+        features=dataset.features[:end],
+        video_labels=dataset.video_labels[:n],
+        point_labels=dataset.point_labels[:end],
+        truth_labels=dataset.truth_labels[:end],
+        point_times=times,
+    )
 
 
 def main() -> None:

@@ -64,10 +64,14 @@ def main() -> int:
             times[name].append(step(model, features, mask))
     hrpro.length_groups = grouped
     groups, padded = statistics.median(times["groups"]), statistics.median(times["padded"])
-    print(f"S-model fwd+bwd, batch {args.batch} THUMOS14 validation lengths, D {args.dim}, {args.repeats} batches, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"| attention | s per step (median) |\n|---|---|\n| length groups | {groups:.2f} |\n"
-          f"| one padded batch | {padded:.2f} |\n| ratio | {padded / groups:.1f}x |")
+    print(
+        f"S-model fwd+bwd, batch {args.batch} THUMOS14 validation lengths, D {args.dim}, {args.repeats} batches, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"| attention | s per step (median) |\n|---|---|\n| length groups | {groups:.2f} |\n"
+        f"| one padded batch | {padded:.2f} |\n| ratio | {padded / groups:.1f}x |"
+    )
     return 0
 
 

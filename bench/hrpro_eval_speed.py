@@ -40,8 +40,14 @@ def evaluate(run, data, video_ids) -> dict:
     predictions = run_predictions(run.method, test, run.config, torch.device("cpu"), data.classes)
     record = evaluate_predictions(data.gt, video_ids, predictions, run.config.eval.tiou)
     counts = [len(v) for v in predictions.segments.values()]
-    return {"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu, "segments": sum(counts),
-            "max_video": max(counts), "average": record["average"], "map50": record.get("mAP@0.5", float("nan"))}
+    return {
+        "wall": time.perf_counter() - started,
+        "cpu": time.process_time() - cpu,
+        "segments": sum(counts),
+        "max_video": max(counts),
+        "average": record["average"],
+        "map50": record.get("mAP@0.5", float("nan")),
+    }
 
 
 def as_official_false_positives(segments: np.ndarray) -> np.ndarray:
@@ -63,8 +69,10 @@ def load(run_dir: str):
 
 
 def line(name: str, r: dict) -> str:
-    return (f"| {name} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['segments']:,} | {r['max_video']:,} | "
-            f"{r['average']:.2f} | {r['map50']:.2f} |")
+    return (
+        f"| {name} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['segments']:,} | {r['max_video']:,} | "
+        f"{r['average']:.2f} | {r['map50']:.2f} |"
+    )
 
 
 def main() -> None:
@@ -91,8 +99,14 @@ def main() -> None:
                 result = evaluate(run, data, ids)
             finally:
                 hrpro_module.method.valid_segments = keep
-            print(line(f"HR-Pro, max_per_class none, the {as_official_false_positives.moved:,} inverted rows kept "
-                       "as false positives (official)", result), flush=True)
+            print(
+                line(
+                    f"HR-Pro, max_per_class none, the {as_official_false_positives.moved:,} inverted rows kept "
+                    "as false positives (official)",
+                    result,
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

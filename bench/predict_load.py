@@ -33,9 +33,12 @@ def write_dataset(root: Path, n_videos: int, n_train: int, dim: int, snippets: i
         video_id = f"v{i:06d}"
         label = classes[i % 4]
         start = float(rng.uniform(0, duration / 2))
-        database[video_id] = {"subset": subset, "duration": duration, "fps": 25,
-                              "annotations": [{"segment": [round(start, 2), round(start + duration / 4, 2)],
-                                               "label": label}]}
+        database[video_id] = {
+            "subset": subset,
+            "duration": duration,
+            "fps": 25,
+            "annotations": [{"segment": [round(start, 2), round(start + duration / 4, 2)], "label": label}],
+        }
         array = rng.random((snippets, dim), dtype=np.float32)
         np.save(features / f"{video_id}.npy", array.astype(np.float16))
     (root / "gt.json").write_text(json.dumps({"database": database}), encoding="utf-8")
@@ -53,10 +56,15 @@ def main() -> None:
         root = Path(args.work) / f"n{n}"
         if not (root / "gt.json").is_file():
             write_dataset(root, n, 16, args.dim, args.snippets)
-        config = {"data": {"annotations": str(root / "gt.json"), "features": str(root / "features"),
-                           "points": "sfnet-uniform"},
-                  "method": {"name": "sfnet", "hidden": 64, "expand": False},
-                  "train": {"steps": 3, "batch_size": 8, "eval_every": 0, "device": "cpu", "progress": False}}
+        config = {
+            "data": {
+                "annotations": str(root / "gt.json"),
+                "features": str(root / "features"),
+                "points": "sfnet-uniform",
+            },
+            "method": {"name": "sfnet", "hidden": 64, "expand": False},
+            "train": {"steps": 3, "batch_size": 8, "eval_every": 0, "device": "cpu", "progress": False},
+        }
         (root / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
         run = root / "run"
         if not (run / "checkpoint.pt").is_file():
@@ -64,16 +72,30 @@ def main() -> None:
 import yaml
 from pointtal.config import build_config
 from pointtal.engine.trainer import train
-raw = yaml.safe_load(open({str(root / 'config.yaml')!r}))
+raw = yaml.safe_load(open({str(root / "config.yaml")!r}))
 raw['data']['test_subset'] = 'validation'   # keep the training run's own evaluation small
 train(build_config(raw), {str(run)!r})
 """
             subprocess.run([sys.executable, "-c", code], check=True, stderr=subprocess.DEVNULL)
-        cmd = [sys.executable, "-m", "pointtal", "predict", str(run), "--subset", "test", "--checkpoint",
-               str(run / "checkpoint.pt"), "--out", str(root / "predictions.json"), "--no-progress"]
-        script = ("import resource, subprocess, sys, time; s = time.perf_counter(); "
-                  "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-                  "print(time.perf_counter() - s, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+        cmd = [
+            sys.executable,
+            "-m",
+            "pointtal",
+            "predict",
+            str(run),
+            "--subset",
+            "test",
+            "--checkpoint",
+            str(run / "checkpoint.pt"),
+            "--out",
+            str(root / "predictions.json"),
+            "--no-progress",
+        ]
+        script = (
+            "import resource, subprocess, sys, time; s = time.perf_counter(); "
+            "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+            "print(time.perf_counter() - s, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+        )
         out = subprocess.run([sys.executable, "-c", script, *cmd], check=True, capture_output=True, text=True)
         wall, rss = map(float, out.stdout.split())
         feature_mb = sum(p.stat().st_size for p in (root / "features").glob("*.npy")) / 2**20

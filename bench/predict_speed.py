@@ -64,8 +64,7 @@ def time_predict(method, videos, batch: int, repeats: int, device: torch.device,
     for _ in range(repeats):
         _sync(device)
         started = time.perf_counter()
-        predict(method, videos, geometries, classes, batch_size=batch,
-                device=device, amp=amp)
+        predict(method, videos, geometries, classes, batch_size=batch, device=device, amp=amp)
         _sync(device)
         best = min(best, time.perf_counter() - started)
     return best
@@ -84,8 +83,12 @@ def time_matmuls(method, videos, batch: int, repeats: int, device: torch.device,
         plan = []
         for stream in (net.rgb, net.flow):
             first = torch.cat([stream.cls_layers[0].weight.t(), stream.act_layers[0].weight.flatten(1)], 1)
-            later = [stream.cls_layers[1].weight.t(), stream.act_layers[1].weight.flatten(1),
-                     stream.classifier.weight.t(), stream.act_head.weight.t()]
+            later = [
+                stream.cls_layers[1].weight.t(),
+                stream.act_layers[1].weight.flatten(1),
+                stream.classifier.weight.t(),
+                stream.act_head.weight.t(),
+            ]
             plan.append((first, later))
         inputs = [torch.from_numpy(rows).to(device) for rows in batches]
         hidden = [torch.rand(rows.shape[0], net.rgb.classifier.weight.shape[1], device=device) for rows in batches]
@@ -106,13 +109,29 @@ def time_matmuls(method, videos, batch: int, repeats: int, device: torch.device,
 def baseline_predict(rev: str, args) -> float:
     """`predict` time of commit `rev`, in a child process importing that commit's `pointtal`."""
     with tempfile.TemporaryDirectory(prefix="pointtal_base_") as tmp:
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "pointtal"], check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", rev, "pointtal"], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         env = {**os.environ, "PYTHONPATH": tmp}
-        cmd = [sys.executable, __file__, "--data", str(args.data), "--every", str(args.every), "--hidden",
-               str(args.hidden), "--batch", str(args.batch), "--repeats", str(args.repeats), "--device",
-               args.device, *(["--amp"] if args.amp else []), "--child"]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--data",
+            str(args.data),
+            "--every",
+            str(args.every),
+            "--hidden",
+            str(args.hidden),
+            "--batch",
+            str(args.batch),
+            "--repeats",
+            str(args.repeats),
+            "--device",
+            args.device,
+            *(["--amp"] if args.amp else []),
+            "--child",
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=tmp)
         return float(out.stdout.split()[-1])
 
@@ -131,8 +150,24 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not (args.data / "annotations.json").is_file():
-        subprocess.run([sys.executable, "-m", "pointtal", "synth", str(args.data), "--preset", "thumos14",
-                        "--dim", str(args.dim), "--dtype", "float16", "--no-progress"], check=True, cwd=REPO)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pointtal",
+                "synth",
+                str(args.data),
+                "--preset",
+                "thumos14",
+                "--dim",
+                str(args.dim),
+                "--dtype",
+                "float16",
+                "--no-progress",
+            ],
+            check=True,
+            cwd=REPO,
+        )
     videos = load_videos(args.data, args.every)
     dim = videos[0][1].shape[1]
     device = torch.device(args.device)
@@ -142,14 +177,18 @@ def main() -> None:
         print(time_predict(method, videos, args.batch, args.repeats, device, args.amp))
         return
     n = sum(a.shape[0] for _, a in videos)
-    padded = sum(max(a.shape[0] for _, a in videos[s : s + args.batch]) * len(videos[s : s + args.batch])
-                 for s in range(0, len(videos), args.batch))
+    padded = sum(
+        max(a.shape[0] for _, a in videos[s : s + args.batch]) * len(videos[s : s + args.batch])
+        for s in range(0, len(videos), args.batch)
+    )
     predict_s = time_predict(method, videos, args.batch, args.repeats, device, args.amp)
     matmul_s = time_matmuls(method, videos, args.batch, args.repeats, device, args.amp)
     base_s = baseline_predict(args.baseline, args) if args.baseline else None
-    print(f"{len(videos)} test videos, {n} snippets (list-order batches of {args.batch} pad to {padded}, "
-          f"{padded / n:.2f}x), D {dim}, H {args.hidden}, device {args.device}{' bf16' if args.amp else ''}, "
-          f"CPU threads {torch.get_num_threads()}")
+    print(
+        f"{len(videos)} test videos, {n} snippets (list-order batches of {args.batch} pad to {padded}, "
+        f"{padded / n:.2f}x), D {dim}, H {args.hidden}, device {args.device}{' bf16' if args.amp else ''}, "
+        f"CPU threads {torch.get_num_threads()}"
+    )
     print("\n| path | wall (s) | / matmuls |")
     print("|---|---|---|")
     print(f"| matmuls only | {matmul_s:.2f} | 1.00 |")

@@ -40,14 +40,29 @@ THRESHOLDS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 
 def config(data: Path, method: str, steps: int, annotations: Path | None = None) -> dict:
-    points = "full" if annotations else ("soda" if method == "soda" else
-                                         [str(p) for p in sorted((data / "points").glob("annotator*.csv"))])
+    points = (
+        "full"
+        if annotations
+        else ("soda" if method == "soda" else [str(p) for p in sorted((data / "points").glob("annotator*.csv"))])
+    )
     raw = {
-        "data": {"annotations": str(annotations or data / "annotations.json"), "features": str(data / "features"),
-                 "points": points},
+        "data": {
+            "annotations": str(annotations or data / "annotations.json"),
+            "features": str(data / "features"),
+            "points": points,
+        },
         "method": {"name": method, "hidden": 16, **({"resample_t": 64} if method == "soda" else {})},
-        "train": {"steps": steps, "batch_size": 4, "lr": 1e-3, "eval_every": 0, "checkpoint_every": steps,
-                  "log_every": steps, "device": "cpu", "progress": False, "report": False},
+        "train": {
+            "steps": steps,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "eval_every": 0,
+            "checkpoint_every": steps,
+            "log_every": steps,
+            "device": "cpu",
+            "progress": False,
+            "report": False,
+        },
         "eval": {"batch_size": 8},
     }
     if method == "sfnet":
@@ -84,16 +99,17 @@ def study(work: Path, steps: int) -> None:
     gt = load_ground_truth(data / "annotations.json")
     videos = gt.subset("validation")
     n_true = sum(len(v.instances) for v in videos)
-    print(f"| source | R | instances / video (truth {n_true / len(videos):.2f}) | P@0.5 | R@0.5 | "
-          "full-scheme SF-Net test avg mAP |")
+    print(
+        f"| source | R | instances / video (truth {n_true / len(videos):.2f}) | P@0.5 | R@0.5 | "
+        "full-scheme SF-Net test avg mAP |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for method in ("sfnet", "soda"):
         run = work / f"run_{method}"
         if not (run / "predictions.json").is_file():
             train(build_config(config(data, method, steps)), run)
         predicted = work / f"validation_{method}.json"
-        main(["predict", str(run), "--subset", "validation", "--out", str(predicted), "--no-progress",
-              "--overwrite"])
+        main(["predict", str(run), "--subset", "validation", "--out", str(predicted), "--no-progress", "--overwrite"])
         segments = json.loads(predicted.read_text())["results"]
         print(f"| {method} run itself | | | | | {final_average(run):.2f} |")
         for r in THRESHOLDS:
@@ -106,25 +122,49 @@ def study(work: Path, steps: int) -> None:
             full = work / f"full_{method}_{r}"
             if not (full / "predictions.json").is_file():
                 train(build_config(config(data, "sfnet", steps, annotations=path)), full)
-            print(f"| {method} | {r:g} | {n / len(videos):.2f} | {hits / max(n, 1):.2f} | {hits / n_true:.2f} | "
-                  f"{final_average(full):.2f} |", flush=True)
+            print(
+                f"| {method} | {r:g} | {n / len(videos):.2f} | {hits / max(n, 1):.2f} | {hits / n_true:.2f} | "
+                f"{final_average(full):.2f} |",
+                flush=True,
+            )
 
 
-PRESETS = {"sfnet": "configs/thumos14_sfnet.yaml", "lacp": "configs/thumos14_lacp.yaml",
-           "hrpro": "configs/thumos14_hrpro.yaml", "soda": "configs/thumos14_soda.yaml"}
+PRESETS = {
+    "sfnet": "configs/thumos14_sfnet.yaml",
+    "lacp": "configs/thumos14_lacp.yaml",
+    "hrpro": "configs/thumos14_hrpro.yaml",
+    "soda": "configs/thumos14_soda.yaml",
+}
 
 
 def method_overrides(method: str, data: Path, steps: int) -> list[str]:
     """--set overrides of a scaled-down run of `method`'s THUMOS14 preset on synthetic data."""
-    common = [f"data.annotations={data / 'annotations.json'}", f"data.features={data / 'features'}",
-              "data.points=gaussian", "data.exclude_videos=[]", "data.ambiguous=null", "train.epochs=null",
-              f"train.steps={steps}", "train.lr=1e-3", "train.batch_size=16", "train.eval_every=0",
-              "train.device=cpu", "train.report=false", "train.progress=false"]
-    extra = {"sfnet": ["method.hidden=64", f"method.expand_step={steps // 2}"],
-             "soda": ["method.hidden=64", "method.resample_t=128"],
-             "lacp": ["method.hidden=64", "method.num_segments=128"],
-             "hrpro": ["method.num_segments=128", "method.stage2_epochs=2", "method.stage2_lr=5e-4",
-                       "train.checkpoint_every=1"]}[method]  # HR-Pro: see the note in thumos14_study
+    common = [
+        f"data.annotations={data / 'annotations.json'}",
+        f"data.features={data / 'features'}",
+        "data.points=gaussian",
+        "data.exclude_videos=[]",
+        "data.ambiguous=null",
+        "train.epochs=null",
+        f"train.steps={steps}",
+        "train.lr=1e-3",
+        "train.batch_size=16",
+        "train.eval_every=0",
+        "train.device=cpu",
+        "train.report=false",
+        "train.progress=false",
+    ]
+    extra = {
+        "sfnet": ["method.hidden=64", f"method.expand_step={steps // 2}"],
+        "soda": ["method.hidden=64", "method.resample_t=128"],
+        "lacp": ["method.hidden=64", "method.num_segments=128"],
+        "hrpro": [
+            "method.num_segments=128",
+            "method.stage2_epochs=2",
+            "method.stage2_lr=5e-4",
+            "train.checkpoint_every=1",
+        ],
+    }[method]  # HR-Pro: see the note in thumos14_study
     return common + extra
 
 
@@ -146,8 +186,10 @@ def pseudo_row(gt, videos, pseudo: dict) -> str:
     n_true = sum(len(v.instances) for v in videos)
     precision, recall = hits / max(n, 1), hits / n_true
     f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-    return (f"{np.median(counts):.0f} / {counts.mean():.1f} | {int((counts == 0).sum())} | {n} | "
-            f"{100 * absent / max(n, 1):.1f} % | {pairs} | {precision:.3f} | {recall:.3f} | {f1:.3f}")
+    return (
+        f"{np.median(counts):.0f} / {counts.mean():.1f} | {int((counts == 0).sum())} | {n} | "
+        f"{100 * absent / max(n, 1):.1f} % | {pairs} | {precision:.3f} | {recall:.3f} | {f1:.3f}"
+    )
 
 
 def thumos14_study(work: Path, methods: list[str], steps: int, dim: int, threshold: float) -> None:
@@ -163,9 +205,11 @@ def thumos14_study(work: Path, methods: list[str], steps: int, dim: int, thresho
     gt = load_ground_truth(data / "annotations.json")
     videos = gt.subset("validation")
     truth = np.array([len(v.instances) for v in videos])
-    print(f"| method (test avg mAP of the run) | rules | instances / video, median / mean (truth {np.median(truth):.0f}"
-          f" / {truth.mean():.1f}) | videos without one | instances | of absent classes | same-class overlapping "
-          "pairs | P@0.5 | R@0.5 | F1 |")
+    print(
+        f"| method (test avg mAP of the run) | rules | instances / video, median / mean (truth {np.median(truth):.0f}"
+        f" / {truth.mean():.1f}) | videos without one | instances | of absent classes | same-class overlapping "
+        "pairs | P@0.5 | R@0.5 | F1 |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for method in methods:
         run = work / f"thumos14_{method}_{steps}"
@@ -177,21 +221,24 @@ def thumos14_study(work: Path, methods: list[str], steps: int, dim: int, thresho
                 train(config, run, resume=(run / "checkpoint.pt").is_file())
             except ValueError as err:  # HR-Pro's stage 2 can emit start >= end segments (issue 18 §1): the
                 # final evaluation refuses them; the checkpoint of the step before is what is measured here
-                print(f"<!-- {method}: final evaluation failed ({str(err)[:80]}...); its last checkpoint is used "
-                      "-->", flush=True)
+                print(
+                    f"<!-- {method}: final evaluation failed ({str(err)[:80]}...); its last checkpoint is used -->",
+                    flush=True,
+                )
             print(f"<!-- {method}: trained {steps} steps in {time.perf_counter() - started:.0f} s -->", flush=True)
         predicted = work / f"thumos14_{method}_{steps}_validation.json"
         main(["predict", str(run), "--subset", "validation", "--out", str(predicted), "--no-progress", "--overwrite"])
         segments = json.loads(predicted.read_text())["results"]
         classes = point_classes(config, gt, open_store(config), [v.video_id for v in videos])
         label = f"{method} ({final_average(run):.1f})"
-        for rules, kwargs in (("before: all classes, overlaps kept", dict(video_classes=None, suppress=False)),
-                              ("classes of the points only", dict(video_classes=classes, suppress=False)),
-                              ("overlaps suppressed only", dict(video_classes=None, suppress=True)),
-                              ("after: both", dict(video_classes=classes, suppress=True))):
+        for rules, kwargs in (
+            ("before: all classes, overlaps kept", dict(video_classes=None, suppress=False)),
+            ("classes of the points only", dict(video_classes=classes, suppress=False)),
+            ("overlaps suppressed only", dict(video_classes=None, suppress=True)),
+            ("after: both", dict(video_classes=classes, suppress=True)),
+        ):
             doc = pseudo_ground_truth(gt, segments, "validation", threshold, {}, **kwargs)
-            pseudo = {v.video_id: doc["database"].get(v.video_id, {"annotations": []})["annotations"]
-                      for v in videos}
+            pseudo = {v.video_id: doc["database"].get(v.video_id, {"annotations": []})["annotations"] for v in videos}
             print(f"| {label} | {rules} | {pseudo_row(gt, videos, pseudo)} |", flush=True)
 
 
@@ -200,7 +247,9 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/pointtal_pseudo"))
     parser.add_argument("--preset", choices=("tiny", "thumos14"), default="tiny")
-    parser.add_argument("--methods", default="sfnet,lacp,hrpro", help="thumos14: comma list of sfnet, soda, lacp, hrpro")
+    parser.add_argument(
+        "--methods", default="sfnet,lacp,hrpro", help="thumos14: comma list of sfnet, soda, lacp, hrpro"
+    )
     parser.add_argument("--dim", type=int, default=64, help="thumos14: synthetic feature width")
     parser.add_argument("--threshold", type=float, default=0.5, help="thumos14: --pseudo-threshold R")
     args = parser.parse_args()

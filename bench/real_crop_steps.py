@@ -45,9 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     clicks = ",".join(str(p) for p in sorted((args.data / "points").glob("annotator*.csv")))
     overrides = [
-        f"data.annotations={args.data / 'annotations.json'}", f"data.features={args.data / 'features'}",
-        f"data.points=[{clicks}]", "train.device=cpu", "train.progress=false", "train.eval_every=0",
-        "train.report=false", *args.overrides,
+        f"data.annotations={args.data / 'annotations.json'}",
+        f"data.features={args.data / 'features'}",
+        f"data.points=[{clicks}]",
+        "train.device=cpu",
+        "train.progress=false",
+        "train.eval_every=0",
+        "train.report=false",
+        *args.overrides,
     ]
     config = load_config(args.config, overrides)
     data = load_run_data(config)
@@ -61,12 +66,16 @@ def main(argv: list[str] | None = None) -> int:
                 seconds.append(time.perf_counter() - started)
                 mask = trainer.sampler(step).mask
                 real, padded = real + int(mask.sum()), padded + mask.numel()
-    even, odd = seconds[(args.warmup % 2)::2], seconds[(1 - args.warmup % 2)::2]
-    print(f"{ROOT}: torch {torch.__version__}, {torch.get_num_threads()} threads, batch {config.train.batch_size}, "
-          f"D {data.train.dim}, hidden {getattr(config.method_options, 'hidden', None)}")
-    print(f"s per step: mean {statistics.mean(seconds):.3f}, median {statistics.median(seconds):.3f} "
-          f"(t_max crops {statistics.mean(even):.3f}, t_max_alt crops {statistics.mean(odd):.3f}); "
-          f"padding {100 * (1 - real / padded):.0f}% of the batch snippets")
+    even, odd = seconds[(args.warmup % 2) :: 2], seconds[(1 - args.warmup % 2) :: 2]
+    print(
+        f"{ROOT}: torch {torch.__version__}, {torch.get_num_threads()} threads, batch {config.train.batch_size}, "
+        f"D {data.train.dim}, hidden {getattr(config.method_options, 'hidden', None)}"
+    )
+    print(
+        f"s per step: mean {statistics.mean(seconds):.3f}, median {statistics.median(seconds):.3f} "
+        f"(t_max crops {statistics.mean(even):.3f}, t_max_alt crops {statistics.mean(odd):.3f}); "
+        f"padding {100 * (1 - real / padded):.0f}% of the batch snippets"
+    )
     return 0
 
 

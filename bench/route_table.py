@@ -29,35 +29,90 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 TIOUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-TEACHERS = {"sfnet": "configs/thumos14_sfnet.yaml", "lacp": "configs/thumos14_lacp.yaml",
-            "hrpro": "configs/thumos14_hrpro.yaml"}
-LABELS = {"full": "`full` SF-Net (ground truth)", "af-full": "ActionFormer (ground truth)",
-          "hrpro": "HR-Pro", "hrpro-af": "HR-Pro -> ActionFormer", "lacp": "LACP", "lacp-af": "LACP -> ActionFormer",
-          "sfnet": "SF-Net", "sfnet-af": "SF-Net -> ActionFormer"}
+TEACHERS = {
+    "sfnet": "configs/thumos14_sfnet.yaml",
+    "lacp": "configs/thumos14_lacp.yaml",
+    "hrpro": "configs/thumos14_hrpro.yaml",
+}
+LABELS = {
+    "full": "`full` SF-Net (ground truth)",
+    "af-full": "ActionFormer (ground truth)",
+    "hrpro": "HR-Pro",
+    "hrpro-af": "HR-Pro -> ActionFormer",
+    "lacp": "LACP",
+    "lacp-af": "LACP -> ActionFormer",
+    "sfnet": "SF-Net",
+    "sfnet-af": "SF-Net -> ActionFormer",
+}
 
 
 def budgets(args) -> dict[str, list[str]]:
     """--set overrides per row kind (the scaled-down budget)."""
-    steps = ["--set", "train.epochs=null", "--set", f"train.steps={args.steps}", "--set", "train.lr=1e-3",
-             "--set", "train.batch_size=16"]
+    steps = [
+        "--set",
+        "train.epochs=null",
+        "--set",
+        f"train.steps={args.steps}",
+        "--set",
+        "train.lr=1e-3",
+        "--set",
+        "train.batch_size=16",
+    ]
     point = ["--set", "data.points=gaussian", "--set", f"method.hidden={args.hidden}"]
     return {
         "full": ["--set", f"method.hidden={args.hidden}", *steps],
         "sfnet": [*point, "--set", f"method.expand_step={args.steps // 2}", *steps],
         "lacp": [*point, "--set", f"method.num_segments={args.segments}", *steps],
-        "hrpro": ["--set", "data.points=gaussian", "--set", f"method.num_segments={args.segments}",
-                  "--set", "method.stage2_lr=5e-4", "--set", f"method.stage2_epochs={args.stage2_epochs}", *steps],
-        "af": ["--set", f"method.embed_dim={args.width}", "--set", f"method.head_dim={args.width}",
-               "--set", f"method.max_seq_len={args.max_seq_len}", "--set", f"train.epochs={args.epochs}", "--set", "method.warmup_epochs=1",
-               "--set", f"train.lr={args.af_lr}", "--set", "method.ema=false",
-               "--set", "eval.tiou=[0.1,0.2,0.3,0.4,0.5,0.6,0.7]"],
+        "hrpro": [
+            "--set",
+            "data.points=gaussian",
+            "--set",
+            f"method.num_segments={args.segments}",
+            "--set",
+            "method.stage2_lr=5e-4",
+            "--set",
+            f"method.stage2_epochs={args.stage2_epochs}",
+            *steps,
+        ],
+        "af": [
+            "--set",
+            f"method.embed_dim={args.width}",
+            "--set",
+            f"method.head_dim={args.width}",
+            "--set",
+            f"method.max_seq_len={args.max_seq_len}",
+            "--set",
+            f"train.epochs={args.epochs}",
+            "--set",
+            "method.warmup_epochs=1",
+            "--set",
+            f"train.lr={args.af_lr}",
+            "--set",
+            "method.ema=false",
+            "--set",
+            "eval.tiou=[0.1,0.2,0.3,0.4,0.5,0.6,0.7]",
+        ],
     }
 
 
 def common(data: Path) -> list[str]:
-    return ["--set", f"data.annotations={data}/annotations.json", "--set", f"data.features={data}/features",
-            "--set", "train.device=cpu", "--set", "train.report=false", "--set", "train.eval_every=0",
-            "--set", "data.exclude_videos=[]", "--set", "data.ambiguous=null", "--no-progress"]
+    return [
+        "--set",
+        f"data.annotations={data}/annotations.json",
+        "--set",
+        f"data.features={data}/features",
+        "--set",
+        "train.device=cpu",
+        "--set",
+        "train.report=false",
+        "--set",
+        "train.eval_every=0",
+        "--set",
+        "data.exclude_videos=[]",
+        "--set",
+        "data.ambiguous=null",
+        "--no-progress",
+    ]
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -76,9 +131,23 @@ def train(args, config: str, run_dir: Path, extra: list[str], seed: int) -> floa
         return 0.0
     start = time.time()
     resume = ["--resume"] if (run_dir / "checkpoint.pt").is_file() else []
-    run([args.pointtal, "train", config, "--out", str(run_dir), *common(args.data), *extra,
-         "--set", f"train.seed={seed}", "--set", f"data.point_seed={seed}", *resume],
-        args.out / "logs" / f"{run_dir.parent.name}-{run_dir.name}.log")
+    run(
+        [
+            args.pointtal,
+            "train",
+            config,
+            "--out",
+            str(run_dir),
+            *common(args.data),
+            *extra,
+            "--set",
+            f"train.seed={seed}",
+            "--set",
+            f"data.point_seed={seed}",
+            *resume,
+        ],
+        args.out / "logs" / f"{run_dir.parent.name}-{run_dir.name}.log",
+    )
     return time.time() - start
 
 
@@ -102,10 +171,28 @@ def _stream(args, name: str, seed: int) -> str:
         pseudo = out / "pseudo" / f"{name}-seed{seed}.json"
         if not pseudo.is_file():
             pseudo.parent.mkdir(parents=True, exist_ok=True)
-            run([args.pointtal, "predict", str(teacher), "--pseudo-labels", str(pseudo), "--subset", "validation",
-                 "--no-progress"], out / "logs" / f"pseudo-{name}-seed{seed}.log")
-        times.append(train(args, "configs/thumos14_actionformer.yaml", out / f"{name}-af" / f"seed{seed}",
-                           [*b["af"], "--set", f"data.segments={pseudo}"], seed))
+            run(
+                [
+                    args.pointtal,
+                    "predict",
+                    str(teacher),
+                    "--pseudo-labels",
+                    str(pseudo),
+                    "--subset",
+                    "validation",
+                    "--no-progress",
+                ],
+                out / "logs" / f"pseudo-{name}-seed{seed}.log",
+            )
+        times.append(
+            train(
+                args,
+                "configs/thumos14_actionformer.yaml",
+                out / f"{name}-af" / f"seed{seed}",
+                [*b["af"], "--set", f"data.segments={pseudo}"],
+                seed,
+            )
+        )
     return f"{name} seed {seed}: " + " + ".join(f"{t:.0f} s" for t in times)
 
 
@@ -133,8 +220,11 @@ def table(out: Path, seeds: int) -> str:
             std = f" ± {statistics.stdev(column):.2f}" if len(column) > 1 else ""
             cells.append(f"{statistics.mean(column):.2f}{std}")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(values)} |")
-    return ("mean ± sample std (n-1) over seeds, mAP in percent, test subset (all 212 videos), final model\n\n"
-            + "\n".join(lines) + "\n")
+    return (
+        "mean ± sample std (n-1) over seeds, mAP in percent, test subset (all 212 videos), final model\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def pseudo_table(out: Path, data: Path, seeds: int) -> str:
@@ -188,8 +278,19 @@ def main(argv: list[str]) -> int:
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     if not args.table:
         if not (args.data / "annotations.json").is_file():
-            run([args.pointtal, "synth", str(args.data), "--preset", "thumos14", "--dim", str(args.dim),
-                 "--no-progress"], args.out / "logs" / "synth.log")
+            run(
+                [
+                    args.pointtal,
+                    "synth",
+                    str(args.data),
+                    "--preset",
+                    "thumos14",
+                    "--dim",
+                    str(args.dim),
+                    "--no-progress",
+                ],
+                args.out / "logs" / "synth.log",
+            )
         jobs = [(name, k) for k in range(args.seeds) for name in args.rows.split(",")]
         if args.only:  # NAME:SEED,... (parallel invocations on one OUT must not share a run)
             jobs = [(name, int(k)) for name, k in (item.split(":") for item in args.only.split(","))]

@@ -39,8 +39,7 @@ def main(table_dir: str, out: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mAP (%)")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"SF-Net sensitivity (synthetic THUMOS14, n = {'/'.join(map(str, sorted(seeds)))} seeds)",
-                 fontsize=10)
+    fig.suptitle(f"SF-Net sensitivity (synthetic THUMOS14, n = {'/'.join(map(str, sorted(seeds)))} seeds)", fontsize=10)
     fig.savefig(out)
     print(f"{out}: {Path(out).stat().st_size / 1024:.0f} KB")
 

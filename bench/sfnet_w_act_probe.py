@@ -30,11 +30,14 @@ def main() -> None:
         for w in args.w_act:
             loaded.method.options = dataclasses.replace(loaded.method.options, w_act=w)
             with torch.no_grad():
-                predictions = predict_videos(loaded, data.store, data.gt, video_ids, batch_size=8,
-                                             device=torch.device("cpu"), progress=False)
+                predictions = predict_videos(
+                    loaded, data.store, data.gt, video_ids, batch_size=8, device=torch.device("cpu"), progress=False
+                )
             record = evaluate_predictions(data.gt, video_ids, predictions, loaded.config.eval.tiou)
-            cells.append(f"w_act {w:g}: avg {record['average']:.2f} mAP@0.5 {record['mAP@0.5']:.2f} "
-                         f"frame {record['frame_mAP']:.2f}")
+            cells.append(
+                f"w_act {w:g}: avg {record['average']:.2f} mAP@0.5 {record['mAP@0.5']:.2f} "
+                f"frame {record['frame_mAP']:.2f}"
+            )
         print(f"{run}: " + " | ".join(cells), flush=True)
 
 

@@ -45,13 +45,35 @@ def annotations(data: Path, test_every: int, out: Path) -> Path:
 def config(args, data: Path, gt: Path) -> dict:
     points = [str(p) for p in sorted((data / "points").glob("annotator*.csv"))]
     return {
-        "data": {"annotations": str(gt), "features": str(data / "features"),
-                 "points": points, "fps": 25, "stride": 16, "train_subset": "validation", "test_subset": "test"},
-        "method": {"name": "sfnet", "hidden": args.hidden, "t_max": args.t_max, "t_max_alt": args.t_max_alt, "expand": args.expand_step > 0,
-                   "expand_step": max(args.expand_step, 1)},
-        "train": {"steps": args.steps, "batch_size": args.batch, "lr": 1e-3, "eval_every": args.eval_every,
-                  "checkpoint_every": 10**6, "log_every": args.log_every, "seed": args.seed, "device": "cpu",
-                  "progress": False, "report": False},
+        "data": {
+            "annotations": str(gt),
+            "features": str(data / "features"),
+            "points": points,
+            "fps": 25,
+            "stride": 16,
+            "train_subset": "validation",
+            "test_subset": "test",
+        },
+        "method": {
+            "name": "sfnet",
+            "hidden": args.hidden,
+            "t_max": args.t_max,
+            "t_max_alt": args.t_max_alt,
+            "expand": args.expand_step > 0,
+            "expand_step": max(args.expand_step, 1),
+        },
+        "train": {
+            "steps": args.steps,
+            "batch_size": args.batch,
+            "lr": 1e-3,
+            "eval_every": args.eval_every,
+            "checkpoint_every": 10**6,
+            "log_every": args.log_every,
+            "seed": args.seed,
+            "device": "cpu",
+            "progress": False,
+            "report": False,
+        },
     }
 
 
@@ -68,7 +90,7 @@ def run_tree(root: Path, cfg: Path, out: Path) -> tuple[list[tuple[float, dict]]
         while True:
             done = child.poll() is not None
             lines = metrics.read_text().splitlines() if metrics.is_file() else []
-            for line in lines[len(stamped):]:
+            for line in lines[len(stamped) :]:
                 stamped.append((time.perf_counter() - started, json.loads(line)))
             if done:
                 break
@@ -88,14 +110,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="a `pointtal synth --preset thumos14` directory")
     parser.add_argument("--baseline", default="e310551", metavar="REV", help="commit to compare with")
-    parser.add_argument("--target", type=float, nargs="+", default=[3.0, 5.0, 7.0],
-                        help="average mAP levels (percent) to time")
+    parser.add_argument(
+        "--target", type=float, nargs="+", default=[3.0, 5.0, 7.0], help="average mAP levels (percent) to time"
+    )
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--eval-every", type=int, default=40)
-    parser.add_argument("--expand-step", type=int, default=0,
-                        help="anchor expansion (and re-initialisation) at this step; 0: none")
+    parser.add_argument(
+        "--expand-step", type=int, default=0, help="anchor expansion (and re-initialisation) at this step; 0: none"
+    )
     parser.add_argument("--t-max", type=int, default=256)
     parser.add_argument("--t-max-alt", type=int, default=512)
     parser.add_argument("--log-every", type=int, default=20)
@@ -104,8 +128,24 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pointtal_time_to_map")
     args = parser.parse_args()
     if not (args.data / "annotations.json").is_file():
-        subprocess.run([sys.executable, "-m", "pointtal", "synth", str(args.data), "--preset", "thumos14",
-                        "--dim", "2048", "--dtype", "float16", "--no-progress"], check=True, cwd=REPO)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pointtal",
+                "synth",
+                str(args.data),
+                "--preset",
+                "thumos14",
+                "--dim",
+                "2048",
+                "--dtype",
+                "float16",
+                "--no-progress",
+            ],
+            check=True,
+            cwd=REPO,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = args.out / "config.yaml"
     gt = annotations(args.data, args.test_every, args.out)
@@ -113,8 +153,9 @@ def main() -> None:
     cfg.write_text(yaml.safe_dump(config(args, args.data, gt)), encoding="utf-8")
     runs = {}
     with tempfile.TemporaryDirectory(prefix="pointtal_base_") as base:
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline, "pointtal"], check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", args.baseline, "pointtal"], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
         for name, root, folder in (("this tree", REPO, "this"), (args.baseline, Path(base), "baseline")):
             out = args.out / folder
@@ -123,9 +164,11 @@ def main() -> None:
             runs[name] = run_tree(root, cfg, out)
             (out / "stamps.json").write_text(json.dumps(runs[name][0]), encoding="utf-8")
     expansion = f"expansion at {args.expand_step}" if args.expand_step else "no anchor expansion"
-    print(f"SF-Net, D 2048, H {args.hidden}, batch {args.batch}, crops {args.t_max}/{args.t_max_alt}, "
-          f"{args.steps} steps, {expansion}, eval every {args.eval_every} on {n_test} test videos, "
-          f"seed {args.seed}")
+    print(
+        f"SF-Net, D 2048, H {args.hidden}, batch {args.batch}, crops {args.t_max}/{args.t_max_alt}, "
+        f"{args.steps} steps, {expansion}, eval every {args.eval_every} on {n_test} test videos, "
+        f"seed {args.seed}"
+    )
     heads = " | ".join(f"to avg mAP {t:g}" for t in args.target)
     print(f"\n| tree | {heads} | total wall | avg mAP by step |")
     print("|---|" + "---|" * len(args.target) + "---|---|")

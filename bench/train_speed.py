@@ -49,8 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=[*CLASS_NAMES, "all"], default="all")
     parser.add_argument(
-        "--batch", type=int, default=None,
-        help="videos per step (default: sfnet 32, soda 16, hrpro 16, lacp 16, actionformer 2)"
+        "--batch",
+        type=int,
+        default=None,
+        help="videos per step (default: sfnet 32, soda 16, hrpro 16, lacp 16, actionformer 2)",
     )
     parser.add_argument("--t", type=int, default=750, help="snippets per (padded) video")
     parser.add_argument("--dim", type=int, default=2048, help="feature width D")
@@ -61,8 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="print the top operators of one step")
-    parser.add_argument("--losses-only", action="store_true",
-                        help="only time the batched losses against the per-video loop references")
+    parser.add_argument(
+        "--losses-only", action="store_true", help="only time the batched losses against the per-video loop references"
+    )
     return parser.parse_args(argv)
 
 
@@ -100,11 +103,7 @@ def random_batch(method_name: str, b: int, t: int, dim: int, classes: int, g: to
             continue
         chosen = rank[:, offset::2][:, : int(n_points.max())]  # (B, P) disjoint action/background snippets
         keep = torch.arange(chosen.shape[1]).unsqueeze(0) < n_points.unsqueeze(1)  # (B, P)
-        cls = (
-            torch.randint(1, classes + 1, chosen.shape, generator=g)
-            if kind == "action"
-            else torch.zeros_like(chosen)
-        )
+        cls = torch.randint(1, classes + 1, chosen.shape, generator=g) if kind == "action" else torch.zeros_like(chosen)
         rows = torch.arange(b).unsqueeze(1).expand_as(chosen)
         point_labels[rows[keep], chosen[keep], cls[keep]] = 1.0
     video_labels = (point_labels.sum(1) > 0).float()  # (B, C+1)

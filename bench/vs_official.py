@@ -71,8 +71,14 @@ def make_videos(args) -> list[dict[str, np.ndarray]]:
         labels = (points.max(0) > 0).astype(np.float32)
         flips = rng.random((t, args.classes)) < 1 / 30  # dense pseudo labels: runs of ~30 snippets
         pseudo = (np.cumsum(flips, 0) % 2 == 1).astype(np.float32)
-        videos.append({"features": rng.normal(size=(t, args.dim)).astype(np.float32), "points": points,
-                       "labels": labels, "pseudo": pseudo})
+        videos.append(
+            {
+                "features": rng.normal(size=(t, args.dim)).astype(np.float32),
+                "points": points,
+                "labels": labels,
+                "pseudo": pseudo,
+            }
+        )
     return videos
 
 
@@ -118,30 +124,57 @@ def official_lacp(path: str, videos, args):
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-4)
     config = types.SimpleNamespace(batch_size=len(videos))
     logger = types.SimpleNamespace(log_value=lambda *a: None)
-    items = [(i, torch.from_numpy(v["features"])[None], torch.from_numpy(v["labels"])[None],
-              torch.from_numpy(v["points"])[None], {"new_dense_anno": torch.from_numpy(v["pseudo"])[None]}, None, None)
-             for i, v in enumerate(videos)]
+    items = [
+        (
+            i,
+            torch.from_numpy(v["features"])[None],
+            torch.from_numpy(v["labels"])[None],
+            torch.from_numpy(v["points"])[None],
+            {"new_dense_anno": torch.from_numpy(v["pseudo"])[None]},
+            None,
+            None,
+        )
+        for i, v in enumerate(videos)
+    ]
 
     def step():
         mod["train"].train(net, config, iter(items), optimizer, criterion, logger, 20)
+
     return step
 
 
 def official_hrpro(path: str, videos, args):
     mod = load_official(path, ["utils", "model_S", "train"])
-    a = types.SimpleNamespace(feature_dim=args.dim, num_class=args.classes, r_act=8, dropout=0.7, dataset="THUMOS14",
-                              lambdas=[0, 0.5, 1, 1], device=torch.device("cpu"), batch_size=len(videos),
-                              RAB_args={"layer_num": 2, "drop_out": 0.3, "num_heads": 8, "dim_feedforward": 128})
+    a = types.SimpleNamespace(
+        feature_dim=args.dim,
+        num_class=args.classes,
+        r_act=8,
+        dropout=0.7,
+        dataset="THUMOS14",
+        lambdas=[0, 0.5, 1, 1],
+        device=torch.device("cpu"),
+        batch_size=len(videos),
+        RAB_args={"layer_num": 2, "drop_out": 0.3, "num_heads": 8, "dim_feedforward": 128},
+    )
     net = mod["model_S"].S_Model(a).train()
     with torch.no_grad():
-        net.memory.proto_vectors.copy_(torch.randn(args.classes, 1, args.dim, generator=torch.Generator().manual_seed(1)))
+        net.memory.proto_vectors.copy_(
+            torch.randn(args.classes, 1, args.dim, generator=torch.Generator().manual_seed(1))
+        )
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-4)
     logger = types.SimpleNamespace(log_value=lambda *x: None)
-    items = [{"data": torch.from_numpy(v["features"])[None], "vid_label": torch.from_numpy(v["labels"])[None],
-              "point_label": torch.from_numpy(v["points"])[None]} for v in videos]
+    items = [
+        {
+            "data": torch.from_numpy(v["features"])[None],
+            "vid_label": torch.from_numpy(v["labels"])[None],
+            "point_label": torch.from_numpy(v["points"])[None],
+        }
+        for v in videos
+    ]
 
     def step():
         mod["train"].S_train(1, a, net, iter(items), optimizer, logger)
+
     return step
 
 
@@ -165,8 +198,21 @@ def official_sfnet(path: str, videos, args):
     mod["train"].log_value = lambda *x: None
 
     def step():
-        mod["train"].train_SF(1, dataset, a, net, optimizer, no_centres, no_centres, logger, "cpu", None,
-                              {"alpha": 1, "beta": 1, "gamma": 0.1}, mode="single")
+        mod["train"].train_SF(
+            1,
+            dataset,
+            a,
+            net,
+            optimizer,
+            no_centres,
+            no_centres,
+            logger,
+            "cpu",
+            None,
+            {"alpha": 1, "beta": 1, "gamma": 0.1},
+            mode="single",
+        )
+
     return step
 
 
@@ -208,6 +254,7 @@ def pointtal_step(method, batch, optimizer):
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()
+
     return step
 
 
@@ -258,13 +305,17 @@ def compare(name: str, official, mine, method, batch, args) -> str:
         for fn, out in order if rep % 2 == 0 else order[::-1]:
             out.append(timed(fn))
         matmul.append(flops / matmul_rate(n, args.dim))
-        print(f"  {name} rep {rep}: official {theirs[-1]:.2f} s, pointtal {ours[-1]:.2f} s, matmul {matmul[-1]:.2f} s",
-              flush=True)
+        print(
+            f"  {name} rep {rep}: official {theirs[-1]:.2f} s, pointtal {ours[-1]:.2f} s, matmul {matmul[-1]:.2f} s",
+            flush=True,
+        )
     med = {k: float(np.median(v)) for k, v in [("official", theirs), ("pointtal", ours), ("matmul", matmul)]}
     pair = float(np.median(np.array(theirs) / np.array(ours)))  # each repetition's two steps ran back to back
     shape = f"{args.videos} x {args.t // 2}..{args.t} x {args.dim}, C={args.classes}"
-    return (f"| {name} | {shape} | {med['official']:.2f} | {med['pointtal']:.2f} | "
-            f"**{pair:.2f}x** | {med['matmul']:.2f} | {med['pointtal'] / med['matmul']:.2f} | {flops / 1e9:.0f} |")
+    return (
+        f"| {name} | {shape} | {med['official']:.2f} | {med['pointtal']:.2f} | "
+        f"**{pair:.2f}x** | {med['matmul']:.2f} | {med['pointtal'] / med['matmul']:.2f} | {flops / 1e9:.0f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -273,9 +324,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     videos = make_videos(args)
     rows = []
-    for name, path, build_official, build_mine in [("LACP", args.lacp, official_lacp, pointtal_lacp),
-                                                   ("HR-Pro stage 1", args.hrpro, official_hrpro, pointtal_hrpro),
-                                                   ("SF-Net", args.sfnet, official_sfnet, pointtal_sfnet)]:
+    for name, path, build_official, build_mine in [
+        ("LACP", args.lacp, official_lacp, pointtal_lacp),
+        ("HR-Pro stage 1", args.hrpro, official_hrpro, pointtal_hrpro),
+        ("SF-Net", args.sfnet, official_sfnet, pointtal_sfnet),
+    ]:
         if not path:
             continue
         method, batch, optimizer = build_mine(videos, args)
@@ -289,8 +342,10 @@ def main(argv: list[str] | None = None) -> None:
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
         rows.append(compare(name, build_official(path, videos, args), mine, method, batch, args))
     print(f"\ntorch {torch.__version__}, {args.threads} thread(s), medians of {args.reps} interleaved repetitions\n")
-    print("| method | videos x T x D | official s/step | pointtal s/step | speed-up (median of pairs) | matmul s | "
-          "pointtal / matmul | GFLOP/step |")
+    print(
+        "| method | videos x T x D | official s/step | pointtal s/step | speed-up (median of pairs) | matmul s | "
+        "pointtal / matmul | GFLOP/step |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 

@@ -25,6 +25,7 @@ from pointtal.evaluation.protocol import NAMED_AMBIGUOUS
 
 log = logging.getLogger(__name__)
 
+
 def from_dict(cls: type, data: Any, where: str):
     """Build frozen dataclass `cls` from a mapping; unknown keys and wrong types name the key."""
     if data is None:
@@ -135,19 +136,35 @@ class DataConfig:
         _check(self.stride > 0, "data.stride", self.stride, "must be > 0")
         _check(self.window_sec > 0, "data.window_sec", self.window_sec, "must be > 0")
         _check(self.gaussian_std > 0, "data.gaussian_std", self.gaussian_std, "must be > 0")
-        _check(len(self.points) > 0, "data.points", self.points,
-               "is empty; give click CSV paths or a scheme name (e.g. weak, sfnet-uniform, soda)")
-        _check(self.annotator is None or self.annotator >= 0, "data.annotator", self.annotator,
-               "must be >= 0 (a 0-based column of data.points, or null to draw one per video)")
+        _check(
+            len(self.points) > 0,
+            "data.points",
+            self.points,
+            "is empty; give click CSV paths or a scheme name (e.g. weak, sfnet-uniform, soda)",
+        )
+        _check(
+            self.annotator is None or self.annotator >= 0,
+            "data.annotator",
+            self.annotator,
+            "must be >= 0 (a 0-based column of data.points, or null to draw one per video)",
+        )
         _check(self.point_seed >= 0, "data.point_seed", self.point_seed, "must be >= 0")
         if self.annotator is not None:
             from pointtal.data.points import SCHEMES
 
             files = (self.points,) if isinstance(self.points, str) else self.points
-            _check(not (isinstance(self.points, str) and self.points in SCHEMES), "data.annotator", self.annotator,
-                   f"applies to click files, not to the simulated points '{self.points}'; set it to null")
-            _check(self.annotator < len(files), "data.annotator", self.annotator,
-                   f"must be < {len(files)}, the number of data.points files (0-based)")
+            _check(
+                not (isinstance(self.points, str) and self.points in SCHEMES),
+                "data.annotator",
+                self.annotator,
+                f"applies to click files, not to the simulated points '{self.points}'; set it to null",
+            )
+            _check(
+                self.annotator < len(files),
+                "data.annotator",
+                self.annotator,
+                f"must be < {len(files)}, the number of data.points files (0-based)",
+            )
 
 
 @dataclass(frozen=True)
@@ -180,13 +197,19 @@ class TrainConfig:
         _check(self.batch_size > 0, "train.batch_size", self.batch_size, "must be > 0")
         _check(self.lr > 0, "train.lr", self.lr, "must be > 0")
         _check(self.seed >= 0, "train.seed", self.seed, "must be >= 0")
-        _check(self.epochs is None or self.epochs > 0, "train.epochs", self.epochs, "must be > 0 (or null to count steps)")
+        _check(
+            self.epochs is None or self.epochs > 0, "train.epochs", self.epochs, "must be > 0 (or null to count steps)"
+        )
         _check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
         _check(self.eval_every >= 0, "train.eval_every", self.eval_every, "must be >= 0 (0: only at the end)")
         for key in ("checkpoint_every", "log_every"):
             _check(getattr(self, key) > 0, f"train.{key}", getattr(self, key), "must be > 0 (steps between writes)")
-        _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip", self.grad_clip,
-               "must be > 0 (or null: no clipping)")
+        _check(
+            self.grad_clip is None or self.grad_clip > 0,
+            "train.grad_clip",
+            self.grad_clip,
+            "must be > 0 (or null: no clipping)",
+        )
         check_device(self.device, "train.device")
 
 
@@ -197,8 +220,12 @@ class EvalConfig:
 
     def __post_init__(self):
         _check(self.batch_size > 0, "eval.batch_size", self.batch_size, "must be > 0")
-        _check(len(self.tiou) > 0 and all(0 < t <= 1 for t in self.tiou), "eval.tiou", self.tiou,
-               "must be a non-empty list of thresholds in (0, 1]")
+        _check(
+            len(self.tiou) > 0 and all(0 < t <= 1 for t in self.tiou),
+            "eval.tiou",
+            self.tiou,
+            "must be a non-empty list of thresholds in (0, 1]",
+        )
 
 
 @dataclass(frozen=True)
@@ -235,18 +262,34 @@ def check_wandb(t: TrainConfig) -> None:
     """train.wandb and its project, group and tags (whether wandb is installed is checked when a run starts,
     pointtal.engine.tracking.check_installed: `predict` on another machine reads the same config)."""
     _check(t.wandb in WANDB_MODES, "train.wandb", t.wandb, f"must be one of {', '.join(WANDB_MODES)}")
-    _check(WANDB_NAME.fullmatch(t.wandb_project) is not None, "train.wandb_project", t.wandb_project,
-           "must be 1 to 128 characters without / \\ # ? % :")
-    _check(t.wandb_group is None or WANDB_NAME.fullmatch(t.wandb_group) is not None, "train.wandb_group",
-           t.wandb_group, "must be 1 to 128 characters without / \\ # ? % : (or null)")
-    _check(all(0 < len(tag) <= 64 for tag in t.wandb_tags), "train.wandb_tags", list(t.wandb_tags),
-           "must each be 1 to 64 characters")
+    _check(
+        WANDB_NAME.fullmatch(t.wandb_project) is not None,
+        "train.wandb_project",
+        t.wandb_project,
+        "must be 1 to 128 characters without / \\ # ? % :",
+    )
+    _check(
+        t.wandb_group is None or WANDB_NAME.fullmatch(t.wandb_group) is not None,
+        "train.wandb_group",
+        t.wandb_group,
+        "must be 1 to 128 characters without / \\ # ? % : (or null)",
+    )
+    _check(
+        all(0 < len(tag) <= 64 for tag in t.wandb_tags),
+        "train.wandb_tags",
+        list(t.wandb_tags),
+        "must each be 1 to 64 characters",
+    )
 
 
 def check_device(name, key: str = "device") -> None:
     """A device name pointtal can use (whether the machine has it is checked when it is opened)."""
-    _check(isinstance(name, str) and DEVICE.fullmatch(name) is not None, key, name,
-           "is not a device name; use auto, cpu, cuda or cuda:N")
+    _check(
+        isinstance(name, str) and DEVICE.fullmatch(name) is not None,
+        key,
+        name,
+        "is not a device name; use auto, cpu, cuda or cuda:N",
+    )
 
 
 def _check(ok: bool, key: str, value, why: str) -> None:
@@ -305,15 +348,18 @@ def _one_schedule(raw: dict, overrides: list[str]) -> None:
             given[path[1]] = value
     chosen = [key for key, value in given.items() if value is not None]
     if len(chosen) == 2:
-        raise InputError(f"--set train.steps={given['steps']!r} and --set train.epochs={given['epochs']!r}: "
-                         "give one schedule (train.epochs=null to count steps)")
+        raise InputError(
+            f"--set train.steps={given['steps']!r} and --set train.epochs={given['epochs']!r}: "
+            "give one schedule (train.epochs=null to count steps)"
+        )
     train = raw.get("train")
     if len(chosen) != 1 or not isinstance(train, dict):
         return
     other = SCHEDULE_KEYS[1 - SCHEDULE_KEYS.index(chosen[0])]
     if train.get(other) is not None and other not in given:
-        log.info("train.%s=%s (--set) replaces the config's train.%s=%s", chosen[0], given[chosen[0]], other,
-                 train[other])
+        log.info(
+            "train.%s=%s (--set) replaces the config's train.%s=%s", chosen[0], given[chosen[0]], other, train[other]
+        )
         raw["train"] = {key: value for key, value in train.items() if key != other}
 
 
@@ -321,8 +367,10 @@ def _check_schedule(raw: dict, where: str) -> None:
     """A config gives train.steps or train.epochs, not both (which one would win is not obvious)."""
     train = raw.get("train")
     if isinstance(train, dict) and all(train.get(key) is not None for key in SCHEDULE_KEYS):
-        raise InputError(f"{where}: train.steps={train['steps']!r} and train.epochs={train['epochs']!r} are both "
-                         "set; keep one (epochs: steps = epochs * ceil(videos / batch_size))")
+        raise InputError(
+            f"{where}: train.steps={train['steps']!r} and train.epochs={train['epochs']!r} are both "
+            "set; keep one (epochs: steps = epochs * ceil(videos / batch_size))"
+        )
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -333,8 +381,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise ConstructorError(
-                    None, None, f"key '{key}' appears twice", key_node.start_mark)
+                raise ConstructorError(None, None, f"key '{key}' appears twice", key_node.start_mark)
             seen.add(key) if isinstance(key, (str, int, float, bool)) else None
         return super().construct_mapping(node, deep=deep)
 
@@ -369,7 +416,15 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-DATA_PATH_KEYS = ("annotations", "features", "points", "class_list", "video_names", "ambiguous", "segments")  # paths in `data:`
+DATA_PATH_KEYS = (
+    "annotations",
+    "features",
+    "points",
+    "class_list",
+    "video_names",
+    "ambiguous",
+    "segments",
+)  # paths in `data:`
 
 
 def _absolute(value, base: Path):
@@ -392,8 +447,13 @@ def resolve_data_paths(raw: dict, base: str | Path) -> dict:
     teacher = raw.get("teacher")
     if isinstance(teacher, dict):  # the route's teacher: its preset, its run and its own data paths
         teacher = resolve_data_paths(teacher, base)
-        raw = {**raw, "teacher": {**teacher, **{key: _absolute(teacher[key], Path(base))
-                                                for key in ("config", "run") if key in teacher}}}
+        raw = {
+            **raw,
+            "teacher": {
+                **teacher,
+                **{key: _absolute(teacher[key], Path(base)) for key in ("config", "run") if key in teacher},
+            },
+        }
     data = raw.get("data")
     if not isinstance(data, dict):
         return raw  # build_config names the malformed section
@@ -480,8 +540,9 @@ def build_config(raw: dict, where: str = "config") -> Config:
         hint = ""
         if str(raw.get("generator", "")).startswith("pointtal"):  # a synth dataset.yaml, not a config
             hint = "; this describes a 'pointtal synth' dataset: train with the train.yaml beside it"
-        raise InputError(f"{where}: unknown section '{unknown[0]}'; valid sections: "
-                         f"{', '.join(sorted(sections))}{hint}")
+        raise InputError(
+            f"{where}: unknown section '{unknown[0]}'; valid sections: {', '.join(sorted(sections))}{hint}"
+        )
     method_raw = raw.get("method") or {}
     if not isinstance(method_raw, dict):
         raise InputError(f"{where}: method: expected a mapping, got {type(method_raw).__name__}")
@@ -519,8 +580,10 @@ def move_batching_keys(raw: dict, method_raw: dict, options: type, where: str) -
         value = data.pop(key)
         if key in fields:
             if key in method_raw and method_raw[key] != value:
-                raise InputError(f"{where}: data.{key}={value!r} and method.{key}={method_raw[key]!r}: the option "
-                                 f"moved to the method section; set method.{key} only")
+                raise InputError(
+                    f"{where}: data.{key}={value!r} and method.{key}={method_raw[key]!r}: the option "
+                    f"moved to the method section; set method.{key} only"
+                )
             method_raw[key] = value
             log.info("%s: data.%s is now method.%s (read as method.%s=%r)", where, key, key, key, value)
         elif value != default:
@@ -544,8 +607,19 @@ TEACHER_SEGMENTS = "teacher"  # data.segments of a route's student: its teacher'
 PSEUDO_OVERLAPS = ("suppress", "keep")  # `predict --pseudo-overlaps`
 TEACHER_OPTIONS = ("config", "run", "pseudo_threshold", "pseudo_overlaps")
 # the dataset keys a teacher takes from the route's data section: one dataset, one evaluation protocol
-DATASET_KEYS = ("annotations", "features", "fps", "stride", "train_subset", "test_subset", "class_list",
-                "trust_pickle", "video_names", "exclude_videos", "ambiguous")
+DATASET_KEYS = (
+    "annotations",
+    "features",
+    "fps",
+    "stride",
+    "train_subset",
+    "test_subset",
+    "class_list",
+    "trust_pickle",
+    "video_names",
+    "exclude_videos",
+    "ambiguous",
+)
 SHARED_TRAIN_KEYS = ("device", "progress")  # the route's, for both stages
 
 
@@ -560,10 +634,18 @@ class TeacherConfig:
     pseudo_overlaps: str = "suppress"  # `predict --pseudo-overlaps`
 
     def __post_init__(self):
-        _check(0 <= self.pseudo_threshold <= 1, "teacher.pseudo_threshold", self.pseudo_threshold,
-               "must be in [0, 1] (a fraction of each video's segment score range)")
-        _check(self.pseudo_overlaps in PSEUDO_OVERLAPS, "teacher.pseudo_overlaps", self.pseudo_overlaps,
-               f"must be one of {', '.join(PSEUDO_OVERLAPS)}")
+        _check(
+            0 <= self.pseudo_threshold <= 1,
+            "teacher.pseudo_threshold",
+            self.pseudo_threshold,
+            "must be in [0, 1] (a fraction of each video's segment score range)",
+        )
+        _check(
+            self.pseudo_overlaps in PSEUDO_OVERLAPS,
+            "teacher.pseudo_overlaps",
+            self.pseudo_overlaps,
+            f"must be one of {', '.join(PSEUDO_OVERLAPS)}",
+        )
 
     def to_dict(self) -> dict:
         """The section as a config file gives it, with the teacher's whole config in place of its preset."""
@@ -580,22 +662,30 @@ def with_teacher(student: Config, raw, where: str) -> Config:
     from pointtal.methods import METHODS
 
     if raw is None:
-        raise InputError(f"data.segments={TEACHER_SEGMENTS}: the pseudo labels of a route's teacher; give a teacher "
-                         "section (e.g. configs/thumos14_hrpro_actionformer.yaml) or data.segments=full / P.json")
+        raise InputError(
+            f"data.segments={TEACHER_SEGMENTS}: the pseudo labels of a route's teacher; give a teacher "
+            "section (e.g. configs/thumos14_hrpro_actionformer.yaml) or data.segments=full / P.json"
+        )
     if not isinstance(raw, dict):
         raise InputError(f"teacher: expected a mapping (config, run, pseudo_threshold, ...), got {type(raw).__name__}")
     if getattr(METHODS[student.method], "supervision", "points") != "segments":
-        raise InputError(f"teacher: a route teaches a method that trains on segments, but method.name="
-                         f"{student.method} trains on points; drop the teacher section")
+        raise InputError(
+            f"teacher: a route teaches a method that trains on segments, but method.name="
+            f"{student.method} trains on points; drop the teacher section"
+        )
     if student.data.segments not in (FULL_SEGMENTS, TEACHER_SEGMENTS):
-        raise InputError(f"data.segments={student.data.segments}: a route's student trains on its teacher's pseudo "
-                         "labels; drop data.segments or the teacher section")
+        raise InputError(
+            f"data.segments={student.data.segments}: a route's student trains on its teacher's pseudo "
+            "labels; drop data.segments or the teacher section"
+        )
     raw = dict(raw)
     options = {key: raw.pop(key) for key in TEACHER_OPTIONS if key in raw}
     unknown = sorted(set(raw) - {"data", "method", "train", "eval"})
     if unknown:
-        raise InputError(f"teacher.{unknown[0]}: unknown key; valid: {', '.join(TEACHER_OPTIONS)} and the teacher's "
-                         "sections data, method, train, eval")
+        raise InputError(
+            f"teacher.{unknown[0]}: unknown key; valid: {', '.join(TEACHER_OPTIONS)} and the teacher's "
+            "sections data, method, train, eval"
+        )
     for key in ("config", "run"):
         if options.get(key) is not None and not (isinstance(options[key], str) and options[key]):
             raise InputError(f"teacher.{key}={options[key]!r}: expected a path")
@@ -603,14 +693,16 @@ def with_teacher(student: Config, raw, where: str) -> Config:
     teacher = None
     if options.get("run") is None:
         if preset is None and not raw.get("method"):
-            raise InputError("teacher: give teacher.config (a point method's preset) or teacher.run (a finished "
-                             "run of one)")
+            raise InputError(
+                "teacher: give teacher.config (a point method's preset) or teacher.run (a finished run of one)"
+            )
         if preset is not None and not Path(preset).is_file():
             raise InputError(f"teacher.config={preset}: config file not found (a point method's preset)")
         teacher = build_teacher_config(student, read_config(preset) if preset else {}, raw, where)
     elif preset is not None or raw:
-        log.info("teacher.run=%s: the finished run is the teacher; the section's other keys are not used",
-                 options["run"])
+        log.info(
+            "teacher.run=%s: the finished run is the teacher; the section's other keys are not used", options["run"]
+        )
     section = from_dict(TeacherConfig, options, "teacher")
     data = dataclasses.replace(student.data, segments=TEACHER_SEGMENTS)
     return dataclasses.replace(student, data=data, teacher=dataclasses.replace(section, config=teacher))
@@ -623,32 +715,58 @@ def build_teacher_config(student: Config, preset: dict, sections: dict, where: s
     raw = merge_sections(preset, sections)
     shared_data = {key: value for key, value in to_dict(student.data).items() if key in DATASET_KEYS}
     shared_train = {key: getattr(student.train, key) for key in SHARED_TRAIN_KEYS}
-    raw = {**raw, "data": {**(raw.get("data") or {}), **shared_data},
-           "train": {**(raw.get("train") or {}), **shared_train}}
+    raw = {
+        **raw,
+        "data": {**(raw.get("data") or {}), **shared_data},
+        "train": {**(raw.get("train") or {}), **shared_train},
+    }
     teacher = build_config(raw, f"{where}: teacher")
     if getattr(METHODS[teacher.method], "supervision", "points") != "points" or teacher.teacher is not None:
         points = ", ".join(sorted(n for n, m in METHODS.items() if getattr(m, "supervision", "points") == "points"))
         raise InputError(f"teacher.method.name={teacher.method}: the teacher must be a point method ({points})")
     if teacher.data.points == "full":
-        raise InputError("teacher.data.points=full: the teacher would train on the training videos' ground truth; "
-                         "give click files or a point scheme")
+        raise InputError(
+            "teacher.data.points=full: the teacher would train on the training videos' ground truth; "
+            "give click files or a point scheme"
+        )
     keys = non_default_keys(teacher, (*given_keys(preset), *given_keys(sections)))  # what was set on purpose
-    check_applicable(teacher, [k for k in keys if not k.startswith("data.") or k[5:] not in DATASET_KEYS],
-                     f"{where}: teacher")
+    check_applicable(
+        teacher, [k for k in keys if not k.startswith("data.") or k[5:] not in DATASET_KEYS], f"{where}: teacher"
+    )
     return teacher
 
 
 SODA_SCHEMES = ("soda", "soda-action", "soda-background")
-POINT_SCHEMES = ("sfnet-uniform", "sfnet-center", "sfnet-center-jitter", "sfnet-start", "sfnet-custom", "gaussian",
-                 *SODA_SCHEMES, "full", "weak")  # pointtal.data.points.SCHEMES (equal: tested)
+POINT_SCHEMES = (
+    "sfnet-uniform",
+    "sfnet-center",
+    "sfnet-center-jitter",
+    "sfnet-start",
+    "sfnet-custom",
+    "gaussian",
+    *SODA_SCHEMES,
+    "full",
+    "weak",
+)  # pointtal.data.points.SCHEMES (equal: tested)
 APPLIES = (  # data / train keys that apply only under a condition (the methods' own: `Options.APPLIES`)
-    Applies("data.window_sec", "data.points", SODA_SCHEMES,
-            "the window length is read only by the simulated SODA point schemes"),
+    Applies(
+        "data.window_sec",
+        "data.points",
+        SODA_SCHEMES,
+        "the window length is read only by the simulated SODA point schemes",
+    ),
     Applies("data.gaussian_std", "data.points", ("gaussian",), "only the gaussian point scheme reads it"),
-    Applies("data.strict_points", "data.points", POINT_SCHEMES, "simulated points lie in their videos; only "
-            "click files are checked", excluded=True),
-    *(Applies(f"train.{key}", "train.wandb", ("offline", "online"), "Weights & Biases is off")
-      for key in ("wandb_project", "wandb_group", "wandb_tags")),
+    Applies(
+        "data.strict_points",
+        "data.points",
+        POINT_SCHEMES,
+        "simulated points lie in their videos; only click files are checked",
+        excluded=True,
+    ),
+    *(
+        Applies(f"train.{key}", "train.wandb", ("offline", "online"), "Weights & Biases is off")
+        for key in ("wandb_project", "wandb_group", "wandb_tags")
+    ),
 )
 
 
@@ -703,9 +821,16 @@ def applicability_rules(config: Config) -> tuple[Applies, ...]:
 
     segment_methods = tuple(sorted(n for n, m in METHODS.items() if getattr(m, "supervision", "") == "segments"))
     own = getattr(METHODS[config.method].Options, "APPLIES", ())
-    return (*APPLIES, Applies("data.segments", "method.name", segment_methods,
-                              "only segment methods train on segments; point methods read data.points"),
-            *(rule.qualified("method") for rule in own))
+    return (
+        *APPLIES,
+        Applies(
+            "data.segments",
+            "method.name",
+            segment_methods,
+            "only segment methods train on segments; point methods read data.points",
+        ),
+        *(rule.qualified("method") for rule in own),
+    )
 
 
 def check_applicable(config: Config, keys, where: str = "config") -> None:

@@ -34,9 +34,21 @@ from pointtal.atomic import file_sha256, write_text_atomic
 from pointtal.errors import InputError
 
 MANIFEST = ".pointtal-outputs.json"
-RUN_STATE = ("config.yaml", "checkpoint.pt", "best.pt", "metrics.jsonl", "report.md", "config_changes.jsonl",
-             "extract.json")  # extract.json: how the run's features were made (read by `pointtal detect`)
-RUN_FILES = (*RUN_STATE, "predictions.json", "frames.json", "wandb.json")  # what `pointtal train` writes into a run directory
+RUN_STATE = (
+    "config.yaml",
+    "checkpoint.pt",
+    "best.pt",
+    "metrics.jsonl",
+    "report.md",
+    "config_changes.jsonl",
+    "extract.json",
+)  # extract.json: how the run's features were made (read by `pointtal detect`)
+RUN_FILES = (
+    *RUN_STATE,
+    "predictions.json",
+    "frames.json",
+    "wandb.json",
+)  # what `pointtal train` writes into a run directory
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
@@ -54,9 +66,12 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def check_outputs(outputs: dict[str, str | Path | None] | list[tuple[str, str | Path | None]],
-                  inputs: dict[str, str | Path | None] = (), overwrite: bool = False,
-                  remedy: str = "pass --overwrite to replace it, or choose another path") -> None:
+def check_outputs(
+    outputs: dict[str, str | Path | None] | list[tuple[str, str | Path | None]],
+    inputs: dict[str, str | Path | None] = (),
+    overwrite: bool = False,
+    remedy: str = "pass --overwrite to replace it, or choose another path",
+) -> None:
     """Refuse, before any work, outputs that would destroy data (see module doc).
 
     `outputs` and `inputs` map a label for messages (an option such as '--out', or a role such as
@@ -77,18 +92,21 @@ def check_outputs(outputs: dict[str, str | Path | None] | list[tuple[str, str | 
         _check_writable_place(label, path)
         identity = _identity(path)
         if identity in known:
-            raise InputError(f"{label} {path}: is the {known[identity]} this command reads; "
-                             "write to another file (an input is never overwritten)")
+            raise InputError(
+                f"{label} {path}: is the {known[identity]} this command reads; "
+                "write to another file (an input is never overwritten)"
+            )
         for in_label, source in directories:
             if _inside(path, source) and not is_own_output(path):
-                raise InputError(f"{label} {path}: is a file of the {in_label} this command reads; "
-                                 "write to another file (an input is never overwritten)")
+                raise InputError(
+                    f"{label} {path}: is a file of the {in_label} this command reads; "
+                    "write to another file (an input is never overwritten)"
+                )
         if identity in seen:
             raise InputError(f"{label} {path}: same file as {seen[identity]}; give two different files")
         seen[identity] = label
         if path.exists() and not overwrite and not is_own_output(path):
-            raise InputError(f"{label} {path}: exists and was not written by pointtal (or was edited since); "
-                             f"{remedy}")
+            raise InputError(f"{label} {path}: exists and was not written by pointtal (or was edited since); {remedy}")
 
 
 def _identity(path: Path) -> object:

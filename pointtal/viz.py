@@ -63,8 +63,7 @@ def figure_format(path: str | Path) -> str:
     """The matplotlib format for `path`'s suffix; ValueError naming the suffixes that work otherwise."""
     suffix = Path(path).suffix.lower()
     if suffix not in FIGURE_FORMATS:
-        raise ValueError(f"{path}: unknown figure format {suffix or '(no suffix)'!r}; "
-                         f"use {', '.join(FIGURE_FORMATS)}")
+        raise ValueError(f"{path}: unknown figure format {suffix or '(no suffix)'!r}; use {', '.join(FIGURE_FORMATS)}")
     return FIGURE_FORMATS[suffix]
 
 
@@ -113,14 +112,20 @@ def timeline_figure(
         actionness = None
     cas_classes = [] if cas is None else _cas_classes(classes, cas, ground_truth, segments)
     lane_classes = _prediction_lanes(segments)
-    colors = _class_colors(classes, [*(g[2] for g in ground_truth), *cas_classes, *lane_classes,
-                                     *(p[1] for p in points if p[1] != BACKGROUND)])
+    colors = _class_colors(
+        classes,
+        [*(g[2] for g in ground_truth), *cas_classes, *lane_classes, *(p[1] for p in points if p[1] != BACKGROUND)],
+    )
     gt_lanes = _pack_lanes([(s, e) for s, e, _ in ground_truth])
     n_gt_lanes = max(gt_lanes, default=0) + 1
 
     fig = _figure(TIMELINE_PX)
-    heights = [0.5 + 0.45 * n_gt_lanes, 0.7, *([3.2] if cas is not None else []),
-               0.5 + 0.45 * max(len(lane_classes), 1)]
+    heights = [
+        0.5 + 0.45 * n_gt_lanes,
+        0.7,
+        *([3.2] if cas is not None else []),
+        0.5 + 0.45 * max(len(lane_classes), 1),
+    ]
     grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
     ax_gt = fig.add_subplot(grid[0])
     axes = [ax_gt, *(fig.add_subplot(grid[row], sharex=ax_gt) for row in range(1, len(heights)))]
@@ -144,19 +149,23 @@ def timeline_figure(
     handles.append(Line2D([], [], marker="o", ls="", color=_BACKGROUND_GREY, label="background click"))
     if actionness is not None:
         handles.append(Line2D([], [], color="k", ls="--", lw=1.5, label="actionness"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=_legend_columns(handles, TIMELINE_PX[0]),
-               fontsize=_LEGEND_FONT, frameon=False)
-    title = f"{video_id}  ({duration_sec:.1f} s" + (")" if cas is None else
-                                                     f", {cas.shape[0]} snippets of {snippet_sec:.3g} s)")
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=_legend_columns(handles, TIMELINE_PX[0]),
+        fontsize=_LEGEND_FONT,
+        frameon=False,
+    )
+    title = f"{video_id}  ({duration_sec:.1f} s" + (
+        ")" if cas is None else f", {cas.shape[0]} snippets of {snippet_sec:.3g} s)"
+    )
     if hidden:
         title += f"; {hidden} prediction{'s' if hidden > 1 else ''} of other classes not shown"
     fig.suptitle(title, x=0.01, ha="left", fontsize=11, wrap=True)
     return fig
 
 
-def plot_pr_curves(
-    path: str | Path, curves: PrecisionRecallCurves, tiou: Sequence[float] | None = None
-) -> Path:
+def plot_pr_curves(path: str | Path, curves: PrecisionRecallCurves, tiou: Sequence[float] | None = None) -> Path:
     """Precision-recall of segment detection, one line per tIoU threshold in `tiou` (default: all of
     `curves.thresholds`).
 
@@ -173,8 +182,14 @@ def plot_pr_curves(
         recall, precision = curves.mean_envelope(t)
         area = float(np.sum(np.diff(recall) * precision[1:]))
         color = cmap(0.9 * k / max(len(indices) - 1, 1))
-        ax.plot(recall, precision, drawstyle="steps-pre", color=color, lw=1.8,
-                label=f"tIoU {curves.thresholds[t]:g}: mAP {100 * area:.1f}%")
+        ax.plot(
+            recall,
+            precision,
+            drawstyle="steps-pre",
+            color=color,
+            lw=1.8,
+            label=f"tIoU {curves.thresholds[t]:g}: mAP {100 * area:.1f}%",
+        )
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("recall")
@@ -182,21 +197,27 @@ def plot_pr_curves(
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
     n_pred = sum(s.size for s in curves.scores)
-    ax.set_title(f"Segment detection: {len(curves.classes)} classes, {int(curves.n_gt.sum())} instances, "
-                 f"{n_pred} predictions", fontsize=11)
+    ax.set_title(
+        f"Segment detection: {len(curves.classes)} classes, {int(curves.n_gt.sum())} instances, {n_pred} predictions",
+        fontsize=11,
+    )
     return _save(fig, path)
 
 
 def plot_class_ap(
-    path: str | Path, classes: Sequence[str], ap_per_class: np.ndarray, tiou: Sequence[float],
+    path: str | Path,
+    classes: Sequence[str],
+    ap_per_class: np.ndarray,
+    tiou: Sequence[float],
     all_classes: Sequence[str] | None = None,
 ) -> Path:
     """`class_ap_figure(classes, ap_per_class, tiou, all_classes)` written to `path`; returns the path."""
     return _save(class_ap_figure(classes, ap_per_class, tiou, all_classes), path)
 
 
-def class_ap_figure(classes: Sequence[str], ap_per_class: np.ndarray, tiou: Sequence[float],
-                    all_classes: Sequence[str] | None = None) -> Figure:
+def class_ap_figure(
+    classes: Sequence[str], ap_per_class: np.ndarray, tiou: Sequence[float], all_classes: Sequence[str] | None = None
+) -> Figure:
     """Per-class AP (%) as horizontal bars in each class's `class_color`, the mean over the `tiou`
     thresholds, best class on top. `all_classes` (default `classes`) is the dataset's class list, which
     fixes the colours when only some classes are evaluated.
@@ -212,28 +233,44 @@ def class_ap_figure(classes: Sequence[str], ap_per_class: np.ndarray, tiou: Sequ
     if ap.ndim == 1:
         ap = ap[None, :]
     if ap.shape != (thresholds.size, len(classes)) or not classes:
-        raise ValueError(f"ap_per_class has shape {ap.shape}, "
-                         f"want (T, C) = ({thresholds.size}, {len(classes)})")
+        raise ValueError(f"ap_per_class has shape {ap.shape}, want (T, C) = ({thresholds.size}, {len(classes)})")
     mean = ap.mean(axis=0)  # (C,)
     order = np.argsort(-mean, kind="stable")[::-1]  # barh draws bottom-up: best class last, on top
     y = np.arange(len(classes))
     fig = _figure((CLASS_AP_WIDTH_PX, 140 + 26 * len(classes)))
     ax = fig.add_subplot()
     palette = _class_colors(tuple(all_classes or classes), classes)
-    handles = [ax.barh(y, 100 * mean[order], height=0.7, color=[palette[classes[i]] for i in order],
-                       label=_mean_label(thresholds))]
+    handles = [
+        ax.barh(
+            y, 100 * mean[order], height=0.7, color=[palette[classes[i]] for i in order], label=_mean_label(thresholds)
+        )
+    ]
     right = mean[order]  # (C,) where each bar's drawing ends: the value is written past it
     if thresholds.size > 1:
         strict, loose = int(np.argmax(thresholds)), int(np.argmin(thresholds))
-        handles.append(ax.hlines(y, 100 * ap[strict, order], 100 * ap[loose, order], color="k", lw=1.2,
-                                 label=f"AP at tIoU {thresholds[strict]:g} to {thresholds[loose]:g}"))
+        handles.append(
+            ax.hlines(
+                y,
+                100 * ap[strict, order],
+                100 * ap[loose, order],
+                color="k",
+                lw=1.2,
+                label=f"AP at tIoU {thresholds[strict]:g} to {thresholds[loose]:g}",
+            )
+        )
         right = np.maximum(right, ap[:, order].max(axis=0))
     for yi, value, end in zip(y, mean[order], right, strict=True):
-        ax.text(100 * end + 1.0, yi, f"{100 * value:.1f}", va="center", fontsize=8, zorder=4,
-                bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        ax.text(
+            100 * end + 1.0,
+            yi,
+            f"{100 * value:.1f}",
+            va="center",
+            fontsize=8,
+            zorder=4,
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )
     overall = float(mean.mean())
-    handles.append(ax.axvline(100 * overall, color="#c44e52", ls="--", lw=1.2,
-                              label=f"mAP {100 * overall:.1f}%"))
+    handles.append(ax.axvline(100 * overall, color="#c44e52", ls="--", lw=1.2, label=f"mAP {100 * overall:.1f}%"))
     ax.set_yticks(y, [classes[i] for i in order], fontsize=9)
     ax.set_ylim(-0.6, len(classes) - 0.4)
     ax.set_xlim(0.0, 110.0)
@@ -244,8 +281,13 @@ def class_ap_figure(classes: Sequence[str], ap_per_class: np.ndarray, tiou: Sequ
     return fig
 
 
-def plot_study(path: str | Path, x: Sequence[float], columns: dict[str, tuple[Sequence[float], Sequence[float]]],
-               x_label: str, title: str) -> Path:
+def plot_study(
+    path: str | Path,
+    x: Sequence[float],
+    columns: dict[str, tuple[Sequence[float], Sequence[float]]],
+    x_label: str,
+    title: str,
+) -> Path:
     """A study's metrics against the value it varies (SODA's M, lambda): one line per column
     (name -> (mean per row, sample std per row; NaN std draws no bar)), ± std error bars, in percent.
     Returns the written path."""
@@ -253,8 +295,14 @@ def plot_study(path: str | Path, x: Sequence[float], columns: dict[str, tuple[Se
     ax = fig.add_subplot()
     xs = np.asarray(list(x), dtype=np.float64)  # (R,)
     for (column, (mean, std)), marker in zip(columns.items(), "os^dv<>", strict=False):
-        ax.errorbar(xs, np.asarray(mean, dtype=np.float64), yerr=np.nan_to_num(np.asarray(std, dtype=np.float64)),
-                    marker=marker, capsize=3, label=column)
+        ax.errorbar(
+            xs,
+            np.asarray(mean, dtype=np.float64),
+            yerr=np.nan_to_num(np.asarray(std, dtype=np.float64)),
+            marker=marker,
+            capsize=3,
+            label=column,
+        )
     ax.set_xlabel(x_label)
     ax.set_ylabel("mAP (%)")
     ax.set_xticks(xs)
@@ -335,9 +383,11 @@ def _check_timeline(classes, ground_truth, points, cas, actionness, segments, du
         if actionness is not None and np.size(actionness) and not 0 <= np.min(actionness) <= np.max(actionness) <= 1:
             raise ValueError("actionness must be a probability in [0, 1] (apply a sigmoid to logits)")
     known = set(classes)
-    for what, names in (("ground truth", [g[2] for g in ground_truth]),
-                        ("segments", [s[2] for s in segments]),
-                        ("points", [p[1] for p in points if p[1] != BACKGROUND])):
+    for what, names in (
+        ("ground truth", [g[2] for g in ground_truth]),
+        ("segments", [s[2] for s in segments]),
+        ("points", [p[1] for p in points if p[1] != BACKGROUND]),
+    ):
         unknown = sorted(set(names) - known)
         if unknown:
             raise ValueError(f"{what}: unknown classes {', '.join(unknown)}; classes: {', '.join(classes)}")
@@ -388,11 +438,21 @@ def _draw_ground_truth(ax, ground_truth, lanes, n_lanes, colors, px_per_sec) -> 
     _row_axes(ax, "ground\ntruth")
     ax.set_ylim(n_lanes, 0)  # lane 0 on top
     for (start, end, name), lane in zip(ground_truth, lanes, strict=True):
-        ax.broken_barh([(start, end - start)], (lane + 0.12, 0.76), facecolors=colors[name],
-                       edgecolors="k", linewidth=0.6)
+        ax.broken_barh(
+            [(start, end - start)], (lane + 0.12, 0.76), facecolors=colors[name], edgecolors="k", linewidth=0.6
+        )
         if (end - start) * px_per_sec > len(name) * _CHAR_PX + 4:
-            ax.text((start + end) / 2, lane + 0.5, name, ha="center", va="center", fontsize=_LABEL_FONT,
-                    color="white", fontweight="bold", clip_on=True)
+            ax.text(
+                (start + end) / 2,
+                lane + 0.5,
+                name,
+                ha="center",
+                va="center",
+                fontsize=_LABEL_FONT,
+                color="white",
+                fontweight="bold",
+                clip_on=True,
+            )
 
 
 def _draw_points(ax, points, colors) -> None:
@@ -402,11 +462,27 @@ def _draw_points(ax, points, colors) -> None:
     action = [(t, name) for t, name in points if name != BACKGROUND]
     background = [t for t, name in points if name == BACKGROUND]
     if background:
-        ax.scatter(background, [0.5] * len(background), marker="o", s=30, color=_BACKGROUND_GREY,
-                   edgecolors="k", linewidths=0.4, zorder=2)
+        ax.scatter(
+            background,
+            [0.5] * len(background),
+            marker="o",
+            s=30,
+            color=_BACKGROUND_GREY,
+            edgecolors="k",
+            linewidths=0.4,
+            zorder=2,
+        )
     if action:
-        ax.scatter([t for t, _ in action], [0.5] * len(action), marker="v", s=60,
-                   color=[colors[name] for _, name in action], edgecolors="k", linewidths=0.6, zorder=3)
+        ax.scatter(
+            [t for t, _ in action],
+            [0.5] * len(action),
+            marker="v",
+            s=60,
+            color=[colors[name] for _, name in action],
+            edgecolors="k",
+            linewidths=0.6,
+            zorder=3,
+        )
 
 
 def _draw_cas(ax, classes, cas, actionness, cas_classes, ground_truth, colors, snippet_sec) -> None:
@@ -426,8 +502,15 @@ def _draw_cas(ax, classes, cas, actionness, cas_classes, ground_truth, colors, s
     ax.spines["top"].set_visible(False)
     if actionness is not None:  # a probability: its own 0-1 axis, whatever the CAS scale
         ax_act = ax.twinx()
-        ax_act.plot(centers, np.asarray(actionness, dtype=np.float64), drawstyle="steps-mid", color="k",
-                    ls="--", lw=1.3, gid="actionness")
+        ax_act.plot(
+            centers,
+            np.asarray(actionness, dtype=np.float64),
+            drawstyle="steps-mid",
+            color="k",
+            ls="--",
+            lw=1.3,
+            gid="actionness",
+        )
         ax_act.set_ylim(0.0, 1.0)
         ax_act.set_ylabel("actionness", fontsize=10)
         ax_act.spines["top"].set_visible(False)
@@ -453,12 +536,25 @@ def _draw_predictions(ax, segments, lane_classes, colors, px_per_sec) -> int:
     for name in lane_classes:  # overlapping proposals faint, behind
         faint = [(s, e - s) for s, e, n, _ in rest if n == name]
         if faint:
-            ax.broken_barh(faint, (lane[name] + 0.15, 0.7), facecolors=[to_rgba(colors[name], FAINT_ALPHA)],
-                           edgecolors="none", gid=f"faint:{name}", zorder=1)
+            ax.broken_barh(
+                faint,
+                (lane[name] + 0.15, 0.7),
+                facecolors=[to_rgba(colors[name], FAINT_ALPHA)],
+                edgecolors="none",
+                gid=f"faint:{name}",
+                zorder=1,
+            )
     for start, end, name, score in sorted(best, key=lambda s: s[3]):  # best drawn last, on top
         alpha = float(np.clip(0.25 + 0.75 * score / scale, 0.25, 1.0))
-        ax.broken_barh([(start, end - start)], (lane[name] + 0.15, 0.7), facecolors=[to_rgba(colors[name], alpha)],
-                       edgecolors=[to_rgba("k", 0.6)], linewidth=0.5, gid=f"best:{name}", zorder=2)
+        ax.broken_barh(
+            [(start, end - start)],
+            (lane[name] + 0.15, 0.7),
+            facecolors=[to_rgba(colors[name], alpha)],
+            edgecolors=[to_rgba("k", 0.6)],
+            linewidth=0.5,
+            gid=f"best:{name}",
+            zorder=2,
+        )
     _label_segments(ax, best, lane, px_per_sec)
     return len(segments) - len(shown)
 
@@ -495,5 +591,13 @@ def _label_segments(ax, segments, lane, px_per_sec) -> None:
             continue
         taken.append((mid - half, mid + half))
         n_placed += 1
-        ax.text(mid, lane[name] + 0.5, text, ha="center", va="center", fontsize=_LABEL_FONT, clip_on=True,
-                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        ax.text(
+            mid,
+            lane[name] + 0.5,
+            text,
+            ha="center",
+            va="center",
+            fontsize=_LABEL_FONT,
+            clip_on=True,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )

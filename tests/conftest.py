@@ -43,12 +43,24 @@ def tiny_raw_config(data: Path, method: str = "sfnet", steps: int = 30, **train)
     """A small, fast config on the tiny preset (raw mapping for `build_config`)."""
     clicks = [str(p) for p in sorted((data / "points").glob("annotator*.csv"))]
     raw = {
-        "data": {"annotations": str(data / "annotations.json"), "features": str(data / "features"),
-                 "points": "weak" if method == "weak" else ("soda" if method == "soda" else clicks)},
+        "data": {
+            "annotations": str(data / "annotations.json"),
+            "features": str(data / "features"),
+            "points": "weak" if method == "weak" else ("soda" if method == "soda" else clicks),
+        },
         "method": {"name": method, "hidden": 16, **({"resample_t": 64} if method == "soda" else {})},
-        "train": {"steps": steps, "batch_size": 4, "lr": 1e-3, "eval_every": 0, "checkpoint_every": 5,
-                  "log_every": 5, "device": "cpu", "progress": False, "report": False,
-                  **train},
+        "train": {
+            "steps": steps,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "eval_every": 0,
+            "checkpoint_every": 5,
+            "log_every": 5,
+            "device": "cpu",
+            "progress": False,
+            "report": False,
+            **train,
+        },
         "eval": {"batch_size": 8},
     }
     if method == "sfnet":

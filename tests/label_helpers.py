@@ -36,7 +36,7 @@ def make_video(path: Path, seconds: float = 4.0, fps: int = 30, size: tuple[int,
             frame = np.zeros((height, width, 3), dtype=np.uint8)  # (H, W, 3) RGB
             frame[..., 2] = 40 + (150 * i) // max(1, n_frames - 1)
             x = (width - 24) * i // max(1, n_frames - 1)
-            frame[36:60, x: x + 24] = (255, 220, 0)
+            frame[36:60, x : x + 24] = (255, 220, 0)
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -78,8 +78,13 @@ def write_classes(path: Path, classes=CLASSES) -> Path:
 @contextlib.contextmanager
 def running_server(videos_dir: Path, out: Path, clock=None, **reference):
     """A label server on a free port in a thread; yields (server, store)."""
-    session = LabelSession(root=videos_dir.resolve(), videos=list_videos(videos_dir), classes=CLASSES,
-                           annotator="tester", reference=load_reference(CLASSES, **reference))
+    session = LabelSession(
+        root=videos_dir.resolve(),
+        videos=list_videos(videos_dir),
+        classes=CLASSES,
+        annotator="tester",
+        reference=load_reference(CLASSES, **reference),
+    )
     store = ClickStore(out, "tester", **({"clock": clock} if clock else {}))
     server = make_server(session, store, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -113,9 +118,27 @@ def start_cli(videos: Path, classes: Path, out: Path, *extra: str) -> tuple[subp
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pointtal", "label", str(videos), "--classes", str(classes), "--out", str(out),
-         "--port", "0", "--annotator", "kim", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env)
+        [
+            sys.executable,
+            "-m",
+            "pointtal",
+            "label",
+            str(videos),
+            "--classes",
+            str(classes),
+            "--out",
+            str(out),
+            "--port",
+            "0",
+            "--annotator",
+            "kim",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     for line in process.stdout:
         match = re.search(r"open http://127\.0\.0\.1:(\d+)/", line)
         if match:

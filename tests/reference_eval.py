@@ -33,8 +33,11 @@ def segment_iou(target_segment, candidate_segments):
     tt1 = np.maximum(target_segment[0], candidate_segments[:, 0])
     tt2 = np.minimum(target_segment[1], candidate_segments[:, 1])
     segments_intersection = (tt2 - tt1).clip(0)
-    segments_union = (candidate_segments[:, 1] - candidate_segments[:, 0]) \
-        + (target_segment[1] - target_segment[0]) - segments_intersection
+    segments_union = (
+        (candidate_segments[:, 1] - candidate_segments[:, 0])
+        + (target_segment[1] - target_segment[0])
+        - segments_intersection
+    )
     return segments_intersection.astype(float) / segments_union
 
 
@@ -179,10 +182,17 @@ def reference_average_from_files(annotations, predictions, thresholds, subset="t
     import json
 
     database = json.loads(open(annotations, encoding="utf-8").read())["database"]
-    gt_rows = [(vid, a["segment"][0], a["segment"][1], a["label"]) for vid, entry in database.items()
-               if entry["subset"] == subset for a in entry["annotations"]]
+    gt_rows = [
+        (vid, a["segment"][0], a["segment"][1], a["label"])
+        for vid, entry in database.items()
+        if entry["subset"] == subset
+        for a in entry["annotations"]
+    ]
     results = json.loads(open(predictions, encoding="utf-8").read())["results"]
-    pred_rows = [(vid, p["segment"][0], p["segment"][1], p["label"], p["score"])
-                 for vid, entries in results.items() for p in entries]
+    pred_rows = [
+        (vid, p["segment"][0], p["segment"][1], p["label"], p["score"])
+        for vid, entries in results.items()
+        for p in entries
+    ]
     _, ap = reference_map(gt_rows, pred_rows, list(thresholds))
     return 100.0 * float(ap.mean())

@@ -103,10 +103,16 @@ GROUND_TRUTH_CASES = [
     ("segment-string", gt_annotation('{"segment": "1,2", "label": "a"}'), ["annotation 0", "'1,2'"]),
     ("segment-three-values", gt_annotation('{"segment": [1, 2, 3], "label": "a"}'), ["annotation 0", "[1, 2, 3]"]),
     ("segment-strings", gt_annotation('{"segment": ["1", "2"], "label": "a"}'), ["annotation 0", "'1'"]),
-    ("segment-zero-length", gt_annotation('{"segment": [2, 2], "label": "a"}'),
-     ["video 'vid_7' annotation 0", "start 2.0 >= end 2.0"]),
-    ("segment-reversed", gt_annotation('{"segment": [5, 2], "label": "a"}'),
-     ["video 'vid_7' annotation 0", "start 5.0 >= end 2.0"]),
+    (
+        "segment-zero-length",
+        gt_annotation('{"segment": [2, 2], "label": "a"}'),
+        ["video 'vid_7' annotation 0", "start 2.0 >= end 2.0"],
+    ),
+    (
+        "segment-reversed",
+        gt_annotation('{"segment": [5, 2], "label": "a"}'),
+        ["video 'vid_7' annotation 0", "start 5.0 >= end 2.0"],
+    ),
     ("segment-negative-start", gt_annotation('{"segment": [-1, 2], "label": "a"}'), ["annotation 0", "negative"]),
     ("segment-1e400", gt_annotation('{"segment": [1, 1e400], "label": "a"}'), ["annotation 0", "inf"]),
     ("segment-huge-int", gt_annotation(fill('{"segment": [1, %s], "label": "a"}', BIG_INT)), ["annotation 0"]),
@@ -117,8 +123,9 @@ GROUND_TRUTH_CASES = [
 ]
 
 
-@pytest.mark.parametrize("content, expected", [c[1:] for c in GROUND_TRUTH_CASES],
-                         ids=[c[0] for c in GROUND_TRUTH_CASES])
+@pytest.mark.parametrize(
+    "content, expected", [c[1:] for c in GROUND_TRUTH_CASES], ids=[c[0] for c in GROUND_TRUTH_CASES]
+)
 def test_ground_truth_reader(tmp_path, content, expected):
     path = write(tmp_path, "gt.json", content)
     with pytest.raises(InputError) as err:
@@ -129,8 +136,9 @@ def test_ground_truth_reader(tmp_path, content, expected):
 CLI_GROUND_TRUTH_CASES = [c for c in GROUND_TRUTH_CASES[::3] if c[0] != "missing-duration"]  # evaluate needs none
 
 
-@pytest.mark.parametrize("content, expected", [c[1:] for c in CLI_GROUND_TRUTH_CASES],
-                         ids=[c[0] for c in CLI_GROUND_TRUTH_CASES])
+@pytest.mark.parametrize(
+    "content, expected", [c[1:] for c in CLI_GROUND_TRUTH_CASES], ids=[c[0] for c in CLI_GROUND_TRUTH_CASES]
+)
 def test_ground_truth_reader_cli_line(tmp_path, capsys, content, expected):
     path = write(tmp_path, "gt.json", content)
     assert main(["evaluate", str(path), str(write(tmp_path, "p.json", '{"results": {}}'))]) == 2
@@ -139,11 +147,14 @@ def test_ground_truth_reader_cli_line(tmp_path, capsys, content, expected):
     assert err.startswith("pointtal evaluate: error: ") and str(path) in err and expected[0] in err
 
 
-@pytest.mark.parametrize("duration, extra, expected", [
-    (1e308, [], "duration must be at most 1e+09 s"),  # once an OverflowError traceback (and hangs near it)
-    (10, ["--fps", "1e308"], "--fps 1e+308: must be in (0, 1e+06]"),
-    (10, ["--fps", "nan"], "--fps nan: must be in (0, 1e+06]"),
-])
+@pytest.mark.parametrize(
+    "duration, extra, expected",
+    [
+        (1e308, [], "duration must be at most 1e+09 s"),  # once an OverflowError traceback (and hangs near it)
+        (10, ["--fps", "1e308"], "--fps 1e+308: must be in (0, 1e+06]"),
+        (10, ["--fps", "nan"], "--fps nan: must be in (0, 1e+06]"),
+    ],
+)
 def test_annotate_absurd_duration_or_fps_is_one_line(tmp_path, capsys, duration, extra, expected):
     entry = {"subset": "validation", "duration": duration, "annotations": [{"segment": [1, 2], "label": "a"}]}
     gt = write(tmp_path, "gt.json", json.dumps({"database": {"vid_7": entry}}))
@@ -161,11 +172,14 @@ def test_ground_truth_missing_file_and_directory(tmp_path):
         load_ground_truth(tmp_path)
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"", "class list is empty"),
-    (b"a\nb\na\n", "duplicate names: a"),
-    (b"a\n\xffb\n", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "class list is empty"),
+        (b"a\nb\na\n", "duplicate names: a"),
+        (b"a\n\xffb\n", "not UTF-8"),
+    ],
+)
 def test_class_list_reader(tmp_path, content, expected):
     path = write(tmp_path, "classes.txt", content)
     with pytest.raises(InputError, match=expected) as err:
@@ -199,8 +213,11 @@ POINT_CASES = [  # SF-Net layout; (id, content, texts)
     ("non-utf8", b"v1,1.0,a\nv1,2.0,caf\xe9\n", ["line 2", "not UTF-8"]),
     ("field-over-csv-limit", b"v1,1.0," + b"a" * 200_000 + b"\n", ["line 1", "field larger than field limit"]),
     # LACP / HR-Pro layouts (point = frame number at the video's fps, here 25 via the lookup)
-    ("lacp-truncated-row", b"class,class_index,start_frame,stop_frame,video_id,point\na,0,1,9,v1,5\na,0,1",
-     ["line 3", "expected 6 fields as in the header, got 3"]),
+    (
+        "lacp-truncated-row",
+        b"class,class_index,start_frame,stop_frame,video_id,point\na,0,1,9,v1,5\na,0,1",
+        ["line 3", "expected 6 fields as in the header, got 3"],
+    ),
     ("lacp-frame-not-a-number", b"class,video_id,point\na,v1,five\n", ["line 2", "video 'v1'", "'five'"]),
     ("lacp-frame-negative", b"class,video_id,point\na,v1,-5\n", ["line 2", "video 'v1'", "negative point frame"]),
     ("lacp-frame-inf", b"class,video_id,point\na,v1,inf\n", ["line 2", "video 'v1'", "not finite"]),
@@ -219,17 +236,20 @@ def test_point_reader(tmp_path, content, expected):
     assert_names(err, str(path), *expected)
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("[25, 30]", "expected an object"),
-    ('{"v1": "25"}', "video 'v1': fps must be a positive number (at most 1e+06), got '25'"),
-    ('{"v1": 0}', "video 'v1': fps must be a positive number (at most 1e+06), got 0"),
-    ('{"v1": 1e300}', "video 'v1': fps must be a positive number (at most 1e+06), got 1e+300"),
-    ('{"v1": true}', "video 'v1'"),
-    ('{"v1": -1e400}', "video 'v1'"),
-    (fill('{"v1": %s}', BIG_INT), "video 'v1'"),
-    ('{"v1": 25, "v1": 30}', "'v1' appears twice"),
-    ('{"v1": 25', "malformed JSON"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("[25, 30]", "expected an object"),
+        ('{"v1": "25"}', "video 'v1': fps must be a positive number (at most 1e+06), got '25'"),
+        ('{"v1": 0}', "video 'v1': fps must be a positive number (at most 1e+06), got 0"),
+        ('{"v1": 1e300}', "video 'v1': fps must be a positive number (at most 1e+06), got 1e+300"),
+        ('{"v1": true}', "video 'v1'"),
+        ('{"v1": -1e400}', "video 'v1'"),
+        (fill('{"v1": %s}', BIG_INT), "video 'v1'"),
+        ('{"v1": 25, "v1": 30}', "'v1' appears twice"),
+        ('{"v1": 25', "malformed JSON"),
+    ],
+)
 def test_fps_dict_reader(tmp_path, content, expected):
     path = write(tmp_path, "fps_dict.json", content)
     with pytest.raises(InputError) as err:
@@ -401,8 +421,9 @@ METHOD_OPTION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("method, key, value, why", METHOD_OPTION_CASES,
-                         ids=[f"{c[0]}-{c[1]}" for c in METHOD_OPTION_CASES])
+@pytest.mark.parametrize(
+    "method, key, value, why", METHOD_OPTION_CASES, ids=[f"{c[0]}-{c[1]}" for c in METHOD_OPTION_CASES]
+)
 def test_method_options_out_of_range(tmp_path, method, key, value, why):
     path = write(tmp_path, "config.yaml", f"method:\n  name: {method}\n  {key}: {value}\n")
     with pytest.raises(InputError) as err:
@@ -457,8 +478,11 @@ PREDICTION_CASES = [
     ("results-list", '{"results": []}', ["'results'"]),
     ("duplicate-video-id", '{"results": {"vid_7": [], "vid_7": []}}', ["'vid_7'", "twice"]),
     ("duplicate-results", '{"results": {}, "results": {}}', ["'results'", "twice"]),
-    ("duplicate-key-in-entry", pred_doc('{"label": "a", "score": 0.5, "score": 0.9, "segment": [1, 2]}'),
-     ["'score'", "twice"]),
+    (
+        "duplicate-key-in-entry",
+        pred_doc('{"label": "a", "score": 0.5, "score": 0.9, "segment": [1, 2]}'),
+        ["'score'", "twice"],
+    ),
     ("entries-object", '{"results": {"vid_7": {"label": "a"}}}', ["video 'vid_7'", "expected a list"]),
     ("entry-string", pred_doc('"a 0.5 1 2"'), ["video 'vid_7' prediction 0", "expected an object"]),
     ("missing-label", pred_doc('{"score": 0.5, "segment": [1, 2]}'), ["vid_7' prediction 0", "missing 'label'"]),
@@ -470,14 +494,26 @@ PREDICTION_CASES = [
     ("score-null", pred_entry(score=None), ["vid_7' prediction 0 score", "None"]),
     ("score-1e400", pred_doc('{"label": "a", "score": 1e400, "segment": [1, 2]}'), ["prediction 0 score", "inf"]),
     ("score-NaN", pred_doc('{"label": "a", "score": NaN, "segment": [1, 2]}'), ["prediction 0 score", "nan"]),
-    ("score-huge-int", pred_doc(fill('{"label": "a", "score": %s, "segment": [1, 2]}', BIG_INT)),
-     ["prediction 0 score"]),
-    ("segment-huge-int", pred_doc(fill('{"label": "a", "score": 1, "segment": [1, %s]}', BIG_INT)),
-     ["prediction 0 segment end"]),
-    ("segment-5000-digits", pred_doc(fill('{"label": "a", "score": 1, "segment": [1, %s]}', DIGITS_5000)),
-     ["unreadable JSON"]),
-    ("segment-minus-1e400", pred_doc('{"label": "a", "score": 1, "segment": [-1e400, 2]}'),
-     ["prediction 0 segment start", "-inf"]),
+    (
+        "score-huge-int",
+        pred_doc(fill('{"label": "a", "score": %s, "segment": [1, 2]}', BIG_INT)),
+        ["prediction 0 score"],
+    ),
+    (
+        "segment-huge-int",
+        pred_doc(fill('{"label": "a", "score": 1, "segment": [1, %s]}', BIG_INT)),
+        ["prediction 0 segment end"],
+    ),
+    (
+        "segment-5000-digits",
+        pred_doc(fill('{"label": "a", "score": 1, "segment": [1, %s]}', DIGITS_5000)),
+        ["unreadable JSON"],
+    ),
+    (
+        "segment-minus-1e400",
+        pred_doc('{"label": "a", "score": 1, "segment": [-1e400, 2]}'),
+        ["prediction 0 segment start", "-inf"],
+    ),
     ("segment-zero-length", pred_entry(segment=[2, 2]), ["vid_7' prediction 0", "start 2.0 >= end 2.0"]),
     ("segment-reversed", pred_entry(segment=[3, 1]), ["vid_7' prediction 0", "start 3.0 >= end 1.0"]),
     ("segment-one-value", pred_entry(segment=[1]), ["vid_7' prediction 0", "segment must be [start, end]"]),
@@ -488,8 +524,7 @@ PREDICTION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("content, expected", [c[1:] for c in PREDICTION_CASES],
-                         ids=[c[0] for c in PREDICTION_CASES])
+@pytest.mark.parametrize("content, expected", [c[1:] for c in PREDICTION_CASES], ids=[c[0] for c in PREDICTION_CASES])
 def test_prediction_reader(tmp_path, content, expected):
     path = write(tmp_path, "pred.json", content)
     with pytest.raises(InputError) as err:
@@ -502,8 +537,7 @@ def cli_gt(tmp_path) -> Path:
     return write(tmp_path, "gt.json", gt_doc())
 
 
-@pytest.mark.parametrize("content, expected", [c[1:] for c in PREDICTION_CASES],
-                         ids=[c[0] for c in PREDICTION_CASES])
+@pytest.mark.parametrize("content, expected", [c[1:] for c in PREDICTION_CASES], ids=[c[0] for c in PREDICTION_CASES])
 def test_prediction_reader_cli_line(tmp_path, capsys, cli_gt, content, expected):
     path = write(tmp_path, "pred.json", content)
     assert main(["evaluate", str(cli_gt), str(path)]) == 2
@@ -513,12 +547,15 @@ def test_prediction_reader_cli_line(tmp_path, capsys, cli_gt, content, expected)
     assert all(text in err for text in expected), err
 
 
-@pytest.mark.parametrize("entry, expected", [
-    ('{"label": "a", "score": 1, "frame": "3"}', "prediction 0 frame"),
-    ('{"label": "a", "score": 1, "frame": 1e400}', "prediction 0 frame"),
-    (fill('{"label": "a", "score": 1, "frame": %s}', BIG_INT), "prediction 0 frame"),
-    ('{"label": "a", "score": 1, "segment": [1, 2]}', "leave out --frames"),
-])
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ('{"label": "a", "score": 1, "frame": "3"}', "prediction 0 frame"),
+        ('{"label": "a", "score": 1, "frame": 1e400}', "prediction 0 frame"),
+        (fill('{"label": "a", "score": 1, "frame": %s}', BIG_INT), "prediction 0 frame"),
+        ('{"label": "a", "score": 1, "segment": [1, 2]}', "leave out --frames"),
+    ],
+)
 def test_frame_prediction_reader(tmp_path, entry, expected):
     path = write(tmp_path, "frames.json", pred_doc(entry))
     with pytest.raises(InputError) as err:
@@ -526,14 +563,17 @@ def test_frame_prediction_reader(tmp_path, entry, expected):
     assert_names(err, str(path), "video 'vid_7'", expected)
 
 
-@pytest.mark.parametrize("option, content, expected", [
-    ("--exclude-videos", b"vid_7\n\xff\n", "--exclude-videos file is not UTF-8"),
-    ("--exclude-videos", b" \n", "no video ids given"),
-    ("--class-list", b"a\n\xffb\n", "class list is not UTF-8"),
-    ("--class-list", b"b\n", "labels not in class list"),
-    ("--ambiguous", b"vid_7 5 1\n", "invalid segment [5.0, 1.0]"),
-    ("--ambiguous", b"vid_7 x y\n", "start/end are not numbers"),
-])
+@pytest.mark.parametrize(
+    "option, content, expected",
+    [
+        ("--exclude-videos", b"vid_7\n\xff\n", "--exclude-videos file is not UTF-8"),
+        ("--exclude-videos", b" \n", "no video ids given"),
+        ("--class-list", b"a\n\xffb\n", "class list is not UTF-8"),
+        ("--class-list", b"b\n", "labels not in class list"),
+        ("--ambiguous", b"vid_7 5 1\n", "invalid segment [5.0, 1.0]"),
+        ("--ambiguous", b"vid_7 x y\n", "start/end are not numbers"),
+    ],
+)
 def test_evaluate_option_files_cli_line(tmp_path, capsys, cli_gt, option, content, expected):
     extra = write(tmp_path, "extra.txt", content)
     value = f"@{extra}" if option == "--exclude-videos" else str(extra)
@@ -558,13 +598,28 @@ def test_video_commands_refuse_wrong_outputs_and_files_in_one_line(tmp_path, cap
     video.write_bytes(b"not a video")
     assert main(["extract", str(video), "--out", str(video), "--random-init"]) == 2
     assert "--out" in (line := _only_error_line(capsys)) and "is a file" in line
-    assert main(["extract", str(video), "--out", str(tmp_path / "f"), "--rgb-weights", str(video),
-                 "--flow-weights", str(video)]) == 2
+    assert (
+        main(
+            [
+                "extract",
+                str(video),
+                "--out",
+                str(tmp_path / "f"),
+                "--rgb-weights",
+                str(video),
+                "--flow-weights",
+                str(video),
+            ]
+        )
+        == 2
+    )
     line = _only_error_line(capsys)
     assert "--rgb-weights" in line and "not a PyTorch weights file" in line and "weights_only" not in line
     classes = tmp_path / "classes.txt"
     classes.write_text("Jump\n")
-    for argv in (["label", str(tmp_path), "--classes", str(classes), "--out", str(tmp_path)],
-                 ["label", "--stats", "--out", str(tmp_path)]):
+    for argv in (
+        ["label", str(tmp_path), "--classes", str(classes), "--out", str(tmp_path)],
+        ["label", "--stats", "--out", str(tmp_path)],
+    ):
         assert main(argv) == 2
         assert "is a directory" in _only_error_line(capsys)

@@ -44,8 +44,10 @@ def rename_video(data: Path, old: str, new: str) -> None:
     (data / "features" / f"{old}.npy").rename(data / "features" / f"{new}.npy")
     for csv in (data / "points").glob("*.csv"):
         lines = csv.read_text(encoding="utf-8").splitlines()
-        csv.write_text("".join(f"{new}{line[len(old):]}\n" if line.startswith(f"{old},") else f"{line}\n"
-                               for line in lines), encoding="utf-8")
+        csv.write_text(
+            "".join(f"{new}{line[len(old) :]}\n" if line.startswith(f"{old},") else f"{line}\n" for line in lines),
+            encoding="utf-8",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +60,21 @@ def odd_run(tmp_path_factory) -> Path:
     rename_video(data, "video_test_0001", ODD_TEST_ID)
     rename_video(data, "video_validation_0001", ODD_TRAIN_ID)
     config = {
-        "data": {"annotations": "../data/annotations.json", "features": "../data/features",
-                 "points": [f"../data/points/annotator{i}.csv" for i in range(1, 5)]},
+        "data": {
+            "annotations": "../data/annotations.json",
+            "features": "../data/features",
+            "points": [f"../data/points/annotator{i}.csv" for i in range(1, 5)],
+        },
         "method": {"name": "sfnet", "hidden": 16, "expand_step": 3},
-        "train": {"steps": 6, "batch_size": 4, "lr": 1e-3, "eval_every": 0, "device": "cpu",
-                  "progress": False, "report": True},
+        "train": {
+            "steps": 6,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "eval_every": 0,
+            "device": "cpu",
+            "progress": False,
+            "report": True,
+        },
     }
     (root / "cfg").mkdir()
     (root / "cfg" / "sfnet.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -101,12 +113,15 @@ def test_report_links_resolve_for_odd_ids(odd_run):
     assert long_a != long_b and max(len(long_a.encode()), len(long_b.encode())) <= 255
 
 
-@pytest.mark.parametrize(("video_id", "reason"), [
-    ("sub/dir", "it contains '/' (a path separator)"),
-    ("..", "it is '..', which names a directory"),
-    ("a\\b", "a path separator on Windows"),
-    ("line\nbreak", "control character U+000A"),
-])
+@pytest.mark.parametrize(
+    ("video_id", "reason"),
+    [
+        ("sub/dir", "it contains '/' (a path separator)"),
+        ("..", "it is '..', which names a directory"),
+        ("a\\b", "a path separator on Windows"),
+        ("line\nbreak", "control character U+000A"),
+    ],
+)
 def test_refused_ids_say_exactly_why(tmp_path, capsys, video_id, reason):
     data = tmp_path / "data"
     generate(data, "tiny", seed=0, progress=False)
@@ -114,8 +129,11 @@ def test_refused_ids_say_exactly_why(tmp_path, capsys, video_id, reason):
     gt["database"][video_id] = gt["database"].pop("video_test_0002")
     (data / "annotations.json").write_text(json.dumps(gt), encoding="utf-8")
     config = tmp_path / "c.yaml"
-    config.write_text("data:\n  annotations: data/annotations.json\n  features: data/features\n  points: weak\n"
-                      "train:\n  steps: 1\n  device: cpu\n", encoding="utf-8")
+    config.write_text(
+        "data:\n  annotations: data/annotations.json\n  features: data/features\n  points: weak\n"
+        "train:\n  steps: 1\n  device: cpu\n",
+        encoding="utf-8",
+    )
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert reason in err and "cannot be a feature file name" in err and "leading '.'" not in err
@@ -175,11 +193,19 @@ def test_synth_prints_a_train_command_that_works(tmp_path, capsys):
         assert main(["synth", "my data", "--preset", "tiny", "--no-progress"]) == 0
         lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("next: ")]
         assert len(lines) == 1
-        command = shlex.split(lines[0][len("next: "):])
+        command = shlex.split(lines[0][len("next: ") :])
         assert command[:2] == ["pointtal", "train"]
     with cwd(tmp_path / "a"):  # the command as printed, shortened
-        args = [*command[1:], "--set", "train.steps=2", "--set", "method.expand_step=1",
-                "--set", "train.device=cpu", "--no-progress"]
+        args = [
+            *command[1:],
+            "--set",
+            "train.steps=2",
+            "--set",
+            "method.expand_step=1",
+            "--set",
+            "train.device=cpu",
+            "--no-progress",
+        ]
         out = Path(args[args.index("--out") + 1])
         assert main(args) == 0
     saved = yaml.safe_load((tmp_path / "a" / out / "config.yaml").read_text(encoding="utf-8"))
@@ -201,8 +227,12 @@ def repo_text_files() -> list[Path]:
     files = []
     for path in ROOT.rglob("*"):
         parts = set(path.relative_to(ROOT).parts)
-        if path.is_file() and not parts & skip and not any(p.endswith(".egg-info") for p in parts) \
-                and (path.suffix in TEXT_SUFFIXES or path.name == "Makefile"):
+        if (
+            path.is_file()
+            and not parts & skip
+            and not any(p.endswith(".egg-info") for p in parts)
+            and (path.suffix in TEXT_SUFFIXES or path.name == "Makefile")
+        ):
             files.append(path)
     return files
 
@@ -226,11 +256,11 @@ def test_no_reference_leaves_the_repository():
         text = path.read_text(encoding="utf-8", errors="replace")
         name = path.relative_to(ROOT)
         problems += [f"{name}: {m.group(0)}" for m in outside.finditer(text)]
-        problems += [f"{name}: {m.group(0)}" for m in document.finditer(text)
-                     if not (ROOT / m.group(0)).is_file()]
+        problems += [f"{name}: {m.group(0)}" for m in document.finditer(text) if not (ROOT / m.group(0)).is_file()]
         problems += [f"{name}: {m.group(1)}" for m in cited.finditer(text) if not (ROOT / m.group(1)).is_file()]
-        problems += [f"{name}: section {m.group(1)}" for m in section.finditer(text)
-                     if m.group(1).rstrip(".") not in sections]
+        problems += [
+            f"{name}: section {m.group(1)}" for m in section.finditer(text) if m.group(1).rstrip(".") not in sections
+        ]
     assert not problems, problems
 
 

@@ -86,8 +86,12 @@ def command_actions(name: str) -> list[argparse.Action]:
     return sub.choices[name]._actions
 
 
-NUMERIC = [(name, action.option_strings[-1], action.type) for name in COMMANDS for action in command_actions(name)
-           if action.option_strings and action.type in (int, float)]
+NUMERIC = [
+    (name, action.option_strings[-1], action.type)
+    for name in COMMANDS
+    for action in command_actions(name)
+    if action.option_strings and action.type in (int, float)
+]
 
 
 def test_every_command_checks_before_it_runs():
@@ -128,8 +132,16 @@ def runs(tiny_data, tmp_path_factory) -> dict[str, Path]:
     train(build_config(tiny_raw_config(tiny_data, "weak", steps=2)), root / "trained")
     weights = root / "rgb.pt"
     weights.write_bytes(b"weights")
-    base = {"fps": 25.0, "stride": 16, "backbone": "i3d", "dim": 2048, "flow": "tvl1", "resize": 256, "crop": 224,
-            "videos": {}}
+    base = {
+        "fps": 25.0,
+        "stride": 16,
+        "backbone": "i3d",
+        "dim": 2048,
+        "flow": "tvl1",
+        "resize": 256,
+        "crop": 224,
+        "videos": {},
+    }
     recorded = {"file": "rgb.pt", "sha256": file_sha256(weights)}
     manifests = {
         "random": {**base, "weights": {"random_init_seed": 0}},
@@ -157,65 +169,135 @@ def _files(tmp: Path) -> dict[str, Path]:
 # (id, argv, texts the one error line holds). {random}/{weighted}/{rgb_only}: runs; {weights}: a file.
 BAD = [
     # detect: the cases
-    ("detect-plot-txt", "detect {random} {video} --out {tmp}/d.json --plot {tmp}/x.txt",
-     ["--plot", "unknown figure format '.txt'", ".png, .pdf, .svg"]),
+    (
+        "detect-plot-txt",
+        "detect {random} {video} --out {tmp}/d.json --plot {tmp}/x.txt",
+        ["--plot", "unknown figure format '.txt'", ".png, .pdf, .svg"],
+    ),
     ("detect-top-negative", "detect {random} {video} --out {tmp}/d.json --top -3", ["--top -3: must be >= 1"]),
-    ("detect-other-seed", "detect {random} {video} --out {tmp}/d.json --random-init --seed 5",
-     ["--seed 5: the run's features used random weights with seed 0", "extract.json"]),
-    ("detect-weights-on-random-run", "detect {random} {video} --out {tmp}/d.json --rgb-weights {weights}",
-     ["--rgb-weights", "not used with random weights", "extract.json"]),
-    ("detect-random-on-weighted-run", "detect {weighted} {video} --out {tmp}/d.json --random-init",
-     ["--random-init: the run's features were made with weights files"]),
-    ("detect-seed-on-weighted-run", "detect {weighted} {video} --out {tmp}/d.json --seed 3",
-     ["--seed 3: applies to --random-init only"]),
-    ("detect-raft-on-tvl1-run", "detect {weighted} {video} --out {tmp}/d.json --raft-weights {weights}",
-     ["--raft-weights", "applies to --flow raft; the flow is tvl1"]),
-    ("detect-flow-on-rgb-backbone", "detect {rgb_only} {video} --out {tmp}/d.json --flow-weights {weights}",
-     ["--flow-weights", "backbone r2plus1d_18 is RGB only"]),
+    (
+        "detect-other-seed",
+        "detect {random} {video} --out {tmp}/d.json --random-init --seed 5",
+        ["--seed 5: the run's features used random weights with seed 0", "extract.json"],
+    ),
+    (
+        "detect-weights-on-random-run",
+        "detect {random} {video} --out {tmp}/d.json --rgb-weights {weights}",
+        ["--rgb-weights", "not used with random weights", "extract.json"],
+    ),
+    (
+        "detect-random-on-weighted-run",
+        "detect {weighted} {video} --out {tmp}/d.json --random-init",
+        ["--random-init: the run's features were made with weights files"],
+    ),
+    (
+        "detect-seed-on-weighted-run",
+        "detect {weighted} {video} --out {tmp}/d.json --seed 3",
+        ["--seed 3: applies to --random-init only"],
+    ),
+    (
+        "detect-raft-on-tvl1-run",
+        "detect {weighted} {video} --out {tmp}/d.json --raft-weights {weights}",
+        ["--raft-weights", "applies to --flow raft; the flow is tvl1"],
+    ),
+    (
+        "detect-flow-on-rgb-backbone",
+        "detect {rgb_only} {video} --out {tmp}/d.json --flow-weights {weights}",
+        ["--flow-weights", "backbone r2plus1d_18 is RGB only"],
+    ),
     ("detect-batch-zero", "detect {random} {video} --out {tmp}/d.json --batch 0", ["--batch 0: must be >= 1"]),
-    ("detect-crop-beyond-resize", "detect {random} {video} --out {tmp}/d.json --resize 64 --crop 128",
-     ["--crop 128: must be <= --resize 64"]),
+    (
+        "detect-crop-beyond-resize",
+        "detect {random} {video} --out {tmp}/d.json --resize 64 --crop 128",
+        ["--crop 128: must be <= --resize 64"],
+    ),
     ("detect-device", "detect {random} {video} --out {tmp}/d.json --device gpu", ["--device gpu: is not a device"]),
-    ("detect-features-dir-file", "detect {random} {video} --out {tmp}/d.json --features-dir {tmp}/a_file",
-     ["--features-dir", "is a file"]),
+    (
+        "detect-features-dir-file",
+        "detect {random} {video} --out {tmp}/d.json --features-dir {tmp}/a_file",
+        ["--features-dir", "is a file"],
+    ),
     # predict
     ("predict-batch-zero", "predict {random} --out {tmp}/p.json --batch-size 0", ["--batch-size 0: must be >= 1"]),
-    ("predict-threshold-without-pseudo", "predict {random} --out {tmp}/p.json --pseudo-threshold 0.3",
-     ["--pseudo-threshold 0.3: applies to --pseudo-labels"]),
-    ("predict-threshold-range", "predict {random} --pseudo-labels {tmp}/g.json --pseudo-threshold 1.5",
-     ["--pseudo-threshold 1.5: must be in [0, 1]"]),
+    (
+        "predict-threshold-without-pseudo",
+        "predict {random} --out {tmp}/p.json --pseudo-threshold 0.3",
+        ["--pseudo-threshold 0.3: applies to --pseudo-labels"],
+    ),
+    (
+        "predict-threshold-range",
+        "predict {random} --pseudo-labels {tmp}/g.json --pseudo-threshold 1.5",
+        ["--pseudo-threshold 1.5: must be in [0, 1]"],
+    ),
     ("predict-device", "predict {random} --out {tmp}/p.json --device cuda:x", ["--device cuda:x"]),
     # extract
-    ("extract-weights-with-random", "extract {video} --out {tmp}/f --random-init --rgb-weights {weights}",
-     ["--rgb-weights", "not used with random weights"]),
-    ("extract-seed-without-random", "extract {video} --out {tmp}/f --seed 3 --rgb-weights {weights} "
-     "--flow-weights {weights}", ["--seed 3: applies to --random-init only"]),
-    ("extract-flow-on-rgb-backbone", "extract {video} --out {tmp}/f --backbone r2plus1d_18 --random-init "
-     "--flow raft", ["--flow raft: backbone r2plus1d_18 is RGB only"]),
-    ("extract-raft-model-with-tvl1", "extract {video} --out {tmp}/f --random-init --raft-model raft_large",
-     ["--raft-model raft_large: applies to --flow raft; the flow is tvl1"]),
-    ("extract-fps-range", "extract {video} --out {tmp}/f --random-init --fps 5000", ["--fps 5000.0: must be in (0, 1000]"]),
+    (
+        "extract-weights-with-random",
+        "extract {video} --out {tmp}/f --random-init --rgb-weights {weights}",
+        ["--rgb-weights", "not used with random weights"],
+    ),
+    (
+        "extract-seed-without-random",
+        "extract {video} --out {tmp}/f --seed 3 --rgb-weights {weights} --flow-weights {weights}",
+        ["--seed 3: applies to --random-init only"],
+    ),
+    (
+        "extract-flow-on-rgb-backbone",
+        "extract {video} --out {tmp}/f --backbone r2plus1d_18 --random-init --flow raft",
+        ["--flow raft: backbone r2plus1d_18 is RGB only"],
+    ),
+    (
+        "extract-raft-model-with-tvl1",
+        "extract {video} --out {tmp}/f --random-init --raft-model raft_large",
+        ["--raft-model raft_large: applies to --flow raft; the flow is tvl1"],
+    ),
+    (
+        "extract-fps-range",
+        "extract {video} --out {tmp}/f --random-init --fps 5000",
+        ["--fps 5000.0: must be in (0, 1000]"],
+    ),
     ("extract-out-file", "extract {video} --out {tmp}/a_file --random-init", ["--out", "is a file"]),
     # annotate
-    ("annotate-seed-with-check", "annotate {tmp}/gt.json --check {tmp}/p.csv --seed 3",
-     ["--seed 3: applies when simulating points"]),
+    (
+        "annotate-seed-with-check",
+        "annotate {tmp}/gt.json --check {tmp}/p.csv --seed 3",
+        ["--seed 3: applies when simulating points"],
+    ),
     ("annotate-overwrite-with-check", "annotate {tmp}/gt.json --check {tmp}/p.csv --overwrite", ["--overwrite"]),
-    ("annotate-jitter-on-soda", "annotate {tmp}/gt.json --scheme soda --out {tmp}/p.csv --jitter 0.1",
-     ["--jitter 0.1: applies to --scheme sfnet-center-jitter, not soda"]),
-    ("annotate-start-ratio-range", "annotate {tmp}/gt.json --scheme sfnet-start --out {tmp}/p.csv --start-ratio 1.5",
-     ["--start-ratio 1.5: must be in (0, 1]"]),
-    ("annotate-strict-when-simulating", "annotate {tmp}/gt.json --scheme sfnet-uniform --out {tmp}/p.csv --strict",
-     ["--strict: applies to --check"]),
+    (
+        "annotate-jitter-on-soda",
+        "annotate {tmp}/gt.json --scheme soda --out {tmp}/p.csv --jitter 0.1",
+        ["--jitter 0.1: applies to --scheme sfnet-center-jitter, not soda"],
+    ),
+    (
+        "annotate-start-ratio-range",
+        "annotate {tmp}/gt.json --scheme sfnet-start --out {tmp}/p.csv --start-ratio 1.5",
+        ["--start-ratio 1.5: must be in (0, 1]"],
+    ),
+    (
+        "annotate-strict-when-simulating",
+        "annotate {tmp}/gt.json --scheme sfnet-uniform --out {tmp}/p.csv --strict",
+        ["--strict: applies to --check"],
+    ),
     # evaluate
     ("evaluate-tiou-zero", "evaluate {tmp}/gt.json {tmp}/p.json --tiou 0,0.5", ["--tiou", "threshold 0.0 must be"]),
-    ("evaluate-recall-tiou-alone", "evaluate {tmp}/gt.json {tmp}/p.json --recall-tiou 0.5",
-     ["--recall-tiou 0.5: sets the thresholds of --recall / --proposals"]),
-    ("evaluate-overwrite-alone", "evaluate {tmp}/gt.json {tmp}/p.json --overwrite",
-     ["--overwrite: applies to the files --json and --plots write"]),
+    (
+        "evaluate-recall-tiou-alone",
+        "evaluate {tmp}/gt.json {tmp}/p.json --recall-tiou 0.5",
+        ["--recall-tiou 0.5: sets the thresholds of --recall / --proposals"],
+    ),
+    (
+        "evaluate-overwrite-alone",
+        "evaluate {tmp}/gt.json {tmp}/p.json --overwrite",
+        ["--overwrite: applies to the files --json and --plots write"],
+    ),
     ("evaluate-plots-file", "evaluate {tmp}/gt.json {tmp}/p.json --plots {tmp}/a_file", ["--plots", "is a file"]),
     # label
-    ("label-port-range", "label {tmp}/videos --classes {tmp}/c.txt --out {tmp}/c.csv --port 70000",
-     ["--port 70000: must be in [0, 65535]"]),
+    (
+        "label-port-range",
+        "label {tmp}/videos --classes {tmp}/c.txt --out {tmp}/c.csv --port 70000",
+        ["--port 70000: must be in [0, 65535]"],
+    ),
     ("label-stats-with-port", "label --stats --out {tmp}/c.csv --port 9000", ["--port 9000: --stats only reports"]),
     ("label-stats-with-videos", "label {tmp}/videos --stats --out {tmp}/c.csv", ["VIDEOS_DIR", "--stats only"]),
     # synth, demo, visualize, ablate, train
@@ -224,16 +306,31 @@ BAD = [
     ("demo-out-file", "demo --out {tmp}/a_file", ["--out", "is a file"]),
     ("visualize-suffix", "visualize {random} --video v --out {tmp}/f.txt", ["--out", "unknown figure format '.txt'"]),
     ("visualize-device", "visualize {random} --video v --out {tmp}/f.png --device tpu", ["--device tpu"]),
-    ("ablate-progress-dry-run", "ablate {tmp}/soda.yaml --table 4 --out {tmp}/ab --dry-run --progress",
-     ["--progress: --dry-run trains nothing"]),
-    ("ablate-bad-knob-dry-run", "ablate {tmp}/soda.yaml --table 4 --out {tmp}/ab --dry-run --set method.eta=2",
-     ["method.eta=2.0 must be in (0, 1]"]),
-    ("ablate-bad-knob", "ablate {tmp}/soda.yaml --table 4 --out {tmp}/ab --set method.nms_tiou=-1",
-     ["method.nms_tiou=-1.0 must be in [0, 1]"]),
-    ("train-lacp-class-threshold", "train {tmp}/lacp.yaml --out {tmp}/run --set method.class_threshold=2",
-     ["method.class_threshold=2.0 must be in [0, 1]", "lacp.yaml"]),
-    ("train-hrpro-thresholds", "train {tmp}/lacp.yaml --out {tmp}/run --set method.name=hrpro "
-     "--set method.agnostic_thresholds=[5,-1]", ["method.agnostic_thresholds=(5.0, -1.0)", "each in [0, 1]"]),
+    (
+        "ablate-progress-dry-run",
+        "ablate {tmp}/soda.yaml --table 4 --out {tmp}/ab --dry-run --progress",
+        ["--progress: --dry-run trains nothing"],
+    ),
+    (
+        "ablate-bad-knob-dry-run",
+        "ablate {tmp}/soda.yaml --table 4 --out {tmp}/ab --dry-run --set method.eta=2",
+        ["method.eta=2.0 must be in (0, 1]"],
+    ),
+    (
+        "ablate-bad-knob",
+        "ablate {tmp}/soda.yaml --table 4 --out {tmp}/ab --set method.nms_tiou=-1",
+        ["method.nms_tiou=-1.0 must be in [0, 1]"],
+    ),
+    (
+        "train-lacp-class-threshold",
+        "train {tmp}/lacp.yaml --out {tmp}/run --set method.class_threshold=2",
+        ["method.class_threshold=2.0 must be in [0, 1]", "lacp.yaml"],
+    ),
+    (
+        "train-hrpro-thresholds",
+        "train {tmp}/lacp.yaml --out {tmp}/run --set method.name=hrpro --set method.agnostic_thresholds=[5,-1]",
+        ["method.agnostic_thresholds=(5.0, -1.0)", "each in [0, 1]"],
+    ),
     ("train-out-file", "train {tmp}/lacp.yaml --out {tmp}/a_file", ["--out", "is a file"]),
 ]
 

@@ -38,27 +38,45 @@ def _load(tmp_path: Path, raw: dict, overrides: list[str] | None = None):
 
 # ----------------------------------------------------------------------------- the issue's examples, word for word
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["data.window_sec=5"],
-     "config: data.window_sec=5: does not apply with data.points=weak (the window length is read only by the "
-     "simulated SODA point schemes)"),
-    (["method.name=lacp", "method.search=exact", "method.budget=10"],
-     "config: method.budget=10: does not apply with method.search=exact (the exact search has no beam)"),
-    (["method.conv_dilations=[2, 4]"],
-     "config: method.conv_dilations=[2, 4]: does not apply with method.conv_backbone=false (the FC classification "
-     "branch has no convolutions)"),
-    (["method.name=soda", "method.n_networks=1", "method.distill_target=video"],
-     "config: method.distill_target=video: does not apply with method.n_networks=1 (one network has nothing to "
-     "distil)"),
-    (["data.gaussian_std=0.02", "data.points=soda"],
-     "config: data.gaussian_std=0.02: does not apply with data.points=soda (only the gaussian point scheme reads "
-     "it)"),
-    (["data.points=[/x/a.csv, b.csv]", "data.window_sec=5"],
-     "config: data.window_sec=5: does not apply with data.points=[a.csv, b.csv] (the window length"),
-    (["data.segments=labels.json"], "config: data.segments="),
-    (["train.wandb_group=sweep1"],
-     "config: train.wandb_group=sweep1: does not apply with train.wandb=off (Weights & Biases is off)"),
-])
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["data.window_sec=5"],
+            "config: data.window_sec=5: does not apply with data.points=weak (the window length is read only by the "
+            "simulated SODA point schemes)",
+        ),
+        (
+            ["method.name=lacp", "method.search=exact", "method.budget=10"],
+            "config: method.budget=10: does not apply with method.search=exact (the exact search has no beam)",
+        ),
+        (
+            ["method.conv_dilations=[2, 4]"],
+            "config: method.conv_dilations=[2, 4]: does not apply with method.conv_backbone=false (the FC classification "
+            "branch has no convolutions)",
+        ),
+        (
+            ["method.name=soda", "method.n_networks=1", "method.distill_target=video"],
+            "config: method.distill_target=video: does not apply with method.n_networks=1 (one network has nothing to "
+            "distil)",
+        ),
+        (
+            ["data.gaussian_std=0.02", "data.points=soda"],
+            "config: data.gaussian_std=0.02: does not apply with data.points=soda (only the gaussian point scheme reads "
+            "it)",
+        ),
+        (
+            ["data.points=[/x/a.csv, b.csv]", "data.window_sec=5"],
+            "config: data.window_sec=5: does not apply with data.points=[a.csv, b.csv] (the window length",
+        ),
+        (["data.segments=labels.json"], "config: data.segments="),
+        (
+            ["train.wandb_group=sweep1"],
+            "config: train.wandb_group=sweep1: does not apply with train.wandb=off (Weights & Biases is off)",
+        ),
+    ],
+)
 def test_refused_with_one_line_naming_key_and_why(overrides, message):
     with pytest.raises(InputError) as err:
         load_config(None, overrides)
@@ -66,15 +84,18 @@ def test_refused_with_one_line_naming_key_and_why(overrides, message):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize(("overrides", "expected"), [
-    (["data.points=soda-action", "data.window_sec=5"], 5.0),
-    (["method.name=lacp", "method.search=beam", "method.budget=10"], 10),
-    (["method.conv_backbone=true", "method.conv_dilations=[2, 4]"], (2, 4)),
-    (["method.name=soda", "method.n_networks=3", "method.distill_target=video"], "video"),
-    (["data.points=gaussian", "data.gaussian_std=0.02"], 0.02),
-    (["method.name=actionformer", "data.segments=labels.json"], str(Path("labels.json").resolve())),
-    (["train.wandb=offline", "train.wandb_group=sweep1"], "sweep1"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["data.points=soda-action", "data.window_sec=5"], 5.0),
+        (["method.name=lacp", "method.search=beam", "method.budget=10"], 10),
+        (["method.conv_backbone=true", "method.conv_dilations=[2, 4]"], (2, 4)),
+        (["method.name=soda", "method.n_networks=3", "method.distill_target=video"], "video"),
+        (["data.points=gaussian", "data.gaussian_std=0.02"], 0.02),
+        (["method.name=actionformer", "data.segments=labels.json"], str(Path("labels.json").resolve())),
+        (["train.wandb=offline", "train.wandb_group=sweep1"], "sweep1"),
+    ],
+)
 def test_same_key_accepted_where_it_applies(overrides, expected):
     config = load_config(None, overrides)
     section, key = overrides[-1].split("=", 1)[0].split(".")
@@ -85,8 +106,11 @@ def test_same_key_accepted_where_it_applies(overrides, expected):
 def test_a_file_key_is_refused_by_a_set_that_switches_it_off(tmp_path):
     """The file gives method.budget: 10; --set method.search=exact leaves it nothing to do."""
     raw = {"method": {"name": "lacp", "budget": 10}}
-    with pytest.raises(InputError, match=r"config.yaml: method.budget=10: does not apply with "
-                                         r"method.search=exact \(the exact search has no beam\)"):
+    with pytest.raises(
+        InputError,
+        match=r"config.yaml: method.budget=10: does not apply with "
+        r"method.search=exact \(the exact search has no beam\)",
+    ):
         _load(tmp_path, raw, ["method.search=exact"])
     assert _load(tmp_path, raw, ["method.search=beam"]).method_options.budget == 10
 
@@ -104,6 +128,7 @@ def test_file_keys_at_their_default_and_keys_not_given_are_not_refused(tmp_path)
 
 # ----------------------------------------------------------------------------- every rule, both ways
 
+
 def _other_values(options: type, rule) -> tuple[object, object]:
     """(a value of rule.other under which rule.key cannot apply, one under which it applies)."""
     field = {f.name: f for f in dataclasses.fields(options)}[rule.other]
@@ -112,14 +137,16 @@ def _other_values(options: type, rule) -> tuple[object, object]:
     if hint is bool:
         candidates = [True, False]
     if rule.excluded:
-        applies = field.default if field.default not in rule.values else next(
-            c for c in candidates if c not in rule.values)
+        applies = (
+            field.default if field.default not in rule.values else next(c for c in candidates if c not in rule.values)
+        )
         return rule.values[0], applies
     return next(c for c in candidates if c not in rule.values), rule.values[0]
 
 
-METHOD_RULES = [(name, rule) for name, method in sorted(METHODS.items())
-                for rule in getattr(method.Options, "APPLIES", ())]
+METHOD_RULES = [
+    (name, rule) for name, method in sorted(METHODS.items()) for rule in getattr(method.Options, "APPLIES", ())
+]
 
 
 def test_every_method_has_rules_and_each_rule_names_real_fields():
@@ -144,8 +171,14 @@ def test_each_method_rule_refuses_and_accepts(tmp_path, name, rule):
 
 @pytest.mark.parametrize("rule", APPLIES, ids=[r.key for r in APPLIES])
 def test_each_data_and_train_rule_refuses_and_accepts(rule):
-    default = {"data.window_sec": 10.0, "data.gaussian_std": 0.01, "data.strict_points": "true",
-               "train.wandb_project": "p", "train.wandb_group": "g", "train.wandb_tags": "[t]"}[rule.key]
+    default = {
+        "data.window_sec": 10.0,
+        "data.gaussian_std": 0.01,
+        "data.strict_points": "true",
+        "train.wandb_project": "p",
+        "train.wandb_group": "g",
+        "train.wandb_tags": "[t]",
+    }[rule.key]
     blocked = {"data.points": "sfnet-uniform", "train.wandb": "off"}[rule.other]
     assert rule.key != "data.strict_points" or set(rule.values) == set(SCHEMES)
     with pytest.raises(InputError, match=rf"{rule.key}=.*: does not apply with {rule.other}={blocked}"):
@@ -157,6 +190,7 @@ def test_each_data_and_train_rule_refuses_and_accepts(rule):
 
 
 # ----------------------------------------------------------------------------- presets, ablations, saved configs
+
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_preset_builds(path):
@@ -188,8 +222,9 @@ def test_resume_refuses_a_set_key_that_cannot_apply(tmp_path, capsys):
     run.mkdir()
     save_config(load_config(None, ["method.expand=false"]), run / "config.yaml")
     assert main(["train", "--out", str(run), "--resume", "--set", "method.radius=2"]) == 2
-    assert "method.radius=2: does not apply with method.expand=false (anchor expansion is off)" in \
-        capsys.readouterr().err
+    assert (
+        "method.radius=2: does not apply with method.expand=false (anchor expansion is off)" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("path", SODA_PRESETS, ids=[p.name for p in SODA_PRESETS])
@@ -204,8 +239,11 @@ def test_every_ablation_variant_builds(path):
 def test_ablation_refuses_a_variant_key_and_a_user_set_that_cannot_apply():
     base = read_config(SODA_PRESETS[0])
     bad = Variant("bad", "bad", ("method.n_networks=1", "method.distill_distance=l2"))
-    with pytest.raises(InputError, match=r"table variant bad: method\.distill_distance=l2: does not apply with "
-                                         r"method\.n_networks=1"):
+    with pytest.raises(
+        InputError,
+        match=r"table variant bad: method\.distill_distance=l2: does not apply with "
+        r"method\.n_networks=1",
+    ):
         variant_config(base, [], bad, 0)
     with pytest.raises(InputError, match=r"CONFIG and --set: data\.gaussian_std=0\.02: does not apply"):
         variant_config(base, ["data.gaussian_std=0.02"], STUDIES["12"].variants[0], 0)

@@ -20,12 +20,23 @@ from pointtal.data.synthetic import generate
 from pointtal.engine.checkpoint import load_checkpoint
 from pointtal.errors import InputError
 
-GT = {"version": "t", "database": {
-    "v1": {"subset": "validation", "duration": 20.0, "fps": 25,
-           "annotations": [{"segment": [2.0, 6.0], "label": "jump"}]},
-    "v2": {"subset": "test", "duration": 20.0, "fps": 25,
-           "annotations": [{"segment": [3.0, 8.0], "label": "jump"}]},
-}}
+GT = {
+    "version": "t",
+    "database": {
+        "v1": {
+            "subset": "validation",
+            "duration": 20.0,
+            "fps": 25,
+            "annotations": [{"segment": [2.0, 6.0], "label": "jump"}],
+        },
+        "v2": {
+            "subset": "test",
+            "duration": 20.0,
+            "fps": 25,
+            "annotations": [{"segment": [3.0, 8.0], "label": "jump"}],
+        },
+    },
+}
 
 
 def _one_error_line(capsys) -> str:

@@ -20,9 +20,28 @@ from pointtal.viz import (
     timeline_figure,
 )
 
-THUMOS = ("BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
-          "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow",
-          "LongJump", "PoleVault", "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking")
+THUMOS = (
+    "BaseballPitch",
+    "BasketballDunk",
+    "Billiards",
+    "CleanAndJerk",
+    "CliffDiving",
+    "CricketBowling",
+    "CricketShot",
+    "Diving",
+    "FrisbeeCatch",
+    "GolfSwing",
+    "HammerThrow",
+    "HighJump",
+    "JavelinThrow",
+    "LongJump",
+    "PoleVault",
+    "Shotput",
+    "SoccerPenalty",
+    "TennisSwing",
+    "ThrowDiscus",
+    "VolleyballSpiking",
+)
 SNIPPET_SEC = 0.64
 
 
@@ -35,21 +54,32 @@ def inputs(classes=THUMOS, present=THUMOS, n_snippets=400, segments=None, action
     step = duration / (len(present) + 1)
     ground_truth = [((k + 0.6) * step, (k + 1.2) * step, name) for k, name in enumerate(present)]
     if segments is None:
-        segments = [(s + rng.normal(0, 2), e + rng.normal(0, 2) + 3, name, float(rng.uniform(0.1, 0.9)))
-                    for s, e, name in ground_truth[:5] for _ in range(25)]
+        segments = [
+            (s + rng.normal(0, 2), e + rng.normal(0, 2) + 3, name, float(rng.uniform(0.1, 0.9)))
+            for s, e, name in ground_truth[:5]
+            for _ in range(25)
+        ]
     return {
-        "video_id": "video_test_0000896", "duration_sec": duration, "classes": classes,
-        "ground_truth": ground_truth, "points": [(s + 1.0, name) for s, _, name in ground_truth],
-        "cas": cas, "actionness": rng.uniform(0, 1, n_snippets) if actionness else None,
-        "segments": segments, "snippet_sec": SNIPPET_SEC,
+        "video_id": "video_test_0000896",
+        "duration_sec": duration,
+        "classes": classes,
+        "ground_truth": ground_truth,
+        "points": [(s + 1.0, name) for s, _, name in ground_truth],
+        "cas": cas,
+        "actionness": rng.uniform(0, 1, n_snippets) if actionness else None,
+        "segments": segments,
+        "snippet_sec": SNIPPET_SEC,
     }
 
 
 def legend_colors(fig) -> dict[str, tuple]:
     """Legend label -> face colour of its patch (the class colours a figure uses)."""
     (legend,) = fig.legends
-    return {h.get_label(): tuple(h.get_facecolor()) for h in legend.legend_handles if hasattr(h, "get_facecolor")
-            and h.get_label() in THUMOS}
+    return {
+        h.get_label(): tuple(h.get_facecolor())
+        for h in legend.legend_handles
+        if hasattr(h, "get_facecolor") and h.get_label() in THUMOS
+    }
 
 
 def bar_colors(fig) -> dict[str, tuple]:
@@ -79,11 +109,16 @@ def test_actionness_logits_are_refused_by_the_figure_and_mapped_by_the_report():
     with pytest.raises(ValueError, match=r"probability in \[0, 1\]"):
         timeline_figure(**{**inputs(), "actionness": np.linspace(-3, 3, 400)})
     logits = np.array([-50.0, 0.0, 50.0])  # SF-Net's fused actionness starts at exactly 0
-    np.testing.assert_allclose(actionness_probability(SimpleNamespace(method_options=SimpleNamespace(
-        score_space="logit")), logits), [0.0, 0.5, 1.0], atol=1e-12)
+    np.testing.assert_allclose(
+        actionness_probability(SimpleNamespace(method_options=SimpleNamespace(score_space="logit")), logits),
+        [0.0, 0.5, 1.0],
+        atol=1e-12,
+    )
     probabilities = np.array([0.2, 0.7])
-    assert actionness_probability(SimpleNamespace(method_options=SimpleNamespace(score_space="prob")),
-                                  probabilities) is probabilities
+    assert (
+        actionness_probability(SimpleNamespace(method_options=SimpleNamespace(score_space="prob")), probabilities)
+        is probabilities
+    )
 
 
 # ------------------------------------------------------------------------------------ prediction lanes
@@ -96,8 +131,9 @@ def _spans(collection) -> list[tuple[float, float]]:
 def test_prediction_lanes_show_separate_detections_and_the_rest_faint():
     case = inputs()
     fig = timeline_figure(**case)
-    collections = [c for ax in fig.axes for c in ax.collections if (c.get_gid() or "").split(":")[0]
-                   in ("best", "faint")]
+    collections = [
+        c for ax in fig.axes for c in ax.collections if (c.get_gid() or "").split(":")[0] in ("best", "faint")
+    ]
     drawn = 0
     for name in {s[2] for s in case["segments"]}:
         best = [span for c in collections if c.get_gid() == f"best:{name}" for span in _spans(c)]
@@ -165,6 +201,7 @@ def test_a_class_has_one_colour_in_every_figure():
 def test_every_figure_takes_its_class_colours_from_class_color(monkeypatch):
     """Swap the one colour function: the timeline and the class AP bars (also of an evaluated subset
     of the classes) change with it."""
+
     def fake(index, n_classes):
         return (index / n_classes, 0.5, 1 - index / n_classes, 1.0)
 
@@ -179,13 +216,14 @@ def test_every_figure_takes_its_class_colours_from_class_color(monkeypatch):
 # -------------------------------------------------------------------------------- format by suffix
 
 
-@pytest.mark.parametrize(("suffix", "magic"), [(".png", b"\x89PNG\r\n\x1a\n"), (".pdf", b"%PDF-"),
-                                               (".PDF", b"%PDF-"), (".svg", b"<?xml")])
+@pytest.mark.parametrize(
+    ("suffix", "magic"), [(".png", b"\x89PNG\r\n\x1a\n"), (".pdf", b"%PDF-"), (".PDF", b"%PDF-"), (".svg", b"<?xml")]
+)
 def test_the_suffix_picks_the_format(tmp_path, suffix, magic):
     case = inputs(classes=THUMOS[:4], present=THUMOS[:4], n_snippets=60)
-    assert plot_timeline(tmp_path / f"t{suffix}", **case).read_bytes()[:len(magic)] == magic
+    assert plot_timeline(tmp_path / f"t{suffix}", **case).read_bytes()[: len(magic)] == magic
     ap = plot_class_ap(tmp_path / f"ap{suffix}", THUMOS[:4], np.full(4, 0.5), (0.5,))
-    assert ap.read_bytes()[:len(magic)] == magic
+    assert ap.read_bytes()[: len(magic)] == magic
 
 
 @pytest.mark.parametrize("name", ["t.jpg", "t", "t.png.bak"])

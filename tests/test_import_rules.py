@@ -31,10 +31,32 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"applies", "data", "errors", "evaluation", "methods"},  # methods: the METHODS table validates `method:`
     "video": {"atomic", "data", "errors", "evaluation", "outputs"},
     "engine": {"atomic", "config", "data", "errors", "evaluation", "localization", "methods", "outputs", "viz"},
-    "studies": {"atomic", "config", "data", "engine", "errors", "evaluation", "localization", "methods", "outputs",
-                "viz"},
-    "cli": {"atomic", "config", "data", "engine", "errors", "evaluation", "localization", "methods", "outputs",
-            "studies", "video", "viz"},
+    "studies": {
+        "atomic",
+        "config",
+        "data",
+        "engine",
+        "errors",
+        "evaluation",
+        "localization",
+        "methods",
+        "outputs",
+        "viz",
+    },
+    "cli": {
+        "atomic",
+        "config",
+        "data",
+        "engine",
+        "errors",
+        "evaluation",
+        "localization",
+        "methods",
+        "outputs",
+        "studies",
+        "video",
+        "viz",
+    },
 }
 # imports that break the rules today, each to be removed by the named issue; a new one is not allowed
 KNOWN: set[tuple[str, str]] = set()
@@ -82,8 +104,10 @@ def violations() -> list[str]:
             if room in METHOD_NEUTRAL and target == "methods" and len(top) > 2 and top[2] != "base":
                 found.append(f"{rel}:{line}: {room} imports a method by name ({module})")
             if room == target == "methods" and len(top) > 2 and not _method_may_import(path, top[2]):
-                found.append(f"{rel}:{line}: imports another method's internals ({module}); share it through "
-                             f"a neutral module ({', '.join(sorted(METHOD_SHARED))})")
+                found.append(
+                    f"{rel}:{line}: imports another method's internals ({module}); share it through "
+                    f"a neutral module ({', '.join(sorted(METHOD_SHARED))})"
+                )
     return list(dict.fromkeys(found))  # `from . import x` names a package and a module: one report a line
 
 
@@ -110,13 +134,16 @@ def test_known_exceptions_still_exist():
     assert KNOWN <= present, f"remove from KNOWN: {sorted(KNOWN - present)}"
 
 
-@pytest.mark.parametrize("source, room, message", [
-    ("import torch\n", "evaluation", "evaluation imports torch"),
-    ("from pointtal.engine import trainer\n", "methods", "methods -> engine is not allowed"),
-    ("from pointtal.methods.sfnet import SFNet\n", "engine", "imports a method by name"),
-    ("from pointtal.methods.sfnet import mining_pool\n", "methods", "imports another method's internals"),
-    ("from ..studies import ablation\n", "engine", "engine -> studies is not allowed"),
-])
+@pytest.mark.parametrize(
+    "source, room, message",
+    [
+        ("import torch\n", "evaluation", "evaluation imports torch"),
+        ("from pointtal.engine import trainer\n", "methods", "methods -> engine is not allowed"),
+        ("from pointtal.methods.sfnet import SFNet\n", "engine", "imports a method by name"),
+        ("from pointtal.methods.sfnet import mining_pool\n", "methods", "imports another method's internals"),
+        ("from ..studies import ablation\n", "engine", "engine -> studies is not allowed"),
+    ],
+)
 def test_a_new_violation_is_reported_with_its_file_and_line(tmp_path, monkeypatch, source, room, message):
     """The checker itself: a file that breaks a rule, placed in a copy of the package, is named."""
     import shutil

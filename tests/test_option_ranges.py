@@ -45,10 +45,16 @@ def numeric_fields(cls) -> list[tuple[str, type, bool]]:
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
-CASES = [(f"method:{name}", name, field, kind, many) for name, method in sorted(METHODS.items())
-         for field, kind, many in numeric_fields(method.Options)]
-CASES += [(f"{section}", section, field, kind, many) for section, cls in SECTIONS.items()
-          for field, kind, many in numeric_fields(cls)]
+CASES = [
+    (f"method:{name}", name, field, kind, many)
+    for name, method in sorted(METHODS.items())
+    for field, kind, many in numeric_fields(method.Options)
+]
+CASES += [
+    (f"{section}", section, field, kind, many)
+    for section, cls in SECTIONS.items()
+    for field, kind, many in numeric_fields(cls)
+]
 
 
 def raw_config(where: str, owner: str, field: str, value) -> dict:
@@ -90,7 +96,7 @@ def test_every_numeric_knob_has_a_true_range_check(where, owner, field, kind, ma
     default = default_of(where, owner, field)
     base = list(default or ()) if many else None
     assert refusal(where, owner, field, default) is None, "the default must be accepted"
-    probes = [-10**9, 10**9] if kind is int else [-1e9, 1e9]
+    probes = [-(10**9), 10**9] if kind is int else [-1e9, 1e9]
     messages = [m for p in probes if (m := refusal(where, owner, field, value_for(base, many, p)))]
     assert messages, f"{owner}.{field}: no range check ({probes} both accepted)"
     message = messages[0]
@@ -109,8 +115,9 @@ def test_every_numeric_knob_has_a_true_range_check(where, owner, field, kind, ma
         if kind is int and (outside != int(outside) or inside != int(inside)):
             continue
         cast = int if kind is int else float
-        assert refusal(where, owner, field, value_for(base, many, cast(outside))) is not None, \
+        assert refusal(where, owner, field, value_for(base, many, cast(outside))) is not None, (
             f"{owner}.{field}={outside} is outside the stated range ({message}) but accepted"
+        )
         inside_error = refusal(where, owner, field, value_for(base, many, cast(inside)))
         assert inside_error is None, f"{owner}.{field}={inside} is inside the stated range but refused: {inside_error}"
 
@@ -122,8 +129,10 @@ def stated_bounds(message: str) -> tuple[tuple[float, bool] | None, tuple[float,
         return (float(m[2]), m[1] == "["), (float(m[3]), m[4] == "]")
     lower = LOWER.search(text)
     upper = UPPER.search(text)
-    return ((float(lower[2]), lower[1] == ">=") if lower else None,
-            (float(upper[2]), upper[1] != "<") if upper else None)
+    return (
+        (float(lower[2]), lower[1] == ">=") if lower else None,
+        (float(upper[2]), upper[1] != "<") if upper else None,
+    )
 
 
 def test_the_probe_finds_every_numeric_field():
@@ -133,8 +142,11 @@ def test_the_probe_finds_every_numeric_field():
         hints = typing.get_type_hints(method.Options)
         for f in dataclasses.fields(method.Options):
             default = getattr(method.Options(), f.name)
-            is_number = isinstance(default, (int, float)) and not isinstance(default, bool) \
+            is_number = (
+                isinstance(default, (int, float))
+                and not isinstance(default, bool)
                 and typing.get_origin(hints[f.name]) is not typing.Literal
+            )
             if is_number:
                 assert (name, f.name) in covered, (name, f.name)
     assert ("lacp", "class_threshold") in covered and ("hrpro", "agnostic_thresholds") in covered
@@ -145,7 +157,12 @@ NAMED = [
     ("lacp", "class_threshold", 2, "method.class_threshold=2.0 must be in [0, 1]"),
     ("lacp", "w_score", -1, "method.w_score=-1.0 must be >= 0"),
     ("hrpro", "cas_thresholds", [], "method.cas_thresholds=() must be non-empty"),
-    ("hrpro", "agnostic_thresholds", [5, -1], "method.agnostic_thresholds=(5.0, -1.0) must be non-empty, each in [0, 1]"),
+    (
+        "hrpro",
+        "agnostic_thresholds",
+        [5, -1],
+        "method.agnostic_thresholds=(5.0, -1.0) must be non-empty, each in [0, 1]",
+    ),
     ("soda", "thresholds", [0.1, 2], "method.thresholds=(0.1, 2.0)"),
     ("sfnet", "act_eps", 0, "method.act_eps=0.0 must be in (0, 1]"),
 ]
@@ -162,12 +179,15 @@ def test_named_knobs_are_refused_when_the_config_is_loaded(tmp_path, method, key
     assert text in str(err.value) and str(path) in str(err.value)
 
 
-@pytest.mark.parametrize("raw, text", [
-    ({"data": {"annotator": 1}}, "data.annotator=1 applies to click files, not to the simulated points 'weak'"),
-    ({"data": {"annotator": 2, "points": ["a.csv", "b.csv"]}}, "data.annotator=2 must be < 2"),
-    ({"data": {"points": []}}, "data.points=() is empty"),
-    ({"train": {"seed": -1}}, "train.seed=-1 must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "raw, text",
+    [
+        ({"data": {"annotator": 1}}, "data.annotator=1 applies to click files, not to the simulated points 'weak'"),
+        ({"data": {"annotator": 2, "points": ["a.csv", "b.csv"]}}, "data.annotator=2 must be < 2"),
+        ({"data": {"points": []}}, "data.points=() is empty"),
+        ({"train": {"seed": -1}}, "train.seed=-1 must be >= 0"),
+    ],
+)
 def test_data_and_train_knobs_that_cannot_apply(raw, text):
     with pytest.raises(InputError, match=re.escape(text)):
         build_config(raw)

@@ -52,18 +52,51 @@ EXTRACT_VALUES = {"--rgb-weights", "--flow-weights", "--raft-weights", "--device
 NOT_OUTPUTS = {
     "demo": set(),
     "synth": set(),
-    "annotate": {"ground_truth", "--check", "--fps-dict", "--subset", "--background-label", "--features", "--import",
-                 "--export", "--format", "--agreement"},
+    "annotate": {
+        "ground_truth",
+        "--check",
+        "--fps-dict",
+        "--subset",
+        "--background-label",
+        "--features",
+        "--import",
+        "--export",
+        "--format",
+        "--agreement",
+    },
     "train": {"config", "--set"},
     "predict": {"run_dir", "--checkpoint", "--features", "--annotations", "--subset", "--device"},
-    "evaluate": {"ground_truth", "predictions", "--subset", "--tiou", "--distance", "--exclude-videos",
-                 "--ambiguous", "--class-list", "--recall-tiou", "--protocol"},
+    "evaluate": {
+        "ground_truth",
+        "predictions",
+        "--subset",
+        "--tiou",
+        "--distance",
+        "--exclude-videos",
+        "--ambiguous",
+        "--class-list",
+        "--recall-tiou",
+        "--protocol",
+    },
     "visualize": {"run_dir", "--video", "--checkpoint", "--features", "--device"},
-    "ablate": {"config", "--table", "--set", "--metric", "--partition",
-               "--dataset"},  # --dataset: names of directories under --out
+    "ablate": {
+        "config",
+        "--table",
+        "--set",
+        "--metric",
+        "--partition",
+        "--dataset",
+    },  # --dataset: names of directories under --out
     "sweep": {"config", "--grid", "--set", "--metric", "--partition", "--name"},
-    "label": {"videos_dir", "--classes", "--annotator", "--host", "--predictions", "--ground-truth",
-              "--background-label"},
+    "label": {
+        "videos_dir",
+        "--classes",
+        "--annotator",
+        "--host",
+        "--predictions",
+        "--ground-truth",
+        "--background-label",
+    },
     "extract": {"videos", *EXTRACT_VALUES},
     "detect": {"run_dir", "videos", "--checkpoint", *EXTRACT_VALUES},
 }
@@ -81,8 +114,11 @@ def _name(action: argparse.Action) -> str:
 
 def _free_text_options(sub: argparse.ArgumentParser) -> set[str]:
     """Options that take a value which may be a path: not a flag, not a number, not a fixed choice."""
-    return {_name(a) for a in sub._actions
-            if a.nargs != 0 and a.type not in (int, float) and a.choices is None and a.dest != "help"}
+    return {
+        _name(a)
+        for a in sub._actions
+        if a.nargs != 0 and a.type not in (int, float) and a.choices is None and a.dest != "help"
+    }
 
 
 def test_every_option_of_every_command_is_classified():
@@ -93,7 +129,8 @@ def test_every_option_of_every_command_is_classified():
         for option in _free_text_options(sub):
             assert option in outputs or option in NOT_OUTPUTS[command], (
                 f"pointtal {command} {option}: classify it in tests/test_output_guard.py: an output (OUTPUTS, "
-                "then the guard is tested on it) or an input / plain value (NOT_OUTPUTS)")
+                "then the guard is tested on it) or an input / plain value (NOT_OUTPUTS)"
+            )
         for option in outputs:
             assert option in {_name(a) for a in sub._actions}, f"pointtal {command} {option}: no such option"
         assert not outputs & NOT_OUTPUTS[command]
@@ -120,12 +157,18 @@ class Case:
     extra: dict[str, list[str]] = field(default_factory=dict)  # option -> more args it needs
 
 
-GT = {"version": "t", "database": {
-    "v1": {"subset": "validation", "duration": 4.0, "fps": 25,
-           "annotations": [{"segment": [1.0, 2.0], "label": "jump"}]},
-    "v2": {"subset": "test", "duration": 4.0, "fps": 25,
-           "annotations": [{"segment": [0.5, 1.5], "label": "jump"}]},
-}}
+GT = {
+    "version": "t",
+    "database": {
+        "v1": {
+            "subset": "validation",
+            "duration": 4.0,
+            "fps": 25,
+            "annotations": [{"segment": [1.0, 2.0], "label": "jump"}],
+        },
+        "v2": {"subset": "test", "duration": 4.0, "fps": 25, "annotations": [{"segment": [0.5, 1.5], "label": "jump"}]},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -139,14 +182,22 @@ def world(tmp_path_factory) -> Path:
         np.save(root / "features" / f"{vid}.npy", np.zeros((6, 4), np.float32))
     (root / "clicks.csv").write_text("v1,1.5,jump\n")
     (root / "classes.txt").write_text("jump\n")
-    (root / "predictions.json").write_text(json.dumps(
-        {"results": {"v2": [{"label": "jump", "score": 0.9, "segment": [0.5, 1.5]}]}}))
+    (root / "predictions.json").write_text(
+        json.dumps({"results": {"v2": [{"label": "jump", "score": 0.9, "segment": [0.5, 1.5]}]}})
+    )
     (root / "videos").mkdir()
     (root / "videos" / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not decoded before the guard")
-    raw = {"data": {"annotations": str(root / "gt.json"), "features": str(root / "features"),
-                    "points": [str(root / "clicks.csv")], "fps": 25, "stride": 16},
-           "method": {"name": "sfnet", "hidden": 8},
-           "train": {"steps": 1, "device": "cpu", "progress": False, "report": False, "eval_every": 0}}
+    raw = {
+        "data": {
+            "annotations": str(root / "gt.json"),
+            "features": str(root / "features"),
+            "points": [str(root / "clicks.csv")],
+            "fps": 25,
+            "stride": 16,
+        },
+        "method": {"name": "sfnet", "hidden": 8},
+        "train": {"steps": 1, "device": "cpu", "progress": False, "report": False, "eval_every": 0},
+    }
     (root / "config.yaml").write_text(yaml.safe_dump(raw))
     run = root / "run"
     run.mkdir()
@@ -165,39 +216,96 @@ def _cases(w: Path) -> dict[str, Case]:
     data = [w / "gt.json", w / "clicks.csv", w / "features" / "v1.npy"]
     small = ["--random-init", "--resize", "16", "--crop", "16", "--no-progress"]
     return {
-        "demo": Case(["demo", "--quick"], [], {"--out": "notes.txt"}, None,
-                     ("pointtal.data.synthetic:generate", "pointtal.engine.trainer:train")),
+        "demo": Case(
+            ["demo", "--quick"],
+            [],
+            {"--out": "notes.txt"},
+            None,
+            ("pointtal.data.synthetic:generate", "pointtal.engine.trainer:train"),
+        ),
         "synth": Case(["synth", "--preset", "tiny", "--no-progress"], [], {"out_dir": "annotations.json"}),
-        "annotate": Case(["annotate", str(w / "gt.json")], [w / "gt.json"],
-                         extra={"--out": ["--scheme", "sfnet-uniform"],
-                                "--json": ["--agreement", str(w / "clicks.csv"), str(w / "clicks.csv")],
-                                "--merge": ["--agreement", str(w / "clicks.csv"), str(w / "clicks.csv")]}),
-        "train": Case(["train", str(w / "config.yaml")], [w / "config.yaml", *data, w / "features"],
-                      {"--out": "config.yaml"}, None, ("pointtal.engine.trainer:load_run_data",)),
-        "predict": Case(["predict", str(run), "--no-progress"], [*run_files, *data],
-                        work=("pointtal.engine.predictor:predict_run",),
-                        extra={"--frames-out": ["--out", str(w / "fresh_predictions.json")]}),
-        "evaluate": Case(["evaluate", str(w / "gt.json"), str(w / "predictions.json"), "--subset", "test",
-                          "--class-list", str(w / "classes.txt")],
-                         [w / "gt.json", w / "predictions.json", w / "classes.txt"], {"--plots": "pr_curves.png"}),
-        "visualize": Case(["visualize", str(run), "--video", "v2"], [*run_files, *data],
-                          work=("pointtal.engine.predictor:load_trained",)),
-        "ablate": Case(["ablate", str(w / "config.yaml"), "--table", "4", "--seeds", "1"],
-                       [w / "config.yaml", w / "gt.json"], {"--out": "table_4.md"}, None,
-                       ("pointtal.cli.ablate:run_study",)),
-        "sweep": Case(["sweep", str(w / "config.yaml"), "--grid", "train.lr=0.1,0.2", "--seeds", "1"],
-                      [w / "config.yaml", w / "gt.json"], {"--out": "table_sweep.md"}, None,
-                      ("pointtal.cli.sweep:run_study",)),
-        "label": Case(["label", str(w / "videos"), "--classes", str(w / "classes.txt"), "--port", "0",
-                       "--ground-truth", str(w / "gt.json")], [w / "classes.txt", w / "gt.json", video],
-                      overwrite=None, work=("pointtal.cli.label:make_server",)),
-        "extract": Case(["extract", str(video), *small], [video], {"--out": "clip.npy"},
-                        work=("pointtal.video.extract:Extractor",)),
-        "detect": Case(["detect", str(run), str(video), *small], [*run_files, *data, video, run, w / "features"],
-                       {"--features-dir": "clip.npy"},
-                       work=("pointtal.engine.predictor:load_trained", "pointtal.video.extract:Extractor"),
-                       extra={"--plot": ["--out", str(w / "fresh_detections.json")],
-                              "--features-dir": ["--out", str(w / "fresh_detections2.json")]}),
+        "annotate": Case(
+            ["annotate", str(w / "gt.json")],
+            [w / "gt.json"],
+            extra={
+                "--out": ["--scheme", "sfnet-uniform"],
+                "--json": ["--agreement", str(w / "clicks.csv"), str(w / "clicks.csv")],
+                "--merge": ["--agreement", str(w / "clicks.csv"), str(w / "clicks.csv")],
+            },
+        ),
+        "train": Case(
+            ["train", str(w / "config.yaml")],
+            [w / "config.yaml", *data, w / "features"],
+            {"--out": "config.yaml"},
+            None,
+            ("pointtal.engine.trainer:load_run_data",),
+        ),
+        "predict": Case(
+            ["predict", str(run), "--no-progress"],
+            [*run_files, *data],
+            work=("pointtal.engine.predictor:predict_run",),
+            extra={"--frames-out": ["--out", str(w / "fresh_predictions.json")]},
+        ),
+        "evaluate": Case(
+            [
+                "evaluate",
+                str(w / "gt.json"),
+                str(w / "predictions.json"),
+                "--subset",
+                "test",
+                "--class-list",
+                str(w / "classes.txt"),
+            ],
+            [w / "gt.json", w / "predictions.json", w / "classes.txt"],
+            {"--plots": "pr_curves.png"},
+        ),
+        "visualize": Case(
+            ["visualize", str(run), "--video", "v2"],
+            [*run_files, *data],
+            work=("pointtal.engine.predictor:load_trained",),
+        ),
+        "ablate": Case(
+            ["ablate", str(w / "config.yaml"), "--table", "4", "--seeds", "1"],
+            [w / "config.yaml", w / "gt.json"],
+            {"--out": "table_4.md"},
+            None,
+            ("pointtal.cli.ablate:run_study",),
+        ),
+        "sweep": Case(
+            ["sweep", str(w / "config.yaml"), "--grid", "train.lr=0.1,0.2", "--seeds", "1"],
+            [w / "config.yaml", w / "gt.json"],
+            {"--out": "table_sweep.md"},
+            None,
+            ("pointtal.cli.sweep:run_study",),
+        ),
+        "label": Case(
+            [
+                "label",
+                str(w / "videos"),
+                "--classes",
+                str(w / "classes.txt"),
+                "--port",
+                "0",
+                "--ground-truth",
+                str(w / "gt.json"),
+            ],
+            [w / "classes.txt", w / "gt.json", video],
+            overwrite=None,
+            work=("pointtal.cli.label:make_server",),
+        ),
+        "extract": Case(
+            ["extract", str(video), *small], [video], {"--out": "clip.npy"}, work=("pointtal.video.extract:Extractor",)
+        ),
+        "detect": Case(
+            ["detect", str(run), str(video), *small],
+            [*run_files, *data, video, run, w / "features"],
+            {"--features-dir": "clip.npy"},
+            work=("pointtal.engine.predictor:load_trained", "pointtal.video.extract:Extractor"),
+            extra={
+                "--plot": ["--out", str(w / "fresh_detections.json")],
+                "--features-dir": ["--out", str(w / "fresh_detections2.json")],
+            },
+        ),
     }
 
 

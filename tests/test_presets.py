@@ -127,14 +127,17 @@ def test_a_child_drops_the_parent_keys_it_lists(tmp_path):
     assert load_config(mid).method_options.eta == load_config(None).method_options.eta != 9.5  # the default
 
 
-@pytest.mark.parametrize(("drop", "message"), [
-    ("[method.expand_ratio]", r"child\.yaml: drop: method\.expand_ratio: not a key of the parent config"),
-    ("[nosection.eta]", r"drop: nosection\.eta: not a key of the parent config"),
-    ("[method]", r"drop: method: not a key of the parent config"),
-    ("method.eta", r"drop: expected a list of section\.key names, got 'method\.eta'"),
-    ("[method.eta]\nmethod:\n  eta: 7.0", r"drop: method\.eta: the file both drops and gives this key"),
-    ("[train.lr, method.eta, train.lr]", r"drop: train\.lr: listed twice"),
-])
+@pytest.mark.parametrize(
+    ("drop", "message"),
+    [
+        ("[method.expand_ratio]", r"child\.yaml: drop: method\.expand_ratio: not a key of the parent config"),
+        ("[nosection.eta]", r"drop: nosection\.eta: not a key of the parent config"),
+        ("[method]", r"drop: method: not a key of the parent config"),
+        ("method.eta", r"drop: expected a list of section\.key names, got 'method\.eta'"),
+        ("[method.eta]\nmethod:\n  eta: 7.0", r"drop: method\.eta: the file both drops and gives this key"),
+        ("[train.lr, method.eta, train.lr]", r"drop: train\.lr: listed twice"),
+    ],
+)
 def test_a_bad_drop_is_a_one_line_error_naming_the_key(tmp_path, drop, message):
     write(tmp_path / "base.yaml", BASE)
     child = write(tmp_path / "child.yaml", f"extends: base.yaml\ndrop: {drop}\n")
@@ -184,6 +187,9 @@ def test_a_child_preset_is_its_parent_with_its_own_keys_applied(path):
             if key not in given:
                 assert value == parent[section][key], f"{path.name}: {section}.{key}"
     config, reference = load_config(path), load_config(path.parent / read_yaml(path)["extends"])
-    changed = {f.name for f in dataclasses.fields(config.data) if getattr(config.data, f.name) != getattr(
-        reference.data, f.name)}
+    changed = {
+        f.name
+        for f in dataclasses.fields(config.data)
+        if getattr(config.data, f.name) != getattr(reference.data, f.name)
+    }
     assert changed <= set(own.get("data", {}))  # nothing changes that the child does not say

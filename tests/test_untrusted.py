@@ -103,13 +103,16 @@ def test_legacy_single_array_needs_trust(tmp_path):
 # ------------------------------------------------------------------------------------------- YAML
 
 
-@pytest.mark.parametrize("payload", [
-    '!!python/object/apply:os.system ["echo pwned > {marker}"]',
-    '!!python/object/apply:subprocess.check_output [["touch", "{marker}"]]',
-    '!!python/object/new:os.system ["echo pwned > {marker}"]',
-    '!!python/name:os.system',
-    '!!python/module:os',
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '!!python/object/apply:os.system ["echo pwned > {marker}"]',
+        '!!python/object/apply:subprocess.check_output [["touch", "{marker}"]]',
+        '!!python/object/new:os.system ["echo pwned > {marker}"]',
+        "!!python/name:os.system",
+        "!!python/module:os",
+    ],
+)
 def test_yaml_python_tags_cannot_run_code(tmp_path, payload):
     marker = tmp_path / "pwned"
     config = tmp_path / "config.yaml"
@@ -125,8 +128,23 @@ def test_yaml_python_tags_cannot_run_code(tmp_path, payload):
 
 # -------------------------------------------------------------------------------------- video ids
 
-ESCAPING_IDS = ["../x", "../../etc/passwd", "/etc/passwd", "/tmp/x", "a/../../b", "sub/dir", "..", ".",
-                "x\\..\\y", "C:\\x", "x\x00y", "", "x" * 300, "a\nb", "\ud800"]
+ESCAPING_IDS = [
+    "../x",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "/tmp/x",
+    "a/../../b",
+    "sub/dir",
+    "..",
+    ".",
+    "x\\..\\y",
+    "C:\\x",
+    "x\x00y",
+    "",
+    "x" * 300,
+    "a\nb",
+    "\ud800",
+]
 
 
 @pytest.mark.parametrize("video_id", ESCAPING_IDS, ids=range(len(ESCAPING_IDS)))
@@ -155,9 +173,25 @@ def test_ground_truth_with_an_escaping_id_is_refused_by_the_dataset(tmp_path):
         build_dataset(load_ground_truth(gt_path), "validation", FeatureStore(features), 25.0, 16)
 
 
-@pytest.mark.parametrize("video_id", ["video_test_0000896", "S1_Cheese_C1", "v-1.2_x", "0abc", "-0RYqpcQyAc",
-                                      "my video 1", "vidéo_été", "ビデオ", "a..b", ".hidden", "~root", " x",
-                                      "take:2", "x" * 251])
+@pytest.mark.parametrize(
+    "video_id",
+    [
+        "video_test_0000896",
+        "S1_Cheese_C1",
+        "v-1.2_x",
+        "0abc",
+        "-0RYqpcQyAc",
+        "my video 1",
+        "vidéo_été",
+        "ビデオ",
+        "a..b",
+        ".hidden",
+        "~root",
+        " x",
+        "take:2",
+        "x" * 251,
+    ],
+)
 def test_ordinary_video_ids_pass(video_id):
     assert check_video_id(video_id) == video_id
 
@@ -211,8 +245,9 @@ def unsafe_calls(source: str, filename: str) -> list[str]:
             found.append(where)
         elif name.startswith("yaml.") and name.split(".")[-1] not in SAFE_YAML:
             found.append(where)
-        elif name.startswith(("pickle.", "cPickle.", "dill.", "marshal.", "shelve.", "joblib.")) \
-                and name.split(".")[-1] in ("load", "loads", "open", "Unpickler"):
+        elif name.startswith(("pickle.", "cPickle.", "dill.", "marshal.", "shelve.", "joblib.")) and name.split(".")[
+            -1
+        ] in ("load", "loads", "open", "Unpickler"):
             found.append(where)
         elif name == "torch.load" or name.endswith(".torch.load"):
             if not _is_true(_keyword(call, "weights_only")):
@@ -261,8 +296,13 @@ def test_package_source_text_has_no_unsafe_patterns():
     """The same as a plain grep, for code the AST scan could miss (e.g. `getattr(yaml, "load")`)."""
     import re
 
-    patterns = [r"(?<![\w.])eval\(", r"(?<![\w.])exec\(", r"yaml\.(unsafe_|full_)?load\(", r"pickle\.loads?\(",
-                r"getattr\(\s*(yaml|pickle|torch)"]
+    patterns = [
+        r"(?<![\w.])eval\(",
+        r"(?<![\w.])exec\(",
+        r"yaml\.(unsafe_|full_)?load\(",
+        r"pickle\.loads?\(",
+        r"getattr\(\s*(yaml|pickle|torch)",
+    ]
     for path in sorted(PACKAGE.rglob("*.py")):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#", 1)[0]

@@ -30,8 +30,12 @@ def assert_png(path, width: int, height: int) -> None:
 
 def spans(ax) -> list[tuple[float, float]]:
     """(start, end) x extents of every bar an axes' broken_barh collections draw, in drawing order."""
-    return [(float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
-            for c in ax.collections for p in c.get_paths() if len(p.vertices) == 5]
+    return [
+        (float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
+        for c in ax.collections
+        for p in c.get_paths()
+        if len(p.vertices) == 5
+    ]
 
 
 def random_case(seed: int, n_videos: int = 6, n_pred: int = 120):
@@ -69,8 +73,7 @@ def test_pr_curves_give_segment_map_ap(seed):
 
 def test_pr_curves_by_hand():
     gt = SegmentTable.from_mapping({"v": [(0, 10, "a"), (20, 30, "a")]}, ["a", "b"])
-    pred = SegmentTable.from_mapping({"v": [(0, 10, "a", 0.9), (40, 50, "a", 0.8), (21, 30, "a", 0.7)]},
-                                     ["a", "b"])
+    pred = SegmentTable.from_mapping({"v": [(0, 10, "a", 0.9), (40, 50, "a", 0.8), (21, 30, "a", 0.7)]}, ["a", "b"])
     curves = segment_pr_curves(gt, pred, (0.5, 0.95))
     assert curves.classes == ("a",)  # "b" has no ground truth: not evaluated
     np.testing.assert_allclose(curves.precision[0], [[1, 1 / 2, 2 / 3], [1, 1 / 2, 1 / 3]])
@@ -91,12 +94,16 @@ def timeline_inputs(rng, n_snippets: int = 150, snippet_sec: float = 0.64):
         "duration_sec": n_snippets * snippet_sec,
         "classes": CLASSES,
         "ground_truth": ground_truth,
-        "points": [(13.0, "Jump"), (19.5, "Throw"), (55.1, "Jump"),
-                   (35.0, "background"), (80.0, "background")],
+        "points": [(13.0, "Jump"), (19.5, "Throw"), (55.1, "Jump"), (35.0, "background"), (80.0, "background")],
         "cas": cas,
         "actionness": cas[:, 1:].max(axis=1),
-        "segments": [(9.0, 19.0, "Jump", 0.91), (48.0, 62.0, "Jump", 0.74), (16.0, 21.0, "Throw", 0.55),
-                     (70.0, 75.0, "Lift", 0.12), (49.0, 58.0, "Jump", 0.30)],
+        "segments": [
+            (9.0, 19.0, "Jump", 0.91),
+            (48.0, 62.0, "Jump", 0.74),
+            (16.0, 21.0, "Throw", 0.55),
+            (70.0, 75.0, "Lift", 0.12),
+            (49.0, 58.0, "Jump", 0.30),
+        ],
         "snippet_sec": snippet_sec,
     }
 
@@ -119,8 +126,9 @@ def test_timeline_png(tmp_path, drawn):
     lines = ax_cas.get_lines()
     for line in [*lines, *ax_act.get_lines()]:
         np.testing.assert_array_equal(line.get_xdata(), centers)
-    drawn_columns = sorted(next(c for c in range(1, 5) if np.array_equal(line.get_ydata(), inputs["cas"][:, c]))
-                           for line in lines)
+    drawn_columns = sorted(
+        next(c for c in range(1, 5) if np.array_equal(line.get_ydata(), inputs["cas"][:, c])) for line in lines
+    )
     assert drawn_columns == [1, 2, 4]  # Jump, Lift, Throw: the classes of the ground truth and predictions
     (act_line,) = ax_act.get_lines()
     np.testing.assert_array_equal(act_line.get_ydata(), inputs["actionness"])
@@ -182,8 +190,10 @@ def test_pr_and_class_ap_png(tmp_path, drawn):
     assert_png(plot_class_ap(tmp_path / "ap.png", result.classes, result.ap, TIOUS), 760, 140 + 26 * n)
     # bars: each class's AP averaged over the thresholds (a plain loop), best class on top; dashed line: mAP
     ax = drawn[2].axes[0]
-    mean_ap = {name: 100 * sum(result.ap[t][c] for t in range(len(TIOUS))) / len(TIOUS)
-               for c, name in enumerate(result.classes)}
+    mean_ap = {
+        name: 100 * sum(result.ap[t][c] for t in range(len(TIOUS))) / len(TIOUS)
+        for c, name in enumerate(result.classes)
+    }
     bars = sorted((p.get_y(), p.get_width()) for p in ax.patches)  # bottom to top
     labels = [tick.get_text() for tick in ax.get_yticklabels()]
     assert [w for _, w in bars] == pytest.approx([mean_ap[name] for name in labels])
@@ -200,12 +210,17 @@ def _write_case(tmp_path, gt: SegmentTable, pred: SegmentTable):
     database = {v: {"subset": "test", "duration": 120.0, "annotations": []} for v in gt.video_ids}
     for i in range(len(gt)):
         database[gt.video_ids[gt.video[i]]]["annotations"].append(
-            {"segment": [gt.start_sec[i], gt.end_sec[i]], "label": gt.classes[gt.label[i]]})
+            {"segment": [gt.start_sec[i], gt.end_sec[i]], "label": gt.classes[gt.label[i]]}
+        )
     results: dict = {}
     for i in range(len(pred)):
         results.setdefault(pred.video_ids[pred.video[i]], []).append(
-            {"segment": [pred.start_sec[i], pred.end_sec[i]], "label": pred.classes[pred.label[i]],
-             "score": pred.score[i]})
+            {
+                "segment": [pred.start_sec[i], pred.end_sec[i]],
+                "label": pred.classes[pred.label[i]],
+                "score": pred.score[i],
+            }
+        )
     gt_path, pred_path, class_path = tmp_path / "gt.json", tmp_path / "pred.json", tmp_path / "classes.txt"
     gt_path.write_text(json.dumps({"database": database}))
     pred_path.write_text(json.dumps({"results": results}))
@@ -216,8 +231,22 @@ def _write_case(tmp_path, gt: SegmentTable, pred: SegmentTable):
 def test_cli_evaluate_plots(tmp_path, capsys):
     gt_path, pred_path, class_path = _write_case(tmp_path, *random_case(4))
     out = tmp_path / "plots"
-    assert main(["evaluate", str(gt_path), str(pred_path), "--class-list", str(class_path),
-                 "--tiou", "0.3,0.5,0.7", "--plots", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(gt_path),
+                str(pred_path),
+                "--class-list",
+                str(class_path),
+                "--tiou",
+                "0.3,0.5,0.7",
+                "--plots",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "pr_curves.png" in capsys.readouterr().out
     assert_png(out / "pr_curves.png", 760, 560)
     assert (out / "class_ap.png").read_bytes()[:8] == PNG_SIGNATURE

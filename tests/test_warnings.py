@@ -60,8 +60,9 @@ def test_clicks_on_test_videos_are_not_unknown_and_pass_strict(tiny_data, tmp_pa
     note = next(m for m in _messages(caplog, logging.INFO) if "outside the training subset" in m)
     assert note.startswith(f"{clicks}: {n_test} point(s) on videos outside the training subset 'validation'")
     assert "subset 'test'" in note and "line " in note
-    labelled_videos = np.unique(np.repeat(np.arange(len(data.train)), data.train.n_snippets)[
-        data.train.point_labels.sum(1).numpy() > 0])
+    labelled_videos = np.unique(
+        np.repeat(np.arange(len(data.train)), data.train.n_snippets)[data.train.point_labels.sum(1).numpy() > 0]
+    )
     assert len(labelled_videos) == len(data.train)  # the training videos' own clicks are all used
 
 
@@ -267,10 +268,17 @@ def test_points_read_from_a_file_keep_file_and_line_but_compare_by_value(tmp_pat
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("train.checkpoint_every=0", "train.checkpoint_every"), ("train.log_every=0", "train.log_every"),
-     ("train.epochs=0", "train.epochs"), ("train.eval_every=-5", "train.eval_every"),
-     ("train.grad_clip=-1", "train.grad_clip"), ("train.weight_decay=-1", "train.weight_decay"),
-     ("eval.batch_size=0", "eval.batch_size"), ("eval.tiou=[1.5]", "eval.tiou"), ("eval.tiou=[]", "eval.tiou")],
+    [
+        ("train.checkpoint_every=0", "train.checkpoint_every"),
+        ("train.log_every=0", "train.log_every"),
+        ("train.epochs=0", "train.epochs"),
+        ("train.eval_every=-5", "train.eval_every"),
+        ("train.grad_clip=-1", "train.grad_clip"),
+        ("train.weight_decay=-1", "train.weight_decay"),
+        ("eval.batch_size=0", "eval.batch_size"),
+        ("eval.tiou=[1.5]", "eval.tiou"),
+        ("eval.tiou=[]", "eval.tiou"),
+    ],
 )
 def test_intervals_and_sizes_out_of_range_name_the_key(override, key):
     with pytest.raises(InputError, match=rf"^config: {key}="):
@@ -289,7 +297,15 @@ def test_points_on_no_video_of_the_subset_are_said(tiny_data, tmp_path, caplog):
     path = tmp_path / "test_only.csv"
     path.write_text("video_test_0001,1.0,Jump\n")
     training = {vid: v for vid, v in gt.videos.items() if v.subset == "validation"}
-    mapped = map_points(read_points(path), training, 25.0, 16, gt.class_index, source=str(path),
-                        elsewhere={"video_test_0001": "subset 'test'"}, scope="the training subset 'validation'")
+    mapped = map_points(
+        read_points(path),
+        training,
+        25.0,
+        16,
+        gt.class_index,
+        source=str(path),
+        elsewhere={"video_test_0001": "subset 'test'"},
+        scope="the training subset 'validation'",
+    )
     assert len(mapped) == 0 and mapped.report.n_elsewhere == 1 and mapped.report.n_unknown_video == 0
     assert f"{path}: none of its 1 point(s) falls on a video of the training subset 'validation'" in _messages(caplog)

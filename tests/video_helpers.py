@@ -17,7 +17,7 @@ def moving_square(n: int, size: int = 24, speed: int = 2, seed: int = 0) -> np.n
     frames = np.full((n, size, size, 3), 20, np.uint8)
     for i in range(n):
         x = (speed * i) % (size - 8)
-        frames[i, 8:16, x:x + 8] = colour
+        frames[i, 8:16, x : x + 8] = colour
     return frames
 
 

@@ -35,8 +35,16 @@ COMMANDS = {
     "detect": "pointtal.cli.detect",
 }
 
-USER_ERRORS = (InputError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
-               FileExistsError, json.JSONDecodeError, UnicodeDecodeError)
+USER_ERRORS = (
+    InputError,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    FileExistsError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -84,7 +92,10 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
             continue  # command not built yet
         modules[name] = module
         cmd = sub.add_parser(
-            name, help=module.HELP, description=module.HELP, epilog=f"Example:\n  {module.EXAMPLE}",
+            name,
+            help=module.HELP,
+            description=module.HELP,
+            epilog=f"Example:\n  {module.EXAMPLE}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="full tracebacks")

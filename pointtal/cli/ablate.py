@@ -61,8 +61,9 @@ def datasets(args: argparse.Namespace) -> dict[str, str]:
     if args.dataset is not None:
         names = [n.strip() for n in args.dataset.split(",")]
         if len(names) != len(args.config) or not all(names):
-            raise InputError(f"--dataset {args.dataset!r}: give one non-empty name per CONFIG "
-                             f"({len(args.config)}), comma-separated")
+            raise InputError(
+                f"--dataset {args.dataset!r}: give one non-empty name per CONFIG ({len(args.config)}), comma-separated"
+            )
     else:
         names = [sfnet_tables.dataset_name(c) for c in args.config] if len(args.config) > 1 else [""]
     if len(set(names)) != len(names):
@@ -74,21 +75,41 @@ def datasets(args: argparse.Namespace) -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", metavar="CONFIG.yaml", nargs="+",
-                        help="a SODA or SF-Net config (its data is the dataset studied); several: the same study "
-                             "on each dataset, one table each and a combined one")
-    parser.add_argument("--table", required=True, metavar="N",
-                        help=f"which study: {', '.join(TABLES)} (12 = Fig. 12, the lambda study)")
-    parser.add_argument("--dataset", metavar="A,B,...",
-                        help="names of the CONFIGs' datasets (directories under --out), one per CONFIG "
-                             "(default: a synth train.yaml's directory name, else the file name)")
-    parser.add_argument("--seeds", type=int, default=3, metavar="K",
-                        help="seeds 0..K-1 per variant: train.seed = data.point_seed = k (default 3)")
+    parser.add_argument(
+        "config",
+        metavar="CONFIG.yaml",
+        nargs="+",
+        help="a SODA or SF-Net config (its data is the dataset studied); several: the same study "
+        "on each dataset, one table each and a combined one",
+    )
+    parser.add_argument(
+        "--table", required=True, metavar="N", help=f"which study: {', '.join(TABLES)} (12 = Fig. 12, the lambda study)"
+    )
+    parser.add_argument(
+        "--dataset",
+        metavar="A,B,...",
+        help="names of the CONFIGs' datasets (directories under --out), one per CONFIG "
+        "(default: a synth train.yaml's directory name, else the file name)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        metavar="K",
+        help="seeds 0..K-1 per variant: train.seed = data.point_seed = k (default 3)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for runs and table_<N>.md")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key for every run, e.g. --set train.steps=500 (repeatable)")
-    parser.add_argument("--metric", help="sort the rows by this metric, best first (default: the paper's order; "
-                                         "the best average is marked)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key for every run, e.g. --set train.steps=500 (repeatable)",
+    )
+    parser.add_argument(
+        "--metric",
+        help="sort the rows by this metric, best first (default: the paper's order; the best average is marked)",
+    )
     launch.add_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their overrides, train nothing")
     parser.add_argument("--progress", action="store_true", help="show each run's progress bar and step logs")
@@ -141,8 +162,11 @@ def run(args: argparse.Namespace) -> int:
                 study = sfnet_tables.prepare_study(study, base, out / study.key, write=False)
                 for k in seeds:
                     for v in study.variants:
-                        what = f"fuse {' + '.join(v.members)} by {v.fuse}" if v.fuse else \
-                            " ".join([*seed_overrides(v, k), *v.overrides])
+                        what = (
+                            f"fuse {' + '.join(v.members)} by {v.fuse}"
+                            if v.fuse
+                            else " ".join([*seed_overrides(v, k), *v.overrides])
+                        )
                         what += f" (method {v.method})" if v.method else ""
                         print(f"{out / study.key / v.name / f'seed{k}'}: {what}")
         return 0
@@ -158,10 +182,17 @@ def run(args: argparse.Namespace) -> int:
             base = read_config(config)  # relative data paths: read from the config file's directory
             out = Path(args.out) / name
             prepared = sfnet_tables.prepare_study(study, base, out / study.key)
-            results[name] = result = run_study(prepared, base, out, seeds, overrides,
-                                               on_run=lambda o: print(progress_line(o), flush=True),
-                                               config_name=str(config), launch=launch.launch_from(args),
-                                               metric=args.metric)
+            results[name] = result = run_study(
+                prepared,
+                base,
+                out,
+                seeds,
+                overrides,
+                on_run=lambda o: print(progress_line(o), flush=True),
+                config_name=str(config),
+                launch=launch.launch_from(args),
+                metric=args.metric,
+            )
             for path in (result.table_path, result.json_path, result.plot_path):
                 if path is not None:
                     record_output(path, "ablate")

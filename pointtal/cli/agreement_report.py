@@ -42,16 +42,28 @@ def report(args: argparse.Namespace, gt, annotators: list, default_tolerance: fl
         videos = {k: gt.videos[k] for k in sorted(clicked & set(gt.videos))}
     console = Console()
     truth = [truth_report(points, videos, args.background_label) for points in annotators]
-    table = Table(title=f"against {escape(str(args.ground_truth))}: {len(videos)} videos, "
-                        f"{truth[0].instances} instances")
-    for column in ("annotator", "clicks", "hit rate", "outside", "other class",
-                   f"position histogram ({BINS} bins, start -> end)"):
+    table = Table(
+        title=f"against {escape(str(args.ground_truth))}: {len(videos)} videos, {truth[0].instances} instances"
+    )
+    for column in (
+        "annotator",
+        "clicks",
+        "hit rate",
+        "outside",
+        "other class",
+        f"position histogram ({BINS} bins, start -> end)",
+    ):
         table.add_column(column, justify="left" if column in ("annotator",) else "right")
     for i, (name, stats) in enumerate(zip(names, truth, strict=True)):
         share = [c / max(sum(stats.histogram), 1) for c in stats.histogram]
-        table.add_row(f"#{i + 1} {escape(Path(name).name)}", str(stats.clicks), _pct(stats.hit_rate),
-                      f"{stats.outside} ({_pct(stats.outside / stats.clicks if stats.clicks else math.nan)})",
-                      str(stats.other_class), " ".join(f"{100 * s:.0f}" for s in share))
+        table.add_row(
+            f"#{i + 1} {escape(Path(name).name)}",
+            str(stats.clicks),
+            _pct(stats.hit_rate),
+            f"{stats.outside} ({_pct(stats.outside / stats.clicks if stats.clicks else math.nan)})",
+            str(stats.other_class),
+            " ".join(f"{100 * s:.0f}" for s in share),
+        )
     console.print(table)
     classes = sorted({c for s in truth for c in s.per_class})
     per_class = Table(title="hit rate per class")
@@ -73,26 +85,42 @@ def report(args: argparse.Namespace, gt, annotators: list, default_tolerance: fl
         for j in range(i + 1, len(names)):
             stats = match_pairs(annotators[i], annotators[j], tolerance).as_dict()
             pairs[f"{i + 1}-{j + 1}"] = stats
-            pair_table.add_row(f"#{i + 1}", f"#{j + 1}", str(stats["matched"]), _pct(stats["share_a"]),
-                               _pct(stats["share_b"]), f"{stats['mean_offset_sec']:.2f}")
+            pair_table.add_row(
+                f"#{i + 1}",
+                f"#{j + 1}",
+                str(stats["matched"]),
+                _pct(stats["share_a"]),
+                _pct(stats["share_b"]),
+                f"{stats['mean_offset_sec']:.2f}",
+            )
     console.print(pair_table)
     durations = {k: v.duration_sec for k, v in videos.items()}
     alpha, units = snippet_alpha(annotators, durations, args.fps, args.stride, tolerance)
-    console.print(f"Krippendorff's alpha (nominal) on snippet labels: {alpha:.3f} over {units} snippets "
-                  f"(fps {args.fps:g}, stride {args.stride}, a click labels snippets within {tolerance:g} s)")
-    result = {"ground_truth": str(args.ground_truth), "tolerance_sec": tolerance, "fps": args.fps,
-              "stride": args.stride, "videos": len(videos),
-              "annotators": [{"file": n, **s.as_dict()} for n, s in zip(names, truth, strict=True)],
-              "pairs": pairs, "alpha": {"value": alpha, "units": units}}
+    console.print(
+        f"Krippendorff's alpha (nominal) on snippet labels: {alpha:.3f} over {units} snippets "
+        f"(fps {args.fps:g}, stride {args.stride}, a click labels snippets within {tolerance:g} s)"
+    )
+    result = {
+        "ground_truth": str(args.ground_truth),
+        "tolerance_sec": tolerance,
+        "fps": args.fps,
+        "stride": args.stride,
+        "videos": len(videos),
+        "annotators": [{"file": n, **s.as_dict()} for n, s in zip(names, truth, strict=True)],
+        "pairs": pairs,
+        "alpha": {"value": alpha, "units": units},
+    }
     if args.merge:
         merged, merge_report = merge_clicks(annotators, tolerance, min_agree)
         write_points(merged, args.merge)
         record_output(args.merge, "annotate")
         result["merge"] = {"file": args.merge, "min_agree": min_agree, **merge_report.as_dict()}
         dropped = ", ".join(f"{v} group(s) of {k}" for k, v in sorted(merge_report.dropped_groups.items()))
-        print(f"wrote {args.merge}: {merge_report.kept} consensus clicks of {merge_report.groups} groups "
-              f"(>= {min_agree} annotators within {tolerance:g} s); dropped {dropped or 'none'}; dropped clicks "
-              f"per annotator {list(merge_report.dropped_clicks)}")
+        print(
+            f"wrote {args.merge}: {merge_report.kept} consensus clicks of {merge_report.groups} groups "
+            f"(>= {min_agree} annotators within {tolerance:g} s); dropped {dropped or 'none'}; dropped clicks "
+            f"per annotator {list(merge_report.dropped_clicks)}"
+        )
     if args.json:
         write_text_atomic(args.json, json.dumps(_json_safe(result), indent=1, allow_nan=False) + "\n")
         record_output(args.json, "annotate")

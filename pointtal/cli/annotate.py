@@ -32,8 +32,10 @@ from pointtal.outputs import check_outputs, record_output
 
 DEFAULT_TOLERANCE = 1.0
 
-HELP = ("simulate point annotations (SF-Net / SODA / gaussian schemes), check point files against a ground truth, "
-        "import / export clicks of VIA 3, Label Studio and LACP, or measure and merge several annotators' clicks")
+HELP = (
+    "simulate point annotations (SF-Net / SODA / gaussian schemes), check point files against a ground truth, "
+    "import / export clicks of VIA 3, Label Studio and LACP, or measure and merge several annotators' clicks"
+)
 EXAMPLE = (
     "pointtal annotate GT.json --scheme sfnet-uniform --subset validation --fps 25 --stride 16 --seed 0 "
     "--out points.csv\n  pointtal annotate GT.json --check points_annotator1.csv --check points_annotator2.csv "
@@ -55,35 +57,43 @@ SCHEME_OPTIONS = {  # simulation options and the schemes that read them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("ground_truth", metavar="GT.json",
-                        help="ground truth (ActivityNet-style JSON), or a LACP / HR-Pro dataset folder or its "
-                             "gt.json / gt_full.json (split files decide the subsets, fps_dict.json the native fps)")
+    parser.add_argument(
+        "ground_truth",
+        metavar="GT.json",
+        help="ground truth (ActivityNet-style JSON), or a LACP / HR-Pro dataset folder or its "
+        "gt.json / gt_full.json (split files decide the subsets, fps_dict.json the native fps)",
+    )
     mode = parser.add_argument_group("simulate (writes --out)")
     mode.add_argument("--scheme", choices=CLI_SCHEMES, help="simulation scheme (docs/methods.md §1)")
-    mode.add_argument("--out", help="point CSV to write (video_id,time_seconds,label); with --export, the file of "
-                                    "--format")
-    mode.add_argument("--overwrite", action="store_true",
-                      help="replace an existing --out that pointtal did not write (its own outputs are replaced "
-                           "without it; an input is never replaced)")
     mode.add_argument(
-        "--seed", type=int, help=f"random seed; same seed -> identical file (default {DEFAULTS['seed']})"
+        "--out", help="point CSV to write (video_id,time_seconds,label); with --export, the file of --format"
     )
     mode.add_argument(
-        "--window-sec", type=float,
-        help=f"soda schemes: window length in seconds (> 0, default {DEFAULTS['window_sec']:g})"
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out that pointtal did not write (its own outputs are replaced "
+        "without it; an input is never replaced)",
+    )
+    mode.add_argument("--seed", type=int, help=f"random seed; same seed -> identical file (default {DEFAULTS['seed']})")
+    mode.add_argument(
+        "--window-sec",
+        type=float,
+        help=f"soda schemes: window length in seconds (> 0, default {DEFAULTS['window_sec']:g})",
     )
     mode.add_argument(
-        "--start-ratio", type=float,
-        help=f"sfnet-start: first fraction of the instance (0 < R <= 1, default {DEFAULTS['start_ratio']})"
+        "--start-ratio",
+        type=float,
+        help=f"sfnet-start: first fraction of the instance (0 < R <= 1, default {DEFAULTS['start_ratio']})",
     )
     mode.add_argument(
-        "--jitter", type=float,
-        help=f"sfnet-center-jitter: max offset / instance length (0..0.5, default {DEFAULTS['jitter']})"
+        "--jitter",
+        type=float,
+        help=f"sfnet-center-jitter: max offset / instance length (0..0.5, default {DEFAULTS['jitter']})",
     )
     mode.add_argument(
-        "--gaussian-std", type=float,
-        help=f"gaussian: std of the point around the instance centre / instance length (> 0, "
-             f"default {GAUSSIAN_STD})",
+        "--gaussian-std",
+        type=float,
+        help=f"gaussian: std of the point around the instance centre / instance length (> 0, default {GAUSSIAN_STD})",
     )
     check = parser.add_argument_group("check (maps point files onto snippets and reports)")
     check.add_argument(
@@ -98,40 +108,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="points beyond a video or for videos not in the ground truth are errors, not dropped",
     )
-    check.add_argument(
-        "--fps-dict", metavar="FPS.json", help="video id -> native fps, for LACP-style point files"
-    )
+    check.add_argument("--fps-dict", metavar="FPS.json", help="video id -> native fps, for LACP-style point files")
     move = parser.add_argument_group("import / export clicks (writes --out)")
-    move.add_argument("--import", dest="import_file", metavar="FILE",
-                      help="clicks of another tool to read into a point CSV (--out): a VIA 3 project JSON or CSV "
-                           "export, or a Label Studio JSON export (a segment becomes one click at its middle)")
-    move.add_argument("--export", metavar="POINTS.csv",
-                      help="point file (any pointtal reads) to write as --format into --out")
-    move.add_argument("--format", choices=EXPORT_FORMATS,
-                      help="the other tool's format: via (.json project, else CSV), labelstudio (JSON, frames at "
-                           "the video's fps), lacp (export only: LACP / HR-Pro point_labels.csv)")
+    move.add_argument(
+        "--import",
+        dest="import_file",
+        metavar="FILE",
+        help="clicks of another tool to read into a point CSV (--out): a VIA 3 project JSON or CSV "
+        "export, or a Label Studio JSON export (a segment becomes one click at its middle)",
+    )
+    move.add_argument(
+        "--export", metavar="POINTS.csv", help="point file (any pointtal reads) to write as --format into --out"
+    )
+    move.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        help="the other tool's format: via (.json project, else CSV), labelstudio (JSON, frames at "
+        "the video's fps), lacp (export only: LACP / HR-Pro point_labels.csv)",
+    )
     agree = parser.add_argument_group("several annotators (docs: pointtal/data/agreement.py)")
-    agree.add_argument("--agreement", nargs="+", metavar="POINTS.csv",
-                       help="two or more annotators' point files: hit rate, clicks outside instances and the "
-                            "position histogram per annotator against GT.json, pairwise matching and "
-                            "Krippendorff's alpha on snippet labels between them")
-    agree.add_argument("--tolerance", type=float,
-                       help=f"seconds within which two clicks of the same class match (> 0, default "
-                            f"{DEFAULT_TOLERANCE:g})")
+    agree.add_argument(
+        "--agreement",
+        nargs="+",
+        metavar="POINTS.csv",
+        help="two or more annotators' point files: hit rate, clicks outside instances and the "
+        "position histogram per annotator against GT.json, pairwise matching and "
+        "Krippendorff's alpha on snippet labels between them",
+    )
+    agree.add_argument(
+        "--tolerance",
+        type=float,
+        help=f"seconds within which two clicks of the same class match (> 0, default {DEFAULT_TOLERANCE:g})",
+    )
     agree.add_argument("--json", metavar="OUT.json", help="--agreement: write the figures as JSON")
-    agree.add_argument("--merge", metavar="OUT.csv",
-                       help="--agreement: write a consensus point file (matched clicks, median time)")
-    agree.add_argument("--min-agree", type=int,
-                       help="--merge: annotators that must agree for a click to be kept (1..number of files, "
-                            "default 2)")
-    parser.add_argument(
-        "--subset", help="only videos of this subset, matched regardless of case (default: all videos of the "
-                         "ground truth)"
+    agree.add_argument(
+        "--merge", metavar="OUT.csv", help="--agreement: write a consensus point file (matched clicks, median time)"
+    )
+    agree.add_argument(
+        "--min-agree",
+        type=int,
+        help="--merge: annotators that must agree for a click to be kept (1..number of files, default 2)",
     )
     parser.add_argument(
-        "--features", metavar="DIR",
+        "--subset",
+        help="only videos of this subset, matched regardless of case (default: all videos of the ground truth)",
+    )
+    parser.add_argument(
+        "--features",
+        metavar="DIR",
         help="feature folder (any layout training reads): a video's duration, where the ground truth has none "
-             "(LACP's gt.json), is its feature length T x stride / fps",
+        "(LACP's gt.json), is its feature length T x stride / fps",
     )
     parser.add_argument(
         "--fps", type=float, default=25.0, help="feature fps where the ground truth gives none (default 25)"
@@ -160,11 +186,15 @@ def check_args(args: argparse.Namespace) -> None:
     if moving and (args.check or args.scheme):
         raise InputError("--import / --export cannot be combined with --check or --scheme")
     if moving and not (args.format and args.out):
-        raise InputError(f"{'--import' if args.import_file else '--export'} needs --format "
-                         f"({'|'.join(EXPORT_FORMATS)}) and --out FILE")
+        raise InputError(
+            f"{'--import' if args.import_file else '--export'} needs --format "
+            f"({'|'.join(EXPORT_FORMATS)}) and --out FILE"
+        )
     if args.import_file and args.format not in IMPORT_FORMATS:
-        raise InputError(f"--format {args.format}: cannot be imported ({', '.join(IMPORT_FORMATS)} can); pointtal "
-                         "reads LACP / HR-Pro point files directly (train, --check)")
+        raise InputError(
+            f"--format {args.format}: cannot be imported ({', '.join(IMPORT_FORMATS)} can); pointtal "
+            "reads LACP / HR-Pro point files directly (train, --check)"
+        )
     checks.only_with(args, ("format",), moving, "applies to --import / --export")
     if not moving and args.check and (args.scheme or args.out):
         raise InputError("give either --check FILE ... or --scheme NAME --out FILE, not both")
@@ -174,20 +204,44 @@ def check_args(args: argparse.Namespace) -> None:
             "--import / --export FILE --format NAME --out FILE"
         )
     simulate = not args.check and not moving
-    checks.only_with(args, ("seed", "window_sec", "start_ratio", "jitter", "gaussian_std"), simulate,
-                     "applies when simulating points (--scheme NAME --out FILE), not to --check")
+    checks.only_with(
+        args,
+        ("seed", "window_sec", "start_ratio", "jitter", "gaussian_std"),
+        simulate,
+        "applies when simulating points (--scheme NAME --out FILE), not to --check",
+    )
     checks.only_with(args, ("overwrite",), not args.check, "applies when writing --out, not to --check")
-    checks.only_with(args, ("fps_dict",), not simulate, "applies to --check, --import and --export (reading or "
-                     "writing frame numbers)")
+    checks.only_with(
+        args,
+        ("fps_dict",),
+        not simulate,
+        "applies to --check, --import and --export (reading or writing frame numbers)",
+    )
     checks.only_with(args, ("strict",), bool(args.check), "applies to --check (reading point files)")
     for name, schemes in SCHEME_OPTIONS.items():
-        checks.only_with(args, (name,), not simulate or args.scheme in schemes,
-                         f"applies to --scheme {' / '.join(schemes)}, not {args.scheme}")
+        checks.only_with(
+            args,
+            (name,),
+            not simulate or args.scheme in schemes,
+            f"applies to --scheme {' / '.join(schemes)}, not {args.scheme}",
+        )
 
 
 def _check_agreement(args: argparse.Namespace) -> None:
-    others = ("scheme", "out", "check", "import_file", "export", "format", "strict", "seed",
-              "window_sec", "start_ratio", "jitter", "gaussian_std")
+    others = (
+        "scheme",
+        "out",
+        "check",
+        "import_file",
+        "export",
+        "format",
+        "strict",
+        "seed",
+        "window_sec",
+        "start_ratio",
+        "jitter",
+        "gaussian_std",
+    )
     checks.only_with(args, others, False, "cannot be combined with --agreement")
     if len(args.agreement) < 2:
         raise InputError(f"--agreement {' '.join(args.agreement)}: give two or more point files")
@@ -197,8 +251,9 @@ def _check_agreement(args: argparse.Namespace) -> None:
     checks.only_with(args, ("min_agree",), bool(args.merge), "applies to --merge OUT.csv")
     checks.only_with(args, ("overwrite",), bool(args.merge or args.json), "applies when writing --json / --merge")
     if args.min_agree is not None and args.min_agree > len(args.agreement):
-        raise InputError(f"--min-agree {args.min_agree}: must be <= the number of --agreement files "
-                         f"({len(args.agreement)})")
+        raise InputError(
+            f"--min-agree {args.min_agree}: must be <= the number of --agreement files ({len(args.agreement)})"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -208,17 +263,20 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.out:
-        check_outputs({"--out": args.out}, {"ground truth": args.ground_truth, "--import": args.import_file,
-                                            "--export": args.export, "--fps-dict": args.fps_dict},
-                      overwrite=args.overwrite)
+        check_outputs(
+            {"--out": args.out},
+            {
+                "ground truth": args.ground_truth,
+                "--import": args.import_file,
+                "--export": args.export,
+                "--fps-dict": args.fps_dict,
+            },
+            overwrite=args.overwrite,
+        )
     gt = _ground_truth(args)
     if args.subset:
         args.subset = gt.subset_name(args.subset, args.ground_truth)  # HR-Pro's 'Validation' for 'validation'
-    videos = (
-        gt.subset(args.subset, args.ground_truth)
-        if args.subset
-        else [gt.videos[k] for k in sorted(gt.videos)]
-    )
+    videos = gt.subset(args.subset, args.ground_truth) if args.subset else [gt.videos[k] for k in sorted(gt.videos)]
     if args.check:
         return _check(args, gt, {v.video_id: v for v in videos})
     if args.import_file or args.export:
@@ -262,8 +320,16 @@ def _move(args: argparse.Namespace, gt) -> int:
     lookup = fps_lookup_for(gt.videos, read_fps_dict(args.fps_dict) if args.fps_dict else gt.frame_fps)
     if args.import_file:
         points = import_clicks(args.import_file, args.format, lookup, gt.videos)
-        mapped = map_points(points, gt.videos, args.fps, args.stride, gt.class_index, args.background_label,
-                            source=args.import_file, scope="the ground truth")  # labels are classes? on videos?
+        mapped = map_points(
+            points,
+            gt.videos,
+            args.fps,
+            args.stride,
+            gt.class_index,
+            args.background_label,
+            source=args.import_file,
+            scope="the ground truth",
+        )  # labels are classes? on videos?
         write_points(points, args.out)
         verb = f"imported {args.import_file} ({args.format}; {mapped.report.summary})"
     else:
@@ -296,8 +362,10 @@ def _check(args: argparse.Namespace, gt, videos: dict) -> int:
             args.background_label,
             strict=args.strict,
             source=path,
-            elsewhere={**videos_elsewhere(gt.videos, videos, args.subset),
-                       **{v: f"subset '{s}' without a feature file" for v, s in gt.skipped.items()}},
+            elsewhere={
+                **videos_elsewhere(gt.videos, videos, args.subset),
+                **{v: f"subset '{s}' without a feature file" for v, s in gt.skipped.items()},
+            },
             scope=f"subset '{args.subset}'" if args.subset else "the ground truth",
         )
         n_videos = len(set(mapped.video_id))

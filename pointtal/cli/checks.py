@@ -23,8 +23,16 @@ def fail(name: str, value, why: str) -> None:
     raise InputError(f"{flag(name)} {value}: {why}")
 
 
-def number(args: argparse.Namespace, name: str, low: float | None = None, high: float | None = None, *,
-           low_open: bool = False, high_open: bool = False, why: str = "") -> None:
+def number(
+    args: argparse.Namespace,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    why: str = "",
+) -> None:
     """`args.<name>` (when given) is finite and within [low, high] (open ends where asked)."""
     value = getattr(args, name, None)
     if value is None:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from pointtal.cli import checks
 
-HELP = ("end-to-end demo on the built-in tiny synthetic dataset: weak vs SF-Net vs SODA vs LACP vs HR-Pro vs "
-        "ActionFormer on SODA's pseudo labels")
+HELP = (
+    "end-to-end demo on the built-in tiny synthetic dataset: weak vs SF-Net vs SODA vs LACP vs HR-Pro vs "
+    "ActionFormer on SODA's pseudo labels"
+)
 EXAMPLE = "pointtal demo --out runs/demo\n  pointtal demo --out /tmp/demo --quick   # fewer steps, for a smoke test"
 
 MARKER = ".pointtal-demo.json"
@@ -34,30 +36,66 @@ def demo_configs(data: Path, steps: int, seed: int) -> dict[str, dict]:
     """Raw configs of the demo's rows: small networks and a higher learning rate than the presets,
     since the tiny data has 24 training videos and 64-wide features."""
     common = {
-        "annotations": str(data / "annotations.json"), "features": str(data / "features"),
-        "fps": 25, "stride": 16, "train_subset": "validation", "test_subset": "test",
+        "annotations": str(data / "annotations.json"),
+        "features": str(data / "features"),
+        "fps": 25,
+        "stride": 16,
+        "train_subset": "validation",
+        "test_subset": "test",
     }
     clicks = [str(p) for p in sorted((data / "points").glob("annotator*.csv"))]
-    train = {"steps": steps, "batch_size": 8, "lr": 1e-3, "eval_every": 0, "checkpoint_every": max(steps // 4, 1),
-             "seed": seed, "device": "auto", "progress": True}
+    train = {
+        "steps": steps,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "eval_every": 0,
+        "checkpoint_every": max(steps // 4, 1),
+        "seed": seed,
+        "device": "auto",
+        "progress": True,
+    }
     return {
         "weak": {"data": {**common, "points": "weak"}, "method": {"name": "weak"}, "train": train},
-        "sfnet": {"data": {**common, "points": clicks},
-                  "method": {"name": "sfnet", "expand_step": steps // 2}, "train": train},
-        "soda": {"data": {**common, "points": "soda"},
-                 "method": {"name": "soda", "hidden": 64, "resample_t": 100}, "train": {**train, "steps": steps // 2}},
-        "lacp": {"data": {**common, "points": clicks},
-                 "method": {"name": "lacp", "hidden": 64}, "train": {**train, "steps": steps // 2}},
+        "sfnet": {
+            "data": {**common, "points": clicks},
+            "method": {"name": "sfnet", "expand_step": steps // 2},
+            "train": train,
+        },
+        "soda": {
+            "data": {**common, "points": "soda"},
+            "method": {"name": "soda", "hidden": 64, "resample_t": 100},
+            "train": {**train, "steps": steps // 2},
+        },
+        "lacp": {
+            "data": {**common, "points": clicks},
+            "method": {"name": "lacp", "hidden": 64},
+            "train": {**train, "steps": steps // 2},
+        },
         # stage 1 for steps // 2, then stage 2 for 20 epochs (3 steps each here) at the demo's stage-1 lr
-        "hrpro": {"data": {**common, "points": clicks},
-                  "method": {"name": "hrpro", "stage2_lr": 1e-3}, "train": {**train, "steps": steps // 2}},
+        "hrpro": {
+            "data": {**common, "points": clicks},
+            "method": {"name": "hrpro", "stage2_lr": 1e-3},
+            "train": {**train, "steps": steps // 2},
+        },
         # the route with the SODA run above as its teacher (teacher.run): SODA's pseudo labels for the training
         # videos -> a 64-wide ActionFormer, 20 epochs of batch 2 (240 steps; 2 epochs with --quick), trained weights
-        ACTIONFORMER: {"data": {**common, "segments": "teacher"}, "teacher": {"run": str(data.parent / TEACHER)},
-                       "method": {"name": "actionformer", "embed_dim": 64, "head_dim": 64, "max_seq_len": 256,
-                                  "warmup_epochs": 2, "ema": False},
-                       "train": {**{k: v for k, v in train.items() if k != "steps"}, "epochs": max(steps // 30, 2),
-                                 "batch_size": 2}},
+        ACTIONFORMER: {
+            "data": {**common, "segments": "teacher"},
+            "teacher": {"run": str(data.parent / TEACHER)},
+            "method": {
+                "name": "actionformer",
+                "embed_dim": 64,
+                "head_dim": 64,
+                "max_seq_len": 256,
+                "warmup_epochs": 2,
+                "ema": False,
+            },
+            "train": {
+                **{k: v for k, v in train.items() if k != "steps"},
+                "epochs": max(steps // 30, 2),
+                "batch_size": 2,
+            },
+        },
     }
 
 
@@ -117,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     for name in rows:
         console.print(f"  {name:6s} run directory: {out / name}")
     console.print("  each holds predictions.json, metrics.jsonl, checkpoint.pt, best.pt and tensorboard/")
-    console.print(f"  {ACTIONFORMER}: a detector trained on {TEACHER}'s pseudo labels of the training videos "
-                  f"({out / ACTIONFORMER / 'pseudo_labels.json'}), the route to the best accuracy (README)")
+    console.print(
+        f"  {ACTIONFORMER}: a detector trained on {TEACHER}'s pseudo labels of the training videos "
+        f"({out / ACTIONFORMER / 'pseudo_labels.json'}), the route to the best accuracy (README)"
+    )
     return 0

@@ -27,17 +27,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `pointtal train`")
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or directories of them")
     parser.add_argument("--out", required=True, metavar="detections.json", help="ActivityNet results JSON to write")
-    parser.add_argument("--plot", metavar="timeline.png",
-                        help="draw each video's timeline (several videos: timeline_<video_id>.png)")
+    parser.add_argument(
+        "--plot", metavar="timeline.png", help="draw each video's timeline (several videos: timeline_<video_id>.png)"
+    )
     parser.add_argument("--checkpoint", metavar="FILE", help="weights (default RUN_DIR/best.pt, else checkpoint.pt)")
-    parser.add_argument("--features-dir", metavar="DIR",
-                        help="keep the extracted features here (resumable; default: a temporary directory)")
-    parser.add_argument("--top", type=int, default=10,
-                        help="segments per video shown in the table (default 10; at least 1)")
+    parser.add_argument(
+        "--features-dir",
+        metavar="DIR",
+        help="keep the extracted features here (resumable; default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--top", type=int, default=10, help="segments per video shown in the table (default 10; at least 1)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --out / --plot that pointtal did not write (never one of the "
-                             "run's files or another input)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out / --plot that pointtal did not write (never one of the "
+        "run's files or another input)",
+    )
     add_extract_arguments(parser)
     # backbone/flow/crop come from the run's extract.json; flags only fill in for runs without one
     parser.set_defaults(backbone=None, flow=None, resize=None, crop=None, raft_model=None)
@@ -79,11 +87,18 @@ def _check_outputs(args: argparse.Namespace, run_dir: Path, checkpoint: Path) ->
 
     paths = list_videos(args.videos)
     weights = {f"--{k}-weights": getattr(args, f"{k}_weights") for k in ("rgb", "flow", "raft")}
-    inputs = {**run_inputs(run_dir), "--checkpoint": checkpoint, **{f"VIDEO {p}": p for p in paths},
-              **{k: v for k, v in weights.items() if v and v.lower() != "default"}}
+    inputs = {
+        **run_inputs(run_dir),
+        "--checkpoint": checkpoint,
+        **{f"VIDEO {p}": p for p in paths},
+        **{k: v for k, v in weights.items() if v and v.lower() != "default"},
+    }
     ids = [video_id_for(p) for p in paths]
-    plots = {f"--plot ({v})" if len(ids) > 1 else "--plot": plot_path(args.plot, v, len(ids)) for v in ids} \
-        if args.plot else {}
+    plots = (
+        {f"--plot ({v})" if len(ids) > 1 else "--plot": plot_path(args.plot, v, len(ids)) for v in ids}
+        if args.plot
+        else {}
+    )
     check_outputs({"--out": args.out, **plots}, inputs, overwrite=args.overwrite)
     if args.features_dir:
         from pointtal.video.manifest import plan_extraction
@@ -126,8 +141,11 @@ def extract_options(args: argparse.Namespace, config, run_dir: Path):
     manifest, where = run_manifest(run_dir, config)
     d = ExtractOptions()
     if manifest is None:
-        log.warning("%s records no extract.json (features not made by `pointtal extract`): extracting with the "
-                    "flags given (or the defaults)", run_dir)
+        log.warning(
+            "%s records no extract.json (features not made by `pointtal extract`): extracting with the "
+            "flags given (or the defaults)",
+            run_dir,
+        )
         manifest = {}
     _check_flags_apply(args, manifest, where)
     for key in RECORDED:
@@ -161,16 +179,21 @@ def _check_flags_apply(args: argparse.Namespace, manifest: dict, where: str) -> 
     if random_init:
         seed = int(weights["random_init_seed"])
         if args.seed is not None and args.seed != seed:
-            raise InputError(f"--seed {args.seed}: the run's features used random weights with seed {seed} "
-                             f"({where}); another seed gives features the run never saw")
+            raise InputError(
+                f"--seed {args.seed}: the run's features used random weights with seed {seed} "
+                f"({where}); another seed gives features the run never saw"
+            )
         args.seed = None  # the recorded seed is used; repeating it is fine
     elif args.random_init and any(key in weights for key in ("rgb", "flow", "raft")):
-        raise InputError(f"--random-init: the run's features were made with weights files ({where}); random "
-                         "weights give features the run never saw")
+        raise InputError(
+            f"--random-init: the run's features were made with weights files ({where}); random "
+            "weights give features the run never saw"
+        )
     backbone = manifest.get("backbone") or args.backbone or d.backbone
     flow = (manifest.get("flow") or "").partition(":")[0] or args.flow or d.flow
-    check_extract_applies(args, backbone, flow, random_init or (not manifest and args.random_init),
-                          where if manifest else "")
+    check_extract_applies(
+        args, backbone, flow, random_init or (not manifest and args.random_init), where if manifest else ""
+    )
 
 
 def _check_weight_hashes(args: argparse.Namespace, weights: dict, where: str) -> None:
@@ -181,8 +204,10 @@ def _check_weight_hashes(args: argparse.Namespace, weights: dict, where: str) ->
         recorded, given = weights.get(key), getattr(args, f"{key}_weights")
         if isinstance(recorded, dict) and given and Path(given).is_file():
             if file_sha256(given) != recorded.get("sha256"):
-                raise InputError(f"--{key}-weights {given}: differs (sha256) from the file the run's features "
-                                 f"were made with, {recorded.get('file')} ({where})")
+                raise InputError(
+                    f"--{key}-weights {given}: differs (sha256) from the file the run's features "
+                    f"were made with, {recorded.get('file')} ({where})"
+                )
 
 
 def _detect(args, loaded, opts, in_dim: int, features_dir: Path) -> int:
@@ -194,8 +219,9 @@ def _detect(args, loaded, opts, in_dim: int, features_dir: Path) -> int:
     paths = list_videos(args.videos)
     width = feature_width(opts.backbone)
     if width != in_dim:
-        raise InputError(f"{args.run_dir}: the run's model takes {in_dim}-wide features but backbone "
-                         f"{opts.backbone} gives {width}")
+        raise InputError(
+            f"{args.run_dir}: the run's model takes {in_dim}-wide features but backbone {opts.backbone} gives {width}"
+        )
     summary = extract_videos(paths, features_dir, opts, progress=not args.no_progress, option="--features-dir")
     manifest = read_manifest(features_dir) or {"videos": {}}
     ids = [v for v in (video_id_for(p) for p in paths) if v in manifest["videos"] and v not in summary.failed]
@@ -229,8 +255,9 @@ def _predict(loaded, features_dir: Path, manifest: dict, ids: list[str], args):
     device = resolve_device(args.device)
     loaded.method.to(device)
     store = FeatureStore(features_dir)
-    predictions = predict_videos(loaded, store, gt, ids, batch_size=loaded.config.eval.batch_size,
-                                 device=device, progress=not args.no_progress)
+    predictions = predict_videos(
+        loaded, store, gt, ids, batch_size=loaded.config.eval.batch_size, device=device, progress=not args.no_progress
+    )
     return predictions, gt, store
 
 
@@ -244,8 +271,13 @@ def print_segments(segments: dict[str, list[dict]], top: int) -> None:
     for video_id, found in segments.items():
         best = sorted(found, key=lambda s: -s["score"])
         for s in best[:top]:
-            table.add_row(escape(video_id), f"{s['segment'][0]:.2f}", f"{s['segment'][1]:.2f}",
-                          escape(s["label"]), f"{s['score']:.3f}")
+            table.add_row(
+                escape(video_id),
+                f"{s['segment'][0]:.2f}",
+                f"{s['segment'][1]:.2f}",
+                escape(s["label"]),
+                f"{s['score']:.3f}",
+            )
         if len(best) > top:
             table.add_row(escape(video_id), "", "", f"... {len(best) - top} more in the JSON", "")
     Console(width=100).print(table)
@@ -258,7 +290,15 @@ def _plot(args, loaded, gt, store, ids: list[str]) -> None:
 
     for video_id in ids:
         path = plot_path(args.plot, video_id, len(ids))
-        path = draw_timeline(path, loaded.method, loaded.config, loaded.classes, gt.videos[video_id],
-                             store.load(video_id), [], resolve_device(args.device))
+        path = draw_timeline(
+            path,
+            loaded.method,
+            loaded.config,
+            loaded.classes,
+            gt.videos[video_id],
+            store.load(video_id),
+            [],
+            resolve_device(args.device),
+        )
         record_output(path, "detect")
         print(f"timeline: {path}")

@@ -40,74 +40,124 @@ from pointtal.evaluation.protocol import (
 )
 from pointtal.outputs import check_outputs, record_output
 
-HELP = ("Score predictions against ground truth: segment mAP per tIoU (official ActivityNet rules), "
-        "single-frame mAP, or average recall at AN of proposals; all numbers in percent (0-100).")
-EXAMPLE = ("pointtal evaluate pointtal/data/vendor/thumos14/groundtruth.json predictions.json --subset test "
-           "--json metrics.json\n"
-           "  pointtal evaluate GT.json predictions.json --recall       # mAP and AR@1,5,10,100 (class-agnostic)\n"
-           "  pointtal evaluate GT.json proposals.json --proposals     # AR@AN only; entries need no 'label'\n"
-           "  pointtal evaluate HR-Pro/dataset/THUMOS14 runs/lacp/predictions.json runs/hrpro/predictions.json "
-           "--protocol runs/hrpro   # one table, both runs, HR-Pro's protocol")
+HELP = (
+    "Score predictions against ground truth: segment mAP per tIoU (official ActivityNet rules), "
+    "single-frame mAP, or average recall at AN of proposals; all numbers in percent (0-100)."
+)
+EXAMPLE = (
+    "pointtal evaluate pointtal/data/vendor/thumos14/groundtruth.json predictions.json --subset test "
+    "--json metrics.json\n"
+    "  pointtal evaluate GT.json predictions.json --recall       # mAP and AR@1,5,10,100 (class-agnostic)\n"
+    "  pointtal evaluate GT.json proposals.json --proposals     # AR@AN only; entries need no 'label'\n"
+    "  pointtal evaluate HR-Pro/dataset/THUMOS14 runs/lacp/predictions.json runs/hrpro/predictions.json "
+    "--protocol runs/hrpro   # one table, both runs, HR-Pro's protocol"
+)
 
 NAMED_TIOUS = {"thumos": THUMOS_TIOUS, "anet": ANET_TIOUS}
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("ground_truth", metavar="GT.json",
-                        help="ground truth, ActivityNet JSON layout; LACP's gt.json (no durations: the metrics "
-                             "need none) and HR-Pro's gt_full.json work, and a dataset folder or a file with "
-                             "split_train.txt / split_test.txt beside it takes its subsets from them, as training does")
-    parser.add_argument("predictions", metavar="PREDICTIONS.json", nargs="+",
-                        help="ActivityNet results JSON ('segment' entries, or 'frame' entries with --frames); "
-                             "several files (say two runs' predictions.json): one table, a row per file, under "
-                             "one protocol")
-    parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate on (default: test; matched regardless of case, "
-                             "so 'test' finds HR-Pro's 'Test')")
-    parser.add_argument("--tiou", metavar="LIST",
-                        help="tIoU thresholds: comma list (0.3,0.5), range START:STOP:STEP (0.1:0.7:0.1), "
-                             "'thumos' = 0.1:0.7:0.1 or 'anet' = 0.5:0.95:0.05 (default: the protocol's, else "
-                             "thumos)")
-    parser.add_argument("--frames", action="store_true",
-                        help="single-frame predictions ('frame': seconds); mAP per distance threshold")
-    parser.add_argument("--distance", metavar="LIST",
-                        help="distance thresholds for --frames (default: 0.25,0.5,0.75,1.0)")
-    parser.add_argument("--json", metavar="OUT", type=Path,
-                        help='also write {"tiou" (or "distance"), "map", "average", "per_class", ...} to OUT; '
-                             "values in percent (0-100), like the table")
-    parser.add_argument("--protocol", metavar="RUN_DIR|FILE|none",
-                        help="evaluation protocol (excluded videos, ambiguous segments, tIoU): a run directory "
-                             "(its protocol.json) or a JSON file with a 'protocol' entry; by default the one "
-                             "PREDICTIONS.json records (`pointtal train` and `predict` write it), so a run's "
-                             "predictions score as the run reported; 'none': every video, no ambiguous filter. "
-                             "--exclude-videos, --ambiguous and --tiou replace its parts")
-    parser.add_argument("--exclude-videos", metavar="IDS",
-                        help="drop these videos from ground truth and predictions: id,id,..., @FILE "
-                             "(ids separated by commas or whitespace), a named list (thumos14 = thumos14-lacp = "
-                             "thumos14-hrpro = test videos 270, 1292, 1496, as LACP/HR-Pro; thumos14-opentad = "
-                             "270, 1292, as OpenTAD) or none; default: the protocol's")
-    parser.add_argument("--ambiguous", metavar="FILE",
-                        help="discard predictions overlapping (intersection > 0 s) a segment listed in FILE "
-                             "('video_id start end' lines, THUMOS14 Ambiguous_test.txt), as HR-Pro does; "
-                             "with --frames, points inside one; 'thumos14' = the shipped THUMOS14 file, 'none' = "
-                             "off; default: the protocol's")
-    parser.add_argument("--class-list", metavar="FILE", type=Path,
-                        help="class names, one per line (default: the ground truth's sorted labels)")
-    parser.add_argument("--recall", action="store_true",
-                        help="also report average recall at an average number of proposals per video (AR@1, "
-                             "AR@5, AR@10, AR@100 and the area under AR-AN), ActivityNet proposal protocol, "
-                             "class-agnostic: segments ranked by score per video, labels ignored")
-    parser.add_argument("--proposals", action="store_true",
-                        help="PREDICTIONS.json holds class-agnostic proposals ({score, segment}; a label, if "
-                             "any, is ignored): report AR@AN only")
-    parser.add_argument("--recall-tiou", metavar="LIST",
-                        help="tIoU thresholds averaged by --recall / --proposals, same forms as --tiou "
-                             "(default: anet = 0.5:0.95:0.05)")
+    parser.add_argument(
+        "ground_truth",
+        metavar="GT.json",
+        help="ground truth, ActivityNet JSON layout; LACP's gt.json (no durations: the metrics "
+        "need none) and HR-Pro's gt_full.json work, and a dataset folder or a file with "
+        "split_train.txt / split_test.txt beside it takes its subsets from them, as training does",
+    )
+    parser.add_argument(
+        "predictions",
+        metavar="PREDICTIONS.json",
+        nargs="+",
+        help="ActivityNet results JSON ('segment' entries, or 'frame' entries with --frames); "
+        "several files (say two runs' predictions.json): one table, a row per file, under "
+        "one protocol",
+    )
+    parser.add_argument(
+        "--subset",
+        default="test",
+        help="ground-truth subset to evaluate on (default: test; matched regardless of case, "
+        "so 'test' finds HR-Pro's 'Test')",
+    )
+    parser.add_argument(
+        "--tiou",
+        metavar="LIST",
+        help="tIoU thresholds: comma list (0.3,0.5), range START:STOP:STEP (0.1:0.7:0.1), "
+        "'thumos' = 0.1:0.7:0.1 or 'anet' = 0.5:0.95:0.05 (default: the protocol's, else "
+        "thumos)",
+    )
+    parser.add_argument(
+        "--frames", action="store_true", help="single-frame predictions ('frame': seconds); mAP per distance threshold"
+    )
+    parser.add_argument(
+        "--distance", metavar="LIST", help="distance thresholds for --frames (default: 0.25,0.5,0.75,1.0)"
+    )
+    parser.add_argument(
+        "--json",
+        metavar="OUT",
+        type=Path,
+        help='also write {"tiou" (or "distance"), "map", "average", "per_class", ...} to OUT; '
+        "values in percent (0-100), like the table",
+    )
+    parser.add_argument(
+        "--protocol",
+        metavar="RUN_DIR|FILE|none",
+        help="evaluation protocol (excluded videos, ambiguous segments, tIoU): a run directory "
+        "(its protocol.json) or a JSON file with a 'protocol' entry; by default the one "
+        "PREDICTIONS.json records (`pointtal train` and `predict` write it), so a run's "
+        "predictions score as the run reported; 'none': every video, no ambiguous filter. "
+        "--exclude-videos, --ambiguous and --tiou replace its parts",
+    )
+    parser.add_argument(
+        "--exclude-videos",
+        metavar="IDS",
+        help="drop these videos from ground truth and predictions: id,id,..., @FILE "
+        "(ids separated by commas or whitespace), a named list (thumos14 = thumos14-lacp = "
+        "thumos14-hrpro = test videos 270, 1292, 1496, as LACP/HR-Pro; thumos14-opentad = "
+        "270, 1292, as OpenTAD) or none; default: the protocol's",
+    )
+    parser.add_argument(
+        "--ambiguous",
+        metavar="FILE",
+        help="discard predictions overlapping (intersection > 0 s) a segment listed in FILE "
+        "('video_id start end' lines, THUMOS14 Ambiguous_test.txt), as HR-Pro does; "
+        "with --frames, points inside one; 'thumos14' = the shipped THUMOS14 file, 'none' = "
+        "off; default: the protocol's",
+    )
+    parser.add_argument(
+        "--class-list",
+        metavar="FILE",
+        type=Path,
+        help="class names, one per line (default: the ground truth's sorted labels)",
+    )
+    parser.add_argument(
+        "--recall",
+        action="store_true",
+        help="also report average recall at an average number of proposals per video (AR@1, "
+        "AR@5, AR@10, AR@100 and the area under AR-AN), ActivityNet proposal protocol, "
+        "class-agnostic: segments ranked by score per video, labels ignored",
+    )
+    parser.add_argument(
+        "--proposals",
+        action="store_true",
+        help="PREDICTIONS.json holds class-agnostic proposals ({score, segment}; a label, if "
+        "any, is ignored): report AR@AN only",
+    )
+    parser.add_argument(
+        "--recall-tiou",
+        metavar="LIST",
+        help="tIoU thresholds averaged by --recall / --proposals, same forms as --tiou (default: anet = 0.5:0.95:0.05)",
+    )
     parser.add_argument("--per-class", action="store_true", help="also print AP per class")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing --json / --plots files that pointtal did not write")
-    parser.add_argument("--plots", metavar="DIR", type=Path,
-                        help="also write DIR/pr_curves.png (precision-recall per tIoU, mean over classes) and "
-                             "DIR/class_ap.png (AP per class); segment predictions only")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing --json / --plots files that pointtal did not write"
+    )
+    parser.add_argument(
+        "--plots",
+        metavar="DIR",
+        type=Path,
+        help="also write DIR/pr_curves.png (precision-recall per tIoU, mean over classes) and "
+        "DIR/class_ap.png (AP per class); segment predictions only",
+    )
 
 
 def check_args(args) -> None:
@@ -118,10 +168,18 @@ def check_args(args) -> None:
         parse_thresholds(args.distance, "--distance", upper=None)
     if args.recall_tiou is not None:
         parse_thresholds(args.recall_tiou, "--recall-tiou", upper=1.0)
-    checks.only_with(args, ("recall_tiou",), args.recall or args.proposals,
-                     "sets the thresholds of --recall / --proposals; give one of them")
-    checks.only_with(args, ("overwrite",), args.json is not None or args.plots is not None,
-                     "applies to the files --json and --plots write; give one of them")
+    checks.only_with(
+        args,
+        ("recall_tiou",),
+        args.recall or args.proposals,
+        "sets the thresholds of --recall / --proposals; give one of them",
+    )
+    checks.only_with(
+        args,
+        ("overwrite",),
+        args.json is not None or args.plots is not None,
+        "applies to the files --json and --plots write; give one of them",
+    )
     checks.not_a_file(args, "plots", "a directory for pr_curves.png and class_ap.png")
 
 
@@ -139,8 +197,10 @@ def run(args) -> int:
     if args.frames and (args.recall or args.proposals):
         raise InputError("--recall/--proposals apply to segment predictions; drop them with --frames")
     if args.proposals and (args.tiou is not None or args.per_class or args.plots is not None):
-        raise InputError("--proposals reports AR@AN only: drop --tiou, --per-class and --plots "
-                         "(use --recall-tiou for the recall thresholds)")
+        raise InputError(
+            "--proposals reports AR@AN only: drop --tiou, --per-class and --plots "
+            "(use --recall-tiou for the recall thresholds)"
+        )
     check_outputs(_outputs(args), _inputs(args), overwrite=args.overwrite)
     console = Console(highlight=False, soft_wrap=True)
     protocol, origin = resolve_protocol(args)  # options first: the ground truth may be large
@@ -162,14 +222,13 @@ def run(args) -> int:
         if args.frames:
             thresholds = parse_thresholds(args.distance or _as_list(FRAME_DISTANCES), "--distance", upper=None)
             predictions = load_frame_predictions(args.predictions, gt.classes)
-            result = frame_map(ground_truth, predictions, thresholds,
-                               exclude_videos=exclude, ambiguous=ambiguous)
+            result = frame_map(ground_truth, predictions, thresholds, exclude_videos=exclude, ambiguous=ambiguous)
         else:
-            thresholds = parse_thresholds(args.tiou, "--tiou", upper=1.0) if args.tiou else \
-                (protocol.tiou or THUMOS_TIOUS)
+            thresholds = (
+                parse_thresholds(args.tiou, "--tiou", upper=1.0) if args.tiou else (protocol.tiou or THUMOS_TIOUS)
+            )
             predictions = load_segment_predictions(args.predictions, gt.classes)
-            result = segment_map(ground_truth, predictions, thresholds,
-                                 exclude_videos=exclude, ambiguous=ambiguous)
+            result = segment_map(ground_truth, predictions, thresholds, exclude_videos=exclude, ambiguous=ambiguous)
     except ValueError as err:
         if isinstance(err, InputError):
             raise
@@ -178,8 +237,9 @@ def run(args) -> int:
     _print_notes(console, args, result, len(videos))
     kind = "Single-frame" if args.frames else "Segment detection"
     shown = Protocol(protocol.exclude_videos, protocol.ambiguous, () if args.frames else tuple(thresholds))
-    console.print(f"[bold]{kind} mAP (%)[/bold], subset '{escape(args.subset)}', "
-                  f"{escape(shown.describe())} ({escape(origin)})")
+    console.print(
+        f"[bold]{kind} mAP (%)[/bold], subset '{escape(args.subset)}', {escape(shown.describe())} ({escape(origin)})"
+    )
     console.print(summary_table(result))
     if recall is not None:
         console.print(recall_table(recall))
@@ -203,23 +263,36 @@ def _protocol_ambiguous(protocol: Protocol, origin: str):
     try:
         return load_ambiguous(protocol.ambiguous) if protocol.ambiguous else None
     except InputError as err:
-        raise InputError(f"{err} (the protocol's ambiguous-segments file, {origin}; --ambiguous FILE or none "
-                         "replaces it)") from None
+        raise InputError(
+            f"{err} (the protocol's ambiguous-segments file, {origin}; --ambiguous FILE or none replaces it)"
+        ) from None
 
 
 def compare(args, files: list[Path]) -> int:
     """Several predictions files: one segment-mAP table, a row per file, under one protocol (the one they all
     record, or the one given); --json writes {"protocol", "subset", "rows": [{"file", "label", ...}]}."""
-    refused = [name for name, on in (("--frames", args.frames), ("--proposals", args.proposals),
-                                     ("--recall", args.recall), ("--per-class", args.per_class),
-                                     ("--plots", args.plots is not None), ("--distance", args.distance is not None))
-               if on]
+    refused = [
+        name
+        for name, on in (
+            ("--frames", args.frames),
+            ("--proposals", args.proposals),
+            ("--recall", args.recall),
+            ("--per-class", args.per_class),
+            ("--plots", args.plots is not None),
+            ("--distance", args.distance is not None),
+        )
+        if on
+    ]
     if refused:
-        raise InputError(f"{refused[0]} applies to one predictions file; with {len(files)} files evaluate compares "
-                         "segment mAP only")
+        raise InputError(
+            f"{refused[0]} applies to one predictions file; with {len(files)} files evaluate compares segment mAP only"
+        )
     args.predictions = files[0]
-    check_outputs({"--json": args.json}, {**_inputs(args), **{f"predictions {i + 1}": f for i, f in
-                                                               enumerate(files)}}, overwrite=args.overwrite)
+    check_outputs(
+        {"--json": args.json},
+        {**_inputs(args), **{f"predictions {i + 1}": f for i, f in enumerate(files)}},
+        overwrite=args.overwrite,
+    )
     resolved = []
     for path in files:
         args.predictions = path
@@ -227,8 +300,10 @@ def compare(args, files: list[Path]) -> int:
     protocol, origin = resolved[0]
     for (other, where), path in zip(resolved[1:], files[1:], strict=True):
         if other != protocol:
-            raise InputError(f"{path}: its protocol ({other.describe()}; {where}) differs from {files[0]}'s "
-                             f"({protocol.describe()}); give --protocol RUN_DIR|none to score both under one")
+            raise InputError(
+                f"{path}: its protocol ({other.describe()}; {where}) differs from {files[0]}'s "
+                f"({protocol.describe()}); give --protocol RUN_DIR|none to score both under one"
+            )
     exclude = set(protocol.exclude_videos) or None
     ambiguous = _protocol_ambiguous(protocol, origin)
     thresholds = parse_thresholds(args.tiou, "--tiou", upper=1.0) if args.tiou else (protocol.tiou or THUMOS_TIOUS)
@@ -247,8 +322,13 @@ def compare(args, files: list[Path]) -> int:
     rows = []
     for path, label in zip(files, labels, strict=True):
         try:
-            result = segment_map(ground_truth, load_segment_predictions(path, gt.classes), thresholds,
-                                 exclude_videos=exclude, ambiguous=ambiguous)
+            result = segment_map(
+                ground_truth,
+                load_segment_predictions(path, gt.classes),
+                thresholds,
+                exclude_videos=exclude,
+                ambiguous=ambiguous,
+            )
         except ValueError as err:
             if isinstance(err, InputError):
                 raise
@@ -257,20 +337,37 @@ def compare(args, files: list[Path]) -> int:
         if not rows:
             for name in averages:
                 table.add_column(name, justify="right")
-        table.add_row(escape(label), *(f"{100 * v:.2f}" for v in result.map),
-                      *(f"{100 * v:.2f}" for v in averages.values()))
-        rows.append({"file": str(path), "label": label, "map": [100 * float(v) for v in result.map],
-                     "averages": {k: 100 * v for k, v in averages.items()}})
+        table.add_row(
+            escape(label), *(f"{100 * v:.2f}" for v in result.map), *(f"{100 * v:.2f}" for v in averages.values())
+        )
+        rows.append(
+            {
+                "file": str(path),
+                "label": label,
+                "map": [100 * float(v) for v in result.map],
+                "averages": {k: 100 * v for k, v in averages.items()},
+            }
+        )
     needed = max(map(len, labels)) + 10 * (len(thresholds) + len(rows[0]["averages"])) + 8  # never cut a cell
     console = Console(highlight=False, soft_wrap=True)
     console = Console(highlight=False, soft_wrap=True, width=max(console.width, needed))
-    console.print(f"{len(files)} predictions files on {len(videos)} videos of subset '{escape(args.subset)}'; "
-                  f"the protocol: {escape(origin)}")
+    console.print(
+        f"{len(files)} predictions files on {len(videos)} videos of subset '{escape(args.subset)}'; "
+        f"the protocol: {escape(origin)}"
+    )
     console.print(table)
     if args.json:
-        _write_json(console, args.json, {"tiou": [float(t) for t in thresholds], "unit": "percent",
-                                         "subset": args.subset, "protocol": {**shown.to_json(), "from": origin},
-                                         "rows": rows})
+        _write_json(
+            console,
+            args.json,
+            {
+                "tiou": [float(t) for t in thresholds],
+                "unit": "percent",
+                "subset": args.subset,
+                "protocol": {**shown.to_json(), "from": origin},
+                "rows": rows,
+            },
+        )
     return 0
 
 
@@ -291,8 +388,11 @@ def resolve_protocol(args) -> tuple[Protocol, str]:
         protocol, origin = read_protocol(path), f"from {path}"
     else:
         recorded = recorded_protocol(args.predictions)
-        protocol, origin = (recorded, f"recorded in {args.predictions}") if recorded is not None else \
-            (Protocol(), "none recorded in the predictions file")
+        protocol, origin = (
+            (recorded, f"recorded in {args.predictions}")
+            if recorded is not None
+            else (Protocol(), "none recorded in the predictions file")
+        )
     changed = []
     if args.exclude_videos is not None:
         text = args.exclude_videos.strip()
@@ -316,8 +416,14 @@ def _inputs(args) -> dict:
     listed = args.exclude_videos[1:] if args.exclude_videos and args.exclude_videos.startswith("@") else None
     ambiguous = ambiguous_path(args.ambiguous) if args.ambiguous and args.ambiguous.lower() != "none" else None
     protocol = args.protocol if args.protocol and args.protocol.lower() != "none" else None
-    return {"ground truth": args.ground_truth, "predictions": args.predictions, "--class-list": args.class_list,
-            "--ambiguous": ambiguous, "--exclude-videos": listed, "--protocol": protocol}
+    return {
+        "ground truth": args.ground_truth,
+        "predictions": args.predictions,
+        "--class-list": args.class_list,
+        "--ambiguous": ambiguous,
+        "--exclude-videos": listed,
+        "--protocol": protocol,
+    }
 
 
 def _recall(args, ground_truth, proposals, exclude, ambiguous) -> RecallResult:
@@ -335,15 +441,21 @@ def _report_recall_only(console: Console, args, recall: RecallResult, n_videos: 
     """--proposals: what was read, the AR@AN table, and the --json document."""
     counts = recall.counts
     n_videos -= len(counts.get("excluded_videos", []))
-    console.print(f"{counts['predictions']} proposals vs {counts['ground_truth']} instances in {n_videos} "
-                  f"videos of subset '{escape(args.subset)}'; {counts.get('kept_proposals', 0)} kept on "
-                  "videos with ground truth")
+    console.print(
+        f"{counts['predictions']} proposals vs {counts['ground_truth']} instances in {n_videos} "
+        f"videos of subset '{escape(args.subset)}'; {counts.get('kept_proposals', 0)} kept on "
+        "videos with ground truth"
+    )
     console.print(recall_table(recall))
     if args.json:
-        doc = {"recall": recall_json(recall), "unit": "percent", "subset": args.subset,
-               "exclude_videos": counts.get("excluded_videos", []),
-               "ambiguous": str(args.ambiguous) if args.ambiguous else None,
-               "counts": {k: v for k, v in counts.items() if isinstance(v, int)}}
+        doc = {
+            "recall": recall_json(recall),
+            "unit": "percent",
+            "subset": args.subset,
+            "exclude_videos": counts.get("excluded_videos", []),
+            "ambiguous": str(args.ambiguous) if args.ambiguous else None,
+            "counts": {k: v for k, v in counts.items() if isinstance(v, int)},
+        }
         _write_json(console, args.json, doc)
     return 0
 
@@ -386,11 +498,13 @@ def write_plots(out_dir: Path, ground_truth, predictions, result: DetectionResul
     from pointtal.evaluation.curves import segment_pr_curves
     from pointtal.viz import plot_class_ap, plot_pr_curves  # matplotlib: imported only when asked
 
-    curves = segment_pr_curves(ground_truth, predictions, result.thresholds,
-                               exclude_videos=exclude, ambiguous=ambiguous)
-    return [plot_pr_curves(out_dir / "pr_curves.png", curves, None),
-            plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds,
-                          ground_truth.classes)]
+    curves = segment_pr_curves(
+        ground_truth, predictions, result.thresholds, exclude_videos=exclude, ambiguous=ambiguous
+    )
+    return [
+        plot_pr_curves(out_dir / "pr_curves.png", curves, None),
+        plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds, ground_truth.classes),
+    ]
 
 
 def parse_thresholds(text: str, option: str, upper: float | None) -> tuple[float, ...]:
@@ -408,8 +522,10 @@ def parse_thresholds(text: str, option: str, upper: float | None) -> tuple[float
         else:
             values = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise InputError(f"{option} {text!r}: expected a comma list (0.3,0.5), START:STOP:STEP"
-                         f"{' or thumos/anet' if option != '--distance' else ''}") from None
+        raise InputError(
+            f"{option} {text!r}: expected a comma list (0.3,0.5), START:STOP:STEP"
+            f"{' or thumos/anet' if option != '--distance' else ''}"
+        ) from None
     if not values:
         raise InputError(f"{option} {text!r}: no thresholds given")
     for v in values:
@@ -448,25 +564,35 @@ def _print_notes(console: Console, args, result: DetectionResult, n_videos: int)
     n_videos -= len(counts.get("excluded_videos", []))
     used = counts["predictions"]
     read = f" (of {counts['predictions_in']} read)" if used != counts["predictions_in"] else ""
-    console.print(f"{used} {kind} predictions{read} vs {counts['ground_truth']} instances of "
-                  f"{len(result.classes)} classes in {n_videos} videos of subset '{subset}'")
+    console.print(
+        f"{used} {kind} predictions{read} vs {counts['ground_truth']} instances of "
+        f"{len(result.classes)} classes in {n_videos} videos of subset '{subset}'"
+    )
     if "excluded_videos" in counts:
         excluded = escape(", ".join(counts["excluded_videos"]) or "none")
-        console.print(f"[bold]Excluding[/bold] {len(counts['excluded_videos'])} videos ({excluded}); "
-                      f"{counts['dropped_excluded']} predictions dropped")
+        console.print(
+            f"[bold]Excluding[/bold] {len(counts['excluded_videos'])} videos ({excluded}); "
+            f"{counts['dropped_excluded']} predictions dropped"
+        )
         if counts["excluded_unknown"]:
             unknown = escape(", ".join(counts["excluded_unknown"]))
             console.print(f"  not in the ground truth (nothing to exclude): {unknown}")
     if "dropped_ambiguous" in counts:
         what = "inside" if args.frames else "overlapping"
-        console.print(f"[bold]Ambiguous segments on[/bold] ({escape(str(args.ambiguous))}): "
-                      f"{counts['dropped_ambiguous']} predictions {what} them discarded")
+        console.print(
+            f"[bold]Ambiguous segments on[/bold] ({escape(str(args.ambiguous))}): "
+            f"{counts['dropped_ambiguous']} predictions {what} them discarded"
+        )
     if counts.get("predictions_unknown_video"):
-        console.print(f"note: {counts['predictions_unknown_video']} predictions are for videos outside subset "
-                      f"'{subset}' and count as false positives (official rule)")
+        console.print(
+            f"note: {counts['predictions_unknown_video']} predictions are for videos outside subset "
+            f"'{subset}' and count as false positives (official rule)"
+        )
     if counts.get("ignored_class_without_gt"):
-        console.print(f"note: {counts['ignored_class_without_gt']} predictions of classes without ground truth "
-                      f"in subset '{subset}' are ignored")
+        console.print(
+            f"note: {counts['ignored_class_without_gt']} predictions of classes without ground truth "
+            f"in subset '{subset}' are ignored"
+        )
 
 
 def summary_table(result: DetectionResult) -> Table:

@@ -18,37 +18,56 @@ from pointtal.video.label_server import VIDEO_TYPES, LabelSession, list_videos, 
 log = logging.getLogger(__name__)
 
 HELP = "annotate points on your videos in a local web page (frame steps, speed, zoom, review; ? lists the keys)"
-EXAMPLE = ("pointtal label videos/ --classes classes.txt --out clicks.csv --annotator alice\n"
-           "  pointtal label videos/ --classes classes.txt --out clicks.csv --ground-truth GT.json "
-           "--predictions results.json   # review: r on the page\n"
-           "  pointtal label --stats --out clicks.csv")
+EXAMPLE = (
+    "pointtal label videos/ --classes classes.txt --out clicks.csv --annotator alice\n"
+    "  pointtal label videos/ --classes classes.txt --out clicks.csv --ground-truth GT.json "
+    "--predictions results.json   # review: r on the page\n"
+    "  pointtal label --stats --out clicks.csv"
+)
 SERVE_DEFAULTS = {"annotator": "", "host": "127.0.0.1", "port": 8765, "fps": 25.0, "stride": 16}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("videos_dir", metavar="VIDEOS_DIR", nargs="?",
-                        help="directory of videos (.mp4, .webm, ...); video id = file name without extension")
-    parser.add_argument("--classes", metavar="classes.txt", help="action class names, one per line (keys 1-9 pick "
-                        "the first nine)")
-    parser.add_argument("--out", required=True, metavar="clicks.csv",
-                        help="click CSV (video_id,time_seconds,label) rewritten after every change; its journal "
-                             "<out>.journal lets a new session continue")
+    parser.add_argument(
+        "videos_dir",
+        metavar="VIDEOS_DIR",
+        nargs="?",
+        help="directory of videos (.mp4, .webm, ...); video id = file name without extension",
+    )
+    parser.add_argument(
+        "--classes", metavar="classes.txt", help="action class names, one per line (keys 1-9 pick the first nine)"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="clicks.csv",
+        help="click CSV (video_id,time_seconds,label) rewritten after every change; its journal "
+        "<out>.journal lets a new session continue",
+    )
     parser.add_argument("--annotator", help="name recorded with every click in the journal")
-    parser.add_argument("--host",
-                        help="address to listen on (default 127.0.0.1: only this machine can reach the page)")
-    parser.add_argument("--port", type=int,
-                        help=f"port 0..65535 (default {SERVE_DEFAULTS['port']}; 0 picks a free one)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1: only this machine can reach the page)")
+    parser.add_argument(
+        "--port", type=int, help=f"port 0..65535 (default {SERVE_DEFAULTS['port']}; 0 picks a free one)"
+    )
     parser.add_argument("--fps", type=float, help="feature fps, for the snippet step (default 25)")
-    parser.add_argument("--stride", type=int,
-                        help="frames per snippet; left/right step stride/fps seconds (default 16)")
-    parser.add_argument("--predictions", metavar="P.json",
-                        help="ActivityNet results JSON to show on the timeline and beside each point in review")
-    parser.add_argument("--ground-truth", metavar="GT.json",
-                        help="ground truth to show on the timeline and beside each point in review")
+    parser.add_argument(
+        "--stride", type=int, help="frames per snippet; left/right step stride/fps seconds (default 16)"
+    )
+    parser.add_argument(
+        "--predictions",
+        metavar="P.json",
+        help="ActivityNet results JSON to show on the timeline and beside each point in review",
+    )
+    parser.add_argument(
+        "--ground-truth", metavar="GT.json", help="ground truth to show on the timeline and beside each point in review"
+    )
     parser.add_argument("--background-label", default=BACKGROUND, help="label of background points (key b)")
-    parser.add_argument("--stats", action="store_true",
-                        help="print points, active seconds per video and per point, and done marks recorded in "
-                             "--out's journal, and exit")
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="print points, active seconds per video and per point, and done marks recorded in "
+        "--out's journal, and exit",
+    )
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -58,8 +77,7 @@ def check_args(args: argparse.Namespace) -> None:
     serving = ("classes", *SERVE_DEFAULTS, "predictions", "ground_truth")
     checks.only_with(args, serving, not args.stats, "--stats only reports the journal of --out; it serves no page")
     if args.stats and args.videos_dir is not None:
-        raise InputError(f"VIDEOS_DIR {args.videos_dir}: --stats only reports the journal of --out; it serves no "
-                         "page")
+        raise InputError(f"VIDEOS_DIR {args.videos_dir}: --stats only reports the journal of --out; it serves no page")
     if not args.stats and (args.videos_dir is None or args.classes is None):
         raise InputError("give VIDEOS_DIR and --classes FILE (or --stats --out FILE for the time report)")
 
@@ -75,15 +93,19 @@ def run(args: argparse.Namespace) -> int:
         return _print_stats(Path(args.out), args.background_label)
     session = _session(args)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("pointtal label: listening on %s: anyone who can reach this machine can watch the videos and "
-                    "change the clicks", args.host)
+        log.warning(
+            "pointtal label: listening on %s: anyone who can reach this machine can watch the videos and "
+            "change the clicks",
+            args.host,
+        )
     store = ClickStore(args.out, args.annotator)
     try:
         server = make_server(session, store, args.host, args.port)
         n_points = len(store.points())
         print(f"pointtal label: {len(session.videos)} videos, {n_points} points so far in {args.out}", flush=True)
-        print(f"pointtal label: open {server.url} (Ctrl+C or SIGTERM to stop; every click is saved at once)",
-              flush=True)
+        print(
+            f"pointtal label: open {server.url} (Ctrl+C or SIGTERM to stop; every click is saved at once)", flush=True
+        )
         try:
             with _stop_on_sigterm():
                 server.serve_forever()
@@ -101,8 +123,7 @@ def _inputs(args: argparse.Namespace) -> dict:
     videos = {}
     if args.videos_dir and Path(args.videos_dir).is_dir():  # the files list_videos may serve, without its warnings
         videos = {f"video {p}": p for p in Path(args.videos_dir).iterdir() if p.suffix.lower() in VIDEO_TYPES}
-    return {"--classes": args.classes, "--predictions": args.predictions, "--ground-truth": args.ground_truth,
-            **videos}
+    return {"--classes": args.classes, "--predictions": args.predictions, "--ground-truth": args.ground_truth, **videos}
 
 
 class _Stopped(Exception):
@@ -137,8 +158,13 @@ def _session(args: argparse.Namespace) -> LabelSession:
     root = Path(args.videos_dir).resolve()
     videos = list_videos(root)
     return LabelSession(
-        root=root, videos=videos, classes=classes, background=args.background_label,
-        fps=args.fps, stride=args.stride, annotator=args.annotator,
+        root=root,
+        videos=videos,
+        classes=classes,
+        background=args.background_label,
+        fps=args.fps,
+        stride=args.stride,
+        annotator=args.annotator,
         reference=load_reference(classes, args.ground_truth, args.predictions, videos),
     )
 
@@ -146,13 +172,22 @@ def _session(args: argparse.Namespace) -> LabelSession:
 def _print_stats(out: Path, background: str) -> int:
     """One line per video: points, active seconds, seconds per point, done mark; then the totals."""
     stats = label_stats(out, background)
-    rows = [(s.video, s.n_action, s.n_background, s.active_sec, s.sec_per_point, "yes" if s.done else "-")
-            for s in stats]
+    rows = [
+        (s.video, s.n_action, s.n_background, s.active_sec, s.sec_per_point, "yes" if s.done else "-") for s in stats
+    ]
     n_action, n_background = sum(s.n_action for s in stats), sum(s.n_background for s in stats)
     total_sec = sum(s.active_sec for s in stats)
     n_points = n_action + n_background
-    rows.append((f"total ({len(stats)} videos)", n_action, n_background, total_sec,
-                 total_sec / n_points if n_points else None, str(sum(s.done for s in stats))))
+    rows.append(
+        (
+            f"total ({len(stats)} videos)",
+            n_action,
+            n_background,
+            total_sec,
+            total_sec / n_points if n_points else None,
+            str(sum(s.done for s in stats)),
+        )
+    )
     width = max(len("video"), *(len(r[0]) for r in rows))
     print(f"{'video':<{width}}  {'action':>6}  {'backgr':>6}  {'active_s':>9}  {'s/point':>8}  {'done':>4}")
     for name, action, backgr, seconds, per_point, done in rows:

@@ -13,17 +13,30 @@ from pointtal.studies.runner import LAUNCHERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="runs trained at once (default 1): local processes sharing the CPU threads, one "
-                             "CUDA device each where several are visible; with --launcher slurm, jobs in flight")
-    parser.add_argument("--launcher", choices=LAUNCHERS, default="local",
-                        help="local (default: this machine), slurm (each run a Slurm job through submitit: "
-                             "pip install 'pointtal[slurm]'), submitit-local (submitit's local executor: the "
-                             "Slurm path on a machine without Slurm)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs trained at once (default 1): local processes sharing the CPU threads, one "
+        "CUDA device each where several are visible; with --launcher slurm, jobs in flight",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="local",
+        help="local (default: this machine), slurm (each run a Slurm job through submitit: "
+        "pip install 'pointtal[slurm]'), submitit-local (submitit's local executor: the "
+        "Slurm path on a machine without Slurm)",
+    )
     parser.add_argument("--partition", help="Slurm partition (--launcher slurm)")
     parser.add_argument("--gpus", type=int, metavar="G", help="GPUs per Slurm job (--launcher slurm; default 0)")
-    parser.add_argument("--time", type=int, metavar="MIN",
-                        help="time limit of each job in minutes (--launcher slurm or submitit-local; default 60)")
+    parser.add_argument(
+        "--time",
+        type=int,
+        metavar="MIN",
+        help="time limit of each job in minutes (--launcher slurm or submitit-local; default 60)",
+    )
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -38,8 +51,10 @@ def check_args(args: argparse.Namespace) -> None:
         except ImportError:
             raise InputError(f"--launcher {args.launcher}: needs submitit; pip install 'pointtal[slurm]'") from None
     if args.launcher == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
-        raise InputError("--launcher slurm: no Slurm on this machine (sbatch/srun not found); run on the cluster's "
-                         "login node, or try the path here with --launcher submitit-local")
+        raise InputError(
+            "--launcher slurm: no Slurm on this machine (sbatch/srun not found); run on the cluster's "
+            "login node, or try the path here with --launcher submitit-local"
+        )
     if getattr(args, "dry_run", False):
         checks.only_with(args, ("jobs",), args.jobs == 1, "--dry-run trains nothing")
 
@@ -47,8 +62,14 @@ def check_args(args: argparse.Namespace) -> None:
 def launch_from(args: argparse.Namespace):
     from pointtal.studies.runner import Launch
 
-    return Launch(jobs=args.jobs, launcher=args.launcher, partition=args.partition, gpus=args.gpus,
-                  time_min=args.time, folder=Path(args.out) / "submitit")
+    return Launch(
+        jobs=args.jobs,
+        launcher=args.launcher,
+        partition=args.partition,
+        gpus=args.gpus,
+        time_min=args.time,
+        folder=Path(args.out) / "submitit",
+    )
 
 
 def progress_line(outcome) -> str:

@@ -29,25 +29,49 @@ EXAMPLE = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", metavar="CONFIG.yaml|RUN_DIR",
-                        help="the config every run starts from, or a finished run: then only inference-only keys "
-                             "are swept, each value re-localized from the run's raw outputs (nothing trained)")
-    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                        help="a key and its values (repeatable; a list value is written in brackets: "
-                             "method.thresholds=[0.1,0.2],[0.3])")
-    parser.add_argument("--zip", action="store_true",
-                        help="pair the i-th values of every --grid (same lengths) instead of the full grid")
-    parser.add_argument("--seeds", type=int, metavar="K",
-                        help="seeds 0..K-1 per variant: train.seed = data.point_seed = k (default 3; not with "
-                             "RUN_DIR, whose seed stays)")
+    parser.add_argument(
+        "config",
+        metavar="CONFIG.yaml|RUN_DIR",
+        help="the config every run starts from, or a finished run: then only inference-only keys "
+        "are swept, each value re-localized from the run's raw outputs (nothing trained)",
+    )
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="a key and its values (repeatable; a list value is written in brackets: "
+        "method.thresholds=[0.1,0.2],[0.3])",
+    )
+    parser.add_argument(
+        "--zip",
+        action="store_true",
+        help="pair the i-th values of every --grid (same lengths) instead of the full grid",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        metavar="K",
+        help="seeds 0..K-1 per variant: train.seed = data.point_seed = k (default 3; not with "
+        "RUN_DIR, whose seed stays)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the runs and table_<name>.md")
-    parser.add_argument("--name", default="sweep", help="the sweep's name: OUT/<name>/ and table_<name>.md "
-                                                        "(default sweep)")
-    parser.add_argument("--metric", default="average",
-                        help="sort rows by this metric, best first (default average; also mAP@<tIoU>, "
-                             "average_0.3_0.7, frame_mAP, cmAP)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key for every run, e.g. --set train.steps=500 (repeatable)")
+    parser.add_argument(
+        "--name", default="sweep", help="the sweep's name: OUT/<name>/ and table_<name>.md (default sweep)"
+    )
+    parser.add_argument(
+        "--metric",
+        default="average",
+        help="sort rows by this metric, best first (default average; also mAP@<tIoU>, "
+        "average_0.3_0.7, frame_mAP, cmAP)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key for every run, e.g. --set train.steps=500 (repeatable)",
+    )
     launch.add_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their overrides, train nothing")
     parser.add_argument("--progress", action="store_true", help="show each run's progress bar and step logs")
@@ -85,8 +109,12 @@ def _plan(args: argparse.Namespace):
 def check_args(args: argparse.Namespace) -> None:
     """Every option, every run's config and every run directory, before any run trains (also --dry-run)."""
     checks.number(args, "seeds", 1, why="seeds per variant")
-    checks.only_with(args, ("seeds",), _source(args) is None,
-                     f"{args.config} is a finished run: its variants are re-localized at its own seed")
+    checks.only_with(
+        args,
+        ("seeds",),
+        _source(args) is None,
+        f"{args.config} is a finished run: its variants are re-localized at its own seed",
+    )
     if not args.grid:
         raise InputError("sweep: give at least one --grid KEY=V1,V2,...")
     if not args.name or args.name != Path(args.name).name or args.name.startswith("."):
@@ -95,8 +123,11 @@ def check_args(args: argparse.Namespace) -> None:
     launch.check_args(args)
     checks.not_a_file(args, "out", "the directory for the runs and tables")
     for ext in ("md", "json", "png"):
-        check_outputs({"--out": Path(args.out) / f"table_{args.name}.{ext}"}, {"CONFIG": args.config},
-                      remedy="choose another --out or --name")
+        check_outputs(
+            {"--out": Path(args.out) / f"table_{args.name}.{ext}"},
+            {"CONFIG": args.config},
+            remedy="choose another --out or --name",
+        )
     _plan(args)
 
 
@@ -114,9 +145,18 @@ def run(args: argparse.Namespace) -> int:
         if not getattr(args, "verbose", False):
             for name in ("pointtal.engine", "pointtal.data", "pointtal.methods"):  # one line per run
                 logging.getLogger(name).setLevel(logging.WARNING)
-    result = run_study(study, base, args.out, seeds, overrides,
-                       on_run=lambda o: print(launch.progress_line(o), flush=True), config_name=str(args.config),
-                       launch=launch.launch_from(args), metric=args.metric, source=_source(args))
+    result = run_study(
+        study,
+        base,
+        args.out,
+        seeds,
+        overrides,
+        on_run=lambda o: print(launch.progress_line(o), flush=True),
+        config_name=str(args.config),
+        launch=launch.launch_from(args),
+        metric=args.metric,
+        source=_source(args),
+    )
     for path in (result.table_path, result.json_path, result.plot_path):
         if path is not None:
             record_output(path, "sweep")

@@ -13,20 +13,34 @@ EXAMPLE = "pointtal synth data/synth_th14 --preset thumos14 --seed 0 --dim 2048"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (new, empty, or a previous synth output)")
-    parser.add_argument("--preset", required=True, choices=sorted(PRESETS),
-                        help="tiny: 36 invented short videos; gtea / thumos14: the real temporal structure and "
-                             "real click files with synthetic features")
+    parser.add_argument(
+        "out_dir", metavar="OUT_DIR", help="directory to write (new, empty, or a previous synth output)"
+    )
+    parser.add_argument(
+        "--preset",
+        required=True,
+        choices=sorted(PRESETS),
+        help="tiny: 36 invented short videos; gtea / thumos14: the real temporal structure and "
+        "real click files with synthetic features",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed and options = identical files")
-    parser.add_argument("--dim", type=int, default=None,
-                        help="feature width D, even (RGB half + flow half); default: "
-                             + ", ".join(f"{name} {p.default_dim}" for name, p in sorted(PRESETS.items())))
+    parser.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        help="feature width D, even (RGB half + flow half); default: "
+        + ", ".join(f"{name} {p.default_dim}" for name, p in sorted(PRESETS.items())),
+    )
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="feature dtype (default float32)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="write into a non-empty directory that is not a synth output (deletes nothing), "
-                             "or replace a synth output of another preset (removes its feature files)")
-    parser.add_argument("--force", action="store_true",
-                        help="write features estimated beyond 20 GB (an unusually large --dim)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty directory that is not a synth output (deletes nothing), "
+        "or replace a synth output of another preset (removes its feature files)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="write features estimated beyond 20 GB (an unusually large --dim)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -40,8 +54,14 @@ def check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     summary = generate(
-        args.out_dir, args.preset, seed=args.seed, dim=args.dim, dtype=args.dtype,
-        overwrite=args.overwrite, progress=False if args.no_progress else None, force=args.force,
+        args.out_dir,
+        args.preset,
+        seed=args.seed,
+        dim=args.dim,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        progress=False if args.no_progress else None,
+        force=args.force,
     )
     subsets = ", ".join(f"{k} {v}" for k, v in summary.subsets.items())
     print(

@@ -10,8 +10,10 @@ from pointtal.cli import checks
 from pointtal.config import load_config
 from pointtal.errors import InputError
 
-HELP = ("train a method (SF-Net, SODA, LACP, HR-Pro, weak, ActionFormer), or a teacher -> pseudo labels -> "
-        "detector route, from a YAML config into a run directory")
+HELP = (
+    "train a method (SF-Net, SODA, LACP, HR-Pro, weak, ActionFormer), or a teacher -> pseudo labels -> "
+    "detector route, from a YAML config into a run directory"
+)
 EXAMPLE = (
     "pointtal train configs/thumos14_sfnet.yaml --out runs/sfnet --set data.annotations=GT.json "
     "--set data.features=FEATURES/ --set data.points=[a1.csv,a2.csv]\n"
@@ -26,17 +28,32 @@ EXAMPLE = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", metavar="CONFIG.yaml",
-                        help="config preset (with --resume: defaults to RUN_DIR/config.yaml)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        metavar="CONFIG.yaml",
+        help="config preset (with --resume: defaults to RUN_DIR/config.yaml)",
+    )
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set train.steps=500 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.steps=500 (repeatable)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar: a log line every train.log_every steps instead (the default "
-                             "when stderr is not a terminal)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="no progress bar, no step or evaluation lines (warnings and the result only)")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar: a log line every train.log_every steps instead (the default "
+        "when stderr is not a terminal)",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar, no step or evaluation lines (warnings and the result only)",
+    )
 
 
 def check_args(args: argparse.Namespace) -> None:

@@ -18,20 +18,33 @@ EXAMPLE = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `pointtal train`")
-    parser.add_argument("--video", required=True, metavar="VIDEO_ID",
-                        help="a video id of the run's ground truth (a key of its \"database\"); "
-                             "an id starting with '-' as --video=-0RYqpcQyAc")
-    parser.add_argument("--out", required=True, metavar="figure.png",
-                        help="figure to write; the suffix picks the format: .png, .pdf or .svg")
+    parser.add_argument(
+        "--video",
+        required=True,
+        metavar="VIDEO_ID",
+        help='a video id of the run\'s ground truth (a key of its "database"); '
+        "an id starting with '-' as --video=-0RYqpcQyAc",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="figure.png",
+        help="figure to write; the suffix picks the format: .png, .pdf or .svg",
+    )
     parser.add_argument("--checkpoint", metavar="FILE", help="weights to use (default RUN_DIR/checkpoint.pt)")
     parser.add_argument("--features", metavar="DIR", help="feature directory (default: the run's data.features)")
     parser.add_argument("--device", help="auto, cpu or cuda (default: cpu)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out that pointtal did not write")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out that pointtal did not write"
+    )
 
 
 def check_args(args: argparse.Namespace) -> None:
-    check_outputs({"--out": args.out}, {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint,
-                                        "--features": args.features}, overwrite=args.overwrite)
+    check_outputs(
+        {"--out": args.out},
+        {**run_inputs(args.run_dir), "--checkpoint": args.checkpoint, "--features": args.features},
+        overwrite=args.overwrite,
+    )
     checks.figure(args, "out")  # an unknown suffix is refused before anything is loaded
     checks.device(args)
 
@@ -53,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         examples = ", ".join(sorted(gt.videos)[:3])
         raise InputError(
             f"--video {args.video!r}: not in the run's ground truth {config.data.annotations}; valid ids are "
-            f"the keys of its \"database\" (e.g. {examples}), or see the run's predictions.json"
+            f'the keys of its "database" (e.g. {examples}), or see the run\'s predictions.json'
         )
     store = open_store(config, args.features)
     features = store.load(video.video_id)

@@ -72,16 +72,24 @@ class TruthStats:
         return self.hit / self.instances if self.instances else float("nan")
 
     def as_dict(self) -> dict:
-        return {"clicks": self.clicks, "background_clicks": self.background, "clicks_elsewhere": self.elsewhere,
-                "instances": self.instances, "hit": self.hit, "hit_rate": self.hit_rate, "outside": self.outside,
-                "other_class": self.other_class, "histogram": list(self.histogram), "per_class": self.per_class}
+        return {
+            "clicks": self.clicks,
+            "background_clicks": self.background,
+            "clicks_elsewhere": self.elsewhere,
+            "instances": self.instances,
+            "hit": self.hit,
+            "hit_rate": self.hit_rate,
+            "outside": self.outside,
+            "other_class": self.other_class,
+            "histogram": list(self.histogram),
+            "per_class": self.per_class,
+        }
 
 
 def truth_report(points: Sequence[Point], videos: Mapping[str, Video], background_label: str) -> TruthStats:
     """Hit rate, outside clicks and the position histogram of one annotator's clicks against `videos`."""
     histogram = np.zeros(BINS, dtype=np.int64)
-    per_class: dict[str, dict[str, int]] = defaultdict(lambda: {"instances": 0, "hit": 0, "clicks": 0,
-                                                                "outside": 0})
+    per_class: dict[str, dict[str, int]] = defaultdict(lambda: {"instances": 0, "hit": 0, "clicks": 0, "outside": 0})
     clicks = [p for p in points if p.label != background_label]
     inside = [p for p in clicks if p.video_id in videos]
     outside = other = hit = n_instances = 0
@@ -118,9 +126,15 @@ def truth_report(points: Sequence[Point], videos: Mapping[str, Video], backgroun
             rel = np.clip((times[scored] - starts[pick]) / length, 0.0, 1.0)
             histogram += np.bincount(np.minimum((rel * BINS).astype(np.int64), BINS - 1), minlength=BINS)
     return TruthStats(
-        clicks=len(inside), background=len(points) - len(clicks), elsewhere=len(clicks) - len(inside),
-        instances=n_instances, hit=hit, outside=outside, other_class=other,
-        histogram=tuple(int(c) for c in histogram), per_class={k: dict(v) for k, v in sorted(per_class.items())},
+        clicks=len(inside),
+        background=len(points) - len(clicks),
+        elsewhere=len(clicks) - len(inside),
+        instances=n_instances,
+        hit=hit,
+        outside=outside,
+        other_class=other,
+        histogram=tuple(int(c) for c in histogram),
+        per_class={k: dict(v) for k, v in sorted(per_class.items())},
     )
 
 
@@ -151,10 +165,14 @@ class PairStats:
     mean_offset: float  # mean |t_a - t_b| of matched clicks, seconds
 
     def as_dict(self) -> dict:
-        return {"clicks_a": self.clicks_a, "clicks_b": self.clicks_b, "matched": self.matched,
-                "share_a": self.matched / self.clicks_a if self.clicks_a else float("nan"),
-                "share_b": self.matched / self.clicks_b if self.clicks_b else float("nan"),
-                "mean_offset_sec": self.mean_offset}
+        return {
+            "clicks_a": self.clicks_a,
+            "clicks_b": self.clicks_b,
+            "matched": self.matched,
+            "share_a": self.matched / self.clicks_a if self.clicks_a else float("nan"),
+            "share_b": self.matched / self.clicks_b if self.clicks_b else float("nan"),
+            "mean_offset_sec": self.mean_offset,
+        }
 
 
 def match_pairs(a: Sequence[Point], b: Sequence[Point], tolerance: float) -> PairStats:
@@ -172,8 +190,9 @@ def match_pairs(a: Sequence[Point], b: Sequence[Point], tolerance: float) -> Pai
 # ------------------------------------------------------------------------------------------------ alpha
 
 
-def snippet_labels(points: Sequence[Point], video_id: str, n_snippets: int, seconds_per_snippet: float,
-                   tolerance: float) -> np.ndarray:
+def snippet_labels(
+    points: Sequence[Point], video_id: str, n_snippets: int, seconds_per_snippet: float, tolerance: float
+) -> np.ndarray:
     """(n_snippets,) object array: the label of the click nearest each snippet centre within `tolerance`, else
     NONE."""
     out = np.full(n_snippets, NONE, dtype=object)
@@ -209,8 +228,9 @@ def nominal_alpha(values: np.ndarray) -> float:
     return float(1.0 - (n - 1) * coincidence[off].sum() / expected)
 
 
-def snippet_alpha(annotators: Sequence[Sequence[Point]], durations: Mapping[str, float], fps: float, stride: int,
-                  tolerance: float) -> tuple[float, int]:
+def snippet_alpha(
+    annotators: Sequence[Sequence[Point]], durations: Mapping[str, float], fps: float, stride: int, tolerance: float
+) -> tuple[float, int]:
     """(alpha, units) over the videos of `durations` (video -> seconds); see the module docstring."""
     step = stride / fps
     rows = []
@@ -233,9 +253,12 @@ class MergeReport:
     dropped_clicks: tuple[int, ...]  # per annotator: their clicks in dropped groups
 
     def as_dict(self) -> dict:
-        return {"groups": self.groups, "kept": self.kept,
-                "dropped_groups_by_agreement": {str(k): v for k, v in sorted(self.dropped_groups.items())},
-                "dropped_clicks_per_annotator": list(self.dropped_clicks)}
+        return {
+            "groups": self.groups,
+            "kept": self.kept,
+            "dropped_groups_by_agreement": {str(k): v for k, v in sorted(self.dropped_groups.items())},
+            "dropped_clicks_per_annotator": list(self.dropped_clicks),
+        }
 
 
 def _groups(times: np.ndarray, owners: np.ndarray, tolerance: float) -> list[list[int]]:
@@ -243,8 +266,11 @@ def _groups(times: np.ndarray, owners: np.ndarray, tolerance: float) -> list[lis
     group = list(range(len(times)))
     members = {i: [i] for i in range(len(times))}
     dist = np.abs(times[:, None] - times[None, :])
-    ii, jj = np.nonzero((dist <= tolerance) & (owners[:, None] != owners[None, :]) &
-                        (np.arange(len(times))[:, None] < np.arange(len(times))[None, :]))
+    ii, jj = np.nonzero(
+        (dist <= tolerance)
+        & (owners[:, None] != owners[None, :])
+        & (np.arange(len(times))[:, None] < np.arange(len(times))[None, :])
+    )
     for k in np.lexsort((jj, ii, dist[ii, jj])):
         gi, gj = group[int(ii[k])], group[int(jj[k])]
         if gi == gj:
@@ -260,8 +286,9 @@ def _groups(times: np.ndarray, owners: np.ndarray, tolerance: float) -> list[lis
     return list(members.values())
 
 
-def merge_clicks(annotators: Sequence[Sequence[Point]], tolerance: float,
-                 min_agree: int) -> tuple[list[Point], MergeReport]:
+def merge_clicks(
+    annotators: Sequence[Sequence[Point]], tolerance: float, min_agree: int
+) -> tuple[list[Point], MergeReport]:
     """A consensus click file: groups of at least `min_agree` annotators' clicks -> one click at their median."""
     pooled: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
     for owner, points in enumerate(annotators):

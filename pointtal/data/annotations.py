@@ -80,8 +80,10 @@ def _parse_video(video_id: str, entry, path: str, need_duration: bool = True) ->
         raise InputError(f"{where}: expected an object, got {type(entry).__name__}")
     if "duration" in entry or need_duration:
         if "duration" not in entry:
-            raise InputError(f"{where}: missing 'duration'; give the features (data.features, or --features), "
-                             "whose length T x stride / fps gives it")
+            raise InputError(
+                f"{where}: missing 'duration'; give the features (data.features, or --features), "
+                "whose length T x stride / fps gives it"
+            )
         duration = _number(entry["duration"], f"{where} duration")
         if duration <= 0:
             raise InputError(f"{where}: duration must be > 0, got {duration}")
@@ -113,9 +115,11 @@ def _parse_instance(ann, where: str) -> Instance:
     if not isinstance(segment, (list, tuple)) or len(segment) != 2:
         raise InputError(f"{where}: segment must be [start, end], got {segment!r}")
     if any(isinstance(x, str) for x in segment):
-        raise InputError(f"{where} segment: expected finite numbers, got {_show(segment)} (LACP's gt.json writes "
-                         "times as text: keep split_train.txt / split_test.txt beside it, or give its dataset "
-                         "folder, and it is read as the release it is)")
+        raise InputError(
+            f"{where} segment: expected finite numbers, got {_show(segment)} (LACP's gt.json writes "
+            "times as text: keep split_train.txt / split_test.txt beside it, or give its dataset "
+            "folder, and it is read as the release it is)"
+        )
     start, end = (_number(x, f"{where} segment") for x in segment)
     if start < 0:
         raise InputError(f"{where}: negative segment start {start}")
@@ -146,15 +150,17 @@ def read_class_list(path: str | Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-def load_ground_truth(path: str | Path, class_list: str | Path | None = None,
-                      need_duration: bool = True) -> GroundTruth:
+def load_ground_truth(
+    path: str | Path, class_list: str | Path | None = None, need_duration: bool = True
+) -> GroundTruth:
     """Load and validate an ActivityNet-style ground-truth JSON (`need_duration=False`: a video without
     'duration' gets NaN, for callers that use no duration, like the mAP)."""
     return parse_ground_truth(read_json(path, "ground-truth file"), path, class_list, need_duration=need_duration)
 
 
-def parse_ground_truth(data, path: str | Path, class_list: str | Path | None = None, *,
-                       need_duration: bool = True, labels_of=None) -> GroundTruth:
+def parse_ground_truth(
+    data, path: str | Path, class_list: str | Path | None = None, *, need_duration: bool = True, labels_of=None
+) -> GroundTruth:
     """Validate ground truth already read from `path` (a file, or a published layout rewritten in memory).
     `labels_of`: the labels the class list is derived from when no `class_list` is given (default: those
     of `data`; a published layout passes every video's, so videos skipped for lack of features cannot

@@ -23,9 +23,14 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         named = ("extras", "targets")
-        moved = {f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self) if f.name not in named}
-        return Batch(**moved, **{name: {k: v.to(device, non_blocking=True) for k, v in getattr(self, name).items()}
-                                 for name in named})
+        moved = {
+            f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self) if f.name not in named
+        }
+        return Batch(
+            **moved,
+            **{name: {k: v.to(device, non_blocking=True) for k, v in getattr(self, name).items()} for name in named},
+        )
+
 
 def make_batch(
     features: torch.Tensor,

@@ -83,16 +83,17 @@ def geometry_for(video: Video, fps: float, stride: int) -> SnippetGeometry:
     return SnippetGeometry(video.fps if video.fps else fps, stride, video.offset_frames)
 
 
-def load_features(
-    videos: Sequence[Video], store: FeatureStore, source: str
-) -> tuple[list[Video], list[np.ndarray]]:
+def load_features(videos: Sequence[Video], store: FeatureStore, source: str) -> tuple[list[Video], list[np.ndarray]]:
     """Features of the videos that have a file; missing ones are reported (count + first names), never silent."""
     present = [v for v in videos if v.video_id in store]
     missing = [v.video_id for v in videos if v.video_id not in store]
     if missing:
         log.warning(
             "%s: %d of %d videos have no feature file and are skipped (first: %s)",
-            source, len(missing), len(videos), ", ".join(missing[:3]),
+            source,
+            len(missing),
+            len(videos),
+            ", ".join(missing[:3]),
         )
     if not present:
         raise InputError(f"{store.root}: none of the {len(videos)} videos of {source} has a feature file")
@@ -135,8 +136,13 @@ def build_dataset(
         np.concatenate([truth_rows(v, g, n, class_index) for v, g, n in zip(videos, geometries, lengths, strict=False)])
     )
     dataset = PointDataset(
-        [v.video_id for v in videos], geometries, offsets, features, video_labels,
-        torch.zeros(int(offsets[-1]), n_classes + 1), truth,
+        [v.video_id for v in videos],
+        geometries,
+        offsets,
+        features,
+        video_labels,
+        torch.zeros(int(offsets[-1]), n_classes + 1),
+        truth,
     )
     if points is not None:
         dataset.set_point_labels(point_label_rows(dataset, points, n_classes))
@@ -147,14 +153,17 @@ def build_dataset(
 LENGTH_RATIO = 2.0  # features this many times longer (or shorter) than the duration says: wrong fps or stride
 
 
-def warn_length_mismatch(videos: Sequence[Video], geometries: Sequence[SnippetGeometry], lengths: np.ndarray,
-                         source: str) -> None:
+def warn_length_mismatch(
+    videos: Sequence[Video], geometries: Sequence[SnippetGeometry], lengths: np.ndarray, source: str
+) -> None:
     """Say once when feature lengths disagree with the ground-truth durations by LENGTH_RATIO or more.
 
     Such features were extracted at another fps / stride than the config says (or belong to other videos):
     every instance and point would then sit at the wrong snippets without any error.
     """
-    expected = np.array([g.n_snippets(v.duration_sec) for v, g in zip(videos, geometries, strict=True)], dtype=np.float64)
+    expected = np.array(
+        [g.n_snippets(v.duration_sec) for v, g in zip(videos, geometries, strict=True)], dtype=np.float64
+    )
     ratio = lengths / expected  # (V,)
     off = np.flatnonzero((ratio >= LENGTH_RATIO) | (ratio <= 1 / LENGTH_RATIO))
     if not len(off):
@@ -164,8 +173,16 @@ def warn_length_mismatch(videos: Sequence[Video], geometries: Sequence[SnippetGe
     log.warning(
         "%s: %d of %d videos have features %.0fx or more off their duration (worst: '%s', %d snippets = %.1f s "
         "at fps %g / stride %d, duration %.1f s); check data.fps and data.stride",
-        source, len(off), len(videos), LENGTH_RATIO, videos[i].video_id, lengths[i],
-        lengths[i] * g.snippet_sec, g.fps, g.stride, videos[i].duration_sec,
+        source,
+        len(off),
+        len(videos),
+        LENGTH_RATIO,
+        videos[i].video_id,
+        lengths[i],
+        lengths[i] * g.snippet_sec,
+        g.fps,
+        g.stride,
+        videos[i].duration_sec,
     )
 
 

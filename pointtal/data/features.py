@@ -99,9 +99,7 @@ def validate_features(array: np.ndarray, video_id: str, path: Path | str, dim: i
     if array.shape[0] == 0:
         raise InputError(f"{path}: video '{video_id}' has zero snippets")
     if dim is not None and array.shape[1] != dim:
-        raise InputError(
-            f"{path}: video '{video_id}' features are {array.shape[1]} wide but other videos are {dim}"
-        )
+        raise InputError(f"{path}: video '{video_id}' features are {array.shape[1]} wide but other videos are {dim}")
     if not np.isfinite(array).all():
         raise InputError(f"{path}: video '{video_id}' features contain NaN or inf")
     return array
@@ -166,8 +164,10 @@ class LegacyReader:
         arrays = _load_trusted(root, "single-array feature file")
         names = _load_trusted(Path(video_names), "video name list")
         if arrays.ndim != 1 or names.ndim != 1:
-            raise InputError(f"{root}: expected 1-D arrays of per-video features and of video names, "
-                             f"got shapes {arrays.shape} and {names.shape}")
+            raise InputError(
+                f"{root}: expected 1-D arrays of per-video features and of video names, "
+                f"got shapes {arrays.shape} and {names.shape}"
+            )
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         if len(names) != len(arrays):
             raise InputError(f"{root}: {len(arrays)} arrays but {len(names)} video names")
@@ -195,8 +195,13 @@ class FeatureStore:
     Without a reader it opens pointtal's own layout, `DIR/<video_id>.npy` (memory-mapped), or a legacy single
     array when `root` is a file."""
 
-    def __init__(self, root: str | Path, trust_pickle: bool = False, video_names: str | Path | None = None,
-                 reader: FeatureReader | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        trust_pickle: bool = False,
+        video_names: str | Path | None = None,
+        reader: FeatureReader | None = None,
+    ):
         self.root = Path(root)
         self.trust_pickle = trust_pickle
         if reader is None:
@@ -239,8 +244,10 @@ class FeatureStore:
                 validate_features(array, video_id, path, self._dim if one else None)
         joined = join_streams(parts, video_id)
         if validate and len(parts) > 1 and self._dim is not None and joined.shape[1] != self._dim:
-            raise InputError(f"{parts[0][1]}: video '{video_id}' features are {joined.shape[1]} wide "
-                             f"(all streams) but other videos are {self._dim}")
+            raise InputError(
+                f"{parts[0][1]}: video '{video_id}' features are {joined.shape[1]} wide "
+                f"(all streams) but other videos are {self._dim}"
+            )
         self._dim = self._dim or int(joined.shape[1])
         return joined
 
@@ -257,8 +264,10 @@ def join_streams(parts: list[tuple[np.ndarray, Path]], video_id: str) -> np.ndar
     lengths = [a.shape[0] if a.ndim == 2 else None for a in arrays]
     if None in lengths or len(set(lengths)) > 1:
         shapes = ", ".join(f"{p.parent.name} {a.shape}" for a, p in parts)
-        raise InputError(f"{parts[0][1].parent.parent}: video '{video_id}' streams differ in length ({shapes}); "
-                         "rgb and flow need the same number of snippets T")
+        raise InputError(
+            f"{parts[0][1].parent.parent}: video '{video_id}' streams differ in length ({shapes}); "
+            "rgb and flow need the same number of snippets T"
+        )
     return np.concatenate(arrays, axis=1)  # (T, D_1 + D_2 + ...)
 
 

@@ -37,8 +37,22 @@ log = logging.getLogger(__name__)
 
 IMPORT_FORMATS = ("via", "labelstudio")
 EXPORT_FORMATS = ("via", "labelstudio", "lacp")
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv", ".ogg", ".flv",
-                    ".wmv", ".3gp", ".ts"}
+VIDEO_EXTENSIONS = {
+    ".mp4",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".ogv",
+    ".ogg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ts",
+}
 VIA_TIME_ANCHORS = ("FILE1_Z1_XY0", "FILE1_Z2_XY0")  # time marker, temporal segment
 VIA_SELECT_TYPES = (3, 4)  # RADIO, SELECT: `av` holds an option id
 VIA_CSV_HEADER = "metadata_id,file_list,flags,temporal_coordinates,spatial_coordinates,metadata"
@@ -78,16 +92,24 @@ def _json(path: Path, text: str):
 def _via_label_attribute(attributes: Mapping, path: Path) -> tuple[str, dict]:
     """(id, attribute) of the class attribute: the first (by id) anchored on time; any, when anchors are unknown."""
     if not isinstance(attributes, dict) or not attributes:
-        raise InputError(f"{path}: no VIA attribute to read the class from (expected 'attribute' with one "
-                         f"anchored on {' or '.join(VIA_TIME_ANCHORS)})")
+        raise InputError(
+            f"{path}: no VIA attribute to read the class from (expected 'attribute' with one "
+            f"anchored on {' or '.join(VIA_TIME_ANCHORS)})"
+        )
 
     def order(aid: str):
         return (0, int(aid), aid) if str(aid).isdigit() else (1, 0, str(aid))
-    timed = [a for a in attributes if isinstance(attributes[a], dict)
-             and attributes[a].get("anchor_id", VIA_TIME_ANCHORS[0]) in VIA_TIME_ANCHORS]
+
+    timed = [
+        a
+        for a in attributes
+        if isinstance(attributes[a], dict) and attributes[a].get("anchor_id", VIA_TIME_ANCHORS[0]) in VIA_TIME_ANCHORS
+    ]
     if not timed:
-        raise InputError(f"{path}: no VIA attribute is anchored on time ({' or '.join(VIA_TIME_ANCHORS)}); the "
-                         "class of a click is the value of such an attribute")
+        raise InputError(
+            f"{path}: no VIA attribute is anchored on time ({' or '.join(VIA_TIME_ANCHORS)}); the "
+            "class of a click is the value of such an attribute"
+        )
     aid = min(timed, key=order)
     return str(aid), attributes[aid]
 
@@ -99,8 +121,9 @@ def _via_label(av, aid: str, attribute: dict, where: str) -> str:
     options = attribute.get("options")
     if attribute.get("type") in VIA_SELECT_TYPES and isinstance(options, dict):
         if value not in options:
-            raise InputError(f"{where}: attribute {aid} has no option '{value}' (options: "
-                             f"{', '.join(map(str, options))})")
+            raise InputError(
+                f"{where}: attribute {aid} has no option '{value}' (options: {', '.join(map(str, options))})"
+            )
         value = str(options[value]).strip()
     if attribute.get("type") == 2 and "," in value:
         raise InputError(f"{where}: several classes '{value}' ticked in checkbox attribute {aid}; one a click")
@@ -131,8 +154,9 @@ def _via_point(video_id: str, z, xy, av, aid, attribute, where: str, path: Path,
 def _read_via_json(path: Path, text: str) -> list[Point]:
     data = _json(path, text)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("file", "view", "metadata")):
-        raise InputError(f"{path}: not a VIA 3 project (expected an object with 'file', 'view', 'attribute' and "
-                         "'metadata')")
+        raise InputError(
+            f"{path}: not a VIA 3 project (expected an object with 'file', 'view', 'attribute' and 'metadata')"
+        )
     aid, attribute = _via_label_attribute(data.get("attribute"), path)
     points = []
     for mid, meta in data["metadata"].items():
@@ -144,8 +168,9 @@ def _read_via_json(path: Path, text: str) -> list[Point]:
         file = data["file"].get(str(fids[0])) if isinstance(fids, list) and fids else None
         if not isinstance(file, dict) or not isinstance(file.get("fname"), str) or not file["fname"]:
             raise InputError(f"{where}: view {meta.get('vid')!r} names no file with a 'fname'")
-        point = _via_point(video_id_of(file["fname"]), meta.get("z"), meta.get("xy"), meta.get("av"), aid,
-                           attribute, where, path, 0)
+        point = _via_point(
+            video_id_of(file["fname"]), meta.get("z"), meta.get("xy"), meta.get("av"), aid, attribute, where, path, 0
+        )
         if point is not None:
             points.append(point)
     return points
@@ -191,9 +216,17 @@ def _read_via_csv(path: Path, text: str) -> list[Point]:
         files = _csv_json(fields[1], where, "file_list")
         if not isinstance(files, list) or not files or not isinstance(files[0], str) or not files[0]:
             raise InputError(f"{where}: file_list {fields[1]!r} names no file")
-        point = _via_point(video_id_of(files[0]), _csv_json(fields[3], where, "temporal_coordinates"),
-                           _csv_json(fields[4], where, "spatial_coordinates"),
-                           _csv_json(fields[5], where, "metadata"), aid, attribute, where, path, number)
+        point = _via_point(
+            video_id_of(files[0]),
+            _csv_json(fields[3], where, "temporal_coordinates"),
+            _csv_json(fields[4], where, "spatial_coordinates"),
+            _csv_json(fields[5], where, "metadata"),
+            aid,
+            attribute,
+            where,
+            path,
+            number,
+        )
         if point is not None:
             points.append(point)
     return points
@@ -212,8 +245,14 @@ def _via_options(points: Sequence[Point]) -> dict[str, str]:
 
 
 def _via_attribute(options: dict[str, str]) -> dict:
-    return {"aname": "action", "anchor_id": "FILE1_Z1_XY0", "type": 4, "desc": "class of the click (pointtal)",
-            "options": options, "default_option_id": ""}
+    return {
+        "aname": "action",
+        "anchor_id": "FILE1_Z1_XY0",
+        "type": 4,
+        "desc": "class of the click (pointtal)",
+        "options": options,
+        "default_option_id": "",
+    }
 
 
 def write_via(points: Sequence[Point], path: str | Path) -> None:
@@ -226,13 +265,26 @@ def write_via(points: Sequence[Point], path: str | Path) -> None:
     videos = sorted({p.video_id for p in points})
     vid_of = {v: str(i + 1) for i, v in enumerate(videos)}
     if path.suffix.lower() == ".json":
-        metadata = {f"{vid_of[p.video_id]}_{i:08d}": {"vid": vid_of[p.video_id], "flg": 0, "z": [p.time_sec],
-                                                      "xy": [], "av": {"1": option_of[p.label]}}
-                    for i, p in enumerate(points)}
+        metadata = {
+            f"{vid_of[p.video_id]}_{i:08d}": {
+                "vid": vid_of[p.video_id],
+                "flg": 0,
+                "z": [p.time_sec],
+                "xy": [],
+                "av": {"1": option_of[p.label]},
+            }
+            for i, p in enumerate(points)
+        }
         project = {
-            "project": {"pid": "__VIA_PROJECT_ID__", "rev": "__VIA_PROJECT_REV_ID__",
-                        "rev_timestamp": "__VIA_PROJECT_REV_TIMESTAMP__", "pname": "pointtal clicks",
-                        "creator": "pointtal", "created": 0, "vid_list": [vid_of[v] for v in videos]},
+            "project": {
+                "pid": "__VIA_PROJECT_ID__",
+                "rev": "__VIA_PROJECT_REV_ID__",
+                "rev_timestamp": "__VIA_PROJECT_REV_TIMESTAMP__",
+                "pname": "pointtal clicks",
+                "creator": "pointtal",
+                "created": 0,
+                "vid_list": [vid_of[v] for v in videos],
+            },
             "config": {"file": {"loc_prefix": {"1": "", "2": "", "3": "", "4": ""}}, "ui": {}},
             "attribute": {"1": _via_attribute(options)},
             "file": {vid_of[v]: {"fid": vid_of[v], "fname": v, "type": 4, "loc": 1, "src": ""} for v in videos},
@@ -247,8 +299,16 @@ def write_via(points: Sequence[Point], path: str | Path) -> None:
     out.write(f"# CSV_HEADER = {VIA_CSV_HEADER}\n")
     writer = csv.writer(out, lineterminator="\n")
     for i, p in enumerate(points):
-        writer.writerow([f"{vid_of[p.video_id]}_{i:08d}", json.dumps([p.video_id], ensure_ascii=False), 0,
-                         json.dumps([p.time_sec]), "[]", json.dumps({"1": option_of[p.label]})])
+        writer.writerow(
+            [
+                f"{vid_of[p.video_id]}_{i:08d}",
+                json.dumps([p.video_id], ensure_ascii=False),
+                0,
+                json.dumps([p.time_sec]),
+                "[]",
+                json.dumps({"1": option_of[p.label]}),
+            ]
+        )
     write_text_atomic(path, out.getvalue())
 
 
@@ -274,15 +334,19 @@ def _task_video(task: dict, known: Mapping[str, Video] | None, where: str) -> st
     if not isinstance(value, str) or not value:
         raise InputError(f"{where}: 'data' names no video (expected data.video)")
     video_id = video_id_of(value)
-    if known is not None and video_id not in known and _UPLOAD_PREFIX.match(video_id) \
-            and video_id[9:] in known:
+    if known is not None and video_id not in known and _UPLOAD_PREFIX.match(video_id) and video_id[9:] in known:
         video_id = video_id[9:]  # an uploaded file: '1a2b3c4d-video_0001.mp4'
     return video_id
 
 
 def _frame(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value != int(value) or value < 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+        or value < 1
+    ):
         raise InputError(f"{where}: frame {value!r} is not a whole number >= 1 (timeline frames start at 1)")
     return int(value)
 
@@ -346,11 +410,16 @@ def read_labelstudio(path: str | Path, fps_lookup: FpsLookup, known: Mapping[str
             raise InputError(f"{where}: annotation 'result' is not a list")
         for r, result in enumerate(results):
             rwhere = f"{where} result {result.get('id', r) if isinstance(result, dict) else r}"
-            points.extend(_result_points(result, video_id, lambda v=video_id, w=rwhere: _fps(fps_lookup, v, w),
-                                         rwhere, path))
+            points.extend(
+                _result_points(result, video_id, lambda v=video_id, w=rwhere: _fps(fps_lookup, v, w), rwhere, path)
+            )
     if several:
-        log.warning("%s: %d task(s) have several annotations; the first of each is read (export one annotator "
-                    "at a time to keep the others)", path, several)
+        log.warning(
+            "%s: %d task(s) have several annotations; the first of each is read (export one annotator "
+            "at a time to keep the others)",
+            path,
+            several,
+        )
     return _sort(points)
 
 
@@ -372,9 +441,16 @@ def write_labelstudio(points: Sequence[Point], path: str | Path, fps_lookup: Fps
         results = []
         for i, p in enumerate(clicks):
             frame = _frame_of(p.time_sec, fps)
-            results.append({"id": f"p{t}_{i}", "type": "timelinelabels", "from_name": "videoLabels",
-                            "to_name": "video", "origin": "manual",
-                            "value": {"ranges": [{"start": frame, "end": frame}], "timelinelabels": [p.label]}})
+            results.append(
+                {
+                    "id": f"p{t}_{i}",
+                    "type": "timelinelabels",
+                    "from_name": "videoLabels",
+                    "to_name": "video",
+                    "origin": "manual",
+                    "value": {"ranges": [{"start": frame, "end": frame}], "timelinelabels": [p.label]},
+                }
+            )
         tasks.append({"id": t, "data": {"video": video_id}, "annotations": [{"id": t, "result": results}]})
     write_text_atomic(path, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
 
@@ -384,8 +460,14 @@ def write_labelstudio(points: Sequence[Point], path: str | Path, fps_lookup: Fps
 LACP_HEADER = "class,class_index,start_frame,stop_frame,video_id,point"
 
 
-def write_lacp(points: Sequence[Point], path: str | Path, fps_lookup: FpsLookup, classes: Sequence[str],
-               videos: Mapping[str, Video], background_label: str = BACKGROUND) -> int:
+def write_lacp(
+    points: Sequence[Point],
+    path: str | Path,
+    fps_lookup: FpsLookup,
+    classes: Sequence[str],
+    videos: Mapping[str, Video],
+    background_label: str = BACKGROUND,
+) -> int:
     """LACP's `point_labels.csv`: frames at each video's fps, class_index 0-based in `classes`, start / stop
     frames of the ground-truth instance of that class holding the click (the click's own frame where none
     does; LACP reads only `point` and `class_index`). Background clicks have no place there: they are left out
@@ -401,8 +483,9 @@ def write_lacp(points: Sequence[Point], path: str | Path, fps_lookup: FpsLookup,
         if p.label not in index:
             raise InputError(f"{where}: label '{p.label}' is not a class of the ground truth")
         if any(c in text for text in (p.video_id, p.label) for c in ',\n\r"'):
-            raise InputError(f"{where}: cannot write {p.video_id!r} / {p.label!r} to a CSV "
-                             "(holds ',', quote or newline)")
+            raise InputError(
+                f"{where}: cannot write {p.video_id!r} / {p.label!r} to a CSV (holds ',', quote or newline)"
+            )
         fps = _fps(fps_lookup, p.video_id, where)
         frame = _frame_of(p.time_sec, fps) - 1  # 0-based frame number, as LACP's `point`
         start, stop = frame, frame
@@ -419,8 +502,9 @@ def write_lacp(points: Sequence[Point], path: str | Path, fps_lookup: FpsLookup,
 # ------------------------------------------------------------------------------------------------ entry
 
 
-def import_clicks(path: str | Path, fmt: str, fps_lookup: FpsLookup,
-                  known: Mapping[str, Video] | None = None) -> list[Point]:
+def import_clicks(
+    path: str | Path, fmt: str, fps_lookup: FpsLookup, known: Mapping[str, Video] | None = None
+) -> list[Point]:
     """Clicks of a foreign file: `via` (project JSON or CSV export) or `labelstudio` (JSON export)."""
     if fmt == "via":
         return read_via(path)

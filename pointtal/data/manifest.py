@@ -80,15 +80,18 @@ def check_files(directory: str | Path) -> None:
             f"{'; '.join(problems[:3])}): they may have been made with other settings than its "
             f"fps={manifest.get('fps')} stride={manifest.get('stride')}; re-extract the folder "
             "(pointtal extract ALL_ITS_VIDEOS --out DIR --overwrite), or remove extract.json if the files were "
-            "made elsewhere")
+            "made elsewhere"
+        )
 
 
 def check_geometry(manifest: dict, fps: float, stride: int, where: str) -> None:
     """Features cut at another fps/stride than the run assumes would put every segment at the wrong time."""
     if float(manifest.get("fps", fps)) != float(fps) or int(manifest.get("stride", stride)) != int(stride):
-        raise InputError(f"{where}: features were extracted at fps={manifest.get('fps')} "
-                         f"stride={manifest.get('stride')} but the run uses data.fps={fps:g} data.stride={stride}; "
-                         "re-extract with matching --fps/--stride or set data.fps/data.stride")
+        raise InputError(
+            f"{where}: features were extracted at fps={manifest.get('fps')} "
+            f"stride={manifest.get('stride')} but the run uses data.fps={fps:g} data.stride={stride}; "
+            "re-extract with matching --fps/--stride or set data.fps/data.stride"
+        )
 
 
 def record_in_run(features: str | Path, run_dir: Path, fps: float, stride: int) -> None:

@@ -88,9 +88,7 @@ def _read_text(path: Path) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise InputError(
-            f"{path} line {line}: not UTF-8 text (byte {err.start}); save the file as UTF-8"
-        ) from None
+        raise InputError(f"{path} line {line}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
     return text.removeprefix("\ufeff")
 
 
@@ -126,12 +124,7 @@ def _is_lacp_header(fields: list[str]) -> bool:
 
 def _is_sfnet_header(fields: list[str]) -> bool:
     lowered = [f.lower() for f in fields]
-    return (
-        len(lowered) == 3
-        and lowered[0] == "video_id"
-        and lowered[1] in _SFNET_HEADER_TIME
-        and lowered[2] == "label"
-    )
+    return len(lowered) == 3 and lowered[0] == "video_id" and lowered[1] in _SFNET_HEADER_TIME and lowered[2] == "label"
 
 
 def _parse_sfnet(rows: list[tuple[int, list[str]]], path: Path) -> list[Point]:
@@ -181,13 +174,21 @@ def _parse_lacp(
         points.append(Point(video_id, frame / fps, label, str(path), number))
     if unknown and not points:
         number, video_id = unknown[0]
-        raise InputError(f"{path} line {number}: no valid fps for video '{video_id}' (none of the file's "
-                         f"{len(unknown)} point(s) is on a video of the ground truth or the fps dictionary)")
+        raise InputError(
+            f"{path} line {number}: no valid fps for video '{video_id}' (none of the file's "
+            f"{len(unknown)} point(s) is on a video of the ground truth or the fps dictionary)"
+        )
     if unknown:
         number, video_id = unknown[0]
-        log.warning("%s: %d point(s) of %d video(s) in neither the ground truth nor the fps dictionary are "
-                    "skipped (no native fps to read their frame numbers; first: line %d, video '%s')", path,
-                    len(unknown), len({v for _, v in unknown}), number, video_id)
+        log.warning(
+            "%s: %d point(s) of %d video(s) in neither the ground truth nor the fps dictionary are "
+            "skipped (no native fps to read their frame numbers; first: line %d, video '%s')",
+            path,
+            len(unknown),
+            len({v for _, v in unknown}),
+            number,
+            video_id,
+        )
     return points
 
 
@@ -245,7 +246,9 @@ def read_fps_dict(path: str | Path) -> dict[str, float]:
             ok = False
         if not ok:
             shown = repr(fps) if len(repr(fps)) <= 60 else repr(fps)[:57] + "..."
-            raise InputError(f"{path}: video '{video_id}': fps must be a positive number (at most {MAX_FPS:g}), got {shown}")
+            raise InputError(
+                f"{path}: video '{video_id}': fps must be a positive number (at most {MAX_FPS:g}), got {shown}"
+            )
         result[str(video_id)] = float(fps)
     return result
 
@@ -284,9 +287,7 @@ def write_points(points: Sequence[Point], path: str | Path) -> None:
     for point in sorted(points, key=_sort_key):
         for text in (point.video_id, point.label):
             if not text or any(c in text for c in ',\n\r"'):
-                raise InputError(
-                    f"{path}: cannot write {text!r} to a point CSV (empty or holds ',', quote or newline)"
-                )
+                raise InputError(f"{path}: cannot write {text!r} to a point CSV (empty or holds ',', quote or newline)")
         if not math.isfinite(point.time_sec) or point.time_sec < 0:
             raise InputError(f"{path}: video '{point.video_id}': invalid time {point.time_sec!r}")
         lines.append(f"{point.video_id},{point.time_sec:.6f},{point.label}\n")
@@ -475,8 +476,13 @@ def simulate_points(
         return []
     if scheme.startswith("soda"):
         windows = sum(math.ceil(v.duration_sec / opts.window_sec) for v in videos)
-        refuse_estimate(windows, MAX_WINDOWS, f"SODA window of {opts.window_sec:g} s (window_sec) on {len(videos)} videos",
-                        "give a window of seconds (the SODA protocol uses 10 s)", unit="windows")
+        refuse_estimate(
+            windows,
+            MAX_WINDOWS,
+            f"SODA window of {opts.window_sec:g} s (window_sec) on {len(videos)} videos",
+            "give a window of seconds (the SODA protocol uses 10 s)",
+            unit="windows",
+        )
     points, n_skipped, first_skipped = [], 0, None
     for video in sorted(videos, key=lambda v: v.video_id):
         geom = SnippetGeometry(video.fps if video.fps is not None else float(fps), int(stride), video.offset_frames)
@@ -506,9 +512,7 @@ def simulate_points(
 # ---------------------------------------------------------------------------------------- annotators
 
 
-def choose_annotator(
-    annotator_points: Sequence[list[Point]], seed: int, fixed: int | None = None
-) -> list[Point]:
+def choose_annotator(annotator_points: Sequence[list[Point]], seed: int, fixed: int | None = None) -> list[Point]:
     """SF-Net's protocol: per video, the points of one annotator drawn at random (seeded).
 
     Only annotators that clicked on a video are candidates for it. `fixed` (0-based) takes one
@@ -519,9 +523,7 @@ def choose_annotator(
         raise InputError("no annotator point files given")
     if fixed is not None:
         if not 0 <= fixed < n:
-            raise InputError(
-                f"fixed annotator {fixed} does not exist; {n} annotator files were given (0-based)"
-            )
+            raise InputError(f"fixed annotator {fixed} does not exist; {n} annotator files were given (0-based)")
         return sorted(annotator_points[fixed], key=_sort_key)
     by_video: dict[str, list[list[Point]]] = {}
     for points in annotator_points:
@@ -606,9 +608,7 @@ def _snippet_count(video: Video, geom: SnippetGeometry, snippet_counts: Mapping[
     return geom.n_snippets(video.duration_sec)
 
 
-def _video_geometry(
-    ids: np.ndarray, videos: Mapping[str, Video], fps: float, stride: int, snippet_counts=None
-):
+def _video_geometry(ids: np.ndarray, videos: Mapping[str, Video], fps: float, stride: int, snippet_counts=None):
     """Per point: is the video known, its snippets-per-second, its window offset in snippets
     (`SnippetGeometry.offset / stride`) and its number of snippets.  All (N,)."""
     names, inverse = np.unique(ids.astype(str), return_inverse=True)
@@ -707,14 +707,24 @@ def map_points(
         )
     if strict and outside.any():
         i = int(np.argmax(outside))
-        raise InputError(f"{_at(files, lines, i)}: {beyond(i)} lies beyond the video (drop --strict to skip such points)")
-    for dropped, why, describe in ((unknown, "of videos not in the ground truth", point),
-                                   (outside, "beyond their video's last snippet", beyond)):
+        raise InputError(
+            f"{_at(files, lines, i)}: {beyond(i)} lies beyond the video (drop --strict to skip such points)"
+        )
+    for dropped, why, describe in (
+        (unknown, "of videos not in the ground truth", point),
+        (outside, "beyond their video's last snippet", beyond),
+    ):
         for name, count, i in _per_file(dropped, files):
             log.warning("%s: dropped %d point(s) %s (first: %s)", name, count, why, _line_and(lines, i, describe(i)))
     for name, count, i in _per_file(away, files):
-        log.info("%s: %d point(s) on videos outside %s are not used (first: %s, %s)",
-                 name, count, scope, _line_and(lines, i, f"video '{ids[i]}'"), other[ids[i]])
+        log.info(
+            "%s: %d point(s) on videos outside %s are not used (first: %s, %s)",
+            name,
+            count,
+            scope,
+            _line_and(lines, i, f"video '{ids[i]}'"),
+            other[ids[i]],
+        )
     if actions_expected:
         _warn_files_without_actions(files, classes, background_label)
     keep = ~(outside | unknown | away)
@@ -729,8 +739,13 @@ def map_points(
         int(unknown.sum()),
         int(away.sum()),
     )
-    return MappedPoints(ids[keep][order], snippets[keep][order], classes[keep][order], report,
-                        np.maximum(times * rate - shift, 0)[keep][order])
+    return MappedPoints(
+        ids[keep][order],
+        snippets[keep][order],
+        classes[keep][order],
+        report,
+        np.maximum(times * rate - shift, 0)[keep][order],
+    )
 
 
 def _at(files: np.ndarray, lines: np.ndarray, i: int) -> str:
@@ -756,5 +771,10 @@ def _warn_files_without_actions(files: np.ndarray, classes: np.ndarray, backgrou
     names, inverse = np.unique(files.astype(str), return_inverse=True)
     actions = np.bincount(inverse, weights=(classes > 0).astype(np.float64), minlength=len(names))  # (F,)
     for j in np.flatnonzero(actions == 0):
-        log.warning("%s: none of its %d point(s) names an action class (all are background '%s'), so its "
-                    "points teach no action", names[j], int((inverse == j).sum()), background_label)
+        log.warning(
+            "%s: none of its %d point(s) names an action class (all are background '%s'), so its "
+            "points teach no action",
+            names[j],
+            int((inverse == j).sum()),
+            background_label,
+        )

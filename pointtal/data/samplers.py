@@ -107,8 +107,9 @@ def unresample(values: np.ndarray, length: int) -> np.ndarray:
     return values[low] * (1 - weight) + values[high] * weight
 
 
-def _shard(dataset: PointDataset, videos: np.ndarray, snippet: np.ndarray, mask: np.ndarray, rank: int,
-           world: int) -> Batch:
+def _shard(
+    dataset: PointDataset, videos: np.ndarray, snippet: np.ndarray, mask: np.ndarray, rank: int, world: int
+) -> Batch:
     """This rank's part of a global batch, cut to its longest real row."""
     videos, snippet, mask = videos[rank::world], snippet[rank::world], mask[rank::world]
     keep = int(mask.sum(1).max())

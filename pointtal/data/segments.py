@@ -54,8 +54,9 @@ class SegmentTable:
         return np.diff(self.offsets)
 
 
-def segment_table(videos: Sequence[Video | None], geometries: Sequence[SnippetGeometry],
-                  class_index: dict[str, int], source: str) -> SegmentTable:
+def segment_table(
+    videos: Sequence[Video | None], geometries: Sequence[SnippetGeometry], class_index: dict[str, int], source: str
+) -> SegmentTable:
     """The instances of `videos` (None: a video without instances) as a table, each video's in time order."""
     rows = []  # (start_sec, end_sec, label, weight) per instance, video by video
     counts = np.zeros(len(videos), dtype=np.int64)
@@ -65,35 +66,57 @@ def segment_table(videos: Sequence[Video | None], geometries: Sequence[SnippetGe
         mine = sorted(video.instances, key=lambda i: (i.start_sec, i.end_sec))
         for inst in mine:
             if inst.label not in class_index:
-                raise InputError(f"{source}: video '{video.video_id}' has label '{inst.label}', which is not one "
-                                 f"of the run's classes; give the run's class list as data.class_list")
+                raise InputError(
+                    f"{source}: video '{video.video_id}' has label '{inst.label}', which is not one "
+                    f"of the run's classes; give the run's class list as data.class_list"
+                )
             weight = 1.0 if inst.score is None else inst.score
-            rows.append((inst.start_sec, inst.end_sec, class_index[inst.label], weight,
-                         geometry.fps / geometry.stride, geometry.offset / geometry.stride))
+            rows.append(
+                (
+                    inst.start_sec,
+                    inst.end_sec,
+                    class_index[inst.label],
+                    weight,
+                    geometry.fps / geometry.stride,
+                    geometry.offset / geometry.stride,
+                )
+            )
         counts[v] = len(mine)
     table = np.array(rows, dtype=np.float64).reshape(-1, 6)  # (K, 6)
     per_sec, shift = table[:, 4], table[:, 5]  # snippets per second of each instance's video, its window offset
     return SegmentTable(
         offsets=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
-        start_sec=table[:, 0], end_sec=table[:, 1],
-        start=table[:, 0] * per_sec - shift, end=table[:, 1] * per_sec - shift,
-        label=table[:, 2].astype(np.int64), weight=table[:, 3].astype(np.float32), source=source,
+        start_sec=table[:, 0],
+        end_sec=table[:, 1],
+        start=table[:, 0] * per_sec - shift,
+        end=table[:, 1] * per_sec - shift,
+        label=table[:, 2].astype(np.int64),
+        weight=table[:, 3].astype(np.float32),
+        source=source,
     )
 
 
-def load_segments(source: str, gt: GroundTruth, video_ids: Sequence[str],
-                  geometries: Sequence[SnippetGeometry]) -> SegmentTable:
+def load_segments(
+    source: str, gt: GroundTruth, video_ids: Sequence[str], geometries: Sequence[SnippetGeometry]
+) -> SegmentTable:
     """The segments of the training videos `video_ids` from `data.segments` (module doc)."""
     if source == FULL:
         return segment_table([gt.videos[v] for v in video_ids], geometries, gt.class_index, "ground truth")
     pseudo = load_ground_truth(source)
     missing = [v for v in video_ids if v not in pseudo.videos]
     if len(missing) == len(video_ids):
-        raise InputError(f"{source}: holds none of the {len(video_ids)} training videos (data.segments); "
-                         f"was it written for another subset?")
+        raise InputError(
+            f"{source}: holds none of the {len(video_ids)} training videos (data.segments); "
+            f"was it written for another subset?"
+        )
     if missing:
-        log.warning("%s: %d of %d training videos have no pseudo labels and train as background (first: %s)",
-                    source, len(missing), len(video_ids), ", ".join(missing[:3]))
+        log.warning(
+            "%s: %d of %d training videos have no pseudo labels and train as background (first: %s)",
+            source,
+            len(missing),
+            len(video_ids),
+            ", ".join(missing[:3]),
+        )
     table = segment_table([pseudo.videos.get(v) for v in video_ids], geometries, gt.class_index, source)
     if np.any(table.weight < 0):
         raise InputError(f"{source}: instance scores must be >= 0 to weight losses (data.segments)")

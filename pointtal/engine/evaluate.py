@@ -18,8 +18,9 @@ from pointtal.localization.detections import Detections
 def protocol_for(config: Config) -> Protocol:
     """The evaluation protocol of a run: `data.exclude_videos` (names expanded), `data.ambiguous` (a file or a
     shipped name, resolved to its path) and `eval.tiou`."""
-    return Protocol(excluded_videos(config.data.exclude_videos), ambiguous_path(config.data.ambiguous),
-                    tuple(config.eval.tiou))
+    return Protocol(
+        excluded_videos(config.data.exclude_videos), ambiguous_path(config.data.ambiguous), tuple(config.eval.tiou)
+    )
 
 
 def load_protocol_ambiguous(protocol: Protocol, key: str = "data.ambiguous"):
@@ -40,8 +41,14 @@ def _segment_table(predictions, video_ids: Sequence[str], classes) -> SegmentTab
     found = [predictions.detections.get(vid, _NONE) for vid in video_ids]
     ids = [vid for vid, f in zip(video_ids, found, strict=True) for _ in range(len(f))]
     labels = [classes[int(c) - 1] for f in found for c in f.label.tolist()]
-    table = SegmentTable.from_columns(ids, _cat([f.start for f in found]), _cat([f.end for f in found]), labels,
-                                      _cat([f.score for f in found]), classes)
+    table = SegmentTable.from_columns(
+        ids,
+        _cat([f.start for f in found]),
+        _cat([f.end for f in found]),
+        labels,
+        _cat([f.score for f in found]),
+        classes,
+    )
     return table.with_video_ids(tuple(dict.fromkeys([*table.video_ids, *video_ids])))
 
 
@@ -50,8 +57,9 @@ def _frame_table(predictions, video_ids: Sequence[str], classes) -> PointTable:
     found = [predictions.detections.get(vid, _NONE) for vid in video_ids]
     ids = [vid for vid, f in zip(video_ids, found, strict=True) for _ in range(len(f.frame_at))]
     labels = [classes[int(c) - 1] for f in found for c in f.frame_label.tolist()]
-    table = PointTable.from_columns(ids, _cat([f.frame_at for f in found]), labels,
-                                    _cat([f.frame_score for f in found]), classes)
+    table = PointTable.from_columns(
+        ids, _cat([f.frame_at for f in found]), labels, _cat([f.frame_score for f in found]), classes
+    )
     return table.with_video_ids(tuple(dict.fromkeys([*table.video_ids, *video_ids])))
 
 

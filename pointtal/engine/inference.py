@@ -56,8 +56,10 @@ def resolve_device(name: str, key: str = "device") -> torch.device:
         raise InputError(f"{key}={name!r} but no CUDA device is available; use auto or cpu")
     device = torch.device(name)
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise InputError(f"{key}={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s) "
-                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+        raise InputError(
+            f"{key}={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s) "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+        )
     return device
 
 
@@ -108,8 +110,14 @@ Scored = tuple[VideoScores, Detections | None]
 
 
 @torch.no_grad()
-def _scored(method: Method, items: Iterable[tuple[str, np.ndarray]], batch_size: int, device: torch.device,
-            amp: bool, detect: bool) -> Iterator[Scored]:
+def _scored(
+    method: Method,
+    items: Iterable[tuple[str, np.ndarray]],
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+    detect: bool,
+) -> Iterator[Scored]:
     """(scores, detections or None) of each (video_id, (T, D) features) item, in input order.
 
     Items are read `SORT_WINDOW` batches at a time and batched by length within that window (whole-video
@@ -137,31 +145,37 @@ def _score_batch(method: Method, chunk, device: torch.device, amp: bool, detect:
     with autocast(device, amp):
         output = method(features, mask)
         scores = method.scores(output, mask)
-    cas, act, video = (None if x is None else x.float().cpu().numpy()
-                       for x in (scores.cas, scores.actionness, scores.video_scores))  # (B, T, C+1), (B, T), (B, C+1)
+    cas, act, video = (
+        None if x is None else x.float().cpu().numpy() for x in (scores.cas, scores.actionness, scores.video_scores)
+    )  # (B, T, C+1), (B, T), (B, C+1)
     videos = []
     for row, (video_id, array) in enumerate(chunk):
         n = array.shape[0]
-        video_cas, video_act = (None if x is None else unresample(x[row], n) if length is not None else x[row, :n]
-                                for x in (cas, act))
+        video_cas, video_act = (
+            None if x is None else unresample(x[row], n) if length is not None else x[row, :n] for x in (cas, act)
+        )
         videos.append(VideoScores(video_id, video_cas, video_act, None if video is None else video[row], row, n))
     if not detect:
         return [(v, None) for v in videos]
     with autocast(device, amp):
         found = method.detect(output, videos)
     # the method/engine boundary: a method's invalid segment is its own error here, never written
-    checked = [check_detections(f, method.n_classes, method.name, v.video_id) for v, f in zip(videos, found, strict=True)]
+    checked = [
+        check_detections(f, method.n_classes, method.name, v.video_id) for v, f in zip(videos, found, strict=True)
+    ]
     return list(zip(videos, checked, strict=True))
 
 
-def detect_videos(method: Method, items: Iterable[tuple[str, np.ndarray]], *, batch_size: int,
-                  device: torch.device, amp: bool = True) -> Iterator[tuple[VideoScores, Detections]]:
+def detect_videos(
+    method: Method, items: Iterable[tuple[str, np.ndarray]], *, batch_size: int, device: torch.device, amp: bool = True
+) -> Iterator[tuple[VideoScores, Detections]]:
     """(scores, detections in snippet units) of each item, in input order; the method is put in eval mode."""
     yield from _scored(method, items, batch_size, device, amp, detect=True)
 
 
-def score_videos(method: Method, items: Iterable[tuple[str, np.ndarray]], *, batch_size: int,
-                 device: torch.device, amp: bool = True) -> Iterator[VideoScores]:
+def score_videos(
+    method: Method, items: Iterable[tuple[str, np.ndarray]], *, batch_size: int, device: torch.device, amp: bool = True
+) -> Iterator[VideoScores]:
     """Scores of each (video_id, (T, D) features) item, in input order; the method is put in eval mode."""
     for scored, _ in _scored(method, items, batch_size, device, amp, detect=False):
         yield scored

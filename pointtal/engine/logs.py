@@ -41,16 +41,22 @@ class MetricsLog:
         """Drop records past `step` (a resumed run repeats those steps)."""
         if not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        kept = [
+            line
+            for line in self.path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step
+        ]
         write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def record(self, entry: dict) -> None:
         self.last = entry
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
-        self.scalars(entry["step"], {k: v for k, v in entry.items() if isinstance(v, (int, float)) and k != "step"},
-                     prefix="eval/")
+        self.scalars(
+            entry["step"],
+            {k: v for k, v in entry.items() if isinstance(v, (int, float)) and k != "step"},
+            prefix="eval/",
+        )
 
     def scalars(self, step: int, values: dict[str, float], prefix: str = "") -> None:
         if self._wandb is not None:
@@ -99,8 +105,9 @@ class StepLog:
     evaluation) keeps evaluation time out of it.
     """
 
-    def __init__(self, total: int, start: int, every: int, enabled: bool,
-                 clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self, total: int, start: int, every: int, enabled: bool, clock: Callable[[], float] = time.perf_counter
+    ):
         self.total, self.every, self.enabled, self.clock = total, max(every, 1), enabled, clock
         self.restart(start)
 

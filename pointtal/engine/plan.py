@@ -24,8 +24,10 @@ def plan_notes(config: Config, n_train_videos: int, steps: int, method: Method) 
     """The surprising parts of training `steps` steps on `n_train_videos` videos (one message each)."""
     t, notes = config.train, list(method.plan_notes(steps))
     if t.batch_size > n_train_videos:
-        notes.append(f"train.batch_size={t.batch_size} is larger than the {n_train_videos} training videos: "
-                     f"every batch repeats videos; a batch of at most {n_train_videos} covers each once")
+        notes.append(
+            f"train.batch_size={t.batch_size} is larger than the {n_train_videos} training videos: "
+            f"every batch repeats videos; a batch of at most {n_train_videos} covers each once"
+        )
     return notes
 
 
@@ -49,6 +51,9 @@ def check_batch_memory(config: Config, dim: int, longest: int, method: Method, d
     size = float(batch) * length * dim * 4  # float32 features of one batch, before any activation
     what = f"{key}={length}" if key else f"whole videos of up to {length} snippets"
     lower = f"lower {key} or the batch size" if key else "lower the batch size"
-    refuse_estimate(size, device_memory(device),
-                    f"{what}: one batch of {batch} videos x {length} snippets x {dim} features",
-                    f"the {device.type} memory holds less; {lower}")
+    refuse_estimate(
+        size,
+        device_memory(device),
+        f"{what}: one batch of {batch} videos x {length} snippets x {dim} features",
+        f"the {device.type} memory holds less; {lower}",
+    )

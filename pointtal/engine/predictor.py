@@ -43,8 +43,12 @@ class LoadedRun:
     step: int
 
 
-def load_trained(run_dir: str | Path, checkpoint: str | Path | None = None,
-                 device: torch.device | str = "cpu", config: Config | None = None) -> LoadedRun:
+def load_trained(
+    run_dir: str | Path,
+    checkpoint: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    config: Config | None = None,
+) -> LoadedRun:
     """The method of a run, with the weights of `checkpoint` (default RUN_DIR/checkpoint.pt), in eval mode;
     built with `config` instead of the saved config when given (the same weights with other inference-only
     options: pointtal.engine.raw)."""
@@ -71,13 +75,30 @@ def _items(store: FeatureStore, video_ids, bar):
         bar.update(1)
 
 
-def predict_videos(loaded: LoadedRun, store: FeatureStore, gt: GroundTruth, video_ids, *,
-                   batch_size: int, device: torch.device, progress: bool, keep: list | None = None) -> Predictions:
+def predict_videos(
+    loaded: LoadedRun,
+    store: FeatureStore,
+    gt: GroundTruth,
+    video_ids,
+    *,
+    batch_size: int,
+    device: torch.device,
+    progress: bool,
+    keep: list | None = None,
+) -> Predictions:
     d = loaded.config.data
     geometries = {vid: geometry_for(gt.videos[vid], d.fps, d.stride) for vid in video_ids}
     with tqdm(total=len(video_ids), desc="predict", unit="video", disable=None if progress else True) as bar:
-        return predict(loaded.method, _items(store, video_ids, bar), geometries, loaded.classes,
-                       batch_size=batch_size, device=device, amp=loaded.config.train.amp, keep=keep)
+        return predict(
+            loaded.method,
+            _items(store, video_ids, bar),
+            geometries,
+            loaded.classes,
+            batch_size=batch_size,
+            device=device,
+            amp=loaded.config.train.amp,
+            keep=keep,
+        )
 
 
 def merge(parts: list[Predictions], order: list[str]) -> Predictions:
@@ -86,8 +107,11 @@ def merge(parts: list[Predictions], order: list[str]) -> Predictions:
     for part in parts:
         merged.detections.update(part.detections)
         merged.video_scores.update(part.video_scores)
-    return Predictions(merged.classes, {v: merged.detections[v] for v in order},
-                       {v: merged.video_scores[v] for v in order if v in merged.video_scores})
+    return Predictions(
+        merged.classes,
+        {v: merged.detections[v] for v in order},
+        {v: merged.video_scores[v] for v in order if v in merged.video_scores},
+    )
 
 
 def class_mismatch(source, classes: tuple[str, ...], trained: tuple[str, ...]) -> str:
@@ -95,16 +119,34 @@ def class_mismatch(source, classes: tuple[str, ...], trained: tuple[str, ...]) -
     missing, extra = [c for c in trained if c not in classes], [c for c in classes if c not in trained]
     if not missing and not extra:
         return f"{source}: the classes are the run's but in another order; give the run's data.class_list"
-    parts = [f"{len(missing)} of the run's {len(trained)} classes absent ({', '.join(missing[:3])})" if missing else "",
-             f"{len(extra)} class(es) the run has not ({', '.join(extra[:3])})" if extra else ""]
-    return (f"{source}: classes differ from the run's checkpoint: {'; '.join(p for p in parts if p)} "
-            "(another dataset's ground truth? classes are the labels found in it unless data.class_list "
-            "names them)")
+    parts = [
+        f"{len(missing)} of the run's {len(trained)} classes absent ({', '.join(missing[:3])})" if missing else "",
+        f"{len(extra)} class(es) the run has not ({', '.join(extra[:3])})" if extra else "",
+    ]
+    return (
+        f"{source}: classes differ from the run's checkpoint: {'; '.join(p for p in parts if p)} "
+        "(another dataset's ground truth? classes are the labels found in it unless data.class_list "
+        "names them)"
+    )
 
 
-def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features=None, annotations=None,
-                subset=None, device=None, batch_size=None, progress=True, pseudo_labels=None,
-                pseudo_threshold=DEFAULT_THRESHOLD, pseudo_suppress=True, save_raw=False) -> str | None:
+def predict_run(
+    run_dir,
+    *,
+    out=None,
+    frames_out=None,
+    checkpoint=None,
+    features=None,
+    annotations=None,
+    subset=None,
+    device=None,
+    batch_size=None,
+    progress=True,
+    pseudo_labels=None,
+    pseudo_threshold=DEFAULT_THRESHOLD,
+    pseudo_suppress=True,
+    save_raw=False,
+) -> str | None:
     """Write predictions for a subset (`out`, `frames_out`) and/or the subset's predicted segments as
     ground truth (`pseudo_labels`, see pointtal.engine.pseudo_labels); returns a one-line summary on rank 0
     (None on other ranks). The subset defaults to data.test_subset, with `pseudo_labels` to data.train_subset.
@@ -121,23 +163,40 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     if gt.classes != loaded.classes:
         raise InputError(class_mismatch(annotations or config.data.annotations, gt.classes, loaded.classes))
     store = open_store(config, features)
-    name = gt.subset_name(subset or (config.data.train_subset if pseudo_labels else config.data.test_subset),
-                          "--subset")  # the ground truth's spelling: 'Test' for 'test'
+    name = gt.subset_name(
+        subset or (config.data.train_subset if pseudo_labels else config.data.test_subset), "--subset"
+    )  # the ground truth's spelling: 'Test' for 'test'
     if pseudo_labels and name.casefold() == config.data.test_subset.casefold():
-        log.warning("--pseudo-labels replaces the ground truth of '%s', the run's test subset: evaluating "
-                    "on that file then measures agreement with this run, not accuracy", name)
+        log.warning(
+            "--pseudo-labels replaces the ground truth of '%s', the run's test subset: evaluating "
+            "on that file then measures agreement with this run, not accuracy",
+            name,
+        )
     video_ids = [v.video_id for v in gt.subset(name, "--subset")]
     missing = [v for v in video_ids if v not in store]
     if missing:
-        log.warning("%d of %d videos of '%s' have no feature file and are skipped (first: %s)",
-                    len(missing), len(video_ids), name, ", ".join(missing[:3]))
+        log.warning(
+            "%d of %d videos of '%s' have no feature file and are skipped (first: %s)",
+            len(missing),
+            len(video_ids),
+            name,
+            ", ".join(missing[:3]),
+        )
         video_ids = [v for v in video_ids if v in store]
     if not video_ids:
         raise InputError(f"{store.root}: no features for any video of subset '{name}'")
-    mine = video_ids[ctx.rank::ctx.world]
+    mine = video_ids[ctx.rank :: ctx.world]
     keep: list | None = [] if save_raw else None
-    part = predict_videos(loaded, store, gt, mine, batch_size=batch_size or config.eval.batch_size,
-                          device=target, progress=progress and ctx.is_main, keep=keep)
+    part = predict_videos(
+        loaded,
+        store,
+        gt,
+        mine,
+        batch_size=batch_size or config.eval.batch_size,
+        device=target,
+        progress=progress and ctx.is_main,
+        keep=keep,
+    )
     parts = distributed.all_gather_objects(part, ctx)
     kept = distributed.all_gather_objects(keep, ctx) if save_raw else []
     distributed.cleanup(ctx)
@@ -164,13 +223,15 @@ def predict_run(run_dir, *, out=None, frames_out=None, checkpoint=None, features
     if pseudo_labels:
         provenance = {"run": str(Path(run_dir).resolve()), "step": loaded.step}
         classes = point_classes(config, gt, store, video_ids)  # what each training video's points name
-        truth = pseudo_ground_truth(gt, merged.segments, name, pseudo_threshold, provenance, classes,
-                                    suppress=pseudo_suppress)
+        truth = pseudo_ground_truth(
+            gt, merged.segments, name, pseudo_threshold, provenance, classes, suppress=pseudo_suppress
+        )
         Path(pseudo_labels).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(pseudo_labels, json.dumps(truth, indent=1))
         kept = sum(len(truth["database"][v]["annotations"]) for v in video_ids)
         overlaps = "suppressed" if pseudo_suppress else "kept"
-        summary += (f"; pseudo-labels: {kept} instances (classes of each video's points, the top "
-                    f"{1 - pseudo_threshold:.0%} of its score range, same-class overlaps {overlaps})")
+        summary += (
+            f"; pseudo-labels: {kept} instances (classes of each video's points, the top "
+            f"{1 - pseudo_threshold:.0%} of its score range, same-class overlaps {overlaps})"
+        )
     return summary
-

@@ -88,9 +88,15 @@ def suppress_overlaps(segments: Sequence[dict]) -> list[dict]:
     return [s for s, k in zip(segments, keep, strict=True) if k]
 
 
-def pseudo_ground_truth(gt: GroundTruth, segments: dict[str, list[dict]], subset: str, threshold: float,
-                        provenance: dict, video_classes: Mapping[str, set[str]] | None = None,
-                        suppress: bool = True) -> dict:
+def pseudo_ground_truth(
+    gt: GroundTruth,
+    segments: dict[str, list[dict]],
+    subset: str,
+    threshold: float,
+    provenance: dict,
+    video_classes: Mapping[str, set[str]] | None = None,
+    suppress: bool = True,
+) -> dict:
     """The ground-truth JSON (see module doc) from `gt` and the predicted `segments` of subset `subset`
     (video id -> result entries in seconds). `video_classes` (video id -> class names, from the run's points)
     keeps only those classes in the videos it lists (None: every class); `suppress` drops same-class overlaps."""
@@ -109,18 +115,27 @@ def pseudo_ground_truth(gt: GroundTruth, segments: dict[str, list[dict]], subset
             for s in suppress_overlaps(chosen) if suppress else chosen:
                 start, end = max(0.0, float(s["segment"][0])), min(video.duration_sec, float(s["segment"][1]))
                 if start < end:
-                    instances.append({"segment": [start, end], "label": s["label"],
-                                      "label_id": label_id[s["label"]], "score": float(s["score"])})
+                    instances.append(
+                        {
+                            "segment": [start, end],
+                            "label": s["label"],
+                            "label_id": label_id[s["label"]],
+                            "score": float(s["score"]),
+                        }
+                    )
         else:
-            instances = [{"segment": [i.start_sec, i.end_sec], "label": i.label, "label_id": label_id[i.label]}
-                         for i in video.instances]
+            instances = [
+                {"segment": [i.start_sec, i.end_sec], "label": i.label, "label_id": label_id[i.label]}
+                for i in video.instances
+            ]
         entry = {"subset": video.subset, "duration": video.duration_sec}
         if video.fps is not None:
             entry["fps"] = video.fps
         entry["annotations"] = instances
         database[video_id] = entry
-    rules = {"classes": "all" if video_classes is None else "points",
-             "overlaps": "suppressed" if suppress else "kept"}
-    return {"version": "pointtal pseudo-labels",
-            "pseudo_labels": {**provenance, "subset": subset, "threshold": threshold, **rules},
-            "database": database}
+    rules = {"classes": "all" if video_classes is None else "points", "overlaps": "suppressed" if suppress else "kept"}
+    return {
+        "version": "pointtal pseudo-labels",
+        "pseudo_labels": {**provenance, "subset": subset, "threshold": threshold, **rules},
+        "database": database,
+    }

@@ -36,13 +36,31 @@ INFERENCE_KEYS: dict[str, tuple[str, ...]] = {
     "sfnet": ("w_act", *_SFNET_LOCALIZER),
     "weak": _SFNET_LOCALIZER,
     "soda": ("tau_cls", "scale", "thresholds", "outer_ratio", "gamma", "nms_tiou"),
-    "lacp": ("class_threshold", "cas_thresholds", "actionness_thresholds", "scale", "gamma", "nms_threshold",
-             "nms_extent"),
+    "lacp": (
+        "class_threshold",
+        "cas_thresholds",
+        "actionness_thresholds",
+        "scale",
+        "gamma",
+        "nms_threshold",
+        "nms_extent",
+    ),
 }
 NETWORK_KEYS: dict[str, tuple[str, ...]] = {
     "hrpro": ("soft_nms_sigma", "soft_nms_offset", "max_per_class", "refined_bounds"),
-    "actionformer": ("pre_nms_topk", "pre_nms_thresh", "duration_thresh", "nms", "nms_sigma", "iou_threshold",
-                     "min_score", "max_segments", "multiclass_nms", "voting_thresh", "voting_within_class"),
+    "actionformer": (
+        "pre_nms_topk",
+        "pre_nms_thresh",
+        "duration_thresh",
+        "nms",
+        "nms_sigma",
+        "iou_threshold",
+        "min_score",
+        "max_segments",
+        "multiclass_nms",
+        "voting_thresh",
+        "voting_within_class",
+    ),
 }
 EVAL_KEYS = ("eval.tiou",)  # evaluation only: every method
 
@@ -100,10 +118,17 @@ def load_raw(path: Path) -> tuple[int, int, dict[str, VideoScores]]:
     try:
         with np.load(path, allow_pickle=False) as z:
             ids = [str(v) for v in z["video_ids"]]
-            videos = {vid: VideoScores(vid, *(z[f"{name}_{i}"] if f"{name}_{i}" in z else None
-                                              for name in ("cas", "actionness", "video_scores")),
-                                       length=int(z[f"length_{i}"]) if f"length_{i}" in z else None)
-                      for i, vid in enumerate(ids)}
+            videos = {
+                vid: VideoScores(
+                    vid,
+                    *(
+                        z[f"{name}_{i}"] if f"{name}_{i}" in z else None
+                        for name in ("cas", "actionness", "video_scores")
+                    ),
+                    length=int(z[f"length_{i}"]) if f"length_{i}" in z else None,
+                )
+                for i, vid in enumerate(ids)
+            }
             return int(z["step"]), int(z["in_dim"]), videos
     except (OSError, ValueError, KeyError) as err:
         raise InputError(f"{path}: not a raw-output file of pointtal predict --save-raw ({err})") from None
@@ -111,9 +136,11 @@ def load_raw(path: Path) -> tuple[int, int, dict[str, VideoScores]]:
 
 def check_relocalizable(config: Config, where: str) -> None:
     if config.method not in INFERENCE_KEYS:
-        raise InputError(f"{where}: method {config.method} detects with its network (on proposals or regression "
-                         "heads), so there are no raw scores to keep: a sweep over its inference-only keys "
-                         "rescores the run from its checkpoint instead")
+        raise InputError(
+            f"{where}: method {config.method} detects with its network (on proposals or regression "
+            "heads), so there are no raw scores to keep: a sweep over its inference-only keys "
+            "rescores the run from its checkpoint instead"
+        )
 
 
 def relocalize(method, scored: dict[str, VideoScores], video_ids: Sequence[str], geometries: dict, classes):
@@ -128,8 +155,9 @@ def relocalize(method, scored: dict[str, VideoScores], video_ids: Sequence[str],
     out = Predictions(tuple(classes))
     for vid in video_ids:
         s = scored[vid]
-        found = check_detections(method.localize(s.cas, s.actionness, s.video_scores), method.n_classes,
-                                 method.name, vid)
+        found = check_detections(
+            method.localize(s.cas, s.actionness, s.video_scores), method.n_classes, method.name, vid
+        )
         out.detections[vid] = found.in_seconds(geometries[vid])
         if s.video_scores is not None:
             out.video_scores[vid] = s.video_scores
@@ -148,8 +176,15 @@ def test_raw(source_dir: Path, data, test_subset: str) -> Path:
         return path
     c = loaded.config
     device = resolve_device(c.train.device)
-    scored = list(score_videos(loaded.method.to(device), dataset_items(data.test), batch_size=c.eval.batch_size,
-                               device=device, amp=c.train.amp))
+    scored = list(
+        score_videos(
+            loaded.method.to(device),
+            dataset_items(data.test),
+            batch_size=c.eval.batch_size,
+            device=device,
+            amp=c.train.amp,
+        )
+    )
     return save_raw(path, scored, loaded.step, loaded.method.in_dim)
 
 
@@ -161,8 +196,15 @@ def rescore(source_dir: Path, config: Config, data, geometries: dict):
 
     loaded = load_trained(source_dir, config=config)
     device = resolve_device(config.train.device)
-    predictions = predict(loaded.method.to(device), dataset_items(data.test), geometries, data.classes,
-                          batch_size=config.eval.batch_size, device=device, amp=config.train.amp)
+    predictions = predict(
+        loaded.method.to(device),
+        dataset_items(data.test),
+        geometries,
+        data.classes,
+        batch_size=config.eval.batch_size,
+        device=device,
+        amp=config.train.amp,
+    )
     return loaded.step, predictions
 
 
@@ -189,8 +231,10 @@ def derive_run(source_dir: Path, config: Config, run_dir: Path) -> dict:
     else:
         step, predictions = rescore(Path(source_dir), config, data, geometries)
         how = {"rescored": str((Path(source_dir) / "checkpoint.pt").resolve())}
-    record = {"step": step, **evaluate_predictions(data.gt, data.test.video_ids, predictions, config.eval.tiou,
-                                                   data.ambiguous)}
+    record = {
+        "step": step,
+        **evaluate_predictions(data.gt, data.test.video_ids, predictions, config.eval.tiou, data.ambiguous),
+    }
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     write_json(run_dir / "derived.json", {"source": str(Path(source_dir).resolve()), **how, "step": step})

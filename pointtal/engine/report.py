@@ -59,8 +59,7 @@ class _TrainVideos:
     n_snippets: np.ndarray  # (V,) int64 feature lengths T
 
 
-def training_points(config: Config, gt: GroundTruth, store: FeatureStore,
-                    video_id: str) -> list[tuple[float, str]]:
+def training_points(config: Config, gt: GroundTruth, store: FeatureStore, video_id: str) -> list[tuple[float, str]]:
     """(time_sec, class name or "background") of the run's training points on `video_id`, at snippet centres.
 
     The points are those training used: simulated with the run's scheme and seed, or drawn from its click
@@ -81,20 +80,30 @@ def training_points(config: Config, gt: GroundTruth, store: FeatureStore,
     snippets, columns = mapped.by_video().get(video_id, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
     geometry = geometry_for(gt.videos[video_id], d.fps, d.stride)
     names = (BACKGROUND, *gt.classes)
-    return [(float(geometry.to_seconds(s + 0.5)), names[int(c)])
-            for s, c in zip(snippets, columns, strict=True)]
+    return [(float(geometry.to_seconds(s + 0.5)), names[int(c)]) for s, c in zip(snippets, columns, strict=True)]
 
 
-def draw_timeline(path: str | Path, method: Method, config: Config, classes: Sequence[str], video: Video,
-                  features: np.ndarray, points: Sequence[tuple[float, str]], device: torch.device) -> Path:
+def draw_timeline(
+    path: str | Path,
+    method: Method,
+    config: Config,
+    classes: Sequence[str],
+    video: Video,
+    features: np.ndarray,
+    points: Sequence[tuple[float, str]],
+    device: torch.device,
+) -> Path:
     """Score one video (features (T, D)), localize, and draw its timeline PNG with ground truth and points."""
     from pointtal.viz import plot_timeline  # matplotlib: imported only when drawing
 
     geometry = geometry_for(video, config.data.fps, config.data.stride)
     was_training = method.training
     try:
-        ((scored, found),) = list(detect_videos(method, [(video.video_id, np.asarray(features))],
-                                                batch_size=1, device=device, amp=config.train.amp))
+        ((scored, found),) = list(
+            detect_videos(
+                method, [(video.video_id, np.asarray(features))], batch_size=1, device=device, amp=config.train.amp
+            )
+        )
     finally:
         method.train(was_training)
     found = found.in_seconds(geometry)
@@ -108,8 +117,12 @@ def draw_timeline(path: str | Path, method: Method, config: Config, classes: Seq
         points=points,
         cas=scored.cas,
         actionness=actionness_probability(config, scored.actionness),
-        segments=[(start, end, classes[int(c) - 1], score) for start, end, c, score in
-                  zip(found.start.tolist(), found.end.tolist(), found.label.tolist(), found.score.tolist(), strict=True)],
+        segments=[
+            (start, end, classes[int(c) - 1], score)
+            for start, end, c, score in zip(
+                found.start.tolist(), found.end.tolist(), found.label.tolist(), found.score.tolist(), strict=True
+            )
+        ],
         snippet_sec=geometry.snippet_sec,
     )
 
@@ -121,8 +134,14 @@ def actionness_probability(config: Config, actionness: np.ndarray | None) -> np.
     return 1.0 / (1.0 + np.exp(-np.asarray(actionness, dtype=np.float64)))
 
 
-def draw_detection_figures(out_dir: Path, gt: GroundTruth, video_ids: Sequence[str], predictions_path: Path,
-                           tious: Sequence[float], ambiguous=None) -> tuple[Path, Path]:
+def draw_detection_figures(
+    out_dir: Path,
+    gt: GroundTruth,
+    video_ids: Sequence[str],
+    predictions_path: Path,
+    tious: Sequence[float],
+    ambiguous=None,
+) -> tuple[Path, Path]:
     """`pr_curves.png` and `class_ap.png` of a predictions file on `video_ids` (the same matching as mAP,
     under the run's protocol: `ambiguous` segments discard the predictions overlapping them)."""
     from pointtal.evaluation import SegmentTable, load_segment_predictions, segment_map, segment_pr_curves
@@ -132,8 +151,10 @@ def draw_detection_figures(out_dir: Path, gt: GroundTruth, video_ids: Sequence[s
     predictions = load_segment_predictions(predictions_path, gt.classes)
     result = segment_map(truth, predictions, tious, ambiguous=ambiguous)
     curves = segment_pr_curves(truth, predictions, tious, ambiguous=ambiguous)
-    return (plot_pr_curves(out_dir / "pr_curves.png", curves, None),
-            plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds, gt.classes))
+    return (
+        plot_pr_curves(out_dir / "pr_curves.png", curves, None),
+        plot_class_ap(out_dir / "class_ap.png", result.classes, result.ap, result.thresholds, gt.classes),
+    )
 
 
 # ----------------------------------------------------------------------------- the report
@@ -146,8 +167,7 @@ class _Figure:
     error: str | None = None
 
 
-def _attempt(figures: list[_Figure], titles: Sequence[str], files: Sequence[str],
-             draw: Callable[[], object]) -> None:
+def _attempt(figures: list[_Figure], titles: Sequence[str], files: Sequence[str], draw: Callable[[], object]) -> None:
     """Run `draw`; on any failure log a warning and record it against each figure it should have written."""
     error = None
     try:
@@ -167,8 +187,16 @@ def timeline_name(video_id: str) -> str:
     return f"timeline_{hashlib.sha1(video_id.encode('utf-8')).hexdigest()[:16]}.png"
 
 
-def write_report(run_dir: str | Path, config: Config, records: Sequence[dict], data: RunData, method: Method,
-                 device: torch.device, *, world: int = 1) -> Path | None:
+def write_report(
+    run_dir: str | Path,
+    config: Config,
+    records: Sequence[dict],
+    data: RunData,
+    method: Method,
+    device: torch.device,
+    *,
+    world: int = 1,
+) -> Path | None:
     """Draw the run's figures and write `RUN_DIR/report.md`; returns its path, or None if it could not be
     written (logged). Never raises for a figure or report failure."""
     run_dir = Path(run_dir)
@@ -177,15 +205,35 @@ def write_report(run_dir: str | Path, config: Config, records: Sequence[dict], d
     if test is not None and len(test):
         video_id = test.video_ids[0]
         file = f"{FIGURES}/{timeline_name(video_id)}"
-        _attempt(figures, [f"Timeline of test video `{video_id}`"], [file], lambda: draw_timeline(
-            run_dir / file, method, config, data.classes, data.gt.videos[video_id],
-            test.video_features(0).numpy(), [], device))
+        _attempt(
+            figures,
+            [f"Timeline of test video `{video_id}`"],
+            [file],
+            lambda: draw_timeline(
+                run_dir / file,
+                method,
+                config,
+                data.classes,
+                data.gt.videos[video_id],
+                test.video_features(0).numpy(),
+                [],
+                device,
+            ),
+        )
         titles = ["Precision-recall per tIoU (final predictions)", "AP per class (final predictions)"]
-        _attempt(figures, titles,
-                 [f"{FIGURES}/pr_curves.png", f"{FIGURES}/class_ap.png"],
-                 lambda: draw_detection_figures(run_dir / FIGURES, data.gt, test.video_ids,
-                                                run_dir / "predictions.json", config.eval.tiou,
-                                                data.ambiguous))
+        _attempt(
+            figures,
+            titles,
+            [f"{FIGURES}/pr_curves.png", f"{FIGURES}/class_ap.png"],
+            lambda: draw_detection_figures(
+                run_dir / FIGURES,
+                data.gt,
+                test.video_ids,
+                run_dir / "predictions.json",
+                config.eval.tiou,
+                data.ambiguous,
+            ),
+        )
     try:
         text = render_report(run_dir, config, records, data, figures, device=device, world=world)
         write_text_atomic(run_dir / REPORT, text)
@@ -195,18 +243,38 @@ def write_report(run_dir: str | Path, config: Config, records: Sequence[dict], d
     return run_dir / REPORT
 
 
-def render_report(run_dir: Path, config: Config, records: Sequence[dict], data: RunData,
-                  figures: Sequence[_Figure], *, device: torch.device | str = "cpu", world: int = 1) -> str:
+def render_report(
+    run_dir: Path,
+    config: Config,
+    records: Sequence[dict],
+    data: RunData,
+    figures: Sequence[_Figure],
+    *,
+    device: torch.device | str = "cpu",
+    world: int = 1,
+) -> str:
     """The markdown text of `report.md`."""
     lines = [f"# Run report: `{run_dir.name}`", ""]
     last = records[-1] if records else None
     if last is not None:
-        lines += [f"Final evaluation at step {last['step']}: average mAP {_final_averages(last, config.eval.tiou)} "
-                  f"on subset `{config.data.test_subset}`.", ""]
-    lines += [f"Every number here is under the evaluation {data.protocol.describe()} "
-              "([protocol.json](protocol.json); `pointtal evaluate` applies it to this run's predictions).", ""]
-    lines += ["## Configuration", "", *_config_table(config, data, device, world), "",
-              "Full configuration: [config.yaml](config.yaml).", ""]
+        lines += [
+            f"Final evaluation at step {last['step']}: average mAP {_final_averages(last, config.eval.tiou)} "
+            f"on subset `{config.data.test_subset}`.",
+            "",
+        ]
+    lines += [
+        f"Every number here is under the evaluation {data.protocol.describe()} "
+        "([protocol.json](protocol.json); `pointtal evaluate` applies it to this run's predictions).",
+        "",
+    ]
+    lines += [
+        "## Configuration",
+        "",
+        *_config_table(config, data, device, world),
+        "",
+        "Full configuration: [config.yaml](config.yaml).",
+        "",
+    ]
     lines += ["## Evaluations", "", *_metrics_table(records, config.eval.tiou), ""]
     if figures:
         lines += ["## Figures", ""]
@@ -231,8 +299,11 @@ def _method_options(config: Config) -> str:
     if options is None or not dataclasses.is_dataclass(options):
         return "defaults"
     defaults = METHODS[config.method].Options()
-    changed = [f"{f.name}={getattr(options, f.name)!r}" for f in dataclasses.fields(options)
-               if getattr(options, f.name) != getattr(defaults, f.name)]
+    changed = [
+        f"{f.name}={getattr(options, f.name)!r}"
+        for f in dataclasses.fields(options)
+        if getattr(options, f.name) != getattr(defaults, f.name)
+    ]
     return ", ".join(changed) or "defaults"
 
 
@@ -246,13 +317,15 @@ def _config_table(config: Config, data: RunData, device, world: int) -> list[str
         ("ground truth", d.annotations),
         ("features", d.features),
         ("points", points),
-        ("train / test subsets",
-         f"`{d.train_subset}` ({n_train} videos) / `{d.test_subset}` ({n_test} videos)"),
+        ("train / test subsets", f"`{d.train_subset}` ({n_train} videos) / `{d.test_subset}` ({n_test} videos)"),
         ("fps / stride", f"{d.fps:g} / {d.stride}"),
         ("steps", t.steps if not t.epochs else f"{t.epochs} epochs"),
         ("batch size", f"{t.batch_size} videos per step" + (f" ({world} DDP ranks)" if world > 1 else "")),
-        ("optimizer", f"Adam, lr {t.lr:g}, weight decay {t.weight_decay:g}"
-                      + (f", grad clip {t.grad_clip:g}" if t.grad_clip else "")),
+        (
+            "optimizer",
+            f"Adam, lr {t.lr:g}, weight decay {t.weight_decay:g}"
+            + (f", grad clip {t.grad_clip:g}" if t.grad_clip else ""),
+        ),
         ("seed", t.seed),
         ("device", f"{device}" + (", bf16 autocast" if t.amp and str(device).startswith("cuda") else "")),
         ("evaluation tIoU", ", ".join(f"{x:g}" for x in config.eval.tiou)),
@@ -278,8 +351,9 @@ def _final_averages(record: dict, tiou: Sequence[float]) -> str:
     if not tiou:
         return f"{record['average']:.2f}%"
     names = average_names(tiou)
-    return ", ".join(f"{record[k]:.2f}% ({name})" for k, name in names.items()
-                     if isinstance(record.get(k), (int, float)))
+    return ", ".join(
+        f"{record[k]:.2f}% ({name})" for k, name in names.items() if isinstance(record.get(k), (int, float))
+    )
 
 
 def _metrics_table(records: Sequence[dict], tiou: Sequence[float] = ()) -> list[str]:

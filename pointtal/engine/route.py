@@ -66,8 +66,10 @@ def guard_route(config: Config, run_dir: Path, resume: bool) -> None:
     their config; a reused teacher run is checked; RUN's config.yaml is written."""
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"--out {run_dir}: exists and is not a directory")
-    started = any(path.is_file() for path in (run_dir / TEACHER_DIR / "checkpoint.pt", run_dir / "checkpoint.pt",
-                                              run_dir / PSEUDO_LABELS))
+    started = any(
+        path.is_file()
+        for path in (run_dir / TEACHER_DIR / "checkpoint.pt", run_dir / "checkpoint.pt", run_dir / PSEUDO_LABELS)
+    )
     if started and not resume:
         raise InputError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
     if resume and not (run_dir / "config.yaml").is_file():
@@ -78,9 +80,11 @@ def guard_route(config: Config, run_dir: Path, resume: bool) -> None:
     if config.teacher.run is not None:
         check_teacher_run(Path(config.teacher.run), config)
     check_writable_dir(run_dir)
-    check_outputs({"the route's pseudo labels": run_dir / PSEUDO_LABELS},
-                  {"data.annotations": config.data.annotations, "data.features": config.data.features},
-                  remedy="choose another --out")
+    check_outputs(
+        {"the route's pseudo labels": run_dir / PSEUDO_LABELS},
+        {"data.annotations": config.data.annotations, "data.features": config.data.features},
+        remedy="choose another --out",
+    )
     mark_run_dir(run_dir)
     save_config(config, run_dir / "config.yaml")
 
@@ -103,9 +107,15 @@ def train_teacher(config: Config, directory: Path) -> None:
 def write_pseudo_labels(config: Config, teacher: Path, pseudo: Path) -> None:
     """Stage 2: the teacher's pseudo labels for the training videos (`predict --pseudo-labels`)."""
     t = config.teacher
-    summary = predict_run(teacher, subset=config.data.train_subset, device=config.train.device,
-                          progress=config.train.progress, pseudo_labels=str(pseudo),
-                          pseudo_threshold=t.pseudo_threshold, pseudo_suppress=t.pseudo_overlaps == "suppress")
+    summary = predict_run(
+        teacher,
+        subset=config.data.train_subset,
+        device=config.train.device,
+        progress=config.train.progress,
+        pseudo_labels=str(pseudo),
+        pseudo_threshold=t.pseudo_threshold,
+        pseudo_suppress=t.pseudo_overlaps == "suppress",
+    )
     record_output(pseudo, "train")
     log.info("route: pseudo labels %s: %s", pseudo, summary)
 
@@ -120,8 +130,10 @@ def check_teacher_run(path: Path, config: Config) -> None:
     if not checkpoint.is_file():
         raise InputError(f"{key}: no checkpoint.pt; give the directory of a `pointtal train` run of a point method")
     if not (path / "predictions.json").is_file():
-        raise InputError(f"{key}: the run has not finished (no predictions.json); finish it first "
-                         f"(pointtal train --out {path} --resume)")
+        raise InputError(
+            f"{key}: the run has not finished (no predictions.json); finish it first "
+            f"(pointtal train --out {path} --resume)"
+        )
     try:
         teacher = build_config(load_checkpoint(checkpoint)["config"], f"{checkpoint}: config")
     except (InputError, KeyError, TypeError) as err:
@@ -132,5 +144,6 @@ def check_teacher_run(path: Path, config: Config) -> None:
     for name in ("annotations", "features"):
         mine, theirs = getattr(config.data, name), getattr(teacher.data, name)
         if mine and theirs and not same_file(mine, theirs):
-            raise InputError(f"{key}: trained on data.{name}={theirs}, this route reads {mine}; give a teacher "
-                             "run of the same data")
+            raise InputError(
+                f"{key}: trained on data.{name}={theirs}, this route reads {mine}; give a teacher run of the same data"
+            )

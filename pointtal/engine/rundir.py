@@ -26,19 +26,35 @@ from pointtal.outputs import RUN_FILES, check_outputs, check_writable_dir, is_ru
 
 log = logging.getLogger(__name__)
 
-RUNTIME_KEYS = frozenset({
-    "train.device", "train.progress", "train.report", "train.log_every", "train.checkpoint_every",
-    "train.eval_every", "eval.batch_size",
-    # the schedule's length only says where the loop stops (no learning-rate schedule reads it), so a run is
-    # lengthened by resuming with more steps: its weights equal those of a run started with that many
-    "train.steps", "train.epochs",
-    "train.wandb", "train.wandb_project", "train.wandb_group", "train.wandb_tags",  # experiment tracking
-})  # keys that cannot change the weights of a run
+RUNTIME_KEYS = frozenset(
+    {
+        "train.device",
+        "train.progress",
+        "train.report",
+        "train.log_every",
+        "train.checkpoint_every",
+        "train.eval_every",
+        "eval.batch_size",
+        # the schedule's length only says where the loop stops (no learning-rate schedule reads it), so a run is
+        # lengthened by resuming with more steps: its weights equal those of a run started with that many
+        "train.steps",
+        "train.epochs",
+        "train.wandb",
+        "train.wandb_project",
+        "train.wandb_group",
+        "train.wandb_tags",  # experiment tracking
+    }
+)  # keys that cannot change the weights of a run
 # a route's (pointtal.engine.route) teacher keys that cannot change its weights; its schedule can, and with it the
 # pseudo labels the student trains on
 ROUTE_RUNTIME_KEYS = frozenset(f"teacher.{key}" for key in RUNTIME_KEYS - {"train.steps", "train.epochs"})
-PATH_KEYS = frozenset({f"{prefix}data.{key}" for prefix in ("", "teacher.")
-                       for key in ("annotations", "features", "class_list", "video_names")})
+PATH_KEYS = frozenset(
+    {
+        f"{prefix}data.{key}"
+        for prefix in ("", "teacher.")
+        for key in ("annotations", "features", "class_list", "video_names")
+    }
+)
 CHANGES_FILE = "config_changes.jsonl"
 
 
@@ -60,8 +76,11 @@ def guard_run_dir(config: Config, run_dir: Path, resume: bool, main: bool) -> di
         raise InputError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
     elif not is_run_dir(run_dir):
         for name in RUN_FILES:
-            check_outputs({"--out": run_dir / name}, config_inputs(config),
-                          remedy="choose another --out (a new run needs a new or empty directory)")
+            check_outputs(
+                {"--out": run_dir / name},
+                config_inputs(config),
+                remedy="choose another --out (a new run needs a new or empty directory)",
+            )
     if main:
         check_writable_dir(run_dir)
         mark_run_dir(run_dir)

@@ -50,13 +50,16 @@ def must_exist(config: Config, key: str, path: str | Path, what: str, is_dir: bo
     """`path` of config key `data.<key>`, or a one-line error naming the key and the config it came from."""
     path = Path(path)
     if not ((path.is_dir() or path.is_file()) if is_dir else path.is_file()):
-        raise InputError(f"{path}: {what} not found (data.{key} of {config.origin}; a relative path in a config "
-                         "file is read from that file's directory, one given with --set from the current one)")
+        raise InputError(
+            f"{path}: {what} not found (data.{key} of {config.origin}; a relative path in a config "
+            "file is read from that file's directory, one given with --set from the current one)"
+        )
     return path
 
 
-def load_ground_truth_for(config: Config, annotations: str | None = None, features: str | None = None,
-                          store: FeatureStore | None = None) -> GroundTruth:
+def load_ground_truth_for(
+    config: Config, annotations: str | None = None, features: str | None = None, store: FeatureStore | None = None
+) -> GroundTruth:
     """The run's ground truth; a published dataset's split files become data.train_subset / data.test_subset
     (features, opened only when the ground truth lacks durations, from `store` or `features`/data.features)."""
     d = config.data
@@ -107,8 +110,14 @@ def map_run_points(config: Config, gt: GroundTruth, counts: dict[str, int]) -> M
         return None
     if scheme is not None:
         points = simulate_points(
-            list(videos.values()), scheme, d.fps, d.stride, d.point_seed,
-            window_sec=d.window_sec, background_label=d.background_label, snippet_counts=counts,
+            list(videos.values()),
+            scheme,
+            d.fps,
+            d.stride,
+            d.point_seed,
+            window_sec=d.window_sec,
+            background_label=d.background_label,
+            snippet_counts=counts,
             gaussian_std=d.gaussian_std,
         )
         source = f"scheme {scheme}"
@@ -120,10 +129,20 @@ def map_run_points(config: Config, gt: GroundTruth, counts: dict[str, int]) -> M
             per_annotator.append(read_points(path, d.background_label, lookup))
         points = choose_annotator(per_annotator, d.point_seed, d.annotator)
         source = ", ".join(paths)
-    mapped = map_points(points, videos, d.fps, d.stride, gt.class_index, d.background_label,
-                        strict=d.strict_points, source=source, snippet_counts=counts,
-                        elsewhere={**videos_elsewhere(gt.videos, videos, d.train_subset), **without_features(gt)},
-                        scope=f"the training subset '{d.train_subset}'", actions_expected=scheme != "soda-background")
+    mapped = map_points(
+        points,
+        videos,
+        d.fps,
+        d.stride,
+        gt.class_index,
+        d.background_label,
+        strict=d.strict_points,
+        source=source,
+        snippet_counts=counts,
+        elsewhere={**videos_elsewhere(gt.videos, videos, d.train_subset), **without_features(gt)},
+        scope=f"the training subset '{d.train_subset}'",
+        actions_expected=scheme != "soda-background",
+    )
     log.info("points: %s", mapped.report.summary)
     return mapped
 
@@ -175,8 +194,10 @@ def load_training_segments(config: Config, gt: GroundTruth, train: PointDataset)
     """The training videos' instances from `data.segments`: `full` or a pseudo-label file."""
     source = config.data.segments
     if source == TEACHER_SEGMENTS:  # pointtal.engine.route loads the data with its own pseudo-label file
-        raise InputError(f"data.segments={source}: a route's student; train it with `pointtal train` (its teacher "
-                         "section writes the pseudo labels)")
+        raise InputError(
+            f"data.segments={source}: a route's student; train it with `pointtal train` (its teacher "
+            "section writes the pseudo labels)"
+        )
     if source != FULL:
         must_exist(config, "segments", source, "pseudo-label file")
     return load_segments(source, gt, train.video_ids, train.geometries)

@@ -60,8 +60,11 @@ def flat_config(config: Config) -> dict[str, bool | int | float | str]:
 
 def metric_values(record: dict) -> dict[str, float]:
     """The numeric entries of an evaluation record, as their TensorBoard scalar tags (`eval/<key>`)."""
-    return {f"eval/{key}": float(value) for key, value in record.items()
-            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {
+        f"eval/{key}": float(value)
+        for key, value in record.items()
+        if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def write_hparams(writer, config: Config, record: dict) -> None:
@@ -93,13 +96,20 @@ class WandbRun:
         run_id = self._run_id(run_dir, resume)
         try:
             self.run = wandb.init(
-                project=t.wandb_project, group=t.wandb_group, tags=list(t.wandb_tags) or None,
-                name=run_dir.name, id=run_id, resume="allow", dir=str(run_dir), mode=t.wandb,
+                project=t.wandb_project,
+                group=t.wandb_group,
+                tags=list(t.wandb_tags) or None,
+                name=run_dir.name,
+                id=run_id,
+                resume="allow",
+                dir=str(run_dir),
+                mode=t.wandb,
                 config=config.to_dict(),
                 # no banner, no prompts, stdout left alone (a batch job has no terminal); the mode and the
                 # directory are given here rather than through WANDB_MODE / WANDB_DIR, so the process's
                 # environment is left as it was
-                settings=wandb.Settings(silent=True, console="off"))
+                settings=wandb.Settings(silent=True, console="off"),
+            )
         except Exception as err:  # noqa: BLE001 - W&B raises many types (login, network, settings)
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             hint = "; run `wandb login` or set train.wandb=offline" if t.wandb == "online" else ""
@@ -130,8 +140,9 @@ class WandbRun:
     def finish(self, record: dict | None, figures: Path) -> None:
         """The final metrics into the summary, the figures (`figures/*.png`) as images, then close."""
         if record is not None:
-            self.run.summary.update({"final/" + key[len("eval/"):]: value
-                                     for key, value in metric_values(record).items()})
+            self.run.summary.update(
+                {"final/" + key[len("eval/") :]: value for key, value in metric_values(record).items()}
+            )
         images = {f"figures/{path.stem}": self._wandb.Image(str(path)) for path in sorted(figures.glob("*.png"))}
         if images:
             self.run.log({"step": int(record["step"]) if record else 0, **images})

@@ -61,8 +61,9 @@ class _State:
     ema: dict[str, torch.Tensor] | None = None  # the phase's moving average of the weights (Phase.ema_decay)
 
 
-def check_resume_schedule(saved: dict, config: Config, method: Method, phases: tuple[Phase, ...], n_videos: int,
-                          run_dir: Path) -> None:
+def check_resume_schedule(
+    saved: dict, config: Config, method: Method, phases: tuple[Phase, ...], n_videos: int, run_dir: Path
+) -> None:
     """Refuse a resume whose schedule cannot be honoured from the checkpoint's step (one line naming the key).
 
     `train.steps` / `train.epochs` may change on `--resume` (rundir.RUNTIME_KEYS), but only where the run has
@@ -79,20 +80,26 @@ def check_resume_schedule(saved: dict, config: Config, method: Method, phases: t
     old_starts, new_starts = phase_starts(method.phases(old_train, n_videos)), phase_starts(phases)
     ends = [*new_starts[1:], sum(p.steps for p in phases)]
     keys = [f"train.{k}" for k in ("steps", "epochs") if getattr(old_train, k) != getattr(config.train, k)]
-    key = " / ".join(f"{k}={getattr(config.train, k.split('.')[1])} (was {getattr(old_train, k.split('.')[1])})"
-                     for k in keys) or "the schedule"
+    key = (
+        " / ".join(
+            f"{k}={getattr(config.train, k.split('.')[1])} (was {getattr(old_train, k.split('.')[1])})" for k in keys
+        )
+        or "the schedule"
+    )
     current = phase_at(old_starts, step - 1) if step else 0
     for index in range(current + 1):
         if old_starts[index] < step and new_starts[index] != old_starts[index]:
             raise InputError(
                 f"{run_dir}: --resume at step {step} cannot honour {key}: phase {index + 1} ({phases[index].name}) "
                 f"began at step {old_starts[index]} and would begin at step {new_starts[index]}; resume with the "
-                "earlier phases' length unchanged (lengthen or shorten only the phase the run is in)")
+                "earlier phases' length unchanged (lengthen or shorten only the phase the run is in)"
+            )
     if ends[current] < step:
         raise InputError(
             f"{run_dir}: --resume at step {step} cannot honour {key}: phase {current + 1} ({phases[current].name}) "
             f"would end at step {ends[current]}, before the checkpoint's step; resume with a schedule that ends at "
-            f"step {step} or later")
+            f"step {step} or later"
+        )
 
 
 def new_optimizer(method: Method, phase: Phase, index: int) -> torch.optim.Optimizer:
@@ -100,8 +107,10 @@ def new_optimizer(method: Method, phase: Phase, index: int) -> torch.optim.Optim
     decoupled weight decay on parameters of two or more dimensions only (none on biases, norms and scales)."""
     parameters = method.phase_parameters(index)
     if phase.optimizer == "adamw":
-        groups = [{"params": [p for p in parameters if p.ndim > 1], "weight_decay": phase.weight_decay},
-                  {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0}]
+        groups = [
+            {"params": [p for p in parameters if p.ndim > 1], "weight_decay": phase.weight_decay},
+            {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},
+        ]
         return torch.optim.AdamW(groups, lr=phase.lr)
     return torch.optim.Adam(parameters, lr=phase.lr, weight_decay=phase.weight_decay)
 
@@ -134,8 +143,9 @@ def averaged_weights(method: Method, average: dict[str, torch.Tensor] | None):
         method.load_state_dict(own)
 
 
-def new_method(config: Config, data: RunData, seed: int, device: torch.device,
-               phase: int = 0) -> tuple[Method, torch.optim.Optimizer]:
+def new_method(
+    config: Config, data: RunData, seed: int, device: torch.device, phase: int = 0
+) -> tuple[Method, torch.optim.Optimizer]:
     """A freshly initialised method (seeded here, never inside constructors) and the Adam optimizer of its
     phase `phase`."""
     torch.manual_seed(seed)
@@ -202,16 +212,20 @@ def load_weights(state: _State, saved: dict, config: Config, path: Path) -> None
     section = saved_config.get("method")
     saved_method = section.get("name") if isinstance(section, dict) else None
     if saved_method != config.method:
-        raise InputError(f"{path}: checkpoint of method '{saved_method}' cannot resume method '{config.method}' "
-                         f"(method.name); resume with its own config.yaml or train into another --out")
+        raise InputError(
+            f"{path}: checkpoint of method '{saved_method}' cannot resume method '{config.method}' "
+            f"(method.name); resume with its own config.yaml or train into another --out"
+        )
     try:
         state.method.load_state_dict(saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:  # shapes or parameter names of other method options
         first = str(err).strip().splitlines()
         detail = " ".join(line.strip() for line in first[1:3]) or (first[0] if first else type(err).__name__)
-        raise InputError(f"{path}: checkpoint weights do not fit method '{config.method}' with this config's "
-                         f"method options ({detail[:200]})") from None
+        raise InputError(
+            f"{path}: checkpoint weights do not fit method '{config.method}' with this config's "
+            f"method options ({detail[:200]})"
+        ) from None
 
 
 def finite_weights(method: Method) -> bool:
@@ -224,15 +238,24 @@ def geometries(dataset: PointDataset) -> dict:
 
 
 def run_predictions(method: Method, dataset: PointDataset, config: Config, device: torch.device, classes):
-    return predict(method, dataset_items(dataset), geometries(dataset), classes,
-                   batch_size=config.eval.batch_size, device=device, amp=config.train.amp)
+    return predict(
+        method,
+        dataset_items(dataset),
+        geometries(dataset),
+        classes,
+        batch_size=config.eval.batch_size,
+        device=device,
+        amp=config.train.amp,
+    )
 
 
 def evaluate_model(method: Method, data: RunData, config: Config, device: torch.device, step: int):
     """Predictions on the test subset and their metrics record."""
     predictions = run_predictions(method, data.test, config, device, data.classes)
-    record = {"step": step, **evaluate_predictions(data.gt, data.test.video_ids, predictions, config.eval.tiou,
-                                                   data.ambiguous)}
+    record = {
+        "step": step,
+        **evaluate_predictions(data.gt, data.test.video_ids, predictions, config.eval.tiou, data.ambiguous),
+    }
     method.train()
     return record, predictions
 
@@ -244,16 +267,25 @@ def check_selection(config: Config, data: RunData, method: Method, distributed_r
     if subset is None:
         return
     if subset not in data.gt.subsets:
-        raise InputError(f"{method.selection_key}={subset!r}: the ground truth has no subset '{subset}' "
-                         f"(subsets: {', '.join(sorted(data.gt.subsets))})")
+        raise InputError(
+            f"{method.selection_key}={subset!r}: the ground truth has no subset '{subset}' "
+            f"(subsets: {', '.join(sorted(data.gt.subsets))})"
+        )
     if distributed_run:
         raise InputError(f"{method.selection_key}={subset!r} is not supported with several processes (DDP)")
     if not config.train.eval_every:
-        log.warning("%s=%s: train.eval_every is 0, so no evaluation selects weights; the last ones are kept",
-                    method.selection_key, subset)
+        log.warning(
+            "%s=%s: train.eval_every is 0, so no evaluation selects weights; the last ones are kept",
+            method.selection_key,
+            subset,
+        )
     elif subset == config.data.test_subset:
-        log.warning("%s=%s selects weights on the test subset (as the official code does): its test mAP is "
-                    "optimistic; name a validation subset of the ground truth instead", method.selection_key, subset)
+        log.warning(
+            "%s=%s selects weights on the test subset (as the official code does): its test mAP is "
+            "optimistic; name a validation subset of the ground truth instead",
+            method.selection_key,
+            subset,
+        )
 
 
 class Trainer:
@@ -266,8 +298,10 @@ class Trainer:
         self.dist = distributed.init_distributed(self.device)
         self.device = distributed.local_device(self.device, self.dist)
         if config.train.batch_size < self.dist.world:  # a rank with no video would crash in the sampler
-            raise InputError(f"train.batch_size={config.train.batch_size} is global: give at least one video "
-                             f"per DDP rank (>= {self.dist.world})")
+            raise InputError(
+                f"train.batch_size={config.train.batch_size} is global: give at least one video "
+                f"per DDP rank (>= {self.dist.world})"
+            )
         saved = guard_run_dir(config, self.run_dir, resume, self.dist.is_main)  # before loading any data
         data = data or load_run_data(config)
         # the training videos' ground truth stays with the engine, for logging the precision of mined labels:
@@ -329,8 +363,14 @@ class Trainer:
     def run(self) -> TrainResult:
         t = self.config.train
         record = None
-        bar = tqdm(total=self.steps, initial=self.state.step, disable=None if (t.progress and self.dist.is_main) else True,
-                   desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=self.steps,
+            initial=self.state.step,
+            disable=None if (t.progress and self.dist.is_main) else True,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+        )
         # no bar (stderr not a terminal, or --no-progress): a text line every log_every steps instead
         self.step_log = StepLog(self.steps, self.state.step, t.log_every, bar.disable and self.dist.is_main)
         try:
@@ -348,8 +388,15 @@ class Trainer:
         record = self._evaluate_and_save(final=True)
         if self.dist.is_main and self.config.train.report:  # figures and report.md; failures are logged, never raised
             with averaged_weights(self.state.method, self.state.ema):
-                write_report(self.run_dir, self.config, read_metrics(self.run_dir), self.data, self.state.method,
-                             self.device, world=self.dist.world)
+                write_report(
+                    self.run_dir,
+                    self.config,
+                    read_metrics(self.run_dir),
+                    self.data,
+                    self.state.method,
+                    self.device,
+                    world=self.dist.world,
+                )
         if self.logs is not None:  # after the report: HParams, and W&B takes the figures
             self.logs.close()
         distributed.barrier(self.dist)
@@ -365,8 +412,13 @@ class Trainer:
             return
         index = self.starts.index(step)
         method, dataset = self.state.method, self.data.train
-        context = PhaseContext(dataset, self.device, self.config.eval.batch_size, self.config.train.amp,
-                               lambda: flat_cas(method, dataset, **self._inference_kwargs()))
+        context = PhaseContext(
+            dataset,
+            self.device,
+            self.config.eval.batch_size,
+            self.config.train.amp,
+            lambda: flat_cas(method, dataset, **self._inference_kwargs()),
+        )
         if index:
             log.info("step %d: phase %d (%s) starts", step, index + 1, self.phases[index].name)
         method.start_phase(index, context)
@@ -419,26 +471,36 @@ class Trainer:
         """Stop with one line naming the step, the cause and the checkpoint that is kept."""
         checkpoint = self.run_dir / "checkpoint.pt"
         kept = f"the last checkpoint {checkpoint} is kept" if checkpoint.is_file() else "no checkpoint was written"
-        raise TrainingDiverged(f"training diverged at step {self.state.step}: {what} (train.lr="
-                               f"{self.config.train.lr:g}); {kept}; lower train.lr or set train.grad_clip")
+        raise TrainingDiverged(
+            f"training diverged at step {self.state.step}: {what} (train.lr="
+            f"{self.config.train.lr:g}); {kept}; lower train.lr or set train.grad_clip"
+        )
 
     def _maybe_refresh_labels(self) -> None:
         method = self.state.method
         if not method.refresh_due(self.state.step):
             return
         kwargs = self._inference_kwargs()
-        refresh = method.refresh_labels(self.state.step, self.data.train, lambda: flat_cas(method, self.data.train, **kwargs))
+        refresh = method.refresh_labels(
+            self.state.step, self.data.train, lambda: flat_cas(method, self.data.train, **kwargs)
+        )
         method.train()
         if refresh is None:
             return
         precision = refresh.precision(self.train_truth)
         if precision is not None:
-            log.info("step %d: label mining: %d pseudo frames/labels added, precision %.3f", self.state.step,
-                     refresh.added, precision)
+            log.info(
+                "step %d: label mining: %d pseudo frames/labels added, precision %.3f",
+                self.state.step,
+                refresh.added,
+                precision,
+            )
         if self.logs is not None:
-            self.logs.scalars(self.state.step, {"pseudo_frames": refresh.added,
-                                                **({"pseudo_precision": precision} if precision is not None else {})},
-                              prefix="mining/")
+            self.logs.scalars(
+                self.state.step,
+                {"pseudo_frames": refresh.added, **({"pseudo_precision": precision} if precision is not None else {})},
+                prefix="mining/",
+            )
         if refresh.reinitialize:
             seed = self.config.train.seed + self.state.step
             self.state.method, self.state.optimizer = new_method(self.config, self.data, seed, self.device, self.phase)
@@ -452,12 +514,15 @@ class Trainer:
         if self.dist.is_main:
             started = time.perf_counter()
             with averaged_weights(self.state.method, self.state.ema):  # an EMA phase evaluates the average
-                record, predictions = evaluate_model(self.state.method, self.data, self.config, self.device,
-                                                     self.state.step)
+                record, predictions = evaluate_model(
+                    self.state.method, self.data, self.config, self.device, self.state.step
+                )
                 self._report_selection(record)
                 best = checkpoint_state(self.config, self.data, self.state, inference_only=True)
-                best["model"] = {key: value.clone() if torch.is_tensor(value) else copy.deepcopy(value)
-                                 for key, value in best["model"].items()}  # outlives the swap (extra state too)
+                best["model"] = {
+                    key: value.clone() if torch.is_tensor(value) else copy.deepcopy(value)
+                    for key, value in best["model"].items()
+                }  # outlives the swap (extra state too)
             log.info("step %d: %s (%.1f s)", self.state.step, summary_line(record), time.perf_counter() - started)
             self.logs.record(record)
             if self.state.best is None or record["average"] > self.state.best:
@@ -480,11 +545,16 @@ class Trainer:
         else:
             if subset not in self._selection_sets:
                 d = self.config.data
-                self._selection_sets[subset] = (self.data.train if subset == d.train_subset else
-                                                build_dataset(self.data.gt, subset, self.data.store, d.fps, d.stride))
+                self._selection_sets[subset] = (
+                    self.data.train
+                    if subset == d.train_subset
+                    else build_dataset(self.data.gt, subset, self.data.store, d.fps, d.stride)
+                )
             dataset = self._selection_sets[subset]
             predictions = run_predictions(method, dataset, self.config, self.device, self.data.classes)
-            average = evaluate_predictions(self.data.gt, dataset.video_ids, predictions, self.config.eval.tiou)["average"]
+            average = evaluate_predictions(self.data.gt, dataset.video_ids, predictions, self.config.eval.tiou)[
+                "average"
+            ]
             method.train()
         method.observe_evaluation(self.state.step, subset, float(average))
 
@@ -520,6 +590,7 @@ def disk_error_line(run_dir: Path, step: int, err: OSError) -> str:
     except InputError:
         kept = "no checkpoint was completed yet"
     where = f"{err.filename}: " if err.filename else ""
-    return (f"{where}{describe_os_error(err)}: training stopped at step {step}; {kept}; free space and run "
-            f"pointtal train --out {run_dir} --resume")
-
+    return (
+        f"{where}{describe_os_error(err)}: training stopped at step {step}; {kept}; free space and run "
+        f"pointtal train --out {run_dir} --resume"
+    )

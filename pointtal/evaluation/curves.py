@@ -94,5 +94,11 @@ def segment_pr_curves(
         precision.append(tp / np.maximum(tp + fp, 1.0))
         recall.append(tp / float(matches.n_gt_per_class[c]))
         scores.append(matches.score[lo:hi])
-    return PrecisionRecallCurves(thresholds, matches.evaluated_classes, tuple(precision), tuple(recall),
-                                 tuple(scores), matches.n_gt_per_class[matches.evaluated].copy())
+    return PrecisionRecallCurves(
+        thresholds,
+        matches.evaluated_classes,
+        tuple(precision),
+        tuple(recall),
+        tuple(scores),
+        matches.n_gt_per_class[matches.evaluated].copy(),
+    )

@@ -77,9 +77,7 @@ class DetectionResult:
         return float(self.map[inside].mean())
 
 
-def segment_tiou(
-    pred_start: np.ndarray, pred_end: np.ndarray, gt_start: np.ndarray, gt_end: np.ndarray
-) -> np.ndarray:
+def segment_tiou(pred_start: np.ndarray, pred_end: np.ndarray, gt_start: np.ndarray, gt_end: np.ndarray) -> np.ndarray:
     """Element-wise (broadcast) temporal IoU, written exactly as ActivityNet's `segment_iou`."""
     intersection = (np.minimum(pred_end, gt_end) - np.maximum(pred_start, gt_start)).clip(0)
     union = (gt_end - gt_start) + (pred_end - pred_start) - intersection
@@ -122,8 +120,12 @@ def segment_matches(
     ground_truth, predictions, counts = prepare(ground_truth, predictions, exclude_videos, ambiguous)
 
     def similarity(pred, pred_rows, gt_rows):
-        return segment_tiou(pred.start_sec[pred_rows], pred.end_sec[pred_rows],
-                            ground_truth.start_sec[gt_rows], ground_truth.end_sec[gt_rows])
+        return segment_tiou(
+            pred.start_sec[pred_rows],
+            pred.end_sec[pred_rows],
+            ground_truth.start_sec[gt_rows],
+            ground_truth.end_sec[gt_rows],
+        )
 
     # With every threshold > 0 only intersecting pairs can match: skip the others before computing tIoU.
     reach = (predictions.start_sec, predictions.end_sec) if thresholds.min() > 0 else None
@@ -194,8 +196,9 @@ def ranked_ap(ground_truth: SegmentTable, predictions, thresholds: np.ndarray, s
     return matches.ap(), matches.evaluated_classes
 
 
-def ranked_matches(ground_truth: SegmentTable, predictions, thresholds: np.ndarray, similarity,
-                   reach=None) -> RankedMatches:
+def ranked_matches(
+    ground_truth: SegmentTable, predictions, thresholds: np.ndarray, similarity, reach=None
+) -> RankedMatches:
     """Greedy matching of the predictions of classes with ground truth, in rank order.
 
     `similarity(predictions, pred_rows, gt_rows)` gives the (M,) similarity of candidate pairs (same class
@@ -220,15 +223,15 @@ def ranked_matches(ground_truth: SegmentTable, predictions, thresholds: np.ndarr
     if reach is None:
         pair_pred, pair_gt = same_key_pairs(pred_key, gt_key)
     else:
-        pair_pred, pair_gt = overlap_pairs(pred_key, reach[0][order], reach[1][order],
-                                           gt_key, ground_truth.start_sec, ground_truth.end_sec)
+        pair_pred, pair_gt = overlap_pairs(
+            pred_key, reach[0][order], reach[1][order], gt_key, ground_truth.start_sec, ground_truth.end_sec
+        )
     sim = similarity(predictions, order[pair_pred], pair_gt)
     keep = np.flatnonzero(sim >= thresholds.min())  # indices: one pass instead of one per masked array
     pair_pred, pair_gt, sim = pair_pred[keep], pair_gt[keep], sim[keep]
     visit = visit_order(pair_pred, pair_gt, sim)
     tp = greedy_match(pair_pred[visit], pair_gt[visit], sim[visit], thresholds, order.size, len(ground_truth))
-    return RankedMatches(tp, pred_label, predictions.score[order], n_gt_per_class,
-                         tuple(ground_truth.classes))
+    return RankedMatches(tp, pred_label, predictions.score[order], n_gt_per_class, tuple(ground_truth.classes))
 
 
 def rank_order(label: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -330,8 +333,9 @@ def overlaps_ambiguous(table: SegmentTable | PointTable, ambiguous: Mapping[str,
             t = table.time_sec[rows, None]
             inside = (seg[None, :, 0] <= t) & (t <= seg[None, :, 1])
         else:
-            inter = (np.minimum(table.end_sec[rows, None], seg[None, :, 1])
-                     - np.maximum(table.start_sec[rows, None], seg[None, :, 0]))  # (R, K)
+            inter = np.minimum(table.end_sec[rows, None], seg[None, :, 1]) - np.maximum(
+                table.start_sec[rows, None], seg[None, :, 0]
+            )  # (R, K)
             inside = inter > 0
         hit[rows] = inside.any(axis=1)
     return hit
@@ -355,7 +359,9 @@ def _check_segments(table: SegmentTable, what: str) -> None:
     ok = np.isfinite(table.start_sec) & np.isfinite(table.end_sec) & (table.start_sec < table.end_sec)
     if not ok.all():
         row = int(np.flatnonzero(~ok)[0])
-        raise ValueError(f"{what}: row {row} of video {table.video_ids[table.video[row]]!r} has an invalid "
-                         f"segment [{table.start_sec[row]}, {table.end_sec[row]}] (need finite start < end)")
+        raise ValueError(
+            f"{what}: row {row} of video {table.video_ids[table.video[row]]!r} has an invalid "
+            f"segment [{table.start_sec[row]}, {table.end_sec[row]}] (need finite start < end)"
+        )
     if not np.all(np.isfinite(table.score)):
         raise ValueError(f"{what}: scores must be finite")

@@ -46,8 +46,7 @@ def frame_map(
     ground_truth, predictions, counts = prepare(ground_truth, predictions, exclude_videos, ambiguous)
 
     def similarity(pred, pred_rows, gt_rows):  # negated distance: "similar enough" is sim >= -threshold
-        return -point_distance(pred.time_sec[pred_rows], ground_truth.start_sec[gt_rows],
-                               ground_truth.end_sec[gt_rows])
+        return -point_distance(pred.time_sec[pred_rows], ground_truth.start_sec[gt_rows], ground_truth.end_sec[gt_rows])
 
     # Below distance 2 only points inside an instance can match: skip the others before computing distances.
     reach = (predictions.time_sec, predictions.time_sec) if thresholds.max() < 2 else None

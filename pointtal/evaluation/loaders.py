@@ -28,8 +28,10 @@ def read_results(path: str | Path, exact: bool = False) -> dict:
     """
     data = read_json(path, "predictions file", None if exact else loads_unique)
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise InputError(f"{path}: expected an object with a 'results' mapping video ids to lists of "
-                         "predictions (ActivityNet results format)")
+        raise InputError(
+            f"{path}: expected an object with a 'results' mapping video ids to lists of "
+            "predictions (ActivityNet results format)"
+        )
     return data["results"]
 
 
@@ -192,8 +194,7 @@ def _frame_entry(entry, where: str, known: set[str]) -> tuple[str, float, float]
 
 def _entries(path, video_id, entries) -> list:
     if not isinstance(entries, list):
-        raise InputError(f"{path}: video '{video_id}': expected a list of predictions, "
-                         f"got {type(entries).__name__}")
+        raise InputError(f"{path}: video '{video_id}': expected a list of predictions, got {type(entries).__name__}")
     return entries
 
 

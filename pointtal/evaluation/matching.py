@@ -159,9 +159,7 @@ def _match_sequential(task, slot, tp, locked) -> None:
     locked[:] = np.frombuffer(bytes(taken), dtype=bool)
 
 
-def class_average_precision(
-    tp: np.ndarray, class_of_rank: np.ndarray, n_gt_per_class: np.ndarray
-) -> np.ndarray:
+def class_average_precision(tp: np.ndarray, class_of_rank: np.ndarray, n_gt_per_class: np.ndarray) -> np.ndarray:
     """VOC-2011 interpolated AP per threshold and class from true-positive flags.
 
     Args:

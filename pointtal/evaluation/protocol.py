@@ -70,14 +70,18 @@ class Protocol:
             excluded = f"{len(self.exclude_videos)} video(s) excluded ({shown}{more})"
         else:
             excluded = "no video excluded"
-        ambiguous = f"ambiguous segments of {Path(self.ambiguous).name} discarded" if self.ambiguous \
-            else "no ambiguous filter"
+        ambiguous = (
+            f"ambiguous segments of {Path(self.ambiguous).name} discarded" if self.ambiguous else "no ambiguous filter"
+        )
         tiou = f"; tIoU {_span(self.tiou)}" if self.tiou else ""  # single frames: distances, not tIoU
         return f"protocol: {excluded}; {ambiguous}{tiou}"
 
     def to_json(self) -> dict:
-        return {"exclude_videos": list(self.exclude_videos), "ambiguous": self.ambiguous,
-                "tiou": [float(t) for t in self.tiou]}
+        return {
+            "exclude_videos": list(self.exclude_videos),
+            "ambiguous": self.ambiguous,
+            "tiou": [float(t) for t in self.tiou],
+        }
 
     @classmethod
     def from_json(cls, doc, source: str) -> Protocol:
@@ -86,14 +90,20 @@ class Protocol:
             exclude = doc["exclude_videos"]
             ambiguous = doc["ambiguous"]
             tiou = doc["tiou"]
-            ok = (isinstance(exclude, list) and all(isinstance(v, str) for v in exclude)
-                  and (ambiguous is None or isinstance(ambiguous, str))
-                  and isinstance(tiou, list) and all(_is_threshold(t) for t in tiou))
+            ok = (
+                isinstance(exclude, list)
+                and all(isinstance(v, str) for v in exclude)
+                and (ambiguous is None or isinstance(ambiguous, str))
+                and isinstance(tiou, list)
+                and all(_is_threshold(t) for t in tiou)
+            )
         except (KeyError, TypeError):
             ok = False
         if not ok:
-            raise InputError(f"{source}: 'protocol' must be {{'exclude_videos': [ids], 'ambiguous': path or null, "
-                             "'tiou': [thresholds in (0, 1]]}")
+            raise InputError(
+                f"{source}: 'protocol' must be {{'exclude_videos': [ids], 'ambiguous': path or null, "
+                "'tiou': [thresholds in (0, 1]]}"
+            )
         return cls(tuple(exclude), ambiguous, tuple(float(t) for t in tiou))
 
 

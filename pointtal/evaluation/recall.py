@@ -113,15 +113,27 @@ def average_recall(
     total = int(kept.sum())
     if total == 0:  # no proposal on an evaluated video: nothing recalled
         budget = np.arange(1, GRID + 1) / float(GRID)
-        return RecallResult(thresholds, np.zeros((thresholds.size, GRID)), np.zeros(GRID),
-                            budget * max_avg_proposals, float(max_avg_proposals), counts)
+        return RecallResult(
+            thresholds,
+            np.zeros((thresholds.size, GRID)),
+            np.zeros(GRID),
+            budget * max_avg_proposals,
+            float(max_avg_proposals),
+            counts,
+        )
     pcn = np.arange(1, GRID + 1) / 100.0 * (max_avg_proposals * float(n_videos) / total)  # (J,) official
     looked = np.minimum((kept[:, None] * pcn[None, :]).astype(np.int64), kept[:, None])  # (V, J)
     first = _first_recalling_rank(ground_truth, proposals, rank, kept, gt_videos, thresholds)  # (T, G)
     recalled = (first[:, :, None] < looked[gt_video][None, :, :]).sum(axis=1)  # (T, J)
     recall = recalled / float(len(ground_truth))
-    return RecallResult(thresholds, recall, recall.mean(axis=0), pcn * (float(total) / n_videos),
-                        float(max_avg_proposals), {**counts, "kept_proposals": total})
+    return RecallResult(
+        thresholds,
+        recall,
+        recall.mean(axis=0),
+        pcn * (float(total) / n_videos),
+        float(max_avg_proposals),
+        {**counts, "kept_proposals": total},
+    )
 
 
 def _ranks_kept(proposals: SegmentTable, gt_videos: np.ndarray, ratio: float):
@@ -144,11 +156,21 @@ def _first_recalling_rank(ground_truth, proposals, rank, kept, gt_videos, thresh
     kept_of = np.zeros(int(max(gt_videos.max(), proposals.video.max(initial=0))) + 1, dtype=np.int64)
     kept_of[gt_videos] = kept
     use = np.flatnonzero(rank < kept_of[proposals.video])  # (K,) proposals inside their video's kept part
-    pair_prop, pair_gt = overlap_pairs(proposals.video[use], proposals.start_sec[use], proposals.end_sec[use],
-                                       ground_truth.video, ground_truth.start_sec, ground_truth.end_sec)
+    pair_prop, pair_gt = overlap_pairs(
+        proposals.video[use],
+        proposals.start_sec[use],
+        proposals.end_sec[use],
+        ground_truth.video,
+        ground_truth.start_sec,
+        ground_truth.end_sec,
+    )
     rows = use[pair_prop]
-    tiou = segment_tiou(proposals.start_sec[rows], proposals.end_sec[rows],
-                        ground_truth.start_sec[pair_gt], ground_truth.end_sec[pair_gt])  # (P,)
+    tiou = segment_tiou(
+        proposals.start_sec[rows],
+        proposals.end_sec[rows],
+        ground_truth.start_sec[pair_gt],
+        ground_truth.end_sec[pair_gt],
+    )  # (P,)
     by_threshold = np.argsort(thresholds, kind="stable")
     n_eligible = np.searchsorted(thresholds[by_threshold], tiou, side="right")  # (P,) eligible at t < this
     some = np.flatnonzero(n_eligible)

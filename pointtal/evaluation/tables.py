@@ -24,8 +24,7 @@ def _index_column(names: Sequence[str], vocabulary: dict[str, int], what: str) -
 def _factorize(names: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray]:
     """Vocabulary in first-appearance order and the (N,) index of every name in it."""
     vocabulary: dict[str, int] = {}
-    index = np.fromiter((vocabulary.setdefault(n, len(vocabulary)) for n in names), dtype=np.int64,
-                        count=len(names))
+    index = np.fromiter((vocabulary.setdefault(n, len(vocabulary)) for n in names), dtype=np.int64, count=len(names))
     return tuple(vocabulary), index
 
 
@@ -112,8 +111,15 @@ class SegmentTable:
 
     def select(self, keep: np.ndarray) -> SegmentTable:
         """Rows where `keep` (N,) bool is True (or the given row indices), order preserved."""
-        return SegmentTable(self.video_ids, self.classes, self.video[keep], self.start_sec[keep],
-                            self.end_sec[keep], self.label[keep], self.score[keep])
+        return SegmentTable(
+            self.video_ids,
+            self.classes,
+            self.video[keep],
+            self.start_sec[keep],
+            self.end_sec[keep],
+            self.label[keep],
+            self.score[keep],
+        )
 
 
 @dataclass(frozen=True)
@@ -162,8 +168,9 @@ class PointTable:
         return _reindex(self, video_ids)
 
     def select(self, keep: np.ndarray) -> PointTable:
-        return PointTable(self.video_ids, self.classes, self.video[keep], self.time_sec[keep],
-                          self.label[keep], self.score[keep])
+        return PointTable(
+            self.video_ids, self.classes, self.video[keep], self.time_sec[keep], self.label[keep], self.score[keep]
+        )
 
 
 def _reindex(table, video_ids: Sequence[str]):

@@ -76,10 +76,18 @@ class Detections:
         if self.unit != "seconds":
             raise ValueError("Detections.entries needs seconds (in_seconds)")
         names = [classes[int(c) - 1] for c in self.label.tolist()]
-        segments = [{"label": name, "score": score, "segment": pair} for name, score, pair in
-                    zip(names, self.score.tolist(), np.stack([self.start, self.end], 1).tolist(), strict=True)]
-        frames = [{"label": classes[int(c) - 1], "score": score, "frame": time} for time, c, score in
-                  zip(self.frame_at.tolist(), self.frame_label.tolist(), self.frame_score.tolist(), strict=True)]
+        segments = [
+            {"label": name, "score": score, "segment": pair}
+            for name, score, pair in zip(
+                names, self.score.tolist(), np.stack([self.start, self.end], 1).tolist(), strict=True
+            )
+        ]
+        frames = [
+            {"label": classes[int(c) - 1], "score": score, "frame": time}
+            for time, c, score in zip(
+                self.frame_at.tolist(), self.frame_label.tolist(), self.frame_score.tolist(), strict=True
+            )
+        ]
         return segments, frames
 
     @staticmethod
@@ -89,8 +97,11 @@ class Detections:
         index = {name: c for c, name in enumerate(classes, 1)}
         rows = [[*e["segment"], index[e["label"]], e["score"]] for e in segments]
         points = [[e["frame"], index[e["label"]], e["score"]] for e in frames]
-        return Detections(np.asarray(rows, dtype=np.float64).reshape(-1, 4),
-                          np.asarray(points, dtype=np.float64).reshape(-1, 3), "seconds")
+        return Detections(
+            np.asarray(rows, dtype=np.float64).reshape(-1, 4),
+            np.asarray(points, dtype=np.float64).reshape(-1, 3),
+            "seconds",
+        )
 
 
 class InvalidDetections(RuntimeError):
@@ -106,18 +117,32 @@ def check_detections(found: Detections, n_classes: int, method: str, video_id: s
     segments = np.asarray(found.segments, dtype=np.float64)
     frames = np.asarray(found.frames, dtype=np.float64)
     if segments.ndim != 2 or segments.shape[1] != 4 or frames.ndim != 2 or frames.shape[1] != 3:
-        raise InvalidDetections(f"method '{method}' returned detections of shape segments {segments.shape}, "
-                                f"frames {frames.shape} for video '{video_id}' (need (N, 4) and (K, 3))")
+        raise InvalidDetections(
+            f"method '{method}' returned detections of shape segments {segments.shape}, "
+            f"frames {frames.shape} for video '{video_id}' (need (N, 4) and (K, 3))"
+        )
     start, end, label, score = segments.T
-    _refuse_first(~(np.isfinite(start) & np.isfinite(end) & (start < end) & np.isfinite(score)
-                    & _is_class(label, n_classes)), method, video_id, "segment", lambda row: (
-        f"[{float(start[row])!r}, {float(end[row])!r}] class {float(label[row])!r} score {float(score[row])!r} "
-        f"(need finite start < end, a finite score and a class in 1..{n_classes})"))
+    _refuse_first(
+        ~(np.isfinite(start) & np.isfinite(end) & (start < end) & np.isfinite(score) & _is_class(label, n_classes)),
+        method,
+        video_id,
+        "segment",
+        lambda row: (
+            f"[{float(start[row])!r}, {float(end[row])!r}] class {float(label[row])!r} score {float(score[row])!r} "
+            f"(need finite start < end, a finite score and a class in 1..{n_classes})"
+        ),
+    )
     snippet, frame_label, frame_score = frames.T
-    _refuse_first(~(np.isfinite(snippet) & np.isfinite(frame_score) & _is_class(frame_label, n_classes)), method,
-                  video_id, "frame", lambda row: (
-        f"snippet {float(snippet[row])!r} class {float(frame_label[row])!r} score {float(frame_score[row])!r} "
-        f"(need finite values and a class in 1..{n_classes})"))
+    _refuse_first(
+        ~(np.isfinite(snippet) & np.isfinite(frame_score) & _is_class(frame_label, n_classes)),
+        method,
+        video_id,
+        "frame",
+        lambda row: (
+            f"snippet {float(snippet[row])!r} class {float(frame_label[row])!r} score {float(frame_score[row])!r} "
+            f"(need finite values and a class in 1..{n_classes})"
+        ),
+    )
     return found
 
 
@@ -125,8 +150,10 @@ def _refuse_first(bad: np.ndarray, method: str, video_id: str, what: str, descri
     """InvalidDetections naming the first True row of `bad` (N,) bool, described by `describe(row)`."""
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise InvalidDetections(f"method '{method}' returned an invalid {what} for video '{video_id}': row {row} of "
-                                f"{len(bad)} is {describe(row)}; nothing was written")
+        raise InvalidDetections(
+            f"method '{method}' returned an invalid {what} for video '{video_id}': row {row} of "
+            f"{len(bad)} is {describe(row)}; nothing was written"
+        )
 
 
 def _is_class(label: np.ndarray, n_classes: int) -> np.ndarray:

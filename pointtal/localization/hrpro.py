@@ -55,8 +55,9 @@ def upsample_extrapolate(values: np.ndarray, scale: int) -> np.ndarray:
     return upsample(np.asarray(values, dtype=np.float64), scale, "index")
 
 
-def _contrast(values: np.ndarray, column: np.ndarray, start: np.ndarray, last: np.ndarray,
-              outer_ratio: float) -> np.ndarray:
+def _contrast(
+    values: np.ndarray, column: np.ndarray, start: np.ndarray, last: np.ndarray, outer_ratio: float
+) -> np.ndarray:
     """mean(values[start..last]) - mean(outer) per run, values (R, U, K) indexed by run `column` = (r, k).
 
     Outer region (the official `get_proposal_oic`): [max(0, floor(start - r*len)), start) and
@@ -76,8 +77,15 @@ def _contrast(values: np.ndarray, column: np.ndarray, start: np.ndarray, last: n
     return inside - outside
 
 
-def _threshold_runs(kept: np.ndarray, scored: np.ndarray, classes: np.ndarray, video_scores: np.ndarray,
-                    scale: int, outer_ratio: float, gamma: float) -> RawProposals:
+def _threshold_runs(
+    kept: np.ndarray,
+    scored: np.ndarray,
+    classes: np.ndarray,
+    video_scores: np.ndarray,
+    scale: int,
+    outer_ratio: float,
+    gamma: float,
+) -> RawProposals:
     """Runs of `kept` (R, U, K) bool, each scored on `scored` (R, U, K): ordered by threshold r, class k, start."""
     n_thr, n_points, n_cls = kept.shape
     row, start, end = find_runs_2d(kept.transpose(0, 2, 1).reshape(-1, n_points))  # rows = r * K + k
@@ -88,9 +96,17 @@ def _threshold_runs(kept: np.ndarray, scored: np.ndarray, classes: np.ndarray, v
     return RawProposals(start / scale, (last + 1) / scale, label.astype(np.int64), score)
 
 
-def stage1_proposals(cas: np.ndarray, video_scores: np.ndarray, *, class_thresh: float = 0.5, scale: int = 2,
-                     cas_thresholds=CAS_THRESHOLDS, agnostic_thresholds=AGNOSTIC_THRESHOLDS,
-                     outer_ratio: float = 0.25, gamma: float = 0.0) -> RawProposals:
+def stage1_proposals(
+    cas: np.ndarray,
+    video_scores: np.ndarray,
+    *,
+    class_thresh: float = 0.5,
+    scale: int = 2,
+    cas_thresholds=CAS_THRESHOLDS,
+    agnostic_thresholds=AGNOSTIC_THRESHOLDS,
+    outer_ratio: float = 0.25,
+    gamma: float = 0.0,
+) -> RawProposals:
     """Every stage-1 proposal of one video, not suppressed (the official `S_test` in "test" mode).
 
     cas (T, C+1): column 0 the background probability b, columns 1..C the fused class scores s_c * (1 - b);
@@ -113,8 +129,9 @@ def stage1_proposals(cas: np.ndarray, video_scores: np.ndarray, *, class_thresh:
     agn = np.where(agnostic[None] < agn_thr, 0.0, agnostic[None])  # (R2, U, 1)
     kept = np.broadcast_to(agn > 0, (len(agnostic_thresholds), *up.shape))  # (R2, U, K)
     second = _threshold_runs(kept, np.broadcast_to(up, kept.shape), classes, video_scores, scale, outer_ratio, gamma)
-    return RawProposals(*(np.concatenate([getattr(first, f), getattr(second, f)])
-                          for f in ("start", "end", "label", "score")))
+    return RawProposals(
+        *(np.concatenate([getattr(first, f), getattr(second, f)]) for f in ("start", "end", "label", "score"))
+    )
 
 
 def valid_segments(segments: np.ndarray) -> np.ndarray:
@@ -125,8 +142,12 @@ def valid_segments(segments: np.ndarray) -> np.ndarray:
     truth, so it only ever counts as a false positive. Dropping these rows after soft-NMS keeps every other
     row (bounds, decayed score, order) as the official output and removes only those false positives."""
     segments = np.asarray(segments, dtype=np.float64).reshape(-1, 4)
-    keep = np.isfinite(segments[:, 0]) & np.isfinite(segments[:, 1]) & (segments[:, 0] < segments[:, 1]) \
+    keep = (
+        np.isfinite(segments[:, 0])
+        & np.isfinite(segments[:, 1])
+        & (segments[:, 0] < segments[:, 1])
         & np.isfinite(segments[:, 3])
+    )
     return segments[keep]
 
 
@@ -139,9 +160,12 @@ def match_points(proposals: RawProposals, point_time: np.ndarray, point_label: n
     """
     point_time = np.asarray(point_time, dtype=np.float64)
     neighbours = np.concatenate([[-1.0], point_time, [1e5]])  # the official t_pos (seconds there; far enough)
-    contains = ((proposals.start[None, :] <= point_time[:, None]) & (proposals.end[None, :] >= point_time[:, None])
-                & (proposals.label[None, :] == np.asarray(point_label)[:, None])
-                & (proposals.score[None, :] > 0))  # (P, N)
+    contains = (
+        (proposals.start[None, :] <= point_time[:, None])
+        & (proposals.end[None, :] >= point_time[:, None])
+        & (proposals.label[None, :] == np.asarray(point_label)[:, None])
+        & (proposals.score[None, :] > 0)
+    )  # (P, N)
     inside = (proposals.start[None, :] > neighbours[:-2, None]) & (proposals.end[None, :] < neighbours[2:, None])
     out = np.full(len(point_time), -1, dtype=np.int64)
     for candidates in (contains & inside, contains):  # with the boundary condition, then without it
@@ -152,8 +176,9 @@ def match_points(proposals: RawProposals, point_time: np.ndarray, point_label: n
     return out
 
 
-def negative_proposals(background_seed: np.ndarray, count: int, rng: np.random.Generator,
-                       max_rounds: int = 100) -> np.ndarray:
+def negative_proposals(
+    background_seed: np.ndarray, count: int, rng: np.random.Generator, max_rounds: int = 100
+) -> np.ndarray:
     """`count` random background proposals (N, 3) [start, end, -coverage] inside runs of background seeds
     (the official negative proposals of `reliability_ranking`).
 

@@ -29,8 +29,9 @@ def upsample(values: np.ndarray, scale: int) -> np.ndarray:
     return upsample_at(values, scale, "step")
 
 
-def outer_inner_scores(weights: np.ndarray, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                       delta: float = 0.25) -> np.ndarray:
+def outer_inner_scores(
+    weights: np.ndarray, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, delta: float = 0.25
+) -> np.ndarray:
     """Inner mean minus outer mean of runs [starts, ends] (inclusive) of rows of `weights` (R, N) -> (n,).
 
     outer = [max(0, int(s - delta*L)), s) and (e, min(N-1, int(e + delta*L))]; 0 when empty (the official

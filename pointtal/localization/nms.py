@@ -48,9 +48,7 @@ def nms(segments: np.ndarray, scores: np.ndarray, tiou_threshold: float) -> np.n
     return np.asarray(keep, dtype=np.int64)
 
 
-def nms_per_class(
-    segments: np.ndarray, scores: np.ndarray, classes: np.ndarray, tiou_threshold: float
-) -> np.ndarray:
+def nms_per_class(segments: np.ndarray, scores: np.ndarray, classes: np.ndarray, tiou_threshold: float) -> np.ndarray:
     """NMS run separately within each class (segments of different classes never suppress each other).
 
     Returns kept indices ordered by descending score over all classes (stable for ties).
@@ -59,9 +57,7 @@ def nms_per_class(
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     classes = np.asarray(classes).reshape(-1)
     kept = [
-        np.flatnonzero(classes == label)[
-            nms(segments[classes == label], scores[classes == label], tiou_threshold)
-        ]
+        np.flatnonzero(classes == label)[nms(segments[classes == label], scores[classes == label], tiou_threshold)]
         for label in np.unique(classes)
     ]  # a loop over classes only (a handful per video)
     keep = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
@@ -69,9 +65,16 @@ def nms_per_class(
     return keep[np.argsort(-scores[keep], kind="stable")]
 
 
-def soft_nms(segments: np.ndarray, scores: np.ndarray, sigma: float = 0.3, offset: float = 0.0, *,
-             area_eps: float = 0.0, min_score: float | None = None, max_kept: int | None = None,
-             ) -> tuple[np.ndarray, np.ndarray]:
+def soft_nms(
+    segments: np.ndarray,
+    scores: np.ndarray,
+    sigma: float = 0.3,
+    offset: float = 0.0,
+    *,
+    area_eps: float = 0.0,
+    min_score: float | None = None,
+    max_kept: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian soft-NMS: indices in visiting order and their decayed scores.
 
     Repeatedly takes the highest-scoring remaining segment (first on ties; the swap of the best into the front
@@ -105,9 +108,17 @@ def soft_nms(segments: np.ndarray, scores: np.ndarray, sigma: float = 0.3, offse
     return np.asarray(order, dtype=np.int64), np.asarray(kept_scores, dtype=np.float64)
 
 
-def soft_nms_per_class(segments: np.ndarray, scores: np.ndarray, labels: np.ndarray, sigma: float,
-                       offset: float = 0.0, *, area_eps: float = 0.0, min_score: float | None = None,
-                       max_per_class: int | None = None) -> np.ndarray:
+def soft_nms_per_class(
+    segments: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    sigma: float,
+    offset: float = 0.0,
+    *,
+    area_eps: float = 0.0,
+    min_score: float | None = None,
+    max_per_class: int | None = None,
+) -> np.ndarray:
     """(N, 4) [start, end, class, score] after `soft_nms` within each class (classes in order of first
     appearance, as HR-Pro's dict), rows of a class in visiting order; with `max_per_class` K only each class's
     first K visits (its K best-scored rows of the full output, see `soft_nms`).
@@ -124,19 +135,34 @@ def soft_nms_per_class(segments: np.ndarray, scores: np.ndarray, labels: np.ndar
         return np.zeros((0, 4))
     members = [np.flatnonzero(labels == label) for label in classes]  # a loop over classes (a handful)
     if min_score is None:
-        return _soft_nms_side_by_side(segments, scores, classes, members, sigma, offset + area_eps, offset,
-                                      max_per_class)
+        return _soft_nms_side_by_side(
+            segments, scores, classes, members, sigma, offset + area_eps, offset, max_per_class
+        )
     rows = []
     for label, index in zip(classes, members, strict=True):
-        order, decayed = soft_nms(segments[index], scores[index], sigma, offset, area_eps=area_eps,
-                                  min_score=min_score, max_kept=max_per_class)
+        order, decayed = soft_nms(
+            segments[index],
+            scores[index],
+            sigma,
+            offset,
+            area_eps=area_eps,
+            min_score=min_score,
+            max_kept=max_per_class,
+        )
         rows.append(np.column_stack([segments[index[order]], np.full(len(order), label), decayed]))
     return np.concatenate(rows).astype(np.float64)
 
 
-def _soft_nms_side_by_side(segments: np.ndarray, scores: np.ndarray, classes: np.ndarray,
-                           members: list[np.ndarray], sigma: float, area_offset: float, offset: float,
-                           max_per_class: int | None) -> np.ndarray:
+def _soft_nms_side_by_side(
+    segments: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    members: list[np.ndarray],
+    sigma: float,
+    area_offset: float,
+    offset: float,
+    max_per_class: int | None,
+) -> np.ndarray:
     """`soft_nms` of every class at once: the classes' rows side by side in a (K classes, longest) array, one
     visit of every class per step (padding scores -inf, never visited, never decayed), so the number of steps
     is the longest class's, not the sum over classes. Same swaps and products per class as `soft_nms`."""
@@ -160,12 +186,18 @@ def _soft_nms_side_by_side(segments: np.ndarray, scores: np.ndarray, classes: np
             column[rows, best] = front
         order[rows, first], kept[rows, first] = index[rows, first], score[rows, first]
         rest = slice(first + 1, None)
-        inter = np.maximum(np.minimum(end[rows, first, None], end[rows, rest])
-                           - np.maximum(start[rows, first, None], start[rows, rest]) + offset, 0.0)
+        inter = np.maximum(
+            np.minimum(end[rows, first, None], end[rows, rest])
+            - np.maximum(start[rows, first, None], start[rows, rest])
+            + offset,
+            0.0,
+        )
         iou = inter / (area[rows, first, None] + area[rows, rest] - inter)
         score[rows, rest] = np.where(real[rows, rest], score[rows, rest] * np.exp(-(iou * iou) / sigma), -np.inf)
-    out = [np.column_stack([segments[order[r, :v]], np.full(v, label), kept[r, :v]])
-           for r, (label, v) in enumerate(zip(classes, visits, strict=True))]
+    out = [
+        np.column_stack([segments[order[r, :v]], np.full(v, label), kept[r, :v]])
+        for r, (label, v) in enumerate(zip(classes, visits, strict=True))
+    ]
     return np.concatenate(out).astype(np.float64)
 
 

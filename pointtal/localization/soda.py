@@ -92,9 +92,7 @@ def outer_inner_contrast(values: np.ndarray, proposals: Proposals, outer_ratio: 
     outer_start = np.maximum(start - pad, 0)
     outer_end = np.minimum(end + pad, n_points)
     inside = (prefix[end, col] - prefix[start, col]) / length  # (N,)
-    outside_sum = (prefix[start, col] - prefix[outer_start, col]) + (
-        prefix[outer_end, col] - prefix[end, col]
-    )
+    outside_sum = (prefix[start, col] - prefix[outer_start, col]) + (prefix[outer_end, col] - prefix[end, col])
     outside_n = (start - outer_start) + (outer_end - end)  # (N,)
     outside = np.divide(outside_sum, outside_n, out=np.zeros_like(outside_sum), where=outside_n > 0)
     return inside - outside

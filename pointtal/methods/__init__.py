@@ -13,7 +13,14 @@ from pointtal.methods.sfnet import SFNet
 from pointtal.methods.soda import SODA
 from pointtal.methods.weak import Weak
 
-METHODS: dict[str, type[Method]] = {"actionformer": ActionFormer, "hrpro": HRPro, "lacp": LACP, "sfnet": SFNet, "soda": SODA, "weak": Weak}
+METHODS: dict[str, type[Method]] = {
+    "actionformer": ActionFormer,
+    "hrpro": HRPro,
+    "lacp": LACP,
+    "sfnet": SFNet,
+    "soda": SODA,
+    "weak": Weak,
+}
 
 
 def build_method(name: str, options: Any, in_dim: int, n_classes: int) -> Method:

@@ -61,8 +61,20 @@ from pointtal.data.samplers import CropSampler, Sampler
 from pointtal.errors import InputError
 from pointtal.localization.detections import Detections
 
-__all__ = ["Batch", "Detections", "LabelRefresh", "Method", "Phase", "PhaseContext", "PointDataset", "Scores",
-           "TrainSchedule", "VideoScores", "check_options", "schedule_steps"]
+__all__ = [
+    "Batch",
+    "Detections",
+    "LabelRefresh",
+    "Method",
+    "Phase",
+    "PhaseContext",
+    "PointDataset",
+    "Scores",
+    "TrainSchedule",
+    "VideoScores",
+    "check_options",
+    "schedule_steps",
+]
 
 Output = TypeVar("Output")  # a method's forward output (a small dataclass of tensors), read by its loss/scores/detect
 
@@ -232,8 +244,9 @@ class Method(nn.Module, Generic[Output]):
         """Whether `refresh_labels` runs before training step `step`."""
         return False
 
-    def refresh_labels(self, step: int, dataset: PointDataset,
-                       predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh | None:
+    def refresh_labels(
+        self, step: int, dataset: PointDataset, predict_cas: Callable[[], torch.Tensor]
+    ) -> LabelRefresh | None:
         """Mine labels into `dataset` (the training videos, without their ground truth) when due."""
         return None
 

@@ -271,8 +271,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """F.linear(x, weight, bias) for x (N, I). Float32 on CPU (outside autocast) runs through oneDNN: the same
     float32 products, at about twice the rate of torch's MKL sgemm on AMD CPUs (1.7x forward + backward on a
     (3600, 2048) x (2048, 2048) layer, one thread); elsewhere F.linear."""
-    if (x.device.type == "cpu" and x.dim() == 2 and x.shape[0] > 0 and x.dtype == weight.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled("cpu")):
+    if (
+        x.device.type == "cpu"
+        and x.dim() == 2
+        and x.shape[0] > 0
+        and x.dtype == weight.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and not torch.is_autocast_enabled("cpu")
+    ):
         return _OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
 
@@ -308,8 +314,13 @@ def masked_topk_mean(
     return top.sum(1) / k.clamp(min=1).unsqueeze(1).to(values.dtype)
 
 
-def topk_or_mean(values: torch.Tensor, mask: torch.Tensor, k: torch.Tensor, labels: torch.Tensor | None = None,
-                 k_max: int | None = None) -> torch.Tensor:
+def topk_or_mean(
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    k: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    k_max: int | None = None,
+) -> torch.Tensor:
     """(B, C) video scores of values (B, T, C): the top-k mean (`masked_topk_mean`); with labels (B, C) {0, 1}
     (LACP's and HR-Pro's training form), the classes absent from a video take the mean over its valid
     snippets instead."""

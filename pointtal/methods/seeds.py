@@ -12,8 +12,13 @@ import math
 import torch
 
 
-def select_seeds(background: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, act_thresh: float = 0.1,
-                 bkg_thresh: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+def select_seeds(
+    background: torch.Tensor,
+    points: torch.Tensor,
+    mask: torch.Tensor,
+    act_thresh: float = 0.1,
+    bkg_thresh: float = 0.95,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pseudo action snippets and background seeds from the background score and the action points.
 
     background (B, T) in [0, 1]; points (B, T, C) {0, 1} action points; mask (B, T). Returns act_seed
@@ -40,7 +45,8 @@ def select_seeds(background: torch.Tensor, points: torch.Tensor, mask: torch.Ten
 
     def reduce(values, keys, init, how):
         return torch.full((n_keys,), init, dtype=values.dtype, device=device).scatter_reduce(
-            0, keys, values, how, include_self=True)
+            0, keys, values, how, include_self=True
+        )
 
     first_strong = reduce(tf[strong], key[strong], t, "amin")[key]  # (F,)
     last_strong = reduce(tf[strong], key[strong], -1, "amax")[key]

@@ -83,9 +83,7 @@ class Options:
     min_video_len: int = 5  # L_vid skips videos with fewer valid snippets
     background: bool = True  # background mining in L_frame
     eta: float = 5.0  # mining ratio: k_i = min(floor(eta * n_labelled_i), T_i - n_labelled_i)
-    mining_score: Literal["prob", "logit"] = (
-        "prob"  # rank the pool by P(background) or the raw logit [choice]
-    )
+    mining_score: Literal["prob", "logit"] = "prob"  # rank the pool by P(background) or the raw logit [choice]
     act_loss_floor: float = 0.1  # add L_act only while it exceeds this (0: always)
     act_eps: float = 1e-3  # negatives: -log(1 + eps - sigmoid(a))
     act_negatives: Literal["top", "code"] = "top"  # code: the official no-op sort, the pool's last sum(k_i)
@@ -107,11 +105,15 @@ class Options:
     # keys that apply only under a condition (pointtal.config.check_applicable refuses them elsewhere)
     APPLIES: ClassVar[tuple[Applies, ...]] = (
         Applies("conv_dilations", "conv_backbone", (True,), "the FC classification branch has no convolutions"),
-        *(Applies(key, "expand", (True,), "anchor expansion is off")
-          for key in ("expand_step", "radius", "expand_ratio", "expand_stop_on_failure", "expand_edge")),
+        *(
+            Applies(key, "expand", (True,), "anchor expansion is off")
+            for key in ("expand_step", "radius", "expand_ratio", "expand_stop_on_failure", "expand_edge")
+        ),
         *(Applies(key, "background", (True,), "background mining is off") for key in ("eta", "mining_score")),
-        *(Applies(key, "actionness", (True,), "there is no actionness branch")
-          for key in ("beta", "act_loss_floor", "act_eps", "act_negatives", "w_act")),
+        *(
+            Applies(key, "actionness", (True,), "there is no actionness branch")
+            for key in ("beta", "act_loss_floor", "act_eps", "act_negatives", "w_act")
+        ),
     )
 
     def __post_init__(self):
@@ -335,8 +337,10 @@ class SFNet(Method[SFNetOutput]):
         at = self.expand_at
         if at is None or 0 <= at < steps:
             return []
-        return [f"method.expand_step={at} is not within the run's {steps} steps: anchor expansion (label mining) "
-                f"never runs; give a step in [0, {steps}) or set method.expand=false"]
+        return [
+            f"method.expand_step={at} is not within the run's {steps} steps: anchor expansion (label mining) "
+            f"never runs; give a step in [0, {steps}) or set method.expand=false"
+        ]
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
         return self.net(features, mask)
@@ -366,9 +370,7 @@ class SFNet(Method[SFNetOutput]):
             cas=cas, video_scores=video_probabilities(output, mask, self.options.topk_divisor), actionness=act
         )
 
-    def localize(
-        self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray
-    ) -> Detections:
+    def localize(self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray) -> Detections:
         return sfnet_detections(self.options, cas, actionness, self.options.w_act)
 
     def refresh_labels(

@@ -43,33 +43,23 @@ class Options:
     resample_t: int = 750  # every video is resampled to this many snippets (one random snippet per bin in training)
     # --- network (§3.1)
     hidden: int = 2048  # H, width of the two temporal convolutions [choice]
-    kernel_size: int = (
-        3  # temporal kernel of the first two convolutions (zero "same" padding) [choice: padding]
-    )
+    kernel_size: int = 3  # temporal kernel of the first two convolutions (zero "same" padding) [choice: padding]
     dropout: float = 0.7  # dropout before the classifier convolution (training only)
-    init: Literal["default", "xavier"] = (
-        "default"  # [choice] PyTorch's Conv1d init, or Xavier-uniform + zero bias
-    )
+    init: Literal["default", "xavier"] = "default"  # [choice] PyTorch's Conv1d init, or Xavier-uniform + zero bias
     n_networks: int = 2  # M CASNets; network 1 is the master, M = 1 disables self-distillation
     # --- aggregation and losses (§3.2)
     eta: float = 0.125  # top-k ratio: k = max(1, floor(T * eta)) with T the video's valid length
     aggregation: Aggregation = "topk"  # see `aggregate`
-    background_label: Literal[0, 1] = (
-        0  # y_0 in the video loss: 0 = "astute background response", 1 = baseline
-    )
+    background_label: Literal[0, 1] = 0  # y_0 in the video loss: 0 = "astute background response", 1 = baseline
     frame_loss: bool = True  # point (frame) loss on annotated action and background snippets
-    frame_normalization: Literal["batch", "video"] = (
-        "batch"  # [choice] N_a pooled over the batch, or per video
-    )
+    frame_normalization: Literal["batch", "video"] = "batch"  # [choice] N_a pooled over the batch, or per video
     distill_weight: float = 0.6  # lambda
     distill_distance: Literal["l1", "l2", "kl"] = "l1"  # see `distillation_loss`
     distill_target: Literal["cas", "video"] = (
         "cas"  # distil the CAS (default) or the video-level scores (Table 9; see `distillation_loss`)
     )
     distill_normalized: bool = True  # [choice] P = softmax over classes; False: raw logits (not with "kl")
-    distill_detach_master: bool = (
-        False  # [choice] False: L_sd's gradient reaches every network incl. the master
-    )
+    distill_detach_master: bool = False  # [choice] False: L_sd's gradient reaches every network incl. the master
     # --- inference (§3.4, master network only)
     tau_cls: float = 0.25  # keep classes with video score > tau_cls (else the best one)
     scale: int = 24  # temporal upsampling factor of the CAS before thresholding
@@ -80,9 +70,16 @@ class Options:
 
     # keys that apply only under a condition (pointtal.config.check_applicable refuses them elsewhere)
     APPLIES: ClassVar[tuple[Applies, ...]] = (
-        *(Applies(key, "n_networks", (1,), "one network has nothing to distil", excluded=True)
-          for key in ("distill_weight", "distill_distance", "distill_target", "distill_normalized",
-                      "distill_detach_master")),
+        *(
+            Applies(key, "n_networks", (1,), "one network has nothing to distil", excluded=True)
+            for key in (
+                "distill_weight",
+                "distill_distance",
+                "distill_target",
+                "distill_normalized",
+                "distill_detach_master",
+            )
+        ),
         Applies("eta", "aggregation", ("topk",), "eta is the top-k ratio of the topk aggregation"),
         Applies("frame_normalization", "frame_loss", (True,), "there is no frame loss to normalise"),
     )
@@ -103,8 +100,11 @@ class Options:
             ),
             (0.0 <= self.tau_cls <= 1.0, "tau_cls", "must be in [0, 1]"),
             (self.scale >= 1, "scale", "must be >= 1"),
-            (len(self.thresholds) >= 1 and all(0.0 <= t <= 1.0 for t in self.thresholds), "thresholds",
-             "must be non-empty, each in [0, 1] (thresholds on probabilities)"),
+            (
+                len(self.thresholds) >= 1 and all(0.0 <= t <= 1.0 for t in self.thresholds),
+                "thresholds",
+                "must be non-empty, each in [0, 1] (thresholds on probabilities)",
+            ),
             (self.outer_ratio >= 0.0, "outer_ratio", "must be >= 0"),
             (self.gamma >= 0.0, "gamma", "must be >= 0 (weight of the video score)"),
             (0.0 <= self.nms_tiou <= 1.0, "nms_tiou", "must be in [0, 1]"),
@@ -224,9 +224,7 @@ def aggregate(cas: torch.Tensor, mask: torch.Tensor, method: str, eta: float) ->
     if method == "category_softmax":
         prob = torch.where(valid, torch.softmax(cas, dim=-1), 0.0)  # (..., B, T, C+1)
         return (prob * cas).sum(-2) / prob.sum(-2).clamp(min=1e-12)
-    raise ValueError(
-        f"aggregation={method!r} is not one of topk, average, temporal_softmax, category_softmax"
-    )
+    raise ValueError(f"aggregation={method!r} is not one of topk, average, temporal_softmax, category_softmax")
 
 
 def video_targets(video_labels: torch.Tensor, background_label: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -351,9 +349,7 @@ class SODA(Method[SODAOutput]):
         target, has_label = video_targets(batch.video_labels.float(), o.background_label)
         vid = video_loss(video_logits, target, has_label)  # (M,)
         if o.frame_loss:
-            frame = frame_loss(
-                logits, batch.point_labels.float(), batch.point_mask & mask, o.frame_normalization
-            )
+            frame = frame_loss(logits, batch.point_labels.float(), batch.point_mask & mask, o.frame_normalization)
         else:
             frame = logits.new_zeros(logits.shape[0])
         if o.distill_weight > 0 and logits.shape[0] > 1:
@@ -380,9 +376,7 @@ class SODA(Method[SODAOutput]):
         video_logits = aggregate(master, mask, self.options.aggregation, self.options.eta)[0]  # (B, C+1)
         return Scores(cas=torch.softmax(master[0], dim=-1), video_scores=torch.softmax(video_logits, dim=-1))
 
-    def localize(
-        self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray
-    ) -> Detections:
+    def localize(self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray) -> Detections:
         """cas (T, C+1) softmax over the video's real snippets, video_scores (C+1,); actionness is unused."""
         o = self.options
         return localize_soda(

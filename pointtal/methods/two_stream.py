@@ -89,16 +89,12 @@ class Stream(nn.Module):
             )
         self.classifier = nn.Linear(hidden, n_outputs)
         if actionness:
-            self.act_layers = nn.ModuleList(
-                [TemporalConv(in_dim, hidden, 3), TemporalConv(hidden, hidden, 3)]
-            )
+            self.act_layers = nn.ModuleList([TemporalConv(in_dim, hidden, 3), TemporalConv(hidden, hidden, 3)])
             self.act_head = nn.Linear(hidden, 1)
         else:
             self.act_layers, self.act_head = None, None
 
-    def forward(
-        self, rows: torch.Tensor, packing: Packing
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def forward(self, rows: torch.Tensor, packing: Packing) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """rows (N, D/2) = the batch's real snippets (`packing.rows`) -> hidden (N, H), cas (N, K), act (N,).
 
         Every layer runs on real snippets only (a temporal conv reads its neighbours through `packing`), so
@@ -207,11 +203,15 @@ def two_stream_net(options: Any, in_dim: int, n_classes: int, actionness: bool) 
     return TwoStreamNet(in_dim, n_classes + 1, options.hidden, options.dropout, actionness, dilations)
 
 
-def sfnet_detections(
-    options: Any, cas: np.ndarray, actionness: np.ndarray | None, w_act: float
-) -> Detections:
+def sfnet_detections(options: Any, cas: np.ndarray, actionness: np.ndarray | None, w_act: float) -> Detections:
     """SF-Net's localizer with the inference options SF-Net and the weak baseline share (adjust,
     class_topk_divisor, class_ratio, min_segment_len); cas (T, C+1), actionness (T,) or None."""
-    return localize_sfnet(cas, actionness, w_act=w_act, adjust=options.adjust,
-                          class_topk_divisor=options.class_topk_divisor, class_ratio=options.class_ratio,
-                          min_segment_len=options.min_segment_len)
+    return localize_sfnet(
+        cas,
+        actionness,
+        w_act=w_act,
+        adjust=options.adjust,
+        class_topk_divisor=options.class_topk_divisor,
+        class_ratio=options.class_ratio,
+        min_segment_len=options.min_segment_len,
+    )

@@ -62,28 +62,36 @@ class Options:
     # keys that apply only under a condition (pointtal.config.check_applicable refuses them elsewhere)
     APPLIES: ClassVar[tuple[Applies, ...]] = (
         Applies("conv_dilations", "conv_backbone", (True,), "the FC classification branch has no convolutions"),
-        *(Applies(key, "center_weight", (0.0,), "the center loss is off", excluded=True)
-          for key in ("center_momentum", "center_multilabel_step")),
+        *(
+            Applies(key, "center_weight", (0.0,), "the center loss is off", excluded=True)
+            for key in ("center_momentum", "center_multilabel_step")
+        ),
     )
 
     def __post_init__(self):
-        check_options(self, [
-            (self.t_max > 0, "t_max", "must be > 0"),
-            (self.t_max_alt > 0, "t_max_alt", "must be > 0"),
-            (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
-            (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
-            (len(self.conv_dilations) > 0 and min(self.conv_dilations) >= 1, "conv_dilations",
-             "must be >= 1 (each, in a non-empty list)"),
-            (self.topk_divisor > 0, "topk_divisor", "must be > 0"),
-            (self.min_video_len >= 0, "min_video_len", "must be >= 0"),
-            (self.center_weight >= 0.0, "center_weight", "must be >= 0"),
-            (0.0 < self.center_momentum <= 1.0, "center_momentum", "must be in (0, 1]"),
-            (self.center_multilabel_step >= 0, "center_multilabel_step", "must be >= 0"),
-            (self.adjust >= 0, "adjust", "must be >= 0"),
-            (self.class_topk_divisor > 0, "class_topk_divisor", "must be > 0"),
-            (self.class_ratio > 0, "class_ratio", "must be > 0"),
-            (self.min_segment_len >= 1, "min_segment_len", "must be >= 1"),
-        ])
+        check_options(
+            self,
+            [
+                (self.t_max > 0, "t_max", "must be > 0"),
+                (self.t_max_alt > 0, "t_max_alt", "must be > 0"),
+                (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
+                (self.hidden is None or self.hidden > 0, "hidden", "must be > 0"),
+                (
+                    len(self.conv_dilations) > 0 and min(self.conv_dilations) >= 1,
+                    "conv_dilations",
+                    "must be >= 1 (each, in a non-empty list)",
+                ),
+                (self.topk_divisor > 0, "topk_divisor", "must be > 0"),
+                (self.min_video_len >= 0, "min_video_len", "must be >= 0"),
+                (self.center_weight >= 0.0, "center_weight", "must be >= 0"),
+                (0.0 < self.center_momentum <= 1.0, "center_momentum", "must be in (0, 1]"),
+                (self.center_multilabel_step >= 0, "center_multilabel_step", "must be >= 0"),
+                (self.adjust >= 0, "adjust", "must be >= 0"),
+                (self.class_topk_divisor > 0, "class_topk_divisor", "must be > 0"),
+                (self.class_ratio > 0, "class_ratio", "must be > 0"),
+                (self.min_segment_len >= 1, "min_segment_len", "must be >= 1"),
+            ],
+        )
 
 
 def attention_pool(output: SFNetOutput, mask: torch.Tensor) -> torch.Tensor:
@@ -94,9 +102,7 @@ def attention_pool(output: SFNetOutput, mask: torch.Tensor) -> torch.Tensor:
     average = torch.minimum(1.0 / lengths.view(-1, 1, 1), attention.amax(1, keepdim=True))  # rounding-safe
     attention = attention * (attention >= average)
     attention = attention / attention.sum(1, keepdim=True).clamp(min=1e-12)
-    pooled = [
-        torch.einsum("btk,bth->bkh", attention, h.float()) for h in (output.hidden_rgb, output.hidden_flow)
-    ]
+    pooled = [torch.einsum("btk,bth->bkh", attention, h.float()) for h in (output.hidden_rgb, output.hidden_flow)]
     return torch.cat(pooled, dim=-1)  # (B, K, 2H)
 
 
@@ -175,7 +181,5 @@ class Weak(Method[SFNetOutput]):
             cas = F.softmax(cas, dim=-1)
         return Scores(cas=cas, video_scores=video_probabilities(output, mask, self.options.topk_divisor))
 
-    def localize(
-        self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray
-    ) -> Detections:
+    def localize(self, cas: np.ndarray, actionness: np.ndarray | None, video_scores: np.ndarray) -> Detections:
         return sfnet_detections(self.options, cas, None, w_act=0.0)  # no actionness branch

@@ -92,62 +92,124 @@ class Study:
 
 
 def _row(points: str, background_label: int, n_networks: int, frame_loss: bool = True) -> tuple[str, ...]:
-    return (f"data.points={points}", f"method.frame_loss={str(frame_loss).lower()}",
-            f"method.background_label={background_label}", f"method.n_networks={n_networks}")
+    return (
+        f"data.points={points}",
+        f"method.frame_loss={str(frame_loss).lower()}",
+        f"method.background_label={background_label}",
+        f"method.n_networks={n_networks}",
+    )
 
 
 SECOND_SEED_OFFSET = 1000  # train.seed of the second model of an ensemble: k + 1000
 
 STUDIES: dict[str, Study] = {
-    "4": Study("4", "Table 4: contribution of each component", (
-        Variant("weak", "weak (video labels only, bg label 1, M=1)", _row("weak", 1, 1, frame_loss=False)),
-        Variant("points-bg1", "points, bg label 1 (M=1)", _row("soda", 1, 1)),
-        Variant("points-bg0", "points, bg label 0 (M=1)", _row("soda", 0, 1)),
-        Variant("points-bg0-sd", "points, bg label 0 + self-distillation (M=2)", _row("soda", 0, 2)),
-        Variant("weak-sd", "self-distillation alone (weak, bg label 1, M=2)", _row("weak", 1, 2, frame_loss=False)),
-    ), note="Weak rows use background label 1: the 'astute background response' (label 0) is a point-supervised "
-            "component, and without background points label 0 gives the background column no positive signal."),
-    "5": Study("5", "Table 5: kinds of point annotation", (
-        Variant("action", "action points only", ("data.points=soda-action",)),
-        Variant("background", "background points only", ("data.points=soda-background",)),
-        Variant("both", "action + background points", ("data.points=soda",)),
-    ), note="Other settings (M, lambda, background label) come from CONFIG."),
-    "6": Study("6", "Table 6: number of networks M", tuple(
-        Variant(f"M{m}", f"M = {m}", (f"method.n_networks={m}",), x=m) for m in (1, 2, 3, 4)
-    ), plot_x="number of networks M"),
-    "7": Study("7", "Table 7: self-distillation vs ensembles of two independent networks", (
-        Variant("single", "single network (M=1)", ("method.n_networks=1",)),
-        Variant("single-b", f"single network (M=1), second init (train.seed + {SECOND_SEED_OFFSET})",
-                ("method.n_networks=1",), seed_offset=SECOND_SEED_OFFSET),
-        *(Variant(f"ens-{rule}", f"ensemble: {rule.replace('_', ' ')}", ("method.n_networks=1",), fuse=rule,
-                  members=("single", "single-b"))
-          for rule in ("score_mean_cas_max", "score_mean_cas_mean", "score_max_cas_max", "score_max_cas_mean",
-                       "cas_mean_then_scores")),
-        Variant("sd", "self-distillation (M=2)", ("method.n_networks=2",)),
-    ), note="Ensembles fuse the two M=1 networks above at inference (same points, different initialisation)."),
-    "8": Study("8", "Table 8: distillation distance", tuple(
-        Variant(d, name, ("method.n_networks=2", f"method.distill_distance={d}"))
-        for d, name in (("l1", "L1"), ("l2", "L2"), ("kl", "KL"))
-    )),
-    "9": Study("9", "Table 9: self-distillation of the CAS vs of the video-level scores", (
-        Variant("none", "no self-distillation (M=1)", ("method.n_networks=1",)),
-        Variant("video", "distil the video-level scores (M=2)",
-                ("method.n_networks=2", "method.distill_target=video")),
-        Variant("cas", "distil the CAS (M=2)", ("method.n_networks=2", "method.distill_target=cas")),
-    ), note="`distill_target=video` applies the distance (distill_distance, L1 by default) to the softmax of "
-            "each network's aggregated video scores instead of to every snippet's CAS; other settings "
-            "(distance, lambda, aggregation) come from CONFIG. The M=1 row is the reference without "
-            "distillation."),
-    "12": Study("12", "Fig. 12: distillation weight lambda", tuple(
-        Variant(f"lambda{lam:g}", f"lambda = {lam:g}", ("method.n_networks=2", f"method.distill_weight={lam:g}"),
-                x=lam) for lam in (0.2, 0.4, 0.6, 0.8, 1.0)
-    ), plot_x="distillation weight lambda"),
-    "agg": Study("agg", "Aggregation strategies", tuple(
-        Variant(a, name, (f"method.aggregation={a}",))
-        for a, name in (("topk", "top-k mean"), ("average", "global average pooling"),
-                        ("temporal_softmax", "temporal-softmax weighted sum"),
-                        ("category_softmax", "category-softmax weighted mean"))
-    )),
+    "4": Study(
+        "4",
+        "Table 4: contribution of each component",
+        (
+            Variant("weak", "weak (video labels only, bg label 1, M=1)", _row("weak", 1, 1, frame_loss=False)),
+            Variant("points-bg1", "points, bg label 1 (M=1)", _row("soda", 1, 1)),
+            Variant("points-bg0", "points, bg label 0 (M=1)", _row("soda", 0, 1)),
+            Variant("points-bg0-sd", "points, bg label 0 + self-distillation (M=2)", _row("soda", 0, 2)),
+            Variant("weak-sd", "self-distillation alone (weak, bg label 1, M=2)", _row("weak", 1, 2, frame_loss=False)),
+        ),
+        note="Weak rows use background label 1: the 'astute background response' (label 0) is a point-supervised "
+        "component, and without background points label 0 gives the background column no positive signal.",
+    ),
+    "5": Study(
+        "5",
+        "Table 5: kinds of point annotation",
+        (
+            Variant("action", "action points only", ("data.points=soda-action",)),
+            Variant("background", "background points only", ("data.points=soda-background",)),
+            Variant("both", "action + background points", ("data.points=soda",)),
+        ),
+        note="Other settings (M, lambda, background label) come from CONFIG.",
+    ),
+    "6": Study(
+        "6",
+        "Table 6: number of networks M",
+        tuple(Variant(f"M{m}", f"M = {m}", (f"method.n_networks={m}",), x=m) for m in (1, 2, 3, 4)),
+        plot_x="number of networks M",
+    ),
+    "7": Study(
+        "7",
+        "Table 7: self-distillation vs ensembles of two independent networks",
+        (
+            Variant("single", "single network (M=1)", ("method.n_networks=1",)),
+            Variant(
+                "single-b",
+                f"single network (M=1), second init (train.seed + {SECOND_SEED_OFFSET})",
+                ("method.n_networks=1",),
+                seed_offset=SECOND_SEED_OFFSET,
+            ),
+            *(
+                Variant(
+                    f"ens-{rule}",
+                    f"ensemble: {rule.replace('_', ' ')}",
+                    ("method.n_networks=1",),
+                    fuse=rule,
+                    members=("single", "single-b"),
+                )
+                for rule in (
+                    "score_mean_cas_max",
+                    "score_mean_cas_mean",
+                    "score_max_cas_max",
+                    "score_max_cas_mean",
+                    "cas_mean_then_scores",
+                )
+            ),
+            Variant("sd", "self-distillation (M=2)", ("method.n_networks=2",)),
+        ),
+        note="Ensembles fuse the two M=1 networks above at inference (same points, different initialisation).",
+    ),
+    "8": Study(
+        "8",
+        "Table 8: distillation distance",
+        tuple(
+            Variant(d, name, ("method.n_networks=2", f"method.distill_distance={d}"))
+            for d, name in (("l1", "L1"), ("l2", "L2"), ("kl", "KL"))
+        ),
+    ),
+    "9": Study(
+        "9",
+        "Table 9: self-distillation of the CAS vs of the video-level scores",
+        (
+            Variant("none", "no self-distillation (M=1)", ("method.n_networks=1",)),
+            Variant(
+                "video", "distil the video-level scores (M=2)", ("method.n_networks=2", "method.distill_target=video")
+            ),
+            Variant("cas", "distil the CAS (M=2)", ("method.n_networks=2", "method.distill_target=cas")),
+        ),
+        note="`distill_target=video` applies the distance (distill_distance, L1 by default) to the softmax of "
+        "each network's aggregated video scores instead of to every snippet's CAS; other settings "
+        "(distance, lambda, aggregation) come from CONFIG. The M=1 row is the reference without "
+        "distillation.",
+    ),
+    "12": Study(
+        "12",
+        "Fig. 12: distillation weight lambda",
+        tuple(
+            Variant(
+                f"lambda{lam:g}", f"lambda = {lam:g}", ("method.n_networks=2", f"method.distill_weight={lam:g}"), x=lam
+            )
+            for lam in (0.2, 0.4, 0.6, 0.8, 1.0)
+        ),
+        plot_x="distillation weight lambda",
+    ),
+    "agg": Study(
+        "agg",
+        "Aggregation strategies",
+        tuple(
+            Variant(a, name, (f"method.aggregation={a}",))
+            for a, name in (
+                ("topk", "top-k mean"),
+                ("average", "global average pooling"),
+                ("temporal_softmax", "temporal-softmax weighted sum"),
+                ("category_softmax", "category-softmax weighted mean"),
+            )
+        ),
+    ),
 }
 
 
@@ -171,8 +233,7 @@ def variant_raw(base: dict, user_overrides: Sequence[str], variant: Variant, see
         from pointtal.methods import METHODS
 
         fields = {f.name for f in dataclasses.fields(METHODS[variant.method].Options)}
-        raw["method"] = {"name": variant.method,
-                         **{k: v for k, v in (raw.get("method") or {}).items() if k in fields}}
+        raw["method"] = {"name": variant.method, **{k: v for k, v in (raw.get("method") or {}).items() if k in fields}}
     return raw
 
 
@@ -190,16 +251,21 @@ def variant_config(base: dict, user_overrides: Sequence[str], variant: Variant, 
 
 def _header_variant(study: Study) -> Variant:
     """The first row that keeps CONFIG's method and points (else the first row)."""
-    own = [v for v in study.variants
-           if v.method is None and not v.fuse and not any(o.startswith("data.points=") for o in v.overrides)]
+    own = [
+        v
+        for v in study.variants
+        if v.method is None and not v.fuse and not any(o.startswith("data.points=") for o in v.overrides)
+    ]
     return (own or list(study.variants))[0]
 
 
 def check_methods(study: Study, methods: set[str], config_name: str) -> None:
     """Refuse a CONFIG whose runs would use a method the study is not about."""
     if study.methods is not None and not methods <= set(study.methods):
-        raise InputError(f"{config_name}: table {study.key} reruns {study.paper}'s study and needs "
-                         f"method.name={' or '.join(study.methods)}, got {', '.join(sorted(methods))}")
+        raise InputError(
+            f"{config_name}: table {study.key} reruns {study.paper}'s study and needs "
+            f"method.name={' or '.join(study.methods)}, got {', '.join(sorted(methods))}"
+        )
 
 
 # ----------------------------------------------------------------------------- running
@@ -310,8 +376,11 @@ def run_study(
     from pointtal.studies.runner import Launch, check_run_dirs, execute, plan_tasks
 
     out_dir = Path(out_dir)
-    configs = (study_configs(study, base, seeds, user_overrides, config_name) if source is None
-               else run_variant_configs(study, base, source, seeds[0], user_overrides))
+    configs = (
+        study_configs(study, base, seeds, user_overrides, config_name)
+        if source is None
+        else run_variant_configs(study, base, source, seeds[0], user_overrides)
+    )
     tasks = plan_tasks(study, configs, out_dir, seeds, source)
     check_run_dirs(tasks)
     first = configs.get((_header_variant(study).name, seeds[0]), configs[next(iter(configs))])  # header's budget
@@ -319,8 +388,16 @@ def run_study(
     result = StudyResult(study, tuple(seeds))
 
     def report(done, seconds: float) -> None:
-        outcome = RunOutcome(done.task.variant, done.task.seed, done.task.run_dir, done.metrics or {}, done.status,
-                             seconds, done.log, done.error)
+        outcome = RunOutcome(
+            done.task.variant,
+            done.task.seed,
+            done.task.run_dir,
+            done.metrics or {},
+            done.status,
+            seconds,
+            done.log,
+            done.error,
+        )
         result.outcomes.append(outcome)
         if on_run is not None:
             on_run(outcome)
@@ -331,8 +408,9 @@ def run_study(
     return result
 
 
-def study_configs(study: Study, base: dict, seeds: Sequence[int], user_overrides: Sequence[str],
-                  config_name: str = "CONFIG") -> dict[tuple[str, int], Config]:
+def study_configs(
+    study: Study, base: dict, seeds: Sequence[int], user_overrides: Sequence[str], config_name: str = "CONFIG"
+) -> dict[tuple[str, int], Config]:
     """(variant, seed) -> config of every trained or derived run (checked: values, applicability, the method
     the study needs)."""
     configs = {(v.name, k): variant_config(base, user_overrides, v, k) for k in seeds for v in study.variants}
@@ -340,8 +418,9 @@ def study_configs(study: Study, base: dict, seeds: Sequence[int], user_overrides
     return configs
 
 
-def run_variant_configs(study: Study, base: dict, source: Path, seed: int, user_overrides: Sequence[str]
-                        ) -> dict[tuple[str, int], Config]:
+def run_variant_configs(
+    study: Study, base: dict, source: Path, seed: int, user_overrides: Sequence[str]
+) -> dict[tuple[str, int], Config]:
     """(variant, seed) -> config of each variant derived from the finished run `source` (config `base`): only
     inference-only keys may change (pointtal.engine.raw), and the run's seeds stay."""
     from pointtal.engine.raw import inference_keys
@@ -356,9 +435,11 @@ def run_variant_configs(study: Study, base: dict, source: Path, seed: int, user_
         cosmetic = tuple(f"train.{key}" for key in _COSMETIC)
         changed = [k for k in set_keys([*user_overrides, *variant.overrides]) if k not in (*allowed, *cosmetic)]
         if changed:
-            raise InputError(f"{changed[0]}: changes training, so it cannot be swept on the finished run {source} "
-                             f"(inference-only keys of {config.method}: {', '.join(allowed)}); sweep a CONFIG "
-                             "instead")
+            raise InputError(
+                f"{changed[0]}: changes training, so it cannot be swept on the finished run {source} "
+                f"(inference-only keys of {config.method}: {', '.join(allowed)}); sweep a CONFIG "
+                "instead"
+            )
         check_applicable(config, set_keys(variant.overrides), where)
         configs[(variant.name, seed)] = config
     return configs
@@ -388,8 +469,13 @@ def check_metric(metric: str | None, config: Config) -> None:
         raise InputError(f"--metric {metric}: not a metric of these runs; valid: {', '.join(valid)}")
 
 
-def summarize(outcomes: Sequence[RunOutcome], study: Study, columns: Sequence[str], seeds: Sequence[int] = (),
-              metric: str | None = None) -> list[RowSummary]:
+def summarize(
+    outcomes: Sequence[RunOutcome],
+    study: Study,
+    columns: Sequence[str],
+    seeds: Sequence[int] = (),
+    metric: str | None = None,
+) -> list[RowSummary]:
     """Mean and sample std (ddof=1) over the finished seeds of each column, per variant (variants without any
     finished or failed run skipped); sorted by `metric`, best (highest) first, when given."""
     rows = []
@@ -399,12 +485,16 @@ def summarize(outcomes: Sequence[RunOutcome], study: Study, columns: Sequence[st
         if not mine:
             continue
         values = {c: np.array([float(r[c]) for r in records if c in r]) for c in columns}  # eval.tiou may vary
-        rows.append(RowSummary(
-            variant, len(records),
-            {c: float(v.mean()) if len(v) else math.nan for c, v in values.items()},
-            {c: float(v.std(ddof=1)) if len(v) > 1 else math.nan for c, v in values.items()},
-            len(seeds) or len(mine), sum(o.failed for o in mine),
-        ))
+        rows.append(
+            RowSummary(
+                variant,
+                len(records),
+                {c: float(v.mean()) if len(v) else math.nan for c, v in values.items()},
+                {c: float(v.std(ddof=1)) if len(v) > 1 else math.nan for c, v in values.items()},
+                len(seeds) or len(mine),
+                sum(o.failed for o in mine),
+            )
+        )
     if metric is not None:
         rows.sort(key=lambda r: (r.n == 0, -r.mean[metric] if r.n else 0.0))  # stable: ties keep study order
     return rows
@@ -427,16 +517,25 @@ def runs_cell(row: RowSummary) -> str:
     return cell + (f" ({row.failed} failed)" if row.failed else "")
 
 
-def markdown_table(study: Study, rows: Sequence[RowSummary], columns: Sequence[str], seeds: Sequence[int],
-                   config_name: str, user_overrides: Sequence[str], metric: str | None = None,
-                   failures: Sequence[RunOutcome] = (), config: Config | None = None) -> str:
+def markdown_table(
+    study: Study,
+    rows: Sequence[RowSummary],
+    columns: Sequence[str],
+    seeds: Sequence[int],
+    config_name: str,
+    user_overrides: Sequence[str],
+    metric: str | None = None,
+    failures: Sequence[RunOutcome] = (),
+    config: Config | None = None,
+) -> str:
     ranked = metric or "average"
     best = best_row(rows, ranked)
     order = f"rows sorted by {metric}, best first" if metric else "rows in the study's order"
     lines = [
         f"# {study.paper + ' ' if study.paper else ''}{study.title}",
         "",
-        f"CONFIG `{config_name}`" + (" with " + " ".join(f"`--set {o}`" for o in user_overrides) if user_overrides else "")
+        f"CONFIG `{config_name}`"
+        + (" with " + " ".join(f"`--set {o}`" for o in user_overrides) if user_overrides else "")
         + f"; seeds {', '.join(map(str, seeds))} (train.seed = data.point_seed = k).",
         *([setting_line(config)] if config is not None else []),
         "mAP in percent on the test subset, final model; mean ± sample standard deviation (n-1) over the finished "
@@ -454,8 +553,11 @@ def markdown_table(study: Study, rows: Sequence[RowSummary], columns: Sequence[s
         lines += [f"* `{o.variant.name}` seed {o.seed}: {o.error or 'failed'}; log `{o.log}`" for o in failures]
     lines += ["", "Variant overrides (applied after CONFIG, --set and the seed):", ""]
     for v in study.variants:
-        what = f"fuses `{'` + `'.join(v.members)}` by `{v.fuse}` at inference" if v.fuse else \
-            "`" + " ".join(v.overrides) + "`" + (f", train.seed = k + {v.seed_offset}" if v.seed_offset else "")
+        what = (
+            f"fuses `{'` + `'.join(v.members)}` by `{v.fuse}` at inference"
+            if v.fuse
+            else "`" + " ".join(v.overrides) + "`" + (f", train.seed = k + {v.seed_offset}" if v.seed_offset else "")
+        )
         lines.append(f"* `{v.name}`: {what}")
     if study.note:
         lines += ["", study.note]
@@ -467,20 +569,32 @@ def setting_line(config: Config) -> str:
     t, d = config.train, config.data
     points = d.points if isinstance(d.points, str) else f"{len(d.points)} click files"
     budget = f"{t.epochs} epochs" if t.epochs is not None else f"{t.steps} steps"
-    return (f"Budget: {budget}, batch {t.batch_size}, lr {t.lr:g}, device {t.device}. "
-            f"Data: `{d.annotations}`, features `{d.features}`, points {points} (unless a row sets data.points); "
-            f"train on '{d.train_subset}', test on '{d.test_subset}'.")
+    return (
+        f"Budget: {budget}, batch {t.batch_size}, lr {t.lr:g}, device {t.device}. "
+        f"Data: `{d.annotations}`, features `{d.features}`, points {points} (unless a row sets data.points); "
+        f"train on '{d.train_subset}', test on '{d.test_subset}'."
+    )
 
 
 _QUIET = tuple(f"train.{key}=" for key in _COSMETIC)  # overrides not shown in the table header
 
 
-def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overrides: Sequence[str],
-                  config_name: str, plot: bool, metric: str | None = None) -> None:
+def write_outputs(
+    result: StudyResult,
+    out_dir: Path,
+    config: Config,
+    user_overrides: Sequence[str],
+    config_name: str,
+    plot: bool,
+    metric: str | None = None,
+) -> None:
     study = result.study
     swept = {k for o in result.outcomes for k in o.metrics if k.startswith("mAP@")}  # a sweep over eval.tiou
-    columns = [*sorted(set(metric_columns(config)[:-1]) | swept, key=lambda c: float(c[4:])), "average",
-               *study.extra_columns]
+    columns = [
+        *sorted(set(metric_columns(config)[:-1]) | swept, key=lambda c: float(c[4:])),
+        "average",
+        *study.extra_columns,
+    ]
     if metric is not None and metric not in columns:
         columns.append(metric)
     user_overrides = [o for o in user_overrides if not o.startswith(_QUIET)]
@@ -490,20 +604,41 @@ def write_outputs(result: StudyResult, out_dir: Path, config: Config, user_overr
     best = best_row(rows, metric or "average")
     out_dir.mkdir(parents=True, exist_ok=True)
     result.table_path = out_dir / f"table_{study.key}.md"
-    write_text_atomic(result.table_path, markdown_table(study, rows, columns, result.seeds, config_name,
-                                                        user_overrides, metric, failures, config))
+    write_text_atomic(
+        result.table_path,
+        markdown_table(study, rows, columns, result.seeds, config_name, user_overrides, metric, failures, config),
+    )
     record_output(result.table_path, "ablate")  # after every write: a rerun of an interrupted study may replace it
     result.json_path = out_dir / f"table_{study.key}.json"
     payload = {
-        "table": study.key, "title": study.title, "config": config_name, "set": list(user_overrides),
-        "seeds": list(result.seeds), "metric": metric or "average", "best": best.variant.name if best else None,
-        "runs": [{"variant": o.variant.name, "seed": o.seed, "run_dir": str(o.run_dir), "status": o.status,
-                  "metrics": o.metrics, **({"log": str(o.log), "error": o.error} if o.failed else {})}
-                 for o in outcomes],
-        "summary": {r.variant.name: {"n": r.n, "asked": r.asked, "failed": r.failed,
-                                     "mean": {c: (None if math.isnan(m) else m) for c, m in r.mean.items()},
-                                     "std": {c: (None if math.isnan(s) else s) for c, s in r.std.items()}}
-                    for r in rows},
+        "table": study.key,
+        "title": study.title,
+        "config": config_name,
+        "set": list(user_overrides),
+        "seeds": list(result.seeds),
+        "metric": metric or "average",
+        "best": best.variant.name if best else None,
+        "runs": [
+            {
+                "variant": o.variant.name,
+                "seed": o.seed,
+                "run_dir": str(o.run_dir),
+                "status": o.status,
+                "metrics": o.metrics,
+                **({"log": str(o.log), "error": o.error} if o.failed else {}),
+            }
+            for o in outcomes
+        ],
+        "summary": {
+            r.variant.name: {
+                "n": r.n,
+                "asked": r.asked,
+                "failed": r.failed,
+                "mean": {c: (None if math.isnan(m) else m) for c, m in r.mean.items()},
+                "std": {c: (None if math.isnan(s) else s) for c, s in r.std.items()},
+            }
+            for r in rows
+        },
     }
     write_text_atomic(result.json_path, json.dumps(payload, indent=1))
     record_output(result.json_path, "ablate")

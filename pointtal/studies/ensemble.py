@@ -86,8 +86,11 @@ def score_run(loaded: LoadedRun, data: RunData, device: torch.device) -> ScoredR
     """Master-network scores of each test video of `data`, on the video's real snippets."""
     c = loaded.config
     loaded.method.to(device)
-    scored = list(score_videos(loaded.method, dataset_items(data.test), batch_size=c.eval.batch_size,
-                               device=device, amp=c.train.amp))
+    scored = list(
+        score_videos(
+            loaded.method, dataset_items(data.test), batch_size=c.eval.batch_size, device=device, amp=c.train.amp
+        )
+    )
     return ScoredRun(loaded, scored)
 
 
@@ -116,28 +119,36 @@ def _as_scores(scored: VideoScores) -> Scores:
     return Scores(cas=torch.from_numpy(scored.cas)[None], video_scores=torch.from_numpy(scored.video_scores)[None])
 
 
-def load_pair(run_a: str | Path, run_b: str | Path, device: str | torch.device | None = None
-              ) -> tuple[ScoredRun, ScoredRun, RunData]:
+def load_pair(
+    run_a: str | Path, run_b: str | Path, device: str | torch.device | None = None
+) -> tuple[ScoredRun, ScoredRun, RunData]:
     """Load and score two SODA runs trained on the same data; returns both scored runs and the test data."""
     loaded = [load_trained(path) for path in (run_a, run_b)]
     for path, run in zip((run_a, run_b), loaded, strict=False):
         if run.config.method != "soda":
             raise InputError(f"{path}: ensembles fuse SODA runs; this run is method.name={run.config.method}")
     da, db = loaded[0].config.data, loaded[1].config.data
-    if (da.annotations, da.features, da.test_subset) != (db.annotations, db.features, db.test_subset) \
-            or loaded[0].classes != loaded[1].classes:
+    if (da.annotations, da.features, da.test_subset) != (db.annotations, db.features, db.test_subset) or loaded[
+        0
+    ].classes != loaded[1].classes:
         raise InputError(f"{run_a} and {run_b} were trained on different data; ensembles need the same test set")
-    target = resolve_device(device) if isinstance(device, str) else (device or resolve_device(loaded[0].config.train.device))
+    target = (
+        resolve_device(device) if isinstance(device, str) else (device or resolve_device(loaded[0].config.train.device))
+    )
     data = load_run_data(loaded[0].config, train=False)
     return score_run(loaded[0], data, target), score_run(loaded[1], data, target), data
 
 
-def evaluate_fusions(a: ScoredRun, b: ScoredRun, data: RunData, rules: Sequence[str]) -> dict[str, tuple[Predictions, dict]]:
+def evaluate_fusions(
+    a: ScoredRun, b: ScoredRun, data: RunData, rules: Sequence[str]
+) -> dict[str, tuple[Predictions, dict]]:
     """rule -> (fused predictions, metrics record) for each rule; record["step"] is run a's step."""
     out = {}
     for rule in rules:
         predictions = fuse_predictions(a, b, rule, data)
-        record = {"step": a.run.step, **evaluate_predictions(data.gt, data.test.video_ids, predictions,
-                                                            a.run.config.eval.tiou)}
+        record = {
+            "step": a.run.step,
+            **evaluate_predictions(data.gt, data.test.video_ids, predictions, a.run.config.eval.tiou),
+        }
         out[rule] = (predictions, record)
     return out

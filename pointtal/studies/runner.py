@@ -114,10 +114,15 @@ def check_run_dirs(tasks: Sequence[Task]) -> None:
     from pointtal.studies.ablation import _same_config
 
     for task in tasks:
-        if task.config is not None and (task.run_dir / "config.yaml").is_file() \
-                and not _same_config(task.run_dir, task.config):
-            raise InputError(f"{task.run_dir}: holds a run with a different config than this study would train "
-                             f"(changed --set, --grid or CONFIG?); use another --out")
+        if (
+            task.config is not None
+            and (task.run_dir / "config.yaml").is_file()
+            and not _same_config(task.run_dir, task.config)
+        ):
+            raise InputError(
+                f"{task.run_dir}: holds a run with a different config than this study would train "
+                f"(changed --set, --grid or CONFIG?); use another --out"
+            )
 
 
 # ----------------------------------------------------------------------------- launchers
@@ -161,8 +166,16 @@ class Inline:
             status, record = train_locked(task.run_dir, task.config)
         except Exception as err:  # one run's failure is reported in the table; the study goes on
             log.debug("%s failed", task.run_dir, exc_info=True)
-            handler.handle(logging.makeLogRecord({"levelno": logging.ERROR, "levelname": "ERROR", "name": __name__,
-                                                  "msg": f"run failed: {type(err).__name__}: {err}"}))
+            handler.handle(
+                logging.makeLogRecord(
+                    {
+                        "levelno": logging.ERROR,
+                        "levelname": "ERROR",
+                        "name": __name__,
+                        "msg": f"run failed: {type(err).__name__}: {err}",
+                    }
+                )
+            )
             self.done.append(Done(task, "failed", None, log_path, f"{type(err).__name__}: {err}"))
             return
         finally:
@@ -212,8 +225,13 @@ class Processes:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         job = _job_file(task, self.threads)
         with open(log_path, "ab") as handle:
-            proc = subprocess.Popen([sys.executable, "-m", "pointtal.studies.job", str(job)], env=env,
-                                    stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pointtal.studies.job", str(job)],
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         self.procs.append((proc, task, slot, log_path))
 
     def poll(self) -> list[Done]:
@@ -259,8 +277,11 @@ class Submitit:
         folder = launch.folder or out_dir / "submitit"
         if launch.launcher == "slurm":
             self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-            params = {"timeout_min": launch.time_min or 60, "gpus_per_node": launch.gpus or 0,
-                      **({"slurm_partition": launch.partition} if launch.partition else {})}
+            params = {
+                "timeout_min": launch.time_min or 60,
+                "gpus_per_node": launch.gpus or 0,
+                **({"slurm_partition": launch.partition} if launch.partition else {}),
+            }
         else:
             self.executor = submitit.LocalExecutor(folder=folder)
             params = {"timeout_min": launch.time_min or 60}
@@ -360,8 +381,12 @@ def execute(tasks: Sequence[Task], out_dir: Path, launch: Launch, report: Callab
             task = queue.pop(0)
             holder = held_by_other(task.run_dir)
             if holder is not None:
-                log.info("%s: trained by another process (%s pid %s); waiting for it", task.run_dir,
-                         holder.get("host"), holder.get("pid"))
+                log.info(
+                    "%s: trained by another process (%s pid %s); waiting for it",
+                    task.run_dir,
+                    holder.get("host"),
+                    holder.get("pid"),
+                )
                 waiting.append(task)
                 continue
             started[task.run_dir] = time.perf_counter()

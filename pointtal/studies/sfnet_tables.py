@@ -41,28 +41,41 @@ N_ANNOTATORS = 4  # THUMOS14 and GTEA publish four annotators' clicks
 
 
 def _components(background: bool, actionness: bool, expand: bool) -> tuple[str, ...]:
-    return (f"method.background={str(background).lower()}", f"method.actionness={str(actionness).lower()}",
-            f"method.expand={str(expand).lower()}")
+    return (
+        f"method.background={str(background).lower()}",
+        f"method.actionness={str(actionness).lower()}",
+        f"method.expand={str(expand).lower()}",
+    )
 
 
-WEAK = Variant("weak", "weakly supervised (video labels only)", ("data.points=weak", "data.annotator=null"),
-               method="weak")
-FULL = Variant("full", "fully supervised (every snippet of an instance)",
-               ("data.points=full", "data.annotator=null", *_components(True, True, False)))
+WEAK = Variant(
+    "weak", "weakly supervised (video labels only)", ("data.points=weak", "data.annotator=null"), method="weak"
+)
+FULL = Variant(
+    "full",
+    "fully supervised (every snippet of an instance)",
+    ("data.points=full", "data.annotator=null", *_components(True, True, False)),
+)
 
 COMPONENTS = Study(
-    "sfnet-components", "component ablation (SF, SFB, SFBA, SFBAE)", (
+    "sfnet-components",
+    "component ablation (SF, SFB, SFBA, SFBAE)",
+    (
         WEAK,
         Variant("SF", "SF: single-frame classification only", _components(False, False, False)),
         Variant("SFB", "SFB: + background mining", _components(True, False, False)),
         Variant("SFBA", "SFBA: + actionness", _components(True, True, False)),
         Variant("SFBAE", "SFBAE: + anchor expansion (SF-Net)", _components(True, True, True)),
         FULL,
-    ), paper="SF-Net", methods=SFNET_METHODS, extra_columns=FRAME_COLUMNS,
+    ),
+    paper="SF-Net",
+    methods=SFNET_METHODS,
+    extra_columns=FRAME_COLUMNS,
     note="Point rows train on CONFIG's click files, one annotator drawn per video (data.point_seed = k). "
-         "The weak row is `method.name=weak` (video loss + centre loss, SF-Net's network and inference "
-         "without actionness); the full row is SF-Net with every snippet of an instance labelled (no "
-         "expansion: nothing is left to expand).")
+    "The weak row is `method.name=weak` (video loss + centre loss, SF-Net's network and inference "
+    "without actionness); the full row is SF-Net with every snippet of an instance labelled (no "
+    "expansion: nothing is left to expand).",
+)
 
 SCHEMES = (  # simulated points: (scheme, row label)
     ("sfnet-uniform", "simulated: uniform within the instance"),
@@ -76,27 +89,47 @@ SCHEMES = (  # simulated points: (scheme, row label)
 
 def points_study(n_annotators: int = N_ANNOTATORS) -> Study:
     """The annotation-source table for `n_annotators` click files in CONFIG's `data.points`."""
-    return Study("sfnet-points", "where the points come from (annotators, random annotator, simulated)", (
-        Variant("random", "random annotator per video (the paper's protocol)", ("data.annotator=null",)),
-        *(Variant(f"annotator{i + 1}", f"annotator {i + 1} alone", (f"data.annotator={i}",))
-          for i in range(n_annotators)),
-        *(Variant(scheme, label, (f"data.points={scheme}", "data.annotator=null")) for scheme, label in SCHEMES),
-        Variant("consensus", f"consensus of the annotators (>= {CONSENSUS_MIN_AGREE} agree within "
-                             f"{CONSENSUS_TOLERANCE:g} s, median time)",
-                (f"data.points={CONSENSUS}", "data.annotator=null")),
-    ), paper="SF-Net", methods=SFNET_METHODS, extra_columns=FRAME_COLUMNS,
+    return Study(
+        "sfnet-points",
+        "where the points come from (annotators, random annotator, simulated)",
+        (
+            Variant("random", "random annotator per video (the paper's protocol)", ("data.annotator=null",)),
+            *(
+                Variant(f"annotator{i + 1}", f"annotator {i + 1} alone", (f"data.annotator={i}",))
+                for i in range(n_annotators)
+            ),
+            *(Variant(scheme, label, (f"data.points={scheme}", "data.annotator=null")) for scheme, label in SCHEMES),
+            Variant(
+                "consensus",
+                f"consensus of the annotators (>= {CONSENSUS_MIN_AGREE} agree within "
+                f"{CONSENSUS_TOLERANCE:g} s, median time)",
+                (f"data.points={CONSENSUS}", "data.annotator=null"),
+            ),
+        ),
+        paper="SF-Net",
+        methods=SFNET_METHODS,
+        extra_columns=FRAME_COLUMNS,
         note="Full SF-Net (mining, actionness, anchor expansion) in every row; only the points change. "
-             "The consensus file is `pointtal annotate GT --agreement FILES --merge consensus.csv` with its "
-             f"defaults (tolerance {CONSENSUS_TOLERANCE:g} s, --min-agree {CONSENSUS_MIN_AGREE}), written "
-             "beside the table's directory (OUT/consensus.csv).")
+        "The consensus file is `pointtal annotate GT --agreement FILES --merge consensus.csv` with its "
+        f"defaults (tolerance {CONSENSUS_TOLERANCE:g} s, --min-agree {CONSENSUS_MIN_AGREE}), written "
+        "beside the table's directory (OUT/consensus.csv).",
+    )
 
 
 def _knob(key: str, name: str, label: str, values: Sequence[float], fmt: str = "g") -> Study:
-    return Study(f"sfnet-{name}", f"sensitivity to {label}", tuple(
-        Variant(f"{name}{v:{fmt}}", f"{label} = {v:{fmt}}", (f"method.{key}={v:{fmt}}",), x=float(v))
-        for v in values
-    ), plot_x=label, paper="SF-Net", methods=SFNET_METHODS, extra_columns=FRAME_COLUMNS,
-        note=f"Full SF-Net on CONFIG's click files; only method.{key} changes (the preset's value is one row).")
+    return Study(
+        f"sfnet-{name}",
+        f"sensitivity to {label}",
+        tuple(
+            Variant(f"{name}{v:{fmt}}", f"{label} = {v:{fmt}}", (f"method.{key}={v:{fmt}}",), x=float(v))
+            for v in values
+        ),
+        plot_x=label,
+        paper="SF-Net",
+        methods=SFNET_METHODS,
+        extra_columns=FRAME_COLUMNS,
+        note=f"Full SF-Net on CONFIG's click files; only method.{key} changes (the preset's value is one row).",
+    )
 
 
 # Ranges: eta 5 is the paper's THUMOS14 setting and 7 the reference code's default; alpha = beta = 1 in the
@@ -109,11 +142,16 @@ SENSITIVITY = (
     _knob("radius", "radius", "expansion radius", (1, 3, 5)),
 )
 
+
 def consensus_study() -> Study:
     """The two rows of `sfnet-points` that issue 23 compares: the consensus file vs the paper's protocol."""
     rows = points_study()
-    return dataclasses.replace(rows, key="sfnet-consensus", title="consensus file vs random annotator per video",
-                               variants=(rows.variant("random"), rows.variant("consensus")))
+    return dataclasses.replace(
+        rows,
+        key="sfnet-consensus",
+        title="consensus file vs random annotator per video",
+        variants=(rows.variant("random"), rows.variant("consensus")),
+    )
 
 
 STUDIES: dict[str, Study] = {s.key: s for s in (COMPONENTS, points_study(), consensus_study(), *SENSITIVITY)}
@@ -134,15 +172,21 @@ def prepare_study(study: Study, base: Mapping, study_dir: Path, write: bool = Tr
         return study
     files = annotator_files(base)
     if len(files) < 2:
-        raise InputError(f"data.points={(base.get('data') or {}).get('points')!r}: the sfnet-points table needs "
-                         "CONFIG's data.points to list two or more annotators' click files")
+        raise InputError(
+            f"data.points={(base.get('data') or {}).get('points')!r}: the sfnet-points table needs "
+            "CONFIG's data.points to list two or more annotators' click files"
+        )
     concrete = points_study(len(files)) if study.key == "sfnet-points" else study
     consensus = study_dir.parent / "consensus.csv"  # shared by both tables: their runs are the same
     if write:
         write_consensus(files, consensus)
-    return dataclasses.replace(concrete, variants=tuple(
-        dataclasses.replace(v, overrides=tuple(o.replace(CONSENSUS, str(consensus)) for o in v.overrides))
-        for v in concrete.variants))
+    return dataclasses.replace(
+        concrete,
+        variants=tuple(
+            dataclasses.replace(v, overrides=tuple(o.replace(CONSENSUS, str(consensus)) for o in v.overrides))
+            for v in concrete.variants
+        ),
+    )
 
 
 def write_consensus(files: Sequence[str], path: Path) -> dict:
@@ -155,8 +199,12 @@ def write_consensus(files: Sequence[str], path: Path) -> dict:
     merged, report = merge_clicks([read_points(f) for f in files], CONSENSUS_TOLERANCE, CONSENSUS_MIN_AGREE)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_points(merged, path)
-    record = {"files": [str(f) for f in files], "tolerance": CONSENSUS_TOLERANCE,
-              "min_agree": CONSENSUS_MIN_AGREE, **report.as_dict()}
+    record = {
+        "files": [str(f) for f in files],
+        "tolerance": CONSENSUS_TOLERANCE,
+        "min_agree": CONSENSUS_MIN_AGREE,
+        **report.as_dict(),
+    }
     write_text_atomic(path.with_suffix(".json"), json.dumps(record, indent=1))
     return record
 
@@ -175,13 +223,19 @@ def combined_table(results: Mapping[str, StudyResult], columns: Sequence[str] = 
     """One markdown table over datasets: a row per variant, `columns` (mean ± std over seeds) per dataset."""
     first = next(iter(results.values()))
     study = first.study
-    summaries = {name: {r.variant.name: r for r in summarize(res.outcomes, res.study, columns)}
-                 for name, res in results.items()}
+    summaries = {
+        name: {r.variant.name: r for r in summarize(res.outcomes, res.study, columns)} for name, res in results.items()
+    }
     header = " | ".join(f"{name} {c}" for name in results for c in columns)
-    lines = [f"# {study.paper} {study.title}: {', '.join(results)}", "",
-             f"Mean ± sample std over seeds; per-dataset tables (settings, every column): "
-             f"{', '.join(f'{name}/table_{study.key}.md' for name in results)}.", "",
-             f"| variant | {header} |", "|---|" + "---:|" * (len(columns) * len(results))]
+    lines = [
+        f"# {study.paper} {study.title}: {', '.join(results)}",
+        "",
+        f"Mean ± sample std over seeds; per-dataset tables (settings, every column): "
+        f"{', '.join(f'{name}/table_{study.key}.md' for name in results)}.",
+        "",
+        f"| variant | {header} |",
+        "|---|" + "---:|" * (len(columns) * len(results)),
+    ]
     for variant in study.variants:
         cells = []
         for name in results:

@@ -64,8 +64,9 @@ def _number(value: str) -> float | None:
         return None
 
 
-def grid_study(grids: Sequence[str], zipped: bool = False, name: str = "sweep",
-               user_overrides: Sequence[str] = ()) -> Study:
+def grid_study(
+    grids: Sequence[str], zipped: bool = False, name: str = "sweep", user_overrides: Sequence[str] = ()
+) -> Study:
     """The study of a sweep: one variant per combination (or per zipped position) of the grids' values."""
     parsed = [parse_grid(g) for g in grids]
     keys = [k for k, _ in parsed]
@@ -81,8 +82,10 @@ def grid_study(grids: Sequence[str], zipped: bool = False, name: str = "sweep",
     if zipped:
         lengths = {len(v) for _, v in parsed}
         if len(lengths) > 1:
-            raise InputError("--zip: every --grid needs the same number of values, got "
-                             + ", ".join(f"{k}: {len(v)}" for k, v in parsed))
+            raise InputError(
+                "--zip: every --grid needs the same number of values, got "
+                + ", ".join(f"{k}: {len(v)}" for k, v in parsed)
+            )
         combos = list(zip(*(v for _, v in parsed), strict=True))
     else:
         combos = list(itertools.product(*(v for _, v in parsed)))
@@ -96,11 +99,24 @@ def grid_study(grids: Sequence[str], zipped: bool = False, name: str = "sweep",
             name_, i = f"{base}-{i}", i + 1
         names.add(name_)
         x = _number(combo[0]) if len(keys) == 1 else None
-        variants.append(Variant(name_, ", ".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True)),
-                                tuple(f"{k}={v}" for k, v in zip(keys, combo, strict=True)), x=x))
+        variants.append(
+            Variant(
+                name_,
+                ", ".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True)),
+                tuple(f"{k}={v}" for k, v in zip(keys, combo, strict=True)),
+                x=x,
+            )
+        )
     numeric = len(keys) == 1 and all(v.x is not None for v in variants)
     if not numeric:
         variants = [Variant(v.name, v.label, v.overrides) for v in variants]
     title = f"Sweep over {' x '.join(keys)}" if not zipped else f"Sweep over ({', '.join(keys)}) zipped"
-    return Study(name, title, tuple(variants), plot_x=keys[0] if numeric else None, paper="", methods=None,
-                 note=f"{len(variants)} variants ({'zipped' if zipped else 'full grid'}).")
+    return Study(
+        name,
+        title,
+        tuple(variants),
+        plot_x=keys[0] if numeric else None,
+        paper="",
+        methods=None,
+        note=f"{len(variants)} variants ({'zipped' if zipped else 'full grid'}).",
+    )

@@ -128,7 +128,9 @@ def replay_journal(path: Path) -> JournalState:
     data = path.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
     if len(complete) < len(data):
-        log.warning("%s: ignoring an unfinished last line (%d bytes), a write cut short", path, len(data) - len(complete))
+        log.warning(
+            "%s: ignoring an unfinished last line (%d bytes), a write cut short", path, len(data) - len(complete)
+        )
     for number, line in enumerate(complete.splitlines(), start=1):
         try:
             state.apply(json.loads(line))
@@ -177,8 +179,9 @@ class ClickStore:
         elif rows is not None:
             self._keep_edited_rows(rows, csv_older)
         elif self.state.points:
-            log.warning("%s: missing; rewritten from its journal %s (%d points)", out, self.journal,
-                        len(self.state.points))
+            log.warning(
+                "%s: missing; rewritten from its journal %s (%d points)", out, self.journal, len(self.state.points)
+            )
         self._write_csv()
 
     def _lock_csv_inode(self):
@@ -193,8 +196,12 @@ class ClickStore:
         _lock_or_refuse(handle, self.out)
         links = os.fstat(handle.fileno()).st_nlink
         if links > 1:
-            log.warning("%s: has %d names (hard links); every save replaces the file under this name only, the "
-                        "other names keep the rows of now", self.out, links)
+            log.warning(
+                "%s: has %d names (hard links); every save replaces the file under this name only, the "
+                "other names keep the rows of now",
+                self.out,
+                links,
+            )
         return handle
 
     # -- reading
@@ -226,8 +233,17 @@ class ClickStore:
         """Store a click: journal (fsynced), then the CSV. Returns the point with its new id."""
         with self._lock:
             point = StoredPoint(self.state.next_id, video, round(float(time_sec), 6), label)
-            self._append({"op": "add", "id": point.id, "video": video, "time": point.time_sec, "label": label,
-                          "annotator": self.annotator, "at": _now_iso()})
+            self._append(
+                {
+                    "op": "add",
+                    "id": point.id,
+                    "video": video,
+                    "time": point.time_sec,
+                    "label": label,
+                    "annotator": self.annotator,
+                    "at": _now_iso(),
+                }
+            )
             self._write_csv()
             return point
 
@@ -246,8 +262,15 @@ class ClickStore:
         with self._lock:
             if point_id not in self.state.points:
                 return None
-            self._append({"op": "move", "id": point_id, "time": round(float(time_sec), 6),
-                          "annotator": self.annotator, "at": _now_iso()})
+            self._append(
+                {
+                    "op": "move",
+                    "id": point_id,
+                    "time": round(float(time_sec), 6),
+                    "annotator": self.annotator,
+                    "at": _now_iso(),
+                }
+            )
             self._write_csv()
             return self.state.points[point_id]
 
@@ -264,8 +287,9 @@ class ClickStore:
         """The annotator's "done" mark of a video (journaled and fsynced like a click)."""
         with self._lock:
             if (video in self.state.done) != done:
-                self._append({"op": "done", "video": video, "done": done, "annotator": self.annotator,
-                              "at": _now_iso()})
+                self._append(
+                    {"op": "done", "video": video, "done": done, "annotator": self.annotator, "at": _now_iso()}
+                )
 
     def heartbeat(self, video: str, start: bool = False) -> float:
         """The page is being worked on: count the time since this video's previous heartbeat, unless `start`
@@ -322,7 +346,7 @@ class ClickStore:
         journaled: dict[tuple, list[int]] = {}
         for point in sorted(self.state.points.values(), key=lambda p: p.id):
             journaled.setdefault(_row_key(point.video, point.time_sec, point.label), []).append(point.id)
-        removed = [i for key, ids in journaled.items() for i in ids[in_csv.get(key, 0):]]
+        removed = [i for key, ids in journaled.items() for i in ids[in_csv.get(key, 0) :]]
         have = Counter({key: len(ids) for key, ids in journaled.items()})
         added = []
         for point in rows:
@@ -336,13 +360,27 @@ class ClickStore:
             self._append({"op": "delete", "id": point_id, "annotator": "edited by hand", "at": _now_iso()})
         for point in added:
             self._add_row(point, "edited by hand")
-        log.warning("%s: edited since its journal was written (%d rows added, %d removed by hand): keeping the "
-                    "CSV's rows; %s now records the change", self.out, len(added), len(removed), self.journal)
+        log.warning(
+            "%s: edited since its journal was written (%d rows added, %d removed by hand): keeping the "
+            "CSV's rows; %s now records the change",
+            self.out,
+            len(added),
+            len(removed),
+            self.journal,
+        )
 
     def _add_row(self, point: Point, annotator: str) -> None:
-        self._append({"op": "add", "id": self.state.next_id, "video": point.video_id,
-                      "time": round(float(point.time_sec), 6), "label": point.label, "annotator": annotator,
-                      "at": _now_iso()})
+        self._append(
+            {
+                "op": "add",
+                "id": self.state.next_id,
+                "video": point.video_id,
+                "time": round(float(point.time_sec), 6),
+                "label": point.label,
+                "annotator": annotator,
+                "at": _now_iso(),
+            }
+        )
 
 
 def _row_key(video: str, time_sec: float, label: str) -> tuple[str, str, str]:
@@ -389,5 +427,9 @@ def label_stats(out: str | Path, background: str = BACKGROUND) -> list[VideoStat
     state = replay_journal(path)
     kinds = Counter((p.video, p.label == background) for p in state.points.values())
     videos = sorted({video for video, _ in kinds} | set(state.active_sec) | state.done)
-    return [VideoStats(video, kinds[video, False], kinds[video, True], state.active_sec.get(video, 0.0),
-                       video in state.done) for video in videos]
+    return [
+        VideoStats(
+            video, kinds[video, False], kinds[video, True], state.active_sec.get(video, 0.0), video in state.done
+        )
+        for video in videos
+    ]

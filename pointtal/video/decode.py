@@ -65,7 +65,7 @@ def _frame_size(width: int, height: int, resize: int) -> tuple[int, int]:
 def _center_crop(image: np.ndarray, crop: int) -> np.ndarray:  # (H, W, 3) -> (crop, crop, 3)
     h, w = image.shape[:2]
     top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-    return image[top:top + crop, left:left + crop]
+    return image[top : top + crop, left : left + crop]
 
 
 def resampled_frames(path: Path, fps: float, resize: int, crop: int, stats: DecodeStats) -> Iterator[np.ndarray]:

@@ -85,8 +85,9 @@ class TorchvisionBackbone:
             try:
                 self.net.load_state_dict(read_state_dict(opts.rgb_weights, "--rgb-weights"))
             except RuntimeError as err:
-                raise InputError(f"--rgb-weights {opts.rgb_weights}: not {opts.backbone} weights "
-                                 f"({str(err).splitlines()[0]})") from None
+                raise InputError(
+                    f"--rgb-weights {opts.rgb_weights}: not {opts.backbone} weights ({str(err).splitlines()[0]})"
+                ) from None
         setattr(self.net, head, torch.nn.Identity())
         self.net.to(device).eval()
         self.device = device
@@ -109,19 +110,28 @@ def extract_settings(opts: ExtractOptions, layout: str = "pointtal") -> dict:
     if opts.random_init:
         weights["random_init_seed"] = opts.seed
     else:
-        files = {"rgb": opts.rgb_weights, "flow": opts.flow_weights if uses_flow else None,
-                 "raft": opts.raft_weights if uses_flow and opts.flow == "raft" else None}
+        files = {
+            "rgb": opts.rgb_weights,
+            "flow": opts.flow_weights if uses_flow else None,
+            "raft": opts.raft_weights if uses_flow and opts.flow == "raft" else None,
+        }
         for key, path in files.items():
             if path and path.lower() == "default":
                 weights[key] = "torchvision DEFAULT"
             elif path:
                 weights[key] = {"file": Path(path).name, "sha256": file_sha256(path)}
     flow = (f"{opts.flow}:{opts.raft_model}" if opts.flow == "raft" else opts.flow) if uses_flow else None
-    settings = {"fps": opts.fps, "stride": opts.stride, "backbone": opts.backbone,
-                "dim": feature_width(opts.backbone), "flow": flow, "resize": opts.resize, "crop": opts.crop,
-                "weights": weights}
+    settings = {
+        "fps": opts.fps,
+        "stride": opts.stride,
+        "backbone": opts.backbone,
+        "dim": feature_width(opts.backbone),
+        "flow": flow,
+        "resize": opts.resize,
+        "crop": opts.crop,
+        "weights": weights,
+    }
     return settings if layout == DEFAULT_LAYOUT else {**settings, "layout": layout}
-
 
 
 class Extractor:
@@ -136,18 +146,25 @@ class Extractor:
             self.backbone = (I3DBackbone if opts.backbone == "i3d" else TorchvisionBackbone)(opts, self.device)
             self.flow = None
             if self.backbone.needs_flow:
-                self.flow = build_flow(opts.flow, raft_model=opts.raft_model, device=self.device,
-                                       raft_weights=None if opts.random_init else opts.raft_weights)
+                self.flow = build_flow(
+                    opts.flow,
+                    raft_model=opts.raft_model,
+                    device=self.device,
+                    raft_weights=None if opts.random_init else opts.raft_weights,
+                )
 
     def video(self, path: Path, on_frames=None) -> tuple[np.ndarray, DecodeStats]:
         """(T, D) float32 features of one video; `on_frames(n)` is told of every chunk of n frames done."""
         stats = DecodeStats()
         frames = resampled_frames(path, self.opts.fps, self.opts.resize, self.opts.crop, stats)
-        out = [self._features(chunk, nxt) for chunk, nxt in
-               _chunks(frames, self.opts.stride, self.opts.batch, on_frames)]
+        out = [
+            self._features(chunk, nxt) for chunk, nxt in _chunks(frames, self.opts.stride, self.opts.batch, on_frames)
+        ]
         if not out:
-            raise InputError(f"{path}: {stats.frames} frames at {self.opts.fps:g} fps is shorter than one "
-                             f"{self.opts.stride}-frame snippet")
+            raise InputError(
+                f"{path}: {stats.frames} frames at {self.opts.fps:g} fps is shorter than one "
+                f"{self.opts.stride}-frame snippet"
+            )
         return np.concatenate(out).astype(np.float32, copy=False), stats
 
     def _features(self, chunk: np.ndarray, lookahead: np.ndarray | None) -> np.ndarray:
@@ -179,6 +196,7 @@ def _chunks(frames, stride: int, batch: int, on_frames=None):
 
 
 # ---- running over many videos: outputs, manifest, progress, failures ----
+
 
 @dataclass
 class Summary:
@@ -221,8 +239,14 @@ class Progress:
         now = time.perf_counter()
         if self.enabled and not self.tty and now - self.last_log >= self.every:
             self.last_log = now
-            log.info("extract: video %d/%d %s: %d frames; overall %.1f frames/s", self.index + 1, self.n_videos,
-                     self.name, self.video_frames, self.rate)
+            log.info(
+                "extract: video %d/%d %s: %d frames; overall %.1f frames/s",
+                self.index + 1,
+                self.n_videos,
+                self.name,
+                self.video_frames,
+                self.rate,
+            )
 
     @property
     def rate(self) -> float:
@@ -235,16 +259,30 @@ class Progress:
             self.overall.update(1)
             self.overall.set_postfix_str(f"{self.rate:.1f} frames/s")
         elif self.enabled:
-            log.info("extract: video %d/%d %s: %s; overall %.1f frames/s", self.index + 1, self.n_videos,
-                     self.name, status, self.rate)
+            log.info(
+                "extract: video %d/%d %s: %s; overall %.1f frames/s",
+                self.index + 1,
+                self.n_videos,
+                self.name,
+                status,
+                self.rate,
+            )
 
     def close(self) -> None:
         if self.overall is not None:
             self.overall.close()
 
 
-def extract_videos(paths: list[Path], out_dir: Path, opts: ExtractOptions, *, overwrite: bool = False,
-                   progress: bool = True, option: str = "--out", layout: str = DEFAULT_LAYOUT) -> Summary:
+def extract_videos(
+    paths: list[Path],
+    out_dir: Path,
+    opts: ExtractOptions,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    option: str = "--out",
+    layout: str = DEFAULT_LAYOUT,
+) -> Summary:
     """Extract every video not done yet into the files of feature `layout` (pointtal's `<video_id>.npy`, or
     v-iashin/video_features'); a video that fails is reported in one line and skipped.
 

@@ -24,8 +24,10 @@ def import_torchvision(what: str):
 
         return models
     except Exception as err:  # a torchvision built for another torch fails at import in several ways
-        raise InputError(f"{what} needs torchvision built for torch {torch.__version__}: "
-                         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+        raise InputError(
+            f"{what} needs torchvision built for torch {torch.__version__}: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
 
 
 class TVL1:
@@ -39,8 +41,10 @@ class TVL1:
         except ImportError as err:
             raise InputError(f"--flow tvl1 needs opencv-contrib-python-headless ({err})") from None
         if not hasattr(cv2, "optflow"):
-            raise InputError("--flow tvl1 needs cv2.optflow: install opencv-contrib-python-headless "
-                             "(not opencv-python, which lacks the contrib modules)")
+            raise InputError(
+                "--flow tvl1 needs cv2.optflow: install opencv-contrib-python-headless "
+                "(not opencv-python, which lacks the contrib modules)"
+            )
         self._cv2 = cv2
         self._tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
 
@@ -71,8 +75,9 @@ class RAFT:
                 try:
                     net.load_state_dict(read_state_dict(weights, "--raft-weights"))
                 except RuntimeError as err:
-                    raise InputError(f"--raft-weights {weights}: not {model} weights "
-                                     f"({str(err).splitlines()[0]})") from None
+                    raise InputError(
+                        f"--raft-weights {weights}: not {model} weights ({str(err).splitlines()[0]})"
+                    ) from None
         self.net, self.device, self.batch = net.to(device).eval(), device, batch
 
     @torch.inference_mode()
@@ -84,7 +89,7 @@ class RAFT:
         x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         out = []
         for i in range(0, len(x) - 1, self.batch):
-            a, b = x[i:i + self.batch + 1][:-1], x[i + 1:i + self.batch + 1]
+            a, b = x[i : i + self.batch + 1][:-1], x[i + 1 : i + self.batch + 1]
             out.append(self.net(a, b)[-1][:, :, :h, :w].float())
         return torch.cat(out).permute(0, 2, 3, 1).cpu().numpy()
 

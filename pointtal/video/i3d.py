@@ -67,8 +67,17 @@ def same_padding(sizes: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[
 class Unit3D(nn.Module):
     """Conv3d (no bias) + batch norm + ReLU with "SAME" padding; `conv3d` / `bn` are the public weight names."""
 
-    def __init__(self, c_in: int, c_out: int, kernel=(1, 1, 1), stride=(1, 1, 1), *, bn: bool = True,
-                 relu: bool = True, bias: bool = False):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel=(1, 1, 1),
+        stride=(1, 1, 1),
+        *,
+        bn: bool = True,
+        relu: bool = True,
+        bias: bool = False,
+    ):
         super().__init__()
         self.kernel, self.stride, self.relu = tuple(kernel), tuple(stride), relu
         self.conv3d = nn.Conv3d(c_in, c_out, self.kernel, self.stride, padding=0, bias=bias)
@@ -196,12 +205,21 @@ def load_stream_weights(model: InceptionI3d, path: str | Path, flag: str) -> Non
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
-    misshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                 if k in state and state[k].shape != v.shape]
+    misshaped = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or misshaped:
-        parts = [f"{len(keys)} {what} (first: {', '.join(keys[:3])})"
-                 for what, keys in (("missing", missing), ("unexpected", unexpected),
-                                    ("mis-shaped, file vs model", misshaped)) if keys]
+        parts = [
+            f"{len(keys)} {what} (first: {', '.join(keys[:3])})"
+            for what, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("mis-shaped, file vs model", misshaped),
+            )
+            if keys
+        ]
         kind = "RGB (3-channel)" if model.in_channels == 3 else "flow (2-channel)"
         raise InputError(f"{flag} {path}: not an I3D {kind} weight file: {'; '.join(parts)}")
     model.load_state_dict({k: state.get(k, v) for k, v in expected.items()})

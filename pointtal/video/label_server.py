@@ -35,8 +35,15 @@ from pointtal.video.clicks import ClickStore
 
 log = logging.getLogger(__name__)
 
-VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".ogv": "video/ogg",
-               ".mkv": "video/x-matroska", ".mov": "video/quicktime", ".avi": "video/x-msvideo"}
+VIDEO_TYPES = {
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".webm": "video/webm",
+    ".ogv": "video/ogg",
+    ".mkv": "video/x-matroska",
+    ".mov": "video/quicktime",
+    ".avi": "video/x-msvideo",
+}
 MAX_BODY_BYTES = 64 * 1024
 MAX_PREDICTIONS_PER_VIDEO = 50  # highest-scoring segments shown on the timeline
 _CHUNK_BYTES = 256 * 1024
@@ -61,8 +68,14 @@ class LabelSession:
     reference: Mapping[str, dict] = field(default_factory=dict)  # video id -> {"ground_truth", "predictions"}
 
     def to_json(self) -> dict:
-        return {"classes": list(self.classes), "background": self.background, "fps": self.fps,
-                "stride": self.stride, "annotator": self.annotator, "snippet_sec": self.stride / self.fps}
+        return {
+            "classes": list(self.classes),
+            "background": self.background,
+            "fps": self.fps,
+            "stride": self.stride,
+            "annotator": self.annotator,
+            "snippet_sec": self.stride / self.fps,
+        }
 
 
 def list_videos(root: str | Path) -> dict[str, Path]:
@@ -133,8 +146,12 @@ def frame_times(path: str | Path) -> list[float] | None:
     return seconds.tolist()
 
 
-def load_reference(classes: tuple[str, ...], ground_truth: str | Path | None = None,
-                   predictions: str | Path | None = None, videos: Collection[str] | None = None) -> dict[str, dict]:
+def load_reference(
+    classes: tuple[str, ...],
+    ground_truth: str | Path | None = None,
+    predictions: str | Path | None = None,
+    videos: Collection[str] | None = None,
+) -> dict[str, dict]:
     """Ground-truth segments and the best-scoring predicted segments per video, to draw under the clicks and
     beside each point in review. With `videos` (the ids served), a file that names none of them is warned about."""
     reference: dict[str, dict] = {}
@@ -147,17 +164,24 @@ def load_reference(classes: tuple[str, ...], ground_truth: str | Path | None = N
         _check_overlap(f"--ground-truth {ground_truth}", list(gt.videos), videos)
         for video in gt.videos.values():
             entry(video.video_id)["ground_truth"] = [
-                {"start": i.start_sec, "end": i.end_sec, "label": i.label} for i in video.instances]
+                {"start": i.start_sec, "end": i.end_sec, "label": i.label} for i in video.instances
+            ]
     if predictions is not None:
         table = load_segment_predictions(predictions, classes)
         _check_overlap(f"--predictions {predictions}", list(table.video_ids), videos)
         order = np.lexsort((-table.score, table.video))  # (N,) by video, best score first
         bounds = np.searchsorted(table.video[order], np.arange(len(table.video_ids) + 1))  # (V+1,)
         for v, video in enumerate(table.video_ids):
-            rows = order[bounds[v]: bounds[v + 1]][:MAX_PREDICTIONS_PER_VIDEO]
+            rows = order[bounds[v] : bounds[v + 1]][:MAX_PREDICTIONS_PER_VIDEO]
             entry(video)["predictions"] = [
-                {"start": float(table.start_sec[i]), "end": float(table.end_sec[i]),
-                 "label": table.classes[int(table.label[i])], "score": float(table.score[i])} for i in rows]
+                {
+                    "start": float(table.start_sec[i]),
+                    "end": float(table.end_sec[i]),
+                    "label": table.classes[int(table.label[i])],
+                    "score": float(table.score[i]),
+                }
+                for i in rows
+            ]
     return reference
 
 
@@ -165,9 +189,14 @@ def _check_overlap(what: str, named: list[str], videos: Collection[str] | None) 
     """A reference file for other videos than the ones served is likely the wrong file: say so in one line."""
     if videos is None or not named or set(named) & set(videos):
         return
-    log.warning("%s: none of its %d videos (%s, ...) is in the videos directory (%s, ...; ids are file names "
-                "without extension): nothing of it is shown", what, len(named), ", ".join(sorted(named)[:3]),
-                ", ".join(sorted(videos)[:3]))
+    log.warning(
+        "%s: none of its %d videos (%s, ...) is in the videos directory (%s, ...; ids are file names "
+        "without extension): nothing of it is shown",
+        what,
+        len(named),
+        ", ".join(sorted(named)[:3]),
+        ", ".join(sorted(videos)[:3]),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ HTTP
@@ -194,7 +223,7 @@ class LabelServer(ThreadingHTTPServer):
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
         loopback = host in ("127.0.0.1", "::1", "localhost")
         # DNS-rebinding guard: on loopback only requests addressed to loopback names are answered.
-        self.allowed_hosts = ({f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"} if loopback else None)
+        self.allowed_hosts = {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"} if loopback else None
         self._durations: dict[str, float | None] = {}
         self._durations_lock = threading.Lock()
         self._frames: dict[str, list[float] | None] = {}
@@ -206,8 +235,10 @@ class LabelServer(ThreadingHTTPServer):
             if video not in self._durations:
                 seconds = probe_duration(self.session.videos[video])
                 if seconds is None:
-                    log.warning("%s: length unknown (no PyAV, or the file does not say): clicks are not checked "
-                                "against it", self.session.videos[video])
+                    log.warning(
+                        "%s: length unknown (no PyAV, or the file does not say): clicks are not checked against it",
+                        self.session.videos[video],
+                    )
                 self._durations[video] = seconds
             return self._durations[video]
 
@@ -224,7 +255,9 @@ def make_server(session: LabelSession, store: ClickStore, host: str = "127.0.0.1
     try:
         return LabelServer((host, port), session, store)
     except OSError as err:
-        raise InputError(f"cannot listen on {host}:{port}: {err.strerror} (pick another --port, 0 = any free)") from None
+        raise InputError(
+            f"cannot listen on {host}:{port}: {err.strerror} (pick another --port, 0 = any free)"
+        ) from None
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -260,9 +293,17 @@ class LabelHandler(BaseHTTPRequestHandler):
 
     # -- dispatch
     def do_GET(self) -> None:
-        self._dispatch({"/": self._page, "/api/session": self._session, "/api/videos": self._videos,
-                        "/api/points": self._points, "/api/reference": self._reference, "/api/frames": self._frames},
-                       video_route=True)
+        self._dispatch(
+            {
+                "/": self._page,
+                "/api/session": self._session,
+                "/api/videos": self._videos,
+                "/api/points": self._points,
+                "/api/reference": self._reference,
+                "/api/frames": self._frames,
+            },
+            video_route=True,
+        )
 
     def do_POST(self) -> None:
         self._dispatch({"/api/points": self._add_point, "/api/heartbeat": self._heartbeat, "/api/done": self._done})
@@ -288,8 +329,16 @@ class LabelHandler(BaseHTTPRequestHandler):
                 return self._video(path.removeprefix("/video/"))
             if point_route is not None and path.startswith("/api/points/"):
                 return point_route(self._point_id(path.removeprefix("/api/points/")))
-            known = path in ("/", "/api/session", "/api/videos", "/api/points", "/api/reference", "/api/heartbeat",
-                             "/api/frames", "/api/done")
+            known = path in (
+                "/",
+                "/api/session",
+                "/api/videos",
+                "/api/points",
+                "/api/reference",
+                "/api/heartbeat",
+                "/api/frames",
+                "/api/done",
+            )
             if known or path.startswith(("/api/points/", "/video/")):
                 raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not allowed on {path}")
             raise ApiError(HTTPStatus.NOT_FOUND, f"no such page: {path}")
@@ -317,14 +366,28 @@ class LabelHandler(BaseHTTPRequestHandler):
         store, counts = self.server.store, {}
         for point in store.points():
             counts[point.video] = counts.get(point.video, 0) + 1
-        self._send_json(HTTPStatus.OK, {"videos": [
-            {"id": video, "url": f"/video/{video}", "points": counts.get(video, 0), "done": store.is_done(video),
-             "active_sec": round(store.active_sec(video), 3)} for video in self.server.session.videos]})
+        self._send_json(
+            HTTPStatus.OK,
+            {
+                "videos": [
+                    {
+                        "id": video,
+                        "url": f"/video/{video}",
+                        "points": counts.get(video, 0),
+                        "done": store.is_done(video),
+                        "active_sec": round(store.active_sec(video), 3),
+                    }
+                    for video in self.server.session.videos
+                ]
+            },
+        )
 
     def _points(self) -> None:
         video, store = self._video_param(), self.server.store
-        self._send_json(HTTPStatus.OK, {"video": video, "points": [p.to_json() for p in store.points(video)],
-                                        "reviewed": store.reviewed(video)})
+        self._send_json(
+            HTTPStatus.OK,
+            {"video": video, "points": [p.to_json() for p in store.points(video)], "reviewed": store.reviewed(video)},
+        )
 
     def _frames(self) -> None:
         video = self._video_param()
@@ -367,8 +430,9 @@ class LabelHandler(BaseHTTPRequestHandler):
         time_sec = self._click_time(body["time"], video)
         label, session = body["label"], self.server.session
         if label not in session.classes and label != session.background:
-            raise ApiError(HTTPStatus.BAD_REQUEST,
-                           f"'label' {label!r:.60} is not a class of --classes nor '{session.background}'")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST, f"'label' {label!r:.60} is not a class of --classes nor '{session.background}'"
+            )
         point = self.server.store.add(video, time_sec, label)
         self._send_json(HTTPStatus.CREATED, point.to_json())
 
@@ -421,8 +485,10 @@ class LabelHandler(BaseHTTPRequestHandler):
             raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be between 0 and {MAX_DURATION_SEC:g}, got {time_sec}")
         length = self.server.duration(video)
         if length is not None and time_sec > length + DURATION_SLACK_SEC:
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"'time' must be between 0 and {length:.3f} s, the length of "
-                           f"video '{video}', got {time_sec:g}")
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                f"'time' must be between 0 and {length:.3f} s, the length of video '{video}', got {time_sec:g}",
+            )
         return time_sec
 
     @staticmethod
@@ -463,8 +529,10 @@ class LabelHandler(BaseHTTPRequestHandler):
             raise ApiError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
         if not length_text.isdigit() or int(length_text) > MAX_BODY_BYTES:
             self.close_connection = True  # the unread body must not be taken for the next request
-            raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length_text.isdigit() else HTTPStatus.BAD_REQUEST,
-                           f"Content-Length must be a number of bytes up to {MAX_BODY_BYTES}, got {length_text!r:.40}")
+            raise ApiError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length_text.isdigit() else HTTPStatus.BAD_REQUEST,
+                f"Content-Length must be a number of bytes up to {MAX_BODY_BYTES}, got {length_text!r:.40}",
+            )
         raw = self.rfile.read(int(length_text))
         try:
             body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)

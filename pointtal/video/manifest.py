@@ -30,8 +30,13 @@ from pointtal.errors import InputError
 __all__ = ["MANIFEST", "check_files", "check_geometry", "plan_extraction", "read_manifest", "record_in_run"]
 
 
-def plan_extraction(out_dir: Path, settings: dict | None, ids: list[str], overwrite: bool, option: str = "--out",
-                    ) -> tuple[dict | None, list[str], bool]:
+def plan_extraction(
+    out_dir: Path,
+    settings: dict | None,
+    ids: list[str],
+    overwrite: bool,
+    option: str = "--out",
+) -> tuple[dict | None, list[str], bool]:
     """Before any work: (the existing manifest to extend or None, the ids to extract, whether the settings
     change), or InputError when the folder would end up holding features its extract.json does not describe.
 
@@ -47,29 +52,38 @@ def plan_extraction(out_dir: Path, settings: dict | None, ids: list[str], overwr
     old = read_manifest(out_dir) if out_dir.is_dir() else None
     layout = layout_of(settings or {})
     if old is not None and layout_of(old) != layout:
-        raise InputError(f"{out_dir / MANIFEST}: the folder holds features in the {layout_of(old)} layout, not "
-                         f"{layout}; a folder holds one layout: use another {option}")
+        raise InputError(
+            f"{out_dir / MANIFEST}: the folder holds features in the {layout_of(old)} layout, not "
+            f"{layout}; a folder holds one layout: use another {option}"
+        )
     present = present_videos(out_dir, layout) if out_dir.is_dir() else set()
-    differ = [f"{k}={old.get(k)!r} (now {v!r})" for k, v in (settings or {}).items()
-              if old is not None and old.get(k) != v]
+    differ = [
+        f"{k}={old.get(k)!r} (now {v!r})" for k, v in (settings or {}).items() if old is not None and old.get(k) != v
+    ]
     if differ and not overwrite:
-        raise InputError(f"{out_dir / MANIFEST}: features there were extracted with other settings: "
-                         f"{'; '.join(differ[:3])}; use another {option} or pass --overwrite (re-extracts all "
-                         "its videos)")
+        raise InputError(
+            f"{out_dir / MANIFEST}: features there were extracted with other settings: "
+            f"{'; '.join(differ[:3])}; use another {option} or pass --overwrite (re-extracts all "
+            "its videos)"
+        )
     given = set(ids)
     if differ:
         missing = sorted(present - given)
         if missing:
-            raise InputError(f"{option} {out_dir}: other settings ({'; '.join(differ[:2])}) mean re-extracting every "
-                             f"video of the folder, but {len(missing)} of its videos are not among the VIDEOs "
-                             f"given ({_first(missing)}); give them all, or use another {option}")
+            raise InputError(
+                f"{option} {out_dir}: other settings ({'; '.join(differ[:2])}) mean re-extracting every "
+                f"video of the folder, but {len(missing)} of its videos are not among the VIDEOs "
+                f"given ({_first(missing)}); give them all, or use another {option}"
+            )
     described = set(old["videos"]) if old is not None and not differ else set()
     undescribed = sorted(present - described)
     stray = undescribed if not overwrite else sorted(set(undescribed) - given)
     if stray:
         remedy = "pass --overwrite to re-extract it, " if not overwrite and stray[0] in given else ""
-        raise InputError(f"{out_dir / (stray[0] + '.npy')}: a feature file that {MANIFEST} does not describe "
-                         f"({len(stray)} such files); {remedy}move it away, or choose another {option}")
+        raise InputError(
+            f"{out_dir / (stray[0] + '.npy')}: a feature file that {MANIFEST} does not describe "
+            f"({len(stray)} such files); {remedy}move it away, or choose another {option}"
+        )
     todo = [v for v in ids if overwrite or v not in present]
     return (None if differ else old), todo, bool(differ)
 

@@ -7,8 +7,12 @@ from dataclasses import dataclass
 from pointtal.errors import InputError
 
 # torchvision video classifiers (RGB only): the head to drop and the feature width it leaves
-TV_BACKBONES = {"r2plus1d_18": ("fc", 512), "s3d": ("classifier", 1024), "mvit_v2_s": ("head", 768),
-                "swin3d_t": ("head", 768)}
+TV_BACKBONES = {
+    "r2plus1d_18": ("fc", 512),
+    "s3d": ("classifier", 1024),
+    "mvit_v2_s": ("head", 768),
+    "swin3d_t": ("head", 768),
+}
 BACKBONES = ("i3d", *TV_BACKBONES)
 I3D_DIM = 2048  # rgb 1024 | flow 1024
 
@@ -48,8 +52,10 @@ def check_options(opts: ExtractOptions) -> None:
     if opts.backbone not in BACKBONES:
         raise InputError(f"--backbone {opts.backbone!r}: expected one of {', '.join(BACKBONES)}")
     if not (0 < opts.fps <= 1000) or opts.stride < 1 or opts.crop < 8 or opts.resize < opts.crop or opts.batch < 1:
-        raise InputError(f"--fps {opts.fps} --stride {opts.stride} --resize {opts.resize} --crop {opts.crop} "
-                         f"--batch {opts.batch}: need fps in (0, 1000], stride >= 1, resize >= crop >= 8, batch >= 1")
+        raise InputError(
+            f"--fps {opts.fps} --stride {opts.stride} --resize {opts.resize} --crop {opts.crop} "
+            f"--batch {opts.batch}: need fps in (0, 1000], stride >= 1, resize >= crop >= 8, batch >= 1"
+        )
     if opts.random_init:
         return
     needed = {"--rgb-weights": opts.rgb_weights}
@@ -59,5 +65,7 @@ def check_options(opts: ExtractOptions) -> None:
             needed["--raft-weights"] = opts.raft_weights
     missing = [flag for flag, value in needed.items() if not value]
     if missing:
-        raise InputError(f"backbone {opts.backbone} needs weights: pass {' and '.join(missing)} "
-                         "(or --random-init for a smoke test with random weights)")
+        raise InputError(
+            f"backbone {opts.backbone} needs weights: pass {' and '.join(missing)} "
+            "(or --random-init for a smoke test with random weights)"
+        )

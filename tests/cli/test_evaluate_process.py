@@ -29,25 +29,31 @@ def _stdlib(raw: bytes):
 # ---------------------------------------------------------------- JSON reader
 
 
-@pytest.mark.parametrize("raw, key", [
-    (b'{"a": 1, "a": 2}', "a"),
-    (b'{"results": {"v": [{"label": "x", "score": 1, "score": 2}]}}', "score"),
-    (b'{"x": {"k:1": "a:b", "k:1": "c"}}', "k:1"),  # colons inside the duplicated member
-    (b'{"s": "\\u003a\\u003a", "a": 1, "a": 2}', "a"),  # escaped colons: the count cannot see them
-    (b'{"a": [{"b": {"c": 1, "c": 1}}]}', "c"),  # identical duplicate, deep
-])
+@pytest.mark.parametrize(
+    "raw, key",
+    [
+        (b'{"a": 1, "a": 2}', "a"),
+        (b'{"results": {"v": [{"label": "x", "score": 1, "score": 2}]}}', "score"),
+        (b'{"x": {"k:1": "a:b", "k:1": "c"}}', "k:1"),  # colons inside the duplicated member
+        (b'{"s": "\\u003a\\u003a", "a": 1, "a": 2}', "a"),  # escaped colons: the count cannot see them
+        (b'{"a": [{"b": {"c": 1, "c": 1}}]}', "c"),  # identical duplicate, deep
+    ],
+)
 def test_duplicate_keys_are_refused(raw, key):
     with pytest.raises(DuplicateKey) as err:
         loads_unique(raw)
     assert err.value.args[0] == key
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"a": "x:y", "b": ["::", {"c:": 1}], "\\u00e9t\\u00e9": "\\ud83d\\ude00", "d": -0.0}',
-    b'{"f": [0.1, 1e-320, 1.7976931348623157e308, -9223372036854775808, 18446744073709551615]}',
-    b'{"nan": NaN, "big": 1e400, "lone": "\\ud800"}',  # the standard library's extensions: same result
-    b'[1, 2.5, true, false, null, "", {}]',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": "x:y", "b": ["::", {"c:": 1}], "\\u00e9t\\u00e9": "\\ud83d\\ude00", "d": -0.0}',
+        b'{"f": [0.1, 1e-320, 1.7976931348623157e308, -9223372036854775808, 18446744073709551615]}',
+        b'{"nan": NaN, "big": 1e400, "lone": "\\ud800"}',  # the standard library's extensions: same result
+        b'[1, 2.5, true, false, null, "", {}]',
+    ],
+)
 def test_reader_reads_what_the_standard_library_reads(raw):
     fast, slow = loads_unique(raw), _stdlib(raw)
     assert json.dumps(fast) == json.dumps(slow)  # same values, same float digits, same order
@@ -83,8 +89,10 @@ def test_random_prediction_floats_read_exactly(tmp_path):
 
 def test_proposals_need_no_label(tmp_path):
     path = tmp_path / "p.json"
-    path.write_text('{"results": {"v1": [{"score": 0.5, "segment": [1, 2]}], "v0": [], '
-                    '"v2": [{"score": 1, "segment": [0, 3], "label": "anything"}]}}')
+    path.write_text(
+        '{"results": {"v1": [{"score": 0.5, "segment": [1, 2]}], "v0": [], '
+        '"v2": [{"score": 1, "segment": [0, 3], "label": "anything"}]}}'
+    )
     table = load_proposals(path, ["a", "b"])
     assert table.video_ids == ("v1", "v2") and table.label.tolist() == [0, 0]
     assert table.score.tolist() == [0.5, 1.0] and table.end_sec.tolist() == [2.0, 3.0]
@@ -99,14 +107,21 @@ def test_proposals_need_no_label(tmp_path):
 def test_evaluate_imports_only_what_it_needs(tmp_path):
     """`pointtal evaluate` must not pay for torch, tqdm, yaml or the other commands' modules."""
     pred = tmp_path / "p.json"
-    pred.write_text('{"results": {"video_test_0000896": [{"label": "HighJump", "score": 1, '
-                    '"segment": [18.6, 24.8]}]}}')
-    code = ("import sys; from pointtal.cli import main; rc = main(['evaluate', sys.argv[1], sys.argv[2]]); "
-            "print(rc, *sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'tqdm', 'yaml', 'matplotlib') or m.startswith('pointtal.cli.') "
-            "or m.startswith('pointtal.data.synthetic')))")
-    out = subprocess.run([sys.executable, "-c", code, str(GT_PATH), str(pred)], capture_output=True, text=True,
-                         check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""}).stdout
+    pred.write_text('{"results": {"video_test_0000896": [{"label": "HighJump", "score": 1, "segment": [18.6, 24.8]}]}}')
+    code = (
+        "import sys; from pointtal.cli import main; rc = main(['evaluate', sys.argv[1], sys.argv[2]]); "
+        "print(rc, *sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'tqdm', 'yaml', 'matplotlib') or m.startswith('pointtal.cli.') "
+        "or m.startswith('pointtal.data.synthetic')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(GT_PATH), str(pred)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    ).stdout
     # pointtal.cli.checks: the option checks every command shares (no command of its own)
     assert out.splitlines()[-1].split() == ["0", "pointtal.cli.checks", "pointtal.cli.evaluate"]
 
@@ -153,9 +168,10 @@ def _gt_as_predictions(tmp_path, labelled: bool) -> Path:
     results = {}
     for video_id, video in database.items():
         if video["subset"] == "test":
-            results[video_id] = [{"score": 1.0 / (k + 1), "segment": a["segment"],
-                                  **({"label": a["label"]} if labelled else {})}
-                                 for k, a in enumerate(video["annotations"])]
+            results[video_id] = [
+                {"score": 1.0 / (k + 1), "segment": a["segment"], **({"label": a["label"]} if labelled else {})}
+                for k, a in enumerate(video["annotations"])
+            ]
     path = tmp_path / "pred.json"
     path.write_text(json.dumps({"results": results}))
     return path
@@ -177,19 +193,21 @@ def test_cli_recall_table_and_json(tmp_path, capsys):
 def test_cli_proposals_without_labels(tmp_path, capsys):
     pred = _gt_as_predictions(tmp_path, labelled=False)
     out = tmp_path / "m.json"
-    assert main(["evaluate", str(GT_PATH), str(pred), "--proposals", "--recall-tiou", "0.5",
-                 "--json", str(out)]) == 0
+    assert main(["evaluate", str(GT_PATH), str(pred), "--proposals", "--recall-tiou", "0.5", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "mAP" not in text and "tIoU 0.5" in text
     doc = json.loads(out.read_text())
     assert "map" not in doc and doc["recall"]["ar"]["100"] == 100.0 and doc["recall"]["tiou"] == [0.5]
 
 
-@pytest.mark.parametrize("extra, expect", [
-    (["--frames", "--recall"], "drop them with --frames"),
-    (["--proposals", "--tiou", "0.5"], "AR@AN only"),
-    (["--recall", "--recall-tiou", "0"], "threshold 0.0 must be"),
-])
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (["--frames", "--recall"], "drop them with --frames"),
+        (["--proposals", "--tiou", "0.5"], "AR@AN only"),
+        (["--recall", "--recall-tiou", "0"], "threshold 0.0 must be"),
+    ],
+)
 def test_cli_recall_bad_options(tmp_path, capsys, extra, expect):
     pred = _gt_as_predictions(tmp_path, labelled=True)
     assert main(["evaluate", str(GT_PATH), str(pred), *extra]) == 2

@@ -71,9 +71,11 @@ def test_thumos14_ground_truth_subsets_and_classes():
     assert all(inst.label in gt.classes for v in gt.videos.values() for inst in v.instances)
 
 
-@pytest.mark.parametrize("dataset, annotator, fps, n_classes, subsets",
-                         [("thumos14", k, 25, 20, {"validation": 200, "test": 212}) for k in (1, 2, 3, 4)]
-                         + [("gtea", k, 15, 7, {"training": 21, "validation": 7}) for k in (1, 2, 3, 4)])
+@pytest.mark.parametrize(
+    "dataset, annotator, fps, n_classes, subsets",
+    [("thumos14", k, 25, 20, {"validation": 200, "test": 212}) for k in (1, 2, 3, 4)]
+    + [("gtea", k, 15, 7, {"training": 21, "validation": 7}) for k in (1, 2, 3, 4)],
+)
 def test_cli_check_maps_each_click_file(capsys, dataset, annotator, fps, n_classes, subsets):
     gt_path = VENDOR / dataset / "groundtruth.json"
     clicks = VENDOR / dataset / f"points_annotator{annotator}.csv"
@@ -90,8 +92,10 @@ def test_cli_check_maps_each_click_file(capsys, dataset, annotator, fps, n_class
     unknown = sum(p.video_id not in gt.videos for p in points)
     mapped = len(points) - outside - unknown
     n_videos = len({p.video_id for p in points if p.video_id in gt.videos})
-    assert out[0] == (f"{clicks}: {len(points)} points, {mapped} mapped, {outside} outside video, "
-                      f"{unknown} unknown video, {n_videos} videos")
+    assert out[0] == (
+        f"{clicks}: {len(points)} points, {mapped} mapped, {outside} outside video, "
+        f"{unknown} unknown video, {n_videos} videos"
+    )
     if dataset == "thumos14":
         assert outside > 0  # the THUMOS14 clicks run past a few ground-truth durations
     else:
@@ -109,8 +113,11 @@ def test_cli_check_strict_refuses_the_thumos14_clicks_beyond_a_video(capsys):
 
 
 def file_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +125,10 @@ def synth_th14(tmp_path_factory):
     """`pointtal synth --preset thumos14 --dim 64` twice with the same seed (about 1 s each)."""
     base = tmp_path_factory.mktemp("synth_th14")
     for name in ("a", "b"):
-        assert main(["synth", str(base / name), "--preset", "thumos14", "--dim", "64", "--seed", "0",
-                     "--no-progress"]) == 0
+        assert (
+            main(["synth", str(base / name), "--preset", "thumos14", "--dim", "64", "--seed", "0", "--no-progress"])
+            == 0
+        )
     return base
 
 
@@ -142,8 +151,27 @@ def test_synth_annotate_evaluate_round_trip(synth_th14, tmp_path, capsys):
     # simulated points: same seed -> identical bytes, every point maps onto a snippet of a validation video
     outs = [tmp_path / f"points_{k}.csv" for k in range(2)]
     for out in outs:
-        assert main(["annotate", str(gt_path), "--scheme", "sfnet-uniform", "--subset", "validation",
-                     "--fps", "25", "--stride", "16", "--seed", "3", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "annotate",
+                    str(gt_path),
+                    "--scheme",
+                    "sfnet-uniform",
+                    "--subset",
+                    "validation",
+                    "--fps",
+                    "25",
+                    "--stride",
+                    "16",
+                    "--seed",
+                    "3",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     assert outs[0].read_bytes() == outs[1].read_bytes()
     n_instances = sum(len(v.instances) for v in gt.subset("validation"))
     points = read_points(outs[0])
@@ -156,8 +184,9 @@ def test_synth_annotate_evaluate_round_trip(synth_th14, tmp_path, capsys):
     # the test ground truth written as its own predictions scores 100 at every tIoU
     results: dict = {}
     for video in gt.subset("test"):
-        results[video.video_id] = [{"label": i.label, "score": 1.0, "segment": [i.start_sec, i.end_sec]}
-                                   for i in video.instances]
+        results[video.video_id] = [
+            {"label": i.label, "score": 1.0, "segment": [i.start_sec, i.end_sec]} for i in video.instances
+        ]
     pred = tmp_path / "pred.json"
     pred.write_text(json.dumps({"version": "test", "external_data": {}, "results": results}))
     metrics = tmp_path / "metrics.json"
@@ -172,11 +201,16 @@ def test_synth_annotate_evaluate_round_trip(synth_th14, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------ one-line CLI errors
 
-GT_OK = {"database": {
-    "v1": {"subset": "validation", "duration": 30.0,
-           "annotations": [{"segment": [2.0, 6.0], "label": "Jump"}, {"segment": [12.0, 20.0], "label": "Run"}]},
-    "t1": {"subset": "test", "duration": 9.0, "annotations": [{"segment": [1.0, 4.0], "label": "Run"}]},
-}}
+GT_OK = {
+    "database": {
+        "v1": {
+            "subset": "validation",
+            "duration": 30.0,
+            "annotations": [{"segment": [2.0, 6.0], "label": "Jump"}, {"segment": [12.0, 20.0], "label": "Run"}],
+        },
+        "t1": {"subset": "test", "duration": 9.0, "annotations": [{"segment": [1.0, 4.0], "label": "Run"}]},
+    }
+}
 
 
 def _gt_with(segment) -> str:
@@ -188,31 +222,71 @@ def _gt_with(segment) -> str:
 # (id, ground truth text or None for a missing file, clicks text, extra argv, texts the line must hold)
 ANNOTATE_CASES = [
     ("missing-gt", None, "v1,1.0,Jump\n", [], ["gt.json", "not found"]),
-    ("malformed-json", '{"database": {"v1": {"duration": 3', "v1,1.0,Jump\n", [],
-     ["gt.json", "malformed JSON", "line 1"]),
-    ("segment-start-after-end", _gt_with([4.0, 1.0]), "v1,1.0,Jump\n", [],
-     ["gt.json", "video 't1'", "start 4.0 >= end 1.0"]),
+    (
+        "malformed-json",
+        '{"database": {"v1": {"duration": 3',
+        "v1,1.0,Jump\n",
+        [],
+        ["gt.json", "malformed JSON", "line 1"],
+    ),
+    (
+        "segment-start-after-end",
+        _gt_with([4.0, 1.0]),
+        "v1,1.0,Jump\n",
+        [],
+        ["gt.json", "video 't1'", "start 4.0 >= end 1.0"],
+    ),
     ("segment-zero-length", _gt_with([2.0, 2.0]), "v1,1.0,Jump\n", [], ["video 't1'", "start 2.0 >= end 2.0"]),
     ("missing-clicks", json.dumps(GT_OK), None, [], ["clicks.csv", "not found"]),
-    ("label-not-a-class", json.dumps(GT_OK), "v1,1.0,Jump\nv1,2.0,Swim\n", [],
-     ["clicks.csv", "video 'v1'", "label 'Swim'"]),
-    ("negative-time", json.dumps(GT_OK), "v1,1.0,Jump\nv1,-0.5,Run\n", [],
-     ["clicks.csv", "line 2", "video 'v1'", "negative time '-0.5'"]),
-    ("time-beyond-video", json.dumps(GT_OK), "v1,1.0,Jump\nt1,9.5,Run\n", ["--strict"],
-     ["clicks.csv", "video 't1'", "9.500 s", "beyond the video"]),
-    ("huge-time-beyond-video", json.dumps(GT_OK), "v1,1e300,Jump\n", ["--strict"],
-     ["clicks.csv", "video 'v1'", "beyond the video"]),
-    ("wrong-field-count", json.dumps(GT_OK), "v1,1.0,Jump\nv1,2.0,Run,extra\n", [],
-     ["clicks.csv", "line 2", "expected 3 fields", "got 4"]),
-    ("video-not-in-gt", json.dumps(GT_OK), "v1,1.0,Jump\nv9,2.0,Run\n", ["--strict"],
-     ["clicks.csv", "video 'v9'", "not in the ground truth"]),
-    ("non-utf8-clicks", json.dumps(GT_OK), b"v1,1.0,Jump\nv1,2.0,R\xe9un\n", [],
-     ["clicks.csv", "line 2", "not UTF-8"]),
+    (
+        "label-not-a-class",
+        json.dumps(GT_OK),
+        "v1,1.0,Jump\nv1,2.0,Swim\n",
+        [],
+        ["clicks.csv", "video 'v1'", "label 'Swim'"],
+    ),
+    (
+        "negative-time",
+        json.dumps(GT_OK),
+        "v1,1.0,Jump\nv1,-0.5,Run\n",
+        [],
+        ["clicks.csv", "line 2", "video 'v1'", "negative time '-0.5'"],
+    ),
+    (
+        "time-beyond-video",
+        json.dumps(GT_OK),
+        "v1,1.0,Jump\nt1,9.5,Run\n",
+        ["--strict"],
+        ["clicks.csv", "video 't1'", "9.500 s", "beyond the video"],
+    ),
+    (
+        "huge-time-beyond-video",
+        json.dumps(GT_OK),
+        "v1,1e300,Jump\n",
+        ["--strict"],
+        ["clicks.csv", "video 'v1'", "beyond the video"],
+    ),
+    (
+        "wrong-field-count",
+        json.dumps(GT_OK),
+        "v1,1.0,Jump\nv1,2.0,Run,extra\n",
+        [],
+        ["clicks.csv", "line 2", "expected 3 fields", "got 4"],
+    ),
+    (
+        "video-not-in-gt",
+        json.dumps(GT_OK),
+        "v1,1.0,Jump\nv9,2.0,Run\n",
+        ["--strict"],
+        ["clicks.csv", "video 'v9'", "not in the ground truth"],
+    ),
+    ("non-utf8-clicks", json.dumps(GT_OK), b"v1,1.0,Jump\nv1,2.0,R\xe9un\n", [], ["clicks.csv", "line 2", "not UTF-8"]),
 ]
 
 
-@pytest.mark.parametrize("gt_text, clicks, extra, expected", [c[1:] for c in ANNOTATE_CASES],
-                         ids=[c[0] for c in ANNOTATE_CASES])
+@pytest.mark.parametrize(
+    "gt_text, clicks, extra, expected", [c[1:] for c in ANNOTATE_CASES], ids=[c[0] for c in ANNOTATE_CASES]
+)
 def test_annotate_bad_input_is_one_line(tmp_path, capsys, gt_text, clicks, extra, expected):
     gt_path, clicks_path = tmp_path / "gt.json", tmp_path / "clicks.csv"
     if gt_text is not None:
@@ -238,18 +312,26 @@ def test_without_strict_beyond_and_unknown_points_are_counted_not_errors(tmp_pat
 EVALUATE_CASES = [
     ("missing-predictions", None, ["pred.json", "not found"]),
     ("malformed-json", '{"results": {"t1": [', ["pred.json", "malformed JSON"]),
-    ("reversed-segment", '{"results": {"t1": [{"label": "Run", "score": 0.5, "segment": [3, 1]}]}}',
-     ["pred.json", "video 't1'", "prediction 0", "start 3.0 >= end 1.0"]),
-    ("nan-score", '{"results": {"t1": [{"label": "Run", "score": NaN, "segment": [1, 3]}]}}',
-     ["pred.json", "video 't1'", "score", "nan"]),
-    ("label-not-a-class", '{"results": {"t1": [{"label": "Swim", "score": 0.5, "segment": [1, 3]}]}}',
-     ["pred.json", "video 't1'", "unknown label 'Swim'"]),
+    (
+        "reversed-segment",
+        '{"results": {"t1": [{"label": "Run", "score": 0.5, "segment": [3, 1]}]}}',
+        ["pred.json", "video 't1'", "prediction 0", "start 3.0 >= end 1.0"],
+    ),
+    (
+        "nan-score",
+        '{"results": {"t1": [{"label": "Run", "score": NaN, "segment": [1, 3]}]}}',
+        ["pred.json", "video 't1'", "score", "nan"],
+    ),
+    (
+        "label-not-a-class",
+        '{"results": {"t1": [{"label": "Swim", "score": 0.5, "segment": [1, 3]}]}}',
+        ["pred.json", "video 't1'", "unknown label 'Swim'"],
+    ),
     ("duplicate-video", '{"results": {"t1": [], "t1": []}}', ["pred.json", "'t1'", "twice"]),
 ]
 
 
-@pytest.mark.parametrize("predictions, expected", [c[1:] for c in EVALUATE_CASES],
-                         ids=[c[0] for c in EVALUATE_CASES])
+@pytest.mark.parametrize("predictions, expected", [c[1:] for c in EVALUATE_CASES], ids=[c[0] for c in EVALUATE_CASES])
 def test_evaluate_bad_input_is_one_line(tmp_path, capsys, predictions, expected):
     gt_path, pred = tmp_path / "gt.json", tmp_path / "pred.json"
     gt_path.write_text(json.dumps(GT_OK))
@@ -278,8 +360,10 @@ def _features_dir(tmp_path: Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def _ground_truth(tmp_path: Path, video_ids) -> Path:
-    database = {v: {"subset": "validation", "duration": 10.0,
-                    "annotations": [{"segment": [1.0, 3.0], "label": "Jump"}]} for v in video_ids}
+    database = {
+        v: {"subset": "validation", "duration": 10.0, "annotations": [{"segment": [1.0, 3.0], "label": "Jump"}]}
+        for v in video_ids
+    }
     path = tmp_path / "gt_features.json"
     path.write_text(json.dumps({"database": database}))
     return path
@@ -295,12 +379,16 @@ def _with(value) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("arrays, bad_video, expected", [
-    ({"va": _good(), "vb": _with(np.nan)}, "vb", "NaN or inf"),
-    ({"va": _good(), "vb": _with(np.inf)}, "vb", "NaN or inf"),
-    ({"va": _good(), "vb": _with(-np.inf)}, "vb", "NaN or inf"),
-    ({"va": _good(d=8), "vb": _good(d=10)}, "vb", "10 wide but other videos are 8"),
-], ids=["nan", "inf", "minus-inf", "widths-differ"])
+@pytest.mark.parametrize(
+    "arrays, bad_video, expected",
+    [
+        ({"va": _good(), "vb": _with(np.nan)}, "vb", "NaN or inf"),
+        ({"va": _good(), "vb": _with(np.inf)}, "vb", "NaN or inf"),
+        ({"va": _good(), "vb": _with(-np.inf)}, "vb", "NaN or inf"),
+        ({"va": _good(d=8), "vb": _good(d=10)}, "vb", "10 wide but other videos are 8"),
+    ],
+    ids=["nan", "inf", "minus-inf", "widths-differ"],
+)
 def test_feature_errors_name_file_and_video(tmp_path, capsys, monkeypatch, arrays, bad_video, expected):
     root = _features_dir(tmp_path, arrays)
     store = FeatureStore(root)

@@ -28,9 +28,10 @@ def _results(annotations_path, subset: str, keep_every: int = 2) -> dict:
     results = {}
     for video_id, entry in database.items():
         if entry["subset"] == subset:
-            results[video_id] = [{"label": a["label"], "score": 1.0 - 0.01 * i,
-                                  "segment": [a["segment"][0], a["segment"][1] + 0.3]}
-                                 for i, a in enumerate(entry["annotations"][::keep_every])]
+            results[video_id] = [
+                {"label": a["label"], "score": 1.0 - 0.01 * i, "segment": [a["segment"][0], a["segment"][1] + 0.3]}
+                for i, a in enumerate(entry["annotations"][::keep_every])
+            ]
     return {"results": results}
 
 
@@ -81,17 +82,29 @@ def test_annotate_check_reads_lacp_gt_json_with_features(source, tmp_path, capsy
     own = write_pointtal(tmp_path / "own", source)
     assert main(["annotate", str(own / "annotations.json"), "--check", str(own / "points.csv")]) == 0
     expected = capsys.readouterr().out.split(": ", 1)[1]
-    assert main(["annotate", str(lacp / "gt.json"), "--check", str(lacp / LACP_POINTS),
-                 "--features", str(lacp)]) == 0
+    assert main(["annotate", str(lacp / "gt.json"), "--check", str(lacp / LACP_POINTS), "--features", str(lacp)]) == 0
     assert capsys.readouterr().out.split(": ", 1)[1] == expected  # same counts: points, mapped, videos
     n_points = len(source[2])
     assert expected.startswith(f"{n_points} points, {n_points} mapped")
     assert main(["annotate", str(lacp / "gt.json"), "--check", str(lacp / LACP_POINTS)]) != 0
-    assert "has no duration; it is taken from the features, so give them (data.features, or --features)" in \
-        capsys.readouterr().err
+    assert (
+        "has no duration; it is taken from the features, so give them (data.features, or --features)"
+        in capsys.readouterr().err
+    )
     hrpro = write_lacp(tmp_path / "hrpro", source, hrpro=True)  # durations in the file: no features needed
-    assert main(["annotate", str(hrpro / "gt_full.json"), "--check", str(hrpro / "point_labels/point_gaussian.csv"),
-                 "--subset", "VALIDATION"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                str(hrpro / "gt_full.json"),
+                "--check",
+                str(hrpro / "point_labels/point_gaussian.csv"),
+                "--subset",
+                "VALIDATION",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.split(": ", 1)[1] == expected
 
 
@@ -118,10 +131,17 @@ def test_training_video_without_features_is_skipped_not_blamed_on_fps(source, tm
     assert run.train.video_ids == [v for v in full.train.video_ids if v != "video_validation_0002"]
     messages = [r.getMessage() for r in caplog.records]
     assert any("have no duration and no feature file; skipped (first: video_validation_0002)" in m for m in messages)
-    assert any("on videos outside the training subset 'validation' are not used" in m
-               and "video_validation_0002" in m and "without a feature file" in m for m in messages)
-    assert any("1 point(s) of 1 video(s) in neither the ground truth nor the fps dictionary are skipped" in m
-               and "video_validation_9999" in m for m in messages)
+    assert any(
+        "on videos outside the training subset 'validation' are not used" in m
+        and "video_validation_0002" in m
+        and "without a feature file" in m
+        for m in messages
+    )
+    assert any(
+        "1 point(s) of 1 video(s) in neither the ground truth nor the fps dictionary are skipped" in m
+        and "video_validation_9999" in m
+        for m in messages
+    )
     assert not any("no valid fps" in m or "not in the ground truth" in m for m in messages)
 
 
@@ -143,8 +163,9 @@ def test_pseudo_labels_with_features_of_some_videos_name_no_class_mismatch(sourc
     shutil.copytree(root / "features", part / "features")
     _drop_features(part, with_first)
     labels = tmp_path / "pseudo.json"
-    assert main(["predict", str(run), "--features", str(part), "--pseudo-labels", str(labels),
-                 "--no-progress"]) == 0, capsys.readouterr().err
+    assert main(["predict", str(run), "--features", str(part), "--pseudo-labels", str(labels), "--no-progress"]) == 0, (
+        capsys.readouterr().err
+    )
     written = json.loads(labels.read_text())["database"]
     train_ids = {v for v, video in gt.videos.items() if video.subset == "validation"}
     assert set(written) & train_ids == train_ids - set(with_first)
@@ -157,20 +178,64 @@ def test_readme_release_walkthrough_gives_a_table_of_both_methods(source, tmp_pa
     monkeypatch.chdir(tmp_path)
     write_lacp(tmp_path / "LACP/dataset/THUMOS14", source)
     hrpro = write_lacp(tmp_path / "HR-Pro/dataset/THUMOS14", source, hrpro=True)
-    shutil.copy(Path(__file__).parents[2] / "pointtal/data/vendor/thumos14/ambiguous_test.txt",
-                hrpro / "Ambiguous_test.txt")
+    shutil.copy(
+        Path(__file__).parents[2] / "pointtal/data/vendor/thumos14/ambiguous_test.txt", hrpro / "Ambiguous_test.txt"
+    )
     configs = Path(__file__).parents[2] / "configs"
     short = ["--set", "train.steps=3", "--set", "train.eval_every=0", "--set", "train.device=cpu", "--no-progress"]
-    assert main(["annotate", "LACP/dataset/THUMOS14/gt.json", "--features", "LACP/dataset/THUMOS14",
-                 "--check", "LACP/dataset/THUMOS14/point_gaussian/point_labels.csv"]) == 0
-    assert main(["train", str(configs / "thumos14_lacp.yaml"), "--out", "runs/lacp",
-                 "--set", "data.annotations=LACP/dataset/THUMOS14", "--set", "data.features=LACP/dataset/THUMOS14",
-                 "--set", "data.points=LACP/dataset/THUMOS14/point_gaussian/point_labels.csv",
-                 "--set", "method.hidden=32", *short]) == 0
-    assert main(["train", str(configs / "thumos14_hrpro.yaml"), "--out", "runs/hrpro",
-                 "--set", "data.annotations=HR-Pro/dataset/THUMOS14", "--set", "data.features=HR-Pro/dataset/THUMOS14",
-                 "--set", "data.points=HR-Pro/dataset/THUMOS14/point_labels/point_gaussian.csv",
-                 "--set", "method.stage2_epochs=1", *short]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                "LACP/dataset/THUMOS14/gt.json",
+                "--features",
+                "LACP/dataset/THUMOS14",
+                "--check",
+                "LACP/dataset/THUMOS14/point_gaussian/point_labels.csv",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(configs / "thumos14_lacp.yaml"),
+                "--out",
+                "runs/lacp",
+                "--set",
+                "data.annotations=LACP/dataset/THUMOS14",
+                "--set",
+                "data.features=LACP/dataset/THUMOS14",
+                "--set",
+                "data.points=LACP/dataset/THUMOS14/point_gaussian/point_labels.csv",
+                "--set",
+                "method.hidden=32",
+                *short,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(configs / "thumos14_hrpro.yaml"),
+                "--out",
+                "runs/hrpro",
+                "--set",
+                "data.annotations=HR-Pro/dataset/THUMOS14",
+                "--set",
+                "data.features=HR-Pro/dataset/THUMOS14",
+                "--set",
+                "data.points=HR-Pro/dataset/THUMOS14/point_labels/point_gaussian.csv",
+                "--set",
+                "method.stage2_epochs=1",
+                *short,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     both = ["evaluate", "HR-Pro/dataset/THUMOS14", "runs/lacp/predictions.json", "runs/hrpro/predictions.json"]
     assert main(both) == 2  # the runs record different protocols (HR-Pro's discards ambiguous segments)

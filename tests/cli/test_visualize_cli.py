@@ -43,8 +43,12 @@ def assert_timeline_png(path: Path) -> None:
 
 def bars(ax) -> list[tuple[float, float]]:
     """(start, end) in seconds of every span an axes' broken_barh collections draw, in drawing order."""
-    return [(float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
-            for c in ax.collections for p in c.get_paths() if len(p.vertices) == 5]
+    return [
+        (float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
+        for c in ax.collections
+        for p in c.get_paths()
+        if len(p.vertices) == 5
+    ]
 
 
 def test_test_video_timeline(run_dir, tmp_path, capsys, drawn):
@@ -61,14 +65,28 @@ def test_test_video_timeline(run_dir, tmp_path, capsys, drawn):
     # the final checkpoint's segments are the ones the run wrote to predictions.json, each drawn once
     results = json.loads((run_dir / "predictions.json").read_text())["results"]["video_test_0001"]
     assert len(results) > 0
-    np.testing.assert_allclose(sorted(map(tuple, bars(ax_pred))), sorted(tuple(r["segment"]) for r in results),
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        sorted(map(tuple, bars(ax_pred))), sorted(tuple(r["segment"]) for r in results), rtol=1e-9
+    )
 
 
 def test_training_video_shows_the_runs_points(run_dir, tmp_path, capsys, drawn):
     out = tmp_path / "train.png"
-    assert main(["visualize", str(run_dir), "--video", "video_validation_0001", "--out", str(out),
-                 "--checkpoint", str(run_dir / "best.pt")]) == 0
+    assert (
+        main(
+            [
+                "visualize",
+                str(run_dir),
+                "--video",
+                "video_validation_0001",
+                "--out",
+                str(out),
+                "--checkpoint",
+                str(run_dir / "best.pt"),
+            ]
+        )
+        == 0
+    )
     assert_timeline_png(out)
     assert "training video" in capsys.readouterr().out
     loaded = load_trained(run_dir)
@@ -83,10 +101,13 @@ def test_training_video_shows_the_runs_points(run_dir, tmp_path, capsys, drawn):
     assert drawn_times == pytest.approx(sorted(times))  # every training point is on the figure, where it is
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--video", "no_such_video"], "not in the run's ground truth"),
-    (["--video", "video_test_0001", "--checkpoint", "missing.pt"], "checkpoint not found"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--video", "no_such_video"], "not in the run's ground truth"),
+        (["--video", "video_test_0001", "--checkpoint", "missing.pt"], "checkpoint not found"),
+    ],
+)
 def test_bad_input_is_one_line(run_dir, tmp_path, capsys, args, expected):
     out = tmp_path / "x.png"
     assert main(["visualize", str(run_dir), "--out", str(out), *args]) == 2

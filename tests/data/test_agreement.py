@@ -20,8 +20,13 @@ from pointtal.data.annotations import BACKGROUND, Instance, Video
 from pointtal.data.points import Point, read_points
 
 VIDEOS = {
-    "v1": Video("v1", "validation", 20.0, 25.0, (Instance(2.0, 4.0, "jump"), Instance(6.0, 8.0, "run"),
-                                                  Instance(10.0, 12.0, "jump"))),
+    "v1": Video(
+        "v1",
+        "validation",
+        20.0,
+        25.0,
+        (Instance(2.0, 4.0, "jump"), Instance(6.0, 8.0, "run"), Instance(10.0, 12.0, "jump")),
+    ),
     "v2": Video("v2", "validation", 12.0, 25.0, (Instance(0.0, 10.0, "run"),)),
 }
 CLICKS = [
@@ -42,8 +47,10 @@ def test_truth_report_matches_a_hand_count():
     assert (stats.instances, stats.hit, stats.hit_rate) == (4, 2, 0.5)  # jump [2, 4] and run [0, 10] hit
     assert (stats.outside, stats.other_class) == (1, 1)
     assert stats.histogram == (0, 1, 0, 0, 0, 1, 0, 1, 0, 1)
-    assert stats.per_class == {"jump": {"instances": 2, "hit": 1, "clicks": 3, "outside": 0},
-                               "run": {"instances": 2, "hit": 1, "clicks": 3, "outside": 1}}
+    assert stats.per_class == {
+        "jump": {"instances": 2, "hit": 1, "clicks": 3, "outside": 0},
+        "run": {"instances": 2, "hit": 1, "clicks": 3, "outside": 1},
+    }
 
 
 def test_a_click_in_two_instances_of_its_class_counts_once_at_the_nearest_centre():
@@ -96,7 +103,7 @@ def test_nominal_alpha_by_hand_and_against_a_loop():
     assert nominal_alpha(np.array([["a", "a"], ["b", "b"]], dtype=object)) == pytest.approx(1.0)
     rng = np.random.default_rng(1)
     for raters in (2, 3, 4):
-        values = rng.choice(np.array(["none", "jump", "run"], dtype=object), size=(15, raters), p=[.2, .5, .3])
+        values = rng.choice(np.array(["none", "jump", "run"], dtype=object), size=(15, raters), p=[0.2, 0.5, 0.3])
         values[:5, :] = "jump"  # some agreement
         assert nominal_alpha(values) == pytest.approx(_reference_alpha(values.tolist()))
 
@@ -121,7 +128,10 @@ THREE = [
 def test_merge_keeps_clicks_two_of_three_agree_on_at_their_median():
     merged, report = merge_clicks(THREE, tolerance=1.0, min_agree=2)
     assert sorted((p.video_id, round(p.time_sec, 6), p.label) for p in merged) == [
-        ("v", 1.0, "jump"), ("v", 5.4, "jump"), ("v", 9.25, "jump")]
+        ("v", 1.0, "jump"),
+        ("v", 5.4, "jump"),
+        ("v", 9.25, "jump"),
+    ]
     assert (report.groups, report.kept, report.dropped_groups, report.dropped_clicks) == (5, 3, {1: 2}, (0, 1, 1))
     merged, report = merge_clicks(THREE, tolerance=1.0, min_agree=3)
     assert [(p.time_sec, p.label) for p in merged] == [(1.0, "jump")]
@@ -141,10 +151,18 @@ def test_merge_groups_span_at_most_the_tolerance_and_hold_one_click_per_annotato
 
 
 def _write_world(tmp_path):
-    gt = {"version": "t", "database": {
-        vid: {"subset": "validation", "duration": v.duration_sec, "fps": 25,
-              "annotations": [{"segment": [i.start_sec, i.end_sec], "label": i.label} for i in v.instances]}
-        for vid, v in VIDEOS.items()}}
+    gt = {
+        "version": "t",
+        "database": {
+            vid: {
+                "subset": "validation",
+                "duration": v.duration_sec,
+                "fps": 25,
+                "annotations": [{"segment": [i.start_sec, i.end_sec], "label": i.label} for i in v.instances],
+            }
+            for vid, v in VIDEOS.items()
+        },
+    }
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     files = []
     for k, points in enumerate(THREE):
@@ -157,19 +175,37 @@ def _write_world(tmp_path):
 def test_cli_writes_the_json_and_a_merged_file_read_points_reads(tmp_path, capsys):
     gt, files = _write_world(tmp_path)
     out, merged = tmp_path / "agreement.json", tmp_path / "consensus.csv"
-    assert main(["annotate", gt, "--agreement", *files, "--tolerance", "1", "--json", str(out),
-                 "--merge", str(merged), "--min-agree", "2"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                gt,
+                "--agreement",
+                *files,
+                "--tolerance",
+                "1",
+                "--json",
+                str(out),
+                "--merge",
+                str(merged),
+                "--min-agree",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "Krippendorff" in capsys.readouterr().out
     points = read_points(merged)
     assert [(p.video_id, round(p.time_sec, 6), p.label) for p in points] == [
-        ("v1", 1.0, "jump"), ("v1", 5.4, "jump"), ("v1", 9.25, "jump")]
+        ("v1", 1.0, "jump"),
+        ("v1", 5.4, "jump"),
+        ("v1", 9.25, "jump"),
+    ]
     result = json.loads(out.read_text())
     first = truth_report(read_points(files[0]), {"v1": VIDEOS["v1"]}, BACKGROUND)
-    assert result["annotators"][0]["hit"] == first.hit and result["annotators"][0]["histogram"] == list(
-        first.histogram)
+    assert result["annotators"][0]["hit"] == first.hit and result["annotators"][0]["histogram"] == list(first.histogram)
     assert result["videos"] == 1  # only the clicked video of the ground truth
-    assert result["pairs"]["1-2"]["matched"] == match_pairs(read_points(files[0]), read_points(files[1]),
-                                                            1.0).matched
+    assert result["pairs"]["1-2"]["matched"] == match_pairs(read_points(files[0]), read_points(files[1]), 1.0).matched
     assert result["merge"]["dropped_clicks_per_annotator"] == [0, 1, 1]
     # a second run replaces pointtal's own outputs without --overwrite
     assert main(["annotate", gt, "--agreement", *files, "--json", str(out), "--merge", str(merged)]) == 0
@@ -188,15 +224,18 @@ def test_the_guard_keeps_inputs_and_foreign_files(tmp_path, capsys, option):
         assert open(target).read() == before
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--agreement", "{a}"], "two or more"),
-    (["--agreement", "{a}", "{a}", "--merge", "{tmp}/m.csv", "--min-agree", "3"], "--min-agree 3"),
-    (["--agreement", "{a}", "{a}", "--min-agree", "2"], "--min-agree 2"),
-    (["--agreement", "{a}", "{a}", "--scheme", "soda"], "--scheme"),
-    (["--scheme", "soda", "--out", "{tmp}/p.csv", "--tolerance", "2"], "--tolerance 2"),
-    (["--agreement", "{a}", "{a}", "--tolerance", "0"], "--tolerance 0"),
-    (["--agreement", "{a}", "{tmp}/missing.csv"], "missing.csv: point file not found"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--agreement", "{a}"], "two or more"),
+        (["--agreement", "{a}", "{a}", "--merge", "{tmp}/m.csv", "--min-agree", "3"], "--min-agree 3"),
+        (["--agreement", "{a}", "{a}", "--min-agree", "2"], "--min-agree 2"),
+        (["--agreement", "{a}", "{a}", "--scheme", "soda"], "--scheme"),
+        (["--scheme", "soda", "--out", "{tmp}/p.csv", "--tolerance", "2"], "--tolerance 2"),
+        (["--agreement", "{a}", "{a}", "--tolerance", "0"], "--tolerance 0"),
+        (["--agreement", "{a}", "{tmp}/missing.csv"], "missing.csv: point file not found"),
+    ],
+)
 def test_bad_agreement_options_are_one_line_before_any_work(tmp_path, capsys, monkeypatch, argv, needle):
     gt, files = _write_world(tmp_path)
     import pointtal.cli.annotate as annotate

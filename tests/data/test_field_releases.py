@@ -31,8 +31,18 @@ from pointtal.evaluation.protocol import excluded_videos
 
 FPS, STRIDE = 6.25, 4  # the release's video rate and feature stride: a step every 0.64 s, as the tiny preset
 SHIFT = 0.96  # seconds the release's clock runs ahead: its step centre (4 i + 8) / 6.25 vs pointtal's 0.64 i + 0.32
-DETECTOR = dict(name="actionformer", embed_dim=16, head_dim=16, heads=2, window=5, pyramid_layers=2,
-                regression_ranges=((0, 4), (4, 8), (8, 10000)), max_seq_len=48, warmup_epochs=0.5, ema=False)
+DETECTOR = dict(
+    name="actionformer",
+    embed_dim=16,
+    head_dim=16,
+    heads=2,
+    window=5,
+    pyramid_layers=2,
+    regression_ranges=((0, 4), (4, 8), (8, 10000)),
+    max_seq_len=48,
+    warmup_epochs=0.5,
+    ema=False,
+)
 OPENTAD_OUT = ("video_test_0000270", "video_test_0001292")
 
 
@@ -62,8 +72,12 @@ def write_actionformer(root: Path, source) -> Path:
     for video_id, video in gt.videos.items():
         (root / "i3d_features").mkdir(parents=True, exist_ok=True)
         np.save(root / "i3d_features" / f"{video_id}.npy", features[video_id])
-        database[video_id] = {"subset": video.subset.capitalize(), "duration": video.duration_sec + SHIFT,
-                              "fps": FPS, "annotations": _instances(video, label_ids)}
+        database[video_id] = {
+            "subset": video.subset.capitalize(),
+            "duration": video.duration_sec + SHIFT,
+            "fps": FPS,
+            "annotations": _instances(video, label_ids),
+        }
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "thumos14.json").write_text(json.dumps({"version": "Thumos14-30fps", "database": database}))
     return root
@@ -83,8 +97,12 @@ def write_opentad(root: Path, source, order: tuple[str, ...], renamed: dict[str,
         annotations = _instances(video)
         if video.subset == "test":
             annotations.append({"segment": [0.5, 1.5], "label": "Ambiguous"})
-        database[name] = {"subset": "training" if video.subset == "validation" else "validation",
-                          "duration": frames / FPS, "frame": frames, "annotations": annotations}
+        database[name] = {
+            "subset": "training" if video.subset == "validation" else "validation",
+            "duration": frames / FPS,
+            "frame": frames,
+            "annotations": annotations,
+        }
     (root / "annotations").mkdir(parents=True)
     (root / "annotations" / "thumos_14_anno.json").write_text(json.dumps({"database": database}))
     (root / "annotations" / "category_idx.txt").write_text("".join(f"{c}\n" for c in order))
@@ -133,9 +151,10 @@ def _same_data(a, b, shift: float = 0.0, gt=None):
 
 def test_actionformer_release_trains_and_evaluates_like_pointtal_layout(tiny_data, source, tmp_path, capsys):
     root = write_actionformer(tmp_path / "thumos", source)
-    configs = {"release": _config(tiny_data, root / "annotations" / "thumos14.json", root / "i3d_features",
-                                  stride=STRIDE),
-               "own": _config(tiny_data, tiny_data / "annotations.json", tiny_data / "features")}
+    configs = {
+        "release": _config(tiny_data, root / "annotations" / "thumos14.json", root / "i3d_features", stride=STRIDE),
+        "own": _config(tiny_data, tiny_data / "annotations.json", tiny_data / "features"),
+    }
     data = {name: load_run_data(config) for name, config in configs.items()}
     assert data["release"].gt.classes == source[0].classes
     assert all(v.fps == FPS and v.offset_frames == 6.0 for v in data["release"].gt.videos.values())
@@ -149,16 +168,26 @@ def test_actionformer_release_trains_and_evaluates_like_pointtal_layout(tiny_dat
         mine = runs["release"][video_id]
         assert [e["label"] for e in mine] == [e["label"] for e in own]
         np.testing.assert_allclose([e["score"] for e in mine], [e["score"] for e in own], atol=1e-5)
-        np.testing.assert_allclose([e["segment"] for e in mine], [np.add(e["segment"], SHIFT) for e in own],
-                                   atol=1e-4)
+        np.testing.assert_allclose([e["segment"] for e in mine], [np.add(e["segment"], SHIFT) for e in own], atol=1e-4)
     metrics = {n: read_metrics(tmp_path / n)[-1] for n in configs}
     for key in ("average", "average_0.3_0.7", "mAP@0.5"):
         assert metrics["release"][key] == pytest.approx(metrics["own"][key], abs=1e-6)
     # `pointtal evaluate` reads the release's annotation file as it is and shows both field averages
     capsys.readouterr()
-    assert main(["evaluate", str(root / "annotations" / "thumos14.json"),
-                 str(tmp_path / "release" / "predictions.json"), "--subset", "test",
-                 "--json", str(tmp_path / "m.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(root / "annotations" / "thumos14.json"),
+                str(tmp_path / "release" / "predictions.json"),
+                "--subset",
+                "test",
+                "--json",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     shown = json.loads((tmp_path / "m.json").read_text())["averages"]
     assert shown["avg 0.1:0.7"] == pytest.approx(metrics["own"]["average"], abs=1e-6)
     assert shown["avg 0.3:0.7"] == pytest.approx(metrics["own"]["average_0.3_0.7"], abs=1e-6)
@@ -184,19 +213,43 @@ def test_opentad_release_reads_its_classes_subsets_and_fps_and_drops_two_test_vi
 
     class_list = tmp_path / "classes.txt"
     class_list.write_text("".join(f"{c}\n" for c in order))
-    config = _config(tiny_data, annotations, root / "features" / "i3d_actionformer_stride4_thumos", stride=STRIDE,
-                     exclude_videos=("thumos14-opentad",))
+    config = _config(
+        tiny_data,
+        annotations,
+        root / "features" / "i3d_actionformer_stride4_thumos",
+        stride=STRIDE,
+        exclude_videos=("thumos14-opentad",),
+    )
     release = load_run_data(config)
-    own = load_run_data(_config(tiny_data, tiny_data / "annotations.json", tiny_data / "features",
-                                class_list=str(class_list), exclude_videos=tuple(tests[:2])))
+    own = load_run_data(
+        _config(
+            tiny_data,
+            tiny_data / "annotations.json",
+            tiny_data / "features",
+            class_list=str(class_list),
+            exclude_videos=tuple(tests[:2]),
+        )
+    )
     assert release.protocol.exclude_videos == OPENTAD_OUT and len(release.test) == len(tests) - 2
     _same_data(release.train, own.train, SHIFT, gt)
     _same_data(release.test, own.test, gt=gt)
     # trained on the release, evaluated by `pointtal evaluate` on its annotation file under the recorded protocol
     train(config, tmp_path / "run", data=release)
     final = read_metrics(tmp_path / "run")[-1]
-    assert main(["evaluate", str(annotations), str(tmp_path / "run" / "predictions.json"), "--subset", "test",
-                 "--json", str(tmp_path / "m.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(annotations),
+                str(tmp_path / "run" / "predictions.json"),
+                "--subset",
+                "test",
+                "--json",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     scored = json.loads((tmp_path / "m.json").read_text())
     assert scored["exclude_videos"] == list(OPENTAD_OUT)
     assert scored["averages"]["avg 0.1:0.7"] == pytest.approx(final["average"], abs=1e-6)
@@ -217,13 +270,16 @@ def test_a_release_whose_label_ids_disagree_is_refused_naming_the_video(tiny_dat
 def test_run_tables_name_both_field_averages_and_show_one_where_they_are_one():
     from pointtal.engine.report import _metrics_table
 
-    records = [{"step": 5, "mAP@0.5": 30.0, "average": 40.0, "average_0.3_0.7": 33.0},
-               {"step": 10, "mAP@0.5": 35.0, "average": 45.0, "average_0.3_0.7": 38.0}]
+    records = [
+        {"step": 5, "mAP@0.5": 30.0, "average": 40.0, "average_0.3_0.7": 33.0},
+        {"step": 10, "mAP@0.5": 35.0, "average": 45.0, "average_0.3_0.7": 38.0},
+    ]
     table = _metrics_table(records, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7))
     assert table[0] == "| step | mAP@0.5 | avg 0.1:0.7 | avg 0.3:0.7 |"
     assert table[3] == "| **10** (best) | 35.00 | 45.00 | 38.00 |"
-    detector = _metrics_table([{k: v for k, v in r.items() if k != "mAP@0.5"} for r in records],
-                              (0.3, 0.4, 0.5, 0.6, 0.7))
+    detector = _metrics_table(
+        [{k: v for k, v in r.items() if k != "mAP@0.5"} for r in records], (0.3, 0.4, 0.5, 0.6, 0.7)
+    )
     assert detector[0] == "| step | avg 0.3:0.7 |" and detector[2] == "| 5 | 40.00 |"
 
 

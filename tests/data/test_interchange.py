@@ -100,22 +100,52 @@ def test_lacp_export_reads_back_onto_the_same_snippets(tmp_path):
 # ------------------------------------------------------------------------------- documented layouts
 
 VIA_PROJECT = {
-    "project": {"pid": "__VIA_PROJECT_ID__", "rev": "__VIA_PROJECT_REV_ID__",
-                "rev_timestamp": "__VIA_PROJECT_REV_TIMESTAMP__",
-                "pname": "Unnamed VIA Project", "creator": "VGG Image Annotator", "created": 1573815248007,
-                "vid_list": ["1", "2"]},
+    "project": {
+        "pid": "__VIA_PROJECT_ID__",
+        "rev": "__VIA_PROJECT_REV_ID__",
+        "rev_timestamp": "__VIA_PROJECT_REV_TIMESTAMP__",
+        "pname": "Unnamed VIA Project",
+        "creator": "VGG Image Annotator",
+        "created": 1573815248007,
+        "vid_list": ["1", "2"],
+    },
     "config": {"file": {"loc_prefix": {"1": "", "2": "", "3": "", "4": ""}}, "ui": {}},
     "attribute": {
-        "1": {"aname": "action", "anchor_id": "FILE1_Z2_XY0", "type": 4, "desc": "",
-              "options": {"0": "Jump", "1": "Run Fast"}, "default_option_id": ""},
-        "2": {"aname": "note", "anchor_id": "FILE1_Z2_XY0", "type": 1, "desc": "", "options": {},
-              "default_option_id": ""},
-        "3": {"aname": "object", "anchor_id": "FILE1_Z1_XY1", "type": 1, "desc": "", "options": {},
-              "default_option_id": ""},
+        "1": {
+            "aname": "action",
+            "anchor_id": "FILE1_Z2_XY0",
+            "type": 4,
+            "desc": "",
+            "options": {"0": "Jump", "1": "Run Fast"},
+            "default_option_id": "",
+        },
+        "2": {
+            "aname": "note",
+            "anchor_id": "FILE1_Z2_XY0",
+            "type": 1,
+            "desc": "",
+            "options": {},
+            "default_option_id": "",
+        },
+        "3": {
+            "aname": "object",
+            "anchor_id": "FILE1_Z1_XY1",
+            "type": 1,
+            "desc": "",
+            "options": {},
+            "default_option_id": "",
+        },
     },
-    "file": {"1": {"fid": "1", "fname": "vid_a.mp4", "type": 4, "loc": 1, "src": ""},
-             "2": {"fid": "2", "fname": "http://host/videos/vid.c.webm", "type": 4, "loc": 2,
-                   "src": "http://host/videos/vid.c.webm"}},
+    "file": {
+        "1": {"fid": "1", "fname": "vid_a.mp4", "type": 4, "loc": 1, "src": ""},
+        "2": {
+            "fid": "2",
+            "fname": "http://host/videos/vid.c.webm",
+            "type": 4,
+            "loc": 2,
+            "src": "http://host/videos/vid.c.webm",
+        },
+    },
     "view": {"1": {"fid_list": ["1"]}, "2": {"fid_list": ["2"]}},
     "metadata": {
         "1_kX3bnRrw": {"vid": "1", "flg": 0, "z": [2.5, 4.1], "xy": [], "av": {"1": "0", "2": "first"}},
@@ -129,8 +159,10 @@ VIA_PROJECT = {
 def test_a_via_project_in_its_documented_layout_imports(tmp_path):
     path = tmp_path / "via_project.json"
     path.write_text(json.dumps(VIA_PROJECT))
-    _same(read_via(path), [Point("vid.c", 60.5, "Run Fast"), Point("vid_a", 3.3, "Jump"),
-                           Point("vid_a", 7.25, "Run Fast")])  # box in a frame: no click; segments: middle
+    _same(
+        read_via(path),
+        [Point("vid.c", 60.5, "Run Fast"), Point("vid_a", 3.3, "Jump"), Point("vid_a", 7.25, "Run Fast")],
+    )  # box in a frame: no click; segments: middle
 
 
 def test_a_via_csv_export_in_its_documented_layout_imports(tmp_path):
@@ -146,35 +178,90 @@ def test_a_via_csv_export_in_its_documented_layout_imports(tmp_path):
         "# CSV_HEADER = metadata_id,file_list,flags,temporal_coordinates,spatial_coordinates,metadata\n"
         '1_kX3bnRrw,"[""vid_a.mp4""]",0,"[2.5,4.1]","[]","{""1"":""0"",""2"":""first""}"\n'
         '1_box00001,"[""vid_a.mp4""]",0,"[3]","[2,10,20,50,80]","{""3"":""ball""}"\n'
-        '2_q2W3e4R5,"[""vid_b.avi""]",0,"[12.5]","[]","{""1"":""1""}"\n')
+        '2_q2W3e4R5,"[""vid_b.avi""]",0,"[12.5]","[]","{""1"":""1""}"\n'
+    )
     _same(read_via(path), [Point("vid_a", 3.3, "Jump"), Point("vid_b", 12.5, "Run Fast")])
 
 
 def test_a_labelstudio_export_in_its_documented_layout_imports(tmp_path):
     tasks = [
-        {"id": 7, "data": {"video": "/data/upload/3/1a2b3c4d-vid_a.mp4"},
-         "annotations": [{"id": 1, "was_cancelled": False, "result": [
-             {"id": "r1", "type": "timelinelabels", "from_name": "videoLabels", "to_name": "video",
-              "origin": "manual", "value": {"ranges": [{"start": 31, "end": 31}], "timelinelabels": ["Jump"]}},
-             {"id": "r2", "type": "timelinelabels", "from_name": "videoLabels", "to_name": "video",
-              "value": {"ranges": [{"start": 61, "end": 91}, {"start": 301, "end": 301}],
-                        "timelinelabels": ["Run Fast"]}},
-             {"id": "r3", "type": "videorectangle", "from_name": "box", "to_name": "video",
-              "value": {"sequence": [{"frame": 10, "enabled": True, "rotation": 0, "x": 1, "y": 2, "width": 3,
-                                      "height": 4, "time": 0.3}, {"frame": 20, "enabled": False, "time": 0.6}],
-                        "labels": ["Jump"]}},
-             {"id": "r4", "type": "choices", "from_name": "quality", "to_name": "video",
-              "value": {"choices": ["good"]}},
-         ]}]},
-        {"id": 8, "data": {"video": "s3://bucket/vid_b.mp4"}, "annotations": [{"id": 2, "was_cancelled": True,
-                                                                              "result": []}]},
+        {
+            "id": 7,
+            "data": {"video": "/data/upload/3/1a2b3c4d-vid_a.mp4"},
+            "annotations": [
+                {
+                    "id": 1,
+                    "was_cancelled": False,
+                    "result": [
+                        {
+                            "id": "r1",
+                            "type": "timelinelabels",
+                            "from_name": "videoLabels",
+                            "to_name": "video",
+                            "origin": "manual",
+                            "value": {"ranges": [{"start": 31, "end": 31}], "timelinelabels": ["Jump"]},
+                        },
+                        {
+                            "id": "r2",
+                            "type": "timelinelabels",
+                            "from_name": "videoLabels",
+                            "to_name": "video",
+                            "value": {
+                                "ranges": [{"start": 61, "end": 91}, {"start": 301, "end": 301}],
+                                "timelinelabels": ["Run Fast"],
+                            },
+                        },
+                        {
+                            "id": "r3",
+                            "type": "videorectangle",
+                            "from_name": "box",
+                            "to_name": "video",
+                            "value": {
+                                "sequence": [
+                                    {
+                                        "frame": 10,
+                                        "enabled": True,
+                                        "rotation": 0,
+                                        "x": 1,
+                                        "y": 2,
+                                        "width": 3,
+                                        "height": 4,
+                                        "time": 0.3,
+                                    },
+                                    {"frame": 20, "enabled": False, "time": 0.6},
+                                ],
+                                "labels": ["Jump"],
+                            },
+                        },
+                        {
+                            "id": "r4",
+                            "type": "choices",
+                            "from_name": "quality",
+                            "to_name": "video",
+                            "value": {"choices": ["good"]},
+                        },
+                    ],
+                }
+            ],
+        },
+        {
+            "id": 8,
+            "data": {"video": "s3://bucket/vid_b.mp4"},
+            "annotations": [{"id": 2, "was_cancelled": True, "result": []}],
+        },
     ]
     path = tmp_path / "export.json"
     path.write_text(json.dumps(tasks))
     known = {"vid_a": None, "vid_b": None}
-    _same(read_labelstudio(path, _lookup, known),
-          [Point("vid_a", 0.3, "Jump"), Point("vid_a", 1.0, "Jump"), Point("vid_a", 2.5, "Run Fast"),
-           Point("vid_a", 10.0, "Run Fast")])
+    _same(
+        read_labelstudio(path, _lookup, known),
+        [
+            Point("vid_a", 0.3, "Jump"),
+            Point("vid_a", 1.0, "Jump"),
+            Point("vid_a", 2.5, "Run Fast"),
+            Point("vid_a", 10.0, "Run Fast"),
+        ],
+    )
 
 
 def test_video_ids_drop_only_a_video_extension():
@@ -186,16 +273,22 @@ def test_video_ids_drop_only_a_video_extension():
 # --------------------------------------------------------------------------------------- bad files
 
 
-@pytest.mark.parametrize("change, pattern", [
-    (lambda d: d["metadata"]["1_Ab9xYz01"].update(z=[-1.0]), r"via.json: metadata '1_Ab9xYz01': time -1.0"),
-    (lambda d: d["metadata"]["1_Ab9xYz01"].update(z=[5.0, 4.0]), r"metadata '1_Ab9xYz01': segment .* ends before"),
-    (lambda d: d["metadata"]["1_Ab9xYz01"].update(av={"1": "7"}), r"metadata '1_Ab9xYz01': attribute 1 has no "
-                                                                   r"option '7'"),
-    (lambda d: d["metadata"]["1_Ab9xYz01"].update(av={}), r"metadata '1_Ab9xYz01': no value for attribute 1"),
-    (lambda d: d["metadata"]["1_Ab9xYz01"].update(vid="9"), r"metadata '1_Ab9xYz01': view '9' names no file"),
-    (lambda d: d.pop("metadata"), r"via.json: not a VIA 3 project"),
-    (lambda d: d["attribute"].clear(), r"via.json: no VIA attribute"),
-])
+@pytest.mark.parametrize(
+    "change, pattern",
+    [
+        (lambda d: d["metadata"]["1_Ab9xYz01"].update(z=[-1.0]), r"via.json: metadata '1_Ab9xYz01': time -1.0"),
+        (lambda d: d["metadata"]["1_Ab9xYz01"].update(z=[5.0, 4.0]), r"metadata '1_Ab9xYz01': segment .* ends before"),
+        (
+            lambda d: d["metadata"]["1_Ab9xYz01"].update(av={"1": "7"}),
+            r"metadata '1_Ab9xYz01': attribute 1 has no "
+            r"option '7'",
+        ),
+        (lambda d: d["metadata"]["1_Ab9xYz01"].update(av={}), r"metadata '1_Ab9xYz01': no value for attribute 1"),
+        (lambda d: d["metadata"]["1_Ab9xYz01"].update(vid="9"), r"metadata '1_Ab9xYz01': view '9' names no file"),
+        (lambda d: d.pop("metadata"), r"via.json: not a VIA 3 project"),
+        (lambda d: d["attribute"].clear(), r"via.json: no VIA attribute"),
+    ],
+)
 def test_bad_via_projects_are_one_line_errors_naming_the_record(tmp_path, change, pattern):
     data = json.loads(json.dumps(VIA_PROJECT))
     change(data)
@@ -208,14 +301,19 @@ def test_bad_via_projects_are_one_line_errors_naming_the_record(tmp_path, change
 
 def test_bad_via_csv_rows_and_labelstudio_tasks_name_their_line_or_task(tmp_path):
     path = tmp_path / "via.csv"
-    path.write_text(f"# ATTRIBUTE = {json.dumps(VIA_PROJECT['attribute'])}\n"
-                    '1_a,"[""vid_a.mp4""]",0,"[1.0]","[]","{""1"":""0""}"\n'
-                    '1_b,"[""vid_a.mp4""]",0,"[1.0,","[]","{""1"":""0""}"\n')
+    path.write_text(
+        f"# ATTRIBUTE = {json.dumps(VIA_PROJECT['attribute'])}\n"
+        '1_a,"[""vid_a.mp4""]",0,"[1.0]","[]","{""1"":""0""}"\n'
+        '1_b,"[""vid_a.mp4""]",0,"[1.0,","[]","{""1"":""0""}"\n'
+    )
     with pytest.raises(InputError, match=r"via.csv line 3: temporal_coordinates '\[1.0,' is not valid JSON"):
         read_via(path)
     ls = tmp_path / "ls.json"
-    result = {"id": "r9", "type": "timelinelabels", "value": {"ranges": [{"start": 0, "end": 3}],
-                                                              "timelinelabels": ["Jump"]}}
+    result = {
+        "id": "r9",
+        "type": "timelinelabels",
+        "value": {"ranges": [{"start": 0, "end": 3}], "timelinelabels": ["Jump"]},
+    }
     ls.write_text(json.dumps([{"id": 5, "data": {"video": "vid_a.mp4"}, "annotations": [{"result": [result]}]}]))
     with pytest.raises(InputError, match=r"ls.json: task 5 result r9: frame 0 is not a whole number >= 1"):
         read_labelstudio(ls, _lookup)
@@ -227,12 +325,14 @@ def test_bad_via_csv_rows_and_labelstudio_tasks_name_their_line_or_task(tmp_path
     ls.write_text(json.dumps([{"id": 5, "data": {"video": "unknown.mp4"}, "annotations": [{"result": [result]}]}]))
     with pytest.raises(InputError, match=r"task 5 result r9: no frame rate for video 'unknown'"):
         read_labelstudio(ls, fps_lookup_for({}, FPS))
-    ls.write_text('[{"id": 5, "data": {"video": "vid_a.mp4"}, "annotations": [{"result": [{"id": "r9", '
-                  '"type": "timelinelabels", "value": {"ranges": [{"start": NaN, "end": 3}], '
-                  '"timelinelabels": ["Jump"]}}]}]}]')
+    ls.write_text(
+        '[{"id": 5, "data": {"video": "vid_a.mp4"}, "annotations": [{"result": [{"id": "r9", '
+        '"type": "timelinelabels", "value": {"ranges": [{"start": NaN, "end": 3}], '
+        '"timelinelabels": ["Jump"]}}]}]}]'
+    )
     with pytest.raises(InputError, match=r"task 5 result r9: frame nan is not a whole number"):
         read_labelstudio(ls, _lookup)
-    ls.write_text("[{\"id\": 1,\n oops}]")
+    ls.write_text('[{"id": 1,\n oops}]')
     with pytest.raises(InputError, match=r"ls.json line 2: not valid JSON"):
         read_labelstudio(ls, _lookup)
 
@@ -254,8 +354,23 @@ def test_annotate_imports_and_exports_through_the_cli(tiny_data, tmp_path, capsy
     fps = tmp_path / "fps.json"
     fps.write_text(json.dumps({p.video_id: 30.0 for p in points}))
     lacp = tmp_path / "point_labels.csv"
-    assert main(["annotate", str(gt), "--export", str(clicks), "--format", "lacp", "--fps-dict", str(fps),
-                 "--out", str(lacp)]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                str(gt),
+                "--export",
+                str(clicks),
+                "--format",
+                "lacp",
+                "--fps-dict",
+                str(fps),
+                "--out",
+                str(lacp),
+            ]
+        )
+        == 0
+    )
     assert lacp.read_text().startswith("class,class_index,start_frame,stop_frame,video_id,point\n")
     # imported labels must be classes of the ground truth: one line naming the file, nothing written
     data = json.loads(via.read_text())
@@ -271,14 +386,17 @@ def test_annotate_imports_and_exports_through_the_cli(tiny_data, tmp_path, capsy
     assert back.read_text() == "edited\n"
 
 
-@pytest.mark.parametrize("argv, pattern", [
-    (["--import", "x.json", "--out", "o.csv"], r"--import needs --format"),
-    (["--import", "x.json", "--format", "lacp", "--out", "o.csv"], r"--format lacp: cannot be imported"),
-    (["--import", "x.json", "--export", "p.csv", "--format", "via", "--out", "o.csv"], r"not both"),
-    (["--check", "p.csv", "--format", "via"], r"--format via: applies to --import / --export"),
-    (["--export", "p.csv", "--format", "via", "--out", "o.json", "--strict"], r"--strict: applies to --check"),
-    (["--export", "p.csv", "--format", "via", "--out", "o.json", "--seed", "2"], r"--seed 2: applies when"),
-])
+@pytest.mark.parametrize(
+    "argv, pattern",
+    [
+        (["--import", "x.json", "--out", "o.csv"], r"--import needs --format"),
+        (["--import", "x.json", "--format", "lacp", "--out", "o.csv"], r"--format lacp: cannot be imported"),
+        (["--import", "x.json", "--export", "p.csv", "--format", "via", "--out", "o.csv"], r"not both"),
+        (["--check", "p.csv", "--format", "via"], r"--format via: applies to --import / --export"),
+        (["--export", "p.csv", "--format", "via", "--out", "o.json", "--strict"], r"--strict: applies to --check"),
+        (["--export", "p.csv", "--format", "via", "--out", "o.json", "--seed", "2"], r"--seed 2: applies when"),
+    ],
+)
 def test_import_export_options_are_checked_before_any_work(tmp_path, capsys, argv, pattern):
     assert main(["annotate", str(tmp_path / "missing.json"), *argv]) != 0
     err = capsys.readouterr().err

@@ -66,9 +66,13 @@ def write_lacp(root: Path, source, *, hrpro: bool = False) -> Path:
             _save(root / "features" / split / "rgb" / f"{video_id}.npy", array[:, :32])
             _save(root / "features" / split / "flow" / f"{video_id}.npy", array[:, 32:])
         segments = [[i.start_sec, i.end_sec] for i in video.instances]
-        entry = {"subset": "Validation" if split == "train" else "Test",
-                 "annotations": [{"segment": [repr(a), repr(b)] if not hrpro else [a, b], "label": i.label}
-                                 for (a, b), i in zip(segments, video.instances, strict=True)]}
+        entry = {
+            "subset": "Validation" if split == "train" else "Test",
+            "annotations": [
+                {"segment": [repr(a), repr(b)] if not hrpro else [a, b], "label": i.label}
+                for (a, b), i in zip(segments, video.instances, strict=True)
+            ],
+        }
         if hrpro:
             entry.update(duration=array.shape[0] * STRIDE / FPS, fps=_native_fps(video_id))
         database[video_id] = entry
@@ -80,8 +84,11 @@ def write_lacp(root: Path, source, *, hrpro: bool = False) -> Path:
     if not hrpro:
         (root / "fps_dict.json").write_text(json.dumps({v: _native_fps(v) for v in gt.videos}))
     classes = {c: i for i, c in enumerate(gt.classes)}
-    header = "class,start_frame,stop_frame,video_id,point" if hrpro else \
-        "class,class_index,start_frame,stop_frame,video_id,point"
+    header = (
+        "class,start_frame,stop_frame,video_id,point"
+        if hrpro
+        else "class,class_index,start_frame,stop_frame,video_id,point"
+    )
     lines = [header]
     for point, frame in frames:
         index = "" if hrpro else f"{classes[point.label]},"
@@ -99,8 +106,10 @@ def write_pointtal(root: Path, source) -> Path:
     for video_id, video in gt.videos.items():
         _save(root / "features" / f"{video_id}.npy", features[video_id])
         database[video_id] = {
-            "subset": video.subset, "duration": features[video_id].shape[0] * STRIDE / FPS,
-            "annotations": [{"segment": [i.start_sec, i.end_sec], "label": i.label} for i in video.instances]}
+            "subset": video.subset,
+            "duration": features[video_id].shape[0] * STRIDE / FPS,
+            "annotations": [{"segment": [i.start_sec, i.end_sec], "label": i.label} for i in video.instances],
+        }
     (root / "annotations.json").write_text(json.dumps({"database": database}))
     lines = [f"{p.video_id},{frame / _native_fps(p.video_id):.6f},{p.label}\n" for p, frame in frames]
     (root / "points.csv").write_text("".join(lines))
@@ -136,8 +145,9 @@ def test_lacp_layout_trains_to_the_same_numbers_as_pointtal_layout(source, tmp_p
     assert predictions[0] == predictions[1]
     assert sum(len(v) for v in predictions[0]["results"].values()) > 0
     metrics = [read_metrics(tmp_path / f"run_{n}")[-1] for n in configs]
-    assert {k: v for k, v in metrics[0].items() if "time" not in k and "sec" not in k} == \
-        {k: v for k, v in metrics[1].items() if "time" not in k and "sec" not in k}
+    assert {k: v for k, v in metrics[0].items() if "time" not in k and "sec" not in k} == {
+        k: v for k, v in metrics[1].items() if "time" not in k and "sec" not in k
+    }
     weights = [load_checkpoint(tmp_path / f"run_{n}" / "checkpoint.pt")["model"] for n in configs]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
@@ -195,13 +205,19 @@ def _expect_error(path, pattern: str) -> None:
 def test_layout_errors_name_what_was_expected(source, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    _expect_error(empty, r"empty: no feature files found; expected DIR/<video_id>\.npy \(pointtal\), "
-                         r"DIR/features/\{train,test\}/\{rgb,flow\}/<video_id>\.npy \(LACP\)")
+    _expect_error(
+        empty,
+        r"empty: no feature files found; expected DIR/<video_id>\.npy \(pointtal\), "
+        r"DIR/features/\{train,test\}/\{rgb,flow\}/<video_id>\.npy \(LACP\)",
+    )
     _expect_error(tmp_path / "missing", "missing: feature directory not found")
     lacp = write_lacp(tmp_path / "lacp", source)
     (lacp / "features" / "test" / "flow" / "video_test_0002.npy").unlink()
-    _expect_error(lacp, r"features/test/rgb: 1 video\(s\) have no file in the other stream folder "
-                        r"\(first: video_test_0002\)")
+    _expect_error(
+        lacp,
+        r"features/test/rgb: 1 video\(s\) have no file in the other stream folder "
+        r"\(first: video_test_0002\)",
+    )
     for path in (lacp / "features" / "test" / "flow").iterdir():
         path.unlink()
     (lacp / "features" / "test" / "flow").rmdir()
@@ -219,12 +235,18 @@ def test_rgb_and_flow_of_different_lengths_are_refused(source, tmp_path):
     lacp = write_lacp(tmp_path / "lacp", source)
     _save(lacp / "features" / "train" / "flow" / "video_validation_0002.npy", np.ones((7, 32), np.float32))
     store = open_features(lacp)
-    with pytest.raises(InputError, match=r"video 'video_validation_0002' streams differ in length "
-                                         r"\(rgb \(\d+, 32\), flow \(7, 32\)\); rgb and flow need the same"):
+    with pytest.raises(
+        InputError,
+        match=r"video 'video_validation_0002' streams differ in length "
+        r"\(rgb \(\d+, 32\), flow \(7, 32\)\); rgb and flow need the same",
+    ):
         store.load("video_validation_0002")
     _save(lacp / "features" / "train" / "flow" / "video_validation_0002.npy", np.ones((7, 32), np.float32) * np.nan)
-    with pytest.raises(InputError, match=r"flow/video_validation_0002.npy: video 'video_validation_0002' "
-                                         r"features contain NaN"):
+    with pytest.raises(
+        InputError,
+        match=r"flow/video_validation_0002.npy: video 'video_validation_0002' "
+        r"features contain NaN",
+    ):
         store.load("video_validation_0002")
 
 
@@ -242,8 +264,9 @@ def test_lacp_ground_truth_string_times_durations_from_features_and_split_subset
     for video_id, video in run.gt.videos.items():
         assert video.duration_sec == features[video_id].shape[0] * STRIDE / FPS
         assert video.fps is None
-        assert [(i.start_sec, i.end_sec, i.label) for i in video.instances] == \
-            [(i.start_sec, i.end_sec, i.label) for i in gt.videos[video_id].instances]
+        assert [(i.start_sec, i.end_sec, i.label) for i in video.instances] == [
+            (i.start_sec, i.end_sec, i.label) for i in gt.videos[video_id].instances
+        ]
     assert run.gt.frame_fps == {v: _native_fps(v) for v in gt.videos}
     # LACP's own mapping: point frame * feature_fps / (native fps * 16), floored.
     _, _, frames = source
@@ -268,20 +291,32 @@ def _edit_gt(root: Path, edit) -> None:
     (root / "gt.json").write_text(json.dumps(data))
 
 
-@pytest.mark.parametrize("change, pattern", [
-    (lambda r: _edit_gt(r, lambda db: db["video_test_0001"]["annotations"][0].update(segment=["1.5", "abc"])),
-     r"gt.json: video 'video_test_0001' annotation 0: segment time 'abc' is not a number"),
-    (lambda r: _edit_gt(r, lambda db: db["video_test_0001"]["annotations"][0].update(segment=["9.5", "2.0"])),
-     r"gt.json: video 'video_test_0001' annotation 0: segment start 9.5 >= end 2.0"),
-    (lambda r: (r / "split_test.txt").write_text("video_test_0001\nvideo_test_0404\n"),
-     r"split_test.txt line 2: video 'video_test_0404' is not in .*gt.json"),
-    (lambda r: (r / "split_train.txt").unlink(),
-     r"split_train.txt: split file not found"),
-    (lambda r: (r / "split_test.txt").write_text("video_validation_0001\n"),
-     r"split_test.txt: video 'video_validation_0001' is listed in both split files"),
-    (lambda r: (r / "fps_dict.json").write_text('{"video_validation_0001": -30}'),
-     r"fps_dict.json: video 'video_validation_0001': fps must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "change, pattern",
+    [
+        (
+            lambda r: _edit_gt(r, lambda db: db["video_test_0001"]["annotations"][0].update(segment=["1.5", "abc"])),
+            r"gt.json: video 'video_test_0001' annotation 0: segment time 'abc' is not a number",
+        ),
+        (
+            lambda r: _edit_gt(r, lambda db: db["video_test_0001"]["annotations"][0].update(segment=["9.5", "2.0"])),
+            r"gt.json: video 'video_test_0001' annotation 0: segment start 9.5 >= end 2.0",
+        ),
+        (
+            lambda r: (r / "split_test.txt").write_text("video_test_0001\nvideo_test_0404\n"),
+            r"split_test.txt line 2: video 'video_test_0404' is not in .*gt.json",
+        ),
+        (lambda r: (r / "split_train.txt").unlink(), r"split_train.txt: split file not found"),
+        (
+            lambda r: (r / "split_test.txt").write_text("video_validation_0001\n"),
+            r"split_test.txt: video 'video_validation_0001' is listed in both split files",
+        ),
+        (
+            lambda r: (r / "fps_dict.json").write_text('{"video_validation_0001": -30}'),
+            r"fps_dict.json: video 'video_validation_0001': fps must be a positive number",
+        ),
+    ],
+)
 def test_bad_published_ground_truth_is_one_clear_error(tmp_path, source, change, pattern):
     _lacp_gt_error(tmp_path, source, change, pattern)
 
@@ -289,6 +324,7 @@ def test_bad_published_ground_truth_is_one_clear_error(tmp_path, source, change,
 def test_lacp_points_need_a_native_fps(tmp_path, source):
     def drop_fps(root):
         (root / "fps_dict.json").write_text(json.dumps({"video_test_0001": 30.0}))
+
     _lacp_gt_error(tmp_path, source, drop_fps, r"point_labels.csv line 2: no valid fps for video")
 
 
@@ -299,8 +335,11 @@ def test_videos_without_duration_or_features_are_skipped_with_a_warning(tmp_path
     caplog.set_level(logging.WARNING)
     run = load_run_data(build_config(_raw(root / "gt.json", root, root / "point_gaussian" / "point_labels.csv")))
     assert "video_test_0002" not in run.gt.videos and "video_test_0001" in run.gt.videos
-    assert any("1 of 36 videos of the split files have no duration and no feature file" in r.getMessage()
-               and "video_test_0002" in r.getMessage() for r in caplog.records)
+    assert any(
+        "1 of 36 videos of the split files have no duration and no feature file" in r.getMessage()
+        and "video_test_0002" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_plain_ground_truth_without_split_files_is_read_as_before(tiny_data):
@@ -350,9 +389,39 @@ def test_gaussian_points_are_clipped_inside_their_instance_and_seeded():
 def test_annotate_cli_writes_gaussian_points_reproducibly(tiny_data, tmp_path, capsys):
     outs = [tmp_path / f"{name}.csv" for name in ("a", "b", "c")]
     for out, seed in zip(outs, (0, 0, 1), strict=True):
-        assert main(["annotate", str(tiny_data / "annotations.json"), "--scheme", "gaussian", "--subset",
-                     "validation", "--seed", str(seed), "--gaussian-std", "0.05", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "annotate",
+                    str(tiny_data / "annotations.json"),
+                    "--scheme",
+                    "gaussian",
+                    "--subset",
+                    "validation",
+                    "--seed",
+                    str(seed),
+                    "--gaussian-std",
+                    "0.05",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     assert "scheme gaussian, seed 0" in capsys.readouterr().out
     assert outs[0].read_bytes() == outs[1].read_bytes() != outs[2].read_bytes()
-    assert main(["annotate", str(tiny_data / "annotations.json"), "--scheme", "gaussian", "--gaussian-std", "0",
-                 "--out", str(outs[0])]) != 0
+    assert (
+        main(
+            [
+                "annotate",
+                str(tiny_data / "annotations.json"),
+                "--scheme",
+                "gaussian",
+                "--gaussian-std",
+                "0",
+                "--out",
+                str(outs[0]),
+            ]
+        )
+        != 0
+    )

@@ -196,7 +196,8 @@ def test_same_seed_same_bytes_and_each_video_drawn_on_its_own(tmp_path, scheme):
     # a video's points depend on (seed, video) only: 20 videos alone, in reverse order, get the same points
     some = videos[::-1][:20]
     assert points_by_video(simulate_points(some, scheme, 25.0, 16, 7)) == {
-        v.video_id: by_video[v.video_id] for v in some if v.video_id in by_video}
+        v.video_id: by_video[v.video_id] for v in some if v.video_id in by_video
+    }
     # and on the seed: seed 8 moves the points of most videos (an instance of one snippet cannot move)
     other = points_by_video(simulate_points(videos, scheme, 25.0, 16, 8))
     assert sum(other[v] != by_video[v] for v in by_video) >= 0.9 * len(by_video)
@@ -219,9 +220,7 @@ def test_simulated_points_map_back_to_their_snippets(tmp_path):
     expected = sorted((p.video_id, int((p.time_sec * 25 / 16) // 1)) for p in points)
     assert sorted(zip(mapped.video_id, mapped.snippet.tolist(), strict=True)) == expected
     # every point lies in an instance of its class: [ceil(s*r), floor(e*r)) or the middle snippet
-    for vid, snippet, cls in list(zip(mapped.video_id, mapped.snippet, mapped.class_index, strict=True))[
-        :300
-    ]:
+    for vid, snippet, cls in list(zip(mapped.video_id, mapped.snippet, mapped.class_index, strict=True))[:300]:
         label = gt.classes[cls - 1]
         assert any(
             inst.label == label
@@ -250,8 +249,7 @@ def test_read_points_header_blank_lines_cr_whitespace_and_bom(tmp_path):
 def test_read_points_lacp_and_hrpro_layouts(tmp_path):
     lacp = tmp_path / "lacp.csv"
     lacp.write_text(
-        "class,class_index,start_frame,stop_frame,video_id,point\n"
-        "HighJump,11,100,200,v1,150\nLongJump,13,0,60,v2,30\n"
+        "class,class_index,start_frame,stop_frame,video_id,point\nHighJump,11,100,200,v1,150\nLongJump,13,0,60,v2,30\n"
     )
     hrpro = tmp_path / "hrpro.csv"
     hrpro.write_text("class,start_frame,stop_frame,video_id,point\nHighJump,100,200,v1,150\n")
@@ -312,12 +310,11 @@ def test_choose_annotator_per_video_and_fixed():
     assert {next(iter(ks)) for v, ks in annotator.items() if v != "only0"} == {0, 1, 2}
     assert choose_annotator(files, seed=1) == chosen
     # the draw is uniform over a video's annotators and redrawn per seed: 300 seeds give each ~100 times
-    picks = [int(next(p.time_sec for p in choose_annotator(files, seed=s) if p.video_id == "v00")) - 1
-             for s in range(300)]
+    picks = [
+        int(next(p.time_sec for p in choose_annotator(files, seed=s) if p.video_id == "v00")) - 1 for s in range(300)
+    ]
     assert all(70 <= picks.count(k) <= 130 for k in range(3)), [picks.count(k) for k in range(3)]  # ~3.7 sigma
-    assert choose_annotator(files, seed=9, fixed=2) == sorted(
-        files[2], key=lambda p: (p.video_id, p.time_sec)
-    )
+    assert choose_annotator(files, seed=9, fixed=2) == sorted(files[2], key=lambda p: (p.video_id, p.time_sec))
     with pytest.raises(InputError, match="fixed annotator 3 does not exist"):
         choose_annotator(files, seed=0, fixed=3)
 
@@ -422,8 +419,22 @@ def tiny_gt(tmp_path) -> Path:
 
 def test_cli_simulates_and_checks(tiny_gt, tmp_path, capsys):
     out = tmp_path / "points.csv"
-    args = ["annotate", str(tiny_gt), "--scheme", "soda", "--subset", "validation", "--fps", "25", "--stride", "16",
-            "--seed", "3", "--out", str(out)]
+    args = [
+        "annotate",
+        str(tiny_gt),
+        "--scheme",
+        "soda",
+        "--subset",
+        "validation",
+        "--fps",
+        "25",
+        "--stride",
+        "16",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     summary = capsys.readouterr().out.strip()
     points = read_points(out)
@@ -445,8 +456,16 @@ def test_cli_simulates_and_checks(tiny_gt, tmp_path, capsys):
 
 def test_cli_checks_the_real_thumos14_files(capsys):
     files = [str(VENDOR / "thumos14" / f"points_annotator{k}.csv") for k in range(1, 5)]
-    argv = ["annotate", str(VENDOR / "thumos14" / "groundtruth.json"), "--subset", "validation",
-            "--fps", "25", "--stride", "16"]
+    argv = [
+        "annotate",
+        str(VENDOR / "thumos14" / "groundtruth.json"),
+        "--subset",
+        "validation",
+        "--fps",
+        "25",
+        "--stride",
+        "16",
+    ]
     assert main(argv + [x for f in files for x in ("--check", f)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4

@@ -24,15 +24,29 @@ def write(path: Path, database: dict) -> Path:
 
 @pytest.fixture
 def truth(tmp_path):
-    return load_ground_truth(write(tmp_path / "gt.json", {
-        "a": {"subset": "validation", "duration": 20.0, "annotations": [
-            {"segment": [3.2, 6.4], "label": "Jump"},  # touches the next one, same class
-            {"segment": [0.64, 3.2], "label": "Jump"},
-            {"segment": [10.0, 12.0], "label": "Run"}]},
-        "b": {"subset": "validation", "duration": 9.0, "annotations": [{"segment": [1.0, 2.0], "label": "Run"}]},
-        "c": {"subset": "validation", "duration": 9.0, "annotations": []},
-        "t": {"subset": "test", "duration": 9.0, "annotations": [{"segment": [1.0, 2.0], "label": "Run"}]},
-    }))
+    return load_ground_truth(
+        write(
+            tmp_path / "gt.json",
+            {
+                "a": {
+                    "subset": "validation",
+                    "duration": 20.0,
+                    "annotations": [
+                        {"segment": [3.2, 6.4], "label": "Jump"},  # touches the next one, same class
+                        {"segment": [0.64, 3.2], "label": "Jump"},
+                        {"segment": [10.0, 12.0], "label": "Run"},
+                    ],
+                },
+                "b": {
+                    "subset": "validation",
+                    "duration": 9.0,
+                    "annotations": [{"segment": [1.0, 2.0], "label": "Run"}],
+                },
+                "c": {"subset": "validation", "duration": 9.0, "annotations": []},
+                "t": {"subset": "test", "duration": 9.0, "annotations": [{"segment": [1.0, 2.0], "label": "Run"}]},
+            },
+        )
+    )
 
 
 def test_full_segments_keep_touching_instances_apart_in_seconds_and_snippets(truth):
@@ -49,13 +63,21 @@ def test_full_segments_keep_touching_instances_apart_in_seconds_and_snippets(tru
 
 
 def test_pseudo_label_file_gives_its_instances_with_score_weights(truth, tmp_path, caplog):
-    path = write(tmp_path / "pseudo.json", {
-        "a": {"subset": "validation", "duration": 20.0, "annotations": [
-            {"segment": [5.0, 7.0], "label": "Run", "score": 0.25},
-            {"segment": [1.0, 2.0], "label": "Jump", "score": 0.75},
-            {"segment": [2.0, 3.0], "label": "Jump"}]},
-        "c": {"subset": "validation", "duration": 9.0, "annotations": []},
-    })
+    path = write(
+        tmp_path / "pseudo.json",
+        {
+            "a": {
+                "subset": "validation",
+                "duration": 20.0,
+                "annotations": [
+                    {"segment": [5.0, 7.0], "label": "Run", "score": 0.25},
+                    {"segment": [1.0, 2.0], "label": "Jump", "score": 0.75},
+                    {"segment": [2.0, 3.0], "label": "Jump"},
+                ],
+            },
+            "c": {"subset": "validation", "duration": 9.0, "annotations": []},
+        },
+    )
     with caplog.at_level(logging.WARNING):
         table = load_segments(str(path), truth, ["a", "b", "c"], [GEOMETRY] * 3)
     assert table.counts().tolist() == [3, 0, 0]  # b is not in the file: background only, and said so
@@ -67,15 +89,31 @@ def test_pseudo_label_file_gives_its_instances_with_score_weights(truth, tmp_pat
 
 
 def test_pseudo_label_file_errors_name_the_file(truth, tmp_path):
-    unknown = write(tmp_path / "unknown.json", {"a": {"subset": "validation", "duration": 20.0, "annotations": [
-        {"segment": [1.0, 2.0], "label": "Swim", "score": 0.5}]}})
+    unknown = write(
+        tmp_path / "unknown.json",
+        {
+            "a": {
+                "subset": "validation",
+                "duration": 20.0,
+                "annotations": [{"segment": [1.0, 2.0], "label": "Swim", "score": 0.5}],
+            }
+        },
+    )
     with pytest.raises(InputError, match=r"unknown.json: video 'a' has label 'Swim'"):
         load_segments(str(unknown), truth, ["a"], [GEOMETRY])
     other = write(tmp_path / "other.json", {"t": {"subset": "test", "duration": 9.0, "annotations": []}})
     with pytest.raises(InputError, match=r"other.json: holds none of the 2 training videos"):
         load_segments(str(other), truth, ["a", "b"], [GEOMETRY] * 2)
-    negative = write(tmp_path / "negative.json", {"a": {"subset": "validation", "duration": 20.0, "annotations": [
-        {"segment": [1.0, 2.0], "label": "Run", "score": -0.5}]}})
+    negative = write(
+        tmp_path / "negative.json",
+        {
+            "a": {
+                "subset": "validation",
+                "duration": 20.0,
+                "annotations": [{"segment": [1.0, 2.0], "label": "Run", "score": -0.5}],
+            }
+        },
+    )
     with pytest.raises(InputError, match=r"scores must be >= 0"):
         load_segments(str(negative), truth, ["a"], [GEOMETRY])
 

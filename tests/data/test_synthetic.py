@@ -31,7 +31,8 @@ CLICK_LINE = re.compile(r"^([A-Za-z0-9_.\-]+),(\d+\.\d{6}),([A-Za-z]+)$")
 def file_hashes(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -172,11 +173,12 @@ def test_gtea_structure(tmp_path):
     gt = load_ground_truth(summary.annotations_path)
     assert len(gt.subset("training")) == 21 and len(gt.subset("validation")) == 7 and len(gt.classes) == 7
     assert all(v.fps == 15 for v in gt.videos.values())
-    assert (summary.point_paths[0].read_bytes()
-            == (VENDOR_DIR / "gtea" / "points_annotator1.csv").read_bytes())
+    assert summary.point_paths[0].read_bytes() == (VENDOR_DIR / "gtea" / "points_annotator1.csv").read_bytes()
     video = gt.subset("validation")[0]
     assert np.load(summary.features_dir / f"{video.video_id}.npy").shape == (
-        math.floor(video.duration_sec * 15 / 16), 8)
+        math.floor(video.duration_sec * 15 / 16),
+        8,
+    )
 
 
 def test_refuses_foreign_non_empty_directory(tmp_path):
@@ -204,13 +206,16 @@ def test_regenerating_previous_output_replaces_its_own_files_only(tmp_path):
     assert load_ground_truth(out / "annotations.json").classes[0] == "close"
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"preset": "kinetics"}, "unknown preset"),
-    ({"preset": "tiny", "dim": 7}, "even"),
-    ({"preset": "tiny", "dim": 0}, "even"),
-    ({"preset": "tiny", "dtype": "int8"}, "dtype"),
-    ({"preset": "tiny", "seed": -1}, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"preset": "kinetics"}, "unknown preset"),
+        ({"preset": "tiny", "dim": 7}, "even"),
+        ({"preset": "tiny", "dim": 0}, "even"),
+        ({"preset": "tiny", "dtype": "int8"}, "dtype"),
+        ({"preset": "tiny", "seed": -1}, "seed"),
+    ],
+)
 def test_bad_options(tmp_path, kwargs, match):
     with pytest.raises(InputError, match=match):
         generate(tmp_path / "x", progress=False, **kwargs)

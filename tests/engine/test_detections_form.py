@@ -45,8 +45,9 @@ def test_columns_by_name_and_seconds_by_the_geometry():
 
 def test_predictions_write_and_evaluate_the_same_detections():
     geometry = SnippetGeometry(25.0, 16)
-    predictions = Predictions(CLASSES, {"a": snippet_detections().in_seconds(geometry),
-                                        "b": Detections.empty().in_seconds(geometry)})
+    predictions = Predictions(
+        CLASSES, {"a": snippet_detections().in_seconds(geometry), "b": Detections.empty().in_seconds(geometry)}
+    )
     doc = json.loads(json.dumps(predictions.results_json()))
     assert set(doc["results"]) == {"a", "b"} and doc["results"]["b"] == []
     assert [e["label"] for e in doc["results"]["a"]] == ["Run", "Jump"]
@@ -54,8 +55,13 @@ def test_predictions_write_and_evaluate_the_same_detections():
     # evaluation reads the detections themselves: the same mAP as the entries the file holds
     from pointtal.data.annotations import GroundTruth, Instance, Video
 
-    gt = GroundTruth({"a": Video("a", "test", 10.0, None, (Instance(0.0, 1.28, "Jump"), Instance(0.64, 2.24, "Run"))),
-                      "b": Video("b", "test", 10.0, None, (Instance(1.0, 2.0, "Run"),))}, CLASSES)
+    gt = GroundTruth(
+        {
+            "a": Video("a", "test", 10.0, None, (Instance(0.0, 1.28, "Jump"), Instance(0.64, 2.24, "Run"))),
+            "b": Video("b", "test", 10.0, None, (Instance(1.0, 2.0, "Run"),)),
+        },
+        CLASSES,
+    )
     record = evaluate_predictions(gt, ["a", "b"], predictions, [0.5])
     truth = SegmentTable.from_ground_truth([gt.videos["a"], gt.videos["b"]], CLASSES)
     rows = {v: [(*e["segment"], e["label"], e["score"]) for e in doc["results"][v]] for v in ("a", "b")}

@@ -33,9 +33,12 @@ from pointtal.data.synthetic import generate
 from pointtal.engine.setup import load_run_data
 from pointtal.engine.trainer import new_method, train
 
-pytestmark = [pytest.mark.slow,  # torchrun subprocesses
-              pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                 reason="torch.distributed with gloo is not available")]
+pytestmark = [
+    pytest.mark.slow,  # torchrun subprocesses
+    pytest.mark.skipif(
+        not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is not available"
+    ),
+]
 
 WORLD = 2
 STEPS = 6
@@ -50,11 +53,24 @@ def free_port() -> int:
 
 def weak_config(data: Path) -> dict:
     return {
-        "data": {"annotations": str(data / "annotations.json"), "features": str(data / "features"),
-                 "points": "weak", "train_subset": "validation", "test_subset": "test"},
+        "data": {
+            "annotations": str(data / "annotations.json"),
+            "features": str(data / "features"),
+            "points": "weak",
+            "train_subset": "validation",
+            "test_subset": "test",
+        },
         "method": {"name": "weak", "center_weight": 0.0, "dropout": 0.0},
-        "train": {"steps": STEPS, "batch_size": 8, "lr": 1e-3, "eval_every": 0, "checkpoint_every": 100,
-                  "seed": 0, "device": "cpu", "progress": False},
+        "train": {
+            "steps": STEPS,
+            "batch_size": 8,
+            "lr": 1e-3,
+            "eval_every": 0,
+            "checkpoint_every": 100,
+            "seed": 0,
+            "device": "cpu",
+            "progress": False,
+        },
     }
 
 
@@ -81,8 +97,11 @@ def _writes_under(root: str, event: str, args: tuple) -> str | None:
     """The path an audited file-system event writes under `root`, or None."""
     if event == "open":
         path, mode, flags = args
-        writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(
-            (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC))
+        writing = (
+            any(c in mode for c in "wax+")
+            if isinstance(mode, str)
+            else bool((flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC))
+        )
     elif event == "os.rename":  # os.rename and os.replace: (src, dst, src_dir_fd, dst_dir_fd)
         path, writing = args[1], True
     elif event in WRITE_EVENTS:
@@ -97,8 +116,9 @@ def _writes_under(root: str, event: str, args: tuple) -> str | None:
 
 def _train_worker(rank: int, port: int, raw: dict, run_dir: str, report_dir: str) -> None:
     """One DDP rank (run by torch.multiprocessing.spawn): records every file write into the run directory."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     root = os.path.abspath(run_dir)
     writes: list[str] = []
@@ -111,7 +131,8 @@ def _train_worker(rank: int, port: int, raw: dict, run_dir: str, report_dir: str
     sys.addaudithook(audit)  # this spawned process only; audit hooks cannot be removed
     result = train(build_config(raw), run_dir)
     Path(report_dir, f"rank{rank}.json").write_text(
-        json.dumps({"writes": writes, "metrics": result.metrics, "step": result.step}), encoding="utf-8")
+        json.dumps({"writes": writes, "metrics": result.metrics, "step": result.step}), encoding="utf-8"
+    )
 
 
 def test_every_training_video_feeds_the_per_video_mean_loss(tiny):
@@ -150,14 +171,28 @@ def test_ddp_training_equals_one_process_with_the_global_batch(tiny, single_run,
 
 def test_sharded_prediction_is_byte_identical(single_run, tmp_path, capsys):
     one, one_frames = tmp_path / "one.json", tmp_path / "one_frames.json"
-    assert main(["predict", str(single_run), "--out", str(one), "--frames-out", str(one_frames),
-                 "--no-progress"]) == 0
+    assert main(["predict", str(single_run), "--out", str(one), "--frames-out", str(one_frames), "--no-progress"]) == 0
     two, two_frames = tmp_path / "two.json", tmp_path / "two_frames.json"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD),
-               "--master-port", str(free_port()), "-m", "pointtal", "predict", str(single_run),
-               "--out", str(two), "--frames-out", str(two_frames), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(WORLD),
+        "--master-port",
+        str(free_port()),
+        "-m",
+        "pointtal",
+        "predict",
+        str(single_run),
+        "--out",
+        str(two),
+        "--frames-out",
+        str(two_frames),
+        "--no-progress",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("wrote ") == 1  # rank 0 alone reports and writes

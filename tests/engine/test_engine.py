@@ -46,12 +46,16 @@ def test_train_writes_the_run_directory(tiny_data, tmp_path, method):
     assert result.metrics == records[-1]
     assert set(records[-1]) >= {"mAP@0.1", "mAP@0.5", "mAP@0.7", "average", "cmAP", "frame_mAP"}
     # the reported average is the one the slow reference evaluator gives for the written predictions
-    want = reference_average_from_files(tiny_data / "annotations.json", run / "predictions.json",
-                                        build_config(raw).eval.tiou)
+    want = reference_average_from_files(
+        tiny_data / "annotations.json", run / "predictions.json", build_config(raw).eval.tiou
+    )
     assert records[-1]["average"] == pytest.approx(want, abs=1e-6)
     predictions = json.loads((run / "predictions.json").read_text())
-    assert set(predictions["results"]) == {v for v, e in json.loads((tiny_data / "annotations.json").read_text())[
-        "database"].items() if e["subset"] == "test"}
+    assert set(predictions["results"]) == {
+        v
+        for v, e in json.loads((tiny_data / "annotations.json").read_text())["database"].items()
+        if e["subset"] == "test"
+    }
     saved = load_checkpoint(run / "checkpoint.pt")
     assert saved["step"] == 12 and saved["classes"] and saved["version"]
     assert yaml.safe_load((run / "config.yaml").read_text())["method"]["name"] == method
@@ -122,7 +126,9 @@ def _kill_after_checkpoint(cmd: list[str], run: Path, extra_delay: float) -> int
 def crash_setup(tiny_data, tmp_path_factory):
     """An uninterrupted reference run (SF-Net with anchor expansion mid-way) and its config file."""
     tmp = tmp_path_factory.mktemp("crash")
-    raw = tiny_raw_config(tiny_data, "sfnet", steps=600, checkpoint_every=3, eval_every=300)  # long enough to be killed 1.1 s after its first checkpoint on an idle machine
+    raw = tiny_raw_config(
+        tiny_data, "sfnet", steps=600, checkpoint_every=3, eval_every=300
+    )  # long enough to be killed 1.1 s after its first checkpoint on an idle machine
     config = _write_config(tmp, raw)
     subprocess.run(_train_cmd(config, tmp / "reference"), check=True, capture_output=True)
     return config, _weights(tmp / "reference" / "checkpoint.pt"), tmp

@@ -42,8 +42,19 @@ def pseudo(tiny_data, tmp_path_factory):
     run = root / "run"
     train(build_config(tiny_raw_config(tiny_data, "sfnet", steps=6)), run)
     out, labels = root / "pred.json", root / "pseudo_gt.json"
-    args = ["predict", str(run), "--subset", "validation", "--out", str(out), "--pseudo-labels", str(labels),
-            "--pseudo-threshold", "0.3", "--no-progress"]
+    args = [
+        "predict",
+        str(run),
+        "--subset",
+        "validation",
+        "--out",
+        str(out),
+        "--pseudo-labels",
+        str(labels),
+        "--pseudo-threshold",
+        "0.3",
+        "--no-progress",
+    ]
     assert main(args) == 0
     return run, out, labels, args
 
@@ -52,9 +63,14 @@ def _point_classes(tiny_data) -> dict[str, set[str]]:
     """Classes of each training video's points, as training mapped them (the rows of its point labels)."""
     data = load_run_data(build_config(tiny_raw_config(tiny_data, "sfnet", steps=6)), test=False)
     rows = data.train.point_labels  # (N, C+1)
-    return {video_id: {data.classes[c - 1] for c in range(1, rows.shape[1])
-                       if rows[data.train.offsets[v]:data.train.offsets[v + 1], c].any()}
-            for v, video_id in enumerate(data.train.video_ids)}
+    return {
+        video_id: {
+            data.classes[c - 1]
+            for c in range(1, rows.shape[1])
+            if rows[data.train.offsets[v] : data.train.offsets[v + 1], c].any()
+        }
+        for v, video_id in enumerate(data.train.video_ids)
+    }
 
 
 def _suppressed(entries):
@@ -76,8 +92,9 @@ def test_suppress_overlaps_keeps_the_best_of_each_same_class_overlap():
     for _ in range(50):  # against the plain loop, with ties and touching ends (times on a 0.5 s grid)
         n = int(rng.integers(1, 40))
         starts = rng.integers(0, 40, n) / 2
-        entries = [([a, a + int(rng.integers(1, 12)) / 2], str(rng.integers(0, 3)), float(rng.integers(0, 5)))
-                   for a in starts]
+        entries = [
+            ([a, a + int(rng.integers(1, 12)) / 2], str(rng.integers(0, 3)), float(rng.integers(0, 5))) for a in starts
+        ]
         segments = [{"segment": seg, "label": label, "score": score} for seg, label, score in entries]
         got = [(s["segment"], s["label"], s["score"]) for s in pseudo_labels.suppress_overlaps(segments)]
         assert got == _suppressed(entries)
@@ -87,8 +104,15 @@ def test_pseudo_ground_truth_applies_classes_threshold_and_overlaps_in_that_orde
     gt = load_ground_truth(tiny_data / "annotations.json")
     video = gt.subset("validation")[0]
     a, b = gt.classes[:2]
-    segments = {video.video_id: [_seg(5.0, 1, 3, a), _seg(9.0, 1, 3, b), _seg(4.0, 2, 4, a), _seg(1.0, 6, 7, a),
-                                 _seg(3.0, 4, 5, a)]}
+    segments = {
+        video.video_id: [
+            _seg(5.0, 1, 3, a),
+            _seg(9.0, 1, 3, b),
+            _seg(4.0, 2, 4, a),
+            _seg(1.0, 6, 7, a),
+            _seg(3.0, 4, 5, a),
+        ]
+    }
     truth = pseudo_labels.pseudo_ground_truth(gt, segments, "validation", 0.5, {}, {video.video_id: {a}})
     kept = truth["database"][video.video_id]["annotations"]
     # class b dropped (its 9.0 would have set the range); range 1..5 keeps >= 3: 5.0, 4.0 (overlaps 5.0: out), 3.0
@@ -115,22 +139,30 @@ def test_pseudo_labels_are_the_predicted_segments_above_threshold(pseudo, tiny_d
     n_dropped = n_kept = n_other_class = n_overlapping = 0
     for video_id, entry in written["database"].items():
         source = original[video_id]
-        assert (entry["subset"], entry["duration"], entry["fps"]) == \
-            (source["subset"], source["duration"], source["fps"])
+        assert (entry["subset"], entry["duration"], entry["fps"]) == (
+            source["subset"],
+            source["duration"],
+            source["fps"],
+        )
         if source["subset"] == "test":  # kept as it was, for evaluation
-            assert [(a["segment"], a["label"]) for a in entry["annotations"]] == \
-                [(a["segment"], a["label"]) for a in source["annotations"]]
+            assert [(a["segment"], a["label"]) for a in entry["annotations"]] == [
+                (a["segment"], a["label"]) for a in source["annotations"]
+            ]
             continue
         segments = [s for s in predicted[video_id] if s["label"] in point_classes[video_id]]
         n_other_class += len(predicted[video_id]) - len(segments)
         expected = []
         if segments:
             low, top = min(s["score"] for s in segments), max(s["score"] for s in segments)
-            expected = [(s["segment"], s["label"], s["score"]) for s in segments
-                        if s["score"] >= low + 0.3 * (top - low)]
+            expected = [
+                (s["segment"], s["label"], s["score"]) for s in segments if s["score"] >= low + 0.3 * (top - low)
+            ]
         n_overlapping += len(expected) - len(_suppressed(expected))
-        expected = [([max(0.0, a), min(source["duration"], b)], label, score)
-                    for (a, b), label, score in _suppressed(expected) if max(0.0, a) < min(source["duration"], b)]
+        expected = [
+            ([max(0.0, a), min(source["duration"], b)], label, score)
+            for (a, b), label, score in _suppressed(expected)
+            if max(0.0, a) < min(source["duration"], b)
+        ]
         assert [(a["segment"], a["label"], a["score"]) for a in entry["annotations"]] == expected
         assert all(classes[a["label_id"]] == a["label"] for a in entry["annotations"])
         n_kept += len(expected)
@@ -166,12 +198,15 @@ def test_full_scheme_trains_on_the_pseudo_labels(pseudo, tiny_data, tmp_path):
     assert result.metrics["step"] == 2 and (tmp_path / "full" / "predictions.json").is_file()
 
 
-@pytest.mark.parametrize("extra, message", [
-    ([], "--out predictions.json and/or --pseudo-labels"),
-    (["--pseudo-labels", "x.json", "--pseudo-threshold", "1.5"], "--pseudo-threshold 1.5"),
-    (["--pseudo-labels", "x.json", "--pseudo-threshold", "nan"], "--pseudo-threshold nan"),
-    (["--out", "x.json", "--pseudo-overlaps", "keep"], "--pseudo-overlaps applies to --pseudo-labels"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "--out predictions.json and/or --pseudo-labels"),
+        (["--pseudo-labels", "x.json", "--pseudo-threshold", "1.5"], "--pseudo-threshold 1.5"),
+        (["--pseudo-labels", "x.json", "--pseudo-threshold", "nan"], "--pseudo-threshold nan"),
+        (["--out", "x.json", "--pseudo-overlaps", "keep"], "--pseudo-overlaps applies to --pseudo-labels"),
+    ],
+)
 def test_bad_pseudo_label_options_are_one_line(pseudo, capsys, extra, message):
     run = pseudo[0]
     assert main(["predict", str(run), "--no-progress", *extra]) == 2
@@ -190,8 +225,24 @@ def test_pseudo_labels_never_overwrite_the_ground_truth_the_run_reads(pseudo, ti
 def test_pseudo_overlaps_keep_is_the_rule_without_suppression(pseudo, tmp_path):
     run, out, labels, args = pseudo
     kept = tmp_path / "kept.json"
-    assert main(["predict", str(run), "--subset", "validation", "--pseudo-labels", str(kept),
-                 "--pseudo-threshold", "0.3", "--pseudo-overlaps", "keep", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                "--subset",
+                "validation",
+                "--pseudo-labels",
+                str(kept),
+                "--pseudo-threshold",
+                "0.3",
+                "--pseudo-overlaps",
+                "keep",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     written, suppressed = json.loads(kept.read_text()), json.loads(labels.read_text())
     assert written["pseudo_labels"]["overlaps"] == "kept" and suppressed["pseudo_labels"]["overlaps"] == "suppressed"
     for video_id, entry in suppressed["database"].items():  # suppression only ever removes instances

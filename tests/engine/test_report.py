@@ -28,13 +28,27 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def config(data: Path, steps: int = 4, eval_every: int = 2):
-    return build_config({
-        "data": {"annotations": str(data / "annotations.json"), "features": str(data / "features"),
-                 "points": "weak", "train_subset": "validation", "test_subset": "test"},
-        "method": {"name": "weak", "hidden": 16, "center_weight": 0.0},
-        "train": {"steps": steps, "batch_size": 8, "lr": 1e-3, "eval_every": eval_every, "seed": 0,
-                  "device": "cpu", "progress": False},
-    })
+    return build_config(
+        {
+            "data": {
+                "annotations": str(data / "annotations.json"),
+                "features": str(data / "features"),
+                "points": "weak",
+                "train_subset": "validation",
+                "test_subset": "test",
+            },
+            "method": {"name": "weak", "hidden": 16, "center_weight": 0.0},
+            "train": {
+                "steps": steps,
+                "batch_size": 8,
+                "lr": 1e-3,
+                "eval_every": eval_every,
+                "seed": 0,
+                "device": "cpu",
+                "progress": False,
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +102,11 @@ def test_report_lists_config_every_evaluation_and_figures(run_dir, trained, tiny
     assert dashed[0].get_xdata()[0] == pytest.approx(final["average"])
     database = json.loads((tiny / "annotations.json").read_text())["database"]
     timeline_gt = drawn["timeline_video_test_0001.png"].axes[0]
-    spans = [(float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
-             for c in timeline_gt.collections for p in c.get_paths()]
+    spans = [
+        (float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
+        for c in timeline_gt.collections
+        for p in c.get_paths()
+    ]
     assert spans == [tuple(a["segment"]) for a in database["video_test_0001"]["annotations"]]
     for name in linked_files(text):  # every link resolves
         assert (run_dir / name).exists(), name
@@ -106,8 +123,10 @@ def test_failing_figure_is_logged_and_never_fails_training(tiny, tmp_path, monke
         result = train(config(tiny, steps=2, eval_every=0), out)
     assert result.step == 2 and result.metrics is not None
     assert (out / "predictions.json").is_file() and (out / "checkpoint.pt").is_file()
-    assert any("timeline_video_test_0001.png" in r.getMessage() and "no display for you" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "timeline_video_test_0001.png" in r.getMessage() and "no display for you" in r.getMessage()
+        for r in caplog.records
+    )
     text = (out / "report.md").read_text(encoding="utf-8")
     assert "Not drawn: RuntimeError: no display for you" in text
     assert not (out / "figures" / "timeline_video_test_0001.png").exists()
@@ -136,6 +155,13 @@ def test_report_without_evaluations_or_with_one():
     assert report._metrics_table([]) == ["No evaluation recorded."]
     # a single evaluation is not marked best; a missing value is an empty cell
     assert report._metrics_table([{"step": 3, "average": 12.345, "mAP@0.5": 20.0}]) == [
-        "| step | average | mAP@0.5 |", "|---:|---:|---:|", "| 3 | 12.35 | 20.00 |"]
+        "| step | average | mAP@0.5 |",
+        "|---:|---:|---:|",
+        "| 3 | 12.35 | 20.00 |",
+    ]
     assert report._metrics_table([{"step": 1, "average": 5.0}, {"step": 2, "average": 4.0, "cmAP": 1.0}]) == [
-        "| step | average | cmAP |", "|---:|---:|---:|", "| **1** (best) | 5.00 |  |", "| 2 | 4.00 | 1.00 |"]
+        "| step | average | cmAP |",
+        "|---:|---:|---:|",
+        "| **1** (best) | 5.00 |  |",
+        "| 2 | 4.00 | 1.00 |",
+    ]

@@ -19,11 +19,22 @@ from pointtal.engine.checkpoint import load_checkpoint
 from pointtal.engine.route import train_route
 from pointtal.errors import InputError
 
-STUDENT = {"name": "actionformer", "embed_dim": 16, "head_dim": 16, "heads": 2, "window": 5, "pyramid_layers": 2,
-           "regression_ranges": [[0, 4], [4, 8], [8, 10000]], "max_seq_len": 48, "warmup_epochs": 0.5,
-           "ema": False}
-TEACHER_METHOD = {"sfnet": {"name": "sfnet", "hidden": 16, "expand_step": 3},
-                  "lacp": {"name": "lacp", "hidden": 32, "num_segments": 32, "search_start": 2, "search_freq": 2}}
+STUDENT = {
+    "name": "actionformer",
+    "embed_dim": 16,
+    "head_dim": 16,
+    "heads": 2,
+    "window": 5,
+    "pyramid_layers": 2,
+    "regression_ranges": [[0, 4], [4, 8], [8, 10000]],
+    "max_seq_len": 48,
+    "warmup_epochs": 0.5,
+    "ema": False,
+}
+TEACHER_METHOD = {
+    "sfnet": {"name": "sfnet", "hidden": 16, "expand_step": 3},
+    "lacp": {"name": "lacp", "hidden": 32, "num_segments": 32, "search_start": 2, "search_freq": 2},
+}
 
 
 def route_raw(data: Path, teacher: str = "sfnet", **section) -> dict:
@@ -32,10 +43,13 @@ def route_raw(data: Path, teacher: str = "sfnet", **section) -> dict:
     raw["data"].pop("points")
     raw["method"] = dict(STUDENT)
     raw["train"].update(checkpoint_every=1, weight_decay=0.05, grad_clip=1.0)
-    teacher_train = {"steps": 6, "batch_size": 4, "lr": 1e-3, "eval_every": 0, "checkpoint_every": 1,
-                     "report": False}
-    raw["teacher"] = {"method": dict(TEACHER_METHOD[teacher]), "train": teacher_train,
-                      "data": {"points": "gaussian"}, **section}
+    teacher_train = {"steps": 6, "batch_size": 4, "lr": 1e-3, "eval_every": 0, "checkpoint_every": 1, "report": False}
+    raw["teacher"] = {
+        "method": dict(TEACHER_METHOD[teacher]),
+        "train": teacher_train,
+        "data": {"points": "gaussian"},
+        **section,
+    }
     return raw
 
 
@@ -92,7 +106,9 @@ def test_route_trains_teacher_then_student_on_its_pseudo_labels(tiny_data, tmp_p
 
     sources = []
     original = setup.load_segments
-    monkeypatch.setattr(setup, "load_segments", lambda source, *a, **k: sources.append(source) or original(source, *a, **k))
+    monkeypatch.setattr(
+        setup, "load_segments", lambda source, *a, **k: sources.append(source) or original(source, *a, **k)
+    )
     run = tmp_path / "run"
     result = train_route(build_config(route_raw(tiny_data, teacher)), run)
     assert result.step == 8 and (run / "predictions.json").is_file()
@@ -104,8 +120,20 @@ def test_route_trains_teacher_then_student_on_its_pseudo_labels(tiny_data, tmp_p
     assert student["method"]["name"] == "actionformer" and student["data"]["segments"] == "teacher"
     assert student["teacher"]["method"]["name"] == teacher and student["teacher"]["run"] is None
 
-    assert main(["predict", str(run / "teacher"), "--pseudo-labels", str(tmp_path / "cli.json"),
-                 "--subset", "validation", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(run / "teacher"),
+                "--pseudo-labels",
+                str(tmp_path / "cli.json"),
+                "--subset",
+                "validation",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (run / "pseudo_labels.json").read_bytes() == (tmp_path / "cli.json").read_bytes()
     kept = json.loads((run / "pseudo_labels.json").read_text())
     assert kept["pseudo_labels"]["run"] == str((run / "teacher").resolve())
@@ -163,7 +191,8 @@ def test_resume_after_an_interruption_while_writing_pseudo_labels(tiny_data, tmp
     train_route(config, run, resume=True)
     assert trained == [run]
     assert (run / "pseudo_labels.json").read_text() == (whole / "pseudo_labels.json").read_text().replace(
-        str((whole / "teacher").resolve()), str((run / "teacher").resolve()))
+        str((whole / "teacher").resolve()), str((run / "teacher").resolve())
+    )
     assert_same_weights(run / "checkpoint.pt", whole / "checkpoint.pt")
 
 
@@ -199,10 +228,17 @@ def test_a_teacher_run_is_reused_by_another_student(tiny_data, tmp_path, monkeyp
     assert count(tmp_path / "strict" / "pseudo_labels.json") < count(whole / "pseudo_labels.json")
 
 
-@pytest.mark.parametrize("case, key", [
-    ("missing", "teacher.run"), ("unfinished", "teacher.run"), ("segment method", "teacher.run"),
-    ("other data", "teacher.run"), ("no preset", "teacher.config"), ("student method", "teacher.method.name"),
-])
+@pytest.mark.parametrize(
+    "case, key",
+    [
+        ("missing", "teacher.run"),
+        ("unfinished", "teacher.run"),
+        ("segment method", "teacher.run"),
+        ("other data", "teacher.run"),
+        ("no preset", "teacher.config"),
+        ("student method", "teacher.method.name"),
+    ],
+)
 def test_bad_teacher_is_one_line_naming_the_key_before_any_work(tiny_data, tmp_path, whole, case, key, capsys):
     """Each bad teacher: exit 2, one stderr line naming the key, and no run directory made."""
     config_file = tmp_path / "route.yaml"
@@ -235,12 +271,14 @@ def test_teacher_section_is_checked_when_the_config_is_read(tiny_data):
     """Point students, a segments source beside the section, a ground-truth teacher and a threshold outside [0, 1]
     are refused by key; the section round-trips through a run's saved config."""
     raw = route_raw(tiny_data)
-    cases = [({"method": {"name": "sfnet"}}, "method.name=sfnet trains on points"),
-             ({"data": {**raw["data"], "segments": "p.json"}}, "data.segments="),
-             ({"teacher": {**raw["teacher"], "data": {"points": "full"}}}, "teacher.data.points=full"),
-             ({"teacher": {**raw["teacher"], "pseudo_threshold": 1.5}}, r"teacher.pseudo_threshold=1.5 must be in \[0, 1\]"),
-             ({"teacher": {**raw["teacher"], "steps": 3}}, "teacher.steps: unknown key"),
-             ({"teacher": None, "data": {**raw["data"], "segments": "teacher"}}, "data.segments=teacher")]
+    cases = [
+        ({"method": {"name": "sfnet"}}, "method.name=sfnet trains on points"),
+        ({"data": {**raw["data"], "segments": "p.json"}}, "data.segments="),
+        ({"teacher": {**raw["teacher"], "data": {"points": "full"}}}, "teacher.data.points=full"),
+        ({"teacher": {**raw["teacher"], "pseudo_threshold": 1.5}}, r"teacher.pseudo_threshold=1.5 must be in \[0, 1\]"),
+        ({"teacher": {**raw["teacher"], "steps": 3}}, "teacher.steps: unknown key"),
+        ({"teacher": None, "data": {**raw["data"], "segments": "teacher"}}, "data.segments=teacher"),
+    ]
     for change, message in cases:
         bad = {**raw, **change}
         if bad.get("teacher") is None:

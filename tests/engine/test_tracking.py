@@ -30,8 +30,11 @@ def flatten(node, prefix: str = "") -> dict:
 
 
 def numeric(record: dict) -> dict[str, float]:
-    return {key: value for key, value in record.items()
-            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {
+        key: value
+        for key, value in record.items()
+        if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 # ----------------------------------------------------------------------------- TensorBoard HParams
@@ -53,14 +56,23 @@ def read_hparams(tensorboard_dir: Path):
     hparams = {}
     for key, value in start.hparams.items():
         kind = value.WhichOneof("kind")
-        hparams[key] = {"number_value": value.number_value, "string_value": value.string_value,
-                        "bool_value": value.bool_value}[kind]
+        hparams[key] = {
+            "number_value": value.number_value,
+            "string_value": value.string_value,
+            "bool_value": value.bool_value,
+        }[kind]
     scalars = {}
     for tag in acc.Tags()["scalars"]:
         scalars[tag] = {event.step: event.value for event in acc.Scalars(tag)}
     for tag in acc.Tags()["tensors"]:  # newer TensorBoard reads add_scalar summaries as tensors
-        scalars.setdefault(tag, {event.step: float(event.tensor_proto.float_val[0]) for event in acc.Tensors(tag)
-                                 if event.tensor_proto.float_val})
+        scalars.setdefault(
+            tag,
+            {
+                event.step: float(event.tensor_proto.float_val[0])
+                for event in acc.Tensors(tag)
+                if event.tensor_proto.float_val
+            },
+        )
     return hparams, scalars
 
 
@@ -108,10 +120,10 @@ def wandb_records(path: Path) -> list:
         if block - pos % block < 7:  # the block's tail is padding
             pos += block - pos % block
             continue
-        _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", raw[pos : pos + 7])
         if length == 0 and kind == 0:
             break
-        pending += raw[pos + 7:pos + 7 + length]
+        pending += raw[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
@@ -164,8 +176,17 @@ def test_wandb_offline_run_holds_config_metrics_figures_and_resumes_the_same_run
     project, group and tags, every evaluation's metrics at its step (= metrics.jsonl), the losses, the final
     metrics in the summary and the report's figures; `--resume` writes a second offline run with the same id."""
     pytest.importorskip("wandb")
-    raw = tiny_raw_config(tiny_data, "sfnet", steps=10, eval_every=5, report=True, wandb="offline",
-                          wandb_project="pt-test", wandb_group="sweep-a", wandb_tags=["tiny", "s0"])
+    raw = tiny_raw_config(
+        tiny_data,
+        "sfnet",
+        steps=10,
+        eval_every=5,
+        report=True,
+        wandb="offline",
+        wandb_project="pt-test",
+        wandb_group="sweep-a",
+        wandb_tags=["tiny", "s0"],
+    )
     run = tmp_path / "run"
     train(build_config(raw), run)
     stored_id = json.loads((run / "wandb.json").read_text())["id"]
@@ -224,17 +245,20 @@ def test_nothing_of_wandb_is_imported_when_the_key_is_off(tiny_data, tmp_path):
 # ----------------------------------------------------------------------------- the keys
 
 
-@pytest.mark.parametrize("override, key", [
-    ("train.wandb=on", "train.wandb"),
-    ("train.wandb=true", "train.wandb"),
-    ("train.wandb_project=a/b", "train.wandb_project"),
-    ("train.wandb_project=", "train.wandb_project"),
-    ("train.wandb_group=x:y", "train.wandb_group"),
-    ("train.wandb_tags=[ok, '']", "train.wandb_tags"),
-    (f"train.wandb_tags=[{'t' * 65}]", "train.wandb_tags"),
-    ("train.wandb_tags=tiny", "train.wandb_tags"),
-    ("train.wandb_project=3", "train.wandb_project"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.wandb=on", "train.wandb"),
+        ("train.wandb=true", "train.wandb"),
+        ("train.wandb_project=a/b", "train.wandb_project"),
+        ("train.wandb_project=", "train.wandb_project"),
+        ("train.wandb_group=x:y", "train.wandb_group"),
+        ("train.wandb_tags=[ok, '']", "train.wandb_tags"),
+        (f"train.wandb_tags=[{'t' * 65}]", "train.wandb_tags"),
+        ("train.wandb_tags=tiny", "train.wandb_tags"),
+        ("train.wandb_project=3", "train.wandb_project"),
+    ],
+)
 def test_bad_wandb_keys_are_one_line_errors_naming_the_key(override, key):
     with pytest.raises(InputError) as err:
         load_config(None, [override])

@@ -35,7 +35,9 @@ def test_training_to_a_pipe_logs_steps_and_evaluations(tiny_data, tmp_path):
     assert [int(m.group(1)) for m in steps] == [5, 10, 12]  # every log_every steps and the last one
     assert all(float(m.group(3)) > 0 for m in steps)
     assert steps[-1].group(4) == "0s"  # nothing left at the last step
-    evaluations = [EVAL_LINE.match(line) for line in lines if re.match(r"^step \d+: ", line) and "label mining" not in line]
+    evaluations = [
+        EVAL_LINE.match(line) for line in lines if re.match(r"^step \d+: ", line) and "label mining" not in line
+    ]
     assert all(evaluations) and [int(m.group(1)) for m in evaluations] == [6, 12], lines
     assert "\r" not in "".join(lines)  # no progress bar without a terminal
 

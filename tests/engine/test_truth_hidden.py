@@ -43,8 +43,9 @@ def spy_on_datasets(monkeypatch, cls) -> tuple[list, list]:
     return seen, refreshes
 
 
-@pytest.mark.parametrize("name, method", [("sfnet", {"expand_step": 3}),
-                                          ("lacp", {"search_freq": 3, "search_start": 3})])
+@pytest.mark.parametrize(
+    "name, method", [("sfnet", {"expand_step": 3}), ("lacp", {"search_freq": 3, "search_start": 3})]
+)
 def test_label_mining_methods_never_see_training_truth(name, method, tiny_data, tmp_path, monkeypatch, caplog):
     raw = tiny_raw_config(tiny_data, name, steps=6)
     raw["method"].update(method)

@@ -125,8 +125,7 @@ def test_dense_ties_equal_reference(monkeypatch, seed, presolve):
         return a, a + int(rng.integers(1, 5))
 
     gt_rows = [(f"v{rng.integers(2)}", *segment(), f"c{rng.integers(2)}") for _ in range(20)]
-    pred_rows = [(f"v{rng.integers(3)}", *segment(), f"c{rng.integers(3)}", int(rng.integers(3)))
-                 for _ in range(80)]
+    pred_rows = [(f"v{rng.integers(3)}", *segment(), f"c{rng.integers(3)}", int(rng.integers(3))) for _ in range(80)]
     classes = ["c0", "c1", "c2"]
     gt_table = SegmentTable.from_columns(*zip(*gt_rows, strict=True), None, classes=classes)
     result = segment_map(gt_table, _segments(pred_rows, classes), (0.1, 0.25, 1 / 3, 0.5, 0.75, 1.0))
@@ -142,8 +141,9 @@ def test_frame_map_equals_reference_on_thumos14(thumos, seed):
         video, start, end, label = gt_rows[k]
         if rng.random() < 0.1:
             label = gt.classes[rng.integers(len(gt.classes))]
-        rows.append((video, round(start + (end - start) * rng.uniform(-0.3, 1.3), 1), label,
-                     round(float(rng.random()), 2)))
+        rows.append(
+            (video, round(start + (end - start) * rng.uniform(-0.3, 1.3), 1), label, round(float(rng.random()), 2))
+        )
     result = frame_map(table, PointTable.from_columns(*zip(*rows, strict=True), classes=gt.classes))
     assert result.criterion == "distance"
     assert 0 < result.map[0] < result.map[-1] < 1  # a looser distance can only match more
@@ -154,8 +154,9 @@ def test_ground_truth_as_predictions_scores_100(thumos):
     gt, table, _ = thumos
     result = segment_map(table, table, THUMOS_TIOUS)
     np.testing.assert_array_equal(result.map, np.ones(7))
-    points = PointTable(table.video_ids, table.classes, table.video, (table.start_sec + table.end_sec) / 2,
-                        table.label, table.score)
+    points = PointTable(
+        table.video_ids, table.classes, table.video, (table.start_sec + table.end_sec) / 2, table.label, table.score
+    )
     np.testing.assert_array_equal(frame_map(table, points).map, np.ones(4))
 
 
@@ -163,8 +164,12 @@ def test_ground_truth_as_predictions_scores_100(thumos):
 
 
 def test_tiou_by_hand():
-    got = segment_tiou(np.array([0.0, 0, 0, 0, 2]), np.array([10.0, 10, 10, 10, 4]),
-                       np.array([5.0, 10, 2, 20, 0]), np.array([15.0, 20, 4, 30, 10]))
+    got = segment_tiou(
+        np.array([0.0, 0, 0, 0, 2]),
+        np.array([10.0, 10, 10, 10, 4]),
+        np.array([5.0, 10, 2, 20, 0]),
+        np.array([15.0, 20, 4, 30, 10]),
+    )
     np.testing.assert_allclose(got, [5 / 15, 0, 0.2, 0, 0.2])
 
 
@@ -184,8 +189,7 @@ def test_two_prediction_ap_by_hand():
 
 def test_threshold_decides_and_matched_ground_truth_is_skipped():
     # pred [0, 10] vs GT [0, 20]: tIoU 0.5 -> TP up to 0.5, FP above
-    np.testing.assert_allclose(_one_class([(0, 20)], [(0, 10, 1.0)], THUMOS_TIOUS).map,
-                               [1, 1, 1, 1, 1, 0, 0])
+    np.testing.assert_allclose(_one_class([(0, 20)], [(0, 10, 1.0)], THUMOS_TIOUS).map, [1, 1, 1, 1, 1, 0, 0])
     # second prediction's best GT [0, 10] (tIoU 9/11) is taken, so it falls to [8, 18] (tIoU 3/17 = 0.176)
     result = _one_class([(0, 10), (8, 18)], [(0, 10, 0.9), (1, 11, 0.8)], (0.1, 0.15, 0.2))
     np.testing.assert_allclose(result.map, [1.0, 1.0, 0.5])
@@ -288,9 +292,21 @@ def test_segment_loader_rejects_bad_entries(tmp_path, entry, expect):
 
 
 def test_loaders_read_valid_files(tmp_path):
-    path = _write(tmp_path / "p.json", json.dumps({"version": "x", "results": {
-        "v1": [{"label": "b", "score": 0.5, "segment": [1, 2]}, {"label": "a", "score": 1, "segment": [0, 3.5]}],
-        "v2": []}}))
+    path = _write(
+        tmp_path / "p.json",
+        json.dumps(
+            {
+                "version": "x",
+                "results": {
+                    "v1": [
+                        {"label": "b", "score": 0.5, "segment": [1, 2]},
+                        {"label": "a", "score": 1, "segment": [0, 3.5]},
+                    ],
+                    "v2": [],
+                },
+            }
+        ),
+    )
     table = load_segment_predictions(path, ["a", "b"])
     assert table.video_ids == ("v1",) and table.label.tolist() == [1, 0]
     np.testing.assert_array_equal(table.end_sec, [2.0, 3.5])
@@ -339,14 +355,29 @@ def test_cli_options_are_announced(tmp_path, thumos, capsys):
     pred = _gt_predictions(tmp_path, thumos)
     ids = _write(tmp_path / "ids.txt", "video_test_0000270\nvideo_test_0001292, video_test_0001496\n")
     out = tmp_path / "m.json"
-    assert main(["evaluate", str(GT_PATH), str(pred), "--tiou", "anet", "--exclude-videos", f"@{ids}",
-                 "--ambiguous", str(AMBIGUOUS_PATH), "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(GT_PATH),
+                str(pred),
+                "--tiou",
+                "anet",
+                "--exclude-videos",
+                f"@{ids}",
+                "--ambiguous",
+                str(AMBIGUOUS_PATH),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "Excluding 2 videos" in text and "video_test_0001292" in text  # absent from the GT: reported
     assert "Ambiguous segments on" in text and "avg 0.5:0.95" in text
     doc = json.loads(out.read_text())
-    assert doc["tiou"] == list(ANET_TIOUS) and doc["exclude_videos"] == ["video_test_0000270",
-                                                                        "video_test_0001496"]
+    assert doc["tiou"] == list(ANET_TIOUS) and doc["exclude_videos"] == ["video_test_0000270", "video_test_0001496"]
     assert 0 < doc["average"] < 100  # GT segments touching ambiguous ones were discarded
 
 
@@ -364,8 +395,11 @@ def test_cli_frames_json(tmp_path, thumos, capsys):
     [
         ('{"results": {"v": [', [], "malformed JSON"),
         (None, [], "not found"),
-        ('{"results": {"video_test_0000896": [{"label": "Juggling", "score": 1, "segment": [1, 2]}]}}', [],
-         "unknown label 'Juggling'"),
+        (
+            '{"results": {"video_test_0000896": [{"label": "Juggling", "score": 1, "segment": [1, 2]}]}}',
+            [],
+            "unknown label 'Juggling'",
+        ),
         ('{"results": {}}', ["--tiou", "0.5,1.5"], "threshold 1.5"),
         ('{"results": {}}', ["--subset", "nope"], "subset 'nope'"),
         ('{"results": {}}', ["--frames", "--tiou", "0.5"], "use --distance"),

@@ -115,8 +115,9 @@ def test_ground_truth_as_predictions_scores_one(gt_rows, score):
 def test_predictions_of_a_class_without_ground_truth_change_nothing(data):
     gt_rows = data.draw(segment_rows(1, 10))
     pred_rows = data.draw(segment_rows(0, 15).flatmap(lambda rows: scored(rows)))
-    extra = data.draw(segment_rows(1, 10, classes=("absent",), videos=VIDEOS + ("v_other",))
-                      .flatmap(lambda rows: scored(rows)))
+    extra = data.draw(
+        segment_rows(1, 10, classes=("absent",), videos=VIDEOS + ("v_other",)).flatmap(lambda rows: scored(rows))
+    )
     mixed = data.draw(st.permutations(pred_rows + extra))
     gt = gt_table(gt_rows)
     base = segment_map(gt, pred_table(pred_rows), TIOUS)
@@ -149,8 +150,7 @@ def _parses_or_input_error(reader, path: Path) -> None:
 
 
 JSON_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
@@ -168,23 +168,41 @@ def _mutations(text: str):
     return st.one_of(
         st.integers(0, len(raw)).map(lambda k: raw[:k]),
         st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)).map(
-            lambda kb: raw[: kb[0]] + bytes([kb[1]]) + raw[kb[0] + 1:]),
+            lambda kb: raw[: kb[0]] + bytes([kb[1]]) + raw[kb[0] + 1 :]
+        ),
         st.tuples(st.integers(0, len(raw)), st.integers(0, len(raw))).map(
-            lambda ab: raw[: max(ab)] + raw[min(ab): max(ab)] + raw[max(ab):]),
+            lambda ab: raw[: max(ab)] + raw[min(ab) : max(ab)] + raw[max(ab) :]
+        ),
     )
 
 
-VALID_GT = json.dumps({"database": {"v1": {"subset": "test", "duration": 12.5, "fps": 25, "annotations": [
-    {"segment": [1.0, 2.5], "label": "a"}, {"segment": [3, 9], "label": "b"}]}}})
+VALID_GT = json.dumps(
+    {
+        "database": {
+            "v1": {
+                "subset": "test",
+                "duration": 12.5,
+                "fps": 25,
+                "annotations": [{"segment": [1.0, 2.5], "label": "a"}, {"segment": [3, 9], "label": "b"}],
+            }
+        }
+    }
+)
 VALID_POINTS = "video_id,time,label\nv1,1.25,a\nv1,3.5,background\nv2,0,b\n"
 VALID_LACP = "class,class_index,start_frame,stop_frame,video_id,point\na,0,10,20,v1,15\nb,1,0,5,v2,3\n"
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.one_of(st.binary(max_size=200), _mutations(VALID_GT),
-                 GT_LIKE.map(lambda v: json.dumps({"database": v}, allow_nan=True).encode()),
-                 st.dictionaries(st.text(max_size=6), GT_LIKE, max_size=3).map(
-                     lambda d: json.dumps({"database": {"v": d}}).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        _mutations(VALID_GT),
+        GT_LIKE.map(lambda v: json.dumps({"database": v}, allow_nan=True).encode()),
+        st.dictionaries(st.text(max_size=6), GT_LIKE, max_size=3).map(
+            lambda d: json.dumps({"database": {"v": d}}).encode()
+        ),
+    )
+)
 def test_ground_truth_reader_parses_or_raises_input_error(scratch, content):
     path = scratch / "gt.json"
     path.write_bytes(content)
@@ -192,12 +210,16 @@ def test_ground_truth_reader_parses_or_raises_input_error(scratch, content):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.one_of(
-    st.binary(max_size=200),
-    st.text(alphabet=st.sampled_from(list("v1,.0-9e\n\r \"ab_+infa") + ["\x00", "\u2028", "\ufeff"]),
-            max_size=80).map(str.encode),
-    _mutations(VALID_POINTS), _mutations(VALID_LACP),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(
+            alphabet=st.sampled_from(list('v1,.0-9e\n\r "ab_+infa') + ["\x00", "\u2028", "\ufeff"]), max_size=80
+        ).map(str.encode),
+        _mutations(VALID_POINTS),
+        _mutations(VALID_LACP),
+    )
+)
 def test_point_reader_parses_or_raises_input_error(scratch, content):
     path = scratch / "points.csv"
     path.write_bytes(content)
@@ -205,12 +227,15 @@ def test_point_reader_parses_or_raises_input_error(scratch, content):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.one_of(
-    st.binary(max_size=120),
-    JSON_VALUE.map(lambda v: json.dumps({"results": {"v1": v}}).encode()),
-    st.lists(st.dictionaries(st.sampled_from(["label", "score", "segment", "frame"]), JSON_VALUE, max_size=4),
-             max_size=3).map(lambda entries: json.dumps({"results": {"v1": entries}}).encode()),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=120),
+        JSON_VALUE.map(lambda v: json.dumps({"results": {"v1": v}}).encode()),
+        st.lists(
+            st.dictionaries(st.sampled_from(["label", "score", "segment", "frame"]), JSON_VALUE, max_size=4), max_size=3
+        ).map(lambda entries: json.dumps({"results": {"v1": entries}}).encode()),
+    )
+)
 def test_prediction_reader_parses_or_raises_input_error(scratch, content):
     path = scratch / "pred.json"
     path.write_bytes(content)

@@ -59,8 +59,17 @@ def test_evaluate_gives_the_number_training_reported(protocol_run, tiny_data, ca
     plain, printed = _evaluate(capsys, gt, run / "predictions.json", "--protocol", "none")
     assert plain["average"] != final["average"] and "protocol: no video excluded; no ambiguous filter" in printed
     # the protocol given by hand, or by the run directory, is the same protocol
-    by_hand, _ = _evaluate(capsys, gt, run / "predictions.json", "--protocol", "none",
-                           "--exclude-videos", ",".join(EXCLUDED), "--ambiguous", ambiguous)
+    by_hand, _ = _evaluate(
+        capsys,
+        gt,
+        run / "predictions.json",
+        "--protocol",
+        "none",
+        "--exclude-videos",
+        ",".join(EXCLUDED),
+        "--ambiguous",
+        ambiguous,
+    )
     by_run, _ = _evaluate(capsys, gt, run / "predictions.json", "--protocol", run)
     assert by_hand["map"] == by_run["map"] == doc["map"]
     frames, _ = _evaluate(capsys, gt, run / "frames.json", "--frames")
@@ -84,8 +93,10 @@ def test_run_records_its_protocol_and_reports_it(protocol_run):
     recorded = read_protocol(run / "protocol.json")
     assert recorded == Protocol(tuple(EXCLUDED), str(ambiguous), (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7))
     report = (run / "report.md").read_text()
-    assert "| evaluation protocol | 2 video(s) excluded (2, 5); ambiguous segments of Ambiguous_test.txt " \
-           "discarded; tIoU 0.1:0.7:0.1 |" in report
+    assert (
+        "| evaluation protocol | 2 video(s) excluded (2, 5); ambiguous segments of Ambiguous_test.txt "
+        "discarded; tIoU 0.1:0.7:0.1 |" in report
+    )
 
 
 def test_named_lists_expand_and_presets_record_the_official_protocol():

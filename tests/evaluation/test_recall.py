@@ -48,13 +48,16 @@ def _tables(gt_rows, proposal_rows, classes):
     return gt, proposals
 
 
-@pytest.mark.parametrize(("seed", "n", "n_videos", "tious", "max_avg"), [
-    (0, 3000, 40, ANET_TIOUS, 100),
-    (1, 800, 60, ANET_TIOUS, 100),  # fewer proposals than 100 per video: every video keeps them all
-    (2, 5000, 25, THUMOS_TIOUS, 100),
-    (3, 2000, 30, ANET_TIOUS, 50),
-    (4, 4000, 212, (0.5, 0.3, 0.7), 100),  # unsorted thresholds
-])
+@pytest.mark.parametrize(
+    ("seed", "n", "n_videos", "tious", "max_avg"),
+    [
+        (0, 3000, 40, ANET_TIOUS, 100),
+        (1, 800, 60, ANET_TIOUS, 100),  # fewer proposals than 100 per video: every video keeps them all
+        (2, 5000, 25, THUMOS_TIOUS, 100),
+        (3, 2000, 30, ANET_TIOUS, 50),
+        (4, 4000, 212, (0.5, 0.3, 0.7), 100),  # unsorted thresholds
+    ],
+)
 def test_average_recall_equals_official_transcription(thumos_rows, seed, n, n_videos, tious, max_avg):
     classes, all_gt = thumos_rows
     videos, proposals = _random_proposals(np.random.default_rng(seed), all_gt, n, n_videos)
@@ -82,8 +85,12 @@ def test_average_recall_by_hand():
     """
     classes = ("a",)
     gt_rows = [("v1", 0.0, 10.0, "a"), ("v1", 20.0, 30.0, "a"), ("v2", 0.0, 4.0, "a")]
-    proposals = [("v1", 40.0, 50.0, "a", 0.1), ("v1", 0.0, 9.0, "a", 0.9), ("v1", 20.0, 25.0, "a", 0.5),
-                 ("v2", 0.0, 2.0, "a", 0.7)]
+    proposals = [
+        ("v1", 40.0, 50.0, "a", 0.1),
+        ("v1", 0.0, 9.0, "a", 0.9),
+        ("v1", 20.0, 25.0, "a", 0.5),
+        ("v2", 0.0, 2.0, "a", 0.7),
+    ]
     gt, table = _tables(gt_rows, proposals, classes)
     result = average_recall(gt, table, (0.5, 0.8), max_avg_proposals=2)
     j = np.arange(100)
@@ -101,8 +108,12 @@ def test_average_recall_truncates_each_video_in_proportion():
     keeps floor(1 * 0.5) = 0: the second-best proposal of v1, a perfect match, never counts."""
     classes = ("a",)
     gt_rows = [("v1", 0.0, 10.0, "a"), ("v1", 20.0, 30.0, "a"), ("v2", 0.0, 4.0, "a")]
-    proposals = [("v1", 0.0, 10.0, "a", 0.9), ("v1", 20.0, 30.0, "a", 0.8), ("v1", 50.0, 60.0, "a", 0.1),
-                 ("v2", 0.0, 4.0, "a", 0.7)]
+    proposals = [
+        ("v1", 0.0, 10.0, "a", 0.9),
+        ("v1", 20.0, 30.0, "a", 0.8),
+        ("v1", 50.0, 60.0, "a", 0.1),
+        ("v2", 0.0, 4.0, "a", 0.7),
+    ]
     gt, table = _tables(gt_rows, proposals, classes)
     result = average_recall(gt, table, (0.5,), max_avg_proposals=1)
     assert result.counts["kept_proposals"] == 1

@@ -47,11 +47,29 @@ def random_points(rng: np.random.Generator, t: int, n: int) -> np.ndarray:
 
 def make_args(tmp: str):
     return types.SimpleNamespace(
-        feature_dim=D, num_class=C, r_act=8, dropout=0.7, lambdas=[0, 0.5, 1, 1], dataset="Other",
-        RAB_args={"layer_num": 2, "drop_out": 0.3, "num_heads": 8, "dim_feedforward": FF}, device=torch.device("cpu"),
-        class_thresh=0.5, scale=2, act_thresh_cas=np.arange(0.0, 0.25, 0.025),
-        act_thresh_agnostic=np.arange(0.5, 0.725, 0.025), _lambda=0.25, gamma=0, frames_per_sec=25, mode="test",
-        output_path_s1=tmp, class_name_lst=NAMES, seed=0, max_proposal=1000, weight_loss_reg=1, weight_loss_score=1)
+        feature_dim=D,
+        num_class=C,
+        r_act=8,
+        dropout=0.7,
+        lambdas=[0, 0.5, 1, 1],
+        dataset="Other",
+        RAB_args={"layer_num": 2, "drop_out": 0.3, "num_heads": 8, "dim_feedforward": FF},
+        device=torch.device("cpu"),
+        class_thresh=0.5,
+        scale=2,
+        act_thresh_cas=np.arange(0.0, 0.25, 0.025),
+        act_thresh_agnostic=np.arange(0.5, 0.725, 0.025),
+        _lambda=0.25,
+        gamma=0,
+        frames_per_sec=25,
+        mode="test",
+        output_path_s1=tmp,
+        class_name_lst=NAMES,
+        seed=0,
+        max_proposal=1000,
+        weight_loss_reg=1,
+        weight_loss_score=1,
+    )
 
 
 def stage1(mod, args) -> dict[str, np.ndarray]:
@@ -61,8 +79,9 @@ def stage1(mod, args) -> dict[str, np.ndarray]:
     net = mod["model_S"].S_Model(args)
     with torch.no_grad():
         net.classifier[1].weight.mul_(4.0)  # spread the scores so seeds and contrastive regions are non-trivial
-    out: dict[str, np.ndarray] = {f"w_{k}": v.detach().numpy().copy() for k, v in net.named_parameters()
-                                  if k != "memory.proto_vectors"}
+    out: dict[str, np.ndarray] = {
+        f"w_{k}": v.detach().numpy().copy() for k, v in net.named_parameters() if k != "memory.proto_vectors"
+    }
     feats, points, labels = [], [], []
     for i, t in enumerate(LENGTHS):
         feats.append(rng.normal(size=(t, D)).astype(np.float32))
@@ -70,8 +89,10 @@ def stage1(mod, args) -> dict[str, np.ndarray]:
         pts[1 + 3 * i, i % C] = 1  # every class has points somewhere (the memory initialisation needs it)
         points.append(pts)
         labels.append((pts.max(0) > 0).astype(np.float32))
-    samples = [{"data": torch.from_numpy(f), "vid_label": torch.from_numpy(lab), "point_label": torch.from_numpy(p)}
-               for f, lab, p in zip(feats, labels, points, strict=False)]
+    samples = [
+        {"data": torch.from_numpy(f), "vid_label": torch.from_numpy(lab), "point_label": torch.from_numpy(p)}
+        for f, lab, p in zip(feats, labels, points, strict=False)
+    ]
     net.memory.init(args, net, types.SimpleNamespace(dataset=samples))
     out["memory_init"] = net.memory.proto_vectors.detach()[:, 0].numpy().copy()
     net.eval()
@@ -160,11 +181,22 @@ def proposals(mod, args, n_videos: int = 5) -> dict[str, np.ndarray]:
         pts_l.append(pts)
         frames_l.append(np.nonzero(pts)[0] * 16 + rng.integers(0, 16, int(pts.sum())))  # a frame in the snippet
     names = [f"video_{v}" for v in range(n_videos)]
-    loader = [{"data": torch.zeros(1, len(c), D), "vid_label": torch.zeros(1, C), "vid_name": [n],
-               "vid_len": torch.tensor([len(c)]), "vid_duration": torch.tensor([len(c) * 16 / 25])}
-              for c, n in zip(cas_l, names, strict=False)]
-    replay = _Replay([{"vid_score": torch.from_numpy(s)[None], "cas_fuse": torch.from_numpy(c)[None]}
-                      for s, c in zip(score_l, cas_l, strict=False)])
+    loader = [
+        {
+            "data": torch.zeros(1, len(c), D),
+            "vid_label": torch.zeros(1, C),
+            "vid_name": [n],
+            "vid_len": torch.tensor([len(c)]),
+            "vid_duration": torch.tensor([len(c) * 16 / 25]),
+        }
+        for c, n in zip(cas_l, names, strict=False)
+    ]
+    replay = _Replay(
+        [
+            {"vid_score": torch.from_numpy(s)[None], "cas_fuse": torch.from_numpy(c)[None]}
+            for s, c in zip(score_l, cas_l, strict=False)
+        ]
+    )
     mod["test"].S_test(replay, args, loader, None, 0, {}, subset="test")
     with open(f"{args.output_path_s1}/snippet_result_test.json") as f:
         result = json.load(f)["results"]
@@ -172,8 +204,9 @@ def proposals(mod, args, n_videos: int = 5) -> dict[str, np.ndarray]:
     for v, name in enumerate(names):
         props = {}
         for r in result[name]:
-            props.setdefault(r["label"], []).append([r["segment"][0], r["segment"][1], NAMES.index(r["label"]),
-                                                     r["score"]])
+            props.setdefault(r["label"], []).append(
+                [r["segment"][0], r["segment"][1], NAMES.index(r["label"]), r["score"]]
+            )
             raw.append(props[r["label"]][-1])
             raw_video.append(v)
         for r in mod["utils"].post_process(args, name, props, None):
@@ -191,11 +224,20 @@ def proposals(mod, args, n_videos: int = 5) -> dict[str, np.ndarray]:
             match.append([np.nan] * 3 if got is None else got)
             match_video.append(v)
             point_rows.append([frames_l[v][i], cls[i]])
-    out = {"video_scores": np.stack(score_l), "raw": np.array(raw), "raw_video": np.array(raw_video),
-           "nms": np.array(nms), "nms_video": np.array(nms_video), "match": np.array(match, dtype=np.float64),
-           "match_video": np.array(match_video), "point_frame_class": np.array(point_rows, dtype=np.int64)}
-    seeds = [mod["utils"].select_seed(torch.from_numpy(c[:, -1])[None], torch.from_numpy(np.pad(p, ((0, 0), (0, 1))))[None])
-             for c, p in zip(cas_l, pts_l, strict=False)]  # the ranking's call: background score, points + a zero column
+    out = {
+        "video_scores": np.stack(score_l),
+        "raw": np.array(raw),
+        "raw_video": np.array(raw_video),
+        "nms": np.array(nms),
+        "nms_video": np.array(nms_video),
+        "match": np.array(match, dtype=np.float64),
+        "match_video": np.array(match_video),
+        "point_frame_class": np.array(point_rows, dtype=np.int64),
+    }
+    seeds = [
+        mod["utils"].select_seed(torch.from_numpy(c[:, -1])[None], torch.from_numpy(np.pad(p, ((0, 0), (0, 1))))[None])
+        for c, p in zip(cas_l, pts_l, strict=False)
+    ]  # the ranking's call: background score, points + a zero column
     out["act_seed"], _ = ragged([a[0, :, :C].numpy() for a, _ in seeds])
     out["bkg_seed"], _ = ragged([b[0].numpy() for _, b in seeds])
     out["cas"], out["offsets"] = ragged(cas_l)
@@ -232,8 +274,9 @@ def stage2(mod, args) -> dict[str, np.ndarray]:
 
     np.random.seed(4)
     mod["model_I"].np.random.rand = rand
-    refined, iou_pred, reg_loss, iou_loss = bcr(roi, [torch.from_numpy(p) for p in props], mask,
-                                                [torch.from_numpy(p) for p in pseudo], 0.3, is_training=True)
+    refined, iou_pred, reg_loss, iou_loss = bcr(
+        roi, [torch.from_numpy(p) for p in props], mask, [torch.from_numpy(p) for p in pseudo], 0.3, is_training=True
+    )
     mod["model_I"].np.random.rand = real_rand
     start_reg = bcr.start_reg_conv(roi[:, :, :2].max(2)[0].transpose(-1, -2)).squeeze(1)
     end_reg = bcr.end_reg_conv(roi[:, :, 10:].max(2)[0].transpose(-1, -2)).squeeze(1)
@@ -243,9 +286,14 @@ def stage2(mod, args) -> dict[str, np.ndarray]:
         grads = torch.autograd.grad(value, list(params.values()), retain_graph=True, allow_unused=True)
         for k, g in zip(params, grads, strict=False):
             out[f"grad_{name}_{k}"] = np.zeros(params[k].shape, np.float32) if g is None else g.numpy()
-    out.update(roi=roi.numpy(), counts=np.array(counts), iou_pred=iou_pred.detach().numpy(),
-               start_reg=start_reg.detach().numpy(), end_reg=end_reg.detach().numpy(),
-               draws=np.concatenate([np.pad(d, (0, m_max - len(d))) for d in draws]).reshape(len(counts), m_max))
+    out.update(
+        roi=roi.numpy(),
+        counts=np.array(counts),
+        iou_pred=iou_pred.detach().numpy(),
+        start_reg=start_reg.detach().numpy(),
+        end_reg=end_reg.detach().numpy(),
+        draws=np.concatenate([np.pad(d, (0, m_max - len(d))) for d in draws]).reshape(len(counts), m_max),
+    )
     out["proposals"], out["proposal_offsets"] = ragged(props)
     out["pseudo"], out["pseudo_offsets"] = ragged(pseudo)
     out["refined"], _ = ragged([r.detach().numpy() for r in refined])
@@ -257,8 +305,9 @@ def roi_inference(mod, args) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(5)
     torch.manual_seed(5)
     net = mod["model_I"].I_Model(args).eval()
-    out: dict[str, np.ndarray] = {f"w_{k.removeprefix('bcr.')}": v.detach().numpy().copy()
-                                  for k, v in net.named_parameters()}
+    out: dict[str, np.ndarray] = {
+        f"w_{k.removeprefix('bcr.')}": v.detach().numpy().copy() for k, v in net.named_parameters()
+    }
     lengths, counts = [30, 45, 20], [7, 10, 5]
     feats, props = [], []
     for t, m in zip(lengths, counts, strict=True):
@@ -279,8 +328,12 @@ def roi_inference(mod, args) -> dict[str, np.ndarray]:
             iou_orig.append(o["iou_pred_orig"][0, :, 0].numpy())
             iou_refined.append(o["iou_pred_refined"][0, :, 0].numpy())
             rows = mod["utils"].post_process(args, "v", mod["utils"].get_prediction(p.numpy(), o, scale), None)
-            final.append(np.array([[r["segment"][0], r["segment"][1], NAMES.index(r["label"]), r["score"]]
-                                   for r in rows], dtype=np.float64))
+            final.append(
+                np.array(
+                    [[r["segment"][0], r["segment"][1], NAMES.index(r["label"]), r["score"]] for r in rows],
+                    dtype=np.float64,
+                )
+            )
     out.update(roi=roi.numpy(), roi_mask=mask.numpy())
     out["features"], out["offsets"] = ragged(feats)
     out["proposals"], out["proposal_offsets"] = ragged(props)

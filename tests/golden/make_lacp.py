@@ -154,9 +154,13 @@ def search(mod, n_videos: int = 10, budget: int = 25) -> dict[str, np.ndarray]:
         t = int(rng.integers(20, 61))
         points = random_points(rng, t, int(rng.integers(1, min(6, (t - 4) // 4))))
         cas = crafted_cas(rng, t, points)
-        act_seed, bkg_seed = utils.select_seed(torch.from_numpy(cas).unsqueeze(0), torch.from_numpy(points).unsqueeze(0))
+        act_seed, bkg_seed = utils.select_seed(
+            torch.from_numpy(cas).unsqueeze(0), torch.from_numpy(points).unsqueeze(0)
+        )
         try:
-            pseudo, score = srch.greedy_search_with_id(budget, torch.from_numpy(cas), act_seed[0].clone(), bkg_seed[0].clone())
+            pseudo, score = srch.greedy_search_with_id(
+                budget, torch.from_numpy(cas), act_seed[0].clone(), bkg_seed[0].clone()
+            )
         except AssertionError:
             continue
         cas_l.append(cas)
@@ -203,9 +207,14 @@ def post(mod, n_videos: int = 4) -> dict[str, np.ndarray]:
             score[:] = rng.uniform(0.0, 0.4, C)  # no class above the threshold: the arg-max class is used
         score_l.append(score)
         names.append(f"video_{v}")
-    outputs = [(torch.from_numpy(s).unsqueeze(0), torch.from_numpy(c).unsqueeze(0), None) for s, c in zip(score_l, cas_l, strict=False)]
-    items = [(None, torch.zeros(1, len(c), D), torch.zeros(1, C), None, None, [n], torch.tensor([len(c)]))
-             for c, n in zip(cas_l, names, strict=False)]
+    outputs = [
+        (torch.from_numpy(s).unsqueeze(0), torch.from_numpy(c).unsqueeze(0), None)
+        for s, c in zip(score_l, cas_l, strict=False)
+    ]
+    items = [
+        (None, torch.zeros(1, len(c), D), torch.zeros(1, C), None, None, [n], torch.tensor([len(c)]))
+        for c, n in zip(cas_l, names, strict=False)
+    ]
     loader = types.SimpleNamespace(dataset=items, __iter__=None)
 
     class Loader:
@@ -219,13 +228,22 @@ def post(mod, n_videos: int = 4) -> dict[str, np.ndarray]:
     test_mod.json = types.SimpleNamespace(dump=lambda obj, f: captured.update(obj))
     test_mod.ANETdetection = lambda *a, **k: types.SimpleNamespace(evaluate=lambda: (np.zeros(7), None))
     with tempfile.TemporaryDirectory() as tmp:
-        config = types.SimpleNamespace(class_thresh=0.5, num_classes=C, scale=24, feature_fps=25,
-                                       act_thresh_cas=np.arange(0.0, 0.25, 0.025),
-                                       act_thresh_agnostic=np.arange(0.5, 0.725, 0.025),
-                                       output_path=tmp, gt_path=None)
+        config = types.SimpleNamespace(
+            class_thresh=0.5,
+            num_classes=C,
+            scale=24,
+            feature_fps=25,
+            act_thresh_cas=np.arange(0.0, 0.25, 0.025),
+            act_thresh_agnostic=np.arange(0.5, 0.725, 0.025),
+            output_path=tmp,
+            gt_path=None,
+        )
         logger = types.SimpleNamespace(log_value=lambda *a: None)
-        info = {k: [] for k in ["step", "test_acc", "average_mAP[0.1:0.7]", "average_mAP[0.1:0.5]",
-                                "average_mAP[0.3:0.7]"] + [f"mAP@{x:.1f}" for x in np.linspace(0.1, 0.7, 7)]}
+        info = {
+            k: []
+            for k in ["step", "test_acc", "average_mAP[0.1:0.7]", "average_mAP[0.1:0.5]", "average_mAP[0.3:0.7]"]
+            + [f"mAP@{x:.1f}" for x in np.linspace(0.1, 0.7, 7)]
+        }
         test_mod.test(_Replay(outputs), config, logger, Loader(), info, 1)
     del loader, real_dump
     names_to_id = {v: k for k, v in mod["config"].class_dict.items()}
@@ -234,8 +252,11 @@ def post(mod, n_videos: int = 4) -> dict[str, np.ndarray]:
         for r in captured["results"][name]:
             rows.append([r["segment"][0], r["segment"][1], names_to_id[r["label"]], r["score"]])
             video.append(v)
-    out = {"video_scores": np.stack(score_l), "detections": np.array(rows, dtype=np.float64),
-           "detection_video": np.array(video, dtype=np.int64)}
+    out = {
+        "video_scores": np.stack(score_l),
+        "detections": np.array(rows, dtype=np.float64),
+        "detection_video": np.array(video, dtype=np.int64),
+    }
     out["cas"], out["offsets"] = ragged(cas_l)
     return out
 

@@ -55,9 +55,9 @@ def network(mod) -> dict[str, np.ndarray]:
     wide = torch.zeros(len(lengths), max(lengths), 2 * WIDE)
     for i, f in enumerate(feats):
         wide[i, : len(f), :H] = torch.from_numpy(f[:, :H])  # RGB half
-        wide[i, : len(f), WIDE: WIDE + H] = torch.from_numpy(f[:, H:])  # flow half
+        wide[i, : len(f), WIDE : WIDE + H] = torch.from_numpy(f[:, H:])  # flow half
     with torch.no_grad():  # one video per forward: a padded batch would let the convs read past a video's end
-        outs = [net(wide[i: i + 1, : len(f)], "cpu", is_training=False) for i, f in enumerate(feats)]
+        outs = [net(wide[i : i + 1, : len(f)], "cpu", is_training=False) for i, f in enumerate(feats)]
     names = ["c_x_f", "cls_x_f", "c_x_r", "cls_x_r", "tcam", "a_x_f", "a_x_r", "a_x"]
     for k, name in enumerate(names):
         if name.startswith("c_x"):
@@ -69,8 +69,14 @@ def network(mod) -> dict[str, np.ndarray]:
 
 def _segments(gen, cas: np.ndarray, act: np.ndarray, weight: float, adjust: float):
     """generate_segment as eval.evaluate calls it (threshold 'mean', frames at the arg-max)."""
-    segs, frames = gen(cas.astype(np.float32), act.astype(np.float32), threshold_type="mean", adjust_mean=adjust,
-                       frame_type="max", act_weight=weight)
+    segs, frames = gen(
+        cas.astype(np.float32),
+        act.astype(np.float32),
+        threshold_type="mean",
+        adjust_mean=adjust,
+        frame_type="max",
+        act_weight=weight,
+    )
     return np.array(segs, np.float64).reshape(-1, 4), np.array(frames, np.float64).reshape(-1, 3)
 
 
@@ -86,8 +92,10 @@ def post(mod, net: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for a, b in zip(offs[:-1], offs[1:], strict=True):
         t = b - a
         topk = int(np.ceil(t / 8))
-        tmp = sum(torch.softmax(torch.from_numpy(net[n][a:b]).topk(topk, dim=0)[0].mean(0), 0).numpy()
-                  for n in ["cls_x_f", "cls_x_r", "tcam"])
+        tmp = sum(
+            torch.softmax(torch.from_numpy(net[n][a:b]).topk(topk, dim=0)[0].mean(0), 0).numpy()
+            for n in ["cls_x_f", "cls_x_r", "tcam"]
+        )
         scores.append(tmp)
         s, f = _segments(gen, net["tcam"][a:b, 1:], net["a_x"][a:b, 0], 2.0, 1.0)
         segs.append(s)
@@ -107,8 +115,10 @@ def post(mod, net: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out["crafted_cas"], out["crafted_offsets"] = ragged(cas_l)
     out["crafted_act"], _ = ragged([a[:, None] for a in act_l])
     for name, (weight, adjust) in SETTINGS.items():
-        got = [_segments(gen, c, a if weight else np.zeros_like(a), weight, adjust) for c, a in zip(cas_l, act_l,
-                                                                                                   strict=True)]
+        got = [
+            _segments(gen, c, a if weight else np.zeros_like(a), weight, adjust)
+            for c, a in zip(cas_l, act_l, strict=True)
+        ]
         out[f"crafted_{name}_segments"], out[f"crafted_{name}_segment_offsets"] = ragged([g[0] for g in got])
         out[f"crafted_{name}_frames"], out[f"crafted_{name}_frame_offsets"] = ragged([g[1] for g in got])
     return out
@@ -121,10 +131,14 @@ def losses(mod) -> dict[str, np.ndarray]:
     lengths = np.array([26, 9, 33, 4])  # the last is shorter than 5 snippets: skipped by video_loss
     t = int(lengths.max())
     k = C + 1
-    logits = {n: torch.from_numpy(rng.normal(0, 1.5, (len(lengths), t, k)).astype(np.float32)).requires_grad_()
-              for n in ["cls_x_r", "cls_x_f", "tcam"]}
-    acts = {n: torch.from_numpy(rng.normal(0, 1.5, (len(lengths), t, 1)).astype(np.float32)).requires_grad_()
-            for n in ["a_x_r", "a_x_f", "a_x"]}
+    logits = {
+        n: torch.from_numpy(rng.normal(0, 1.5, (len(lengths), t, k)).astype(np.float32)).requires_grad_()
+        for n in ["cls_x_r", "cls_x_f", "tcam"]
+    }
+    acts = {
+        n: torch.from_numpy(rng.normal(0, 1.5, (len(lengths), t, 1)).astype(np.float32)).requires_grad_()
+        for n in ["a_x_r", "a_x_f", "a_x"]
+    }
     labels = np.zeros((len(lengths), k), np.float32)
     frame_ids, frame_labels = [], []
     for i, n in enumerate(lengths):
@@ -172,7 +186,7 @@ def expand(mod, n_videos: int = 6, seed: int = 2, margin: int = 0) -> dict[str, 
         pos = 0
         while pos < t:  # stretches of one arg-max class
             n = int(rng.integers(2, 8))
-            cls[pos: pos + n] = rng.integers(0, C)
+            cls[pos : pos + n] = rng.integers(0, C)
             pos += n
         cas = rng.normal(0, 0.3, (t, C)) + 2.0 * np.eye(C)[cls] + rng.uniform(-0.6, 0.6, (t, 1))
         cas = cas.astype(np.float32)

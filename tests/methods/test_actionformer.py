@@ -20,8 +20,15 @@ from pointtal.methods.actionformer.targets import (
 )
 from pointtal.methods.base import Phase
 
-SMALL = dict(embed_dim=16, head_dim=16, heads=2, window=5, pyramid_layers=2,
-             regression_ranges=((0, 4), (4, 8), (8, 10000)), max_seq_len=64)
+SMALL = dict(
+    embed_dim=16,
+    head_dim=16,
+    heads=2,
+    window=5,
+    pyramid_layers=2,
+    regression_ranges=((0, 4), (4, 8), (8, 10000)),
+    max_seq_len=64,
+)
 
 
 # ----------------------------------------------------------------------------- target assignment
@@ -40,16 +47,22 @@ def test_target_assignment_matches_a_hand_computed_example():
       level 1, point 2: A's farthest end 2 is below 4 -> negative. Everything else is negative.
     The second video has no instance: all negative."""
     points = pyramid_points((8, 4), ((0, 4), (4, 10000)), 2, "cpu")
-    segments = torch.tensor([[[1.0, 4.0], [2.0, 3.5], [0.0, 12.0], [4.5, 5.5], [4.75, 5.75]],
-                             [[0.0, 0.0]] * 5])  # (2, 5, 2)
+    segments = torch.tensor(
+        [[[1.0, 4.0], [2.0, 3.5], [0.0, 12.0], [4.5, 5.5], [4.75, 5.75]], [[0.0, 0.0]] * 5]
+    )  # (2, 5, 2)
     labels = torch.tensor([[1, 2, 3, 1, 2], [0, 0, 0, 0, 0]])
     weights = torch.tensor([[0.5, 0.9, 0.7, 0.2, 0.3], [1.0] * 5])
     targets = assign_targets(points, segments, labels, weights, 3, 1.5)
     expected = np.zeros((2, 12, 3))
     offsets = np.zeros((2, 12, 2))
     weight = np.ones((2, 12))
-    for point, classes, offset, w in [(2, [0], (1, 2), 0.5), (3, [1], (1, 0.5), 0.9), (5, [0, 1], (0.5, 0.5), 0.2),
-                                      (8 + 2, [2], (2, 4), 0.7), (8 + 3, [2], (3, 3), 0.7)]:
+    for point, classes, offset, w in [
+        (2, [0], (1, 2), 0.5),
+        (3, [1], (1, 0.5), 0.9),
+        (5, [0, 1], (0.5, 0.5), 0.2),
+        (8 + 2, [2], (2, 4), 0.7),
+        (8 + 3, [2], (3, 3), 0.7),
+    ]:
         expected[0, point, classes] = 1
         offsets[0, point] = offset
         weight[0, point] = w
@@ -99,8 +112,9 @@ def test_losses_are_divided_by_the_moving_average_of_the_positive_count():
     method = ActionFormer(Options(**SMALL, drop_path=0.0), 8, 3).eval()
     features, mask = torch.randn(1, 32, 8), torch.ones(1, 32, dtype=torch.bool)
     segments = torch.tensor([[[2.0, 9.0], [15.0, 17.0]]])
-    batch = type("B", (), {"targets": {"segments": segments, "labels": torch.tensor([[1, 3]]),
-                                       "weights": torch.ones(1, 2)}})()
+    batch = type(
+        "B", (), {"targets": {"segments": segments, "labels": torch.tensor([[1, 3]]), "weights": torch.ones(1, 2)}}
+    )()
     output = method(features, mask)
     losses = {key: value.detach() for key, value in method.loss(output, batch, 0).items()}
     count = int(losses["positives"])
@@ -141,10 +155,12 @@ def test_windowed_attention_equals_full_attention_under_a_band_mask(t, half):
         got = local_attention(q, k, v, mask, half)
         np.testing.assert_allclose(got.numpy(), band_attention(q, k, v, mask, half).numpy(), atol=1e-5)
     # a padded key never changes a real query: the real part alone gives the same outputs
-    alone = local_attention(q[1:, :, : t // 2], k[1:, :, : t // 2], v[1:, :, : t // 2],
-                            torch.ones(1, t // 2, dtype=torch.bool), half)
-    np.testing.assert_allclose(local_attention(q, k, v, padded, half)[1:, :, : t // 2].numpy(), alone.numpy(),
-                               atol=1e-6)
+    alone = local_attention(
+        q[1:, :, : t // 2], k[1:, :, : t // 2], v[1:, :, : t // 2], torch.ones(1, t // 2, dtype=torch.bool), half
+    )
+    np.testing.assert_allclose(
+        local_attention(q, k, v, padded, half)[1:, :, : t // 2].numpy(), alone.numpy(), atol=1e-6
+    )
 
 
 def test_outputs_at_real_positions_do_not_depend_on_padding():
@@ -157,7 +173,7 @@ def test_outputs_at_real_positions_do_not_depend_on_padding():
     padded = method(more, mask)
     for level, n_padded in enumerate(padded.lengths):
         start_a, start_p = sum(alone.lengths[:level]), sum(padded.lengths[:level])
-        real = math.ceil(37 / 2 ** level)
+        real = math.ceil(37 / 2**level)
         for name in ("logits", "offsets"):
             a = getattr(alone, name)[0, start_a : start_a + real]
             p = getattr(padded, name)[0, start_p : start_p + real]
@@ -208,8 +224,7 @@ def test_random_truncation_keeps_half_an_instance_and_clips_it():
         np.testing.assert_array_equal(keep, overlap / 10.0 / np.array([1, 2]) >= 0.5)
         expected = np.stack([np.maximum(segments[:, 0], window[0]), np.minimum(segments[:, 1], window[1])], 1)
         np.testing.assert_allclose(kept, expected[keep] - start)
-    sizes = {random_truncation(50, segments[:1], np.random.default_rng(s), 2304, 0.5, (0.9, 1.0))[1]
-             for s in range(60)}
+    sizes = {random_truncation(50, segments[:1], np.random.default_rng(s), 2304, 0.5, (0.9, 1.0))[1] for s in range(60)}
     assert sizes <= set(range(45, 51)) and len(sizes) > 2  # short videos: a random 90-100 % cut
 
 
@@ -229,8 +244,9 @@ def test_adamw_groups_leave_biases_norms_and_scales_undecayed():
     from pointtal.engine.trainer import new_optimizer
 
     method = ActionFormer(Options(**SMALL), 8, 3)
-    phase = method.phases(type("T", (), {"steps": 10, "epochs": None, "batch_size": 2, "lr": 1e-4,
-                                          "weight_decay": 0.05})(), 4)[0]
+    phase = method.phases(
+        type("T", (), {"steps": 10, "epochs": None, "batch_size": 2, "lr": 1e-4, "weight_decay": 0.05})(), 4
+    )[0]
     optimizer = new_optimizer(method, phase, 0)
     assert isinstance(optimizer, torch.optim.AdamW)
     decayed, plain = optimizer.param_groups
@@ -258,8 +274,9 @@ def detector_config(data, steps: int = 12, checkpoint_every: int = 3, **method):
 
 # warm-up is 3 steps (half an epoch of 24 videos in batches of 4); ema_after_warmup starts the EMA at step 3
 @pytest.mark.parametrize("stop,after_warmup", [(2, False), (9, False), (3, True)])
-def test_resume_inside_and_after_warmup_equals_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch, stop,
-                                                                    after_warmup):
+def test_resume_inside_and_after_warmup_equals_an_uninterrupted_run(
+    tiny_data, tmp_path, monkeypatch, stop, after_warmup
+):
     from conftest import interrupt_training_at
 
     from pointtal.engine.checkpoint import load_checkpoint
@@ -306,8 +323,14 @@ def test_short_training_learns_on_tiny_data(tiny_data, tmp_path):
     from pointtal.engine.trainer import evaluate_model, train
 
     raw = detector_config(tiny_data).to_dict()
-    raw["method"] = {"name": "actionformer", "embed_dim": 64, "head_dim": 64, "max_seq_len": 256,
-                     "warmup_epochs": 2, "ema": False}
+    raw["method"] = {
+        "name": "actionformer",
+        "embed_dim": 64,
+        "head_dim": 64,
+        "max_seq_len": 256,
+        "warmup_epochs": 2,
+        "ema": False,
+    }
     raw["train"].pop("steps")
     raw["train"].update(epochs=20, batch_size=2)
     config = build_config(raw)
@@ -324,8 +347,11 @@ def test_short_training_learns_on_tiny_data(tiny_data, tmp_path):
 def test_score_weights_scale_the_losses_of_each_instance_points():
     torch.manual_seed(0)
     features, mask = torch.randn(1, 32, 8), torch.ones(1, 32, dtype=torch.bool)
-    targets = {"segments": torch.tensor([[[2.0, 9.0], [15.0, 17.0]]]), "labels": torch.tensor([[1, 3]]),
-               "weights": torch.tensor([[0.25, 1.0]])}
+    targets = {
+        "segments": torch.tensor([[[2.0, 9.0], [15.0, 17.0]]]),
+        "labels": torch.tensor([[1, 3]]),
+        "weights": torch.tensor([[0.25, 1.0]]),
+    }
     batch = type("B", (), {"targets": targets})()
     losses = {}
     for weighted in (False, True):
@@ -360,8 +386,20 @@ def test_trains_on_a_point_methods_pseudo_labels(tiny_data, tmp_path):
 
     train(build_config(tiny_raw_config(tiny_data, "sfnet", steps=10)), tmp_path / "teacher")
     pseudo = tmp_path / "pseudo.json"
-    assert main(["predict", str(tmp_path / "teacher"), "--pseudo-labels", str(pseudo), "--subset", "validation",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "teacher"),
+                "--pseudo-labels",
+                str(pseudo),
+                "--subset",
+                "validation",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     config = detector_config(tiny_data, steps=4)
     config = build_config({**config.to_dict(), "data": {**config.to_dict()["data"], "segments": str(pseudo)}})
     table = load_run_data(config, test=False).train.segments
@@ -378,8 +416,11 @@ def test_trains_on_a_point_methods_pseudo_labels(tiny_data, tmp_path):
 def test_options_errors_name_the_key_and_the_plan_warns_about_a_young_ema():
     from pointtal.errors import InputError
 
-    with pytest.raises(InputError, match=r"method.pyramid_layers=5 must be in \[1, 1\] \(one pyramid level per "
-                       "regression range"):
+    with pytest.raises(
+        InputError,
+        match=r"method.pyramid_layers=5 must be in \[1, 1\] \(one pyramid level per "
+        "regression range",
+    ):
         Options(regression_ranges=((0, 4), (4, 10000)))
     with pytest.raises(InputError, match=r"method.regression_ranges=.* low < high for each pyramid level"):
         Options(regression_ranges=((0, 4), (8, 4)), pyramid_layers=1)

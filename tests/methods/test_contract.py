@@ -77,8 +77,9 @@ def _raw(tiny_data, **train):
 
 
 @pytest.mark.parametrize("stop", [FIRST_STEPS, FIRST_STEPS + 1])  # at the phase boundary, and inside phase 2
-def test_two_phases_resume_at_or_inside_the_second_equals_an_uninterrupted_run(two_phase, tiny_data, tmp_path,
-                                                                                monkeypatch, stop):
+def test_two_phases_resume_at_or_inside_the_second_equals_an_uninterrupted_run(
+    two_phase, tiny_data, tmp_path, monkeypatch, stop
+):
     config = build_config(_raw(tiny_data))
     whole = train(config, tmp_path / "whole")
     assert whole.step == FIRST_STEPS + 3
@@ -202,10 +203,17 @@ def test_every_preset_loads_and_the_lacp_hrpro_dataset_presets_follow_thumos14()
             config = loaded[f"{dataset}_{method}"]
             same = loaded[sibling]
             assert (config.data.fps, config.data.train_subset, config.data.test_subset, config.eval.tiou) == (
-                same.data.fps, same.data.train_subset, same.data.test_subset, same.eval.tiou)
+                same.data.fps,
+                same.data.train_subset,
+                same.data.test_subset,
+                same.eval.tiou,
+            )
             assert getattr(config.method_options, nms_key[method]) == pytest.approx(config.data.fps / 16)
             # everything else is the official THUMOS14 setting
             assert dataclasses.replace(config.method_options, **{nms_key[method]: 25 / 16}) == reference.method_options
             assert (config.train.steps, config.train.batch_size, config.train.lr) == (
-                reference.train.steps, reference.train.batch_size, reference.train.lr)
+                reference.train.steps,
+                reference.train.batch_size,
+                reference.train.lr,
+            )
             assert config.data.exclude_videos == ()

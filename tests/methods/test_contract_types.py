@@ -45,7 +45,9 @@ def test_every_method_names_its_output_and_takes_typed_inputs(name):
 def test_the_train_config_is_a_train_schedule_and_samplers_are_samplers():
     config = TrainConfig()
     schedule: TrainSchedule = config  # structural: TrainConfig has what phases() reads
-    assert all(isinstance(getattr(schedule, key), (int, float, type(None)))
-               for key in ("steps", "epochs", "batch_size", "lr", "weight_decay"))
+    assert all(
+        isinstance(getattr(schedule, key), (int, float, type(None)))
+        for key in ("steps", "epochs", "batch_size", "lr", "weight_decay")
+    )
     ret = typing.get_type_hints(Method.training_sampler)["return"]
     assert ret is Sampler

@@ -89,6 +89,7 @@ def test_training_on_cuda_with_bf16_runs_and_evaluates(tiny_data, tmp_path, meth
     raw = tiny_raw_config(tiny_data, method, steps=6, device="cuda", amp=True)
     result = train(build_config(raw), tmp_path / "run")
     assert result.step == 6
-    want = reference_average_from_files(tiny_data / "annotations.json", tmp_path / "run" / "predictions.json",
-                                        build_config(raw).eval.tiou)  # the slow reference on its predictions
+    want = reference_average_from_files(
+        tiny_data / "annotations.json", tmp_path / "run" / "predictions.json", build_config(raw).eval.tiou
+    )  # the slow reference on its predictions
     assert result.metrics["average"] == pytest.approx(want, abs=1e-6)

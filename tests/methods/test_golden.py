@@ -107,8 +107,13 @@ def _official_uniform(g: dict[str, np.ndarray], runs) -> torch.Tensor:
 
 
 TERMS = {"video": "vid", "point": "frame", "point_bkg": "frame_bkg", "score": "score", "feature": "feat"}
-WEIGHTS = {"video": "w_video", "point": "w_point", "point_bkg": "w_point_bkg", "score": "w_score",
-           "feature": "w_feature"}
+WEIGHTS = {
+    "video": "w_video",
+    "point": "w_point",
+    "point_bkg": "w_point_bkg",
+    "score": "w_score",
+    "feature": "w_feature",
+}
 
 
 def _lacp_loss(g, monkeypatch, **weights):
@@ -120,8 +125,11 @@ def _lacp_loss(g, monkeypatch, **weights):
     pseudo, searched = method.batch_pseudo(batch)
     uniform = _official_uniform(g, pseudo_runs(pseudo, searched, batch.video_labels[:, 1:], batch.mask))
     real_rand = torch.rand
-    monkeypatch.setattr(torch, "rand", lambda size, **kw: uniform.to(torch.float32) if tuple(size) == tuple(uniform.shape)
-                        else real_rand(size, **kw))
+    monkeypatch.setattr(
+        torch,
+        "rand",
+        lambda size, **kw: uniform.to(torch.float32) if tuple(size) == tuple(uniform.shape) else real_rand(size, **kw),
+    )
     losses = method.loss(method(batch.features, batch.mask), batch, step=20)
     monkeypatch.setattr(torch, "rand", real_rand)
     return method, losses
@@ -143,8 +151,11 @@ def test_lacp_gradient_of_each_loss_term_matches_the_official(monkeypatch, term)
     losses["total"].backward()
     theirs = "total" if term == "total" else TERMS[term]
     net = method.net
-    for mine, name in [(net.embed.weight, "cls_module.conv_1.0.weight"), (net.embed.bias, "cls_module.conv_1.0.bias"),
-                       (net.classifier.weight, "cls_module.classifier.0.weight")]:
+    for mine, name in [
+        (net.embed.weight, "cls_module.conv_1.0.weight"),
+        (net.embed.bias, "cls_module.conv_1.0.bias"),
+        (net.classifier.weight, "cls_module.classifier.0.weight"),
+    ]:
         want = g[f"grad_{theirs}_{name}"]
         assert np.abs(want).max() > 0 or term == "feature", (term, name)  # the fixture exercises every term
         close(mine.grad, want, what=f"grad of {term} wrt {name}")
@@ -191,14 +202,18 @@ def _hrpro_pairs(layers: int) -> list[tuple[str, str, str]]:
     for i in range(layers):
         mine, theirs = f"snippet.blocks.{i}", f"encoder.RAB.{i}"
         for p in ["weight", "bias"]:
-            pairs += [(f"{mine}.query.{p}", f"{theirs}.conv_query.{p}", "conv1x1"),
-                      (f"{mine}.key.{p}", f"{theirs}.conv_key.{p}", "conv1x1"),
-                      (f"{mine}.attention.out_proj.{p}", f"{theirs}.self_atten.out_proj.{p}", ""),
-                      (f"{mine}.attention.in_proj_{p}", f"{theirs}.self_atten.in_proj_{p}", "")]
+            pairs += [
+                (f"{mine}.query.{p}", f"{theirs}.conv_query.{p}", "conv1x1"),
+                (f"{mine}.key.{p}", f"{theirs}.conv_key.{p}", "conv1x1"),
+                (f"{mine}.attention.out_proj.{p}", f"{theirs}.self_atten.out_proj.{p}", ""),
+                (f"{mine}.attention.in_proj_{p}", f"{theirs}.self_atten.in_proj_{p}", ""),
+            ]
             pairs += [(f"{mine}.{n}.{p}", f"{theirs}.{n}.{p}", "") for n in ["linear1", "linear2", "norm1", "norm2"]]
-    pairs += [("snippet.embedding.weight", "encoder.feature_embedding.0.weight", ""),
-              ("snippet.embedding.bias", "encoder.feature_embedding.0.bias", ""),
-              ("snippet.classifier.weight", "classifier.1.weight", "classifier")]
+    pairs += [
+        ("snippet.embedding.weight", "encoder.feature_embedding.0.weight", ""),
+        ("snippet.embedding.bias", "encoder.feature_embedding.0.bias", ""),
+        ("snippet.classifier.weight", "classifier.1.weight", "classifier"),
+    ]
     return pairs
 
 
@@ -234,8 +249,12 @@ def hrpro_batch(g: dict[str, np.ndarray], videos: list[int]):
 
 
 HR_TERMS = {"video": "vid", "frame": "frame", "frame_bkg": "frame_bkg", "contrastive": "contrastive"}
-HR_WEIGHTS = {"video": "weight_video", "frame": "weight_frame", "frame_bkg": "weight_frame_bkg",
-              "contrastive": "weight_contrastive"}
+HR_WEIGHTS = {
+    "video": "weight_video",
+    "frame": "weight_frame",
+    "frame_bkg": "weight_frame_bkg",
+    "contrastive": "weight_contrastive",
+}
 
 
 def _hrpro_per_video(g, **weights):
@@ -278,9 +297,14 @@ def test_hrpro_seed_selection_matches_the_official_on_the_network_and_on_crafted
         assert act[0].tolist() == split(g["act_seed"], g["offsets"])[v].tolist()
         assert bkg[0].tolist() == split(g["bkg_seed"], g["offsets"])[v].tolist()
     p = load("hrpro_proposals")
-    for v, (cas, points) in enumerate(zip(split(p["cas"], p["offsets"]), split(p["points"], p["offsets"]), strict=False)):
-        act, bkg = select_seeds(torch.from_numpy(cas[None, :, -1]), torch.from_numpy(points[None]),
-                                torch.ones(1, len(cas), dtype=torch.bool))
+    for v, (cas, points) in enumerate(
+        zip(split(p["cas"], p["offsets"]), split(p["points"], p["offsets"]), strict=False)
+    ):
+        act, bkg = select_seeds(
+            torch.from_numpy(cas[None, :, -1]),
+            torch.from_numpy(points[None]),
+            torch.ones(1, len(cas), dtype=torch.bool),
+        )
         assert act[0].tolist() == split(p["act_seed"], p["offsets"])[v].tolist(), v
         assert bkg[0].tolist() == split(p["bkg_seed"], p["offsets"])[v].tolist(), v
 
@@ -324,7 +348,7 @@ def test_hrpro_memory_update_matches_the_official_per_video_updates():
     for v in range(len(after)):  # the official update of video v reads the embeddings it computed
         emb = torch.from_numpy(split(g["embedded"], g["offsets"])[v])[None]
         act = torch.from_numpy(split(g["act_seed"], g["offsets"])[v])[None]
-        memory = sequential_memory_update(memory, emb, act, torch.from_numpy(g["labels"][v:v + 1]), 0.001)
+        memory = sequential_memory_update(memory, emb, act, torch.from_numpy(g["labels"][v : v + 1]), 0.001)
         close(memory, after[v], tol=1e-6, what=f"memory after video {v}")
 
 
@@ -335,8 +359,10 @@ def test_hrpro_a_batch_step_matches_the_official_sequential_step():
     method = hrpro_method(g, dropout=0.0, rab_dropout=0.0, attention_dropout=0.0).train()
     method.snippet.prototypes = torch.from_numpy(g["memory_init"])
     batch = hrpro_batch(g, list(range(len(g["offsets"]) - 1)))
-    extras = {"points": ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float(),
-              "labels": batch.video_labels[:, 1:].float()}  # what training's sampler (WithPoints) adds
+    extras = {
+        "points": ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float(),
+        "labels": batch.video_labels[:, 1:].float(),
+    }  # what training's sampler (WithPoints) adds
     losses = method.loss(method(batch.features, batch.mask, **extras), batch, step=0)
     for mine, theirs in HR_TERMS.items():
         close(losses[mine], g[f"loss_{theirs}"].mean(), what=mine)
@@ -362,8 +388,11 @@ def test_hrpro_stage1_proposals_soft_nms_and_point_matching_match_the_official()
         # reliable proposals: each point (exact time, frame / fps) matched on pointtal's proposals
         rows = p["point_frame_class"][p["match_video"] == v]
         idx = match_points(RawProposals(raw.start, raw.end, raw.label, raw.score), rows[:, 0] / 16, rows[:, 1] + 1)
-        matched = np.where(idx[:, None] >= 0, np.column_stack([raw.start[idx] * seconds, raw.end[idx] * seconds,
-                                                              raw.score[idx]]), np.nan)
+        matched = np.where(
+            idx[:, None] >= 0,
+            np.column_stack([raw.start[idx] * seconds, raw.end[idx] * seconds, raw.score[idx]]),
+            np.nan,
+        )
         want_match = p["match"][p["match_video"] == v]
         assert np.array_equal(np.isnan(matched), np.isnan(want_match)), v
         close(np.nan_to_num(matched), np.nan_to_num(want_match), what=f"matches of video {v}")
@@ -375,15 +404,21 @@ def test_hrpro_instance_model_and_stage2_losses_match_the_official_regressor(mon
     g = load("hrpro_stage2")
     d = g["roi"].shape[-1]
     model = hr.InstanceModel(d, 0.7, 12, 0.25).eval()
-    mapping = {"start_reg": "start_reg_conv", "end_reg": "end_reg_conv", "completeness": "prop_completeness",
-               "fusion": "prop_fusion"}
+    mapping = {
+        "start_reg": "start_reg_conv",
+        "end_reg": "end_reg_conv",
+        "completeness": "prop_completeness",
+        "fusion": "prop_fusion",
+    }
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in params.items():
             head, rest = name.split(".", 1)
             value.copy_(_to_pointtal(g[f"w_{mapping[head]}.{rest}"], "conv1x1"))
     roi = torch.from_numpy(g["roi"])
-    monkeypatch.setattr(hr.network, "roi_pool", lambda *a, **k: roi)  # the given RoI features (RoI-Align: hrpro_roi.npz)
+    monkeypatch.setattr(
+        hr.network, "roi_pool", lambda *a, **k: roi
+    )  # the given RoI features (RoI-Align: hrpro_roi.npz)
     props, pmask = pad(split(g["proposals"], g["proposal_offsets"]))
     pseudo, qmask = pad(split(g["pseudo"], g["pseudo_offsets"]))
     out = model(torch.zeros(len(props), 1, d), torch.ones(len(props)), props)
@@ -408,8 +443,12 @@ def _hrpro_stage2_method(g: dict[str, np.ndarray]):
 
     d = g["features"].shape[1]
     method = HRPro(Options(), d, int(g["proposals"][:, 3].max()) + 1).eval()
-    mapping = {"start_reg": "start_reg_conv", "end_reg": "end_reg_conv", "completeness": "prop_completeness",
-               "fusion": "prop_fusion"}
+    mapping = {
+        "start_reg": "start_reg_conv",
+        "end_reg": "end_reg_conv",
+        "completeness": "prop_completeness",
+        "fusion": "prop_fusion",
+    }
     with torch.no_grad():
         for name, value in method.instance.named_parameters():
             head, rest = name.split(".", 1)
@@ -449,29 +488,39 @@ def test_hrpro_stage2_inference_matches_the_official_i_test():
     refined, iou_o, iou_r = (split(g[k], g["proposal_offsets"]) for k in ["refined", "iou_orig", "iou_refined"])
     finals = split(g["final"], g["final_offsets"])
     per_video = iter(props)
-    method._stage1_raw = lambda cas, scores: (lambda p: RawProposals(  # noqa: E731  the fixture's proposals
-        p[:, 0].astype(np.float64), p[:, 1].astype(np.float64), p[:, 3].astype(np.int64) + 1,
-        p[:, 2].astype(np.float64)))(next(per_video))
-    videos = [SimpleNamespace(row=v, cas=np.zeros((int(n), 4)), video_scores=np.zeros(4))
-              for v, n in enumerate(fmask.sum(1).tolist())]
+    method._stage1_raw = lambda cas, scores: (
+        lambda p: RawProposals(  # noqa: E731  the fixture's proposals
+            p[:, 0].astype(np.float64),
+            p[:, 1].astype(np.float64),
+            p[:, 3].astype(np.int64) + 1,
+            p[:, 2].astype(np.float64),
+        )
+    )(next(per_video))
+    videos = [
+        SimpleNamespace(row=v, cas=np.zeros((int(n), 4)), video_scores=np.zeros(4))
+        for v, n in enumerate(fmask.sum(1).tolist())
+    ]
     found = method.detect(SimpleNamespace(features=feats), videos)
     order = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731
     for v, p in enumerate(props):
         n = int(fmask[v].sum())
         box = torch.from_numpy(p[None, :, :2])
         with torch.no_grad():
-            first = method.instance(feats[v: v + 1, :n], torch.tensor([n]), box)
+            first = method.instance(feats[v : v + 1, :n], torch.tensor([n]), box)
             moved = refine(box, first.start_reg, first.end_reg)
-            second = method.instance(feats[v: v + 1, :n], torch.tensor([n]), moved)
+            second = method.instance(feats[v : v + 1, :n], torch.tensor([n]), moved)
         close(first.iou[0], iou_o[v], what=f"completeness of video {v}")
         close(moved[0], refined[v][:, :2], what=f"refined proposals of video {v}")
         close(second.iou[0], iou_r[v], what=f"completeness of the refined proposals of video {v}")
-        want = np.column_stack([finals[v][:, :2] * 25 / 16, finals[v][:, 2] + 1, finals[v][:, 3]])  # seconds -> snippets
+        want = np.column_stack(
+            [finals[v][:, :2] * 25 / 16, finals[v][:, 2] + 1, finals[v][:, 3]]
+        )  # seconds -> snippets
         assert len(found[v].segments) == len(want) == 2 * len(p), v
         close(order(found[v].segments), order(want), tol=2e-5, what=f"final detections of video {v}")
 
 
 # ----------------------------------------------------------------------------- SF-Net
+
 
 def sfnet_method(g: dict[str, np.ndarray], **options):
     from pointtal.methods.sfnet import Options, SFNet
@@ -550,8 +599,7 @@ def _check_sfnet_expansion(which: str) -> None:
     g = {k.split("_", 1)[1]: v for k, v in load("sfnet_expand").items() if k.startswith(which + "_")}
     labels = F.pad(torch.from_numpy(g["points"]), (1, 0))  # background column 0
     cas = F.pad(torch.from_numpy(g["cas"]), (1, 0), value=-1e9)  # the official expands on tcam[:, 1:]
-    got = anchor_expansion(labels, cas, g["offsets"], radius=3, ratio=0.95, stop_on_failure=False,
-                           edge="code")
+    got = anchor_expansion(labels, cas, g["offsets"], radius=3, ratio=0.95, stop_on_failure=False, edge="code")
     assert int(got.pseudo.sum()) > 0
     assert got.labels[:, 1:].numpy().tolist() == g["expanded"].tolist()
 

@@ -202,8 +202,7 @@ def test_frame_losses_and_video_loss_equal_per_video_loops(seed):
                 fb = ((1 - p[t]) * yb + p[t] * (1 - yb)) ** 2
                 num_b += float((fb * -(yb * torch.log(p[t]) + (1 - yb) * torch.log(1 - p[t]))).sum())
         assert frame[row].item() == pytest.approx(num / (count + 1e-6), rel=1e-5, abs=1e-5)
-        assert frame_bkg[row].item() == pytest.approx(num_b / (float(bkg_seed[row].sum()) + 1e-6), rel=1e-5,
-                                                      abs=1e-5)
+        assert frame_bkg[row].item() == pytest.approx(num_b / (float(bkg_seed[row].sum()) + 1e-6), rel=1e-5, abs=1e-5)
         k = max(1, n // 8)
         for c in range(points.shape[-1]):
             column = class_scores[row, :n, c]
@@ -225,8 +224,9 @@ def test_contrastive_loss_equals_the_official_per_video_loop(seed, regions):
         act_seed[0, :, 2], act_seed[0, 22, 2] = 0, 1  # video 0 (23 snippets): class 2 only at the last snippet
         labels[0, 2] = 1
     got = contrastive_loss(embedded, prototypes, act_seed, bkg_seed, labels, mask, 0.1, regions)
-    other = contrastive_loss(embedded, prototypes, act_seed, bkg_seed, labels, mask, 0.1,
-                             "all" if regions == "code" else "code")
+    other = contrastive_loss(
+        embedded, prototypes, act_seed, bkg_seed, labels, mask, 0.1, "all" if regions == "code" else "code"
+    )
     if seed == 3:
         assert not torch.allclose(got, other)  # the two readings differ on these inputs
     protos = prototypes / prototypes.norm(dim=-1, keepdim=True)
@@ -264,8 +264,12 @@ def test_sequential_memory_update_equals_updates_one_video_after_another():
 def reference_losses(method: HRPro, output, batch, step: int) -> dict[str, torch.Tensor]:
     """Stage-1 losses one video at a time from the official formulas (also timed by bench/train_speed.py)."""
     o = method.options
-    weights = {"video": o.weight_video, "frame": o.weight_frame, "frame_bkg": o.weight_frame_bkg,
-               "contrastive": o.weight_contrastive}
+    weights = {
+        "video": o.weight_video,
+        "frame": o.weight_frame,
+        "frame_bkg": o.weight_frame_bkg,
+        "contrastive": o.weight_contrastive,
+    }
     sums = dict.fromkeys(weights, 0.0)
     protos = F.normalize(method.snippet.prototypes.float(), dim=-1)
     for row, n in enumerate(batch.mask.sum(1).tolist()):
@@ -295,8 +299,9 @@ def reference_losses(method: HRPro, output, batch, step: int) -> dict[str, torch
             positions = _regions(act[:, c], o.contrastive_regions)
             if positions:
                 a_sim = torch.exp(feats[positions] @ protos.t() / o.temperature).mean(0)
-                total = total + 0.5 * -torch.log(a_sim[c] / a_sim.sum()) - 0.5 * torch.log(
-                    a_sim[c] / (a_sim[c] + b_sim[c]))
+                total = (
+                    total + 0.5 * -torch.log(a_sim[c] / a_sim.sum()) - 0.5 * torch.log(a_sim[c] / (a_sim[c] + b_sim[c]))
+                )
         sums["contrastive"] += total / len(gt)
     b = len(batch.mask)
     losses = {k: torch.as_tensor(v) / b for k, v in sums.items()}
@@ -309,8 +314,12 @@ def test_stage1_loss_equals_the_per_video_reference(regions):
     background, points, mask = _padded_batch(4, lengths=(26, 14, 30))
     g = torch.Generator().manual_seed(9)
     method.snippet.prototypes = torch.randn(3, 8, generator=g)
-    batch = make_batch(torch.randn(*mask.shape, 8, generator=g) * mask[..., None], mask,
-                       F.pad((points.amax(1) > 0).float(), (1, 0)), F.pad(points, (1, 0)))
+    batch = make_batch(
+        torch.randn(*mask.shape, 8, generator=g) * mask[..., None],
+        mask,
+        F.pad((points.amax(1) > 0).float(), (1, 0)),
+        F.pad(points, (1, 0)),
+    )
     method.eval()  # no dropout, no memory update
     output = method(batch.features, batch.mask)
     got, expected = method.loss(output, batch, 0), reference_losses(method, output, batch, 0)
@@ -328,15 +337,30 @@ def test_memory_updates_per_video_or_after_the_batch_equal_the_official_loop(mod
 
     def build():
         torch.manual_seed(0)
-        m = HRPro(Options(num_heads=2, dim_feedforward=16, dropout=0.0, rab_dropout=0.0, attention_dropout=0.0,
-                          memory_momentum=0.3, memory_update=mode), 8, 3)  # no dropout; a large momentum shows order
+        m = HRPro(
+            Options(
+                num_heads=2,
+                dim_feedforward=16,
+                dropout=0.0,
+                rab_dropout=0.0,
+                attention_dropout=0.0,
+                memory_momentum=0.3,
+                memory_update=mode,
+            ),
+            8,
+            3,
+        )  # no dropout; a large momentum shows order
         m.snippet.prototypes = torch.randn(3, 8, generator=torch.Generator().manual_seed(5))
         return m.train()
 
     _, points, mask = _padded_batch(4, lengths=(26, 14, 30))
     g = torch.Generator().manual_seed(9)
-    batch = make_batch(torch.randn(*mask.shape, 8, generator=g) * mask[..., None], mask,
-                       F.pad((points.amax(1) > 0).float(), (1, 0)), F.pad(points, (1, 0)))
+    batch = make_batch(
+        torch.randn(*mask.shape, 8, generator=g) * mask[..., None],
+        mask,
+        F.pad((points.amax(1) > 0).float(), (1, 0)),
+        F.pad(points, (1, 0)),
+    )
     batch = WithPoints(lambda *a: batch)(0)
     assert set(batch.extras) == {"points", "labels"}
     method = build()
@@ -347,8 +371,12 @@ def test_memory_updates_per_video_or_after_the_batch_equal_the_official_loop(mod
     start = reference.snippet.prototypes.clone()
     total, memory = 0.0, start.clone()
     for row, n in enumerate(mask.sum(1).tolist()):  # the official loop over single-video forwards
-        one = make_batch(batch.features[row : row + 1, :n], torch.ones(1, n, dtype=torch.bool),
-                         batch.video_labels[row : row + 1], batch.point_labels[row : row + 1, :n])
+        one = make_batch(
+            batch.features[row : row + 1, :n],
+            torch.ones(1, n, dtype=torch.bool),
+            batch.video_labels[row : row + 1],
+            batch.point_labels[row : row + 1, :n],
+        )
         reference.snippet.prototypes = memory if mode == "video" else start
         out = reference(one.features, one.mask)
         total = total + reference_losses(reference, out, one, 0)["total"]
@@ -365,12 +393,24 @@ def test_memory_updates_per_video_or_after_the_batch_equal_the_official_loop(mod
     for (name, a), b in zip(method.snippet.named_parameters(), reference.snippet.parameters(), strict=False):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
     other = build()
-    flipped = HRPro(Options(num_heads=2, dim_feedforward=16, dropout=0.0, rab_dropout=0.0, attention_dropout=0.0,
-                            memory_momentum=0.3, memory_update="batch" if mode == "video" else "video"), 8, 3)
+    flipped = HRPro(
+        Options(
+            num_heads=2,
+            dim_feedforward=16,
+            dropout=0.0,
+            rab_dropout=0.0,
+            attention_dropout=0.0,
+            memory_momentum=0.3,
+            memory_update="batch" if mode == "video" else "video",
+        ),
+        8,
+        3,
+    )
     flipped.load_state_dict(other.state_dict())
     flipped.train()
-    assert flipped.loss(flipped(batch.features, batch.mask, **batch.extras), batch, 0)["total"].item() != \
-        pytest.approx(got["total"].item(), rel=1e-7, abs=0)  # the two modes differ on this batch
+    assert flipped.loss(flipped(batch.features, batch.mask, **batch.extras), batch, 0)["total"].item() != pytest.approx(
+        got["total"].item(), rel=1e-7, abs=0
+    )  # the two modes differ on this batch
 
 
 # ----------------------------------------------------------------------------- the stage-1 network and memory
@@ -392,12 +432,14 @@ def test_padded_batch_scores_each_video_as_alone_and_memory_init_is_the_mean_poi
 
     lengths = mask.sum(1).numpy()
     data = PointDataset(
-        video_ids=[str(r) for r in range(len(lengths))], geometries=[None] * len(lengths),
+        video_ids=[str(r) for r in range(len(lengths))],
+        geometries=[None] * len(lengths),
         offsets=np.concatenate([[0], np.cumsum(lengths)]),
         features=torch.cat([features[r, :n] for r, n in enumerate(lengths)]),
         video_labels=torch.zeros(len(lengths), 4),
         point_labels=torch.cat([F.pad(points[r, :n], (1, 0)) for r, n in enumerate(lengths)]),
-        truth_labels=torch.zeros(int(lengths.sum()), 4))
+        truth_labels=torch.zeros(int(lengths.sum()), 4),
+    )
     before = method.snippet.prototypes.clone()
     method.init_memory(data, torch.device("cpu"), 2)
     embedded = torch.cat([out.embedded[r, :n] for r, n in enumerate(lengths)])
@@ -461,8 +503,9 @@ def test_roi_pool_equals_the_roi_align_kernel_per_video():
     lengths = torch.tensor([40, 17])
     features = torch.randn(2, 40, 5, generator=g)
     features[1, 17:] = 0
-    proposals = torch.tensor([[[0.0, 3.3], [2.7, 39.5], [12.25, 13.0], [35.1, 41.9]],
-                              [[0.4, 16.6], [5.0, 5.5], [10.3, 15.9], [-1.2, 2.2]]])
+    proposals = torch.tensor(
+        [[[0.0, 3.3], [2.7, 39.5], [12.25, 13.0], [35.1, 41.9]], [[0.4, 16.6], [5.0, 5.5], [10.3, 15.9], [-1.2, 2.2]]]
+    )
     got = roi_pool(features, lengths, proposals, 12, 0.25)
     for row in range(2):
         expected = _reference_roi(features[row, : lengths[row]], proposals[row])
@@ -504,13 +547,22 @@ def test_instance_losses_equal_the_official_per_video_functions():
     pseudo = proposals[:, :k].clone() + torch.rand(b, k, 2, generator=g)
     proposal_mask = torch.arange(m)[None, :] < torch.tensor(counts)[:, None]
     pseudo_mask = torch.arange(k)[None, :] < torch.tensor(pseudo_counts)[:, None]
-    output = InstanceOutput(torch.rand(b, m, generator=g), torch.randn(b, m, generator=g) * 0.2,
-                            torch.randn(b, m, generator=g) * 0.2)
+    output = InstanceOutput(
+        torch.rand(b, m, generator=g), torch.randn(b, m, generator=g) * 0.2, torch.randn(b, m, generator=g) * 0.2
+    )
     draw = torch.rand(b, m, generator=g)
     reg, score = instance_losses(output, proposals, proposal_mask, draw, pseudo, pseudo_mask, 0.3)
-    refs = [_reference_instance_losses(output.iou[i, :n], output.start_reg[i, :n], output.end_reg[i, :n],
-                                       proposals[i, :n], draw[i, :n], pseudo[i, : pseudo_counts[i]])
-            for i, n in enumerate(counts)]
+    refs = [
+        _reference_instance_losses(
+            output.iou[i, :n],
+            output.start_reg[i, :n],
+            output.end_reg[i, :n],
+            proposals[i, :n],
+            draw[i, :n],
+            pseudo[i, : pseudo_counts[i]],
+        )
+        for i, n in enumerate(counts)
+    ]
     assert reg.item() == pytest.approx(sum(float(r) for r, _ in refs) / b, abs=1e-5)
     assert score.item() == pytest.approx(sum(float(s) for _, s in refs) / b, abs=1e-5)
     assert reg.item() > 0 and score.item() > 0
@@ -537,15 +589,20 @@ def test_soft_nms_hand_example():
     # [1, 4] first; [0, 4] (tIoU 3/4) decays to 0.5 exp(-0.5625 / 0.3) = 0.077 < 0.4, so [10, 12] comes next
     assert order.tolist() == [1, 2, 0]
     assert scores == pytest.approx([0.9, 0.4, 0.5 * math.exp(-0.75 * 0.75 / 0.3)])
-    rows = soft_nms_per_class(np.array([[0.0, 4.0], [1.0, 4.0], [0.0, 4.0]]), np.array([0.5, 0.9, 0.7]),
-                              np.array([2, 2, 1]), 0.3, 0.0)
+    rows = soft_nms_per_class(
+        np.array([[0.0, 4.0], [1.0, 4.0], [0.0, 4.0]]), np.array([0.5, 0.9, 0.7]), np.array([2, 2, 1]), 0.3, 0.0
+    )
     assert rows[:, 2].tolist() == [2, 2, 1]  # classes in order of first appearance
     assert rows[2].tolist() == [0.0, 4.0, 1.0, 0.7]  # the other class is not suppressed
 
 
 def test_match_points_hand_example():
-    raw = RawProposals(start=np.array([0.0, 1.0, 4.0, 1.0, 8.0]), end=np.array([9.0, 3.0, 6.0, 7.0, 9.0]),
-                       label=np.array([1, 1, 1, 2, 2]), score=np.array([0.9, 0.5, 0.4, 0.6, -0.1]))
+    raw = RawProposals(
+        start=np.array([0.0, 1.0, 4.0, 1.0, 8.0]),
+        end=np.array([9.0, 3.0, 6.0, 7.0, 9.0]),
+        label=np.array([1, 1, 1, 2, 2]),
+        score=np.array([0.9, 0.5, 0.4, 0.6, -0.1]),
+    )
     # points: class 1 at 2 and 5, class 2 at 8.5
     matched = match_points(raw, np.array([2.0, 5.0, 8.5]), np.array([1, 1, 2]))
     # point 2: [0, 9] holds the next point (fails the boundary condition), [1, 3] is inside (-1, 5);
@@ -582,8 +639,10 @@ def test_stage2_detections_of_a_video_do_not_depend_on_its_batch():
 
     def videos_of(out, rows):
         s = method.scores(out, out.mask)
-        return [VideoScores(str(r), s.cas[i, :n].numpy(), None, s.video_scores[i].numpy(), i)
-                for i, (r, n) in enumerate(rows)]
+        return [
+            VideoScores(str(r), s.cas[i, :n].numpy(), None, s.video_scores[i].numpy(), i)
+            for i, (r, n) in enumerate(rows)
+        ]
 
     with torch.no_grad():
         both = method(features, mask)
@@ -592,8 +651,13 @@ def test_stage2_detections_of_a_video_do_not_depend_on_its_batch():
         single = method.detect(alone, videos_of(alone, [(1, 12)]))
     assert len(found[1].segments) > 0
     np.testing.assert_allclose(found[1].segments, single[0].segments, atol=1e-5)
-    assert method.localize(videos_of(both, [(0, 30)])[0].cas, None, videos_of(both, [(0, 30)])[0].video_scores
-                           ).segments.shape[0] * 2 == found[0].segments.shape[0]  # as is + refined
+    assert (
+        method.localize(
+            videos_of(both, [(0, 30)])[0].cas, None, videos_of(both, [(0, 30)])[0].video_scores
+        ).segments.shape[0]
+        * 2
+        == found[0].segments.shape[0]
+    )  # as is + refined
 
 
 def test_a_training_step_of_each_stage_reduces_its_loss_and_stage2_leaves_stage1_alone():
@@ -601,8 +665,9 @@ def test_a_training_step_of_each_stage_reduces_its_loss_and_stage2_leaves_stage1
     g = torch.Generator().manual_seed(1)
     background, points, mask = _padded_batch(2, lengths=(20, 16))
     features = torch.randn(*mask.shape, 8, generator=g)
-    batch = make_batch(features * mask[..., None], mask, F.pad((points.amax(1) > 0).float(), (1, 0)),
-                       F.pad(points, (1, 0)))
+    batch = make_batch(
+        features * mask[..., None], mask, F.pad((points.amax(1) > 0).float(), (1, 0)), F.pad(points, (1, 0))
+    )
     optimizer = torch.optim.Adam(method.phase_parameters(0), lr=1e-2)
     method.train()
     memory = method.snippet.prototypes.clone()
@@ -619,10 +684,13 @@ def test_a_training_step_of_each_stage_reduces_its_loss_and_stage2_leaves_stage1
     params = method.phase_parameters(1)
     assert all(not p.requires_grad for p in method.snippet.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3)
-    batch.extras = {"proposals": torch.tensor([[[1.0, 6.0], [2.0, 9.0], [10.0, 14.0]]] * 2),
-                    "proposals_mask": torch.ones(2, 3, dtype=torch.bool),
-                    "proposal_draw": torch.full((2, 3), 0.99),
-                    "pseudo": torch.tensor([[[1.5, 7.0]]] * 2), "pseudo_mask": torch.ones(2, 1, dtype=torch.bool)}
+    batch.extras = {
+        "proposals": torch.tensor([[[1.0, 6.0], [2.0, 9.0], [10.0, 14.0]]] * 2),
+        "proposals_mask": torch.ones(2, 3, dtype=torch.bool),
+        "proposal_draw": torch.full((2, 3), 0.99),
+        "pseudo": torch.tensor([[[1.5, 7.0]]] * 2),
+        "pseudo_mask": torch.ones(2, 1, dtype=torch.bool),
+    }
     losses = []
     for step in range(8):
         loss = method.loss(method(batch.features, batch.mask, **batch.extras), batch, step)
@@ -639,8 +707,14 @@ def _hrpro_raw(tiny_data, steps: int, epochs: int, **train) -> dict:
     from conftest import tiny_raw_config
 
     raw = tiny_raw_config(tiny_data, "sfnet", steps=steps, **train)
-    raw["method"] = {"name": "hrpro", "num_heads": 4, "dim_feedforward": 32, "stage2_epochs": epochs,
-                     "stage2_batch_size": 8, "stage2_lr": 1e-3}
+    raw["method"] = {
+        "name": "hrpro",
+        "num_heads": 4,
+        "dim_feedforward": 32,
+        "stage2_epochs": epochs,
+        "stage2_batch_size": 8,
+        "stage2_lr": 1e-3,
+    }
     return raw
 
 
@@ -782,12 +856,15 @@ def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_lab
     # the clicks' exact times: anywhere in their snippet (the official frame / fps), not its centre
     position = snippet + np.random.default_rng(0).uniform(0.0, 0.999, len(snippet))
     data = PointDataset(
-        video_ids=[str(r) for r in range(len(lengths))], geometries=[None] * len(lengths),
-        offsets=np.concatenate([[0], np.cumsum(lengths)]), features=features,
+        video_ids=[str(r) for r in range(len(lengths))],
+        geometries=[None] * len(lengths),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        features=features,
         video_labels=torch.zeros(len(lengths), 4),
         point_labels=torch.cat([F.pad(points[r, :n], (1, 0)) for r, n in enumerate(lengths)]),
         truth_labels=torch.zeros(int(lengths.sum()), 4),
-        point_times=PointTimes(video.astype(np.int64), position, cls.astype(np.int64) + 1))
+        point_times=PointTimes(video.astype(np.int64), position, cls.astype(np.int64) + 1),
+    )
     ranked = method.rank_proposals(data, torch.device("cpu"), 3, seed=0)
     assert ranked.proposal_offsets.tolist()[0] == 0 and len(ranked.proposal_offsets) == len(lengths) + 1
     method.eval()
@@ -799,7 +876,7 @@ def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_lab
         raw = method._stage1_raw(scores.cas[0].numpy(), scores.video_scores[0].numpy())
         mine = ranked.proposals[ranked.proposal_offsets[v] : ranked.proposal_offsets[v + 1]].numpy()
         np.testing.assert_allclose(mine[: len(raw)], np.column_stack([raw.start, raw.end]), atol=1e-6)
-        negatives = mine[len(raw):]
+        negatives = mine[len(raw) :]
         assert len(negatives) <= int(0.5 * len(raw)) and (negatives[:, 1] > negatives[:, 0]).all()
         pseudo = ranked.pseudo[ranked.pseudo_offsets[v] : ranked.pseudo_offsets[v + 1]].numpy()
         proposals = list(zip(raw.start, raw.end, raw.score, raw.label, strict=False))
@@ -809,8 +886,9 @@ def test_ranking_keeps_every_stage1_proposal_adds_negatives_and_takes_pseudo_lab
         matches = {"exact": _official_match_point(proposals, exact), "centre": _official_match_point(proposals, centre)}
         differ += sum(a != b for a, b in zip(matches["exact"], matches["centre"], strict=False))
         expected = [j for j in matches[point_time] if j is not None]
-        np.testing.assert_allclose(pseudo.reshape(-1, 2), np.column_stack([raw.start[expected], raw.end[expected]]),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            pseudo.reshape(-1, 2), np.column_stack([raw.start[expected], raw.end[expected]]), atol=1e-6
+        )
     assert len(ranked.pseudo) > 0 and len(ranked.proposals) > len(ranked.pseudo)
     assert differ > 0  # the exact times change some matches on these inputs
 
@@ -833,7 +911,9 @@ def test_attention_in_length_groups_equals_each_video_alone():
     with torch.no_grad():
         embedded, scores = method.snippet(features, mask)
         for row, n in enumerate(lengths.tolist()):
-            alone_embedded, alone_scores = method.snippet(features[row : row + 1, :n], torch.ones(1, n, dtype=torch.bool))
+            alone_embedded, alone_scores = method.snippet(
+                features[row : row + 1, :n], torch.ones(1, n, dtype=torch.bool)
+            )
             torch.testing.assert_close(embedded[row, :n], alone_embedded[0], rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(scores[row, :n], alone_scores[0], rtol=1e-5, atol=1e-5)
         assert float(embedded[~mask].abs().max()) == 0.0
@@ -877,8 +957,10 @@ def test_training_data_carry_each_point_at_the_exact_time_of_its_file(tiny_data)
     times = train.point_times
     clicks = {(p.video_id, round(p.time_sec * 25 / 16, 6), p.label) for p in read_points(raw["data"]["points"][0])}
     classes = data.gt.classes
-    got = {(train.video_ids[v], round(float(x), 6), classes[c - 1]) for v, x, c in
-           zip(times.video, times.position, times.class_index, strict=False)}
+    got = {
+        (train.video_ids[v], round(float(x), 6), classes[c - 1])
+        for v, x, c in zip(times.video, times.position, times.class_index, strict=False)
+    }
     assert got and got <= clicks and len(got) == len(times.position)
     assert not np.allclose(times.position % 1, 0.5)  # not snippet centres
     rows = train.offsets[times.video] + np.floor(times.position).astype(np.int64)
@@ -888,7 +970,8 @@ def test_training_data_carry_each_point_at_the_exact_time_of_its_file(tiny_data)
     position, label = method.ranking_points(train, v, np.zeros((1, 3)))
     assert np.all(np.diff(position) >= 0) and set(position) == set(times.position[times.video == v])
     centre = _method(ranking_point_time="centre").ranking_points(
-        train, v, (train.point_labels[train.offsets[v] : train.offsets[v + 1], 1:] > 0).numpy())
+        train, v, (train.point_labels[train.offsets[v] : train.offsets[v + 1], 1:] > 0).numpy()
+    )
     np.testing.assert_allclose(centre[0] % 1, 0.5)
 
 
@@ -900,14 +983,27 @@ def test_stage2_epochs_follow_the_official_loader(drop_last):
     from pointtal.methods.hrpro import ProposalSampler, TrainingProposals
 
     n, size, epochs = 23, 5, 3
-    method = HRPro(Options(num_heads=2, dim_feedforward=16, stage2_batch_size=size, stage2_epochs=epochs,
-                           stage2_drop_last=drop_last), 8, 3)
+    method = HRPro(
+        Options(
+            num_heads=2, dim_feedforward=16, stage2_batch_size=size, stage2_epochs=epochs, stage2_drop_last=drop_last
+        ),
+        8,
+        3,
+    )
     per_epoch = n // size if drop_last else -(-n // size)
     assert method.phases(TrainConfig(steps=7, batch_size=4), n)[1].steps == epochs * per_epoch
-    data = PointDataset([str(v) for v in range(n)], [None] * n, np.arange(n + 1) * 6, torch.zeros(n * 6, 8),
-                        torch.zeros(n, 4), torch.zeros(n * 6, 4), torch.zeros(n * 6, 4))
-    props = TrainingProposals(torch.tensor([[0.0, 2.0]] * n), torch.arange(n + 1), torch.tensor([[0.0, 2.0]] * n),
-                              torch.arange(n + 1))
+    data = PointDataset(
+        [str(v) for v in range(n)],
+        [None] * n,
+        np.arange(n + 1) * 6,
+        torch.zeros(n * 6, 8),
+        torch.zeros(n, 4),
+        torch.zeros(n * 6, 4),
+        torch.zeros(n * 6, 4),
+    )
+    props = TrainingProposals(
+        torch.tensor([[0.0, 2.0]] * n), torch.arange(n + 1), torch.tensor([[0.0, 2.0]] * n), torch.arange(n + 1)
+    )
     sampler = ProposalSampler(data, size, 0, props, 10, drop_last)
     stream = [sampler(step).video_index.tolist() for step in range(epochs * per_epoch)]
     if drop_last:  # the official: per epoch, full batches of distinct videos; n % size videos left out
@@ -951,7 +1047,7 @@ def test_stage2_starts_from_the_stage1_weights_the_selection_names(tiny_data, tm
     raw["method"]["stage1_selection"] = selection
     train(build_config(raw), tmp_path / "run")
     final = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
-    weights = {k[len("snippet."):]: v for k, v in final.items() if k.startswith("snippet.")}
+    weights = {k[len("snippet.") :]: v for k, v in final.items() if k.startswith("snippet.")}
     if selection == "last":
         assert seen == [] and all(torch.equal(weights[k], v) for k, v in stage1_end.items())
         return

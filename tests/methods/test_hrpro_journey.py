@@ -53,8 +53,9 @@ def _official_stage2(method: HRPro, out, video: VideoScores) -> np.ndarray:
         second = method.instance(out.features[:, :n], torch.tensor([n]), refined)
     bounds = np.concatenate([proposals[0].numpy(), refined[0].numpy()]).astype(np.float64)
     score = np.concatenate([first.iou[0].numpy() + raw.score, second.iou[0].numpy() + raw.score])
-    return soft_nms_per_class(bounds, score, np.concatenate([raw.label, raw.label]), o.soft_nms_sigma,
-                              o.soft_nms_offset)
+    return soft_nms_per_class(
+        bounds, score, np.concatenate([raw.label, raw.label]), o.soft_nms_sigma, o.soft_nms_offset
+    )
 
 
 def test_refined_segments_whose_start_passes_their_end_are_dropped_and_every_other_row_is_official():
@@ -90,8 +91,17 @@ def _with_list(pair):
 
 
 def test_valid_segments_drops_inverted_empty_and_non_finite_rows_and_keeps_order():
-    rows = np.array([[1.0, 2.0, 1, 0.9], [3.0, 2.99, 1, 0.8], [4.0, 4.0, 2, 0.7], [np.nan, 5.0, 2, 0.6],
-                     [5.0, 6.0, 2, np.inf], [-1.0, 0.5, 3, 0.5], [7.0, 9.0, 3, 0.4]])
+    rows = np.array(
+        [
+            [1.0, 2.0, 1, 0.9],
+            [3.0, 2.99, 1, 0.8],
+            [4.0, 4.0, 2, 0.7],
+            [np.nan, 5.0, 2, 0.6],
+            [5.0, 6.0, 2, np.inf],
+            [-1.0, 0.5, 3, 0.5],
+            [7.0, 9.0, 3, 0.4],
+        ]
+    )
     np.testing.assert_array_equal(valid_segments(rows), rows[[0, 5, 6]])
 
 
@@ -165,7 +175,9 @@ def test_max_per_class_caps_hrpro_detections_per_class():
     capped_method = _stage2_method(0.1, -0.1, max_per_class=5)
     (capped,) = capped_method.detect(out, [video])
     for c in np.unique(full.segments[:, 2]):
-        np.testing.assert_array_equal(capped.segments[capped.segments[:, 2] == c], full.segments[full.segments[:, 2] == c][:5])
+        np.testing.assert_array_equal(
+            capped.segments[capped.segments[:, 2] == c], full.segments[full.segments[:, 2] == c][:5]
+        )
     with pytest.raises(InputError, match=r"method.max_per_class=0 must be >= 1"):
         Options(max_per_class=0)
 
@@ -197,23 +209,37 @@ def _toy_predict(rows, frames=None):
     from pointtal.data.features import SnippetGeometry
     from pointtal.engine.inference import predict
 
-    items = [("video_a", np.ones((10, 4), np.float32)), ("video_b", np.ones((10, 4), np.float32))]  # equal lengths: checked in order
+    items = [
+        ("video_a", np.ones((10, 4), np.float32)),
+        ("video_b", np.ones((10, 4), np.float32)),
+    ]  # equal lengths: checked in order
     geometry = {v: SnippetGeometry(25.0, 16) for v, _ in items}
-    return predict(ToyMethod(np.asarray(rows, np.float64), frames), items, geometry, ("Jump", "Run"),
-                   batch_size=2, device=torch.device("cpu"))
+    return predict(
+        ToyMethod(np.asarray(rows, np.float64), frames),
+        items,
+        geometry,
+        ("Jump", "Run"),
+        batch_size=2,
+        device=torch.device("cpu"),
+    )
 
 
-@pytest.mark.parametrize("rows, pattern", [
-    ([[1.0, 2.0, 1, 0.5], [3.0, 3.0, 2, 0.4]], r"row 1 of 2 is \[3\.0, 3\.0\]"),
-    ([[5.0, 4.9, 1, 0.5]], r"row 0 of 1 is \[5\.0, 4\.9\]"),
-    ([[1.0, np.inf, 1, 0.5]], r"\[1\.0, inf\]"),
-    ([[1.0, 2.0, 1, np.nan]], r"score nan"),
-    ([[1.0, 2.0, 0, 0.5]], r"class 0\.0"),  # 0 would be written as the last class
-    ([[1.0, 2.0, 3, 0.5]], r"class 3\.0"),
-])
+@pytest.mark.parametrize(
+    "rows, pattern",
+    [
+        ([[1.0, 2.0, 1, 0.5], [3.0, 3.0, 2, 0.4]], r"row 1 of 2 is \[3\.0, 3\.0\]"),
+        ([[5.0, 4.9, 1, 0.5]], r"row 0 of 1 is \[5\.0, 4\.9\]"),
+        ([[1.0, np.inf, 1, 0.5]], r"\[1\.0, inf\]"),
+        ([[1.0, 2.0, 1, np.nan]], r"score nan"),
+        ([[1.0, 2.0, 0, 0.5]], r"class 0\.0"),  # 0 would be written as the last class
+        ([[1.0, 2.0, 3, 0.5]], r"class 3\.0"),
+    ],
+)
 def test_the_engine_refuses_a_methods_invalid_segment_naming_method_and_video(rows, pattern):
-    with pytest.raises(InvalidDetections, match=r"method 'toy' returned an invalid segment for video 'video_a': .*"
-                                                + pattern + r".*nothing was written"):
+    with pytest.raises(
+        InvalidDetections,
+        match=r"method 'toy' returned an invalid segment for video 'video_a': .*" + pattern + r".*nothing was written",
+    ):
         _toy_predict(rows)
 
 
@@ -223,16 +249,24 @@ def test_the_engine_refuses_invalid_frames_and_shapes_and_passes_valid_detection
     with pytest.raises(InvalidDetections, match=r"shape segments \(2, 3\)"):
         _toy_predict([[1.0, 2.0, 1], [2.0, 3.0, 1]])
     out = _toy_predict([[1.0, 2.0, 1, 0.5], [0.0, 10.0, 2, 0.25]], np.array([[1.0, 2, 0.5]]))
-    assert out.segments["video_b"] == [{"label": "Jump", "score": 0.5, "segment": [0.64, 1.28]},
-                                       {"label": "Run", "score": 0.25, "segment": [0.0, 6.4]}]
+    assert out.segments["video_b"] == [
+        {"label": "Jump", "score": 0.5, "segment": [0.64, 1.28]},
+        {"label": "Run", "score": 0.25, "segment": [0.0, 6.4]},
+    ]
     assert out.frames["video_a"] == [{"label": "Run", "score": 0.5, "frame": 0.96}]
 
 
 # ----------------------------------------------------------------------------- resume schedule
 def _hrpro_raw(data, steps: int, epochs: int, **train) -> dict:
     raw = tiny_raw_config(data, "sfnet", steps=steps, **train)
-    raw["method"] = {"name": "hrpro", "num_heads": 4, "dim_feedforward": 32, "stage2_epochs": epochs,
-                     "stage2_batch_size": 8, "stage2_lr": 1e-3}
+    raw["method"] = {
+        "name": "hrpro",
+        "num_heads": 4,
+        "dim_feedforward": 32,
+        "stage2_epochs": epochs,
+        "stage2_batch_size": 8,
+        "stage2_lr": 1e-3,
+    }
     return raw
 
 
@@ -252,9 +286,12 @@ def test_resume_refuses_a_schedule_it_cannot_honour_and_names_the_key(tiny_data,
             train(build_config(raw), tmp_path / "run")
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 6
     for steps in (3, 5, 2):  # inside stage 2, any other stage-1 length moves stage 2 behind the run
-        with pytest.raises(InputError, match=rf"--resume at step 6 cannot honour train.steps={steps} \(was 4\): "
-                                             r"phase 2 \(instance\) began at step 4 and would begin at step "
-                                             rf"{steps}") as err:
+        with pytest.raises(
+            InputError,
+            match=rf"--resume at step 6 cannot honour train.steps={steps} \(was 4\): "
+            r"phase 2 \(instance\) began at step 4 and would begin at step "
+            rf"{steps}",
+        ) as err:
             train(build_config(_with_steps(raw, steps)), tmp_path / "run", resume=True)
         assert "\n" not in str(err.value)
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 6  # nothing was touched
@@ -272,8 +309,11 @@ def test_resume_refuses_fewer_steps_than_the_checkpoint_in_a_one_phase_run(tiny_
         interrupt_training_at(patch, 6)
         with pytest.raises(KeyboardInterrupt):
             train(build_config(raw), tmp_path / "run")
-    with pytest.raises(InputError, match=r"--resume at step 6 cannot honour train.steps=4 \(was 10\): phase 1 "
-                                         r"\(train\) would end at step 4, before the checkpoint's step"):
+    with pytest.raises(
+        InputError,
+        match=r"--resume at step 6 cannot honour train.steps=4 \(was 10\): phase 1 "
+        r"\(train\) would end at step 4, before the checkpoint's step",
+    ):
         train(build_config(_with_steps(raw, 4)), tmp_path / "run", resume=True)
     assert train(build_config(_with_steps(raw, 6)), tmp_path / "run", resume=True).step == 6  # ends there
     assert train(build_config(_with_steps(raw, 8)), tmp_path / "run", resume=True).step == 8  # lengthened
@@ -317,7 +357,8 @@ def _release_data(tiny_data: Path, root: Path, hrpro: bool) -> tuple[Path, Path,
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", ["lacp", "hrpro"])
 def test_hrpro_journey_on_release_layout_is_interrupted_in_stage2_resumes_finishes_and_evaluates(
-        layout, tiny_data, tmp_path, monkeypatch):
+    layout, tiny_data, tmp_path, monkeypatch
+):
     """As the README says: the THUMOS14 preset on the release files (small step counts), killed inside stage 2,
     `--resume`d to the end; its predictions are valid and `pointtal evaluate` reads them."""
     from pointtal.cli import main
@@ -325,11 +366,35 @@ def test_hrpro_journey_on_release_layout_is_interrupted_in_stage2_resumes_finish
 
     gt, features, points = _release_data(tiny_data, tmp_path / "data", hrpro=layout == "hrpro")
     run = tmp_path / "run"
-    args = ["train", str(Path(__file__).resolve().parents[2] / "configs" / "thumos14_hrpro.yaml"), "--out", str(run),
-            "--set", f"data.annotations={gt}", "--set", f"data.features={features}", "--set", f"data.points={points}",
-            "--set", "train.steps=8", "--set", "method.stage2_epochs=3", "--set", "method.stage2_batch_size=8",
-            "--set", "train.batch_size=8", "--set", "train.eval_every=8", "--set", "train.checkpoint_every=2",
-            "--set", "train.device=cpu", "--set", "train.report=false", "--no-progress"]
+    args = [
+        "train",
+        str(Path(__file__).resolve().parents[2] / "configs" / "thumos14_hrpro.yaml"),
+        "--out",
+        str(run),
+        "--set",
+        f"data.annotations={gt}",
+        "--set",
+        f"data.features={features}",
+        "--set",
+        f"data.points={points}",
+        "--set",
+        "train.steps=8",
+        "--set",
+        "method.stage2_epochs=3",
+        "--set",
+        "method.stage2_batch_size=8",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.eval_every=8",
+        "--set",
+        "train.checkpoint_every=2",
+        "--set",
+        "train.device=cpu",
+        "--set",
+        "train.report=false",
+        "--no-progress",
+    ]
     # 24 training videos: stage 1 is steps 0..7, stage 2 is 3 epochs of 3 steps, steps 8..16
     with monkeypatch.context() as patch:
         interrupt_training_at(patch, 12)  # killed inside stage 2

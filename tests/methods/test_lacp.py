@@ -38,7 +38,7 @@ def ref_oic(x, start, end, delta=0.25):
     """Outer-inner contrast of x[start..end] (python lists, the official get_oic_score)."""
     n = len(x)
     length = end - start + 1
-    inner = sum(x[start:end + 1]) / length
+    inner = sum(x[start : end + 1]) / length
     lo = max(0, int(start - delta * length))
     hi = min(n - 1, int(end + delta * length))
     outer = list(range(lo, start)) + list(range(end + 1, hi + 1))
@@ -105,7 +105,7 @@ def ref_ranges(act_c, bkg_c):
     act_idx = [i for i in range(t) if act_c[i]]
     act_seq = [[act_idx[0]]]
     if act_idx[0] > 0:
-        if any(bkg_c[:act_idx[0]]):
+        if any(bkg_c[: act_idx[0]]):
             top = max(i for i in range(act_idx[0]) if bkg_c[i])
             for i in range(top + 1):
                 bkg_c[i] = 1
@@ -170,8 +170,10 @@ def ref_best_sequence(p, act_c, bkg_c):
         labels = []
         for k, lab in enumerate(transcript):
             labels += [lab] * (edges[k + 1] - edges[k])
-        scores = [ref_oic(p if lab else [1 - v for v in p], s, e - 1) for lab, s, e in
-                  zip(transcript, edges[:-1], edges[1:], strict=False)]
+        scores = [
+            ref_oic(p if lab else [1 - v for v in p], s, e - 1)
+            for lab, s, e in zip(transcript, edges[:-1], edges[1:], strict=False)
+        ]
         score = sum(scores) / len(scores)
         if score > best[0]:
             best = (score, labels)
@@ -332,8 +334,9 @@ def ref_video_losses(sig, feats, label, points, pseudo, uniforms, r_act=8, tau=0
 def random_bkg(rng, t):
     """P(background) mixing confident background (>= 0.95), confident action (<= 0.1) and the rest."""
     kind = rng.integers(0, 3, t)
-    return np.where(kind == 0, rng.uniform(0.95, 1.0, t), np.where(kind == 1, rng.uniform(0, 0.1, t),
-                                                                   rng.uniform(0.1, 0.95, t)))
+    return np.where(
+        kind == 0, rng.uniform(0.95, 1.0, t), np.where(kind == 1, rng.uniform(0, 0.1, t), rng.uniform(0.1, 0.95, t))
+    )
 
 
 def random_points(rng, t, n):
@@ -434,8 +437,9 @@ def test_exact_search_equals_brute_force_over_all_seed_consistent_sequences():
 
 @pytest.mark.parametrize("budget", [1, 2, 3, 25])
 def test_beam_search_equals_the_official_decoder_frame_by_frame(budget):
-    checked = check_search(Options(budget=budget), lambda p, a, b: ref_beam(p, a, b, budget), seed=budget,
-                           trials=12, t_min=8, t_max=18)
+    checked = check_search(
+        Options(budget=budget), lambda p, a, b: ref_beam(p, a, b, budget), seed=budget, trials=12, t_min=8, t_max=18
+    )
     assert checked > 25
 
 
@@ -489,20 +493,26 @@ def test_every_loss_matches_the_per_video_loop(classes):
         labels_t = torch.as_tensor(labels)
         fused = fuse(sig_t)
         runs = pseudo_runs(pseudo_t > 0, searched, labels_t, mask)
-        uniform = torch.rand((runs.video.numel(), 3), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        uniform = torch.rand(
+            (runs.video.numel(), 3), generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+        )
         got = [
             video_loss(video_scores(sig_t, mask, 8, labels_t), labels_t),
             focal_point_loss(fused, torch.nn.functional.pad(pts_t, (1, 0)), pts_t.amax(-1) > 0),
-            focal_point_loss(fused, torch.eye(C + 1, dtype=torch.float64)[0].expand_as(fused),
-                             select_seeds(fused[..., 0], pts_t, mask)[1]),
+            focal_point_loss(
+                fused,
+                torch.eye(C + 1, dtype=torch.float64)[0].expand_as(fused),
+                select_seeds(fused[..., 0], pts_t, mask)[1],
+            ),
             score_loss(fused, runs, mask),
             feature_loss(feat_t, runs, 0.1, 3, classes, uniform),
         ]
         rows = uniform.tolist()
         for i in range(len(lengths)):
             mine = [u for u, v in zip(rows, runs.video.tolist(), strict=False) if v == i]
-            want = ref_video_losses(sig[i], feats[i], labels[i], pts[i], pseudo[i] if searched[i] else None,
-                                    mine, classes=classes)
+            want = ref_video_losses(
+                sig[i], feats[i], labels[i], pts[i], pseudo[i] if searched[i] else None, mine, classes=classes
+            )
             for name, g, w in zip(["video", "point", "point_bkg", "score", "feature"], got, want, strict=False):
                 assert float(g[i]) == pytest.approx(w, abs=1e-5), (seed, i, name)
         assert float(got[3][2]) == 0.0 and float(got[4][2]) == 0.0  # not searched: no completeness losses
@@ -514,15 +524,19 @@ def test_method_loss_is_the_weighted_batch_mean_of_per_video_terms():
     method = LACP(Options(hidden=8, dropout=0.0), 5, C).eval()
     x, mask = padded_batch([np.random.default_rng(0).normal(size=(t, 5)) for t in lengths])
     pts_t, _ = padded_batch(pts)
-    batch = make_batch(x.float(), mask, torch.nn.functional.pad(torch.as_tensor(labels), (1, 0)).float(),
-                       torch.nn.functional.pad(pts_t, (1, 0)).float())
+    batch = make_batch(
+        x.float(),
+        mask,
+        torch.nn.functional.pad(torch.as_tensor(labels), (1, 0)).float(),
+        torch.nn.functional.pad(pts_t, (1, 0)).float(),
+    )
     out = method(batch.features, mask)
     losses = method.loss(out, batch, 0)
     assert float(losses["score"]) == 0.0 and float(losses["feature"]) == 0.0  # no search yet
     expected = losses["video"] + 0.5 * losses["point"] + losses["point_bkg"]
     assert float(losses["total"].detach()) == pytest.approx(float(expected), rel=1e-6)
     for i, t in enumerate(lengths):  # padding changes nothing: each video alone gives its own terms
-        alone = method(batch.features[i:i + 1, :t], mask[i:i + 1, :t])
+        alone = method(batch.features[i : i + 1, :t], mask[i : i + 1, :t])
         assert torch.allclose(alone.cas[0], out.cas[i, :t], atol=1e-6)
 
 
@@ -547,22 +561,51 @@ def test_localize_on_a_hand_computed_example():
     cas[:, 1] = [0.1, 0.6, 0.8, 0.2, 0.9, 0.0]
     cas[:, 2] = 0.3
     video = np.array([0.0, 0.7, 0.2])
-    dets = localize_lacp(cas, np.zeros(6), video, class_threshold=0.5, cas_thresholds=(0.5,),
-                         actionness_thresholds=(), scale=1, gamma=0.2, nms_threshold=0.7, nms_extent=0.0)
+    dets = localize_lacp(
+        cas,
+        np.zeros(6),
+        video,
+        class_threshold=0.5,
+        cas_thresholds=(0.5,),
+        actionness_thresholds=(),
+        scale=1,
+        gamma=0.2,
+        nms_threshold=0.7,
+        nms_extent=0.0,
+    )
     # run [1, 2]: inner 0.7; L=2, outer [max(0, int(0.5)), 1) = [0] and (2, int(2.5)] = {}: w[0] = 0 (zeroed
     # below 0.5) -> 0.7 + 0.2*0.7. run [4, 4]: inner 0.9; outer [int(3.75)=3] and (4, min(5, int(4.25))] = {}
     # -> w[3] = 0 -> 0.9 + 0.14
     got = sorted(map(tuple, dets.segments.round(6).tolist()))
     assert got == [(1.0, 3.0, 1.0, 0.84), (4.0, 5.0, 1.0, 1.04)]
     # the actionness runs are scored on the un-thresholded CAS: a >= 0.5 on [1, 4]
-    dets = localize_lacp(cas, np.array([0.0, 0.6, 0.6, 0.6, 0.6, 0.0]), video, class_threshold=0.5,
-                         cas_thresholds=(), actionness_thresholds=(0.5,), scale=1, gamma=0.2, nms_threshold=0.7,
-                         nms_extent=0.0)
+    dets = localize_lacp(
+        cas,
+        np.array([0.0, 0.6, 0.6, 0.6, 0.6, 0.0]),
+        video,
+        class_threshold=0.5,
+        cas_thresholds=(),
+        actionness_thresholds=(0.5,),
+        scale=1,
+        gamma=0.2,
+        nms_threshold=0.7,
+        nms_extent=0.0,
+    )
     # inner mean(0.6, 0.8, 0.2, 0.9) = 0.625, L=4, outer {0} and {5}: mean(0.1, 0.0) = 0.05
     assert dets.segments.round(6).tolist() == [[1.0, 5.0, 1.0, round(0.625 - 0.05 + 0.14, 6)]]
     # no class reaches the threshold: the arg-max class alone
-    low = localize_lacp(cas, np.zeros(6), np.array([0.0, 0.1, 0.3]), class_threshold=0.5, cas_thresholds=(0.25,),
-                        actionness_thresholds=(), scale=1, gamma=0.2, nms_threshold=0.7, nms_extent=0.0)
+    low = localize_lacp(
+        cas,
+        np.zeros(6),
+        np.array([0.0, 0.1, 0.3]),
+        class_threshold=0.5,
+        cas_thresholds=(0.25,),
+        actionness_thresholds=(),
+        scale=1,
+        gamma=0.2,
+        nms_threshold=0.7,
+        nms_extent=0.0,
+    )
     assert set(low.segments[:, 2]) == {2.0}
 
 
@@ -710,8 +753,9 @@ def test_train_runs_the_search_and_checkpoints_its_labels(tiny_data, tmp_path, m
     assert int(state["offsets"][-1]) == state["pseudo"].shape[0] and state["pending_offsets"].numel() == 0
     from reference_eval import reference_average_from_files
 
-    want = reference_average_from_files(tiny_data / "annotations.json", tmp_path / "run" / "predictions.json",
-                                        config.eval.tiou)  # the slow reference on the run's predictions
+    want = reference_average_from_files(
+        tiny_data / "annotations.json", tmp_path / "run" / "predictions.json", config.eval.tiou
+    )  # the slow reference on the run's predictions
     assert result.metrics["average"] == pytest.approx(want, abs=1e-6)
     assert all(completeness[s] == 0 for s in range(10)) and completeness[10] > 0 and completeness[11] > 0
     # the official loader (24 videos, 4 per step: a new iterator every 6 steps): the step-10 labels wait for step 12
@@ -788,7 +832,9 @@ def test_gradients_stay_finite_at_saturated_scores_and_dead_features():
     pseudo = torch.zeros(1, 12, C, dtype=torch.bool)
     pseudo[0, 2:4, 0] = pseudo[0, 6:8, 0] = True  # two action runs of class 0
     pseudo[0, 5:9, 1] = True  # one action run of class 1 (no feature loss: a lone group with s = 0/0)
-    runs = pseudo_runs(pseudo, torch.tensor([True]), torch.tensor([[1.0, 1.0, 0.0]]), torch.ones(1, 12, dtype=torch.bool))
+    runs = pseudo_runs(
+        pseudo, torch.tensor([True]), torch.tensor([[1.0, 1.0, 0.0]]), torch.ones(1, 12, dtype=torch.bool)
+    )
     loss = feature_loss(feats, runs, 0.1, 3, "mean").sum()
     p = torch.full((1, 12, C + 1), 0.5, requires_grad=True)
     sat = torch.where(torch.arange(C + 1) == 1, torch.ones_like(p), p)  # a fused score of exactly 1
@@ -810,12 +856,26 @@ def reference_losses(method, output, batch, step) -> dict:
         label = batch.video_labels[i, 1:].double().cpu().numpy()
         seq = pseudo[i, :t].cpu().numpy() if bool(searched[i]) else None
         uniforms = [list(np.random.default_rng(i).random(method.options.sampling_size)) for _ in range(4 * t)]
-        totals += ref_video_losses(sig, feats, label, points, seq, uniforms, method.options.r_act,
-                                   method.options.tau, method.options.feature_classes)
+        totals += ref_video_losses(
+            sig,
+            feats,
+            label,
+            points,
+            seq,
+            uniforms,
+            method.options.r_act,
+            method.options.tau,
+            method.options.feature_classes,
+        )
     terms = dict(zip(["video", "point", "point_bkg", "score", "feature"], totals / mask.shape[0], strict=False))
     o = method.options
-    terms["total"] = (o.w_video * terms["video"] + o.w_point * terms["point"] + o.w_point_bkg * terms["point_bkg"]
-                      + o.w_score * terms["score"] + o.w_feature * terms["feature"])
+    terms["total"] = (
+        o.w_video * terms["video"]
+        + o.w_point * terms["point"]
+        + o.w_point_bkg * terms["point_bkg"]
+        + o.w_score * terms["score"]
+        + o.w_feature * terms["feature"]
+    )
     return {k: torch.tensor(v) for k, v in terms.items()}
 
 

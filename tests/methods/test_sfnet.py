@@ -65,9 +65,7 @@ def reference_mining(mask, point_labels, eta):
         background = [t for t in labelled if t not in action]
         k = min(int(math.floor(eta * len(labelled))), len(valid) - len(labelled))
         unlabelled = [t for t in valid if t not in labelled] if k >= 1 else []
-        videos.append(
-            dict(labelled=labelled, action=action, background=background, k=max(k, 0), pool=unlabelled)
-        )
+        videos.append(dict(labelled=labelled, action=action, background=background, k=max(k, 0), pool=unlabelled))
     return videos
 
 
@@ -76,9 +74,7 @@ def reference_frame_loss(cas, point_labels, videos, background=True, mining_scor
     targets = [point_labels[i, t] for i, v in enumerate(videos) for t in v["labelled"]]
     loss = torch.zeros(())
     if rows:
-        loss = torch.stack(
-            [-(y * F.log_softmax(r, 0)).sum() for r, y in zip(rows, targets, strict=True)]
-        ).mean()
+        loss = torch.stack([-(y * F.log_softmax(r, 0)).sum() for r, y in zip(rows, targets, strict=True)]).mean()
     count = sum(v["k"] for v in videos if v["k"] >= 1)
     if background and count > 0:
         pool = torch.stack([cas[i, t].float() for i, v in enumerate(videos) for t in v["pool"]])  # (P, K)
@@ -111,12 +107,8 @@ def reference_losses(method, output, batch, step=0) -> dict[str, torch.Tensor]:
     videos = reference_mining(batch.mask, batch.point_labels, o.eta)
     l_vid = l_frame = l_act = torch.zeros(())
     for cas, act in output.streams():
-        l_vid = l_vid + reference_video_loss(
-            cas, batch.mask, batch.video_labels, o.topk_divisor, o.min_video_len
-        )
-        l_frame = l_frame + reference_frame_loss(
-            cas, batch.point_labels, videos, o.background, o.mining_score
-        )
+        l_vid = l_vid + reference_video_loss(cas, batch.mask, batch.video_labels, o.topk_divisor, o.min_video_len)
+        l_frame = l_frame + reference_frame_loss(cas, batch.point_labels, videos, o.background, o.mining_score)
         if act is not None:
             l_act = l_act + reference_act_loss(act, videos, o.act_eps, o.act_negatives)
     use_act = o.act_loss_floor <= 0 or float(l_act.detach()) > o.act_loss_floor
@@ -235,8 +227,15 @@ def test_layers_on_real_snippets_equal_the_padded_layers_and_their_gradients(dil
     gradients must equal the same layers on the zero-padded batch, padding, holes and video edges included."""
     torch.manual_seed(0)
     conv, linear = TemporalConv(6, 4, 3, dilation), nn.Linear(6, 5)
-    mask = torch.tensor([[True] * 7 + [False] * 2, [True] * 3 + [False] * 6, [True] * 9, [False] * 9,
-                         [True, False, True, True, False, True, True, True, False]])  # last row: holes
+    mask = torch.tensor(
+        [
+            [True] * 7 + [False] * 2,
+            [True] * 3 + [False] * 6,
+            [True] * 9,
+            [False] * 9,
+            [True, False, True, True, False, True, True, True, False],
+        ]
+    )  # last row: holes
     x = torch.randn(5, 9, 6).masked_fill(~mask.unsqueeze(-1), 0)  # (B, T, D), zero padding
     packing = Packing(mask)
     rows = packing.rows(x)
@@ -244,7 +243,9 @@ def test_layers_on_real_snippets_equal_the_padded_layers_and_their_gradients(dil
     assert torch.equal(packing.scatter(rows), x)
     projected_conv, projected_linear = project([conv, linear], rows)  # one matmul, split per layer
     grad_conv, grad_linear = torch.randn(25, 4), torch.randn(25, 5)
-    packed = (conv.taps(projected_conv, packing) * grad_conv).sum() + ((projected_linear + linear.bias) * grad_linear).sum()
+    packed = (conv.taps(projected_conv, packing) * grad_conv).sum() + (
+        (projected_linear + linear.bias) * grad_linear
+    ).sum()
     packed.backward()
     packed_grads = [p.grad.clone() for p in (conv.weight, conv.bias, linear.weight, linear.bias)]
     for p in (conv.weight, conv.bias, linear.weight, linear.bias):
@@ -252,7 +253,9 @@ def test_layers_on_real_snippets_equal_the_padded_layers_and_their_gradients(dil
     padded = (conv(x)[mask] * grad_conv).sum() + (linear(x)[mask] * grad_linear).sum()
     padded.backward()
     torch.testing.assert_close(packed, padded)
-    for got, want in zip(packed_grads, (conv.weight.grad, conv.bias.grad, linear.weight.grad, linear.bias.grad), strict=True):
+    for got, want in zip(
+        packed_grads, (conv.weight.grad, conv.bias.grad, linear.weight.grad, linear.bias.grad), strict=True
+    ):
         torch.testing.assert_close(got, want)
     assert torch.equal(conv.rows(rows, packing), conv(x)[mask])  # same additions in the same order
 
@@ -413,8 +416,7 @@ def test_batched_losses_equal_the_loop_reference(seed, overrides):
 def test_select_last_takes_the_pools_last_entries_in_video_order():
     pool = torch.tensor([[True, False, True, True], [False, True, False, False], [True, True, False, False]])
     got = select_last(pool, torch.tensor(4))
-    want = torch.tensor([[False, False, False, True], [False, True, False, False],
-                         [True, True, False, False]])
+    want = torch.tensor([[False, False, False, True], [False, True, False, False], [True, True, False, False]])
     assert torch.equal(got, want)
     assert not select_last(pool, 0).any() and torch.equal(select_last(pool, 6), pool)
 
@@ -490,9 +492,7 @@ def test_localize_hand_computed_segments_and_frames():
     found = localize_sfnet(cas, None)
     # k = max(6 // 12, 1) = 1 -> s_1 = 4; threshold mean = 1.5 -> runs [1, 3) and [4, 5)
     np.testing.assert_allclose(found.segments, [[1, 3, 1, 8.0]])  # confidence max 4 + s_1 4
-    np.testing.assert_allclose(
-        found.frames, [[2, 1, 8.0], [4, 1, 6.0]]
-    )  # the 1-snippet run still gives a frame
+    np.testing.assert_allclose(found.frames, [[2, 1, 8.0], [4, 1, 6.0]])  # the 1-snippet run still gives a frame
     act = np.array([0, 0, 0, 0, 0, 1.0])
     found = localize_sfnet(cas, act, w_act=2.0)  # score = [0, 3, 4, 0, 2, 2], threshold 11/6
     np.testing.assert_allclose(found.segments, [[1, 3, 1, 8.0], [4, 6, 1, 6.0]])
@@ -619,15 +619,16 @@ def test_anchor_expansion_equals_sequential_reference(stop_on_failure, edge):
     cas = torch.rand(n, K, generator=g)
     cas[:, 1] += 0.6 * (torch.rand(n, generator=g) < 0.8)  # long stretches agreeing on class 1
     for ratio in (0.5, 0.95):
-        found = anchor_expansion(labels, cas, offsets, radius=3, ratio=ratio, stop_on_failure=stop_on_failure,
-                                 edge=edge)
-        want_labels, want_pseudo = reference_anchor_expansion(labels, cas, offsets, 3, ratio, stop_on_failure,
-                                                              edge)
+        found = anchor_expansion(
+            labels, cas, offsets, radius=3, ratio=ratio, stop_on_failure=stop_on_failure, edge=edge
+        )
+        want_labels, want_pseudo = reference_anchor_expansion(labels, cas, offsets, 3, ratio, stop_on_failure, edge)
         assert torch.equal(found.pseudo, want_pseudo)
         assert torch.equal(found.labels, want_labels)
         other = "code" if edge == "clip" else "clip"
-        assert not torch.equal(found.pseudo, reference_anchor_expansion(labels, cas, offsets, 3, ratio,
-                                                                        stop_on_failure, other)[1])
+        assert not torch.equal(
+            found.pseudo, reference_anchor_expansion(labels, cas, offsets, 3, ratio, stop_on_failure, other)[1]
+        )
     assert found.pseudo.sum() > 3
 
 
@@ -679,8 +680,11 @@ def test_weak_baseline_loss_centres_and_localization():
     seen = method.center_seen.clone()
     assert seen[1:].any() and not seen[0]
     pooled = reference_attention_pool(out, batch.mask, batch.video_labels)  # {(video, class): (2H,) feature}
-    first_mean = {c: torch.stack([f for (_, k), f in pooled.items() if k == c]).mean(0) for c in range(1, K)
-                  if any(k == c for _, k in pooled)}
+    first_mean = {
+        c: torch.stack([f for (_, k), f in pooled.items() if k == c]).mean(0)
+        for c in range(1, K)
+        if any(k == c for _, k in pooled)
+    }
     assert set(first_mean) == set(seen.nonzero().flatten().tolist())
     for c, centre in first_mean.items():  # a class's first batch sets its centre to its mean pooled feature
         torch.testing.assert_close(method.centers[c], centre, rtol=1e-5, atol=1e-6)
@@ -722,8 +726,10 @@ def test_loss_gradients_equal_the_loop_reference(overrides):
         method.net.act_weights.copy_(torch.tensor([0.7, -1.3]))
     batch = random_batch(7, b=8, t=30)
     grads = []
-    for loss_of in (lambda out: method.loss(out, batch, 0)["total"],
-                    lambda out: reference_losses(method, out, batch)["total"]):
+    for loss_of in (
+        lambda out: method.loss(out, batch, 0)["total"],
+        lambda out: reference_losses(method, out, batch)["total"],
+    ):
         method.zero_grad()
         loss_of(method(batch.features, batch.mask)).backward()
         grads.append({name: p.grad.clone() for name, p in method.named_parameters() if p.grad is not None})

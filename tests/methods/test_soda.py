@@ -101,9 +101,7 @@ def test_alternative_aggregations_ignore_padding():
     cas = torch.tensor([[[1.0, 0.0], [3.0, 2.0], [100.0, -100.0]]])
     mask = torch.tensor([[True, True, False]])
     for method in ("topk", "average", "temporal_softmax", "category_softmax"):
-        assert torch.allclose(
-            aggregate(cas, mask, method, 0.5), aggregate(cas[:, :2], mask[:, :2], method, 0.5)
-        )
+        assert torch.allclose(aggregate(cas, mask, method, 0.5), aggregate(cas[:, :2], mask[:, :2], method, 0.5))
 
 
 # ----------------------------------------------------------------------------- video and frame losses
@@ -154,9 +152,7 @@ def reference_distillation(logits, mask, present, distance, normalized):
                 if not mask[v, s]:
                     continue
                 if distance == "kl":
-                    acc += sum(
-                        float(p[0, v, s, k] * math.log(p[0, v, s, k] / p[net, v, s, k])) for k in range(c)
-                    )
+                    acc += sum(float(p[0, v, s, k] * math.log(p[0, v, s, k] / p[net, v, s, k])) for k in range(c))
                     continue
                 for k in range(c):
                     if present[v, k]:
@@ -266,8 +262,7 @@ def reference_losses(method, output, batch, step=0) -> dict[str, torch.Tensor]:
             points = batch.point_mask[b, : lengths[b]]
             if points.any():
                 ce = -(
-                    batch.point_labels[b, : lengths[b]][points]
-                    * F.log_softmax(logits[m, b, : lengths[b]][points], 1)
+                    batch.point_labels[b, : lengths[b]][points] * F.log_softmax(logits[m, b, : lengths[b]][points], 1)
                 )
                 per_video.append(ce.sum())
                 n_points += int(points.sum())
@@ -275,12 +270,8 @@ def reference_losses(method, output, batch, step=0) -> dict[str, torch.Tensor]:
             if o.frame_normalization == "batch":
                 l_frame = l_frame + torch.stack(per_video).sum() / n_points
             else:
-                counts = [
-                    int(batch.point_mask[b].sum()) for b in range(n_videos) if batch.point_mask[b].any()
-                ]
-                l_frame = (
-                    l_frame + torch.stack([v / c for v, c in zip(per_video, counts, strict=True)]).mean()
-                )
+                counts = [int(batch.point_mask[b].sum()) for b in range(n_videos) if batch.point_mask[b].any()]
+                l_frame = l_frame + torch.stack([v / c for v, c in zip(per_video, counts, strict=True)]).mean()
     l_sd = torch.zeros(())
     if n_nets > 1 and o.distill_weight > 0:
         for b in range(n_videos):
@@ -430,9 +421,7 @@ def test_detach_master_stops_distillation_gradient_to_master():
     grads = model.casnets.weight1.grad.flatten(1).abs().sum(1)
     assert grads[0] == 0 and grads[1] > 0
     model.zero_grad()
-    model.loss(model(batch.features, batch.mask), batch, 0)[
-        "total"
-    ].backward()  # the video loss still trains it
+    model.loss(model(batch.features, batch.mask), batch, 0)["total"].backward()  # the video loss still trains it
     assert model.casnets.weight1.grad[0].abs().sum() > 0
 
 
@@ -459,9 +448,7 @@ def test_inference_state_dict_drops_auxiliary_networks_and_scores_identically():
         other = SODA(Options(**SMALL, n_networks=3), in_dim=6, n_classes=3).eval()
         getattr(other, loader)(state)
         got = other.scores(other(batch.features, batch.mask), batch.mask)
-        assert torch.allclose(got.cas, expected.cas) and torch.allclose(
-            got.video_scores, expected.video_scores
-        )
+        assert torch.allclose(got.cas, expected.cas) and torch.allclose(got.video_scores, expected.video_scores)
     single = SODA(Options(**SMALL, n_networks=1), in_dim=6, n_classes=3).eval()
     single.load_state_dict(state)  # the inference dict is an M = 1 model's state dict
     assert torch.allclose(single.scores(single(batch.features, batch.mask), batch.mask).cas, expected.cas)
@@ -485,9 +472,12 @@ def test_options_are_validated_through_config():
 
 # ----------------------------------------------------------------------------- NMS and tIoU
 def test_tiou_by_hand():
-    assert tiou(
-        np.array([0.0, 2.0]), np.array([[1.0, 3.0], [2.0, 4.0], [0.0, 2.0], [5.0, 5.0]])
-    ).tolist() == [pytest.approx(1 / 3), 0.0, 1.0, 0.0]
+    assert tiou(np.array([0.0, 2.0]), np.array([[1.0, 3.0], [2.0, 4.0], [0.0, 2.0], [5.0, 5.0]])).tolist() == [
+        pytest.approx(1 / 3),
+        0.0,
+        1.0,
+        0.0,
+    ]
     assert pairwise_tiou(np.zeros((0, 2)), np.array([[0.0, 1.0]])).shape == (0, 1)
 
 
@@ -531,9 +521,7 @@ def test_threshold_proposals_all_thresholds_and_columns():
 
 def test_outer_inner_contrast_by_hand_including_video_edges():
     values = np.array([[0.0, 1.0, 5.0, 5.0, 2.0, 0.0, 0.0, 3.0]]).T  # (U=8, K=1)
-    proposals = Proposals(
-        column=np.zeros(4, dtype=np.int64), start=np.array([2, 0, 0, 7]), end=np.array([4, 4, 8, 8])
-    )
+    proposals = Proposals(column=np.zeros(4, dtype=np.int64), start=np.array([2, 0, 0, 7]), end=np.array([4, 4, 8, 8]))
     oic = outer_inner_contrast(values, proposals, 0.25)
     # [2,4): pad ceil(0.5)=1 -> outside {1, 4}: 5 - 1.5; [0,4): left edge, outside {4}: 11/4 - 2
     # [0,8): whole video, outside empty -> mean 0; [7,8): right edge, outside {6}: 3 - 0
@@ -545,9 +533,7 @@ def test_outer_inner_contrast_by_hand_including_video_edges():
 def test_segment_peaks_use_overlapping_snippets():
     cas = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.5, 0.5], [0.4, 0.6]])  # (T=5, K=2)
     # [0.5, 2.2) overlaps snippets 0..2; [3, 5) is 3..4; [1.2, 1.3) is snippet 1 only; ties -> earliest
-    peaks = segment_peaks(
-        cas, np.array([0, 1, 1, 0]), np.array([0.5, 3.0, 1.2, 3.0]), np.array([2.2, 5.0, 1.3, 5.0])
-    )
+    peaks = segment_peaks(cas, np.array([0, 1, 1, 0]), np.array([0.5, 3.0, 1.2, 3.0]), np.array([2.2, 5.0, 1.3, 5.0]))
     assert peaks.tolist() == [1, 4, 1, 3]
 
 

@@ -50,14 +50,22 @@ def test_table4_rows_set_points_frame_loss_background_label_and_m(base):
 
 
 def test_other_tables_vary_the_intended_key(base):
-    assert [_options(base, "5", v.name)[0].data.points for v in STUDIES["5"].variants] == \
-        ["soda-action", "soda-background", "soda"]
+    assert [_options(base, "5", v.name)[0].data.points for v in STUDIES["5"].variants] == [
+        "soda-action",
+        "soda-background",
+        "soda",
+    ]
     assert [_options(base, "6", v.name)[1].n_networks for v in STUDIES["6"].variants] == [1, 2, 3, 4]
-    assert [(o.distill_distance, o.n_networks) for o in (_options(base, "8", v.name)[1] for v in STUDIES["8"].variants)] \
-        == [("l1", 2), ("l2", 2), ("kl", 2)]
+    assert [
+        (o.distill_distance, o.n_networks) for o in (_options(base, "8", v.name)[1] for v in STUDIES["8"].variants)
+    ] == [("l1", 2), ("l2", 2), ("kl", 2)]
     assert [_options(base, "12", v.name)[1].distill_weight for v in STUDIES["12"].variants] == [0.2, 0.4, 0.6, 0.8, 1.0]
-    assert [_options(base, "agg", v.name)[1].aggregation for v in STUDIES["agg"].variants] == \
-        ["topk", "average", "temporal_softmax", "category_softmax"]
+    assert [_options(base, "agg", v.name)[1].aggregation for v in STUDIES["agg"].variants] == [
+        "topk",
+        "average",
+        "temporal_softmax",
+        "category_softmax",
+    ]
     # table 7: two M=1 networks, same points, different initialisation; every ensemble rule fuses them
     a, b = (_options(base, "7", name, seed=1)[0] for name in ("single", "single-b"))
     assert a.method_options.n_networks == b.method_options.n_networks == 1
@@ -69,12 +77,15 @@ def test_other_tables_vary_the_intended_key(base):
 
 
 def test_table9_distils_the_cas_or_the_video_scores(base):
-    rows = [(v.name, o.n_networks, o.distill_target, o.distill_weight > 0)
-            for v, o in ((v, _options(base, "9", v.name)[1]) for v in STUDIES["9"].variants)]
+    rows = [
+        (v.name, o.n_networks, o.distill_target, o.distill_weight > 0)
+        for v, o in ((v, _options(base, "9", v.name)[1]) for v in STUDIES["9"].variants)
+    ]
     assert rows == [("none", 1, "cas", True), ("video", 2, "video", True), ("cas", 2, "cas", True)]
     # a user's distance or lambda applies under the variant; the target is the variant's
-    config = variant_config(base, ["method.distill_distance=kl", "method.distill_target=cas"],
-                            get_study("9").variant("video"), 0)
+    config = variant_config(
+        base, ["method.distill_distance=kl", "method.distill_target=cas"], get_study("9").variant("video"), 0
+    )
     assert (config.method_options.distill_distance, config.method_options.distill_target) == ("kl", "video")
 
 
@@ -96,22 +107,30 @@ def test_table5_writes_mean_std_table_and_reuses_finished_runs(base, tmp_path, m
     lines = []
     result = run_study(get_study("5"), base, out, [0, 1], ["train.progress=false"], on_run=lines.append)
     assert [(o.variant.name, o.seed, o.status) for o in result.outcomes] == [
-        (v, k, "trained") for k in (0, 1) for v in ("action", "background", "both")]
+        (v, k, "trained") for k in (0, 1) for v in ("action", "background", "both")
+    ]
     table = (out / "table_5.md").read_text().splitlines()
     header = next(line for line in table if line.startswith("| variant"))
     assert [c.strip() for c in header.strip("|").split("|")] == ["variant", *COLUMNS, "runs"]
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
-            for line in table if line.startswith("| ") and not line.startswith("| variant")}
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+        for line in table
+        if line.startswith("| ") and not line.startswith("| variant")
+    }
     best = [label for label in rows if label.startswith("**best** ")]
     rows = {label.removeprefix("**best** "): cells for label, cells in rows.items()}
-    averages = {v.label: statistics.mean(read_metrics(out / "5" / v.name / f"seed{k}")[-1]["average"] for k in (0, 1))
-                for v in STUDIES["5"].variants}
+    averages = {
+        v.label: statistics.mean(read_metrics(out / "5" / v.name / f"seed{k}")[-1]["average"] for k in (0, 1))
+        for v in STUDIES["5"].variants
+    }
     assert best == [f"**best** {max(averages, key=averages.get)}"]  # the highest average mAP is marked
     assert list(rows) == [v.label for v in STUDIES["5"].variants]  # no --metric: the study's order
     for variant in STUDIES["5"].variants:
         records = [read_metrics(out / "5" / variant.name / f"seed{k}")[-1] for k in (0, 1)]
-        expected = [f"{statistics.mean(r[c] for r in records):.2f} ± {statistics.stdev(r[c] for r in records):.2f}"
-                    for c in COLUMNS]
+        expected = [
+            f"{statistics.mean(r[c] for r in records):.2f} ± {statistics.stdev(r[c] for r in records):.2f}"
+            for c in COLUMNS
+        ]
         assert rows[variant.label] == [*expected, "2"], variant.name
     summary = json.loads((out / "table_5.json").read_text())["summary"]
     assert summary["both"]["n"] == 2
@@ -156,10 +175,15 @@ def test_table7_fuses_two_tiny_models(base, tmp_path):
     assert [o.status for o in fused] == ["fused"] * len(ENSEMBLE_RULES)
     for o in fused:
         assert (o.run_dir / "predictions.json").is_file() and read_metrics(o.run_dir)[-1] == o.metrics
-        want = reference_average_from_files(base["data"]["annotations"], o.run_dir / "predictions.json",
-                                            build_config(base).eval.tiou)  # the slow reference on its predictions
+        want = reference_average_from_files(
+            base["data"]["annotations"], o.run_dir / "predictions.json", build_config(base).eval.tiou
+        )  # the slow reference on its predictions
         assert o.metrics["average"] == pytest.approx(want, abs=1e-6)
-    rows = [line for line in (out / "table_7.md").read_text().splitlines() if line.replace("**best** ", "").startswith("| ensemble")]
+    rows = [
+        line
+        for line in (out / "table_7.md").read_text().splitlines()
+        if line.replace("**best** ", "").startswith("| ensemble")
+    ]
     assert len(rows) == len(ENSEMBLE_RULES)
     # fusing a model with itself by mean or max changes nothing: same predictions as the run's own
     single = out / "7" / "single" / "seed0"

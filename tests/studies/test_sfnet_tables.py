@@ -46,8 +46,12 @@ def _switches(config):
 
 
 def test_components_switch_one_component_on_per_row(base):
-    expected = {"SF": (False, False, False), "SFB": (True, False, False), "SFBA": (True, True, False),
-                "SFBAE": (True, True, True)}
+    expected = {
+        "SF": (False, False, False),
+        "SFB": (True, False, False),
+        "SFBA": (True, True, False),
+        "SFBAE": (True, True, True),
+    }
     assert [v.name for v in COMPONENTS.variants] == ["weak", "SF", "SFB", "SFBA", "SFBAE", "full"]
     for name, switches in expected.items():
         config = _resolve(base, COMPONENTS, name, seed=2)
@@ -74,8 +78,15 @@ def test_points_rows_train_on_the_intended_points(base, tmp_path):
     files = base["data"]["points"]
     study = prepare_study(STUDIES["sfnet-points"], base, tmp_path / "sfnet-points")
     names = [v.name for v in study.variants]
-    assert names == ["random", "annotator1", "annotator2", "annotator3", "annotator4",
-                     *(s for s, _ in SCHEMES), "consensus"]
+    assert names == [
+        "random",
+        "annotator1",
+        "annotator2",
+        "annotator3",
+        "annotator4",
+        *(s for s, _ in SCHEMES),
+        "consensus",
+    ]
 
     def points_of(config):
         run = load_run_data(config, test=False)
@@ -113,16 +124,23 @@ def test_points_rows_train_on_the_intended_points(base, tmp_path):
 
 def test_points_table_needs_several_click_files(base, tmp_path):
     with pytest.raises(InputError, match="data.points.*two or more annotators"):
-        prepare_study(STUDIES["sfnet-points"], {**base, "data": {**base["data"], "points": "sfnet-uniform"}},
-                      tmp_path)
+        prepare_study(STUDIES["sfnet-points"], {**base, "data": {**base["data"], "points": "sfnet-uniform"}}, tmp_path)
     two = {**base, "data": {**base["data"], "points": base["data"]["points"][:2]}}
-    assert [v.name for v in prepare_study(STUDIES["sfnet-points"], two, tmp_path, write=False).variants][:3] == \
-        ["random", "annotator1", "annotator2"]
+    assert [v.name for v in prepare_study(STUDIES["sfnet-points"], two, tmp_path, write=False).variants][:3] == [
+        "random",
+        "annotator1",
+        "annotator2",
+    ]
 
 
 def test_sensitivity_rows_change_only_their_knob(base):
-    keys = {"sfnet-eta": "eta", "sfnet-alpha": "alpha", "sfnet-beta": "beta", "sfnet-ratio": "expand_ratio",
-            "sfnet-radius": "radius"}
+    keys = {
+        "sfnet-eta": "eta",
+        "sfnet-alpha": "alpha",
+        "sfnet-beta": "beta",
+        "sfnet-ratio": "expand_ratio",
+        "sfnet-radius": "radius",
+    }
     assert GROUPS["sfnet-sensitivity"] == tuple(keys) == tuple(s.key for s in SENSITIVITY)
     preset = build_config(base).method_options
     for study in SENSITIVITY:
@@ -145,8 +163,21 @@ def test_run_records_single_frame_map_per_distance(base, tmp_path):
     run = tmp_path / "run"
     record = train(build_config(base), run).metrics
     report = tmp_path / "frames_eval.json"
-    assert main(["evaluate", base["data"]["annotations"], str(run / "frames.json"), "--frames", "--subset", "test",
-                 "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                base["data"]["annotations"],
+                str(run / "frames.json"),
+                "--frames",
+                "--subset",
+                "test",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     expected = json.loads(report.read_text())
     assert expected["distance"] == list(FRAME_DISTANCES)
     got = [record[f"frame_mAP@{d:g}"] for d in FRAME_DISTANCES]
@@ -167,14 +198,20 @@ def test_several_datasets_write_one_table_each_and_a_combined_one(base, tiny_dat
     small = dataclasses.replace(COMPONENTS, variants=(COMPONENTS.variant("weak"), COMPONENTS.variant("SF")))
     monkeypatch.setitem(ablate_cli.ALL_STUDIES, "sfnet-components", small)
     out = tmp_path / "out"
-    assert main(["ablate", *configs, "--dataset", "a,b", "--table", "sfnet-components", "--seeds", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["ablate", *configs, "--dataset", "a,b", "--table", "sfnet-components", "--seeds", "2", "--out", str(out)])
+        == 0
+    )
     combined = (out / "table_sfnet-components.md").read_text().splitlines()
     header = next(line for line in combined if line.startswith("| variant"))
-    assert [c.strip() for c in header.strip("|").split("|")][1:] == \
-        [f"{d} {c}" for d in ("a", "b") for c in ("mAP@0.5", "average", "frame_mAP")]
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
-            for line in combined if line.startswith("| ") and not line.startswith("| variant")}
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == [
+        f"{d} {c}" for d in ("a", "b") for c in ("mAP@0.5", "average", "frame_mAP")
+    ]
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+        for line in combined
+        if line.startswith("| ") and not line.startswith("| variant")
+    }
     for dataset in ("a", "b"):
         table = (out / dataset / "table_sfnet-components.md").read_text()
         assert table.startswith("# SF-Net component ablation") and "Budget: 4 steps, batch 4" in table
@@ -186,8 +223,10 @@ def test_several_datasets_write_one_table_each_and_a_combined_one(base, tiny_dat
             assert s["n"] == 2
             cells = [format_cell(s["mean"][c], s["std"][c]) for c in ("mAP@0.5", "average", "frame_mAP")]
             offset = 0 if dataset == "a" else 3
-            assert rows[v.label][offset:offset + 3] == cells, (dataset, v.name)
-        runs = sorted(p.parent.parent.name for p in (out / dataset / "sfnet-components").glob("*/seed*/predictions.json"))
+            assert rows[v.label][offset : offset + 3] == cells, (dataset, v.name)
+        runs = sorted(
+            p.parent.parent.name for p in (out / dataset / "sfnet-components").glob("*/seed*/predictions.json")
+        )
         assert runs == ["SF", "SF", "weak", "weak"]
     # the two datasets' runs differ (each trained on its own data)
     a = json.loads((out / "a" / "table_sfnet-components.json").read_text())["summary"]["SF"]["mean"]
@@ -199,8 +238,7 @@ def test_cli_refusals_are_one_line(base, tmp_path, capsys):
     config = tmp_path / "sfnet.yaml"
     config.write_text(yaml.safe_dump(base))
     soda = tmp_path / "soda.yaml"
-    soda.write_text(yaml.safe_dump({**base, "method": {"name": "soda"}, "data": {**base["data"],
-                                                                                 "points": "soda"}}))
+    soda.write_text(yaml.safe_dump({**base, "method": {"name": "soda"}, "data": {**base["data"], "points": "soda"}}))
     cases = [
         (["ablate", str(config), "--table", "sfnet-nothing", "--out", "o"], "valid tables: 4, 5,"),
         (["ablate", str(config), str(config), "--table", "sfnet-points", "--out", "o"], "share the dataset name"),
@@ -217,16 +255,34 @@ def test_cli_refusals_are_one_line(base, tmp_path, capsys):
 def test_dry_run_lists_each_dataset_and_the_sensitivity_group(base, tmp_path, capsys):
     config = tmp_path / "sfnet.yaml"
     config.write_text(yaml.safe_dump(base))
-    assert main(["ablate", str(config), "--table", "sfnet-sensitivity", "--seeds", "1", "--out", "o",
-                 "--dry-run"]) == 0
+    assert main(["ablate", str(config), "--table", "sfnet-sensitivity", "--seeds", "1", "--out", "o", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == sum(len(s.variants) for s in SENSITIVITY)
     assert lines[0] == "o/sfnet-eta/eta1/seed0: train.seed=0 data.point_seed=0 method.eta=1"
-    assert main(["ablate", str(config), str(config), "--dataset", "x,y", "--table", "sfnet-points", "--seeds",
-                 "1", "--out", "o", "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "ablate",
+                str(config),
+                str(config),
+                "--dataset",
+                "x,y",
+                "--table",
+                "sfnet-points",
+                "--seeds",
+                "1",
+                "--out",
+                "o",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-1] == "o/y/sfnet-points/consensus/seed0: train.seed=0 data.point_seed=0 " \
-                        "data.points=o/y/consensus.csv data.annotator=null"
+    assert (
+        lines[-1] == "o/y/sfnet-points/consensus/seed0: train.seed=0 data.point_seed=0 "
+        "data.points=o/y/consensus.csv data.annotator=null"
+    )
     assert not Path("o").exists()
 
 
@@ -252,8 +308,9 @@ def test_an_interrupted_study_is_finished_by_rerunning_the_command(base, tmp_pat
     assert main(argv) == 130
     assert (tmp_path / "o" / "table_sfnet-components.md").is_file()  # written after the first run
     trained.clear()
-    monkeypatch.setattr(trainer, "train", lambda config, run_dir, **kw: (trained.append(run_dir),
-                                                                         original(config, run_dir, **kw))[1])
+    monkeypatch.setattr(
+        trainer, "train", lambda config, run_dir, **kw: (trained.append(run_dir), original(config, run_dir, **kw))[1]
+    )
     assert main(argv) == 0
     assert [p.parent.name for p in trained] == ["SF"]  # the finished weak run is reused, not retrained
     table = (tmp_path / "o" / "table_sfnet-components.md").read_text()

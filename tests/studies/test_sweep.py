@@ -63,25 +63,31 @@ def _counting(monkeypatch) -> list[Path]:
 def test_grid_full_and_zipped_variants():
     study = grid_study(["train.lr=0.001,0.01", "method.adjust=0.5,1,2"])
     assert [v.overrides for v in study.variants] == [
-        (f"train.lr={lr}", f"method.adjust={a}") for lr in ("0.001", "0.01") for a in ("0.5", "1", "2")]
+        (f"train.lr={lr}", f"method.adjust={a}") for lr in ("0.001", "0.01") for a in ("0.5", "1", "2")
+    ]
     assert len({v.name for v in study.variants}) == 6 and study.plot_x is None  # two keys: no plot
     zipped = grid_study(["train.lr=0.001,0.01", "method.adjust=0.5,1"], zipped=True)
-    assert [v.overrides for v in zipped.variants] == [("train.lr=0.001", "method.adjust=0.5"),
-                                                      ("train.lr=0.01", "method.adjust=1")]
+    assert [v.overrides for v in zipped.variants] == [
+        ("train.lr=0.001", "method.adjust=0.5"),
+        ("train.lr=0.01", "method.adjust=1"),
+    ]
     one = grid_study(["method.eta=1,3,5"])
     assert one.plot_x == "method.eta" and [v.x for v in one.variants] == [1.0, 3.0, 5.0]
     assert split_values("[0.1,0.2],[0.3],x") == ["[0.1,0.2]", "[0.3]", "x"]
     assert grid_study(["method.thresholds=[0.1,0.2],[0.3]"]).variants[1].overrides == ("method.thresholds=[0.3]",)
 
 
-@pytest.mark.parametrize(("grids", "zipped", "sets", "message"), [
-    (["train.lr"], False, [], "give KEY=V1,V2"),
-    (["train.lr=0.1,,0.2"], False, [], "no empty value"),
-    (["train.lr=0.1,0.1"], False, [], "repeated"),
-    (["train.lr=0.1", "train.lr=0.2"], False, [], "given twice"),
-    (["train.lr=0.1,0.2", "method.eta=1"], True, [], "same number of values"),
-    (["train.lr=0.1,0.2"], False, ["train.lr=0.5"], "also given with --set"),
-])
+@pytest.mark.parametrize(
+    ("grids", "zipped", "sets", "message"),
+    [
+        (["train.lr"], False, [], "give KEY=V1,V2"),
+        (["train.lr=0.1,,0.2"], False, [], "no empty value"),
+        (["train.lr=0.1,0.1"], False, [], "repeated"),
+        (["train.lr=0.1", "train.lr=0.2"], False, [], "given twice"),
+        (["train.lr=0.1,0.2", "method.eta=1"], True, [], "same number of values"),
+        (["train.lr=0.1,0.2"], False, ["train.lr=0.5"], "also given with --set"),
+    ],
+)
 def test_bad_grids_are_refused(grids, zipped, sets, message):
     with pytest.raises(InputError, match=message):
         grid_study(grids, zipped, user_overrides=sets)
@@ -133,8 +139,10 @@ def test_sweep_table_sorted_by_metric_with_best_and_counts(base, tmp_path, monke
     assert [r.split("|")[1].strip().removeprefix("**best** ") for r in rows] == order
     assert rows[0].split("|")[1].strip() == f"**best** {order[0]}" and "**best**" not in "".join(rows[1:])
     payload = json.loads((out / "table_sweep.json").read_text())
-    assert payload["metric"] == "mAP@0.1" and payload["best"] == study.variants[[v.label for v in study.variants]
-                                                                                .index(order[0])].name
+    assert (
+        payload["metric"] == "mAP@0.1"
+        and payload["best"] == study.variants[[v.label for v in study.variants].index(order[0])].name
+    )
     assert (out / "table_sweep.png").is_file()  # one numeric key: a plot
     # a rerun trains nothing
     calls.clear()
@@ -177,8 +185,10 @@ def test_inference_only_sweep_derives_and_matches_full_predict_and_training(base
     # a full predict with that value (the checkpoint's config edited) + evaluation gives the same metrics
     ckpt = _checkpoint_with(trained, tmp_path / "edited.pt", adjust=1.5, class_ratio=3)
     predict_run(trained, out=tmp_path / "p.json", frames_out=tmp_path / "f.json", checkpoint=ckpt, progress=False)
-    assert json.loads((tmp_path / "p.json").read_text())["results"] == \
-        json.loads((derived / "predictions.json").read_text())["results"]
+    assert (
+        json.loads((tmp_path / "p.json").read_text())["results"]
+        == json.loads((derived / "predictions.json").read_text())["results"]
+    )
     config = build_config(yaml.safe_load((derived / "config.yaml").read_text()))
     data = load_run_data(config, train=False)
 
@@ -186,36 +196,64 @@ def test_inference_only_sweep_derives_and_matches_full_predict_and_training(base
     frames = json.loads((tmp_path / "f.json").read_text())["results"]
     with np.load(raw, allow_pickle=False) as z:
         video_scores = {str(v): z[f"video_scores_{i}"] for i, v in enumerate(z["video_ids"])}
-    read_back = Predictions(tuple(data.classes),
-                            {v: Detections.from_entries(doc.get(v, []), frames.get(v, []), tuple(data.classes))
-                             for v in data.test.video_ids}, video_scores)
+    read_back = Predictions(
+        tuple(data.classes),
+        {
+            v: Detections.from_entries(doc.get(v, []), frames.get(v, []), tuple(data.classes))
+            for v in data.test.video_ids
+        },
+        video_scores,
+    )
     full = evaluate_predictions(data.gt, data.test.video_ids, read_back, config.eval.tiou, data.ambiguous)
     assert {k: v for k, v in record.items() if k != "step"} == full
 
     # ...and so does training with that value from the start (the keys do not touch training)
-    direct = run_study(dataclasses.replace(study, key="direct", variants=study.variants[-1:]), base,
-                       tmp_path / "direct", [0], QUIET)
+    direct = run_study(
+        dataclasses.replace(study, key="direct", variants=study.variants[-1:]), base, tmp_path / "direct", [0], QUIET
+    )
     assert direct.outcomes[0].status == "trained" and direct.outcomes[0].metrics == record
 
     # the sweep on the finished run itself (RUN_DIR instead of CONFIG): re-localized from its raw outputs
     calls.clear()
     on_run = tmp_path / "on-run"
-    assert main(["sweep", str(trained), "--grid", "method.adjust=1.5,0.5", "--grid", "method.class_ratio=3,1.5",
-                 "--zip", "--out", str(on_run)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(trained),
+                "--grid",
+                "method.adjust=1.5,0.5",
+                "--grid",
+                "method.class_ratio=3,1.5",
+                "--zip",
+                "--out",
+                str(on_run),
+            ]
+        )
+        == 0
+    )
     assert calls == []
     assert read_metrics(on_run / "sweep" / "adjust=1.5_class_ratio=3" / "seed0")[-1] == record
     assert read_metrics(on_run / "sweep" / "adjust=0.5_class_ratio=1.5" / "seed0")[-1] == read_metrics(trained)[-1]
     # eval.tiou is evaluation only: each variant's own columns, the shared tIoU unchanged
     assert main(["sweep", str(trained), "--grid", "eval.tiou=[0.5],[0.3,0.5]", "--out", str(tmp_path / "tiou")]) == 0
-    header = next(line for line in (tmp_path / "tiou" / "table_sweep.md").read_text().splitlines()
-                  if line.startswith("| variant"))
+    header = next(
+        line for line in (tmp_path / "tiou" / "table_sweep.md").read_text().splitlines() if line.startswith("| variant")
+    )
     assert [c.strip() for c in header.strip("|").split("|")] == ["variant", "mAP@0.3", "mAP@0.5", "average", "runs"]
     for name in ("tiou=0.5", "tiou=0.3-0.5"):
-        assert read_metrics(tmp_path / "tiou" / "sweep" / name / "seed0")[-1]["mAP@0.5"] == \
-            read_metrics(trained)[-1]["mAP@0.5"]
+        assert (
+            read_metrics(tmp_path / "tiou" / "sweep" / name / "seed0")[-1]["mAP@0.5"]
+            == read_metrics(trained)[-1]["mAP@0.5"]
+        )
     with pytest.raises(InputError, match="train.lr: changes training"):
-        run_study(grid_study(["train.lr=0.1,0.2"]), yaml.safe_load((trained / "config.yaml").read_text()),
-                  tmp_path / "refused", [0], source=trained)
+        run_study(
+            grid_study(["train.lr=0.1,0.2"]),
+            yaml.safe_load((trained / "config.yaml").read_text()),
+            tmp_path / "refused",
+            [0],
+            source=trained,
+        )
 
     # a rerun: nothing trained, nothing re-derived
     calls.clear()
@@ -233,8 +271,10 @@ def test_predict_save_raw_writes_once(base, tmp_path, capsys):
     raw = run / "raw" / "checkpoint-test.npz"
     assert f"raw outputs: {raw}" in capsys.readouterr().out
     stamp = raw.stat().st_mtime_ns
-    assert main(["predict", str(run), "--out", str(tmp_path / "p2.json"), "--save-raw", "--no-progress",
-                 "--overwrite"]) == 0
+    assert (
+        main(["predict", str(run), "--out", str(tmp_path / "p2.json"), "--save-raw", "--no-progress", "--overwrite"])
+        == 0
+    )
     assert "already in" in capsys.readouterr().out and raw.stat().st_mtime_ns == stamp
     with np.load(raw, allow_pickle=False) as z:  # numpy arrays only
         assert z["video_ids"].dtype.kind == "U" and int(z["step"]) == 4
@@ -247,8 +287,14 @@ def test_lock_is_exclusive_and_a_dead_owners_lock_is_taken_over(tmp_path):
     first = locks.RunLock(run)
     assert first.acquire()
     assert locks.held_by_other(run) is None  # our own
-    child = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from pointtal.studies.locks "
-                            f"import RunLock; sys.exit(0 if RunLock(Path({str(run)!r})).acquire() else 7)"])
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from pointtal.studies.locks "
+            f"import RunLock; sys.exit(0 if RunLock(Path({str(run)!r})).acquire() else 7)",
+        ]
+    )
     assert child.returncode == 7  # a live owner keeps it
     first.release()
     # a lock left by a process that no longer exists is stale
@@ -269,22 +315,53 @@ def test_lock_is_exclusive_and_a_dead_owners_lock_is_taken_over(tmp_path):
 
 # ----------------------------------------------------------------------------- parallel, crash, concurrency
 def _sweep(config: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pointtal", "sweep", str(config), "--grid", "train.lr=0.0001,0.001,0.01",
-            "--seeds", "1", "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pointtal",
+        "sweep",
+        str(config),
+        "--grid",
+        "train.lr=0.0001,0.001,0.01",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _finals(out: Path, name: str = "sweep") -> dict[str, dict]:
-    return {p.parent.parent.name + "/" + p.parent.name: read_metrics(p.parent)[-1]
-            for p in sorted((out / name).glob("*/seed*/predictions.json"))}
+    return {
+        p.parent.parent.name + "/" + p.parent.name: read_metrics(p.parent)[-1]
+        for p in sorted((out / name).glob("*/seed*/predictions.json"))
+    }
 
 
 @pytest.mark.slow
 def test_jobs_2_gives_the_numbers_of_jobs_1(config_file, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["sweep", str(config_file), "--grid", "train.lr=0.0001,0.001,0.01", "--seeds", "1",
-                 "--out", str(one)]) == 0
-    assert main(["sweep", str(config_file), "--grid", "train.lr=0.0001,0.001,0.01", "--seeds", "1",
-                 "--out", str(two), "--jobs", "2"]) == 0
+    assert (
+        main(["sweep", str(config_file), "--grid", "train.lr=0.0001,0.001,0.01", "--seeds", "1", "--out", str(one)])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "sweep",
+                str(config_file),
+                "--grid",
+                "train.lr=0.0001,0.001,0.01",
+                "--seeds",
+                "1",
+                "--out",
+                str(two),
+                "--jobs",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert len(_finals(one)) == 3 and _finals(one) == _finals(two)
     logs = sorted((two / "sweep").glob("*/seed0.log"))
     assert len(logs) == 3 and all('"status": "trained"' in p.read_text() for p in logs)  # each its own process
@@ -292,8 +369,11 @@ def test_jobs_2_gives_the_numbers_of_jobs_1(config_file, tmp_path):
 
 def _interrupted(out: Path) -> set[str]:
     """Runs with a checkpoint but no predictions yet."""
-    return {f"{p.parent.parent.name}/{p.parent.name}" for p in (out / "sweep").glob("*/seed0/checkpoint.pt")
-            if not (p.parent / "predictions.json").is_file()}
+    return {
+        f"{p.parent.parent.name}/{p.parent.name}"
+        for p in (out / "sweep").glob("*/seed0/checkpoint.pt")
+        if not (p.parent / "predictions.json").is_file()
+    }
 
 
 @pytest.mark.slow
@@ -322,8 +402,10 @@ def test_kill_9_then_rerun_finishes_without_retraining(config_file, tmp_path, mo
     assert stamps == {name: (out / "sweep" / name / "checkpoint.pt").stat().st_mtime_ns for name in finished}
     summary = json.loads((out / "table_sweep.json").read_text())["summary"]
     assert len(summary) == 3 and all(row["n"] == 1 for row in summary.values())
-    statuses = {f"{r['variant']}/seed{r['seed']}": r["status"] for r in
-                json.loads((out / "table_sweep.json").read_text())["runs"]}
+    statuses = {
+        f"{r['variant']}/seed{r['seed']}": r["status"]
+        for r in json.loads((out / "table_sweep.json").read_text())["runs"]
+    }
     assert all(statuses[name] == "reused" for name in finished)
     assert all(statuses[name] == "resumed" for name in interrupted)  # from its checkpoint, not from scratch
     assert not list(out.glob("sweep/*/*.lock"))  # the killed run's stale lock was taken over and released
@@ -332,8 +414,10 @@ def test_kill_9_then_rerun_finishes_without_retraining(config_file, tmp_path, mo
 @pytest.mark.slow
 def test_two_concurrent_studies_never_train_one_run_twice(config_file, tmp_path):
     out = tmp_path / "both"
-    procs = [subprocess.Popen(_sweep(config_file, out), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(_sweep(config_file, out), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for _ in range(2)
+    ]
     lines = [line for p in procs for line in p.communicate(timeout=300)[0].splitlines() if line.startswith("[")]
     assert all(p.returncode == 0 for p in procs)
     trained = [line.split(":")[0] for line in lines if "(trained," in line or "(resumed," in line]
@@ -365,8 +449,14 @@ def test_hrpro_post_processing_keys_are_rescored_from_the_checkpoint(tiny_data, 
     """HR-Pro's soft-NMS and refinement clipping need its instance network: the variant is rescored from the
     trained run's checkpoint (no training), and equals a run trained with that value."""
     raw = tiny_raw_config(tiny_data, "sfnet", steps=4)
-    raw["method"] = {"name": "hrpro", "num_heads": 4, "dim_feedforward": 32, "stage2_epochs": 1,
-                     "stage2_batch_size": 8, "stage2_lr": 1e-3}
+    raw["method"] = {
+        "name": "hrpro",
+        "num_heads": 4,
+        "dim_feedforward": 32,
+        "stage2_epochs": 1,
+        "stage2_batch_size": 8,
+        "stage2_lr": 1e-3,
+    }
     calls = _counting(monkeypatch)
     study = grid_study(["method.soft_nms_sigma=0.3,0.9", "method.refined_bounds=official,clip"], zipped=True)
     result = run_study(study, raw, tmp_path / "hr", [0], QUIET)
@@ -380,12 +470,16 @@ def test_hrpro_post_processing_keys_are_rescored_from_the_checkpoint(tiny_data, 
     from pointtal.studies.ablation import study_configs
     from pointtal.studies.runner import plan_tasks
 
-    assert [t.kind for t in plan_tasks(study, study_configs(study, raw, [0], QUIET), tmp_path, [0])] == \
-        ["train", "derive"]
+    assert [t.kind for t in plan_tasks(study, study_configs(study, raw, [0], QUIET), tmp_path, [0])] == [
+        "train",
+        "derive",
+    ]
     raw["method"]["stage1_selection"] = "test"
     raw["train"]["eval_every"] = 2
-    assert [t.kind for t in plan_tasks(study, study_configs(study, raw, [0], QUIET), tmp_path, [0])] == \
-        ["train", "train"]
+    assert [t.kind for t in plan_tasks(study, study_configs(study, raw, [0], QUIET), tmp_path, [0])] == [
+        "train",
+        "train",
+    ]
 
 
 def test_parallel_runs_split_the_cpu_threads_and_take_one_gpu_each(base, tmp_path, monkeypatch):

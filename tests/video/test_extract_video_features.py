@@ -44,8 +44,9 @@ def test_video_features_files_hold_pointtal_features_split_into_streams(extracte
         np.testing.assert_array_equal(np.concatenate([rgb, flow], axis=1), features)
         assert rgb.shape == flow.shape == (len(features), 1024)
         assert np.load(out / f"{name}_fps.npy").item() == 25.0 and np.load(out / f"{name}_fps.npy").ndim == 0
-        np.testing.assert_allclose(np.load(out / f"{name}_timestamps_ms.npy"),
-                                   (np.arange(len(features)) + 1) * 16 / 25 * 1000)
+        np.testing.assert_allclose(
+            np.load(out / f"{name}_timestamps_ms.npy"), (np.arange(len(features)) + 1) * 16 / 25 * 1000
+        )
     assert detect_layout(out).kind == "video_features"
     store = open_features(out)
     assert isinstance(store, VideoFeaturesStore) and store.step_frames("clip_a") == pytest.approx(16)
@@ -56,8 +57,16 @@ def test_video_features_files_hold_pointtal_features_split_into_streams(extracte
 
 def test_a_folder_keeps_one_layout(extracted, capsys):
     capsys.readouterr()
-    code = main(["extract", str(extracted / "videos" / "clip_a.mp4"), "--out", str(extracted / "video_features"),
-                 *SMALL, "--overwrite"])
+    code = main(
+        [
+            "extract",
+            str(extracted / "videos" / "clip_a.mp4"),
+            "--out",
+            str(extracted / "video_features"),
+            *SMALL,
+            "--overwrite",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "holds features in the video_features layout, not pointtal" in err
@@ -67,8 +76,12 @@ def _ground_truth(path, extracted):
     database = {}
     for i, name in enumerate(CLIPS):
         n = len(np.load(extracted / "pointtal" / f"{name}.npy"))
-        database[name] = {"subset": "validation" if i < 3 else "test", "duration": n * 0.64, "fps": 25.0,
-                          "annotations": [{"segment": [0.64, 0.64 * (n - 1)], "label": "Move" if i % 2 else "Slide"}]}
+        database[name] = {
+            "subset": "validation" if i < 3 else "test",
+            "duration": n * 0.64,
+            "fps": 25.0,
+            "annotations": [{"segment": [0.64, 0.64 * (n - 1)], "label": "Move" if i % 2 else "Slide"}],
+        }
     path.write_text(json.dumps({"database": database}))
     return path
 
@@ -77,12 +90,22 @@ def test_extracted_video_features_train_like_pointtal_layout(extracted, tmp_path
     gt = _ground_truth(tmp_path / "gt.json", extracted)
     configs = {}
     for layout in ("pointtal", "video_features"):
-        configs[layout] = build_config({
-            "data": {"annotations": str(gt), "features": str(extracted / layout), "points": "sfnet-uniform"},
-            "method": {"name": "sfnet", "hidden": 16, "expand_step": 4},
-            "train": {"steps": 8, "batch_size": 2, "lr": 1e-3, "eval_every": 0, "checkpoint_every": 4,
-                      "device": "cpu", "progress": False, "report": False},
-        })
+        configs[layout] = build_config(
+            {
+                "data": {"annotations": str(gt), "features": str(extracted / layout), "points": "sfnet-uniform"},
+                "method": {"name": "sfnet", "hidden": 16, "expand_step": 4},
+                "train": {
+                    "steps": 8,
+                    "batch_size": 2,
+                    "lr": 1e-3,
+                    "eval_every": 0,
+                    "checkpoint_every": 4,
+                    "device": "cpu",
+                    "progress": False,
+                    "report": False,
+                },
+            }
+        )
     data = {layout: load_run_data(config) for layout, config in configs.items()}
     for part in ("train", "test"):
         a, b = getattr(data["video_features"], part), getattr(data["pointtal"], part)

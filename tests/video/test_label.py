@@ -64,7 +64,9 @@ def test_store_writes_through_and_reopens(tmp_path):
 
     reopened = ClickStore(out, "ann")
     assert [(p.id, p.video, p.time_sec, p.label) for p in reopened.points()] == [
-        (3, "v0", 2.0, "Run"), (1, "v1", 3.25, "Jump")]
+        (3, "v0", 2.0, "Run"),
+        (1, "v1", 3.25, "Jump"),
+    ]
     assert reopened.add("v1", 4.0, "Throw").id == 4  # ids continue, a deleted id is never reused
     reopened.close()
     records = [json.loads(line) for line in journal_path(out).read_text().splitlines()]
@@ -79,8 +81,19 @@ def test_output_is_a_click_file_pointtal_reads(tmp_path, capsys):
     store.add("clip", 1.9, "background")
     store.close()
     gt = tmp_path / "gt.json"
-    gt.write_text(json.dumps({"database": {"clip": {"subset": "validation", "duration": 2.0,
-                                                    "annotations": [{"segment": [0.5, 1.0], "label": "Jump"}]}}}))
+    gt.write_text(
+        json.dumps(
+            {
+                "database": {
+                    "clip": {
+                        "subset": "validation",
+                        "duration": 2.0,
+                        "annotations": [{"segment": [0.5, 1.0], "label": "Jump"}],
+                    }
+                }
+            }
+        )
+    )
     assert main(["annotate", str(gt), "--check", str(out), "--strict"]) == 0
     assert "2 points, 2 mapped, 0 outside video" in capsys.readouterr().out
     assert [(p.time_sec, p.label) for p in read_points(out)] == [(0.7, "Jump"), (1.9, "background")]
@@ -182,12 +195,33 @@ def test_stats_command_reports_seconds_per_video_and_point(tmp_path, capsys):
 
 def test_every_endpoint(tmp_path, videos):
     gt = tmp_path / "gt.json"
-    gt.write_text(json.dumps({"database": {"clip": {"subset": "test", "duration": 2.0, "annotations": [
-        {"segment": [0.5, 1.0], "label": "Jump"}]}}}))
+    gt.write_text(
+        json.dumps(
+            {
+                "database": {
+                    "clip": {
+                        "subset": "test",
+                        "duration": 2.0,
+                        "annotations": [{"segment": [0.5, 1.0], "label": "Jump"}],
+                    }
+                }
+            }
+        )
+    )
     predictions = tmp_path / "p.json"
-    predictions.write_text(json.dumps({"results": {"clip": [
-        {"label": "Run", "score": 0.2, "segment": [0.1, 0.4]}, {"label": "Jump", "score": 0.8, "segment": [0.4, 1.1]}],
-        "other": [{"label": "Run", "score": 0.5, "segment": [1.0, 1.5]}]}}))
+    predictions.write_text(
+        json.dumps(
+            {
+                "results": {
+                    "clip": [
+                        {"label": "Run", "score": 0.2, "segment": [0.1, 0.4]},
+                        {"label": "Jump", "score": 0.8, "segment": [0.4, 1.1]},
+                    ],
+                    "other": [{"label": "Run", "score": 0.5, "segment": [1.0, 1.5]}],
+                }
+            }
+        )
+    )
     out = tmp_path / "clicks.csv"
     with running_server(videos, out, ground_truth=gt, predictions=predictions) as (server, _):
         port = server.server_address[1]
@@ -242,12 +276,30 @@ BAD_REQUESTS = [  # (method, path, JSON body, extra headers, status, words of th
     ("POST", "/api/points", {"video": "clip", "time": 1e300, "label": "Jump"}, {}, 400, "between 0 and"),
     ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": "Swim"}, {}, 400, "'Swim' is not a class"),
     ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": None}, {}, 400, "is not a class"),
-    ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": "Jump"}, {"Content-Type": "text/plain"}, 415,
-     "application/json"),
-    ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": "Jump"}, {"Origin": "http://evil.example"}, 403,
-     "may not use this server"),
-    ("POST", "/api/points", {"video": "clip", "time": 1.0, "label": "Jump"}, {"Host": "evil.example"}, 403,
-     "is not this server"),
+    (
+        "POST",
+        "/api/points",
+        {"video": "clip", "time": 1.0, "label": "Jump"},
+        {"Content-Type": "text/plain"},
+        415,
+        "application/json",
+    ),
+    (
+        "POST",
+        "/api/points",
+        {"video": "clip", "time": 1.0, "label": "Jump"},
+        {"Origin": "http://evil.example"},
+        403,
+        "may not use this server",
+    ),
+    (
+        "POST",
+        "/api/points",
+        {"video": "clip", "time": 1.0, "label": "Jump"},
+        {"Host": "evil.example"},
+        403,
+        "is not this server",
+    ),
     ("POST", "/api/heartbeat", {"video": "clip", "start": "yes"}, {}, 400, "'start' must be true or false"),
     ("POST", "/api/videos", {}, {}, 405, "POST is not allowed"),
     ("DELETE", "/api/points/abc", None, {}, 400, "positive integer"),
@@ -278,11 +330,13 @@ def test_bad_requests_are_4xx_json_and_change_nothing(tmp_path, videos):
         for raw in (b"NaN", b'{"video": "clip", "time": Infinity, "label": "Jump"}', b"{not json", b"\xff\xfe"):
             status, _, answer = call(port, "POST", "/api/points", raw=raw, headers={"Content-Type": "application/json"})
             assert status == 400 and "not JSON" in answer["error"], raw
-        status, _, answer = call(port, "POST", "/api/points", raw=b"x" * 70000,
-                                 headers={"Content-Type": "application/json"})
+        status, _, answer = call(
+            port, "POST", "/api/points", raw=b"x" * 70000, headers={"Content-Type": "application/json"}
+        )
         assert status == 413
-        assert _raw_exchange(port, b"POST /api/points HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                                   b"Content-Type: application/json\r\n\r\n" % port).startswith(b"HTTP/1.1 411")
+        assert _raw_exchange(
+            port, b"POST /api/points HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n\r\n" % port
+        ).startswith(b"HTTP/1.1 411")
         answer = _raw_exchange(port, b"GARBAGE\r\n\r\n")  # an HTTP/0.9-style line: the answer has no headers
         assert json.loads(answer) == {"error": "Bad request syntax ('GARBAGE')", "status": 400}
         assert call(port, "GET", "/api/videos")[0] == 200  # still serving
@@ -310,12 +364,16 @@ def test_videos_are_served_with_ranges(tmp_path, videos):
         status, headers, body = call(port, "GET", "/video/clip")
         assert status == 200 and body == data and headers["Accept-Ranges"] == "bytes"
         assert headers["Content-Type"] == "video/mp4"
-        for header, first, last in (("bytes=10-19", 10, 19), ("bytes=100-", 100, size - 1),
-                                    ("bytes=-50", size - 50, size - 1), (f"bytes=5-{size + 99}", 5, size - 1)):
+        for header, first, last in (
+            ("bytes=10-19", 10, 19),
+            ("bytes=100-", 100, size - 1),
+            ("bytes=-50", size - 50, size - 1),
+            (f"bytes=5-{size + 99}", 5, size - 1),
+        ):
             status, headers, body = call(port, "GET", "/video/clip", headers={"Range": header})
             assert status == 206, header
             assert headers["Content-Range"] == f"bytes {first}-{last}/{size}"
-            assert body == data[first: last + 1] and int(headers["Content-Length"]) == last - first + 1
+            assert body == data[first : last + 1] and int(headers["Content-Length"]) == last - first + 1
         status, headers, answer = call(port, "GET", "/video/clip", headers={"Range": f"bytes={size}-"})
         assert status == 416 and "outside" in answer["error"]
         status, _, body = call(port, "GET", "/video/clip", headers={"Range": "bytes=0-1,5-6"})
@@ -342,9 +400,16 @@ def test_only_files_inside_the_videos_dir_are_served(tmp_path, videos, video_fil
         listed = [v["id"] for v in call(port, "GET", "/api/videos")[2]["videos"]]
         assert listed == ["alias", "clip", "other"]
         assert call(port, "GET", "/video/alias")[0] == 200
-        for path in ("/video/escape", "/video/escape.mp4", "/video/../secret/private.mp4",
-                     "/video/%2e%2e/secret/private", "/video/..%2Fsecret%2Fprivate.mp4", "/video/clip.mp4",
-                     "/video/" + str(outside / "private.mp4"), "/video/notes"):
+        for path in (
+            "/video/escape",
+            "/video/escape.mp4",
+            "/video/../secret/private.mp4",
+            "/video/%2e%2e/secret/private",
+            "/video/..%2Fsecret%2Fprivate.mp4",
+            "/video/clip.mp4",
+            "/video/" + str(outside / "private.mp4"),
+            "/video/notes",
+        ):
             status, _, answer = call(port, "GET", path)
             assert status == 404 and answer["error"].startswith("no video") and "secret bytes" not in str(answer), path
         (videos / "other.mp4").unlink()  # swapped for a link out of the directory after start
@@ -382,19 +447,27 @@ def test_kill_9_right_after_a_post_keeps_the_point(tmp_path, videos):
     assert out.read_text() == "other,0.840000,Throw\nother,1.500000,Run\n"
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--out", "x.csv"], "give VIDEOS_DIR and --classes"),
-    (["{videos}", "--classes", "{missing}", "--out", "x.csv"], "class list not found"),
-    (["{empty}", "--classes", "{classes}", "--out", "x.csv"], "no video files"),
-    (["{videos}", "--classes", "{comma}", "--out", "x.csv"], "cannot be written to a click CSV"),
-    (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--stride", "0"], "--stride 0: must be >= 1"),
-    (["--stats", "--out", "{missing}"], "no journal next to"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--out", "x.csv"], "give VIDEOS_DIR and --classes"),
+        (["{videos}", "--classes", "{missing}", "--out", "x.csv"], "class list not found"),
+        (["{empty}", "--classes", "{classes}", "--out", "x.csv"], "no video files"),
+        (["{videos}", "--classes", "{comma}", "--out", "x.csv"], "cannot be written to a click CSV"),
+        (["{videos}", "--classes", "{classes}", "--out", "x.csv", "--stride", "0"], "--stride 0: must be >= 1"),
+        (["--stats", "--out", "{missing}"], "no journal next to"),
+    ],
+)
 def test_cli_errors_are_one_line(tmp_path, videos, capsys, args, words):
     (tmp_path / "empty").mkdir()
     (tmp_path / "comma.txt").write_text("Jump\nHigh,Jump\n")
-    names = {"videos": videos, "missing": tmp_path / "missing.txt", "empty": tmp_path / "empty",
-             "classes": write_classes(tmp_path / "classes.txt"), "comma": tmp_path / "comma.txt"}
+    names = {
+        "videos": videos,
+        "missing": tmp_path / "missing.txt",
+        "empty": tmp_path / "empty",
+        "classes": write_classes(tmp_path / "classes.txt"),
+        "comma": tmp_path / "comma.txt",
+    }
     assert main(["label", *(a.format(**names) for a in args)]) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -411,8 +484,10 @@ def test_reference_files_of_other_videos_are_reported_before_serving(tmp_path, v
     predictions.write_text(json.dumps({"results": {"far1": [{"label": "Jump", "score": 0.5, "segment": [1, 2]}]}}))
     load_reference(CLASSES, gt, predictions, ["clip", "other"])
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [f"--predictions {predictions}: none of its 1 videos (far1, ...) is in the videos directory "
-                        "(clip, other, ...; ids are file names without extension): nothing of it is shown"]
+    assert warnings == [
+        f"--predictions {predictions}: none of its 1 videos (far1, ...) is in the videos directory "
+        "(clip, other, ...; ids are file names without extension): nothing of it is shown"
+    ]
     gt.write_text(json.dumps({"database": {"far1": segment}}))
     caplog.clear()
     reference = load_reference(CLASSES, gt, None, ["clip", "other"])
@@ -437,14 +512,20 @@ def test_a_csv_edited_by_hand_while_stopped_keeps_the_users_rows(tmp_path, caplo
     caplog.clear()
     store = ClickStore(out, "ann")
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "edited since its journal was written (2 rows added, 1 removed by hand)" in \
-        warnings[0] and "keeping the CSV's rows" in warnings[0]
-    assert [(p.time_sec, p.label) for p in store.points()] == [(1.0, "Jump"), (3.0, "Run"), (4.5, "Throw"),
-                                                                (4.5, "Throw")]
+    assert (
+        len(warnings) == 1
+        and "edited since its journal was written (2 rows added, 1 removed by hand)" in warnings[0]
+        and "keeping the CSV's rows" in warnings[0]
+    )
+    assert [(p.time_sec, p.label) for p in store.points()] == [
+        (1.0, "Jump"),
+        (3.0, "Run"),
+        (4.5, "Throw"),
+        (4.5, "Throw"),
+    ]
     store.add("v", 5.0, "Jump")  # the next save keeps the user's rows
     store.close()
-    assert out.read_text() == ("v,1.000000,Jump\nv,3.000000,Run\nv,4.500000,Throw\nv,4.500000,Throw\n"
-                               "v,5.000000,Jump\n")
+    assert out.read_text() == ("v,1.000000,Jump\nv,3.000000,Run\nv,4.500000,Throw\nv,4.500000,Throw\nv,5.000000,Jump\n")
     caplog.clear()
     reopened = ClickStore(out, "ann")  # the journal agrees now: nothing to say
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
@@ -584,9 +665,14 @@ def test_review_and_done_over_http(tmp_path, videos):
         listed = call(port, "GET", "/api/points?video=clip")[2]
         assert [p["time"] for p in listed["points"]] == [0.4, 1.0]
         assert listed["reviewed"] == [first["id"], second["id"]]
-        for body, words in (({"time": 1.0, "accepted": True}, "exactly one of"), ({}, "exactly one of"),
-                            ({"accepted": False}, "'accepted' must be true"), ({"time": 99.0}, "the length of video"),
-                            ({"time": "1"}, "number of seconds"), ({"label": "Run"}, "unknown ['label']")):
+        for body, words in (
+            ({"time": 1.0, "accepted": True}, "exactly one of"),
+            ({}, "exactly one of"),
+            ({"accepted": False}, "'accepted' must be true"),
+            ({"time": 99.0}, "the length of video"),
+            ({"time": "1"}, "number of seconds"),
+            ({"label": "Run"}, "unknown ['label']"),
+        ):
             status, _, answer = call(port, "PATCH", f"/api/points/{first['id']}", body)
             assert status == 400 and words in answer["error"], (body, answer)
         assert out.read_text() == "clip,0.400000,Run\nclip,1.000000,Jump\n"  # the refusals changed nothing
@@ -616,9 +702,13 @@ def test_the_readme_lists_every_key_of_the_page():
     keys = [key for entry in re.findall(r'^  \["([^"]+)", "', page, flags=re.M) for key in entry.split(" ")]
     assert len(keys) >= 20 and {"?", "a", "m", "r", ",", ".", "[", "]", "+", "-", "v", "d"} <= set(keys)
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### For annotation teams"):]
+    section = readme[readme.index("### For annotation teams") :]
     section = section[: section.index("\n#")]
-    table = {token for line in section.splitlines() if line.startswith("| `")
-             for token in re.findall(r"`([^`]+)`", line.split("|")[1])}
+    table = {
+        token
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for token in re.findall(r"`([^`]+)`", line.split("|")[1])
+    }
     missing = [key for key in keys if key not in table]
     assert not missing, f"README's shortcuts table lacks the page's keys {missing}"

@@ -36,9 +36,17 @@ from pointtal.video.clicks import journal_path
 from pointtal.video.decode import DecodeStats, resampled_frames
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-media-suspend"]  # a paused player idle for long on a loaded machine: no suspend
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-media-suspend",
+]  # a paused player idle for long on a loaded machine: no suspend
 SNIPPET_SEC = 16 / 25  # the page's default step: stride / fps
 DURATION_SEC = 4.0
 
@@ -112,7 +120,8 @@ def _pixel(page, time_sec: float, y: int) -> list[int]:
         """([t, y]) => { const c = document.getElementById('timeline'), r = window.devicePixelRatio || 1;
              const x = Math.round(t / document.getElementById('player').duration * c.clientWidth * r);
              return Array.from(c.getContext('2d').getImageData(x, Math.round(y * r), 1, 1).data); }""",
-        [time_sec, y])
+        [time_sec, y],
+    )
 
 
 def _setup(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -120,12 +129,25 @@ def _setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     videos.mkdir()
     make_video(videos / "clip.mp4", seconds=DURATION_SEC, size=(320, 180))
     gt = tmp_path / "gt.json"
-    gt.write_text(json.dumps({"database": {"clip": {"subset": "validation", "duration": DURATION_SEC, "annotations": [
-        {"segment": [1.0, 2.0], "label": "Jump"}, {"segment": [2.5, 3.5], "label": "Throw"},
-        {"segment": [0.1, 0.5], "label": "Run"}]}}}))
+    gt.write_text(
+        json.dumps(
+            {
+                "database": {
+                    "clip": {
+                        "subset": "validation",
+                        "duration": DURATION_SEC,
+                        "annotations": [
+                            {"segment": [1.0, 2.0], "label": "Jump"},
+                            {"segment": [2.5, 3.5], "label": "Throw"},
+                            {"segment": [0.1, 0.5], "label": "Run"},
+                        ],
+                    }
+                }
+            }
+        )
+    )
     predictions = tmp_path / "pred.json"
-    predictions.write_text(json.dumps({"results": {"clip": [
-        {"label": "Throw", "score": 0.9, "segment": [2.4, 3.6]}]}}))
+    predictions.write_text(json.dumps({"results": {"clip": [{"label": "Throw", "score": 0.9, "segment": [2.4, 3.6]}]}}))
     return videos, gt, predictions
 
 
@@ -232,8 +254,11 @@ def _extract_frames(path: Path) -> list[int]:
 
 
 def _journal_ops(out: Path) -> list[str]:
-    return [json.loads(line)["op"] for line in journal_path(out).read_text().splitlines()
-            if json.loads(line)["op"] != "active"]
+    return [
+        json.loads(line)["op"]
+        for line in journal_path(out).read_text().splitlines()
+        if json.loads(line)["op"] != "active"
+    ]
 
 
 def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
@@ -245,26 +270,31 @@ def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
     with running_server(videos, out) as (server, _):
         page = browser.new_page(viewport={"width": 1100, "height": 700})
         page.goto(server.url)
-        _wait_js(page, "S.video === 'a_vfr' && document.getElementById('player').duration > 3 && "
-                       "S.frames && S.frames.length === 40")
+        _wait_js(
+            page,
+            "S.video === 'a_vfr' && document.getElementById('player').duration > 3 && "
+            "S.frames && S.frames.length === 40",
+        )
 
         # one frame forward 20 times: frame 20 starts at 2.4 s (a constant-rate guess, 20 / 12.5 fps, says 1.6 s)
         _press(page, *["."] * 20)
         assert _shown_frame(page) == 20 and _csv_rows(out) == []
         _press(page, "3", "Enter")
-        (video, t, label), = _wait_rows(out, 1)
+        ((video, t, label),) = _wait_rows(out, 1)
         assert (video, label) == ("a_vfr", "Run") and 2.4 <= t < 2.44
         extracted = _extract_frames(vfr)
         snippet = int(t * FPS / STRIDE)
-        assert 20 in extracted[snippet * STRIDE: (snippet + 1) * STRIDE], "the click's snippet does not hold frame 20"
+        assert 20 in extracted[snippet * STRIDE : (snippet + 1) * STRIDE], "the click's snippet does not hold frame 20"
         assert int(20 / (40 / 3.2) * FPS / STRIDE) != snippet  # a frame-count clock would have missed it
 
         _press(page, ",", ",", ",")  # back three frames: frame 17 at 2.28 s
         assert _shown_frame(page) == 17 and len(_csv_rows(out)) == 1
         _press(page, "b")
         rows = _wait_rows(out, 2)
-        assert [(r[1], r[2]) for r in rows] == [(pytest.approx(2.28, abs=1e-5), "background"),
-                                               (pytest.approx(2.4, abs=1e-5), "Run")]
+        assert [(r[1], r[2]) for r in rows] == [
+            (pytest.approx(2.28, abs=1e-5), "background"),
+            (pytest.approx(2.4, abs=1e-5), "Run"),
+        ]
         for _ in range(12):
             _press(page, ",")
         assert _shown_frame(page) == 5 and len(_csv_rows(out)) == 2  # back across the rate change: 200 ms frames
@@ -311,8 +341,10 @@ def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
         _settled(page)
         _press(page, "+", "+", "+", "+", "-", "=")
         _wait_js(page, "S.zoom === 16")
-        page.mouse.move(page.locator("#timeline").bounding_box()["x"] + width / 2,
-                        page.locator("#timeline").bounding_box()["y"] + 50)
+        page.mouse.move(
+            page.locator("#timeline").bounding_box()["x"] + width / 2,
+            page.locator("#timeline").bounding_box()["y"] + 50,
+        )
         page.mouse.wheel(0, -100)  # the wheel zooms too
         _wait_js(page, "S.zoom === 32")
         assert len(_csv_rows(out)) == 2
@@ -351,11 +383,35 @@ def test_review_mode_accept_move_delete_survives_kill_9(browser, tmp_path):
     make_vfr_video(videos / "clip.mp4", VFR_STARTS_MS, size=(96, 64))
     classes = write_classes(tmp_path / "classes.txt")
     gt = tmp_path / "gt.json"
-    gt.write_text(json.dumps({"database": {"clip": {"subset": "validation", "duration": 3.2, "annotations": [
-        {"segment": [0.3, 1.0], "label": "Jump"}, {"segment": [2.2, 3.0], "label": "Throw"}]}}}))
+    gt.write_text(
+        json.dumps(
+            {
+                "database": {
+                    "clip": {
+                        "subset": "validation",
+                        "duration": 3.2,
+                        "annotations": [
+                            {"segment": [0.3, 1.0], "label": "Jump"},
+                            {"segment": [2.2, 3.0], "label": "Throw"},
+                        ],
+                    }
+                }
+            }
+        )
+    )
     predictions = tmp_path / "pred.json"
-    predictions.write_text(json.dumps({"results": {"clip": [
-        {"label": "Jump", "score": 0.9, "segment": [0.2, 0.9]}, {"label": "Throw", "score": 0.6, "segment": [1.3, 1.8]}]}}))
+    predictions.write_text(
+        json.dumps(
+            {
+                "results": {
+                    "clip": [
+                        {"label": "Jump", "score": 0.9, "segment": [0.2, 0.9]},
+                        {"label": "Throw", "score": 0.6, "segment": [1.3, 1.8]},
+                    ]
+                }
+            }
+        )
+    )
     out = tmp_path / "clicks.csv"
     out.write_text("clip,0.5,Jump\nclip,1.5,Jump\nclip,2.5,Throw\n")  # an annotator's file to review
     reference = ("--ground-truth", str(gt), "--predictions", str(predictions))
@@ -380,8 +436,11 @@ def test_review_mode_accept_move_delete_survives_kill_9(browser, tmp_path):
 
         _press(page, "a")  # accept: the journal says so, the CSV does not change, review goes on to the next point
         _wait_js(page, "S.reviewed.size === 1")
-        assert _journal_ops(out)[-1] == "accept" and _csv_rows(out) == [("clip", 0.5, "Jump"), ("clip", 1.5, "Jump"),
-                                                                         ("clip", 2.5, "Throw")]
+        assert _journal_ops(out)[-1] == "accept" and _csv_rows(out) == [
+            ("clip", 0.5, "Jump"),
+            ("clip", 1.5, "Jump"),
+            ("clip", 2.5, "Throw"),
+        ]
         assert _review_head(page).startswith("Review 2/3: Jump at 1.50 s")
         assert "Throw 1.30–1.80 s (score 0.60) · contains the point" in page.locator("#review").inner_text()
 

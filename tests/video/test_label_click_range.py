@@ -24,8 +24,17 @@ def test_the_length_is_read_from_the_file(twelve_seconds):
     assert probe_duration(twelve_seconds / "missing.mp4") is None
 
 
-@pytest.mark.parametrize("video, time_sec", [("clip", 1_000_000), ("clip", 13.0), ("clip", 12.0 + 3 * DURATION_SLACK_SEC),
-                                             ("short", 5.0), ("clip", -0.5), ("clip", 1e300)])
+@pytest.mark.parametrize(
+    "video, time_sec",
+    [
+        ("clip", 1_000_000),
+        ("clip", 13.0),
+        ("clip", 12.0 + 3 * DURATION_SLACK_SEC),
+        ("short", 5.0),
+        ("clip", -0.5),
+        ("clip", 1e300),
+    ],
+)
 def test_clicks_outside_the_video_are_refused_and_not_stored(tmp_path, twelve_seconds, video, time_sec):
     out = tmp_path / "clicks.csv"
     with running_server(twelve_seconds, out) as (server, store):

@@ -25,13 +25,26 @@ SPEC = {  # video id -> (subset, frames at 30 fps, seed, instances)
 
 def _config(tmp_path, features, stride: int) -> str:
     raw = {
-        "data": {"annotations": str(tmp_path / "gt.json"), "features": str(features), "points": "sfnet-center",
-                 "fps": 25, "stride": stride,
-                 "test_subset": "validation"},  # new_clip (subset test) has no features until detect
+        "data": {
+            "annotations": str(tmp_path / "gt.json"),
+            "features": str(features),
+            "points": "sfnet-center",
+            "fps": 25,
+            "stride": stride,
+            "test_subset": "validation",
+        },  # new_clip (subset test) has no features until detect
         "method": {"name": "sfnet", "hidden": 8, "expand_step": 10},
-        "train": {"steps": 20, "batch_size": 2, "lr": 1e-2, "eval_every": 20, "checkpoint_every": 20,
-                  "log_every": 20,
-                  "device": "cpu", "progress": False, "report": False},
+        "train": {
+            "steps": 20,
+            "batch_size": 2,
+            "lr": 1e-2,
+            "eval_every": 20,
+            "checkpoint_every": 20,
+            "log_every": 20,
+            "device": "cpu",
+            "progress": False,
+            "report": False,
+        },
         "eval": {"batch_size": 4},
     }
     path = tmp_path / f"config_{stride}.yaml"
@@ -44,9 +57,16 @@ def test_detect_on_a_new_video_with_a_run_trained_on_extracted_features(tmp_path
     videos = tmp_path / "videos"
     for vid, (_, n, seed, _) in SPEC.items():
         write_video(videos / f"{vid}.mp4", moving_square(n, seed=seed, speed=seed))
-    gt = {"database": {vid: {"subset": subset, "duration": n / 30,
-                             "annotations": [{"segment": s, "label": label} for s, label in inst]}
-                       for vid, (subset, n, _, inst) in SPEC.items()}}
+    gt = {
+        "database": {
+            vid: {
+                "subset": subset,
+                "duration": n / 30,
+                "annotations": [{"segment": s, "label": label} for s, label in inst],
+            }
+            for vid, (subset, n, _, inst) in SPEC.items()
+        }
+    }
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     features = tmp_path / "features"
     # new_clip's features too, to compare with detect's own extraction (the run never trains on it)
@@ -62,8 +82,20 @@ def test_detect_on_a_new_video_with_a_run_trained_on_extracted_features(tmp_path
     capsys.readouterr()
 
     out, plot, kept = tmp_path / "detections.json", tmp_path / "timeline.png", tmp_path / "new_features"
-    code = main(["detect", str(run), str(videos / "new_clip.mp4"), "--out", str(out), "--plot", str(plot),
-                 "--features-dir", str(kept), "--no-progress"])
+    code = main(
+        [
+            "detect",
+            str(run),
+            str(videos / "new_clip.mp4"),
+            "--out",
+            str(out),
+            "--plot",
+            str(plot),
+            "--features-dir",
+            str(kept),
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     results = json.loads(out.read_text())["results"]
@@ -74,8 +106,13 @@ def test_detect_on_a_new_video_with_a_run_trained_on_extracted_features(tmp_path
     assert "detections" in printed and f"{best['score']:.3f}" in printed and best["label"] in printed
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the timeline draws detections only (no ground truth for a new video): each bar is one of them, the best among
-    bars = [(float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max())) for ax in drawn[-1].axes
-            for c in ax.collections for p in c.get_paths() if len(p.vertices) == 5]
+    bars = [
+        (float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
+        for ax in drawn[-1].axes
+        for c in ax.collections
+        for p in c.get_paths()
+        if len(p.vertices) == 5
+    ]
     detected = [tuple(seg["segment"]) for seg in results["new_clip"]]
     assert np.isclose(bars, best["segment"], atol=1e-4).all(axis=1).any()
     assert all(np.isclose(detected, bar, atol=1e-4).all(axis=1).any() for bar in bars)
@@ -88,22 +125,28 @@ def test_detect_on_a_new_video_with_a_run_trained_on_extracted_features(tmp_path
     notes = tmp_path / "notes.json"
     notes.write_text("my notes")
     again = ["detect", str(run), str(videos / "new_clip.mp4"), "--features-dir", str(kept), "--no-progress"]
-    for target, words in ((run / "checkpoint.pt", "is the run's checkpoint.pt"),
-                          (run / "config.yaml", "is the run's config.yaml"), (notes, "not written by pointtal")):
+    for target, words in (
+        (run / "checkpoint.pt", "is the run's checkpoint.pt"),
+        (run / "config.yaml", "is the run's config.yaml"),
+        (notes, "not written by pointtal"),
+    ):
         capsys.readouterr()
         assert main([*again, "--out", str(target)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
     assert {name: (run / name).read_bytes() for name in saved} == saved and notes.read_text() == "my notes"
     assert main([*again, "--out", str(out)]) == 0  # its own output
-    assert main([*again, "--out", str(notes), "--overwrite"]) == 0 and "new_clip" in json.loads(notes.read_text())[
-        "results"]
+    assert (
+        main([*again, "--out", str(notes), "--overwrite"]) == 0
+        and "new_clip" in json.loads(notes.read_text())["results"]
+    )
     capsys.readouterr()
     metrics = tmp_path / "metrics.json"
     assert main(["evaluate", str(tmp_path / "gt.json"), str(out), "--subset", "test", "--json", str(metrics)]) == 0
     written = json.loads(metrics.read_text())  # the slow reference evaluator on the same detections agrees
     assert written["average"] == pytest.approx(
-        reference_average_from_files(tmp_path / "gt.json", out, written["tiou"]), abs=1e-6)
+        reference_average_from_files(tmp_path / "gt.json", out, written["tiou"]), abs=1e-6
+    )
 
 
 def _detect_args(run, *extra):
@@ -129,15 +172,36 @@ def test_detect_takes_the_runs_extraction_settings_and_refuses_contradictions(tm
     (tmp_path / "flow.pt").write_bytes(b"flow weights")
     (tmp_path / "other.pt").write_bytes(b"other weights")
     weights = {k: {"file": f"{k}.pt", "sha256": file_sha256(tmp_path / f"{k}.pt")} for k in ("rgb", "flow")}
-    manifest = {"fps": 30.0, "stride": 8, "backbone": "i3d", "dim": 2048, "flow": "raft:raft_large",
-                "resize": 128, "crop": 112, "weights": weights, "videos": {}}
+    manifest = {
+        "fps": 30.0,
+        "stride": 8,
+        "backbone": "i3d",
+        "dim": 2048,
+        "flow": "raft:raft_large",
+        "resize": 128,
+        "crop": 112,
+        "weights": weights,
+        "videos": {},
+    }
     (run / "extract.json").write_text(json.dumps(manifest))
     config = SimpleNamespace(data=SimpleNamespace(fps=30.0, stride=8, features=""))
-    given = ["--rgb-weights", str(tmp_path / "rgb.pt"), "--flow-weights", str(tmp_path / "flow.pt"),
-             "--raft-weights", "DEFAULT"]
+    given = [
+        "--rgb-weights",
+        str(tmp_path / "rgb.pt"),
+        "--flow-weights",
+        str(tmp_path / "flow.pt"),
+        "--raft-weights",
+        "DEFAULT",
+    ]
     opts = extract_options(_detect_args(run, *given), config, run)
-    assert (opts.fps, opts.stride, opts.flow, opts.raft_model, opts.resize, opts.crop) == (30.0, 8, "raft",
-                                                                                         "raft_large", 128, 112)
+    assert (opts.fps, opts.stride, opts.flow, opts.raft_model, opts.resize, opts.crop) == (
+        30.0,
+        8,
+        "raft",
+        "raft_large",
+        128,
+        112,
+    )
     assert not opts.random_init
     with pytest.raises(InputError, match="--flow tvl1: the run's features used flow raft"):
         extract_options(_detect_args(run, *given, "--flow", "tvl1"), config, run)

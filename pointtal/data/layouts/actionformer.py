@@ -38,7 +38,7 @@ OPENTAD_SUBSETS = ("training", "validation")  # OpenTAD's subset names: trained 
 
 
 def kind(path: Path, data) -> str | None:
-    """"opentad" for an annotation file with category_idx.txt beside it, "actionformer" for one whose instances
+    """ "opentad" for an annotation file with category_idx.txt beside it, "actionformer" for one whose instances
     carry `label_id`, None for any other ground truth (pointtal's pseudo-label files, which carry `label_id`
     for ActionFormer's reader, included)."""
     database = data.get("database") if isinstance(data, dict) else None
@@ -58,16 +58,29 @@ def offset_frames(stride: int) -> float:
     return NUM_FRAMES / 2 - stride / 2
 
 
-def load(path: Path, data: dict, release: str, names: Subsets, class_list=None,
-         need_duration: bool = True, check_stride: bool = True) -> GroundTruth:
+def load(
+    path: Path,
+    data: dict,
+    release: str,
+    names: Subsets,
+    class_list=None,
+    need_duration: bool = True,
+    check_stride: bool = True,
+) -> GroundTruth:
     """The release's ground truth in pointtal's form, each video carrying its fps and the window offset
     (`check_stride`: a run whose data.stride is not the release's 4 trains on other features, so their snippets
     get no window offset, and a warning says so)."""
     other = check_stride and names.stride != STRIDE
     if other:
-        log.warning("%s: %s's features are %d frames apart but data.stride is %d: read as features of pointtal's "
-                    "geometry, without the release's window offset (set data.stride: %d for its features)",
-                    path, release, STRIDE, names.stride, STRIDE)
+        log.warning(
+            "%s: %s's features are %d frames apart but data.stride is %d: read as features of pointtal's "
+            "geometry, without the release's window offset (set data.stride: %d for its features)",
+            path,
+            release,
+            STRIDE,
+            names.stride,
+            STRIDE,
+        )
     database = {vid: _entry(vid, entry, release, names, str(path)) for vid, entry in data["database"].items()}
     if release == "opentad" and class_list is None:
         class_list = path.parent / CATEGORIES
@@ -76,8 +89,14 @@ def load(path: Path, data: dict, release: str, names: Subsets, class_list=None,
         truth = dataclasses.replace(truth, classes=_label_id_order(data["database"], truth.classes, path))
     offset = 0.0 if other else offset_frames(STRIDE)
     videos = {vid: dataclasses.replace(v, offset_frames=offset) for vid, v in truth.videos.items()}
-    log.info("ground truth: %s release in %s (%d videos; feature step i at (i * %d + %d) / fps s)",
-             release, path, len(videos), STRIDE, NUM_FRAMES // 2)
+    log.info(
+        "ground truth: %s release in %s (%d videos; feature step i at (i * %d + %d) / fps s)",
+        release,
+        path,
+        len(videos),
+        STRIDE,
+        NUM_FRAMES // 2,
+    )
     return dataclasses.replace(truth, videos=videos)
 
 
@@ -92,10 +111,15 @@ def _entry(video_id: str, entry, release: str, names: Subsets, where: str):
         entry["subset"] = names.train if subset == OPENTAD_SUBSETS[0] else names.test
     frames, duration = entry.get("frame"), entry.get("duration")
     if "fps" not in entry and frames is not None and duration is not None:
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (frames, duration)) \
-                or duration <= 0 or not 0 < frames / duration <= MAX_FPS:
-            raise InputError(f"{where}: video '{video_id}': 'frame' / 'duration' must give an fps in "
-                             f"(0, {MAX_FPS:g}], got {frames!r} / {duration!r}")
+        if (
+            not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (frames, duration))
+            or duration <= 0
+            or not 0 < frames / duration <= MAX_FPS
+        ):
+            raise InputError(
+                f"{where}: video '{video_id}': 'frame' / 'duration' must give an fps in "
+                f"(0, {MAX_FPS:g}], got {frames!r} / {duration!r}"
+            )
         entry["fps"] = frames / duration
     annotations = entry.get("annotations")
     if isinstance(annotations, list):
@@ -115,8 +139,9 @@ def _label_id_order(database: dict, classes: tuple[str, ...], path: Path) -> tup
             if isinstance(number, bool) or not isinstance(number, int):
                 raise InputError(f"{path}: video '{video_id}': label_id must be an integer, got {number!r}")
             if ids.setdefault(label, number) != number:
-                raise InputError(f"{path}: video '{video_id}': label '{label}' has label_id {number} here and "
-                                 f"{ids[label]} elsewhere")
+                raise InputError(
+                    f"{path}: video '{video_id}': label '{label}' has label_id {number} here and {ids[label]} elsewhere"
+                )
     owners: dict[int, str] = {}
     for label, number in ids.items():
         if owners.setdefault(number, label) != label:

@@ -32,7 +32,8 @@ def video_of(name: str) -> tuple[str, bool] | None:
     return (name[: -len(".npy")], True) if name.endswith(".npy") else None
 
 
-def write(out_dir: Path, video_id: str, features: np.ndarray, streams: tuple[str, ...], fps: float,
-          stride: int) -> None:
+def write(
+    out_dir: Path, video_id: str, features: np.ndarray, streams: tuple[str, ...], fps: float, stride: int
+) -> None:
     """One (T, D) float32 array, written atomically."""
     write_atomic(out_dir / f"{video_id}.npy", lambda h: np.save(h, features, allow_pickle=False))

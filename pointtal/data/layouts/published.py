@@ -83,8 +83,9 @@ def _normalised_entry(video_id: str, entry, subset: str, duration, where: str) -
     rewritten = []
     for i, ann in enumerate(annotations):
         if isinstance(ann, dict) and isinstance(ann.get("segment"), (list, tuple)):
-            segment = [_number_text(x, f"{where}: video '{video_id}' annotation {i}", "segment time")
-                       for x in ann["segment"]]
+            segment = [
+                _number_text(x, f"{where}: video '{video_id}' annotation {i}", "segment time") for x in ann["segment"]
+            ]
             ann = {"segment": segment, "label": ann.get("label")}
         rewritten.append(ann)
     entry = {"subset": subset, "annotations": rewritten}
@@ -113,8 +114,7 @@ def _native_fps(database: dict, folder: Path, where: str) -> dict[str, float]:
         if fps is not None:
             number = _number_text(fps, f"{where}: video '{video_id}'", "fps")
             if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 < number <= MAX_FPS:
-                raise InputError(f"{where}: video '{video_id}': fps must be a number in (0, {MAX_FPS:g}], "
-                                 f"got {fps!r}")
+                raise InputError(f"{where}: video '{video_id}': fps must be a number in (0, {MAX_FPS:g}], got {fps!r}")
             rates[video_id] = float(number)
     fps_dict = folder / "fps_dict.json"
     if fps_dict.is_file():
@@ -123,7 +123,11 @@ def _native_fps(database: dict, folder: Path, where: str) -> dict[str, float]:
 
 
 def load_published_truth(
-    gt_path: Path, folder: Path, names: Subsets, class_list=None, store: Callable[[], FeatureStore] | None = None,
+    gt_path: Path,
+    folder: Path,
+    names: Subsets,
+    class_list=None,
+    store: Callable[[], FeatureStore] | None = None,
     need_duration: bool = True,
 ) -> GroundTruth:
     """A LACP / HR-Pro ground truth with its split files; durations missing from it come from the features
@@ -142,30 +146,44 @@ def load_published_truth(
         entry = database[video_id]
         if not isinstance(entry, dict):
             raise InputError(f"{gt_path}: video '{video_id}': expected an object, got {type(entry).__name__}")
-        duration = _number_text(entry["duration"], f"{gt_path}: video '{video_id}'", "duration") \
-            if "duration" in entry else None
+        duration = (
+            _number_text(entry["duration"], f"{gt_path}: video '{video_id}'", "duration")
+            if "duration" in entry
+            else None
+        )
         if duration is None and store is not None:
             opened = opened or store()
             if video_id in opened:
                 duration = opened.length(video_id) * names.stride / names.fps  # T * stride / fps seconds
         if duration is None and need_duration:
             if store is None:
-                raise InputError(f"{gt_path}: video '{video_id}' has no duration; it is taken from the features, "
-                                 "so give them (data.features, or --features)")
+                raise InputError(
+                    f"{gt_path}: video '{video_id}' has no duration; it is taken from the features, "
+                    "so give them (data.features, or --features)"
+                )
             no_features.append(video_id)
             continue
         normalised[video_id] = _normalised_entry(video_id, entry, subset_of[video_id], duration, str(gt_path))
     if no_features:
-        log.warning("%s: %d of %d videos of the split files have no duration and no feature file; skipped "
-                    "(first: %s)", gt_path, len(no_features),
-                    len(subset_of), ", ".join(no_features[:3]))
+        log.warning(
+            "%s: %d of %d videos of the split files have no duration and no feature file; skipped (first: %s)",
+            gt_path,
+            len(no_features),
+            len(subset_of),
+            ", ".join(no_features[:3]),
+        )
     unused = len(database) - len(subset_of)
     if unused:
         log.info("%s: %d videos are in no split file and are left out", gt_path, unused)
     if not normalised:
         raise InputError(f"{gt_path}: no video of the split files has a duration or a feature file")
-    truth = parse_ground_truth({"database": normalised}, gt_path, class_list, need_duration=need_duration,
-                               labels_of=_labels(database[v] for v in subset_of))
+    truth = parse_ground_truth(
+        {"database": normalised},
+        gt_path,
+        class_list,
+        need_duration=need_duration,
+        labels_of=_labels(database[v] for v in subset_of),
+    )
     rates = _native_fps(database, folder, str(gt_path))
     skipped = {v: subset_of[v] for v in no_features}
     return GroundTruth(truth.videos, truth.classes, rates, skipped)

@@ -41,8 +41,10 @@ class SplitReader:
         for split in self.layout.splits:
             for video_id in self._stream_ids(split):
                 if video_id in where:
-                    raise InputError(f"{self.root}: video '{video_id}' has features in both {where[video_id]}/ "
-                                     f"and {split}/; keep one")
+                    raise InputError(
+                        f"{self.root}: video '{video_id}' has features in both {where[video_id]}/ "
+                        f"and {split}/; keep one"
+                    )
                 where[video_id] = split
         return where
 

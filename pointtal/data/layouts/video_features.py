@@ -31,8 +31,9 @@ def matches(folder: Path) -> bool:
         return False
     names = [p.name for p in folder.glob("*.npy")]
     streams = tuple(f"_{s}.npy" for s in STREAMS)
-    return any(n.endswith(streams) for n in names) and \
-        all(n.endswith((*streams, *(f"_{m}.npy" for m in META))) for n in names)
+    return any(n.endswith(streams) for n in names) and all(
+        n.endswith((*streams, *(f"_{m}.npy" for m in META))) for n in names
+    )
 
 
 def detect(path: Path) -> Layout | None:
@@ -50,14 +51,18 @@ class VideoFeaturesReader:
         for stem in stems:
             missing = [s for s in self.streams if not (root / f"{stem}_{s}.npy").is_file()]
             if missing:
-                raise InputError(f"{root / f'{stem}_fps.npy'}: video '{stem}' has no {stem}_{missing[0]}.npy; "
-                                 f"the folder's other videos have the {' and '.join(self.streams)} streams")
+                raise InputError(
+                    f"{root / f'{stem}_fps.npy'}: video '{stem}' has no {stem}_{missing[0]}.npy; "
+                    f"the folder's other videos have the {' and '.join(self.streams)} streams"
+                )
         self._ids = set(stems)
 
     def stream_paths(self, video_id: str) -> list[Path]:
         if check_video_id(video_id, str(self.root)) not in self._ids:
-            raise InputError(f"{self.root}: no feature file for video '{video_id}' "
-                             f"({video_id}_{self.streams[0]}.npy with {video_id}_fps.npy)")
+            raise InputError(
+                f"{self.root}: no feature file for video '{video_id}' "
+                f"({video_id}_{self.streams[0]}.npy with {video_id}_fps.npy)"
+            )
         return [self.root / f"{video_id}_{stream}.npy" for stream in self.streams]
 
     def path(self, video_id: str) -> Path:
@@ -97,8 +102,9 @@ class VideoFeaturesStore(FeatureStore):
     def describe(self) -> str:
         first = next(iter(self.ids()), None)
         step = self.step_frames(first) if first is not None else None
-        return f"{'|'.join(self.streams)}; " + \
-            (f"a snippet every {step:.4g} frames: set data.stride to it" if step else "step unknown")
+        return f"{'|'.join(self.streams)}; " + (
+            f"a snippet every {step:.4g} frames: set data.stride to it" if step else "step unknown"
+        )
 
 
 def open_store(layout: Layout, trust_pickle: bool = False) -> VideoFeaturesStore:
@@ -118,8 +124,9 @@ def video_of(name: str) -> tuple[str, bool] | None:
     return None
 
 
-def write(out_dir: Path, video_id: str, features: np.ndarray, streams: tuple[str, ...], fps: float,
-          stride: int) -> None:
+def write(
+    out_dir: Path, video_id: str, features: np.ndarray, streams: tuple[str, ...], fps: float, stride: int
+) -> None:
     """A video's (T, D) features as video_features saves them; each file atomic, `_fps.npy` last."""
     parts = np.split(features, len(streams), axis=1)  # rgb | flow halves, (T, D / streams) each
     stamps = (np.arange(len(features)) + 1) * stride / fps * 1000  # (T,) ms

@@ -124,62 +124,83 @@ class Options:
     )
 
     def __post_init__(self):
-        check_options(self, [
-            (self.max_seq_len > 0, "max_seq_len", "must be > 0"),
-            (0 <= self.trunc_thresh <= 1, "trunc_thresh", "must be in [0, 1]"),
-            (self.crop_ratio is None or (len(self.crop_ratio) == 2 and all(0 < r <= 1 for r in self.crop_ratio)),
-             "crop_ratio", "must be null or [lo, hi], each in (0, 1]"),
-            (self.crop_ratio is None or len(self.crop_ratio) != 2 or self.crop_ratio[0] <= self.crop_ratio[1],
-             "crop_ratio",
-             "must be [lo, hi] with lo <= hi"),
-            (self.heads >= 1, "heads", "must be >= 1"),
-            (self.embed_dim >= self.heads, "embed_dim", f"must be >= {self.heads} (heads) and a multiple of heads"),
-            (self.embed_dim % max(self.heads, 1) == 0, "embed_dim", "must be a multiple of heads"),
-            (self.embed_layers >= 1, "embed_layers", "must be >= 1"),
-            (self.embed_kernel >= 1, "embed_kernel", "must be >= 1 and odd"),
-            (self.embed_kernel % 2 == 1, "embed_kernel", "must be odd"),
-            (self.stem_layers >= 0, "stem_layers", "must be >= 0"),
-            (self.pyramid_layers == len(self.regression_ranges) - 1, "pyramid_layers",
-             f"must be in [{len(self.regression_ranges) - 1}, {len(self.regression_ranges) - 1}] (one pyramid level "
-             "per regression range, the stem's included)"),
-            (self.scale >= 2, "scale", "must be >= 2 and even"),
-            (self.scale % 2 == 0, "scale", "must be even"),
-            (self.window >= 3, "window", "must be >= 3"),
-            (0 <= self.dropout < 1, "dropout", "must be in [0, 1)"),
-            (0 <= self.input_dropout < 1, "input_dropout", "must be in [0, 1)"),
-            (0 <= self.drop_path < 1, "drop_path", "must be in [0, 1)"),
-            (self.head_dim >= 1, "head_dim", "must be >= 1"),
-            (self.head_layers >= 1, "head_layers", "must be >= 1"),
-            (self.head_kernel >= 1, "head_kernel", "must be >= 1 and odd"),
-            (self.head_kernel % 2 == 1, "head_kernel", "must be odd"),
-            (0 < self.prior < 1, "prior", "must be in (0, 1)"),
-            (len(self.regression_ranges) >= 1 and all(len(r) == 2 and r[0] < r[1] for r in self.regression_ranges),
-             "regression_ranges", "must give [low, high] with low < high for each pyramid level"),
-            (self.center_radius > 0, "center_radius", "must be > 0"),
-            (0 <= self.focal_alpha <= 1, "focal_alpha", "must be in [0, 1]"),
-            (self.focal_gamma >= 0, "focal_gamma", "must be >= 0"),
-            (self.reg_weight > 0, "reg_weight", "must be > 0"),
-            (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
-            (self.loss_norm_init > 0, "loss_norm_init", "must be > 0"),
-            (0 <= self.loss_norm_momentum < 1, "loss_norm_momentum", "must be in [0, 1)"),
-            (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
-            (self.min_lr >= 0, "min_lr", "must be >= 0"),
-            (0 < self.ema_decay < 1, "ema_decay", "must be in (0, 1)"),
-            (self.pre_nms_topk > 0, "pre_nms_topk", "must be > 0"),
-            (0 <= self.pre_nms_thresh <= 1, "pre_nms_thresh", "must be in [0, 1] (a probability)"),
-            (self.duration_thresh >= 0, "duration_thresh", "must be >= 0"),
-            (self.nms_sigma > 0, "nms_sigma", "must be > 0"),
-            (0 <= self.iou_threshold <= 1, "iou_threshold", "must be in [0, 1]"),
-            (0 <= self.min_score <= 1, "min_score", "must be in [0, 1] (a probability)"),
-            (self.max_segments > 0, "max_segments", "must be > 0"),
-            (0 < self.voting_thresh <= 1, "voting_thresh", "must be in (0, 1]"),
-        ])
+        check_options(
+            self,
+            [
+                (self.max_seq_len > 0, "max_seq_len", "must be > 0"),
+                (0 <= self.trunc_thresh <= 1, "trunc_thresh", "must be in [0, 1]"),
+                (
+                    self.crop_ratio is None or (len(self.crop_ratio) == 2 and all(0 < r <= 1 for r in self.crop_ratio)),
+                    "crop_ratio",
+                    "must be null or [lo, hi], each in (0, 1]",
+                ),
+                (
+                    self.crop_ratio is None or len(self.crop_ratio) != 2 or self.crop_ratio[0] <= self.crop_ratio[1],
+                    "crop_ratio",
+                    "must be [lo, hi] with lo <= hi",
+                ),
+                (self.heads >= 1, "heads", "must be >= 1"),
+                (self.embed_dim >= self.heads, "embed_dim", f"must be >= {self.heads} (heads) and a multiple of heads"),
+                (self.embed_dim % max(self.heads, 1) == 0, "embed_dim", "must be a multiple of heads"),
+                (self.embed_layers >= 1, "embed_layers", "must be >= 1"),
+                (self.embed_kernel >= 1, "embed_kernel", "must be >= 1 and odd"),
+                (self.embed_kernel % 2 == 1, "embed_kernel", "must be odd"),
+                (self.stem_layers >= 0, "stem_layers", "must be >= 0"),
+                (
+                    self.pyramid_layers == len(self.regression_ranges) - 1,
+                    "pyramid_layers",
+                    f"must be in [{len(self.regression_ranges) - 1}, {len(self.regression_ranges) - 1}] (one pyramid level "
+                    "per regression range, the stem's included)",
+                ),
+                (self.scale >= 2, "scale", "must be >= 2 and even"),
+                (self.scale % 2 == 0, "scale", "must be even"),
+                (self.window >= 3, "window", "must be >= 3"),
+                (0 <= self.dropout < 1, "dropout", "must be in [0, 1)"),
+                (0 <= self.input_dropout < 1, "input_dropout", "must be in [0, 1)"),
+                (0 <= self.drop_path < 1, "drop_path", "must be in [0, 1)"),
+                (self.head_dim >= 1, "head_dim", "must be >= 1"),
+                (self.head_layers >= 1, "head_layers", "must be >= 1"),
+                (self.head_kernel >= 1, "head_kernel", "must be >= 1 and odd"),
+                (self.head_kernel % 2 == 1, "head_kernel", "must be odd"),
+                (0 < self.prior < 1, "prior", "must be in (0, 1)"),
+                (
+                    len(self.regression_ranges) >= 1
+                    and all(len(r) == 2 and r[0] < r[1] for r in self.regression_ranges),
+                    "regression_ranges",
+                    "must give [low, high] with low < high for each pyramid level",
+                ),
+                (self.center_radius > 0, "center_radius", "must be > 0"),
+                (0 <= self.focal_alpha <= 1, "focal_alpha", "must be in [0, 1]"),
+                (self.focal_gamma >= 0, "focal_gamma", "must be >= 0"),
+                (self.reg_weight > 0, "reg_weight", "must be > 0"),
+                (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
+                (self.loss_norm_init > 0, "loss_norm_init", "must be > 0"),
+                (0 <= self.loss_norm_momentum < 1, "loss_norm_momentum", "must be in [0, 1)"),
+                (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
+                (self.min_lr >= 0, "min_lr", "must be >= 0"),
+                (0 < self.ema_decay < 1, "ema_decay", "must be in (0, 1)"),
+                (self.pre_nms_topk > 0, "pre_nms_topk", "must be > 0"),
+                (0 <= self.pre_nms_thresh <= 1, "pre_nms_thresh", "must be in [0, 1] (a probability)"),
+                (self.duration_thresh >= 0, "duration_thresh", "must be >= 0"),
+                (self.nms_sigma > 0, "nms_sigma", "must be > 0"),
+                (0 <= self.iou_threshold <= 1, "iou_threshold", "must be in [0, 1]"),
+                (0 <= self.min_score <= 1, "min_score", "must be in [0, 1] (a probability)"),
+                (self.max_segments > 0, "max_segments", "must be > 0"),
+                (0 < self.voting_thresh <= 1, "voting_thresh", "must be in (0, 1]"),
+            ],
+        )
 
 
 # ----------------------------------------------------------------------------- batches
-def random_truncation(length: int, segments: np.ndarray, rng: np.random.Generator, max_len: int, thresh: float,
-                      crop_ratio: tuple[float, ...] | None, trials: int = 200
-                      ) -> tuple[int, int, np.ndarray, np.ndarray]:
+def random_truncation(
+    length: int,
+    segments: np.ndarray,
+    rng: np.random.Generator,
+    max_len: int,
+    thresh: float,
+    crop_ratio: tuple[float, ...] | None,
+    trials: int = 200,
+) -> tuple[int, int, np.ndarray, np.ndarray]:
     """The official training truncation of one video of `length` steps with instances `segments` (K, 2) on the
     grid: (first step, steps kept, which instances are kept (K,) bool, the kept ones (K', 2) clipped to the
     window +- GRID_OFFSET and shifted to its start).
@@ -227,8 +248,9 @@ class TruncationSampler:
         for v in videos:  # the batch's videos (a handful): each its own truncation
             rows = table.rows(int(v))
             grid = np.stack([table.start[rows], table.end[rows]], 1) - GRID_OFFSET  # (K, 2)
-            start, size, keep, kept = random_truncation(int(self.dataset.n_snippets[v]), grid, rng, o.max_seq_len,
-                                                        o.trunc_thresh, o.crop_ratio)
+            start, size, keep, kept = random_truncation(
+                int(self.dataset.n_snippets[v]), grid, rng, o.max_seq_len, o.trunc_thresh, o.crop_ratio
+            )
             crops.append((start, size, kept, table.label[rows][keep], table.weight[rows][keep]))
         videos, crops = videos[rank::world], crops[rank::world]
         sizes = np.array([c[1] for c in crops])
@@ -273,19 +295,33 @@ class ActionFormer(Method[DetectorOutput]):
         o = self.options
         steps = schedule_steps(train.steps, train.epochs, n_videos, train.batch_size)
         warmup = min(steps, round(o.warmup_epochs * math.ceil(n_videos / train.batch_size)))
-        return (Phase("train", steps, train.lr, train.batch_size, train.weight_decay, optimizer=o.optimizer,
-                      warmup_steps=warmup, schedule="cosine", min_lr=o.min_lr,
-                      ema_decay=o.ema_decay if o.ema else None, ema_start=warmup if o.ema_after_warmup else 0),)
+        return (
+            Phase(
+                "train",
+                steps,
+                train.lr,
+                train.batch_size,
+                train.weight_decay,
+                optimizer=o.optimizer,
+                warmup_steps=warmup,
+                schedule="cosine",
+                min_lr=o.min_lr,
+                ema_decay=o.ema_decay if o.ema else None,
+                ema_start=warmup if o.ema_after_warmup else 0,
+            ),
+        )
 
     def plan_notes(self, steps: int) -> list[str]:
         o = self.options
         if not o.ema or o.ema_after_warmup:
             return []
-        left = o.ema_decay ** steps
+        left = o.ema_decay**steps
         if left < 0.05:
             return []
-        return [f"method.ema: after {steps} steps the EMA (decay {o.ema_decay:g}) still holds {left:.0%} of the "
-                "initial weights; evaluate the trained weights (method.ema=false) or set method.ema_after_warmup"]
+        return [
+            f"method.ema: after {steps} steps the EMA (decay {o.ema_decay:g}) still holds {left:.0%} of the "
+            "initial weights; evaluate the trained weights (method.ema=false) or set method.ema_after_warmup"
+        ]
 
     # ------------------------------------------------------------------ computation
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> DetectorOutput:
@@ -297,8 +333,9 @@ class ActionFormer(Method[DetectorOutput]):
     def loss(self, output: DetectorOutput, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         o = self.options
         t = batch.targets
-        targets = assign_targets(self.points(output), t["segments"], t["labels"], t["weights"], self.n_classes,
-                                 o.center_radius)
+        targets = assign_targets(
+            self.points(output), t["segments"], t["labels"], t["weights"], self.n_classes, o.center_radius
+        )
         valid = output.mask  # (B, P)
         positive = (targets.classes.sum(-1) > 0) & valid  # (B, P)
         count = int(positive.sum())
@@ -312,8 +349,7 @@ class ActionFormer(Method[DetectorOutput]):
             diou = diou * targets.weight[positive]
         cls = focal.sum() / self.loss_norm
         reg = diou.sum() / self.loss_norm if count else 0 * output.offsets.sum()
-        return {"total": cls + o.reg_weight * reg, "cls": cls, "reg": reg,
-                "positives": torch.tensor(float(count))}
+        return {"total": cls + o.reg_weight * reg, "cls": cls, "reg": reg, "positives": torch.tensor(float(count))}
 
     def scores(self, output: DetectorOutput, mask: torch.Tensor) -> Scores:
         """None: a detector has no CAS and no video-level scores (its CAS figure and cmAP are left out)."""

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor,
-                    half: int) -> torch.Tensor:
+def local_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, half: int
+) -> torch.Tensor:
     """Each query t attends to the real keys t' with |t - t'| <= half; cost O(T x window), no T x T matrix.
 
     q, k, v (B, H, T, c) with q already scaled; key_mask (B, T) bool. Queries are taken in chunks of
@@ -146,8 +147,9 @@ class TransformerBlock(nn.Module):
         self.norm1, self.norm2 = ChannelNorm(dim), ChannelNorm(dim)
         self.attention = WindowAttention(dim, heads, window, stride, dropout)
         self.pool = nn.MaxPool1d(stride + 1, stride, (stride + 1) // 2) if stride > 1 else nn.Identity()
-        self.mlp = nn.Sequential(Pointwise(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout),
-                                 Pointwise(4 * dim, dim), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            Pointwise(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), Pointwise(4 * dim, dim), nn.Dropout(dropout)
+        )
         self.path_attention = LayerScaleDropPath(dim, drop_path)
         self.path_mlp = LayerScaleDropPath(dim, drop_path)
 
@@ -162,16 +164,31 @@ class Backbone(nn.Module):
     """Conv embedding (kernel 3, LayerNorm, ReLU), stem blocks at full rate, then one down-sampling block per
     further pyramid level. Returns the levels' features (B, C, T / 2^l) and masks (B, T / 2^l)."""
 
-    def __init__(self, in_dim: int, dim: int, embed_layers: int, embed_kernel: int, stem_layers: int,
-                 pyramid_layers: int, scale: int, heads: int, window: int, dropout: float, drop_path: float):
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        embed_layers: int,
+        embed_kernel: int,
+        stem_layers: int,
+        pyramid_layers: int,
+        scale: int,
+        heads: int,
+        window: int,
+        dropout: float,
+        drop_path: float,
+    ):
         super().__init__()
-        self.embed = nn.ModuleList(MaskedConv(in_dim if i == 0 else dim, dim, embed_kernel, bias=False)
-                                   for i in range(embed_layers))
+        self.embed = nn.ModuleList(
+            MaskedConv(in_dim if i == 0 else dim, dim, embed_kernel, bias=False) for i in range(embed_layers)
+        )
         self.embed_norms = nn.ModuleList(ChannelNorm(dim) for _ in range(embed_layers))
-        self.stem = nn.ModuleList(TransformerBlock(dim, heads, window, 1, dropout, drop_path)
-                                  for _ in range(stem_layers))
-        self.pyramid = nn.ModuleList(TransformerBlock(dim, heads, window, scale, dropout, drop_path)
-                                     for _ in range(pyramid_layers))
+        self.stem = nn.ModuleList(
+            TransformerBlock(dim, heads, window, 1, dropout, drop_path) for _ in range(stem_layers)
+        )
+        self.pyramid = nn.ModuleList(
+            TransformerBlock(dim, heads, window, scale, dropout, drop_path) for _ in range(pyramid_layers)
+        )
         for module in self.modules():
             if isinstance(module, (nn.Conv1d, nn.Linear)) and module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -194,8 +211,9 @@ class Head(nn.Module):
 
     def __init__(self, dim: int, hidden: int, out_dim: int, layers: int, kernel: int):
         super().__init__()
-        self.convs = nn.ModuleList(MaskedConv(dim if i == 0 else hidden, hidden, kernel, bias=False)
-                                   for i in range(layers - 1))
+        self.convs = nn.ModuleList(
+            MaskedConv(dim if i == 0 else hidden, hidden, kernel, bias=False) for i in range(layers - 1)
+        )
         self.norms = nn.ModuleList(ChannelNorm(hidden) for _ in range(layers - 1))
         self.out = MaskedConv(hidden, out_dim, kernel)
 
@@ -222,15 +240,26 @@ class ActionFormerNet(nn.Module):
     def __init__(self, in_dim: int, n_classes: int, o) -> None:
         super().__init__()
         self.input_drop = nn.Dropout1d(o.input_dropout)  # whole feature channels (OpenTAD: 0.2)
-        self.backbone = Backbone(in_dim, o.embed_dim, o.embed_layers, o.embed_kernel, o.stem_layers,
-                                 o.pyramid_layers, o.scale, o.heads, o.window, o.dropout, o.drop_path)
+        self.backbone = Backbone(
+            in_dim,
+            o.embed_dim,
+            o.embed_layers,
+            o.embed_kernel,
+            o.stem_layers,
+            o.pyramid_layers,
+            o.scale,
+            o.heads,
+            o.window,
+            o.dropout,
+            o.drop_path,
+        )
         levels = o.pyramid_layers + 1
         self.neck = nn.ModuleList(ChannelNorm(o.embed_dim) for _ in range(levels))
         self.classify = Head(o.embed_dim, o.head_dim, n_classes, o.head_layers, o.head_kernel)
         self.regress = Head(o.embed_dim, o.head_dim, 2, o.head_layers, o.head_kernel)
         self.level_scales = nn.Parameter(torch.ones(levels))  # (L,) one learnable scale per level
         nn.init.constant_(self.classify.out.conv.bias, -math.log((1 - o.prior) / o.prior))
-        self.divisor = o.scale ** o.pyramid_layers  # the padded length must divide by this
+        self.divisor = o.scale**o.pyramid_layers  # the padded length must divide by this
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> DetectorOutput:
         """features (B, T, D), mask (B, T); T is padded up to a multiple of `divisor` here."""
@@ -244,5 +273,6 @@ class ActionFormerNet(nn.Module):
             feature = self.neck[level](feature)
             logits.append(self.classify(feature, level_mask).transpose(1, 2))  # (B, T_l, C)
             offsets.append(torch.relu(self.level_scales[level] * self.regress(feature, level_mask)).transpose(1, 2))
-        return DetectorOutput(torch.cat(logits, 1), torch.cat(offsets, 1), torch.cat(masks, 1),
-                              tuple(m.shape[1] for m in masks))
+        return DetectorOutput(
+            torch.cat(logits, 1), torch.cat(offsets, 1), torch.cat(masks, 1), tuple(m.shape[1] for m in masks)
+        )

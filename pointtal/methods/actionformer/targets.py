@@ -47,8 +47,9 @@ class Targets:
 
 
 @torch.no_grad()
-def assign_targets(points: Points, segments: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
-                   n_classes: int, radius: float) -> Targets:
+def assign_targets(
+    points: Points, segments: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, n_classes: int, radius: float
+) -> Targets:
     """segments (B, M, 2) on the grid, labels (B, M) in 1..C (0 = no instance in this row), weights (B, M)."""
     if segments.shape[1] == 0:  # no instance in the whole batch: one empty row
         segments, labels, weights = F.pad(segments, (0, 0, 0, 1)), F.pad(labels, (0, 1)), F.pad(weights, (0, 1))

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 
 # ----------------------------------------------------------------------------- stage 1 losses and memory
-def video_scores(class_scores: torch.Tensor, mask: torch.Tensor, r_act: int,
-                 labels: torch.Tensor | None = None) -> torch.Tensor:
+def video_scores(
+    class_scores: torch.Tensor, mask: torch.Tensor, r_act: int, labels: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B, C) top-k mean of s_c, k = max(1, T_i // r_act); with labels (B, C), absent classes take the mean over
     the video instead (`layers.topk_or_mean`, shared with LACP)."""
     return topk_or_mean(class_scores, mask, topk_counts(mask.sum(1), r_act, "floor"), labels)
@@ -33,9 +34,16 @@ def focal_frame_loss(cas: torch.Tensor, target: torch.Tensor, weight: torch.Tens
     return ((focal * bce).sum(-1) * weight).sum(1) / (weight.sum(1) + 1e-6)
 
 
-def contrastive_loss(embedded: torch.Tensor, prototypes: torch.Tensor, act_seed: torch.Tensor,
-                     bkg_seed: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                     temperature: float, regions: str = "code") -> torch.Tensor:
+def contrastive_loss(
+    embedded: torch.Tensor,
+    prototypes: torch.Tensor,
+    act_seed: torch.Tensor,
+    bkg_seed: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float,
+    regions: str = "code",
+) -> torch.Tensor:
     """Per-video prototype contrastive loss (B,).
 
     sim_k(region) = mean over the region's snippets of exp(cos(embedding, prototype_k) / temperature). For each
@@ -62,14 +70,16 @@ def contrastive_loss(embedded: torch.Tensor, prototypes: torch.Tensor, act_seed:
     present = (labels > 0) & changes_act & (n_act > 0)  # (B, C)
     own = torch.where(present, torch.diagonal(a, dim1=1, dim2=2), 1.0)  # (B, C); 1 keeps absent terms finite
     term = 0.5 * -torch.log(own / torch.where(present, a.sum(-1), 1.0)) + 0.5 * -torch.log(
-        own / torch.where(present, own + g, 1.0))
+        own / torch.where(present, own + g, 1.0)
+    )
     per_video = torch.where(present, term, 0).sum(1) / labels.sum(1).clamp(min=1)
     has_bkg = (changes_bkg & (n_bkg > 0))[:, 0]
     return torch.where(has_bkg, per_video, 0)
 
 
-def sequential_memory_update(prototypes: torch.Tensor, embedded: torch.Tensor, act_seed: torch.Tensor,
-                             labels: torch.Tensor, momentum: float) -> torch.Tensor:
+def sequential_memory_update(
+    prototypes: torch.Tensor, embedded: torch.Tensor, act_seed: torch.Tensor, labels: torch.Tensor, momentum: float
+) -> torch.Tensor:
     """The memory after the official per-video updates, applied in batch order, as one closed form.
 
     Video b updates class c (labelled, with action seeds) by P_c <- (1 - m) P_c + m f_bc, f_bc the mean
@@ -91,9 +101,15 @@ def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.clamp(inter / (union + 1e-6), min=0)
 
 
-def instance_losses(output: InstanceOutput, proposals: torch.Tensor, proposal_mask: torch.Tensor,
-                    draw: torch.Tensor, pseudo: torch.Tensor, pseudo_mask: torch.Tensor,
-                    iou_thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
+def instance_losses(
+    output: InstanceOutput,
+    proposals: torch.Tensor,
+    proposal_mask: torch.Tensor,
+    draw: torch.Tensor,
+    pseudo: torch.Tensor,
+    pseudo_mask: torch.Tensor,
+    iou_thresh: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Boundary-regression and completeness-score losses, each the mean over videos of a per-video value.
 
     iou_gt = best tIoU of each proposal with the video's pseudo labels (0 when none). Regression: smooth-L1
@@ -116,5 +132,3 @@ def instance_losses(output: InstanceOutput, proposals: torch.Tensor, proposal_ma
     score = F.smooth_l1_loss(output.iou, iou_gt, reduction="none")
     score = (score * chosen).sum(1) / chosen.sum(1).clamp(min=1)
     return reg.mean(), score.mean()
-
-

@@ -181,7 +181,9 @@ class Options:
     stage2_batch_size: int = 10
     stage2_lr: float = 5e-5
     stage2_drop_last: bool = True  # the official loader drops each epoch's last incomplete batch
-    stage1_selection: str = "last"  # "last": final stage-1 weights; a subset: its best in-run evaluation (official: test)
+    stage1_selection: str = (
+        "last"  # "last": final stage-1 weights; a subset: its best in-run evaluation (official: test)
+    )
     weight_loss_score: float = 1.0
     weight_loss_reg: float = 1.0
     max_proposal: int = 1000  # training proposals per video (random subset beyond)
@@ -197,48 +199,67 @@ class Options:
     )
 
     def __post_init__(self):
-        check_options(self, [
-            (self.num_segments is None or self.num_segments > 0, "num_segments", "must be > 0 (or null)"),
-            (self.video_order in ("iterator", "stream"), "video_order", "must be 'iterator' or 'stream'"),
-            (self.r_act >= 1, "r_act", "must be >= 1"),
-            (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
-            (self.rab_layers >= 0, "rab_layers", "must be >= 0"),
-            (0.0 <= self.rab_dropout < 1.0, "rab_dropout", "must be in [0, 1)"),
-            (self.num_heads >= 1, "num_heads", "must be >= 1"),
-            (self.dim_feedforward >= 1, "dim_feedforward", "must be >= 1"),
-            (0.0 <= self.attention_dropout < 1.0, "attention_dropout", "must be in [0, 1)"),
-            *((getattr(self, key) >= 0.0, key, "must be >= 0 (a loss weight)") for key in (
-                "weight_video", "weight_frame", "weight_frame_bkg", "weight_contrastive", "weight_loss_score",
-                "weight_loss_reg")),
-            (self.temperature > 0.0, "temperature", "must be > 0"),
-            (self.contrastive_regions in ("code", "all"), "contrastive_regions", "must be 'code' or 'all'"),
-            (0.0 <= self.memory_momentum <= 1.0, "memory_momentum", "must be in [0, 1]"),
-            (0.0 <= self.seed_act_thresh <= 1.0, "seed_act_thresh", "must be in [0, 1] (a probability)"),
-            (0.0 <= self.seed_bkg_thresh <= 1.0, "seed_bkg_thresh", "must be in [0, 1] (a probability)"),
-            (self.memory_update in ("video", "batch", "none"), "memory_update", "must be 'video', 'batch' or 'none'"),
-            (self.scale >= 1, "scale", "must be >= 1"),
-            (0.0 <= self.class_thresh <= 1.0, "class_thresh",
-             "must be in [0, 1] (video scores are probabilities)"),
-            *((len(getattr(self, key)) > 0 and all(0.0 <= t <= 1.0 for t in getattr(self, key)), key,
-               "must be non-empty, each in [0, 1] (thresholds on probabilities)")
-              for key in ("cas_thresholds", "agnostic_thresholds")),
-            (self.outer_ratio >= 0.0, "outer_ratio", "must be >= 0"),
-            (self.gamma >= 0.0, "gamma", "must be >= 0 (weight of the video score)"),
-            (self.soft_nms_sigma > 0.0, "soft_nms_sigma", "must be > 0"),
-            (self.soft_nms_offset >= 0.0, "soft_nms_offset", "must be >= 0"),
-            (self.max_per_class is None or self.max_per_class >= 1, "max_per_class", "must be >= 1 (or null)"),
-            (self.refined_bounds in ("official", "clip"), "refined_bounds", "must be 'official' or 'clip'"),
-            (self.stage2_epochs >= 0, "stage2_epochs", "must be >= 0"),
-            (self.stage2_batch_size >= 1, "stage2_batch_size", "must be >= 1"),
-            (self.stage2_lr > 0.0, "stage2_lr", "must be > 0"),
-            (bool(self.stage1_selection), "stage1_selection", "must be 'last' or the name of a subset"),
-            (self.max_proposal >= 1, "max_proposal", "must be >= 1"),
-            (self.roi_size >= 6, "roi_size", "must be >= 6 (start, centre and end bins)"),
-            (self.roi_extension >= 0.0, "roi_extension", "must be >= 0"),
-            (0.0 <= self.iou_thresh <= 1.0, "iou_thresh", "must be in [0, 1]"),
-            (self.negative_ratio >= 0.0, "negative_ratio", "must be >= 0"),
-            (self.ranking_point_time in ("exact", "centre"), "ranking_point_time", "must be 'exact' or 'centre'"),
-        ])
+        check_options(
+            self,
+            [
+                (self.num_segments is None or self.num_segments > 0, "num_segments", "must be > 0 (or null)"),
+                (self.video_order in ("iterator", "stream"), "video_order", "must be 'iterator' or 'stream'"),
+                (self.r_act >= 1, "r_act", "must be >= 1"),
+                (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
+                (self.rab_layers >= 0, "rab_layers", "must be >= 0"),
+                (0.0 <= self.rab_dropout < 1.0, "rab_dropout", "must be in [0, 1)"),
+                (self.num_heads >= 1, "num_heads", "must be >= 1"),
+                (self.dim_feedforward >= 1, "dim_feedforward", "must be >= 1"),
+                (0.0 <= self.attention_dropout < 1.0, "attention_dropout", "must be in [0, 1)"),
+                *(
+                    (getattr(self, key) >= 0.0, key, "must be >= 0 (a loss weight)")
+                    for key in (
+                        "weight_video",
+                        "weight_frame",
+                        "weight_frame_bkg",
+                        "weight_contrastive",
+                        "weight_loss_score",
+                        "weight_loss_reg",
+                    )
+                ),
+                (self.temperature > 0.0, "temperature", "must be > 0"),
+                (self.contrastive_regions in ("code", "all"), "contrastive_regions", "must be 'code' or 'all'"),
+                (0.0 <= self.memory_momentum <= 1.0, "memory_momentum", "must be in [0, 1]"),
+                (0.0 <= self.seed_act_thresh <= 1.0, "seed_act_thresh", "must be in [0, 1] (a probability)"),
+                (0.0 <= self.seed_bkg_thresh <= 1.0, "seed_bkg_thresh", "must be in [0, 1] (a probability)"),
+                (
+                    self.memory_update in ("video", "batch", "none"),
+                    "memory_update",
+                    "must be 'video', 'batch' or 'none'",
+                ),
+                (self.scale >= 1, "scale", "must be >= 1"),
+                (0.0 <= self.class_thresh <= 1.0, "class_thresh", "must be in [0, 1] (video scores are probabilities)"),
+                *(
+                    (
+                        len(getattr(self, key)) > 0 and all(0.0 <= t <= 1.0 for t in getattr(self, key)),
+                        key,
+                        "must be non-empty, each in [0, 1] (thresholds on probabilities)",
+                    )
+                    for key in ("cas_thresholds", "agnostic_thresholds")
+                ),
+                (self.outer_ratio >= 0.0, "outer_ratio", "must be >= 0"),
+                (self.gamma >= 0.0, "gamma", "must be >= 0 (weight of the video score)"),
+                (self.soft_nms_sigma > 0.0, "soft_nms_sigma", "must be > 0"),
+                (self.soft_nms_offset >= 0.0, "soft_nms_offset", "must be >= 0"),
+                (self.max_per_class is None or self.max_per_class >= 1, "max_per_class", "must be >= 1 (or null)"),
+                (self.refined_bounds in ("official", "clip"), "refined_bounds", "must be 'official' or 'clip'"),
+                (self.stage2_epochs >= 0, "stage2_epochs", "must be >= 0"),
+                (self.stage2_batch_size >= 1, "stage2_batch_size", "must be >= 1"),
+                (self.stage2_lr > 0.0, "stage2_lr", "must be > 0"),
+                (bool(self.stage1_selection), "stage1_selection", "must be 'last' or the name of a subset"),
+                (self.max_proposal >= 1, "max_proposal", "must be >= 1"),
+                (self.roi_size >= 6, "roi_size", "must be >= 6 (start, centre and end bins)"),
+                (self.roi_extension >= 0.0, "roi_extension", "must be >= 0"),
+                (0.0 <= self.iou_thresh <= 1.0, "iou_thresh", "must be in [0, 1]"),
+                (self.negative_ratio >= 0.0, "negative_ratio", "must be >= 0"),
+                (self.ranking_point_time in ("exact", "centre"), "ranking_point_time", "must be 'exact' or 'centre'"),
+            ],
+        )
 
 
 # ----------------------------------------------------------------------------- the method
@@ -264,10 +285,20 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
     # ------------------------------------------------------------------ schedule
     def phases(self, train: TrainSchedule, n_videos: int) -> tuple[Phase, ...]:
         o = self.options
-        first = Phase("snippet", schedule_steps(train.steps, train.epochs, n_videos, train.batch_size), train.lr,
-                      train.batch_size, train.weight_decay)
-        second = Phase("instance", o.stage2_epochs * stage2_steps_per_epoch(n_videos, o), o.stage2_lr,
-                       o.stage2_batch_size, train.weight_decay)
+        first = Phase(
+            "snippet",
+            schedule_steps(train.steps, train.epochs, n_videos, train.batch_size),
+            train.lr,
+            train.batch_size,
+            train.weight_decay,
+        )
+        second = Phase(
+            "instance",
+            o.stage2_epochs * stage2_steps_per_epoch(n_videos, o),
+            o.stage2_lr,
+            o.stage2_batch_size,
+            train.weight_decay,
+        )
         return first, second
 
     def phase_parameters(self, index: int) -> list[nn.Parameter]:
@@ -295,13 +326,18 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
         else:
             if self.stage1_best is not None:  # stage1_selection: stage 2 starts from the selected stage-1 weights
                 self.snippet.load_state_dict(self.stage1_best)
-                log.info("stage 2 starts from the stage-1 weights after step %d (average mAP %.2f on '%s', "
-                         "method.stage1_selection)", self.stage1_best_step, self.stage1_best_score,
-                         self.options.stage1_selection)
+                log.info(
+                    "stage 2 starts from the stage-1 weights after step %d (average mAP %.2f on '%s', "
+                    "method.stage1_selection)",
+                    self.stage1_best_step,
+                    self.stage1_best_score,
+                    self.options.stage1_selection,
+                )
                 self.stage1_best = None
             self.snippet.requires_grad_(False)
-            self.training_proposals = self.rank_proposals(context.dataset, context.device, context.batch_size,
-                                                          int(torch.randint(2**31 - 1, ())))
+            self.training_proposals = self.rank_proposals(
+                context.dataset, context.device, context.batch_size, int(torch.randint(2**31 - 1, ()))
+            )
             self.stage2_ready = True
 
     def training_sampler(self, dataset: PointDataset, batch_size: int, seed: int, phase: int = 0) -> Sampler:
@@ -312,19 +348,23 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
             if o.num_segments is None:
                 sampler = CropSampler(dataset, batch_size, seed, (int(dataset.n_snippets.max()),), o.video_order)
             else:  # the official random_perturb; a video of at most N snippets stays whole
-                sampler = PerturbSampler(dataset, batch_size, seed, o.num_segments, keep_short=True, order=o.video_order)
+                sampler = PerturbSampler(
+                    dataset, batch_size, seed, o.num_segments, keep_short=True, order=o.video_order
+                )
             return WithPoints(sampler) if o.memory_update == "video" else sampler
         if self.training_proposals is None:
             raise RuntimeError("HR-Pro stage 2 needs the ranking of start_phase(1) (or a checkpoint holding it)")
-        return ProposalSampler(dataset, batch_size, seed, self.training_proposals, o.max_proposal,
-                               o.stage2_drop_last)
+        return ProposalSampler(dataset, batch_size, seed, self.training_proposals, o.max_proposal, o.stage2_drop_last)
 
     # ------------------------------------------------------------------ checkpoint state
     def get_extra_state(self) -> dict:
         state: dict[str, Any] = {"stage2_ready": self.stage2_ready}
         if self.stage1_best is not None:
-            state.update(stage1_best=self.stage1_best, stage1_best_step=self.stage1_best_step,
-                         stage1_best_score=self.stage1_best_score)
+            state.update(
+                stage1_best=self.stage1_best,
+                stage1_best_step=self.stage1_best_step,
+                stage1_best_score=self.stage1_best_score,
+            )
         if self.training_proposals is not None:
             state.update({k: getattr(self.training_proposals, k) for k in TrainingProposals.__dataclass_fields__})
         return state
@@ -335,8 +375,7 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
         self.stage1_best_step = int(state.get("stage1_best_step", -1))
         self.stage1_best_score = float(state.get("stage1_best_score", -math.inf))
         if "proposals" in state:
-            self.training_proposals = TrainingProposals(
-                **{k: state[k] for k in TrainingProposals.__dataclass_fields__})
+            self.training_proposals = TrainingProposals(**{k: state[k] for k in TrainingProposals.__dataclass_fields__})
 
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights and the stage flag; the training proposals stay in the training checkpoint."""
@@ -367,11 +406,13 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
             points = ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float()  # (B, T, C)
             total += torch.einsum("btc,btd->cd", points, out.embedded.float())
             count += points.sum((0, 1))
-        self.snippet.prototypes = torch.where(count[:, None] > 0, total / count.clamp(min=1)[:, None],
-                                              self.snippet.prototypes)
+        self.snippet.prototypes = torch.where(
+            count[:, None] > 0, total / count.clamp(min=1)[:, None], self.snippet.prototypes
+        )
 
-    def rank_proposals(self, dataset: PointDataset, device: torch.device, batch_size: int,
-                       seed: int) -> TrainingProposals:
+    def rank_proposals(
+        self, dataset: PointDataset, device: torch.device, batch_size: int, seed: int
+    ) -> TrainingProposals:
         """The official reliability ranking on the training videos: stage-1 proposals (all thresholds, not
         suppressed), reliable proposals (pseudo labels) from the points, negative proposals from the
         background seeds (int(negative_ratio * proposals) per video)."""
@@ -379,11 +420,15 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
         proposals, pseudo = [], []
         for videos, batch, out in self._stage1_batches(dataset, device, batch_size):
             points = ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float()
-            _, bkg_seed = select_seeds(out.cas[..., 0].float(), points, batch.mask, o.seed_act_thresh,
-                                       o.seed_bkg_thresh)
+            _, bkg_seed = select_seeds(
+                out.cas[..., 0].float(), points, batch.mask, o.seed_act_thresh, o.seed_bkg_thresh
+            )
             scores = self.scores(out, batch.mask)
-            cas, vid, seeds = scores.cas.float().cpu().numpy(), scores.video_scores.float().cpu().numpy(), \
-                bkg_seed.cpu().numpy() > 0
+            cas, vid, seeds = (
+                scores.cas.float().cpu().numpy(),
+                scores.video_scores.float().cpu().numpy(),
+                bkg_seed.cpu().numpy() > 0,
+            )
             point_rows = points.cpu().numpy()
             for row, v in enumerate(videos):  # proposal generation is per video (numpy), as at inference
                 n = int(dataset.n_snippets[v])
@@ -417,7 +462,9 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
         fused = torch.cat([background, scores[..., 1:] * (1 - background)], -1)  # (B, T, C+1)
         return SnippetOutput(fused, scores[..., 1:], embedded, features, mask)
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> SnippetOutput | InstanceOutput:
+    def forward(
+        self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor
+    ) -> SnippetOutput | InstanceOutput:
         """Stage 1 on (B, T, D) features; with `proposals` (B, M, 2) in extras (stage-2 batches) the I-model;
         in training with `points` (B, T, C) and `labels` (B, C) in extras (memory_update "video") one video at
         a time, updating the memory after each (`_forward_per_video`)."""
@@ -427,8 +474,9 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
             return self._forward_per_video(features, mask, extras["points"], extras["labels"])
         return self._snippet_forward(features, mask)
 
-    def _forward_per_video(self, features: torch.Tensor, mask: torch.Tensor, points: torch.Tensor,
-                           labels: torch.Tensor) -> SnippetOutput:
+    def _forward_per_video(
+        self, features: torch.Tensor, mask: torch.Tensor, points: torch.Tensor, labels: torch.Tensor
+    ) -> SnippetOutput:
         """The official stage-1 step: video b's forward (and contrastive loss) sees the memory after the
         updates of videos 0..b-1 of the step; after it, its action seeds (from its own CAS) update the memory.
         A loop over the batch's videos, as the official loop over single-video forwards."""
@@ -439,25 +487,42 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
             n = int(mask[row].sum())
             memories.append(self.snippet.prototypes)
             one = self._snippet_forward(features[row : row + 1, :n], mask[row : row + 1, :n])
-            act_seed, _ = select_seeds(one.cas[..., 0].detach().float(), points[row : row + 1, :n].float(),
-                                       mask[row : row + 1, :n], o.seed_act_thresh, o.seed_bkg_thresh)
+            act_seed, _ = select_seeds(
+                one.cas[..., 0].detach().float(),
+                points[row : row + 1, :n].float(),
+                mask[row : row + 1, :n],
+                o.seed_act_thresh,
+                o.seed_bkg_thresh,
+            )
             self.snippet.prototypes = sequential_memory_update(
-                self.snippet.prototypes, one.embedded.detach().float(), act_seed, labels[row : row + 1].float(),
-                o.memory_momentum)
+                self.snippet.prototypes,
+                one.embedded.detach().float(),
+                act_seed,
+                labels[row : row + 1].float(),
+                o.memory_momentum,
+            )
             parts.append(one)
 
         def stack(name: str) -> torch.Tensor:  # (B, T, W), zeros past each video's end
             return torch.cat([F.pad(getattr(p, name), (0, 0, 0, t - p.mask.shape[1])) for p in parts])
 
-        return SnippetOutput(stack("cas"), stack("class_scores"), stack("embedded"), features, mask,
-                             torch.stack(memories))
+        return SnippetOutput(
+            stack("cas"), stack("class_scores"), stack("embedded"), features, mask, torch.stack(memories)
+        )
 
     def loss(self, output: SnippetOutput | InstanceOutput, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         if isinstance(output, InstanceOutput):
             o, x = self.options, batch.extras
             output = InstanceOutput(output.iou.float(), output.start_reg.float(), output.end_reg.float())
-            reg, score = instance_losses(output, x["proposals"], x["proposals_mask"], x["proposal_draw"],
-                                         x["pseudo"], x["pseudo_mask"], o.iou_thresh)
+            reg, score = instance_losses(
+                output,
+                x["proposals"],
+                x["proposals_mask"],
+                x["proposal_draw"],
+                x["pseudo"],
+                x["pseudo_mask"],
+                o.iou_thresh,
+            )
             total = o.weight_loss_reg * reg + o.weight_loss_score * score
             return {"total": total, "regression": reg.detach(), "score": score.detach()}
         return self.snippet_losses(output, batch)
@@ -479,35 +544,55 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
         frame_bkg = focal_frame_loss(cas, background_target, bkg_seed)
         embedded = output.embedded.float()
         memory = self.snippet.prototypes if output.memory is None else output.memory  # (C, D) or (B, C, D)
-        contrast = contrastive_loss(embedded, memory, act_seed, bkg_seed, labels, mask,
-                                    o.temperature, o.contrastive_regions)
+        contrast = contrastive_loss(
+            embedded, memory, act_seed, bkg_seed, labels, mask, o.temperature, o.contrastive_regions
+        )
         if o.memory_update != "none" and output.memory is None and self.training:
-            self.snippet.prototypes = sequential_memory_update(self.snippet.prototypes, embedded.detach(), act_seed,
-                                                               labels, o.memory_momentum)
-        losses = {"video": video.mean(), "frame": frame.mean(), "frame_bkg": frame_bkg.mean(),
-                  "contrastive": contrast.mean()}
-        total = (o.weight_video * losses["video"] + o.weight_frame * losses["frame"]
-                 + o.weight_frame_bkg * losses["frame_bkg"] + o.weight_contrastive * losses["contrastive"])
+            self.snippet.prototypes = sequential_memory_update(
+                self.snippet.prototypes, embedded.detach(), act_seed, labels, o.memory_momentum
+            )
+        losses = {
+            "video": video.mean(),
+            "frame": frame.mean(),
+            "frame_bkg": frame_bkg.mean(),
+            "contrastive": contrast.mean(),
+        }
+        total = (
+            o.weight_video * losses["video"]
+            + o.weight_frame * losses["frame"]
+            + o.weight_frame_bkg * losses["frame_bkg"]
+            + o.weight_contrastive * losses["contrastive"]
+        )
         return {"total": total, **{k: v.detach() for k, v in losses.items()}}
 
     def scores(self, output: SnippetOutput, mask: torch.Tensor) -> Scores:
         """cas: the fused stage-1 CAS (background column 0), video_scores: top-k of s_c (column 0 = 0),
         actionness: 1 - background."""
         vid = video_scores(output.class_scores.float(), mask, self.options.r_act)  # (B, C)
-        return Scores(cas=output.cas.float(), video_scores=F.pad(vid, (1, 0)), actionness=1 - output.cas[..., 0].float())
+        return Scores(
+            cas=output.cas.float(), video_scores=F.pad(vid, (1, 0)), actionness=1 - output.cas[..., 0].float()
+        )
 
     def _stage1_raw(self, cas: np.ndarray, video_scores_: np.ndarray) -> RawProposals:
         o = self.options
-        return stage1_proposals(cas, video_scores_, class_thresh=o.class_thresh, scale=o.scale,
-                                cas_thresholds=o.cas_thresholds, agnostic_thresholds=o.agnostic_thresholds,
-                                outer_ratio=o.outer_ratio, gamma=o.gamma)
+        return stage1_proposals(
+            cas,
+            video_scores_,
+            class_thresh=o.class_thresh,
+            scale=o.scale,
+            cas_thresholds=o.cas_thresholds,
+            agnostic_thresholds=o.agnostic_thresholds,
+            outer_ratio=o.outer_ratio,
+            gamma=o.gamma,
+        )
 
     def _suppress(self, bounds: np.ndarray, score: np.ndarray, label: np.ndarray) -> np.ndarray:
         """(N, 4) [start, end, class, score]: soft-NMS per class (each class's `max_per_class` best rows),
         then the rows that cannot be a segment dropped (`valid_segments`)."""
         o = self.options
-        return valid_segments(soft_nms_per_class(bounds, score, label, o.soft_nms_sigma, o.soft_nms_offset,
-                                                 max_per_class=o.max_per_class))
+        return valid_segments(
+            soft_nms_per_class(bounds, score, label, o.soft_nms_sigma, o.soft_nms_offset, max_per_class=o.max_per_class)
+        )
 
     def localize(self, cas: np.ndarray, actionness: np.ndarray | None, video_scores_: np.ndarray) -> Detections:
         """Stage 1 alone (before phase 1): its proposals after soft-NMS per class."""
@@ -548,9 +633,12 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
                 if o.refined_bounds == "clip":
                     refined = refined.clamp(0.0, float(n))
                 second = self.instance(features, lengths, refined)
-            bounds = np.concatenate([np.column_stack([raw.start, raw.end]), refined[0].cpu().numpy().astype(np.float64)])
-            score = np.concatenate([first.iou[0].float().cpu().numpy() + raw.score,
-                                    second.iou[0].float().cpu().numpy() + raw.score])
+            bounds = np.concatenate(
+                [np.column_stack([raw.start, raw.end]), refined[0].cpu().numpy().astype(np.float64)]
+            )
+            score = np.concatenate(
+                [first.iou[0].float().cpu().numpy() + raw.score, second.iou[0].float().cpu().numpy() + raw.score]
+            )
             found.append(with_frames(self._suppress(bounds, score, np.concatenate([raw.label, raw.label])), video.cas))
         return found
 

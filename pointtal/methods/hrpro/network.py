@@ -71,8 +71,8 @@ class ReliabilityAwareBlock(nn.Module):
         heads = att.num_heads
         w, b = att.in_proj_weight, att.in_proj_bias
         q = linear(linear(x, self.query.weight, self.query.bias), w[:d], b[:d])  # (R, D)
-        k = linear(linear(x, self.key.weight, self.key.bias), w[d:2 * d], b[d:2 * d])
-        v = linear(x, w[2 * d:], b[2 * d:])
+        k = linear(linear(x, self.key.weight, self.key.bias), w[d : 2 * d], b[d : 2 * d])
+        v = linear(x, w[2 * d :], b[2 * d :])
         flat = torch.cat([index.flatten() for index, _ in layout])  # (sum G*W,) one gather for all groups
         sizes = [index.numel() for index, _ in layout]
         where, values = [], []
@@ -80,8 +80,9 @@ class ReliabilityAwareBlock(nn.Module):
         for (index, keep), *parts in groups:  # a loop over length groups (a handful per batch)
             g, width = index.shape
             qh, kh, vh = (z.view(g, width, heads, d // heads).transpose(1, 2) for z in parts)  # (G, h, W, d/h)
-            y = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=keep[:, None, None, :],
-                                               dropout_p=att.dropout if self.training else 0.0)  # (G, h, W, d/h)
+            y = F.scaled_dot_product_attention(
+                qh, kh, vh, attn_mask=keep[:, None, None, :], dropout_p=att.dropout if self.training else 0.0
+            )  # (G, h, W, d/h)
             where.append(index[keep])
             values.append(y.transpose(1, 2).reshape(g, width, d)[keep])  # (real tokens of the group, D)
         out = x.new_empty(x.shape[0], d).index_copy(0, torch.cat(where), torch.cat(values))  # every row written
@@ -110,8 +111,10 @@ class SnippetModel(nn.Module):
     def __init__(self, o: Options, dim: int, n_classes: int):
         super().__init__()
         self.prototype_tokens = o.prototype_tokens
-        self.blocks = nn.ModuleList(ReliabilityAwareBlock(dim, o.num_heads, o.dim_feedforward, o.rab_dropout,
-                                                          o.attention_dropout) for _ in range(o.rab_layers))
+        self.blocks = nn.ModuleList(
+            ReliabilityAwareBlock(dim, o.num_heads, o.dim_feedforward, o.rab_dropout, o.attention_dropout)
+            for _ in range(o.rab_layers)
+        )
         self.embedding = nn.Conv1d(dim, dim, 3, padding=1)
         self.classifier_dropout = nn.Dropout(o.dropout)
         self.classifier = nn.Linear(dim, n_classes + 1, bias=False)  # column 0 = background
@@ -174,8 +177,9 @@ def end_to_end(mask: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 # ----------------------------------------------------------------------------- stage 2 (I-model)
-def roi_pool(features: torch.Tensor, lengths: torch.Tensor, proposals: torch.Tensor, bins: int,
-             extension: float) -> torch.Tensor:
+def roi_pool(
+    features: torch.Tensor, lengths: torch.Tensor, proposals: torch.Tensor, bins: int, extension: float
+) -> torch.Tensor:
     """RoI-Align features of proposals widened by `extension` on each side (torchvision's roi_align on the
     (D, T, 1) map, aligned=False, adaptive sampling, as the official code with its zero padding).
 
@@ -210,8 +214,11 @@ def roi_pool(features: torch.Tensor, lengths: torch.Tensor, proposals: torch.Ten
         vid = torch.cat([video, video])
         inside = (rows >= 0) & (rows < lengths.to(rows.device)[vid]) & (weight != 0)
         matrix = torch.sparse_coo_tensor(
-            torch.stack([out_row[inside], vid[inside] * t + rows[inside]]), weight[inside],
-            (len(props) * bins, b * t), check_invariants=False).coalesce()  # (P * bins, B * T), indices in range
+            torch.stack([out_row[inside], vid[inside] * t + rows[inside]]),
+            weight[inside],
+            (len(props) * bins, b * t),
+            check_invariants=False,
+        ).coalesce()  # (P * bins, B * T), indices in range
         pooled = torch.sparse.mm(matrix, features.float().reshape(b * t, d))  # (P * bins, D)
     return pooled.view(b, m, bins, d)
 
@@ -237,16 +244,15 @@ class InstanceModel(nn.Module):
         roi = roi_pool(features, lengths, proposals, self.roi_size, self.extension).to(features.dtype)
         edge = self.roi_size // 6
         start = roi[:, :, :edge].amax(2)  # (B, M, D)
-        centre = roi[:, :, edge:edge * 5].amax(2)
-        end = roi[:, :, edge * 5:].amax(2)
+        centre = roi[:, :, edge : edge * 5].amax(2)
+        end = roi[:, :, edge * 5 :].amax(2)
         fused = self.fusion(torch.cat([centre - start, centre, centre - end], -1))  # (B, M, D)
-        return InstanceOutput(torch.sigmoid(self.completeness(fused)[..., 0]), self.start_reg(start)[..., 0],
-                              self.end_reg(end)[..., 0])
+        return InstanceOutput(
+            torch.sigmoid(self.completeness(fused)[..., 0]), self.start_reg(start)[..., 0], self.end_reg(end)[..., 0]
+        )
 
 
 def refine(proposals: torch.Tensor, start_reg: torch.Tensor, end_reg: torch.Tensor) -> torch.Tensor:
     """Boundaries moved by the regressed offsets, in proposal widths: (B, M, 2)."""
     width = proposals[..., 1] - proposals[..., 0]
     return torch.stack([proposals[..., 0] + start_reg * width, proposals[..., 1] + end_reg * width], -1)
-
-

@@ -35,8 +35,11 @@ class WithPoints:
 
     def __call__(self, step: int, rank: int = 0, world: int = 1):
         batch = self.sampler(step, rank, world)
-        batch.extras = {**batch.extras, "points": ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float(),
-                        "labels": batch.video_labels[:, 1:].float()}
+        batch.extras = {
+            **batch.extras,
+            "points": ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float(),
+            "labels": batch.video_labels[:, 1:].float(),
+        }
         return batch
 
 
@@ -79,8 +82,9 @@ class ProposalSampler:
             picks.append(offsets[v] + pick)
         batch.extras = {
             **_pad_rows(self.data.proposals, picks, "proposals"),
-            **_pad_rows(self.data.pseudo, [np.arange(pseudo_offsets[v], pseudo_offsets[v + 1]) for v in videos],
-                        "pseudo"),
+            **_pad_rows(
+                self.data.pseudo, [np.arange(pseudo_offsets[v], pseudo_offsets[v + 1]) for v in videos], "pseudo"
+            ),
         }
         batch.extras["proposal_draw"] = torch.from_numpy(rng.random(batch.extras["proposals_mask"].shape)).float()
         return batch
@@ -96,5 +100,3 @@ def _pad_rows(table: torch.Tensor, picks: list[np.ndarray], name: str) -> dict[s
     rows = table[torch.from_numpy(index)] if len(table) else torch.zeros(len(picks), width, 2)
     mask_t = torch.from_numpy(mask)
     return {name: torch.where(mask_t.unsqueeze(-1), rows, torch.tensor([0.0, 1.0])), f"{name}_mask": mask_t}
-
-

@@ -26,7 +26,29 @@ from pointtal.methods.lacp.search import (
     sequence_cores,
 )
 
-__all__ = ["LACP", "Cores", "LACPNet", "LACPOutput", "Options", "Runs", "Spans", "bce", "beam_search_sequences",
-           "boundary_labels", "feature_loss", "focal_point_loss", "fuse", "oic", "optimal_sequences", "padded",
-           "pseudo_runs", "sample_snippets", "score_loss", "search_sequences", "select_seeds", "sequence_cores",
-           "video_loss", "video_scores"]
+__all__ = [
+    "LACP",
+    "Cores",
+    "LACPNet",
+    "LACPOutput",
+    "Options",
+    "Runs",
+    "Spans",
+    "bce",
+    "beam_search_sequences",
+    "boundary_labels",
+    "feature_loss",
+    "focal_point_loss",
+    "fuse",
+    "oic",
+    "optimal_sequences",
+    "padded",
+    "pseudo_runs",
+    "sample_snippets",
+    "score_loss",
+    "search_sequences",
+    "select_seeds",
+    "sequence_cores",
+    "video_loss",
+    "video_scores",
+]

@@ -29,8 +29,9 @@ def video_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return bce(scores, labels).mean(1)
 
 
-def focal_point_loss(fused: torch.Tensor, target: torch.Tensor, where: torch.Tensor, gamma: float = 2.0
-                     ) -> torch.Tensor:
+def focal_point_loss(
+    fused: torch.Tensor, target: torch.Tensor, where: torch.Tensor, gamma: float = 2.0
+) -> torch.Tensor:
     """(B,) sum over snippets in `where` (B, T) and all K columns of |y - p|^gamma * BCE(p, y), divided by the
     number of such snippets (0 when none). fused (B, T, K), target (B, T, K)."""
     weight = ((1 - fused) * target + fused * (1 - target)) ** gamma
@@ -58,7 +59,7 @@ def pseudo_runs(pseudo: torch.Tensor, searched: torch.Tensor, labels: torch.Tens
     seq = pseudo.transpose(1, 2) & mask.unsqueeze(1)  # (B, C, T)
     valid = mask.unsqueeze(1).expand(b, c, t)
     change = F.pad((seq[..., 1:] != seq[..., :-1]) & valid[..., 1:], (1, 0))  # (B, C, T) change at t
-    use = (searched.unsqueeze(1) & (labels > 0) & change.any(-1))  # (B, C)
+    use = searched.unsqueeze(1) & (labels > 0) & change.any(-1)  # (B, C)
     first = torch.zeros_like(change)
     first[..., 0] = True
     starts = (change | first) & valid & use.unsqueeze(-1)
@@ -82,8 +83,9 @@ def score_loss(fused: torch.Tensor, runs: Runs, mask: torch.Tensor, delta: float
     cum_bkg = torch.arange(t + 1, device=p.device, dtype=cum_act.dtype) - cum_act  # prefix sums of 1 - p
     cums = torch.cat([cum_bkg, cum_act])  # (2*B*C, T+1): background rows, then action rows
     rows = runs.act.long() * (b * (k - 1)) + runs.video * (k - 1) + runs.cls  # (R,)
-    contrast = oic(cums, lengths[runs.video], runs.start.unsqueeze(1), runs.end.unsqueeze(1), delta,
-                   rows=rows).squeeze(1)  # the oic reads only [0, length - 1] of a row
+    contrast = oic(cums, lengths[runs.video], runs.start.unsqueeze(1), runs.end.unsqueeze(1), delta, rows=rows).squeeze(
+        1
+    )  # the oic reads only [0, length - 1] of a row
     loss = 1 - contrast  # (R,)
 
     def per_video(sel: torch.Tensor) -> torch.Tensor:
@@ -107,9 +109,16 @@ def sample_snippets(start: torch.Tensor, end: torch.Tensor, parts: int, uniform:
     return (lo + torch.floor(uniform.double() * (hi - lo)).long()).clamp(max=hi - 1)
 
 
-def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: int, classes: str,
-                 uniform: torch.Tensor | None = None, column: torch.Tensor | None = None,
-                 batch: int | None = None) -> torch.Tensor:
+def feature_loss(
+    features: torch.Tensor,
+    runs: Runs,
+    tau: float,
+    sampling_size: int,
+    classes: str,
+    uniform: torch.Tensor | None = None,
+    column: torch.Tensor | None = None,
+    batch: int | None = None,
+) -> torch.Tensor:
     """(B,) feature-contrastive loss of each video's (video, class) groups with >= 2 action runs.
 
     A run's feature is the mean of `sampling_size` sampled snippets; features are L2-normalised,
@@ -150,8 +159,9 @@ def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: 
     pos = torch.arange(sel.numel(), device=f.device) - first[slot_of]  # (R',) position in its group
     width = int(size.max())
     blocks = f.new_zeros(len(gid), width, f.shape[1]).index_put((slot_of, pos), f)  # (G, L, H)
-    real = torch.zeros(len(gid), width, dtype=torch.bool, device=f.device).index_put((slot_of, pos),
-                                                                                      torch.ones_like(pos, dtype=torch.bool))
+    real = torch.zeros(len(gid), width, dtype=torch.bool, device=f.device).index_put(
+        (slot_of, pos), torch.ones_like(pos, dtype=torch.bool)
+    )
     yl = torch.zeros(len(gid), width, device=f.device).index_put((slot_of, pos), y_sel)  # (G, L)
     pair = real.unsqueeze(1) & real.unsqueeze(2) & ~torch.eye(width, dtype=torch.bool, device=f.device)
     sim = torch.exp(blocks @ blocks.transpose(1, 2) / tau) * pair  # (G, L, L)
@@ -162,10 +172,9 @@ def feature_loss(features: torch.Tensor, runs: Runs, tau: float, sampling_size: 
     gv = torch.div(gid, n_cls, rounding_mode="floor")  # (G,) video of each group
     if classes == "last":
         last = torch.full((b,), -1, dtype=torch.long, device=f.device).scatter_reduce(
-            0, gv, torch.arange(len(gid), device=f.device), reduce="amax", include_self=True)
+            0, gv, torch.arange(len(gid), device=f.device), reduce="amax", include_self=True
+        )
         return torch.where(last >= 0, per_group[last.clamp(min=0)], out)
     total = out.index_add(0, gv, per_group)
     count = torch.bincount(gv, minlength=b)
     return total / count.clamp(min=1)
-
-

@@ -111,7 +111,9 @@ class Options:
     bkg_thresh: float = 0.95  # pseudo background points: P(background) >= bkg_thresh
     search_freq: int = 10  # search after every search_freq steps (before step s with s % search_freq == 0)
     search_start: int = 10  # first step whose batch may use a search (the code: after step 10)
-    label_delay: Literal["iterator", "immediate"] = "iterator"  # official loader workers: labels wait for a new iterator
+    label_delay: Literal["iterator", "immediate"] = (
+        "iterator"  # official loader workers: labels wait for a new iterator
+    )
     search: Literal["beam", "exact"] = "beam"  # the official beam search, or the exact arg-max (DP)
     budget: int = 25  # beam: hypotheses kept after each frame (ties at the cut kept, up to 2 * budget)
     search_prune: float = 0.1  # beam: partial sequences scoring below this are dropped (the best always stays)
@@ -132,38 +134,52 @@ class Options:
     )
 
     def __post_init__(self):
-        check_options(self, [
-            (self.num_segments is None or self.num_segments > 0, "num_segments", "must be > 0 (or null)"),
-            (self.video_order in ("iterator", "stream"), "video_order", "must be 'iterator' or 'stream'"),
-            (self.hidden > 0, "hidden", "must be > 0"),
-            (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
-            (self.r_act > 0, "r_act", "must be > 0"),
-            *((getattr(self, key) >= 0, key, "must be >= 0 (a loss weight)")
-              for key in ("w_video", "w_point", "w_point_bkg", "w_score", "w_feature")),
-            (self.focal_gamma >= 0, "focal_gamma", "must be >= 0"),
-            (self.tau > 0, "tau", "must be > 0"),
-            (self.sampling_size > 0, "sampling_size", "must be > 0"),
-            (self.feature_classes in ("last", "mean"), "feature_classes", "must be 'last' or 'mean'"),
-            (0.0 <= self.act_thresh <= 1.0, "act_thresh", "must be in [0, 1] (a probability)"),
-            (0.0 <= self.bkg_thresh <= 1.0, "bkg_thresh", "must be in [0, 1] (a probability)"),
-            (self.search_freq > 0, "search_freq", "must be > 0"),
-            (self.search in ("beam", "exact"), "search", "must be 'beam' or 'exact'"),
-            (self.label_delay in ("iterator", "immediate"), "label_delay", "must be 'iterator' or 'immediate'"),
-            (self.budget > 0, "budget", "must be > 0"),
-            (self.search_start >= 0, "search_start", "must be >= 0"),
-            (self.search_prune <= 1.0, "search_prune",
-             "must be <= 1 (sequence scores are at most 1; above it nothing but the best survives)"),
-            (0.0 <= self.oic_delta, "oic_delta", "must be >= 0"),
-            (0.0 <= self.class_threshold <= 1.0, "class_threshold",
-             "must be in [0, 1] (video scores are probabilities)"),
-            (_probabilities(self.cas_thresholds), "cas_thresholds", "must be non-empty, each in [0, 1]"),
-            (_probabilities(self.actionness_thresholds), "actionness_thresholds",
-             "must be non-empty, each in [0, 1]"),
-            (self.scale > 0, "scale", "must be > 0"),
-            (self.gamma >= 0, "gamma", "must be >= 0 (weight of the video score)"),
-            (0.0 <= self.nms_threshold <= 1.0, "nms_threshold", "must be in [0, 1] (a tIoU)"),
-            (self.nms_extent >= 0, "nms_extent", "must be >= 0"),
-        ])
+        check_options(
+            self,
+            [
+                (self.num_segments is None or self.num_segments > 0, "num_segments", "must be > 0 (or null)"),
+                (self.video_order in ("iterator", "stream"), "video_order", "must be 'iterator' or 'stream'"),
+                (self.hidden > 0, "hidden", "must be > 0"),
+                (0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)"),
+                (self.r_act > 0, "r_act", "must be > 0"),
+                *(
+                    (getattr(self, key) >= 0, key, "must be >= 0 (a loss weight)")
+                    for key in ("w_video", "w_point", "w_point_bkg", "w_score", "w_feature")
+                ),
+                (self.focal_gamma >= 0, "focal_gamma", "must be >= 0"),
+                (self.tau > 0, "tau", "must be > 0"),
+                (self.sampling_size > 0, "sampling_size", "must be > 0"),
+                (self.feature_classes in ("last", "mean"), "feature_classes", "must be 'last' or 'mean'"),
+                (0.0 <= self.act_thresh <= 1.0, "act_thresh", "must be in [0, 1] (a probability)"),
+                (0.0 <= self.bkg_thresh <= 1.0, "bkg_thresh", "must be in [0, 1] (a probability)"),
+                (self.search_freq > 0, "search_freq", "must be > 0"),
+                (self.search in ("beam", "exact"), "search", "must be 'beam' or 'exact'"),
+                (self.label_delay in ("iterator", "immediate"), "label_delay", "must be 'iterator' or 'immediate'"),
+                (self.budget > 0, "budget", "must be > 0"),
+                (self.search_start >= 0, "search_start", "must be >= 0"),
+                (
+                    self.search_prune <= 1.0,
+                    "search_prune",
+                    "must be <= 1 (sequence scores are at most 1; above it nothing but the best survives)",
+                ),
+                (0.0 <= self.oic_delta, "oic_delta", "must be >= 0"),
+                (
+                    0.0 <= self.class_threshold <= 1.0,
+                    "class_threshold",
+                    "must be in [0, 1] (video scores are probabilities)",
+                ),
+                (_probabilities(self.cas_thresholds), "cas_thresholds", "must be non-empty, each in [0, 1]"),
+                (
+                    _probabilities(self.actionness_thresholds),
+                    "actionness_thresholds",
+                    "must be non-empty, each in [0, 1]",
+                ),
+                (self.scale > 0, "scale", "must be > 0"),
+                (self.gamma >= 0, "gamma", "must be >= 0 (weight of the video score)"),
+                (0.0 <= self.nms_threshold <= 1.0, "nms_threshold", "must be in [0, 1] (a tIoU)"),
+                (self.nms_extent >= 0, "nms_extent", "must be >= 0"),
+            ],
+        )
 
 
 def _probabilities(thresholds: tuple[float, ...]) -> bool:
@@ -207,8 +223,12 @@ class LACP(Method[LACPOutput]):
 
     # state of the search: carried by checkpoints (weights_only-safe), restored by --resume
     def get_extra_state(self) -> dict:
-        return {"pseudo": self.pseudo.to(torch.uint8).cpu(), "offsets": self.offsets.cpu(),
-                "pending": self.pending.to(torch.uint8).cpu(), "pending_offsets": self.pending_offsets.cpu()}
+        return {
+            "pseudo": self.pseudo.to(torch.uint8).cpu(),
+            "offsets": self.offsets.cpu(),
+            "pending": self.pending.to(torch.uint8).cpu(),
+            "pending_offsets": self.pending_offsets.cpu(),
+        }
 
     def set_extra_state(self, state: dict) -> None:
         self.pseudo = state["pseudo"].bool()
@@ -238,8 +258,11 @@ class LACP(Method[LACPOutput]):
     def iterator_due(self, step: int) -> bool:
         """Whether waiting labels reach training before step `step` (label_delay "iterator": the official
         loader's iterator is re-created there)."""
-        return (self.options.label_delay == "iterator" and step % self.iterator_steps == 0
-                and self.pending_offsets.numel() > 0)
+        return (
+            self.options.label_delay == "iterator"
+            and step % self.iterator_steps == 0
+            and self.pending_offsets.numel() > 0
+        )
 
     def refresh_due(self, step: int) -> bool:
         return self.search_due(step) or self.iterator_due(step)
@@ -252,9 +275,11 @@ class LACP(Method[LACPOutput]):
 
     def plan_notes(self, steps: int) -> list[str]:
         if self.first_search >= steps:
-            return [f"method.search_start={self.options.search_start} (search_freq {self.options.search_freq}): the "
-                    f"first search would come at step {self.first_search}, not within the run's {steps} steps; the "
-                    f"completeness losses stay off"]
+            return [
+                f"method.search_start={self.options.search_start} (search_freq {self.options.search_freq}): the "
+                f"first search would come at step {self.first_search}, not within the run's {steps} steps; the "
+                f"completeness losses stay off"
+            ]
         return []
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor, **extras: torch.Tensor) -> LACPOutput:
@@ -265,7 +290,9 @@ class LACP(Method[LACPOutput]):
         b, t = batch.mask.shape
         dev = batch.mask.device
         if self.offsets.numel() == 0:
-            return torch.zeros((b, t, self.n_classes), dtype=torch.bool, device=dev), torch.zeros(b, dtype=torch.bool, device=dev)
+            return torch.zeros((b, t, self.n_classes), dtype=torch.bool, device=dev), torch.zeros(
+                b, dtype=torch.bool, device=dev
+            )
         if self.pseudo.device != dev:
             self.pseudo, self.offsets = self.pseudo.to(dev), self.offsets.to(dev)
         flat = self.offsets[batch.video_index].unsqueeze(1) + batch.snippet_index.clamp(min=0)
@@ -289,14 +316,25 @@ class LACP(Method[LACPOutput]):
         pseudo, searched = self.batch_pseudo(batch)
         runs = pseudo_runs(pseudo, searched, labels, mask)
         l_score = score_loss(fused, runs, mask, o.oic_delta)
-        l_feat = feature_loss(output.embedded, runs, o.tau, o.sampling_size, o.feature_classes,
-                              column=output.column, batch=mask.shape[0])
-        per_video = (o.w_video * l_video + o.w_point * l_point + o.w_point_bkg * l_bkg
-                     + o.w_score * l_score + o.w_feature * l_feat)
+        l_feat = feature_loss(
+            output.embedded, runs, o.tau, o.sampling_size, o.feature_classes, column=output.column, batch=mask.shape[0]
+        )
+        per_video = (
+            o.w_video * l_video
+            + o.w_point * l_point
+            + o.w_point_bkg * l_bkg
+            + o.w_score * l_score
+            + o.w_feature * l_feat
+        )
         mean = lambda x: x.mean()  # noqa: E731  every term is per video, averaged over the batch
-        return {"total": mean(per_video), "video": mean(l_video).detach(), "point": mean(l_point).detach(),
-                "point_bkg": mean(l_bkg).detach(), "score": mean(l_score).detach(),
-                "feature": mean(l_feat).detach()}
+        return {
+            "total": mean(per_video),
+            "video": mean(l_video).detach(),
+            "point": mean(l_point).detach(),
+            "point_bkg": mean(l_bkg).detach(),
+            "score": mean(l_score).detach(),
+            "feature": mean(l_feat).detach(),
+        }
 
     def scores(self, output: LACPOutput, mask: torch.Tensor) -> Scores:
         fused = output.fused
@@ -307,13 +345,24 @@ class LACP(Method[LACPOutput]):
         o = self.options
         if actionness is None:
             actionness = 1 - np.asarray(cas)[:, 0]
-        return localize_lacp(cas, actionness, video_scores, class_threshold=o.class_threshold,
-                             cas_thresholds=o.cas_thresholds, actionness_thresholds=o.actionness_thresholds,
-                             scale=o.scale, gamma=o.gamma, nms_threshold=o.nms_threshold,
-                             nms_extent=o.nms_extent, delta=o.oic_delta)
+        return localize_lacp(
+            cas,
+            actionness,
+            video_scores,
+            class_threshold=o.class_threshold,
+            cas_thresholds=o.cas_thresholds,
+            actionness_thresholds=o.actionness_thresholds,
+            scale=o.scale,
+            gamma=o.gamma,
+            nms_threshold=o.nms_threshold,
+            nms_extent=o.nms_extent,
+            delta=o.oic_delta,
+        )
 
     @torch.no_grad()
-    def refresh_labels(self, step: int, dataset: PointDataset, predict_cas: Callable[[], torch.Tensor]) -> LabelRefresh | None:
+    def refresh_labels(
+        self, step: int, dataset: PointDataset, predict_cas: Callable[[], torch.Tensor]
+    ) -> LabelRefresh | None:
         """The optimal sequence search over every training video (eval-mode fused CAS from `predict_cas`) when
         it is due; its labels are used from this step ("immediate") or from the next re-creation of the official
         data iterator, which may be this step ("iterator", `label_delay`)."""
@@ -335,7 +384,11 @@ class LACP(Method[LACPOutput]):
         self.pending = flat.to(self.pseudo.device)
         self.pending_offsets = torch.from_numpy(np.asarray(dataset.offsets, dtype=np.int64))
         added = int(flat.sum())
-        log.info("step %d: optimal sequence search: %d pseudo action labels, mean sequence score %.4f",
-                 step, added, float(score.mean()))
+        log.info(
+            "step %d: optimal sequence search: %d pseudo action labels, mean sequence score %.4f",
+            step,
+            added,
+            float(score.mean()),
+        )
         mined = torch.cat([torch.zeros(len(flat), 1, dtype=torch.bool), flat.cpu()], 1)  # (N, C+1): no background
         return LabelRefresh(added=added, reinitialize=False, mined=mined)

@@ -80,5 +80,3 @@ def video_scores(cas: torch.Tensor, mask: torch.Tensor, r_act: int, labels: torc
     video (`layers.topk_or_mean`, shared with HR-Pro)."""
     k = topk_counts(mask.sum(1), r_act, "floor")  # (B,)
     return topk_or_mean(cas[..., 1:], mask, k, labels, max(mask.shape[1] // r_act, 1))
-
-

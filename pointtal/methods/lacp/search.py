@@ -31,8 +31,9 @@ def _regions(anchor: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, to
     return prev, nxt, prev + 1
 
 
-def _region_reduce(values: torch.Tensor, region: torch.Tensor, member: torch.Tensor, reduce: str,
-                   fill: float) -> torch.Tensor:
+def _region_reduce(
+    values: torch.Tensor, region: torch.Tensor, member: torch.Tensor, reduce: str, fill: float
+) -> torch.Tensor:
     """Per-region reduction of (B, T) `values` over `member` snippets, gathered back to each snippet (B, T)."""
     b, t = values.shape
     init = torch.full((b, t + 1), fill, dtype=values.dtype, device=values.device)
@@ -64,8 +65,9 @@ def _spans(anchor: torch.Tensor, marked: torch.Tensor, mask: torch.Tensor) -> Sp
     return Spans(prev, nxt, inside, first, last)
 
 
-def select_seeds(bkg: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, act_thresh: float = 0.1,
-                 bkg_thresh: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+def select_seeds(
+    bkg: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, act_thresh: float = 0.1, bkg_thresh: float = 0.95
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pseudo background points and pseudo action points: the official select_seed, shared with HR-Pro
     (`methods.seeds.select_seeds`), on the detached float background and 0/1 points, seeds as bool.
 
@@ -85,8 +87,14 @@ def select_seeds(bkg: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, ac
 # ----------------------------------------------------------------------------- optimal sequence search
 
 
-def oic(cum: torch.Tensor, length: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
-        delta: float = 0.25, rows: torch.Tensor | None = None) -> torch.Tensor:
+def oic(
+    cum: torch.Tensor,
+    length: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+    delta: float = 0.25,
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Outer-inner contrast of segments [start, end] (inclusive) of rows with prefix sums `cum` (R, T+1).
 
     cum's first axis is gathered with row-aligned index tensors start/end (R, ...) (or, with `rows` (R,), row
@@ -173,8 +181,9 @@ def sequence_cores(act_seed: torch.Tensor, bkg_seed: torch.Tensor, mask: torch.T
     return Cores(qv, qc, n, is_act, left, right, lengths.squeeze(1))
 
 
-def search_sequences(cas: torch.Tensor, cores: Cores, delta: float = 0.25,
-                     chunk: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
+def search_sequences(
+    cas: torch.Tensor, cores: Cores, delta: float = 0.25, chunk: int = 1 << 22
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The best sequence of every (video, class) of `cores`: exact arg-max of the mean outer-inner score of its
     segments (action segments on p_c, background segments on 1 - p_c), by dynamic programming over segment
     boundaries. cas (V, T, K) fused probabilities. Returns labels (Q, T) bool (action) and scores (Q,).
@@ -214,18 +223,22 @@ def search_sequences(cas: torch.Tensor, cores: Cores, delta: float = 0.25,
             e = lo[rows, i + 1, None, None] + torch.arange(b_max, device=dev).view(1, 1, -1) - 1  # (R, 1, B)
             s, e = torch.broadcast_tensors(s, e)
             use_act = cores.act[rows, i].view(-1, 1, 1)
-            score = torch.where(use_act, oic(cum_act[rows], length[rows], s, e, delta),
-                                oic(cum_bkg[rows], length[rows], s, e, delta))  # (R, A, B)
-            ok = ((torch.arange(a_max, device=dev).view(1, -1, 1) < size[rows, i, None, None])
-                  & (torch.arange(b_max, device=dev).view(1, 1, -1) < size[rows, i + 1, None, None])
-                  & (e >= s))
+            score = torch.where(
+                use_act, oic(cum_act[rows], length[rows], s, e, delta), oic(cum_bkg[rows], length[rows], s, e, delta)
+            )  # (R, A, B)
+            ok = (
+                (torch.arange(a_max, device=dev).view(1, -1, 1) < size[rows, i, None, None])
+                & (torch.arange(b_max, device=dev).view(1, 1, -1) < size[rows, i + 1, None, None])
+                & (e >= s)
+            )
             prev = F.pad(value[rows], (0, a_max - value.shape[1]), value=float("-inf"))[:, :, None]
             total = torch.where(ok, prev + score, torch.full_like(score, float("-inf")))
             best, where = total.max(1)  # (R, B)
             new[rows], arg[rows] = best, where
         keep = active.unsqueeze(1)
-        value = torch.where(keep, new, F.pad(value, (0, max(0, b_max - value.shape[1])),
-                                             value=float("-inf"))[:, :b_max])
+        value = torch.where(
+            keep, new, F.pad(value, (0, max(0, b_max - value.shape[1])), value=float("-inf"))[:, :b_max]
+        )
         back.append(arg)
     final = value[:, 0] / n.double()  # G_n = {T}: offset 0
     # traceback: boundaries b_1..b_{n-1}
@@ -252,8 +265,9 @@ def boundary_labels(boundary: torch.Tensor, cores: Cores, t: int) -> torch.Tenso
     return cores.act.gather(1, segment) & (torch.arange(t, device=dev).unsqueeze(0) < cores.length.unsqueeze(1))
 
 
-def beam_search_sequences(cas: torch.Tensor, cores: Cores, budget: int, prune: float = 0.1, delta: float = 0.25,
-                          slots: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def beam_search_sequences(
+    cas: torch.Tensor, cores: Cores, budget: int, prune: float = 0.1, delta: float = 0.25, slots: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The official search (decode.Decoder with SingleTranscriptGrammar), batched over sequences and hypotheses.
 
     A hypothesis is a partial sequence with score = mean outer-inner score of its finished segments (+inf
@@ -322,7 +336,7 @@ def beam_search_sequences(cas: torch.Tensor, cores: Cores, budget: int, prune: f
         alive = keep.gather(1, order)
         score = torch.where(alive, cand_score.gather(1, order), torch.full_like(score, float("-inf")))
         seg, start = cand_seg.gather(1, order), cand_start.gather(1, order)
-        parents.append(order.to(torch.int16 if 2 * m < 2 ** 15 else torch.int32))
+        parents.append(order.to(torch.int16 if 2 * m < 2**15 else torch.int32))
         frames.append(torch.where(valid, frame, -1))
         gaps.append(g)
     last = (n - 1).unsqueeze(1)
@@ -340,8 +354,9 @@ def beam_search_sequences(cas: torch.Tensor, cores: Cores, budget: int, prune: f
     return boundary_labels(boundary, cores, t), best
 
 
-def optimal_sequences(cas: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, options: Options
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def optimal_sequences(
+    cas: torch.Tensor, points: torch.Tensor, mask: torch.Tensor, options: Options
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Dense pseudo labels (V, T, C) bool of padded videos from fused CAS (V, T, K) and action points
     (V, T, C), and the mean sequence score of each video's searched classes (V,) (0 where none)."""
     act_seed, bkg_seed = select_seeds(cas[..., 0], points, mask, options.act_thresh, options.bkg_thresh)
@@ -356,5 +371,3 @@ def optimal_sequences(cas: torch.Tensor, points: torch.Tensor, mask: torch.Tenso
     total = torch.zeros(v, dtype=torch.float64, device=cas.device).index_add_(0, cores.video, score)
     count = torch.bincount(cores.video, minlength=v).clamp(min=1)
     return pseudo.transpose(1, 2), total / count
-
-
