@@ -32,6 +32,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt ruff
 	$(BIN)/ruff check pointtal tests bench
+	$(BIN)/ruff format --check pointtal tests bench
 
 clean:
 	rm -rf $(VENV) runs
