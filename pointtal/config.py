@@ -19,9 +19,10 @@ from yaml.constructor import ConstructorError
 from pointtal.applies import Applies
 from pointtal.data.annotations import BACKGROUND
 from pointtal.data.segments import FULL as FULL_SEGMENTS
-from pointtal.errors import MAX_FPS, InputError
+from pointtal.errors import InputError
 from pointtal.evaluation import THUMOS_TIOUS
 from pointtal.evaluation.protocol import NAMED_AMBIGUOUS
+from pointtal.limits import MAX_FPS
 
 log = logging.getLogger(__name__)
 

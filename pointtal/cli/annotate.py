@@ -27,7 +27,8 @@ from pointtal.data.points import (
     videos_elsewhere,
     write_points,
 )
-from pointtal.errors import MAX_FPS, InputError
+from pointtal.errors import InputError
+from pointtal.limits import MAX_FPS
 from pointtal.outputs import check_outputs, record_output
 
 DEFAULT_TOLERANCE = 1.0

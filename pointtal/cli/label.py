@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pointtal.cli import checks
 from pointtal.data.annotations import BACKGROUND, read_class_list
-from pointtal.errors import MAX_FPS, InputError
+from pointtal.errors import InputError
+from pointtal.limits import MAX_FPS
 from pointtal.outputs import check_outputs
 from pointtal.video.clicks import ClickStore, label_stats
 from pointtal.video.label_server import VIDEO_TYPES, LabelSession, list_videos, load_reference, make_server

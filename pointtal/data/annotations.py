@@ -9,7 +9,8 @@ from pathlib import Path
 from pointtal.atomic import finite_number as _number
 from pointtal.atomic import read_json
 from pointtal.atomic import show as _show
-from pointtal.errors import MAX_DURATION_SEC, MAX_FPS, InputError
+from pointtal.errors import InputError
+from pointtal.limits import MAX_DURATION_SEC, MAX_FPS
 
 BACKGROUND = "background"
 

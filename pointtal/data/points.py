@@ -20,7 +20,8 @@ import numpy as np
 from pointtal.atomic import write_text_atomic
 from pointtal.data.annotations import BACKGROUND, Video, read_json
 from pointtal.data.features import SnippetGeometry
-from pointtal.errors import MAX_FPS, InputError, refuse_estimate
+from pointtal.errors import InputError
+from pointtal.limits import MAX_FPS, refuse_estimate
 
 log = logging.getLogger(__name__)
 

@@ -74,7 +74,8 @@ from tqdm import tqdm
 from pointtal import __version__
 from pointtal.data.features import SnippetGeometry, check_video_id
 from pointtal.data.points import Point, custom_click_positions, write_points
-from pointtal.errors import InputError, refuse_estimate
+from pointtal.errors import InputError
+from pointtal.limits import refuse_estimate
 
 log = logging.getLogger(__name__)
 

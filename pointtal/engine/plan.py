@@ -14,7 +14,7 @@ import os
 import torch
 
 from pointtal.config import Config
-from pointtal.errors import refuse_estimate
+from pointtal.limits import refuse_estimate
 from pointtal.methods.base import Method
 
 log = logging.getLogger(__name__)

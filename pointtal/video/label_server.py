@@ -29,8 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from pointtal.data.annotations import BACKGROUND, load_ground_truth
-from pointtal.errors import MAX_DURATION_SEC, InputError
+from pointtal.errors import InputError
 from pointtal.evaluation import load_segment_predictions
+from pointtal.limits import MAX_DURATION_SEC
 from pointtal.video.clicks import ClickStore
 
 log = logging.getLogger(__name__)

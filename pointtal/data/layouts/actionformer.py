@@ -26,7 +26,8 @@ from pathlib import Path
 
 from pointtal.data.annotations import GroundTruth, parse_ground_truth
 from pointtal.data.layouts.common import Subsets
-from pointtal.errors import MAX_FPS, InputError
+from pointtal.errors import InputError
+from pointtal.limits import MAX_FPS
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from pointtal.data.annotations import GroundTruth, parse_ground_truth, read_json
 from pointtal.data.features import FeatureStore
 from pointtal.data.layouts.common import SPLITS, Subsets
 from pointtal.data.points import _parse_time, read_fps_dict
-from pointtal.errors import MAX_FPS, InputError
+from pointtal.errors import InputError
+from pointtal.limits import MAX_FPS
 
 log = logging.getLogger(__name__)
 
