@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# SF-Net's studies (issue 22) on synthetic THUMOS14 / GTEA data with the real human clicks, 3 seeds:
-#   sfnet-components on THUMOS14 and GTEA (one table each + a combined one), on THUMOS14 sfnet-consensus
+# SF-Net's studies (issue 22) on synthetic THUMOS14 / GTEA / BEOID data with the real human clicks, 3 seeds:
+#   sfnet-components on THUMOS14, GTEA and BEOID (one table each + a combined one), on THUMOS14 sfnet-consensus
 #   (consensus file vs random annotator: first, so it has all its seeds early), sfnet-points and
 #   sfnet-sensitivity (then bench/sfnet_sensitivity_plot.py draws one figure of the five knobs).
 #
@@ -27,7 +27,7 @@ EXPAND=${EXPAND:-$((STEPS / 2))}
 HIDDEN=${HIDDEN:-64}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-for preset in thumos14 gtea; do
+for preset in thumos14 gtea beoid; do
   [ -f "$DATA/$preset/train.yaml" ] || "$POINTTAL" synth "$DATA/$preset" --preset "$preset" --dim "$DIM" --no-progress > /dev/null
 done
 
@@ -38,7 +38,8 @@ SCALE=(
 mkdir -p "$OUT"
 start=$SECONDS
 # three chains side by side, one thread each
-nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" "$DATA/gtea/train.yaml" --dataset thumos14,gtea \
+nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" "$DATA/gtea/train.yaml" "$DATA/beoid/train.yaml" \
+  --dataset thumos14,gtea,beoid \
   --table sfnet-components --seeds "$SEEDS" --out "$OUT" "${SCALE[@]}" > "$OUT/components.log" 2>&1 &
 components=$!
 ( nice -n 10 "$POINTTAL" ablate "$DATA/thumos14/train.yaml" --dataset thumos14 --table sfnet-consensus \

@@ -1,4 +1,4 @@
-"""`pointtal synth OUT_DIR --preset {tiny,gtea,thumos14}`: write a synthetic benchmark."""
+"""`pointtal synth OUT_DIR --preset {tiny,gtea,beoid,thumos14}`: write a synthetic benchmark."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset",
         required=True,
         choices=sorted(PRESETS),
-        help="tiny: 36 invented short videos; gtea / thumos14: the real temporal structure and "
+        help="tiny: 36 invented short videos; gtea / beoid / thumos14: the real temporal structure and "
         "real click files with synthetic features",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed and options = identical files")

@@ -14,6 +14,9 @@ Presets
 * `thumos14`: the real temporal structure of THUMOS14 (412 videos, real durations and instances, subsets
   `validation` (train) / `test`, fps 25, stride 16) and the 4 real human click files, copied byte for byte.
 * `gtea`: the same for GTEA (28 videos, 7 classes, subsets `training` / `validation`, fps 15, stride 16).
+* `beoid`: the same for BEOID (58 videos, 34 classes, 742 instances, subsets `training` (46) / `validation` (12),
+  fps 30, stride 16; the ground truth and the 4 annotators' clicks published with SF-Net, `data/beoid_groundtruth
+  .json` and `data/BEOID-Annotations/single_frames/BEOID{1..4}.txt` of Flowerfan/SF-Net, blank lines dropped).
 * `tiny`: an invented structure (24 `validation` + 12 `test` videos of 40-100 s, 4 classes, 1-5
   instances each) with 4 simulated annotators (see `simulate_clicks`).
 
@@ -101,6 +104,7 @@ class Preset:
 PRESETS = {
     "tiny": Preset("tiny", 25.0, 16, "validation", "test", 64, None),
     "gtea": Preset("gtea", 15.0, 16, "training", "validation", 2048, "gtea"),
+    "beoid": Preset("beoid", 30.0, 16, "training", "validation", 2048, "beoid"),
     "thumos14": Preset("thumos14", 25.0, 16, "validation", "test", 2048, "thumos14"),
 }
 
@@ -564,7 +568,7 @@ def generate(
 ) -> SynthSummary:
     """Write a synthetic benchmark into `out_dir` (layout in the module docstring).
 
-    `dim` defaults to the preset's (`tiny` 64, `gtea`/`thumos14` 2048, as I3D); it must be even (RGB and
+    `dim` defaults to the preset's (`tiny` 64, `gtea`/`beoid`/`thumos14` 2048, as I3D); it must be even (RGB and
     flow halves). `progress=None` shows a progress bar only on a terminal. Features estimated beyond
     MAX_BYTES are refused unless `force`; beyond the free disk space always.
     """

@@ -74,7 +74,8 @@ def test_thumos14_ground_truth_subsets_and_classes():
 @pytest.mark.parametrize(
     "dataset, annotator, fps, n_classes, subsets",
     [("thumos14", k, 25, 20, {"validation": 200, "test": 212}) for k in (1, 2, 3, 4)]
-    + [("gtea", k, 15, 7, {"training": 21, "validation": 7}) for k in (1, 2, 3, 4)],
+    + [("gtea", k, 15, 7, {"training": 21, "validation": 7}) for k in (1, 2, 3, 4)]
+    + [("beoid", k, 30, 34, {"training": 46, "validation": 12}) for k in (1, 2, 3, 4)],
 )
 def test_cli_check_maps_each_click_file(capsys, dataset, annotator, fps, n_classes, subsets):
     gt_path = VENDOR / dataset / "groundtruth.json"
@@ -82,8 +83,8 @@ def test_cli_check_maps_each_click_file(capsys, dataset, annotator, fps, n_class
     gt = load_ground_truth(gt_path)
     assert len(gt.classes) == n_classes
     assert {s: len(gt.subset(s)) for s in subsets} == subsets
-    if dataset == "gtea":
-        assert {v.fps for v in gt.videos.values()} == {15}
+    if dataset in ("gtea", "beoid"):
+        assert {v.fps for v in gt.videos.values()} == {fps}
     assert main(["annotate", str(gt_path), "--check", str(clicks), "--fps", str(fps), "--stride", "16"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1

@@ -181,6 +181,25 @@ def test_gtea_structure(tmp_path):
     )
 
 
+def test_beoid_structure(tmp_path):
+    """BEOID's real structure (SF-Net's ground truth: 46 + 12 videos, 34 classes, 742 instances, fps 30) and its
+    4 annotators' clicks, byte for byte."""
+    summary = generate(tmp_path / "beoid", "beoid", seed=0, dim=8, progress=False)
+    gt = load_ground_truth(summary.annotations_path)
+    assert len(gt.subset("training")) == 46 and len(gt.subset("validation")) == 12 and len(gt.classes) == 34
+    assert sum(len(v.instances) for v in gt.videos.values()) == 742
+    assert all(v.fps == 30 for v in gt.videos.values())
+    for k, path in enumerate(summary.point_paths, 1):
+        assert path.read_bytes() == (VENDOR_DIR / "beoid" / f"points_annotator{k}.csv").read_bytes()
+    video = gt.subset("validation")[0]
+    assert np.load(summary.features_dir / f"{video.video_id}.npy").shape == (
+        math.floor(video.duration_sec * 30 / 16),
+        8,
+    )
+    meta = yaml.safe_load(summary.dataset_yaml.read_text())
+    assert (meta["data"]["train_subset"], meta["data"]["test_subset"]) == ("training", "validation")
+
+
 def test_refuses_foreign_non_empty_directory(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
