@@ -61,12 +61,19 @@ def run_job(job_path: str) -> dict:
     return {"status": status, "metrics": record}
 
 
+def status_path(job_path: str | Path) -> Path:
+    """Where a job process leaves its status for the study process: beside JOB.json."""
+    return Path(job_path).with_suffix(".status.json")
+
+
 def main(argv: list[str]) -> int:
     import logging
 
+    from pointtal.atomic import write_json
+
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     outcome = run_job(argv[0])
-    print(json.dumps({"status": outcome["status"]}), flush=True)
+    write_json(status_path(argv[0]), {"status": outcome["status"]})
     return TAKEN_EXIT if outcome["status"] == "taken" else 0
 
 

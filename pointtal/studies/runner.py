@@ -38,7 +38,7 @@ from pathlib import Path
 from pointtal.atomic import write_text_atomic
 from pointtal.config import Config
 from pointtal.errors import InputError
-from pointtal.studies.job import TAKEN_EXIT, final_record, train_locked
+from pointtal.studies.job import TAKEN_EXIT, final_record, status_path, train_locked
 from pointtal.studies.locks import RunLock, held_by_other, release_if_job
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,12 @@ class Done:
     error: str = ""
 
 
+def _job_path(task: Task) -> Path:
+    return task.run_dir.with_name(task.run_dir.name + ".job.json")
+
+
 def _job_file(task: Task, threads: int | None) -> Path:
-    path = task.run_dir.with_name(task.run_dir.name + ".job.json")
+    path = _job_path(task)
     spec = {"run_dir": str(task.run_dir.resolve()), "config": task.config.to_dict(), "threads": threads}
     write_text_atomic(path, json.dumps(spec, indent=1))
     return path
@@ -224,6 +228,7 @@ class Processes:
         log_path = _log_path(task)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         job = _job_file(task, self.threads)
+        status_path(job).unlink(missing_ok=True)  # a status left by an earlier job of this run
         with open(log_path, "ab") as handle:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pointtal.studies.job", str(job)],
@@ -246,7 +251,7 @@ class Processes:
             if code == TAKEN_EXIT:
                 done.append(Done(task, "taken", None, log_path))
             elif code == 0 and record is not None:
-                done.append(Done(task, _job_status(log_path), record, log_path))
+                done.append(Done(task, _job_status(_job_path(task)), record, log_path))
             else:
                 done.append(Done(task, "failed", None, log_path, f"exit code {code}"))
         self.procs = still
@@ -257,12 +262,11 @@ class Processes:
         return len(self.procs)
 
 
-def _job_status(log_path: Path) -> str:
-    """The status a job process printed last (`{"status": ...}`), or "trained"."""
+def _job_status(job_path: Path) -> str:
+    """The status a job process left beside its JOB.json (`{"status": ...}`), or "trained"."""
     try:
-        last = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1]
-        return str(json.loads(last)["status"])
-    except (OSError, IndexError, ValueError, KeyError, TypeError):
+        return str(json.loads(status_path(job_path).read_text(encoding="utf-8"))["status"])
+    except (OSError, ValueError, KeyError, TypeError):
         return "trained"
 
 

@@ -364,7 +364,9 @@ def test_jobs_2_gives_the_numbers_of_jobs_1(config_file, tmp_path):
     )
     assert len(_finals(one)) == 3 and _finals(one) == _finals(two)
     logs = sorted((two / "sweep").glob("*/seed0.log"))
-    assert len(logs) == 3 and all('"status": "trained"' in p.read_text() for p in logs)  # each its own process
+    statuses = sorted((two / "sweep").glob("*/seed0.job.status.json"))  # each job process leaves its status
+    assert len(logs) == 3 and len(statuses) == 3
+    assert all(json.loads(p.read_text()) == {"status": "trained"} for p in statuses)
 
 
 def _interrupted(out: Path) -> set[str]:
