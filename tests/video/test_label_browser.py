@@ -309,8 +309,10 @@ def test_every_new_key_on_a_vfr_clip_and_a_long_clip(browser, tmp_path):
         assert len(_csv_rows(out)) == 3
         _press(page, "n", "Backspace")
         assert [r[2] for r in _wait_rows(out, 2)] == ["Run", "background"]
+        _wait_js(page, "S.points.length === 2")  # the page's own state follows its (asynchronous) request
         _press(page, "u")
         assert [r[2] for r in _wait_rows(out, 3)] == ["Run", "background", "Run"]
+        _wait_js(page, "S.points.length === 3")
         _press(page, "p", "p", "Backspace")
         assert [r[1] for r in _wait_rows(out, 2)] == pytest.approx([2.28, 2.4], abs=1e-5)
         _press(page, "p")  # no point before the playhead now: nothing changes
