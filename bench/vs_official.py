@@ -20,6 +20,9 @@ speed-up is the median of the repetitions' own official / pointtal ratios (robus
 "matmul time" = the step's FLOPs (forward + loss + backward, `torch.utils.flop_counter` on pointtal's step) at
 the rate of an (N x D) @ (D x D) float32 matmul, N = the batch's real snippets, the faster of torch's (MKL) and
 oneDNN's, timed next to every step: how far the step is from pure matmul throughput. Prints a markdown table.
+
+`--malloc keep` (default) runs the whole process, both codes, with freed memory kept for reuse as pointtal's CPU
+work does (`pointtal/engine/memory.py`); `--malloc system` times both with glibc's malloc as it is.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pointtal.data.batch import make_batch  # noqa: E402
+from pointtal.engine.memory import keep_freed_memory  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,6 +57,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="print the top operators of one pointtal step")
+    p.add_argument(
+        "--malloc",
+        choices=["keep", "system"],
+        default="keep",
+        help="keep (default): the whole process keeps freed memory for reuse, as pointtal's CPU work does "
+        "(engine/memory.py), so the official step runs with it too; system: glibc's malloc as it is",
+    )
     return p.parse_args(argv)
 
 
@@ -322,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.malloc == "keep":
+        keep_freed_memory()
     videos = make_videos(args)
     rows = []
     for name, path, build_official, build_mine in [
@@ -341,7 +354,10 @@ def main(argv: list[str] | None = None) -> None:
                 mine()
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
         rows.append(compare(name, build_official(path, videos, args), mine, method, batch, args))
-    print(f"\ntorch {torch.__version__}, {args.threads} thread(s), medians of {args.reps} interleaved repetitions\n")
+    print(
+        f"\ntorch {torch.__version__}, {args.threads} thread(s), malloc {args.malloc}, medians of {args.reps} "
+        "interleaved repetitions\n"
+    )
     print(
         "| method | videos x T x D | official s/step | pointtal s/step | speed-up (median of pairs) | matmul s | "
         "pointtal / matmul | GFLOP/step |"
