@@ -18,6 +18,8 @@
 # both methods read videos in `video_order=stream` (the measurements predate that switch's default) except
 # the two `video_order=iterator` runs.
 # Then `bench/fidelity_switches.py` sizes the HR-Pro switches on the default run's stage-1 weights.
+# Runs whose predictions.json exists in $OUT are skipped: use a fresh OUT= after a code change, or the figures mix
+# code versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
