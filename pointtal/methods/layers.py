@@ -135,7 +135,7 @@ class TemporalConv(nn.Module):
     def rows(self, rows: torch.Tensor, packing: Packing) -> torch.Tensor:
         """The conv of a batch given only its real snippets: rows (N, D) = `packing.rows(x)` -> (N, H), equal to
         `forward(x)` on the real snippets of the zero-padded x; nothing is computed on padding."""
-        return self.taps(rows @ self.weight.flatten(1), packing)
+        return self.taps(linear(rows, self.weight.flatten(1).t()), packing)
 
     def taps(self, projected: torch.Tensor, packing: Packing) -> torch.Tensor:
         """Tap sum and bias of projected real snippets (N, k*H) (`rows @ W`, see `project`) -> (N, H)."""
@@ -225,7 +225,7 @@ def project(layers: Sequence[nn.Module], rows: torch.Tensor) -> list[torch.Tenso
     """`rows @ W` of several layers (`nn.Linear` without bias, or `TemporalConv` before its tap sum) that read the
     same rows (N, D), as one matmul: [(N, k_i * H_i)]. Feed a TemporalConv's part to its `taps`."""
     weights = [layer.weight.flatten(1) if isinstance(layer, TemporalConv) else layer.weight.t() for layer in layers]
-    return list((rows @ torch.cat(weights, dim=1)).split([w.shape[1] for w in weights], dim=1))
+    return list(linear(rows, torch.cat(weights, dim=1).t()).split([w.shape[1] for w in weights], dim=1))
 
 
 def _dense_onednn_linear():
@@ -242,8 +242,12 @@ _DENSE_ONEDNN = _dense_onednn_linear()
 def _onednn_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a (M, K) @ b (N, K)^T in float32 through oneDNN -> (M, N) dense. Strided operands (transposes) are read
     in place: no contiguous copy and no conversion to oneDNN tensors (those cost 15-20 % of the product's time on
-    a (9000, 2048) x (2048, 6144) layer); the products are the same as through `mkldnn_linear`."""
+    a (9000, 2048) x (2048, 6144) layer); the products are the same as through `mkldnn_linear`. `b` must be
+    row-major or the transpose of a row-major matrix: other strides (e.g. the transpose of a column slice) send
+    oneDNN to its reference kernel, thousands of times slower, so they are copied first."""
     if _DENSE_ONEDNN is not None:
+        if not (b.is_contiguous() or b.t().is_contiguous()):
+            b = b.contiguous()
         return _DENSE_ONEDNN(a, b, None, "none", [], "")
     return torch._C._nn.mkldnn_linear(a.contiguous().to_mkldnn(), b.contiguous().to_mkldnn()).to_dense()
 
@@ -262,7 +266,10 @@ class _OneDNNLinear(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         grad_x = _onednn_mm(grad, weight.t()) if ctx.needs_input_grad[0] else None  # (N, I)
-        grad_w = _onednn_mm(grad.t(), x.t()) if ctx.needs_input_grad[1] else None  # (O, I)
+        grad_w = None
+        if ctx.needs_input_grad[1]:  # (O, I); the product's first operand is copied row-major: the narrower one
+            o, i = weight.shape
+            grad_w = _onednn_mm(x.t(), grad.t()).t() if o > i else _onednn_mm(grad.t(), x.t())
         grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 
