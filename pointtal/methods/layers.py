@@ -164,6 +164,7 @@ class Packing:
         self.slot = torch.full((b * t,), -1, dtype=torch.long, device=mask.device)  # (B*T,) packed row or -1
         self.slot[self.position] = torch.arange(n, device=mask.device)
         self._neighbours: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._misplaced: dict[int, torch.Tensor] = {}
 
     def rows(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, D) -> the real snippets (N, D) in mask order."""
@@ -189,43 +190,96 @@ class Packing:
             self._neighbours[key] = (torch.where(real, source, rows), real.unsqueeze(1).to(dtype))
         return self._neighbours[key]
 
+    def misplaced(self, shift: int) -> torch.Tensor:
+        """(M,) long: the rows n whose neighbour `shift` snippets later is not the real row n + shift (a video's
+        edge, padding, a hole); every other row's neighbour is simply row n + shift. A host sync (`nonzero`)."""
+        if shift not in self._misplaced:
+            source, weight = self.neighbours(shift, torch.float32)
+            rows = torch.arange(source.numel(), device=source.device)
+            self._misplaced[shift] = ((source != rows + shift) | (weight.squeeze(1) == 0)).nonzero().squeeze(1)
+        return self._misplaced[shift]
+
 
 class _PackedTaps(torch.autograd.Function):
     """y[n] = sum_j w_j[n] * z[source_j[n], j]: the tap sum of a temporal conv on packed rows (see `Packing`).
 
     z (N, k, H) -> (N, H). Row n's tap j reads the snippet `shifts[j]` steps away in its own video, zero where
     that is padding or outside the video, exactly as the zero-padded (B, T) tap sum does, with the same
-    additions in the same order. The backward is gathers too: tap j's source is tap -j's reader.
+    additions in the same order. The backward is the same sum read the other way: tap j's source is tap -j's
+    reader. On CPU each tap is one shifted slice of all rows (row n reads row n + shift) and only the few rows
+    where that is wrong (`Packing.misplaced`: video edges, holes) are recomputed by gathers, bit for bit the
+    same; elsewhere every row gathers (no host sync).
     """
 
     @staticmethod
     def forward(ctx, z: torch.Tensor, packing: Packing, shifts: list[int]) -> torch.Tensor:
         ctx.packing, ctx.shifts = packing, shifts
-        y = z[:, shifts.index(0)].clone()  # (N, H)
+        center = shifts.index(0)
+        if z.device.type != "cpu":
+            return _gathered_taps(z, packing, shifts, None)
+        if len(shifts) == 1:
+            return z[:, center].clone()
+        y = z.new_empty(z.shape[0], z.shape[2])  # (N, H); rows no slice writes are misplaced, written below
+        first = True
         for j, shift in enumerate(shifts):
-            if shift != 0:
-                source, weight = packing.neighbours(shift, z.dtype)
-                y.addcmul_(z[:, j].index_select(0, source), weight)
-        return y
+            if shift == 0:
+                continue
+            # row n reads row n + shift: readers z[lo:hi], sources z[lo + shift:hi + shift]
+            lo = max(0, -shift)
+            hi = max(lo, z.shape[0] - max(0, shift))
+            if first:  # center + first tap in one pass
+                torch.add(z[lo:hi, center], z[lo + shift : hi + shift, j], out=y[lo:hi])
+                first = False
+            else:
+                y[lo:hi] += z[lo + shift : hi + shift, j]
+        rows = torch.cat([packing.misplaced(shift) for shift in shifts if shift != 0]).unique()  # (M,)
+        return y.index_copy_(0, rows, _gathered_taps(z, packing, shifts, rows))
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):  # grad_y (N, H)
-        shifts = ctx.shifts
+        packing, shifts = ctx.packing, ctx.shifts
         grad_z = grad_y.new_empty(grad_y.shape[0], len(shifts), grad_y.shape[1])  # (N, k, H)
         for j, shift in enumerate(shifts):
             if shift == 0:
                 grad_z[:, j] = grad_y
-            else:
-                source, weight = ctx.packing.neighbours(-shift, grad_y.dtype)
+                continue
+            source, weight = packing.neighbours(-shift, grad_y.dtype)  # row m's reader through tap j
+            if grad_y.device.type != "cpu":
                 torch.mul(grad_y.index_select(0, source), weight, out=grad_z[:, j])
+                continue
+            n, back = grad_y.shape[0], min(abs(shift), grad_y.shape[0])
+            if shift > 0:  # row m's reader is row m - shift
+                grad_z[back:, j] = grad_y[: n - back]
+                grad_z[:back, j] = 0
+            else:
+                grad_z[: n - back, j] = grad_y[back:]
+                grad_z[n - back :, j] = 0
+            rows = packing.misplaced(-shift)
+            grad_z[:, j].index_copy_(0, rows, grad_y.index_select(0, source[rows]) * weight[rows])
         return grad_z, None, None
+
+
+def _gathered_taps(z: torch.Tensor, packing: Packing, shifts: list[int], rows: torch.Tensor | None) -> torch.Tensor:
+    """The tap sum of `_PackedTaps` by gathers, for all rows of z (N, k, H) or only `rows` (M,) -> (N or M, H)."""
+    center = shifts.index(0)
+    y = z[:, center].clone() if rows is None else z[:, center].index_select(0, rows)  # fresh
+    for j, shift in enumerate(shifts):
+        if shift != 0:
+            source, weight = packing.neighbours(shift, z.dtype)
+            if rows is not None:
+                source, weight = source[rows], weight[rows]
+            y.addcmul_(z[:, j].index_select(0, source), weight)
+    return y
 
 
 def project(layers: Sequence[nn.Module], rows: torch.Tensor) -> list[torch.Tensor]:
     """`rows @ W` of several layers (`nn.Linear` without bias, or `TemporalConv` before its tap sum) that read the
-    same rows (N, D), as one matmul: [(N, k_i * H_i)]. Feed a TemporalConv's part to its `taps`."""
-    weights = [layer.weight.flatten(1) if isinstance(layer, TemporalConv) else layer.weight.t() for layer in layers]
-    return list(linear(rows, torch.cat(weights, dim=1).t()).split([w.shape[1] for w in weights], dim=1))
+    same rows (N, D): [(N, k_i * H_i)]. Feed a TemporalConv's part to its `taps`. Float32 on CPU: one oneDNN
+    product per layer, and the weight gradients share one transposed copy of the rows (`_SharedRowsProducts`)."""
+    weights = [layer.weight.flatten(1).t() if isinstance(layer, TemporalConv) else layer.weight for layer in layers]
+    if all(_onednn_applies(rows, w) for w in weights):
+        return list(_SharedRowsProducts.apply(rows, *weights))  # (O_i, D) each
+    return [F.linear(rows, w) for w in weights]
 
 
 def _dense_onednn_linear():
@@ -266,26 +320,61 @@ class _OneDNNLinear(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         grad_x = _onednn_mm(grad, weight.t()) if ctx.needs_input_grad[0] else None  # (N, I)
-        grad_w = None
-        if ctx.needs_input_grad[1]:  # (O, I); the product's first operand is copied row-major: the narrower one
-            o, i = weight.shape
-            grad_w = _onednn_mm(x.t(), grad.t()).t() if o > i else _onednn_mm(grad.t(), x.t())
+        grad_w = _weight_gradient(grad, x) if ctx.needs_input_grad[1] else None  # (O, I)
         grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear(x, weight, bias) for x (N, I). Float32 on CPU (outside autocast) runs through oneDNN: the same
-    float32 products, at about twice the rate of torch's MKL sgemm on AMD CPUs (1.7x forward + backward on a
-    (3600, 2048) x (2048, 2048) layer, one thread); elsewhere F.linear."""
-    if (
+def _weight_gradient(grad: torch.Tensor, x: torch.Tensor, x_t: torch.Tensor | None = None) -> torch.Tensor:
+    """grad^T x through oneDNN for grad (N, O), x (N, I) -> (O, I). oneDNN copies the transposed first operand
+    row-major; for O > I the second is made row-major too (`x_t` = x^T when the caller has it): with N in the
+    tens of thousands that runs ~10 % faster (the transposed-gradient form whose weight operand is the wide
+    gradient runs at half the rate)."""
+    if grad.shape[1] <= x.shape[1]:
+        return _onednn_mm(grad.t(), x.t())
+    return _onednn_mm(grad.t().contiguous(), x.t().contiguous() if x_t is None else x_t)
+
+
+class _SharedRowsProducts(torch.autograd.Function):
+    """[x W_i^T] for x (N, I) and weights W_i (O_i, I) through oneDNN, one product each: no concatenated weight
+    or gradient; the weight gradients (`_weight_gradient`) share one row-major copy of x^T."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.save_for_backward(x, *weights)
+        return tuple(_onednn_mm(x, w) for w in weights)  # (N, O_i) each
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        x, *weights = ctx.saved_tensors
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = sum(_onednn_mm(g, w.t()) for g, w in zip(grads, weights, strict=True))  # (N, I)
+        x_t = x.t().contiguous() if any(ctx.needs_input_grad[1:]) else None  # (I, N), shared
+        grad_ws = [
+            _weight_gradient(g, x, x_t) if need else None  # (O_i, I)
+            for g, need in zip(grads, ctx.needs_input_grad[1:], strict=True)
+        ]
+        return grad_x, *grad_ws
+
+
+def _onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether `linear` runs x (N, I) @ weight^T through oneDNN: float32 on CPU, outside autocast."""
+    return (
         x.device.type == "cpu"
         and x.dim() == 2
         and x.shape[0] > 0
         and x.dtype == weight.dtype == torch.float32
         and torch.backends.mkldnn.is_available()
         and not torch.is_autocast_enabled("cpu")
-    ):
+    )
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear(x, weight, bias) for x (N, I). Float32 on CPU (outside autocast) runs through oneDNN: the same
+    float32 products, at about twice the rate of torch's MKL sgemm on AMD CPUs (1.7x forward + backward on a
+    (3600, 2048) x (2048, 2048) layer, one thread); elsewhere F.linear."""
+    if _onednn_applies(x, weight):
         return _OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
 

@@ -24,6 +24,7 @@ from pointtal.localization.sfnet import localize_sfnet, run_peaks
 from pointtal.methods.layers import (
     Packing,
     TemporalConv,
+    _PackedTaps,
     masked_topk_mean,
     project,
     select_hardest,
@@ -274,6 +275,96 @@ def test_packed_tap_gradient_reaches_each_source_row_through_its_reader():
     (conv.rows(rows, packing) * grad).sum().backward()
     (conv(x_ref)[mask] * grad).sum().backward()
     torch.testing.assert_close(rows.grad, x_ref.grad[mask])
+
+
+def _gather_reference_taps(z: torch.Tensor, packing: Packing, shifts: list[int]) -> torch.Tensor:
+    """The tap sum with every row gathering its neighbours (zero weight where there is none), in tap order."""
+    y = z[:, shifts.index(0)].clone()
+    for j, shift in enumerate(shifts):
+        if shift != 0:
+            source, weight = packing.neighbours(shift, z.dtype)
+            y = y + z[:, j][source] * weight
+    return y
+
+
+@pytest.mark.parametrize("shifts", [[-1, 0, 1], [-2, 0, 2], [-3, 0, 3], [-2, -1, 0, 1, 2], [-9, 0, 9]])
+def test_packed_taps_by_slices_equal_gathers_bit_for_bit(shifts):
+    """On CPU the tap sum adds shifted slices and recomputes only the misplaced rows (video edges, holes, an empty
+    video, shifts longer than a video or the batch): values and the gradient of z equal the every-row gather
+    form exactly, and the gradient equals autograd's through that form."""
+    torch.manual_seed(2)
+    mask = torch.tensor(
+        [
+            [True] * 7 + [False] * 2,
+            [True] + [False] * 8,
+            [True] * 9,
+            [False] * 9,
+            [True, False, True, True, False, True, True, True, False],
+        ]
+    )
+    packing = Packing(mask)
+    n = int(mask.sum())
+    z = torch.randn(n, len(shifts), 4, requires_grad=True)
+    z_ref = z.detach().clone().requires_grad_(True)
+    y = _PackedTaps.apply(z, packing, shifts)
+    want = _gather_reference_taps(z_ref, packing, shifts)
+    assert torch.equal(y, want)
+    grad = torch.randn(n, 4)
+    y.backward(grad)
+    want.backward(grad)
+    assert torch.equal(z.grad, z_ref.grad)
+    # every row outside `misplaced` reads row n + shift, and every misplaced row does not
+    source, weight = packing.neighbours(shifts[-1], torch.float32)
+    rows = torch.arange(n)
+    simple = (source == rows + shifts[-1]) & (weight[:, 0] > 0)
+    assert packing.misplaced(shifts[-1]).tolist() == rows[~simple].tolist()
+    assert 0 < len(rows[~simple]) < n or abs(shifts[-1]) >= 9
+
+
+def test_onednn_products_equal_f_linear_for_every_operand_layout():
+    """`layers.linear` and `project` (oneDNN on CPU) equal F.linear with gradients for inputs that are column
+    slices (SF-Net's RGB / flow halves), weights that are transposed views (a TemporalConv's taps), and both
+    weight-gradient forms (O <= I and O > I); `_onednn_mm` reads a weight operand that is the transpose of a
+    column slice correctly (it copies it: oneDNN's reference kernel would take minutes at SF-Net's shape)."""
+    from pointtal.methods.layers import _onednn_mm, linear
+
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(37, 48, generator=g)
+    for x in (features[:, :24], features[:, 24:].contiguous()):
+        for out_dim in (16, 72):
+            base = torch.randn(24, out_dim, generator=g)
+            for w_leaf, view in ((base.t().contiguous(), lambda w: w), (base, lambda w: w.t())):
+                w_leaf = w_leaf.clone().requires_grad_(True)
+                b = torch.randn(out_dim, generator=g, requires_grad=True)
+                xr = x.clone().requires_grad_(True)
+                upstream = torch.randn(37, out_dim, generator=g)
+                mine = linear(xr, view(w_leaf), b)
+                got = torch.autograd.grad((mine * upstream).sum(), [xr, w_leaf, b])
+                ref = F.linear(xr, view(w_leaf), b)
+                want = torch.autograd.grad((ref * upstream).sum(), [xr, w_leaf, b])
+                torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-5)
+                for a, r in zip(got, want, strict=True):
+                    torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+    a, wide = torch.randn(40, 30, generator=g), torch.randn(30, 64, generator=g)
+    b = wide[:, :50].t()  # (50, 30): the transpose of a column slice
+    assert not (b.is_contiguous() or b.t().is_contiguous())
+    torch.testing.assert_close(_onednn_mm(a, b), a @ wide[:, :50], rtol=1e-5, atol=1e-5)
+    # project: separate products sharing the rows, weight gradients through one copy of the rows
+    conv, lin = TemporalConv(24, 5, 3), nn.Linear(24, 7)
+    rows = features[:, :24].clone().requires_grad_(True)
+    outs = project([conv, lin], rows)
+    up = [torch.randn(37, 15, generator=g), torch.randn(37, 7, generator=g)]
+    got = torch.autograd.grad(
+        sum((o * u).sum() for o, u in zip(outs, up, strict=True)), [rows, conv.weight, lin.weight]
+    )
+    refs = [rows @ conv.weight.flatten(1), rows @ lin.weight.t()]
+    want = torch.autograd.grad(
+        sum((o * u).sum() for o, u in zip(refs, up, strict=True)), [rows, conv.weight, lin.weight]
+    )
+    for o, r in zip(outs, refs, strict=True):
+        torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5)
+    for a_, r in zip(got, want, strict=True):
+        torch.testing.assert_close(a_, r, rtol=1e-5, atol=1e-5)
 
 
 def test_temporal_conv_xavier_bound():
