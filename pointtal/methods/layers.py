@@ -137,10 +137,14 @@ class TemporalConv(nn.Module):
         `forward(x)` on the real snippets of the zero-padded x; nothing is computed on padding."""
         return self.taps(linear(rows, self.weight.flatten(1).t()), packing)
 
-    def taps(self, projected: torch.Tensor, packing: Packing) -> torch.Tensor:
-        """Tap sum and bias of projected real snippets (N, k*H) (`rows @ W`, see `project`) -> (N, H)."""
+    def taps(self, projected: torch.Tensor, packing: Packing, grad_columns: bool = False) -> torch.Tensor:
+        """Tap sum and bias of projected real snippets (N, k*H) (`rows @ W`, see `project`) -> (N, H).
+        `grad_columns`: hand `projected` its gradient column-major on CPU (a (k*H, N) row-major block seen
+        transposed), the layout the weight-gradient product reads; for projections of rows that need no gradient
+        (the network's input), where nothing else reads it."""
         shifts = [(j - self.kernel // 2) * self.dilation for j in range(self.kernel)]
-        y = _PackedTaps.apply(projected.unflatten(-1, (self.kernel, -1)), packing, shifts)  # (N, H), fresh
+        z = projected.unflatten(-1, (self.kernel, -1))  # (N, k, H)
+        y = _PackedTaps.apply(z, packing, shifts, grad_columns)  # (N, H), fresh
         return y if self.bias is None else y.add_(self.bias)
 
     def extra_repr(self) -> str:
@@ -212,8 +216,8 @@ class _PackedTaps(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, packing: Packing, shifts: list[int]) -> torch.Tensor:
-        ctx.packing, ctx.shifts = packing, shifts
+    def forward(ctx, z: torch.Tensor, packing: Packing, shifts: list[int], grad_columns: bool = False) -> torch.Tensor:
+        ctx.packing, ctx.shifts, ctx.grad_columns = packing, shifts, grad_columns
         center = shifts.index(0)
         if z.device.type != "cpu":
             return _gathered_taps(z, packing, shifts, None)
@@ -238,7 +242,12 @@ class _PackedTaps(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):  # grad_y (N, H)
         packing, shifts = ctx.packing, ctx.shifts
-        grad_z = grad_y.new_empty(grad_y.shape[0], len(shifts), grad_y.shape[1])  # (N, k, H)
+        n, h = grad_y.shape
+        if ctx.grad_columns and grad_y.device.type == "cpu":  # the same copies on column-major views
+            grad_y = grad_y.t().contiguous().t()  # (N, H), stored (H, N)
+            grad_z = grad_y.new_empty(len(shifts), h, n).permute(2, 0, 1)  # (N, k, H), stored (k, H, N)
+        else:
+            grad_z = grad_y.new_empty(n, len(shifts), h)  # (N, k, H)
         for j, shift in enumerate(shifts):
             if shift == 0:
                 grad_z[:, j] = grad_y
@@ -247,7 +256,7 @@ class _PackedTaps(torch.autograd.Function):
             if grad_y.device.type != "cpu":
                 torch.mul(grad_y.index_select(0, source), weight, out=grad_z[:, j])
                 continue
-            n, back = grad_y.shape[0], min(abs(shift), grad_y.shape[0])
+            back = min(abs(shift), n)
             if shift > 0:  # row m's reader is row m - shift
                 grad_z[back:, j] = grad_y[: n - back]
                 grad_z[:back, j] = 0
@@ -256,7 +265,7 @@ class _PackedTaps(torch.autograd.Function):
                 grad_z[n - back :, j] = 0
             rows = packing.misplaced(-shift)
             grad_z[:, j].index_copy_(0, rows, grad_y.index_select(0, source[rows]) * weight[rows])
-        return grad_z, None, None
+        return grad_z, None, None, None
 
 
 def _gathered_taps(z: torch.Tensor, packing: Packing, shifts: list[int], rows: torch.Tensor | None) -> torch.Tensor:
@@ -320,19 +329,25 @@ class _OneDNNLinear(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         grad_x = _onednn_mm(grad, weight.t()) if ctx.needs_input_grad[0] else None  # (N, I)
-        grad_w = _weight_gradient(grad, x) if ctx.needs_input_grad[1] else None  # (O, I)
+        grad_w = _weight_gradient(grad, x, weight) if ctx.needs_input_grad[1] else None  # (O, I)
         grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 
 
-def _weight_gradient(grad: torch.Tensor, x: torch.Tensor, x_t: torch.Tensor | None = None) -> torch.Tensor:
-    """grad^T x through oneDNN for grad (N, O), x (N, I) -> (O, I). oneDNN copies the transposed first operand
-    row-major; for O > I the second is made row-major too (`x_t` = x^T when the caller has it): with N in the
-    tens of thousands that runs ~10 % faster (the transposed-gradient form whose weight operand is the wide
-    gradient runs at half the rate)."""
+def _weight_gradient(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, x_t: torch.Tensor | None = None
+) -> torch.Tensor:
+    """grad^T x through oneDNN for grad (N, O), x (N, I) -> (O, I), laid out as `weight` (row-major, or the
+    transpose of a row-major (I, O) as a TemporalConv's taps: then autograd needs no copy to store it). oneDNN
+    copies a transposed first operand row-major; for O > I the second is made row-major too (`x_t` = x^T when
+    the caller has it): with N in the tens of thousands that runs ~10 % faster than leaving x transposed, and
+    twice as fast as any form whose second operand is the transposed (N, O) gradient."""
     if grad.shape[1] <= x.shape[1]:
         return _onednn_mm(grad.t(), x.t())
-    return _onednn_mm(grad.t().contiguous(), x.t().contiguous() if x_t is None else x_t)
+    grad_t, x_t = grad.t().contiguous(), x.t().contiguous() if x_t is None else x_t  # (O, N), (I, N)
+    if weight.t().is_contiguous() and not weight.is_contiguous():
+        return _onednn_mm(x_t, grad_t).t()  # (I, O) row-major, as the weight's storage
+    return _onednn_mm(grad_t, x_t)
 
 
 class _SharedRowsProducts(torch.autograd.Function):
@@ -352,8 +367,8 @@ class _SharedRowsProducts(torch.autograd.Function):
             grad_x = sum(_onednn_mm(g, w.t()) for g, w in zip(grads, weights, strict=True))  # (N, I)
         x_t = x.t().contiguous() if any(ctx.needs_input_grad[1:]) else None  # (I, N), shared
         grad_ws = [
-            _weight_gradient(g, x, x_t) if need else None  # (O_i, I)
-            for g, need in zip(grads, ctx.needs_input_grad[1:], strict=True)
+            _weight_gradient(g, x, w, x_t) if need else None  # (O_i, I)
+            for g, w, need in zip(grads, weights, ctx.needs_input_grad[1:], strict=True)
         ]
         return grad_x, *grad_ws
 

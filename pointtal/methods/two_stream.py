@@ -103,8 +103,10 @@ class Stream(nn.Module):
         The first layers of both branches read the input in one matmul (`project`)."""
         firsts = [self.cls_layers[0]] + ([self.act_layers[0]] if self.act_layers is not None else [])
         projected = project(firsts, rows)  # [(N, k*H)] per branch
+        columns = not rows.requires_grad  # the input's products need only weight gradients
         if self.conv_backbone:
-            h = _conv_stack(self.cls_layers, self.cls_layers[0].taps(projected[0], packing), packing)  # (N, H)
+            first = self.cls_layers[0].taps(projected[0], packing, columns)  # (N, H)
+            h = _conv_stack(self.cls_layers, first, packing)  # (N, H)
         else:
             h = F.relu(projected[0] + self.cls_layers[0].bias, inplace=True)  # (N, H)
             for layer in self.cls_layers[1:]:
@@ -113,7 +115,7 @@ class Stream(nn.Module):
         cas = linear(h, self.classifier.weight, self.classifier.bias)  # (N, K)
         if self.act_layers is None:
             return h, cas, None
-        a = _conv_stack(self.act_layers, self.act_layers[0].taps(projected[1], packing), packing)  # (N, H)
+        a = _conv_stack(self.act_layers, self.act_layers[0].taps(projected[1], packing, columns), packing)  # (N, H)
         return h, cas, self.act_head(a).squeeze(-1)  # (N,)
 
 

@@ -287,11 +287,13 @@ def _gather_reference_taps(z: torch.Tensor, packing: Packing, shifts: list[int])
     return y
 
 
+@pytest.mark.parametrize("columns", [False, True])
 @pytest.mark.parametrize("shifts", [[-1, 0, 1], [-2, 0, 2], [-3, 0, 3], [-2, -1, 0, 1, 2], [-9, 0, 9]])
-def test_packed_taps_by_slices_equal_gathers_bit_for_bit(shifts):
+def test_packed_taps_by_slices_equal_gathers_bit_for_bit(shifts, columns):
     """On CPU the tap sum adds shifted slices and recomputes only the misplaced rows (video edges, holes, an empty
     video, shifts longer than a video or the batch): values and the gradient of z equal the every-row gather
-    form exactly, and the gradient equals autograd's through that form."""
+    form exactly, and the gradient equals autograd's through that form, also when it is laid out column-major
+    (`columns`: a transposed row-major block)."""
     torch.manual_seed(2)
     mask = torch.tensor(
         [
@@ -306,13 +308,14 @@ def test_packed_taps_by_slices_equal_gathers_bit_for_bit(shifts):
     n = int(mask.sum())
     z = torch.randn(n, len(shifts), 4, requires_grad=True)
     z_ref = z.detach().clone().requires_grad_(True)
-    y = _PackedTaps.apply(z, packing, shifts)
+    y = _PackedTaps.apply(z, packing, shifts, columns)
     want = _gather_reference_taps(z_ref, packing, shifts)
     assert torch.equal(y, want)
     grad = torch.randn(n, 4)
-    y.backward(grad)
+    (grad_z,) = torch.autograd.grad(y, z, grad)
     want.backward(grad)
-    assert torch.equal(z.grad, z_ref.grad)
+    assert torch.equal(grad_z, z_ref.grad)
+    assert grad_z.permute(1, 2, 0).is_contiguous() == columns  # (k, H, N) storage when asked for
     # every row outside `misplaced` reads row n + shift, and every misplaced row does not
     source, weight = packing.neighbours(shifts[-1], torch.float32)
     rows = torch.arange(n)
