@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
             mine()
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 mine()
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
         rows.append(compare(name, build_official(path, videos, args), mine, method, batch, args))
     print(
         f"\ntorch {torch.__version__}, {args.threads} thread(s), malloc {args.malloc}, medians of {args.reps} "

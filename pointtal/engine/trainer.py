@@ -5,7 +5,9 @@ A run directory holds `config.yaml`, `protocol.json` (the evaluation protocol, p
 `tensorboard/`, and at the end `predictions.json` / `frames.json` for the test subset, `report.md` and
 `figures/` (pointtal.engine.report).
 Resuming restores weights, optimizer, step, RNG and mined labels, so on CPU a resumed run ends with the
-same weights as an uninterrupted one.
+same weights as an uninterrupted one. In-run evaluation (`train.eval_every`) leaves the random generators as it
+found them (`evaluation_rng`), so on CPU the final weights and predictions do not depend on whether or how often
+a run evaluates.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import random
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -141,6 +144,21 @@ def averaged_weights(method: Method, average: dict[str, torch.Tensor] | None):
         yield
     finally:
         method.load_state_dict(own)
+
+
+@contextlib.contextmanager
+def evaluation_rng():
+    """Inside the block, the global random generators (torch CPU and initialised CUDA devices, numpy, Python
+    `random`) may be drawn from; on leaving, each is back at the state it had on entering, so a step after an
+    evaluation draws what it would have drawn without one."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
 
 
 def new_method(
@@ -513,7 +531,8 @@ class Trainer:
             self._diverged("weights are not finite")
         if self.dist.is_main:
             started = time.perf_counter()
-            with averaged_weights(self.state.method, self.state.ema):  # an EMA phase evaluates the average
+            # an EMA phase evaluates the average; no generator the next step draws from is advanced
+            with evaluation_rng(), averaged_weights(self.state.method, self.state.ema):
                 record, predictions = evaluate_model(
                     self.state.method, self.data, self.config, self.device, self.state.step
                 )

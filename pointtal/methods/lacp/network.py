@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.methods.layers import Packing, _PackedTaps, linear, topk_counts, topk_or_mean
+from pointtal.methods.layers import GappedPacking, conv3_rows, dropout, linear, topk_counts, topk_or_mean
 
 if TYPE_CHECKING:
     pass
@@ -24,7 +24,7 @@ class LACPOutput:
     """Forward result (padded positions hold junk)."""
 
     cas: torch.Tensor  # (B, T, K) sigmoid CAS, column 0 = background (not fused)
-    embedded: torch.Tensor  # (N, H) embedding after ReLU, before dropout, of the real snippets
+    embedded: torch.Tensor  # (L, H) embedding after ReLU, before dropout: the real snippets' rows, zero gap rows
     column: torch.Tensor  # (B*T,) long: the row of `embedded` holding snippet (b, t) (-1 on padding)
 
     @property
@@ -50,10 +50,10 @@ def fuse(cas: torch.Tensor) -> torch.Tensor:
 class LACPNet(nn.Module):
     """Conv1d(D -> H, k=3, pad 1) + ReLU, dropout, Conv1d(H -> K, k=1, no bias); PyTorch default init.
 
-    Computed on the batch's real snippets only (`Packing`): the kernel-3 conv is one (N, D) x (D, 3H) product
-    (`layers.linear`: oneDNN on CPU) and a tap sum that reads each snippet's neighbours in its own video, zeros
-    past its ends, which equals the Conv1d of each video alone; padding costs no FLOPs (a quarter of a batch of
-    T/2..T videos)."""
+    Computed on the batch's real snippets only, with a zero row between videos (`GappedPacking`): the kernel-3
+    conv is one (L, 3D) x (3D, H) product on the unfolded view of those rows (`layers.conv3_rows`: oneDNN on
+    CPU), which equals the Conv1d of each video alone; padding costs no FLOPs (a quarter of a batch of T/2..T
+    videos)."""
 
     def __init__(self, in_dim: int, hidden: int, n_outputs: int, dropout: float):
         super().__init__()
@@ -63,14 +63,12 @@ class LACPNet(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LACPOutput:
         """features (B, T, D), mask (B, T) -> cas (B, T, K) and the embedding of the real snippets."""
-        packing = Packing(mask)
-        rows = packing.rows(features)  # (N, D)
-        h_dim, d, k = self.embed.weight.shape
-        weight = self.embed.weight.permute(2, 0, 1).reshape(k * h_dim, d)  # (3H, D): tap j reads t + j - 1
-        z = linear(rows, weight.to(rows.dtype)).unflatten(-1, (k, h_dim))  # (N, 3, H)
-        h = F.relu(_PackedTaps.apply(z, packing, [-1, 0, 1]).add_(self.embed.bias.to(z.dtype)))  # (N, H)
-        logits = self.dropout(h) @ self.classifier.weight[:, :, 0].t().to(h.dtype)  # (N, K): classes, bg last
-        cas = torch.sigmoid(torch.cat([logits[:, -1:], logits[:, :-1]], dim=-1).float())  # (N, K) bg first
+        packing = GappedPacking(mask)
+        rows = packing.rows(features)  # (L, D): real snippets, a zero row before each video and after the last
+        h = F.relu(conv3_rows(rows, self.embed.weight, self.embed.bias, packing))  # (L, H), zero on gap rows
+        dropped = dropout(h, self.dropout.p, self.training)  # (L, H)
+        logits = linear(dropped, self.classifier.weight[:, :, 0].to(h.dtype))  # (L, K): classes, bg last
+        cas = torch.sigmoid(torch.cat([logits[:, -1:], logits[:, :-1]], dim=-1).float())  # (L, K) bg first
         return LACPOutput(packing.scatter(cas), h, packing.slot)
 
 
