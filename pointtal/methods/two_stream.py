@@ -23,6 +23,7 @@ from pointtal.methods.base import Detections
 from pointtal.methods.layers import (
     Packing,
     TemporalConv,
+    dropout,
     linear,
     masked_mean,
     masked_topk_mean,
@@ -111,22 +112,12 @@ class Stream(nn.Module):
             h = F.relu(projected[0] + self.cls_layers[0].bias, inplace=True)  # (N, H)
             for layer in self.cls_layers[1:]:
                 h = F.relu(linear(h, layer.weight, layer.bias), inplace=True)
-        h = _dropout(h, self.dropout, self.training)
+        h = dropout(h, self.dropout, self.training)  # on CPU a rand mask (layers.dropout)
         cas = linear(h, self.classifier.weight, self.classifier.bias)  # (N, K)
         if self.act_layers is None:
             return h, cas, None
         a = _conv_stack(self.act_layers, self.act_layers[0].taps(projected[1], packing, columns), packing)  # (N, H)
         return h, cas, self.act_head(a).squeeze(-1)  # (N,)
-
-
-def _dropout(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """F.dropout(h, p, training); float32 on CPU its mask comes from `rand_like(h) < 1 - p` (a third of
-    `bernoulli_`'s time on a (18000, 1024) tensor): the same distribution and the same arithmetic (h times 0 or
-    1/(1-p)), other random draws."""
-    if not training or p == 0 or h.device.type != "cpu" or h.dtype != torch.float32:
-        return F.dropout(h, p, training)
-    noise = torch.rand_like(h).lt_(1 - p).div_(1 - p)  # (N, H): 0 or 1/(1-p), as F.dropout's
-    return h * noise
 
 
 def _conv_stack(layers: nn.ModuleList, first: torch.Tensor, packing: Packing) -> torch.Tensor:

@@ -370,22 +370,22 @@ def test_onednn_products_equal_f_linear_for_every_operand_layout():
         torch.testing.assert_close(a_, r, rtol=1e-5, atol=1e-5)
 
 
-def test_cpu_dropout_is_f_dropouts_arithmetic_with_its_own_mask():
-    """Two-stream dropout on CPU: every output is F.dropout's value for that element (h / (1-p), bit for bit) or
-    0, about 1-p of them kept, the gradient is the same mask times 1/(1-p); off in eval and for p = 0."""
-    from pointtal.methods.two_stream import _dropout
+def test_cpu_dropout_scales_kept_values_and_gradients_as_f_dropout():
+    """`layers.dropout` (the two-stream network's dropout): every output is 0 or h / (1-p) (F.dropout's value up
+    to the rounding of 1/(1-p)), about 1-p of them kept, the gradient is the same mask times 1/(1-p); the input
+    itself in eval and for p = 0."""
+    from pointtal.methods.layers import dropout
 
     torch.manual_seed(0)
     h = torch.randn(400, 300, requires_grad=True)
-    out = _dropout(h, 0.7, True)
+    out = dropout(h, 0.7, True)
     kept = out != 0
-    scaled = F.dropout(h.detach(), 0.0, True) * torch.ones(()).div_(0.3)  # h * (1 / 0.3) as float32
-    assert torch.equal(out[kept], (h.detach() * torch.ones_like(h).div_(0.3))[kept])
-    assert torch.equal(out[kept], scaled[kept])
+    assert torch.equal(out[kept], (h.detach() * (1 / 0.3))[kept])
+    torch.testing.assert_close(out[kept], (h.detach() * torch.ones(()).div_(0.3))[kept], rtol=1e-6, atol=0)
     assert abs(float(kept.float().mean()) - 0.3) < 0.01
     out.backward(torch.ones_like(out))
-    assert torch.equal(h.grad, torch.where(kept, torch.ones(()).div_(0.3), 0.0))
-    assert _dropout(h, 0.7, False) is h and _dropout(h, 0.0, True) is h
+    assert torch.equal(h.grad, torch.where(kept, torch.ones(()) * (1 / 0.3), 0.0))
+    assert dropout(h, 0.7, False) is h and dropout(h, 0.0, True) is h
 
 
 def test_temporal_conv_xavier_bound():
