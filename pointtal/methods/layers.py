@@ -13,7 +13,7 @@ Contents:
                                              padded THUMOS14 training batch, 72% of a test batch is padding)
   * `GappedPacking(mask)`, `conv3_rows`    - the real snippets with a zero row between videos, so that a kernel-3
                                              conv is one product on an unfolded view (no tap sum, no copy)
-  * `project(layers, rows)`                - the input matmul of several layers that read the same rows, fused
+  * `project(layers, rows)`                - the input products of several layers that read the same rows
   * `linear(x, weight, bias)`              - F.linear; float32 on CPU through oneDNN (about twice torch's
                                              MKL sgemm rate on AMD CPUs), same arithmetic
   * `topk_counts(lengths, divisor, rounding)` - k = ceil or floor of T_i / divisor, at least 1, per video

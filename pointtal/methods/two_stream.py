@@ -101,7 +101,8 @@ class Stream(nn.Module):
 
         Every layer runs on real snippets only (a temporal conv reads its neighbours through `packing`), so
         padding costs neither FLOPs nor memory; the result equals running the layers on the zero-padded batch.
-        The first layers of both branches read the input in one matmul (`project`)."""
+        The first layers of both branches read the input through `project` (one oneDNN product each on CPU;
+        their weight gradients share one transposed copy of the input)."""
         firsts = [self.cls_layers[0]] + ([self.act_layers[0]] if self.act_layers is not None else [])
         projected = project(firsts, rows)  # [(N, k*H)] per branch
         columns = not rows.requires_grad  # the input's products need only weight gradients
