@@ -242,7 +242,7 @@ def test_layers_on_real_snippets_equal_the_padded_layers_and_their_gradients(dil
     rows = packing.rows(x)
     assert torch.equal(rows, x[mask]) and rows.shape == (25, 6)
     assert torch.equal(packing.scatter(rows), x)
-    projected_conv, projected_linear = project([conv, linear], rows)  # one matmul, split per layer
+    projected_conv, projected_linear = project([conv, linear], rows)  # one product per layer
     grad_conv, grad_linear = torch.randn(25, 4), torch.randn(25, 5)
     packed = (conv.taps(projected_conv, packing) * grad_conv).sum() + (
         (projected_linear + linear.bias) * grad_linear
@@ -386,6 +386,33 @@ def test_cpu_dropout_scales_kept_values_and_gradients_as_f_dropout():
     out.backward(torch.ones_like(out))
     assert torch.equal(h.grad, torch.where(kept, torch.ones(()) * (1 / 0.3), 0.0))
     assert dropout(h, 0.7, False) is h and dropout(h, 0.0, True) is h
+
+
+@pytest.mark.parametrize("conv_backbone", [False, True])
+def test_two_stream_outputs_and_gradients_equal_through_onednn_and_f_linear(conv_backbone, monkeypatch):
+    """The two-stream network's CPU route (oneDNN products, column-major input-conv gradients, shared weight
+    gradients) gives the outputs and every parameter gradient of the same network on F.linear products."""
+    from pointtal.methods.two_stream import TwoStreamNet
+
+    torch.manual_seed(0)
+    net = TwoStreamNet(16, 4, 8, 0.0, True, (1, 2) if conv_backbone else None).train()
+    with torch.no_grad():
+        net.act_weights.copy_(torch.tensor([0.6, -0.4]))  # (init 0 would pass the actionness branch no gradient)
+    mask = torch.tensor([[True] * 9, [True] * 5 + [False] * 4, [True, True, False, True] + [False] * 5])
+    features = torch.randn(3, 9, 16)
+    weights = [torch.randn(3, 9, 4), torch.randn(3, 9, 4), torch.randn(3, 9)]
+
+    def run():
+        out = net(features, mask)
+        total = (out.cas * weights[0]).sum() + (out.cas_rgb * weights[1]).sum() + (out.act * weights[2]).sum()
+        return out.cas.detach(), torch.autograd.grad(total, list(net.parameters()))
+
+    cas, grads = run()
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    cas_ref, grads_ref = run()
+    torch.testing.assert_close(cas, cas_ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_temporal_conv_xavier_bound():
