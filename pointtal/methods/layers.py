@@ -13,7 +13,7 @@ Contents:
                                              padded THUMOS14 training batch, 72% of a test batch is padding)
   * `GappedPacking(mask)`, `conv3_rows`    - the real snippets with a zero row between videos, so that a kernel-3
                                              conv is one product on an unfolded view (no tap sum, no copy)
-  * `project(layers, rows)`                - the input matmul of several layers that read the same rows, fused
+  * `project(layers, rows)`                - the input products of several layers that read the same rows
   * `linear(x, weight, bias)`              - F.linear; float32 on CPU through oneDNN (about twice torch's
                                              MKL sgemm rate on AMD CPUs), same arithmetic
   * `topk_counts(lengths, divisor, rounding)` - k = ceil or floor of T_i / divisor, at least 1, per video
@@ -138,12 +138,16 @@ class TemporalConv(nn.Module):
     def rows(self, rows: torch.Tensor, packing: Packing) -> torch.Tensor:
         """The conv of a batch given only its real snippets: rows (N, D) = `packing.rows(x)` -> (N, H), equal to
         `forward(x)` on the real snippets of the zero-padded x; nothing is computed on padding."""
-        return self.taps(rows @ self.weight.flatten(1), packing)
+        return self.taps(linear(rows, self.weight.flatten(1).t()), packing)
 
-    def taps(self, projected: torch.Tensor, packing: Packing) -> torch.Tensor:
-        """Tap sum and bias of projected real snippets (N, k*H) (`rows @ W`, see `project`) -> (N, H)."""
+    def taps(self, projected: torch.Tensor, packing: Packing, grad_columns: bool = False) -> torch.Tensor:
+        """Tap sum and bias of projected real snippets (N, k*H) (`rows @ W`, see `project`) -> (N, H).
+        `grad_columns`: hand `projected` its gradient column-major on CPU (a (k*H, N) row-major block seen
+        transposed), the layout the weight-gradient product reads; for projections of rows that need no gradient
+        (the network's input), where nothing else reads it."""
         shifts = [(j - self.kernel // 2) * self.dilation for j in range(self.kernel)]
-        y = _PackedTaps.apply(projected.unflatten(-1, (self.kernel, -1)), packing, shifts)  # (N, H), fresh
+        z = projected.unflatten(-1, (self.kernel, -1))  # (N, k, H)
+        y = _PackedTaps.apply(z, packing, shifts, grad_columns)  # (N, H), fresh
         return y if self.bias is None else y.add_(self.bias)
 
     def extra_repr(self) -> str:
@@ -167,6 +171,7 @@ class Packing:
         self.slot = torch.full((b * t,), -1, dtype=torch.long, device=mask.device)  # (B*T,) packed row or -1
         self.slot[self.position] = torch.arange(n, device=mask.device)
         self._neighbours: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._misplaced: dict[int, torch.Tensor] = {}
 
     def rows(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, D) -> the real snippets (N, D) in mask order."""
@@ -192,43 +197,101 @@ class Packing:
             self._neighbours[key] = (torch.where(real, source, rows), real.unsqueeze(1).to(dtype))
         return self._neighbours[key]
 
+    def misplaced(self, shift: int) -> torch.Tensor:
+        """(M,) long: the rows n whose neighbour `shift` snippets later is not the real row n + shift (a video's
+        edge, padding, a hole); every other row's neighbour is simply row n + shift. A host sync (`nonzero`)."""
+        if shift not in self._misplaced:
+            source, weight = self.neighbours(shift, torch.float32)
+            rows = torch.arange(source.numel(), device=source.device)
+            self._misplaced[shift] = ((source != rows + shift) | (weight.squeeze(1) == 0)).nonzero().squeeze(1)
+        return self._misplaced[shift]
+
 
 class _PackedTaps(torch.autograd.Function):
     """y[n] = sum_j w_j[n] * z[source_j[n], j]: the tap sum of a temporal conv on packed rows (see `Packing`).
 
     z (N, k, H) -> (N, H). Row n's tap j reads the snippet `shifts[j]` steps away in its own video, zero where
     that is padding or outside the video, exactly as the zero-padded (B, T) tap sum does, with the same
-    additions in the same order. The backward is gathers too: tap j's source is tap -j's reader.
+    additions in the same order. The backward is the same sum read the other way: tap j's source is tap -j's
+    reader. On CPU each tap is one shifted slice of all rows (row n reads row n + shift) and only the few rows
+    where that is wrong (`Packing.misplaced`: video edges, holes) are recomputed by gathers, bit for bit the
+    same; elsewhere every row gathers (no host sync).
     """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, packing: Packing, shifts: list[int]) -> torch.Tensor:
-        ctx.packing, ctx.shifts = packing, shifts
-        y = z[:, shifts.index(0)].clone()  # (N, H)
+    def forward(ctx, z: torch.Tensor, packing: Packing, shifts: list[int], grad_columns: bool = False) -> torch.Tensor:
+        ctx.packing, ctx.shifts, ctx.grad_columns = packing, shifts, grad_columns
+        center = shifts.index(0)
+        if z.device.type != "cpu":
+            return _gathered_taps(z, packing, shifts, None)
+        if len(shifts) == 1:
+            return z[:, center].clone()
+        y = z.new_empty(z.shape[0], z.shape[2])  # (N, H); rows no slice writes are misplaced, written below
+        first = True
         for j, shift in enumerate(shifts):
-            if shift != 0:
-                source, weight = packing.neighbours(shift, z.dtype)
-                y.addcmul_(z[:, j].index_select(0, source), weight)
-        return y
+            if shift == 0:
+                continue
+            # row n reads row n + shift: readers z[lo:hi], sources z[lo + shift:hi + shift]
+            lo = max(0, -shift)
+            hi = max(lo, z.shape[0] - max(0, shift))
+            if first:  # center + first tap in one pass
+                torch.add(z[lo:hi, center], z[lo + shift : hi + shift, j], out=y[lo:hi])
+                first = False
+            else:
+                y[lo:hi] += z[lo + shift : hi + shift, j]
+        rows = torch.cat([packing.misplaced(shift) for shift in shifts if shift != 0]).unique()  # (M,)
+        return y.index_copy_(0, rows, _gathered_taps(z, packing, shifts, rows))
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):  # grad_y (N, H)
-        shifts = ctx.shifts
-        grad_z = grad_y.new_empty(grad_y.shape[0], len(shifts), grad_y.shape[1])  # (N, k, H)
+        packing, shifts = ctx.packing, ctx.shifts
+        n, h = grad_y.shape
+        if ctx.grad_columns and grad_y.device.type == "cpu":  # the same copies on column-major views
+            grad_y = grad_y.t().contiguous().t()  # (N, H), stored (H, N)
+            grad_z = grad_y.new_empty(len(shifts), h, n).permute(2, 0, 1)  # (N, k, H), stored (k, H, N)
+        else:
+            grad_z = grad_y.new_empty(n, len(shifts), h)  # (N, k, H)
         for j, shift in enumerate(shifts):
             if shift == 0:
                 grad_z[:, j] = grad_y
-            else:
-                source, weight = ctx.packing.neighbours(-shift, grad_y.dtype)
+                continue
+            source, weight = packing.neighbours(-shift, grad_y.dtype)  # row m's reader through tap j
+            if grad_y.device.type != "cpu":
                 torch.mul(grad_y.index_select(0, source), weight, out=grad_z[:, j])
-        return grad_z, None, None
+                continue
+            back = min(abs(shift), n)
+            if shift > 0:  # row m's reader is row m - shift
+                grad_z[back:, j] = grad_y[: n - back]
+                grad_z[:back, j] = 0
+            else:
+                grad_z[: n - back, j] = grad_y[back:]
+                grad_z[n - back :, j] = 0
+            rows = packing.misplaced(-shift)
+            grad_z[:, j].index_copy_(0, rows, grad_y.index_select(0, source[rows]) * weight[rows])
+        return grad_z, None, None, None
+
+
+def _gathered_taps(z: torch.Tensor, packing: Packing, shifts: list[int], rows: torch.Tensor | None) -> torch.Tensor:
+    """The tap sum of `_PackedTaps` by gathers, for all rows of z (N, k, H) or only `rows` (M,) -> (N or M, H)."""
+    center = shifts.index(0)
+    y = z[:, center].clone() if rows is None else z[:, center].index_select(0, rows)  # fresh
+    for j, shift in enumerate(shifts):
+        if shift != 0:
+            source, weight = packing.neighbours(shift, z.dtype)
+            if rows is not None:
+                source, weight = source[rows], weight[rows]
+            y.addcmul_(z[:, j].index_select(0, source), weight)
+    return y
 
 
 def project(layers: Sequence[nn.Module], rows: torch.Tensor) -> list[torch.Tensor]:
     """`rows @ W` of several layers (`nn.Linear` without bias, or `TemporalConv` before its tap sum) that read the
-    same rows (N, D), as one matmul: [(N, k_i * H_i)]. Feed a TemporalConv's part to its `taps`."""
-    weights = [layer.weight.flatten(1) if isinstance(layer, TemporalConv) else layer.weight.t() for layer in layers]
-    return list((rows @ torch.cat(weights, dim=1)).split([w.shape[1] for w in weights], dim=1))
+    same rows (N, D): [(N, k_i * H_i)]. Feed a TemporalConv's part to its `taps`. Float32 on CPU: one oneDNN
+    product per layer, and the weight gradients share one transposed copy of the rows (`_SharedRowsProducts`)."""
+    weights = [layer.weight.flatten(1).t() if isinstance(layer, TemporalConv) else layer.weight for layer in layers]
+    if all(_onednn_applies(rows, w) for w in weights):
+        return list(_SharedRowsProducts.apply(rows, *weights))  # (O_i, D) each
+    return [F.linear(rows, w) for w in weights]
 
 
 def _dense_onednn_linear():
@@ -245,8 +308,12 @@ _DENSE_ONEDNN = _dense_onednn_linear()
 def _onednn_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a (M, K) @ b (N, K)^T in float32 through oneDNN -> (M, N) dense. Strided operands (transposes) are read
     in place: no contiguous copy and no conversion to oneDNN tensors (those cost 15-20 % of the product's time on
-    a (9000, 2048) x (2048, 6144) layer); the products are the same as through `mkldnn_linear`."""
+    a (9000, 2048) x (2048, 6144) layer); the products are the same as through `mkldnn_linear`. `b` must be
+    row-major or the transpose of a row-major matrix: other strides (e.g. the transpose of a column slice) send
+    oneDNN to its reference kernel, thousands of times slower, so they are copied first."""
     if _DENSE_ONEDNN is not None:
+        if not (b.is_contiguous() or b.t().is_contiguous()):
+            b = b.contiguous()
         return _DENSE_ONEDNN(a, b, None, "none", [], "")
     return torch._C._nn.mkldnn_linear(a.contiguous().to_mkldnn(), b.contiguous().to_mkldnn()).to_dense()
 
@@ -265,23 +332,67 @@ class _OneDNNLinear(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         grad_x = _onednn_mm(grad, weight.t()) if ctx.needs_input_grad[0] else None  # (N, I)
-        grad_w = _onednn_mm(grad.t(), x.t()) if ctx.needs_input_grad[1] else None  # (O, I)
+        grad_w = _weight_gradient(grad, x, weight) if ctx.needs_input_grad[1] else None  # (O, I)
         grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear(x, weight, bias) for x (N, I). Float32 on CPU (outside autocast) runs through oneDNN: the same
-    float32 products, at about twice the rate of torch's MKL sgemm on AMD CPUs (1.7x forward + backward on a
-    (3600, 2048) x (2048, 2048) layer, one thread); elsewhere F.linear."""
-    if (
+def _weight_gradient(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, x_t: torch.Tensor | None = None
+) -> torch.Tensor:
+    """grad^T x through oneDNN for grad (N, O), x (N, I) -> (O, I), laid out as `weight` (row-major, or the
+    transpose of a row-major (I, O) as a TemporalConv's taps: then autograd needs no copy to store it). oneDNN
+    copies a transposed first operand row-major; for O > I the second is made row-major too (`x_t` = x^T when
+    the caller has it): with N in the tens of thousands that runs ~10 % faster than leaving x transposed, and
+    twice as fast as any form whose second operand is the transposed (N, O) gradient."""
+    if grad.shape[1] <= x.shape[1]:
+        return _onednn_mm(grad.t(), x.t())
+    grad_t, x_t = grad.t().contiguous(), x.t().contiguous() if x_t is None else x_t  # (O, N), (I, N)
+    if weight.t().is_contiguous() and not weight.is_contiguous():
+        return _onednn_mm(x_t, grad_t).t()  # (I, O) row-major, as the weight's storage
+    return _onednn_mm(grad_t, x_t)
+
+
+class _SharedRowsProducts(torch.autograd.Function):
+    """[x W_i^T] for x (N, I) and weights W_i (O_i, I) through oneDNN, one product each: no concatenated weight
+    or gradient; the weight gradients (`_weight_gradient`) share one row-major copy of x^T."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.save_for_backward(x, *weights)
+        return tuple(_onednn_mm(x, w) for w in weights)  # (N, O_i) each
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        x, *weights = ctx.saved_tensors
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = sum(_onednn_mm(g, w.t()) for g, w in zip(grads, weights, strict=True))  # (N, I)
+        x_t = x.t().contiguous() if any(ctx.needs_input_grad[1:]) else None  # (I, N), shared
+        grad_ws = [
+            _weight_gradient(g, x, w, x_t) if need else None  # (O_i, I)
+            for g, w, need in zip(grads, weights, ctx.needs_input_grad[1:], strict=True)
+        ]
+        return grad_x, *grad_ws
+
+
+def _onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether `linear` runs x (N, I) @ weight^T through oneDNN: float32 on CPU, outside autocast."""
+    return (
         x.device.type == "cpu"
         and x.dim() == 2
         and x.shape[0] > 0
         and x.dtype == weight.dtype == torch.float32
         and torch.backends.mkldnn.is_available()
         and not torch.is_autocast_enabled("cpu")
-    ):
+    )
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear(x, weight, bias) for x (N, I). Float32 on CPU (outside autocast) runs through oneDNN: the same
+    float32 products, at about twice the rate of torch's MKL sgemm on AMD CPUs (1.7x forward + backward on a
+    (3600, 2048) x (2048, 2048) layer, one thread); elsewhere F.linear."""
+    if _onednn_applies(x, weight):
         return _OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
 

@@ -23,6 +23,8 @@ from pointtal.methods.base import Detections
 from pointtal.methods.layers import (
     Packing,
     TemporalConv,
+    dropout,
+    linear,
     masked_mean,
     masked_topk_mean,
     project,
@@ -99,20 +101,23 @@ class Stream(nn.Module):
 
         Every layer runs on real snippets only (a temporal conv reads its neighbours through `packing`), so
         padding costs neither FLOPs nor memory; the result equals running the layers on the zero-padded batch.
-        The first layers of both branches read the input in one matmul (`project`)."""
+        The first layers of both branches read the input through `project` (one oneDNN product each on CPU;
+        their weight gradients share one transposed copy of the input)."""
         firsts = [self.cls_layers[0]] + ([self.act_layers[0]] if self.act_layers is not None else [])
         projected = project(firsts, rows)  # [(N, k*H)] per branch
+        columns = not rows.requires_grad  # the input's products need only weight gradients
         if self.conv_backbone:
-            h = _conv_stack(self.cls_layers, self.cls_layers[0].taps(projected[0], packing), packing)  # (N, H)
+            first = self.cls_layers[0].taps(projected[0], packing, columns)  # (N, H)
+            h = _conv_stack(self.cls_layers, first, packing)  # (N, H)
         else:
             h = F.relu(projected[0] + self.cls_layers[0].bias, inplace=True)  # (N, H)
             for layer in self.cls_layers[1:]:
-                h = F.relu(layer(h), inplace=True)
-        h = F.dropout(h, self.dropout, self.training)
-        cas = self.classifier(h)  # (N, K)
+                h = F.relu(linear(h, layer.weight, layer.bias), inplace=True)
+        h = dropout(h, self.dropout, self.training)  # on CPU a rand mask (layers.dropout)
+        cas = linear(h, self.classifier.weight, self.classifier.bias)  # (N, K)
         if self.act_layers is None:
             return h, cas, None
-        a = _conv_stack(self.act_layers, self.act_layers[0].taps(projected[1], packing), packing)  # (N, H)
+        a = _conv_stack(self.act_layers, self.act_layers[0].taps(projected[1], packing, columns), packing)  # (N, H)
         return h, cas, self.act_head(a).squeeze(-1)  # (N,)
 
 
@@ -152,9 +157,11 @@ class TwoStreamNet(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> SFNetOutput:
         """features (B, T, D), mask (B, T) bool -> SFNetOutput."""
         packing = Packing(mask)
-        rows = packing.rows(features)  # (N, D) real snippets only: padding never reaches a layer
-        h_rgb, cas_rgb, act_rgb = self.rgb(rows[:, : self.half], packing)  # (N, H), (N, K), (N,)
-        h_flow, cas_flow, act_flow = self.flow(rows[:, self.half :], packing)
+        # (N, D/2) real snippets of each half, each row-major (oneDNN's weight-gradient product reads them
+        # transposed); padding never reaches a layer
+        rgb, flow = packing.rows(features[..., : self.half]), packing.rows(features[..., self.half :])
+        h_rgb, cas_rgb, act_rgb = self.rgb(rgb, packing)  # (N, H), (N, K), (N,)
+        h_flow, cas_flow, act_flow = self.flow(flow, packing)
         cas = cas_rgb * self.cas_weights[0] + cas_flow * self.cas_weights[1]  # (N, K)
         acts = [None] * 3
         if act_rgb is not None:

@@ -24,6 +24,7 @@ from pointtal.localization.sfnet import localize_sfnet, run_peaks
 from pointtal.methods.layers import (
     Packing,
     TemporalConv,
+    _PackedTaps,
     masked_topk_mean,
     project,
     select_hardest,
@@ -241,7 +242,7 @@ def test_layers_on_real_snippets_equal_the_padded_layers_and_their_gradients(dil
     rows = packing.rows(x)
     assert torch.equal(rows, x[mask]) and rows.shape == (25, 6)
     assert torch.equal(packing.scatter(rows), x)
-    projected_conv, projected_linear = project([conv, linear], rows)  # one matmul, split per layer
+    projected_conv, projected_linear = project([conv, linear], rows)  # one product per layer
     grad_conv, grad_linear = torch.randn(25, 4), torch.randn(25, 5)
     packed = (conv.taps(projected_conv, packing) * grad_conv).sum() + (
         (projected_linear + linear.bias) * grad_linear
@@ -274,6 +275,144 @@ def test_packed_tap_gradient_reaches_each_source_row_through_its_reader():
     (conv.rows(rows, packing) * grad).sum().backward()
     (conv(x_ref)[mask] * grad).sum().backward()
     torch.testing.assert_close(rows.grad, x_ref.grad[mask])
+
+
+def _gather_reference_taps(z: torch.Tensor, packing: Packing, shifts: list[int]) -> torch.Tensor:
+    """The tap sum with every row gathering its neighbours (zero weight where there is none), in tap order."""
+    y = z[:, shifts.index(0)].clone()
+    for j, shift in enumerate(shifts):
+        if shift != 0:
+            source, weight = packing.neighbours(shift, z.dtype)
+            y = y + z[:, j][source] * weight
+    return y
+
+
+@pytest.mark.parametrize("columns", [False, True])
+@pytest.mark.parametrize("shifts", [[-1, 0, 1], [-2, 0, 2], [-3, 0, 3], [-2, -1, 0, 1, 2], [-9, 0, 9]])
+def test_packed_taps_by_slices_equal_gathers_bit_for_bit(shifts, columns):
+    """On CPU the tap sum adds shifted slices and recomputes only the misplaced rows (video edges, holes, an empty
+    video, shifts longer than a video or the batch): values and the gradient of z equal the every-row gather
+    form exactly, and the gradient equals autograd's through that form, also when it is laid out column-major
+    (`columns`: a transposed row-major block)."""
+    torch.manual_seed(2)
+    mask = torch.tensor(
+        [
+            [True] * 7 + [False] * 2,
+            [True] + [False] * 8,
+            [True] * 9,
+            [False] * 9,
+            [True, False, True, True, False, True, True, True, False],
+        ]
+    )
+    packing = Packing(mask)
+    n = int(mask.sum())
+    z = torch.randn(n, len(shifts), 4, requires_grad=True)
+    z_ref = z.detach().clone().requires_grad_(True)
+    y = _PackedTaps.apply(z, packing, shifts, columns)
+    want = _gather_reference_taps(z_ref, packing, shifts)
+    assert torch.equal(y, want)
+    grad = torch.randn(n, 4)
+    (grad_z,) = torch.autograd.grad(y, z, grad)
+    want.backward(grad)
+    assert torch.equal(grad_z, z_ref.grad)
+    assert grad_z.permute(1, 2, 0).is_contiguous() == columns  # (k, H, N) storage when asked for
+    # every row outside `misplaced` reads row n + shift, and every misplaced row does not
+    source, weight = packing.neighbours(shifts[-1], torch.float32)
+    rows = torch.arange(n)
+    simple = (source == rows + shifts[-1]) & (weight[:, 0] > 0)
+    assert packing.misplaced(shifts[-1]).tolist() == rows[~simple].tolist()
+    assert 0 < len(rows[~simple]) < n or abs(shifts[-1]) >= 9
+
+
+def test_onednn_products_equal_f_linear_for_every_operand_layout():
+    """`layers.linear` and `project` (oneDNN on CPU) equal F.linear with gradients for inputs that are column
+    slices (SF-Net's RGB / flow halves), weights that are transposed views (a TemporalConv's taps), and both
+    weight-gradient forms (O <= I and O > I); `_onednn_mm` reads a weight operand that is the transpose of a
+    column slice correctly (it copies it: oneDNN's reference kernel would take minutes at SF-Net's shape)."""
+    from pointtal.methods.layers import _onednn_mm, linear
+
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(37, 48, generator=g)
+    for x in (features[:, :24], features[:, 24:].contiguous()):
+        for out_dim in (16, 72):
+            base = torch.randn(24, out_dim, generator=g)
+            for w_leaf, view in ((base.t().contiguous(), lambda w: w), (base, lambda w: w.t())):
+                w_leaf = w_leaf.clone().requires_grad_(True)
+                b = torch.randn(out_dim, generator=g, requires_grad=True)
+                xr = x.clone().requires_grad_(True)
+                upstream = torch.randn(37, out_dim, generator=g)
+                mine = linear(xr, view(w_leaf), b)
+                got = torch.autograd.grad((mine * upstream).sum(), [xr, w_leaf, b])
+                ref = F.linear(xr, view(w_leaf), b)
+                want = torch.autograd.grad((ref * upstream).sum(), [xr, w_leaf, b])
+                torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-5)
+                for a, r in zip(got, want, strict=True):
+                    torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+    a, wide = torch.randn(40, 30, generator=g), torch.randn(30, 64, generator=g)
+    b = wide[:, :50].t()  # (50, 30): the transpose of a column slice
+    assert not (b.is_contiguous() or b.t().is_contiguous())
+    torch.testing.assert_close(_onednn_mm(a, b), a @ wide[:, :50], rtol=1e-5, atol=1e-5)
+    # project: separate products sharing the rows, weight gradients through one copy of the rows
+    conv, lin = TemporalConv(24, 5, 3), nn.Linear(24, 7)
+    rows = features[:, :24].clone().requires_grad_(True)
+    outs = project([conv, lin], rows)
+    up = [torch.randn(37, 15, generator=g), torch.randn(37, 7, generator=g)]
+    got = torch.autograd.grad(
+        sum((o * u).sum() for o, u in zip(outs, up, strict=True)), [rows, conv.weight, lin.weight]
+    )
+    refs = [rows @ conv.weight.flatten(1), rows @ lin.weight.t()]
+    want = torch.autograd.grad(
+        sum((o * u).sum() for o, u in zip(refs, up, strict=True)), [rows, conv.weight, lin.weight]
+    )
+    for o, r in zip(outs, refs, strict=True):
+        torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5)
+    for a_, r in zip(got, want, strict=True):
+        torch.testing.assert_close(a_, r, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_dropout_scales_kept_values_and_gradients_as_f_dropout():
+    """`layers.dropout` (the two-stream network's dropout): every output is 0 or h / (1-p) (F.dropout's value up
+    to the rounding of 1/(1-p)), about 1-p of them kept, the gradient is the same mask times 1/(1-p); the input
+    itself in eval and for p = 0."""
+    from pointtal.methods.layers import dropout
+
+    torch.manual_seed(0)
+    h = torch.randn(400, 300, requires_grad=True)
+    out = dropout(h, 0.7, True)
+    kept = out != 0
+    assert torch.equal(out[kept], (h.detach() * (1 / 0.3))[kept])
+    torch.testing.assert_close(out[kept], (h.detach() * torch.ones(()).div_(0.3))[kept], rtol=1e-6, atol=0)
+    assert abs(float(kept.float().mean()) - 0.3) < 0.01
+    out.backward(torch.ones_like(out))
+    assert torch.equal(h.grad, torch.where(kept, torch.ones(()) * (1 / 0.3), 0.0))
+    assert dropout(h, 0.7, False) is h and dropout(h, 0.0, True) is h
+
+
+@pytest.mark.parametrize("conv_backbone", [False, True])
+def test_two_stream_outputs_and_gradients_equal_through_onednn_and_f_linear(conv_backbone, monkeypatch):
+    """The two-stream network's CPU route (oneDNN products, column-major input-conv gradients, shared weight
+    gradients) gives the outputs and every parameter gradient of the same network on F.linear products."""
+    from pointtal.methods.two_stream import TwoStreamNet
+
+    torch.manual_seed(0)
+    net = TwoStreamNet(16, 4, 8, 0.0, True, (1, 2) if conv_backbone else None).train()
+    with torch.no_grad():
+        net.act_weights.copy_(torch.tensor([0.6, -0.4]))  # (init 0 would pass the actionness branch no gradient)
+    mask = torch.tensor([[True] * 9, [True] * 5 + [False] * 4, [True, True, False, True] + [False] * 5])
+    features = torch.randn(3, 9, 16)
+    weights = [torch.randn(3, 9, 4), torch.randn(3, 9, 4), torch.randn(3, 9)]
+
+    def run():
+        out = net(features, mask)
+        total = (out.cas * weights[0]).sum() + (out.cas_rgb * weights[1]).sum() + (out.act * weights[2]).sum()
+        return out.cas.detach(), torch.autograd.grad(total, list(net.parameters()))
+
+    cas, grads = run()
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    cas_ref, grads_ref = run()
+    torch.testing.assert_close(cas, cas_ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_temporal_conv_xavier_bound():
