@@ -552,10 +552,9 @@ class _Conv3Rows(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(0)
         if ctx.needs_input_grad[0]:
-            padded = F.pad(grad, (0, 0, 2, 2))  # (L+2, H): x row r takes grad rows r-2..r through taps 2..0
-            unfolded = padded.as_strided((n_rows, 3 * padded.shape[1]), (padded.shape[1], 1))  # (L, 3H)
-            flipped = weight.flip(2).permute(1, 2, 0).reshape(d, -1).to(grad.dtype)  # (D, 3H)
-            grad_x = _rows_mm(unfolded, flipped)  # (L, D)
+            grad_x = grad.new_zeros(n_rows, d)  # (L, D): tap k of output row r read x row r + k
+            for k in range(3):  # three (L-2, H) x (H, D) products: no (L, 3H) or (L-2, 3D) intermediate
+                grad_x[k : k + n_rows - 2] += _rows_mm(grad, weight[:, :, k].t().contiguous().to(grad.dtype))
         return grad_x, grad_w, grad_b, None
 
 
@@ -564,7 +563,8 @@ def conv3_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     rows, weight (H, D, 3) as nn.Conv1d's, bias (H,) or None -> (L, H), zero on gap rows, so convs stack.
 
     One (L-2, 3D) x (3D, H) product on the unfolded view of x (oneDNN on CPU) and, backward, three (H, L-2) x
-    (L-2, D) products for the weight (plus one (L, 3H) x (3H, D) for x where x needs a gradient)."""
+    (L-2, D) products for the weight (plus, where x needs a gradient, three (L-2, H) x (H, D) products added to
+    x's rows at their tap offsets)."""
     return _Conv3Rows.apply(x, weight, bias, packing.gaps)
 
 

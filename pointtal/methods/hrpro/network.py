@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.methods.layers import linear
+from pointtal.methods.layers import GappedPacking, conv3_rows, dropout, linear
 
 if TYPE_CHECKING:
     from pointtal.methods.hrpro.method import Options
@@ -87,9 +87,11 @@ class ReliabilityAwareBlock(nn.Module):
             values.append(y.transpose(1, 2).reshape(g, width, d)[keep])  # (real tokens of the group, D)
         out = x.new_empty(x.shape[0], d).index_copy(0, torch.cat(where), torch.cat(values))  # every row written
         attended = linear(out, att.out_proj.weight, att.out_proj.bias)  # (R, D)
-        x = self.norm1(x + self.dropout1(attended))
-        hidden = self.dropout(F.relu(linear(x, self.linear1.weight, self.linear1.bias)))  # (R, F)
-        return self.norm2(x + self.dropout2(linear(hidden, self.linear2.weight, self.linear2.bias)))
+        x = self.norm1(x + dropout(attended, self.dropout1.p, self.training))
+        hidden = dropout(F.relu(linear(x, self.linear1.weight, self.linear1.bias)), self.dropout.p, self.training)
+        return self.norm2(
+            x + dropout(linear(hidden, self.linear2.weight, self.linear2.bias), self.dropout2.p, self.training)
+        )
 
 
 def length_groups(lengths: torch.Tensor, ratio: float = 1.25) -> list[torch.Tensor]:
@@ -133,7 +135,8 @@ class SnippetModel(nn.Module):
         attention costs T^2 per video, so videos attend in groups of similar length (`length_groups`: a batch
         of 16 THUMOS14 videos padded to its longest does ~20x the work). The blocks have no positional
         encoding and mask padded keys, so a video's output depends on neither its group nor the batch. The
-        embedding conv runs over the videos laid end to end (`end_to_end`: no FLOPs on padding)."""
+        embedding conv runs over the videos laid end to end with a zero row between them (`GappedPacking`,
+        `conv3_rows`: one product, no FLOPs on padding)."""
         b, t, d = features.shape
         lengths = mask.sum(1)  # (B,)
         start = torch.cumsum(lengths, 0) - lengths  # (B,) first packed row of each video
@@ -156,24 +159,13 @@ class SnippetModel(nn.Module):
             for block in self.blocks:
                 x = block.rows(x, layout)
             x = x[:n]  # (N, D)
-        column, width = end_to_end(mask)
-        seq = x.new_zeros(width, d).index_copy(0, column[column >= 0], x)  # (L, D)
-        h = F.relu(self.embedding(seq.t().unsqueeze(0)))[0]  # (D, L)
-        embedded = h.t()[column.clamp(min=0)] * mask.flatten().unsqueeze(1).to(h.dtype)  # (B*T, D), 0 on padding
-        embedded = embedded.view(b, t, d)
-        scores = torch.sigmoid(self.classifier(self.classifier_dropout(embedded)))  # (B, T, C+1)
+        packing = GappedPacking(mask)
+        seq = x.new_zeros(packing.n_rows, d).index_copy(0, packing.row, x)  # (L, D): a zero row between videos
+        h = F.relu(conv3_rows(seq, self.embedding.weight, self.embedding.bias, packing))  # (L, D), zero gap rows
+        embedded = packing.scatter(h)  # (B, T, D), 0 on padding
+        dropped = dropout(embedded, self.classifier_dropout.p, self.training)
+        scores = torch.sigmoid(self.classifier(dropped))  # (B, T, C+1)
         return embedded, scores
-
-
-def end_to_end(mask: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """The real snippets of a (B, T) prefix mask laid end to end with one zero column between videos: the
-    column of each (b, t) (B*T,) (-1 on padding) and the width L = N + B - 1. A kernel-3 "same" conv over
-    that sequence equals the conv of each video alone."""
-    b, t = mask.shape
-    lengths = mask.sum(1)
-    first = torch.cumsum(lengths + 1, 0) - (lengths + 1)  # (B,)
-    column = torch.where(mask, first.unsqueeze(1) + torch.arange(t, device=mask.device), -1)  # (B, T)
-    return column.flatten(), int(lengths.sum()) + b - 1
 
 
 # ----------------------------------------------------------------------------- stage 2 (I-model)
