@@ -97,3 +97,12 @@ def _restore_logger_levels():
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("pointtal") and name not in levels:
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+@pytest.fixture(autouse=True)
+def _onednn_at_any_size(monkeypatch):
+    """The tests' tiny products go through oneDNN too (as THUMOS14-sized ones do), so both product paths of
+    `methods.layers` stay covered; `test_conv3_rows.py::test_onednn_size_gate` checks the shipped size gate."""
+    from pointtal.methods import layers
+
+    monkeypatch.setattr(layers, "ONEDNN_MIN_MACS", 0)

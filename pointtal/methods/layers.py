@@ -376,12 +376,16 @@ class _SharedRowsProducts(torch.autograd.Function):
         return grad_x, *grad_ws
 
 
+ONEDNN_MIN_MACS = 1 << 22  # below ~4M multiply-adds a oneDNN call's fixed cost exceeds its gain over MKL
+
+
 def _onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `linear` runs x (N, I) @ weight^T through oneDNN: float32 on CPU, outside autocast."""
+    """Whether `linear` runs x (N, I) @ weight (O, I)^T through oneDNN: float32 on CPU, outside autocast, and large
+    enough (`ONEDNN_MIN_MACS`): on small products (the tiny demo's) its per-call cost made steps 2-3x slower."""
     return (
         x.device.type == "cpu"
         and x.dim() == 2
-        and x.shape[0] > 0
+        and x.shape[0] * x.shape[1] * weight.shape[0] >= ONEDNN_MIN_MACS
         and x.dtype == weight.dtype == torch.float32
         and torch.backends.mkldnn.is_available()
         and not torch.is_autocast_enabled("cpu")
@@ -512,11 +516,8 @@ class GappedPacking:
 
 
 def _rows_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (M, K) @ b (N, K)^T: oneDNN for float32 on CPU outside autocast (`_onednn_mm`), else torch.matmul."""
-    if a.device.type == "cpu" and a.dtype == b.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
-        if torch.backends.mkldnn.is_available():
-            return _onednn_mm(a, b)
-    return a @ b.t()
+    """a (M, K) @ b (N, K)^T: oneDNN where `linear` would use it (`_onednn_applies`), else torch.matmul."""
+    return _onednn_mm(a, b) if _onednn_applies(a, b) else a @ b.t()
 
 
 class _Conv3Rows(torch.autograd.Function):

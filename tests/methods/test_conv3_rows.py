@@ -98,3 +98,18 @@ def test_gradient_reaching_gap_rows_is_ignored():
     upstream[packing.gaps] = 1.0
     (grad,) = torch.autograd.grad((y * upstream).sum(), weight)
     assert grad.abs().max() == 0
+
+
+def test_onednn_size_gate(monkeypatch):
+    """Small products take F.linear / matmul (oneDNN's per-call cost made the tiny demo 2-3x slower); products of
+    at least ONEDNN_MIN_MACS multiply-adds take oneDNN."""
+    monkeypatch.setattr(layers, "ONEDNN_MIN_MACS", 1 << 22)  # the shipped value; tests/conftest.py lowers it to 0
+    calls = []
+    real = layers._onednn_mm
+    monkeypatch.setattr(layers, "_onednn_mm", lambda a, b: calls.append(a.shape) or real(a, b))
+    small, small_w = torch.randn(100, 64), torch.randn(32, 64)  # 204,800 MACs
+    torch.testing.assert_close(layers.linear(small, small_w), small @ small_w.t())
+    assert calls == []
+    large, large_w = torch.randn(1024, 64), torch.randn(64, 64)  # exactly 1 << 22 MACs
+    torch.testing.assert_close(layers.linear(large, large_w), large @ large_w.t(), rtol=1e-5, atol=1e-5)
+    assert calls == [(1024, 64)]
