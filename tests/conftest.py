@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# The tests' tiny products go through oneDNN too (as THUMOS14-sized ones do), so both product paths of
+# `methods.layers` stay covered, in this process and in the commands it starts (tests compare their results bit
+# for bit); set before pointtal is imported. `test_conv3_rows.py::test_onednn_size_gate` checks the shipped gate.
+os.environ["POINTTAL_ONEDNN_MIN_MACS"] = "0"
 
 # Tests sit in rooms that mirror the package (tests/data, tests/methods, ...); a test module imports another's
 # helpers by module name (`from test_layouts import write_lacp`) from any room.
@@ -97,12 +103,3 @@ def _restore_logger_levels():
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("pointtal") and name not in levels:
             logging.getLogger(name).setLevel(logging.NOTSET)
-
-
-@pytest.fixture(autouse=True)
-def _onednn_at_any_size(monkeypatch):
-    """The tests' tiny products go through oneDNN too (as THUMOS14-sized ones do), so both product paths of
-    `methods.layers` stay covered; `test_conv3_rows.py::test_onednn_size_gate` checks the shipped size gate."""
-    from pointtal.methods import layers
-
-    monkeypatch.setattr(layers, "ONEDNN_MIN_MACS", 0)

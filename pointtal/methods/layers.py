@@ -29,6 +29,7 @@ Contents:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Literal
 
@@ -376,7 +377,8 @@ class _SharedRowsProducts(torch.autograd.Function):
         return grad_x, *grad_ws
 
 
-ONEDNN_MIN_MACS = 1 << 22  # below ~4M multiply-adds a oneDNN call's fixed cost exceeds its gain over MKL
+# below ~4M multiply-adds a oneDNN call's fixed cost exceeds its gain over MKL (POINTTAL_ONEDNN_MIN_MACS overrides)
+ONEDNN_MIN_MACS = int(os.environ.get("POINTTAL_ONEDNN_MIN_MACS", 1 << 22))
 
 
 def _onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
