@@ -8,10 +8,10 @@ Contents:
   * `xavier_init_(module)`                 - Xavier-uniform weights, zero biases (Linear, Conv1d, TemporalConv)
   * `TemporalConv`                         - "same" zero-padded temporal convolution on (B, T, D) tensors,
                                              or on a batch's real snippets only (`rows`, `taps`)
-  * `Packing(mask)`                        - (B, T, D) <-> (N, D) real snippets and their temporal neighbours,
+  * `Packing(mask, gap)`                   - (B, T, D) <-> (N, D) real snippets and their temporal neighbours,
                                              so padding costs neither FLOPs nor memory traffic (66-71% of a
                                              padded THUMOS14 training batch, 72% of a test batch is padding)
-  * `GappedPacking(mask)`, `conv3_rows`    - the real snippets with a zero row between videos, so that a kernel-3
+  * `Packing(mask, gap=True)`, `conv3_rows` - the same rows with a zero row between runs, so that a kernel-3
                                              conv is one product on an unfolded view (no tap sum, no copy)
   * `project(layers, rows)`                - the input products of several layers that read the same rows
   * `linear(x, weight, bias)`              - F.linear; float32 on CPU through oneDNN (about twice torch's
@@ -157,36 +157,68 @@ class TemporalConv(nn.Module):
 
 
 class Packing:
-    """Where the real snippets of a padded batch go when packed into N rows, in mask order (`x[mask]`).
+    """Where the real snippets of a padded batch go when packed into rows, in mask order.
 
-    mask (B, T) bool, True on real snippets (any pattern, not only a prefix). Built once per forward: its one
-    `nonzero` is the network's only host synchronisation on CUDA (N sizes every packed tensor); the indices
-    it derives (`neighbours`) are cached, so the layers index without boolean masks and without syncs.
+    mask (B, T) bool, True on real snippets (any pattern, not only a prefix): N real snippets in R runs (a video,
+    or each piece of one cut by padding).
+      * gap=False: L = N rows, row n the n-th real snippet (`rows(x)` is `x[mask]`); `neighbours` / `misplaced`
+        give the temporal neighbours that `TemporalConv.rows` / `taps` read (SF-Net).
+      * gap=True: L = N + R + 1 rows, one zero row before every run and one after the last. A kernel-3 conv then
+        reads each row's neighbours at rows r - 1 and r + 1 with zeros past every run's ends, exactly as Conv1d
+        on each video alone, and its unfolded input (L - 2, 3D) is a strided view of the rows with no copy
+        (`conv3_rows`: no tap sum, no (N, 3H) intermediate; LACP, HR-Pro). `neighbours` / `misplaced` refuse.
+
+    `position` (N,) flat index b*T + t of each real snippet, `row` (N,) its row, `n_rows` L, `slot` (B*T,) each
+    snippet's row (-1 on padding), `source` (L,) the snippet each row copies, `gaps` (R + 1,) the zero rows
+    (empty for gap=False). Built once per forward: its `nonzero` is the network's only host synchronisation on
+    CUDA (N sizes every packed tensor; gap=True adds two: L and `gaps`); the indices `neighbours` derives are
+    cached, so the layers index without boolean masks and without syncs.
     """
 
-    def __init__(self, mask: torch.Tensor):
+    def __init__(self, mask: torch.Tensor, gap: bool = False):
         b, t = mask.shape
-        self.mask = mask
-        self.position = mask.flatten().nonzero().squeeze(1)  # (N,) flat index b*T + t of each real snippet
+        self.mask, self.gap = mask, gap
+        real = mask.flatten()  # (B*T,)
+        self.position = real.nonzero().squeeze(1)  # (N,) flat index b*T + t of each real snippet, in order
         n = self.position.numel()
-        self.slot = torch.full((b * t,), -1, dtype=torch.long, device=mask.device)  # (B*T,) packed row or -1
-        self.slot[self.position] = torch.arange(n, device=mask.device)
+        self.row = torch.arange(n, device=mask.device)  # (N,) each real snippet's row
+        self.n_rows = n
+        if gap:
+            follows_real = torch.zeros_like(real)  # (B*T,) the snippet before is real, in the same video
+            follows_real.view(b, t)[:, 1:] = mask[:, :-1]
+            starts = (real & ~follows_real).long().cumsum(0)  # (B*T,) runs begun up to each snippet
+            self.row += starts[self.position]
+            self.n_rows = n + (int(starts[-1]) if starts.numel() else 0) + 1
+        self.slot = torch.full((b * t,), -1, dtype=torch.long, device=mask.device)  # (B*T,) row or -1
+        self.slot[self.position] = self.row
+        self.source, self.gaps = self.position, self.position.new_empty(0)  # (L,), (0,)
+        if gap:
+            self.source = self.position.new_zeros(self.n_rows).index_copy_(0, self.row, self.position)  # (L,)
+            is_gap = torch.ones(self.n_rows, dtype=torch.bool, device=mask.device)  # (L,)
+            is_gap[self.row] = False
+            self.gaps = is_gap.nonzero().squeeze(1)  # (R + 1,) the zero rows
         self._neighbours: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self._misplaced: dict[int, torch.Tensor] = {}
 
     def rows(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, T, D) -> the real snippets (N, D) in mask order."""
-        return x.flatten(0, 1).index_select(0, self.position)
+        """x (B, T, D) -> (L, D): the real snippets in mask order (with gaps: a zero row before each run and after
+        the last)."""
+        rows = x.flatten(0, 1).index_select(0, self.source)  # (L, D)
+        return rows.index_fill_(0, self.gaps, 0) if self.gap else rows
 
     def scatter(self, rows: torch.Tensor) -> torch.Tensor:
-        """Inverse of `rows`: rows (N, ...) -> (B, T, ...) with zeros on padding."""
+        """Inverse of `rows`: rows (L, ...) -> (B, T, ...) with zeros on padding (gap rows are dropped)."""
         b, t = self.mask.shape
-        out = rows.new_zeros(b * t, *rows.shape[1:]).index_copy(0, self.position, rows)  # (B*T, ...)
+        real = rows.index_select(0, self.row) if self.gap else rows  # (N, ...)
+        out = rows.new_zeros(b * t, *rows.shape[1:]).index_copy(0, self.position, real)  # (B*T, ...)
         return out.unflatten(0, (b, t))
 
     def neighbours(self, shift: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Row n's neighbour `shift` snippets later in its own video: source (N,) long packed row (n itself
-        where that snippet is padding or outside the video) and weight (N, 1) of `dtype`, 1 where it is real."""
+        where that snippet is padding or outside the video) and weight (N, 1) of `dtype`, 1 where it is real.
+        gap=False only (a gapped packing's conv is `conv3_rows`): ValueError otherwise."""
+        if self.gap:
+            raise ValueError("Packing.neighbours: not defined for a gapped packing (gap=True); use conv3_rows")
         key = (shift, dtype)
         if key not in self._neighbours:
             b, t = self.mask.shape
@@ -200,7 +232,8 @@ class Packing:
 
     def misplaced(self, shift: int) -> torch.Tensor:
         """(M,) long: the rows n whose neighbour `shift` snippets later is not the real row n + shift (a video's
-        edge, padding, a hole); every other row's neighbour is simply row n + shift. A host sync (`nonzero`)."""
+        edge, padding, a hole); every other row's neighbour is simply row n + shift. A host sync (`nonzero`).
+        gap=False only, as `neighbours`."""
         if shift not in self._misplaced:
             source, weight = self.neighbours(shift, torch.float32)
             rows = torch.arange(source.numel(), device=source.device)
@@ -476,54 +509,13 @@ def select_hardest(scores: torch.Tensor, pool: torch.Tensor, count: torch.Tensor
     return ((rank < count) & pool.flatten()).view(scores.shape)
 
 
-class GappedPacking:
-    """The real snippets of a padded batch packed into rows with one zero row before every run of real snippets
-    and one after the last: L = N + R + 1 rows for N real snippets in R runs (a video, or each piece of one cut
-    by padding). A kernel-3 temporal conv then reads each row's neighbours at rows r - 1 and r + 1 with zeros past
-    every run's ends, exactly as Conv1d on each video alone, and its unfolded input (L - 2, 3D) is a strided view
-    of the rows with no copy (`conv3_rows`): no tap sum, no (N, 3H) intermediate, padding costs nothing.
-
-    mask (B, T) bool. `slot` (B*T,) is each snippet's row (-1 on padding); gap rows belong to no snippet.
-    """
-
-    def __init__(self, mask: torch.Tensor):
-        b, t = mask.shape
-        self.mask = mask
-        real = mask.flatten()  # (B*T,)
-        follows_real = torch.zeros_like(real)
-        follows_real.view(b, t)[:, 1:] = mask[:, :-1]
-        starts = (real & ~follows_real).long().cumsum(0)  # (B*T,) runs begun up to each snippet
-        self.position = real.nonzero().squeeze(1)  # (N,) flat index b*T + t of each real snippet, in order
-        n = self.position.numel()
-        self.row = torch.arange(n, device=mask.device) + starts[self.position]  # (N,) its row
-        self.n_rows = n + (int(starts[-1]) if starts.numel() else 0) + 1
-        self.slot = torch.full((b * t,), -1, dtype=torch.long, device=mask.device)  # (B*T,) row or -1
-        self.slot[self.position] = self.row
-        source = torch.zeros(self.n_rows, dtype=torch.long, device=mask.device)  # (L,) flat snippet of each row
-        source[self.row] = self.position
-        self.source = source
-        gap = torch.ones(self.n_rows, dtype=torch.bool, device=mask.device)
-        gap[self.row] = False
-        self.gaps = gap.nonzero().squeeze(1)  # (R + 1,) the zero rows
-
-    def rows(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, T, D) -> (L, D): the real snippets in order, a zero row before each run and after the last."""
-        return x.flatten(0, 1).index_select(0, self.source).index_fill_(0, self.gaps, 0)
-
-    def scatter(self, rows: torch.Tensor) -> torch.Tensor:
-        """Inverse of `rows`: rows (L, ...) -> (B, T, ...) with zeros on padding (gap rows are dropped)."""
-        b, t = self.mask.shape
-        real = rows.index_select(0, self.row)  # (N, ...)
-        return rows.new_zeros(b * t, *rows.shape[1:]).index_copy(0, self.position, real).unflatten(0, (b, t))
-
-
 def _rows_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a (M, K) @ b (N, K)^T: oneDNN where `linear` would use it (`_onednn_applies`), else torch.matmul."""
     return _onednn_mm(a, b) if _onednn_applies(a, b) else a @ b.t()
 
 
 class _Conv3Rows(torch.autograd.Function):
-    """Conv1d(kernel 3, padding 1) over `GappedPacking` rows as one product on the unfolded input view."""
+    """Conv1d(kernel 3, padding 1) over gapped `Packing` rows as one product on the unfolded input view."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gaps: torch.Tensor):
@@ -561,13 +553,15 @@ class _Conv3Rows(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
-def conv3_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packing: GappedPacking):
-    """Conv1d(D -> H, kernel 3, padding 1) of every video alone, on `GappedPacking` rows: x (L, D) with zero gap
-    rows, weight (H, D, 3) as nn.Conv1d's, bias (H,) or None -> (L, H), zero on gap rows, so convs stack.
+def conv3_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packing: Packing):
+    """Conv1d(D -> H, kernel 3, padding 1) of every video alone, on `Packing(mask, gap=True)` rows: x (L, D) with
+    zero gap rows, weight (H, D, 3) as nn.Conv1d's, bias (H,) or None -> (L, H), zero on gap rows, so convs stack.
 
     One (L-2, 3D) x (3D, H) product on the unfolded view of x (oneDNN on CPU) and, backward, three (H, L-2) x
     (L-2, D) products for the weight (plus, where x needs a gradient, three (L-2, H) x (H, D) products added to
-    x's rows at their tap offsets)."""
+    x's rows at their tap offsets). A packing without gaps (gap=False) is refused: its videos touch."""
+    if not packing.gap:
+        raise ValueError("conv3_rows: the packing must have gap rows (Packing(mask, gap=True))")
     return _Conv3Rows.apply(x, weight, bias, packing.gaps)
 
 

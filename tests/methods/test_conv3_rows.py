@@ -1,4 +1,4 @@
-"""`layers.conv3_rows` on `GappedPacking` rows equals nn.Conv1d run on each video alone, values and gradients."""
+"""`layers.conv3_rows` on gapped `Packing` rows equals nn.Conv1d run on each video alone, values and gradients."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pointtal.methods import layers
-from pointtal.methods.layers import GappedPacking, conv3_rows
+from pointtal.methods.layers import Packing, conv3_rows
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
@@ -58,7 +58,7 @@ def test_conv3_rows_equals_conv1d_per_video(which, path, monkeypatch):
     bias = torch.randn(5, requires_grad=True)
     upstream = torch.randn(b, t, 5)
 
-    packing = GappedPacking(mask)
+    packing = Packing(mask, gap=True)
     rows = packing.rows(x)
     assert rows.shape[0] == int(mask.sum()) + len(runs_of(mask)) + 1
     assert rows.index_select(0, packing.gaps).abs().sum() == 0
@@ -80,7 +80,7 @@ def test_stacked_conv3_rows_equal_two_conv1d_layers():
     mask = masks()["prefix"]
     x = torch.randn(*mask.shape, 4)
     w1, b1, w2 = torch.randn(6, 4, 3), torch.randn(6), torch.randn(3, 6, 3, requires_grad=True)
-    packing = GappedPacking(mask)
+    packing = Packing(mask, gap=True)
     y = conv3_rows(F.relu(conv3_rows(packing.rows(x), w1, b1, packing)), w2, None, packing)
     ref = reference(F.relu(reference(x, mask, w1, b1)), mask, w2, None)
     torch.testing.assert_close(packing.scatter(y), ref, **TOL)
@@ -90,7 +90,7 @@ def test_gradient_reaching_gap_rows_is_ignored():
     """An upstream gradient on a gap row (which the conv set to zero) must not reach the weights."""
     torch.manual_seed(2)
     mask = masks()["prefix"]
-    packing = GappedPacking(mask)
+    packing = Packing(mask, gap=True)
     rows = packing.rows(torch.randn(*mask.shape, 4))
     weight = torch.randn(3, 4, 3, requires_grad=True)
     y = conv3_rows(rows, weight, None, packing)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.methods.layers import GappedPacking, conv3_rows, dropout, linear
+from pointtal.methods.layers import Packing, conv3_rows, dropout, linear
 
 if TYPE_CHECKING:
     from pointtal.methods.hrpro.method import Options
@@ -135,7 +135,7 @@ class SnippetModel(nn.Module):
         attention costs T^2 per video, so videos attend in groups of similar length (`length_groups`: a batch
         of 16 THUMOS14 videos padded to its longest does ~20x the work). The blocks have no positional
         encoding and mask padded keys, so a video's output depends on neither its group nor the batch. The
-        embedding conv runs over the videos laid end to end with a zero row between them (`GappedPacking`,
+        embedding conv runs over the videos laid end to end with a zero row between them (`Packing(gap=True)`,
         `conv3_rows`: one product, no FLOPs on padding)."""
         b, t, d = features.shape
         lengths = mask.sum(1)  # (B,)
@@ -159,7 +159,7 @@ class SnippetModel(nn.Module):
             for block in self.blocks:
                 x = block.rows(x, layout)
             x = x[:n]  # (N, D)
-        packing = GappedPacking(mask)
+        packing = Packing(mask, gap=True)
         seq = x.new_zeros(packing.n_rows, d).index_copy(0, packing.row, x)  # (L, D): a zero row between videos
         h = F.relu(conv3_rows(seq, self.embedding.weight, self.embedding.bias, packing))  # (L, D), zero gap rows
         embedded = packing.scatter(h)  # (B, T, D), 0 on padding

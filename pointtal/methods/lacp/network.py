@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.methods.layers import GappedPacking, conv3_rows, dropout, linear, topk_counts, topk_or_mean
+from pointtal.methods.layers import Packing, conv3_rows, dropout, linear, topk_counts, topk_or_mean
 
 if TYPE_CHECKING:
     pass
@@ -50,7 +50,7 @@ def fuse(cas: torch.Tensor) -> torch.Tensor:
 class LACPNet(nn.Module):
     """Conv1d(D -> H, k=3, pad 1) + ReLU, dropout, Conv1d(H -> K, k=1, no bias); PyTorch default init.
 
-    Computed on the batch's real snippets only, with a zero row between videos (`GappedPacking`): the kernel-3
+    Computed on the batch's real snippets only, with a zero row between videos (`Packing(gap=True)`): the kernel-3
     conv is one (L, 3D) x (3D, H) product on the unfolded view of those rows (`layers.conv3_rows`: oneDNN on
     CPU), which equals the Conv1d of each video alone; padding costs no FLOPs (a quarter of a batch of T/2..T
     videos)."""
@@ -63,7 +63,7 @@ class LACPNet(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LACPOutput:
         """features (B, T, D), mask (B, T) -> cas (B, T, K) and the embedding of the real snippets."""
-        packing = GappedPacking(mask)
+        packing = Packing(mask, gap=True)
         rows = packing.rows(features)  # (L, D): real snippets, a zero row before each video and after the last
         h = F.relu(conv3_rows(rows, self.embed.weight, self.embed.bias, packing))  # (L, H), zero on gap rows
         dropped = dropout(h, self.dropout.p, self.training)  # (L, H)
