@@ -169,10 +169,10 @@ class Packing:
         (`conv3_rows`: no tap sum, no (N, 3H) intermediate; LACP, HR-Pro). `neighbours` / `misplaced` refuse.
 
     `position` (N,) flat index b*T + t of each real snippet, `row` (N,) its row, `n_rows` L, `slot` (B*T,) each
-    snippet's row (-1 on padding), `source` (L,) the flat snippet each row copies (0 on gaps, zeroed), `gaps` (R + 1,) the zero rows
-    (empty for gap=False). Built once per forward: its `nonzero` is the network's only host synchronisation on
-    CUDA (N sizes every packed tensor; gap=True adds two: L and `gaps`); the indices `neighbours` derives are
-    cached, so the layers index without boolean masks and without syncs.
+    snippet's row (-1 on padding), `source` (L,) the flat snippet each row copies (0 on gaps, then zeroed), `gaps`
+    (R + 1,) the zero rows (empty for gap=False). Built once per forward: its `nonzero` is the network's only host
+    synchronisation on CUDA (N sizes every packed tensor; gap=True adds two: L and `gaps`); the indices
+    `neighbours` derives are cached, so the layers index without boolean masks and without syncs.
     """
 
     def __init__(self, mask: torch.Tensor, gap: bool = False):
