@@ -12,7 +12,8 @@ forwards of `model_S.S_Model` with its criterion and memory updates, one backwar
 losses of its three outputs, one backward, Adam; its batch comes from a stand-in for `load_frame_data` that
 returns the same videos zero-padded to `--t`, as the official crop of `t_max` does, and centre-loss optimisers
 with no parameters, which "single" mode never updates). pointtal runs the same step on the padded batch:
-forward, `loss`, backward, Adam. Both get the same videos (lengths T/2..T, random
+forward, `loss`, backward, Adam (HR-Pro with its preset's per-video forwards and memory updates,
+`memory_update: video`, as the official). Both get the same videos (lengths T/2..T, random
 features, one point per ~20 snippets, LACP dense pseudo labels as after a search), one thread each, in train
 mode (dropout on). Repetitions interleave the two (the order alternates); the times are medians and the
 speed-up is the median of the repetitions' own official / pointtal ratios (robust to the machine's drift).
@@ -246,6 +247,10 @@ def pointtal_hrpro(videos, args):
     method = HRPro(Options(), args.dim, args.classes).train()
     method.snippet.prototypes = torch.randn(args.classes, args.dim, generator=torch.Generator().manual_seed(1))
     batch = padded_batch(videos)
+    batch.extras = {  # as the preset's sampler (`WithPoints`): the default memory_update "video" runs per video
+        "points": ((batch.point_labels[..., 1:] > 0) & batch.mask.unsqueeze(-1)).float(),
+        "labels": batch.video_labels[:, 1:].float(),
+    }
     params = list(method.snippet.parameters())
     return method, batch, torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-4)
 
@@ -260,7 +265,7 @@ def pointtal_sfnet(videos, args):
 
 def pointtal_step(method, batch, optimizer):
     def step():
-        output = method(batch.features, batch.mask)
+        output = method(batch.features, batch.mask, **batch.extras)
         losses = method.loss(output, batch, 20)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -277,7 +282,7 @@ def step_flops(method, batch) -> float:
     torch.backends.mkldnn.is_available = lambda: False  # layers.linear -> F.linear, which the counter sees
     try:
         with counter:
-            method.loss(method(batch.features, batch.mask), batch, 20)["total"].backward()
+            method.loss(method(batch.features, batch.mask, **batch.extras), batch, 20)["total"].backward()
     finally:
         torch.backends.mkldnn.is_available = available
     method.zero_grad(set_to_none=True)

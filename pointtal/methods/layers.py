@@ -509,8 +509,9 @@ def select_hardest(scores: torch.Tensor, pool: torch.Tensor, count: torch.Tensor
     return ((rank < count) & pool.flatten()).view(scores.shape)
 
 
-def _rows_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (M, K) @ b (N, K)^T: oneDNN where `linear` would use it (`_onednn_applies`), else torch.matmul."""
+def matmul_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a (M, K) @ b (N, K)^T -> (M, N): oneDNN where `linear` would use it (`_onednn_applies`), else torch.matmul.
+    Either operand may be a transpose of a row-major matrix (read in place)."""
     return _onednn_mm(a, b) if _onednn_applies(a, b) else a @ b.t()
 
 
@@ -519,12 +520,10 @@ class _Conv3Rows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gaps: torch.Tensor):
-        n_rows, d = x.shape
-        h = weight.shape[0]
+        n_rows, d = x.shape  # weight (H, 3D): `conv3_weight`
         x = x.contiguous()
         unfolded = x.as_strided((n_rows - 2, 3 * d), (d, 1))  # (L-2, 3D): row r holds x[r], x[r+1], x[r+2]
-        w = weight.permute(0, 2, 1).reshape(h, 3 * d)  # (H, 3D): column k*D + i is weight[:, i, k]
-        inner = _rows_mm(unfolded, w.to(x.dtype))  # (L-2, H): the conv at rows 1..L-2
+        inner = matmul_t(unfolded, weight.to(x.dtype))  # (L-2, H): the conv at rows 1..L-2
         if bias is not None:
             inner = inner.add_(bias.to(inner.dtype))
         y = F.pad(inner, (0, 0, 1, 1)).index_fill_(0, gaps, 0)  # (L, H), zero on gap rows
@@ -542,27 +541,37 @@ class _Conv3Rows(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
             grad_t = grad.t().contiguous()  # (H, L-2), made once for the three products (each would copy it)
-            taps = [_rows_mm(grad_t, x[k : k + n_rows - 2].t().to(grad.dtype)) for k in range(3)]  # 3 x (H, D)
-            grad_w = torch.stack(taps, dim=2).to(weight.dtype)  # (H, D, 3)
+            taps = [matmul_t(grad_t, x[k : k + n_rows - 2].t().to(grad.dtype)) for k in range(3)]  # 3 x (H, D)
+            grad_w = torch.cat(taps, dim=1).to(weight.dtype)  # (H, 3D)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(0)
         if ctx.needs_input_grad[0]:
             grad_x = grad.new_zeros(n_rows, d)  # (L, D): tap k of output row r read x row r + k
             for k in range(3):  # three (L-2, H) x (H, D) products: no (L, 3H) or (L-2, 3D) intermediate
-                grad_x[k : k + n_rows - 2] += _rows_mm(grad, weight[:, :, k].t().contiguous().to(grad.dtype))
+                tap = weight[:, k * d : (k + 1) * d].contiguous().to(grad.dtype)  # (H, D) row-major: a row-block copy
+                grad_x[k : k + n_rows - 2] += matmul_t(grad, tap.t())
         return grad_x, grad_w, grad_b, None
+
+
+def conv3_weight(weight: torch.Tensor) -> torch.Tensor:
+    """nn.Conv1d's kernel-3 weight (H, D, 3) -> the (H, 3D) layout `conv3_rows` multiplies by (column k*D + i is
+    weight[:, i, k]); a copy, differentiable. Make it once where several calls share a weight (HR-Pro's
+    per-video forwards): each conversion and its backward are a strided pass over the weight."""
+    h, d, _ = weight.shape
+    return weight.permute(0, 2, 1).reshape(h, 3 * d)
 
 
 def conv3_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packing: Packing):
     """Conv1d(D -> H, kernel 3, padding 1) of every video alone, on `Packing(mask, gap=True)` rows: x (L, D) with
-    zero gap rows, weight (H, D, 3) as nn.Conv1d's, bias (H,) or None -> (L, H), zero on gap rows, so convs stack.
+    zero gap rows, weight (H, D, 3) as nn.Conv1d's (or already `conv3_weight`'s (H, 3D)), bias (H,) or None ->
+    (L, H), zero on gap rows, so convs stack.
 
     One (L-2, 3D) x (3D, H) product on the unfolded view of x (oneDNN on CPU) and, backward, three (H, L-2) x
     (L-2, D) products for the weight (plus, where x needs a gradient, three (L-2, H) x (H, D) products added to
     x's rows at their tap offsets). A packing without gaps (gap=False) is refused: its videos touch."""
     if not packing.gap:
         raise ValueError("conv3_rows: the packing must have gap rows (Packing(mask, gap=True))")
-    return _Conv3Rows.apply(x, weight, bias, packing.gaps)
+    return _Conv3Rows.apply(x, conv3_weight(weight) if weight.dim() == 3 else weight, bias, packing.gaps)
 
 
 class _RandDropout(torch.autograd.Function):

@@ -58,7 +58,9 @@ def contrastive_loss(
     valid = mask.sum(1, keepdim=True)  # (B, 1)
     protos = F.normalize(prototypes, dim=-1)
     protos = protos.t() if protos.dim() == 2 else protos.transpose(1, 2)  # (D, C) or (B, D, C)
-    sim = torch.exp(F.normalize(embedded, dim=-1) @ protos / temperature)  # (B, T, C)
+    # cos = (e / max(|e|, 1e-12)) . p as F.normalize, with the division after the product: no (B, T, D) pass
+    norm = torch.linalg.vector_norm(embedded, dim=-1, keepdim=True).clamp_min(1e-12)  # (B, T, 1)
+    sim = torch.exp((embedded @ protos) / norm / temperature)  # (B, T, C)
     n_act, n_bkg = act_seed.sum(1), bkg_seed.sum(1, keepdim=True)  # (B, C), (B, 1): the runs' changes
     changes_act, changes_bkg = (n_act > 0) & (n_act < valid), (n_bkg > 0) & (n_bkg < valid)
     if regions == "code":

@@ -69,7 +69,14 @@ from pointtal.methods.hrpro.losses import (
     sequential_memory_update,
     video_scores,
 )
-from pointtal.methods.hrpro.network import InstanceModel, InstanceOutput, SnippetModel, SnippetOutput, refine
+from pointtal.methods.hrpro.network import (
+    InstanceModel,
+    InstanceOutput,
+    SnippetModel,
+    SnippetOutput,
+    StepWeights,
+    refine,
+)
 from pointtal.methods.hrpro.proposals import (
     ProposalSampler,
     TrainingProposals,
@@ -456,8 +463,10 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
         return snippet + 0.5, label + 1
 
     # ------------------------------------------------------------------ computation
-    def _snippet_forward(self, features: torch.Tensor, mask: torch.Tensor) -> SnippetOutput:
-        embedded, scores = self.snippet(features, mask)
+    def _snippet_forward(
+        self, features: torch.Tensor, mask: torch.Tensor, weights: StepWeights | None = None
+    ) -> SnippetOutput:
+        embedded, scores = self.snippet(features, mask, weights)
         background = scores[..., :1]
         fused = torch.cat([background, scores[..., 1:] * (1 - background)], -1)  # (B, T, C+1)
         return SnippetOutput(fused, scores[..., 1:], embedded, features, mask)
@@ -483,10 +492,11 @@ class HRPro(Method[SnippetOutput | InstanceOutput]):
         o = self.options
         b, t, _ = features.shape
         parts, memories = [], []
+        weights = self.snippet.step_weights(int(mask.sum()) + b * self.n_classes)  # shared by the b forwards
         for row in range(b):  # inherently sequential: each forward reads the memory the previous one wrote
             n = int(mask[row].sum())
             memories.append(self.snippet.prototypes)
-            one = self._snippet_forward(features[row : row + 1, :n], mask[row : row + 1, :n])
+            one = self._snippet_forward(features[row : row + 1, :n], mask[row : row + 1, :n], weights)
             act_seed, _ = select_seeds(
                 one.cas[..., 0].detach().float(),
                 points[row : row + 1, :n].float(),

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pointtal.methods.layers import Packing, conv3_rows, dropout, linear
+from pointtal.methods.layers import Packing, conv3_rows, conv3_weight, dropout, linear, matmul_t
 
 if TYPE_CHECKING:
     from pointtal.methods.hrpro.method import Options
@@ -39,6 +39,47 @@ class InstanceOutput:
 
 
 # ----------------------------------------------------------------------------- stage 1 network
+class _FoldedProjections(torch.autograd.Function):
+    """One weight and bias for a block's queries, keys and values.
+
+    The query path is two affine maps in a row, the 1x1 `query` projection (A_q, c_q) and the attention's
+    query in-projection (W_q, b_q): W_q (A_q x + c_q) + b_q = (W_q A_q) x + (W_q c_q + b_q); the key path
+    likewise; values pass the in-projection W_v alone. Forward: [W_q A_q; W_k A_k; W_v] (3D, D) and
+    [W_q c_q + b_q; W_k c_k + b_k; b_v] (3D,). Backward writes each parameter's gradient once (autograd
+    through slices of the in-projection would zero-fill a (3D, D) gradient per slice)."""
+
+    @staticmethod
+    def forward(ctx, w_in, b_in, a_q, c_q, a_k, c_k):  # w_in (3D, D), b_in (3D,), a_* (D, D), c_* (D,)
+        d = a_q.shape[0]
+        w_q, w_k = w_in[:d], w_in[d : 2 * d]
+        ctx.save_for_backward(w_in, a_q, c_q, a_k, c_k)
+        weight = torch.cat([matmul_t(w_q, a_q.t()), matmul_t(w_k, a_k.t()), w_in[2 * d :]])  # (3D, D)
+        bias = torch.cat([torch.addmv(b_in[:d], w_q, c_q), torch.addmv(b_in[d : 2 * d], w_k, c_k), b_in[2 * d :]])
+        return weight, bias
+
+    @staticmethod
+    def backward(ctx, grad_w: torch.Tensor, grad_b: torch.Tensor):  # (3D, D), (3D,)
+        w_in, a_q, c_q, a_k, c_k = ctx.saved_tensors
+        d = a_q.shape[0]
+        g_q, g_k, gb_q, gb_k = grad_w[:d], grad_w[d : 2 * d], grad_b[:d], grad_b[d : 2 * d]
+        w_q, w_k = w_in[:d], w_in[d : 2 * d]
+        need = ctx.needs_input_grad
+        grad_in = None
+        if need[0]:  # d/dW_q of W_q A_q and W_q c_q: G_q A_q^T + gb_q c_q^T
+            grad_in = torch.cat(
+                [
+                    matmul_t(g_q, a_q).addr_(gb_q, c_q),
+                    matmul_t(g_k, a_k).addr_(gb_k, c_k),
+                    grad_w[2 * d :],
+                ]
+            )  # (3D, D)
+        grad_a_q = matmul_t(w_q.t(), g_q.t()) if need[2] else None  # W_q^T G_q (D, D)
+        grad_a_k = matmul_t(w_k.t(), g_k.t()) if need[4] else None
+        grad_c_q = w_q.t().mv(gb_q) if need[3] else None  # (D,)
+        grad_c_k = w_k.t().mv(gb_k) if need[5] else None
+        return grad_in, grad_b if need[1] else None, grad_a_q, grad_c_q, grad_a_k, grad_c_k
+
+
 class ReliabilityAwareBlock(nn.Module):
     """Post-norm attention block whose queries and keys pass a 1x1 projection first (values do not)."""
 
@@ -61,18 +102,39 @@ class ReliabilityAwareBlock(nn.Module):
         x = self.norm1(x + self.dropout1(attended))
         return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
-    def rows(self, x: torch.Tensor, layout: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def folded_projections(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The query, key and value projections as one (3D, D) weight and (3D,) bias (`_FoldedProjections`).
+
+        Folding costs two (D, D) x (D, D) products (four more backward) and saves two of the (R, D) x (D, D)
+        products of each of the query and key paths, forward and backward, so it pays when R > D
+        (`SnippetModel.step_weights`). The same values up to float rounding; float32 under autocast too."""
+        att = self.attention
+        with torch.autocast(att.in_proj_weight.device.type, enabled=False):
+            return _FoldedProjections.apply(
+                att.in_proj_weight, att.in_proj_bias, self.query.weight, self.query.bias, self.key.weight, self.key.bias
+            )
+
+    def rows(
+        self,
+        x: torch.Tensor,
+        layout: list[tuple[torch.Tensor, torch.Tensor]],
+        folded: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """The block on packed tokens x (R, D): every token-wise layer runs on the R real tokens only, the
         attention per group of `layout` ((G, W) row index into x, any row on padding; (G, W) keep mask).
         Equals `forward` on each group padded (the same MultiheadAttention arithmetic: in-projection, scaled
-        dot-product attention with dropout, out-projection)."""
+        dot-product attention with dropout, out-projection). `folded`: `folded_projections()`, computed once
+        by the caller (one product for q, k and v); None runs the query and key paths as two products each."""
         d = x.shape[1]
         att = self.attention
         heads = att.num_heads
-        w, b = att.in_proj_weight, att.in_proj_bias
-        q = linear(linear(x, self.query.weight, self.query.bias), w[:d], b[:d])  # (R, D)
-        k = linear(linear(x, self.key.weight, self.key.bias), w[d : 2 * d], b[d : 2 * d])
-        v = linear(x, w[2 * d :], b[2 * d :])
+        if folded is not None:
+            q, k, v = linear(x, *folded).split(d, dim=1)  # (R, D) each, column slices of one (R, 3D) product
+        else:
+            w, b = att.in_proj_weight, att.in_proj_bias
+            q = linear(linear(x, self.query.weight, self.query.bias), w[:d], b[:d])  # (R, D)
+            k = linear(linear(x, self.key.weight, self.key.bias), w[d : 2 * d], b[d : 2 * d])
+            v = linear(x, w[2 * d :], b[2 * d :])
         flat = torch.cat([index.flatten() for index, _ in layout])  # (sum G*W,) one gather for all groups
         sizes = [index.numel() for index, _ in layout]
         where, values = [], []
@@ -107,6 +169,14 @@ def length_groups(lengths: torch.Tensor, ratio: float = 1.25) -> list[torch.Tens
     return groups
 
 
+@dataclass
+class StepWeights:
+    """`SnippetModel.step_weights`: weights in the layout the S-model's forward multiplies by."""
+
+    folded: list[tuple[torch.Tensor, torch.Tensor] | None]  # per block: (3D, D) q/k/v weight, (3D,) bias, or None
+    embedding: torch.Tensor  # (H, 3D) the embedding conv's weight (`conv3_weight`)
+
+
 class SnippetModel(nn.Module):
     """The S-model: attention over snippets + prototype tokens, conv embedding, sigmoid classifier."""
 
@@ -127,7 +197,21 @@ class SnippetModel(nn.Module):
         c, d = self.prototypes.shape
         return self.prototypes.reshape(d, c).t() if self.prototype_tokens == "code" else self.prototypes
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_weights(self, n_tokens: int) -> StepWeights:
+        """The weights in the layout the forward multiplies by, for forwards over n_tokens tokens in all (made
+        once and shared by the per-video training forwards of a step): each block's folded q/k/v projections
+        where folding pays (n_tokens > D, `ReliabilityAwareBlock.folded_projections`), else None; the embedding
+        conv's (H, 3D) weight (`conv3_weight`)."""
+        dim = self.embedding.weight.shape[1]
+        folded = [block.folded_projections() if n_tokens > dim else None for block in self.blocks]
+        return StepWeights(folded, conv3_weight(self.embedding.weight))
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        mask: torch.Tensor,
+        weights: StepWeights | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """features (B, T, D), mask (B, T) prefix masks -> embedded (B, T, D), sigmoid scores (B, T, C+1).
 
         Each video attends over its own snippets and the C prototype tokens. The token-wise layers (query /
@@ -136,12 +220,15 @@ class SnippetModel(nn.Module):
         of 16 THUMOS14 videos padded to its longest does ~20x the work). The blocks have no positional
         encoding and mask padded keys, so a video's output depends on neither its group nor the batch. The
         embedding conv runs over the videos laid end to end with a zero row between them (`Packing(gap=True)`,
-        `conv3_rows`: one product, no FLOPs on padding)."""
+        `conv3_rows`: one product, no FLOPs on padding). `weights`: `step_weights` of the tokens of all the forwards
+        that share them (the per-video training forwards of a step); None: made here for this forward's tokens."""
         b, t, d = features.shape
         lengths = mask.sum(1)  # (B,)
         start = torch.cumsum(lengths, 0) - lengths  # (B,) first packed row of each video
         x = features.reshape(b * t, d)[mask.flatten()]  # (N, D) real snippets, video by video
         n = x.shape[0]
+        if weights is None:
+            weights = self.step_weights(n + b * self.prototypes.shape[0])
         if len(self.blocks):
             tokens = self.tokens().to(x.dtype)  # (C, D)
             c = tokens.shape[0]
@@ -156,12 +243,12 @@ class SnippetModel(nn.Module):
                 keep = slot < own + c  # (G, W)
                 index = torch.where(slot < own, snippet, torch.where(keep, token, 0))  # padding reads row 0 (masked)
                 layout.append((index, keep))
-            for block in self.blocks:
-                x = block.rows(x, layout)
+            for block, fold in zip(self.blocks, weights.folded, strict=True):
+                x = block.rows(x, layout, fold)
             x = x[:n]  # (N, D)
         packing = Packing(mask, gap=True)
         seq = x.new_zeros(packing.n_rows, d).index_copy(0, packing.row, x)  # (L, D): a zero row between videos
-        h = F.relu(conv3_rows(seq, self.embedding.weight, self.embedding.bias, packing))  # (L, D), zero gap rows
+        h = F.relu(conv3_rows(seq, weights.embedding, self.embedding.bias, packing))  # (L, D), zero gap rows
         embedded = packing.scatter(h)  # (B, T, D), 0 on padding
         dropped = dropout(embedded, self.classifier_dropout.p, self.training)
         scores = torch.sigmoid(self.classifier(dropped))  # (B, T, C+1)
