@@ -248,7 +248,7 @@ class SnippetModel(nn.Module):
             x = x[:n]  # (N, D)
         packing = Packing(mask, gap=True)
         seq = x.new_zeros(packing.n_rows, d).index_copy(0, packing.row, x)  # (L, D): a zero row between videos
-        h = F.relu(conv3_rows(seq, weights.embedding, self.embedding.bias, packing))  # (L, D), zero gap rows
+        h = F.relu(conv3_rows(seq, weights.embedding, self.embedding.bias, packing), inplace=True)  # (L, D), zero gaps
         embedded = packing.scatter(h)  # (B, T, D), 0 on padding
         dropped = dropout(embedded, self.classifier_dropout.p, self.training)
         scores = torch.sigmoid(self.classifier(dropped))  # (B, T, C+1)

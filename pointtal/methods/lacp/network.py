@@ -65,7 +65,7 @@ class LACPNet(nn.Module):
         """features (B, T, D), mask (B, T) -> cas (B, T, K) and the embedding of the real snippets."""
         packing = Packing(mask, gap=True)
         rows = packing.rows(features)  # (L, D): real snippets, a zero row before each video and after the last
-        h = F.relu(conv3_rows(rows, self.embed.weight, self.embed.bias, packing))  # (L, H), zero on gap rows
+        h = F.relu(conv3_rows(rows, self.embed.weight, self.embed.bias, packing), inplace=True)  # (L, H), zero gaps
         dropped = dropout(h, self.dropout.p, self.training)  # (L, H)
         logits = linear(dropped, self.classifier.weight[:, :, 0].to(h.dtype))  # (L, K): classes, bg last
         cas = torch.sigmoid(torch.cat([logits[:, -1:], logits[:, :-1]], dim=-1).float())  # (L, K) bg first
