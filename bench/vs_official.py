@@ -1,7 +1,7 @@
 """A training step of pointtal's LACP, HR-Pro (stage 1) and SF-Net side by side with the official code, same inputs.
 
     python bench/vs_official.py --lacp /tmp/official/LACP --hrpro /tmp/official/HR-Pro \\
-        [--videos 16 --t 750 --dim 2048 --classes 20 --reps 5 --threads 1 --profile]
+        [--videos 16 --t 750 --dim 2048 --classes 20 --reps 5 --threads 1 --profile --parts]
     python bench/vs_official.py --sfnet /tmp/official/SF-Net --videos 32 --t 750
 
 The official code is imported from the given checkouts (outside this repository; `.cuda()` patched to a
@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="print the top operators of one pointtal step")
+    p.add_argument(
+        "--parts", action="store_true", help="print pointtal's forward / loss / backward / optimiser seconds (3 steps)"
+    )
     p.add_argument(
         "--malloc",
         choices=["keep", "system"],
@@ -274,6 +277,27 @@ def pointtal_step(method, batch, optimizer):
     return step
 
 
+def print_parts(name: str, method, batch, optimizer) -> None:
+    """pointtal's step split into forward, loss, backward and optimiser time, three steps after one warm-up."""
+    for rep in range(4):
+        marks = [time.perf_counter()]
+        output = method(batch.features, batch.mask, **batch.extras)
+        marks.append(time.perf_counter())
+        losses = method.loss(output, batch, 20)
+        marks.append(time.perf_counter())
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        marks.append(time.perf_counter())
+        optimizer.step()
+        marks.append(time.perf_counter())
+        if rep:
+            parts = ", ".join(
+                f"{k} {b - a:.2f} s"
+                for k, a, b in zip(["forward", "loss", "backward", "optimiser"], marks[:-1], marks[1:], strict=True)
+            )
+            print(f"  {name} pointtal step {rep}: {parts}", flush=True)
+
+
 def step_flops(method, batch) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -351,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         method, batch, optimizer = build_mine(videos, args)
         mine = pointtal_step(method, batch, optimizer)
+        if args.parts:
+            print_parts(name, method, batch, optimizer)
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 
