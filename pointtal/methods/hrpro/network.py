@@ -225,7 +225,8 @@ class SnippetModel(nn.Module):
         b, t, d = features.shape
         lengths = mask.sum(1)  # (B,)
         start = torch.cumsum(lengths, 0) - lengths  # (B,) first packed row of each video
-        x = features.reshape(b * t, d)[mask.flatten()]  # (N, D) real snippets, video by video
+        packing = Packing(mask, gap=True)
+        x = features.flatten(0, 1).index_select(0, packing.position)  # (N, D) real snippets, video by video
         n = x.shape[0]
         if weights is None:
             weights = self.step_weights(n + b * self.prototypes.shape[0])
@@ -246,7 +247,6 @@ class SnippetModel(nn.Module):
             for block, fold in zip(self.blocks, weights.folded, strict=True):
                 x = block.rows(x, layout, fold)
             x = x[:n]  # (N, D)
-        packing = Packing(mask, gap=True)
         seq = x.new_zeros(packing.n_rows, d).index_copy(0, packing.row, x)  # (L, D): a zero row between videos
         h = F.relu(conv3_rows(seq, weights.embedding, self.embedding.bias, packing), inplace=True)  # (L, D), zero gaps
         embedded = packing.scatter(h)  # (B, T, D), 0 on padding

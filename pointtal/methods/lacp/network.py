@@ -25,7 +25,12 @@ class LACPOutput:
 
     cas: torch.Tensor  # (B, T, K) sigmoid CAS, column 0 = background (not fused)
     embedded: torch.Tensor  # (L, H) embedding after ReLU, before dropout: the real snippets' rows, zero gap rows
-    column: torch.Tensor  # (B*T,) long: the row of `embedded` holding snippet (b, t) (-1 on padding)
+    packing: Packing  # where snippet (b, t) sits in `embedded`
+
+    @property
+    def column(self) -> torch.Tensor:
+        """(B*T,) long: the row of `embedded` holding snippet (b, t) (-1 on padding)."""
+        return self.packing.slot
 
     @property
     def fused(self) -> torch.Tensor:
@@ -34,11 +39,7 @@ class LACPOutput:
     @property
     def features(self) -> torch.Tensor:
         """(B, T, H) embedding, zeros on padding (scattered on demand; the feature loss reads `embedded`)."""
-        b, t = self.cas.shape[:2]
-        real = self.column >= 0
-        out = self.embedded.new_zeros(b * t, self.embedded.shape[1])
-        out[real] = self.embedded[self.column[real]]
-        return out.view(b, t, -1)
+        return self.packing.scatter(self.embedded)
 
 
 def fuse(cas: torch.Tensor) -> torch.Tensor:
@@ -69,7 +70,7 @@ class LACPNet(nn.Module):
         dropped = dropout(h, self.dropout.p, self.training)  # (L, H)
         logits = linear(dropped, self.classifier.weight[:, :, 0].to(h.dtype))  # (L, K): classes, bg last
         cas = torch.sigmoid(torch.cat([logits[:, -1:], logits[:, :-1]], dim=-1).float())  # (L, K) bg first
-        return LACPOutput(packing.scatter(cas), h, packing.slot)
+        return LACPOutput(packing.scatter(cas), h, packing)
 
 
 def video_scores(cas: torch.Tensor, mask: torch.Tensor, r_act: int, labels: torch.Tensor | None = None) -> torch.Tensor:
